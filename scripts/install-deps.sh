@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages fleetwatch builds and tests with, only those that are missing.
+# Called by `make`; safe to run again. Needs root (or sudo) when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # HTTP (Beast/Asio), JSON, URLs
+  libsqlite3-dev       # the default store
+  libyaml-cpp-dev      # run and fleet configurations
+  libcli11-dev         # command line
+  libspdlog-dev        # logging
+  libssl-dev           # SHA-256 for stored token hashes
+  libgtest-dev libgmock-dev
+  tmux                 # terminal tests of the CLI
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  [[ "$p" == \#* ]] && continue
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/message.h"
+#include "util/status.h"
+
+namespace fleetwatch::http {
+
+struct ClientOptions {
+  std::chrono::milliseconds timeout{30'000};  // connect + request + response
+  size_t max_response_bytes = 64 << 20;        // larger bodies fail with ResourceExhausted-ish
+};
+
+// A blocking HTTP/1.1 client for one base URL ("http://host:port", optionally with a path
+// prefix). One connection per request. Thread-compatible: one instance per thread, or external
+// locking.
+class Client {
+ public:
+  // InvalidArgument for a URL that is not http://host[:port][/prefix].
+  static Result<Client> Create(std::string_view base_url, ClientOptions options = {});
+
+  // Sends `method` to base path + `target` (path and query, already encoded) with the given
+  // headers (a Content-Length is added). Unavailable when the server cannot be reached or times
+  // out; any HTTP status is a successful Response.
+  Result<Response> Send(std::string_view method, std::string_view target, std::string_view body = {},
+                        const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+  const std::string& host() const { return host_; }
+  uint16_t port() const { return port_; }
+
+ private:
+  Client(std::string host, uint16_t port, std::string prefix, ClientOptions options)
+      : host_(std::move(host)), port_(port), prefix_(std::move(prefix)), options_(options) {}
+  std::string host_;
+  uint16_t port_;
+  std::string prefix_;
+  ClientOptions options_;
+};
+
+}  // namespace fleetwatch::http

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace fleetwatch::http {
+
+// An HTTP request as handlers see it: the transport's details already dealt with.
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // as received: path and query, still encoded
+  std::string path;    // percent-decoded path, no query
+  std::map<std::string, std::string> query;        // decoded query parameters (last one wins)
+  std::map<std::string, std::string> path_params;  // filled by Router from "{name}" segments
+  std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
+  std::string body;
+
+  // The first header of that (case-insensitive) name, or "" when absent.
+  std::string_view Header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// {"error": {"code": code, "message": message}} with the given HTTP status.
+Response JsonError(int status, std::string_view code, std::string_view message);
+
+// Escapes text for a JSON string literal (without the quotes).
+std::string JsonEscape(std::string_view text);
+
+// Percent-encodes a path segment or query value (RFC 3986 unreserved characters kept).
+std::string UrlEncode(std::string_view text);
+
+}  // namespace fleetwatch::http

@@ -1,0 +1,90 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/entities.h"
+#include "util/status.h"
+
+namespace fleetwatch::store {
+
+// Which runs ListRuns returns.
+struct RunFilter {
+  std::string project_id;                    // required
+  std::vector<model::RunStatus> statuses;    // empty: any status
+  bool include_deleted = false;
+  int limit = 1000;                          // newest first, at most this many
+};
+
+// The server's persistent state. Every method is one transaction: it applies completely or not
+// at all. Implementations are thread-safe. Errors: NotFound for a missing row, AlreadyExists for
+// a taken name, FailedPrecondition for a wrong state, Unavailable/Internal when the database
+// fails. Returned entities are copies.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // --- bootstrap ---
+  // When no user exists yet: creates `admin` (with `token_hash`), `main_project`, and makes the
+  // admin an admin member of it; returns true. Otherwise changes nothing and returns false.
+  virtual Result<bool> Bootstrap(const model::User& admin, std::string_view token_hash,
+                                 const model::Project& main_project) = 0;
+
+  // --- users ---
+  virtual Status CreateUser(const model::User& user, std::string_view token_hash) = 0;
+  virtual Result<model::User> GetUserByName(std::string_view name) = 0;
+  virtual Result<model::User> GetUserByTokenHash(std::string_view token_hash) = 0;
+  virtual Result<std::vector<model::User>> ListUsers() = 0;  // by name
+
+  // --- projects and members ---
+  // Creates the project and makes its owner an admin member.
+  virtual Status CreateProject(const model::Project& project) = 0;
+  virtual Result<model::Project> GetProject(std::string_view name) = 0;
+  virtual Result<std::vector<model::Project>> ListProjects() = 0;  // by name
+  virtual Result<std::vector<model::Project>> ListProjectsOfUser(std::string_view user_id) = 0;
+  // Adds the member or changes their role.
+  virtual Status SetMember(std::string_view project_id, std::string_view user_id,
+                           model::ProjectRole role) = 0;
+  virtual Status RemoveMember(std::string_view project_id, std::string_view user_id) = 0;
+  // nullopt when the user is not a member.
+  virtual Result<std::optional<model::ProjectRole>> GetMemberRole(std::string_view project_id,
+                                                                  std::string_view user_id) = 0;
+  virtual Result<std::vector<model::Member>> ListMembers(std::string_view project_id) = 0;
+
+  // --- fleets and instances ---
+  // Creates the fleet and its instances. AlreadyExists when the project has a fleet of that name.
+  virtual Status CreateFleet(const model::Fleet& fleet,
+                             const std::vector<model::Instance>& instances) = 0;
+  virtual Result<model::Fleet> GetFleet(std::string_view project_id, std::string_view name) = 0;
+  virtual Result<std::vector<model::Fleet>> ListFleets(std::string_view project_id) = 0;  // by name
+  // Removes the fleet and its instances. FailedPrecondition while an unfinished job is placed on
+  // one of its instances.
+  virtual Status DeleteFleet(std::string_view project_id, std::string_view name) = 0;
+  // Instances of one project (or of all projects when project_id is empty), ordered by project
+  // name, then fleet name, then instance_num.
+  virtual Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) = 0;
+  // Writes the mutable fields of an instance: status, resources, price.
+  virtual Status UpdateInstance(const model::Instance& instance) = 0;
+
+  // --- runs and jobs ---
+  // Creates the run with its jobs. AlreadyExists when an unfinished, undeleted run of the project
+  // has the same name (a finished one may share it).
+  virtual Status CreateRun(const model::Run& run) = 0;
+  // The newest undeleted run of that name in the project, with its jobs.
+  virtual Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) = 0;
+  virtual Result<model::Run> GetRunById(std::string_view run_id) = 0;
+  virtual Result<std::vector<model::Run>> ListRuns(const RunFilter& filter) = 0;
+  // Runs of any project whose status is one of `statuses`, oldest first, with jobs.
+  virtual Result<std::vector<model::Run>> ListRunsWithStatus(
+      const std::vector<model::RunStatus>& statuses) = 0;
+  // Writes the mutable fields of the run (status, termination_reason, finished_at, cost) and of
+  // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, finished_at).
+  virtual Status UpdateRun(const model::Run& run) = 0;
+  // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
+  // run is finished.
+  virtual Status DeleteRun(std::string_view run_id) = 0;
+};
+
+}  // namespace fleetwatch::store
