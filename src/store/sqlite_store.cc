@@ -1,1 +1,1018 @@
-// placeholder
+#include "store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include "model/entities.h"
+#include "model/status.h"
+#include "store/sqlite_migrations.h"
+
+namespace fleetwatch::store {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// SQLite plumbing: error mapping, owned handles, a bound statement, a transaction.
+
+std::string ErrorMessage(sqlite3* db) { return sqlite3_errmsg(db); }
+
+// Maps a failed SQLite call (`rc`, extended) to the Store error policy.
+Status SqliteError(sqlite3* db, int rc) {
+  std::string message = ErrorMessage(db);
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Unavailable("database is busy: " + message);
+    default:
+      break;
+  }
+  switch (rc) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return AlreadyExists(std::move(message));
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return NotFound("a referenced row does not exist: " + message);
+    default:
+      return Internal("database error: " + message);
+  }
+}
+
+// Prefixes a non-ok status's message with what was being done.
+Status WithContext(const Status& status, const std::string& context) {
+  if (status.ok()) return status;
+  return {status.code(), context + ": " + status.message()};
+}
+
+struct DbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StatementFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using StatementHandle = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
+
+// One use of a cached prepared statement: binds parameters left to right, steps, reads columns,
+// and on destruction resets the statement for its next use. Bind errors surface at Step().
+class Query {
+ public:
+  Query(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Query(Query&& other) noexcept
+      : db_(other.db_),
+        stmt_(std::exchange(other.stmt_, nullptr)),
+        next_(other.next_),
+        bind_rc_(other.bind_rc_) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  Query& operator=(Query&&) = delete;
+  ~Query() {
+    if (stmt_ == nullptr) return;
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+
+  Query& Bind(std::string_view text) {
+    // An empty string_view may have a null data pointer, which SQLite would bind as NULL.
+    const char* data = text.data() != nullptr ? text.data() : "";
+    return Check(
+        sqlite3_bind_text64(stmt_, next_++, data, text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  }
+  Query& Bind(int64_t value) { return Check(sqlite3_bind_int64(stmt_, next_++, value)); }
+  Query& Bind(int value) { return Bind(static_cast<int64_t>(value)); }
+  Query& Bind(double value) { return Check(sqlite3_bind_double(stmt_, next_++, value)); }
+  Query& BindNull() { return Check(sqlite3_bind_null(stmt_, next_++)); }
+  template <typename T>
+  Query& Bind(const std::optional<T>& value) {
+    return value.has_value() ? Bind(*value) : BindNull();
+  }
+
+  // Advances to the next row: true when there is one, false when the statement is done.
+  Result<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) return SqliteError(db_, bind_rc_);
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc);
+  }
+  // Runs a statement that returns no rows.
+  Status Exec() {
+    FW_ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return Status::Ok();
+  }
+  // Rows changed by the last Exec().
+  int Changes() const { return sqlite3_changes(db_); }
+
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Text(int col) const {
+    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    const int size = sqlite3_column_bytes(stmt_, col);
+    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
+  }
+  int64_t Int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int Int(int col) const { return sqlite3_column_int(stmt_, col); }
+  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
+  std::optional<std::string> OptionalText(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Text(col);
+  }
+  std::optional<int64_t> OptionalInt64(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Int64(col);
+  }
+  std::optional<int> OptionalInt(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Int(col);
+  }
+  std::optional<double> OptionalDouble(int col) const {
+    if (IsNull(col)) return std::nullopt;
+    return Double(col);
+  }
+
+ private:
+  Query& Check(int rc) {
+    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int next_ = 1;
+  int bind_rc_ = SQLITE_OK;
+};
+
+// A transaction on `db` that is rolled back on destruction unless committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {}
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction() {
+    // SQLite rolls some failures (e.g. SQLITE_FULL) back by itself; autocommit tells.
+    if (open_ && sqlite3_get_autocommit(db_) == 0) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+  }
+
+  // Writers take the write lock up front (IMMEDIATE) so they wait in the busy handler instead of
+  // failing with SQLITE_BUSY when upgrading a read lock; readers only need a snapshot.
+  Status Begin(bool write) {
+    FW_RETURN_IF_ERROR(Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
+    open_ = true;
+    return Status::Ok();
+  }
+  Status Commit() {
+    FW_RETURN_IF_ERROR(Exec("COMMIT"));
+    open_ = false;
+    return Status::Ok();
+  }
+
+ private:
+  Status Exec(const char* sql) {
+    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, sqlite3_extended_errcode(db_));
+    return Status::Ok();
+  }
+
+  sqlite3* db_;
+  bool open_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Column values: enums as their model text, resources and GPU indices as JSON.
+
+template <typename Enum>
+Result<Enum> ParseColumn(const Query& q, int col, std::string_view what) {
+  const std::string text = q.Text(col);
+  std::optional<Enum> value = model::Parse<Enum>(text);
+  if (!value) return Internal("stored " + std::string(what) + " '" + text + "' is unknown");
+  return *value;
+}
+
+template <typename Enum>
+Result<std::optional<Enum>> ParseOptionalColumn(const Query& q, int col, std::string_view what) {
+  if (q.IsNull(col)) return std::optional<Enum>();
+  FW_ASSIGN_OR_RETURN(Enum value, ParseColumn<Enum>(q, col, what));
+  return std::optional<Enum>(value);
+}
+
+template <typename Enum>
+std::optional<std::string_view> OptionalText(const std::optional<Enum>& value) {
+  if (!value) return std::nullopt;
+  return model::ToString(*value);
+}
+
+// GPU names and the like come from hosts: bytes are kept as they are, valid UTF-8 or not.
+Result<boost::json::value> ParseJson(std::string_view text, std::string_view what) {
+  boost::json::parse_options options;
+  options.allow_invalid_utf8 = true;
+  std::error_code ec;
+  boost::json::value value = boost::json::parse(text, ec, {}, options);
+  if (ec) return Internal("stored " + std::string(what) + " is not JSON: " + ec.message());
+  return value;
+}
+
+std::string StdString(const boost::json::string& s) { return std::string(s.data(), s.size()); }
+
+std::string ResourcesToJson(const model::InstanceResources& resources) {
+  boost::json::array gpus;
+  for (const model::Gpu& gpu : resources.gpus) {
+    gpus.push_back(boost::json::object{{"index", gpu.index},
+                                       {"name", gpu.name},
+                                       {"uuid", gpu.uuid},
+                                       {"memory_bytes", gpu.memory_bytes},
+                                       {"vendor", gpu.vendor}});
+  }
+  return boost::json::serialize(boost::json::object{{"cpus", resources.cpus},
+                                                    {"memory_bytes", resources.memory_bytes},
+                                                    {"gpus", std::move(gpus)}});
+}
+
+Result<model::InstanceResources> ResourcesFromJson(std::string_view text) {
+  FW_ASSIGN_OR_RETURN(boost::json::value value, ParseJson(text, "instance resources"));
+  try {
+    const boost::json::object& object = value.as_object();
+    model::InstanceResources resources;
+    resources.cpus = static_cast<int>(object.at("cpus").as_int64());
+    resources.memory_bytes = object.at("memory_bytes").as_int64();
+    for (const boost::json::value& item : object.at("gpus").as_array()) {
+      const boost::json::object& g = item.as_object();
+      model::Gpu gpu;
+      gpu.index = static_cast<int>(g.at("index").as_int64());
+      gpu.name = StdString(g.at("name").as_string());
+      gpu.uuid = StdString(g.at("uuid").as_string());
+      gpu.memory_bytes = g.at("memory_bytes").as_int64();
+      gpu.vendor = StdString(g.at("vendor").as_string());
+      resources.gpus.push_back(std::move(gpu));
+    }
+    return resources;
+  } catch (const std::exception& e) {
+    return Internal(std::string("stored instance resources are malformed: ") + e.what());
+  }
+}
+
+std::string GpuIndicesToJson(const std::vector<int>& indices) {
+  boost::json::array array;
+  for (int index : indices) array.push_back(index);
+  return boost::json::serialize(array);
+}
+
+Result<std::vector<int>> GpuIndicesFromJson(std::string_view text) {
+  FW_ASSIGN_OR_RETURN(boost::json::value value, ParseJson(text, "job GPU indices"));
+  try {
+    std::vector<int> indices;
+    for (const boost::json::value& item : value.as_array()) {
+      indices.push_back(static_cast<int>(item.as_int64()));
+    }
+    return indices;
+  } catch (const std::exception& e) {
+    return Internal(std::string("stored job GPU indices are malformed: ") + e.what());
+  }
+}
+
+// "?, ?, ?": placeholders only; values are always bound.
+std::string Placeholders(size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL. Column lists are shared by the statements that read a whole entity; the Read* functions
+// below depend on their order.
+
+constexpr std::string_view kFinishedRunStatuses = "('terminated', 'failed', 'done')";
+constexpr std::string_view kFinishedJobStatuses = "('terminated', 'aborted', 'failed', 'done')";
+
+constexpr std::string_view kSelectUser =
+    "SELECT u.id, u.name, u.global_role, u.created_at FROM users u ";
+constexpr std::string_view kSelectProject =
+    "SELECT p.id, p.name, p.owner_id, p.created_at FROM projects p ";
+constexpr std::string_view kSelectFleet =
+    "SELECT f.id, f.project_id, p.name, f.name, f.status, f.configuration, f.created_at "
+    "FROM fleets f JOIN projects p ON p.id = f.project_id ";
+constexpr std::string_view kSelectInstance =
+    "SELECT i.id, i.project_id, p.name, i.fleet_id, f.name, i.name, i.instance_num, i.status, "
+    "i.backend, i.hostname, i.agent_port, i.agent_token, i.price, i.resources, i.created_at "
+    "FROM instances i JOIN fleets f ON f.id = i.fleet_id JOIN projects p ON p.id = i.project_id ";
+constexpr std::string_view kSelectRun =
+    "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
+    "r.termination_reason, r.submitted_at, r.finished_at, r.configuration, r.cost "
+    "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
+constexpr std::string_view kSelectJobsOfRun =
+    "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
+    "instance_id, instance_name, gpu_indices, submitted_at, finished_at "
+    "FROM jobs WHERE run_id = ? ORDER BY job_num, replica_num";
+
+std::string Sql(std::string_view select, std::string_view rest) {
+  std::string sql(select);
+  sql += rest;
+  return sql;
+}
+
+Result<model::User> ReadUser(const Query& q) {
+  model::User user;
+  user.id = q.Text(0);
+  user.name = q.Text(1);
+  FW_ASSIGN_OR_RETURN(user.global_role, ParseColumn<model::GlobalRole>(q, 2, "global role"));
+  user.created_at = q.Int64(3);
+  return user;
+}
+
+model::Project ReadProject(const Query& q) {
+  model::Project project;
+  project.id = q.Text(0);
+  project.name = q.Text(1);
+  project.owner_id = q.Text(2);
+  project.created_at = q.Int64(3);
+  return project;
+}
+
+Result<model::Fleet> ReadFleet(const Query& q) {
+  model::Fleet fleet;
+  fleet.id = q.Text(0);
+  fleet.project_id = q.Text(1);
+  fleet.project_name = q.Text(2);
+  fleet.name = q.Text(3);
+  FW_ASSIGN_OR_RETURN(fleet.status, ParseColumn<model::FleetStatus>(q, 4, "fleet status"));
+  fleet.configuration_json = q.Text(5);
+  fleet.created_at = q.Int64(6);
+  return fleet;
+}
+
+Result<model::Instance> ReadInstance(const Query& q) {
+  model::Instance instance;
+  instance.id = q.Text(0);
+  instance.project_id = q.Text(1);
+  instance.project_name = q.Text(2);
+  instance.fleet_id = q.Text(3);
+  instance.fleet_name = q.Text(4);
+  instance.name = q.Text(5);
+  instance.instance_num = q.Int(6);
+  FW_ASSIGN_OR_RETURN(instance.status, ParseColumn<model::InstanceStatus>(q, 7, "instance status"));
+  instance.backend = q.Text(8);
+  instance.hostname = q.Text(9);
+  instance.agent_port = q.Int(10);
+  instance.agent_token = q.Text(11);
+  instance.price = q.OptionalDouble(12);
+  FW_ASSIGN_OR_RETURN(instance.resources, ResourcesFromJson(q.Text(13)));
+  instance.created_at = q.Int64(14);
+  return instance;
+}
+
+Result<model::Run> ReadRun(const Query& q) {
+  model::Run run;
+  run.id = q.Text(0);
+  run.project_id = q.Text(1);
+  run.project_name = q.Text(2);
+  run.user_id = q.Text(3);
+  run.user_name = q.Text(4);
+  run.run_name = q.Text(5);
+  FW_ASSIGN_OR_RETURN(run.type, ParseColumn<model::RunType>(q, 6, "run type"));
+  FW_ASSIGN_OR_RETURN(run.status, ParseColumn<model::RunStatus>(q, 7, "run status"));
+  FW_ASSIGN_OR_RETURN(run.termination_reason, ParseOptionalColumn<model::RunTerminationReason>(
+                                                  q, 8, "run termination reason"));
+  run.submitted_at = q.Int64(9);
+  run.finished_at = q.OptionalInt64(10);
+  run.configuration_json = q.Text(11);
+  run.cost = q.Double(12);
+  return run;
+}
+
+Result<model::Job> ReadJob(const Query& q) {
+  model::Job job;
+  job.id = q.Text(0);
+  job.run_id = q.Text(1);
+  job.job_name = q.Text(2);
+  job.job_num = q.Int(3);
+  job.replica_num = q.Int(4);
+  FW_ASSIGN_OR_RETURN(job.status, ParseColumn<model::JobStatus>(q, 5, "job status"));
+  FW_ASSIGN_OR_RETURN(job.termination_reason, ParseOptionalColumn<model::JobTerminationReason>(
+                                                  q, 6, "job termination reason"));
+  job.exit_code = q.OptionalInt(7);
+  job.instance_id = q.OptionalText(8);
+  job.instance_name = q.OptionalText(9);
+  FW_ASSIGN_OR_RETURN(job.gpu_indices, GpuIndicesFromJson(q.Text(10)));
+  job.submitted_at = q.Int64(11);
+  job.finished_at = q.OptionalInt64(12);
+  return job;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// Thread-safe: every public method takes mu_ for its whole transaction.
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(DbHandle db) : db_(std::move(db)) {}
+
+  Result<bool> Bootstrap(const model::User& admin, std::string_view token_hash,
+                         const model::Project& main_project) override {
+    return Write([&]() -> Result<bool> {
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT 1 FROM users LIMIT 1"));
+        FW_ASSIGN_OR_RETURN(bool any_user, q.Step());
+        if (any_user) return false;
+      }
+      FW_RETURN_IF_ERROR(InsertUser(admin, token_hash));
+      FW_RETURN_IF_ERROR(InsertProject(main_project));
+      FW_RETURN_IF_ERROR(UpsertMember(main_project.id, admin.id, model::ProjectRole::kAdmin));
+      return true;
+    });
+  }
+
+  // --- users ---
+
+  Status CreateUser(const model::User& user, std::string_view token_hash) override {
+    return Write([&] { return InsertUser(user, token_hash); });
+  }
+
+  Result<model::User> GetUserByName(std::string_view name) override {
+    return Read([&]() -> Result<model::User> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "WHERE u.name = ?")));
+      q.Bind(name);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return NotFound("user '" + std::string(name) + "' does not exist");
+      return ReadUser(q);
+    });
+  }
+
+  Result<model::User> GetUserByTokenHash(std::string_view token_hash) override {
+    return Read([&]() -> Result<model::User> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "WHERE u.token_hash = ?")));
+      q.Bind(token_hash);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return NotFound("no user has this token");
+      return ReadUser(q);
+    });
+  }
+
+  Result<std::vector<model::User>> ListUsers() override {
+    return Read([&]() -> Result<std::vector<model::User>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "ORDER BY u.name")));
+      std::vector<model::User> users;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::User user, ReadUser(q));
+        users.push_back(std::move(user));
+      }
+      return users;
+    });
+  }
+
+  // --- projects and members ---
+
+  Status CreateProject(const model::Project& project) override {
+    return Write([&]() -> Status {
+      FW_RETURN_IF_ERROR(InsertProject(project));
+      return UpsertMember(project.id, project.owner_id, model::ProjectRole::kAdmin);
+    });
+  }
+
+  Result<model::Project> GetProject(std::string_view name) override {
+    return Read([&]() -> Result<model::Project> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectProject, "WHERE p.name = ?")));
+      q.Bind(name);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return NotFound("project '" + std::string(name) + "' does not exist");
+      return ReadProject(q);
+    });
+  }
+
+  Result<std::vector<model::Project>> ListProjects() override {
+    return Read([&]() -> Result<std::vector<model::Project>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectProject, "ORDER BY p.name")));
+      return ReadProjects(q);
+    });
+  }
+
+  Result<std::vector<model::Project>> ListProjectsOfUser(std::string_view user_id) override {
+    return Read([&]() -> Result<std::vector<model::Project>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectProject,
+                                      "JOIN members m ON m.project_id = p.id WHERE m.user_id = ? "
+                                      "ORDER BY p.name")));
+      q.Bind(user_id);
+      return ReadProjects(q);
+    });
+  }
+
+  Status SetMember(std::string_view project_id, std::string_view user_id,
+                   model::ProjectRole role) override {
+    return Write([&] { return UpsertMember(project_id, user_id, role); });
+  }
+
+  Status RemoveMember(std::string_view project_id, std::string_view user_id) override {
+    return Write([&]() -> Status {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare("DELETE FROM members WHERE project_id = ? AND user_id = ?"));
+      q.Bind(project_id).Bind(user_id);
+      FW_RETURN_IF_ERROR(q.Exec());
+      if (q.Changes() == 0) return NotFound("the user is not a member of the project");
+      return Status::Ok();
+    });
+  }
+
+  Result<std::optional<model::ProjectRole>> GetMemberRole(std::string_view project_id,
+                                                          std::string_view user_id) override {
+    return Read([&]() -> Result<std::optional<model::ProjectRole>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare("SELECT role FROM members WHERE project_id = ? AND user_id = ?"));
+      q.Bind(project_id).Bind(user_id);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return std::optional<model::ProjectRole>();
+      return ParseOptionalColumn<model::ProjectRole>(q, 0, "project role");
+    });
+  }
+
+  Result<std::vector<model::Member>> ListMembers(std::string_view project_id) override {
+    return Read([&]() -> Result<std::vector<model::Member>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT m.project_id, m.user_id, u.name, m.role "
+                                           "FROM members m JOIN users u ON u.id = m.user_id "
+                                           "WHERE m.project_id = ? ORDER BY u.name"));
+      q.Bind(project_id);
+      std::vector<model::Member> members;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        model::Member member;
+        member.project_id = q.Text(0);
+        member.user_id = q.Text(1);
+        member.user_name = q.Text(2);
+        FW_ASSIGN_OR_RETURN(member.role, ParseColumn<model::ProjectRole>(q, 3, "project role"));
+        members.push_back(std::move(member));
+      }
+      return members;
+    });
+  }
+
+  // --- fleets and instances ---
+
+  Status CreateFleet(const model::Fleet& fleet,
+                     const std::vector<model::Instance>& instances) override {
+    return Write([&]() -> Status {
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO fleets (id, project_id, name, status, "
+                                             "configuration, created_at) "
+                                             "VALUES (?, ?, ?, ?, ?, ?)"));
+        q.Bind(fleet.id)
+            .Bind(fleet.project_id)
+            .Bind(fleet.name)
+            .Bind(model::ToString(fleet.status))
+            .Bind(fleet.configuration_json)
+            .Bind(fleet.created_at);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create fleet '" + fleet.name + "'"));
+      }
+      for (const model::Instance& instance : instances) {
+        FW_ASSIGN_OR_RETURN(
+            Query q, Prepare("INSERT INTO instances (id, project_id, fleet_id, name, instance_num, "
+                             "status, backend, hostname, agent_port, agent_token, price, "
+                             "resources, created_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        // The instances belong to `fleet`, whatever their own project/fleet ids say.
+        q.Bind(instance.id)
+            .Bind(fleet.project_id)
+            .Bind(fleet.id)
+            .Bind(instance.name)
+            .Bind(instance.instance_num)
+            .Bind(model::ToString(instance.status))
+            .Bind(instance.backend)
+            .Bind(instance.hostname)
+            .Bind(instance.agent_port)
+            .Bind(instance.agent_token)
+            .Bind(instance.price)
+            .Bind(ResourcesToJson(instance.resources))
+            .Bind(instance.created_at);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create instance '" + instance.name + "'"));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<model::Fleet> GetFleet(std::string_view project_id, std::string_view name) override {
+    return Read([&]() -> Result<model::Fleet> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectFleet, "WHERE f.project_id = ? AND f.name = ?")));
+      q.Bind(project_id).Bind(name);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return NotFound("fleet '" + std::string(name) + "' does not exist");
+      return ReadFleet(q);
+    });
+  }
+
+  Result<std::vector<model::Fleet>> ListFleets(std::string_view project_id) override {
+    return Read([&]() -> Result<std::vector<model::Fleet>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectFleet, "WHERE f.project_id = ? ORDER BY f.name")));
+      q.Bind(project_id);
+      std::vector<model::Fleet> fleets;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Fleet fleet, ReadFleet(q));
+        fleets.push_back(std::move(fleet));
+      }
+      return fleets;
+    });
+  }
+
+  Status DeleteFleet(std::string_view project_id, std::string_view name) override {
+    return Write([&]() -> Status {
+      std::string fleet_id;
+      {
+        FW_ASSIGN_OR_RETURN(Query q,
+                            Prepare("SELECT id FROM fleets WHERE project_id = ? AND name = ?"));
+        q.Bind(project_id).Bind(name);
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) return NotFound("fleet '" + std::string(name) + "' does not exist");
+        fleet_id = q.Text(0);
+      }
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql("SELECT j.job_name FROM jobs j "
+                                                 "JOIN instances i ON i.id = j.instance_id "
+                                                 "WHERE i.fleet_id = ? AND j.status NOT IN ",
+                                                 kFinishedJobStatuses) +
+                                             " ORDER BY j.job_name LIMIT 1"));
+        q.Bind(fleet_id);
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (row) {
+          return FailedPrecondition("fleet '" + std::string(name) + "' is in use by job '" +
+                                    q.Text(0) + "'");
+        }
+      }
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("DELETE FROM fleets WHERE id = ?"));
+      q.Bind(fleet_id);
+      return q.Exec();
+    });
+  }
+
+  Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) override {
+    return Read([&]() -> Result<std::vector<model::Instance>> {
+      constexpr std::string_view kOrder = "ORDER BY p.name, f.name, i.instance_num";
+      std::optional<Query> q;
+      if (project_id.empty()) {
+        FW_ASSIGN_OR_RETURN(Query all, Prepare(Sql(kSelectInstance, kOrder)));
+        q.emplace(std::move(all));
+      } else {
+        FW_ASSIGN_OR_RETURN(Query one, Prepare(Sql(kSelectInstance, "WHERE i.project_id = ? ") +
+                                               std::string(kOrder)));
+        q.emplace(std::move(one));
+        q->Bind(project_id);
+      }
+      std::vector<model::Instance> instances;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q->Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Instance instance, ReadInstance(*q));
+        instances.push_back(std::move(instance));
+      }
+      return instances;
+    });
+  }
+
+  Status UpdateInstance(const model::Instance& instance) override {
+    return Write([&]() -> Status {
+      FW_ASSIGN_OR_RETURN(
+          Query q,
+          Prepare("UPDATE instances SET status = ?, resources = ?, price = ? WHERE id = ?"));
+      q.Bind(model::ToString(instance.status))
+          .Bind(ResourcesToJson(instance.resources))
+          .Bind(instance.price)
+          .Bind(instance.id);
+      FW_RETURN_IF_ERROR(q.Exec());
+      if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");
+      return Status::Ok();
+    });
+  }
+
+  // --- runs and jobs ---
+
+  Status CreateRun(const model::Run& run) override {
+    return Write([&]() -> Status {
+      {
+        // Checked first for a clear message; the partial unique index is the real guard.
+        FW_ASSIGN_OR_RETURN(Query q,
+                            Prepare(Sql("SELECT 1 FROM runs WHERE project_id = ? AND run_name = ? "
+                                        "AND deleted = 0 AND status NOT IN ",
+                                        kFinishedRunStatuses)));
+        q.Bind(run.project_id).Bind(run.run_name);
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (row) return AlreadyExists("run '" + run.run_name + "' is still active");
+      }
+      {
+        FW_ASSIGN_OR_RETURN(
+            Query q,
+            Prepare("INSERT INTO runs (id, project_id, user_id, run_name, run_type, status, "
+                    "termination_reason, submitted_at, finished_at, configuration, cost, deleted) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"));
+        q.Bind(run.id)
+            .Bind(run.project_id)
+            .Bind(run.user_id)
+            .Bind(run.run_name)
+            .Bind(model::ToString(run.type))
+            .Bind(model::ToString(run.status))
+            .Bind(OptionalText(run.termination_reason))
+            .Bind(run.submitted_at)
+            .Bind(run.finished_at)
+            .Bind(run.configuration_json)
+            .Bind(run.cost);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create run '" + run.run_name + "'"));
+      }
+      for (const model::Job& job : run.jobs) {
+        FW_ASSIGN_OR_RETURN(
+            Query q,
+            Prepare("INSERT INTO jobs (id, run_id, job_name, job_num, replica_num, status, "
+                    "termination_reason, exit_code, instance_id, instance_name, gpu_indices, "
+                    "submitted_at, finished_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        q.Bind(job.id)
+            .Bind(run.id)  // the jobs belong to `run`, whatever their own run_id says
+            .Bind(job.job_name)
+            .Bind(job.job_num)
+            .Bind(job.replica_num)
+            .Bind(model::ToString(job.status))
+            .Bind(OptionalText(job.termination_reason))
+            .Bind(job.exit_code)
+            .Bind(job.instance_id)
+            .Bind(job.instance_name)
+            .Bind(GpuIndicesToJson(job.gpu_indices))
+            .Bind(job.submitted_at)
+            .Bind(job.finished_at);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create job '" + job.job_name + "'"));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) override {
+    return Read([&]() -> Result<model::Run> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectRun,
+                                      "WHERE r.project_id = ? AND r.run_name = ? AND r.deleted = 0 "
+                                      "ORDER BY r.submitted_at DESC, r.id LIMIT 1")));
+      q.Bind(project_id).Bind(run_name);
+      return ReadOneRun(q, run_name);
+    });
+  }
+
+  Result<model::Run> GetRunById(std::string_view run_id) override {
+    return Read([&]() -> Result<model::Run> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectRun, "WHERE r.id = ?")));
+      q.Bind(run_id);
+      return ReadOneRun(q, run_id);
+    });
+  }
+
+  Result<std::vector<model::Run>> ListRuns(const RunFilter& filter) override {
+    return Read([&]() -> Result<std::vector<model::Run>> {
+      std::string where = "WHERE r.project_id = ?";
+      if (!filter.include_deleted) where += " AND r.deleted = 0";
+      if (!filter.statuses.empty()) {
+        where += " AND r.status IN (" + Placeholders(filter.statuses.size()) + ")";
+      }
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare(Sql(kSelectRun, where) + " ORDER BY r.submitted_at DESC, r.id LIMIT ?"));
+      q.Bind(filter.project_id);
+      for (model::RunStatus status : filter.statuses) q.Bind(model::ToString(status));
+      q.Bind(std::max(filter.limit, 0));
+      return ReadRuns(q);
+    });
+  }
+
+  Result<std::vector<model::Run>> ListRunsWithStatus(
+      const std::vector<model::RunStatus>& statuses) override {
+    if (statuses.empty()) return std::vector<model::Run>();
+    return Read([&]() -> Result<std::vector<model::Run>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare(Sql(kSelectRun, "WHERE r.status IN (" + Placeholders(statuses.size()) +
+                                               ") ORDER BY r.submitted_at, r.id")));
+      for (model::RunStatus status : statuses) q.Bind(model::ToString(status));
+      return ReadRuns(q);
+    });
+  }
+
+  Status UpdateRun(const model::Run& run) override {
+    return Write([&]() -> Status {
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
+                                             "finished_at = ?, cost = ? WHERE id = ?"));
+        q.Bind(model::ToString(run.status))
+            .Bind(OptionalText(run.termination_reason))
+            .Bind(run.finished_at)
+            .Bind(run.cost)
+            .Bind(run.id);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update run '" + run.run_name + "'"));
+        if (q.Changes() == 0) return NotFound("run '" + run.id + "' does not exist");
+      }
+      for (const model::Job& job : run.jobs) {
+        FW_ASSIGN_OR_RETURN(
+            Query q, Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
+                             "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ? "
+                             "WHERE id = ? AND run_id = ?"));
+        q.Bind(model::ToString(job.status))
+            .Bind(OptionalText(job.termination_reason))
+            .Bind(job.exit_code)
+            .Bind(job.instance_id)
+            .Bind(job.instance_name)
+            .Bind(GpuIndicesToJson(job.gpu_indices))
+            .Bind(job.finished_at)
+            .Bind(job.id)
+            .Bind(run.id);
+        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update job '" + job.job_name + "'"));
+        if (q.Changes() == 0) {
+          return NotFound("job '" + job.id + "' of run '" + run.id + "' does not exist");
+        }
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status DeleteRun(std::string_view run_id) override {
+    return Write([&]() -> Status {
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT run_name, status FROM runs WHERE id = ?"));
+        q.Bind(run_id);
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) return NotFound("run '" + std::string(run_id) + "' does not exist");
+        FW_ASSIGN_OR_RETURN(model::RunStatus status,
+                            ParseColumn<model::RunStatus>(q, 1, "run status"));
+        if (!model::IsFinished(status)) {
+          return FailedPrecondition("run '" + q.Text(0) + "' is " +
+                                    std::string(model::ToString(status)) +
+                                    "; only a finished run can be deleted");
+        }
+      }
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE id = ?"));
+      q.Bind(run_id);
+      return q.Exec();
+    });
+  }
+
+ private:
+  // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
+  // fails. `write` selects BEGIN IMMEDIATE.
+  template <typename Fn>
+  auto InTransaction(bool write, Fn&& fn) -> decltype(fn()) {
+    std::lock_guard lock(mu_);
+    Transaction transaction(db_.get());
+    FW_RETURN_IF_ERROR(transaction.Begin(write));
+    auto result = fn();
+    if (!result.ok()) return result;
+    FW_RETURN_IF_ERROR(transaction.Commit());
+    return result;
+  }
+  template <typename Fn>
+  auto Write(Fn&& fn) -> decltype(fn()) {
+    return InTransaction(true, std::forward<Fn>(fn));
+  }
+  template <typename Fn>
+  auto Read(Fn&& fn) -> decltype(fn()) {
+    return InTransaction(false, std::forward<Fn>(fn));
+  }
+
+  // A use of the prepared statement for `sql`, compiled on first use and kept. Requires mu_.
+  Result<Query> Prepare(const std::string& sql) {
+    auto it = statements_.find(sql);
+    if (it == statements_.end()) {
+      sqlite3_stmt* stmt = nullptr;
+      const int rc = sqlite3_prepare_v3(db_.get(), sql.c_str(), static_cast<int>(sql.size() + 1),
+                                        SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+      if (rc != SQLITE_OK) return SqliteError(db_.get(), rc);
+      it = statements_.emplace(sql, StatementHandle(stmt)).first;
+    }
+    return Query(db_.get(), it->second.get());
+  }
+
+  // The helpers below require mu_ and an open transaction.
+
+  Status InsertUser(const model::User& user, std::string_view token_hash) {
+    FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO users (id, name, global_role, token_hash, "
+                                         "created_at) VALUES (?, ?, ?, ?, ?)"));
+    q.Bind(user.id)
+        .Bind(user.name)
+        .Bind(model::ToString(user.global_role))
+        .Bind(token_hash)
+        .Bind(user.created_at);
+    return WithContext(q.Exec(), "create user '" + user.name + "'");
+  }
+
+  Status InsertProject(const model::Project& project) {
+    FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO projects (id, name, owner_id, created_at) "
+                                         "VALUES (?, ?, ?, ?)"));
+    q.Bind(project.id).Bind(project.name).Bind(project.owner_id).Bind(project.created_at);
+    return WithContext(q.Exec(), "create project '" + project.name + "'");
+  }
+
+  Status UpsertMember(std::string_view project_id, std::string_view user_id,
+                      model::ProjectRole role) {
+    FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO members (project_id, user_id, role) "
+                                         "VALUES (?, ?, ?) ON CONFLICT (project_id, user_id) "
+                                         "DO UPDATE SET role = excluded.role"));
+    q.Bind(project_id).Bind(user_id).Bind(model::ToString(role));
+    return WithContext(q.Exec(), "set project member");
+  }
+
+  Result<std::vector<model::Project>> ReadProjects(Query& q) {
+    std::vector<model::Project> projects;
+    while (true) {
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      projects.push_back(ReadProject(q));
+    }
+    return projects;
+  }
+
+  Status LoadJobs(model::Run& run) {
+    FW_ASSIGN_OR_RETURN(Query q, Prepare(std::string(kSelectJobsOfRun)));
+    q.Bind(run.id);
+    while (true) {
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
+      run.jobs.push_back(std::move(job));
+    }
+    return Status::Ok();
+  }
+
+  // Reads every row of a kSelectRun query, then the jobs of each run. One jobs query per run is
+  // cheap in-process, and keeps the statements simple for the PostgreSQL twin to mirror.
+  Result<std::vector<model::Run>> ReadRuns(Query& q) {
+    std::vector<model::Run> runs;
+    while (true) {
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      FW_ASSIGN_OR_RETURN(model::Run run, ReadRun(q));
+      runs.push_back(std::move(run));
+    }
+    for (model::Run& run : runs) FW_RETURN_IF_ERROR(LoadJobs(run));
+    return runs;
+  }
+
+  Result<model::Run> ReadOneRun(Query& q, std::string_view what) {
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return NotFound("run '" + std::string(what) + "' does not exist");
+    FW_ASSIGN_OR_RETURN(model::Run run, ReadRun(q));
+    FW_RETURN_IF_ERROR(LoadJobs(run));
+    return run;
+  }
+
+  std::mutex mu_;
+  DbHandle db_;  // declared before statements_: statements are finalized first
+  std::unordered_map<std::string, StatementHandle> statements_;
+};
+
+Status ExecPragma(sqlite3* db, const char* sql) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return WithContext(SqliteError(db, sqlite3_extended_errcode(db)), sql);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Internal("cannot create directory " + parent.string() + ": " + ec.message());
+  }
+
+  sqlite3* raw = nullptr;
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbHandle db(raw);  // owns the handle even when opening failed
+  if (rc != SQLITE_OK) {
+    return Internal("cannot open database " + path + ": " +
+                    (raw != nullptr ? ErrorMessage(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), 5000);
+  // journal_mode answers with a row; sqlite3_exec discards it. Also the first statement to read
+  // the file, so "not a database" surfaces here.
+  FW_RETURN_IF_ERROR(
+      WithContext(ExecPragma(db.get(), "PRAGMA journal_mode = WAL"), "open database " + path));
+  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA synchronous = NORMAL"));
+  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA foreign_keys = ON"));
+  FW_RETURN_IF_ERROR(WithContext(MigrateSqliteSchema(db.get()), path));
+  return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db)));
+}
+
+}  // namespace fleetwatch::store

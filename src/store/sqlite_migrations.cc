@@ -1,0 +1,171 @@
+#include "store/sqlite_migrations.h"
+
+#include <sqlite3.h>
+
+#include <array>
+#include <string>
+
+namespace fleetwatch::store {
+namespace {
+
+// Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
+// new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
+// PRECISION money, partial indexes) so the PostgreSQL store can share the design.
+constexpr std::array<const char*, 1> kMigrations = {
+    // 1: initial schema.
+    R"sql(
+CREATE TABLE users (
+  id          TEXT PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  global_role TEXT NOT NULL,
+  token_hash  TEXT NOT NULL UNIQUE,
+  created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE projects (
+  id         TEXT PRIMARY KEY,
+  name       TEXT NOT NULL UNIQUE,
+  owner_id   TEXT NOT NULL REFERENCES users (id),
+  created_at BIGINT NOT NULL
+);
+
+CREATE TABLE members (
+  project_id TEXT NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+  user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  role       TEXT NOT NULL,
+  PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX members_by_user ON members (user_id);
+
+CREATE TABLE fleets (
+  id            TEXT PRIMARY KEY,
+  project_id    TEXT NOT NULL REFERENCES projects (id),
+  name          TEXT NOT NULL,
+  status        TEXT NOT NULL,
+  configuration TEXT NOT NULL,
+  created_at    BIGINT NOT NULL,
+  UNIQUE (project_id, name)
+);
+
+CREATE TABLE instances (
+  id           TEXT PRIMARY KEY,
+  project_id   TEXT NOT NULL REFERENCES projects (id),
+  fleet_id     TEXT NOT NULL REFERENCES fleets (id) ON DELETE CASCADE,
+  name         TEXT NOT NULL,
+  instance_num INTEGER NOT NULL,
+  status       TEXT NOT NULL,
+  backend      TEXT NOT NULL,
+  hostname     TEXT NOT NULL,
+  agent_port   INTEGER NOT NULL,
+  agent_token  TEXT NOT NULL,
+  price        DOUBLE PRECISION,
+  resources    TEXT NOT NULL,
+  created_at   BIGINT NOT NULL,
+  UNIQUE (fleet_id, instance_num),
+  UNIQUE (fleet_id, name)
+);
+CREATE INDEX instances_by_project ON instances (project_id);
+
+CREATE TABLE runs (
+  id                 TEXT PRIMARY KEY,
+  project_id         TEXT NOT NULL REFERENCES projects (id),
+  user_id            TEXT NOT NULL REFERENCES users (id),
+  run_name           TEXT NOT NULL,
+  run_type           TEXT NOT NULL,
+  status             TEXT NOT NULL,
+  termination_reason TEXT,
+  submitted_at       BIGINT NOT NULL,
+  finished_at        BIGINT,
+  configuration      TEXT NOT NULL,
+  cost               DOUBLE PRECISION NOT NULL DEFAULT 0,
+  deleted            INTEGER NOT NULL DEFAULT 0
+);
+-- At most one unfinished, undeleted run per (project, name); finished runs may share the name.
+CREATE UNIQUE INDEX runs_unfinished_name ON runs (project_id, run_name)
+  WHERE deleted = 0 AND status NOT IN ('terminated', 'failed', 'done');
+CREATE INDEX runs_by_project_submitted ON runs (project_id, submitted_at DESC);
+CREATE INDEX runs_by_status_submitted ON runs (status, submitted_at);
+
+CREATE TABLE jobs (
+  id                 TEXT PRIMARY KEY,
+  run_id             TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  job_name           TEXT NOT NULL,
+  job_num            INTEGER NOT NULL,
+  replica_num        INTEGER NOT NULL,
+  status             TEXT NOT NULL,
+  termination_reason TEXT,
+  exit_code          INTEGER,
+  instance_id        TEXT REFERENCES instances (id) ON DELETE SET NULL,
+  instance_name      TEXT,
+  gpu_indices        TEXT NOT NULL,
+  submitted_at       BIGINT NOT NULL,
+  finished_at        BIGINT
+);
+-- Serves "jobs of a run in order" and keeps (job_num, replica_num) unique within a run.
+CREATE UNIQUE INDEX jobs_by_run ON jobs (run_id, job_num, replica_num);
+CREATE INDEX jobs_by_instance ON jobs (instance_id);
+)sql",
+};
+
+Status Error(sqlite3* db, const std::string& what) {
+  const int rc = sqlite3_extended_errcode(db);
+  std::string message = what + ": " + sqlite3_errmsg(db);
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return Unavailable(std::move(message));
+  return Internal(std::move(message));
+}
+
+Status Exec(sqlite3* db, const char* sql, const std::string& what) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return Error(db, what);
+  return Status::Ok();
+}
+
+Status ReadUserVersion(sqlite3* db, int& version) {
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr) != SQLITE_OK) {
+    return Error(db, "read schema version");
+  }
+  const int rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW) version = sqlite3_column_int(stmt, 0);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_ROW) return Error(db, "read schema version");
+  return Status::Ok();
+}
+
+Status ApplyMissingSteps(sqlite3* db) {
+  int version = 0;
+  FW_RETURN_IF_ERROR(ReadUserVersion(db, version));
+  const int latest = LatestSqliteSchemaVersion();
+  if (version > latest) {
+    return FailedPrecondition("database schema version " + std::to_string(version) +
+                              " is newer than this fleetwatch (" + std::to_string(latest) + ")");
+  }
+  for (int step = version + 1; step <= latest; ++step) {
+    FW_RETURN_IF_ERROR(
+        Exec(db, kMigrations[step - 1], "apply schema migration " + std::to_string(step)));
+  }
+  if (version != latest) {
+    // PRAGMA takes no bound parameters; the number is this binary's own constant.
+    const std::string bump = "PRAGMA user_version = " + std::to_string(latest);
+    FW_RETURN_IF_ERROR(Exec(db, bump.c_str(), "write schema version"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int LatestSqliteSchemaVersion() { return static_cast<int>(kMigrations.size()); }
+
+Status MigrateSqliteSchema(sqlite3* db) {
+  // IMMEDIATE: the version is read under the write lock, so two processes opening a fresh file at
+  // once cannot both apply step 1.
+  FW_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE", "begin schema migration"));
+  Status status = ApplyMissingSteps(db);
+  if (status.ok()) status = Exec(db, "COMMIT", "commit schema migration");
+  if (!status.ok() && !sqlite3_get_autocommit(db)) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  return status;
+}
+
+}  // namespace fleetwatch::store
