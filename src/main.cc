@@ -1,1 +1,22 @@
-int main() { return 0; }
+// fleetwatch: one binary, subcommands. `server` runs the control plane; the rest are clients of
+// its REST API.
+#include <CLI/CLI.hpp>
+
+#include "api/server_command.h"
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  CLI::App app{"fleetwatch: GPU fleets, runs and jobs, measured and exported to Prometheus",
+               "fleetwatch"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "fleetwatch 0.1.0");
+  fleetwatch::api::AddServerCommand(app, exit_code);
+  fleetwatch::cli::AddClientCommands(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}

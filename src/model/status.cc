@@ -34,6 +34,11 @@ constexpr std::array kRunType = {"task", "service", "dev-environment"};
 constexpr std::array kGlobalRole = {"admin", "user"};
 constexpr std::array kProjectRole = {"admin", "manager", "user"};
 
+template <typename Enum>
+constexpr size_t Index(Enum e) {
+  return static_cast<size_t>(e);
+}
+
 template <typename Enum, size_t N>
 std::optional<Enum> Find(const std::array<const char*, N>& names, std::string_view text) {
   for (size_t i = 0; i < N; ++i) {
@@ -44,19 +49,19 @@ std::optional<Enum> Find(const std::array<const char*, N>& names, std::string_vi
 
 }  // namespace
 
-std::string_view ToString(InstanceStatus s) { return kInstanceStatus[std::to_underlying(s)]; }
-std::string_view ToString(FleetStatus s) { return kFleetStatus[std::to_underlying(s)]; }
-std::string_view ToString(RunStatus s) { return kRunStatus[std::to_underlying(s)]; }
-std::string_view ToString(JobStatus s) { return kJobStatus[std::to_underlying(s)]; }
+std::string_view ToString(InstanceStatus s) { return kInstanceStatus[Index(s)]; }
+std::string_view ToString(FleetStatus s) { return kFleetStatus[Index(s)]; }
+std::string_view ToString(RunStatus s) { return kRunStatus[Index(s)]; }
+std::string_view ToString(JobStatus s) { return kJobStatus[Index(s)]; }
 std::string_view ToString(RunTerminationReason r) {
-  return kRunTerminationReason[std::to_underlying(r)];
+  return kRunTerminationReason[Index(r)];
 }
 std::string_view ToString(JobTerminationReason r) {
-  return kJobTerminationReason[std::to_underlying(r)];
+  return kJobTerminationReason[Index(r)];
 }
-std::string_view ToString(RunType t) { return kRunType[std::to_underlying(t)]; }
-std::string_view ToString(GlobalRole r) { return kGlobalRole[std::to_underlying(r)]; }
-std::string_view ToString(ProjectRole r) { return kProjectRole[std::to_underlying(r)]; }
+std::string_view ToString(RunType t) { return kRunType[Index(t)]; }
+std::string_view ToString(GlobalRole r) { return kGlobalRole[Index(r)]; }
+std::string_view ToString(ProjectRole r) { return kProjectRole[Index(r)]; }
 
 template <>
 std::optional<InstanceStatus> Parse(std::string_view t) {

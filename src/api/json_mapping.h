@@ -1,0 +1,32 @@
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <initializer_list>
+#include <string_view>
+
+#include "model/entities.h"
+#include "server/fleets.h"
+#include "server/projects.h"
+#include "util/status.h"
+
+namespace fleetwatch::api {
+
+// Entities as the REST API shows them (docs/api.md). Secrets (token hashes, agent tokens) never
+// appear. Thread-safe (pure functions).
+boost::json::value UserToJson(const model::User& user);
+boost::json::value ProjectToJson(const server::ProjectWithMembers& project);
+boost::json::value InstanceToJson(const model::Instance& instance);
+boost::json::value FleetToJson(const server::FleetWithInstances& fleet);
+boost::json::value JobToJson(const model::Job& job);
+boost::json::value RunToJson(const model::Run& run);
+
+// Parses a request body that must be a JSON object whose keys are all in `allowed`.
+// InvalidArgument with a clear message otherwise.
+Result<boost::json::object> ParseJsonObject(std::string_view body,
+                                            std::initializer_list<std::string_view> allowed);
+
+// Reads a string member. InvalidArgument when absent (and required) or not a string.
+Result<std::string> GetString(const boost::json::object& object, std::string_view key);
+
+}  // namespace fleetwatch::api

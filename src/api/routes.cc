@@ -1,0 +1,369 @@
+#include "api/routes.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/json.hpp>
+
+#include <charconv>
+#include <string>
+
+#include "api/json_mapping.h"
+#include "model/names.h"
+#include "util/time_format.h"
+
+namespace fleetwatch::api {
+namespace json = boost::json;
+namespace {
+
+constexpr std::string_view kVersion = "0.1.0";
+
+http::Response JsonResponse(const json::value& value, int status = 200) {
+  http::Response r;
+  r.status = status;
+  r.body = json::serialize(value);
+  return r;
+}
+
+json::value Items(json::array items) { return json::object{{"items", std::move(items)}}; }
+
+// Wraps a handler that needs the authenticated caller.
+using UserHandler = std::function<http::Response(http::Request&, const model::User&)>;
+http::Handler Authed(const Services& s, UserHandler handler) {
+  return [&s, handler = std::move(handler)](http::Request& request) {
+    Result<model::User> user = s.auth.Authenticate(request.Header("authorization"));
+    if (!user.ok()) return ErrorResponse(user.status());
+    return handler(request, *user);
+  };
+}
+
+// Wraps a handler of /api/project/{project}/...: authenticates and checks membership.
+using ProjectHandler = std::function<http::Response(http::Request&, const model::User&,
+                                                    const server::ProjectAccess&)>;
+http::Handler InProject(const Services& s, ProjectHandler handler) {
+  return Authed(s, [&s, handler = std::move(handler)](http::Request& request,
+                                                      const model::User& user) {
+    Result<server::ProjectAccess> access =
+        s.auth.AccessProject(user, request.path_params.at("project"));
+    if (!access.ok()) return ErrorResponse(access.status());
+    return handler(request, user, *access);
+  });
+}
+
+// The format of a configuration body from its Content-Type. Plain text and no type are read as
+// YAML (JSON is YAML too, but JSON bodies should say so to get JSON's error messages).
+Result<model::ConfigFormat> ConfigFormatOf(const http::Request& request) {
+  std::string type(request.Header("content-type"));
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (type == "application/json") return model::ConfigFormat::kJson;
+  if (type.empty() || type == "application/yaml" || type == "application/x-yaml" ||
+      type == "text/yaml" || type == "text/x-yaml" || type == "text/plain") {
+    return model::ConfigFormat::kYaml;
+  }
+  return Status(StatusCode::kInvalidArgument,
+                "unsupported Content-Type: send the configuration as application/yaml or "
+                "application/json");
+}
+
+Result<int> QueryInt(const http::Request& request, const std::string& key, int fallback, int min,
+                     int max) {
+  auto it = request.query.find(key);
+  if (it == request.query.end()) return fallback;
+  int value = 0;
+  const std::string& text = it->second;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size() || value < min || value > max) {
+    return InvalidArgument("query parameter '" + key + "' must be an integer from " +
+                           std::to_string(min) + " to " + std::to_string(max));
+  }
+  return value;
+}
+
+Result<std::vector<model::RunStatus>> QueryStatuses(const http::Request& request) {
+  std::vector<model::RunStatus> out;
+  auto it = request.query.find("status");
+  if (it == request.query.end() || it->second.empty()) return out;
+  std::string_view rest = it->second;
+  while (!rest.empty()) {
+    size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(item);
+    if (!status) {
+      return InvalidArgument(
+          "query parameter 'status' must be a comma-separated list of run statuses (pending, "
+          "submitted, provisioning, running, terminating, terminated, failed, done)");
+    }
+    out.push_back(*status);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return out;
+}
+
+http::Response Created(const json::value& value) { return JsonResponse(value, 201); }
+
+void AddUserRoutes(http::Router& router, const Services& s) {
+  router.Add("GET", "/api/server/info", Authed(s, [&s](http::Request&, const model::User&) {
+               return JsonResponse(json::object{{"version", kVersion},
+                                                {"server_time", FormatTimestamp(s.clock.Now())}});
+             }));
+  router.Add("GET", "/api/users/me", Authed(s, [](http::Request&, const model::User& user) {
+               return JsonResponse(UserToJson(user));
+             }));
+  router.Add("GET", "/api/users", Authed(s, [&s](http::Request&, const model::User& user) {
+               Result<std::vector<model::User>> users = s.users.ListUsers(user);
+               if (!users.ok()) return ErrorResponse(users.status());
+               json::array items;
+               for (const auto& u : *users) items.push_back(UserToJson(u));
+               return JsonResponse(Items(std::move(items)));
+             }));
+  router.Add("POST", "/api/users", Authed(s, [&s](http::Request& req, const model::User& user) {
+               if (user.global_role != model::GlobalRole::kAdmin) {
+                 return ErrorResponse(PermissionDenied("only global admins can create users"));
+               }
+               Result<json::object> body = ParseJsonObject(req.body, {"name", "global_role"});
+               if (!body.ok()) return ErrorResponse(body.status());
+               Result<std::string> name = GetString(*body, "name");
+               if (!name.ok()) return ErrorResponse(name.status());
+               model::GlobalRole role = model::GlobalRole::kUser;
+               if (body->contains("global_role")) {
+                 Result<std::string> text = GetString(*body, "global_role");
+                 if (!text.ok()) return ErrorResponse(text.status());
+                 std::optional<model::GlobalRole> parsed = model::Parse<model::GlobalRole>(*text);
+                 if (!parsed) {
+                   return ErrorResponse(InvalidArgument("'global_role' must be admin or user"));
+                 }
+                 role = *parsed;
+               }
+               Result<server::NewUser> created = s.users.CreateUser(user, *name, role);
+               if (!created.ok()) return ErrorResponse(created.status());
+               json::value out = UserToJson(created->user);
+               out.as_object()["token"] = created->token;
+               return Created(out);
+             }));
+}
+
+void AddProjectRoutes(http::Router& router, const Services& s) {
+  router.Add("GET", "/api/projects", Authed(s, [&s](http::Request&, const model::User& user) {
+               auto projects = s.projects.List(user);
+               if (!projects.ok()) return ErrorResponse(projects.status());
+               json::array items;
+               for (const auto& p : *projects) items.push_back(ProjectToJson(p));
+               return JsonResponse(Items(std::move(items)));
+             }));
+  router.Add("POST", "/api/projects", Authed(s, [&s](http::Request& req, const model::User& user) {
+               Result<json::object> body = ParseJsonObject(req.body, {"name"});
+               if (!body.ok()) return ErrorResponse(body.status());
+               Result<std::string> name = GetString(*body, "name");
+               if (!name.ok()) return ErrorResponse(name.status());
+               auto project = s.projects.Create(user, *name);
+               if (!project.ok()) return ErrorResponse(project.status());
+               return Created(ProjectToJson(*project));
+             }));
+  router.Add("GET", "/api/projects/{project}",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               auto project = s.projects.Get(user, req.path_params.at("project"));
+               if (!project.ok()) return ErrorResponse(project.status());
+               return JsonResponse(ProjectToJson(*project));
+             }));
+  router.Add("POST", "/api/projects/{project}/members",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               Result<json::object> body = ParseJsonObject(req.body, {"user_name", "project_role"});
+               if (!body.ok()) return ErrorResponse(body.status());
+               Result<std::string> name = GetString(*body, "user_name");
+               if (!name.ok()) return ErrorResponse(name.status());
+               Result<std::string> role_text = GetString(*body, "project_role");
+               if (!role_text.ok()) return ErrorResponse(role_text.status());
+               std::optional<model::ProjectRole> role =
+                   model::Parse<model::ProjectRole>(*role_text);
+               if (!role) {
+                 return ErrorResponse(
+                     InvalidArgument("'project_role' must be admin, manager or user"));
+               }
+               auto project = s.projects.SetMember(user, req.path_params.at("project"), *name, *role);
+               if (!project.ok()) return ErrorResponse(project.status());
+               return JsonResponse(ProjectToJson(*project));
+             }));
+  router.Add("DELETE", "/api/projects/{project}/members/{user}",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               auto project = s.projects.RemoveMember(user, req.path_params.at("project"),
+                                                      req.path_params.at("user"));
+               if (!project.ok()) return ErrorResponse(project.status());
+               return JsonResponse(ProjectToJson(*project));
+             }));
+}
+
+void AddFleetRoutes(http::Router& router, const Services& s) {
+  router.Add("GET", "/api/project/{project}/fleets",
+             InProject(s, [&s](http::Request&, const model::User&,
+                               const server::ProjectAccess& access) {
+               auto fleets = s.fleets.List(access);
+               if (!fleets.ok()) return ErrorResponse(fleets.status());
+               json::array items;
+               for (const auto& f : *fleets) items.push_back(FleetToJson(f));
+               return JsonResponse(Items(std::move(items)));
+             }));
+  router.Add("POST", "/api/project/{project}/fleets",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               if (!access.CanManage()) {
+                 return ErrorResponse(
+                     PermissionDenied("only project admins and managers can add fleets"));
+               }
+               Result<model::ConfigFormat> format = ConfigFormatOf(req);
+               if (!format.ok()) {
+                 http::Response r = ErrorResponse(format.status());
+                 r.status = 415;
+                 return r;
+               }
+               auto fleet = s.fleets.Apply(access, req.body, *format);
+               if (!fleet.ok()) return ErrorResponse(fleet.status());
+               return Created(FleetToJson(*fleet));
+             }));
+  router.Add("GET", "/api/project/{project}/fleets/{fleet}",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               auto fleet = s.fleets.Get(access, req.path_params.at("fleet"));
+               if (!fleet.ok()) return ErrorResponse(fleet.status());
+               return JsonResponse(FleetToJson(*fleet));
+             }));
+  router.Add("DELETE", "/api/project/{project}/fleets/{fleet}",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               Status deleted = s.fleets.Delete(access, req.path_params.at("fleet"));
+               if (!deleted.ok()) return ErrorResponse(deleted);
+               return JsonResponse(json::object());
+             }));
+  router.Add("GET", "/api/project/{project}/instances",
+             InProject(s, [&s](http::Request&, const model::User&,
+                               const server::ProjectAccess& access) {
+               auto instances = s.fleets.ListInstances(access);
+               if (!instances.ok()) return ErrorResponse(instances.status());
+               json::array items;
+               for (const auto& i : *instances) items.push_back(InstanceToJson(i));
+               return JsonResponse(Items(std::move(items)));
+             }));
+}
+
+void AddRunRoutes(http::Router& router, const Services& s) {
+  router.Add("GET", "/api/project/{project}/runs",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               Result<std::vector<model::RunStatus>> statuses = QueryStatuses(req);
+               if (!statuses.ok()) return ErrorResponse(statuses.status());
+               Result<int> limit = QueryInt(req, "limit", 100, 1, 1000);
+               if (!limit.ok()) return ErrorResponse(limit.status());
+               auto runs = s.runs.List(access, *statuses, *limit);
+               if (!runs.ok()) return ErrorResponse(runs.status());
+               json::array items;
+               for (const auto& r : *runs) items.push_back(RunToJson(r));
+               return JsonResponse(Items(std::move(items)));
+             }));
+  router.Add("POST", "/api/project/{project}/runs",
+             InProject(s, [&s](http::Request& req, const model::User& user,
+                               const server::ProjectAccess& access) {
+               Result<model::ConfigFormat> format = ConfigFormatOf(req);
+               if (!format.ok()) {
+                 http::Response r = ErrorResponse(format.status());
+                 r.status = 415;
+                 return r;
+               }
+               auto run = s.runs.Submit(access, user, req.body, *format);
+               if (!run.ok()) return ErrorResponse(run.status());
+               return Created(RunToJson(*run));
+             }));
+  router.Add("GET", "/api/project/{project}/runs/{run}",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               auto run = s.runs.Get(access, req.path_params.at("run"));
+               if (!run.ok()) return ErrorResponse(run.status());
+               return JsonResponse(RunToJson(*run));
+             }));
+  router.Add("DELETE", "/api/project/{project}/runs/{run}",
+             InProject(s, [&s](http::Request& req, const model::User& user,
+                               const server::ProjectAccess& access) {
+               Status deleted = s.runs.Delete(access, user, req.path_params.at("run"));
+               if (!deleted.ok()) return ErrorResponse(deleted);
+               return JsonResponse(json::object());
+             }));
+  router.Add("POST", "/api/project/{project}/runs/{run}/stop",
+             InProject(s, [&s](http::Request& req, const model::User& user,
+                               const server::ProjectAccess& access) {
+               bool abort = false;
+               if (!req.body.empty()) {
+                 Result<json::object> body = ParseJsonObject(req.body, {"abort"});
+                 if (!body.ok()) return ErrorResponse(body.status());
+                 if (const json::value* a = body->if_contains("abort")) {
+                   if (!a->is_bool()) {
+                     return ErrorResponse(InvalidArgument("'abort' must be true or false"));
+                   }
+                   abort = a->as_bool();
+                 }
+               }
+               auto run = s.runs.Stop(access, user, req.path_params.at("run"), abort);
+               if (!run.ok()) return ErrorResponse(run.status());
+               return JsonResponse(RunToJson(*run));
+             }));
+  router.Add("GET", "/api/project/{project}/runs/{run}/logs",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               Result<int> job_num = QueryInt(req, "job_num", 0, 0, 1'000'000);
+               if (!job_num.ok()) return ErrorResponse(job_num.status());
+               Result<int> replica_num = QueryInt(req, "replica_num", 0, 0, 1'000'000);
+               if (!replica_num.ok()) return ErrorResponse(replica_num.status());
+               auto run = s.runs.Get(access, req.path_params.at("run"));
+               if (!run.ok()) return ErrorResponse(run.status());
+               for (const model::Job& job : run->jobs) {
+                 if (job.job_num == *job_num && job.replica_num == *replica_num) {
+                   // Jobs produce output once agents run them; until then the log is empty.
+                   http::Response r;
+                   r.content_type = "text/plain; charset=utf-8";
+                   return r;
+                 }
+               }
+               return ErrorResponse(NotFound("run '" + run->run_name + "' has no job " +
+                                             std::to_string(*job_num) + " replica " +
+                                             std::to_string(*replica_num)));
+             }));
+}
+
+}  // namespace
+
+http::Response ErrorResponse(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk:
+    case StatusCode::kInternal:
+      spdlog::error("internal error: {}", status.message());
+      return http::JsonError(500, "internal", "internal server error; see the server log");
+    case StatusCode::kInvalidArgument:
+      return http::JsonError(400, "invalid_argument", status.message());
+    case StatusCode::kNotFound:
+      return http::JsonError(404, "not_found", status.message());
+    case StatusCode::kAlreadyExists:
+      return http::JsonError(409, "already_exists", status.message());
+    case StatusCode::kFailedPrecondition:
+      return http::JsonError(409, "failed_precondition", status.message());
+    case StatusCode::kUnauthenticated: {
+      http::Response r = http::JsonError(401, "unauthenticated", status.message());
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    case StatusCode::kPermissionDenied:
+      return http::JsonError(403, "permission_denied", status.message());
+    case StatusCode::kPayloadTooLarge:
+      return http::JsonError(413, "payload_too_large", status.message());
+    case StatusCode::kUnavailable:
+      spdlog::warn("unavailable: {}", status.message());
+      return http::JsonError(503, "unavailable", status.message());
+  }
+  return http::JsonError(500, "internal", "internal server error");
+}
+
+void AddApiRoutes(http::Router& router, const Services& services) {
+  AddUserRoutes(router, services);
+  AddProjectRoutes(router, services);
+  AddFleetRoutes(router, services);
+  AddRunRoutes(router, services);
+}
+
+}  // namespace fleetwatch::api

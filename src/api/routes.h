@@ -1,0 +1,30 @@
+#pragma once
+
+#include "http/router.h"
+#include "server/auth.h"
+#include "server/fleets.h"
+#include "server/projects.h"
+#include "server/runs.h"
+#include "server/users.h"
+#include "util/clock.h"
+
+namespace fleetwatch::api {
+
+// The services the REST handlers call. All must outlive the router.
+struct Services {
+  const server::AuthService& auth;
+  server::UserService& users;
+  server::ProjectService& projects;
+  server::FleetService& fleets;
+  server::RunService& runs;
+  const Clock& clock;
+};
+
+// Registers every /api/ route of docs/api.md on `router`.
+void AddApiRoutes(http::Router& router, const Services& services);
+
+// Maps a non-ok Status to its JSON error response (docs/api.md). Internal errors are logged and
+// answered with a generic message.
+http::Response ErrorResponse(const Status& status);
+
+}  // namespace fleetwatch::api

@@ -1,0 +1,37 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::api {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  uint16_t port = 3000;  // 0: any free port
+  std::string data_dir;  // holds fleetwatch.db; created when missing
+  std::optional<std::string> admin_token;  // used only on the first start
+  int http_threads = 4;
+  std::chrono::milliseconds lifecycle_interval{1000};
+};
+
+// The whole server: store, services, REST API, background work. Thread-safe.
+class ServerApp {
+ public:
+  // Opens (or creates) the store, bootstraps it on first start, starts serving.
+  static Result<std::unique_ptr<ServerApp>> Start(const ServerConfig& config, const Clock& clock);
+  virtual ~ServerApp() = default;
+
+  virtual uint16_t port() const = 0;
+  // The admin token when this start created the admin user, else nullopt.
+  virtual const std::optional<std::string>& new_admin_token() const = 0;
+  // Stops serving (letting requests in flight finish) and background work. Idempotent.
+  virtual void Stop() = 0;
+};
+
+}  // namespace fleetwatch::api

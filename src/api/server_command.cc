@@ -1,0 +1,128 @@
+#include "api/server_command.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "api/server_app.h"
+#include "util/logging.h"
+
+namespace fleetwatch::api {
+namespace {
+
+struct ServerFlags {
+  std::string host = "127.0.0.1";
+  int port = 3000;
+  std::string data_dir;
+  std::string log_level = "info";
+};
+
+std::string HomeDir() {
+  const char* home = std::getenv("HOME");
+  return home != nullptr && *home != '\0' ? home : "/root";
+}
+
+// On the first start, points the CLI of the user who started the server at it, unless they
+// already have a configuration (which is never overwritten).
+void WriteClientConfigIfMissing(const std::string& url, const std::string& token) {
+  std::filesystem::path dir = std::filesystem::path(HomeDir()) / ".fleetwatch";
+  std::filesystem::path file = dir / "config.yml";
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec)) return;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return;
+  ::chmod(dir.c_str(), 0700);
+  std::filesystem::path tmp = dir / "config.yml.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return;
+    out << "url: " << url << "\ntoken: " << token << "\nproject: main\n";
+    if (!out) return;
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::filesystem::rename(tmp, file, ec);
+  if (!ec) std::cout << "  The CLI is configured in " << file.string() << "\n";
+}
+
+int RunServer(const ServerFlags& flags) {
+  SetupLogging(flags.log_level);
+  // Signals are taken by sigwait below; block them before any thread starts so that every
+  // thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  ServerConfig config;
+  config.host = flags.host;
+  config.port = static_cast<uint16_t>(flags.port);
+  config.data_dir = flags.data_dir;
+  if (config.data_dir.empty()) {
+    const char* env = std::getenv("FLEETWATCH_DATA_DIR");
+    config.data_dir = env != nullptr && *env != '\0'
+                          ? std::string(env)
+                          : (std::filesystem::path(HomeDir()) / ".fleetwatch" / "server").string();
+  }
+  if (const char* token = std::getenv("FLEETWATCH_SERVER_ADMIN_TOKEN"); token && *token) {
+    config.admin_token = token;
+  }
+  config.http_threads = std::max(4u, std::thread::hardware_concurrency());
+
+  Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
+  if (!app.ok()) {
+    std::cerr << "error: " << app.status().message() << "\n";
+    return 1;
+  }
+  std::string url = "http://" + flags.host + ":" + std::to_string((*app)->port());
+  std::cout << "fleetwatch server 0.1.0\n"
+            << "  Data:  " << config.data_dir << "\n"
+            << "  API:   " << url << "/api\n";
+  if (const auto& token = (*app)->new_admin_token()) {
+    std::cout << "  The admin token is " << *token << " (shown only now; keep it)\n";
+    WriteClientConfigIfMissing(url, *token);
+  } else {
+    std::cout << "  Sign in with the admin token printed at the first start\n";
+  }
+  std::cout << "fleetwatch server listening on " << url << std::endl;
+
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("received {}, shutting down", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*app)->Stop();
+  app.value().reset();
+  std::cout << "fleetwatch server stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+void AddServerCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* cmd = app.add_subcommand("server", "Run the fleetwatch server");
+  cmd->add_option("--host", flags->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", flags->port, "Port to listen on (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--data-dir", flags->data_dir,
+                  "Directory of the database [env FLEETWATCH_DATA_DIR, default "
+                  "~/.fleetwatch/server]");
+  cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  cmd->callback([flags, &exit_code] { exit_code = RunServer(*flags); });
+}
+
+}  // namespace fleetwatch::api

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "model/entities.h"
+#include "model/run_spec.h"
+#include "server/auth.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+struct FleetWithInstances {
+  model::Fleet fleet;
+  std::vector<model::Instance> instances;
+};
+
+// Fleets of hosts running `fleetwatch agent`, and their instances. Thread-safe.
+class FleetService {
+ public:
+  FleetService(store::Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+
+  // Parses and validates the fleet configuration and creates the fleet with one `pending`
+  // instance per host (backend `remote`, named "{fleet}-{n}"). Project admins and managers only.
+  // AlreadyExists when the project has a fleet of that name.
+  Result<FleetWithInstances> Apply(const ProjectAccess& access, std::string_view text,
+                                   model::ConfigFormat format);
+  Result<std::vector<FleetWithInstances>> List(const ProjectAccess& access);
+  Result<FleetWithInstances> Get(const ProjectAccess& access, std::string_view name);
+  // Project admins and managers only; FailedPrecondition while jobs run on the fleet.
+  Status Delete(const ProjectAccess& access, std::string_view name);
+  Result<std::vector<model::Instance>> ListInstances(const ProjectAccess& access);
+
+ private:
+  store::Store& store_;
+  const Clock& clock_;
+};
+
+}  // namespace fleetwatch::server

@@ -1,0 +1,174 @@
+#include "server/runs.h"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <array>
+
+#include "model/names.h"
+#include "util/ids.h"
+
+namespace fleetwatch::server {
+namespace {
+
+Status RunNotFound(std::string_view name) {
+  return NotFound("run '" + std::string(model::IsValidName(name) ? name : "?") + "' not found");
+}
+
+uint32_t RandomNumber() {
+  uint32_t n = 0;
+  if (getrandom(&n, sizeof(n), 0) != sizeof(n)) n = static_cast<uint32_t>(SystemClock().Now());
+  return n;
+}
+
+Status CheckMayChange(const ProjectAccess& access, const model::User& caller,
+                      const model::Run& run) {
+  if (access.CanManage() || run.user_id == caller.id) return Status::Ok();
+  return PermissionDenied("run '" + run.run_name + "' belongs to '" + run.user_name +
+                          "'; only its owner or a project admin or manager may change it");
+}
+
+}  // namespace
+
+Result<std::string> RunService::GenerateName(const ProjectAccess& access) {
+  static constexpr std::array kAdjectives = {"brave", "calm",  "eager", "fast",  "gentle",
+                                             "happy", "keen",  "lucky", "quiet", "swift",
+                                             "bold",  "clever", "proud", "witty", "zesty"};
+  static constexpr std::array kNouns = {"otter", "falcon", "lynx",  "panda", "heron",
+                                        "bison", "koala",  "raven", "tiger", "whale",
+                                        "gecko", "moose",  "llama", "finch", "cobra"};
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    uint32_t r = RandomNumber();
+    std::string name = std::string(kAdjectives[r % kAdjectives.size()]) + "-" +
+                       kNouns[(r / 16) % kNouns.size()] + "-" + std::to_string((r / 256) % 100);
+    Result<model::Run> existing = store_.GetRun(access.project.id, name);
+    if (!existing.ok() && existing.status().code() == StatusCode::kNotFound) return name;
+    FW_RETURN_IF_ERROR(existing.status().code() == StatusCode::kNotFound ? Status::Ok()
+                                                                          : existing.status());
+  }
+  return Internal("could not find a free run name; give the run a name");
+}
+
+Result<model::Run> RunService::Submit(const ProjectAccess& access, const model::User& caller,
+                                      std::string_view text, model::ConfigFormat format) {
+  FW_ASSIGN_OR_RETURN(model::RunConfiguration config, model::ParseRunConfiguration(text, format));
+  std::lock_guard lock(mu_);
+  if (!config.name) {
+    FW_ASSIGN_OR_RETURN(std::string generated, GenerateName(access));
+    config.name = std::move(generated);
+  }
+  TimeMicros now = clock_.Now();
+  model::Run run;
+  run.id = NewId();
+  run.project_id = access.project.id;
+  run.project_name = access.project.name;
+  run.user_id = caller.id;
+  run.user_name = caller.name;
+  run.run_name = *config.name;
+  run.type = config.type;
+  run.status = model::RunStatus::kSubmitted;
+  run.submitted_at = now;
+  run.configuration_json = model::ToJson(config);
+  for (int job_num = 0; job_num < config.nodes; ++job_num) {
+    for (int replica = 0; replica < config.replicas; ++replica) {
+      model::Job job;
+      job.id = NewId();
+      job.run_id = run.id;
+      job.job_num = job_num;
+      job.replica_num = replica;
+      job.job_name = run.run_name + "-" + std::to_string(job_num) + "-" + std::to_string(replica);
+      job.status = model::JobStatus::kSubmitted;
+      job.submitted_at = now;
+      run.jobs.push_back(std::move(job));
+    }
+  }
+  Status s = store_.CreateRun(run);
+  if (s.code() == StatusCode::kAlreadyExists) {
+    return AlreadyExists("run '" + run.run_name + "' already exists and is not finished; stop it " +
+                         "or choose another name");
+  }
+  FW_RETURN_IF_ERROR(s);
+  return run;
+}
+
+Result<std::vector<model::Run>> RunService::List(const ProjectAccess& access,
+                                                 const std::vector<model::RunStatus>& statuses,
+                                                 int limit) {
+  if (limit < 1 || limit > 1000) return InvalidArgument("limit must be between 1 and 1000");
+  store::RunFilter filter;
+  filter.project_id = access.project.id;
+  filter.statuses = statuses;
+  filter.limit = limit;
+  return store_.ListRuns(filter);
+}
+
+Result<model::Run> RunService::GetLocked(const ProjectAccess& access, std::string_view run_name) {
+  if (!model::IsValidName(run_name)) return RunNotFound(run_name);
+  Result<model::Run> run = store_.GetRun(access.project.id, run_name);
+  if (!run.ok() && run.status().code() == StatusCode::kNotFound) return RunNotFound(run_name);
+  return run;
+}
+
+Result<model::Run> RunService::Get(const ProjectAccess& access, std::string_view run_name) {
+  return GetLocked(access, run_name);
+}
+
+Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::User& caller,
+                                    std::string_view run_name, bool abort) {
+  std::lock_guard lock(mu_);
+  FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
+  FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
+  if (model::IsFinished(run.status)) return run;
+  if (run.status == model::RunStatus::kTerminating && !abort) return run;
+  TimeMicros now = clock_.Now();
+  run.status = model::RunStatus::kTerminating;
+  run.termination_reason =
+      abort ? model::RunTerminationReason::kAbortedByUser : model::RunTerminationReason::kStoppedByUser;
+  model::JobTerminationReason job_reason = abort ? model::JobTerminationReason::kAbortedByUser
+                                                 : model::JobTerminationReason::kTerminatedByUser;
+  for (model::Job& job : run.jobs) {
+    if (model::IsFinished(job.status)) continue;
+    job.termination_reason = job_reason;
+    if (!job.instance_id) {
+      // Nothing runs anywhere: the job ends now.
+      job.status = model::FinalStatusFor(job_reason);
+      job.finished_at = now;
+    } else {
+      job.status = model::JobStatus::kTerminating;
+    }
+  }
+  FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+  return run;
+}
+
+Status RunService::Delete(const ProjectAccess& access, const model::User& caller,
+                          std::string_view run_name) {
+  std::lock_guard lock(mu_);
+  FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
+  FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
+  if (!model::IsFinished(run.status)) {
+    return FailedPrecondition("run '" + run.run_name + "' is " +
+                              std::string(model::ToString(run.status)) +
+                              "; only finished runs can be deleted (stop it first)");
+  }
+  return store_.DeleteRun(run.id);
+}
+
+Status RunService::AdvanceRuns() {
+  std::lock_guard lock(mu_);
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs,
+                      store_.ListRunsWithStatus({model::RunStatus::kTerminating}));
+  TimeMicros now = clock_.Now();
+  for (model::Run& run : runs) {
+    bool all_finished = std::all_of(run.jobs.begin(), run.jobs.end(),
+                                    [](const model::Job& j) { return model::IsFinished(j.status); });
+    if (!all_finished) continue;
+    run.status = model::FinalStatusFor(
+        run.termination_reason.value_or(model::RunTerminationReason::kStoppedByUser));
+    run.finished_at = now;
+    FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+  }
+  return Status::Ok();
+}
+
+}  // namespace fleetwatch::server

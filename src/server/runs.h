@@ -1,0 +1,53 @@
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/entities.h"
+#include "model/run_spec.h"
+#include "server/auth.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+// Runs and their jobs: submission, listing, stop, delete, and the status transitions the
+// server makes on its own. Thread-safe: changes to runs are serialized by one mutex.
+class RunService {
+ public:
+  RunService(store::Store& store, const Clock& clock) : store_(store), clock_(clock) {}
+
+  // Validates the configuration and creates the run with nodes × replicas jobs named
+  // "{run}-{job_num}-{replica_num}", all `submitted`. Without a name one is generated.
+  // AlreadyExists when an unfinished run has that name.
+  Result<model::Run> Submit(const ProjectAccess& access, const model::User& caller,
+                            std::string_view text, model::ConfigFormat format);
+  // Newest first; `statuses` empty means any. `limit` must be 1..1000.
+  Result<std::vector<model::Run>> List(const ProjectAccess& access,
+                                       const std::vector<model::RunStatus>& statuses, int limit);
+  Result<model::Run> Get(const ProjectAccess& access, std::string_view run_name);
+  // Moves an unfinished run to `terminating` (reason stopped_by_user or aborted_by_user); jobs
+  // that were never placed on an instance end at once. A finished run is returned unchanged.
+  // Project users may stop only their own runs.
+  Result<model::Run> Stop(const ProjectAccess& access, const model::User& caller,
+                          std::string_view run_name, bool abort);
+  // Deletes a finished run (FailedPrecondition otherwise). Same permissions as Stop.
+  Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name);
+
+  // One pass of the server's own transitions: a `terminating` run whose jobs have all ended
+  // becomes terminated (or whatever its termination reason says). Called periodically.
+  Status AdvanceRuns();
+
+ private:
+  Result<model::Run> GetLocked(const ProjectAccess& access, std::string_view run_name);
+  Result<std::string> GenerateName(const ProjectAccess& access);
+
+  store::Store& store_;
+  const Clock& clock_;
+  std::mutex mu_;
+};
+
+}  // namespace fleetwatch::server

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "http/client.h"
+
+namespace fleetwatch::testing {
+
+// A reply from the server under test, with the body parsed when it is JSON.
+struct ApiReply {
+  int status = 0;
+  std::string body;
+  boost::json::value json;  // null when the body is not JSON
+
+  // json["error"]["code"], or "" when absent.
+  std::string ErrorCode() const;
+};
+
+// Talks to a server under test as one user. Fails the current test on transport errors.
+class ApiClient {
+ public:
+  ApiClient(std::string url, std::string token) : url_(std::move(url)), token_(std::move(token)) {}
+
+  ApiReply Get(std::string_view target) const { return Send("GET", target); }
+  ApiReply Delete(std::string_view target) const { return Send("DELETE", target); }
+  ApiReply PostJson(std::string_view target, const boost::json::value& body) const {
+    return Send("POST", target, boost::json::serialize(body), "application/json");
+  }
+  ApiReply Send(std::string_view method, std::string_view target, std::string_view body = {},
+                std::string_view content_type = {}) const;
+
+  const std::string& token() const { return token_; }
+
+ private:
+  std::string url_;
+  std::string token_;  // empty: no Authorization header
+};
+
+}  // namespace fleetwatch::testing
