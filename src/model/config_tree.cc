@@ -1,0 +1,386 @@
+#include "model/config_tree.h"
+
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/value.hpp>
+
+#include "model/config_fields.h"
+
+namespace fleetwatch::model::config {
+namespace {
+
+static_assert(kMaxDepth == 64 && kMaxNodes == 100'000 && kMaxTreeTextBytes == 16u << 20 &&
+                  kMaxInputBytes == 16u << 20,
+              "update the messages below");
+constexpr std::string_view kTooDeep = "configuration is nested too deeply (at most 64 levels)";
+constexpr std::string_view kTooManyNodes = "configuration has too many values (at most 100000)";
+constexpr std::string_view kTooMuchText = "configuration holds too much text (at most 16 MiB)";
+
+// Library messages are fixed strings in practice; still, keep only printable ASCII and bound
+// the length so that a future message quoting input cannot smuggle control characters out.
+std::string Sanitize(std::string_view message) {
+  std::string out;
+  for (char c : message.substr(0, 200)) out += (c >= 0x20 && c <= 0x7e) ? c : '?';
+  return out;
+}
+
+bool IsBlank(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
+}
+
+// ---- JSON -------------------------------------------------------------------------------------
+
+// Builds a boost::json::value from basic_parser events. Unlike boost::json::parse, it refuses
+// duplicate keys (the DOM parser keeps the last one silently) and bounds the number of values.
+class TreeBuilder {
+ public:
+  static constexpr std::size_t max_array_size = -1;
+  static constexpr std::size_t max_object_size = -1;
+  static constexpr std::size_t max_string_size = -1;
+  static constexpr std::size_t max_key_size = -1;
+
+  bool on_document_begin(boost::json::error_code&) { return true; }
+  bool on_document_end(boost::json::error_code&) { return true; }
+  bool on_array_begin(boost::json::error_code& ec) {
+    return Open(boost::json::value(boost::json::array_kind), ec);
+  }
+  bool on_array_end(std::size_t, boost::json::error_code& ec) { return Close(ec); }
+  bool on_object_begin(boost::json::error_code& ec) {
+    return Open(boost::json::value(boost::json::object_kind), ec);
+  }
+  bool on_object_end(std::size_t, boost::json::error_code& ec) { return Close(ec); }
+  bool on_string_part(boost::json::string_view s, std::size_t, boost::json::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(boost::json::string_view s, std::size_t, boost::json::error_code& ec) {
+    text_.append(s.data(), s.size());
+    boost::json::value v(boost::json::string_view(text_.data(), text_.size()));
+    text_.clear();
+    return Add(std::move(v), ec);
+  }
+  bool on_key_part(boost::json::string_view s, std::size_t, boost::json::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(boost::json::string_view s, std::size_t, boost::json::error_code& ec) {
+    text_.append(s.data(), s.size());
+    key_ = std::move(text_);
+    text_.clear();
+    if (stack_.back().value.get_object().contains(key_)) {
+      return Fail("duplicate key" + (IsSafeKey(key_) ? " '" + key_ + "'" : std::string()), ec);
+    }
+    return true;
+  }
+  bool on_number_part(boost::json::string_view, boost::json::error_code&) { return true; }
+  bool on_int64(int64_t i, boost::json::string_view, boost::json::error_code& ec) {
+    return Add(boost::json::value(i), ec);
+  }
+  bool on_uint64(uint64_t u, boost::json::string_view, boost::json::error_code& ec) {
+    return Add(boost::json::value(u), ec);
+  }
+  bool on_double(double d, boost::json::string_view, boost::json::error_code& ec) {
+    return Add(boost::json::value(d), ec);
+  }
+  bool on_bool(bool b, boost::json::error_code& ec) { return Add(boost::json::value(b), ec); }
+  bool on_null(boost::json::error_code& ec) { return Add(boost::json::value(nullptr), ec); }
+  bool on_comment_part(boost::json::string_view, boost::json::error_code&) { return true; }
+  bool on_comment(boost::json::string_view, boost::json::error_code&) { return true; }
+
+  boost::json::value& root() { return root_; }
+  // Set when a handler refused the input; basic_parser then reports error::exception.
+  const std::string& failure() const { return failure_; }
+
+ private:
+  struct Frame {
+    boost::json::value value;
+    std::string key_in_parent;
+  };
+
+  bool Fail(std::string message, boost::json::error_code& ec) {
+    failure_ = std::move(message);
+    ec = boost::json::error::exception;
+    return false;
+  }
+
+  bool Count(boost::json::error_code& ec) {
+    if (++nodes_ > kMaxNodes) return Fail(std::string(kTooManyNodes), ec);
+    return true;
+  }
+
+  bool Open(boost::json::value container, boost::json::error_code& ec) {
+    if (!Count(ec)) return false;
+    stack_.push_back({std::move(container), std::move(key_)});
+    key_.clear();
+    return true;
+  }
+
+  bool Close(boost::json::error_code& ec) {
+    Frame frame = std::move(stack_.back());
+    stack_.pop_back();
+    key_ = std::move(frame.key_in_parent);
+    --nodes_;  // Add counts it again
+    return Add(std::move(frame.value), ec);
+  }
+
+  bool Add(boost::json::value v, boost::json::error_code& ec) {
+    if (!Count(ec)) return false;
+    if (stack_.empty()) {
+      root_ = std::move(v);
+    } else if (stack_.back().value.is_array()) {
+      stack_.back().value.get_array().push_back(std::move(v));
+    } else {
+      stack_.back().value.get_object().emplace(key_, std::move(v));
+      key_.clear();
+    }
+    return true;
+  }
+
+  boost::json::value root_;
+  std::vector<Frame> stack_;
+  std::string key_;
+  std::string text_;
+  std::string failure_;
+  std::size_t nodes_ = 0;
+};
+
+Result<boost::json::value> ParseJson(std::string_view text) {
+  boost::json::parse_options options;
+  options.max_depth = kMaxDepth;
+  boost::json::basic_parser<TreeBuilder> parser(options);
+  boost::json::error_code ec;
+  std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && consumed < text.size()) ec = boost::json::error::extra_data;
+  if (!ec) return std::move(parser.handler().root());
+
+  if (!parser.handler().failure().empty()) {
+    return InvalidArgument("malformed JSON: " + parser.handler().failure());
+  }
+  if (ec == boost::json::error::too_deep) return InvalidArgument(std::string(kTooDeep));
+  consumed = std::min(consumed, text.size());
+  std::string_view before = text.substr(0, consumed);
+  std::size_t line = 1 + std::count(before.begin(), before.end(), '\n');
+  std::size_t last_newline = before.rfind('\n');
+  std::size_t column =
+      1 + (last_newline == std::string_view::npos ? consumed : consumed - last_newline - 1);
+  return InvalidArgument("malformed JSON: " + Sanitize(ec.message()) + " at line " +
+                         std::to_string(line) + ", column " + std::to_string(column));
+}
+
+// ---- YAML -------------------------------------------------------------------------------------
+
+bool IsDigits(std::string_view s, bool hex = false) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    bool ok = (c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+bool IsCoreFloat(std::string_view s) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+  size_t int_digits = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++int_digits;
+  size_t frac_digits = 0;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++frac_digits;
+  }
+  if (int_digits == 0 && frac_digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    size_t exp_digits = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i, ++exp_digits;
+    if (exp_digits == 0) return false;
+  }
+  return i == s.size();
+}
+
+// A plain scalar typed by the YAML 1.2 core schema; nullopt when it is a string (or an integer
+// too large for any type, which the caller reports).
+std::optional<boost::json::value> ResolvePlain(std::string_view s, bool& out_of_range) {
+  out_of_range = false;
+  if (s == "true" || s == "True" || s == "TRUE") return boost::json::value(true);
+  if (s == "false" || s == "False" || s == "FALSE") return boost::json::value(false);
+  if (s == "null" || s == "Null" || s == "NULL" || s == "~" || s.empty()) {
+    return boost::json::value(nullptr);
+  }
+  // Integers: [-+]?[0-9]+ | 0o[0-7]+ | 0x[0-9a-fA-F]+
+  bool negative = !s.empty() && s[0] == '-';
+  std::string_view digits = (!s.empty() && (s[0] == '-' || s[0] == '+')) ? s.substr(1) : s;
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'o' || s[1] == 'x')) {
+    base = s[1] == 'o' ? 8 : 16;
+    digits = s.substr(2);
+    negative = false;
+  }
+  if (IsDigits(digits, base == 16) &&
+      (base != 8 || digits.find_first_of("89") == std::string_view::npos)) {
+    uint64_t magnitude = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), magnitude, base);
+    if (ec == std::errc() && end == digits.data() + digits.size()) {
+      constexpr uint64_t kMaxPositive = std::numeric_limits<int64_t>::max();
+      if (!negative && magnitude <= kMaxPositive) {
+        return boost::json::value(static_cast<int64_t>(magnitude));
+      }
+      if (!negative) return boost::json::value(magnitude);
+      if (magnitude <= kMaxPositive + 1) {
+        return boost::json::value(static_cast<int64_t>(0 - magnitude));  // two's complement
+      }
+    }
+    if (base == 10) {  // too large for 64 bits: keep the magnitude as a double, like JSON does
+      double d = 0;
+      std::from_chars(digits.data(), digits.data() + digits.size(), d);
+      return boost::json::value(negative ? -d : d);
+    }
+    out_of_range = true;
+    return std::nullopt;
+  }
+  if (IsCoreFloat(s)) {
+    std::string_view unsigned_part = s[0] == '+' ? s.substr(1) : s;
+    double d = 0;
+    std::from_chars(unsigned_part.data(), unsigned_part.data() + unsigned_part.size(), d);
+    return boost::json::value(d);
+  }
+  std::string_view inf = (s[0] == '-' || s[0] == '+') ? s.substr(1) : s;
+  if (inf == ".inf" || inf == ".Inf" || inf == ".INF") {
+    return boost::json::value(s[0] == '-' ? -HUGE_VAL : HUGE_VAL);
+  }
+  if (s == ".nan" || s == ".NaN" || s == ".NAN") {
+    return boost::json::value(std::numeric_limits<double>::quiet_NaN());
+  }
+  return std::nullopt;
+}
+
+class YamlConverter {
+ public:
+  Result<boost::json::value> Convert(const YAML::Node& node, const std::string& path,
+                                     std::size_t depth) {
+    if (depth > kMaxDepth) return InvalidArgument(std::string(kTooDeep));
+    if (++nodes_ > kMaxNodes) return InvalidArgument(std::string(kTooManyNodes));
+    const std::string& tag = node.Tag();
+    switch (node.Type()) {
+      case YAML::NodeType::Undefined:
+      case YAML::NodeType::Null:
+        return boost::json::value(nullptr);
+      case YAML::NodeType::Scalar:
+        return ConvertScalar(node, path);
+      case YAML::NodeType::Sequence: {
+        if (tag != "?" && tag != "tag:yaml.org,2002:seq") return UnsupportedTag(path);
+        boost::json::array array;
+        std::size_t index = 0;
+        for (const YAML::Node& item : node) {
+          FW_ASSIGN_OR_RETURN(boost::json::value v,
+                              Convert(item, IndexPath(path, index), depth + 1));
+          array.push_back(std::move(v));
+          ++index;
+        }
+        return boost::json::value(std::move(array));
+      }
+      case YAML::NodeType::Map: {
+        if (tag != "?" && tag != "tag:yaml.org,2002:map") return UnsupportedTag(path);
+        boost::json::object object;
+        for (const auto& pair : node) {  // yaml-cpp yields key/value pairs by value
+          const YAML::Node& key = pair.first;
+          if (!key.IsScalar()) return Error(path, "mapping keys must be plain strings");
+          const std::string& k = key.Scalar();
+          if (!IsValidUtf8(k)) return Error(path, "a mapping key is not valid UTF-8");
+          if (object.contains(k)) {
+            return Error(path, "duplicate key" + (IsSafeKey(k) ? " '" + k + "'" : std::string()));
+          }
+          text_bytes_ += k.size();
+          std::string child_path = KeyPath(path, k);
+          FW_ASSIGN_OR_RETURN(boost::json::value v, Convert(pair.second, child_path, depth + 1));
+          object.emplace(k, std::move(v));
+        }
+        return boost::json::value(std::move(object));
+      }
+    }
+    return Error(path, "unsupported YAML node");
+  }
+
+ private:
+  static Status UnsupportedTag(const std::string& path) {
+    return Error(path, "YAML tags are not supported");
+  }
+
+  Result<boost::json::value> ConvertScalar(const YAML::Node& node, const std::string& path) {
+    const std::string& s = node.Scalar();
+    const std::string& tag = node.Tag();
+    if (!IsValidUtf8(s)) return Error(path, "is not valid UTF-8");
+    text_bytes_ += s.size();
+    if (text_bytes_ > kMaxTreeTextBytes) return InvalidArgument(std::string(kTooMuchText));
+    if (tag == "!" || tag == "tag:yaml.org,2002:str") return boost::json::value(s);
+    if (tag != "?") return UnsupportedTag(path);
+    bool out_of_range = false;
+    std::optional<boost::json::value> typed = ResolvePlain(s, out_of_range);
+    if (out_of_range) return Error(path, "integer is out of range");
+    if (typed) return std::move(*typed);
+    return boost::json::value(s);
+  }
+
+  std::size_t nodes_ = 0;
+  std::size_t text_bytes_ = 0;
+};
+
+Result<boost::json::value> ParseYaml(std::string_view text) {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(text));
+  } catch (const YAML::DeepRecursion&) {
+    return InvalidArgument(std::string(kTooDeep));
+  } catch (const YAML::Exception& e) {
+    if (e.mark.is_null()) return InvalidArgument("malformed YAML: " + Sanitize(e.msg));
+    return InvalidArgument("malformed YAML at line " + std::to_string(e.mark.line + 1) +
+                           ", column " + std::to_string(e.mark.column + 1) + ": " +
+                           Sanitize(e.msg));
+  }
+  if (documents.size() > 1) {
+    return InvalidArgument("configuration must be a single YAML document (found several)");
+  }
+  if (documents.empty()) return boost::json::value(nullptr);
+  try {
+    YamlConverter converter;
+    return converter.Convert(documents.front(), "", 0);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument("malformed YAML: " + Sanitize(e.msg));
+  }
+}
+
+}  // namespace
+
+Result<boost::json::object> ParseConfigTree(std::string_view text, ConfigFormat format) {
+  if (text.size() > kMaxInputBytes) {
+    return InvalidArgument("configuration is too large (" + std::to_string(text.size()) +
+                           " bytes; at most 16 MiB)");
+  }
+  if (format == ConfigFormat::kJson && IsBlank(text)) {
+    return InvalidArgument("empty configuration");
+  }
+  FW_ASSIGN_OR_RETURN(boost::json::value root,
+                      format == ConfigFormat::kJson ? ParseJson(text) : ParseYaml(text));
+  if (root.is_null()) return InvalidArgument("empty configuration");
+  if (!root.is_object()) {
+    return InvalidArgument("configuration must be a mapping (got " + std::string(KindName(root)) +
+                           ")");
+  }
+  return std::move(root.get_object());
+}
+
+}  // namespace fleetwatch::model::config
