@@ -15,7 +15,7 @@ namespace fleetwatch::http {
 
 struct ClientOptions {
   std::chrono::milliseconds timeout{30'000};  // connect + request + response
-  size_t max_response_bytes = 64 << 20;        // larger bodies fail with ResourceExhausted-ish
+  size_t max_response_bytes = 64 << 20;       // larger bodies fail with kPayloadTooLarge
 };
 
 // A blocking HTTP/1.1 client for one base URL ("http://host:port", optionally with a path
@@ -23,13 +23,20 @@ struct ClientOptions {
 // locking.
 class Client {
  public:
-  // InvalidArgument for a URL that is not http://host[:port][/prefix].
+  // InvalidArgument for a URL that is not http://host[:port][/prefix] (https: "https is not
+  // supported yet"; user info, query or fragment are refused). The port defaults to 80.
   static Result<Client> Create(std::string_view base_url, ClientOptions options = {});
 
-  // Sends `method` to base path + `target` (path and query, already encoded) with the given
-  // headers (a Content-Length is added). Unavailable when the server cannot be reached or times
-  // out; any HTTP status is a successful Response.
-  Result<Response> Send(std::string_view method, std::string_view target, std::string_view body = {},
+  // Sends `method` to base path + `target` (path and query, already encoded; starts with '/' or
+  // '?') with the given headers. Host, User-Agent: fleetwatch (unless given) and Content-Length
+  // are added, Content-Type only when given. Any HTTP status is a successful Response; its
+  // `headers` hold all response headers, names lowercased.
+  // Errors: InvalidArgument for a bad method, target or header; Unavailable when the server
+  // cannot be reached ("cannot reach http://host:port: ..."), closes early or does not answer
+  // within options.timeout (name resolution is bounded by the system resolver, not the timeout);
+  // PayloadTooLarge when the response body exceeds options.max_response_bytes.
+  Result<Response> Send(std::string_view method, std::string_view target,
+                        std::string_view body = {},
                         const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   const std::string& host() const { return host_; }

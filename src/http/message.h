@@ -8,13 +8,14 @@
 
 namespace fleetwatch::http {
 
-// An HTTP request as handlers see it: the transport's details already dealt with.
+// An HTTP request as handlers see it: the transport's details already dealt with. Plain data;
+// thread-compatible.
 struct Request {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // as received: path and query, still encoded
-  std::string path;    // percent-decoded path, no query
+  std::string method;                              // "GET", "POST", ...
+  std::string target;                              // as received: path and query, still encoded
+  std::string path;                                // percent-decoded path, no query
   std::map<std::string, std::string> query;        // decoded query parameters (last one wins)
-  std::map<std::string, std::string> path_params;  // filled by Router from "{name}" segments
+  std::map<std::string, std::string> path_params;  // filled by Router ("{name}" and "*")
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   std::string body;
 
@@ -26,13 +27,17 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // Server side: extra headers to send. Client side: all received headers, names lowercased.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// {"error": {"code": code, "message": message}} with the given HTTP status.
+// {"error":{"code":code,"message":message}} (both escaped with JsonEscape) with the given HTTP
+// status and Content-Type application/json.
 Response JsonError(int status, std::string_view code, std::string_view message);
 
-// Escapes text for a JSON string literal (without the quotes).
+// Escapes text for a JSON string literal (without the quotes): quotes, backslashes and control
+// characters are escaped, valid UTF-8 is kept, and each byte that is not part of valid UTF-8
+// becomes U+FFFD, so the result is always valid JSON.
 std::string JsonEscape(std::string_view text);
 
 // Percent-encodes a path segment or query value (RFC 3986 unreserved characters kept).

@@ -1,1 +1,437 @@
-// placeholder
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace fleetwatch::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Request line plus headers; larger ones get 431.
+constexpr uint32_t kHeaderLimitBytes = 64 * 1024;
+// After an error response the connection is closed, but first what the client is still sending
+// is read and dropped for a while: closing a socket with unread input makes the kernel send a
+// reset, which can destroy the response before the client reads it.
+constexpr auto kLingerTime = 2s;
+constexpr size_t kLingerBytes = 16 << 20;
+// Pause before accepting again after an accept error (e.g. out of file descriptors).
+constexpr auto kAcceptRetryDelay = 50ms;
+
+std::string ToLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool IsHeaderSafe(std::string_view text) {
+  return std::none_of(text.begin(), text.end(),
+                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && ToLower(a) == ToLower(b);
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  Impl(ServerOptions options, Handler handler)
+      : options_(std::move(options)), handler_(std::move(handler)) {}
+  ~Impl() { Stop(); }
+
+  Result<uint16_t> Start();
+  void Stop();
+
+ private:
+  class Session;
+
+  void DoAccept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void RunWorker();
+
+  // Request accounting for a graceful Stop(). BeginRequest() is false once Stop() has given up
+  // waiting; the caller then drops the connection without running the handler.
+  bool BeginRequest();
+  void EndRequest();
+  bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+  // Runs the handler, turning an exception into a 500 JSON error.
+  Response Invoke(Request& request);
+
+  const ServerOptions options_;
+  const Handler handler_;
+
+  std::mutex lifecycle_mutex_;  // serialises Start() and Stop()
+  bool running_ = false;
+  // Created by Start(), destroyed by Stop(); the acceptor and timer before the context.
+  std::unique_ptr<asio::io_context> io_context_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::unique_ptr<tcp::acceptor> acceptor_;    // on its own strand
+  std::unique_ptr<asio::steady_timer> retry_;  // on the acceptor's strand
+  std::vector<std::thread> threads_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex requests_mutex_;
+  std::condition_variable requests_done_;
+  int in_flight_ = 0;    // guarded by requests_mutex_
+  bool closed_ = false;  // guarded by requests_mutex_
+};
+
+// One connection: read a request, run the handler, write the response, repeat while keep-alive.
+// All of a session's work runs on its own strand, one step at a time.
+class Server::Impl::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Server::Impl& server) : stream_(std::move(socket)), server_(server) {}
+
+  void Run() {
+    asio::dispatch(stream_.get_executor(),
+                   beast::bind_front_handler(&Session::ReadRequest, shared_from_this()));
+  }
+
+ private:
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimitBytes);
+    parser_->body_limit(server_.options_.body_limit_bytes);
+    // One deadline covers the wait for the request and all of its bytes: an idle keep-alive
+    // connection and a request arriving too slowly are both closed when it passes.
+    stream_.expires_after(server_.options_.read_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    if (parser_->is_done()) return OnBody({}, 0);
+    const auto& message = parser_->get();
+    const auto expect = message[bhttp::field::expect];
+    if (message.version() >= 11 && EqualsIgnoreCase(expect, "100-continue")) {
+      continue_.emplace(bhttp::status::continue_, 11);
+      bhttp::async_write(stream_, *continue_,
+                         beast::bind_front_handler(&Session::OnContinue, shared_from_this()));
+      return;
+    }
+    ReadBody();
+  }
+
+  void OnContinue(beast::error_code ec, size_t /*bytes*/) {
+    continue_.reset();
+    if (ec) return Close();
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnReadError(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {
+      return RespondError(
+          413, "payload_too_large",
+          "request body exceeds " + std::to_string(server_.options_.body_limit_bytes) + " bytes");
+    }
+    if (ec == bhttp::error::header_limit) {
+      return RespondError(431, "headers_too_large",
+                          "request headers exceed " + std::to_string(kHeaderLimitBytes) + " bytes");
+    }
+    // The peer closed, went quiet past the deadline (the stream is closed already), or the
+    // connection broke: nothing to answer.
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+        ec == beast::error::timeout ||
+        ec.category() != bhttp::make_error_code(bhttp::error::bad_method).category()) {
+      return Close();
+    }
+    RespondError(400, "bad_request", "malformed HTTP request: " + ec.message());
+  }
+
+  void OnBody(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) return OnReadError(ec);
+    auto& message = parser_->get();
+    const std::string_view target = message.target();
+    auto url = boost::urls::parse_origin_form(target);
+    if (!url) return RespondError(400, "bad_request", "invalid request target");
+
+    Request request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(target);
+    request.path = url->path();
+    for (const auto& param : url->params()) request.query[param.key] = param.value;
+    for (const auto& field : message) {
+      request.headers.emplace_back(ToLower(field.name_string()), std::string(field.value()));
+    }
+    request.body = std::move(message.body());
+    const bool keep_alive = message.keep_alive();
+    const unsigned version = message.version();
+    parser_.reset();
+
+    if (!server_.BeginRequest()) return Close();
+    Respond(server_.Invoke(request), version, keep_alive);
+  }
+
+  void RespondError(int status, std::string_view code, std::string message) {
+    if (!server_.BeginRequest()) return Close();
+    Respond(JsonError(status, code, message), 11, /*keep_alive=*/false);
+  }
+
+  // Requires a successful BeginRequest(); OnWrite() ends it.
+  void Respond(Response response, unsigned version, bool keep_alive) {
+    if (response.status < 200 || response.status > 599) {
+      spdlog::error("http handler returned invalid status {}", response.status);
+      response = JsonError(500, "internal", "internal server error");
+    }
+    response_ = {};
+    response_.version(version);
+    response_.result(static_cast<unsigned>(response.status));
+    response_.set(bhttp::field::server, "fleetwatch");
+    const bool bodiless = response.status == 204 || response.status == 304;
+    if (!bodiless && !response.content_type.empty() && IsHeaderSafe(response.content_type)) {
+      response_.set(bhttp::field::content_type, response.content_type);
+    }
+    for (const auto& [name, value] : response.headers) {
+      if (name.empty() || !IsHeaderSafe(name) || !IsHeaderSafe(value)) {
+        spdlog::warn("http handler returned an invalid header; dropped");
+        continue;
+      }
+      // Framing is the server's business; a handler may only ask to close the connection.
+      if (EqualsIgnoreCase(name, "content-length") || EqualsIgnoreCase(name, "transfer-encoding")) {
+        continue;
+      }
+      if (EqualsIgnoreCase(name, "connection")) {
+        if (EqualsIgnoreCase(value, "close")) keep_alive = false;
+        continue;
+      }
+      response_.insert(name, value);
+    }
+    if (!bodiless) response_.body() = std::move(response.body);
+    keep_alive_ = keep_alive && !server_.stopping();
+    response_.keep_alive(keep_alive_);
+    response_.prepare_payload();
+    stream_.expires_after(server_.options_.read_timeout);
+    bhttp::async_write(stream_, response_,
+                       beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t /*bytes*/) {
+    server_.EndRequest();
+    response_ = {};
+    if (ec) return Close();
+    if (!keep_alive_ || server_.stopping()) return Linger();
+    ReadRequest();
+  }
+
+  // Half-closes, then drops what the client still sends until it closes too (see kLingerTime).
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(
+        std::min<std::chrono::steady_clock::duration>(kLingerTime, server_.options_.read_timeout));
+    Drain({}, 0);
+  }
+
+  void Drain(beast::error_code ec, size_t bytes) {
+    drained_ += bytes;
+    if (ec || drained_ > kLingerBytes) return Close();
+    stream_.async_read_some(asio::buffer(drain_buffer_),
+                            beast::bind_front_handler(&Session::Drain, shared_from_this()));
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  Server::Impl& server_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::response<bhttp::empty_body>> continue_;
+  bhttp::response<bhttp::string_body> response_;  // alive until its write completes
+  bool keep_alive_ = false;
+  size_t drained_ = 0;
+  std::array<char, 8192> drain_buffer_;
+};
+
+Result<uint16_t> Server::Impl::Start() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_mutex_);
+  if (running_) return FailedPrecondition("http server already started");
+  const std::string where = options_.host + ":" + std::to_string(options_.port);
+
+  auto io_context = std::make_unique<asio::io_context>(std::max(1, options_.threads));
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = asio::ip::make_address(options_.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, options_.port);
+  } else {
+    tcp::resolver resolver(*io_context);
+    auto results =
+        resolver.resolve(options_.host, std::to_string(options_.port), tcp::resolver::passive, ec);
+    if (ec || results.empty()) {
+      return Unavailable("cannot listen on " + where + ": cannot resolve host" +
+                         (ec ? ": " + ec.message() : ""));
+    }
+    endpoint = results.begin()->endpoint();
+  }
+
+  auto acceptor = std::make_unique<tcp::acceptor>(asio::make_strand(*io_context));
+  auto fail = [&](const char* step) {
+    return Unavailable("cannot listen on " + where + ": " + step + ": " + ec.message());
+  };
+  acceptor->open(endpoint.protocol(), ec);
+  if (ec) return fail("open");
+  // Lets a restarted server bind while old connections sit in TIME_WAIT; Linux still refuses a
+  // second listener on the same port.
+  acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) return fail("setsockopt");
+  acceptor->bind(endpoint, ec);
+  if (ec) return fail("bind");
+  acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen");
+  const uint16_t port = acceptor->local_endpoint(ec).port();
+  if (ec) return fail("getsockname");
+
+  {
+    std::lock_guard<std::mutex> lock(requests_mutex_);
+    in_flight_ = 0;
+    closed_ = false;
+  }
+  stopping_.store(false, std::memory_order_release);
+  retry_ = std::make_unique<asio::steady_timer>(acceptor->get_executor());
+  acceptor_ = std::move(acceptor);
+  io_context_ = std::move(io_context);
+  work_.emplace(io_context_->get_executor());
+  asio::post(acceptor_->get_executor(), [this] { DoAccept(); });
+  const int threads = std::max(1, options_.threads);
+  threads_.reserve(static_cast<size_t>(threads));
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { RunWorker(); });
+  running_ = true;
+  spdlog::info("http server listening on {}:{}", options_.host, port);
+  return port;
+}
+
+void Server::Impl::RunWorker() {
+  while (true) {
+    try {
+      io_context_->run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("http server worker: unexpected exception: {}", e.what());
+    }
+  }
+}
+
+void Server::Impl::Stop() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_mutex_);
+  if (!running_) return;
+  stopping_.store(true, std::memory_order_release);
+  asio::post(acceptor_->get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_->close(ignored);
+    retry_->cancel();
+  });
+  {
+    std::unique_lock<std::mutex> lock(requests_mutex_);
+    requests_done_.wait_for(lock, options_.shutdown_grace, [this] { return in_flight_ == 0; });
+    closed_ = true;
+    if (in_flight_ > 0) {
+      spdlog::warn("http server stopping with {} requests still in flight", in_flight_);
+    }
+  }
+  work_.reset();
+  io_context_->stop();
+  // A handler still running past the grace period is waited for: a thread cannot be abandoned.
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+  // Destroying the context destroys the pending operations and with them the sessions, which
+  // closes the remaining (idle or lingering) connections.
+  retry_.reset();
+  acceptor_.reset();
+  io_context_.reset();
+  running_ = false;
+  spdlog::info("http server stopped");
+}
+
+void Server::Impl::DoAccept() {
+  acceptor_->async_accept(asio::make_strand(*io_context_),
+                          beast::bind_front_handler(&Impl::OnAccept, this));
+}
+
+void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (stopping() || !acceptor_->is_open()) return;
+  if (ec) {
+    spdlog::warn("http server: accept failed: {}", ec.message());
+    retry_->expires_after(kAcceptRetryDelay);
+    retry_->async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec && !stopping() && acceptor_->is_open()) DoAccept();
+    });
+    return;
+  }
+  std::make_shared<Session>(std::move(socket), *this)->Run();
+  DoAccept();
+}
+
+bool Server::Impl::BeginRequest() {
+  std::lock_guard<std::mutex> lock(requests_mutex_);
+  if (closed_) return false;
+  ++in_flight_;
+  return true;
+}
+
+void Server::Impl::EndRequest() {
+  std::lock_guard<std::mutex> lock(requests_mutex_);
+  if (--in_flight_ == 0) requests_done_.notify_all();
+}
+
+Response Server::Impl::Invoke(Request& request) {
+  try {
+    return handler_(request);
+  } catch (const std::exception& e) {
+    spdlog::error("http handler for {} {} threw: {}", request.method, request.path, e.what());
+  } catch (...) {
+    spdlog::error("http handler for {} {} threw a non-standard exception", request.method,
+                  request.path);
+  }
+  return JsonError(500, "internal", "internal server error");
+}
+
+Server::Server(ServerOptions options, Handler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+
+Server::~Server() { Stop(); }
+
+Result<uint16_t> Server::Start() { return impl_->Start(); }
+
+void Server::Stop() { impl_->Stop(); }
+
+}  // namespace fleetwatch::http

@@ -13,15 +13,24 @@ namespace fleetwatch::http {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;  // 0: any free port
-  int threads = 4;    // worker threads; handlers run on them and may block
-  size_t body_limit_bytes = 1 << 20;                   // larger bodies get 413
-  std::chrono::milliseconds read_timeout{30'000};      // headers and body must arrive by then
-  std::chrono::milliseconds shutdown_grace{10'000};    // Stop() waits this long for requests
+  uint16_t port = 0;                  // 0: any free port
+  int threads = 4;                    // worker threads; handlers run on them and may block
+  size_t body_limit_bytes = 1 << 20;  // larger bodies get 413
+  // Headers and body must arrive by then (idle keep-alive connections are closed after it too);
+  // also bounds writing each response. Expired connections are closed without a response.
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds shutdown_grace{10'000};  // Stop() waits this long for requests
 };
 
-// An HTTP/1.1 server on Boost.Beast: keep-alive, body limit (413), timeouts (408 or close),
-// malformed requests answered with 400. Handler exceptions become 500 JSON errors. Thread-safe.
+// An HTTP/1.1 server on Boost.Beast: keep-alive, Expect: 100-continue, body limit (413 JSON
+// "payload_too_large", also for a too-large declared Content-Length or chunked body), header
+// limit of 64 KiB (431 JSON "headers_too_large"), read timeout (close), malformed requests or
+// targets answered with 400 JSON "bad_request". Error responses close the connection. Handler
+// exceptions become 500 JSON "internal" with a generic message (the exception text is logged,
+// never sent). Every response carries Server: fleetwatch, Content-Length and the Response's
+// Content-Type; a handler's own Content-Length/Transfer-Encoding headers are ignored and
+// "Connection: close" is honoured. Handlers run on the worker threads, may block, and may run
+// concurrently. Thread-safe: Start() and Stop() may be called from any thread except a handler's.
 class Server {
  public:
   Server(ServerOptions options, Handler handler);
@@ -29,10 +38,14 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and starts the worker threads; returns the bound port. Unavailable when binding fails.
+  // Binds and starts the worker threads; returns the bound port (useful with port 0).
+  // Unavailable when the host does not resolve or binding fails (e.g. the port is in use);
+  // FailedPrecondition when already started. A stopped server may be started again.
   Result<uint16_t> Start();
-  // Stops accepting, lets requests in flight finish (up to shutdown_grace), joins the threads.
-  // Idempotent.
+  // Stops accepting, lets requests in flight finish (up to shutdown_grace), closes the remaining
+  // connections and joins the threads. A handler still running after the grace period is waited
+  // for. Idempotent; safe from a signal-handling thread; must not be called from a handler
+  // (it would wait for itself).
   void Stop();
 
  private:

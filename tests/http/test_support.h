@@ -1,0 +1,184 @@
+#pragma once
+
+// Helpers for http tests: a raw blocking TCP connection (to send exactly the bytes a test wants)
+// and a minimal HTTP/1.1 response reader. Not thread-safe; one per test thread.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace fleetwatch::http::test_support {
+
+// Generous: machines running the tests are shared and noisy.
+inline constexpr int kSocketTimeoutSeconds = 20;
+
+struct RawResponse {
+  int status = 0;
+  std::string head;  // status line and headers
+  std::string body;
+
+  // Case-insensitive header lookup in `head`; "" when absent.
+  std::string HeaderValue(std::string_view name) const {
+    std::string lower_head = Lower(head);
+    std::string needle = "\r\n" + Lower(std::string(name)) + ":";
+    size_t at = lower_head.find(needle);
+    if (at == std::string::npos) return "";
+    size_t start = at + needle.size();
+    size_t end = head.find("\r\n", start);
+    std::string value = head.substr(start, end - start);
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    while (!value.empty() && value.back() == ' ') value.pop_back();
+    return value;
+  }
+
+  static std::string Lower(std::string text) {
+    for (char& c : text) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return text;
+  }
+};
+
+class RawConnection {
+ public:
+  explicit RawConnection(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval timeout{kSocketTimeoutSeconds, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool connected() const { return connected_; }
+
+  // Sends all bytes; false when the peer closed or reset the connection.
+  bool Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one response framed by Content-Length (or until close when there is none);
+  // nullopt when the connection closes or times out first.
+  std::optional<RawResponse> ReadResponse() {
+    size_t header_end;
+    while ((header_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return std::nullopt;
+    }
+    RawResponse response;
+    response.head = buffer_.substr(0, header_end + 2);
+    buffer_.erase(0, header_end + 4);
+    if (response.head.size() < 12) return std::nullopt;
+    response.status = std::stoi(response.head.substr(9, 3));
+    std::string length = response.HeaderValue("content-length");
+    if (length.empty()) {
+      if (response.status / 100 == 1 || response.status == 204 || response.status == 304) {
+        return response;
+      }
+      while (Fill()) {
+      }
+      response.body = std::move(buffer_);
+      buffer_.clear();
+      return response;
+    }
+    size_t size = std::stoul(length);
+    while (buffer_.size() < size) {
+      if (!Fill()) return std::nullopt;
+    }
+    response.body = buffer_.substr(0, size);
+    buffer_.erase(0, size);
+    return response;
+  }
+
+  // True when the peer closes the connection (EOF or reset) before the socket timeout; any bytes
+  // still arriving are discarded.
+  bool WaitForClose() {
+    while (true) {
+      char chunk[4096];
+      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return true;
+      if (n < 0) return errno == ECONNRESET;
+    }
+  }
+
+ private:
+  bool Fill() {
+    char chunk[16384];
+    while (true) {
+      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      buffer_.append(chunk, static_cast<size_t>(n));
+      return true;
+    }
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string buffer_;
+};
+
+// A loopback listener that accepts connections into its backlog and never answers.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = 0;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(fd_, 16);
+    socklen_t size = sizeof address;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A loopback port that nothing listens on (bound once, then released).
+inline uint16_t ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t size = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+}  // namespace fleetwatch::http::test_support
