@@ -6,7 +6,7 @@ RELEASE_DIR := build/release
 TEST_DIR := build/asan
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: run test build build-test deps format clean
+.PHONY: run test build build-test deps format clean install
 
 deps:
 	@bash scripts/install-deps.sh
@@ -24,6 +24,9 @@ build-test: deps
 
 test: build-test
 	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+install: build
+	@cmake --install $(RELEASE_DIR) --prefix /usr/local
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

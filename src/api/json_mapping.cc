@@ -54,20 +54,19 @@ json::value InstanceToJson(const model::Instance& instance) {
   }
   json::value price = nullptr;
   if (instance.price) price = *instance.price;
-  return json::object{
-      {"id", instance.id},
-      {"name", instance.name},
-      {"fleet_name", instance.fleet_name},
-      {"project_name", instance.project_name},
-      {"status", model::ToString(instance.status)},
-      {"backend", instance.backend},
-      {"hostname", instance.hostname},
-      {"port", instance.agent_port},
-      {"price", price},
-      {"resources", json::object{{"cpus", instance.resources.cpus},
-                                 {"memory_bytes", instance.resources.memory_bytes},
-                                 {"gpus", std::move(gpus)}}},
-      {"created_at", FormatTimestamp(instance.created_at)}};
+  return json::object{{"id", instance.id},
+                      {"name", instance.name},
+                      {"fleet_name", instance.fleet_name},
+                      {"project_name", instance.project_name},
+                      {"status", model::ToString(instance.status)},
+                      {"backend", instance.backend},
+                      {"hostname", instance.hostname},
+                      {"port", instance.agent_port},
+                      {"price", price},
+                      {"resources", json::object{{"cpus", instance.resources.cpus},
+                                                 {"memory_bytes", instance.resources.memory_bytes},
+                                                 {"gpus", std::move(gpus)}}},
+                      {"created_at", FormatTimestamp(instance.created_at)}};
 }
 
 json::value FleetToJson(const server::FleetWithInstances& fleet) {

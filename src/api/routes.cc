@@ -37,16 +37,16 @@ http::Handler Authed(const Services& s, UserHandler handler) {
 }
 
 // Wraps a handler of /api/project/{project}/...: authenticates and checks membership.
-using ProjectHandler = std::function<http::Response(http::Request&, const model::User&,
-                                                    const server::ProjectAccess&)>;
+using ProjectHandler =
+    std::function<http::Response(http::Request&, const model::User&, const server::ProjectAccess&)>;
 http::Handler InProject(const Services& s, ProjectHandler handler) {
-  return Authed(s, [&s, handler = std::move(handler)](http::Request& request,
-                                                      const model::User& user) {
-    Result<server::ProjectAccess> access =
-        s.auth.AccessProject(user, request.path_params.at("project"));
-    if (!access.ok()) return ErrorResponse(access.status());
-    return handler(request, user, *access);
-  });
+  return Authed(
+      s, [&s, handler = std::move(handler)](http::Request& request, const model::User& user) {
+        Result<server::ProjectAccess> access =
+            s.auth.AccessProject(user, request.path_params.at("project"));
+        if (!access.ok()) return ErrorResponse(access.status());
+        return handler(request, user, *access);
+      });
 }
 
 // The format of a configuration body from its Content-Type. Plain text and no type are read as
@@ -166,24 +166,23 @@ void AddProjectRoutes(http::Router& router, const Services& s) {
                if (!project.ok()) return ErrorResponse(project.status());
                return JsonResponse(ProjectToJson(*project));
              }));
-  router.Add("POST", "/api/projects/{project}/members",
-             Authed(s, [&s](http::Request& req, const model::User& user) {
-               Result<json::object> body = ParseJsonObject(req.body, {"user_name", "project_role"});
-               if (!body.ok()) return ErrorResponse(body.status());
-               Result<std::string> name = GetString(*body, "user_name");
-               if (!name.ok()) return ErrorResponse(name.status());
-               Result<std::string> role_text = GetString(*body, "project_role");
-               if (!role_text.ok()) return ErrorResponse(role_text.status());
-               std::optional<model::ProjectRole> role =
-                   model::Parse<model::ProjectRole>(*role_text);
-               if (!role) {
-                 return ErrorResponse(
-                     InvalidArgument("'project_role' must be admin, manager or user"));
-               }
-               auto project = s.projects.SetMember(user, req.path_params.at("project"), *name, *role);
-               if (!project.ok()) return ErrorResponse(project.status());
-               return JsonResponse(ProjectToJson(*project));
-             }));
+  router.Add(
+      "POST", "/api/projects/{project}/members",
+      Authed(s, [&s](http::Request& req, const model::User& user) {
+        Result<json::object> body = ParseJsonObject(req.body, {"user_name", "project_role"});
+        if (!body.ok()) return ErrorResponse(body.status());
+        Result<std::string> name = GetString(*body, "user_name");
+        if (!name.ok()) return ErrorResponse(name.status());
+        Result<std::string> role_text = GetString(*body, "project_role");
+        if (!role_text.ok()) return ErrorResponse(role_text.status());
+        std::optional<model::ProjectRole> role = model::Parse<model::ProjectRole>(*role_text);
+        if (!role) {
+          return ErrorResponse(InvalidArgument("'project_role' must be admin, manager or user"));
+        }
+        auto project = s.projects.SetMember(user, req.path_params.at("project"), *name, *role);
+        if (!project.ok()) return ErrorResponse(project.status());
+        return JsonResponse(ProjectToJson(*project));
+      }));
   router.Add("DELETE", "/api/projects/{project}/members/{user}",
              Authed(s, [&s](http::Request& req, const model::User& user) {
                auto project = s.projects.RemoveMember(user, req.path_params.at("project"),
@@ -194,32 +193,32 @@ void AddProjectRoutes(http::Router& router, const Services& s) {
 }
 
 void AddFleetRoutes(http::Router& router, const Services& s) {
-  router.Add("GET", "/api/project/{project}/fleets",
-             InProject(s, [&s](http::Request&, const model::User&,
-                               const server::ProjectAccess& access) {
-               auto fleets = s.fleets.List(access);
-               if (!fleets.ok()) return ErrorResponse(fleets.status());
-               json::array items;
-               for (const auto& f : *fleets) items.push_back(FleetToJson(f));
-               return JsonResponse(Items(std::move(items)));
-             }));
-  router.Add("POST", "/api/project/{project}/fleets",
-             InProject(s, [&s](http::Request& req, const model::User&,
-                               const server::ProjectAccess& access) {
-               if (!access.CanManage()) {
-                 return ErrorResponse(
-                     PermissionDenied("only project admins and managers can add fleets"));
-               }
-               Result<model::ConfigFormat> format = ConfigFormatOf(req);
-               if (!format.ok()) {
-                 http::Response r = ErrorResponse(format.status());
-                 r.status = 415;
-                 return r;
-               }
-               auto fleet = s.fleets.Apply(access, req.body, *format);
-               if (!fleet.ok()) return ErrorResponse(fleet.status());
-               return Created(FleetToJson(*fleet));
-             }));
+  router.Add(
+      "GET", "/api/project/{project}/fleets",
+      InProject(s, [&s](http::Request&, const model::User&, const server::ProjectAccess& access) {
+        auto fleets = s.fleets.List(access);
+        if (!fleets.ok()) return ErrorResponse(fleets.status());
+        json::array items;
+        for (const auto& f : *fleets) items.push_back(FleetToJson(f));
+        return JsonResponse(Items(std::move(items)));
+      }));
+  router.Add(
+      "POST", "/api/project/{project}/fleets",
+      InProject(s, [&s](http::Request& req, const model::User&,
+                        const server::ProjectAccess& access) {
+        if (!access.CanManage()) {
+          return ErrorResponse(PermissionDenied("only project admins and managers can add fleets"));
+        }
+        Result<model::ConfigFormat> format = ConfigFormatOf(req);
+        if (!format.ok()) {
+          http::Response r = ErrorResponse(format.status());
+          r.status = 415;
+          return r;
+        }
+        auto fleet = s.fleets.Apply(access, req.body, *format);
+        if (!fleet.ok()) return ErrorResponse(fleet.status());
+        return Created(FleetToJson(*fleet));
+      }));
   router.Add("GET", "/api/project/{project}/fleets/{fleet}",
              InProject(s, [&s](http::Request& req, const model::User&,
                                const server::ProjectAccess& access) {
@@ -234,15 +233,15 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
                if (!deleted.ok()) return ErrorResponse(deleted);
                return JsonResponse(json::object());
              }));
-  router.Add("GET", "/api/project/{project}/instances",
-             InProject(s, [&s](http::Request&, const model::User&,
-                               const server::ProjectAccess& access) {
-               auto instances = s.fleets.ListInstances(access);
-               if (!instances.ok()) return ErrorResponse(instances.status());
-               json::array items;
-               for (const auto& i : *instances) items.push_back(InstanceToJson(i));
-               return JsonResponse(Items(std::move(items)));
-             }));
+  router.Add(
+      "GET", "/api/project/{project}/instances",
+      InProject(s, [&s](http::Request&, const model::User&, const server::ProjectAccess& access) {
+        auto instances = s.fleets.ListInstances(access);
+        if (!instances.ok()) return ErrorResponse(instances.status());
+        json::array items;
+        for (const auto& i : *instances) items.push_back(InstanceToJson(i));
+        return JsonResponse(Items(std::move(items)));
+      }));
 }
 
 void AddRunRoutes(http::Router& router, const Services& s) {

@@ -37,12 +37,11 @@ class ServerAppImpl final : public ServerApp {
     options.host = config.host;
     options.port = config.port;
     options.threads = config.http_threads;
-    http_ = std::make_unique<http::Server>(options, [this](http::Request& request) {
-      return router_.Dispatch(request);
-    });
+    http_ = std::make_unique<http::Server>(
+        options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());
-    lifecycle_ = std::make_unique<server::PeriodicTask>(
-        "run lifecycle", config.lifecycle_interval, [this] {
+    lifecycle_ =
+        std::make_unique<server::PeriodicTask>("run lifecycle", config.lifecycle_interval, [this] {
           Status s = runs_.AdvanceRuns();
           if (!s.ok()) spdlog::warn("run lifecycle: {}", s.ToString());
         });
@@ -80,8 +79,7 @@ Result<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerConfig& config,
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) {
-    return Unavailable("cannot create the data directory " + config.data_dir + ": " +
-                       ec.message());
+    return Unavailable("cannot create the data directory " + config.data_dir + ": " + ec.message());
   }
   std::string db_path = (std::filesystem::path(config.data_dir) / "fleetwatch.db").string();
   FW_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenSqliteStore(db_path));

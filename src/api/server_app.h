@@ -13,8 +13,8 @@ namespace fleetwatch::api {
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
-  uint16_t port = 3000;  // 0: any free port
-  std::string data_dir;  // holds fleetwatch.db; created when missing
+  uint16_t port = 3000;                    // 0: any free port
+  std::string data_dir;                    // holds fleetwatch.db; created when missing
   std::optional<std::string> admin_token;  // used only on the first start
   int http_threads = 4;
   std::chrono::milliseconds lifecycle_interval{1000};

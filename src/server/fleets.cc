@@ -18,13 +18,15 @@ Status FleetNotFound(std::string_view name) {
 
 Result<FleetWithInstances> FleetService::Apply(const ProjectAccess& access, std::string_view text,
                                                model::ConfigFormat format) {
-  if (!access.CanManage()) return PermissionDenied("only project admins and managers can add fleets");
+  if (!access.CanManage())
+    return PermissionDenied("only project admins and managers can add fleets");
   FW_ASSIGN_OR_RETURN(model::FleetConfiguration config,
                       model::ParseFleetConfiguration(text, format));
   TimeMicros now = clock_.Now();
   FleetWithInstances out;
-  out.fleet = {NewId(), access.project.id, access.project.name, config.name,
-               model::FleetStatus::kActive, model::ToJson(config), now};
+  out.fleet = {NewId(),     access.project.id,           access.project.name,
+               config.name, model::FleetStatus::kActive, model::ToJson(config),
+               now};
   for (size_t i = 0; i < config.hosts.size(); ++i) {
     const model::FleetHost& host = config.hosts[i];
     model::Instance instance;

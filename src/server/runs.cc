@@ -31,8 +31,8 @@ Status CheckMayChange(const ProjectAccess& access, const model::User& caller,
 }  // namespace
 
 Result<std::string> RunService::GenerateName(const ProjectAccess& access) {
-  static constexpr std::array kAdjectives = {"brave", "calm",  "eager", "fast",  "gentle",
-                                             "happy", "keen",  "lucky", "quiet", "swift",
+  static constexpr std::array kAdjectives = {"brave", "calm",   "eager", "fast",  "gentle",
+                                             "happy", "keen",   "lucky", "quiet", "swift",
                                              "bold",  "clever", "proud", "witty", "zesty"};
   static constexpr std::array kNouns = {"otter", "falcon", "lynx",  "panda", "heron",
                                         "bison", "koala",  "raven", "tiger", "whale",
@@ -44,7 +44,7 @@ Result<std::string> RunService::GenerateName(const ProjectAccess& access) {
     Result<model::Run> existing = store_.GetRun(access.project.id, name);
     if (!existing.ok() && existing.status().code() == StatusCode::kNotFound) return name;
     FW_RETURN_IF_ERROR(existing.status().code() == StatusCode::kNotFound ? Status::Ok()
-                                                                          : existing.status());
+                                                                         : existing.status());
   }
   return Internal("could not find a free run name; give the run a name");
 }
@@ -122,8 +122,8 @@ Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::Us
   if (run.status == model::RunStatus::kTerminating && !abort) return run;
   TimeMicros now = clock_.Now();
   run.status = model::RunStatus::kTerminating;
-  run.termination_reason =
-      abort ? model::RunTerminationReason::kAbortedByUser : model::RunTerminationReason::kStoppedByUser;
+  run.termination_reason = abort ? model::RunTerminationReason::kAbortedByUser
+                                 : model::RunTerminationReason::kStoppedByUser;
   model::JobTerminationReason job_reason = abort ? model::JobTerminationReason::kAbortedByUser
                                                  : model::JobTerminationReason::kTerminatedByUser;
   for (model::Job& job : run.jobs) {
@@ -160,8 +160,9 @@ Status RunService::AdvanceRuns() {
                       store_.ListRunsWithStatus({model::RunStatus::kTerminating}));
   TimeMicros now = clock_.Now();
   for (model::Run& run : runs) {
-    bool all_finished = std::all_of(run.jobs.begin(), run.jobs.end(),
-                                    [](const model::Job& j) { return model::IsFinished(j.status); });
+    bool all_finished = std::all_of(run.jobs.begin(), run.jobs.end(), [](const model::Job& j) {
+      return model::IsFinished(j.status);
+    });
     if (!all_finished) continue;
     run.status = model::FinalStatusFor(
         run.termination_reason.value_or(model::RunTerminationReason::kStoppedByUser));

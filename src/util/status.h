@@ -41,13 +41,17 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
-inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
 inline Status PermissionDenied(std::string m) {
   return {StatusCode::kPermissionDenied, std::move(m)};
 }
@@ -58,7 +62,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).ok() && "Result built from an ok Status");
   }
@@ -85,10 +89,10 @@ class [[nodiscard]] Result {
 }  // namespace fleetwatch
 
 // Returns early from the enclosing function when `expr` (a Status) is not ok.
-#define FW_RETURN_IF_ERROR(expr)             \
-  do {                                       \
+#define FW_RETURN_IF_ERROR(expr)              \
+  do {                                        \
     ::fleetwatch::Status fw_status_ = (expr); \
-    if (!fw_status_.ok()) return fw_status_; \
+    if (!fw_status_.ok()) return fw_status_;  \
   } while (0)
 
 #define FW_CONCAT_INNER(a, b) a##b

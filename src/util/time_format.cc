@@ -25,9 +25,12 @@ Civil ToCivil(TimeMicros t) {
   rest -= m;
   auto s = duration_cast<seconds>(rest);
   rest -= s;
-  return {static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-          static_cast<unsigned>(ymd.day()), static_cast<unsigned>(h.count()),
-          static_cast<unsigned>(m.count()), static_cast<unsigned>(s.count()),
+  return {static_cast<int>(ymd.year()),
+          static_cast<unsigned>(ymd.month()),
+          static_cast<unsigned>(ymd.day()),
+          static_cast<unsigned>(h.count()),
+          static_cast<unsigned>(m.count()),
+          static_cast<unsigned>(s.count()),
           duration_cast<microseconds>(rest).count()};
 }
 

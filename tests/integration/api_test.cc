@@ -191,8 +191,8 @@ TEST_F(ApiTest, UserProjectFleetAndRunLifecycle) {
 
 TEST_F(ApiTest, RunWithoutNameGetsAGeneratedOneAndJsonBodiesWork) {
   json::value config = {{"type", "task"}, {"commands", json::array{"echo hi"}}};
-  ApiReply run = admin_->Send("POST", "/api/project/main/runs", json::serialize(config),
-                              "application/json");
+  ApiReply run =
+      admin_->Send("POST", "/api/project/main/runs", json::serialize(config), "application/json");
   ASSERT_EQ(run.status, 201) << run.body;
   std::string name = Str(run.json, "run_name");
   EXPECT_FALSE(name.empty());
@@ -204,13 +204,13 @@ TEST_F(ApiTest, EverythingSurvivesARestart) {
   ASSERT_EQ(bob.PostJson("/api/projects", {{"name", "vision"}}).status, 201);
   ASSERT_EQ(bob.Send("POST", "/api/project/vision/fleets", kFleetYaml, "application/yaml").status,
             201);
-  ASSERT_EQ(bob.Send("POST", "/api/project/vision/runs", kRunYaml, "application/yaml").status,
-            201);
+  ASSERT_EQ(bob.Send("POST", "/api/project/vision/runs", kRunYaml, "application/yaml").status, 201);
   EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
   EXPECT_NE(server_->Output().find("fleetwatch server stopped"), std::string::npos);
 
-  StartServer();
+  StartServer();  // on a new port: clients must be made anew
   EXPECT_EQ(server_->Output().find(kAdminToken), std::string::npos) << "token printed twice";
+  bob = As(bob.token());
   EXPECT_EQ(bob.Get("/api/users/me").status, 200);
   ApiReply run = bob.Get("/api/project/vision/runs/train");
   ASSERT_EQ(run.status, 200) << run.body;
@@ -269,8 +269,9 @@ TEST_F(ApiTest, AuthMatrix) {
   // A project user may not stop someone else's run, nor add fleets or members.
   EXPECT_EQ(member.PostJson("/api/project/main/runs/train/stop", json::object()).status, 403);
   EXPECT_EQ(member.Delete("/api/project/main/fleets/gpus").status, 403);
-  EXPECT_EQ(member.PostJson("/api/projects/main/members",
-                            {{"user_name", "outsider"}, {"project_role", "user"}})
+  EXPECT_EQ(member
+                .PostJson("/api/projects/main/members",
+                          {{"user_name", "outsider"}, {"project_role", "user"}})
                 .status,
             403);
   EXPECT_EQ(member.PostJson("/api/users", {{"name", "mallory"}}).status, 403);
@@ -296,9 +297,19 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
             201);
   const std::string before = snapshot();
 
-  const std::vector<std::string> bad_names = {
-      "",        std::string(2000, 'a'), "a\"b",  "a\\b", "a\nb",  "<script>alert(1)</script>",
-      "x'; DROP TABLE runs; --", "ранок", "Upper", "1abc", "-abc", "a b", std::string("a\0b", 3)};
+  const std::vector<std::string> bad_names = {"",
+                                              std::string(2000, 'a'),
+                                              "a\"b",
+                                              "a\\b",
+                                              "a\nb",
+                                              "<script>alert(1)</script>",
+                                              "x'; DROP TABLE runs; --",
+                                              "ранок",
+                                              "Upper",
+                                              "1abc",
+                                              "-abc",
+                                              "a b",
+                                              std::string("a\0b", 3)};
   for (const std::string& name : bad_names) {
     SCOPED_TRACE("name of " + std::to_string(name.size()) + " bytes");
     json::value as_json = json::string(name);
@@ -307,17 +318,18 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
     EXPECT_EQ(user.ErrorCode(), "invalid_argument");
     EXPECT_EQ(admin_->PostJson("/api/projects", {{"name", as_json}}).status, 400);
     json::value run = {{"type", "task"}, {"name", as_json}, {"commands", json::array{"true"}}};
-    EXPECT_EQ(admin_->Send("POST", "/api/project/main/runs", json::serialize(run),
-                           "application/json")
-                  .status,
-              400);
-    json::value fleet = {{"type", "fleet"},
-                         {"name", as_json},
-                         {"ssh_config", {{"hosts", json::array{{{"hostname", "h"}, {"token", "t"}}}}}}};
-    EXPECT_EQ(admin_->Send("POST", "/api/project/main/fleets", json::serialize(fleet),
-                           "application/json")
-                  .status,
-              400);
+    EXPECT_EQ(
+        admin_->Send("POST", "/api/project/main/runs", json::serialize(run), "application/json")
+            .status,
+        400);
+    json::value fleet = {
+        {"type", "fleet"},
+        {"name", as_json},
+        {"ssh_config", {{"hosts", json::array{{{"hostname", "h"}, {"token", "t"}}}}}}};
+    EXPECT_EQ(
+        admin_->Send("POST", "/api/project/main/fleets", json::serialize(fleet), "application/json")
+            .status,
+        400);
   }
 
   struct Case {
@@ -333,7 +345,8 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
        400},
       {"malformed run YAML", "POST", "/api/project/main/runs", "application/yaml",
        "type: task\ncommands: [unclosed\n", 400},
-      {"malformed run JSON", "POST", "/api/project/main/runs", "application/json", "{\"type\":", 400},
+      {"malformed run JSON", "POST", "/api/project/main/runs", "application/json",
+       "{\"type\":", 400},
       {"run unknown key", "POST", "/api/project/main/runs", "application/yaml",
        "type: task\ncommands: [x]\nfoo: 1\n", 400},
       {"run image unsupported", "POST", "/api/project/main/runs", "application/yaml",
@@ -379,8 +392,8 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
     ApiReply r = admin_->Send(c.method, c.target, c.body, c.content_type);
     EXPECT_EQ(r.status, c.status) << r.body;
     EXPECT_FALSE(r.ErrorCode().empty()) << r.body;
-    std::string message = r.json.is_object() ? json::serialize(r.json.at("error").at("message"))
-                                             : std::string();
+    std::string message =
+        r.json.is_object() ? json::serialize(r.json.at("error").at("message")) : std::string();
     EXPECT_FALSE(message.empty());
   }
   EXPECT_EQ(snapshot(), before);

@@ -216,8 +216,8 @@ int ChildProcess::Stop(int signal, int timeout_seconds) {
 ServerProcess::ServerProcess(const std::string& data_dir, const std::string& home_dir,
                              const std::string& admin_token, std::vector<std::string> extra_args,
                              std::map<std::string, std::string> extra_env) {
-  std::vector<std::string> args = {"server", "--host", "127.0.0.1", "--port", "0", "--data-dir",
-                                   data_dir};
+  std::vector<std::string> args = {"server", "--host",     "127.0.0.1", "--port",
+                                   "0",      "--data-dir", data_dir};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::map<std::string, std::string> env = {{"HOME", home_dir},
                                             {"FLEETWATCH_SERVER_ADMIN_TOKEN", admin_token}};

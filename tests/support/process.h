@@ -37,8 +37,8 @@ struct ProcessResult {
 // Runs `binary args...` with the current environment plus `env` (a value of "\x01unset" removes a
 // variable), feeding `input` to stdin; waits at most `timeout_seconds` (then SIGKILL, exit -1).
 ProcessResult RunProcess(const std::string& binary, const std::vector<std::string>& args,
-                         const std::map<std::string, std::string>& env, const std::string& input = {},
-                         int timeout_seconds = 60);
+                         const std::map<std::string, std::string>& env,
+                         const std::string& input = {}, int timeout_seconds = 60);
 
 // A long-running child process whose stdout+stderr are collected by a reader thread.
 class ChildProcess {

@@ -1,0 +1,230 @@
+// Services over a real SQLite file and a fake clock.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+
+#include "model/names.h"
+#include "server/auth.h"
+#include "server/fleets.h"
+#include "server/projects.h"
+#include "server/runs.h"
+#include "server/users.h"
+#include "store/sqlite_store.h"
+#include "support/process.h"
+#include "util/ids.h"
+
+namespace fleetwatch::server {
+namespace {
+
+constexpr TimeMicros kStart = 1'800'000'000'000'000;
+constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
+
+constexpr char kRunYaml[] = R"(type: task
+name: train
+nodes: 2
+commands: [echo hi]
+)";
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto opened = store::OpenSqliteStore((dir_.path() / "fleetwatch.db").string());
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
+    auth_ = std::make_unique<AuthService>(*store_);
+    users_ = std::make_unique<UserService>(*store_, clock_);
+    projects_ = std::make_unique<ProjectService>(*store_, *auth_, clock_);
+    fleets_ = std::make_unique<FleetService>(*store_, clock_);
+    runs_ = std::make_unique<RunService>(*store_, clock_);
+    auto token = users_->Bootstrap(std::string(kAdminToken));
+    ASSERT_TRUE(token.ok()) << token.status().ToString();
+    admin_ = *auth_->Authenticate(std::string("Bearer ") + kAdminToken);
+  }
+
+  model::User NewUser(const std::string& name) {
+    auto created = users_->CreateUser(admin_, name, model::GlobalRole::kUser);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    return created->user;
+  }
+
+  ProjectAccess Access(const model::User& user, const std::string& project = "main") {
+    auto access = auth_->AccessProject(user, project);
+    EXPECT_TRUE(access.ok()) << access.status().ToString();
+    return *access;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_{kStart};
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<AuthService> auth_;
+  std::unique_ptr<UserService> users_;
+  std::unique_ptr<ProjectService> projects_;
+  std::unique_ptr<FleetService> fleets_;
+  std::unique_ptr<RunService> runs_;
+  model::User admin_;
+};
+
+TEST_F(ServicesTest, BootstrapHappensOnceAndChecksTheGivenToken) {
+  auto again = users_->Bootstrap(std::nullopt);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());
+  EXPECT_EQ(admin_.name, "admin");
+  EXPECT_EQ(admin_.global_role, model::GlobalRole::kAdmin);
+
+  testing::TempDir other;
+  auto store = store::OpenSqliteStore((other.path() / "db").string());
+  ASSERT_TRUE(store.ok());
+  UserService fresh(**store, clock_);
+  EXPECT_EQ(fresh.Bootstrap(std::string("short")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(fresh.Bootstrap(std::string("has spaces in the token value")).status().code(),
+            StatusCode::kInvalidArgument);
+  auto generated = fresh.Bootstrap(std::nullopt);
+  ASSERT_TRUE(generated.ok() && generated->has_value());
+  EXPECT_EQ((*generated)->size(), 64u);
+}
+
+TEST_F(ServicesTest, AuthenticateAcceptsOnlyBearerWithAKnownToken) {
+  EXPECT_EQ(auth_->Authenticate("").status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth_->Authenticate(kAdminToken).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth_->Authenticate(std::string("Basic ") + kAdminToken).status().code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(auth_->Authenticate("Bearer nope").status().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(auth_->Authenticate(std::string("bearer  ") + kAdminToken).ok());
+  // The store keeps only the hash.
+  EXPECT_TRUE(store_->GetUserByTokenHash(Sha256Hex(kAdminToken)).ok());
+  EXPECT_FALSE(store_->GetUserByTokenHash(kAdminToken).ok());
+}
+
+TEST_F(ServicesTest, ProjectAccessFollowsMembership) {
+  model::User alice = NewUser("alice");
+  EXPECT_EQ(auth_->AccessProject(alice, "main").status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(auth_->AccessProject(alice, "nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(auth_->AccessProject(alice, "<script>").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Access(admin_).role, model::ProjectRole::kAdmin);
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "alice", model::ProjectRole::kManager).ok());
+  EXPECT_EQ(Access(alice).role, model::ProjectRole::kManager);
+  // A project created by a user makes them its admin.
+  ASSERT_TRUE(projects_->Create(alice, "vision").ok());
+  EXPECT_EQ(Access(alice, "vision").role, model::ProjectRole::kAdmin);
+}
+
+TEST_F(ServicesTest, TheLastProjectAdminCannotLeaveOrBeDemoted) {
+  model::User alice = NewUser("alice");
+  ASSERT_TRUE(projects_->Create(alice, "vision").ok());
+  EXPECT_EQ(projects_->RemoveMember(alice, "vision", "alice").status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(
+      projects_->SetMember(alice, "vision", "alice", model::ProjectRole::kUser).status().code(),
+      StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(projects_->SetMember(alice, "vision", "admin", model::ProjectRole::kAdmin).ok());
+  EXPECT_TRUE(projects_->RemoveMember(alice, "vision", "alice").ok());
+}
+
+TEST_F(ServicesTest, SubmitCreatesNodesTimesReplicasJobs) {
+  auto run = runs_->Submit(Access(admin_), admin_,
+                           "type: service\nname: web\nport: 8000\nreplicas: 3\ncommands: [serve]\n",
+                           model::ConfigFormat::kYaml);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  ASSERT_EQ(run->jobs.size(), 3u);
+  EXPECT_EQ(run->jobs[2].job_name, "web-0-2");
+  EXPECT_EQ(run->type, model::RunType::kService);
+  EXPECT_EQ(run->submitted_at, kStart);
+  auto stored = runs_->Get(Access(admin_), "web");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->jobs.size(), 3u);
+  EXPECT_EQ(stored->status, model::RunStatus::kSubmitted);
+}
+
+TEST_F(ServicesTest, StopEndsUnplacedJobsAndTheLifecycleFinishesTheRun) {
+  ProjectAccess access = Access(admin_);
+  ASSERT_TRUE(runs_->Submit(access, admin_, kRunYaml, model::ConfigFormat::kYaml).ok());
+  clock_.Advance(5'000'000);
+  auto stopping = runs_->Stop(access, admin_, "train", /*abort=*/false);
+  ASSERT_TRUE(stopping.ok());
+  EXPECT_EQ(stopping->status, model::RunStatus::kTerminating);
+  EXPECT_EQ(stopping->jobs[0].status, model::JobStatus::kTerminated);
+  EXPECT_EQ(stopping->jobs[0].termination_reason, model::JobTerminationReason::kTerminatedByUser);
+  EXPECT_EQ(stopping->jobs[0].finished_at, kStart + 5'000'000);
+  EXPECT_EQ(runs_->Delete(access, admin_, "train").code(), StatusCode::kFailedPrecondition);
+
+  clock_.Advance(1'000'000);
+  ASSERT_TRUE(runs_->AdvanceRuns().ok());
+  auto done = runs_->Get(access, "train");
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->status, model::RunStatus::kTerminated);
+  EXPECT_EQ(done->termination_reason, model::RunTerminationReason::kStoppedByUser);
+  EXPECT_EQ(done->finished_at, kStart + 6'000'000);
+  // Stopping a finished run changes nothing.
+  auto again = runs_->Stop(access, admin_, "train", /*abort=*/true);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->termination_reason, model::RunTerminationReason::kStoppedByUser);
+  EXPECT_TRUE(runs_->Delete(access, admin_, "train").ok());
+  EXPECT_EQ(runs_->Get(access, "train").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ServicesTest, AbortEndsJobsAsAborted) {
+  ProjectAccess access = Access(admin_);
+  ASSERT_TRUE(runs_->Submit(access, admin_, kRunYaml, model::ConfigFormat::kYaml).ok());
+  auto aborted = runs_->Stop(access, admin_, "train", /*abort=*/true);
+  ASSERT_TRUE(aborted.ok());
+  EXPECT_EQ(aborted->jobs[1].status, model::JobStatus::kAborted);
+  ASSERT_TRUE(runs_->AdvanceRuns().ok());
+  EXPECT_EQ(runs_->Get(access, "train")->status, model::RunStatus::kTerminated);
+  EXPECT_EQ(runs_->Get(access, "train")->termination_reason,
+            model::RunTerminationReason::kAbortedByUser);
+}
+
+TEST_F(ServicesTest, UsersMayChangeOnlyTheirOwnRunsManagersAny) {
+  model::User alice = NewUser("alice");
+  model::User bob = NewUser("bob");
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "alice", model::ProjectRole::kUser).ok());
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "bob", model::ProjectRole::kUser).ok());
+  ASSERT_TRUE(runs_->Submit(Access(alice), alice, kRunYaml, model::ConfigFormat::kYaml).ok());
+  EXPECT_EQ(runs_->Stop(Access(bob), bob, "train", false).status().code(),
+            StatusCode::kPermissionDenied);
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "bob", model::ProjectRole::kManager).ok());
+  EXPECT_TRUE(runs_->Stop(Access(bob), bob, "train", false).ok());
+}
+
+TEST_F(ServicesTest, GeneratedRunNamesAreValidAndDistinct) {
+  ProjectAccess access = Access(admin_);
+  std::set<std::string> names;
+  for (int i = 0; i < 10; ++i) {
+    auto run =
+        runs_->Submit(access, admin_, "type: task\ncommands: [x]\n", model::ConfigFormat::kYaml);
+    ASSERT_TRUE(run.ok()) << run.status().ToString();
+    EXPECT_TRUE(model::IsValidName(run->run_name)) << run->run_name;
+    names.insert(run->run_name);
+  }
+  EXPECT_EQ(names.size(), 10u);
+}
+
+TEST_F(ServicesTest, FleetsNeedManagersAndGetOneInstancePerHost) {
+  model::User alice = NewUser("alice");
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "alice", model::ProjectRole::kUser).ok());
+  constexpr char kFleet[] =
+      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  hosts: [10.0.0.1, 10.0.0.2, "
+      "10.0.0.3]\n";
+  EXPECT_EQ(fleets_->Apply(Access(alice), kFleet, model::ConfigFormat::kYaml).status().code(),
+            StatusCode::kPermissionDenied);
+  auto fleet = fleets_->Apply(Access(admin_), kFleet, model::ConfigFormat::kYaml);
+  ASSERT_TRUE(fleet.ok()) << fleet.status().ToString();
+  ASSERT_EQ(fleet->instances.size(), 3u);
+  EXPECT_EQ(fleet->instances[2].name, "gpus-2");
+  EXPECT_EQ(fleet->instances[2].agent_port, 10998);
+  EXPECT_EQ(fleet->instances[2].status, model::InstanceStatus::kPending);
+  EXPECT_EQ(fleet->fleet.configuration_json.find("secret"), std::string::npos);
+  EXPECT_EQ(fleets_->Apply(Access(admin_), kFleet, model::ConfigFormat::kYaml).status().code(),
+            StatusCode::kAlreadyExists);
+  auto listed = fleets_->List(Access(alice));
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].instances.size(), 3u);
+  EXPECT_EQ(fleets_->Delete(Access(alice), "gpus").code(), StatusCode::kPermissionDenied);
+  EXPECT_TRUE(fleets_->Delete(Access(admin_), "gpus").ok());
+  EXPECT_EQ(fleets_->Get(Access(admin_), "gpus").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
