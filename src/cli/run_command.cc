@@ -1,0 +1,53 @@
+// `fleetwatch run [options] -- command args...`: submits a task built from flags.
+#include "cli/run_command.h"
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <memory>
+
+#include "cli/command_groups.h"
+#include "cli/command_support.h"
+#include "cli/json_fields.h"
+#include "cli/run_request.h"
+
+namespace fleetwatch::cli {
+namespace {
+
+struct RunArgs {
+  ClientFlags flags;
+  RunFlags run;
+};
+
+Status SubmitTask(const RunArgs& args) {
+  FW_ASSIGN_OR_RETURN(std::string configuration, BuildRunConfigurationJson(args.run));
+  FW_ASSIGN_OR_RETURN(ApiClient api, Connect(args.flags));
+  return SubmitRun(api, configuration, "application/json");
+}
+
+}  // namespace
+
+Status SubmitRun(ApiClient& api, std::string_view configuration, std::string_view content_type) {
+  FW_ASSIGN_OR_RETURN(boost::json::value run,
+                      api.Post(api.ProjectPath("/runs"), configuration, content_type));
+  PrintLine("Submitted run " + StringField(run, "run_name", "?") + " (status " +
+            StringField(run, "status", "?") + ")");
+  return Status::Ok();
+}
+
+void AddRunCommand(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<RunArgs>();
+  CLI::App* run = app.add_subcommand(
+      "run", "Submit a task that runs a command: fleetwatch run [options] -- command args...");
+  run->add_option("--name", args->run.name, "Run name (default: the server picks one)");
+  run->add_option("--gpu", args->run.gpu, "GPUs: N, NAME, NAME:N or NAME:MEMORY:N");
+  run->add_option("--cpu", args->run.cpu, "CPUs");
+  run->add_option("--memory", args->run.memory, "Memory limit, e.g. 16GB");
+  run->add_option("--nodes", args->run.nodes, "Number of nodes");
+  run->add_option("--max-duration", args->run.max_duration, "Stop the run after this, e.g. 2h");
+  run->add_option("--env", args->run.env, "Environment variable KEY=VALUE (repeatable)");
+  run->add_option("command", args->run.command, "The command and its arguments, after --");
+  AddClientFlags(*run, args->flags);
+  OnRun(*run, exit_code, [args] { return SubmitTask(*args); });
+}
+
+}  // namespace fleetwatch::cli
