@@ -2,6 +2,8 @@
 // its REST API.
 #include <CLI/CLI.hpp>
 
+#include <iostream>
+
 #include "api/server_command.h"
 #include "cli/commands.h"
 
@@ -16,7 +18,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" that exit 0; real ones get the one-line form.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
   }
   return exit_code;
 }

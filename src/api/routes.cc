@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/json_mapping.h"
+#include "model/json_text.h"
 #include "model/names.h"
 #include "util/time_format.h"
 
@@ -20,7 +21,7 @@ constexpr std::string_view kVersion = "0.1.0";
 http::Response JsonResponse(const json::value& value, int status = 200) {
   http::Response r;
   r.status = status;
-  r.body = json::serialize(value);
+  r.body = model::SerializeJson(value);
   return r;
 }
 

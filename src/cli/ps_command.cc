@@ -8,6 +8,7 @@
 #include "cli/command_support.h"
 #include "cli/json_fields.h"
 #include "cli/run_views.h"
+#include "model/json_text.h"
 #include "util/clock.h"
 
 namespace fleetwatch::cli {
@@ -26,7 +27,7 @@ Status ListRuns(const PsArgs& args) {
   FW_ASSIGN_OR_RETURN(const boost::json::array* items, Items(reply));
   if (args.json) {
     // Re-serialized rather than echoed: well-formed JSON, control characters escaped.
-    std::cout << boost::json::serialize(boost::json::object{{"items", *items}}) << "\n";
+    std::cout << model::SerializeJson(boost::json::object{{"items", *items}}) << "\n";
     return Status::Ok();
   }
   PrintTable(RunsTable(*items, SystemClock::Get().Now()));
