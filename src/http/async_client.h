@@ -1,0 +1,75 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "http/message.h"
+#include "util/status.h"
+
+namespace fleetwatch::http {
+
+// One request to one host. Plain data.
+struct AsyncRequest {
+  std::string host;  // IP literal (IPv6 with or without brackets) or a name to resolve
+  uint16_t port = 0;
+  std::string method = "GET";
+  std::string target;  // path + query, already encoded; starts with '/'
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // Resolve + connect + write + read, all together, counted from when the request leaves the
+  // queue (see AsyncClient). Name resolution past the deadline fails the request on time, but
+  // the system resolver may keep a thread busy until it gives up on its own.
+  std::chrono::milliseconds timeout{5000};
+  size_t max_response_bytes = 8 << 20;  // response body; larger ones fail with PayloadTooLarge
+};
+
+// A pool of I/O threads sending requests asynchronously (Boost.Beast), made for polling
+// thousands of hosts at once: every request has its own deadline and response-size cap, so one
+// slow or broken host never delays the others. One connection per request (Connection: close);
+// no connection reuse, which at one request per host per tick would buy little. At most
+// `max_in_flight` connections are open at a time; further requests wait in a FIFO queue, so
+// 10,000 hosts do not exhaust file descriptors (each open request holds one: keep
+// max_in_flight well below the process's RLIMIT_NOFILE, which is often 1024 by default).
+//
+// Requests carry Host, User-Agent: fleetwatch (unless given), Content-Length and
+// Connection: close. Any HTTP status is a successful Response; its `headers` hold all response
+// headers, names lowercased.
+//
+// Thread-safe: Send and SendAll may be called from any thread, Send also from a callback.
+class AsyncClient {
+ public:
+  explicit AsyncClient(int threads = 2, size_t max_in_flight = 4096);
+  // Cancels what is in flight or queued (those callbacks get Unavailable "... cancelled") and
+  // joins the threads. Every callback has been called when it returns. Must not be called from
+  // a callback.
+  ~AsyncClient();
+  AsyncClient(const AsyncClient&) = delete;
+  AsyncClient& operator=(const AsyncClient&) = delete;
+
+  // Calls `done` exactly once, on an I/O thread, with the response or:
+  //  - InvalidArgument: empty host, port 0, bad method, target or header;
+  //  - Unavailable: "cannot reach host:port: ..." (resolve or connect failed or timed out),
+  //    "no response from host:port within N ms", "malformed response from host:port: ...",
+  //    "connection to host:port closed before a complete response", a reset, or the client
+  //    being destroyed;
+  //  - PayloadTooLarge: the body exceeds max_response_bytes (or the headers 64 KiB).
+  // `done` should be quick (it runs on an I/O thread) and must not throw; an exception is logged
+  // and dropped.
+  void Send(AsyncRequest request, std::function<void(Result<Response>)> done);
+
+  // Sends all at once and waits for every result (each bounded by its own timeout plus its time
+  // in the queue). Results are in request order. Must not be called from a callback.
+  std::vector<Result<Response>> SendAll(std::vector<AsyncRequest> requests);
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fleetwatch::http
