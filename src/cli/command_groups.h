@@ -17,5 +17,6 @@ void AddApplyCommand(CLI::App& app, int& exit_code);          // apply_command.c
 void AddRunCommand(CLI::App& app, int& exit_code);            // run_command.cc
 void AddPsCommand(CLI::App& app, int& exit_code);             // ps_command.cc
 void AddRunLifecycleCommands(CLI::App& app, int& exit_code);  // run_lifecycle_commands.cc
+void AddLogsCommand(CLI::App& app, int& exit_code);           // logs_command.cc
 
 }  // namespace fleetwatch::cli
