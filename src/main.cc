@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "agent/agent_command.h"
 #include "api/server_command.h"
 #include "cli/commands.h"
 
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "fleetwatch 0.1.0");
   fleetwatch::api::AddServerCommand(app, exit_code);
+  fleetwatch::agent::AddAgentCommand(app, exit_code);
   fleetwatch::cli::AddClientCommands(app, exit_code);
   try {
     app.parse(argc, argv);

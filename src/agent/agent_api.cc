@@ -1,0 +1,146 @@
+#include "agent/agent_api.h"
+
+#include <boost/json/value.hpp>
+
+#include <charconv>
+
+#include "agent/agent_json.h"
+#include "model/json_text.h"
+#include "util/ids.h"
+
+namespace fleetwatch::agent {
+namespace {
+
+namespace json = boost::json;
+
+constexpr char kVersion[] = "0.1.0";
+constexpr int64_t kMaxLogChunk = 1 << 20;
+
+http::Response Json(int status, const json::value& value) {
+  http::Response response;
+  response.status = status;
+  response.body = model::SerializeJson(value);
+  return response;
+}
+
+http::Response Error(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument:
+      return http::JsonError(400, "invalid_argument", status.message());
+    case StatusCode::kNotFound:
+      return http::JsonError(404, "not_found", status.message());
+    case StatusCode::kAlreadyExists:
+      return http::JsonError(409, "already_exists", status.message());
+    case StatusCode::kFailedPrecondition:
+      return http::JsonError(409, "failed_precondition", status.message());
+    case StatusCode::kUnavailable:
+      return http::JsonError(503, "unavailable", status.message());
+    default:
+      return http::JsonError(500, "internal", status.message());
+  }
+}
+
+// A non-negative integer query parameter; `fallback` when absent.
+Result<int64_t> QueryInteger(const http::Request& request, const std::string& name,
+                             int64_t fallback) {
+  auto it = request.query.find(name);
+  if (it == request.query.end()) return fallback;
+  const std::string& text = it->second;
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < 0) {
+    return InvalidArgument(name + " must be a non-negative integer");
+  }
+  return value;
+}
+
+}  // namespace
+
+AgentApi::AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
+                   const Clock& clock)
+    : identity_(std::move(identity)),
+      inventory_(std::move(inventory)),
+      runtime_(runtime),
+      clock_(clock) {
+  router_.Add("GET", "/api/healthcheck", [this](http::Request&) { return Healthcheck(); });
+  router_.Add("GET", "/api/inventory", [this](http::Request&) { return Inventory(); });
+  router_.Add("GET", "/api/poll", [this](http::Request&) { return Poll(); });
+  router_.Add("POST", "/api/jobs", [this](http::Request& r) { return StartJob(r); });
+  router_.Add("POST", "/api/jobs/{job_id}/stop", [this](http::Request& r) { return StopJob(r); });
+  router_.Add("GET", "/api/jobs/{job_id}/logs", [this](http::Request& r) { return JobLogs(r); });
+  router_.Add("DELETE", "/api/jobs/{job_id}",
+              [this](http::Request& r) { return AcknowledgeJob(r); });
+}
+
+http::Response AgentApi::Handle(http::Request& request) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  std::string_view header = request.Header("authorization");
+  bool authorized = header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer &&
+                    ConstantTimeEquals(header.substr(kBearer.size()), identity_.token);
+  if (!authorized) {
+    http::Response response =
+        http::JsonError(401, "unauthenticated", "missing or wrong agent token");
+    response.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return response;
+  }
+  return router_.Dispatch(request);
+}
+
+http::Response AgentApi::Healthcheck() const {
+  return Json(200, json::object{{"service", "fleetwatch-agent"},
+                                {"version", kVersion},
+                                {"agent_id", identity_.agent_id},
+                                {"started_at", identity_.started_at}});
+}
+
+http::Response AgentApi::Inventory() const {
+  return Json(200, InventoryJson(inventory_, identity_.agent_id));
+}
+
+http::Response AgentApi::Poll() const {
+  json::array jobs;
+  for (const JobState& state : runtime_.List()) jobs.push_back(JobStateJson(state));
+  return Json(
+      200, json::object{
+               {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}});
+}
+
+http::Response AgentApi::StartJob(const http::Request& request) {
+  Result<JobSpec> spec = ParseStartJobRequest(request.body, inventory_.gpus);
+  if (!spec.ok()) return Error(spec.status());
+  Result<StartResult> started = runtime_.Start(*spec);
+  if (!started.ok()) return Error(started.status());
+  return Json(started->created ? 201 : 200, JobStateJson(started->state));
+}
+
+http::Response AgentApi::StopJob(const http::Request& request) {
+  Result<std::chrono::seconds> grace = ParseStopJobRequest(request.body);
+  if (!grace.ok()) return Error(grace.status());
+  Result<JobState> state = runtime_.Stop(request.path_params.at("job_id"), *grace);
+  if (!state.ok()) return Error(state.status());
+  return Json(200, JobStateJson(*state));
+}
+
+http::Response AgentApi::JobLogs(const http::Request& request) const {
+  Result<int64_t> offset = QueryInteger(request, "offset", 0);
+  if (!offset.ok()) return Error(offset.status());
+  Result<int64_t> limit = QueryInteger(request, "limit", kMaxLogChunk);
+  if (!limit.ok()) return Error(limit.status());
+  Result<LogChunk> chunk =
+      runtime_.ReadLog(request.path_params.at("job_id"), *offset, std::min(*limit, kMaxLogChunk));
+  if (!chunk.ok()) return Error(chunk.status());
+  http::Response response;
+  response.content_type = "application/octet-stream";
+  response.body = std::move(chunk->data);
+  response.headers.emplace_back("X-Log-Size", std::to_string(chunk->total_size));
+  return response;
+}
+
+http::Response AgentApi::AcknowledgeJob(const http::Request& request) {
+  Status status = runtime_.Acknowledge(request.path_params.at("job_id"));
+  if (!status.ok()) return Error(status);
+  return Json(200,
+              json::object{{"job_id", request.path_params.at("job_id")}, {"acknowledged", true}});
+}
+
+}  // namespace fleetwatch::agent

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <string>
+
+#include "agent/inventory.h"
+#include "agent/job_runtime.h"
+#include "http/message.h"
+#include "http/router.h"
+#include "util/clock.h"
+
+namespace fleetwatch::agent {
+
+struct AgentIdentity {
+  std::string agent_id;  // new at every agent start
+  TimeMicros started_at = 0;
+  std::string token;  // the bearer token every request must carry
+};
+
+// The agent API of docs/agent-api.md over a JobRuntime. Every request is checked for the bearer
+// token first (constant-time compare; 401 JSON "unauthenticated" otherwise), then routed. Bad
+// bodies and parameters give 400 JSON errors and change nothing. `runtime` and `clock` must
+// outlive it. Thread-safe: Handle() may run on many threads at once.
+class AgentApi {
+ public:
+  AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
+           const Clock& clock);
+  AgentApi(const AgentApi&) = delete;
+  AgentApi& operator=(const AgentApi&) = delete;
+
+  http::Response Handle(http::Request& request) const;
+
+ private:
+  http::Response Healthcheck() const;
+  http::Response Inventory() const;
+  http::Response Poll() const;
+  http::Response StartJob(const http::Request& request);
+  http::Response StopJob(const http::Request& request);
+  http::Response JobLogs(const http::Request& request) const;
+  http::Response AcknowledgeJob(const http::Request& request);
+
+  const AgentIdentity identity_;
+  const HostInventory inventory_;
+  JobRuntime& runtime_;
+  const Clock& clock_;
+  http::Router router_;
+};
+
+}  // namespace fleetwatch::agent

@@ -1,0 +1,174 @@
+#include "agent/agent_command.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "agent/agent_api.h"
+#include "agent/amd_sysfs_backend.h"
+#include "agent/cgroup_tree.h"
+#include "agent/host_gpus.h"
+#include "agent/inventory.h"
+#include "agent/job_env.h"
+#include "agent/nvml_backend.h"
+#include "agent/process_job_runtime.h"
+#include "http/server.h"
+#include "model/json_text.h"
+#include "util/clock.h"
+#include "util/ids.h"
+#include "util/logging.h"
+
+namespace fleetwatch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::chrono::seconds kShutdownGrace{5};
+
+struct AgentFlags {
+  std::string host = "0.0.0.0";
+  int port = 10998;
+  std::string token;
+  std::string data_dir;
+  int dcgm_exporter_port = 10997;  // used by the DCGM exporter management (a later issue)
+  std::string log_level = "info";
+};
+
+std::string Env(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? value : "";
+}
+
+std::string DefaultDataDir() {
+  if (std::string env = Env("FLEETWATCH_AGENT_DATA_DIR"); !env.empty()) return env;
+  std::string home = Env("HOME");
+  return (fs::path(home.empty() ? "/root" : home) / ".fleetwatch" / "agent").string();
+}
+
+// Written with a temporary file and rename so a reader never sees half of it.
+Status WriteAgentFile(const fs::path& file, const boost::json::value& content) {
+  fs::path tmp = file;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << model::SerializeJson(content) << "\n";
+    if (!out) return Unavailable("cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, file, ec);
+  if (ec) return Unavailable("cannot write " + file.string() + ": " + ec.message());
+  return Status::Ok();
+}
+
+int RunAgent(const AgentFlags& flags) {
+  SetupLogging(flags.log_level);
+  std::string token = !flags.token.empty() ? flags.token : Env("FLEETWATCH_AGENT_TOKEN");
+  if (token.empty()) {
+    std::cerr << "error: an agent token is required: pass --token or set "
+                 "FLEETWATCH_AGENT_TOKEN\n";
+    return 1;
+  }
+  // Signals are taken by sigwait below; block them before any thread starts so that every
+  // thread inherits the mask (job processes get a clean mask, see process_launch.h).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  fs::path data_dir = flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec) {
+    std::cerr << "error: cannot create the data directory " << data_dir.string() << ": "
+              << ec.message() << "\n";
+    return 1;
+  }
+
+  const Clock& clock = SystemClock::Get();
+  std::unique_ptr<GpuBackend> gpus = OpenHostGpuBackend(DefaultNvmlLibrary(), DefaultSysfsRoot());
+  fs::path cgroup_root = DefaultCgroupRoot();
+  HostInventory inventory = CollectInventory(*gpus, DetectCgroupMode(cgroup_root));
+
+  ProcessJobRuntimeOptions options;
+  options.data_dir = data_dir;
+  options.cgroup_root = cgroup_root;
+  options.gpu_vendor = HostGpuVendor(*gpus);
+  options.agent_env = CurrentEnvironment();
+  std::unique_ptr<JobRuntime> runtime = NewProcessJobRuntime(options, clock);
+
+  AgentIdentity identity{NewId(), clock.Now(), token};
+  std::string agent_id = identity.agent_id;
+  AgentApi api(std::move(identity), inventory, *runtime, clock);
+  http::ServerOptions server_options;
+  server_options.host = flags.host;
+  server_options.port = static_cast<uint16_t>(flags.port);
+  http::Server server(server_options,
+                      [&api](http::Request& request) { return api.Handle(request); });
+  Result<uint16_t> port = server.Start();
+  if (!port.ok()) {
+    std::cerr << "error: " << port.status().message() << "\n";
+    return 1;
+  }
+  fs::path agent_file = data_dir / "agent.json";
+  Status written = WriteAgentFile(
+      agent_file,
+      boost::json::object{
+          {"pid", ::getpid()}, {"host", flags.host}, {"port", *port}, {"agent_id", agent_id}});
+  if (!written.ok()) {
+    std::cerr << "error: " << written.message() << "\n";
+    server.Stop();
+    return 1;
+  }
+  spdlog::info("agent {}: {} CPUs, {} GPUs, cgroup {}, data in {}", agent_id, inventory.cpus,
+               inventory.gpus.size(), CgroupModeName(inventory.cgroup), data_dir.string());
+  std::cout << "fleetwatch agent listening on http://" << flags.host << ":" << *port << std::endl;
+
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("received {}, stopping jobs and shutting down",
+               received == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.Stop();
+  runtime->StopAll(kShutdownGrace);
+  runtime.reset();
+  fs::remove(agent_file, ec);
+  std::cout << "fleetwatch agent stopped" << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+void AddAgentCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<AgentFlags>();
+  CLI::App* cmd = app.add_subcommand("agent", "Run the fleetwatch agent of this host");
+  cmd->add_option("--host", flags->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", flags->port, "Port to listen on (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--token", flags->token,
+                  "Bearer token the server must send [env FLEETWATCH_AGENT_TOKEN]");
+  cmd->add_option("--data-dir", flags->data_dir,
+                  "Directory of job logs and agent.json [env FLEETWATCH_AGENT_DATA_DIR, default "
+                  "~/.fleetwatch/agent]");
+  cmd->add_option("--dcgm-exporter-port", flags->dcgm_exporter_port,
+                  "Port of the host's dcgm-exporter")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  cmd->callback([flags, &exit_code] { exit_code = RunAgent(*flags); });
+}
+
+}  // namespace fleetwatch::agent
