@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <charconv>
+#include <limits>
 #include <string>
 
 #include "api/json_mapping.h"
@@ -311,15 +312,20 @@ void AddRunRoutes(http::Router& router, const Services& s) {
                if (!job_num.ok()) return ErrorResponse(job_num.status());
                Result<int> replica_num = QueryInt(req, "replica_num", 0, 0, 1'000'000);
                if (!replica_num.ok()) return ErrorResponse(replica_num.status());
+               Result<int> offset = QueryInt(req, "offset", 0, 0, std::numeric_limits<int>::max());
+               if (!offset.ok()) return ErrorResponse(offset.status());
                auto run = s.runs.Get(access, req.path_params.at("run"));
                if (!run.ok()) return ErrorResponse(run.status());
                for (const model::Job& job : run->jobs) {
-                 if (job.job_num == *job_num && job.replica_num == *replica_num) {
-                   // Jobs produce output once agents run them; until then the log is empty.
-                   http::Response r;
-                   r.content_type = "text/plain; charset=utf-8";
-                   return r;
-                 }
+                 if (job.job_num != *job_num || job.replica_num != *replica_num) continue;
+                 Result<server::LogChunk> chunk = s.controller.ReadLogs(job, *offset, 1 << 20);
+                 if (!chunk.ok()) return ErrorResponse(chunk.status());
+                 http::Response r;
+                 r.content_type = "text/plain; charset=utf-8";
+                 r.body = std::move(chunk->data);
+                 r.headers.emplace_back("X-Log-Size", std::to_string(chunk->size));
+                 r.headers.emplace_back("X-Job-Status", std::string(model::ToString(job.status)));
+                 return r;
                }
                return ErrorResponse(NotFound("run '" + run->run_name + "' has no job " +
                                              std::to_string(*job_num) + " replica " +

@@ -2,6 +2,7 @@
 
 #include "http/router.h"
 #include "server/auth.h"
+#include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/projects.h"
 #include "server/runs.h"
@@ -17,6 +18,7 @@ struct Services {
   server::ProjectService& projects;
   server::FleetService& fleets;
   server::RunService& runs;
+  server::FleetController& controller;
   const Clock& clock;
 };
 

@@ -5,9 +5,12 @@
 #include <filesystem>
 
 #include "api/routes.h"
+#include "http/async_client.h"
 #include "http/server.h"
 #include "server/auth.h"
+#include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/local_agent.h"
 #include "server/periodic_task.h"
 #include "server/projects.h"
 #include "server/runs.h"
@@ -26,26 +29,41 @@ class ServerAppImpl final : public ServerApp {
         projects_(*store_, auth_, clock),
         fleets_(*store_, clock),
         runs_(*store_, clock),
-        services_{auth_, users_, projects_, fleets_, runs_, clock} {}
+        clock_(clock) {}
 
   ~ServerAppImpl() override { Stop(); }
 
   Status Start(const ServerConfig& config) {
     FW_ASSIGN_OR_RETURN(new_admin_token_, users_.Bootstrap(config.admin_token));
-    AddApiRoutes(router_, services_);
-    http::ServerOptions options;
-    options.host = config.host;
-    options.port = config.port;
-    options.threads = config.http_threads;
+    agent_client_ = std::make_unique<http::AsyncClient>(2);
+    if (config.local_fleet) {
+      FW_ASSIGN_OR_RETURN(
+          local_agent_, server::LocalAgent::Ensure(config.data_dir, config.binary, *store_, clock_,
+                                                   *agent_client_));
+    }
+    server::FleetControllerOptions options;
+    options.reconcile.unreachable_after =
+        std::chrono::duration_cast<std::chrono::microseconds>(config.unreachable_after).count();
+    options.reconcile.stop_grace_seconds = config.stop_grace_seconds;
+    options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
+    controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
+                                                            *agent_client_, options);
+    services_ = std::make_unique<Services>(
+        Services{auth_, users_, projects_, fleets_, runs_, *controller_, clock_});
+    AddApiRoutes(router_, *services_);
+    http::ServerOptions http_options;
+    http_options.host = config.host;
+    http_options.port = config.port;
+    http_options.threads = config.http_threads;
     http_ = std::make_unique<http::Server>(
-        options, [this](http::Request& request) { return router_.Dispatch(request); });
+        http_options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());
-    lifecycle_ =
-        std::make_unique<server::PeriodicTask>("run lifecycle", config.lifecycle_interval, [this] {
-          Status s = runs_.AdvanceRuns();
-          if (!s.ok()) spdlog::warn("run lifecycle: {}", s.ToString());
+    ticker_ =
+        std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
+          Status s = controller_->Tick();
+          if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
         });
-    lifecycle_->Start();
+    ticker_->Start();
     return Status::Ok();
   }
 
@@ -53,8 +71,13 @@ class ServerAppImpl final : public ServerApp {
   const std::optional<std::string>& new_admin_token() const override { return new_admin_token_; }
 
   void Stop() override {
+    StopLeavingAgent();
+    if (local_agent_) local_agent_->Stop();
+  }
+
+  void StopLeavingAgent() override {
     if (http_) http_->Stop();
-    if (lifecycle_) lifecycle_->Stop();
+    if (ticker_) ticker_->Stop();
   }
 
  private:
@@ -64,10 +87,14 @@ class ServerAppImpl final : public ServerApp {
   server::ProjectService projects_;
   server::FleetService fleets_;
   server::RunService runs_;
-  Services services_;
+  const Clock& clock_;
+  std::unique_ptr<http::AsyncClient> agent_client_;
+  std::unique_ptr<server::LocalAgent> local_agent_;
+  std::unique_ptr<server::FleetController> controller_;
+  std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
-  std::unique_ptr<server::PeriodicTask> lifecycle_;
+  std::unique_ptr<server::PeriodicTask> ticker_;
   uint16_t port_ = 0;
   std::optional<std::string> new_admin_token_;
 };

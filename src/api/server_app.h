@@ -17,7 +17,12 @@ struct ServerConfig {
   std::string data_dir;                    // holds fleetwatch.db; created when missing
   std::optional<std::string> admin_token;  // used only on the first start
   int http_threads = 4;
-  std::chrono::milliseconds lifecycle_interval{1000};
+  std::chrono::milliseconds poll_interval{1000};  // one poll of every agent per interval
+  std::chrono::seconds unreachable_after{60};     // an agent silent this long is unreachable
+  int stop_grace_seconds = 10;                    // SIGTERM → SIGKILL when stopping a job
+  // Start (or find again) an agent for this machine, registered as fleet `local` of `main`.
+  bool local_fleet = true;
+  std::string binary;  // the fleetwatch executable, for the local agent
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.
@@ -30,8 +35,12 @@ class ServerApp {
   virtual uint16_t port() const = 0;
   // The admin token when this start created the admin user, else nullopt.
   virtual const std::optional<std::string>& new_admin_token() const = 0;
-  // Stops serving (letting requests in flight finish) and background work. Idempotent.
+  // Stops serving (letting requests in flight finish), background work and the local agent
+  // (which stops its jobs). Idempotent.
   virtual void Stop() = 0;
+  // Stops serving and background work but leaves the local agent and its jobs running, as a
+  // crash would. For tests of restart safety.
+  virtual void StopLeavingAgent() = 0;
 };
 
 }  // namespace fleetwatch::api

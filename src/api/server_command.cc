@@ -1,6 +1,7 @@
 #include "api/server_command.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <spdlog/spdlog.h>
@@ -26,7 +27,27 @@ struct ServerFlags {
   int port = 3000;
   std::string data_dir;
   std::string log_level = "info";
+  bool no_local_fleet = false;
 };
+
+// A positive integer from the environment, or `fallback` (with a warning when malformed).
+int64_t EnvInt(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  long long v = std::strtoll(text, &end, 10);
+  if (*end != '\0' || v < min || v > max) {
+    spdlog::warn("ignoring {}: not an integer from {} to {}", name, min, max);
+    return fallback;
+  }
+  return v;
+}
+
+std::string SelfExecutable() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("fleetwatch") : self.string();
+}
 
 std::string HomeDir() {
   const char* home = std::getenv("HOME");
@@ -65,6 +86,11 @@ int RunServer(const ServerFlags& flags) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+  // One connection per polled agent: allow as many descriptors as the hard limit does.
+  if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 
   ServerConfig config;
   config.host = flags.host;
@@ -80,6 +106,13 @@ int RunServer(const ServerFlags& flags) {
     config.admin_token = token;
   }
   config.http_threads = std::max(4u, std::thread::hardware_concurrency());
+  config.poll_interval =
+      std::chrono::milliseconds(EnvInt("FLEETWATCH_POLL_INTERVAL_MS", 1000, 50, 600'000));
+  config.unreachable_after =
+      std::chrono::seconds(EnvInt("FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", 60, 1, 86'400));
+  config.stop_grace_seconds = static_cast<int>(EnvInt("FLEETWATCH_STOP_GRACE_SECONDS", 10, 0, 300));
+  config.local_fleet = !flags.no_local_fleet;
+  config.binary = SelfExecutable();
 
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
   if (!app.ok()) {
@@ -122,6 +155,8 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
+  cmd->add_flag("--no-local-fleet", flags->no_local_fleet,
+                "Do not run an agent for this machine (fleet `local` of project `main`)");
   cmd->callback([flags, &exit_code] { exit_code = RunServer(*flags); });
 }
 

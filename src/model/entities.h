@@ -69,10 +69,13 @@ struct Instance {
   std::string backend;   // "remote" for host fleets, "local" for the embedded fleet
   std::string hostname;  // the agent's address
   int agent_port = 0;
-  std::string agent_token;  // secret shared with the agent; never leaves the server
+  std::string agent_token;      // secret shared with the agent; never leaves the server
   std::optional<double> price;  // USD per hour
   InstanceResources resources;  // filled at first contact with the agent
   TimeMicros created_at = 0;
+  bool unreachable = false;  // the agent has not answered for longer than the grace period
+  std::optional<TimeMicros> last_seen_at;  // last successful poll
+  std::string agent_id;  // the agent instance last seen; a new id means the agent restarted
 };
 
 struct Job {
@@ -88,6 +91,7 @@ struct Job {
   std::optional<std::string> instance_name;
   std::vector<int> gpu_indices;  // GPUs of the instance assigned to this job
   TimeMicros submitted_at = 0;
+  std::optional<TimeMicros> started_at;  // when the agent reported the job running
   std::optional<TimeMicros> finished_at;
 };
 

@@ -154,22 +154,4 @@ Status RunService::Delete(const ProjectAccess& access, const model::User& caller
   return store_.DeleteRun(run.id);
 }
 
-Status RunService::AdvanceRuns() {
-  std::lock_guard lock(mu_);
-  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs,
-                      store_.ListRunsWithStatus({model::RunStatus::kTerminating}));
-  TimeMicros now = clock_.Now();
-  for (model::Run& run : runs) {
-    bool all_finished = std::all_of(run.jobs.begin(), run.jobs.end(), [](const model::Job& j) {
-      return model::IsFinished(j.status);
-    });
-    if (!all_finished) continue;
-    run.status = model::FinalStatusFor(
-        run.termination_reason.value_or(model::RunTerminationReason::kStoppedByUser));
-    run.finished_at = now;
-    FW_RETURN_IF_ERROR(store_.UpdateRun(run));
-  }
-  return Status::Ok();
-}
-
 }  // namespace fleetwatch::server

@@ -14,8 +14,9 @@
 
 namespace fleetwatch::server {
 
-// Runs and their jobs: submission, listing, stop, delete, and the status transitions the
-// server makes on its own. Thread-safe: changes to runs are serialized by one mutex.
+// Runs and their jobs as users change them: submission, listing, stop, delete. The transitions
+// the server makes on its own are the FleetController's. Thread-safe: changes to runs are
+// serialized by one mutex, shared with the FleetController.
 class RunService {
  public:
   RunService(store::Store& store, const Clock& clock) : store_(store), clock_(clock) {}
@@ -37,9 +38,8 @@ class RunService {
   // Deletes a finished run (FailedPrecondition otherwise). Same permissions as Stop.
   Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name);
 
-  // One pass of the server's own transitions: a `terminating` run whose jobs have all ended
-  // becomes terminated (or whatever its termination reason says). Called periodically.
-  Status AdvanceRuns();
+  // Serializes every change to runs: the FleetController takes it while it applies a tick.
+  std::mutex& mutex() { return mu_; }
 
  private:
   Result<model::Run> GetLocked(const ProjectAccess& access, std::string_view run_name);

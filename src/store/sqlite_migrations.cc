@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -104,6 +104,13 @@ CREATE TABLE jobs (
 -- Serves "jobs of a run in order" and keeps (job_num, replica_num) unique within a run.
 CREATE UNIQUE INDEX jobs_by_run ON jobs (run_id, job_num, replica_num);
 CREATE INDEX jobs_by_instance ON jobs (instance_id);
+)sql",
+    // 2: agents. Reachability and identity of each instance's agent; when a job started.
+    R"sql(
+ALTER TABLE instances ADD COLUMN unreachable INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN last_seen_at BIGINT;
+ALTER TABLE instances ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN started_at BIGINT;
 )sql",
 };
 

@@ -309,7 +309,8 @@ constexpr std::string_view kSelectFleet =
     "FROM fleets f JOIN projects p ON p.id = f.project_id ";
 constexpr std::string_view kSelectInstance =
     "SELECT i.id, i.project_id, p.name, i.fleet_id, f.name, i.name, i.instance_num, i.status, "
-    "i.backend, i.hostname, i.agent_port, i.agent_token, i.price, i.resources, i.created_at "
+    "i.backend, i.hostname, i.agent_port, i.agent_token, i.price, i.resources, i.created_at, "
+    "i.unreachable, i.last_seen_at, i.agent_id "
     "FROM instances i JOIN fleets f ON f.id = i.fleet_id JOIN projects p ON p.id = i.project_id ";
 constexpr std::string_view kSelectRun =
     "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
@@ -317,7 +318,7 @@ constexpr std::string_view kSelectRun =
     "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
 constexpr std::string_view kSelectJobsOfRun =
     "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
-    "instance_id, instance_name, gpu_indices, submitted_at, finished_at "
+    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at "
     "FROM jobs WHERE run_id = ? ORDER BY job_num, replica_num";
 
 std::string Sql(std::string_view select, std::string_view rest) {
@@ -373,6 +374,9 @@ Result<model::Instance> ReadInstance(const Query& q) {
   instance.price = q.OptionalDouble(12);
   FW_ASSIGN_OR_RETURN(instance.resources, ResourcesFromJson(q.Text(13)));
   instance.created_at = q.Int64(14);
+  instance.unreachable = q.Int(15) != 0;
+  instance.last_seen_at = q.OptionalInt64(16);
+  instance.agent_id = q.Text(17);
   return instance;
 }
 
@@ -411,6 +415,7 @@ Result<model::Job> ReadJob(const Query& q) {
   FW_ASSIGN_OR_RETURN(job.gpu_indices, GpuIndicesFromJson(q.Text(10)));
   job.submitted_at = q.Int64(11);
   job.finished_at = q.OptionalInt64(12);
+  job.started_at = q.OptionalInt64(13);
   return job;
 }
 
@@ -690,10 +695,18 @@ class SqliteStore final : public Store {
     return Write([&]() -> Status {
       FW_ASSIGN_OR_RETURN(
           Query q,
-          Prepare("UPDATE instances SET status = ?, resources = ?, price = ? WHERE id = ?"));
+          Prepare("UPDATE instances SET status = ?, resources = ?, price = ?, hostname = ?, "
+                  "agent_port = ?, agent_token = ?, unreachable = ?, last_seen_at = ?, "
+                  "agent_id = ? WHERE id = ?"));
       q.Bind(model::ToString(instance.status))
           .Bind(ResourcesToJson(instance.resources))
           .Bind(instance.price)
+          .Bind(instance.hostname)
+          .Bind(instance.agent_port)
+          .Bind(instance.agent_token)
+          .Bind(instance.unreachable ? 1 : 0)
+          .Bind(instance.last_seen_at)
+          .Bind(instance.agent_id)
           .Bind(instance.id);
       FW_RETURN_IF_ERROR(q.Exec());
       if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");
@@ -822,9 +835,10 @@ class SqliteStore final : public Store {
       }
       for (const model::Job& job : run.jobs) {
         FW_ASSIGN_OR_RETURN(
-            Query q, Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
-                             "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ? "
-                             "WHERE id = ? AND run_id = ?"));
+            Query q,
+            Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
+                    "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ?, "
+                    "started_at = ? WHERE id = ? AND run_id = ?"));
         q.Bind(model::ToString(job.status))
             .Bind(OptionalText(job.termination_reason))
             .Bind(job.exit_code)
@@ -832,6 +846,7 @@ class SqliteStore final : public Store {
             .Bind(job.instance_name)
             .Bind(GpuIndicesToJson(job.gpu_indices))
             .Bind(job.finished_at)
+            .Bind(job.started_at)
             .Bind(job.id)
             .Bind(run.id);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update job '" + job.job_name + "'"));

@@ -12,10 +12,10 @@ namespace fleetwatch::store {
 
 // Which runs ListRuns returns.
 struct RunFilter {
-  std::string project_id;                    // required
-  std::vector<model::RunStatus> statuses;    // empty: any status
+  std::string project_id;                  // required
+  std::vector<model::RunStatus> statuses;  // empty: any status
   bool include_deleted = false;
-  int limit = 1000;                          // newest first, at most this many
+  int limit = 1000;  // newest first, at most this many
 };
 
 // The server's persistent state. Every method is one transaction: it applies completely or not
@@ -65,7 +65,8 @@ class Store {
   // Instances of one project (or of all projects when project_id is empty), ordered by project
   // name, then fleet name, then instance_num.
   virtual Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) = 0;
-  // Writes the mutable fields of an instance: status, resources, price.
+  // Writes the mutable fields of an instance: status, resources, price, the agent's address and
+  // token, reachability, last_seen_at and agent_id.
   virtual Status UpdateInstance(const model::Instance& instance) = 0;
 
   // --- runs and jobs ---
@@ -80,7 +81,8 @@ class Store {
   virtual Result<std::vector<model::Run>> ListRunsWithStatus(
       const std::vector<model::RunStatus>& statuses) = 0;
   // Writes the mutable fields of the run (status, termination_reason, finished_at, cost) and of
-  // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, finished_at).
+  // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, started_at,
+  // finished_at).
   virtual Status UpdateRun(const model::Run& run) = 0;
   // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
   // run is finished.

@@ -55,7 +55,9 @@ class ApiTest : public ::testing::Test {
   void SetUp() override { StartServer(); }
 
   void StartServer() {
-    server_ = std::make_unique<ServerProcess>(data_.str(), home_.str(), kAdminToken);
+    // No local fleet: runs here must stay where the API put them (jobs run in jobs_test.cc).
+    server_ = std::make_unique<ServerProcess>(data_.str(), home_.str(), kAdminToken,
+                                              std::vector<std::string>{"--no-local-fleet"});
     ASSERT_TRUE(server_->started()) << server_->Output();
     admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
   }
@@ -293,6 +295,9 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
            admin_->Get("/api/project/main/fleets").body +
            admin_->Get("/api/project/main/runs").body;
   };
+  // A fleet whose hosts never answer keeps the run waiting in `submitted`.
+  ASSERT_EQ(admin_->Send("POST", "/api/project/main/fleets", kFleetYaml, "application/yaml").status,
+            201);
   ASSERT_EQ(admin_->Send("POST", "/api/project/main/runs", kRunYaml, "application/yaml").status,
             201);
   const std::string before = snapshot();

@@ -8,6 +8,7 @@
 #include "server/auth.h"
 #include "server/fleets.h"
 #include "server/projects.h"
+#include "server/reconciler.h"
 #include "server/runs.h"
 #include "server/users.h"
 #include "store/sqlite_store.h"
@@ -40,6 +41,20 @@ class ServicesTest : public ::testing::Test {
     auto token = users_->Bootstrap(std::string(kAdminToken));
     ASSERT_TRUE(token.ok()) << token.status().ToString();
     admin_ = *auth_->Authenticate(std::string("Bearer ") + kAdminToken);
+  }
+
+  // One reconcile pass over the store's state with no agents observed, as the FleetController
+  // would run it.
+  void ReconcileOnce() {
+    server::ReconcileInput in;
+    in.now = clock_.Now();
+    in.instances = *store_->ListInstances("");
+    in.runs = *store_->ListRunsWithStatus(
+        {model::RunStatus::kPending, model::RunStatus::kSubmitted, model::RunStatus::kProvisioning,
+         model::RunStatus::kRunning, model::RunStatus::kTerminating});
+    for (const model::Run& run : server::Reconcile(in, {}).runs) {
+      ASSERT_TRUE(store_->UpdateRun(run).ok());
+    }
   }
 
   model::User NewUser(const std::string& name) {
@@ -149,7 +164,7 @@ TEST_F(ServicesTest, StopEndsUnplacedJobsAndTheLifecycleFinishesTheRun) {
   EXPECT_EQ(runs_->Delete(access, admin_, "train").code(), StatusCode::kFailedPrecondition);
 
   clock_.Advance(1'000'000);
-  ASSERT_TRUE(runs_->AdvanceRuns().ok());
+  ReconcileOnce();
   auto done = runs_->Get(access, "train");
   ASSERT_TRUE(done.ok());
   EXPECT_EQ(done->status, model::RunStatus::kTerminated);
@@ -169,7 +184,7 @@ TEST_F(ServicesTest, AbortEndsJobsAsAborted) {
   auto aborted = runs_->Stop(access, admin_, "train", /*abort=*/true);
   ASSERT_TRUE(aborted.ok());
   EXPECT_EQ(aborted->jobs[1].status, model::JobStatus::kAborted);
-  ASSERT_TRUE(runs_->AdvanceRuns().ok());
+  ReconcileOnce();
   EXPECT_EQ(runs_->Get(access, "train")->status, model::RunStatus::kTerminated);
   EXPECT_EQ(runs_->Get(access, "train")->termination_reason,
             model::RunTerminationReason::kAbortedByUser);

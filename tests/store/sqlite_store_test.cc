@@ -613,12 +613,18 @@ TEST_F(SqliteStore, ListInstancesOrdersByProjectFleetAndNumberAndEmptyProjectMea
   EXPECT_EQ(names, (std::vector<std::string>{"a-0", "b-0", "b-1"}));
 }
 
-TEST_F(SqliteStore, UpdateInstanceWritesStatusResourcesAndPrice) {
+TEST_F(SqliteStore, UpdateInstanceWritesItsMutableFields) {
   auto [fleet, instance] = CreateFleetWithInstance("gpus");
   instance.status = InstanceStatus::kBusy;
   instance.price = 1.25;
   instance.resources.gpus.push_back(MakeGpu(2));
-  instance.hostname = "ignored.example";  // not a mutable field
+  instance.hostname = "10.0.0.9";
+  instance.agent_port = 20000;
+  instance.agent_token = "new-token";
+  instance.unreachable = true;
+  instance.last_seen_at = 1234;
+  instance.agent_id = "agent-2";
+  instance.name = "renamed";  // not a mutable field
   ASSERT_TRUE(store_->UpdateInstance(instance).ok());
 
   auto instances = store_->ListInstances(project_.id);
@@ -627,7 +633,13 @@ TEST_F(SqliteStore, UpdateInstanceWritesStatusResourcesAndPrice) {
   EXPECT_EQ(instances->front().status, InstanceStatus::kBusy);
   EXPECT_EQ(instances->front().price, 1.25);
   EXPECT_EQ(instances->front().resources.gpus.size(), 3u);
-  EXPECT_EQ(instances->front().hostname, "10.0.0.1");
+  EXPECT_EQ(instances->front().hostname, "10.0.0.9");
+  EXPECT_EQ(instances->front().agent_port, 20000);
+  EXPECT_EQ(instances->front().agent_token, "new-token");
+  EXPECT_TRUE(instances->front().unreachable);
+  EXPECT_EQ(instances->front().last_seen_at, 1234);
+  EXPECT_EQ(instances->front().agent_id, "agent-2");
+  EXPECT_EQ(instances->front().name, "gpus-0");
 
   instance.price.reset();
   ASSERT_TRUE(store_->UpdateInstance(instance).ok());

@@ -1,0 +1,168 @@
+#include "server/agent_protocol.h"
+
+#include <boost/json.hpp>
+
+#include <limits>
+
+#include "model/json_text.h"
+
+namespace fleetwatch::server {
+namespace json = boost::json;
+namespace {
+
+Status Bad(std::string what) { return InvalidArgument("bad agent reply: " + std::move(what)); }
+
+Result<json::object> ParseObject(std::string_view body) {
+  json::error_code ec;
+  json::parse_options options;
+  options.max_depth = 16;
+  json::value v = json::parse(body, ec, {}, options);
+  if (ec) return Bad("malformed JSON (" + ec.message() + ")");
+  if (!v.is_object()) return Bad("not a JSON object");
+  return std::move(v.as_object());
+}
+
+Result<std::string> Text(const json::object& o, std::string_view key, size_t max_size = 4096) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_string()) return Bad("'" + std::string(key) + "' must be a string");
+  if (v->as_string().size() > max_size) return Bad("'" + std::string(key) + "' is too long");
+  return std::string(v->as_string());
+}
+
+Result<int64_t> Integer(const json::object& o, std::string_view key, int64_t min, int64_t max) {
+  const json::value* v = o.if_contains(key);
+  int64_t n = 0;
+  if (v != nullptr && v->is_int64()) {
+    n = v->as_int64();
+  } else if (v != nullptr && v->is_uint64() &&
+             v->as_uint64() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    n = static_cast<int64_t>(v->as_uint64());
+  } else {
+    return Bad("'" + std::string(key) + "' must be an integer");
+  }
+  if (n < min || n > max) return Bad("'" + std::string(key) + "' is out of range");
+  return n;
+}
+
+Result<std::optional<int64_t>> OptionalInteger(const json::object& o, std::string_view key,
+                                               int64_t min, int64_t max) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<int64_t>();
+  FW_ASSIGN_OR_RETURN(int64_t n, Integer(o, key, min, max));
+  return std::optional<int64_t>(n);
+}
+
+constexpr int64_t kMaxTime = std::numeric_limits<int64_t>::max() / 4;
+constexpr int64_t kMaxBytes = int64_t{1} << 56;
+
+Result<AgentJob> JobFromJson(const json::object& o) {
+  AgentJob job;
+  FW_ASSIGN_OR_RETURN(job.job_id, Text(o, "job_id", 64));
+  FW_ASSIGN_OR_RETURN(std::string state, Text(o, "state", 32));
+  if (state == "running") {
+    job.state = AgentJobState::kRunning;
+  } else if (state == "exited") {
+    job.state = AgentJobState::kExited;
+  } else if (state == "failed_to_start") {
+    job.state = AgentJobState::kFailedToStart;
+  } else {
+    return Bad("unknown job state");
+  }
+  FW_ASSIGN_OR_RETURN(auto exit_code, OptionalInteger(o, "exit_code", -1024, 1024));
+  if (exit_code) job.exit_code = static_cast<int>(*exit_code);
+  FW_ASSIGN_OR_RETURN(auto signal, OptionalInteger(o, "signal", 0, 1024));
+  if (signal) job.signal = static_cast<int>(*signal);
+  if (const json::value* s = o.if_contains("stop_requested")) {
+    if (!s->is_bool()) return Bad("'stop_requested' must be a boolean");
+    job.stop_requested = s->as_bool();
+  }
+  FW_ASSIGN_OR_RETURN(job.started_at, OptionalInteger(o, "started_at", 0, kMaxTime));
+  FW_ASSIGN_OR_RETURN(job.finished_at, OptionalInteger(o, "finished_at", 0, kMaxTime));
+  if (const json::value* e = o.if_contains("error"); e != nullptr && !e->is_null()) {
+    FW_ASSIGN_OR_RETURN(job.error, Text(o, "error", 4096));
+  }
+  return job;
+}
+
+}  // namespace
+
+Result<AgentInventory> ParseAgentInventory(std::string_view body) {
+  FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
+  AgentInventory inv;
+  FW_ASSIGN_OR_RETURN(inv.agent_id, Text(o, "agent_id", 128));
+  FW_ASSIGN_OR_RETURN(inv.hostname, Text(o, "hostname", 255));
+  FW_ASSIGN_OR_RETURN(int64_t cpus, Integer(o, "cpus", 1, 1 << 20));
+  inv.cpus = static_cast<int>(cpus);
+  FW_ASSIGN_OR_RETURN(inv.memory_bytes, Integer(o, "memory_bytes", 0, kMaxBytes));
+  if (o.contains("cgroup")) {
+    FW_ASSIGN_OR_RETURN(inv.cgroup, Text(o, "cgroup", 16));
+  }
+  const json::value* gpus = o.if_contains("gpus");
+  if (gpus == nullptr || !gpus->is_array()) return Bad("'gpus' must be a list");
+  if (gpus->as_array().size() > 1024) return Bad("too many GPUs");
+  for (const json::value& g : gpus->as_array()) {
+    if (!g.is_object()) return Bad("each GPU must be an object");
+    const json::object& go = g.as_object();
+    model::Gpu gpu;
+    FW_ASSIGN_OR_RETURN(int64_t index, Integer(go, "index", 0, 1023));
+    gpu.index = static_cast<int>(index);
+    FW_ASSIGN_OR_RETURN(gpu.name, Text(go, "name", 256));
+    FW_ASSIGN_OR_RETURN(gpu.uuid, Text(go, "uuid", 256));
+    FW_ASSIGN_OR_RETURN(gpu.memory_bytes, Integer(go, "memory_bytes", 0, kMaxBytes));
+    FW_ASSIGN_OR_RETURN(gpu.vendor, Text(go, "vendor", 32));
+    for (const model::Gpu& other : inv.gpus) {
+      if (other.index == gpu.index) return Bad("duplicate GPU index");
+    }
+    inv.gpus.push_back(std::move(gpu));
+  }
+  return inv;
+}
+
+Result<AgentPoll> ParseAgentPoll(std::string_view body) {
+  FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
+  AgentPoll poll;
+  FW_ASSIGN_OR_RETURN(poll.agent_id, Text(o, "agent_id", 128));
+  FW_ASSIGN_OR_RETURN(poll.now, Integer(o, "now", 0, kMaxTime));
+  const json::value* jobs = o.if_contains("jobs");
+  if (jobs == nullptr || !jobs->is_array()) return Bad("'jobs' must be a list");
+  if (jobs->as_array().size() > 100'000) return Bad("too many jobs");
+  for (const json::value& j : jobs->as_array()) {
+    if (!j.is_object()) return Bad("each job must be an object");
+    FW_ASSIGN_OR_RETURN(AgentJob job, JobFromJson(j.as_object()));
+    poll.jobs.push_back(std::move(job));
+  }
+  return poll;
+}
+
+Result<AgentJob> ParseAgentJob(std::string_view body) {
+  FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
+  return JobFromJson(o);
+}
+
+std::string StartJobRequestToJson(const StartJobRequest& r) {
+  json::array commands(r.commands.begin(), r.commands.end());
+  json::object env;
+  for (const auto& [k, v] : r.env) env[k] = v;
+  json::array gpus(r.gpu_indices.begin(), r.gpu_indices.end());
+  json::array ips(r.cluster.nodes_ips.begin(), r.cluster.nodes_ips.end());
+  json::value memory = nullptr, working_dir = nullptr;
+  if (r.memory_bytes) memory = *r.memory_bytes;
+  if (r.working_dir) working_dir = *r.working_dir;
+  json::value body = {{"job_id", r.job_id},
+                      {"job_name", r.job_name},
+                      {"run_name", r.run_name},
+                      {"commands", std::move(commands)},
+                      {"env", std::move(env)},
+                      {"working_dir", working_dir},
+                      {"gpu_indices", std::move(gpus)},
+                      {"cpus", r.cpus},
+                      {"memory_bytes", memory},
+                      {"cluster", json::object{{"nodes_num", r.cluster.nodes_num},
+                                               {"node_rank", r.cluster.node_rank},
+                                               {"master_node_ip", r.cluster.master_node_ip},
+                                               {"nodes_ips", std::move(ips)},
+                                               {"gpus_per_node", r.cluster.gpus_per_node}}}};
+  return model::SerializeJson(body);
+}
+
+}  // namespace fleetwatch::server

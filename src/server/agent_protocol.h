@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/entities.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+// The server's side of docs/agent-api.md: request bodies it builds and replies it parses. Agent
+// replies are untrusted input: every parser checks types and ranges and fails with
+// InvalidArgument ("bad agent reply: ...") instead of crashing or half-reading. Thread-safe.
+
+struct AgentAddress {
+  std::string host;
+  uint16_t port = 0;
+  std::string token;
+};
+
+struct AgentInventory {
+  std::string agent_id;
+  std::string hostname;
+  int cpus = 0;
+  int64_t memory_bytes = 0;
+  std::vector<model::Gpu> gpus;
+  std::string cgroup;
+};
+
+enum class AgentJobState { kRunning, kExited, kFailedToStart };
+
+struct AgentJob {
+  std::string job_id;
+  AgentJobState state = AgentJobState::kRunning;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool stop_requested = false;
+  std::optional<TimeMicros> started_at;
+  std::optional<TimeMicros> finished_at;
+  std::string error;
+};
+
+struct AgentPoll {
+  std::string agent_id;
+  TimeMicros now = 0;
+  std::vector<AgentJob> jobs;
+};
+
+struct ClusterInfo {
+  int nodes_num = 1;
+  int node_rank = 0;
+  std::string master_node_ip;
+  std::vector<std::string> nodes_ips;
+  int gpus_per_node = 0;
+};
+
+struct StartJobRequest {
+  std::string job_id;
+  std::string job_name;
+  std::string run_name;
+  std::vector<std::string> commands;
+  std::vector<std::pair<std::string, std::string>> env;
+  std::optional<std::string> working_dir;
+  std::vector<int> gpu_indices;
+  int cpus = 1;
+  std::optional<int64_t> memory_bytes;
+  ClusterInfo cluster;
+};
+
+Result<AgentInventory> ParseAgentInventory(std::string_view body);
+Result<AgentPoll> ParseAgentPoll(std::string_view body);
+Result<AgentJob> ParseAgentJob(std::string_view body);
+std::string StartJobRequestToJson(const StartJobRequest& request);
+
+}  // namespace fleetwatch::server

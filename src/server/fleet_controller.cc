@@ -1,0 +1,290 @@
+#include "server/fleet_controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "http/message.h"
+
+namespace fleetwatch::server {
+namespace {
+
+const std::vector<model::RunStatus> kUnfinishedRunStatuses = {
+    model::RunStatus::kPending, model::RunStatus::kSubmitted, model::RunStatus::kProvisioning,
+    model::RunStatus::kRunning, model::RunStatus::kTerminating};
+
+std::string Describe(const Result<http::Response>& r) {
+  if (!r.ok()) return r.status().message();
+  if (r->status == 401) return "the agent rejected the token";
+  return "the agent answered HTTP " + std::to_string(r->status);
+}
+
+}  // namespace
+
+FleetController::FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
+                                 http::AsyncClient& client, FleetControllerOptions options)
+    : store_(store),
+      clock_(clock),
+      runs_mutex_(runs_mutex),
+      client_(client),
+      options_(std::move(options)) {}
+
+http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
+                                                 std::string method, std::string target,
+                                                 std::string body) const {
+  http::AsyncRequest r;
+  r.host = instance.hostname;
+  r.port = static_cast<uint16_t>(instance.agent_port);
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers = {{"Authorization", "Bearer " + instance.agent_token}};
+  if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
+  r.timeout = options_.agent_timeout;
+  r.max_response_bytes = options_.max_poll_bytes;
+  return r;
+}
+
+void FleetController::LogHostProblem(const model::Instance& instance, const std::string& what) {
+  std::lock_guard lock(log_mu_);
+  TimeMicros now = clock_.Now();
+  auto it = last_logged_.find(instance.id);
+  if (it != last_logged_.end() && now - it->second < 60'000'000) return;
+  last_logged_[instance.id] = now;
+  spdlog::warn("instance {} ({}:{}): {}", instance.name, instance.hostname, instance.agent_port,
+               what);
+}
+
+std::map<std::string, InstanceObservation> FleetController::Observe(
+    const std::vector<model::Instance>& instances) {
+  std::vector<const model::Instance*> polled;
+  std::vector<http::AsyncRequest> requests;
+  for (const model::Instance& i : instances) {
+    if (i.status == model::InstanceStatus::kTerminated) continue;
+    polled.push_back(&i);
+    requests.push_back(AgentRequest(i, "GET", "/api/poll"));
+  }
+  std::vector<Result<http::Response>> replies = client_.SendAll(std::move(requests));
+
+  std::map<std::string, InstanceObservation> observations;
+  std::vector<const model::Instance*> need_inventory;
+  std::vector<http::AsyncRequest> inventory_requests;
+  for (size_t k = 0; k < polled.size(); ++k) {
+    const model::Instance& instance = *polled[k];
+    InstanceObservation& obs = observations[instance.id];
+    const Result<http::Response>& reply = replies[k];
+    if (!reply.ok() || reply->status != 200) {
+      obs.error = Describe(reply);
+      LogHostProblem(instance, obs.error);
+      continue;
+    }
+    Result<AgentPoll> poll = ParseAgentPoll(reply->body);
+    if (!poll.ok()) {
+      obs.error = poll.status().message();
+      LogHostProblem(instance, obs.error);
+      continue;
+    }
+    obs.reached = true;
+    obs.poll = std::move(poll).value();
+    if (instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id) {
+      need_inventory.push_back(&instance);
+      inventory_requests.push_back(AgentRequest(instance, "GET", "/api/inventory"));
+    }
+  }
+  if (!inventory_requests.empty()) {
+    std::vector<Result<http::Response>> inventories =
+        client_.SendAll(std::move(inventory_requests));
+    for (size_t k = 0; k < need_inventory.size(); ++k) {
+      const model::Instance& instance = *need_inventory[k];
+      const Result<http::Response>& reply = inventories[k];
+      if (!reply.ok() || reply->status != 200) {
+        LogHostProblem(instance, "inventory: " + Describe(reply));
+        continue;
+      }
+      Result<AgentInventory> inventory = ParseAgentInventory(reply->body);
+      if (!inventory.ok()) {
+        LogHostProblem(instance, inventory.status().message());
+        continue;
+      }
+      observations[instance.id].inventory = std::move(inventory).value();
+    }
+  }
+  return observations;
+}
+
+Status FleetController::Tick() {
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> polled, store_.ListInstances(""));
+  std::map<std::string, InstanceObservation> observations = Observe(polled);
+
+  ReconcileOutput out;
+  {
+    std::lock_guard lock(runs_mutex_);
+    ReconcileInput input;
+    FW_ASSIGN_OR_RETURN(input.instances, store_.ListInstances(""));
+    FW_ASSIGN_OR_RETURN(input.runs, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+    input.now = clock_.Now();
+    input.observations = std::move(observations);
+    out = Reconcile(input, options_.reconcile);
+    for (const model::Instance& instance : out.instances) {
+      Status s = store_.UpdateInstance(instance);
+      if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+    }
+    for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+  }
+  for (const std::string& event : out.events) spdlog::info("{}", event);
+  Execute(out.commands);
+  return Status::Ok();
+}
+
+void FleetController::Execute(const std::vector<AgentCommand>& commands) {
+  if (commands.empty()) return;
+  Result<std::vector<model::Instance>> listed = store_.ListInstances("");
+  if (!listed.ok()) return;
+  std::map<std::string, model::Instance> instances;
+  for (auto& i : *listed) instances[i.id] = std::move(i);
+
+  std::vector<http::AsyncRequest> requests;
+  std::vector<const AgentCommand*> sent;
+  for (const AgentCommand& c : commands) {
+    auto it = instances.find(c.instance_id);
+    if (it == instances.end() || c.kind == AgentCommand::Kind::kAcknowledge) continue;
+    if (c.kind == AgentCommand::Kind::kStart) {
+      requests.push_back(
+          AgentRequest(it->second, "POST", "/api/jobs", StartJobRequestToJson(c.start)));
+    } else {
+      requests.push_back(
+          AgentRequest(it->second, "POST", "/api/jobs/" + http::UrlEncode(c.job_id) + "/stop",
+                       "{\"grace_seconds\":" + std::to_string(c.grace_seconds) + "}"));
+    }
+    sent.push_back(&c);
+  }
+  std::vector<Result<http::Response>> replies = client_.SendAll(std::move(requests));
+  std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
+  for (size_t k = 0; k < sent.size(); ++k) {
+    const AgentCommand& c = *sent[k];
+    const Result<http::Response>& reply = replies[k];
+    if (reply.ok() && reply->status >= 200 && reply->status < 300) continue;
+    const model::Instance& instance = instances.at(c.instance_id);
+    if (c.kind == AgentCommand::Kind::kStart && reply.ok() && reply->status >= 400 &&
+        reply->status < 500 && reply->status != 401) {
+      refused[c.job_id] = reply->body.substr(0, 500);
+    }
+    // Otherwise the next tick retries: starts and stops are idempotent.
+    LogHostProblem(instance, (c.kind == AgentCommand::Kind::kStart ? "start " : "stop ") +
+                                 c.job_id + ": " + Describe(reply));
+  }
+  if (!refused.empty()) FailJobs(refused);
+
+  for (const AgentCommand& c : commands) {
+    if (c.kind != AgentCommand::Kind::kAcknowledge) continue;
+    auto it = instances.find(c.instance_id);
+    if (it == instances.end()) continue;
+    if (!CopyLog(it->second, c.job_id)) continue;  // keep the job on the agent; retry next tick
+    auto reply = client_.SendAll(
+        {AgentRequest(it->second, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
+    if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
+      LogHostProblem(it->second, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
+    }
+  }
+}
+
+bool FleetController::CopyLog(const model::Instance& instance, const std::string& job_id) {
+  if (options_.log_dir.empty()) return true;
+  std::error_code ec;
+  std::filesystem::create_directories(options_.log_dir, ec);
+  std::filesystem::path file = std::filesystem::path(options_.log_dir) / (job_id + ".log");
+  std::filesystem::path tmp = std::filesystem::path(options_.log_dir) / (job_id + ".log.tmp");
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  if (!out) return false;
+  int64_t offset = 0;
+  while (offset < options_.max_log_copy_bytes) {
+    int64_t limit = std::min<int64_t>(1 << 20, options_.max_log_copy_bytes - offset);
+    auto reply = client_.SendAll({AgentRequest(instance, "GET",
+                                               "/api/jobs/" + http::UrlEncode(job_id) +
+                                                   "/logs?offset=" + std::to_string(offset) +
+                                                   "&limit=" + std::to_string(limit))});
+    if (!reply[0].ok()) return false;
+    if (reply[0]->status == 404) break;  // the agent has no log: nothing to keep
+    if (reply[0]->status != 200) return false;
+    out << reply[0]->body;
+    offset += static_cast<int64_t>(reply[0]->body.size());
+    if (reply[0]->body.empty()) break;
+  }
+  out.close();
+  if (!out) return false;
+  std::filesystem::rename(tmp, file, ec);
+  return !ec;
+}
+
+void FleetController::FailJobs(const std::map<std::string, std::string>& job_errors) {
+  std::lock_guard lock(runs_mutex_);
+  Result<std::vector<model::Run>> runs = store_.ListRunsWithStatus(kUnfinishedRunStatuses);
+  if (!runs.ok()) return;
+  for (model::Run& run : *runs) {
+    bool changed = false;
+    for (model::Job& job : run.jobs) {
+      auto it = job_errors.find(job.id);
+      if (it == job_errors.end() || job.status != model::JobStatus::kProvisioning) continue;
+      spdlog::warn("job {}: the agent refused to start it: {}", job.job_name, it->second);
+      job.status = model::JobStatus::kFailed;
+      job.termination_reason = model::JobTerminationReason::kExecutorError;
+      job.finished_at = clock_.Now();
+      changed = true;
+    }
+    if (changed) {
+      Status s = store_.UpdateRun(run);
+      if (!s.ok()) spdlog::error("recording refused starts: {}", s.ToString());
+    }
+  }
+}
+
+Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset, int64_t limit) {
+  LogChunk chunk;
+  if (!options_.log_dir.empty()) {
+    std::filesystem::path file = std::filesystem::path(options_.log_dir) / (job.id + ".log");
+    std::ifstream in(file, std::ios::binary);
+    if (in) {
+      in.seekg(0, std::ios::end);
+      chunk.size = static_cast<int64_t>(in.tellg());
+      if (offset < chunk.size) {
+        in.seekg(offset);
+        chunk.data.resize(static_cast<size_t>(std::min(limit, chunk.size - offset)));
+        in.read(chunk.data.data(), static_cast<std::streamsize>(chunk.data.size()));
+        chunk.data.resize(static_cast<size_t>(in.gcount()));
+      }
+      return chunk;
+    }
+  }
+  if (!job.instance_id) return chunk;
+  Result<std::vector<model::Instance>> instances = store_.ListInstances("");
+  FW_RETURN_IF_ERROR(instances.status());
+  for (const model::Instance& instance : *instances) {
+    if (instance.id != *job.instance_id) continue;
+    auto reply = client_.SendAll({AgentRequest(instance, "GET",
+                                               "/api/jobs/" + http::UrlEncode(job.id) +
+                                                   "/logs?offset=" + std::to_string(offset) +
+                                                   "&limit=" + std::to_string(limit))});
+    if (!reply[0].ok())
+      return Unavailable("cannot read the log from " + instance.name + ": " +
+                         reply[0].status().message());
+    if (reply[0]->status == 404) return chunk;
+    if (reply[0]->status != 200) {
+      return Unavailable("cannot read the log from " + instance.name + ": " + Describe(reply[0]));
+    }
+    chunk.data = std::move(reply[0]->body);
+    chunk.size = offset + static_cast<int64_t>(chunk.data.size());
+    for (const auto& [name, value] : reply[0]->headers) {
+      if (name == "x-log-size") {
+        try {
+          chunk.size = std::max<int64_t>(chunk.size, std::stoll(value));
+        } catch (const std::exception&) {
+        }
+      }
+    }
+    return chunk;
+  }
+  return chunk;
+}
+
+}  // namespace fleetwatch::server

@@ -1,0 +1,67 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "http/async_client.h"
+#include "model/entities.h"
+#include "server/reconciler.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+struct FleetControllerOptions {
+  std::chrono::milliseconds agent_timeout{5000};  // per request to an agent
+  size_t max_poll_bytes = 16 << 20;               // a larger poll reply loses that host's tick
+  ReconcileSettings reconcile;
+  std::string log_dir;                    // copies of ended jobs' logs, one file per job
+  int64_t max_log_copy_bytes = 64 << 20;  // the head of longer logs is kept
+};
+
+// A piece of a job's output.
+struct LogChunk {
+  std::string data;
+  int64_t size = 0;  // the whole log so far
+};
+
+// Drives the fleet: each Tick polls every agent once (all at once), lets Reconcile decide,
+// stores the decisions and carries out the agent commands (start, stop, acknowledge after the
+// log is copied). Thread-safe; Tick is meant to run on one background thread.
+class FleetController {
+ public:
+  // `runs_mutex` serializes changes to runs with the API (RunService::mutex()).
+  FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
+                  http::AsyncClient& client, FleetControllerOptions options);
+
+  // One pass. Per-host failures are logged (once a minute per host) and never stop the pass;
+  // returns an error only when the store fails.
+  Status Tick();
+
+  // The job's output from `offset`: from the server's copy once the job has ended and been
+  // acknowledged, else from its agent. An unplaced job has an empty log.
+  Result<LogChunk> ReadLogs(const model::Job& job, int64_t offset, int64_t limit);
+
+ private:
+  http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
+                                  std::string target, std::string body = {}) const;
+  std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances);
+  void Execute(const std::vector<AgentCommand>& commands);
+  bool CopyLog(const model::Instance& instance, const std::string& job_id);
+  void FailJobs(const std::map<std::string, std::string>& job_errors);
+  void LogHostProblem(const model::Instance& instance, const std::string& what);
+
+  store::Store& store_;
+  const Clock& clock_;
+  std::mutex& runs_mutex_;
+  http::AsyncClient& client_;
+  FleetControllerOptions options_;
+  std::mutex log_mu_;
+  std::map<std::string, TimeMicros> last_logged_;  // instance id → when a problem was logged
+};
+
+}  // namespace fleetwatch::server

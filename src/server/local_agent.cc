@@ -1,0 +1,199 @@
+#include "server/local_agent.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "model/fleet_spec.h"
+#include "model/json_text.h"
+#include "util/ids.h"
+
+namespace fleetwatch::server {
+namespace fs = std::filesystem;
+namespace json = boost::json;
+namespace {
+
+constexpr char kFleetName[] = "local";
+
+std::optional<json::object> ReadJsonFile(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  json::error_code ec;
+  json::value v = json::parse(text.str(), ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  return v.as_object();
+}
+
+bool Alive(int pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+
+bool Healthy(http::AsyncClient& client, const AgentAddress& address) {
+  http::AsyncRequest r;
+  r.host = address.host;
+  r.port = address.port;
+  r.target = "/api/healthcheck";
+  r.headers = {{"Authorization", "Bearer " + address.token}};
+  r.timeout = std::chrono::milliseconds(3000);
+  auto reply = client.SendAll({r});
+  return reply[0].ok() && reply[0]->status == 200;
+}
+
+// Starts `binary agent` in its own session (double fork: it is never our child, so nothing has
+// to reap it and a server crash leaves it running). Its output goes to <dir>/agent.log.
+Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token) {
+  std::string log = (dir / "agent.log").string();
+  std::string dir_text = dir.string();
+  std::string token_env = "FLEETWATCH_AGENT_TOKEN=" + token;
+  pid_t child = fork();
+  if (child < 0) return Internal("fork failed");
+  if (child == 0) {
+    if (fork() != 0) _exit(0);
+    setsid();
+    int devnull = open("/dev/null", O_RDONLY);
+    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (devnull >= 0) dup2(devnull, 0);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    putenv(token_env.data());
+    execl(binary.c_str(), binary.c_str(), "agent", "--host", "127.0.0.1", "--port", "0",
+          "--data-dir", dir_text.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return Status::Ok();
+}
+
+Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress& address) {
+  FW_ASSIGN_OR_RETURN(model::Project main, store.GetProject("main"));
+  Result<model::Fleet> fleet = store.GetFleet(main.id, kFleetName);
+  if (fleet.ok()) {
+    FW_ASSIGN_OR_RETURN(std::vector<model::Instance> instances, store.ListInstances(main.id));
+    for (model::Instance& instance : instances) {
+      if (instance.fleet_id != fleet->id) continue;
+      if (instance.hostname == address.host && instance.agent_port == address.port &&
+          instance.agent_token == address.token) {
+        continue;
+      }
+      instance.hostname = address.host;
+      instance.agent_port = address.port;
+      instance.agent_token = address.token;
+      FW_RETURN_IF_ERROR(store.UpdateInstance(instance));
+    }
+    return Status::Ok();
+  }
+  if (fleet.status().code() != StatusCode::kNotFound) return fleet.status();
+  TimeMicros now = clock.Now();
+  model::FleetConfiguration config{kFleetName, {{address.host, address.port, "", std::nullopt}}};
+  model::Fleet f{
+      NewId(), main.id, main.name, kFleetName, model::FleetStatus::kActive, model::ToJson(config),
+      now};
+  model::Instance instance;
+  instance.id = NewId();
+  instance.project_id = main.id;
+  instance.fleet_id = f.id;
+  instance.fleet_name = kFleetName;
+  instance.name = std::string(kFleetName) + "-0";
+  instance.backend = "local";
+  instance.hostname = address.host;
+  instance.agent_port = address.port;
+  instance.agent_token = address.token;
+  instance.created_at = now;
+  return store.CreateFleet(f, {instance});
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_dir,
+                                                       const std::string& binary,
+                                                       store::Store& store, const Clock& clock,
+                                                       http::AsyncClient& client) {
+  fs::path state = fs::path(data_dir) / "local-agent.json";
+  fs::path agent_dir = fs::path(data_dir) / "local-agent";
+  std::error_code ec;
+  fs::create_directories(agent_dir, ec);
+  if (ec) return Unavailable("cannot create " + agent_dir.string() + ": " + ec.message());
+
+  AgentAddress address;
+  int pid = 0;
+  if (auto recorded = ReadJsonFile(state)) {
+    const json::value* port = recorded->if_contains("port");
+    const json::value* token = recorded->if_contains("token");
+    const json::value* p = recorded->if_contains("pid");
+    if (port && port->is_int64() && token && token->is_string() && p && p->is_int64()) {
+      address = {"127.0.0.1", static_cast<uint16_t>(port->as_int64()),
+                 std::string(token->as_string())};
+      pid = static_cast<int>(p->as_int64());
+      if (Alive(pid) && Healthy(client, address)) {
+        spdlog::info("using the local agent still running on 127.0.0.1:{} (pid {})", address.port,
+                     pid);
+        FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address));
+        return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
+      }
+    }
+  }
+
+  address = {"127.0.0.1", 0, NewToken()};
+  fs::path ready = agent_dir / "agent.json";
+  fs::remove(ready, ec);
+  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    if (auto written = ReadJsonFile(ready)) {
+      const json::value* port = written->if_contains("port");
+      const json::value* p = written->if_contains("pid");
+      if (port && port->is_int64() && p && p->is_int64()) {
+        address.port = static_cast<uint16_t>(port->as_int64());
+        pid = static_cast<int>(p->as_int64());
+        break;
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Unavailable("the local agent did not start within 30 s; see " +
+                         (agent_dir / "agent.log").string());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string text = model::SerializeJson(
+      json::object{{"pid", pid}, {"port", address.port}, {"token", address.token}});
+  fs::path tmp = state;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text << "\n";
+  }
+  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, ec);
+  fs::rename(tmp, state, ec);
+  if (ec) return Unavailable("cannot write " + state.string() + ": " + ec.message());
+  spdlog::info("started the local agent on 127.0.0.1:{} (pid {})", address.port, pid);
+  FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address));
+  return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
+}
+
+void LocalAgent::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (Alive(pid_) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (Alive(pid_)) kill(pid_, SIGKILL);
+  std::error_code ec;
+  fs::remove(state_file_, ec);
+  pid_ = 0;
+}
+
+}  // namespace fleetwatch::server

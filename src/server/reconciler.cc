@@ -1,0 +1,573 @@
+#include "server/reconciler.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+
+#include "model/run_spec.h"
+
+namespace fleetwatch::server {
+namespace {
+
+using model::Instance;
+using model::InstanceStatus;
+using model::Job;
+using model::JobStatus;
+using model::JobTerminationReason;
+using model::Run;
+using model::RunStatus;
+
+std::vector<std::string> Words(std::string_view text) {
+  std::vector<std::string> words;
+  std::string current;
+  for (char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      current += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (!current.empty()) {
+      words.push_back(std::move(current));
+      current.clear();
+    }
+  }
+  if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+// Free capacity of one instance while placing jobs this tick.
+struct Capacity {
+  int cpus = 0;
+  int64_t memory_bytes = 0;
+  std::set<int> free_gpus;
+};
+
+bool UsableForScheduling(const Instance& instance) {
+  return !instance.unreachable && instance.resources.cpus > 0 &&
+         (instance.status == InstanceStatus::kIdle || instance.status == InstanceStatus::kBusy);
+}
+
+// GPUs of `instance` that satisfy `gpu` (name and memory), among `candidates`.
+std::vector<int> MatchingGpus(const Instance& instance, const model::GpuRequest& gpu,
+                              const std::set<int>& candidates) {
+  std::vector<int> out;
+  for (const model::Gpu& g : instance.resources.gpus) {
+    if (!candidates.count(g.index)) continue;
+    if (gpu.name && !GpuNameMatches(*gpu.name, g.name)) continue;
+    if (gpu.memory_bytes && g.memory_bytes < *gpu.memory_bytes) continue;
+    out.push_back(g.index);
+  }
+  return out;
+}
+
+// Whether the instance could run the job if it were empty. Instances whose resources are not known
+// yet (the agent has not answered) might.
+bool CouldEverFit(const Instance& instance, const model::ResourcesRequest& req) {
+  if (instance.status == InstanceStatus::kTerminated ||
+      instance.status == InstanceStatus::kTerminating) {
+    return false;
+  }
+  if (instance.resources.cpus == 0) return true;  // unknown yet
+  if (instance.resources.cpus < req.cpus) return false;
+  if (req.memory_bytes && instance.resources.memory_bytes < *req.memory_bytes) return false;
+  std::set<int> all;
+  for (const model::Gpu& g : instance.resources.gpus) all.insert(g.index);
+  return static_cast<int>(MatchingGpus(instance, req.gpu, all).size()) >= req.gpu.count;
+}
+
+// Takes what the job needs from `cap` when it fits; returns the GPU indices taken.
+std::optional<std::vector<int>> TryTake(const Instance& instance,
+                                        const model::ResourcesRequest& req, Capacity& cap) {
+  if (cap.cpus < req.cpus) return std::nullopt;
+  if (req.memory_bytes && cap.memory_bytes < *req.memory_bytes) return std::nullopt;
+  std::vector<int> gpus = MatchingGpus(instance, req.gpu, cap.free_gpus);
+  if (static_cast<int>(gpus.size()) < req.gpu.count) return std::nullopt;
+  gpus.resize(static_cast<size_t>(req.gpu.count));
+  cap.cpus -= req.cpus;
+  if (req.memory_bytes) cap.memory_bytes -= *req.memory_bytes;
+  for (int g : gpus) cap.free_gpus.erase(g);
+  return gpus;
+}
+
+void Finish(Job& job, JobStatus status, std::optional<JobTerminationReason> reason, TimeMicros at) {
+  job.status = status;
+  if (reason) job.termination_reason = reason;
+  job.finished_at = at;
+}
+
+class Tick {
+ public:
+  Tick(const ReconcileInput& in, const ReconcileSettings& settings)
+      : in_(in), settings_(settings) {}
+
+  ReconcileOutput Run() {
+    for (const Instance& i : in_.instances) instances_[i.id] = i;
+    runs_ = in_.runs;
+    std::sort(runs_.begin(), runs_.end(), [](const model::Run& a, const model::Run& b) {
+      return a.submitted_at < b.submitted_at;
+    });
+    for (const model::Run& r : runs_) original_runs_[r.id] = r;
+
+    ObserveInstances();
+    for (model::Run& run : runs_) ObserveJobs(run);
+    HandleUnknownAgentJobs();
+    Schedule();
+    for (model::Run& run : runs_) AggregateRun(run);
+    UpdateInstanceBusy();
+
+    // A job that stopped being provisioned this tick (its run ended) must not be started.
+    std::set<std::string> provisioning;
+    for (const model::Run& run : runs_) {
+      for (const Job& j : run.jobs) {
+        if (j.status == JobStatus::kProvisioning) provisioning.insert(j.id);
+      }
+    }
+    std::erase_if(out_.commands, [&](const AgentCommand& c) {
+      return c.kind == AgentCommand::Kind::kStart && !provisioning.count(c.job_id);
+    });
+    for (const auto& [id, instance] : instances_) {
+      const Instance* before = Original(id);
+      if (before == nullptr || Changed(*before, instance)) out_.instances.push_back(instance);
+    }
+    for (const model::Run& run : runs_) {
+      if (Changed(original_runs_.at(run.id), run)) out_.runs.push_back(run);
+    }
+    return std::move(out_);
+  }
+
+ private:
+  const Instance* Original(const std::string& id) const {
+    for (const Instance& i : in_.instances) {
+      if (i.id == id) return &i;
+    }
+    return nullptr;
+  }
+
+  static bool Changed(const Instance& a, const Instance& b) {
+    return a.status != b.status || a.unreachable != b.unreachable ||
+           a.last_seen_at != b.last_seen_at || a.agent_id != b.agent_id ||
+           a.resources.cpus != b.resources.cpus ||
+           a.resources.memory_bytes != b.resources.memory_bytes ||
+           a.resources.gpus.size() != b.resources.gpus.size();
+  }
+
+  static bool Changed(const model::Run& a, const model::Run& b) {
+    if (a.status != b.status || a.termination_reason != b.termination_reason ||
+        a.finished_at != b.finished_at || a.jobs.size() != b.jobs.size()) {
+      return true;
+    }
+    for (size_t i = 0; i < a.jobs.size(); ++i) {
+      const Job& x = a.jobs[i];
+      const Job& y = b.jobs[i];
+      if (x.status != y.status || x.termination_reason != y.termination_reason ||
+          x.exit_code != y.exit_code || x.instance_id != y.instance_id ||
+          x.gpu_indices != y.gpu_indices || x.started_at != y.started_at ||
+          x.finished_at != y.finished_at) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  const InstanceObservation* Observation(const std::string& instance_id) const {
+    auto it = in_.observations.find(instance_id);
+    return it == in_.observations.end() ? nullptr : &it->second;
+  }
+
+  void Event(std::string text) { out_.events.push_back(std::move(text)); }
+
+  void ObserveInstances() {
+    for (auto& [id, instance] : instances_) {
+      const InstanceObservation* obs = Observation(id);
+      if (obs == nullptr) continue;
+      if (obs->reached) {
+        instance.last_seen_at = in_.now;
+        if (instance.unreachable) {
+          instance.unreachable = false;
+          Event("instance " + instance.name + " is reachable again");
+        }
+        if (obs->inventory) {
+          instance.resources.cpus = obs->inventory->cpus;
+          instance.resources.memory_bytes = obs->inventory->memory_bytes;
+          instance.resources.gpus = obs->inventory->gpus;
+          instance.agent_id = obs->inventory->agent_id;
+        }
+        if (instance.status == InstanceStatus::kPending && instance.resources.cpus > 0) {
+          instance.status = InstanceStatus::kIdle;
+          Event("instance " + instance.name + " is up: " + std::to_string(instance.resources.cpus) +
+                " CPUs, " + std::to_string(instance.resources.gpus.size()) + " GPUs");
+        }
+      } else {
+        TimeMicros since = instance.last_seen_at.value_or(instance.created_at);
+        if (!instance.unreachable && in_.now - since > settings_.unreachable_after) {
+          instance.unreachable = true;
+          Event("instance " + instance.name + " is unreachable: " + obs->error);
+        }
+      }
+    }
+  }
+
+  const AgentJob* AgentJobOf(const InstanceObservation& obs, const std::string& job_id) const {
+    for (const AgentJob& j : obs.poll.jobs) {
+      if (j.job_id == job_id) return &j;
+    }
+    return nullptr;
+  }
+
+  void Command(AgentCommand::Kind kind, const std::string& instance_id, const std::string& job_id) {
+    if (kind == AgentCommand::Kind::kAcknowledge && !acked_.insert(job_id).second) return;
+    AgentCommand c;
+    c.kind = kind;
+    c.instance_id = instance_id;
+    c.job_id = job_id;
+    c.grace_seconds = settings_.stop_grace_seconds;
+    out_.commands.push_back(std::move(c));
+  }
+
+  std::optional<model::RunConfiguration> Config(const model::Run& run) {
+    auto it = configs_.find(run.id);
+    if (it != configs_.end()) return it->second;
+    Result<model::RunConfiguration> parsed =
+        model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson);
+    std::optional<model::RunConfiguration> config;
+    if (parsed.ok()) config = std::move(parsed).value();
+    configs_[run.id] = config;
+    return config;
+  }
+
+  void StartCommand(const model::Run& run, const Job& job) {
+    std::optional<model::RunConfiguration> config = Config(run);
+    if (!config || !job.instance_id) return;
+    AgentCommand c;
+    c.kind = AgentCommand::Kind::kStart;
+    c.instance_id = *job.instance_id;
+    c.job_id = job.id;
+    StartJobRequest& s = c.start;
+    s.job_id = job.id;
+    s.job_name = job.job_name;
+    s.run_name = run.run_name;
+    s.commands = config->type == model::RunType::kDevEnvironment && !config->init.empty()
+                     ? config->init
+                     : config->commands;
+    if (config->type == model::RunType::kDevEnvironment) {
+      // A dev environment stays up after its init commands until it is stopped.
+      s.commands.push_back("exec sleep infinity");
+    }
+    s.env = config->env;
+    s.working_dir = config->working_dir;
+    s.gpu_indices = job.gpu_indices;
+    s.cpus = config->resources.cpus;
+    s.memory_bytes = config->resources.memory_bytes;
+    s.cluster.nodes_num = config->nodes;
+    s.cluster.node_rank = job.job_num;
+    s.cluster.gpus_per_node = config->resources.gpu.count;
+    // Node addresses by rank, from the jobs of the same replica.
+    std::vector<std::string> ips(static_cast<size_t>(config->nodes));
+    for (const Job& other : run.jobs) {
+      if (other.replica_num != job.replica_num || !other.instance_id) continue;
+      auto it = instances_.find(*other.instance_id);
+      if (it != instances_.end() && other.job_num < config->nodes) {
+        ips[static_cast<size_t>(other.job_num)] = it->second.hostname;
+      }
+    }
+    s.cluster.nodes_ips = ips;
+    s.cluster.master_node_ip = ips.empty() ? "" : ips[0];
+    out_.commands.push_back(std::move(c));
+  }
+
+  void ObserveJobs(model::Run& run) {
+    for (Job& job : run.jobs) {
+      if (model::IsFinished(job.status) || !job.instance_id) continue;
+      auto it = instances_.find(*job.instance_id);
+      if (it == instances_.end() || it->second.unreachable) {
+        Finish(job, JobStatus::kFailed, JobTerminationReason::kInstanceUnreachable, in_.now);
+        Event("job " + job.job_name + " failed: its instance is unreachable");
+        continue;
+      }
+      const InstanceObservation* obs = Observation(it->first);
+      if (obs == nullptr || !obs->reached) continue;  // wait for the agent
+      const AgentJob* aj = AgentJobOf(*obs, job.id);
+      if (aj == nullptr) {
+        if (job.status == JobStatus::kProvisioning) {
+          StartCommand(run, job);  // never reached the agent, or unsure: starts are idempotent
+        } else if (job.status == JobStatus::kTerminating) {
+          Finish(job,
+                 model::FinalStatusFor(
+                     job.termination_reason.value_or(JobTerminationReason::kTerminatedByServer)),
+                 std::nullopt, in_.now);
+        } else {
+          Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
+          Event("job " + job.job_name + " failed: the agent no longer has it");
+        }
+        continue;
+      }
+      if (aj->state == AgentJobState::kRunning) {
+        if (job.status == JobStatus::kProvisioning || job.status == JobStatus::kPulling) {
+          job.status = JobStatus::kRunning;
+          job.started_at = aj->started_at.value_or(in_.now);
+          Event("job " + job.job_name + " is running on " + it->second.name);
+        }
+        std::optional<model::RunConfiguration> config = Config(run);
+        if (job.status == JobStatus::kRunning && config && config->max_duration_seconds &&
+            in_.now - job.started_at.value_or(in_.now) >=
+                *config->max_duration_seconds * 1'000'000) {
+          job.status = JobStatus::kTerminating;
+          job.termination_reason = JobTerminationReason::kMaxDurationExceeded;
+          Event("job " + job.job_name + " exceeded its max_duration");
+        }
+        if (job.status == JobStatus::kTerminating && !aj->stop_requested) {
+          Command(AgentCommand::Kind::kStop, it->first, job.id);
+        }
+        continue;
+      }
+      // The process ended.
+      job.exit_code = aj->exit_code;
+      if (!aj->exit_code && aj->signal) job.exit_code = 128 + *aj->signal;
+      if (!job.started_at) job.started_at = aj->started_at;
+      TimeMicros at = aj->finished_at.value_or(in_.now);
+      if (aj->state == AgentJobState::kFailedToStart) {
+        Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, at);
+        Event("job " + job.job_name + " could not start: " + aj->error);
+      } else if (job.status == JobStatus::kTerminating) {
+        JobTerminationReason reason =
+            job.termination_reason.value_or(JobTerminationReason::kTerminatedByServer);
+        Finish(job, model::FinalStatusFor(reason), reason, at);
+      } else if (aj->exit_code && *aj->exit_code == 0) {
+        Finish(job, JobStatus::kDone, JobTerminationReason::kDoneByRunner, at);
+      } else {
+        Finish(job, JobStatus::kFailed, JobTerminationReason::kContainerExitedWithError, at);
+      }
+      Event("job " + job.job_name + " ended " + std::string(model::ToString(job.status)));
+      Command(AgentCommand::Kind::kAcknowledge, it->first, job.id);
+    }
+  }
+
+  // Jobs an agent holds that the server is not (or no longer) running there: ended ones are
+  // acknowledged, running ones stopped.
+  void HandleUnknownAgentJobs() {
+    std::map<std::string, const Job*> jobs;
+    for (const model::Run& run : runs_) {
+      for (const Job& job : run.jobs) jobs[job.id] = &job;
+    }
+    for (const auto& [instance_id, obs] : in_.observations) {
+      if (!obs.reached) continue;
+      for (const AgentJob& aj : obs.poll.jobs) {
+        auto it = jobs.find(aj.job_id);
+        bool active = it != jobs.end() && !model::IsFinished(it->second->status) &&
+                      it->second->instance_id == instance_id;
+        if (active) continue;
+        if (aj.state == AgentJobState::kRunning) {
+          if (!aj.stop_requested) Command(AgentCommand::Kind::kStop, instance_id, aj.job_id);
+        } else {
+          Command(AgentCommand::Kind::kAcknowledge, instance_id, aj.job_id);
+        }
+      }
+    }
+  }
+
+  void Schedule() {
+    std::map<std::string, Capacity> capacity;
+    for (const auto& [id, instance] : instances_) {
+      Capacity cap{instance.resources.cpus, instance.resources.memory_bytes, {}};
+      for (const model::Gpu& g : instance.resources.gpus) cap.free_gpus.insert(g.index);
+      capacity[id] = std::move(cap);
+    }
+    for (model::Run& run : runs_) {
+      std::optional<model::RunConfiguration> config = Config(run);
+      if (!config) continue;
+      for (const Job& job : run.jobs) {
+        if (model::IsFinished(job.status) || !job.instance_id) continue;
+        auto cap = capacity.find(*job.instance_id);
+        if (cap == capacity.end()) continue;
+        cap->second.cpus -= config->resources.cpus;
+        if (config->resources.memory_bytes) {
+          cap->second.memory_bytes -= *config->resources.memory_bytes;
+        }
+        for (int g : job.gpu_indices) cap->second.free_gpus.erase(g);
+      }
+    }
+    for (model::Run& run : runs_) {
+      if (run.status != RunStatus::kSubmitted && run.status != RunStatus::kProvisioning &&
+          run.status != RunStatus::kRunning && run.status != RunStatus::kPending) {
+        continue;
+      }
+      std::optional<model::RunConfiguration> config = Config(run);
+      if (!config) continue;
+      std::map<int, std::vector<Job*>> waiting;  // by replica: the jobs of its nodes
+      for (Job& job : run.jobs) {
+        if (job.status == JobStatus::kSubmitted && !job.instance_id) {
+          waiting[job.replica_num].push_back(&job);
+        }
+      }
+      for (auto& [replica, jobs] : waiting) PlaceGroup(run, *config, jobs, capacity);
+    }
+  }
+
+  // Places the jobs of one replica (one per node) all together on distinct instances of one fleet,
+  // or none of them.
+  void PlaceGroup(model::Run& run, const model::RunConfiguration& config, std::vector<Job*>& jobs,
+                  std::map<std::string, Capacity>& capacity) {
+    const model::ResourcesRequest& req = config.resources;
+    // Fleets of the run's project, with their instances in order.
+    std::map<std::string, std::vector<Instance*>> fleets;
+    for (const Instance& original : in_.instances) {
+      Instance& instance = instances_.at(original.id);
+      if (instance.project_id == run.project_id) fleets[instance.fleet_id].push_back(&instance);
+    }
+    bool ever = false;
+    for (auto& [fleet_id, members] : fleets) {
+      size_t fits = std::count_if(members.begin(), members.end(),
+                                  [&](const Instance* i) { return CouldEverFit(*i, req); });
+      if (fits >= jobs.size()) ever = true;
+    }
+    if (!ever) {
+      for (Job* job : jobs) {
+        Finish(*job, JobStatus::kFailed, JobTerminationReason::kFailedToStartDueToNoCapacity,
+               in_.now);
+      }
+      Event("run " + run.run_name + ": no instance of project " + run.project_name +
+            " can ever satisfy its resources");
+      return;
+    }
+    for (auto& [fleet_id, members] : fleets) {
+      std::map<std::string, Capacity> trial = capacity;
+      std::vector<std::pair<Instance*, std::vector<int>>> chosen;
+      std::set<std::string> used;
+      for (size_t k = 0; k < jobs.size(); ++k) {
+        // Least-loaded instance first, so jobs spread over a fleet.
+        Instance* best = nullptr;
+        std::optional<std::vector<int>> best_gpus;
+        for (Instance* instance : members) {
+          if (!UsableForScheduling(*instance) || used.count(instance->id)) continue;
+          Capacity copy = trial.at(instance->id);
+          std::optional<std::vector<int>> gpus = TryTake(*instance, req, copy);
+          if (!gpus) continue;
+          if (best == nullptr || trial.at(instance->id).cpus > trial.at(best->id).cpus) {
+            best = instance;
+            best_gpus = gpus;
+          }
+        }
+        if (best == nullptr) break;
+        TryTake(*best, req, trial.at(best->id));
+        used.insert(best->id);
+        chosen.emplace_back(best, *best_gpus);
+      }
+      if (chosen.size() != jobs.size()) continue;
+      capacity = std::move(trial);
+      std::sort(jobs.begin(), jobs.end(),
+                [](const Job* a, const Job* b) { return a->job_num < b->job_num; });
+      for (size_t k = 0; k < jobs.size(); ++k) {
+        Job& job = *jobs[k];
+        job.status = JobStatus::kProvisioning;
+        job.instance_id = chosen[k].first->id;
+        job.instance_name = chosen[k].first->name;
+        job.gpu_indices = chosen[k].second;
+        Event("job " + job.job_name + " placed on " + chosen[k].first->name);
+      }
+      for (Job* job : jobs) StartCommand(run, *job);
+      return;
+    }
+    // Capacity is busy: the jobs wait.
+  }
+
+  void AggregateRun(model::Run& run) {
+    auto unfinished = [&] {
+      return std::count_if(run.jobs.begin(), run.jobs.end(),
+                           [](const Job& j) { return !model::IsFinished(j.status); });
+    };
+    if (run.status != RunStatus::kTerminating) {
+      bool failed = false, terminated = false, all_done = !run.jobs.empty();
+      bool running = false, provisioning = false;
+      for (const Job& j : run.jobs) {
+        failed = failed || j.status == JobStatus::kFailed;
+        terminated =
+            terminated || j.status == JobStatus::kTerminated || j.status == JobStatus::kAborted;
+        all_done = all_done && j.status == JobStatus::kDone;
+        running = running || j.status == JobStatus::kRunning || j.status == JobStatus::kTerminating;
+        provisioning =
+            provisioning || j.status == JobStatus::kProvisioning || j.status == JobStatus::kPulling;
+      }
+      if (failed || terminated) {
+        run.status = RunStatus::kTerminating;
+        // A job ended by the server (max_duration, ...) has no run-level reason in dstack's
+        // vocabulary; the run ends `terminated` without one.
+        if (failed) run.termination_reason = model::RunTerminationReason::kJobFailed;
+        for (Job& j : run.jobs) {
+          if (model::IsFinished(j.status) || j.status == JobStatus::kTerminating) continue;
+          j.termination_reason = JobTerminationReason::kTerminatedByServer;
+          if (j.instance_id) {
+            j.status = JobStatus::kTerminating;
+            Command(AgentCommand::Kind::kStop, *j.instance_id, j.id);
+          } else {
+            Finish(j, JobStatus::kTerminated, std::nullopt, in_.now);
+          }
+        }
+      } else if (all_done) {
+        run.status = RunStatus::kDone;
+        run.termination_reason = model::RunTerminationReason::kAllJobsDone;
+        run.finished_at = in_.now;
+        Event("run " + run.run_name + " is done");
+        return;
+      } else if (running) {
+        run.status = RunStatus::kRunning;
+      } else if (provisioning) {
+        run.status = RunStatus::kProvisioning;
+      }
+    }
+    if (run.status == RunStatus::kTerminating && unfinished() == 0) {
+      run.status = run.termination_reason ? model::FinalStatusFor(*run.termination_reason)
+                                          : RunStatus::kTerminated;
+      run.finished_at = in_.now;
+      Event("run " + run.run_name + " ended " + std::string(model::ToString(run.status)));
+    }
+  }
+
+  void UpdateInstanceBusy() {
+    std::set<std::string> busy;
+    for (const model::Run& run : runs_) {
+      for (const Job& j : run.jobs) {
+        if (!model::IsFinished(j.status) && j.instance_id) busy.insert(*j.instance_id);
+      }
+    }
+    for (auto& [id, instance] : instances_) {
+      if (instance.status == InstanceStatus::kIdle && busy.count(id)) {
+        instance.status = InstanceStatus::kBusy;
+      } else if (instance.status == InstanceStatus::kBusy && !busy.count(id)) {
+        instance.status = InstanceStatus::kIdle;
+      }
+    }
+  }
+
+  const ReconcileInput& in_;
+  const ReconcileSettings& settings_;
+  std::map<std::string, Instance> instances_;
+  std::vector<model::Run> runs_;
+  std::map<std::string, model::Run> original_runs_;
+  std::map<std::string, std::optional<model::RunConfiguration>> configs_;
+  std::set<std::string> acked_;
+  ReconcileOutput out_;
+};
+
+}  // namespace
+
+bool GpuNameMatches(std::string_view requested, std::string_view gpu_name) {
+  std::string want;
+  for (char c : requested) {
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      want += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  if (want.empty()) return false;
+  std::vector<std::string> words = Words(gpu_name);
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string joined;
+    for (size_t j = i; j < words.size() && joined.size() < want.size(); ++j) {
+      joined += words[j];
+      if (joined == want) return true;
+    }
+  }
+  return false;
+}
+
+ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings) {
+  return Tick(input, settings).Run();
+}
+
+}  // namespace fleetwatch::server

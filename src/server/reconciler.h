@@ -1,0 +1,63 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/entities.h"
+#include "server/agent_protocol.h"
+#include "util/clock.h"
+
+namespace fleetwatch::server {
+
+// The server's decisions for one tick, as a pure function of what it knows (instances, unfinished
+// runs) and what it just observed (one poll per agent). No I/O: the FleetController feeds it and
+// carries out the result. See docs/architecture.md "Reconciling with agents".
+
+struct ReconcileSettings {
+  TimeMicros unreachable_after = 60'000'000;  // no successful poll for this long → unreachable
+  int stop_grace_seconds = 10;                // SIGTERM → SIGKILL on the agent
+};
+
+// What the server learned about one instance this tick.
+struct InstanceObservation {
+  bool reached = false;  // the poll succeeded and parsed
+  AgentPoll poll;
+  std::optional<AgentInventory> inventory;  // fetched this tick (first contact, agent restart)
+  std::string error;                        // why not reached
+};
+
+struct AgentCommand {
+  enum class Kind { kStart, kStop, kAcknowledge };
+  Kind kind = Kind::kStart;
+  std::string instance_id;
+  std::string job_id;
+  StartJobRequest start;  // kStart only
+  int grace_seconds = 0;  // kStop only
+};
+
+struct ReconcileInput {
+  TimeMicros now = 0;
+  std::vector<model::Instance> instances;  // every instance of every project
+  std::vector<model::Run> runs;            // every unfinished run, with its jobs
+  // By instance id. An instance without an entry was not polled this tick.
+  std::map<std::string, InstanceObservation> observations;
+};
+
+struct ReconcileOutput {
+  std::vector<model::Instance> instances;  // the ones that changed
+  std::vector<model::Run> runs;            // the ones that changed (run or any job)
+  // Carried out after the changes are stored. Acknowledgements only for jobs whose end is stored.
+  std::vector<AgentCommand> commands;
+  std::vector<std::string> events;  // one line per noteworthy change, for the log
+};
+
+ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings);
+
+// True when a host's GPU name satisfies a requested one: case-insensitive match of the request
+// against any word of the name or any run of adjacent words ("A100" and "NVIDIA A100-SXM4-80GB";
+// "rtx4090" and "NVIDIA GeForce RTX 4090").
+bool GpuNameMatches(std::string_view requested, std::string_view gpu_name);
+
+}  // namespace fleetwatch::server

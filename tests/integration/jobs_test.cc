@@ -1,0 +1,380 @@
+// Runs that really run: the real server, real agents (the embedded local one and ones the test
+// starts), real processes in real cgroups, fake NVML GPUs loaded through the agent's dlopen path.
+#include <signal.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "integration/api_client.h"
+#include "support/process.h"
+
+namespace fleetwatch::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
+constexpr char kAgentToken[] = "agent-token-for-tests";
+
+std::string Str(const json::value& v, std::string_view key) {
+  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
+}
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A `fleetwatch agent` the test starts on 127.0.0.1 with its own data dir, optionally with fake
+// NVIDIA GPUs.
+class AgentProcess {
+ public:
+  explicit AgentProcess(int fake_gpus = 0) {
+    std::map<std::string, std::string> env = {{"FLEETWATCH_AGENT_TOKEN", kAgentToken}};
+    if (fake_gpus > 0) {
+      std::ofstream gpus(dir_.path() / "gpus.txt");
+      for (int i = 0; i < fake_gpus; ++i) {
+        gpus << "NVIDIA A100-SXM4-80GB|GPU-fake-" << i << "|85899345920|1073741824|" << 10 * (i + 1)
+             << "\n";
+      }
+      env["FLEETWATCH_NVML_LIBRARY"] = FAKE_NVML_LIBRARY;
+      env["FAKE_NVML_FILE"] = (dir_.path() / "gpus.txt").string();
+    } else {
+      env["FLEETWATCH_NVML_LIBRARY"] = (dir_.path() / "no-such-libnvidia-ml.so").string();
+    }
+    child_ = std::make_unique<ChildProcess>(
+        FLEETWATCH_BINARY,
+        std::vector<std::string>{"agent", "--host", "127.0.0.1", "--port", "0", "--data-dir",
+                                 (dir_.path() / "data").string()},
+        env);
+    if (child_->WaitForOutput("listening on http://127.0.0.1:", 60)) {
+      child_->WaitForOutput("\n", 5);
+      std::smatch m;
+      std::string out = child_->Output();
+      static const std::regex kListening("listening on http://127\\.0\\.0\\.1:(\\d+)");
+      if (std::regex_search(out, m, kListening)) port_ = std::stoi(m[1]);
+    }
+  }
+
+  int port() const { return port_; }
+  pid_t pid() const { return child_->pid(); }
+  int Stop(int signal) { return child_->Stop(signal); }
+  std::string Output() const { return child_->Output(); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<ChildProcess> child_;
+  int port_ = 0;
+};
+
+class JobsTest : public ::testing::Test {
+ protected:
+  static std::map<std::string, std::string> ServerEnv() {
+    return {{"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "3"},
+            {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
+            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}};
+  }
+
+  void StartServer(std::vector<std::string> args = {}) {
+    server_ =
+        std::make_unique<ServerProcess>(data_.str(), home_.str(), kAdminToken, args, ServerEnv());
+    ASSERT_TRUE(server_->started()) << server_->Output();
+    admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+  }
+
+  void TearDown() override {
+    if (server_) {
+      EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+    }
+  }
+
+  ApiReply Submit(const std::string& project, const std::string& yaml) {
+    ApiReply r =
+        admin_->Send("POST", "/api/project/" + project + "/runs", yaml, "application/yaml");
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r;
+  }
+
+  // Polls the run until `done(run json)` holds or `seconds` pass; returns the last run.
+  json::value WaitForRun(const std::string& project, const std::string& run,
+                         const std::function<bool(const json::value&)>& done, int seconds = 30) {
+    json::value last;
+    auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
+    while (steady_clock::now() < deadline) {
+      ApiReply r = admin_->Get("/api/project/" + project + "/runs/" + run);
+      last = r.json;
+      if (r.status == 200 && done(last)) return last;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "run " << run << " did not get there in " << seconds
+                  << " s; last: " << json::serialize(last) << "\nserver output:\n"
+                  << server_->Output();
+    return last;
+  }
+
+  json::value WaitForStatus(const std::string& project, const std::string& run,
+                            const std::string& status, int seconds = 30) {
+    return WaitForRun(
+        project, run, [&](const json::value& v) { return Str(v, "status") == status; }, seconds);
+  }
+
+  std::string Logs(const std::string& project, const std::string& run, int job_num = 0) {
+    ApiReply r = admin_->Get("/api/project/" + project + "/runs/" + run +
+                             "/logs?job_num=" + std::to_string(job_num));
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body;
+  }
+
+  // A fleet in project `main`... made of agents the test started.
+  void ApplyFleet(const std::string& project, const std::string& name,
+                  const std::vector<const AgentProcess*>& agents) {
+    std::string yaml =
+        "type: fleet\nname: " + name + "\nssh_config:\n  token: " + kAgentToken + "\n  hosts:\n";
+    for (const AgentProcess* a : agents) {
+      yaml += "    - hostname: 127.0.0.1\n      port: " + std::to_string(a->port()) +
+              "\n      price: 2.0\n";
+    }
+    ApiReply r =
+        admin_->Send("POST", "/api/project/" + project + "/fleets", yaml, "application/yaml");
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  void CreateProject(const std::string& name) {
+    ASSERT_EQ(admin_->PostJson("/api/projects", {{"name", name}}).status, 201);
+  }
+
+  TempDir data_;
+  TempDir home_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ApiClient> admin_;
+};
+
+TEST_F(JobsTest, ATaskOnTheLocalFleetRunsToDoneWithItsLog) {
+  StartServer();
+  Submit("main", "type: task\nname: hello\ncommands:\n  - echo hi\n  - exit 0\n");
+  json::value run = WaitForStatus("main", "hello", "done");
+  const json::value& job = run.at("jobs").at(0);
+  EXPECT_EQ(Str(job, "status"), "done");
+  EXPECT_EQ(Str(job, "termination_reason"), "done_by_runner");
+  EXPECT_EQ(job.at("exit_code").as_int64(), 0);
+  EXPECT_EQ(Str(job, "instance_name"), "local-0");
+  EXPECT_EQ(Str(run, "termination_reason"), "all_jobs_done");
+  EXPECT_EQ(Logs("main", "hello"), "hi\n");
+  // The instance is back to idle and shows this machine's resources.
+  ApiReply instances = admin_->Get("/api/project/main/instances");
+  const json::value& local = instances.json.at("items").at(0);
+  EXPECT_EQ(Str(local, "backend"), "local");
+  EXPECT_GT(local.at("resources").at("cpus").as_int64(), 0);
+  // The CLI reads the same log.
+  ProcessResult logs = RunProcess(
+      FLEETWATCH_BINARY, {"logs", "hello", "--url", server_->url(), "--token", kAdminToken}, {});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "hi\n");
+}
+
+TEST_F(JobsTest, ANonZeroExitFailsTheRun) {
+  StartServer();
+  Submit("main", "type: task\nname: broken\ncommands: ['echo oops >&2; exit 3']\n");
+  json::value run = WaitForStatus("main", "broken", "failed");
+  const json::value& job = run.at("jobs").at(0);
+  EXPECT_EQ(Str(job, "termination_reason"), "container_exited_with_error");
+  EXPECT_EQ(job.at("exit_code").as_int64(), 3);
+  EXPECT_EQ(Str(run, "termination_reason"), "job_failed");
+  EXPECT_EQ(Logs("main", "broken"), "oops\n");
+}
+
+TEST_F(JobsTest, StopTerminatesTheJobAndLeavesNoProcess) {
+  StartServer();
+  std::string pid_file = (home_.path() / "job.pid").string();
+  Submit("main",
+         "type: task\nname: sleeper\ncommands: ['echo $$ > " + pid_file + "; sleep 600 & wait']\n");
+  WaitForStatus("main", "sleeper", "running");
+  pid_t pid = 0;
+  for (int i = 0; i < 100 && pid == 0; ++i) {
+    std::string text = ReadFile(pid_file);
+    if (!text.empty()) pid = std::stoi(text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(kill(pid, 0), 0);
+  ApiReply stop = admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object());
+  EXPECT_EQ(stop.status, 200) << stop.body;
+  json::value run = WaitForStatus("main", "sleeper", "terminated");
+  EXPECT_EQ(Str(run.at("jobs").at(0), "termination_reason"), "terminated_by_user");
+  EXPECT_EQ(Str(run, "termination_reason"), "stopped_by_user");
+  EXPECT_NE(kill(pid, 0), 0) << "the job's shell is still alive";
+}
+
+TEST_F(JobsTest, MaxDurationTerminatesTheRunInTime) {
+  StartServer();
+  Submit("main", "type: task\nname: bounded\nmax_duration: 2s\ncommands: ['sleep 600']\n");
+  json::value run = WaitForStatus("main", "bounded", "terminated", 30);
+  EXPECT_EQ(Str(run.at("jobs").at(0), "termination_reason"), "max_duration_exceeded");
+}
+
+TEST_F(JobsTest, AMultiNodeRunGetsTwoInstancesAndTheirRanks) {
+  AgentProcess a, b;
+  ASSERT_GT(a.port(), 0) << a.Output();
+  ASSERT_GT(b.port(), 0) << b.Output();
+  StartServer({"--no-local-fleet"});
+  CreateProject("ml");
+  ApplyFleet("ml", "pair", {&a, &b});
+  Submit("ml",
+         "type: task\nname: dist\nnodes: 2\ncommands:\n"
+         "  - echo rank=$DSTACK_NODE_RANK nodes=$DSTACK_NODES_NUM master=$DSTACK_MASTER_NODE_IP\n");
+  json::value run = WaitForStatus("ml", "dist", "done", 60);
+  std::set<std::string> instances = {Str(run.at("jobs").at(0), "instance_name"),
+                                     Str(run.at("jobs").at(1), "instance_name")};
+  EXPECT_EQ(instances, (std::set<std::string>{"pair-0", "pair-1"}));
+  EXPECT_EQ(Logs("ml", "dist", 0), "rank=0 nodes=2 master=127.0.0.1\n");
+  EXPECT_EQ(Logs("ml", "dist", 1), "rank=1 nodes=2 master=127.0.0.1\n");
+}
+
+TEST_F(JobsTest, OneGpuRunsShareTwoGpusAndAThirdWaits) {
+  AgentProcess gpu_host(/*fake_gpus=*/2);
+  ASSERT_GT(gpu_host.port(), 0) << gpu_host.Output();
+  StartServer({"--no-local-fleet"});
+  CreateProject("ml");
+  ApplyFleet("ml", "gpus", {&gpu_host});
+  std::string gate = (home_.path() / "gate").string();
+  // Each job prints its GPU and holds it until the test opens the gate.
+  const std::string yaml = "type: task\ncommands: ['echo gpu=$CUDA_VISIBLE_DEVICES; while [ ! -e " +
+                           gate + " ]; do sleep 0.1; done']\nresources: {gpu: A100:1}\n";
+  Submit("ml", "name: g1\n" + yaml);
+  Submit("ml", "name: g2\n" + yaml);
+  WaitForStatus("ml", "g1", "running");
+  WaitForStatus("ml", "g2", "running");
+  Submit("ml", "name: g3\n" + yaml);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Str(admin_->Get("/api/project/ml/runs/g3").json, "status"), "submitted");
+  std::set<std::string> gpus = {Logs("ml", "g1"), Logs("ml", "g2")};
+  EXPECT_EQ(gpus, (std::set<std::string>{"gpu=0\n", "gpu=1\n"}));
+  std::ofstream(gate).put('x');
+  WaitForStatus("ml", "g3", "done", 60);
+  EXPECT_EQ(Str(admin_->Get("/api/project/ml/runs/g1").json, "status"), "done");
+  std::string third = Logs("ml", "g3");
+  EXPECT_TRUE(third == "gpu=0\n" || third == "gpu=1\n") << third;
+  // The inventory came from NVML.
+  ApiReply instances = admin_->Get("/api/project/ml/instances");
+  const json::value& gpu0 = instances.json.at("items").at(0).at("resources").at("gpus").at(0);
+  EXPECT_EQ(Str(gpu0, "name"), "NVIDIA A100-SXM4-80GB");
+  EXPECT_EQ(Str(gpu0, "vendor"), "nvidia");
+}
+
+TEST_F(JobsTest, AKilledAgentMakesItsInstanceUnreachableAndItsJobFail) {
+  auto agent = std::make_unique<AgentProcess>();
+  ASSERT_GT(agent->port(), 0) << agent->Output();
+  StartServer({"--no-local-fleet"});
+  CreateProject("ml");
+  ApplyFleet("ml", "one", {agent.get()});
+  Submit("ml", "type: task\nname: orphan\ncommands: ['sleep 600']\n");
+  WaitForStatus("ml", "orphan", "running");
+  agent->Stop(SIGKILL);
+  json::value run = WaitForStatus("ml", "orphan", "failed", 30);
+  EXPECT_EQ(Str(run.at("jobs").at(0), "termination_reason"), "instance_unreachable");
+}
+
+TEST_F(JobsTest, AServerKilledMidRunFindsItsLocalAgentAndTheRunFinishesOnce) {
+  StartServer();
+  std::string count_file = (home_.path() / "starts").string();
+  std::string gate = (home_.path() / "gate").string();
+  Submit("main", "type: task\nname: survivor\ncommands:\n  - echo started >> " + count_file +
+                     "\n  - 'while [ ! -e " + gate +
+                     " ]; do sleep 0.1; done'\n  - echo finished\n");
+  WaitForStatus("main", "survivor", "running");
+  EXPECT_EQ(server_->Stop(SIGKILL), 128 + SIGKILL);
+  StartServer();
+  EXPECT_NE(server_->Output().find("still running"), std::string::npos) << server_->Output();
+  std::ofstream(gate).put('x');
+  json::value run = WaitForStatus("main", "survivor", "done", 60);
+  EXPECT_EQ(ReadFile(count_file), "started\n") << "the job was started more than once";
+  EXPECT_EQ(Logs("main", "survivor"), "finished\n");
+}
+
+TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
+  // Fake "agents" on loopback: one answers garbage, one a huge body, one never answers.
+  struct Misbehaving {
+    int fd = -1;
+    int port = 0;
+    std::thread thread;
+  };
+  auto serve = [](const std::string& reply, bool silent) {
+    auto m = std::make_unique<Misbehaving>();
+    m->fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(m->fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(m->fd, 64);
+    socklen_t len = sizeof(addr);
+    getsockname(m->fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    m->port = ntohs(addr.sin_port);
+    m->thread = std::thread([fd = m->fd, reply, silent] {
+      std::vector<int> held;
+      while (true) {
+        int c = accept(fd, nullptr, nullptr);
+        if (c < 0) break;
+        char buf[4096];
+        (void)!read(c, buf, sizeof(buf));
+        if (silent) {
+          held.push_back(c);
+          continue;
+        }
+        (void)!write(c, reply.data(), reply.size());
+        close(c);
+      }
+      for (int c : held) close(c);
+    });
+    return m;
+  };
+  std::string huge =
+      "HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + std::string(1 << 20, '{');
+  auto garbage = serve("\x01\x02 not http at all\r\n\r\n", false);
+  auto big = serve(huge, false);
+  auto silent = serve("", true);
+  AgentProcess good;
+  ASSERT_GT(good.port(), 0);
+  StartServer({"--no-local-fleet"});
+  CreateProject("ml");
+  std::string yaml = "type: fleet\nname: mixed\nssh_config:\n  token: " + std::string(kAgentToken) +
+                     "\n  hosts:\n";
+  for (int port : {garbage->port, big->port, silent->port, good.port()}) {
+    yaml += "    - hostname: 127.0.0.1\n      port: " + std::to_string(port) + "\n";
+  }
+  ASSERT_EQ(admin_->Send("POST", "/api/project/ml/fleets", yaml, "application/yaml").status, 201);
+  for (int i = 0; i < 3; ++i) {
+    Submit("ml", "type: task\nname: quick-" + std::to_string(i) + "\ncommands: [echo ok]\n");
+  }
+  for (int i = 0; i < 3; ++i) WaitForStatus("ml", "quick-" + std::to_string(i), "done", 60);
+  // The broken hosts are marked unreachable; the server is still fine.
+  json::value instances = admin_->Get("/api/project/ml/instances").json;
+  EXPECT_EQ(instances.at("items").as_array().size(), 4u);
+  EXPECT_EQ(admin_->Get("/api/users/me").status, 200);
+  for (auto* m : {garbage.get(), big.get(), silent.get()}) {
+    shutdown(m->fd, SHUT_RDWR);
+    close(m->fd);
+    m->thread.join();
+  }
+}
+
+}  // namespace
+}  // namespace fleetwatch::testing

@@ -1,0 +1,87 @@
+// Agent replies are untrusted input: every malformed shape is an error, never a crash.
+#include "server/agent_protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+namespace fleetwatch::server {
+namespace {
+
+TEST(AgentProtocol, ParsesAPoll) {
+  auto poll = ParseAgentPoll(
+      R"({"agent_id":"a1","now":5,"jobs":[{"job_id":"j1","state":"running","pid":7,)"
+      R"("exit_code":null,"signal":null,"stop_requested":false,"started_at":3,"finished_at":null,)"
+      R"("error":null},{"job_id":"j2","state":"exited","exit_code":null,"signal":9,)"
+      R"("started_at":1,"finished_at":4}]})");
+  ASSERT_TRUE(poll.ok()) << poll.status().ToString();
+  EXPECT_EQ(poll->agent_id, "a1");
+  ASSERT_EQ(poll->jobs.size(), 2u);
+  EXPECT_EQ(poll->jobs[0].state, AgentJobState::kRunning);
+  EXPECT_EQ(poll->jobs[1].signal, 9);
+  EXPECT_FALSE(poll->jobs[1].exit_code.has_value());
+}
+
+TEST(AgentProtocol, ParsesAnInventoryWithHostileGpuNames) {
+  auto inv = ParseAgentInventory(
+      R"({"agent_id":"a","hostname":"h","cpus":8,"memory_bytes":1024,"cgroup":"v1",)"
+      R"("gpus":[{"index":0,"name":"<img src=x onerror=alert(1)>\"\n}","uuid":"GPU-1",)"
+      R"("memory_bytes":10,"vendor":"nvidia"}]})");
+  ASSERT_TRUE(inv.ok()) << inv.status().ToString();
+  EXPECT_EQ(inv->gpus[0].name, "<img src=x onerror=alert(1)>\"\n}");
+}
+
+TEST(AgentProtocol, RefusesMalformedReplies) {
+  const char* bad_polls[] = {
+      "",
+      "garbage",
+      R"({"agent_id":"a","now":1,"jobs":[{"job_id":"j","state":"running")",  // truncated
+      "[]",
+      R"({"agent_id":1,"now":1,"jobs":[]})",
+      R"({"agent_id":"a","now":-1,"jobs":[]})",
+      R"({"agent_id":"a","now":1,"jobs":{}})",
+      R"({"agent_id":"a","now":1,"jobs":[7]})",
+      R"({"agent_id":"a","now":1,"jobs":[{"job_id":"j","state":"dancing"}]})",
+      R"({"agent_id":"a","now":1,"jobs":[{"job_id":"j","state":"exited","exit_code":"0"}]})",
+      R"({"agent_id":"a","now":1,"jobs":[{"job_id":"j","state":"exited","exit_code":1e99}]})",
+      R"({"agent_id":"a","now":1,"jobs":[{"job_id":"j","state":"running","stop_requested":1}]})",
+      R"({"agent_id":"a","now":99999999999999999999999,"jobs":[]})",
+  };
+  for (const char* body : bad_polls) {
+    auto poll = ParseAgentPoll(body);
+    EXPECT_FALSE(poll.ok()) << body;
+    EXPECT_EQ(poll.status().code(), StatusCode::kInvalidArgument);
+  }
+  std::string deep(100000, '[');
+  EXPECT_FALSE(ParseAgentPoll(deep).ok());
+  const char* bad_inventories[] = {
+      R"({"agent_id":"a","hostname":"h","cpus":0,"memory_bytes":1,"gpus":[]})",
+      R"({"agent_id":"a","hostname":"h","cpus":2,"memory_bytes":1,"gpus":null})",
+      R"({"agent_id":"a","hostname":"h","cpus":2,"memory_bytes":1,"gpus":[{"index":0}]})",
+      R"({"agent_id":"a","hostname":"h","cpus":2,"memory_bytes":1,"gpus":[)"
+      R"({"index":0,"name":"x","uuid":"u","memory_bytes":1,"vendor":"nvidia"},)"
+      R"({"index":0,"name":"x","uuid":"u","memory_bytes":1,"vendor":"nvidia"}]})",
+  };
+  for (const char* body : bad_inventories) EXPECT_FALSE(ParseAgentInventory(body).ok()) << body;
+}
+
+TEST(AgentProtocol, StartRequestCarriesEverythingTheAgentNeeds) {
+  StartJobRequest r;
+  r.job_id = "j1";
+  r.job_name = "train-0-0";
+  r.run_name = "train";
+  r.commands = {"echo \"hi\""};
+  r.env = {{"A", "1"}};
+  r.gpu_indices = {0, 1};
+  r.cpus = 2;
+  r.cluster = {2, 1, "10.0.0.1", {"10.0.0.1", "10.0.0.2"}, 2};
+  boost::json::value v = boost::json::parse(StartJobRequestToJson(r));
+  EXPECT_EQ(v.at("commands").at(0).as_string(), "echo \"hi\"");
+  EXPECT_EQ(v.at("env").at("A").as_string(), "1");
+  EXPECT_TRUE(v.at("memory_bytes").is_null());
+  EXPECT_EQ(v.at("cluster").at("node_rank").as_int64(), 1);
+  EXPECT_EQ(v.at("cluster").at("nodes_ips").as_array().size(), 2u);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server

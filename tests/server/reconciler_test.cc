@@ -1,0 +1,372 @@
+// The server's decisions, as a pure function of state and observations.
+#include "server/reconciler.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "model/run_spec.h"
+
+namespace fleetwatch::server {
+namespace {
+
+using model::InstanceStatus;
+using model::JobStatus;
+using model::JobTerminationReason;
+using model::RunStatus;
+
+constexpr TimeMicros kNow = 1'800'000'000'000'000;
+constexpr TimeMicros kSecond = 1'000'000;
+
+model::Instance MakeInstance(const std::string& name, int cpus, int gpus,
+                             const std::string& fleet = "f1") {
+  model::Instance i;
+  i.id = "id-" + name;
+  i.project_id = "p1";
+  i.project_name = "main";
+  i.fleet_id = fleet;
+  i.fleet_name = fleet;
+  i.name = name;
+  i.status = InstanceStatus::kIdle;
+  i.backend = "remote";
+  i.hostname = "10.0.0." + std::to_string(name.back() - '0' + 1);
+  i.agent_port = 10998;
+  i.agent_token = "t";
+  i.resources.cpus = cpus;
+  i.resources.memory_bytes = int64_t{64} << 30;
+  for (int g = 0; g < gpus; ++g) {
+    i.resources.gpus.push_back(
+        {g, "NVIDIA A100-SXM4-80GB", "GPU-" + std::to_string(g), int64_t{80} << 30, "nvidia"});
+  }
+  i.created_at = kNow - 3600 * kSecond;
+  i.last_seen_at = kNow - kSecond;
+  i.agent_id = "agent-" + name;
+  return i;
+}
+
+model::Run MakeRun(const std::string& name, const std::string& yaml, TimeMicros submitted = kNow) {
+  auto config = model::ParseRunConfiguration(yaml, model::ConfigFormat::kYaml);
+  EXPECT_TRUE(config.ok()) << config.status().ToString();
+  model::Run run;
+  run.id = "run-" + name;
+  run.project_id = "p1";
+  run.project_name = "main";
+  run.run_name = name;
+  run.status = RunStatus::kSubmitted;
+  run.submitted_at = submitted;
+  run.configuration_json = model::ToJson(*config);
+  for (int n = 0; n < config->nodes; ++n) {
+    model::Job job;
+    job.id = name + "-job-" + std::to_string(n);
+    job.run_id = run.id;
+    job.job_num = n;
+    job.job_name = name + "-" + std::to_string(n) + "-0";
+    job.submitted_at = submitted;
+    run.jobs.push_back(job);
+  }
+  return run;
+}
+
+InstanceObservation Reached(std::vector<AgentJob> jobs = {}, const std::string& agent_id = "") {
+  InstanceObservation o;
+  o.reached = true;
+  o.poll.agent_id = agent_id;
+  o.poll.now = kNow;
+  o.poll.jobs = std::move(jobs);
+  return o;
+}
+
+AgentJob Running(const std::string& job_id) {
+  AgentJob j;
+  j.job_id = job_id;
+  j.state = AgentJobState::kRunning;
+  j.started_at = kNow - 5 * kSecond;
+  return j;
+}
+
+AgentJob Exited(const std::string& job_id, int code) {
+  AgentJob j = Running(job_id);
+  j.state = AgentJobState::kExited;
+  j.exit_code = code;
+  j.finished_at = kNow - kSecond;
+  return j;
+}
+
+const model::Run* FindRun(const ReconcileOutput& out, const std::string& name) {
+  for (const auto& r : out.runs) {
+    if (r.run_name == name) return &r;
+  }
+  return nullptr;
+}
+
+int CountCommands(const ReconcileOutput& out, AgentCommand::Kind kind) {
+  return static_cast<int>(std::count_if(out.commands.begin(), out.commands.end(),
+                                        [&](const AgentCommand& c) { return c.kind == kind; }));
+}
+
+TEST(Reconcile, FirstContactFillsResourcesAndMakesThePendingInstanceIdle) {
+  ReconcileInput in;
+  in.now = kNow;
+  model::Instance i = MakeInstance("h0", 0, 0);
+  i.status = InstanceStatus::kPending;
+  i.resources = {};
+  i.last_seen_at.reset();
+  in.instances = {i};
+  InstanceObservation obs = Reached({}, "agent-1");
+  obs.inventory = AgentInventory{"agent-1", "host", 16, int64_t{128} << 30, {}, "v1"};
+  in.observations[i.id] = obs;
+  ReconcileOutput out = Reconcile(in, {});
+  ASSERT_EQ(out.instances.size(), 1u);
+  EXPECT_EQ(out.instances[0].status, InstanceStatus::kIdle);
+  EXPECT_EQ(out.instances[0].resources.cpus, 16);
+  EXPECT_EQ(out.instances[0].agent_id, "agent-1");
+  EXPECT_EQ(out.instances[0].last_seen_at, kNow);
+}
+
+TEST(Reconcile, SilenceLongerThanTheGraceMakesAnInstanceUnreachableAndFailsItsJobs) {
+  ReconcileSettings settings;
+  settings.unreachable_after = 30 * kSecond;
+  model::Instance i = MakeInstance("h0", 8, 0);
+  i.last_seen_at = kNow - 20 * kSecond;
+  model::Run run = MakeRun("train", "type: task\ncommands: [sleep 600]\n");
+  run.status = RunStatus::kRunning;
+  run.jobs[0].status = JobStatus::kRunning;
+  run.jobs[0].instance_id = i.id;
+  ReconcileInput in{kNow, {i}, {run}, {}};
+  InstanceObservation down;
+  down.error = "Connection refused";
+  in.observations[i.id] = down;
+  // Within the grace period nothing changes.
+  EXPECT_TRUE(Reconcile(in, settings).runs.empty());
+
+  in.now = kNow + 11 * kSecond;
+  ReconcileOutput out = Reconcile(in, settings);
+  ASSERT_EQ(out.instances.size(), 1u);
+  EXPECT_TRUE(out.instances[0].unreachable);
+  const model::Run* failed = FindRun(out, "train");
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(failed->jobs[0].termination_reason, JobTerminationReason::kInstanceUnreachable);
+  EXPECT_EQ(failed->status, RunStatus::kFailed);
+  EXPECT_EQ(failed->termination_reason, model::RunTerminationReason::kJobFailed);
+
+  // A successful poll brings it back.
+  in.instances[0] = out.instances[0];
+  in.observations[i.id] = Reached();
+  ReconcileOutput back = Reconcile(in, settings);
+  ASSERT_EQ(back.instances.size(), 1u);
+  EXPECT_FALSE(back.instances[0].unreachable);
+}
+
+TEST(Reconcile, PlacesASubmittedJobAndSendsItsStart) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  model::Run run = MakeRun("train",
+                           "type: task\ncommands: [python train.py]\nenv: {A: '1'}\n"
+                           "resources: {cpu: 4, gpu: A100:1}\n");
+  ReconcileInput in{kNow, {i}, {run}, {{i.id, Reached()}}};
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* placed = FindRun(out, "train");
+  ASSERT_NE(placed, nullptr);
+  EXPECT_EQ(placed->status, RunStatus::kProvisioning);
+  EXPECT_EQ(placed->jobs[0].status, JobStatus::kProvisioning);
+  EXPECT_EQ(placed->jobs[0].instance_name, "h0");
+  EXPECT_EQ(placed->jobs[0].gpu_indices, std::vector<int>{0});
+  ASSERT_EQ(out.commands.size(), 1u);
+  const AgentCommand& start = out.commands[0];
+  EXPECT_EQ(start.kind, AgentCommand::Kind::kStart);
+  EXPECT_EQ(start.start.commands, std::vector<std::string>{"python train.py"});
+  EXPECT_EQ(start.start.cpus, 4);
+  EXPECT_EQ(start.start.gpu_indices, std::vector<int>{0});
+  EXPECT_EQ(start.start.cluster.master_node_ip, "10.0.0.1");
+  EXPECT_EQ(start.start.cluster.gpus_per_node, 1);
+  ASSERT_EQ(out.instances.size(), 1u);
+  EXPECT_EQ(out.instances[0].status, InstanceStatus::kBusy);
+}
+
+TEST(Reconcile, TwoOneGpuRunsGetDifferentGpusAndAThirdWaits) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  const char* yaml = "type: task\ncommands: [x]\nresources: {gpu: 1}\n";
+  ReconcileInput in{
+      kNow,
+      {i},
+      {MakeRun("a", yaml, kNow - 3), MakeRun("b", yaml, kNow - 2), MakeRun("c", yaml, kNow - 1)},
+      {{i.id, Reached()}}};
+  ReconcileOutput out = Reconcile(in, {});
+  ASSERT_NE(FindRun(out, "a"), nullptr);
+  ASSERT_NE(FindRun(out, "b"), nullptr);
+  EXPECT_EQ(FindRun(out, "a")->jobs[0].gpu_indices, std::vector<int>{0});
+  EXPECT_EQ(FindRun(out, "b")->jobs[0].gpu_indices, std::vector<int>{1});
+  EXPECT_EQ(FindRun(out, "c"), nullptr) << "the third run must wait, unchanged";
+}
+
+TEST(Reconcile, ARequestNoInstanceCouldEverSatisfyFails) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  ReconcileInput in{kNow,
+                    {i},
+                    {MakeRun("big", "type: task\ncommands: [x]\nresources: {cpu: 64}\n"),
+                     MakeRun("h100", "type: task\ncommands: [x]\nresources: {gpu: H100:1}\n"),
+                     MakeRun("wide", "type: task\nnodes: 2\ncommands: [x]\n")},
+                    {{i.id, Reached()}}};
+  ReconcileOutput out = Reconcile(in, {});
+  for (const char* name : {"big", "h100", "wide"}) {
+    SCOPED_TRACE(name);
+    const model::Run* run = FindRun(out, name);
+    ASSERT_NE(run, nullptr);
+    EXPECT_EQ(run->jobs[0].termination_reason, JobTerminationReason::kFailedToStartDueToNoCapacity);
+    EXPECT_EQ(run->status, RunStatus::kFailed);
+  }
+  EXPECT_TRUE(out.commands.empty());
+}
+
+TEST(Reconcile, AMultiNodeRunIsPlacedAllOrNothingOnDistinctInstancesOfOneFleet) {
+  model::Instance a = MakeInstance("h0", 4, 0), b = MakeInstance("h1", 4, 0);
+  model::Instance other = MakeInstance("h2", 4, 0, "f2");
+  model::Run run = MakeRun("dist", "type: task\nnodes: 2\ncommands: [x]\nresources: {cpu: 4}\n");
+  ReconcileInput in{
+      kNow, {a, b, other}, {run}, {{a.id, Reached()}, {b.id, Reached()}, {other.id, Reached()}}};
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* placed = FindRun(out, "dist");
+  ASSERT_NE(placed, nullptr);
+  EXPECT_NE(placed->jobs[0].instance_id, placed->jobs[1].instance_id);
+  EXPECT_NE(placed->jobs[0].instance_name, "h2");
+  EXPECT_NE(placed->jobs[1].instance_name, "h2");
+  ASSERT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 2);
+  for (const AgentCommand& c : out.commands) {
+    EXPECT_EQ(c.start.cluster.nodes_num, 2);
+    EXPECT_EQ(c.start.cluster.nodes_ips.size(), 2u);
+    EXPECT_EQ(c.start.cluster.master_node_ip, c.start.cluster.nodes_ips[0]);
+  }
+
+  // When one instance of the fleet is busy, nothing is placed (no half-started cluster).
+  model::Run busy = MakeRun("busy", "type: task\ncommands: [x]\nresources: {cpu: 4}\n", kNow - 1);
+  busy.status = RunStatus::kRunning;
+  busy.jobs[0].status = JobStatus::kRunning;
+  busy.jobs[0].instance_id = a.id;
+  in.runs = {busy, run};
+  in.observations[a.id] = Reached({Running(busy.jobs[0].id)});
+  ReconcileOutput waiting = Reconcile(in, {});
+  EXPECT_EQ(FindRun(waiting, "dist"), nullptr);
+  EXPECT_EQ(CountCommands(waiting, AgentCommand::Kind::kStart), 0);
+}
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    instance_ = MakeInstance("h0", 8, 0);
+    run_ = MakeRun("train", "type: task\ncommands: [x]\nmax_duration: 60s\n");
+    run_.status = RunStatus::kProvisioning;
+    run_.jobs[0].status = JobStatus::kProvisioning;
+    run_.jobs[0].instance_id = instance_.id;
+    run_.jobs[0].instance_name = instance_.name;
+  }
+
+  ReconcileOutput Observe(std::vector<AgentJob> jobs, TimeMicros now = kNow) {
+    ReconcileInput in{now, {instance_}, {run_}, {{instance_.id, Reached(std::move(jobs))}}};
+    ReconcileOutput out = Reconcile(in, {});
+    if (const model::Run* r = FindRun(out, "train")) run_ = *r;
+    return out;
+  }
+
+  std::string job_id() const { return run_.jobs[0].id; }
+
+  model::Instance instance_;
+  model::Run run_;
+};
+
+TEST_F(LifecycleTest, RunningThenExitZeroIsDoneAndAcknowledged) {
+  Observe({Running(job_id())});
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kRunning);
+  EXPECT_EQ(run_.jobs[0].started_at, kNow - 5 * kSecond);
+  EXPECT_EQ(run_.status, RunStatus::kRunning);
+  ReconcileOutput out = Observe({Exited(job_id(), 0)});
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kDone);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kDoneByRunner);
+  EXPECT_EQ(run_.jobs[0].exit_code, 0);
+  EXPECT_EQ(run_.status, RunStatus::kDone);
+  EXPECT_EQ(run_.termination_reason, model::RunTerminationReason::kAllJobsDone);
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kAcknowledge), 1);
+}
+
+TEST_F(LifecycleTest, NonZeroExitFailsTheRun) {
+  Observe({Running(job_id())});
+  Observe({Exited(job_id(), 3)});
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kContainerExitedWithError);
+  EXPECT_EQ(run_.jobs[0].exit_code, 3);
+  EXPECT_EQ(run_.status, RunStatus::kFailed);
+}
+
+TEST_F(LifecycleTest, AStoppedJobIsStoppedOnTheAgentAndEndsTerminated) {
+  Observe({Running(job_id())});
+  run_.status = RunStatus::kTerminating;
+  run_.termination_reason = model::RunTerminationReason::kStoppedByUser;
+  run_.jobs[0].status = JobStatus::kTerminating;
+  run_.jobs[0].termination_reason = JobTerminationReason::kTerminatedByUser;
+  ReconcileOutput out = Observe({Running(job_id())});
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
+  AgentJob killed = Exited(job_id(), 0);
+  killed.exit_code.reset();
+  killed.signal = 15;
+  killed.stop_requested = true;
+  Observe({killed});
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kTerminated);
+  EXPECT_EQ(run_.jobs[0].exit_code, 143);
+  EXPECT_EQ(run_.status, RunStatus::kTerminated);
+  EXPECT_EQ(run_.termination_reason, model::RunTerminationReason::kStoppedByUser);
+}
+
+TEST_F(LifecycleTest, MaxDurationStopsTheJob) {
+  Observe({Running(job_id())});
+  ReconcileOutput early = Observe({Running(job_id())}, kNow + 30 * kSecond);
+  EXPECT_EQ(CountCommands(early, AgentCommand::Kind::kStop), 0);
+  ReconcileOutput out = Observe({Running(job_id())}, kNow + 60 * kSecond);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kTerminating);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kMaxDurationExceeded);
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
+  AgentJob killed = Exited(job_id(), 143);
+  Observe({killed}, kNow + 61 * kSecond);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kTerminated);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kMaxDurationExceeded);
+  EXPECT_EQ(run_.status, RunStatus::kTerminated);
+}
+
+TEST_F(LifecycleTest, AJobTheAgentLostFailsWithExecutorError) {
+  Observe({Running(job_id())});
+  Observe({});
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kExecutorError);
+}
+
+TEST_F(LifecycleTest, AProvisioningJobTheAgentDoesNotHaveIsStartedAgainNotTwice) {
+  ReconcileOutput resend = Observe({});
+  EXPECT_EQ(CountCommands(resend, AgentCommand::Kind::kStart), 1);
+  ReconcileOutput running = Observe({Running(job_id())});
+  EXPECT_EQ(CountCommands(running, AgentCommand::Kind::kStart), 0);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kRunning);
+}
+
+TEST_F(LifecycleTest, JobsTheServerDoesNotRunAreStoppedOrAcknowledged) {
+  ReconcileOutput out = Observe({Running(job_id()), Running("stray"), Exited("old", 0)});
+  ASSERT_EQ(out.commands.size(), 2u);
+  for (const AgentCommand& c : out.commands) {
+    if (c.job_id == "stray") {
+      EXPECT_EQ(c.kind, AgentCommand::Kind::kStop);
+    } else {
+      EXPECT_EQ(c.job_id, "old");
+      EXPECT_EQ(c.kind, AgentCommand::Kind::kAcknowledge);
+    }
+  }
+}
+
+TEST(GpuNameMatches, MatchesWordsAndRunsOfWords) {
+  EXPECT_TRUE(GpuNameMatches("A100", "NVIDIA A100-SXM4-80GB"));
+  EXPECT_TRUE(GpuNameMatches("a100", "NVIDIA A100-SXM4-80GB"));
+  EXPECT_TRUE(GpuNameMatches("rtx4090", "NVIDIA GeForce RTX 4090"));
+  EXPECT_TRUE(GpuNameMatches("H100", "NVIDIA H100 80GB HBM3"));
+  EXPECT_FALSE(GpuNameMatches("A10", "NVIDIA A100-SXM4-80GB"));
+  EXPECT_FALSE(GpuNameMatches("H100", "NVIDIA A100-SXM4-80GB"));
+  EXPECT_FALSE(GpuNameMatches("", "NVIDIA A100"));
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
