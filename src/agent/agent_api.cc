@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "agent/agent_json.h"
+#include "agent/job_metrics.h"
 #include "model/json_text.h"
 #include "util/ids.h"
 
@@ -57,14 +58,15 @@ Result<int64_t> QueryInteger(const http::Request& request, const std::string& na
 }  // namespace
 
 AgentApi::AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
-                   const Clock& clock)
+                   const GpuBackend& gpus, const Clock& clock)
     : identity_(std::move(identity)),
       inventory_(std::move(inventory)),
       runtime_(runtime),
+      gpus_(gpus),
       clock_(clock) {
   router_.Add("GET", "/api/healthcheck", [this](http::Request&) { return Healthcheck(); });
   router_.Add("GET", "/api/inventory", [this](http::Request&) { return Inventory(); });
-  router_.Add("GET", "/api/poll", [this](http::Request&) { return Poll(); });
+  router_.Add("GET", "/api/poll", [this](http::Request& r) { return Poll(r); });
   router_.Add("POST", "/api/jobs", [this](http::Request& r) { return StartJob(r); });
   router_.Add("POST", "/api/jobs/{job_id}/stop", [this](http::Request& r) { return StopJob(r); });
   router_.Add("GET", "/api/jobs/{job_id}/logs", [this](http::Request& r) { return JobLogs(r); });
@@ -97,9 +99,31 @@ http::Response AgentApi::Inventory() const {
   return Json(200, InventoryJson(inventory_, identity_.agent_id));
 }
 
-http::Response AgentApi::Poll() const {
+http::Response AgentApi::Poll(const http::Request& request) const {
+  bool with_metrics = false;
+  if (auto it = request.query.find("metrics"); it != request.query.end()) {
+    if (it->second != "0" && it->second != "1") {
+      return Error(InvalidArgument("metrics must be 0 or 1"));
+    }
+    with_metrics = it->second == "1";
+  }
   json::array jobs;
-  for (const JobState& state : runtime_.List()) jobs.push_back(JobStateJson(state));
+  if (!with_metrics) {
+    // The 1-second status polls: no metrics key, no file reads.
+    for (const JobState& state : runtime_.List()) jobs.push_back(JobStateJson(state));
+  } else {
+    for (const JobSnapshot& snapshot : runtime_.ListWithUsage()) {
+      json::object job = JobStateJson(snapshot.state);
+      if (snapshot.state.phase == JobPhase::kRunning && snapshot.usage) {
+        JobMetricsPoint point{snapshot.usage_read_at, *snapshot.usage,
+                              SampleJobGpus(gpus_, snapshot.gpu_indices)};
+        job["metrics"] = MetricsPointJson(point);
+      } else {
+        job["metrics"] = nullptr;
+      }
+      jobs.push_back(std::move(job));
+    }
+  }
   return Json(
       200, json::object{
                {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}});

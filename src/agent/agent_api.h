@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "agent/gpu_backend.h"
 #include "agent/inventory.h"
 #include "agent/job_runtime.h"
 #include "http/message.h"
@@ -18,12 +19,13 @@ struct AgentIdentity {
 
 // The agent API of docs/agent-api.md over a JobRuntime. Every request is checked for the bearer
 // token first (constant-time compare; 401 JSON "unauthenticated" otherwise), then routed. Bad
-// bodies and parameters give 400 JSON errors and change nothing. `runtime` and `clock` must
-// outlive it. Thread-safe: Handle() may run on many threads at once.
+// bodies and parameters give 400 JSON errors and change nothing. `runtime`, `gpus` (sampled for
+// the metrics points of GET /api/poll?metrics=1) and `clock` must outlive it. Thread-safe:
+// Handle() may run on many threads at once.
 class AgentApi {
  public:
   AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
-           const Clock& clock);
+           const GpuBackend& gpus, const Clock& clock);
   AgentApi(const AgentApi&) = delete;
   AgentApi& operator=(const AgentApi&) = delete;
 
@@ -32,7 +34,7 @@ class AgentApi {
  private:
   http::Response Healthcheck() const;
   http::Response Inventory() const;
-  http::Response Poll() const;
+  http::Response Poll(const http::Request& request) const;
   http::Response StartJob(const http::Request& request);
   http::Response StopJob(const http::Request& request);
   http::Response JobLogs(const http::Request& request) const;
@@ -41,6 +43,7 @@ class AgentApi {
   const AgentIdentity identity_;
   const HostInventory inventory_;
   JobRuntime& runtime_;
+  const GpuBackend& gpus_;
   const Clock& clock_;
   http::Router router_;
 };

@@ -110,7 +110,7 @@ int RunAgent(const AgentFlags& flags) {
 
   AgentIdentity identity{NewId(), clock.Now(), token};
   std::string agent_id = identity.agent_id;
-  AgentApi api(std::move(identity), inventory, *runtime, clock);
+  AgentApi api(std::move(identity), inventory, *runtime, *gpus, clock);
   http::ServerOptions server_options;
   server_options.host = flags.host;
   server_options.port = static_cast<uint16_t>(flags.port);

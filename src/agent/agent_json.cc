@@ -257,6 +257,21 @@ json::object JobStateJson(const JobState& state) {
   return o;
 }
 
+json::object MetricsPointJson(const JobMetricsPoint& point) {
+  json::array gpus;
+  for (const GpuSample& gpu : point.gpus) {
+    gpus.push_back(json::object{{"gpu_memory_usage_bytes", gpu.memory_used_bytes},
+                                {"gpu_util_percent", gpu.util_percent}});
+  }
+  json::object o;
+  o["timestamp_micro"] = point.timestamp_micro;
+  o["cpu_usage_micro"] = point.usage.cpu_usage_micro;
+  o["memory_usage_bytes"] = point.usage.memory_usage_bytes;
+  o["memory_working_set_bytes"] = point.usage.memory_working_set_bytes;
+  o["gpus"] = std::move(gpus);
+  return o;
+}
+
 json::object InventoryJson(const HostInventory& inventory, std::string_view agent_id) {
   json::object o;
   o["agent_id"] = agent_id;

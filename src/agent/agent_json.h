@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 
 #include "agent/inventory.h"
+#include "agent/job_metrics.h"
 #include "agent/job_runtime.h"
 #include "model/entities.h"
 #include "util/status.h"
@@ -28,6 +29,10 @@ Result<std::chrono::seconds> ParseStopJobRequest(std::string_view body);
 // {"job_id", "state", "pid", "exit_code", "signal", "stop_requested", "started_at",
 //  "finished_at", "error"}, as docs/agent-api.md shows.
 boost::json::object JobStateJson(const JobState& state);
+
+// {"timestamp_micro", "cpu_usage_micro", "memory_usage_bytes", "memory_working_set_bytes",
+//  "gpus": [{"gpu_memory_usage_bytes", "gpu_util_percent"}]}: spec/METRICS.md's metrics point.
+boost::json::object MetricsPointJson(const JobMetricsPoint& point);
 
 // {"agent_id", "hostname", "cpus", "memory_bytes", "cgroup", "gpus": [...]}.
 boost::json::object InventoryJson(const HostInventory& inventory, std::string_view agent_id);

@@ -60,6 +60,15 @@ struct JobState {
   std::optional<std::string> error;  // why it failed to start
 };
 
+// A job with its resource use read at one moment (GET /api/poll?metrics=1).
+struct JobSnapshot {
+  JobState state;
+  std::vector<int> gpu_indices;   // the job's GPUs, in the order it was started with
+  std::optional<JobUsage> usage;  // running jobs only; nullopt when it could not be read (it
+                                  // just ended, its cgroup files are gone)
+  TimeMicros usage_read_at = 0;   // the runtime's clock right after `usage` was read
+};
+
 struct StartResult {
   JobState state;
   bool created = false;  // false: the job already existed and nothing was started
@@ -103,6 +112,11 @@ class JobRuntime {
   // The job's CPU and memory use now, from its cgroup, or from /proc for its process group when
   // it has none. NotFound for an unknown job; Unavailable when nothing can be read (e.g. it ended).
   virtual Result<JobUsage> ReadUsage(const std::string& job_id) const = 0;
+
+  // Every job held, ordered by job id, with the usage of the running ones read now (as
+  // ReadUsage does; one /proc pass covers all jobs without a cgroup). What the reads need is
+  // copied under the job-table lock; the files are read outside it. No subprocesses.
+  virtual std::vector<JobSnapshot> ListWithUsage() const = 0;
 
   // Stops every running job with `grace` and waits until all have ended (for agent shutdown).
   virtual void StopAll(std::chrono::seconds grace) = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,11 +71,12 @@ Result<JobUsage> ReadCgroupV1Usage(const fs::path& cpuacct_dir, const fs::path& 
   return usage;
 }
 
-Result<JobUsage> ReadProcessGroupUsage(const fs::path& proc_root, pid_t pgid) {
+std::map<pid_t, JobUsage> ReadProcessGroupsUsage(const fs::path& proc_root,
+                                                 const std::vector<pid_t>& pgids) {
   static const int64_t kTicks = std::max<long>(1, sysconf(_SC_CLK_TCK));
   static const int64_t kPage = std::max<long>(1, sysconf(_SC_PAGESIZE));
-  JobUsage usage;
-  bool found = false;
+  std::map<pid_t, JobUsage> usages;
+  if (pgids.empty()) return usages;
   std::error_code ec;
   for (fs::directory_iterator it(proc_root, ec), end; !ec && it != end; it.increment(ec)) {
     std::string name = it->path().filename().string();
@@ -85,7 +87,7 @@ Result<JobUsage> ReadProcessGroupUsage(const fs::path& proc_root, pid_t pgid) {
     // After the name: state(0) ppid(1) pgrp(2) ... utime(11) stime(12) cutime(13) cstime(14).
     if (!fields || fields->size() < 15) continue;
     std::optional<int64_t> group = ParseInteger((*fields)[2]);
-    if (!group || *group != pgid) continue;
+    if (!group || std::find(pgids.begin(), pgids.end(), *group) == pgids.end()) continue;
     int64_t ticks = 0;
     for (size_t i = 11; i <= 14; ++i)
       ticks += std::max<int64_t>(0, ParseInteger((*fields)[i]).value_or(0));
@@ -98,13 +100,19 @@ Result<JobUsage> ReadProcessGroupUsage(const fs::path& proc_root, pid_t pgid) {
             std::max<int64_t>(0, ParseInteger(rest.substr(0, rest.find(' '))).value_or(0));
       }
     }
-    found = true;
+    JobUsage& usage = usages[static_cast<pid_t>(*group)];
     usage.cpu_usage_micro += ticks * 1'000'000 / kTicks;
     usage.memory_usage_bytes += resident_pages * kPage;
+    usage.memory_working_set_bytes = usage.memory_usage_bytes;
   }
-  if (!found) return NotFound("no process left in group " + std::to_string(pgid));
-  usage.memory_working_set_bytes = usage.memory_usage_bytes;
-  return usage;
+  return usages;
+}
+
+Result<JobUsage> ReadProcessGroupUsage(const fs::path& proc_root, pid_t pgid) {
+  std::map<pid_t, JobUsage> usages = ReadProcessGroupsUsage(proc_root, {pgid});
+  auto it = usages.find(pgid);
+  if (it == usages.end()) return NotFound("no process left in group " + std::to_string(pgid));
+  return it->second;
 }
 
 }  // namespace fleetwatch::agent

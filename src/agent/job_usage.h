@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <vector>
 
 #include "util/status.h"
 
@@ -30,5 +32,11 @@ Result<JobUsage> ReadCgroupV1Usage(const std::filesystem::path& cpuacct_dir,
 // set = usage). Processes that left the group or vanish while reading are not counted.
 // NotFound when no process of the group is left. Thread-safe.
 Result<JobUsage> ReadProcessGroupUsage(const std::filesystem::path& proc_root, pid_t pgid);
+
+// ReadProcessGroupUsage for several process groups in one pass over `proc_root` (every process's
+// stat is read once, whatever the number of groups). A group with no process left is absent from
+// the result. Thread-safe.
+std::map<pid_t, JobUsage> ReadProcessGroupsUsage(const std::filesystem::path& proc_root,
+                                                 const std::vector<pid_t>& pgids);
 
 }  // namespace fleetwatch::agent

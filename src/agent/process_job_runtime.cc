@@ -29,6 +29,7 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 struct Job {
   JobState state;
+  std::vector<int> gpu_indices;
   fs::path dir;
   std::optional<JobCgroup> cgroup;
   std::optional<SteadyTime> kill_at;  // SIGKILL when still running then
@@ -122,6 +123,7 @@ class ProcessJobRuntime final : public JobRuntime {
     if (job.cgroup) launch.cgroup_procs_files = job.cgroup->ProcsFiles();
 
     job.state.job_id = spec.job_id;
+    job.gpu_indices = spec.gpu_indices;
     job.state.started_at = clock_.Now();
     Result<pid_t> pid = LaunchJobProcess(launch);
     if (pid.ok()) {
@@ -230,6 +232,46 @@ class ProcessJobRuntime final : public JobRuntime {
     if (cgroup) return cgroup->ReadUsage();
     if (pgid == 0) return Unavailable("job " + job_id + " is not running");
     return ReadProcessGroupUsage("/proc", pgid);
+  }
+
+  std::vector<JobSnapshot> ListWithUsage() const override {
+    std::vector<JobSnapshot> snapshots;
+    std::vector<std::optional<JobCgroup>> cgroups;  // parallel to snapshots
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      snapshots.reserve(jobs_.size());
+      cgroups.reserve(jobs_.size());
+      for (const auto& [id, job] : jobs_) {
+        snapshots.push_back(JobSnapshot{job.state, job.gpu_indices, std::nullopt, 0});
+        cgroups.push_back(job.cgroup);
+      }
+    }
+    std::vector<pid_t> groups;  // running jobs without a cgroup: read from /proc in one pass
+    for (size_t i = 0; i < snapshots.size(); ++i) {
+      const JobState& state = snapshots[i].state;
+      if (state.phase != JobPhase::kRunning) continue;
+      if (cgroups[i]) {
+        if (Result<JobUsage> usage = cgroups[i]->ReadUsage(); usage.ok()) {
+          snapshots[i].usage = *usage;
+        }
+        snapshots[i].usage_read_at = clock_.Now();
+      } else if (state.pid > 0) {
+        groups.push_back(state.pid);
+      }
+    }
+    if (!groups.empty()) {
+      std::map<pid_t, JobUsage> usages = ReadProcessGroupsUsage("/proc", groups);
+      TimeMicros read_at = clock_.Now();
+      for (size_t i = 0; i < snapshots.size(); ++i) {
+        JobSnapshot& snapshot = snapshots[i];
+        if (snapshot.state.phase != JobPhase::kRunning || cgroups[i]) continue;
+        if (auto it = usages.find(snapshot.state.pid); it != usages.end()) {
+          snapshot.usage = it->second;
+        }
+        snapshot.usage_read_at = read_at;
+      }
+    }
+    return snapshots;
   }
 
   void StopAll(std::chrono::seconds grace) override {

@@ -23,6 +23,8 @@ using testing::WaitUntil;
 using testing::WriteFile;
 
 constexpr char kToken[] = "agent-token-for-tests";
+constexpr char kCgroupGroup[] = "fleetwatch-api-test";
+const std::filesystem::path kTestdata = AGENT_TESTDATA_DIR;
 
 struct Reply {
   int status = 0;
@@ -35,20 +37,36 @@ class AgentApiTest : public ::testing::Test {
  protected:
   void SetUp() override { Build(OpenNvmlBackend(FAKE_NVML_LIBRARY)); }
 
-  void Build(std::unique_ptr<GpuBackend> gpus) {
+  // Without `cgroup_root` jobs run without cgroups (the runtime tests cover real ones).
+  void Build(std::unique_ptr<GpuBackend> gpus,
+             std::optional<std::filesystem::path> cgroup_root = std::nullopt) {
     api_.reset();
     runtime_.reset();
     gpus_ = std::move(gpus);
     ProcessJobRuntimeOptions options;
     options.data_dir = data_.path();
-    options.use_cgroups = false;  // the runtime tests cover cgroups
+    options.use_cgroups = cgroup_root.has_value();
+    if (cgroup_root) {
+      options.cgroup_root = *cgroup_root;
+      options.cgroup_group = kCgroupGroup;
+    }
     options.gpu_vendor = HostGpuVendor(*gpus_);
     options.agent_env = CurrentEnvironment();
     runtime_ = NewProcessJobRuntime(options, clock_);
-    api_ =
-        std::make_unique<AgentApi>(AgentIdentity{"agent-1", 1000, kToken},
-                                   CollectInventory(*gpus_, CgroupMode::kNone), *runtime_, clock_);
+    api_ = std::make_unique<AgentApi>(AgentIdentity{"agent-1", 1000, kToken},
+                                      CollectInventory(*gpus_, CgroupMode::kNone), *runtime_,
+                                      *gpus_, clock_);
   }
+
+  // The "jobs" entry of a poll reply for `job_id` (null when absent).
+  static json::value JobOf(const Reply& poll, const std::string& job_id) {
+    for (const auto& job : poll.json.at("jobs").as_array()) {
+      if (job.at("job_id").as_string() == job_id) return job;
+    }
+    return nullptr;
+  }
+
+  void SetGpus(const std::string& lines) { WriteFile(dir_.path() / "gpus.txt", lines); }
 
   Reply Send(const std::string& method, const std::string& target, const std::string& body = "",
              std::optional<std::string> auth = std::string("Bearer ") + kToken) {
@@ -261,6 +279,128 @@ TEST_F(AgentApiTest, BadBodiesAndParametersAre400AndChangeNothing) {
   EXPECT_EQ(Send("GET", "/api/jobs/ok/logs?offset=-1").status, 400);
   EXPECT_EQ(Send("GET", "/api/jobs/ok/logs?limit=abc").status, 400);
   EXPECT_EQ(Send("GET", "/api/jobs/ok/logs?offset=").status, 400);
+}
+
+TEST_F(AgentApiTest, PollWithMetricsAddsAPointToRunningJobsOnly) {
+  ASSERT_EQ(Send("POST", "/api/jobs",
+                 R"({"job_id":"gpu","commands":["echo ready","sleep 600"],"gpu_indices":[1]})")
+                .status,
+            201);
+  ASSERT_EQ(Send("POST", "/api/jobs", R"({"job_id":"done","commands":["true"]})").status, 201);
+  ASSERT_EQ(WaitForState("done", "exited"), "exited");
+  ASSERT_TRUE(WaitUntil([&] { return Log("gpu") == "ready\n"; }));
+  SetGpus("GPU A|GPU-a|1000|10|5\nGPU B|GPU-b|1000|600|42\n");
+  clock_.Advance(5'000'000);
+
+  Reply poll = Send("GET", "/api/poll?metrics=1");
+  ASSERT_EQ(poll.status, 200) << poll.body;
+  ASSERT_EQ(poll.json.at("jobs").as_array().size(), 2u);
+  json::value done = JobOf(poll, "done");
+  ASSERT_TRUE(done.as_object().contains("metrics")) << poll.body;
+  EXPECT_TRUE(done.at("metrics").is_null());
+  json::value running = JobOf(poll, "gpu");
+  ASSERT_TRUE(running.at("metrics").is_object()) << poll.body;
+  const json::object& point = running.at("metrics").as_object();
+  EXPECT_EQ(point.size(), 5u) << poll.body;
+  EXPECT_EQ(point.at("timestamp_micro").as_int64(), 1'700'000'005'000'000);
+  EXPECT_GE(point.at("cpu_usage_micro").as_int64(), 0);
+  EXPECT_GT(point.at("memory_usage_bytes").as_int64(), 0);  // /proc: resident pages
+  EXPECT_EQ(point.at("memory_working_set_bytes"), point.at("memory_usage_bytes"));
+  // Exactly GPU 1, not GPU 0 or the host's.
+  ASSERT_EQ(point.at("gpus").as_array().size(), 1u);
+  const json::object& gpu = point.at("gpus").at(0).as_object();
+  EXPECT_EQ(gpu.size(), 2u);
+  EXPECT_EQ(gpu.at("gpu_memory_usage_bytes").as_int64(), 600);
+  EXPECT_EQ(gpu.at("gpu_util_percent").as_int64(), 42);
+
+  // Taken now: a new reading shows at the next poll.
+  SetGpus("GPU A|GPU-a|1000|10|5\nGPU B|GPU-b|1000|900|97\n");
+  Reply later = Send("GET", "/api/poll?metrics=1");
+  json::value later_gpu = JobOf(later, "gpu").at("metrics").at("gpus").at(0);
+  EXPECT_EQ(later_gpu.at("gpu_memory_usage_bytes").as_int64(), 900);
+  EXPECT_EQ(later_gpu.at("gpu_util_percent").as_int64(), 97);
+
+  // Without the parameter, or with metrics=0, there is no metrics key at all.
+  for (const char* target : {"/api/poll", "/api/poll?metrics=0"}) {
+    Reply plain = Send("GET", target);
+    ASSERT_EQ(plain.status, 200) << target;
+    ASSERT_EQ(plain.json.at("jobs").as_array().size(), 2u) << target;
+    for (const auto& job : plain.json.at("jobs").as_array()) {
+      EXPECT_FALSE(job.as_object().contains("metrics")) << target << ": " << plain.body;
+    }
+  }
+  for (const char* target : {"/api/poll?metrics=bogus", "/api/poll?metrics=2", "/api/poll?metrics=",
+                             "/api/poll?metrics=true", "/api/poll?metrics=01"}) {
+    Reply bad = Send("GET", target);
+    EXPECT_EQ(bad.status, 400) << target;
+    EXPECT_EQ(bad.json.at("error").at("code").as_string(), "invalid_argument") << target;
+  }
+}
+
+TEST_F(AgentApiTest, AGpuThatCannotBeSampledReportsZeros) {
+  ASSERT_EQ(Send("POST", "/api/jobs",
+                 R"({"job_id":"two","commands":["echo ready","sleep 600"],"gpu_indices":[1,0]})")
+                .status,
+            201);
+  ASSERT_TRUE(WaitUntil([&] { return Log("two") == "ready\n"; }));
+  SetGpus("GPU A|GPU-a|1000|300|30\n");  // GPU 1 is gone: NVML reports no such device
+  Reply poll = Send("GET", "/api/poll?metrics=1");
+  ASSERT_EQ(poll.status, 200) << poll.body;
+  json::value metrics = JobOf(poll, "two").at("metrics");
+  ASSERT_TRUE(metrics.is_object()) << poll.body;
+  EXPECT_GT(metrics.at("memory_usage_bytes").as_int64(), 0);
+  const json::array& gpus = metrics.at("gpus").as_array();
+  ASSERT_EQ(gpus.size(), 2u) << poll.body;  // in the order of gpu_indices: 1, then 0
+  EXPECT_EQ(gpus[0].at("gpu_memory_usage_bytes").as_int64(), 0);
+  EXPECT_EQ(gpus[0].at("gpu_util_percent").as_int64(), 0);
+  EXPECT_EQ(gpus[1].at("gpu_memory_usage_bytes").as_int64(), 300);
+  EXPECT_EQ(gpus[1].at("gpu_util_percent").as_int64(), 30);
+}
+
+// The v2 reading path end to end: the runtime's cgroup root is a fixture tree (named by
+// $FLEETWATCH_CGROUP_ROOT, as the agent does) whose job directory holds v2 usage files.
+TEST_F(AgentApiTest, MetricsFromACgroupV2TreeAndNullWhenItsFilesAreGone) {
+  TempDir root;
+  WriteFile(root.path() / "cgroup.controllers", "cpu memory\n");
+  testing::ScopedEnv env("FLEETWATCH_CGROUP_ROOT", root.path().string());
+  const std::filesystem::path job_dir = root.path() / kCgroupGroup / "v2job";
+  WriteFile(job_dir / "cgroup.procs", "");  // the job's process "joins" by writing to it
+  for (const char* file : {"cpu.stat", "memory.current", "memory.stat"}) {
+    std::filesystem::copy_file(kTestdata / "cgroup_v2" / file, job_dir / file);
+  }
+  Build(OpenNvmlBackend(FAKE_NVML_LIBRARY), DefaultCgroupRoot());
+  ASSERT_EQ(Send("POST", "/api/jobs",
+                 R"({"job_id":"v2job","commands":["echo ready","sleep 600"],"gpu_indices":[0]})")
+                .status,
+            201);
+  ASSERT_TRUE(WaitUntil([&] { return Log("v2job") == "ready\n"; })) << Log("v2job");
+
+  Reply poll = Send("GET", "/api/poll?metrics=1");
+  ASSERT_EQ(poll.status, 200) << poll.body;
+  json::value metrics = JobOf(poll, "v2job").at("metrics");
+  ASSERT_TRUE(metrics.is_object()) << poll.body;
+  EXPECT_EQ(metrics.at("timestamp_micro").as_int64(), clock_.Now());
+  EXPECT_EQ(metrics.at("cpu_usage_micro").as_int64(), 1234567);            // usage_usec
+  EXPECT_EQ(metrics.at("memory_usage_bytes").as_int64(), 104857600);       // memory.current
+  EXPECT_EQ(metrics.at("memory_working_set_bytes").as_int64(), 74857600);  // - inactive_file
+  ASSERT_EQ(metrics.at("gpus").as_array().size(), 1u);
+  EXPECT_EQ(metrics.at("gpus").at(0).at("gpu_memory_usage_bytes").as_int64(), 0);
+
+  // The job's cgroup files cannot be read right now: its point is null, the poll still works.
+  std::filesystem::remove(job_dir / "memory.stat");
+  Reply unreadable = Send("GET", "/api/poll?metrics=1");
+  ASSERT_EQ(unreadable.status, 200) << unreadable.body;
+  EXPECT_EQ(JobOf(unreadable, "v2job").at("state").as_string(), "running");
+  EXPECT_TRUE(JobOf(unreadable, "v2job").at("metrics").is_null()) << unreadable.body;
+
+  ASSERT_EQ(Send("POST", "/api/jobs/v2job/stop", R"({"grace_seconds": 0})").status, 200);
+  ASSERT_EQ(WaitForState("v2job", "exited"), "exited");
+  // Empty the fake cgroup so that it can be removed like a real one.
+  for (const auto& entry : std::filesystem::directory_iterator(job_dir)) {
+    std::filesystem::remove(entry.path());
+  }
+  EXPECT_EQ(Send("DELETE", "/api/jobs/v2job").status, 200);
+  EXPECT_FALSE(std::filesystem::exists(job_dir));
 }
 
 TEST_F(AgentApiTest, UnknownJobsAre404) {

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <thread>
+#include <vector>
 
 #include "agent/cgroup_tree.h"
 #include "agent/job_env.h"
@@ -268,6 +271,65 @@ TEST_P(JobRuntimeTest, UsageOfARunningJob) {
   EXPECT_GE(usage->memory_working_set_bytes, 0);
   EXPECT_GE(usage->cpu_usage_micro, 0);
   EXPECT_EQ(runtime_->ReadUsage("nope").status().code(), StatusCode::kNotFound);
+}
+
+// The snapshot of `job_id` in a ListWithUsage() result; a default one when absent.
+JobSnapshot SnapshotOf(const std::vector<JobSnapshot>& snapshots, const std::string& job_id) {
+  for (const JobSnapshot& snapshot : snapshots) {
+    if (snapshot.state.job_id == job_id) return snapshot;
+  }
+  ADD_FAILURE() << "no snapshot of " << job_id;
+  return JobSnapshot{};
+}
+
+// A real measurement: one core spinning for about a second shows about a second of CPU time.
+// The band is wide on purpose (the machine is shared); it checks the units and the source, not
+// the scheduler.
+TEST_P(JobRuntimeTest, SnapshotsMeasureTheCpuOfASpinningJob) {
+  JobSpec spin = Spec("spin", {"echo ready", "while :; do :; done"});
+  spin.gpu_indices = {1, 0};
+  StartOk(spin);
+  StartOk(Spec("ended", {"true"}));
+  ASSERT_TRUE(WaitForLog("spin", "ready"));
+  ASSERT_EQ(WaitForEnd("ended").phase, JobPhase::kExited);
+
+  std::vector<JobSnapshot> before = runtime_->ListWithUsage();
+  ASSERT_EQ(before.size(), 2u);
+  EXPECT_EQ(before[0].state.job_id, "ended");  // ordered by job id, finished jobs included
+  EXPECT_FALSE(before[0].usage.has_value());
+  JobSnapshot first = SnapshotOf(before, "spin");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  JobSnapshot second = SnapshotOf(runtime_->ListWithUsage(), "spin");
+  ASSERT_TRUE(first.usage && second.usage);
+  EXPECT_EQ(second.gpu_indices, (std::vector<int>{1, 0}));
+  EXPECT_EQ(second.state.phase, JobPhase::kRunning);
+
+  double seconds = static_cast<double>(second.usage_read_at - first.usage_read_at) / 1e6;
+  ASSERT_GT(seconds, 1.0);
+  double cpu_per_second =
+      static_cast<double>(second.usage->cpu_usage_micro - first.usage->cpu_usage_micro) / seconds;
+  RecordProperty("cpu_micro_per_second", std::to_string(cpu_per_second));
+  EXPECT_GT(cpu_per_second, 0.3e6);
+  EXPECT_LT(cpu_per_second, 1.5e6);
+  ASSERT_TRUE(runtime_->Stop("spin", std::chrono::seconds(0)).ok());
+  EXPECT_EQ(WaitForEnd("spin").phase, JobPhase::kExited);
+  EXPECT_FALSE(SnapshotOf(runtime_->ListWithUsage(), "spin").usage.has_value());
+}
+
+// A real measurement: a process that touches 256 MiB shows at least that as its working set.
+TEST_P(JobRuntimeTest, SnapshotsMeasureTheMemoryOfAJob) {
+  if (std::system("python3 -c pass >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs python3";
+  StartOk(Spec("mem", {"exec python3 -c \"import time; b = bytearray(256 << 20); "
+                       "b[::4096] = b'x' * (len(b) // 4096); print('ready', flush=True); "
+                       "time.sleep(600)\""}));
+  ASSERT_TRUE(WaitForLog("mem", "ready")) << Log("mem");
+  JobSnapshot snapshot = SnapshotOf(runtime_->ListWithUsage(), "mem");
+  ASSERT_TRUE(snapshot.usage.has_value());
+  RecordProperty("memory_working_set_bytes",
+                 std::to_string(snapshot.usage->memory_working_set_bytes));
+  EXPECT_GE(snapshot.usage->memory_working_set_bytes, int64_t{256} << 20);
+  EXPECT_GE(snapshot.usage->memory_usage_bytes, snapshot.usage->memory_working_set_bytes);
+  EXPECT_LT(snapshot.usage->memory_usage_bytes, int64_t{2} << 30);
 }
 
 TEST_P(JobRuntimeTest, MemoryLimitIsWrittenToTheCgroup) {
