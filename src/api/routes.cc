@@ -333,6 +333,55 @@ void AddRunRoutes(http::Router& router, const Services& s) {
              }));
 }
 
+void AddMetricsRoutes(http::Router& router, const Services& s) {
+  router.Add(
+      "GET", "/api/project/{project}/metrics/job/{run}",
+      InProject(
+          s, [&s](http::Request& req, const model::User&, const server::ProjectAccess& access) {
+            server::JobMetricsQuery query;
+            if (auto it = req.query.find("run_id"); it != req.query.end() && !it->second.empty()) {
+              query.run_id = it->second;
+            }
+            Result<int> job_num = QueryInt(req, "job_num", 0, 0, 1'000'000);
+            if (!job_num.ok()) return ErrorResponse(job_num.status());
+            Result<int> replica_num = QueryInt(req, "replica_num", 0, 0, 1'000'000);
+            if (!replica_num.ok()) return ErrorResponse(replica_num.status());
+            Result<int> limit = QueryInt(req, "limit", 1, 1, 100'000);
+            if (!limit.ok()) return ErrorResponse(limit.status());
+            query.job_num = *job_num;
+            query.replica_num = *replica_num;
+            query.limit = *limit;
+            for (const char* key : {"after", "before"}) {
+              auto it = req.query.find(key);
+              if (it == req.query.end() || it->second.empty()) continue;
+              Result<TimeMicros> t = ParseTimestamp(it->second);
+              if (!t.ok()) {
+                return ErrorResponse(InvalidArgument(std::string("query parameter '") + key +
+                                                     "' must be an RFC 3339 timestamp"));
+              }
+              (std::string_view(key) == "after" ? query.after : query.before) = *t;
+            }
+            auto series = s.metrics.Get(access, req.path_params.at("run"), query);
+            if (!series.ok()) {
+              if (series.status().code() == StatusCode::kNotFound) {
+                return http::JsonError(400, "resource_not_exists", series.status().message());
+              }
+              return ErrorResponse(series.status());
+            }
+            json::array metrics;
+            for (const server::MetricSeries& m : *series) {
+              json::array timestamps, values;
+              for (TimeMicros t : m.timestamps)
+                timestamps.push_back(json::string(FormatTimestampSeconds(t)));
+              for (int64_t v : m.values) values.push_back(v);
+              metrics.push_back(json::object{{"name", m.name},
+                                             {"timestamps", std::move(timestamps)},
+                                             {"values", std::move(values)}});
+            }
+            return JsonResponse(json::object{{"metrics", std::move(metrics)}});
+          }));
+}
+
 }  // namespace
 
 http::Response ErrorResponse(const Status& status) {
@@ -370,6 +419,7 @@ void AddApiRoutes(http::Router& router, const Services& services) {
   AddProjectRoutes(router, services);
   AddFleetRoutes(router, services);
   AddRunRoutes(router, services);
+  AddMetricsRoutes(router, services);
 }
 
 }  // namespace fleetwatch::api

@@ -4,6 +4,7 @@
 #include "server/auth.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/job_metrics.h"
 #include "server/projects.h"
 #include "server/runs.h"
 #include "server/users.h"
@@ -19,6 +20,7 @@ struct Services {
   server::FleetService& fleets;
   server::RunService& runs;
   server::FleetController& controller;
+  server::JobMetricsService& metrics;
   const Clock& clock;
 };
 

@@ -10,6 +10,7 @@
 #include "server/auth.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/job_metrics.h"
 #include "server/local_agent.h"
 #include "server/periodic_task.h"
 #include "server/projects.h"
@@ -29,6 +30,7 @@ class ServerAppImpl final : public ServerApp {
         projects_(*store_, auth_, clock),
         fleets_(*store_, clock),
         runs_(*store_, clock),
+        metrics_(*store_),
         clock_(clock) {}
 
   ~ServerAppImpl() override { Stop(); }
@@ -46,10 +48,11 @@ class ServerAppImpl final : public ServerApp {
         std::chrono::duration_cast<std::chrono::microseconds>(config.unreachable_after).count();
     options.reconcile.stop_grace_seconds = config.stop_grace_seconds;
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
+    options.metrics_interval = config.metrics_interval;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
     services_ = std::make_unique<Services>(
-        Services{auth_, users_, projects_, fleets_, runs_, *controller_, clock_});
+        Services{auth_, users_, projects_, fleets_, runs_, *controller_, metrics_, clock_});
     AddApiRoutes(router_, *services_);
     http::ServerOptions http_options;
     http_options.host = config.host;
@@ -64,6 +67,21 @@ class ServerAppImpl final : public ServerApp {
           if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
         });
     ticker_->Start();
+    auto micros = [](std::chrono::seconds s) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(s).count();
+    };
+    retention_ = std::make_unique<server::PeriodicTask>(
+        "metrics retention", config.retention_interval,
+        [this, running = micros(config.running_ttl), finished = micros(config.finished_ttl)] {
+          TimeMicros now = clock_.Now();
+          Result<int64_t> deleted = store_->DeleteJobMetricsPoints(now - running, now - finished);
+          if (!deleted.ok()) {
+            spdlog::warn("metrics retention: {}", deleted.status().ToString());
+          } else if (*deleted > 0) {
+            spdlog::info("metrics retention: deleted {} points", *deleted);
+          }
+        });
+    retention_->Start();
     return Status::Ok();
   }
 
@@ -78,6 +96,7 @@ class ServerAppImpl final : public ServerApp {
   void StopLeavingAgent() override {
     if (http_) http_->Stop();
     if (ticker_) ticker_->Stop();
+    if (retention_) retention_->Stop();
   }
 
  private:
@@ -87,6 +106,7 @@ class ServerAppImpl final : public ServerApp {
   server::ProjectService projects_;
   server::FleetService fleets_;
   server::RunService runs_;
+  server::JobMetricsService metrics_;
   const Clock& clock_;
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
@@ -95,6 +115,7 @@ class ServerAppImpl final : public ServerApp {
   http::Router router_;
   std::unique_ptr<http::Server> http_;
   std::unique_ptr<server::PeriodicTask> ticker_;
+  std::unique_ptr<server::PeriodicTask> retention_;
   uint16_t port_ = 0;
   std::optional<std::string> new_admin_token_;
 };

@@ -22,6 +22,10 @@ struct ServerConfig {
   int stop_grace_seconds = 10;                    // SIGTERM → SIGKILL when stopping a job
   // Start (or find again) an agent for this machine, registered as fleet `local` of `main`.
   bool local_fleet = true;
+  std::chrono::milliseconds metrics_interval{10'000};  // how often agents are asked for points
+  std::chrono::seconds retention_interval{300};        // how often old points are deleted
+  std::chrono::seconds running_ttl{3600};              // points of running jobs kept this long
+  std::chrono::seconds finished_ttl{604'800};          // points of finished jobs kept this long
   std::string binary;  // the fleetwatch executable, for the local agent
 };
 

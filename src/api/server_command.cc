@@ -112,6 +112,14 @@ int RunServer(const ServerFlags& flags) {
       std::chrono::seconds(EnvInt("FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", 60, 1, 86'400));
   config.stop_grace_seconds = static_cast<int>(EnvInt("FLEETWATCH_STOP_GRACE_SECONDS", 10, 0, 300));
   config.local_fleet = !flags.no_local_fleet;
+  config.metrics_interval =
+      std::chrono::seconds(EnvInt("FLEETWATCH_METRICS_INTERVAL_SECONDS", 10, 1, 3600));
+  config.retention_interval =
+      std::chrono::seconds(EnvInt("FLEETWATCH_METRICS_RETENTION_INTERVAL_SECONDS", 300, 1, 86'400));
+  config.running_ttl = std::chrono::seconds(
+      EnvInt("DSTACK_SERVER_METRICS_RUNNING_TTL_SECONDS", 3600, 1, int64_t{10} * 365 * 86'400));
+  config.finished_ttl = std::chrono::seconds(
+      EnvInt("DSTACK_SERVER_METRICS_FINISHED_TTL_SECONDS", 604'800, 1, int64_t{10} * 365 * 86'400));
   config.binary = SelfExecutable();
 
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());

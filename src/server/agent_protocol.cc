@@ -81,6 +81,29 @@ Result<AgentJob> JobFromJson(const json::object& o) {
   if (const json::value* e = o.if_contains("error"); e != nullptr && !e->is_null()) {
     FW_ASSIGN_OR_RETURN(job.error, Text(o, "error", 4096));
   }
+  if (const json::value* m = o.if_contains("metrics"); m != nullptr && !m->is_null()) {
+    if (!m->is_object()) return Bad("'metrics' must be an object");
+    const json::object& mo = m->as_object();
+    model::JobMetricsPoint point;
+    point.job_id = job.job_id;
+    FW_ASSIGN_OR_RETURN(point.timestamp_micro, Integer(mo, "timestamp_micro", 0, kMaxTime));
+    FW_ASSIGN_OR_RETURN(point.cpu_usage_micro, Integer(mo, "cpu_usage_micro", 0, kMaxTime));
+    FW_ASSIGN_OR_RETURN(point.memory_usage_bytes, Integer(mo, "memory_usage_bytes", 0, kMaxBytes));
+    FW_ASSIGN_OR_RETURN(point.memory_working_set_bytes,
+                        Integer(mo, "memory_working_set_bytes", 0, kMaxBytes));
+    const json::value* gpus = mo.if_contains("gpus");
+    if (gpus == nullptr || !gpus->is_array()) return Bad("'metrics.gpus' must be a list");
+    if (gpus->as_array().size() > 64) return Bad("too many GPUs in a metrics point");
+    for (const json::value& g : gpus->as_array()) {
+      if (!g.is_object()) return Bad("each GPU of a metrics point must be an object");
+      FW_ASSIGN_OR_RETURN(int64_t used,
+                          Integer(g.as_object(), "gpu_memory_usage_bytes", 0, kMaxBytes));
+      FW_ASSIGN_OR_RETURN(int64_t util, Integer(g.as_object(), "gpu_util_percent", 0, 100));
+      point.gpus_memory_usage_bytes.push_back(used);
+      point.gpus_util_percent.push_back(util);
+    }
+    job.metrics = std::move(point);
+  }
   return job;
 }
 

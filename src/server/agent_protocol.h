@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/metrics.h"
 #include "util/clock.h"
 #include "util/status.h"
 
@@ -42,6 +43,7 @@ struct AgentJob {
   std::optional<TimeMicros> started_at;
   std::optional<TimeMicros> finished_at;
   std::string error;
+  std::optional<model::JobMetricsPoint> metrics;  // when asked for and the job runs
 };
 
 struct AgentPoll {

@@ -57,13 +57,13 @@ void FleetController::LogHostProblem(const model::Instance& instance, const std:
 }
 
 std::map<std::string, InstanceObservation> FleetController::Observe(
-    const std::vector<model::Instance>& instances) {
+    const std::vector<model::Instance>& instances, bool with_metrics) {
   std::vector<const model::Instance*> polled;
   std::vector<http::AsyncRequest> requests;
   for (const model::Instance& i : instances) {
     if (i.status == model::InstanceStatus::kTerminated) continue;
     polled.push_back(&i);
-    requests.push_back(AgentRequest(i, "GET", "/api/poll"));
+    requests.push_back(AgentRequest(i, "GET", with_metrics ? "/api/poll?metrics=1" : "/api/poll"));
   }
   std::vector<Result<http::Response>> replies = client_.SendAll(std::move(requests));
 
@@ -77,12 +77,15 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
     if (!reply.ok() || reply->status != 200) {
       obs.error = Describe(reply);
       LogHostProblem(instance, obs.error);
+      ++bad_replies_;
       continue;
     }
     Result<AgentPoll> poll = ParseAgentPoll(reply->body);
     if (!poll.ok()) {
+      // A malformed or partial reply loses this host's tick, nothing else.
       obs.error = poll.status().message();
       LogHostProblem(instance, obs.error);
+      ++bad_replies_;
       continue;
     }
     obs.reached = true;
@@ -115,7 +118,15 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
 
 Status FleetController::Tick() {
   FW_ASSIGN_OR_RETURN(std::vector<model::Instance> polled, store_.ListInstances(""));
-  std::map<std::string, InstanceObservation> observations = Observe(polled);
+  TimeMicros started = clock_.Now();
+  bool with_metrics = started >= next_metrics_at_;
+  if (with_metrics) {
+    next_metrics_at_ =
+        started +
+        std::chrono::duration_cast<std::chrono::microseconds>(options_.metrics_interval).count();
+  }
+  std::map<std::string, InstanceObservation> observations = Observe(polled, with_metrics);
+  std::vector<model::Run> active_runs;
 
   ReconcileOutput out;
   {
@@ -131,10 +142,58 @@ Status FleetController::Tick() {
       if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
     }
     for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+    active_runs = std::move(input.runs);
+    observations = std::move(input.observations);
   }
+  if (with_metrics) Collect(observations, active_runs);
   for (const std::string& event : out.events) spdlog::info("{}", event);
   Execute(out.commands);
   return Status::Ok();
+}
+
+void FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
+                              const std::vector<model::Run>& runs) {
+  if (!last_points_loaded_) {
+    Result<std::vector<std::pair<std::string, TimeMicros>>> latest =
+        store_.LatestMetricsOfUnfinishedJobs();
+    if (!latest.ok()) {
+      spdlog::warn("metrics: {}", latest.status().ToString());
+      return;
+    }
+    for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
+    last_points_loaded_ = true;
+  }
+  std::map<std::string, const std::string*> running_on;  // job id → instance id
+  for (const model::Run& run : runs) {
+    for (const model::Job& job : run.jobs) {
+      if (job.instance_id && !model::IsFinished(job.status)) running_on[job.id] = &*job.instance_id;
+    }
+  }
+  std::vector<model::JobMetricsPoint> batch;
+  for (const auto& [instance_id, obs] : observations) {
+    if (!obs.reached) continue;
+    for (const AgentJob& aj : obs.poll.jobs) {
+      if (!aj.metrics) continue;
+      auto on = running_on.find(aj.job_id);
+      if (on == running_on.end() || *on->second != instance_id) continue;
+      auto last = last_point_.find(aj.job_id);
+      if (last != last_point_.end() &&
+          aj.metrics->timestamp_micro - last->second < options_.min_point_spacing) {
+        continue;
+      }
+      batch.push_back(*aj.metrics);
+    }
+  }
+  // Forget jobs that ended; their points stay in the store.
+  std::erase_if(last_point_, [&](const auto& entry) { return !running_on.count(entry.first); });
+  if (batch.empty()) return;
+  Status s = store_.AddJobMetricsPoints(batch);
+  if (!s.ok()) {
+    spdlog::warn("metrics: storing {} points: {}", batch.size(), s.ToString());
+    return;
+  }
+  for (const model::JobMetricsPoint& p : batch) last_point_[p.job_id] = p.timestamp_micro;
+  points_stored_ += batch.size();
 }
 
 void FleetController::Execute(const std::vector<AgentCommand>& commands) {

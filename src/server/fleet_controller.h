@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -21,6 +22,10 @@ struct FleetControllerOptions {
   ReconcileSettings reconcile;
   std::string log_dir;                    // copies of ended jobs' logs, one file per job
   int64_t max_log_copy_bytes = 64 << 20;  // the head of longer logs is kept
+  // Metrics: polls ask for points this often; a job with a stored point younger than
+  // `min_point_spacing` gets no new one (so several replicas never double-collect).
+  std::chrono::milliseconds metrics_interval{10'000};
+  TimeMicros min_point_spacing = 9'000'000;
 };
 
 // A piece of a job's output.
@@ -42,6 +47,11 @@ class FleetController {
   // returns an error only when the store fails.
   Status Tick();
 
+  // Hosts whose poll reply was not usable (unreachable, HTTP error, malformed), counted per tick.
+  uint64_t bad_replies() const { return bad_replies_.load(); }
+  // Metrics points stored so far.
+  uint64_t points_stored() const { return points_stored_.load(); }
+
   // The job's output from `offset`: from the server's copy once the job has ended and been
   // acknowledged, else from its agent. An unplaced job has an empty log.
   Result<LogChunk> ReadLogs(const model::Job& job, int64_t offset, int64_t limit);
@@ -49,7 +59,11 @@ class FleetController {
  private:
   http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
                                   std::string target, std::string body = {}) const;
-  std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances);
+  std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
+                                                     bool with_metrics);
+  // Stores the points that the observed agents reported for jobs the server runs on them.
+  void Collect(const std::map<std::string, InstanceObservation>& observations,
+               const std::vector<model::Run>& runs);
   void Execute(const std::vector<AgentCommand>& commands);
   bool CopyLog(const model::Instance& instance, const std::string& job_id);
   void FailJobs(const std::map<std::string, std::string>& job_errors);
@@ -62,6 +76,11 @@ class FleetController {
   FleetControllerOptions options_;
   std::mutex log_mu_;
   std::map<std::string, TimeMicros> last_logged_;  // instance id → when a problem was logged
+  TimeMicros next_metrics_at_ = 0;                 // Tick runs on one thread: no lock
+  bool last_points_loaded_ = false;
+  std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
+  std::atomic<uint64_t> bad_replies_{0};
+  std::atomic<uint64_t> points_stored_{0};
 };
 
 }  // namespace fleetwatch::server

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -111,6 +111,20 @@ ALTER TABLE instances ADD COLUMN unreachable INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN last_seen_at BIGINT;
 ALTER TABLE instances ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN started_at BIGINT;
+)sql",
+    // 3: job metrics points, one per job per collection.
+    R"sql(
+CREATE TABLE job_metrics_points (
+  job_id                   TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  timestamp_micro          BIGINT NOT NULL,
+  cpu_usage_micro          BIGINT NOT NULL,
+  memory_usage_bytes       BIGINT NOT NULL,
+  memory_working_set_bytes BIGINT NOT NULL,
+  gpus_memory_usage_bytes  TEXT NOT NULL,
+  gpus_util_percent        TEXT NOT NULL,
+  PRIMARY KEY (job_id, timestamp_micro)
+);
+CREATE INDEX job_metrics_points_by_time ON job_metrics_points (timestamp_micro);
 )sql",
 };
 

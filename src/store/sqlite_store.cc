@@ -3,9 +3,11 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -284,6 +286,32 @@ Result<std::vector<int>> GpuIndicesFromJson(std::string_view text) {
   } catch (const std::exception& e) {
     return Internal(std::string("stored job GPU indices are malformed: ") + e.what());
   }
+}
+
+// GPU figures of a metrics point: "12,0,100" (empty for none). Plain text keeps ingest cheap.
+std::string Int64ListToText(const std::vector<int64_t>& values) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(values[i]);
+  }
+  return out;
+}
+
+Result<std::vector<int64_t>> Int64ListFromText(std::string_view text) {
+  std::vector<int64_t> values;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc() || ptr != item.data() + item.size()) {
+      return Internal("stored metrics point is malformed");
+    }
+    values.push_back(v);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+  }
+  return values;
 }
 
 // "?, ?, ?": placeholders only; values are always bound.
@@ -876,6 +904,106 @@ class SqliteStore final : public Store {
       FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE id = ?"));
       q.Bind(run_id);
       return q.Exec();
+    });
+  }
+
+  // --- job metrics ---
+
+  Status AddJobMetricsPoints(const std::vector<model::JobMetricsPoint>& points) override {
+    if (points.empty()) return Status::Ok();
+    return Write([&]() -> Status {
+      for (const model::JobMetricsPoint& p : points) {
+        FW_ASSIGN_OR_RETURN(
+            Query q, Prepare("INSERT OR REPLACE INTO job_metrics_points (job_id, timestamp_micro, "
+                             "cpu_usage_micro, memory_usage_bytes, memory_working_set_bytes, "
+                             "gpus_memory_usage_bytes, gpus_util_percent) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+        q.Bind(p.job_id)
+            .Bind(p.timestamp_micro)
+            .Bind(p.cpu_usage_micro)
+            .Bind(p.memory_usage_bytes)
+            .Bind(p.memory_working_set_bytes)
+            .Bind(Int64ListToText(p.gpus_memory_usage_bytes))
+            .Bind(Int64ListToText(p.gpus_util_percent));
+        FW_RETURN_IF_ERROR(
+            WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<model::JobMetricsPoint>> ListJobMetricsPoints(std::string_view job_id,
+                                                                   std::optional<TimeMicros> after,
+                                                                   std::optional<TimeMicros> before,
+                                                                   int limit) override {
+    return Read([&]() -> Result<std::vector<model::JobMetricsPoint>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT job_id, timestamp_micro, cpu_usage_micro, memory_usage_bytes, "
+                           "memory_working_set_bytes, gpus_memory_usage_bytes, gpus_util_percent "
+                           "FROM job_metrics_points WHERE job_id = ? AND timestamp_micro >= ? "
+                           "AND timestamp_micro < ? ORDER BY timestamp_micro DESC LIMIT ?"));
+      q.Bind(job_id)
+          .Bind(after.value_or(std::numeric_limits<int64_t>::min()))
+          .Bind(before.value_or(std::numeric_limits<int64_t>::max()))
+          .Bind(static_cast<int64_t>(std::max(limit, 0)));
+      std::vector<model::JobMetricsPoint> points;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        model::JobMetricsPoint p;
+        p.job_id = q.Text(0);
+        p.timestamp_micro = q.Int64(1);
+        p.cpu_usage_micro = q.Int64(2);
+        p.memory_usage_bytes = q.Int64(3);
+        p.memory_working_set_bytes = q.Int64(4);
+        FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
+        FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
+        points.push_back(std::move(p));
+      }
+      return points;
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, TimeMicros>>> LatestMetricsOfUnfinishedJobs() override {
+    return Read([&]() -> Result<std::vector<std::pair<std::string, TimeMicros>>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare(Sql("SELECT m.job_id, MAX(m.timestamp_micro) FROM job_metrics_points m "
+                               "JOIN jobs j ON j.id = m.job_id WHERE j.status NOT IN ",
+                               kFinishedJobStatuses) +
+                           " GROUP BY m.job_id"));
+      std::vector<std::pair<std::string, TimeMicros>> out;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        out.emplace_back(q.Text(0), q.Int64(1));
+      }
+      return out;
+    });
+  }
+
+  Result<int64_t> DeleteJobMetricsPoints(TimeMicros running_cutoff,
+                                         TimeMicros finished_cutoff) override {
+    return Write([&]() -> Result<int64_t> {
+      int64_t deleted = 0;
+      {
+        FW_ASSIGN_OR_RETURN(
+            Query q, Prepare(Sql("DELETE FROM job_metrics_points WHERE timestamp_micro < ? AND "
+                                 "job_id IN (SELECT id FROM jobs WHERE status NOT IN ",
+                                 kFinishedJobStatuses) +
+                             ")"));
+        q.Bind(running_cutoff);
+        FW_RETURN_IF_ERROR(q.Exec());
+        deleted += q.Changes();
+      }
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare(Sql("DELETE FROM job_metrics_points WHERE timestamp_micro < ? AND "
+                               "job_id IN (SELECT id FROM jobs WHERE status IN ",
+                               kFinishedJobStatuses) +
+                           ")"));
+      q.Bind(finished_cutoff);
+      FW_RETURN_IF_ERROR(q.Exec());
+      deleted += q.Changes();
+      return deleted;
     });
   }
 

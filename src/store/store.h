@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/metrics.h"
 #include "util/status.h"
 
 namespace fleetwatch::store {
@@ -87,6 +88,22 @@ class Store {
   // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
   // run is finished.
   virtual Status DeleteRun(std::string_view run_id) = 0;
+
+  // --- job metrics ---
+  // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is
+  // stored then).
+  virtual Status AddJobMetricsPoints(const std::vector<model::JobMetricsPoint>& points) = 0;
+  // The newest `limit` points of a job with after <= timestamp < before, newest first.
+  virtual Result<std::vector<model::JobMetricsPoint>> ListJobMetricsPoints(
+      std::string_view job_id, std::optional<TimeMicros> after, std::optional<TimeMicros> before,
+      int limit) = 0;
+  // The newest point's time of every unfinished job that has points.
+  virtual Result<std::vector<std::pair<std::string, TimeMicros>>>
+  LatestMetricsOfUnfinishedJobs() = 0;
+  // Deletes points older than `running_cutoff` of unfinished jobs and older than
+  // `finished_cutoff` of finished ones. Returns how many were deleted.
+  virtual Result<int64_t> DeleteJobMetricsPoints(TimeMicros running_cutoff,
+                                                 TimeMicros finished_cutoff) = 0;
 };
 
 }  // namespace fleetwatch::store
