@@ -18,5 +18,6 @@ void AddRunCommand(CLI::App& app, int& exit_code);            // run_command.cc
 void AddPsCommand(CLI::App& app, int& exit_code);             // ps_command.cc
 void AddRunLifecycleCommands(CLI::App& app, int& exit_code);  // run_lifecycle_commands.cc
 void AddLogsCommand(CLI::App& app, int& exit_code);           // logs_command.cc
+void AddMetricsCommand(CLI::App& app, int& exit_code);        // metrics_command.cc
 
 }  // namespace fleetwatch::cli
