@@ -49,6 +49,12 @@ class ServerAppImpl final : public ServerApp {
     options.reconcile.stop_grace_seconds = config.stop_grace_seconds;
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
     options.metrics_interval = config.metrics_interval;
+    options.tick_budget = std::max(config.poll_interval, std::chrono::milliseconds(200));
+    // 9 s for the default 10 s interval: a replica never stores a second point for a job that
+    // another replica has just measured.
+    options.min_point_spacing =
+        std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count() * 9 /
+        10;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
     services_ = std::make_unique<Services>(

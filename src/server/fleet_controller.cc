@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "http/message.h"
 
@@ -28,7 +30,8 @@ FleetController::FleetController(store::Store& store, const Clock& clock, std::m
       clock_(clock),
       runs_mutex_(runs_mutex),
       client_(client),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      polls_(std::make_shared<PollState>()) {}
 
 http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
                                                  std::string method, std::string target,
@@ -56,46 +59,85 @@ void FleetController::LogHostProblem(const model::Instance& instance, const std:
                what);
 }
 
+// Poll replies as they arrive, per instance. Shared with the AsyncClient's callbacks, which may
+// outlive a tick (a slow host answers during a later one).
+struct FleetController::PollState {
+  std::mutex mu;
+  std::condition_variable arrived;
+  std::set<std::string> in_flight;                      // instance ids
+  std::map<std::string, Result<http::Response>> ready;  // replies not yet used by a tick
+};
+
+InstanceObservation FleetController::ObservationOf(const model::Instance& instance,
+                                                   const Result<http::Response>& reply) {
+  InstanceObservation obs;
+  if (!reply.ok() || reply->status != 200) {
+    obs.error = Describe(reply);
+    LogHostProblem(instance, obs.error);
+    ++bad_replies_;
+    return obs;
+  }
+  Result<AgentPoll> poll = ParseAgentPoll(reply->body);
+  if (!poll.ok()) {
+    // A malformed or partial reply loses this host's tick, nothing else.
+    obs.error = poll.status().message();
+    LogHostProblem(instance, obs.error);
+    ++bad_replies_;
+    return obs;
+  }
+  obs.reached = true;
+  obs.poll = std::move(poll).value();
+  return obs;
+}
+
 std::map<std::string, InstanceObservation> FleetController::Observe(
     const std::vector<model::Instance>& instances, bool with_metrics) {
-  std::vector<const model::Instance*> polled;
-  std::vector<http::AsyncRequest> requests;
+  // Send a poll to every host that has none in flight; a host still busy with an earlier one
+  // (slow, or silent until its timeout) is simply not asked again.
+  std::set<std::string> asked;
   for (const model::Instance& i : instances) {
     if (i.status == model::InstanceStatus::kTerminated) continue;
-    polled.push_back(&i);
-    requests.push_back(AgentRequest(i, "GET", with_metrics ? "/api/poll?metrics=1" : "/api/poll"));
+    {
+      std::lock_guard lock(polls_->mu);
+      if (!polls_->in_flight.insert(i.id).second) continue;
+    }
+    asked.insert(i.id);
+    client_.Send(AgentRequest(i, "GET", with_metrics ? "/api/poll?metrics=1" : "/api/poll"),
+                 [state = polls_, id = i.id](Result<http::Response> reply) {
+                   std::lock_guard lock(state->mu);
+                   state->in_flight.erase(id);
+                   state->ready.insert_or_assign(id, std::move(reply));
+                   state->arrived.notify_all();
+                 });
   }
-  std::vector<Result<http::Response>> replies = client_.SendAll(std::move(requests));
+  // Wait for this tick's replies, but never longer than the tick budget: what arrives later is
+  // used by the next tick.
+  std::map<std::string, Result<http::Response>> replies;
+  {
+    std::unique_lock lock(polls_->mu);
+    polls_->arrived.wait_for(lock, options_.tick_budget, [&] {
+      for (const std::string& id : asked) {
+        if (polls_->in_flight.count(id)) return false;
+      }
+      return true;
+    });
+    replies.swap(polls_->ready);
+  }
 
   std::map<std::string, InstanceObservation> observations;
   std::vector<const model::Instance*> need_inventory;
   std::vector<http::AsyncRequest> inventory_requests;
-  for (size_t k = 0; k < polled.size(); ++k) {
-    const model::Instance& instance = *polled[k];
-    InstanceObservation& obs = observations[instance.id];
-    const Result<http::Response>& reply = replies[k];
-    if (!reply.ok() || reply->status != 200) {
-      obs.error = Describe(reply);
-      LogHostProblem(instance, obs.error);
-      ++bad_replies_;
-      continue;
-    }
-    Result<AgentPoll> poll = ParseAgentPoll(reply->body);
-    if (!poll.ok()) {
-      // A malformed or partial reply loses this host's tick, nothing else.
-      obs.error = poll.status().message();
-      LogHostProblem(instance, obs.error);
-      ++bad_replies_;
-      continue;
-    }
-    obs.reached = true;
-    obs.poll = std::move(poll).value();
-    if (instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id) {
+  for (const model::Instance& instance : instances) {
+    auto reply = replies.find(instance.id);
+    if (reply == replies.end()) continue;
+    InstanceObservation& obs = observations[instance.id] = ObservationOf(instance, reply->second);
+    if (obs.reached && (instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id)) {
       need_inventory.push_back(&instance);
       inventory_requests.push_back(AgentRequest(instance, "GET", "/api/inventory"));
     }
   }
   if (!inventory_requests.empty()) {
+    // First contact or a restarted agent: rare, so a plain wait is fine here.
     std::vector<Result<http::Response>> inventories =
         client_.SendAll(std::move(inventory_requests));
     for (size_t k = 0; k < need_inventory.size(); ++k) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -25,6 +26,9 @@ struct FleetControllerOptions {
   // Metrics: polls ask for points this often; a job with a stored point younger than
   // `min_point_spacing` gets no new one (so several replicas never double-collect).
   std::chrono::milliseconds metrics_interval{10'000};
+  // How long a tick waits for its polls. A host that answers later is observed by the next tick;
+  // one slow or silent host never holds up the others.
+  std::chrono::milliseconds tick_budget{1000};
   TimeMicros min_point_spacing = 9'000'000;
 };
 
@@ -59,8 +63,11 @@ class FleetController {
  private:
   http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
                                   std::string target, std::string body = {}) const;
+  struct PollState;
   std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
                                                      bool with_metrics);
+  InstanceObservation ObservationOf(const model::Instance& instance,
+                                    const Result<http::Response>& reply);
   // Stores the points that the observed agents reported for jobs the server runs on them.
   void Collect(const std::map<std::string, InstanceObservation>& observations,
                const std::vector<model::Run>& runs);
@@ -81,6 +88,7 @@ class FleetController {
   std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
+  std::shared_ptr<PollState> polls_;
 };
 
 }  // namespace fleetwatch::server

@@ -89,6 +89,7 @@ class JobsTest : public ::testing::Test {
  protected:
   static std::map<std::string, std::string> ServerEnv() {
     return {{"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
             {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "3"},
             {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
             {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}};
@@ -310,6 +311,80 @@ TEST_F(JobsTest, AServerKilledMidRunFindsItsLocalAgentAndTheRunFinishesOnce) {
   EXPECT_EQ(Logs("main", "survivor"), "finished\n");
 }
 
+// The newest sample of each series of a job, by name.
+std::map<std::string, int64_t> LatestMetrics(const ApiReply& reply) {
+  std::map<std::string, int64_t> latest;
+  if (!reply.json.is_object() || !reply.json.as_object().contains("metrics")) return latest;
+  for (const json::value& m : reply.json.at("metrics").as_array()) {
+    const json::array& values = m.at("values").as_array();
+    if (!values.empty()) latest[Str(m, "name")] = values[0].as_int64();
+  }
+  return latest;
+}
+
+TEST_F(JobsTest, ARealJobIsMeasured) {
+  StartServer();
+  // One core busy, and 256 MiB touched and held.
+  Submit("main", R"(type: task
+name: busy
+commands:
+  - python3 -c 'import time; b = bytearray(256 << 20); b[::4096] = b"x" * len(range(0, len(b), 4096)); time.sleep(60)' & timeout 60 sh -c 'while :; do :; done'
+)");
+  WaitForStatus("main", "busy", "running");
+  std::map<std::string, int64_t> latest;
+  auto deadline = steady_clock::now() + std::chrono::seconds(40);
+  while (steady_clock::now() < deadline) {
+    latest = LatestMetrics(admin_->Get("/api/project/main/metrics/job/busy?limit=1"));
+    if (latest["memory_working_set_bytes"] >= (int64_t{256} << 20) &&
+        latest["cpu_usage_percent"] >= 60) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  // One core flat out is 100; the machine is shared, so allow a wide band.
+  EXPECT_GE(latest["cpu_usage_percent"], 60) << server_->Output();
+  EXPECT_LE(latest["cpu_usage_percent"], 140);
+  EXPECT_GE(latest["memory_working_set_bytes"], int64_t{256} << 20);
+  EXPECT_EQ(latest["cpus_detected_num"], 1);
+  EXPECT_EQ(latest["gpus_detected_num"], 0);
+  admin_->PostJson("/api/project/main/runs/busy/stop", {{"abort", true}});
+  WaitForStatus("main", "busy", "terminated");
+}
+
+TEST_F(JobsTest, FakeNvmlGpuFiguresReachTheMetricsApi) {
+  AgentProcess gpu_host(/*fake_gpus=*/2);
+  ASSERT_GT(gpu_host.port(), 0) << gpu_host.Output();
+  StartServer({"--no-local-fleet"});
+  CreateProject("ml");
+  ApplyFleet("ml", "gpus", {&gpu_host});
+  Submit("ml", "type: task\nname: trainer\ncommands: ['sleep 60']\nresources: {gpu: 2}\n");
+  WaitForStatus("ml", "trainer", "running");
+  std::map<std::string, int64_t> latest;
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (steady_clock::now() < deadline && !latest.count("gpu_util_percent_gpu1")) {
+    latest = LatestMetrics(admin_->Get("/api/project/ml/metrics/job/trainer?limit=1"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  // The fake NVML file says: GPU i at 10·(i+1) %, 1 GiB used of 80 GiB.
+  EXPECT_EQ(latest["gpus_detected_num"], 2);
+  EXPECT_EQ(latest["gpu_util_percent_gpu0"], 10);
+  EXPECT_EQ(latest["gpu_util_percent_gpu1"], 20);
+  EXPECT_EQ(latest["gpu_memory_usage_bytes_gpu0"], int64_t{1} << 30);
+  EXPECT_EQ(latest["gpu_memory_total_bytes"], int64_t{80} << 30);
+
+  // Access rules and unknown jobs.
+  ApiReply user = admin_->PostJson("/api/users", {{"name", "outsider"}});
+  ApiClient outsider(server_->url(), Str(user.json, "token"));
+  EXPECT_EQ(outsider.Get("/api/project/ml/metrics/job/trainer").status, 403);
+  ApiReply unknown = admin_->Get("/api/project/ml/metrics/job/trainer?job_num=5");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(unknown.ErrorCode(), "resource_not_exists");
+  EXPECT_EQ(admin_->Get("/api/project/ml/metrics/job/nope").ErrorCode(), "resource_not_exists");
+  EXPECT_EQ(admin_->Get("/api/project/ml/metrics/job/trainer?after=yesterday").status, 400);
+  admin_->PostJson("/api/project/ml/runs/trainer/stop", json::object());
+  WaitForStatus("ml", "trainer", "terminated");
+}
+
 TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
   // Fake "agents" on loopback: one answers garbage, one a huge body, one never answers.
   struct Misbehaving {
@@ -365,6 +440,17 @@ TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
     Submit("ml", "type: task\nname: quick-" + std::to_string(i) + "\ncommands: [echo ok]\n");
   }
   for (int i = 0; i < 3; ++i) WaitForStatus("ml", "quick-" + std::to_string(i), "done", 60);
+  // Metrics of the good host's jobs keep coming while the others answer garbage.
+  Submit("ml", "type: task\nname: measured\ncommands: ['sleep 30']\n");
+  WaitForStatus("ml", "measured", "running");
+  std::map<std::string, int64_t> latest;
+  auto deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (steady_clock::now() < deadline && latest.empty()) {
+    latest = LatestMetrics(admin_->Get("/api/project/ml/metrics/job/measured?limit=1"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_TRUE(latest.count("memory_usage_bytes")) << server_->Output();
+  admin_->PostJson("/api/project/ml/runs/measured/stop", json::object());
   // The broken hosts are marked unreachable; the server is still fine.
   json::value instances = admin_->Get("/api/project/ml/instances").json;
   EXPECT_EQ(instances.at("items").as_array().size(), 4u);
