@@ -13,6 +13,7 @@ packages=(
   libssl-dev           # SHA-256 for stored token hashes
   libgtest-dev libgmock-dev
   tmux                 # terminal tests of the CLI
+  python3              # test jobs that hold memory while they are measured
 )
 
 missing=()

@@ -66,6 +66,10 @@ const std::vector<std::vector<std::string>> kAllCommands = {
     {"ps"},
     {"stop"},
     {"delete"},
+    {"logs"},
+    {"metrics"},
+    {"server"},
+    {"agent"},
 };
 
 // The environment of a client process: HOME is `home`, nothing leaks in from the test runner.
