@@ -12,6 +12,9 @@ packages=(
   libspdlog-dev        # logging
   libssl-dev           # SHA-256 for stored token hashes
   libgtest-dev libgmock-dev
+  libdeflate-dev       # gzip of /metrics bodies: faster and smaller than zlib at level 1
+  zlib1g-dev           # expose tests inflate gzip bodies with an independent implementation
+  prometheus           # promtool checks /metrics output in tests (and Prometheus for integration)
   tmux                 # terminal tests of the CLI
   python3              # test jobs that hold memory while they are measured
 )

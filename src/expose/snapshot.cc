@@ -1,0 +1,210 @@
+#include "expose/snapshot.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include "expose/gzip.h"
+
+namespace fleetwatch::expose {
+
+Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string name,
+                                                    MetricType type, std::string help) {
+  if (!IsValidMetricName(name)) return InvalidArgument("invalid metric name \"" + name + "\"");
+  std::lock_guard lock(mu_);
+  if (names_->contains(name)) return InvalidArgument("family " + name + " is already registered");
+  auto names = std::make_shared<std::unordered_set<std::string>>(*names_);
+  names->insert(name);
+  names_ = std::move(names);
+  const FamilyId id = slots_.size();
+  slots_.push_back(Slot{
+      section, std::make_shared<const FamilyHeader>(std::move(name), type, std::move(help)), {}});
+  // Stable: after every family of the same or an earlier section.
+  const auto pos =
+      std::upper_bound(order_.begin(), order_.end(), section,
+                       [this](Section s, FamilyId other) { return s < slots_[other].section; });
+  order_.insert(pos, id);
+  ++version_;
+  return id;
+}
+
+void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment fragment) {
+  if (family >= slots_.size()) std::abort();  // not from RegisterFamily: a bug
+  auto& fragments = slots_[family].fragments;
+  if (fragment.empty()) {
+    const auto it = fragments.find(key);
+    if (it != fragments.end()) fragments.erase(it);
+  } else {
+    fragments.insert_or_assign(std::move(key),
+                               std::make_shared<const Fragment>(std::move(fragment)));
+  }
+}
+
+void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
+  std::lock_guard lock(mu_);
+  ApplyLocked(family, std::move(key), std::move(fragment));
+  ++version_;
+}
+
+void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
+  std::lock_guard lock(mu_);
+  if (family >= slots_.size()) std::abort();  // not from RegisterFamily: a bug
+  auto& fragments = slots_[family].fragments;
+  const auto it = fragments.find(key);
+  if (it == fragments.end()) return;  // nothing changes: keep the cached bodies
+  fragments.erase(it);
+  ++version_;
+}
+
+void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
+  std::lock_guard lock(mu_);
+  for (FragmentChange& c : changes) ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
+  ++version_;
+}
+
+void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> families,
+                                 TimeMicros expires_at) {
+  if (families.empty()) {
+    RemoveDcgm(key);
+    return;
+  }
+  auto shared = std::make_shared<const std::vector<RenderedFamily>>(std::move(families));
+  std::lock_guard lock(mu_);
+  dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
+  ++version_;
+}
+
+void ExpositionSnapshot::RemoveDcgm(std::string_view key) {
+  std::lock_guard lock(mu_);
+  const auto it = dcgm_.find(key);
+  if (it == dcgm_.end()) return;
+  dcgm_.erase(it);
+  ++version_;
+}
+
+void ExpositionSnapshot::DropExpiredDcgm(TimeMicros now) {
+  std::lock_guard lock(mu_);
+  // Renders already skip these, so the visible exposition does not change: no new version.
+  std::erase_if(dcgm_, [now](const auto& entry) { return entry.second.expires_at <= now; });
+}
+
+uint64_t ExpositionSnapshot::version() const {
+  std::lock_guard lock(mu_);
+  return version_;
+}
+
+ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
+                                                                 TimeMicros now) const {
+  struct StaticFamily {
+    Section section;
+    std::shared_ptr<const FamilyHeader> header;
+    std::vector<std::shared_ptr<const Fragment>> fragments;
+  };
+  std::vector<StaticFamily> statics;
+  std::vector<std::shared_ptr<const std::vector<RenderedFamily>>> dcgm;
+  std::shared_ptr<const std::unordered_set<std::string>> names;
+  Rendered rendered{{}, 0, std::numeric_limits<TimeMicros>::max()};
+  {
+    // Only pointer copies under the lock; the bytes are written after it is released.
+    std::lock_guard lock(mu_);
+    rendered.version = version_;
+    names = names_;
+    statics.reserve(order_.size());
+    for (const FamilyId id : order_) {
+      const Slot& slot = slots_[id];
+      if (slot.fragments.empty()) continue;
+      StaticFamily& family = statics.emplace_back(StaticFamily{slot.section, slot.header, {}});
+      family.fragments.reserve(slot.fragments.size());
+      for (const auto& [key, fragment] : slot.fragments) family.fragments.push_back(fragment);
+    }
+    dcgm.reserve(dcgm_.size());
+    for (const auto& [key, entry] : dcgm_) {
+      if (entry.expires_at <= now) continue;
+      dcgm.push_back(entry.families);
+      rendered.valid_until = std::min(rendered.valid_until, entry.expires_at);
+    }
+  }
+
+  // DCGM families merged by name across keys, in first-seen order.
+  struct MergedFamily {
+    const FamilyHeader* header;
+    std::vector<const Fragment*> fragments;
+  };
+  std::vector<MergedFamily> merged;
+  std::unordered_map<std::string_view, size_t> merged_index;
+  for (const auto& families : dcgm) {
+    for (const RenderedFamily& family : *families) {
+      if (names->contains(family.header.name())) continue;
+      const auto [it, inserted] = merged_index.try_emplace(family.header.name(), merged.size());
+      if (inserted) merged.push_back({&family.header, {}});
+      merged[it->second].fragments.push_back(&family.samples);
+    }
+  }
+
+  size_t size = 16;
+  for (const StaticFamily& f : statics) {
+    size += f.header->Lines(format).size();
+    for (const auto& fragment : f.fragments) size += fragment->For(format).size();
+  }
+  for (const MergedFamily& f : merged) {
+    size += f.header->Lines(format).size();
+    for (const Fragment* fragment : f.fragments) size += fragment->For(format).size();
+  }
+  std::string& out = rendered.body;
+  out.reserve(size);
+
+  bool dcgm_written = false;
+  const auto write_dcgm = [&] {
+    for (const MergedFamily& f : merged) {
+      out += f.header->Lines(format);
+      for (const Fragment* fragment : f.fragments) out += fragment->For(format);
+    }
+    dcgm_written = true;
+  };
+  for (const StaticFamily& f : statics) {
+    if (!dcgm_written && f.section > Section::kJob) write_dcgm();
+    out += f.header->Lines(format);
+    for (const auto& fragment : f.fragments) out += fragment->For(format);
+  }
+  if (!dcgm_written) write_dcgm();
+  AppendEnd(out, format);
+  return rendered;
+}
+
+std::string ExpositionSnapshot::Render(Format format, TimeMicros now) const {
+  return RenderVersioned(format, now).body;
+}
+
+ExpositionSnapshot::CachedBody ExpositionSnapshot::Cached(Format format, bool gzip,
+                                                          TimeMicros now) const {
+  CacheSlot& slot = cache_[(format == Format::kOpenMetrics100 ? 2 : 0) + (gzip ? 1 : 0)];
+  std::lock_guard lock(slot.mu);
+  if (!slot.body || slot.version != version() || now < slot.rendered_at ||
+      now >= slot.valid_until) {
+    if (gzip) {
+      // Lock order: a gzip slot, then its plain slot; never the other way.
+      CachedBody plain = Cached(format, /*gzip=*/false, now);
+      slot.body = std::make_shared<const std::string>(Gzip(*plain.body, 1));
+      slot.version = plain.version;
+      slot.rendered_at = plain.rendered_at;
+      slot.valid_until = plain.valid_until;
+    } else {
+      Rendered rendered = RenderVersioned(format, now);
+      slot.body = std::make_shared<const std::string>(std::move(rendered.body));
+      slot.version = rendered.version;
+      slot.rendered_at = now;
+      slot.valid_until = rendered.valid_until;
+    }
+  }
+  return {slot.body, slot.version, slot.rendered_at, slot.valid_until};
+}
+
+std::shared_ptr<const std::string> ExpositionSnapshot::Body(Format format, bool gzip,
+                                                            TimeMicros now) const {
+  return Cached(format, gzip, now).body;
+}
+
+}  // namespace fleetwatch::expose

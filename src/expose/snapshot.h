@@ -1,0 +1,133 @@
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "expose/dcgm.h"
+#include "expose/family.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::expose {
+
+// Where a registered family renders. spec/METRICS.md orders a scrape: instance families, run
+// families, job families, DCGM families (dynamic, between kJob and kServer), server families.
+// Within a section, families render in registration order.
+enum class Section { kInstance, kRun, kJob, kServer };
+
+// Identifies a registered family; valid for the snapshot that returned it.
+using FamilyId = size_t;
+
+// One change to a family's fragments; an empty fragment removes `key`.
+struct FragmentChange {
+  FamilyId family;
+  std::string key;
+  Fragment fragment;
+};
+
+// The in-memory exposition that GET /metrics serves: pre-rendered fragments that ingest and
+// state changes set, and that a scrape only concatenates (docs/expose.md).
+//
+// A fragment belongs to one family and one key (an instance, a job, a project/user pair...);
+// fragments of a family render in ascending key order, so a writer picks keys that sort the way
+// the spec orders samples (e.g. project name, '\0', job name, '\0', job id). DCGM fragments are
+// per key (a job) with an expiry; DCGM families of all keys merge by name, HELP/TYPE from the
+// first key that has the family, in first-seen order.
+//
+// Thread-safe: any number of writers and renderers at once. Fragments are immutable and shared,
+// so a render holds the lock only to collect pointers, never while writing bytes or compressing;
+// a writer waits at most for that collection.
+class ExpositionSnapshot {
+ public:
+  ExpositionSnapshot() = default;
+  ExpositionSnapshot(const ExpositionSnapshot&) = delete;
+  ExpositionSnapshot& operator=(const ExpositionSnapshot&) = delete;
+
+  // Registers a family at the end of `section`. InvalidArgument when `name` is not a valid
+  // metric name or is already registered.
+  Result<FamilyId> RegisterFamily(Section section, std::string name, MetricType type,
+                                  std::string help);
+
+  // Sets (replaces) the fragment of `family` under `key`; an empty fragment removes it.
+  // `family` must come from RegisterFamily (checked; an unknown id is a bug and aborts).
+  void SetFragment(FamilyId family, std::string key, Fragment fragment);
+  void RemoveFragment(FamilyId family, std::string_view key);
+  // Applies all `changes` at once: no render sees some of them without the others.
+  void Apply(std::vector<FragmentChange> changes);
+
+  // Sets (replaces) the DCGM families of `key`, shown by renders at `now` < `expires_at`.
+  // An empty `families` removes `key`. Families whose name is registered are never rendered
+  // from DCGM (a host cannot shadow ours).
+  void SetDcgm(std::string key, std::vector<RenderedFamily> families, TimeMicros expires_at);
+  void RemoveDcgm(std::string_view key);
+  // Forgets DCGM fragments expired at `now`; renders skip them anyway, this frees their memory.
+  void DropExpiredDcgm(TimeMicros now);
+
+  // Counts every change; a render reflects one version.
+  uint64_t version() const;
+
+  // The whole exposition in `format` as of `now` (which only decides DCGM expiry): families in
+  // section order, each with one HELP and TYPE and its samples contiguous, families without
+  // samples omitted, "# EOF" last in OpenMetrics.
+  std::string Render(Format format, TimeMicros now) const;
+
+  // The body to answer a scrape with: Render(format, now), gzip'd (libdeflate level 1) when
+  // `gzip`. Cached per (format, gzip) until the next change or the next DCGM expiry; concurrent
+  // callers wanting the same body wait for one render instead of each doing it. Never null.
+  std::shared_ptr<const std::string> Body(Format format, bool gzip, TimeMicros now) const;
+
+ private:
+  struct Slot {
+    Section section;
+    std::shared_ptr<const FamilyHeader> header;
+    std::map<std::string, std::shared_ptr<const Fragment>, std::less<>> fragments;
+  };
+  struct DcgmEntry {
+    std::shared_ptr<const std::vector<RenderedFamily>> families;
+    TimeMicros expires_at;
+  };
+  struct Rendered {
+    std::string body;
+    uint64_t version;
+    TimeMicros valid_until;  // the first DCGM expiry after `now`
+  };
+  struct CacheSlot {
+    std::mutex mu;  // held while rendering: one render per cache slot at a time
+    std::shared_ptr<const std::string> body;
+    uint64_t version = 0;
+    TimeMicros rendered_at = 0;
+    TimeMicros valid_until = 0;
+  };
+
+  struct CachedBody {
+    std::shared_ptr<const std::string> body;
+    uint64_t version;
+    TimeMicros rendered_at;
+    TimeMicros valid_until;
+  };
+
+  void ApplyLocked(FamilyId family, std::string key, Fragment fragment);
+  Rendered RenderVersioned(Format format, TimeMicros now) const;
+  CachedBody Cached(Format format, bool gzip, TimeMicros now) const;
+
+  mutable std::mutex mu_;
+  std::vector<Slot> slots_;      // by FamilyId
+  std::vector<FamilyId> order_;  // render order
+  // Registered names; replaced, never changed, so a render can read it without the lock.
+  std::shared_ptr<const std::unordered_set<std::string>> names_ =
+      std::make_shared<const std::unordered_set<std::string>>();
+  std::map<std::string, DcgmEntry, std::less<>> dcgm_;
+  uint64_t version_ = 0;
+
+  mutable std::array<CacheSlot, 4> cache_;  // [format][gzip]
+};
+
+}  // namespace fleetwatch::expose

@@ -1,0 +1,377 @@
+#include "expose/snapshot.h"
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "expose/gzip.h"
+#include "exposition_checker.h"
+
+namespace fleetwatch::expose {
+namespace {
+
+using namespace std::string_literals;
+
+constexpr TimeMicros kSecond = 1'000'000;
+constexpr TimeMicros kNow = 1'700'000'000 * kSecond;
+
+std::string Sample(std::string_view name, std::span<const Label> labels, double value) {
+  std::string out;
+  AppendSample(out, name, RenderLabelPairs(labels), value);
+  return out;
+}
+
+Fragment Lines(std::string text) { return Fragment{std::move(text), {}}; }
+
+std::vector<RenderedFamily> DcgmFor(std::string_view text, std::vector<std::string> uuids,
+                                    const JobLabelValues& job) {
+  Result<DcgmText> parsed = ParseDcgmText(text);
+  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const auto labels = JobLabels(job);
+  return RelabelDcgm(*parsed, uuids, labels);
+}
+
+std::string Gunzip(const std::string& gz) {
+  z_stream z{};
+  EXPECT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string out;
+  char buf[1 << 16];
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+  z.avail_in = static_cast<uInt>(gz.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+  }
+  EXPECT_EQ(rc, Z_STREAM_END);
+  EXPECT_EQ(z.avail_in, 0u);
+  inflateEnd(&z);
+  return out;
+}
+
+const JobLabelValues kJobA{"main", "alice", "train", "rid-a",  "train-0-0", "jid-a",
+                           "0",    "0",     "task",  "remote", "H100"};
+const JobLabelValues kJobB{"main", "bob", "serve",   "rid-b",  "serve-0-0", "jid-b",
+                           "0",    "0",   "service", "remote", "H100"};
+constexpr std::string_view kJobALabels =
+    "dstack_project_name=\"main\",dstack_user_name=\"alice\",dstack_run_name=\"train\","
+    "dstack_run_id=\"rid-a\",dstack_job_name=\"train-0-0\",dstack_job_id=\"jid-a\","
+    "dstack_job_num=\"0\",dstack_replica_num=\"0\",dstack_run_type=\"task\","
+    "dstack_backend=\"remote\",dstack_gpu=\"H100\"";
+constexpr std::string_view kJobBLabels =
+    "dstack_project_name=\"main\",dstack_user_name=\"bob\",dstack_run_name=\"serve\","
+    "dstack_run_id=\"rid-b\",dstack_job_name=\"serve-0-0\",dstack_job_id=\"jid-b\","
+    "dstack_job_num=\"0\",dstack_replica_num=\"0\",dstack_run_type=\"service\","
+    "dstack_backend=\"remote\",dstack_gpu=\"H100\"";
+
+constexpr std::string_view kDcgmHostA =
+    "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n"
+    "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
+    "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"U0\"} 10\n"
+    "DCGM_FI_DEV_GPU_UTIL{gpu=\"1\",UUID=\"U1\"} 20\n"
+    "# HELP DCGM_FI_PROF_PCIE_TX_BYTES PCIe TX bytes.\n"
+    "# TYPE DCGM_FI_PROF_PCIE_TX_BYTES counter\n"
+    "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"0\",UUID=\"U0\"} 5 1700000000250\n"
+    "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"1\",UUID=\"U1\"} 6 1700000000250\n";
+// Another host, another exporter version: its HELP differs from host A's.
+constexpr std::string_view kDcgmHostB =
+    "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization.\n"
+    "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
+    "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"V0\",hostname=\"b\"} 30\n";
+
+// A small state in every section, registered out of order on purpose.
+struct GoldenSnapshot {
+  ExpositionSnapshot snapshot;
+  FamilyId pending, duration, price, empty_gauge, runs, gpu_ratio;
+
+  GoldenSnapshot() {
+    pending = *snapshot.RegisterFamily(Section::kServer, "dstack_pending_runs_total",
+                                       MetricType::kCounter, "Number of pending runs");
+    duration =
+        *snapshot.RegisterFamily(Section::kInstance, "dstack_instance_duration_seconds_total",
+                                 MetricType::kCounter, "Total seconds the instance is running");
+    price = *snapshot.RegisterFamily(Section::kInstance, "dstack_instance_price_dollars_per_hour",
+                                     MetricType::kGauge, "Instance price, USD/hour");
+    empty_gauge = *snapshot.RegisterFamily(Section::kInstance, "dstack_instance_gpu_count",
+                                           MetricType::kGauge, "Instance GPU count");
+    gpu_ratio = *snapshot.RegisterFamily(Section::kJob, "dstack_job_gpu_usage_ratio",
+                                         MetricType::kGauge, "Job GPU usage, percent (as 0.0-1.0)");
+    runs = *snapshot.RegisterFamily(Section::kRun, "dstack_run_count_total", MetricType::kCounter,
+                                    "Total runs count");
+
+    const Label i0[] = {{"dstack_project_name", "main"}, {"dstack_instance_name", "f-0"}};
+    const Label i1[] = {{"dstack_project_name", "main"}, {"dstack_instance_name", "f-1"}};
+    // Keys sort like the spec orders samples, whatever order they are set in.
+    snapshot.SetFragment(duration, "main\0f-1"s,
+                         Lines(Sample("dstack_instance_duration_seconds_total", i1, 60)));
+    snapshot.SetFragment(duration, "main\0f-0"s,
+                         Lines(Sample("dstack_instance_duration_seconds_total", i0, 3600)));
+    snapshot.SetFragment(price, "main\0f-0"s,
+                         Lines(Sample("dstack_instance_price_dollars_per_hour", i0, 0)));
+
+    const Label alice[] = {{"dstack_project_name", "main"}, {"dstack_user_name", "alice"}};
+    snapshot.SetFragment(runs, "main\0alice"s, Lines(Sample("dstack_run_count_total", alice, 0)));
+
+    std::string pairs = RenderLabelPairs(JobLabels(kJobA));
+    std::string ratio;
+    for (int gpu = 0; gpu < 2; ++gpu) {
+      std::string with_gpu = pairs;
+      AppendLabelPair(with_gpu, "dstack_gpu_num", std::to_string(gpu));
+      AppendSample(ratio, "dstack_job_gpu_usage_ratio", with_gpu, gpu == 0 ? 0.1 : 0.2);
+    }
+    snapshot.SetFragment(gpu_ratio, "main\0train-0-0"s, Lines(ratio));
+
+    const Label task[] = {{"project_name", "main"}, {"run_type", "task"}};
+    snapshot.SetFragment(pending, "main\0task"s,
+                         Lines(Sample("dstack_pending_runs_total", task, 2)));
+
+    snapshot.SetDcgm("main\0serve-0-0"s, DcgmFor(kDcgmHostB, {"V0"}, kJobB), kNow + 600 * kSecond);
+    snapshot.SetDcgm("main\0train-0-0"s, DcgmFor(kDcgmHostA, {"U0", "U1"}, kJobA),
+                     kNow + 300 * kSecond);
+  }
+};
+
+std::string GoldenText(bool with_dcgm_a, bool with_dcgm_b, Format format) {
+  const bool om = format == Format::kOpenMetrics100;
+  const std::string a(kJobALabels), b(kJobBLabels);
+  std::string s;
+  s += om ? "# HELP dstack_instance_duration_seconds Total seconds the instance is running\n"
+            "# TYPE dstack_instance_duration_seconds counter\n"
+          : "# HELP dstack_instance_duration_seconds_total Total seconds the instance is running\n"
+            "# TYPE dstack_instance_duration_seconds_total counter\n";
+  s += "dstack_instance_duration_seconds_total{dstack_project_name=\"main\","
+       "dstack_instance_name=\"f-0\"} 3600.0\n"
+       "dstack_instance_duration_seconds_total{dstack_project_name=\"main\","
+       "dstack_instance_name=\"f-1\"} 60.0\n"
+       "# HELP dstack_instance_price_dollars_per_hour Instance price, USD/hour\n"
+       "# TYPE dstack_instance_price_dollars_per_hour gauge\n"
+       "dstack_instance_price_dollars_per_hour{dstack_project_name=\"main\","
+       "dstack_instance_name=\"f-0\"} 0.0\n";
+  s += om ? "# HELP dstack_run_count Total runs count\n# TYPE dstack_run_count counter\n"
+          : "# HELP dstack_run_count_total Total runs count\n"
+            "# TYPE dstack_run_count_total counter\n";
+  s += "dstack_run_count_total{dstack_project_name=\"main\",dstack_user_name=\"alice\"} 0.0\n"
+       "# HELP dstack_job_gpu_usage_ratio Job GPU usage, percent (as 0.0-1.0)\n"
+       "# TYPE dstack_job_gpu_usage_ratio gauge\n"
+       "dstack_job_gpu_usage_ratio{" +
+       a +
+       ",dstack_gpu_num=\"0\"} 0.1\n"
+       "dstack_job_gpu_usage_ratio{" +
+       a + ",dstack_gpu_num=\"1\"} 0.2\n";
+  if (with_dcgm_a || with_dcgm_b) {
+    // Key order puts serve-0-0 (job B) first: its HELP heads the merged family.
+    s += with_dcgm_b ? "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization.\n"
+                     : "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n";
+    s += "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n";
+    if (with_dcgm_b)
+      s += "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"V0\",hostname=\"b\"," + b + "} 30.0\n";
+    if (with_dcgm_a) {
+      s += "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"U0\"," + a +
+           "} 10.0\n"
+           "DCGM_FI_DEV_GPU_UTIL{gpu=\"1\",UUID=\"U1\"," +
+           a +
+           "} 20.0\n"
+           "# HELP DCGM_FI_PROF_PCIE_TX_BYTES PCIe TX bytes.\n";
+      s += om ? "# TYPE DCGM_FI_PROF_PCIE_TX_BYTES unknown\n"
+              : "# TYPE DCGM_FI_PROF_PCIE_TX_BYTES counter\n";
+      const std::string ts = om ? " 1700000000.250\n" : " 1700000000250\n";
+      s += "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"0\",UUID=\"U0\"," + a + "} 5.0" + ts +
+           "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"1\",UUID=\"U1\"," + a + "} 6.0" + ts;
+    }
+  }
+  s += om ? "# HELP dstack_pending_runs Number of pending runs\n"
+            "# TYPE dstack_pending_runs counter\n"
+          : "# HELP dstack_pending_runs_total Number of pending runs\n"
+            "# TYPE dstack_pending_runs_total counter\n";
+  s += "dstack_pending_runs_total{project_name=\"main\",run_type=\"task\"} 2.0\n";
+  if (om) s += "# EOF\n";
+  return s;
+}
+
+TEST(ExpositionSnapshot, RendersTheGoldenTextExposition) {
+  GoldenSnapshot g;
+  const std::string text = g.snapshot.Render(Format::kText004, kNow);
+  EXPECT_EQ(text, GoldenText(true, true, Format::kText004));
+  EXPECT_EQ(testing::CheckExposition(text, Format::kText004).error, "");
+}
+
+TEST(ExpositionSnapshot, RendersTheGoldenOpenMetricsExposition) {
+  GoldenSnapshot g;
+  const std::string om = g.snapshot.Render(Format::kOpenMetrics100, kNow);
+  EXPECT_EQ(om, GoldenText(true, true, Format::kOpenMetrics100));
+  EXPECT_EQ(testing::CheckExposition(om, Format::kOpenMetrics100).error, "");
+}
+
+TEST(ExpositionSnapshot, DropsStaleDcgmAtRenderTime) {
+  GoldenSnapshot g;
+  // Job A's text expires at +300 s, job B's at +600 s; B's HELP then heads the family.
+  EXPECT_EQ(g.snapshot.Render(Format::kText004, kNow + 300 * kSecond),
+            GoldenText(false, true, Format::kText004));
+  EXPECT_EQ(g.snapshot.Render(Format::kText004, kNow + 600 * kSecond),
+            GoldenText(false, false, Format::kText004));
+  // Renders did not forget them; a clock going back shows them again until dropped.
+  EXPECT_EQ(g.snapshot.Render(Format::kText004, kNow), GoldenText(true, true, Format::kText004));
+  g.snapshot.DropExpiredDcgm(kNow + 300 * kSecond);
+  EXPECT_EQ(g.snapshot.Render(Format::kText004, kNow), GoldenText(false, true, Format::kText004));
+}
+
+TEST(ExpositionSnapshot, RemovingFragmentsOmitsEmptiedFamilies) {
+  GoldenSnapshot g;
+  g.snapshot.RemoveFragment(g.runs, "main\0alice"s);
+  g.snapshot.Apply({{g.gpu_ratio, "main\0train-0-0"s, {}}, {g.pending, "main\0task"s, {}}});
+  g.snapshot.RemoveDcgm("main\0train-0-0"s);
+  g.snapshot.SetDcgm("main\0serve-0-0"s, {}, kNow + kSecond);  // empty: removes
+  g.snapshot.RemoveFragment(g.duration, "no such key");
+  EXPECT_EQ(g.snapshot.Render(Format::kText004, kNow),
+            "# HELP dstack_instance_duration_seconds_total Total seconds the instance is running\n"
+            "# TYPE dstack_instance_duration_seconds_total counter\n"
+            "dstack_instance_duration_seconds_total{dstack_project_name=\"main\","
+            "dstack_instance_name=\"f-0\"} 3600.0\n"
+            "dstack_instance_duration_seconds_total{dstack_project_name=\"main\","
+            "dstack_instance_name=\"f-1\"} 60.0\n"
+            "# HELP dstack_instance_price_dollars_per_hour Instance price, USD/hour\n"
+            "# TYPE dstack_instance_price_dollars_per_hour gauge\n"
+            "dstack_instance_price_dollars_per_hour{dstack_project_name=\"main\","
+            "dstack_instance_name=\"f-0\"} 0.0\n");
+}
+
+TEST(ExpositionSnapshot, EmptySnapshotRendersNothingButEof) {
+  ExpositionSnapshot s;
+  EXPECT_EQ(s.Render(Format::kText004, kNow), "");
+  EXPECT_EQ(s.Render(Format::kOpenMetrics100, kNow), "# EOF\n");
+}
+
+TEST(ExpositionSnapshot, RefusesBadAndDuplicateNames) {
+  ExpositionSnapshot s;
+  EXPECT_TRUE(s.RegisterFamily(Section::kJob, "a_b", MetricType::kGauge, "h").ok());
+  Result<FamilyId> dup = s.RegisterFamily(Section::kRun, "a_b", MetricType::kGauge, "h");
+  EXPECT_EQ(dup.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(s.RegisterFamily(Section::kRun, "a-b", MetricType::kGauge, "h").ok());
+  EXPECT_FALSE(s.RegisterFamily(Section::kRun, "", MetricType::kGauge, "h").ok());
+}
+
+TEST(ExpositionSnapshot, DcgmCannotShadowARegisteredFamily) {
+  ExpositionSnapshot s;
+  const FamilyId ours =
+      *s.RegisterFamily(Section::kServer, "DCGM_FI_DEV_GPU_UTIL", MetricType::kGauge, "ours");
+  s.SetFragment(ours, "k", Lines("DCGM_FI_DEV_GPU_UTIL 1.0\n"));
+  s.SetDcgm("job", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + kSecond);
+  const std::string text = s.Render(Format::kText004, kNow);
+  EXPECT_EQ(testing::CheckExposition(text, Format::kText004).error, "");
+  EXPECT_EQ(text.find("GPU utilization"), std::string::npos);
+  EXPECT_NE(text.find("# HELP DCGM_FI_DEV_GPU_UTIL ours\n"), std::string::npos);
+  EXPECT_NE(text.find("DCGM_FI_PROF_PCIE_TX_BYTES{"), std::string::npos);
+}
+
+TEST(ExpositionSnapshot, BodyIsCachedUntilAChangeOrAnExpiry) {
+  GoldenSnapshot g;
+  const auto first = g.snapshot.Body(Format::kText004, false, kNow);
+  EXPECT_EQ(*first, GoldenText(true, true, Format::kText004));
+  EXPECT_EQ(g.snapshot.Body(Format::kText004, false, kNow + kSecond), first);
+  const auto gz = g.snapshot.Body(Format::kText004, true, kNow + kSecond);
+  EXPECT_EQ(g.snapshot.Body(Format::kText004, true, kNow + 2 * kSecond), gz);
+  EXPECT_EQ(Gunzip(*gz), *first);
+  EXPECT_NE(g.snapshot.Body(Format::kOpenMetrics100, false, kNow), first);
+
+  // Job A's DCGM text expires at +300 s: the cache must not outlive it.
+  const auto later = g.snapshot.Body(Format::kText004, true, kNow + 300 * kSecond);
+  EXPECT_EQ(Gunzip(*later), GoldenText(false, true, Format::kText004));
+
+  const uint64_t version = g.snapshot.version();
+  g.snapshot.RemoveFragment(g.pending, "main\0task"s);
+  EXPECT_GT(g.snapshot.version(), version);
+  const auto changed = g.snapshot.Body(Format::kText004, false, kNow + 300 * kSecond);
+  EXPECT_EQ(changed->find("dstack_pending_runs_total"), std::string::npos);
+  EXPECT_EQ(Gunzip(*g.snapshot.Body(Format::kText004, true, kNow + 300 * kSecond)), *changed);
+}
+
+TEST(Gzip, RoundTripsThroughZlib) {
+  std::string big;
+  for (int i = 0; i < 100000; ++i)
+    big += "DCGM_FI_DEV_GPU_UTIL{gpu=\"" + std::to_string(i) + "\"} 1.0\n";
+  for (int level : {0, 1, 6, 12}) {
+    const std::string gz = Gzip(big, level);
+    ASSERT_GE(gz.size(), 18u);
+    EXPECT_EQ(static_cast<unsigned char>(gz[0]), 0x1f);
+    EXPECT_EQ(static_cast<unsigned char>(gz[1]), 0x8b);
+    EXPECT_EQ(Gunzip(gz), big) << "level " << level;
+  }
+  EXPECT_EQ(Gunzip(Gzip("", 1)), "");
+}
+
+// 4 writers change fragments and DCGM texts while 2 scrapers render; run under ASan/UBSan
+// (FLEETWATCH_SANITIZE) this also checks for races on fragment lifetimes.
+TEST(ExpositionSnapshot, ConcurrentWritersNeverBreakARender) {
+  ExpositionSnapshot s;
+  std::vector<FamilyId> families;
+  for (const auto& [section, name] : std::vector<std::pair<Section, std::string>>{
+           {Section::kInstance, "dstack_instance_gpu_count"},
+           {Section::kRun, "dstack_run_count_total"},
+           {Section::kJob, "dstack_job_cpu_count"},
+           {Section::kServer, "dstack_pending_runs_total"}}) {
+    families.push_back(*s.RegisterFamily(
+        section, name, name.ends_with("_total") ? MetricType::kCounter : MetricType::kGauge,
+        "help"));
+  }
+  const std::vector<std::string> names = {"dstack_instance_gpu_count", "dstack_run_count_total",
+                                          "dstack_job_cpu_count", "dstack_pending_runs_total"};
+  std::atomic<int> writers_left = 4;
+  std::atomic<int> renders = 0;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < 400; ++i) {
+        const std::string key = std::to_string(w) + "/" + std::to_string(i % 17);
+        const size_t f = static_cast<size_t>(i) % families.size();
+        const Label l[] = {{"k", key}, {"evil", "\"}\n\\"}};
+        if (i % 5 == 4) {
+          s.RemoveFragment(families[f], key);
+        } else if (i % 7 == 0) {
+          s.Apply({{families[0], key, Lines(Sample(names[0], l, i))},
+                   {families[2], key, Lines(Sample(names[2], l, i) + Sample(names[2], l, -i))}});
+        } else {
+          s.SetFragment(families[f], key, Lines(Sample(names[f], l, i)));
+        }
+        if (i % 3 == 0) {
+          JobLabelValues job = kJobA;
+          job.job_id = key;
+          s.SetDcgm(key, DcgmFor(i % 2 ? kDcgmHostA : kDcgmHostB, {"U0", "U1", "V0"}, job),
+                    kNow + (i % 11) * kSecond);
+        }
+        if (i % 50 == 0) s.DropExpiredDcgm(kNow + 5 * kSecond);
+      }
+      --writers_left;
+    });
+  }
+  std::atomic<bool> failed = false;
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&, r] {
+      int n = 0;
+      while ((writers_left > 0 || n < 3) && !failed) {
+        const Format format = (n + r) % 2 ? Format::kOpenMetrics100 : Format::kText004;
+        const TimeMicros now = kNow + (n % 8) * kSecond;
+        const std::string body =
+            n % 3 == 0 ? Gunzip(*s.Body(format, true, now)) : s.Render(format, now);
+        const auto checked = testing::CheckExposition(body, format);
+        if (!checked.error.empty()) {
+          ADD_FAILURE() << checked.error;
+          failed = true;
+        }
+        ++n;
+        ++renders;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_FALSE(failed);
+  EXPECT_GE(renders.load(), 6);
+}
+
+}  // namespace
+}  // namespace fleetwatch::expose
