@@ -4,9 +4,10 @@ HOST ?= 127.0.0.1
 PORT ?= 3000
 RELEASE_DIR := build/release
 TEST_DIR := build/asan
+BENCH_DIR := build/bench
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: run test build build-test deps format clean install
+.PHONY: run test build build-test deps format clean install bench
 
 deps:
 	@bash scripts/install-deps.sh
@@ -22,8 +23,17 @@ build-test: deps
 	@cmake -S . -B $(TEST_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DFLEETWATCH_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_DIR) -j $(JOBS)
 
-test: build-test
+# The Release binary is built too, so CI proves that `make run` builds (optimized builds warn
+# differently).
+test: build-test build
 	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+
+# Benchmarks (bench/README.md): a Release build of their own, then their figures.
+bench: deps
+	@cmake -S . -B $(BENCH_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DFLEETWATCH_BENCH=ON \
+		>/dev/null
+	@cmake --build $(BENCH_DIR) -j $(JOBS) --target fleetwatch-sim-agents fleetwatch-collector-bench
+	@$(BENCH_DIR)/bench/fleetwatch-collector-bench
 
 install: build
 	@cmake --install $(RELEASE_DIR) --prefix /usr/local
