@@ -27,6 +27,7 @@
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/logging.h"
+#include "util/signals.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -78,14 +79,8 @@ int RunAgent(const AgentFlags& flags) {
                  "FLEETWATCH_AGENT_TOKEN\n";
     return 1;
   }
-  // Signals are taken by sigwait below; block them before any thread starts so that every
-  // thread inherits the mask (job processes get a clean mask, see process_launch.h).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts (job processes get a clean mask, see process_launch.h).
+  const TerminationSignals signals;
 
   fs::path data_dir = flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
   std::error_code ec;
@@ -135,10 +130,7 @@ int RunAgent(const AgentFlags& flags) {
                inventory.gpus.size(), CgroupModeName(inventory.cgroup), data_dir.string());
   std::cout << "fleetwatch agent listening on http://" << flags.host << ":" << *port << std::endl;
 
-  int received = 0;
-  sigwait(&signals, &received);
-  spdlog::info("received {}, stopping jobs and shutting down",
-               received == SIGTERM ? "SIGTERM" : "SIGINT");
+  spdlog::info("received {}, stopping jobs and shutting down", signals.Wait());
   server.Stop();
   runtime->StopAll(kShutdownGrace);
   runtime.reset();

@@ -18,6 +18,7 @@
 
 #include "api/server_app.h"
 #include "util/logging.h"
+#include "util/signals.h"
 
 namespace fleetwatch::api {
 namespace {
@@ -78,14 +79,8 @@ void WriteClientConfigIfMissing(const std::string& url, const std::string& token
 
 int RunServer(const ServerFlags& flags) {
   SetupLogging(flags.log_level);
-  // Signals are taken by sigwait below; block them before any thread starts so that every
-  // thread inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts.
+  const TerminationSignals signals;
   // One connection per polled agent: allow as many descriptors as the hard limit does.
   if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
@@ -139,9 +134,7 @@ int RunServer(const ServerFlags& flags) {
   }
   std::cout << "fleetwatch server listening on " << url << std::endl;
 
-  int received = 0;
-  sigwait(&signals, &received);
-  spdlog::info("received {}, shutting down", received == SIGTERM ? "SIGTERM" : "SIGINT");
+  spdlog::info("received {}, shutting down", signals.Wait());
   (*app)->Stop();
   app.value().reset();
   std::cout << "fleetwatch server stopped" << std::endl;

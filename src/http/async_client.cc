@@ -1,4 +1,5 @@
 #include "http/async_client.h"
+#include "http/header_rules.h"
 
 #include <spdlog/spdlog.h>
 
@@ -29,28 +30,6 @@ using tcp = asio::ip::tcp;
 using Callback = std::function<void(Result<Response>)>;
 
 constexpr uint32_t kResponseHeaderLimitBytes = 64 * 1024;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IsHeaderSafe(std::string_view text) {
-  return std::none_of(text.begin(), text.end(),
-                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
-
-// RFC 9110 token characters, as allowed in a method or header name.
-bool IsToken(std::string_view text) {
-  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           kExtra.find(c) != std::string_view::npos;
-  });
-}
 
 // "[::1]" → "::1"; anything else unchanged.
 std::string_view StripBrackets(std::string_view host) {

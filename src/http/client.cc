@@ -1,4 +1,5 @@
 #include "http/client.h"
+#include "http/header_rules.h"
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -21,28 +22,6 @@ namespace urls = boost::urls;
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kResponseHeaderLimitBytes = 64 * 1024;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IsHeaderSafe(std::string_view text) {
-  return std::none_of(text.begin(), text.end(),
-                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
-
-// RFC 9110 token characters, as allowed in a method name.
-bool IsToken(std::string_view text) {
-  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           kExtra.find(c) != std::string_view::npos;
-  });
-}
 
 bool IsIpv6(std::string_view host) { return host.find(':') != std::string_view::npos; }
 

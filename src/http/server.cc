@@ -1,4 +1,5 @@
 #include "http/server.h"
+#include "http/header_rules.h"
 
 #include <spdlog/spdlog.h>
 
@@ -42,19 +43,6 @@ constexpr auto kLingerTime = 2s;
 constexpr size_t kLingerBytes = 16 << 20;
 // Pause before accepting again after an accept error (e.g. out of file descriptors).
 constexpr auto kAcceptRetryDelay = 50ms;
-
-std::string ToLower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-bool IsHeaderSafe(std::string_view text) {
-  return std::none_of(text.begin(), text.end(),
-                      [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && ToLower(a) == ToLower(b);
