@@ -105,6 +105,7 @@ class JobsTest : public ::testing::Test {
   void TearDown() override {
     if (server_) {
       EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+      server_->StopLeftoverLocalAgent();  // in case the test failed between a SIGKILL and restart
     }
   }
 

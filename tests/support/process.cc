@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <regex>
 #include <stdexcept>
@@ -215,7 +217,8 @@ int ChildProcess::Stop(int signal, int timeout_seconds) {
 
 ServerProcess::ServerProcess(const std::string& data_dir, const std::string& home_dir,
                              const std::string& admin_token, std::vector<std::string> extra_args,
-                             std::map<std::string, std::string> extra_env) {
+                             std::map<std::string, std::string> extra_env)
+    : data_dir_(data_dir) {
   std::vector<std::string> args = {"server", "--host",     "127.0.0.1", "--port",
                                    "0",      "--data-dir", data_dir};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
@@ -234,6 +237,25 @@ ServerProcess::ServerProcess(const std::string& data_dir, const std::string& hom
     out = child_->Output();
   }
   if (std::regex_search(out, m, kListening)) port_ = static_cast<uint16_t>(std::stoi(m[1]));
+}
+
+ServerProcess::~ServerProcess() { child_->Stop(SIGTERM); }
+
+void ServerProcess::StopLeftoverLocalAgent() {
+  // The local agent's pid, as the server recorded it: {"pid":N,...}.
+  std::ifstream in(std::filesystem::path(data_dir_) / "local-agent.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  static const std::regex kPid("\"pid\":(\\d+)");
+  if (std::regex_search(text, m, kPid)) {
+    pid_t pid = static_cast<pid_t>(std::stol(m[1]));
+    if (pid > 1 && kill(pid, SIGTERM) == 0) {
+      for (int i = 0; i < 200 && kill(pid, 0) == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      kill(pid, SIGKILL);
+    }
+  }
 }
 
 }  // namespace fleetwatch::testing

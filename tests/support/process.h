@@ -77,6 +77,14 @@ class ServerProcess {
   ServerProcess(const std::string& data_dir, const std::string& home_dir,
                 const std::string& admin_token, std::vector<std::string> extra_args = {},
                 std::map<std::string, std::string> extra_env = {});
+  // Stops the server gracefully (SIGTERM) when still running; a graceful stop also stops its
+  // local agent.
+  ~ServerProcess();
+  // Stops the local agent recorded in the data dir, if one is running: after a SIGKILLed server
+  // it survives by design, so a test that ends that way calls this to leak no process.
+  void StopLeftoverLocalAgent();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
 
   bool started() const { return port_ != 0; }
   uint16_t port() const { return port_; }
@@ -86,6 +94,7 @@ class ServerProcess {
 
  private:
   std::unique_ptr<ChildProcess> child_;
+  std::string data_dir_;
   uint16_t port_ = 0;
 };
 
