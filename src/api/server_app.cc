@@ -47,6 +47,9 @@ class ServerAppImpl final : public ServerApp {
     options.reconcile.unreachable_after =
         std::chrono::duration_cast<std::chrono::microseconds>(config.unreachable_after).count();
     options.reconcile.stop_grace_seconds = config.stop_grace_seconds;
+    // Coarse enough to save writes, fine enough for the unreachable check.
+    options.reconcile.last_seen_resolution =
+        std::min<TimeMicros>(10'000'000, options.reconcile.unreachable_after / 4);
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
     options.metrics_interval = config.metrics_interval;
     options.tick_budget = std::max(config.poll_interval, std::chrono::milliseconds(200));

@@ -1,6 +1,7 @@
 #include "server/reconciler.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <string>
 
@@ -140,10 +141,13 @@ class Tick {
     return nullptr;
   }
 
-  static bool Changed(const Instance& a, const Instance& b) {
-    return a.status != b.status || a.unreachable != b.unreachable ||
-           a.last_seen_at != b.last_seen_at || a.agent_id != b.agent_id ||
-           a.resources.cpus != b.resources.cpus ||
+  bool Changed(const Instance& a, const Instance& b) const {
+    bool seen_moved =
+        a.last_seen_at.has_value() != b.last_seen_at.has_value() ||
+        (a.last_seen_at && b.last_seen_at &&
+         std::abs(*a.last_seen_at - *b.last_seen_at) >= settings_.last_seen_resolution);
+    return a.status != b.status || a.unreachable != b.unreachable || seen_moved ||
+           a.agent_id != b.agent_id || a.resources.cpus != b.resources.cpus ||
            a.resources.memory_bytes != b.resources.memory_bytes ||
            a.resources.gpus.size() != b.resources.gpus.size();
   }

@@ -18,6 +18,9 @@ namespace fleetwatch::server {
 struct ReconcileSettings {
   TimeMicros unreachable_after = 60'000'000;  // no successful poll for this long → unreachable
   int stop_grace_seconds = 10;                // SIGTERM → SIGKILL on the agent
+  // last_seen_at alone is written back only when it moved this much: with thousands of hosts
+  // polled every second, writing it every tick would be most of the store's work.
+  TimeMicros last_seen_resolution = 10'000'000;
 };
 
 // What the server learned about one instance this tick.

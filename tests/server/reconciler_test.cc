@@ -370,3 +370,22 @@ TEST(GpuNameMatches, MatchesWordsAndRunsOfWords) {
 
 }  // namespace
 }  // namespace fleetwatch::server
+
+namespace fleetwatch::server {
+namespace {
+
+TEST(Reconcile, LastSeenIsWrittenBackOnlyWhenItMovedEnough) {
+  model::Instance i = MakeInstance("h0", 8, 0);
+  i.last_seen_at = kNow - 5 * kSecond;
+  ReconcileInput in{kNow, {i}, {}, {{i.id, Reached()}}};
+  ReconcileSettings settings;
+  settings.last_seen_resolution = 10 * kSecond;
+  EXPECT_TRUE(Reconcile(in, settings).instances.empty());
+  in.now = kNow + 6 * kSecond;
+  ReconcileOutput out = Reconcile(in, settings);
+  ASSERT_EQ(out.instances.size(), 1u);
+  EXPECT_EQ(out.instances[0].last_seen_at, kNow + 6 * kSecond);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
