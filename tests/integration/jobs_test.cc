@@ -386,6 +386,30 @@ TEST_F(JobsTest, FakeNvmlGpuFiguresReachTheMetricsApi) {
   WaitForStatus("ml", "trainer", "terminated");
 }
 
+TEST_F(JobsTest, RetentionDeletesPointsOlderThanTheRunningTtl) {
+  // Points every second, kept 3 s while the job runs, pruned every second.
+  server_ = std::make_unique<ServerProcess>(
+      data_.str(), home_.str(), kAdminToken, std::vector<std::string>{},
+      std::map<std::string, std::string>{{"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+                                         {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
+                                         {"FLEETWATCH_METRICS_RETENTION_INTERVAL_SECONDS", "1"},
+                                         {"DSTACK_SERVER_METRICS_RUNNING_TTL_SECONDS", "3"}});
+  ASSERT_TRUE(server_->started()) << server_->Output();
+  admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+  Submit("main", "type: task\nname: kept\ncommands: ['sleep 60']\n");
+  WaitForStatus("main", "kept", "running");
+  std::this_thread::sleep_for(std::chrono::seconds(9));
+  // About 9 points were taken; only those of the last ~3 s (+1 s until the next pruning) remain.
+  ApiReply r = admin_->Get("/api/project/main/metrics/job/kept?limit=100");
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_FALSE(r.json.at("metrics").as_array().empty()) << r.body;
+  size_t samples = r.json.at("metrics").at(0).at("values").as_array().size();
+  EXPECT_GE(samples, 1u);
+  EXPECT_LE(samples, 5u) << r.body;
+  admin_->PostJson("/api/project/main/runs/kept/stop", {{"abort", true}});
+  WaitForStatus("main", "kept", "terminated");
+}
+
 TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
   // Fake "agents" on loopback: one answers garbage, one a huge body, one never answers.
   struct Misbehaving {
