@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -340,24 +341,27 @@ void FleetController::FailJobs(const std::map<std::string, std::string>& job_err
   }
 }
 
-Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset, int64_t limit) {
+// The server's copy of an ended job's log, when it has one.
+std::optional<LogChunk> FleetController::ReadLogCopy(const std::string& job_id, int64_t offset,
+                                                     int64_t limit) const {
+  if (options_.log_dir.empty()) return std::nullopt;
+  std::ifstream in(std::filesystem::path(options_.log_dir) / (job_id + ".log"), std::ios::binary);
+  if (!in) return std::nullopt;
   LogChunk chunk;
-  if (!options_.log_dir.empty()) {
-    std::filesystem::path file = std::filesystem::path(options_.log_dir) / (job.id + ".log");
-    std::ifstream in(file, std::ios::binary);
-    if (in) {
-      in.seekg(0, std::ios::end);
-      chunk.size = static_cast<int64_t>(in.tellg());
-      if (offset < chunk.size) {
-        in.seekg(offset);
-        chunk.data.resize(static_cast<size_t>(std::min(limit, chunk.size - offset)));
-        in.read(chunk.data.data(), static_cast<std::streamsize>(chunk.data.size()));
-        chunk.data.resize(static_cast<size_t>(in.gcount()));
-      }
-      return chunk;
-    }
+  in.seekg(0, std::ios::end);
+  chunk.size = static_cast<int64_t>(in.tellg());
+  if (offset < chunk.size) {
+    in.seekg(offset);
+    chunk.data.resize(static_cast<size_t>(std::min(limit, chunk.size - offset)));
+    in.read(chunk.data.data(), static_cast<std::streamsize>(chunk.data.size()));
+    chunk.data.resize(static_cast<size_t>(in.gcount()));
   }
-  if (!job.instance_id) return chunk;
+  return chunk;
+}
+
+Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset, int64_t limit) {
+  if (std::optional<LogChunk> copy = ReadLogCopy(job.id, offset, limit)) return *copy;
+  if (!job.instance_id) return LogChunk{};
   Result<std::vector<model::Instance>> instances = store_.ListInstances("");
   FW_RETURN_IF_ERROR(instances.status());
   for (const model::Instance& instance : *instances) {
@@ -366,26 +370,31 @@ Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset
                                                "/api/jobs/" + http::UrlEncode(job.id) +
                                                    "/logs?offset=" + std::to_string(offset) +
                                                    "&limit=" + std::to_string(limit))});
-    if (!reply[0].ok())
+    if (!reply[0].ok()) {
       return Unavailable("cannot read the log from " + instance.name + ": " +
                          reply[0].status().message());
-    if (reply[0]->status == 404) return chunk;
+    }
+    if (reply[0]->status == 404) {
+      // The job ended and was acknowledged meanwhile: its log was copied just before.
+      return ReadLogCopy(job.id, offset, limit).value_or(LogChunk{});
+    }
     if (reply[0]->status != 200) {
       return Unavailable("cannot read the log from " + instance.name + ": " + Describe(reply[0]));
     }
+    LogChunk chunk;
     chunk.data = std::move(reply[0]->body);
     chunk.size = offset + static_cast<int64_t>(chunk.data.size());
     for (const auto& [name, value] : reply[0]->headers) {
-      if (name == "x-log-size") {
-        try {
-          chunk.size = std::max<int64_t>(chunk.size, std::stoll(value));
-        } catch (const std::exception&) {
-        }
+      if (name != "x-log-size") continue;
+      int64_t size = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), size);
+      if (ec == std::errc() && ptr == value.data() + value.size()) {
+        chunk.size = std::max(chunk.size, size);
       }
     }
     return chunk;
   }
-  return chunk;
+  return LogChunk{};
 }
 
 }  // namespace fleetwatch::server

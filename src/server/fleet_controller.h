@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "http/async_client.h"
@@ -72,6 +73,8 @@ class FleetController {
   void Collect(const std::map<std::string, InstanceObservation>& observations,
                const std::vector<model::Run>& runs);
   void Execute(const std::vector<AgentCommand>& commands);
+  std::optional<LogChunk> ReadLogCopy(const std::string& job_id, int64_t offset,
+                                      int64_t limit) const;
   bool CopyLog(const model::Instance& instance, const std::string& job_id);
   void FailJobs(const std::map<std::string, std::string>& job_errors);
   void LogHostProblem(const model::Instance& instance, const std::string& what);
