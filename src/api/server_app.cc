@@ -4,10 +4,13 @@
 
 #include <filesystem>
 
+#include "api/metrics_route.h"
 #include "api/routes.h"
+#include "expose/snapshot.h"
 #include "http/async_client.h"
 #include "http/server.h"
 #include "server/auth.h"
+#include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
@@ -62,6 +65,18 @@ class ServerAppImpl final : public ServerApp {
                                                             *agent_client_, options);
     services_ = std::make_unique<Services>(
         Services{auth_, users_, projects_, fleets_, runs_, *controller_, metrics_, clock_});
+    if (config.prometheus_metrics) {
+      server::ExpositionOptions exposition;
+      exposition.stale_after =
+          3 *
+          std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
+      updater_ =
+          std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
+      FW_RETURN_IF_ERROR(updater_->Update(controller_->bad_replies()));
+    }
+    AddMetricsRoute(router_,
+                    MetricsEndpointOptions{config.prometheus_metrics, config.prometheus_auth_token},
+                    snapshot_, clock_);
     AddApiRoutes(router_, *services_);
     http::ServerOptions http_options;
     http_options.host = config.host;
@@ -74,6 +89,11 @@ class ServerAppImpl final : public ServerApp {
         std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
           Status s = controller_->Tick();
           if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
+          // Runs changed through the API show up here too, at most one tick late.
+          if (updater_) {
+            Status u = updater_->Update(controller_->bad_replies());
+            if (!u.ok()) spdlog::warn("metrics exposition: {}", u.ToString());
+          }
         });
     ticker_->Start();
     auto micros = [](std::chrono::seconds s) {
@@ -120,6 +140,8 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
   std::unique_ptr<server::FleetController> controller_;
+  expose::ExpositionSnapshot snapshot_;
+  std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;

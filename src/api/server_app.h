@@ -27,6 +27,10 @@ struct ServerConfig {
   std::chrono::seconds running_ttl{3600};              // points of running jobs kept this long
   std::chrono::seconds finished_ttl{604'800};          // points of finished jobs kept this long
   std::string binary;  // the fleetwatch executable, for the local agent
+  // GET /metrics (spec/METRICS.md): served when enabled (DSTACK_ENABLE_PROMETHEUS_METRICS);
+  // the token, when set, is required even while disabled (DSTACK_PROMETHEUS_AUTH_TOKEN).
+  bool prometheus_metrics = false;
+  std::optional<std::string> prometheus_auth_token;
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

@@ -116,6 +116,11 @@ int RunServer(const ServerFlags& flags) {
   config.finished_ttl = std::chrono::seconds(
       EnvInt("DSTACK_SERVER_METRICS_FINISHED_TTL_SECONDS", 604'800, 1, int64_t{10} * 365 * 86'400));
   config.binary = SelfExecutable();
+  // Set at all, even empty, enables (spec/METRICS.md).
+  config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;
+  if (const char* token = std::getenv("DSTACK_PROMETHEUS_AUTH_TOKEN"); token != nullptr) {
+    config.prometheus_auth_token = token;
+  }
 
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
   if (!app.ok()) {
@@ -126,6 +131,7 @@ int RunServer(const ServerFlags& flags) {
   std::cout << "fleetwatch server 0.1.0\n"
             << "  Data:  " << config.data_dir << "\n"
             << "  API:   " << url << "/api\n";
+  if (config.prometheus_metrics) std::cout << "  Metrics: " << url << "/metrics\n";
   if (const auto& token = (*app)->new_admin_token()) {
     std::cout << "  The admin token is " << *token << " (shown only now; keep it)\n";
     WriteClientConfigIfMissing(url, *token);

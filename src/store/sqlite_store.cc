@@ -695,6 +695,26 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<RunCount>> CountRuns() override {
+    return Read([&]() -> Result<std::vector<RunCount>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
+                           "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
+                           "JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "GROUP BY p.name, u.name, r.status ORDER BY p.name, u.name, r.status"));
+      std::vector<RunCount> out;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(q.Text(2));
+        if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
+        out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
+      }
+      return out;
+    });
+  }
+
   Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) override {
     return Read([&]() -> Result<std::vector<model::Instance>> {
       constexpr std::string_view kOrder = "ORDER BY p.name, f.name, i.instance_num";

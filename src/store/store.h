@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,6 +24,15 @@ struct RunFilter {
 // at all. Implementations are thread-safe. Errors: NotFound for a missing row, AlreadyExists for
 // a taken name, FailedPrecondition for a wrong state, Unavailable/Internal when the database
 // fails. Returned entities are copies.
+// Runs of one (project, user) in one status, for the exported run counters.
+struct RunCount {
+  std::string project_name;
+  std::string user_name;
+  model::RunStatus status = model::RunStatus::kSubmitted;
+  int64_t all = 0;        // every run row, deleted ones included: never goes down
+  int64_t undeleted = 0;  // runs not deleted
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -88,6 +98,10 @@ class Store {
   // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
   // run is finished.
   virtual Status DeleteRun(std::string_view run_id) = 0;
+  // Run counts per (project, user, status), ordered by project name, user name, status text.
+  // Deleted runs count in `all`: runs are soft-deleted, so these counts are persisted and
+  // monotonic per status except for status changes of unfinished runs.
+  virtual Result<std::vector<RunCount>> CountRuns() = 0;
 
   // --- job metrics ---
   // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is

@@ -1,0 +1,95 @@
+#include "api/metrics_route.h"
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <utility>
+
+#include "expose/family.h"
+#include "util/ids.h"
+
+namespace fleetwatch::api {
+namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// A q parameter of 0 (q=0, q=0.0, q=0.000) refuses the coding.
+bool RefusedByQ(std::string_view params) {
+  while (!params.empty()) {
+    size_t semi = params.find(';');
+    std::string_view param = Trim(params.substr(0, semi));
+    params = semi == std::string_view::npos ? std::string_view() : params.substr(semi + 1);
+    if (param.size() < 2 || std::tolower(static_cast<unsigned char>(param[0])) != 'q') continue;
+    std::string_view value = Trim(param.substr(1));
+    if (value.empty() || value.front() != '=') continue;
+    value = Trim(value.substr(1));
+    return !value.empty() && value.find_first_not_of("0.") == std::string_view::npos;
+  }
+  return false;
+}
+
+http::Response Forbidden(std::string_view message) {
+  return http::JsonError(403, "forbidden", message);
+}
+
+}  // namespace
+
+bool AcceptsGzip(std::string_view accept_encoding) {
+  while (!accept_encoding.empty()) {
+    size_t comma = accept_encoding.find(',');
+    std::string_view item = accept_encoding.substr(0, comma);
+    accept_encoding =
+        comma == std::string_view::npos ? std::string_view() : accept_encoding.substr(comma + 1);
+    size_t semi = item.find(';');
+    std::string_view coding = Trim(item.substr(0, semi));
+    if (!EqualsIgnoreCase(coding, "gzip")) continue;
+    return semi == std::string_view::npos || !RefusedByQ(item.substr(semi + 1));
+  }
+  return false;
+}
+
+http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
+                            const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
+  if (options.auth_token) {
+    constexpr std::string_view kScheme = "bearer ";
+    std::string_view authorization = Trim(request.Header("authorization"));
+    if (authorization.size() < kScheme.size() ||
+        !EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme)) {
+      return Forbidden("Access denied");
+    }
+    std::string_view token = Trim(authorization.substr(kScheme.size()));
+    if (!ConstantTimeEquals(token, *options.auth_token)) return Forbidden("Invalid token");
+  }
+  if (!options.enabled) return http::JsonError(404, "not_found", "Not Found");
+
+  expose::Format format = expose::NegotiateFormat(request.Header("accept"));
+  bool gzip = AcceptsGzip(request.Header("accept-encoding"));
+  std::shared_ptr<const std::string> body = snapshot.Body(format, gzip, clock.Now());
+  http::Response response;
+  response.content_type = std::string(expose::ContentType(format));
+  response.body = *body;
+  response.headers.emplace_back("Vary", "Accept, Accept-Encoding");
+  if (gzip) response.headers.emplace_back("Content-Encoding", "gzip");
+  return response;
+}
+
+void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
+                     const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
+  router.Add("GET", "/metrics",
+             [switches = std::move(options), &snapshot, &clock](http::Request& request) {
+               return ServeMetrics(request, switches, snapshot, clock);
+             });
+}
+
+}  // namespace fleetwatch::api

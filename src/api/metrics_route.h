@@ -1,0 +1,35 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "expose/snapshot.h"
+#include "http/message.h"
+#include "http/router.h"
+#include "util/clock.h"
+
+namespace fleetwatch::api {
+
+// The switches of GET /metrics (spec/METRICS.md), read once at start.
+struct MetricsEndpointOptions {
+  bool enabled = false;                   // DSTACK_ENABLE_PROMETHEUS_METRICS is set
+  std::optional<std::string> auth_token;  // DSTACK_PROMETHEUS_AUTH_TOKEN
+};
+
+// Whether an Accept-Encoding header accepts gzip (a `gzip` coding without q=0).
+bool AcceptsGzip(std::string_view accept_encoding);
+
+// Answers one GET /metrics from `snapshot` as of `clock`: the token check first (missing or
+// non-Bearer Authorization → 403 "Access denied", wrong token → 403 "Invalid token", compared in
+// constant time), then 404 when disabled, then the body in the negotiated format, gzip'd when
+// asked. Never touches the store. Thread-safe.
+http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
+                            const expose::ExpositionSnapshot& snapshot, const Clock& clock);
+
+// Registers GET /metrics (outside /api/, without the API's user auth). `snapshot` and `clock`
+// must outlive the router.
+void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
+                     const expose::ExpositionSnapshot& snapshot, const Clock& clock);
+
+}  // namespace fleetwatch::api

@@ -1,0 +1,251 @@
+// The server's own /metrics families (spec/METRICS.md), rendered from a real SQLite store with a
+// fake clock and compared byte for byte.
+#include "server/exposition_updater.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "expose/snapshot.h"
+#include "model/run_spec.h"
+#include "store/sqlite_store.h"
+#include "support/process.h"
+
+namespace fleetwatch::server {
+namespace {
+
+constexpr TimeMicros kSecond = 1'000'000;
+constexpr TimeMicros kNow = 1'700'000'000 * kSecond;
+constexpr char kAdminId[] = "00000000-0000-0000-0000-0000000000a1";
+constexpr char kAliceId[] = "00000000-0000-0000-0000-0000000000a2";
+constexpr char kMainId[] = "00000000-0000-0000-0000-0000000000b1";
+constexpr char kMlId[] = "00000000-0000-0000-0000-0000000000b2";
+
+std::string Config(const std::string& yaml) {
+  return model::ToJson(*model::ParseRunConfiguration(yaml, model::ConfigFormat::kYaml));
+}
+
+model::Job MakeJob(const std::string& id, const std::string& run, int job_num,
+                   model::JobStatus status) {
+  model::Job job;
+  job.id = id;
+  job.job_name = run + "-" + std::to_string(job_num) + "-0";
+  job.job_num = job_num;
+  job.status = status;
+  job.submitted_at = kNow - 600 * kSecond;
+  return job;
+}
+
+model::JobMetricsPoint Point(const std::string& job, TimeMicros t, int64_t cpu_micro,
+                             std::vector<int64_t> util = {}, std::vector<int64_t> memory = {}) {
+  model::JobMetricsPoint p;
+  p.job_id = job;
+  p.timestamp_micro = t;
+  p.cpu_usage_micro = cpu_micro;
+  p.memory_usage_bytes = 3 << 20;
+  p.memory_working_set_bytes = 2 << 20;
+  p.gpus_util_percent = std::move(util);
+  p.gpus_memory_usage_bytes = std::move(memory);
+  return p;
+}
+
+class ExpositionUpdaterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(store::OpenSqliteStore((dir_.path() / "db").string())).value();
+    ASSERT_TRUE(store_
+                    ->Bootstrap({kAdminId, "admin", model::GlobalRole::kAdmin, 0}, "h1",
+                                {kMainId, "main", kAdminId, 0})
+                    .ok());
+    ASSERT_TRUE(store_->CreateUser({kAliceId, "alice", model::GlobalRole::kUser, 0}, "h2").ok());
+    ASSERT_TRUE(store_->CreateProject({kMlId, "ml", kAliceId, 0}).ok());
+
+    // main/gpus: gpus-0 idle with 2 GPUs, created an hour ago; gpus-1 still pending.
+    model::Fleet gpus{"f-gpus", kMainId, "main", "gpus", model::FleetStatus::kActive, "{}", 0};
+    model::Instance g0 = Instance("i-g0", kMainId, gpus, 0, model::InstanceStatus::kIdle);
+    g0.price = 2.5;
+    g0.resources = {64,
+                    int64_t{512} << 30,
+                    {{0, "NVIDIA A100-SXM4-80GB", "GPU-0", int64_t{80} << 30, "nvidia"},
+                     {1, "NVIDIA A100-SXM4-80GB", "GPU-1", int64_t{80} << 30, "nvidia"}}};
+    g0.created_at = kNow - 3600 * kSecond;
+    model::Instance g1 = Instance("i-g1", kMainId, gpus, 1, model::InstanceStatus::kPending);
+    ASSERT_TRUE(store_->CreateFleet(gpus, {g0, g1}).ok());
+    // ml/cpu: a busy CPU host without price; name with a quote to see escaping.
+    model::Fleet cpu{"f-cpu", kMlId, "ml", "cpu", model::FleetStatus::kActive, "{}", 0};
+    model::Instance c0 = Instance("i-c0", kMlId, cpu, 0, model::InstanceStatus::kBusy);
+    c0.resources = {8, int64_t{16} << 30, {}};
+    c0.created_at = kNow - 90 * kSecond;
+    ASSERT_TRUE(store_->CreateFleet(cpu, {c0}).ok());
+    for (model::Instance* i : {&g0, &g1, &c0}) {
+      i->project_name = i == &c0 ? "ml" : "main";
+      ASSERT_TRUE(store_->UpdateInstance(*i).ok());
+    }
+
+    // main/admin: `train` runs on gpus-0 (GPU 1 then 0) with two points and a terminating
+    // second node; `prep` has a provisioning, a pulling and an aborted job; `stale` has only an
+    // old point; `queued` waits; `old` is done; `gone` failed and was deleted.
+    model::Run train = Run("r-train", kMainId, kAdminId, "train", model::RunStatus::kRunning,
+                           "type: task\ncommands: [x]\nresources: {cpu: 4, gpu: 2}\n");
+    model::Job t0 = MakeJob("j-t0", "train", 0, model::JobStatus::kRunning);
+    t0.instance_id = "i-g0";
+    t0.instance_name = "gpus-0";
+    t0.gpu_indices = {1, 0};
+    model::Job t1 = MakeJob("j-t1", "train", 1, model::JobStatus::kTerminating);
+    train.jobs = {t0, t1};
+    model::Run prep = Run("r-prep", kMainId, kAdminId, "prep", model::RunStatus::kProvisioning,
+                          "type: service\nport: 80\ncommands: [x]\nresources: {memory: 1GB}\n");
+    prep.jobs = {MakeJob("j-p0", "prep", 0, model::JobStatus::kProvisioning),
+                 MakeJob("j-p1", "prep", 1, model::JobStatus::kPulling),
+                 MakeJob("j-p2", "prep", 2, model::JobStatus::kAborted)};
+    model::Run stale = Run("r-stale", kMainId, kAdminId, "stale", model::RunStatus::kRunning,
+                           "type: task\ncommands: [x]\n");
+    stale.jobs = {MakeJob("j-s0", "stale", 0, model::JobStatus::kRunning)};
+    model::Run queued = Run("r-queued", kMainId, kAdminId, "queued", model::RunStatus::kSubmitted,
+                            "type: task\ncommands: [x]\n");
+    queued.jobs = {MakeJob("j-q0", "queued", 0, model::JobStatus::kSubmitted)};
+    model::Run old = Run("r-old", kMainId, kAdminId, "old", model::RunStatus::kDone,
+                         "type: task\ncommands: [x]\n");
+    old.jobs = {MakeJob("j-o0", "old", 0, model::JobStatus::kDone)};
+    model::Run gone = Run("r-gone", kMainId, kAdminId, "gone", model::RunStatus::kFailed,
+                          "type: task\ncommands: [x]\n");
+    gone.jobs = {MakeJob("j-g0", "gone", 0, model::JobStatus::kFailed)};
+    // ml/alice: one stopped run only, so her failed and done counters are 0.0.
+    model::Run stopped = Run("r-stopped", kMlId, kAliceId, "stopped", model::RunStatus::kTerminated,
+                             "type: task\ncommands: [x]\n");
+    stopped.jobs = {MakeJob("j-x0", "stopped", 0, model::JobStatus::kTerminated)};
+    for (const model::Run* r : {&train, &prep, &stale, &queued, &old, &gone, &stopped}) {
+      ASSERT_TRUE(store_->CreateRun(*r).ok()) << r->run_name;
+    }
+    ASSERT_TRUE(store_->DeleteRun("r-gone").ok());
+
+    ASSERT_TRUE(store_
+                    ->AddJobMetricsPoints({
+                        // Older point of j-t0: must not show.
+                        Point("j-t0", kNow - 12 * kSecond, 1'000'000, {10, 20},
+                              {int64_t{1} << 30, int64_t{2} << 30}),
+                        Point("j-t0", kNow - 2 * kSecond, 12'500'000, {80, 45},
+                              {int64_t{5} << 30, int64_t{6} << 30}),
+                        // 31 s old with a 10 s interval: stale.
+                        Point("j-s0", kNow - 31 * kSecond, 7'000'000),
+                    })
+                    .ok());
+    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_,
+                                                   ExpositionOptions{30 * kSecond});
+  }
+
+  static model::Instance Instance(const std::string& id, const std::string& project_id,
+                                  const model::Fleet& fleet, int num,
+                                  model::InstanceStatus status) {
+    model::Instance i;
+    i.id = id;
+    i.project_id = project_id;
+    i.fleet_id = fleet.id;
+    i.fleet_name = fleet.name;
+    i.name = fleet.name + "-" + std::to_string(num);
+    i.instance_num = num;
+    i.status = status;
+    i.backend = "remote";
+    i.hostname = "10.0.0." + std::to_string(num);
+    i.agent_port = 10999;
+    i.created_at = kNow;
+    return i;
+  }
+
+  static model::Run Run(const std::string& id, const std::string& project_id,
+                        const std::string& user_id, const std::string& name,
+                        model::RunStatus status, const std::string& yaml) {
+    model::Run run;
+    run.id = id;
+    run.project_id = project_id;
+    run.user_id = user_id;
+    run.run_name = name;
+    run.status = status;
+    run.submitted_at = kNow - 600 * kSecond;
+    run.configuration_json = Config(yaml);
+    Result<model::RunConfiguration> config =
+        model::ParseRunConfiguration(yaml, model::ConfigFormat::kYaml);
+    run.type = config->type;
+    if (model::IsFinished(status)) run.finished_at = kNow - 60 * kSecond;
+    return run;
+  }
+
+  std::string Scrape(uint64_t poll_errors = 0) {
+    EXPECT_TRUE(updater_->Update(poll_errors).ok());
+    return snapshot_.Render(expose::Format::kText004, clock_.Now());
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<store::Store> store_;
+  FakeClock clock_{kNow};
+  expose::ExpositionSnapshot snapshot_;
+  std::unique_ptr<ExpositionUpdater> updater_;
+};
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Instance gpus-0 created an hour ago → 3600.0; pending gpus-1 only in dstack_instance_status;
+// admin's deleted failed run still counted, alice's zeros printed as 0.0; submitted and aborted
+// jobs left out, provisioning, pulling, running and terminating ones in; j-t0's newest point only
+// (12.5 s of CPU, not 1.0), per GPU with dstack_gpu_num; j-s0's 31 s old point dropped.
+// UPDATE_GOLDEN=1 rewrites the file (review the diff).
+TEST_F(ExpositionUpdaterTest, GoldenExposition) {
+  const std::filesystem::path golden =
+      std::filesystem::path(FLEETWATCH_SOURCE_DIR) / "tests/server/testdata/exposition_golden.txt";
+  std::string scraped = Scrape(3);
+  if (std::getenv("UPDATE_GOLDEN") != nullptr) std::ofstream(golden, std::ios::binary) << scraped;
+  EXPECT_EQ(scraped, ReadFile(golden));
+}
+
+TEST_F(ExpositionUpdaterTest, TimeMovesDurationsAndStalenessWithTheClock) {
+  Scrape();
+  clock_.Advance(60 * kSecond);
+  std::string later = Scrape();
+  EXPECT_NE(later.find("dstack_instance_name=\"gpus-0\",dstack_instance_id=\"i-g0\","
+                       "dstack_instance_type=\"\",dstack_backend=\"remote\","
+                       "dstack_gpu=\"NVIDIA A100-SXM4-80GB\"} 3660.0\n"),
+            std::string::npos)
+      << later;
+  // j-t0's newest point is now 62 s old: its point families are gone, the others stay.
+  EXPECT_EQ(later.find("dstack_job_cpu_time_seconds_total"), std::string::npos) << later;
+  EXPECT_EQ(later.find("dstack_job_gpu_usage_ratio"), std::string::npos) << later;
+  EXPECT_NE(later.find("dstack_job_gpu_count{"), std::string::npos) << later;
+}
+
+TEST_F(ExpositionUpdaterTest, RunCountersSurviveDeletion) {
+  const std::string total =
+      "dstack_run_count_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  const std::string done =
+      "dstack_run_count_done_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  std::string before = Scrape();
+  EXPECT_NE(before.find(total + "6.0\n"), std::string::npos) << before;
+  ASSERT_TRUE(store_->DeleteRun("r-old").ok());
+  std::string after = Scrape();
+  EXPECT_NE(after.find(total + "6.0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find(done + "1.0\n"), std::string::npos) << after;
+  EXPECT_NE(after.find("dstack_runs{dstack_project_name=\"main\",status=\"done\"} 0.0\n"),
+            std::string::npos)
+      << after;
+}
+
+TEST_F(ExpositionUpdaterTest, AnUnchangedStateLeavesTheSnapshotVersionAlone) {
+  Scrape();
+  uint64_t version = snapshot_.version();
+  Scrape();
+  EXPECT_EQ(snapshot_.version(), version);
+  Scrape(1);  // only the poll error counter moved
+  EXPECT_EQ(snapshot_.version(), version + 1);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
