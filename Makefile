@@ -16,6 +16,8 @@ build: deps
 	@cmake -S . -B $(RELEASE_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(RELEASE_DIR) -j $(JOBS) --target fleetwatch
 
+# The embedded defaults include Prometheus metrics at /metrics (unless the caller set the switch).
+run: export DSTACK_ENABLE_PROMETHEUS_METRICS ?= 1
 run: build
 	@$(RELEASE_DIR)/fleetwatch server --host $(HOST) --port $(PORT)
 
