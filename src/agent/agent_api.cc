@@ -24,22 +24,7 @@ http::Response Json(int status, const json::value& value) {
   return response;
 }
 
-http::Response Error(const Status& status) {
-  switch (status.code()) {
-    case StatusCode::kInvalidArgument:
-      return http::JsonError(400, "invalid_argument", status.message());
-    case StatusCode::kNotFound:
-      return http::JsonError(404, "not_found", status.message());
-    case StatusCode::kAlreadyExists:
-      return http::JsonError(409, "already_exists", status.message());
-    case StatusCode::kFailedPrecondition:
-      return http::JsonError(409, "failed_precondition", status.message());
-    case StatusCode::kUnavailable:
-      return http::JsonError(503, "unavailable", status.message());
-    default:
-      return http::JsonError(500, "internal", status.message());
-  }
-}
+http::Response Error(const Status& status) { return http::ErrorResponseFor(status); }
 
 // A non-negative integer query parameter; `fallback` when absent.
 Result<int64_t> QueryInteger(const http::Request& request, const std::string& name,

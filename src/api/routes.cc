@@ -384,35 +384,7 @@ void AddMetricsRoutes(http::Router& router, const Services& s) {
 
 }  // namespace
 
-http::Response ErrorResponse(const Status& status) {
-  switch (status.code()) {
-    case StatusCode::kOk:
-    case StatusCode::kInternal:
-      spdlog::error("internal error: {}", status.message());
-      return http::JsonError(500, "internal", "internal server error; see the server log");
-    case StatusCode::kInvalidArgument:
-      return http::JsonError(400, "invalid_argument", status.message());
-    case StatusCode::kNotFound:
-      return http::JsonError(404, "not_found", status.message());
-    case StatusCode::kAlreadyExists:
-      return http::JsonError(409, "already_exists", status.message());
-    case StatusCode::kFailedPrecondition:
-      return http::JsonError(409, "failed_precondition", status.message());
-    case StatusCode::kUnauthenticated: {
-      http::Response r = http::JsonError(401, "unauthenticated", status.message());
-      r.headers.emplace_back("WWW-Authenticate", "Bearer");
-      return r;
-    }
-    case StatusCode::kPermissionDenied:
-      return http::JsonError(403, "permission_denied", status.message());
-    case StatusCode::kPayloadTooLarge:
-      return http::JsonError(413, "payload_too_large", status.message());
-    case StatusCode::kUnavailable:
-      spdlog::warn("unavailable: {}", status.message());
-      return http::JsonError(503, "unavailable", status.message());
-  }
-  return http::JsonError(500, "internal", "internal server error");
-}
+http::Response ErrorResponse(const Status& status) { return http::ErrorResponseFor(status); }
 
 void AddApiRoutes(http::Router& router, const Services& services) {
   AddUserRoutes(router, services);

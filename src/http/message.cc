@@ -1,5 +1,7 @@
 #include "http/message.h"
 
+#include <spdlog/spdlog.h>
+
 #include <cstdint>
 
 namespace fleetwatch::http {
@@ -137,6 +139,36 @@ std::string UrlEncode(std::string_view text) {
     }
   }
   return out;
+}
+
+Response ErrorResponseFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk:
+    case StatusCode::kInternal:
+      spdlog::error("internal error: {}", status.message());
+      return JsonError(500, "internal", "internal server error; see the server log");
+    case StatusCode::kInvalidArgument:
+      return JsonError(400, "invalid_argument", status.message());
+    case StatusCode::kNotFound:
+      return JsonError(404, "not_found", status.message());
+    case StatusCode::kAlreadyExists:
+      return JsonError(409, "already_exists", status.message());
+    case StatusCode::kFailedPrecondition:
+      return JsonError(409, "failed_precondition", status.message());
+    case StatusCode::kUnauthenticated: {
+      Response r = JsonError(401, "unauthenticated", status.message());
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+    case StatusCode::kPermissionDenied:
+      return JsonError(403, "permission_denied", status.message());
+    case StatusCode::kPayloadTooLarge:
+      return JsonError(413, "payload_too_large", status.message());
+    case StatusCode::kUnavailable:
+      spdlog::warn("unavailable: {}", status.message());
+      return JsonError(503, "unavailable", status.message());
+  }
+  return JsonError(500, "internal", "internal server error");
 }
 
 }  // namespace fleetwatch::http

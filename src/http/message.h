@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/status.h"
+
 namespace fleetwatch::http {
 
 // An HTTP request as handlers see it: the transport's details already dealt with. Plain data;
@@ -34,6 +36,13 @@ struct Response {
 // {"error":{"code":code,"message":message}} (both escaped with JsonEscape) with the given HTTP
 // status and Content-Type application/json.
 Response JsonError(int status, std::string_view code, std::string_view message);
+
+// The JSON error response for a non-ok Status, one HTTP status per code: 400 invalid_argument,
+// 404 not_found, 409 already_exists / failed_precondition, 401 unauthenticated (with
+// WWW-Authenticate: Bearer), 403 permission_denied, 413 payload_too_large, 503 unavailable.
+// Internal errors (and an ok Status, which would be a bug) are logged and answered 500 with a
+// generic message: their text may hold details that are not the caller's business.
+Response ErrorResponseFor(const Status& status);
 
 // Escapes text for a JSON string literal (without the quotes): quotes, backslashes and control
 // characters are escaped, valid UTF-8 is kept, and each byte that is not part of valid UTF-8

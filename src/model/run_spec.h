@@ -38,7 +38,7 @@ struct RunConfiguration {
   RunType type = RunType::kTask;
   std::optional<std::string> name;  // absent: the server picks one
   std::vector<std::string> commands;
-  std::vector<std::string> init;  // dev-environment only
+  std::vector<std::string> init;                         // dev-environment only
   std::vector<std::pair<std::string, std::string>> env;  // in the order given
   std::optional<std::string> working_dir;
   int nodes = 1;

@@ -7,16 +7,17 @@ namespace fleetwatch::model {
 namespace {
 
 // Text forms in enum order; the enum values index these arrays.
-constexpr std::array kInstanceStatus = {"pending",     "provisioning", "idle",
-                                        "busy",        "terminating",  "terminated"};
+constexpr std::array kInstanceStatus = {"pending", "provisioning", "idle",
+                                        "busy",    "terminating",  "terminated"};
 constexpr std::array kFleetStatus = {"submitted", "active", "terminating", "terminated", "failed"};
 constexpr std::array kRunStatus = {"pending",     "submitted",  "provisioning", "running",
                                    "terminating", "terminated", "failed",       "done"};
-constexpr std::array kJobStatus = {"submitted",  "provisioning", "pulling", "running", "terminating",
-                                   "terminated", "aborted",      "failed",  "done"};
-constexpr std::array kRunTerminationReason = {"all_jobs_done",   "job_failed",
+constexpr std::array kJobStatus = {"submitted", "provisioning", "pulling",
+                                   "running",   "terminating",  "terminated",
+                                   "aborted",   "failed",       "done"};
+constexpr std::array kRunTerminationReason = {"all_jobs_done",        "job_failed",
                                               "retry_limit_exceeded", "server_error",
-                                              "stopped_by_user", "aborted_by_user"};
+                                              "stopped_by_user",      "aborted_by_user"};
 constexpr std::array kJobTerminationReason = {"failed_to_start_due_to_no_capacity",
                                               "interrupted_by_no_capacity",
                                               "instance_unreachable",
@@ -53,12 +54,8 @@ std::string_view ToString(InstanceStatus s) { return kInstanceStatus[Index(s)]; 
 std::string_view ToString(FleetStatus s) { return kFleetStatus[Index(s)]; }
 std::string_view ToString(RunStatus s) { return kRunStatus[Index(s)]; }
 std::string_view ToString(JobStatus s) { return kJobStatus[Index(s)]; }
-std::string_view ToString(RunTerminationReason r) {
-  return kRunTerminationReason[Index(r)];
-}
-std::string_view ToString(JobTerminationReason r) {
-  return kJobTerminationReason[Index(r)];
-}
+std::string_view ToString(RunTerminationReason r) { return kRunTerminationReason[Index(r)]; }
+std::string_view ToString(JobTerminationReason r) { return kJobTerminationReason[Index(r)]; }
 std::string_view ToString(RunType t) { return kRunType[Index(t)]; }
 std::string_view ToString(GlobalRole r) { return kGlobalRole[Index(r)]; }
 std::string_view ToString(ProjectRole r) { return kProjectRole[Index(r)]; }
