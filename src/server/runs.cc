@@ -6,6 +6,7 @@
 #include <array>
 
 #include "model/names.h"
+#include "server/run_cost.h"
 #include "util/ids.h"
 
 namespace fleetwatch::server {
@@ -99,7 +100,9 @@ Result<std::vector<model::Run>> RunService::List(const ProjectAccess& access,
   filter.project_id = access.project.id;
   filter.statuses = statuses;
   filter.limit = limit;
-  return store_.ListRuns(filter);
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs, store_.ListRuns(filter));
+  FW_RETURN_IF_ERROR(FillCost(access, runs));
+  return runs;
 }
 
 Result<model::Run> RunService::GetLocked(const ProjectAccess& access, std::string_view run_name) {
@@ -109,8 +112,23 @@ Result<model::Run> RunService::GetLocked(const ProjectAccess& access, std::strin
   return run;
 }
 
+Status RunService::FillCost(const ProjectAccess& access, std::vector<model::Run>& runs) {
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> instances,
+                      store_.ListInstances(access.project.id));
+  InstancePrices prices;
+  for (const model::Instance& i : instances) {
+    if (i.price) prices[i.id] = *i.price;
+  }
+  TimeMicros now = clock_.Now();
+  for (model::Run& run : runs) run.cost = RunCost(run, prices, now);
+  return Status::Ok();
+}
+
 Result<model::Run> RunService::Get(const ProjectAccess& access, std::string_view run_name) {
-  return GetLocked(access, run_name);
+  FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
+  std::vector<model::Run> one = {std::move(run)};
+  FW_RETURN_IF_ERROR(FillCost(access, one));
+  return std::move(one[0]);
 }
 
 Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::User& caller,

@@ -43,6 +43,8 @@ class RunService {
 
  private:
   Result<model::Run> GetLocked(const ProjectAccess& access, std::string_view run_name);
+  // Fills Run::cost from the project's instance prices and the jobs' running times.
+  Status FillCost(const ProjectAccess& access, std::vector<model::Run>& runs);
   Result<std::string> GenerateName(const ProjectAccess& access);
 
   store::Store& store_;

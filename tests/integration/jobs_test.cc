@@ -272,7 +272,11 @@ TEST_F(JobsTest, OneGpuRunsShareTwoGpusAndAThirdWaits) {
   EXPECT_EQ(gpus, (std::set<std::string>{"gpu=0\n", "gpu=1\n"}));
   std::ofstream(gate).put('x');
   WaitForStatus("ml", "g3", "done", 60);
-  EXPECT_EQ(Str(admin_->Get("/api/project/ml/runs/g1").json, "status"), "done");
+  json::value g1 = admin_->Get("/api/project/ml/runs/g1").json;
+  EXPECT_EQ(Str(g1, "status"), "done");
+  // $2.00/hour for the time the job ran: more than nothing, less than a minute's worth.
+  EXPECT_GT(g1.at("cost").to_number<double>(), 0.0);
+  EXPECT_LT(g1.at("cost").to_number<double>(), 2.0 / 60);
   std::string third = Logs("ml", "g3");
   EXPECT_TRUE(third == "gpu=0\n" || third == "gpu=1\n") << third;
   // The inventory came from NVML.

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "model/run_spec.h"
+#include "server/run_cost.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -385,6 +386,31 @@ TEST(Reconcile, LastSeenIsWrittenBackOnlyWhenItMovedEnough) {
   ReconcileOutput out = Reconcile(in, settings);
   ASSERT_EQ(out.instances.size(), 1u);
   EXPECT_EQ(out.instances[0].last_seen_at, kNow + 6 * kSecond);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
+
+namespace fleetwatch::server {
+namespace {
+
+TEST(RunCost, PriceTimesRunningTimeOfEachJob) {
+  model::Run run = MakeRun("train", "type: task\nnodes: 3\ncommands: [x]\n");
+  InstancePrices prices = {{"id-h0", 3.6}, {"id-h1", 7.2}};
+  run.jobs[0].instance_id = "id-h0";
+  run.jobs[0].started_at = kNow - 1000 * kSecond;
+  run.jobs[0].finished_at = kNow - 500 * kSecond;  // 500 s at $3.6/h
+  run.jobs[1].instance_id = "id-h1";
+  run.jobs[1].started_at = kNow - 100 * kSecond;  // still running: 100 s at $7.2/h
+  run.jobs[2].instance_id = "id-unpriced";
+  run.jobs[2].started_at = kNow - 100 * kSecond;
+  EXPECT_DOUBLE_EQ(JobCost(run.jobs[0], prices, kNow), 0.5);
+  EXPECT_DOUBLE_EQ(JobCost(run.jobs[1], prices, kNow), 0.2);
+  EXPECT_DOUBLE_EQ(JobCost(run.jobs[2], prices, kNow), 0.0);
+  EXPECT_DOUBLE_EQ(RunCost(run, prices, kNow), 0.7);
+  model::Job never_started;
+  never_started.instance_id = "id-h0";
+  EXPECT_DOUBLE_EQ(JobCost(never_started, prices, kNow), 0.0);
 }
 
 }  // namespace
