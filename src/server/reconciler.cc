@@ -123,9 +123,10 @@ class Tick {
     std::erase_if(out_.commands, [&](const AgentCommand& c) {
       return c.kind == AgentCommand::Kind::kStart && !provisioning.count(c.job_id);
     });
-    for (const auto& [id, instance] : instances_) {
-      const Instance* before = Original(id);
-      if (before == nullptr || Changed(*before, instance)) out_.instances.push_back(instance);
+    // instances_ holds a working copy of every input instance, by id.
+    for (const Instance& before : in_.instances) {
+      const Instance& after = instances_.at(before.id);
+      if (Changed(before, after)) out_.instances.push_back(after);
     }
     for (const model::Run& run : runs_) {
       if (Changed(original_runs_.at(run.id), run)) out_.runs.push_back(run);
@@ -134,13 +135,6 @@ class Tick {
   }
 
  private:
-  const Instance* Original(const std::string& id) const {
-    for (const Instance& i : in_.instances) {
-      if (i.id == id) return &i;
-    }
-    return nullptr;
-  }
-
   bool Changed(const Instance& a, const Instance& b) const {
     bool seen_moved =
         a.last_seen_at.has_value() != b.last_seen_at.has_value() ||

@@ -150,7 +150,6 @@ TEST_F(ApiTest, UserProjectFleetAndRunLifecycle) {
   EXPECT_EQ(again.ErrorCode(), "already_exists");
   // Unfinished runs cannot be deleted.
   EXPECT_EQ(alice.Delete("/api/project/ml/runs/train").status, 409);
-  // A fleet cannot be deleted while... (no job is placed yet, so it could; keep it).
 
   ApiReply list = alice.Get("/api/project/ml/runs?status=submitted");
   EXPECT_EQ(ItemCount(list), 1u) << list.body;
