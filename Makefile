@@ -31,7 +31,8 @@ test: build-test build
 	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
 # Benchmarks (bench/README.md): a Release build of their own, then their figures.
-bench: deps
+bench:
+	@bash scripts/install-deps.sh --bench
 	@cmake -S . -B $(BENCH_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DFLEETWATCH_BENCH=ON \
 		>/dev/null
 	@cmake --build $(BENCH_DIR) -j $(JOBS) --target fleetwatch-sim-agents fleetwatch-collector-bench

@@ -17,9 +17,23 @@ packages=(
   prometheus           # promtool checks /metrics output in tests (and Prometheus for integration)
   tmux                 # terminal tests of the CLI
   python3              # test jobs that hold memory while they are measured
+  python3-prometheus-client  # an independent parser of /metrics (text 0.0.4 and OpenMetrics)
+  chromium             # headless browser tests of the web UI
 )
+# `make bench` only: the peers the benchmarks measure against.
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(
+    prometheus-cpp-dev   # bench/exposition: the C++ client library as the peer of our render
+    wrk                  # bench/exposition: HTTP load on /metrics
+  )
+fi
 
 missing=()
+# The web UI's assets are built from its npm lockfile. Any Node.js >= 18 will do, also one that
+# did not come from Debian (its own npm then conflicts with Debian's): check the commands.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=(nodejs npm)
+fi
 for p in "${packages[@]}"; do
   [[ "$p" == \#* ]] && continue
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
