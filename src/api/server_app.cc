@@ -18,6 +18,7 @@
 #include "server/periodic_task.h"
 #include "server/projects.h"
 #include "server/runs.h"
+#include "server/usage.h"
 #include "server/users.h"
 #include "store/sqlite_store.h"
 
@@ -55,12 +56,15 @@ class ServerAppImpl final : public ServerApp {
         std::min<TimeMicros>(10'000'000, options.reconcile.unreachable_after / 4);
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
     options.metrics_interval = config.metrics_interval;
+    usage_interval_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
     options.tick_budget = std::max(config.poll_interval, std::chrono::milliseconds(200));
     // 9 s for the default 10 s interval: a replica never stores a second point for a job that
     // another replica has just measured.
     options.min_point_spacing =
         std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count() * 9 /
         10;
+    options.collect_dcgm = config.prometheus_metrics;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
     services_ = std::make_unique<Services>(
@@ -72,7 +76,7 @@ class ServerAppImpl final : public ServerApp {
           std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
       updater_ =
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
-      FW_RETURN_IF_ERROR(updater_->Update(controller_->bad_replies()));
+      FW_RETURN_IF_ERROR(updater_->Update({controller_->bad_replies(), {}, {}}));
     }
     AddMetricsRoute(router_,
                     MetricsEndpointOptions{config.prometheus_metrics, config.prometheus_auth_token},
@@ -89,9 +93,15 @@ class ServerAppImpl final : public ServerApp {
         std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
           Status s = controller_->Tick();
           if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
+          if (clock_.Now() >= next_usage_at_) {
+            next_usage_at_ = clock_.Now() + usage_interval_;
+            Status a = usage_.Account();
+            if (!a.ok()) spdlog::warn("usage accounting: {}", a.ToString());
+          }
           // Runs changed through the API show up here too, at most one tick late.
           if (updater_) {
-            Status u = updater_->Update(controller_->bad_replies());
+            Status u = updater_->Update({controller_->bad_replies(), controller_->TakeDcgmReports(),
+                                         controller_->TakeRunEvents()});
             if (!u.ok()) spdlog::warn("metrics exposition: {}", u.ToString());
           }
         });
@@ -142,6 +152,11 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<server::FleetController> controller_;
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
+  // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
+  // that switching it on later shows what was spent meanwhile. Ticker thread only.
+  server::UsageAccountant usage_{*store_, clock_};
+  TimeMicros usage_interval_ = 10'000'000;
+  TimeMicros next_usage_at_ = 0;
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;

@@ -54,6 +54,8 @@ Result<std::optional<int64_t>> OptionalInteger(const json::object& o, std::strin
 
 constexpr int64_t kMaxTime = std::numeric_limits<int64_t>::max() / 4;
 constexpr int64_t kMaxBytes = int64_t{1} << 56;
+// As the DCGM parser's own cap (expose::DcgmParseLimits::max_bytes).
+constexpr size_t kMaxDcgmTextBytes = 4 << 20;
 
 Result<AgentJob> JobFromJson(const json::object& o) {
   AgentJob job;
@@ -141,6 +143,38 @@ Result<AgentInventory> ParseAgentInventory(std::string_view body) {
   return inv;
 }
 
+// The `dcgm` field: null/absent → none; else collected_at and text, or an error.
+std::optional<AgentDcgm> DcgmFromJson(const json::object& poll) {
+  const json::value* v = poll.if_contains("dcgm");
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  AgentDcgm dcgm;
+  if (!v->is_object()) {
+    dcgm.error = "bad agent reply: 'dcgm' must be an object";
+    return dcgm;
+  }
+  const json::object& o = v->as_object();
+  Result<std::optional<int64_t>> collected_at = OptionalInteger(o, "collected_at", 0, kMaxTime);
+  if (!collected_at.ok()) {
+    dcgm.error = collected_at.status().message();
+    return dcgm;
+  }
+  dcgm.collected_at = *collected_at;
+  if (o.contains("error") && !o.at("error").is_null()) {
+    Result<std::string> error = Text(o, "error", 4096);
+    dcgm.error = error.ok() ? *error : error.status().message();
+    return dcgm;
+  }
+  Result<std::string> text = Text(o, "text", kMaxDcgmTextBytes);
+  if (!text.ok()) {
+    dcgm.error = text.status().message();
+  } else if (!dcgm.collected_at) {
+    dcgm.error = "bad agent reply: DCGM text without 'collected_at'";
+  } else {
+    dcgm.text = std::move(*text);
+  }
+  return dcgm;
+}
+
 Result<AgentPoll> ParseAgentPoll(std::string_view body) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
   AgentPoll poll;
@@ -154,6 +188,7 @@ Result<AgentPoll> ParseAgentPoll(std::string_view body) {
     FW_ASSIGN_OR_RETURN(AgentJob job, JobFromJson(j.as_object()));
     poll.jobs.push_back(std::move(job));
   }
+  poll.dcgm = DcgmFromJson(o);
   return poll;
 }
 

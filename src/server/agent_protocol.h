@@ -46,10 +46,20 @@ struct AgentJob {
   std::optional<model::JobMetricsPoint> metrics;  // when asked for and the job runs
 };
 
+// The host's DCGM exposition as the agent last scraped it (docs/agent-api.md).
+struct AgentDcgm {
+  std::optional<TimeMicros> collected_at;
+  std::string text;   // dcgm-exporter's text, untrusted; empty when `error` is set
+  std::string error;  // why there is no recent text (the exporter is down, the field was bad...)
+};
+
 struct AgentPoll {
   std::string agent_id;
   TimeMicros now = 0;
   std::vector<AgentJob> jobs;
+  // Present when asked for (dcgm=1) and the host has DCGM. A malformed `dcgm` field fails only
+  // this part: it becomes an `error`, the rest of the poll stands.
+  std::optional<AgentDcgm> dcgm;
 };
 
 struct ClusterInfo {

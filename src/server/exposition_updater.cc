@@ -43,7 +43,12 @@ constexpr char kJobMemoryWorkingSet[] = "dstack_job_memory_working_set_bytes";
 constexpr char kJobGpuUsage[] = "dstack_job_gpu_usage_ratio";
 constexpr char kJobGpuMemoryTotal[] = "dstack_job_gpu_memory_total_bytes";
 constexpr char kJobGpuMemoryUsage[] = "dstack_job_gpu_memory_usage_bytes";
+constexpr char kSubmitToProvision[] = "dstack_submit_to_provision_duration_seconds";
+constexpr char kPendingRuns[] = "dstack_pending_runs_total";
+constexpr char kProjectCost[] = "dstack_project_cost_dollars_total";
+constexpr char kProjectGpuSeconds[] = "dstack_project_gpu_seconds_total";
 constexpr char kAgentPollErrors[] = "fleetwatch_agent_poll_errors_total";
+constexpr char kDcgmTextErrors[] = "fleetwatch_dcgm_text_errors_total";
 
 constexpr std::array kAllRunStatuses = {
     model::RunStatus::kPending, model::RunStatus::kSubmitted,   model::RunStatus::kProvisioning,
@@ -152,6 +157,13 @@ void RenderRuns(const ExpositionState& state, std::map<std::string, std::string>
   }
 }
 
+const model::Instance* InstanceOf(const std::map<std::string_view, const model::Instance*>& by_id,
+                                  const model::Job& job) {
+  if (!job.instance_id) return nullptr;
+  auto it = by_id.find(*job.instance_id);
+  return it != by_id.end() ? it->second : nullptr;
+}
+
 void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOptions& options,
                 std::map<std::string, std::string>& out) {
   std::map<std::string_view, const model::Instance*> instances;
@@ -174,11 +186,7 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
   for (const Entry& e : jobs) {
     const model::Run& run = *e.run;
     const model::Job& job = *e.job;
-    const model::Instance* instance = nullptr;
-    if (job.instance_id) {
-      auto it = instances.find(*job.instance_id);
-      if (it != instances.end()) instance = it->second;
-    }
+    const model::Instance* instance = InstanceOf(instances, job);
     auto [res, inserted] = resources.try_emplace(run.id);
     if (inserted) {
       Result<model::RunConfiguration> config =
@@ -191,18 +199,7 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
       gpus.push_back(instance != nullptr ? FindGpu(*instance, index) : nullptr);
     }
 
-    expose::JobLabelValues values;
-    values.project_name = run.project_name;
-    values.user_name = run.user_name;
-    values.run_name = run.run_name;
-    values.run_id = run.id;
-    values.job_name = job.job_name;
-    values.job_id = job.id;
-    values.job_num = std::to_string(job.job_num);
-    values.replica_num = std::to_string(job.replica_num);
-    values.run_type = model::ToString(run.type);
-    values.backend = instance != nullptr ? instance->backend : "";
-    values.gpu = !gpus.empty() && gpus.front() != nullptr ? gpus.front()->name : "";
+    expose::JobLabelValues values = JobLabelValuesOf(run, job, instance);
     std::array<Label, 11> labels = expose::JobLabels(values);
     std::string pairs = expose::RenderLabelPairs(labels);
 
@@ -243,7 +240,88 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
   }
 }
 
+void RenderServer(const ExpositionState& state, std::map<std::string, std::string>& out) {
+  for (const auto& [key, histogram] : state.submit_to_provision) {
+    const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
+    std::string pairs = expose::RenderLabelPairs(labels);
+    std::string& text = out[kSubmitToProvision];
+    const std::string bucket = std::string(kSubmitToProvision) + "_bucket";
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < histogram.counts.size(); ++b) {
+      cumulative += histogram.counts[b];
+      std::string le = "+Inf";
+      if (b < kSubmitToProvisionBuckets.size()) {
+        le.clear();
+        expose::AppendValue(le, kSubmitToProvisionBuckets[b]);
+      }
+      std::string with_le = pairs;
+      expose::AppendLabelPair(with_le, "le", le);
+      AppendSample(text, bucket, with_le, static_cast<double>(cumulative));
+    }
+    AppendSample(text, std::string(kSubmitToProvision) + "_sum", pairs, histogram.sum);
+    AppendSample(text, std::string(kSubmitToProvision) + "_count", pairs,
+                 static_cast<double>(histogram.count));
+  }
+  for (const auto& [key, count] : state.pending_runs) {
+    const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
+    AppendSample(out[kPendingRuns], kPendingRuns, expose::RenderLabelPairs(labels),
+                 static_cast<double>(count));
+  }
+  for (const store::UsageTotal& u : state.usage) {
+    const std::array<Label, 2> labels = {{
+        {"dstack_project_name", u.project_name},
+        {"dstack_user_name", u.user_name},
+    }};
+    std::string pairs = expose::RenderLabelPairs(labels);
+    AppendSample(out[kProjectCost], kProjectCost, pairs, u.cost_dollars);
+    AppendSample(out[kProjectGpuSeconds], kProjectGpuSeconds, pairs, u.gpu_seconds);
+  }
+  AppendSample(out[kAgentPollErrors], kAgentPollErrors, "",
+               static_cast<double>(state.agent_poll_errors));
+  AppendSample(out[kDcgmTextErrors], kDcgmTextErrors, "",
+               static_cast<double>(state.dcgm_text_errors));
+}
+
+// The snapshot key of a job's DCGM samples: sorts like the spec orders jobs.
+std::string DcgmKey(const model::Run& run, const model::Job& job) {
+  std::string key = run.project_name;
+  key += '\0';
+  key += job.job_name;
+  key += '\0';
+  key += job.id;
+  return key;
+}
+
 }  // namespace
+
+void DurationHistogram::Observe(double seconds) {
+  size_t b = 0;
+  while (b < kSubmitToProvisionBuckets.size() && seconds > kSubmitToProvisionBuckets[b]) ++b;
+  ++counts[b];
+  sum += seconds;
+  ++count;
+}
+
+expose::JobLabelValues JobLabelValuesOf(const model::Run& run, const model::Job& job,
+                                        const model::Instance* instance) {
+  const model::Gpu* first_gpu = nullptr;
+  if (instance != nullptr && !job.gpu_indices.empty()) {
+    first_gpu = FindGpu(*instance, job.gpu_indices.front());
+  }
+  expose::JobLabelValues values;
+  values.project_name = run.project_name;
+  values.user_name = run.user_name;
+  values.run_name = run.run_name;
+  values.run_id = run.id;
+  values.job_name = job.job_name;
+  values.job_id = job.id;
+  values.job_num = std::to_string(job.job_num);
+  values.replica_num = std::to_string(job.replica_num);
+  values.run_type = model::ToString(run.type);
+  values.backend = instance != nullptr ? instance->backend : "";
+  values.gpu = first_gpu != nullptr ? first_gpu->name : "";
+  return values;
+}
 
 const std::vector<ServerFamily>& ServerFamilies() {
   static const std::vector<ServerFamily> kFamilies = {
@@ -274,8 +352,17 @@ const std::vector<ServerFamily>& ServerFamilies() {
       {Section::kJob, kJobGpuMemoryTotal, MetricType::kGauge,
        "Total GPU memory allocated for the job, bytes"},
       {Section::kJob, kJobGpuMemoryUsage, MetricType::kGauge, "GPU memory used by the job, bytes"},
+      {Section::kServer, kSubmitToProvision, MetricType::kHistogram,
+       "Time from when a run has been submitted and first job provisioning"},
+      {Section::kServer, kPendingRuns, MetricType::kCounter, "Number of pending runs"},
+      {Section::kServer, kProjectCost, MetricType::kCounter,
+       "Money spent by the jobs of a project's user, running and finished, USD"},
+      {Section::kServer, kProjectGpuSeconds, MetricType::kCounter,
+       "GPU time used by the jobs of a project's user, running and finished, seconds"},
       {Section::kServer, kAgentPollErrors, MetricType::kCounter,
        "Agent polls whose reply was not usable (unreachable, HTTP error or malformed)"},
+      {Section::kServer, kDcgmTextErrors, MetricType::kCounter,
+       "DCGM texts from hosts that did not parse; those hosts' DCGM samples were dropped"},
   };
   return kFamilies;
 }
@@ -288,8 +375,7 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
   RenderInstances(state, now, out);
   RenderRuns(state, out);
   RenderJobs(state, now, options, out);
-  AppendSample(out[kAgentPollErrors], kAgentPollErrors, "",
-               static_cast<double>(state.agent_poll_errors));
+  RenderServer(state, out);
   return out;
 }
 
@@ -308,9 +394,7 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
   }
 }
 
-Result<ExpositionState> ExpositionUpdater::Load(uint64_t agent_poll_errors) {
-  ExpositionState state;
-  state.agent_poll_errors = agent_poll_errors;
+Status ExpositionUpdater::Load(ExpositionState& state) {
   FW_ASSIGN_OR_RETURN(state.instances, store_.ListInstances(""));
   FW_ASSIGN_OR_RETURN(
       state.unfinished_runs,
@@ -326,13 +410,94 @@ Result<ExpositionState> ExpositionUpdater::Load(uint64_t agent_poll_errors) {
     }
   }
   FW_ASSIGN_OR_RETURN(state.run_counts, store_.CountRuns());
-  return state;
+  FW_ASSIGN_OR_RETURN(state.usage, store_.ListUsageTotals());
+  return Status::Ok();
 }
 
-Status ExpositionUpdater::Update(uint64_t agent_poll_errors) {
+void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
+                                   const ExpositionState& state) {
+  std::map<std::string_view, const model::Instance*> instances;
+  for (const model::Instance& i : state.instances) instances[i.id] = &i;
+  // Jobs that may have DCGM samples: exported ones, by snapshot key.
+  std::map<std::string, std::pair<const model::Run*, const model::Job*>> active;
+  for (const model::Run& run : state.unfinished_runs) {
+    for (const model::Job& job : run.jobs) {
+      if (JobExported(job.status)) active[DcgmKey(run, job)] = {&run, &job};
+    }
+  }
+  // Jobs that ended lose their DCGM samples now rather than when they expire.
+  for (auto it = dcgm_keys_.begin(); it != dcgm_keys_.end();) {
+    if (active.count(it->first)) {
+      ++it;
+      continue;
+    }
+    snapshot_.RemoveDcgm(it->first);
+    it = dcgm_keys_.erase(it);
+  }
+  for (const DcgmReport& report : reports) {
+    if (!report.dcgm.error.empty() || !report.dcgm.collected_at) {
+      spdlog::debug("DCGM of instance {}: {}", report.instance_id, report.dcgm.error);
+      continue;  // what the host sent before stays until it expires
+    }
+    auto instance_it = instances.find(report.instance_id);
+    if (instance_it == instances.end()) continue;
+    const model::Instance& instance = *instance_it->second;
+    Result<expose::DcgmText> text = expose::ParseDcgmText(report.dcgm.text);
+    std::vector<std::pair<std::string, const model::Job*>> on_host;
+    for (const auto& [key, entry] : active) {
+      if (entry.second->instance_id == instance.id) on_host.emplace_back(key, entry.second);
+    }
+    if (!text.ok()) {
+      ++dcgm_text_errors_;
+      spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
+                   text.status().message());
+      for (const auto& [key, job] : on_host) {
+        snapshot_.RemoveDcgm(key);
+        dcgm_keys_.erase(key);
+      }
+      continue;
+    }
+    for (const auto& [key, job] : on_host) {
+      std::vector<std::string> uuids;
+      for (int index : job->gpu_indices) {
+        const model::Gpu* gpu = FindGpu(instance, index);
+        if (gpu != nullptr && !gpu->uuid.empty()) uuids.push_back(gpu->uuid);
+      }
+      const model::Run& run = *active.at(key).first;
+      expose::JobLabelValues values = JobLabelValuesOf(run, *job, &instance);
+      std::array<Label, 11> labels = expose::JobLabels(values);
+      std::vector<expose::RenderedFamily> families = expose::RelabelDcgm(*text, uuids, labels);
+      if (families.empty()) {
+        snapshot_.RemoveDcgm(key);
+        dcgm_keys_.erase(key);
+        continue;
+      }
+      snapshot_.SetDcgm(key, std::move(families),
+                        *report.dcgm.collected_at + options_.dcgm_max_age);
+      dcgm_keys_[key] = job->id;
+    }
+  }
+}
+
+Status ExpositionUpdater::Update(ExpositionInputs inputs) {
   std::lock_guard lock(mu_);
-  FW_ASSIGN_OR_RETURN(ExpositionState state, Load(agent_poll_errors));
-  std::map<std::string, std::string> samples = RenderServerFamilies(state, clock_.Now(), options_);
+  for (const RunEvents::Provisioned& p : inputs.run_events.provisioned) {
+    submit_to_provision_[{p.project_name, std::string(model::ToString(p.run_type))}].Observe(
+        p.seconds);
+  }
+  for (const RunEvents::Pending& p : inputs.run_events.pending) {
+    ++pending_runs_[{p.project_name, std::string(model::ToString(p.run_type))}];
+  }
+  ExpositionState state;
+  FW_RETURN_IF_ERROR(Load(state));
+  IngestDcgm(inputs.dcgm, state);
+  TimeMicros now = clock_.Now();
+  snapshot_.DropExpiredDcgm(now);
+  state.agent_poll_errors = inputs.agent_poll_errors;
+  state.dcgm_text_errors = dcgm_text_errors_;
+  state.submit_to_provision = submit_to_provision_;
+  state.pending_runs = pending_runs_;
+  std::map<std::string, std::string> samples = RenderServerFamilies(state, now, options_);
   std::vector<expose::FragmentChange> changes;
   for (auto& [name, text] : samples) {
     std::string& last = last_[name];

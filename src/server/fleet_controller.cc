@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <filesystem>
@@ -103,7 +104,10 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
       if (!polls_->in_flight.insert(i.id).second) continue;
     }
     asked.insert(i.id);
-    client_.Send(AgentRequest(i, "GET", with_metrics ? "/api/poll?metrics=1" : "/api/poll"),
+    client_.Send(AgentRequest(i, "GET",
+                              !with_metrics           ? "/api/poll"
+                              : options_.collect_dcgm ? "/api/poll?metrics=1&dcgm=1"
+                                                      : "/api/poll?metrics=1"),
                  [state = polls_, id = i.id](Result<http::Response> reply) {
                    std::lock_guard lock(state->mu);
                    state->in_flight.erase(id);
@@ -185,10 +189,12 @@ Status FleetController::Tick() {
       if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
     }
     for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+    NoteRunEvents(input.runs, out.runs);
     active_runs = std::move(input.runs);
     observations = std::move(input.observations);
   }
   if (with_metrics) Collect(observations, active_runs);
+  if (with_metrics && options_.collect_dcgm) KeepDcgm(observations);
   for (const std::string& event : out.events) spdlog::info("{}", event);
   Execute(out.commands);
   return Status::Ok();
@@ -237,6 +243,64 @@ void FleetController::Collect(const std::map<std::string, InstanceObservation>& 
   }
   for (const model::JobMetricsPoint& p : batch) last_point_[p.job_id] = p.timestamp_micro;
   points_stored_ += batch.size();
+}
+
+void FleetController::KeepDcgm(const std::map<std::string, InstanceObservation>& observations) {
+  std::lock_guard lock(events_mu_);
+  for (const auto& [instance_id, obs] : observations) {
+    if (obs.reached && obs.poll.dcgm) dcgm_[instance_id] = obs.poll.dcgm.value();
+  }
+}
+
+std::vector<DcgmReport> FleetController::TakeDcgmReports() {
+  std::map<std::string, AgentDcgm> taken;
+  {
+    std::lock_guard lock(events_mu_);
+    taken.swap(dcgm_);
+  }
+  std::vector<DcgmReport> out;
+  out.reserve(taken.size());
+  for (auto& [instance_id, dcgm] : taken) out.push_back({instance_id, std::move(dcgm)});
+  return out;
+}
+
+void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
+                                    const std::vector<model::Run>& changed) {
+  auto placed = [](const model::Run& run) {
+    return std::any_of(run.jobs.begin(), run.jobs.end(),
+                       [](const model::Job& j) { return j.instance_id.has_value(); });
+  };
+  std::map<std::string_view, const model::Run*> after;
+  for (const model::Run& run : changed) after[run.id] = &run;
+  TimeMicros now = clock_.Now();
+  std::lock_guard lock(events_mu_);
+  for (const model::Run& run : before) {
+    if (placed(run)) continue;
+    auto it = after.find(run.id);
+    const model::Run& now_run = it != after.end() ? *it->second : run;
+    if (placed(now_run)) {
+      run_events_.provisioned.push_back(
+          {run.project_name, run.type,
+           static_cast<double>(std::max<TimeMicros>(0, now - run.submitted_at)) / 1e6});
+      waiting_runs_.erase(run.id);
+    } else if (!model::IsFinished(now_run.status) && waiting_runs_.insert(run.id).second) {
+      run_events_.pending.push_back({run.project_name, run.type});
+    }
+  }
+  // Runs that ended (here or through the API) without ever being placed stop waiting.
+  std::set<std::string_view> unfinished;
+  for (const model::Run& run : before) unfinished.insert(run.id);
+  std::erase_if(waiting_runs_, [&](const std::string& id) {
+    auto it = after.find(id);
+    return !unfinished.count(id) || (it != after.end() && model::IsFinished(it->second->status));
+  });
+}
+
+RunEvents FleetController::TakeRunEvents() {
+  std::lock_guard lock(events_mu_);
+  RunEvents out = std::move(run_events_);
+  run_events_ = RunEvents{};
+  return out;
 }
 
 void FleetController::Execute(const std::vector<AgentCommand>& commands) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "http/async_client.h"
@@ -31,6 +32,30 @@ struct FleetControllerOptions {
   // one slow or silent host never holds up the others.
   std::chrono::milliseconds tick_budget{1000};
   TimeMicros min_point_spacing = 9'000'000;
+  // Metrics polls also ask for the host's DCGM text (dcgm=1), kept for TakeDcgmReports.
+  bool collect_dcgm = false;
+};
+
+// A host's DCGM text as its agent last reported it.
+struct DcgmReport {
+  std::string instance_id;
+  AgentDcgm dcgm;
+};
+
+// Run transitions that feed the server's own metric families.
+struct RunEvents {
+  struct Provisioned {
+    std::string project_name;
+    model::RunType run_type;
+    double seconds;  // from submission to the first job placed on an instance
+  };
+  struct Pending {
+    std::string project_name;
+    model::RunType run_type;
+  };
+  std::vector<Provisioned> provisioned;
+  // Runs that a tick could not place at once and that wait for capacity; each run once.
+  std::vector<Pending> pending;
 };
 
 // A piece of a job's output.
@@ -56,6 +81,10 @@ class FleetController {
   uint64_t bad_replies() const { return bad_replies_.load(); }
   // Metrics points stored so far.
   uint64_t points_stored() const { return points_stored_.load(); }
+  // The DCGM texts received since the last call, the newest per host (with collect_dcgm).
+  std::vector<DcgmReport> TakeDcgmReports();
+  // The run transitions seen since the last call.
+  RunEvents TakeRunEvents();
 
   // The job's output from `offset`: from the server's copy once the job has ended and been
   // acknowledged, else from its agent. An unplaced job has an empty log.
@@ -72,6 +101,8 @@ class FleetController {
   // Stores the points that the observed agents reported for jobs the server runs on them.
   void Collect(const std::map<std::string, InstanceObservation>& observations,
                const std::vector<model::Run>& runs);
+  void KeepDcgm(const std::map<std::string, InstanceObservation>& observations);
+  void NoteRunEvents(const std::vector<model::Run>& before, const std::vector<model::Run>& changed);
   void Execute(const std::vector<AgentCommand>& commands);
   std::optional<LogChunk> ReadLogCopy(const std::string& job_id, int64_t offset,
                                       int64_t limit) const;
@@ -92,6 +123,10 @@ class FleetController {
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
   std::shared_ptr<PollState> polls_;
+  std::mutex events_mu_;
+  std::map<std::string, AgentDcgm> dcgm_;  // instance id → newest report not yet taken
+  RunEvents run_events_;
+  std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
 };
 
 }  // namespace fleetwatch::server

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -125,6 +125,23 @@ CREATE TABLE job_metrics_points (
   PRIMARY KEY (job_id, timestamp_micro)
 );
 CREATE INDEX job_metrics_points_by_time ON job_metrics_points (timestamp_micro);
+)sql",
+    // 4: usage totals. Money and GPU time per (project, user), accumulated as jobs run; names,
+    // not ids, so totals outlive deleted projects and users (counters never go down).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN usage_accounted_until BIGINT;
+-- Only the jobs with running time not yet accounted: the accounting pass reads this index.
+CREATE INDEX jobs_unaccounted ON jobs (id)
+  WHERE started_at IS NOT NULL
+    AND (finished_at IS NULL OR usage_accounted_until IS NULL
+         OR usage_accounted_until < finished_at);
+CREATE TABLE usage_totals (
+  project_name TEXT NOT NULL,
+  user_name    TEXT NOT NULL,
+  cost_dollars REAL NOT NULL,
+  gpu_seconds  REAL NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
 )sql",
 };
 

@@ -800,8 +800,8 @@ class SqliteStore final : public Store {
             Query q,
             Prepare("INSERT INTO jobs (id, run_id, job_name, job_num, replica_num, status, "
                     "termination_reason, exit_code, instance_id, instance_name, gpu_indices, "
-                    "submitted_at, finished_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                    "submitted_at, finished_at, started_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         q.Bind(job.id)
             .Bind(run.id)  // the jobs belong to `run`, whatever their own run_id says
             .Bind(job.job_name)
@@ -814,7 +814,8 @@ class SqliteStore final : public Store {
             .Bind(job.instance_name)
             .Bind(GpuIndicesToJson(job.gpu_indices))
             .Bind(job.submitted_at)
-            .Bind(job.finished_at);
+            .Bind(job.finished_at)
+            .Bind(job.started_at);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create job '" + job.job_name + "'"));
       }
       return Status::Ok();
@@ -949,6 +950,78 @@ class SqliteStore final : public Store {
             WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
       }
       return Status::Ok();
+    });
+  }
+
+  Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() override {
+    return Read([&]() -> Result<std::vector<UnaccountedJob>> {
+      // The WHERE repeats the partial index's condition word for word so SQLite uses it.
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT j.id, p.name, u.name, j.gpu_indices, i.price, j.started_at, "
+                           "j.finished_at, j.usage_accounted_until FROM jobs j "
+                           "JOIN runs r ON r.id = j.run_id JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "LEFT JOIN instances i ON i.id = j.instance_id "
+                           "WHERE j.started_at IS NOT NULL "
+                           "AND (j.finished_at IS NULL OR j.usage_accounted_until IS NULL "
+                           "OR j.usage_accounted_until < j.finished_at) ORDER BY j.id"));
+      std::vector<UnaccountedJob> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        UnaccountedJob job;
+        job.job_id = q.Text(0);
+        job.project_name = q.Text(1);
+        job.user_name = q.Text(2);
+        FW_ASSIGN_OR_RETURN(std::vector<int> gpus, GpuIndicesFromJson(q.Text(3)));
+        job.gpu_count = static_cast<int>(gpus.size());
+        job.price = q.OptionalDouble(4);
+        job.started_at = q.Int64(5);
+        job.finished_at = q.OptionalInt64(6);
+        job.accounted_until = q.OptionalInt64(7);
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
+    });
+  }
+
+  Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) override {
+    if (charges.empty()) return 0;
+    return Write([&]() -> Result<int> {
+      int applied = 0;
+      for (const UsageCharge& c : charges) {
+        FW_ASSIGN_OR_RETURN(Query mark,
+                            Prepare("UPDATE jobs SET usage_accounted_until = ? WHERE id = ? AND "
+                                    "usage_accounted_until IS ?"));
+        mark.Bind(c.new_accounted_until).Bind(c.job_id).Bind(c.accounted_until);
+        FW_RETURN_IF_ERROR(WithContext(mark.Exec(), "account job '" + c.job_id + "'"));
+        if (mark.Changes() == 0) continue;
+        FW_ASSIGN_OR_RETURN(
+            Query add,
+            Prepare("INSERT INTO usage_totals (project_name, user_name, cost_dollars, "
+                    "gpu_seconds) VALUES (?, ?, ?, ?) ON CONFLICT (project_name, user_name) DO "
+                    "UPDATE SET cost_dollars = cost_dollars + excluded.cost_dollars, "
+                    "gpu_seconds = gpu_seconds + excluded.gpu_seconds"));
+        add.Bind(c.project_name).Bind(c.user_name).Bind(c.cost_dollars).Bind(c.gpu_seconds);
+        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add usage of job '" + c.job_id + "'"));
+        ++applied;
+      }
+      return applied;
+    });
+  }
+
+  Result<std::vector<UsageTotal>> ListUsageTotals() override {
+    return Read([&]() -> Result<std::vector<UsageTotal>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, cost_dollars, "
+                                           "gpu_seconds FROM usage_totals "
+                                           "ORDER BY project_name, user_name"));
+      std::vector<UsageTotal> totals;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        totals.push_back(UsageTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3)});
+      }
+      return totals;
     });
   }
 

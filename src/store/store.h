@@ -33,6 +33,37 @@ struct RunCount {
   int64_t undeleted = 0;  // runs not deleted
 };
 
+// A job that has run (started_at set) and whose running time is not yet all in the usage totals.
+struct UnaccountedJob {
+  std::string job_id;
+  std::string project_name;
+  std::string user_name;
+  int gpu_count = 0;
+  std::optional<double> price;  // USD/hour of its instance now; none when it has none or is gone
+  TimeMicros started_at = 0;
+  std::optional<TimeMicros> finished_at;
+  std::optional<TimeMicros> accounted_until;  // none: nothing accounted yet
+};
+
+// Running time of one job added to its (project, user) totals.
+struct UsageCharge {
+  std::string job_id;
+  std::optional<TimeMicros> accounted_until;  // as read; the charge applies only if unchanged
+  TimeMicros new_accounted_until = 0;
+  std::string project_name;
+  std::string user_name;
+  double cost_dollars = 0;
+  double gpu_seconds = 0;
+};
+
+// Money and GPU time spent by the jobs of one (project, user), ever: persisted, never decreasing.
+struct UsageTotal {
+  std::string project_name;
+  std::string user_name;
+  double cost_dollars = 0;
+  double gpu_seconds = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -118,6 +149,16 @@ class Store {
   // `finished_cutoff` of finished ones. Returns how many were deleted.
   virtual Result<int64_t> DeleteJobMetricsPoints(TimeMicros running_cutoff,
                                                  TimeMicros finished_cutoff) = 0;
+
+  // --- usage (cost and GPU time) ---
+  // Jobs that have started and are unfinished, or finished after their accounted time; deleted
+  // runs' jobs included (what they spent was spent).
+  virtual Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() = 0;
+  // Applies the charges in one transaction; a charge whose job's accounted time is no longer
+  // `accounted_until` (another replica charged it) is skipped. Returns how many applied.
+  virtual Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) = 0;
+  // Every (project, user) ever charged, ordered by project name and user name.
+  virtual Result<std::vector<UsageTotal>> ListUsageTotals() = 0;
 };
 
 }  // namespace fleetwatch::store

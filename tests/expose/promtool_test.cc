@@ -107,9 +107,9 @@ std::vector<SpecFamily> SpecFamilies() {
        "Time from when a run has been submitted and first job provisioning", false},
       {Section::kServer, "dstack_pending_runs_total", kCounter, "Number of pending runs", false},
       {Section::kServer, "dstack_project_cost_dollars_total", kCounter,
-       "Money spent by the project's jobs, running and finished, USD", true},
+       "Money spent by the jobs of a project's user, running and finished, USD", true},
       {Section::kServer, "dstack_project_gpu_seconds_total", kCounter,
-       "GPU time used by the project's jobs, running and finished, seconds", true},
+       "GPU time used by the jobs of a project's user, running and finished, seconds", true},
   };
 }
 

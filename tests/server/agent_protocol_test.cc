@@ -22,6 +22,37 @@ TEST(AgentProtocol, ParsesAPoll) {
   EXPECT_FALSE(poll->jobs[1].exit_code.has_value());
 }
 
+TEST(AgentProtocol, DcgmTextRidesInThePollAndABadDcgmFieldFailsOnlyThatPart) {
+  const std::string head = R"({"agent_id":"a1","now":5,"jobs":[])";
+  auto none = ParseAgentPoll(head + "}");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->dcgm.has_value());
+  auto null = ParseAgentPoll(head + R"(,"dcgm":null})");
+  ASSERT_TRUE(null.ok());
+  EXPECT_FALSE(null->dcgm.has_value());
+
+  auto text = ParseAgentPoll(head + R"(,"dcgm":{"collected_at":4,"text":"A 1\n"}})");
+  ASSERT_TRUE(text.ok()) << text.status().ToString();
+  ASSERT_TRUE(text->dcgm.has_value());
+  EXPECT_EQ(text->dcgm->collected_at, 4);
+  EXPECT_EQ(text->dcgm->text, "A 1\n");
+  EXPECT_EQ(text->dcgm->error, "");
+
+  auto down = ParseAgentPoll(head + R"(,"dcgm":{"collected_at":null,"error":"starting"}})");
+  ASSERT_TRUE(down.ok());
+  EXPECT_EQ(down->dcgm->error, "starting");
+  EXPECT_EQ(down->dcgm->text, "");
+
+  for (const char* bad : {R"("x")", R"({"collected_at":"4","text":"A 1"})", R"({"text":"A 1"})",
+                          R"({"collected_at":4,"text":7})", R"({"collected_at":-1,"text":""})"}) {
+    auto poll = ParseAgentPoll(head + R"(,"dcgm":)" + bad + "}");
+    ASSERT_TRUE(poll.ok()) << bad;  // the jobs still count
+    ASSERT_TRUE(poll->dcgm.has_value()) << bad;
+    EXPECT_NE(poll->dcgm->error, "") << bad;
+    EXPECT_EQ(poll->dcgm->text, "") << bad;
+  }
+}
+
 TEST(AgentProtocol, ParsesAnInventoryWithHostileGpuNames) {
   auto inv = ParseAgentInventory(
       R"({"agent_id":"a","hostname":"h","cpus":8,"memory_bytes":1024,"cgroup":"v1",)"

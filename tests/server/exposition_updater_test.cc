@@ -7,12 +7,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "expose/snapshot.h"
 #include "model/run_spec.h"
+#include "server/usage.h"
 #include "store/sqlite_store.h"
 #include "support/process.h"
 
@@ -93,6 +95,7 @@ class ExpositionUpdaterTest : public ::testing::Test {
     model::Run train = Run("r-train", kMainId, kAdminId, "train", model::RunStatus::kRunning,
                            "type: task\ncommands: [x]\nresources: {cpu: 4, gpu: 2}\n");
     model::Job t0 = MakeJob("j-t0", "train", 0, model::JobStatus::kRunning);
+    t0.started_at = kNow - 300 * kSecond;
     t0.instance_id = "i-g0";
     t0.instance_name = "gpus-0";
     t0.gpu_indices = {1, 0};
@@ -175,8 +178,9 @@ class ExpositionUpdaterTest : public ::testing::Test {
     return run;
   }
 
-  std::string Scrape(uint64_t poll_errors = 0) {
-    EXPECT_TRUE(updater_->Update(poll_errors).ok());
+  std::string Scrape(uint64_t poll_errors = 0) { return Scrape({poll_errors, {}, {}}); }
+  std::string Scrape(ExpositionInputs inputs) {
+    EXPECT_TRUE(updater_->Update(std::move(inputs)).ok());
     return snapshot_.Render(expose::Format::kText004, clock_.Now());
   }
 
@@ -186,6 +190,43 @@ class ExpositionUpdaterTest : public ::testing::Test {
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<ExpositionUpdater> updater_;
 };
+
+// dcgm-exporter's text for gpus-0: its two GPUs and one the host does not report to us (a
+// hostile label value included), with an OpenMetrics-style timestamp on one sample.
+DcgmReport HostDcgm(TimeMicros collected_at, std::string text = {}) {
+  if (text.empty()) {
+    text =
+        "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n"
+        "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
+        "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-0\",device=\"nvidia0\","
+        "modelName=\"NVIDIA A100-SXM4-80GB\",Hostname=\"node-1\"} 81\n"
+        "DCGM_FI_DEV_GPU_UTIL{gpu=\"1\",UUID=\"GPU-1\",device=\"nvidia1\","
+        "modelName=\"NVIDIA A100-SXM4-80GB\",Hostname=\"node-1\"} 44\n"
+        "DCGM_FI_DEV_GPU_UTIL{gpu=\"2\",UUID=\"GPU-9\",device=\"nvidia2\","
+        "modelName=\"x\\\"}\\n\",Hostname=\"node-1\"} 99\n"
+        "# HELP DCGM_FI_PROF_PCIE_TX_BYTES Total number of bytes transmitted through PCIe TX\n"
+        "# TYPE DCGM_FI_PROF_PCIE_TX_BYTES counter\n"
+        "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"1\",UUID=\"GPU-1\",hostname=\"node-1\","
+        "dstack_run_name=\"spoofed\"} 123456 1699999990000\n";
+  }
+  AgentDcgm dcgm;
+  dcgm.collected_at = collected_at;
+  dcgm.text = std::move(text);
+  return DcgmReport{"i-g0", std::move(dcgm)};
+}
+
+// Inputs of a tick with everything the controller can hand over: a DCGM text, a run placed
+// 42 s after submission and one left waiting.
+ExpositionInputs FullInputs(uint64_t poll_errors) {
+  ExpositionInputs inputs;
+  inputs.agent_poll_errors = poll_errors;
+  inputs.dcgm.push_back(HostDcgm(kNow - 5 * kSecond));
+  inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 42.0});
+  inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 15.0});
+  inputs.run_events.provisioned.push_back({"ml", model::RunType::kService, 4000.0});
+  inputs.run_events.pending.push_back({"main", model::RunType::kTask});
+  return inputs;
+}
 
 std::string ReadFile(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -197,14 +238,42 @@ std::string ReadFile(const std::filesystem::path& path) {
 // Instance gpus-0 created an hour ago → 3600.0; pending gpus-1 only in dstack_instance_status;
 // admin's deleted failed run still counted, alice's zeros printed as 0.0; submitted and aborted
 // jobs left out, provisioning, pulling, running and terminating ones in; j-t0's newest point only
-// (12.5 s of CPU, not 1.0), per GPU with dstack_gpu_num; j-s0's 31 s old point dropped.
+// (12.5 s of CPU, not 1.0), per GPU with dstack_gpu_num; j-s0's 31 s old point dropped; DCGM
+// samples of j-t0's two GPUs only, with the job labels appended (the spoofed one overwritten in
+// place); j-t0's 300 s on a $2.50/h host with 2 GPUs accounted; the provisioning histogram with
+// buckets at the boundary (15 s is in le="15.0").
 // UPDATE_GOLDEN=1 rewrites the file (review the diff).
 TEST_F(ExpositionUpdaterTest, GoldenExposition) {
   const std::filesystem::path golden =
       std::filesystem::path(FLEETWATCH_SOURCE_DIR) / "tests/server/testdata/exposition_golden.txt";
-  std::string scraped = Scrape(3);
+  UsageAccountant usage(*store_, clock_);
+  ASSERT_TRUE(usage.Account().ok());
+  std::string scraped = Scrape(FullInputs(3));
   if (std::getenv("UPDATE_GOLDEN") != nullptr) std::ofstream(golden, std::ios::binary) << scraped;
   EXPECT_EQ(scraped, ReadFile(golden));
+}
+
+// Prometheus' own parser accepts the whole exposition; its linter finds nothing in the families
+// fleetwatch introduced (dstack's `_count` gauges and DCGM's camelCase labels keep theirs).
+TEST_F(ExpositionUpdaterTest, PromtoolParsesItAndLintsOnlyInheritedNames) {
+  ASSERT_TRUE(std::filesystem::exists("/usr/bin/promtool"))
+      << "promtool missing: scripts/install-deps.sh installs Debian's prometheus";
+  UsageAccountant usage(*store_, clock_);
+  ASSERT_TRUE(usage.Account().ok());
+  std::string scraped = Scrape(FullInputs(3));
+  testing::ProcessResult check =
+      testing::RunProcess("/usr/bin/promtool", {"check", "metrics"}, {}, scraped);
+  const std::string report = check.out + check.err;
+  EXPECT_TRUE(check.exit_code == 0 || check.exit_code == 3) << report;  // 3: lint findings only
+  std::istringstream lines(report);
+  std::string line;
+  const std::set<std::string> inherited = {"dstack_instance_gpu_count", "dstack_job_gpu_count",
+                                           "dstack_job_cpu_count", "DCGM_FI_DEV_GPU_UTIL",
+                                           "DCGM_FI_PROF_PCIE_TX_BYTES"};
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    EXPECT_TRUE(inherited.contains(line.substr(0, line.find(' ')))) << line;
+  }
 }
 
 TEST_F(ExpositionUpdaterTest, TimeMovesDurationsAndStalenessWithTheClock) {
@@ -245,6 +314,91 @@ TEST_F(ExpositionUpdaterTest, AnUnchangedStateLeavesTheSnapshotVersionAlone) {
   EXPECT_EQ(snapshot_.version(), version);
   Scrape(1);  // only the poll error counter moved
   EXPECT_EQ(snapshot_.version(), version + 1);
+}
+
+TEST_F(ExpositionUpdaterTest, DcgmSamplesExpireTenMinutesAfterCollection) {
+  std::string fresh = Scrape(FullInputs(0));
+  EXPECT_NE(fresh.find("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\""), std::string::npos) << fresh;
+  clock_.Advance(594 * kSecond);  // collected 599 s ago
+  EXPECT_NE(Scrape().find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
+  clock_.Advance(2 * kSecond);  // 601 s
+  std::string expired = Scrape();
+  EXPECT_EQ(expired.find("DCGM_"), std::string::npos) << expired;
+}
+
+TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCounted) {
+  Scrape(FullInputs(0));
+  ExpositionInputs bad;
+  bad.dcgm.push_back(HostDcgm(kNow, "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-0\" 81\n"));
+  std::string after = Scrape(std::move(bad));
+  EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
+  EXPECT_NE(after.find("fleetwatch_dcgm_text_errors_total 1.0\n"), std::string::npos) << after;
+  // The rest of the scrape is intact.
+  EXPECT_NE(after.find("dstack_job_gpu_usage_ratio{"), std::string::npos) << after;
+  // The next good text brings them back.
+  ExpositionInputs good;
+  good.dcgm.push_back(HostDcgm(kNow));
+  EXPECT_NE(Scrape(std::move(good)).find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
+}
+
+TEST_F(ExpositionUpdaterTest, AnAgentErrorKeepsTheLastTextUntilItExpires) {
+  Scrape(FullInputs(0));
+  ExpositionInputs down;
+  AgentDcgm error;
+  error.error = "dcgm-exporter at 127.0.0.1:10997: connection refused";
+  down.dcgm.push_back({"i-g0", error});
+  std::string after = Scrape(std::move(down));
+  EXPECT_NE(after.find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos) << after;
+  EXPECT_NE(after.find("fleetwatch_dcgm_text_errors_total 0.0\n"), std::string::npos) << after;
+}
+
+TEST_F(ExpositionUpdaterTest, AJobThatEndsLosesItsDcgmSamples) {
+  Scrape(FullInputs(0));
+  Result<model::Run> train = store_->GetRunById("r-train");
+  ASSERT_TRUE(train.ok());
+  train->status = model::RunStatus::kDone;
+  train->finished_at = kNow;
+  for (model::Job& job : train->jobs) {
+    job.status = model::JobStatus::kDone;
+    job.finished_at = kNow;
+  }
+  ASSERT_TRUE(store_->UpdateRun(*train).ok());
+  std::string after = Scrape();
+  EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
+}
+
+TEST_F(ExpositionUpdaterTest, ProjectCostAndGpuTimeGrowAndSurviveTheRunsDeletion) {
+  const std::string cost =
+      "dstack_project_cost_dollars_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  const std::string gpu =
+      "dstack_project_gpu_seconds_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  UsageAccountant usage(*store_, clock_);
+  ASSERT_TRUE(usage.Account().ok());
+  std::string first = Scrape();
+  EXPECT_NE(first.find(gpu + "600.0\n"), std::string::npos) << first;
+  clock_.Advance(3600 * kSecond);
+  ASSERT_TRUE(usage.Account().ok());
+  ASSERT_TRUE(usage.Account().ok());  // nothing more at the same instant
+  std::string later = Scrape();
+  EXPECT_NE(later.find(cost + "2.7083333333333335\n"), std::string::npos) << later;
+  EXPECT_NE(later.find(gpu + "7800.0\n"), std::string::npos) << later;
+
+  // The run ends 10 s later and is deleted: its last 10 s count, then nothing moves.
+  Result<model::Run> train = store_->GetRunById("r-train");
+  ASSERT_TRUE(train.ok());
+  train->status = model::RunStatus::kDone;
+  train->finished_at = kNow + 3610 * kSecond;
+  for (model::Job& job : train->jobs) {
+    job.status = model::JobStatus::kDone;
+    job.finished_at = kNow + 3610 * kSecond;
+  }
+  ASSERT_TRUE(store_->UpdateRun(*train).ok());
+  ASSERT_TRUE(store_->DeleteRun("r-train").ok());
+  clock_.Advance(7200 * kSecond);
+  ASSERT_TRUE(usage.Account().ok());
+  ASSERT_TRUE(usage.Account().ok());
+  std::string after = Scrape();
+  EXPECT_NE(after.find(gpu + "7820.0\n"), std::string::npos) << after;
 }
 
 }  // namespace
