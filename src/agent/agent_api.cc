@@ -40,15 +40,42 @@ Result<int64_t> QueryInteger(const http::Request& request, const std::string& na
   return value;
 }
 
+// A 0/1 query parameter; false when absent.
+Result<bool> QueryFlag(const http::Request& request, const std::string& name) {
+  auto it = request.query.find(name);
+  if (it == request.query.end()) return false;
+  if (it->second != "0" && it->second != "1") return InvalidArgument(name + " must be 0 or 1");
+  return it->second == "1";
+}
+
+// The "dcgm" field of a poll reply (docs/agent-api.md): null when DCGM is off.
+json::value DcgmJson(const DcgmExporter* dcgm) {
+  if (dcgm == nullptr) return nullptr;
+  DcgmReport report = dcgm->Report();
+  json::object out;
+  if (report.collected_at) {
+    out["collected_at"] = *report.collected_at;
+  } else {
+    out["collected_at"] = nullptr;
+  }
+  if (report.text) {
+    out["text"] = *report.text;
+  } else {
+    out["error"] = report.error;
+  }
+  return out;
+}
+
 }  // namespace
 
 AgentApi::AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
-                   const GpuBackend& gpus, const Clock& clock)
+                   const GpuBackend& gpus, const Clock& clock, const DcgmExporter* dcgm)
     : identity_(std::move(identity)),
       inventory_(std::move(inventory)),
       runtime_(runtime),
       gpus_(gpus),
-      clock_(clock) {
+      clock_(clock),
+      dcgm_(dcgm) {
   router_.Add("GET", "/api/healthcheck", [this](http::Request&) { return Healthcheck(); });
   router_.Add("GET", "/api/inventory", [this](http::Request&) { return Inventory(); });
   router_.Add("GET", "/api/poll", [this](http::Request& r) { return Poll(r); });
@@ -85,15 +112,12 @@ http::Response AgentApi::Inventory() const {
 }
 
 http::Response AgentApi::Poll(const http::Request& request) const {
-  bool with_metrics = false;
-  if (auto it = request.query.find("metrics"); it != request.query.end()) {
-    if (it->second != "0" && it->second != "1") {
-      return Error(InvalidArgument("metrics must be 0 or 1"));
-    }
-    with_metrics = it->second == "1";
-  }
+  Result<bool> with_metrics = QueryFlag(request, "metrics");
+  if (!with_metrics.ok()) return Error(with_metrics.status());
+  Result<bool> with_dcgm = QueryFlag(request, "dcgm");
+  if (!with_dcgm.ok()) return Error(with_dcgm.status());
   json::array jobs;
-  if (!with_metrics) {
+  if (!*with_metrics) {
     // The 1-second status polls: no metrics key, no file reads.
     for (const JobState& state : runtime_.List()) jobs.push_back(JobStateJson(state));
   } else {
@@ -109,9 +133,10 @@ http::Response AgentApi::Poll(const http::Request& request) const {
       jobs.push_back(std::move(job));
     }
   }
-  return Json(
-      200, json::object{
-               {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}});
+  json::object reply{
+      {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}};
+  if (*with_dcgm) reply["dcgm"] = DcgmJson(dcgm_);
+  return Json(200, std::move(reply));
 }
 
 http::Response AgentApi::StartJob(const http::Request& request) {

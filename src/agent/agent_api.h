@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "agent/dcgm_exporter.h"
 #include "agent/gpu_backend.h"
 #include "agent/inventory.h"
 #include "agent/job_runtime.h"
@@ -20,12 +21,13 @@ struct AgentIdentity {
 // The agent API of docs/agent-api.md over a JobRuntime. Every request is checked for the bearer
 // token first (constant-time compare; 401 JSON "unauthenticated" otherwise), then routed. Bad
 // bodies and parameters give 400 JSON errors and change nothing. `runtime`, `gpus` (sampled for
-// the metrics points of GET /api/poll?metrics=1) and `clock` must outlive it. Thread-safe:
-// Handle() may run on many threads at once.
+// the metrics points of GET /api/poll?metrics=1), `clock` and `dcgm` (the host's DCGM text for
+// GET /api/poll?dcgm=1; null when DCGM is off) must outlive it. Thread-safe: Handle() may run on
+// many threads at once.
 class AgentApi {
  public:
   AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,
-           const GpuBackend& gpus, const Clock& clock);
+           const GpuBackend& gpus, const Clock& clock, const DcgmExporter* dcgm = nullptr);
   AgentApi(const AgentApi&) = delete;
   AgentApi& operator=(const AgentApi&) = delete;
 
@@ -45,6 +47,7 @@ class AgentApi {
   JobRuntime& runtime_;
   const GpuBackend& gpus_;
   const Clock& clock_;
+  const DcgmExporter* const dcgm_;
   http::Router router_;
 };
 

@@ -17,6 +17,7 @@
 #include "agent/agent_api.h"
 #include "agent/amd_sysfs_backend.h"
 #include "agent/cgroup_tree.h"
+#include "agent/dcgm_exporter.h"
 #include "agent/host_gpus.h"
 #include "agent/inventory.h"
 #include "agent/job_env.h"
@@ -41,7 +42,10 @@ struct AgentFlags {
   int port = 10998;
   std::string token;
   std::string data_dir;
-  int dcgm_exporter_port = 10997;  // used by the DCGM exporter management (a later issue)
+  int dcgm_exporter_port = 10997;
+  int dcgm_interval_seconds = 5;
+  std::string dcgm_exporter_url;
+  bool no_dcgm = false;
   std::string log_level = "info";
 };
 
@@ -71,6 +75,28 @@ Status WriteAgentFile(const fs::path& file, const boost::json::value& content) {
   return Status::Ok();
 }
 
+// The host's dcgm-exporter as the flags select it: null when DCGM is off (--no-dcgm, or neither a
+// URL nor dcgm-exporter on PATH).
+Result<std::unique_ptr<DcgmExporter>> SetUpDcgm(const AgentFlags& flags, const fs::path& data_dir,
+                                                const Clock& clock) {
+  if (flags.no_dcgm) return std::unique_ptr<DcgmExporter>();
+  DcgmExporterOptions options;
+  options.url = flags.dcgm_exporter_url;
+  if (options.url.empty()) {
+    std::optional<fs::path> executable = FindExecutable("dcgm-exporter", Env("PATH"));
+    if (!executable) {
+      spdlog::info("dcgm-exporter is not on PATH: no DCGM metrics");
+      return std::unique_ptr<DcgmExporter>();
+    }
+    options.executable = *executable;
+  }
+  options.data_dir = data_dir;
+  options.port = static_cast<uint16_t>(flags.dcgm_exporter_port);
+  options.interval = std::chrono::seconds(flags.dcgm_interval_seconds);
+  options.env = CurrentEnvironment();
+  return DcgmExporter::Create(std::move(options), clock);
+}
+
 int RunAgent(const AgentFlags& flags) {
   SetupLogging(flags.log_level);
   std::string token = !flags.token.empty() ? flags.token : Env("FLEETWATCH_AGENT_TOKEN");
@@ -92,6 +118,12 @@ int RunAgent(const AgentFlags& flags) {
   }
 
   const Clock& clock = SystemClock::Get();
+  Result<std::unique_ptr<DcgmExporter>> dcgm_setup = SetUpDcgm(flags, data_dir, clock);
+  if (!dcgm_setup.ok()) {
+    std::cerr << "error: " << dcgm_setup.status().message() << "\n";
+    return 1;
+  }
+  std::unique_ptr<DcgmExporter> dcgm = std::move(dcgm_setup).value();
   std::unique_ptr<GpuBackend> gpus = OpenHostGpuBackend(DefaultNvmlLibrary(), DefaultSysfsRoot());
   fs::path cgroup_root = DefaultCgroupRoot();
   HostInventory inventory = CollectInventory(*gpus, DetectCgroupMode(cgroup_root));
@@ -105,7 +137,7 @@ int RunAgent(const AgentFlags& flags) {
 
   AgentIdentity identity{NewId(), clock.Now(), token};
   std::string agent_id = identity.agent_id;
-  AgentApi api(std::move(identity), inventory, *runtime, *gpus, clock);
+  AgentApi api(std::move(identity), inventory, *runtime, *gpus, clock, dcgm.get());
   http::ServerOptions server_options;
   server_options.host = flags.host;
   server_options.port = static_cast<uint16_t>(flags.port);
@@ -128,12 +160,14 @@ int RunAgent(const AgentFlags& flags) {
   }
   spdlog::info("agent {}: {} CPUs, {} GPUs, cgroup {}, data in {}", agent_id, inventory.cpus,
                inventory.gpus.size(), CgroupModeName(inventory.cgroup), data_dir.string());
+  if (dcgm) dcgm->Start();
   std::cout << "fleetwatch agent listening on http://" << flags.host << ":" << *port << std::endl;
 
   spdlog::info("received {}, stopping jobs and shutting down", signals.Wait());
   server.Stop();
   runtime->StopAll(kShutdownGrace);
   runtime.reset();
+  if (dcgm) dcgm->Stop();
   fs::remove(agent_file, ec);
   std::cout << "fleetwatch agent stopped" << std::endl;
   return 0;
@@ -154,9 +188,21 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
                   "Directory of job logs and agent.json [env FLEETWATCH_AGENT_DATA_DIR, default "
                   "~/.fleetwatch/agent]");
   cmd->add_option("--dcgm-exporter-port", flags->dcgm_exporter_port,
-                  "Port of the host's dcgm-exporter")
+                  "Port on 127.0.0.1 for the dcgm-exporter the agent runs when dcgm-exporter is "
+                  "on PATH")
+      ->envname("FLEETWATCH_DCGM_EXPORTER_PORT")
       ->check(CLI::Range(1, 65535))
       ->capture_default_str();
+  cmd->add_option("--dcgm-interval-seconds", flags->dcgm_interval_seconds,
+                  "How often DCGM metrics are collected and scraped")
+      ->envname("FLEETWATCH_DCGM_INTERVAL_SECONDS")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--dcgm-exporter-url", flags->dcgm_exporter_url,
+                  "Scrape this dcgm-exporter (e.g. http://127.0.0.1:9400/metrics) instead of "
+                  "running one")
+      ->envname("FLEETWATCH_DCGM_EXPORTER_URL");
+  cmd->add_flag("--no-dcgm", flags->no_dcgm, "Collect no DCGM metrics");
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -7,9 +7,10 @@ class App;
 namespace fleetwatch::agent {
 
 // Adds `fleetwatch agent [--host H] [--port P] [--token T] [--data-dir DIR]
-// [--dcgm-exporter-port P] [--log-level L]` to `app`. The command serves the agent API until
-// SIGTERM/SIGINT, then stops every running job and removes <data-dir>/agent.json; it stores its
-// exit code in `exit_code` (which must outlive `app`).
+// [--dcgm-exporter-port P] [--dcgm-interval-seconds S] [--dcgm-exporter-url URL] [--no-dcgm]
+// [--log-level L]` to `app`. The command serves the agent API until SIGTERM/SIGINT, then stops
+// every running job and the dcgm-exporter it runs (see dcgm_exporter.h) and removes
+// <data-dir>/agent.json; it stores its exit code in `exit_code` (which must outlive `app`).
 void AddAgentCommand(CLI::App& app, int& exit_code);
 
 }  // namespace fleetwatch::agent

@@ -1,11 +1,18 @@
 #include "api/metrics_route.h"
 
+#include <boost/json.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "expose/family.h"
+#include "model/entities.h"
+#include "model/status.h"
 #include "util/ids.h"
 
 namespace fleetwatch::api {
@@ -43,6 +50,23 @@ http::Response Forbidden(std::string_view message) {
   return http::JsonError(403, "forbidden", message);
 }
 
+// The token check, then the switch (spec/METRICS.md); nothing when the request may go on.
+std::optional<http::Response> RefuseScrape(const http::Request& request,
+                                           const MetricsEndpointOptions& options) {
+  if (options.auth_token) {
+    constexpr std::string_view kScheme = "bearer ";
+    std::string_view authorization = Trim(request.Header("authorization"));
+    if (authorization.size() < kScheme.size() ||
+        !EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme)) {
+      return Forbidden("Access denied");
+    }
+    std::string_view token = Trim(authorization.substr(kScheme.size()));
+    if (!ConstantTimeEquals(token, *options.auth_token)) return Forbidden("Invalid token");
+  }
+  if (!options.enabled) return http::JsonError(404, "not_found", "Not Found");
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool AcceptsGzip(std::string_view accept_encoding) {
@@ -61,17 +85,7 @@ bool AcceptsGzip(std::string_view accept_encoding) {
 
 http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
                             const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
-  if (options.auth_token) {
-    constexpr std::string_view kScheme = "bearer ";
-    std::string_view authorization = Trim(request.Header("authorization"));
-    if (authorization.size() < kScheme.size() ||
-        !EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme)) {
-      return Forbidden("Access denied");
-    }
-    std::string_view token = Trim(authorization.substr(kScheme.size()));
-    if (!ConstantTimeEquals(token, *options.auth_token)) return Forbidden("Invalid token");
-  }
-  if (!options.enabled) return http::JsonError(404, "not_found", "Not Found");
+  if (std::optional<http::Response> refused = RefuseScrape(request, options)) return *refused;
 
   expose::Format format = expose::NegotiateFormat(request.Header("accept"));
   bool gzip = AcceptsGzip(request.Header("accept-encoding"));
@@ -89,6 +103,45 @@ void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
   router.Add("GET", "/metrics",
              [switches = std::move(options), &snapshot, &clock](http::Request& request) {
                return ServeMetrics(request, switches, snapshot, clock);
+             });
+}
+
+http::Response ServePrometheusSd(const http::Request& request,
+                                 const MetricsEndpointOptions& options, store::Store& store) {
+  if (std::optional<http::Response> refused = RefuseScrape(request, options)) return *refused;
+  Result<std::vector<model::Instance>> instances = store.ListInstances("");
+  if (!instances.ok()) return http::ErrorResponseFor(instances.status());
+  boost::json::array groups;
+  for (const model::Instance& i : *instances) {
+    bool up =
+        (i.status == model::InstanceStatus::kIdle || i.status == model::InstanceStatus::kBusy);
+    if (!up || i.unreachable || i.hostname.empty() || i.agent_port <= 0) continue;
+    std::string host =
+        i.hostname.find(':') != std::string::npos ? "[" + i.hostname + "]" : i.hostname;
+    boost::json::object labels;
+    labels["__metrics_path__"] = "/metrics";
+    labels["dstack_project_name"] = i.project_name;
+    labels["dstack_fleet_name"] = i.fleet_name;
+    labels["dstack_instance_name"] = i.name;
+    labels["dstack_instance_id"] = i.id;
+    labels["dstack_backend"] = i.backend;
+    labels["dstack_gpu"] = i.resources.gpus.empty() ? "" : i.resources.gpus.front().name;
+    labels["dstack_gpu_count"] = std::to_string(i.resources.gpus.size());
+    groups.push_back(boost::json::object{
+        {"targets", boost::json::array{host + ":" + std::to_string(i.agent_port)}},
+        {"labels", std::move(labels)}});
+  }
+  http::Response response;
+  response.content_type = "application/json";
+  response.body = boost::json::serialize(groups);
+  return response;
+}
+
+void AddPrometheusSdRoute(http::Router& router, MetricsEndpointOptions options,
+                          store::Store& store) {
+  router.Add("GET", "/api/prometheus/sd",
+             [switches = std::move(options), &store](http::Request& request) {
+               return ServePrometheusSd(request, switches, store);
              });
 }
 

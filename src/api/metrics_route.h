@@ -7,6 +7,7 @@
 #include "expose/snapshot.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "store/store.h"
 #include "util/clock.h"
 
 namespace fleetwatch::api {
@@ -31,5 +32,17 @@ http::Response ServeMetrics(const http::Request& request, const MetricsEndpointO
 // must outlive the router.
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
                      const expose::ExpositionSnapshot& snapshot, const Clock& clock);
+
+// Prometheus HTTP service discovery (GET /api/prometheus/sd): one target group per reachable
+// instance (idle or busy, its agent answering) naming its agent's /metrics, with labels
+// dstack_project_name, dstack_fleet_name, dstack_instance_name, dstack_instance_id,
+// dstack_backend, dstack_gpu (first GPU's name) and dstack_gpu_count. The same token check and
+// switch as /metrics. Reads the store (Prometheus asks every minute or so). Thread-safe.
+http::Response ServePrometheusSd(const http::Request& request,
+                                 const MetricsEndpointOptions& options, store::Store& store);
+
+// Registers GET /api/prometheus/sd. `store` must outlive the router.
+void AddPrometheusSdRoute(http::Router& router, MetricsEndpointOptions options,
+                          store::Store& store);
 
 }  // namespace fleetwatch::api

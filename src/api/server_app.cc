@@ -78,9 +78,9 @@ class ServerAppImpl final : public ServerApp {
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
       FW_RETURN_IF_ERROR(updater_->Update({controller_->bad_replies(), {}, {}}));
     }
-    AddMetricsRoute(router_,
-                    MetricsEndpointOptions{config.prometheus_metrics, config.prometheus_auth_token},
-                    snapshot_, clock_);
+    const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token};
+    AddMetricsRoute(router_, scrape, snapshot_, clock_);
+    AddPrometheusSdRoute(router_, scrape, *store_);
     AddApiRoutes(router_, *services_);
     http::ServerOptions http_options;
     http_options.host = config.host;

@@ -337,6 +337,33 @@ TEST_F(AgentApiTest, PollWithMetricsAddsAPointToRunningJobsOnly) {
   }
 }
 
+// An API built without a DcgmExporter is a host with DCGM off (the exporter's own behaviour is
+// in dcgm_exporter_test.cc).
+TEST_F(AgentApiTest, PollWithDcgmIsNullWhenDcgmIsOff) {
+  ASSERT_EQ(Send("POST", "/api/jobs", R"({"job_id":"j","commands":["sleep 600"]})").status, 201);
+  for (const char* target : {"/api/poll?metrics=1&dcgm=1", "/api/poll?dcgm=1"}) {
+    Reply poll = Send("GET", target);
+    ASSERT_EQ(poll.status, 200) << target << ": " << poll.body;
+    ASSERT_TRUE(poll.json.as_object().contains("dcgm")) << target << ": " << poll.body;
+    EXPECT_TRUE(poll.json.at("dcgm").is_null()) << target << ": " << poll.body;
+    EXPECT_EQ(poll.json.at("jobs").as_array().size(), 1u);
+  }
+  for (const char* target : {"/api/poll", "/api/poll?metrics=1", "/api/poll?metrics=1&dcgm=0"}) {
+    Reply poll = Send("GET", target);
+    ASSERT_EQ(poll.status, 200) << target;
+    EXPECT_FALSE(poll.json.as_object().contains("dcgm")) << target << ": " << poll.body;
+  }
+  for (const char* target :
+       {"/api/poll?dcgm=2", "/api/poll?metrics=1&dcgm=", "/api/poll?dcgm=yes"}) {
+    Reply bad = Send("GET", target);
+    EXPECT_EQ(bad.status, 400) << target;
+    EXPECT_EQ(bad.json.at("error").at("code").as_string(), "invalid_argument") << target;
+    EXPECT_NE(std::string(bad.json.at("error").at("message").as_string()).find("dcgm"),
+              std::string::npos);
+  }
+  ASSERT_EQ(Send("POST", "/api/jobs/j/stop", R"({"grace_seconds": 0})").status, 200);
+}
+
 TEST_F(AgentApiTest, AGpuThatCannotBeSampledReportsZeros) {
   ASSERT_EQ(Send("POST", "/api/jobs",
                  R"({"job_id":"two","commands":["echo ready","sleep 600"],"gpu_indices":[1,0]})")

@@ -72,10 +72,20 @@ TEST_F(AgentCommandTest, RequiresAToken) {
   EXPECT_FALSE(fs::exists(data_.path() / "agent.json"));
 }
 
+TEST_F(AgentCommandTest, HelpListsTheDcgmFlags) {
+  ProcessResult r = RunProcess(FLEETWATCH_BINARY, {"agent", "--help"}, Env(), "", 30);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (const char* flag :
+       {"--dcgm-exporter-port", "--dcgm-interval-seconds", "--dcgm-exporter-url", "--no-dcgm"}) {
+    EXPECT_NE(r.out.find(flag), std::string::npos) << flag << "\n" << r.out;
+  }
+}
+
 TEST_F(AgentCommandTest, ServesJobsAndStopsThemOnSigterm) {
   ChildProcess agent(
       FLEETWATCH_BINARY,
-      {"agent", "--host", "127.0.0.1", "--port", "0", "--token", kToken, "--data-dir", data_.str()},
+      {"agent", "--host", "127.0.0.1", "--port", "0", "--token", kToken, "--data-dir", data_.str(),
+       "--no-dcgm"},  // hermetic on hosts with a real dcgm-exporter on PATH
       Env());
   ASSERT_TRUE(agent.WaitForOutput("fleetwatch agent listening on http://127.0.0.1:", 60))
       << agent.Output();

@@ -1,0 +1,472 @@
+// The headline path end to end: a real server runs a real job on its local fleet (fake NVML GPUs,
+// a fake dcgm-exporter on PATH, both at the hardware edge), and a real Prometheus (Debian's)
+// scrapes /metrics with the bearer token. What hosts report is hostile on purpose; an independent
+// parser (the official Python client's) checks every sample is well-formed and intact.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "http/message.h"
+#include "integration/api_client.h"
+#include "support/process.h"
+
+namespace fleetwatch::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
+constexpr char kScrapeToken[] = "scrape-token-for-prometheus";
+const fs::path kSource = FLEETWATCH_SOURCE_DIR;
+const fs::path kDcgmTestdata = kSource / "tests/agent/testdata/dcgm";
+
+// What hosts may report, as unpleasant as the formats allow: quotes, a backslash, a closing
+// brace, a newline followed by what would be a directive, markup.
+const std::string kHostileGpu = "NVIDIA H100 \"80GB\" \\} \n# EOF <img src=x onerror=alert(1)>";
+const std::string kHostileHost = "node-1\"} 1\n# TYPE x counter\n\\";
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void WriteFile(const fs::path& path, const std::string& text) {
+  fs::path tmp = path.string() + ".tmp";
+  std::ofstream(tmp, std::ios::binary) << text;
+  fs::rename(tmp, path);
+}
+
+// A port nothing listens on right now (for programs that cannot take port 0).
+uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The fake NVML's line format escapes a newline as "\n" and any byte as "\xHH".
+std::string NvmlEscaped(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\\' || c == '|') {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+      out += hex;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Escaped as a label value in the exposition text.
+std::string LabelEscaped(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string Uuid(int i) { return "GPU-00000000-0000-0000-0000-00000000000" + std::to_string(i); }
+
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+// Every sample of `body` as the official Python client parses it; fails the test when it does
+// not parse.
+std::vector<Sample> ParseIndependently(const std::string& body, const std::string& format) {
+  ProcessResult r = RunProcess(
+      "/usr/bin/python3",
+      {(kSource / "tests/integration/tools/parse_exposition.py").string(), format}, {}, body);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<Sample> samples;
+  std::istringstream lines(r.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    json::error_code ec;
+    json::value parsed = json::parse(line, ec);
+    if (ec || !parsed.is_object()) {
+      ADD_FAILURE() << "unreadable parser output: " << line;
+      continue;
+    }
+    const json::object& o = parsed.as_object();
+    Sample s;
+    s.name = std::string(o.at("name").as_string());
+    for (const auto& [k, v] : o.at("labels").as_object()) {
+      s.labels[std::string(k)] = std::string(v.as_string());
+    }
+    const json::value& v = o.at("value");
+    s.value = v.is_double() ? v.as_double() : v.is_int64() ? static_cast<double>(v.as_int64()) : 0;
+    samples.push_back(std::move(s));
+  }
+  return samples;
+}
+
+class PrometheusIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus is missing";
+    ASSERT_TRUE(fs::exists("/usr/bin/python3")) << "Debian's python3 is missing";
+    // Four GPUs, the first with a hostile name; GPU i at 10·(i+1) % and (i+1) GiB used.
+    std::string gpus;
+    for (int i = 0; i < 4; ++i) {
+      gpus += NvmlEscaped(i == 0 ? kHostileGpu : "NVIDIA H100 80GB HBM3") + "|" + Uuid(i) + "|" +
+              std::to_string(int64_t{80} << 30) + "|" + std::to_string(int64_t{i + 1} << 30) + "|" +
+              std::to_string(10 * (i + 1)) + "\n";
+    }
+    WriteFile(dir_.path() / "gpus.txt", gpus);
+    // The exporter's fixture, its Hostname made hostile.
+    std::string fixture = ReadFile(kDcgmTestdata / "four-gpus.txt");
+    ASSERT_FALSE(fixture.empty());
+    size_t at = 0;
+    const std::string plain = "Hostname=\"node-1\"";
+    while ((at = fixture.find(plain, at)) != std::string::npos) {
+      std::string hostile = "Hostname=\"" + LabelEscaped(kHostileHost) + "\"";
+      fixture.replace(at, plain.size(), hostile);
+      at += hostile.size();
+    }
+    WriteFile(dir_.path() / "dcgm.txt", fixture);
+    fs::create_directories(dir_.path() / "bin");
+    fs::create_symlink(kDcgmTestdata / "fake-dcgm-exporter", dir_.path() / "bin/dcgm-exporter");
+    WriteFile(dir_.path() / "scrape-token", kScrapeToken);
+
+    std::map<std::string, std::string> env = {
+        {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+        {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
+        {"FLEETWATCH_NVML_LIBRARY", FAKE_NVML_LIBRARY},
+        {"FAKE_NVML_FILE", (dir_.path() / "gpus.txt").string()},
+        {"FAKE_DCGM_FIXTURE", (dir_.path() / "dcgm.txt").string()},
+        {"FAKE_DCGM_STARTS", (dir_.path() / "dcgm-starts").string()},
+        {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
+        {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
+        {"PATH", (dir_.path() / "bin").string() + ":" + std::getenv("PATH")},
+        {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
+        {"DSTACK_PROMETHEUS_AUTH_TOKEN", kScrapeToken},
+    };
+    server_ = std::make_unique<ServerProcess>((dir_.path() / "data").string(),
+                                              (dir_.path() / "home").string(), kAdminToken,
+                                              std::vector<std::string>{}, env);
+    ASSERT_TRUE(server_->started()) << server_->Output();
+    admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+  }
+
+  void TearDown() override {
+    if (prometheus_) prometheus_->Stop(SIGTERM);
+    if (server_) {
+      EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+    }
+  }
+
+  http::Response Get(const std::string& url, const std::string& target,
+                     std::vector<std::pair<std::string, std::string>> headers = {}) {
+    Result<http::Client> client = http::Client::Create(url);
+    EXPECT_TRUE(client.ok());
+    Result<http::Response> r = client->Send("GET", target, {}, headers);
+    return r.ok() ? *r : http::Response{};
+  }
+
+  http::Response Scrape(const std::string& accept = {}) {
+    std::vector<std::pair<std::string, std::string>> headers = {
+        {"Authorization", std::string("Bearer ") + kScrapeToken}};
+    if (!accept.empty()) headers.emplace_back("Accept", accept);
+    return Get(server_->url(), "/metrics", headers);
+  }
+
+  // Scrapes until `done` holds for the body (at most `seconds`); the last 200 body.
+  std::string ScrapeUntil(const std::function<bool(const std::string&)>& done, int seconds = 60) {
+    std::string body;
+    auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
+    while (steady_clock::now() < deadline) {
+      http::Response r = Scrape();
+      EXPECT_EQ(r.status, 200) << r.body;
+      body = r.body;
+      if (done(body)) return body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    ADD_FAILURE() << "timed out; last scrape:\n" << body << "\nserver:\n" << server_->Output();
+    return body;
+  }
+
+  void StartPrometheus() {
+    prometheus_port_ = FreePort();
+    std::string config =
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: fleetwatch\n"
+        "    authorization:\n"
+        "      credentials_file: " +
+        (dir_.path() / "scrape-token").string() +
+        "\n"
+        "    static_configs:\n"
+        "      - targets: ['127.0.0.1:" +
+        std::to_string(server_->port()) + "']\n";
+    WriteFile(dir_.path() / "prometheus.yml", config);
+    prometheus_ = std::make_unique<ChildProcess>(
+        "/usr/bin/prometheus",
+        std::vector<std::string>{
+            "--config.file=" + (dir_.path() / "prometheus.yml").string(),
+            "--storage.tsdb.path=" + (dir_.path() / "tsdb").string(),
+            "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_),
+            "--log.level=warn"},
+        std::map<std::string, std::string>{});
+  }
+
+  // PromQL through Prometheus' HTTP API, retried until it returns at least `want` series.
+  json::array Query(const std::string& promql, size_t want = 1, int seconds = 60) {
+    const std::string url = "http://127.0.0.1:" + std::to_string(prometheus_port_);
+    json::array result;
+    std::string last;
+    auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
+    while (steady_clock::now() < deadline) {
+      http::Response r = Get(url, "/api/v1/query?query=" + http::UrlEncode(promql));
+      last = r.body;
+      json::error_code ec;
+      json::value v = json::parse(r.body, ec);
+      if (r.status == 200 && !ec && v.is_object()) {
+        result = v.at("data").at("result").as_array();
+        if (result.size() >= want) return result;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    ADD_FAILURE() << promql << ": " << last << "\nprometheus:\n"
+                  << (prometheus_ ? prometheus_->Output() : "");
+    return result;
+  }
+
+  static std::string LabelOf(const json::value& series, const char* name) {
+    const json::object& metric = series.at("metric").as_object();
+    const json::value* v = metric.if_contains(name);
+    return v != nullptr ? std::string(v->as_string()) : "<absent>";
+  }
+  static double ValueOf(const json::value& series) {
+    return std::stod(std::string(series.at("value").as_array()[1].as_string()));
+  }
+
+  // The pid of a line of the fake exporter's start log ({"pid": N, "argv": [...]}).
+  static pid_t PidOf(const std::string& start) {
+    return static_cast<pid_t>(json::parse(start).at("pid").as_int64());
+  }
+
+  std::vector<std::string> ExporterStarts() {
+    std::vector<std::string> starts;
+    std::istringstream lines(ReadFile(dir_.path() / "dcgm-starts"));
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (!line.empty()) starts.push_back(line);
+    }
+    return starts;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ApiClient> admin_;
+  std::unique_ptr<ChildProcess> prometheus_;
+  uint16_t prometheus_port_ = 0;
+};
+
+TEST_F(PrometheusIntegrationTest, JobsGpusAndDcgmReachPrometheusWithTheJobsLabels) {
+  ApiReply submitted =
+      admin_->Send("POST", "/api/project/main/runs",
+                   "type: task\nname: train\ncommands: ['sleep 300']\nresources: {gpu: 2}\n",
+                   "application/yaml");
+  ASSERT_EQ(submitted.status, 201) << submitted.body;
+
+  // The exposition gets the job's GPU figures and its DCGM samples.
+  std::string body = ScrapeUntil([](const std::string& b) {
+    return b.find("dstack_job_gpu_usage_ratio{") != std::string::npos &&
+           b.find("DCGM_FI_DEV_GPU_UTIL{") != std::string::npos &&
+           b.find("dstack_project_gpu_seconds_total{") != std::string::npos;
+  });
+
+  // An independent parser reads every sample; each series exactly once.
+  std::vector<Sample> samples = ParseIndependently(body, "text");
+  ASSERT_FALSE(samples.empty());
+  std::set<std::pair<std::string, std::map<std::string, std::string>>> series;
+  for (const Sample& s : samples) {
+    EXPECT_TRUE(series.insert({s.name, s.labels}).second) << "duplicate series " << s.name;
+    EXPECT_FALSE(s.labels.contains("job")) << s.name;
+    EXPECT_FALSE(s.labels.contains("instance")) << s.name;
+  }
+  std::vector<const Sample*> dcgm_util, gpu_ratio, instance_gpus;
+  for (const Sample& s : samples) {
+    if (s.name == "DCGM_FI_DEV_GPU_UTIL") dcgm_util.push_back(&s);
+    if (s.name == "dstack_job_gpu_usage_ratio") gpu_ratio.push_back(&s);
+    if (s.name == "dstack_instance_gpu_count") instance_gpus.push_back(&s);
+  }
+  // The job holds GPUs 0 and 1: exactly their DCGM samples, with the 11 job labels appended and
+  // the host's hostile label values intact.
+  ASSERT_EQ(dcgm_util.size(), 2u) << body;
+  std::set<std::string> uuids;
+  for (const Sample* s : dcgm_util) {
+    uuids.insert(s->labels.at("UUID"));
+    EXPECT_EQ(s->labels.at("Hostname"), kHostileHost);
+    EXPECT_EQ(s->labels.at("dstack_run_name"), "train");
+    EXPECT_EQ(s->labels.at("dstack_job_name"), "train-0-0");
+    EXPECT_EQ(s->labels.at("dstack_project_name"), "main");
+    EXPECT_EQ(s->labels.at("dstack_user_name"), "admin");
+    EXPECT_EQ(s->labels.at("dstack_backend"), "local");
+    EXPECT_EQ(s->labels.at("dstack_gpu"), kHostileGpu);
+    EXPECT_EQ(s->labels.size(), 7u + 11u) << s->name;
+  }
+  EXPECT_EQ(uuids, (std::set<std::string>{Uuid(0), Uuid(1)}));
+  ASSERT_EQ(gpu_ratio.size(), 2u);
+  ASSERT_EQ(instance_gpus.size(), 1u);
+  EXPECT_EQ(instance_gpus[0]->labels.at("dstack_gpu"), kHostileGpu);
+  EXPECT_EQ(instance_gpus[0]->value, 4.0);
+
+  // The OpenMetrics form parses too, with the same series.
+  http::Response om = Scrape("application/openmetrics-text; version=1.0.0");
+  ASSERT_EQ(om.status, 200);
+  std::vector<Sample> om_samples = ParseIndependently(om.body, "openmetrics");
+  size_t om_dcgm = 0;
+  for (const Sample& s : om_samples) {
+    if (s.name == "DCGM_FI_DEV_GPU_UTIL") {
+      ++om_dcgm;
+      EXPECT_EQ(s.labels.at("Hostname"), kHostileHost);
+    }
+  }
+  EXPECT_EQ(om_dcgm, 2u);
+
+  // promtool: no parse error.
+  ProcessResult check = RunProcess("/usr/bin/promtool", {"check", "metrics"}, {}, body);
+  EXPECT_TRUE(check.exit_code == 0 || check.exit_code == 3) << check.out << check.err;
+
+  // A real Prometheus scrapes it with the bearer token.
+  StartPrometheus();
+  json::array up = Query("up{job=\"fleetwatch\"} == 1");
+  ASSERT_EQ(up.size(), 1u);
+  json::array runs = Query("dstack_run_count_total{dstack_project_name=\"main\"}");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(LabelOf(runs[0], "dstack_user_name"), "admin");
+  EXPECT_EQ(ValueOf(runs[0]), 1.0);
+  json::array ratio = Query("dstack_job_gpu_usage_ratio{dstack_run_name=\"train\"}", 2);
+  ASSERT_EQ(ratio.size(), 2u);
+  std::map<std::string, double> by_gpu;
+  for (const json::value& s : ratio) by_gpu[LabelOf(s, "dstack_gpu_num")] = ValueOf(s);
+  EXPECT_EQ(by_gpu, (std::map<std::string, double>{{"0", 0.1}, {"1", 0.2}}));
+  json::array dcgm = Query("DCGM_FI_DEV_GPU_UTIL{dstack_run_name=\"train\"}", 2);
+  ASSERT_EQ(dcgm.size(), 2u);
+  for (const json::value& s : dcgm) {
+    EXPECT_EQ(LabelOf(s, "dstack_job_name"), "train-0-0");
+    EXPECT_EQ(LabelOf(s, "Hostname"), kHostileHost);
+    EXPECT_EQ(LabelOf(s, "job"), "fleetwatch");  // Prometheus' own target label, untouched
+  }
+  json::array cost = Query("dstack_project_gpu_seconds_total{dstack_project_name=\"main\"} > 0");
+  EXPECT_EQ(cost.size(), 1u);
+}
+
+TEST_F(PrometheusIntegrationTest, ServiceDiscoveryListsTheReachableAgentsToTheTokenOnly) {
+  http::Response none = Get(server_->url(), "/api/prometheus/sd");
+  EXPECT_EQ(none.status, 403) << none.body;
+  http::Response wrong =
+      Get(server_->url(), "/api/prometheus/sd", {{"Authorization", "Bearer nope"}});
+  EXPECT_EQ(wrong.status, 403) << wrong.body;
+
+  json::array groups;
+  auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  while (steady_clock::now() < deadline) {
+    http::Response sd = Get(server_->url(), "/api/prometheus/sd",
+                            {{"Authorization", std::string("Bearer ") + kScrapeToken}});
+    ASSERT_EQ(sd.status, 200) << sd.body;
+    groups = json::parse(sd.body).as_array();
+    if (!groups.empty()) break;  // the local agent answered its first poll
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(groups.size(), 1u);
+  const json::object& labels = groups[0].at("labels").as_object();
+  EXPECT_EQ(labels.at("dstack_project_name"), "main");
+  EXPECT_EQ(labels.at("dstack_fleet_name"), "local");
+  EXPECT_EQ(labels.at("dstack_instance_name"), "local-0");
+  EXPECT_EQ(labels.at("dstack_backend"), "local");
+  EXPECT_EQ(labels.at("dstack_gpu").as_string(), kHostileGpu);
+  EXPECT_EQ(labels.at("dstack_gpu_count"), "4");
+  EXPECT_EQ(labels.at("__metrics_path__"), "/metrics");
+  const std::string target(groups[0].at("targets").as_array().at(0).as_string());
+  EXPECT_EQ(target.rfind("127.0.0.1:", 0), 0u) << target;
+}
+
+TEST_F(PrometheusIntegrationTest, TheExporterIsRestartedAndBadDcgmTextCostsOnlyDcgmSamples) {
+  ApiReply submitted = admin_->Send("POST", "/api/project/main/runs",
+                                    "type: task\nname: burn\ncommands: ['sleep 300']\n"
+                                    "resources: {gpu: 1}\n",
+                                    "application/yaml");
+  ASSERT_EQ(submitted.status, 201) << submitted.body;
+  ScrapeUntil([](const std::string& b) { return b.find("DCGM_FI_DEV_GPU_UTIL{") != b.npos; });
+
+  // The agent started the exporter with its counters file on the configured address.
+  std::vector<std::string> starts = ExporterStarts();
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_NE(starts[0].find("dcgm-counters.csv"), std::string::npos) << starts[0];
+  // Killed, it is started again.
+  pid_t pid = PidOf(starts[0]);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  while (ExporterStarts().size() < 2 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(ExporterStarts().size(), 2u) << server_->Output();
+
+  // Text that does not parse: DCGM samples go, the error is counted, the rest is served.
+  WriteFile(dir_.path() / "dcgm.txt", ReadFile(kDcgmTestdata / "malformed.txt"));
+  std::string body = ScrapeUntil([](const std::string& b) {
+    return b.find("DCGM_") == std::string::npos &&
+           b.find("fleetwatch_dcgm_text_errors_total 0.0") == std::string::npos;
+  });
+  EXPECT_NE(body.find("dstack_job_gpu_usage_ratio{"), std::string::npos) << body;
+  EXPECT_NE(body.find("dstack_run_count_total{"), std::string::npos) << body;
+
+  // The server's graceful stop stops its local agent, which stops the exporter.
+  pid_t second = PidOf(ExporterStarts().back());
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+  server_.reset();
+  deadline = steady_clock::now() + std::chrono::seconds(30);
+  while (::kill(second, 0) == 0 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(::kill(second, 0), 0) << "the exporter outlived its agent";
+}
+
+}  // namespace
+}  // namespace fleetwatch::testing
