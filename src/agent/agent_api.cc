@@ -1,5 +1,7 @@
 #include "agent/agent_api.h"
 
+#include "agent/agent_metrics.h"
+
 #include <boost/json/value.hpp>
 
 #include <charconv>
@@ -86,12 +88,29 @@ AgentApi::AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& 
               [this](http::Request& r) { return AcknowledgeJob(r); });
 }
 
-http::Response AgentApi::Handle(http::Request& request) const {
+namespace {
+
+bool HasBearer(const http::Request& request, std::string_view token) {
   constexpr std::string_view kBearer = "Bearer ";
   std::string_view header = request.Header("authorization");
-  bool authorized = header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer &&
-                    ConstantTimeEquals(header.substr(kBearer.size()), identity_.token);
-  if (!authorized) {
+  return header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer &&
+         ConstantTimeEquals(header.substr(kBearer.size()), token);
+}
+
+}  // namespace
+
+http::Response AgentApi::Handle(http::Request& request) const {
+  if (request.path == "/metrics") {
+    if (identity_.metrics_token && !HasBearer(request, *identity_.metrics_token)) {
+      http::Response response =
+          http::JsonError(401, "unauthenticated", "missing or wrong metrics token");
+      response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return response;
+    }
+    if (request.method != "GET") return http::JsonError(405, "method_not_allowed", "use GET");
+    return Metrics(request);
+  }
+  if (!HasBearer(request, identity_.token)) {
     http::Response response =
         http::JsonError(401, "unauthenticated", "missing or wrong agent token");
     response.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -105,6 +124,34 @@ http::Response AgentApi::Healthcheck() const {
                                 {"version", kVersion},
                                 {"agent_id", identity_.agent_id},
                                 {"started_at", identity_.started_at}});
+}
+
+http::Response AgentApi::Metrics(const http::Request&) const {
+  AgentMetricsInput in;
+  in.version = kVersion;
+  in.agent_id = identity_.agent_id;
+  in.hostname = inventory_.hostname;
+  in.cgroup = std::string(CgroupModeName(inventory_.cgroup));
+  in.started_at = identity_.started_at;
+  in.gpus = static_cast<int>(inventory_.gpus.size());
+  for (const JobState& state : runtime_.List()) {
+    if (state.phase == JobPhase::kRunning) ++in.jobs_running;
+    if (state.phase == JobPhase::kExited) ++in.jobs_exited;
+    if (state.phase == JobPhase::kFailedToStart) ++in.jobs_failed_to_start;
+  }
+  if (dcgm_ != nullptr) {
+    DcgmReport report = dcgm_->Report();
+    in.dcgm_enabled = true;
+    in.dcgm_fresh = report.text != nullptr;
+    in.dcgm_text = report.text;
+    in.dcgm_collected_at = report.collected_at;
+    in.dcgm_restarts = dcgm_->restarts();
+    in.dcgm_scrape_errors = dcgm_->scrape_errors();
+  }
+  http::Response response;
+  response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  response.body = RenderAgentMetrics(in);
+  return response;
 }
 
 http::Response AgentApi::Inventory() const {

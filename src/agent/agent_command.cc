@@ -46,6 +46,7 @@ struct AgentFlags {
   int dcgm_interval_seconds = 5;
   std::string dcgm_exporter_url;
   bool no_dcgm = false;
+  std::string metrics_token;
   std::string log_level = "info";
 };
 
@@ -135,7 +136,8 @@ int RunAgent(const AgentFlags& flags) {
   options.agent_env = CurrentEnvironment();
   std::unique_ptr<JobRuntime> runtime = NewProcessJobRuntime(options, clock);
 
-  AgentIdentity identity{NewId(), clock.Now(), token};
+  AgentIdentity identity{NewId(), clock.Now(), token, std::nullopt};
+  if (!flags.metrics_token.empty()) identity.metrics_token = flags.metrics_token;
   std::string agent_id = identity.agent_id;
   AgentApi api(std::move(identity), inventory, *runtime, *gpus, clock, dcgm.get());
   http::ServerOptions server_options;
@@ -203,6 +205,9 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
                   "running one")
       ->envname("FLEETWATCH_DCGM_EXPORTER_URL");
   cmd->add_flag("--no-dcgm", flags->no_dcgm, "Collect no DCGM metrics");
+  cmd->add_option("--metrics-token", flags->metrics_token,
+                  "Bearer token Prometheus must send for GET /metrics (default: open)")
+      ->envname("FLEETWATCH_AGENT_METRICS_TOKEN");
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

@@ -53,10 +53,12 @@ class AgentApiTest : public ::testing::Test {
     options.gpu_vendor = HostGpuVendor(*gpus_);
     options.agent_env = CurrentEnvironment();
     runtime_ = NewProcessJobRuntime(options, clock_);
-    api_ = std::make_unique<AgentApi>(AgentIdentity{"agent-1", 1000, kToken},
+    api_ = std::make_unique<AgentApi>(AgentIdentity{"agent-1", 1000, kToken, metrics_token_},
                                       CollectInventory(*gpus_, CgroupMode::kNone), *runtime_,
                                       *gpus_, clock_);
   }
+
+  std::optional<std::string> metrics_token_;
 
   // The "jobs" entry of a poll reply for `job_id` (null when absent).
   static json::value JobOf(const Reply& poll, const std::string& job_id) {
@@ -140,6 +142,27 @@ TEST_F(AgentApiTest, EveryRouteNeedsTheToken) {
             401);
   EXPECT_EQ(Send("GET", "/api/nothing-here", "", std::nullopt).status, 401);
   EXPECT_TRUE(runtime_->List().empty());
+}
+
+TEST_F(AgentApiTest, MetricsAreOpenByDefaultOrNeedTheirOwnToken) {
+  Reply open = Send("GET", "/metrics", "", std::nullopt);
+  EXPECT_EQ(open.status, 200) << open.body;
+  EXPECT_EQ(open.response.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(open.body.find("fleetwatch_agent_info{version=\"0.1.0\",agent_id=\"agent-1\","),
+            std::string::npos)
+      << open.body;
+  EXPECT_NE(open.body.find("fleetwatch_agent_jobs{state=\"running\"} 0.0\n"), std::string::npos);
+  EXPECT_NE(open.body.find("fleetwatch_agent_gpus "), std::string::npos);
+  EXPECT_EQ(open.body.find("dcgm"), std::string::npos) << "DCGM is off here";
+  EXPECT_EQ(Send("POST", "/metrics", "", std::nullopt).status, 405);
+
+  metrics_token_ = "scrape-me";
+  Build(OpenNvmlBackend(FAKE_NVML_LIBRARY));
+  EXPECT_EQ(Send("GET", "/metrics", "", std::nullopt).status, 401);
+  EXPECT_EQ(Send("GET", "/metrics").status, 401);  // the agent token is not the metrics token
+  EXPECT_EQ(Send("GET", "/metrics", "", "Bearer scrape-me").status, 200);
+  // And the metrics token opens nothing else.
+  EXPECT_EQ(Send("GET", "/api/healthcheck", "", "Bearer scrape-me").status, 401);
 }
 
 TEST_F(AgentApiTest, HealthcheckAndInventory) {

@@ -314,7 +314,7 @@ class DcgmExporterTest : public ::testing::Test {
     options.data_dir = data_.path();
     options.use_cgroups = false;
     runtime_ = NewProcessJobRuntime(options, clock_);
-    return std::make_unique<AgentApi>(AgentIdentity{"agent-1", kStart, "t"},
+    return std::make_unique<AgentApi>(AgentIdentity{"agent-1", kStart, "t", std::nullopt},
                                       CollectInventory(*gpus_, CgroupMode::kNone), *runtime_,
                                       *gpus_, clock_, dcgm);
   }
