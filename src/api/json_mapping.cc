@@ -54,6 +54,8 @@ json::value InstanceToJson(const model::Instance& instance) {
   }
   json::value price = nullptr;
   if (instance.price) price = *instance.price;
+  json::value last_seen = nullptr;
+  if (instance.last_seen_at) last_seen = FormatTimestamp(*instance.last_seen_at);
   return json::object{{"id", instance.id},
                       {"name", instance.name},
                       {"fleet_name", instance.fleet_name},
@@ -66,7 +68,9 @@ json::value InstanceToJson(const model::Instance& instance) {
                       {"resources", json::object{{"cpus", instance.resources.cpus},
                                                  {"memory_bytes", instance.resources.memory_bytes},
                                                  {"gpus", std::move(gpus)}}},
-                      {"created_at", FormatTimestamp(instance.created_at)}};
+                      {"created_at", FormatTimestamp(instance.created_at)},
+                      {"unreachable", instance.unreachable},
+                      {"last_seen_at", last_seen}};
 }
 
 json::value FleetToJson(const server::FleetWithInstances& fleet) {

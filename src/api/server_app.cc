@@ -21,6 +21,7 @@
 #include "server/usage.h"
 #include "server/users.h"
 #include "store/sqlite_store.h"
+#include "ui/ui_route.h"
 
 namespace fleetwatch::api {
 namespace {
@@ -82,6 +83,7 @@ class ServerAppImpl final : public ServerApp {
     AddMetricsRoute(router_, scrape, snapshot_, clock_);
     AddPrometheusSdRoute(router_, scrape, *store_);
     AddApiRoutes(router_, *services_);
+    ui::AddUiRoutes(router_);  // GET / and /assets/*: the web UI
     http::ServerOptions http_options;
     http_options.host = config.host;
     http_options.port = config.port;

@@ -1,0 +1,121 @@
+// The web UI's pure modules under Node's own test runner: `node --test web/tests/unit.test.mjs`.
+import assert from 'node:assert/strict';
+import test from 'node:test';
+
+import {errorFromReply, query} from '../src/js/api.js';
+import {formatAge, formatBytes, formatCost, formatDuration, formatGpuRequest, formatPercent,
+        formatPrice, groupGpus} from '../src/js/format.js';
+import {chartData, latest} from '../src/js/metrics.js';
+import {isFinal, tone} from '../src/js/status.js';
+
+test('bytes are written as the CLI writes them', () => {
+  assert.equal(formatBytes(0), '0B');
+  assert.equal(formatBytes(512 * 1024 * 1024), '512MB');
+  assert.equal(formatBytes(1.5 * 1024 ** 3), '1.5GB');
+  assert.equal(formatBytes(80 * 1024 ** 3), '80GB');
+  assert.equal(formatBytes(2 * 1024 ** 4), '2TB');
+  assert.equal(formatBytes(null), '—');
+});
+
+test('percentages, money and prices', () => {
+  assert.equal(formatPercent(0), '0%');
+  assert.equal(formatPercent(4.25), '4.3%');
+  assert.equal(formatPercent(99.6), '100%');
+  assert.equal(formatCost(0), '$0.00');
+  assert.equal(formatCost(0.004), '<$0.01');
+  assert.equal(formatCost(12.345), '$12.35');
+  assert.equal(formatPrice(2.5), '$2.5/h');
+  assert.equal(formatPrice(null), '—');
+});
+
+test('durations and ages', () => {
+  assert.equal(formatDuration(45.9), '45s');
+  assert.equal(formatDuration(12 * 60 + 5), '12m 5s');
+  assert.equal(formatDuration(3 * 3600 + 4 * 60), '3h 4m');
+  assert.equal(formatDuration(2 * 86400 + 3 * 3600), '2d 3h');
+  assert.equal(formatDuration(-5), '0s');
+  assert.equal(formatAge(0, 2000), 'just now');
+  assert.equal(formatAge(0, 42000), '42s ago');
+  assert.equal(formatAge(0, 5 * 60000), '5 min ago');
+});
+
+test('a run\'s GPU request in every normalized shape', () => {
+  assert.equal(formatGpuRequest({resources: {cpu: 1}}), '—');
+  assert.equal(formatGpuRequest({resources: {gpu: {count: 2}}}), '2');
+  assert.equal(formatGpuRequest({resources: {gpu: {name: 'A100', count: 2, memory: '40GB'}}}),
+               'A100:2:40GB');
+  assert.equal(formatGpuRequest(null), '—');
+});
+
+test('GPUs are grouped by name in order, names kept as they are', () => {
+  const hostile = '<img src=x onerror=alert(1)>';
+  assert.deepEqual(groupGpus([{name: 'H100', memory_bytes: 1}, {name: hostile, memory_bytes: 2},
+                              {name: 'H100', memory_bytes: 1}]),
+                   [{name: 'H100', count: 2, memoryBytes: 1},
+                    {name: hostile, count: 1, memoryBytes: 2}]);
+});
+
+test('statuses: final ones and colours', () => {
+  assert.ok(isFinal('done') && isFinal('failed') && isFinal('terminated') && isFinal('aborted'));
+  assert.ok(!isFinal('running') && !isFinal('terminating'));
+  assert.notEqual(tone('running'), tone('failed'));
+  assert.notEqual(tone('done'), tone('failed'));
+});
+
+test('API errors become sentences; a non-JSON body is not shown', () => {
+  const e = errorFromReply(401, '{"error":{"code":"unauthenticated","message":"unknown token"}}');
+  assert.equal(e.message, 'The token was not accepted (HTTP 401 unauthenticated): unknown token');
+  assert.equal(e.status, 401);
+  assert.equal(e.code, 'unauthenticated');
+  const html = errorFromReply(502, '<html><body>Bad gateway</body></html>');
+  assert.equal(html.message, 'The request failed (HTTP 502)');
+  assert.equal(query({a: 'x y', b: null, c: 0}), '?a=x%20y&c=0');
+});
+
+const series = (name, values) => ({
+  name,
+  timestamps: values.map((_, i) => `2026-01-01T00:00:${String(10 - i).padStart(2, '0')}Z`),
+  values,
+});
+
+test('metrics: no data gives null', () => {
+  assert.equal(chartData([]), null);
+  assert.equal(chartData(undefined), null);
+});
+
+test('metrics: oldest first, CPU per allocated CPU, totals as lines, one series per GPU', () => {
+  const data = chartData([
+    series('cpu_usage_percent', [200, 100]),  // newest first
+    series('memory_usage_bytes', [30, 20]),
+    series('memory_working_set_bytes', [3, 2]),
+    series('cpus_detected_num', [2, 2]),
+    series('memory_total_bytes', [100, 100]),
+    series('gpus_detected_num', [2, 2]),
+    series('gpu_memory_total_bytes', [80, 80]),
+    series('gpu_memory_usage_bytes_gpu0', [10, 11]),
+    series('gpu_memory_usage_bytes_gpu1', [20, 21]),
+    series('gpu_util_percent_gpu0', [35, 30]),
+    series('gpu_util_percent_gpu1', [70, 60]),
+  ]);
+  assert.equal(data.points, 2);
+  assert.deepEqual(data.cpu.x, [Date.parse('2026-01-01T00:00:09Z') / 1000,
+                                Date.parse('2026-01-01T00:00:10Z') / 1000]);
+  assert.deepEqual(data.cpu.series[0].values, [50, 100]);
+  assert.equal(data.cpu.cpuCount, 2);
+  assert.deepEqual(data.memory.series.map((s) => [s.label, s.kind, s.values]),
+                   [['Working set', 'used', [2, 3]], ['Total', 'total', [100, 100]]]);
+  assert.deepEqual(data.gpuUtil.series.map((s) => [s.label, s.values]),
+                   [['GPU 0', [30, 35]], ['GPU 1', [60, 70]]]);
+  assert.deepEqual(data.gpuMemory.series.map((s) => [s.label, s.kind]),
+                   [['GPU 0', 'used'], ['GPU 1', 'used'], ['Total per GPU', 'total']]);
+  assert.equal(latest(data.gpuUtil, 1), 70);
+});
+
+test('metrics: a job without GPUs has no GPU charts', () => {
+  const data = chartData([series('cpu_usage_percent', [50]), series('cpus_detected_num', [1]),
+                          series('memory_working_set_bytes', [1]),
+                          series('memory_total_bytes', [0])]);
+  assert.equal(data.gpuUtil, null);
+  assert.equal(data.gpuMemory, null);
+  assert.equal(data.memory.series.length, 1);  // no total line for an unknown total
+});
