@@ -188,7 +188,13 @@ TEST_F(CliMetricsTest, AJobWithoutPointsShowsNoData) {
 
   ProcessResult with_flags = Cli({"metrics", "idle", "--job", "0", "--replica", "0"});
   EXPECT_EQ(with_flags.exit_code, 0) << Describe(with_flags);
-  EXPECT_EQ(with_flags.out, table.out);
+  // The same table; only the status in the heading may have moved on (no fleet can take the
+  // run, so it fails meanwhile).
+  std::vector<std::string> again = Lines(with_flags.out);
+  ASSERT_EQ(again.size(), 3u) << with_flags.out;
+  EXPECT_EQ(again[0].rfind("idle job=0 replica=0 (", 0), 0u) << with_flags.out;
+  EXPECT_EQ(again[1], lines[1]);
+  EXPECT_EQ(again[2], lines[2]);
 
   ProcessResult as_json = Cli({"metrics", "idle", "--json"});
   ASSERT_EQ(as_json.exit_code, 0) << Describe(as_json);
