@@ -35,8 +35,10 @@ bench:
 	@bash scripts/install-deps.sh --bench
 	@cmake -S . -B $(BENCH_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DFLEETWATCH_BENCH=ON \
 		>/dev/null
-	@cmake --build $(BENCH_DIR) -j $(JOBS) --target fleetwatch-sim-agents fleetwatch-collector-bench
+	@cmake --build $(BENCH_DIR) -j $(JOBS) --target fleetwatch fleetwatch-sim-agents \
+		fleetwatch-collector-bench fleetwatch-exposition-bench
 	@$(BENCH_DIR)/bench/fleetwatch-collector-bench
+	@$(BENCH_DIR)/bench/fleetwatch-exposition-bench
 
 install: build
 	@cmake --install $(RELEASE_DIR) --prefix /usr/local

@@ -1,6 +1,9 @@
 #include "expose/snapshot.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <string_view>
@@ -10,6 +13,14 @@
 #include "expose/gzip.h"
 
 namespace fleetwatch::expose {
+
+void AdviseHugePages(const char* data, size_t size) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  if (size < 16 * kHuge) return;  // heap-sized bodies keep their pages mapped between renders
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(data) + size) & ~(kHuge - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string name,
                                                     MetricType type, std::string help) {
@@ -155,6 +166,7 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   }
   std::string& out = rendered.body;
   out.reserve(size);
+  AdviseHugePages(out.data(), size);
 
   bool dcgm_written = false;
   const auto write_dcgm = [&] {

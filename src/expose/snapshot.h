@@ -18,6 +18,12 @@
 
 namespace fleetwatch::expose {
 
+// Asks for transparent huge pages on the whole 2 MiB pages of a buffer of 32 MiB or more: such
+// a body is a fresh mmap whose 4 KiB pages would otherwise fault one by one as a render writes
+// them, most of a 240 MB render's time (bench/exposition). Does nothing where the kernel offers
+// no THP, or for smaller buffers (heap memory stays mapped between renders). Thread-safe.
+void AdviseHugePages(const char* data, size_t size);
+
 // Where a registered family renders. spec/METRICS.md orders a scrape: instance families, run
 // families, job families, DCGM families (dynamic, between kJob and kServer), server families.
 // Within a section, families render in registration order.
