@@ -27,6 +27,7 @@ constexpr char kInstanceDuration[] = "dstack_instance_duration_seconds_total";
 constexpr char kInstancePrice[] = "dstack_instance_price_dollars_per_hour";
 constexpr char kInstanceGpuCount[] = "dstack_instance_gpu_count";
 constexpr char kInstanceStatus[] = "dstack_instance_status";
+constexpr char kInstanceUnreachable[] = "dstack_instance_unreachable";
 constexpr char kRunCount[] = "dstack_run_count_total";
 constexpr char kRunTerminated[] = "dstack_run_count_terminated_total";
 constexpr char kRunFailed[] = "dstack_run_count_failed_total";
@@ -113,6 +114,7 @@ void RenderInstances(const ExpositionState& state, TimeMicros now,
     std::string with_status = pairs;
     expose::AppendLabelPair(with_status, "status", model::ToString(i->status));
     AppendSample(out[kInstanceStatus], kInstanceStatus, with_status, 1.0);
+    AppendSample(out[kInstanceUnreachable], kInstanceUnreachable, pairs, i->unreachable ? 1 : 0);
   }
 }
 
@@ -331,6 +333,8 @@ const std::vector<ServerFamily>& ServerFamilies() {
       {Section::kInstance, kInstanceGpuCount, MetricType::kGauge, "Instance GPU count"},
       {Section::kInstance, kInstanceStatus, MetricType::kGauge,
        "Instance status: 1 for the instance's current status"},
+      {Section::kInstance, kInstanceUnreachable, MetricType::kGauge,
+       "1 while the instance's agent has not answered for longer than the server's grace period"},
       {Section::kRun, kRunCount, MetricType::kCounter, "Total runs count"},
       {Section::kRun, kRunTerminated, MetricType::kCounter, "Terminated runs count"},
       {Section::kRun, kRunFailed, MetricType::kCounter, "Failed runs count"},

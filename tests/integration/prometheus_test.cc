@@ -227,8 +227,20 @@ class PrometheusIntegrationTest : public ::testing::Test {
     return body;
   }
 
-  void StartPrometheus() {
+  // Prometheus with `config_file`, its paths relative to that file's directory.
+  void StartPrometheusWith(const fs::path& config_file) {
     prometheus_port_ = FreePort();
+    prometheus_ = std::make_unique<ChildProcess>(
+        "/usr/bin/prometheus",
+        std::vector<std::string>{
+            "--config.file=" + config_file.string(),
+            "--storage.tsdb.path=" + (dir_.path() / "tsdb").string(),
+            "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_),
+            "--log.level=warn"},
+        std::map<std::string, std::string>{});
+  }
+
+  void StartPrometheus() {
     std::string config =
         "global:\n"
         "  scrape_interval: 1s\n"
@@ -243,14 +255,7 @@ class PrometheusIntegrationTest : public ::testing::Test {
         "      - targets: ['127.0.0.1:" +
         std::to_string(server_->port()) + "']\n";
     WriteFile(dir_.path() / "prometheus.yml", config);
-    prometheus_ = std::make_unique<ChildProcess>(
-        "/usr/bin/prometheus",
-        std::vector<std::string>{
-            "--config.file=" + (dir_.path() / "prometheus.yml").string(),
-            "--storage.tsdb.path=" + (dir_.path() / "tsdb").string(),
-            "--web.listen-address=127.0.0.1:" + std::to_string(prometheus_port_),
-            "--log.level=warn"},
-        std::map<std::string, std::string>{});
+    StartPrometheusWith(dir_.path() / "prometheus.yml");
   }
 
   // PromQL through Prometheus' HTTP API, retried until it returns at least `want` series.
@@ -466,6 +471,72 @@ TEST_F(PrometheusIntegrationTest, TheExporterIsRestartedAndBadDcgmTextCostsOnlyD
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_NE(::kill(second, 0), 0) << "the exporter outlived its agent";
+}
+
+// The operators' kit as shipped (deploy/prometheus: scrape config, service discovery, rules), only
+// its address and intervals adjusted, against a real server running real jobs: both scrape jobs
+// are healthy and every query of every Grafana dashboard (tests/deploy/dashboard_queries.json,
+// variables substituted) returns data.
+TEST_F(PrometheusIntegrationTest, TheDeployKitSeesTheFleetAndEveryDashboardQueryHasData) {
+  // A job on 2 GPUs, a run that fails, a run that waits for 4 GPUs (2 are taken).
+  for (const char* run :
+       {"type: task\nname: train\ncommands: ['sleep 300']\nresources: {gpu: 2}\n",
+        "type: task\nname: broken\ncommands: ['exit 3']\n",
+        "type: task\nname: queued\ncommands: ['sleep 1']\nresources: {gpu: 4}\n"}) {
+    ApiReply submitted = admin_->Send("POST", "/api/project/main/runs", run, "application/yaml");
+    ASSERT_EQ(submitted.status, 201) << submitted.body;
+    // One at a time, so that `train` holds its GPUs before `queued` asks for all four.
+    ScrapeUntil([&](const std::string& b) {
+      return std::string(run).find("train") == std::string::npos ||
+             b.find("DCGM_FI_DEV_GPU_UTIL{") != std::string::npos;
+    });
+  }
+
+  const fs::path kit = dir_.path() / "kit";
+  fs::copy(kSource / "deploy/prometheus", kit, fs::copy_options::recursive);
+  WriteFile(kit / "fleetwatch-token", kScrapeToken);
+  std::string config = ReadFile(kit / "prometheus.yml");
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    size_t at = 0;
+    int n = 0;
+    while ((at = config.find(from, at)) != std::string::npos) {
+      config.replace(at, from.size(), to);
+      at += to.size();
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_GT(replace_all("127.0.0.1:3000", "127.0.0.1:" + std::to_string(server_->port())), 0);
+  ASSERT_GT(replace_all("scrape_timeout: 10s", "scrape_timeout: 1s"), 0);
+  ASSERT_GT(replace_all("15s", "1s"), 0);
+  ASSERT_GT(replace_all("refresh_interval: 30s", "refresh_interval: 1s"), 0);
+  WriteFile(kit / "prometheus.yml", config);
+  StartPrometheusWith(kit / "prometheus.yml");
+
+  // Both jobs scrape successfully; service discovery found the local agent.
+  json::array server_up = Query("up{job=\"fleetwatch-server\"} == 1");
+  ASSERT_EQ(server_up.size(), 1u);
+  json::array agents_up = Query("up{job=\"fleetwatch-agents\"} == 1");
+  ASSERT_EQ(agents_up.size(), 1u);
+  EXPECT_EQ(LabelOf(agents_up[0], "dstack_instance_name"), "local-0");
+  EXPECT_EQ(LabelOf(agents_up[0], "dstack_gpu"), kHostileGpu);
+  // The agent's own exposition: its health and the host's DCGM text for all four GPUs.
+  EXPECT_EQ(Query("DCGM_FI_DEV_GPU_UTIL{job=\"fleetwatch-agents\"}", 4).size(), 4u);
+  EXPECT_EQ(Query("fleetwatch_agent_jobs{job=\"fleetwatch-agents\",state=\"running\"} >= 1").size(),
+            1u);
+
+  // Every dashboard query.
+  json::array queries =
+      json::parse(ReadFile(kSource / "tests/deploy/dashboard_queries.json")).as_array();
+  ASSERT_GT(queries.size(), 50u);
+  for (const json::value& q : queries) {
+    const std::string promql(q.at("query").as_string());
+    json::array result = Query(promql, 1, 90);
+    EXPECT_FALSE(result.empty()) << q.at("dashboard").as_string() << " / "
+                                 << (q.as_object().contains("panel") ? q.at("panel").as_string()
+                                                                     : json::string("variable"))
+                                 << ": " << promql;
+  }
 }
 
 }  // namespace

@@ -83,6 +83,7 @@ class ExpositionUpdaterTest : public ::testing::Test {
     model::Instance c0 = Instance("i-c0", kMlId, cpu, 0, model::InstanceStatus::kBusy);
     c0.resources = {8, int64_t{16} << 30, {}};
     c0.created_at = kNow - 90 * kSecond;
+    c0.unreachable = true;  // its agent has been silent for longer than the grace period
     ASSERT_TRUE(store_->CreateFleet(cpu, {c0}).ok());
     for (model::Instance* i : {&g0, &g1, &c0}) {
       i->project_name = i == &c0 ? "ml" : "main";
