@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -56,6 +57,19 @@ T Must(Result<T> result, const std::string& what) {
 
 inline void Must(const Status& status, const std::string& what) {
   if (!status.ok()) Fail(what + ": " + status.ToString());
+}
+
+// A benchmark's main: runs `body` and returns its exit status, or, when it fails (Fail), says why
+// on stderr as "`name`: why" after what it printed and returns 1. By then the failure has unwound
+// `body`, whose destructors stopped its child processes and removed its temporary directories.
+inline int RunBenchmark(const char* name, int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const BenchmarkFailure& failure) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: %s\n", name, failure.what());
+    return 1;
+  }
 }
 
 // --- timing ---
@@ -103,15 +117,17 @@ Timing Measure(int runs, Before&& before, Body&& body) {
 
 // --- printing ---
 
-// A duration in the unit that keeps it readable: "12.3 ms", "850 us", "2.41 s".
-inline std::string Ms(double seconds) {
+// A duration in the unit that keeps it readable: "12.3 ms", "4.56 ms", "850 us", "2.41 s".
+// `decimals_under_10ms`: how many decimals a duration of 1 to 10 ms gets (the collector
+// benchmark prints one, "4.6 ms", as bench/README.md records its figures).
+inline std::string Ms(double seconds, int decimals_under_10ms = 2) {
   char text[32];
   if (seconds >= 1) {
     std::snprintf(text, sizeof text, "%.2f s", seconds);
   } else if (seconds >= 10e-3) {
     std::snprintf(text, sizeof text, "%.1f ms", seconds * 1e3);
   } else if (seconds >= 1e-3) {
-    std::snprintf(text, sizeof text, "%.2f ms", seconds * 1e3);
+    std::snprintf(text, sizeof text, "%.*f ms", decimals_under_10ms, seconds * 1e3);
   } else {
     std::snprintf(text, sizeof text, "%.0f us", seconds * 1e6);
   }
@@ -173,6 +189,19 @@ class Table {
 };
 
 // --- the environment ---
+
+// The CPU's model name from /proc/cpuinfo, for the header of a benchmark's report.
+inline std::string CpuModel() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
 class TempDir {
@@ -263,7 +292,11 @@ class SimAgents {
     const fs::path ports_file = dir / "ports";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (!fs::exists(ports_file)) {
-      if (!process_.Running()) Fail("fleetwatch-sim-agents exited before listening");
+      if (!process_.Running()) {  // say why: its log goes with `dir`
+        std::ifstream log(dir / "sim-agents.log");
+        const std::string said{std::istreambuf_iterator<char>(log), {}};
+        Fail("fleetwatch-sim-agents exited before listening" + (said.empty() ? "" : ":\n" + said));
+      }
       if (std::chrono::steady_clock::now() > deadline) {
         Fail("fleetwatch-sim-agents did not listen in 60 s");
       }

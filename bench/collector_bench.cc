@@ -11,15 +11,9 @@
 // CPU is getrusage(RUSAGE_SELF) user+sys of this process (all its threads: the AsyncClient's I/O
 // threads included); wall is steady_clock. See bench/README.md for what each figure means.
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -28,21 +22,17 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <numeric>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "http/async_client.h"
 #include "model/entities.h"
-#include "model/run_spec.h"
 #include "server/agent_protocol.h"
 #include "server/fleet_controller.h"
 #include "server/reconciler.h"
@@ -50,12 +40,9 @@
 #include "util/clock.h"
 #include "util/ids.h"
 
-extern char** environ;
-
 namespace fleetwatch::bench {
 namespace {
 
-namespace fs = std::filesystem;
 using std::chrono::steady_clock;
 
 const std::vector<model::RunStatus> kUnfinished = {
@@ -115,37 +102,7 @@ Cost MeanCost(int rounds, F&& body) {
   return {c.cpu_s / rounds, c.wall_s / rounds};
 }
 
-[[noreturn]] void Fail(const std::string& what) {
-  std::fprintf(stderr, "fleetwatch-collector-bench: %s\n", what.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T Must(Result<T> result, const std::string& what) {
-  if (!result.ok()) Fail(what + ": " + result.status().ToString());
-  return std::move(result).value();
-}
-
-void Must(const Status& status, const std::string& what) {
-  if (!status.ok()) Fail(what + ": " + status.ToString());
-}
-
 // --- the environment ---
-
-class TempDir {
- public:
-  TempDir() : path_(fs::temp_directory_path() / ("fleetwatch-bench-" + NewId())) {
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void RaiseFileLimit() {
   rlimit limit{};
@@ -177,179 +134,15 @@ std::string FileSystemType(const fs::path& path) {
   }
 }
 
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown CPU";
-}
-
-// fleetwatch-sim-agents as a child process; stopped (SIGTERM) and reaped on destruction.
-class SimAgents {
- public:
-  SimAgents(int hosts, int jobs_per_host, int gpus_per_job, const std::string& token,
-            const fs::path& ports_file) {
-    std::vector<std::string> args = {FLEETWATCH_SIM_AGENTS,
-                                     "--hosts",
-                                     std::to_string(hosts),
-                                     "--jobs-per-host",
-                                     std::to_string(jobs_per_host),
-                                     "--gpus-per-job",
-                                     std::to_string(gpus_per_job),
-                                     "--preload-jobs",
-                                     std::to_string(jobs_per_host),
-                                     "--token",
-                                     token,
-                                     "--ports-file",
-                                     ports_file.string()};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      Fail(std::string("cannot start ") + FLEETWATCH_SIM_AGENTS + ": " + std::strerror(errno));
-    }
-    const auto deadline = steady_clock::now() + std::chrono::seconds(60);
-    while (!fs::exists(ports_file)) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        Fail("fleetwatch-sim-agents exited before listening");
-      }
-      if (steady_clock::now() > deadline) Fail("fleetwatch-sim-agents did not listen in 60 s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::ifstream in(ports_file);
-    int port = 0;
-    while (in >> port) ports_.push_back(static_cast<uint16_t>(port));
-    if (ports_.size() != static_cast<size_t>(hosts)) Fail("short ports file");
-  }
-  ~SimAgents() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  }
-  SimAgents(const SimAgents&) = delete;
-  SimAgents& operator=(const SimAgents&) = delete;
-
-  const std::vector<uint16_t>& ports() const { return ports_; }
-
- private:
-  pid_t pid_ = 0;
-  std::vector<uint16_t> ports_;
-};
-
-struct Fleet {
-  std::vector<model::Instance> instances;
-  std::vector<std::string> job_ids;
-};
-
-// A project with one fleet whose instance i is sim host i, and `jobs_per_host` one-job task runs
-// running on each, named and placed exactly as the sim agents preload them.
-Fleet CreateFleet(store::Store& store, const std::vector<uint16_t>& ports, int jobs_per_host,
-                  int gpus_per_job, const std::string& token, TimeMicros now) {
-  model::User user{NewId(), "bench", model::GlobalRole::kUser, now};
-  Must(store.CreateUser(user, Sha256Hex(NewToken())), "create user");
-  model::Project project{NewId(), "bench", user.id, now};
-  Must(store.CreateProject(project), "create project");
-
-  model::Fleet fleet;
-  fleet.id = NewId();
-  fleet.project_id = project.id;
-  fleet.project_name = project.name;
-  fleet.name = "sim";
-  fleet.configuration_json = R"({"type":"fleet","name":"sim"})";
-  fleet.created_at = now;
-  Fleet out;
-  for (size_t i = 0; i < ports.size(); ++i) {
-    model::Instance instance;
-    instance.id = NewId();
-    instance.project_id = project.id;
-    instance.fleet_id = fleet.id;
-    instance.name = "sim-" + std::to_string(i);
-    instance.instance_num = static_cast<int>(i);
-    instance.status = model::InstanceStatus::kPending;  // the first tick fetches the inventory
-    instance.backend = "remote";
-    instance.hostname = "127.0.0.1";
-    instance.agent_port = ports[i];
-    instance.agent_token = token;
-    instance.created_at = now;
-    out.instances.push_back(std::move(instance));
-  }
-  Must(store.CreateFleet(fleet, out.instances), "create fleet");
-
-  model::RunConfiguration config;
-  config.type = model::RunType::kTask;
-  config.commands = {"python train.py"};
-  config.resources.cpus = 8;
-  config.resources.gpu.count = gpus_per_job;
-  const std::string config_json = model::ToJson(config);
-  for (size_t i = 0; i < ports.size(); ++i) {
-    const model::Instance& instance = out.instances[i];
-    for (int k = 0; k < jobs_per_host; ++k) {
-      model::Run run;
-      run.id = NewId();
-      run.project_id = project.id;
-      run.user_id = user.id;
-      run.run_name = "train-" + std::to_string(i) + "-" + std::to_string(k);
-      run.type = model::RunType::kTask;
-      run.status = model::RunStatus::kRunning;
-      run.submitted_at = now;
-      run.configuration_json = config_json;
-      model::Job job;
-      job.id = instance.name + "-job-" + std::to_string(k);  // what the sim host preloads
-      job.run_id = run.id;
-      job.job_name = run.run_name + "-0-0";
-      job.status = model::JobStatus::kRunning;
-      job.instance_id = instance.id;
-      job.instance_name = instance.name;
-      for (int g = 0; g < gpus_per_job; ++g) job.gpu_indices.push_back(k * gpus_per_job + g);
-      job.submitted_at = now;
-      job.started_at = now;
-      run.jobs.push_back(job);
-      Must(store.CreateRun(run), "create run");
-      Must(store.UpdateRun(run), "start run");  // CreateRun does not write started_at
-      out.job_ids.push_back(job.id);
-    }
-  }
-  return out;
-}
-
 // --- printing ---
 
-// A duration in the unit that keeps it readable: "12.3 ms", "850 us", "2.41 s".
-std::string Ms(double seconds) {
-  char text[32];
-  if (seconds >= 1) {
-    std::snprintf(text, sizeof text, "%.2f s", seconds);
-  } else if (seconds >= 1e-3) {
-    std::snprintf(text, sizeof text, "%.1f ms", seconds * 1e3);
-  } else {
-    std::snprintf(text, sizeof text, "%.0f us", seconds * 1e6);
-  }
-  return text;
-}
+// A duration as Ms prints it, with one decimal from 1 to 10 ms too ("4.6 ms"), as the figures in
+// bench/README.md read.
+std::string Duration(double seconds) { return Ms(seconds, 1); }
 
 std::string Us(double seconds) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f us", seconds * 1e6);
-  return text;
-}
-
-std::string Count(double n) {
-  char text[32];
-  if (n >= 1e6) {
-    std::snprintf(text, sizeof text, "%.2f M", n / 1e6);
-  } else if (n >= 1e3) {
-    std::snprintf(text, sizeof text, "%.1f k", n / 1e3);
-  } else {
-    std::snprintf(text, sizeof text, "%.0f", n);
-  }
   return text;
 }
 
@@ -363,33 +156,6 @@ std::string Percent(double part, double whole) {
                 percent);
   return text;
 }
-
-// A left-aligned first column and right-aligned others.
-class Table {
- public:
-  explicit Table(std::vector<std::string> header) { rows_.push_back(std::move(header)); }
-  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
-  void Print() const {
-    std::vector<size_t> width;
-    for (const auto& row : rows_) {
-      for (size_t c = 0; c < row.size(); ++c) {
-        if (width.size() <= c) width.push_back(0);
-        width[c] = std::max(width[c], row[c].size());
-      }
-    }
-    for (const auto& row : rows_) {
-      std::string line = "  ";
-      for (size_t c = 0; c < row.size(); ++c) {
-        std::string pad(width[c] - row[c].size(), ' ');
-        line += c == 0 ? row[c] + pad : "  " + pad + row[c];
-      }
-      std::printf("%s\n", line.c_str());
-    }
-  }
-
- private:
-  std::vector<std::vector<std::string>> rows_;
-};
 
 // --- the benchmarks ---
 
@@ -477,11 +243,11 @@ int Main(int argc, char** argv) {
               FileSystemType(dir.path()).c_str());
   std::fflush(stdout);
 
-  SimAgents sim(hosts, jobs_per_host, gpus_per_job, token, dir.path() / "ports");
+  SimAgents sim(FLEETWATCH_SIM_AGENTS, hosts, jobs_per_host, gpus_per_job, token, dir.path());
   std::unique_ptr<store::Store> store =
       Must(store::OpenSqliteStore((dir.path() / "fleetwatch.db").string()), "open store");
   Stopwatch setup;
-  Fleet fleet = CreateFleet(*store, sim.ports(), jobs_per_host, gpus_per_job, token, now);
+  SimFleet fleet = CreateSimFleet(*store, sim.ports(), jobs_per_host, gpus_per_job, token, now);
   std::printf("  setup:   %d sim hosts (one process), %zu running jobs stored in %.1f s\n", hosts,
               fleet.job_ids.size(), setup.Elapsed().wall_s);
   std::fflush(stdout);
@@ -518,8 +284,9 @@ int Main(int argc, char** argv) {
   for (const auto& [name, f] :
        {std::pair<const char*, const TickFigures&>{"metrics every tick", on},
         {"metrics off", off}}) {
-    ticks_table.Add({name, Ms(f.cpu.mean), Ms(f.cpu.p50), Ms(f.cpu.max), Ms(f.wall.mean),
-                     Ms(f.wall.p50), Ms(f.wall.max), Count(f.points_per_tick)});
+    ticks_table.Add({name, Duration(f.cpu.mean), Duration(f.cpu.p50), Duration(f.cpu.max),
+                     Duration(f.wall.mean), Duration(f.wall.p50), Duration(f.wall.max),
+                     Count(f.points_per_tick)});
   }
   ticks_table.Print();
   std::printf("  points stored per second (metrics every tick): %s points/s\n",
@@ -528,12 +295,12 @@ int Main(int argc, char** argv) {
   std::printf(
       "  at the defaults (poll every 1 s, metrics every 10 s): %s CPU per second = %s of one "
       "core\n",
-      Ms(default_cpu_per_s).c_str(), Percent(default_cpu_per_s, 1.0).c_str());
+      Duration(default_cpu_per_s).c_str(), Percent(default_cpu_per_s, 1.0).c_str());
   const double metrics_share = (on.cpu.mean - off.cpu.mean) / 10;
   std::printf(
       "  of which the metrics (their tick minus a plain one, every 10 s): %s CPU per second "
       "= %s of one core\n",
-      Ms(metrics_share).c_str(), Percent(metrics_share, 1.0).c_str());
+      Duration(metrics_share).c_str(), Percent(metrics_share, 1.0).c_str());
   std::printf("  check: %zu of %zu jobs still running, %llu bad poll replies\n", running,
               fleet.job_ids.size(), static_cast<unsigned long long>(bad_on + bad_off));
   std::fflush(stdout);
@@ -633,16 +400,16 @@ int Main(int argc, char** argv) {
   Table ingest_table(
       {"points per call", "calls", "points", "wall", "points/s", "wall/call", "CPU/point"});
   ingest_table.Add({std::to_string(fleet.job_ids.size()), std::to_string(batches),
-                    Count(batched_points), Ms(batch_wall_total),
-                    Count(batched_points / batch_wall_total), Ms(batch_wall_total / batches),
+                    Count(batched_points), Duration(batch_wall_total),
+                    Count(batched_points / batch_wall_total), Duration(batch_wall_total / batches),
                     Us(batched.cpu_s / batched_points)});
-  ingest_table.Add({"1", std::to_string(single_points), Count(single_points), Ms(single.wall_s),
-                    Count(single_points / single.wall_s), Us(single.wall_s / single_points),
-                    Us(single.cpu_s / single_points)});
+  ingest_table.Add({"1", std::to_string(single_points), Count(single_points),
+                    Duration(single.wall_s), Count(single_points / single.wall_s),
+                    Us(single.wall_s / single_points), Us(single.cpu_s / single_points)});
   ingest_table.Print();
   const Summary batch_summary = Summarize(batch_wall);
   std::printf("  one %zu-point batch: p50 %s, max %s wall\n", fleet.job_ids.size(),
-              Ms(batch_summary.p50).c_str(), Ms(batch_summary.max).c_str());
+              Duration(batch_summary.p50).c_str(), Duration(batch_summary.max).c_str());
 
   const double ingest_cpu = batched.cpu_s / batches;
   const double ingest_wall = batch_wall_total / batches;
@@ -650,26 +417,28 @@ int Main(int argc, char** argv) {
       "\nc. Where a metrics tick goes: each part alone, per tick (%d hosts, %s of replies)\n",
       hosts, (Count(static_cast<double>(reply_bytes)) + "B").c_str());
   Table parts({"part", "CPU", "wall", "share of tick CPU"});
-  parts.Add({"floor: memcpy of the reply bytes", Ms(memcpy_floor.cpu_s), Ms(memcpy_floor.wall_s),
-             Percent(memcpy_floor.cpu_s, on.cpu.mean)});
-  parts.Add({"HTTP: " + std::to_string(hosts) + " polls (AsyncClient, 2 threads)", Ms(io.cpu_s),
-             Ms(io.wall_s), Percent(io.cpu_s, on.cpu.mean)});
-  parts.Add({"parse: ParseAgentPoll x " + std::to_string(hosts), Ms(parse.cpu_s), Ms(parse.wall_s),
-             Percent(parse.cpu_s, on.cpu.mean)});
-  parts.Add({"store reads: ListInstances x2 + ListRunsWithStatus", Ms(reads.cpu_s),
-             Ms(reads.wall_s), Percent(reads.cpu_s, on.cpu.mean)});
-  parts.Add({"Reconcile (pure)", Ms(reconcile.cpu_s), Ms(reconcile.wall_s),
+  parts.Add({"floor: memcpy of the reply bytes", Duration(memcpy_floor.cpu_s),
+             Duration(memcpy_floor.wall_s), Percent(memcpy_floor.cpu_s, on.cpu.mean)});
+  parts.Add({"HTTP: " + std::to_string(hosts) + " polls (AsyncClient, 2 threads)",
+             Duration(io.cpu_s), Duration(io.wall_s), Percent(io.cpu_s, on.cpu.mean)});
+  parts.Add({"parse: ParseAgentPoll x " + std::to_string(hosts), Duration(parse.cpu_s),
+             Duration(parse.wall_s), Percent(parse.cpu_s, on.cpu.mean)});
+  parts.Add({"store reads: ListInstances x2 + ListRunsWithStatus", Duration(reads.cpu_s),
+             Duration(reads.wall_s), Percent(reads.cpu_s, on.cpu.mean)});
+  parts.Add({"Reconcile (pure)", Duration(reconcile.cpu_s), Duration(reconcile.wall_s),
              Percent(reconcile.cpu_s, on.cpu.mean)});
-  parts.Add({"store writes: UpdateInstance x " + std::to_string(touched.size()), Ms(writes.cpu_s),
-             Ms(writes.wall_s), Percent(writes.cpu_s, on.cpu.mean)});
+  parts.Add({"store writes: UpdateInstance x " + std::to_string(touched.size()),
+             Duration(writes.cpu_s), Duration(writes.wall_s), Percent(writes.cpu_s, on.cpu.mean)});
   parts.Add({"store ingest: AddJobMetricsPoints x " + std::to_string(fleet.job_ids.size()),
-             Ms(ingest_cpu), Ms(ingest_wall), Percent(ingest_cpu, on.cpu.mean)});
+             Duration(ingest_cpu), Duration(ingest_wall), Percent(ingest_cpu, on.cpu.mean)});
   const double sum_cpu =
       io.cpu_s + parse.cpu_s + reads.cpu_s + reconcile.cpu_s + writes.cpu_s + ingest_cpu;
   const double sum_wall =
       io.wall_s + parse.wall_s + reads.wall_s + reconcile.wall_s + writes.wall_s + ingest_wall;
-  parts.Add({"sum of the parts", Ms(sum_cpu), Ms(sum_wall), Percent(sum_cpu, on.cpu.mean)});
-  parts.Add({"measured metrics tick (mean, from a.)", Ms(on.cpu.mean), Ms(on.wall.mean), "100 %"});
+  parts.Add(
+      {"sum of the parts", Duration(sum_cpu), Duration(sum_wall), Percent(sum_cpu, on.cpu.mean)});
+  parts.Add({"measured metrics tick (mean, from a.)", Duration(on.cpu.mean), Duration(on.wall.mean),
+             "100 %"});
   parts.Print();
   std::printf("  (Reconcile changed %zu instances per pass: last_seen_at, hence the writes)\n",
               changed_instances);
@@ -679,4 +448,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace fleetwatch::bench
 
-int main(int argc, char** argv) { return fleetwatch::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return fleetwatch::bench::RunBenchmark("fleetwatch-collector-bench", fleetwatch::bench::Main,
+                                         argc, argv);
+}

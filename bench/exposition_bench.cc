@@ -871,18 +871,6 @@ void BenchWrk(const WrkOptions& o) {
   std::fflush(stdout);
 }
 
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(colon + 2);
-    }
-  }
-  return "unknown CPU";
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"Measures GET /metrics: render, scrape and wrk, against prometheus-cpp."};
   std::vector<int> fleets = {100, 1000};
