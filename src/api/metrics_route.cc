@@ -92,7 +92,7 @@ http::Response ServeMetrics(const http::Request& request, const MetricsEndpointO
   std::shared_ptr<const std::string> body = snapshot.Body(format, gzip, clock.Now());
   http::Response response;
   response.content_type = std::string(expose::ContentType(format));
-  response.body = *body;
+  response.shared_body = std::move(body);  // no copy: the cached body is immutable
   response.headers.emplace_back("Vary", "Accept, Accept-Encoding");
   if (gzip) response.headers.emplace_back("Content-Encoding", "gzip");
   return response;

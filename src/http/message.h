@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,6 +30,9 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Server side: when set, sent instead of `body` straight from these bytes, which the server
+  // keeps alive until the write completes (large immutable bodies such as a cached /metrics).
+  std::shared_ptr<const std::string> shared_body;
   // Server side: extra headers to send. Client side: all received headers, names lowercased.
   std::vector<std::pair<std::string, std::string>> headers;
 };

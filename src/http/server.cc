@@ -197,13 +197,13 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
       spdlog::error("http handler returned invalid status {}", response.status);
       response = JsonError(500, "internal", "internal server error");
     }
-    response_ = {};
-    response_.version(version);
-    response_.result(static_cast<unsigned>(response.status));
-    response_.set(bhttp::field::server, "fleetwatch");
+    bhttp::response_header<> header;
+    header.version(version);
+    header.result(static_cast<unsigned>(response.status));
+    header.set(bhttp::field::server, "fleetwatch");
     const bool bodiless = response.status == 204 || response.status == 304;
     if (!bodiless && !response.content_type.empty() && IsHeaderSafe(response.content_type)) {
-      response_.set(bhttp::field::content_type, response.content_type);
+      header.set(bhttp::field::content_type, response.content_type);
     }
     for (const auto& [name, value] : response.headers) {
       if (name.empty() || !IsHeaderSafe(name) || !IsHeaderSafe(value)) {
@@ -218,13 +218,26 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
         if (EqualsIgnoreCase(value, "close")) keep_alive = false;
         continue;
       }
-      response_.insert(name, value);
+      header.insert(name, value);
     }
-    if (!bodiless) response_.body() = std::move(response.body);
     keep_alive_ = keep_alive && !server_.stopping();
+    stream_.expires_after(server_.options_.read_timeout);
+    if (response.shared_body && !bodiless) {
+      // Sent from the shared bytes themselves (a /metrics body can be hundreds of MB): no copy.
+      shared_body_ = std::move(response.shared_body);
+      shared_response_.emplace(std::move(header));
+      shared_response_->body() =
+          bhttp::span_body<const char>::value_type(shared_body_->data(), shared_body_->size());
+      shared_response_->keep_alive(keep_alive_);
+      shared_response_->prepare_payload();
+      bhttp::async_write(stream_, *shared_response_,
+                         beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+      return;
+    }
+    response_ = bhttp::response<bhttp::string_body>(std::move(header));
+    if (!bodiless) response_.body() = std::move(response.body);
     response_.keep_alive(keep_alive_);
     response_.prepare_payload();
-    stream_.expires_after(server_.options_.read_timeout);
     bhttp::async_write(stream_, response_,
                        beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
@@ -232,6 +245,8 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   void OnWrite(beast::error_code ec, size_t /*bytes*/) {
     server_.EndRequest();
     response_ = {};
+    shared_response_.reset();
+    shared_body_.reset();
     if (ec) return Close();
     if (!keep_alive_ || server_.stopping()) return Linger();
     ReadRequest();
@@ -265,6 +280,9 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
   bhttp::response<bhttp::string_body> response_;  // alive until its write completes
+  // Or, for a Response with a shared_body: the message over those bytes, and the bytes.
+  std::optional<bhttp::response<bhttp::span_body<const char>>> shared_response_;
+  std::shared_ptr<const std::string> shared_body_;
   bool keep_alive_ = false;
   size_t drained_ = 0;
   std::array<char, 8192> drain_buffer_;

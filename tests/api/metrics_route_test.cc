@@ -25,7 +25,12 @@ class ServeMetricsTest : public ::testing::Test {
     request.method = "GET";
     request.path = request.target = "/metrics";
     request.headers = std::move(headers);
-    return ServeMetrics(request, options, snapshot_, clock_);
+    http::Response response = ServeMetrics(request, options, snapshot_, clock_);
+    if (response.shared_body) {
+      EXPECT_EQ(response.body, "");
+      response.body = *response.shared_body;  // what the server sends
+    }
+    return response;
   }
 
   expose::ExpositionSnapshot snapshot_;
@@ -74,6 +79,16 @@ TEST_F(ServeMetricsTest, NegotiatesOpenMetricsAndGzip) {
     encoded |= name == "Content-Encoding" && value == "gzip";
   EXPECT_TRUE(encoded);
   EXPECT_EQ(gz.body, *snapshot_.Body(expose::Format::kText004, true, kNow));
+}
+
+TEST_F(ServeMetricsTest, TheCachedBodyIsSharedNotCopied) {
+  http::Request request;
+  request.method = "GET";
+  request.path = request.target = "/metrics";
+  http::Response a = ServeMetrics(request, {true, std::nullopt}, snapshot_, clock_);
+  http::Response b = ServeMetrics(request, {true, std::nullopt}, snapshot_, clock_);
+  ASSERT_NE(a.shared_body, nullptr);
+  EXPECT_EQ(a.shared_body.get(), b.shared_body.get());
 }
 
 TEST(AcceptsGzip, ReadsCodingsAndRefusals) {

@@ -112,6 +112,30 @@ TEST_F(ServerTest, GetWithQueryReachesHandlerDecoded) {
   EXPECT_EQ(query.at("flag").as_string(), "");
 }
 
+TEST_F(ServerTest, ASharedBodyIsSentAsItIsAndStaysAliveForTheWrite) {
+  auto bytes = std::make_shared<const std::string>(std::string(3 << 20, 'x') + "end");
+  std::weak_ptr<const std::string> watch = bytes;
+  router_.Add("GET", "/shared", [shared = std::move(bytes)](Request&) {
+    Response response;
+    response.content_type = "text/plain";
+    response.body = "ignored when shared_body is set";
+    response.shared_body = shared;
+    response.headers.emplace_back("Content-Length", "1");  // framing stays the server's
+    return response;
+  });
+  StartServer();
+  Client client = MakeClient();
+  for (int i = 0; i < 2; ++i) {  // the same connection, twice
+    Result<Response> response = client.Send("GET", "/shared");
+    ASSERT_TRUE(response.ok()) << response.status().ToString();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->content_type, "text/plain");
+    EXPECT_EQ(response->body.size(), (3u << 20) + 3);
+    EXPECT_TRUE(response->body.ends_with("xend"));
+  }
+  EXPECT_FALSE(watch.expired());  // the route still holds it; the server only borrowed it
+}
+
 TEST_F(ServerTest, PostBodyReachesHandler) {
   StartServer();
   Client client = MakeClient();
