@@ -170,7 +170,7 @@ class PrometheusIntegrationTest : public ::testing::Test {
     fs::create_symlink(kDcgmTestdata / "fake-dcgm-exporter", dir_.path() / "bin/dcgm-exporter");
     WriteFile(dir_.path() / "scrape-token", kScrapeToken);
 
-    std::map<std::string, std::string> env = {
+    env_ = {
         {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
         {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
         {"FLEETWATCH_NVML_LIBRARY", FAKE_NVML_LIBRARY},
@@ -183,11 +183,22 @@ class PrometheusIntegrationTest : public ::testing::Test {
         {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
         {"DSTACK_PROMETHEUS_AUTH_TOKEN", kScrapeToken},
     };
+    StartServer();
+  }
+
+  void StartServer() {
     server_ = std::make_unique<ServerProcess>((dir_.path() / "data").string(),
                                               (dir_.path() / "home").string(), kAdminToken,
-                                              std::vector<std::string>{}, env);
+                                              std::vector<std::string>{}, env_);
     ASSERT_TRUE(server_->started()) << server_->Output();
     admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+  }
+
+  // The value of the one sample of `series` (name and labels as they print) in `body`, or -1.
+  static double SampleValue(const std::string& body, const std::string& series) {
+    size_t at = body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(body.substr(at + series.size() + 2));
   }
 
   void TearDown() override {
@@ -305,6 +316,7 @@ class PrometheusIntegrationTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  std::map<std::string, std::string> env_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<ApiClient> admin_;
   std::unique_ptr<ChildProcess> prometheus_;
@@ -400,6 +412,43 @@ TEST_F(PrometheusIntegrationTest, JobsGpusAndDcgmReachPrometheusWithTheJobsLabel
   }
   json::array cost = Query("dstack_project_gpu_seconds_total{dstack_project_name=\"main\"} > 0");
   EXPECT_EQ(cost.size(), 1u);
+}
+
+// Cost, GPU time and run counts are persisted: a restarted server starts from where it was, and
+// a deleted run keeps what it spent.
+TEST_F(PrometheusIntegrationTest, CountersSurviveARestartAndTheRunsDeletion) {
+  const std::string gpu_seconds =
+      "dstack_project_gpu_seconds_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"}";
+  const std::string runs =
+      "dstack_run_count_total{dstack_project_name=\"main\",dstack_user_name=\"admin\"}";
+  ApiReply submitted = admin_->Send("POST", "/api/project/main/runs",
+                                    "type: task\nname: spend\ncommands: ['sleep 300']\n"
+                                    "resources: {gpu: 2}\n",
+                                    "application/yaml");
+  ASSERT_EQ(submitted.status, 201) << submitted.body;
+  // At least 4 GPU-seconds accounted (two GPUs for two seconds or more).
+  std::string body =
+      ScrapeUntil([&](const std::string& b) { return SampleValue(b, gpu_seconds) >= 4; });
+  ASSERT_EQ(
+      admin_->Send("POST", "/api/project/main/runs/spend/stop", "{}", "application/json").status,
+      200);
+  body = ScrapeUntil([&](const std::string& b) {
+    return b.find(
+               "dstack_run_count_terminated_total{dstack_project_name=\"main\","
+               "dstack_user_name=\"admin\"} 1.0") != std::string::npos;
+  });
+  ASSERT_EQ(admin_->Delete("/api/project/main/runs/spend").status, 200);
+  body = ScrapeUntil([&](const std::string& b) { return SampleValue(b, gpu_seconds) > 0; });
+  const double spent = SampleValue(body, gpu_seconds);
+
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+  StartServer();
+  std::string after = ScrapeUntil([&](const std::string& b) {
+    return SampleValue(b, gpu_seconds) >= 0 && SampleValue(b, runs) >= 0;
+  });
+  // Never lower (the run's last stretch may be charged after `spent` was read).
+  EXPECT_GE(SampleValue(after, gpu_seconds), spent) << after;
+  EXPECT_EQ(SampleValue(after, runs), 1.0) << after;
 }
 
 TEST_F(PrometheusIntegrationTest, ServiceDiscoveryListsTheReachableAgentsToTheTokenOnly) {
