@@ -130,6 +130,7 @@ int RunServer(const ServerFlags& flags) {
   std::string url = "http://" + flags.host + ":" + std::to_string((*app)->port());
   std::cout << "fleetwatch server 0.1.0\n"
             << "  Data:  " << config.data_dir << "\n"
+            << "  UI:    " << url << "/\n"
             << "  API:   " << url << "/api\n";
   if (config.prometheus_metrics) std::cout << "  Metrics: " << url << "/metrics\n";
   if (const auto& token = (*app)->new_admin_token()) {

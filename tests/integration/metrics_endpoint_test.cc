@@ -127,6 +127,8 @@ TEST_F(MetricsEndpointTest, ServesTheRunningJobToTheRightTokenOnly) {
   StartServer(true);
   EXPECT_NE(server_->Output().find(server_->url() + "/metrics"), std::string::npos)
       << server_->Output();
+  EXPECT_NE(server_->Output().find("UI:    " + server_->url() + "/\n"), std::string::npos)
+      << server_->Output();
 
   http::Response none = Scrape({});
   EXPECT_EQ(none.status, 403);
