@@ -424,9 +424,13 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
   for (const model::Instance& i : state.instances) instances[i.id] = &i;
   // Jobs that may have DCGM samples: exported ones, by snapshot key.
   std::map<std::string, std::pair<const model::Run*, const model::Job*>> active;
+  // Their keys by instance: a host's text goes to the jobs on that host only.
+  std::map<std::string_view, std::vector<const std::string*>> keys_on;
   for (const model::Run& run : state.unfinished_runs) {
     for (const model::Job& job : run.jobs) {
-      if (JobExported(job.status)) active[DcgmKey(run, job)] = {&run, &job};
+      if (!JobExported(job.status)) continue;
+      auto it = active.emplace(DcgmKey(run, job), std::make_pair(&run, &job)).first;
+      if (job.instance_id) keys_on[*job.instance_id].push_back(&it->first);
     }
   }
   // Jobs that ended lose their DCGM samples now rather than when they expire.
@@ -448,8 +452,8 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     const model::Instance& instance = *instance_it->second;
     Result<expose::DcgmText> text = expose::ParseDcgmText(report.dcgm.text);
     std::vector<std::pair<std::string, const model::Job*>> on_host;
-    for (const auto& [key, entry] : active) {
-      if (entry.second->instance_id == instance.id) on_host.emplace_back(key, entry.second);
+    if (auto it = keys_on.find(instance.id); it != keys_on.end()) {
+      for (const std::string* key : it->second) on_host.emplace_back(*key, active.at(*key).second);
     }
     if (!text.ok()) {
       ++dcgm_text_errors_;
