@@ -46,7 +46,7 @@ class ServerAppImpl final : public ServerApp {
     if (config.local_fleet) {
       FW_ASSIGN_OR_RETURN(
           local_agent_, server::LocalAgent::Ensure(config.data_dir, config.binary, *store_, clock_,
-                                                   *agent_client_));
+                                                   *agent_client_, config.prometheus_metrics));
     }
     server::FleetControllerOptions options;
     options.reconcile.unreachable_after =

@@ -51,10 +51,14 @@ bool Healthy(http::AsyncClient& client, const AgentAddress& address) {
 
 // Starts `binary agent` in its own session (double fork: it is never our child, so nothing has
 // to reap it and a server crash leaves it running). Its output goes to <dir>/agent.log.
-Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token) {
+Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token, bool dcgm) {
   std::string log = (dir / "agent.log").string();
   std::string dir_text = dir.string();
   std::string token_env = "FLEETWATCH_AGENT_TOKEN=" + token;
+  std::vector<const char*> argv = {binary.c_str(), "agent", "--host",     "127.0.0.1",
+                                   "--port",       "0",     "--data-dir", dir_text.c_str()};
+  if (!dcgm) argv.push_back("--no-dcgm");
+  argv.push_back(nullptr);
   pid_t child = fork();
   if (child < 0) return Internal("fork failed");
   if (child == 0) {
@@ -68,8 +72,7 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
       dup2(out, 2);
     }
     putenv(token_env.data());
-    execl(binary.c_str(), binary.c_str(), "agent", "--host", "127.0.0.1", "--port", "0",
-          "--data-dir", dir_text.c_str(), static_cast<char*>(nullptr));
+    execv(binary.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
   int status = 0;
@@ -120,7 +123,7 @@ Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress
 Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_dir,
                                                        const std::string& binary,
                                                        store::Store& store, const Clock& clock,
-                                                       http::AsyncClient& client) {
+                                                       http::AsyncClient& client, bool dcgm) {
   fs::path state = fs::path(data_dir) / "local-agent.json";
   fs::path agent_dir = fs::path(data_dir) / "local-agent";
   std::error_code ec;
@@ -149,7 +152,7 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
   address = {"127.0.0.1", 0, NewToken()};
   fs::path ready = agent_dir / "agent.json";
   fs::remove(ready, ec);
-  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token));
+  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token, dcgm));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (true) {
     if (auto written = ReadJsonFile(ready)) {

@@ -20,10 +20,11 @@ class LocalAgent {
   // Reuses the agent recorded in `data_dir` when it answers with its token, else starts
   // `binary agent ...` detached (its own session, so it survives the server) and waits until it
   // is listening. Then makes sure project `main` has fleet `local` with one instance pointing at
-  // it.
+  // it. Without `dcgm` (Prometheus metrics off) a started agent runs no dcgm-exporter.
   static Result<std::unique_ptr<LocalAgent>> Ensure(const std::string& data_dir,
                                                     const std::string& binary, store::Store& store,
-                                                    const Clock& clock, http::AsyncClient& client);
+                                                    const Clock& clock, http::AsyncClient& client,
+                                                    bool dcgm = true);
 
   const AgentAddress& address() const { return address_; }
   int pid() const { return pid_; }

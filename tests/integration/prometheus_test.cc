@@ -451,6 +451,24 @@ TEST_F(PrometheusIntegrationTest, CountersSurviveARestartAndTheRunsDeletion) {
   EXPECT_EQ(SampleValue(after, runs), 1.0) << after;
 }
 
+// Without the switch there is no DCGM collection: the local agent runs no exporter even though
+// one is on PATH.
+TEST_F(PrometheusIntegrationTest, WithoutTheSwitchTheLocalAgentRunsNoExporter) {
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+  std::error_code ec;
+  fs::remove(dir_.path() / "dcgm-starts", ec);
+  env_["DSTACK_ENABLE_PROMETHEUS_METRICS"] = "\x01unset";
+  StartServer();
+  json::value state = json::parse(ReadFile(dir_.path() / "data/local-agent.json"));
+  const std::string agent = "http://127.0.0.1:" + std::to_string(state.at("port").as_int64());
+  http::Response metrics = Get(agent, "/metrics");
+  ASSERT_EQ(metrics.status, 200) << metrics.body;
+  EXPECT_NE(metrics.body.find("fleetwatch_agent_info{"), std::string::npos) << metrics.body;
+  EXPECT_EQ(metrics.body.find("dcgm"), std::string::npos) << metrics.body;
+  EXPECT_FALSE(fs::exists(dir_.path() / "dcgm-starts"));
+  EXPECT_EQ(Scrape().status, 404);
+}
+
 TEST_F(PrometheusIntegrationTest, ServiceDiscoveryListsTheReachableAgentsToTheTokenOnly) {
   http::Response none = Get(server_->url(), "/api/prometheus/sd");
   EXPECT_EQ(none.status, 403) << none.body;
