@@ -294,9 +294,16 @@ TEST_F(JobsTest, AKilledAgentMakesItsInstanceUnreachableAndItsJobFail) {
   ApplyFleet("ml", "one", {agent.get()});
   Submit("ml", "type: task\nname: orphan\ncommands: ['sleep 600']\n");
   WaitForStatus("ml", "orphan", "running");
+  json::value seen = admin_->Get("/api/project/ml/instances").json.at("items").at(0);
+  EXPECT_EQ(seen.at("unreachable"), false);
+  EXPECT_TRUE(seen.at("last_seen_at").is_string()) << seen;
   agent->Stop(SIGKILL);
   json::value run = WaitForStatus("ml", "orphan", "failed", 30);
   EXPECT_EQ(Str(run.at("jobs").at(0), "termination_reason"), "instance_unreachable");
+  // The API says so (the web UI marks such instances).
+  json::value lost = admin_->Get("/api/project/ml/instances").json.at("items").at(0);
+  EXPECT_EQ(lost.at("unreachable"), true) << lost;
+  EXPECT_TRUE(lost.at("last_seen_at").is_string()) << lost;  // when it was last heard from
 }
 
 TEST_F(JobsTest, AServerKilledMidRunFindsItsLocalAgentAndTheRunFinishesOnce) {
