@@ -100,6 +100,9 @@ std::string DcgmCountersCsv() {
     csv.append(field.name).append(", ").append(field.type).append(", ").append(field.help);
     csv += '\n';
   }
+  // Not a metric: dcgm-exporter adds a `label` field to every sample as a label, which is how
+  // samples get the DCGM_FI_DRIVER_VERSION label spec/METRICS.md lists.
+  csv += "DCGM_FI_DRIVER_VERSION, label, Driver Version\n";
   return csv;
 }
 

@@ -20,7 +20,9 @@ struct DcgmCounterField {
 // families"), gauges first. Static data; thread-safe.
 std::span<const DcgmCounterField> DcgmCounterFields();
 
-// The counters file: comment lines, then "field, type, help" per field. Pure; thread-safe.
+// The counters file: comment lines, then "field, type, help" per field, then the label row
+// "DCGM_FI_DRIVER_VERSION, label, ..." (samples carry the driver version as a label). Pure;
+// thread-safe.
 std::string DcgmCountersCsv();
 
 // Writes DcgmCountersCsv() to `file` through a temporary file in the same directory and a rename,

@@ -171,8 +171,13 @@ TEST(DcgmCountersFile, HasThe49FieldsWithTheirTypes) {
   std::istringstream lines(text);
   std::string line;
   int rows = 0;
+  std::vector<std::string> labels;
   while (std::getline(lines, line)) {
     if (line.empty() || line[0] == '#') continue;
+    if (line.rfind("DCGM_FI_DRIVER_VERSION, label, ", 0) == 0) {
+      labels.push_back(line);
+      continue;
+    }
     ++rows;
     std::vector<std::string> fields;
     std::stringstream row(line);
@@ -192,6 +197,7 @@ TEST(DcgmCountersFile, HasThe49FieldsWithTheirTypes) {
     }
   }
   EXPECT_EQ(rows, 49);
+  EXPECT_EQ(labels.size(), 1u);  // the driver version, as a label of every sample
   EXPECT_EQ(seen_gauges, gauges);
   EXPECT_EQ(seen_counters, counters);
   EXPECT_EQ(DcgmCounterFields().size(), 49u);
