@@ -2,9 +2,7 @@
 // process serving fixture text), the poll reply's "dcgm" field, and the real `fleetwatch agent`
 // managing the fake.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/json/parse.hpp>
@@ -30,6 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using fleetwatch::testing::ChildProcess;
+using fleetwatch::testing::FreePort;
 using fleetwatch::testing::ProcessResult;
 using fleetwatch::testing::RunProcess;
 using fleetwatch::testing::TempDir;
@@ -45,22 +44,6 @@ const fs::path kFourGpus = kDcgmTestdata / "four-gpus.txt";
 const fs::path kMalformed = kDcgmTestdata / "malformed.txt";
 const fs::path kFakeNvmlGpus = kDcgmTestdata / "fake-nvml-four-gpus.txt";
 constexpr TimeMicros kStart = 1'700'000'000'000'000;
-
-// A port nobody listens on right now (the kernel's pick for port 0, released again).
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
 
 // One line of $FAKE_DCGM_STARTS: a start of the fake exporter.
 struct FakeStart {

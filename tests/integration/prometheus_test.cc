@@ -2,9 +2,7 @@
 // a fake dcgm-exporter on PATH, both at the hardware edge), and a real Prometheus (Debian's)
 // scrapes /metrics with the bearer token. What hosts report is hostile on purpose; an independent
 // parser (the official Python client's) checks every sample is well-formed and intact.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -54,20 +52,6 @@ void WriteFile(const fs::path& path, const std::string& text) {
   fs::path tmp = path.string() + ".tmp";
   std::ofstream(tmp, std::ios::binary) << text;
   fs::rename(tmp, path);
-}
-
-// A port nothing listens on right now (for programs that cannot take port 0).
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // The fake NVML's line format escapes a newline as "\n" and any byte as "\xHH".

@@ -28,6 +28,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A loopback port nothing listens on right now (the kernel's pick for port 0, released again),
+// for programs that cannot be told port 0; 0 when none could be had.
+uint16_t FreePort();
+
 struct ProcessResult {
   int exit_code = -1;  // 128 + signal when killed by a signal
   std::string out;
