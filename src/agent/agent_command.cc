@@ -1,6 +1,7 @@
 #include "agent/agent_command.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -9,7 +10,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,9 +18,13 @@
 #include "agent/amd_sysfs_backend.h"
 #include "agent/cgroup_tree.h"
 #include "agent/dcgm_exporter.h"
+#include "agent/device_nodes.h"
+#include "agent/file_modes.h"
 #include "agent/host_gpus.h"
 #include "agent/inventory.h"
+#include "agent/job_dirs.h"
 #include "agent/job_env.h"
+#include "agent/job_identity.h"
 #include "agent/nvml_backend.h"
 #include "agent/process_job_runtime.h"
 #include "http/server.h"
@@ -36,6 +40,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::chrono::seconds kShutdownGrace{5};
+constexpr char kRootJobsDir[] = "/var/lib/fleetwatch/jobs";
+constexpr char kUidLockDir[] = "/run/fleetwatch/uids";
 
 struct AgentFlags {
   std::string host = "0.0.0.0";
@@ -48,6 +54,8 @@ struct AgentFlags {
   bool no_dcgm = false;
   std::string metrics_token;
   std::string log_level = "info";
+  std::string jobs_dir;
+  JobUserFlags job_users;
 };
 
 std::string Env(const char* name) {
@@ -61,19 +69,55 @@ std::string DefaultDataDir() {
   return (fs::path(home.empty() ? "/root" : home) / ".fleetwatch" / "agent").string();
 }
 
-// Written with a temporary file and rename so a reader never sees half of it.
-Status WriteAgentFile(const fs::path& file, const boost::json::value& content) {
-  fs::path tmp = file;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << model::SerializeJson(content) << "\n";
-    if (!out) return Unavailable("cannot write " + tmp.string());
+// The jobs root the flags select: --jobs-dir, else outside the data dir when jobs may run under
+// other uids (root), else <data dir>/jobs.
+fs::path JobsDir(const AgentFlags& flags, const fs::path& data_dir) {
+  if (!flags.jobs_dir.empty()) return flags.jobs_dir;
+  return ::geteuid() == 0 ? fs::path(kRootJobsDir) : data_dir / "jobs";
+}
+
+std::string DescribeJobUsers(const JobUserPolicy& policy) {
+  if (const auto* dynamic = std::get_if<DynamicUserPolicy>(&policy)) {
+    return "a uid of its own from " + std::to_string(dynamic->range.first) + "-" +
+           std::to_string(dynamic->range.last);
   }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) return Unavailable("cannot write " + file.string() + ": " + ec.message());
-  return Status::Ok();
+  if (const auto* named = std::get_if<NamedUserPolicy>(&policy)) {
+    return "user " + named->name + " (uid " + std::to_string(named->uid) + ")";
+  }
+  return "the agent's user (uid " + std::to_string(::geteuid()) + ")";
+}
+
+// Who jobs run as and where their directories are; false (after saying why) when the agent must
+// not start.
+bool SetUpJobUsers(const AgentFlags& flags, const fs::path& data_dir,
+                   ProcessJobRuntimeOptions& options) {
+  const uid_t agent_uid = ::geteuid();
+  Result<JobUserPolicy> policy = ResolveJobUserPolicy(flags.job_users, agent_uid, kUidLockDir);
+  if (!policy.ok()) {
+    std::cerr << "error: " << policy.status().message() << "\n";
+    return false;
+  }
+  const bool others = RunsJobsAsOtherUsers(*policy, agent_uid);
+  options.jobs_dir = JobsDir(flags, data_dir);
+  if (Status s = PrepareJobsRoot(options.jobs_dir, agent_uid == 0, others); !s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return false;
+  }
+  if (agent_uid == 0 && flags.job_users.allow_root_jobs) {
+    spdlog::warn("--allow-root-jobs: jobs run as root, so whoever may run a job here is root");
+  }
+  if (others) {
+    for (const std::string& node : GpuDeviceNodesClosedToOthers("/dev")) {
+      spdlog::warn(
+          "jobs run under their own uids but {} is not readable and writable by others: "
+          "they cannot use that GPU device (it is normally 0666)",
+          node);
+    }
+  }
+  spdlog::info("each job runs as {}, in a directory of its own under {}", DescribeJobUsers(*policy),
+               options.jobs_dir.string());
+  options.job_users = std::move(policy).value();
+  return true;
 }
 
 // The host's dcgm-exporter as the flags select it: null when DCGM is off (--no-dcgm, or neither a
@@ -106,17 +150,18 @@ int RunAgent(const AgentFlags& flags) {
                  "FLEETWATCH_AGENT_TOKEN\n";
     return 1;
   }
+  // Whatever the agent creates is its own: 0700 directories, 0600 files.
+  ::umask(077);
   // Before any thread starts (job processes get a clean mask, see process_launch.h).
   const TerminationSignals signals;
 
   fs::path data_dir = flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
-  std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  if (ec) {
-    std::cerr << "error: cannot create the data directory " << data_dir.string() << ": "
-              << ec.message() << "\n";
+  if (Status s = EnsurePrivateDirectory(data_dir); !s.ok()) {
+    std::cerr << "error: the data directory: " << s.message() << "\n";
     return 1;
   }
+  ProcessJobRuntimeOptions options;
+  if (!SetUpJobUsers(flags, data_dir, options)) return 1;
 
   const Clock& clock = SystemClock::Get();
   Result<std::unique_ptr<DcgmExporter>> dcgm_setup = SetUpDcgm(flags, data_dir, clock);
@@ -129,11 +174,9 @@ int RunAgent(const AgentFlags& flags) {
   fs::path cgroup_root = DefaultCgroupRoot();
   HostInventory inventory = CollectInventory(*gpus, DetectCgroupMode(cgroup_root));
 
-  ProcessJobRuntimeOptions options;
   options.data_dir = data_dir;
   options.cgroup_root = cgroup_root;
   options.gpu_vendor = HostGpuVendor(*gpus);
-  options.agent_env = CurrentEnvironment();
   std::unique_ptr<JobRuntime> runtime = NewProcessJobRuntime(options, clock);
 
   AgentIdentity identity{NewId(), clock.Now(), token, std::nullopt};
@@ -151,10 +194,11 @@ int RunAgent(const AgentFlags& flags) {
     return 1;
   }
   fs::path agent_file = data_dir / "agent.json";
-  Status written = WriteAgentFile(
+  Status written = WritePrivateFileAtomically(
       agent_file,
-      boost::json::object{
-          {"pid", ::getpid()}, {"host", flags.host}, {"port", *port}, {"agent_id", agent_id}});
+      model::SerializeJson(boost::json::object{
+          {"pid", ::getpid()}, {"host", flags.host}, {"port", *port}, {"agent_id", agent_id}}) +
+          "\n");
   if (!written.ok()) {
     std::cerr << "error: " << written.message() << "\n";
     server.Stop();
@@ -170,6 +214,7 @@ int RunAgent(const AgentFlags& flags) {
   runtime->StopAll(kShutdownGrace);
   runtime.reset();
   if (dcgm) dcgm->Stop();
+  std::error_code ec;
   fs::remove(agent_file, ec);
   std::cout << "fleetwatch agent stopped" << std::endl;
   return 0;
@@ -208,6 +253,21 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--metrics-token", flags->metrics_token,
                   "Bearer token Prometheus must send for GET /metrics (default: open)")
       ->envname("FLEETWATCH_AGENT_METRICS_TOKEN");
+  cmd->add_option("--jobs-dir", flags->jobs_dir,
+                  "Directory of the jobs' own directories (each job's HOME), outside the data "
+                  "directory [default /var/lib/fleetwatch/jobs as root, else <data dir>/jobs]")
+      ->envname("FLEETWATCH_JOBS_DIR");
+  cmd->add_option("--job-uid-range", flags->job_users.uid_range,
+                  "As root: each job runs under a uid of its own from this range (no passwd "
+                  "entry needed)")
+      ->envname("FLEETWATCH_JOB_UID_RANGE")
+      ->capture_default_str();
+  cmd->add_option("--job-user", flags->job_users.job_user,
+                  "As root: run every job as this existing user instead (not root)")
+      ->envname("FLEETWATCH_JOB_USER");
+  cmd->add_flag("--allow-root-jobs", flags->job_users.allow_root_jobs,
+                "As root: run jobs as root (whoever may run a job is then root on this host)")
+      ->envname("FLEETWATCH_ALLOW_ROOT_JOBS");
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

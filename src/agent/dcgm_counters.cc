@@ -1,9 +1,8 @@
 #include "agent/dcgm_counters.h"
 
-#include <unistd.h>
-
 #include <array>
-#include <fstream>
+
+#include "agent/file_modes.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -107,26 +106,7 @@ std::string DcgmCountersCsv() {
 }
 
 Status WriteDcgmCountersFile(const fs::path& file) {
-  fs::path tmp = file;
-  tmp += ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << DcgmCountersCsv();
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      return Unavailable("cannot write " + tmp.string());
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    return Unavailable("cannot write " + file.string() + ": " + ec.message());
-  }
-  return Status::Ok();
+  return WritePrivateFileAtomically(file, DcgmCountersCsv());
 }
 
 }  // namespace fleetwatch::agent

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "agent/dcgm_counters.h"
+#include "agent/file_modes.h"
 #include "agent/process_launch.h"
 #include "agent/sys_files.h"
 #include "http/client.h"
@@ -279,7 +279,11 @@ void DcgmExporter::SpawnChild(SteadyClock::time_point now) {
   child_started_at_ = now;
   if (spawned_once_) ++restarts_;
   spawned_once_ = true;
-  std::ofstream(options_.data_dir / kPidFile, std::ios::trunc) << *pid << "\n";
+  if (Status s =
+          WritePrivateFileAtomically(options_.data_dir / kPidFile, std::to_string(*pid) + "\n");
+      !s.ok()) {
+    spdlog::warn("dcgm-exporter: {}", s.message());
+  }
   spdlog::info("dcgm-exporter started, pid {}: {}", *pid, launch.script.substr(5));
 }
 

@@ -4,14 +4,15 @@ extern char** environ;
 
 namespace fleetwatch::agent {
 
-std::map<std::string, std::string> BuildJobEnvironment(
-    const JobSpec& spec, const std::map<std::string, std::string>& agent_env,
-    const std::string& gpu_vendor) {
-  std::map<std::string, std::string> env;
-  for (const char* name : {"PATH", "HOME", "LANG", "USER"}) {
-    if (auto it = agent_env.find(name); it != agent_env.end()) env[name] = it->second;
-  }
+std::map<std::string, std::string> BuildJobEnvironment(const JobSpec& spec,
+                                                       const JobEnvContext& context) {
+  std::map<std::string, std::string> env = {{"PATH", kDefaultJobPath}, {"LANG", "C.UTF-8"}};
   for (const auto& [name, value] : spec.env) env[name] = value;
+  env["HOME"] = context.home;
+  if (!context.user_name.empty()) {
+    env["USER"] = context.user_name;
+    env["LOGNAME"] = context.user_name;
+  }
 
   const ClusterInfo& cluster = spec.cluster;
   int gpus_per_node = cluster.gpus_per_node.value_or(static_cast<int>(spec.gpu_indices.size()));
@@ -28,7 +29,7 @@ std::map<std::string, std::string> BuildJobEnvironment(
   std::string devices;
   for (int index : spec.gpu_indices)
     devices += (devices.empty() ? "" : ",") + std::to_string(index);
-  if (gpu_vendor == "amd") {
+  if (context.gpu_vendor == "amd") {
     env["ROCR_VISIBLE_DEVICES"] = devices;
     env["HIP_VISIBLE_DEVICES"] = devices;
   } else {

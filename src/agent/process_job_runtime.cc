@@ -18,6 +18,8 @@
 #include <thread>
 
 #include "agent/cgroup_tree.h"
+#include "agent/file_modes.h"
+#include "agent/job_dirs.h"
 #include "agent/job_env.h"
 #include "agent/process_launch.h"
 
@@ -30,7 +32,9 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 struct Job {
   JobState state;
   std::vector<int> gpu_indices;
-  fs::path dir;
+  fs::path log;               // the agent's: <data_dir>/logs/<job_id>.log
+  bool has_dir = false;       // <jobs_dir>/<job_id> exists (the job's own)
+  JobIdentityLease identity;  // held until the job is forgotten
   std::optional<JobCgroup> cgroup;
   std::optional<SteadyTime> kill_at;  // SIGKILL when still running then
   bool killed = false;
@@ -43,7 +47,7 @@ std::string JoinCommands(const std::vector<std::string>& commands) {
 }
 
 void AppendLine(const fs::path& file, const std::string& line) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;
   std::string text = line + "\n";
   ssize_t ignored = ::write(fd, text.data(), text.size());
@@ -54,14 +58,16 @@ void AppendLine(const fs::path& file, const std::string& line) {
 class ProcessJobRuntime final : public JobRuntime {
  public:
   ProcessJobRuntime(ProcessJobRuntimeOptions options, const Clock& clock)
-      : options_(std::move(options)),
+      : options_(WithDefaults(std::move(options))),
         clock_(clock),
-        tree_(options_.cgroup_root, options_.cgroup_group) {
+        tree_(options_.cgroup_root, options_.cgroup_group),
+        users_(options_.job_users) {
     if (options_.use_cgroups && tree_.mode() != CgroupMode::kNone) {
       if (int removed = tree_.RemoveLeftovers(OwnedJob()); removed > 0) {
         spdlog::info("removed {} cgroup(s) left by an earlier agent", removed);
       }
     }
+    RemoveLeftoverJobFiles();
     reaper_ = std::thread([this] { ReapLoop(); });
   }
 
@@ -75,12 +81,11 @@ class ProcessJobRuntime final : public JobRuntime {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [id, job] : jobs_) {
       if (job.state.phase == JobPhase::kRunning) {
-        ::kill(-job.state.pid, SIGKILL);
-        if (job.cgroup) job.cgroup->KillAll();
+        KillRemains(job);
         while (::waitpid(job.state.pid, nullptr, 0) < 0 && errno == EINTR) {
         }
       }
-      if (job.cgroup) (void)job.cgroup->Remove();
+      ForgetFiles(id, job, /*remove_log=*/false);
     }
     if (options_.use_cgroups && tree_.mode() != CgroupMode::kNone) {
       tree_.RemoveLeftovers(OwnedJob());  // usually nothing is left; this drops the group
@@ -94,17 +99,33 @@ class ProcessJobRuntime final : public JobRuntime {
       return StartResult{it->second.state, false};
     }
     Job job;
-    job.dir = options_.data_dir / "jobs" / spec.job_id;
-    std::error_code ec;
-    fs::create_directories(job.dir, ec);
-    if (ec) return Unavailable("cannot create " + job.dir.string() + ": " + ec.message());
-    fs::path log = job.dir / "output.log";
+    job.state.job_id = spec.job_id;
+    job.gpu_indices = spec.gpu_indices;
+    job.state.started_at = clock_.Now();
+    FW_RETURN_IF_ERROR(CreateDirectories(LogsDir(), 0700));
+    job.log = LogsDir() / (spec.job_id + ".log");
     // A job id seen by an earlier agent starts a fresh log.
-    if (int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); fd >= 0) {
+    if (int fd =
+            ::open(job.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd >= 0) {
       ::close(fd);
     } else {
-      return Unavailable("cannot create " + log.string() + ": " + std::strerror(errno));
+      return Unavailable("cannot create " + job.log.string() + ": " + std::strerror(errno));
     }
+
+    Result<JobIdentityLease> identity = users_.Acquire();
+    if (!identity.ok()) return Keep(FailToStart(std::move(job), identity.status().message()));
+    job.identity = std::move(identity).value();
+    const JobIdentity& user = job.identity.identity();
+    Status root_ready = CreateDirectories(options_.jobs_dir, ::geteuid() == 0 ? 0711 : 0700);
+    Result<fs::path> dir =
+        root_ready.ok() ? CreateJobDirectory(options_.jobs_dir, spec.job_id, user.uid, user.gid)
+                        : Result<fs::path>(root_ready);
+    if (!dir.ok()) {
+      ::unlink(job.log.c_str());
+      return dir.status();
+    }
+    job.has_dir = true;
 
     if (options_.use_cgroups && tree_.mode() != CgroupMode::kNone) {
       Result<JobCgroup> cgroup = tree_.Create(spec.job_id, {spec.memory_bytes, spec.cpus});
@@ -117,33 +138,18 @@ class ProcessJobRuntime final : public JobRuntime {
 
     LaunchSpec launch;
     launch.script = JoinCommands(spec.commands);
-    launch.env = BuildJobEnvironment(spec, options_.agent_env, options_.gpu_vendor);
-    launch.working_dir = spec.working_dir;
-    launch.log_file = log;
+    launch.env = BuildJobEnvironment(spec, {dir->string(), user.user_name, options_.gpu_vendor});
+    launch.working_dir = (*dir / spec.working_dir.value_or(".")).lexically_normal().string();
+    launch.log_file = job.log;
     if (job.cgroup) launch.cgroup_procs_files = job.cgroup->ProcsFiles();
+    if (user.switch_user) launch.credentials = LaunchCredentials{user.uid, user.gid, user.groups};
 
-    job.state.job_id = spec.job_id;
-    job.gpu_indices = spec.gpu_indices;
-    job.state.started_at = clock_.Now();
     Result<pid_t> pid = LaunchJobProcess(launch);
-    if (pid.ok()) {
-      job.state.phase = JobPhase::kRunning;
-      job.state.pid = *pid;
-      spdlog::info("job {} started, pid {}", spec.job_id, *pid);
-    } else {
-      job.state.phase = JobPhase::kFailedToStart;
-      job.state.error = pid.status().message();
-      job.state.finished_at = job.state.started_at;
-      AppendLine(log, "fleetwatch: the job failed to start: " + pid.status().message());
-      if (job.cgroup) {
-        (void)job.cgroup->Remove();
-        job.cgroup.reset();
-      }
-      spdlog::info("job {} failed to start: {}", spec.job_id, pid.status().message());
-    }
-    JobState state = job.state;
-    jobs_.emplace(spec.job_id, std::move(job));
-    return StartResult{state, true};
+    if (!pid.ok()) return Keep(FailToStart(std::move(job), pid.status().message()));
+    job.state.phase = JobPhase::kRunning;
+    job.state.pid = *pid;
+    spdlog::info("job {} started, pid {}, uid {}", spec.job_id, *pid, user.uid);
+    return Keep(std::move(job));
   }
 
   Result<JobState> Stop(const std::string& job_id, std::chrono::seconds grace) override {
@@ -175,7 +181,7 @@ class ProcessJobRuntime final : public JobRuntime {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = jobs_.find(job_id);
       if (it == jobs_.end()) return NotFound("no job " + job_id);
-      log = it->second.dir / "output.log";
+      log = it->second.log;
     }
     LogChunk chunk;
     int fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
@@ -210,12 +216,7 @@ class ProcessJobRuntime final : public JobRuntime {
       job = std::move(it->second);
       jobs_.erase(it);
     }
-    if (job.cgroup) {
-      if (Status s = job.cgroup->Remove(); !s.ok()) spdlog::warn("job {}: {}", job_id, s.message());
-    }
-    std::error_code ec;
-    fs::remove_all(job.dir, ec);
-    if (ec) spdlog::warn("job {}: cannot remove {}: {}", job_id, job.dir.string(), ec.message());
+    ForgetFiles(job_id, job, /*remove_log=*/true);
     return Status::Ok();
   }
 
@@ -286,13 +287,75 @@ class ProcessJobRuntime final : public JobRuntime {
   }
 
  private:
+  static ProcessJobRuntimeOptions WithDefaults(ProcessJobRuntimeOptions options) {
+    if (options.jobs_dir.empty()) options.jobs_dir = options.data_dir / "jobs";
+    return options;
+  }
+
+  fs::path LogsDir() const { return options_.data_dir / "logs"; }
+
   // Whether a job cgroup found in the group is one of this data dir's jobs (perhaps from an
   // earlier agent): another agent on the host may share the group.
   std::function<bool(const std::string&)> OwnedJob() const {
-    return [jobs = options_.data_dir / "jobs"](const std::string& job_id) {
+    return [logs = LogsDir()](const std::string& job_id) {
       std::error_code ec;
-      return fs::is_directory(jobs / job_id, ec);
+      return fs::is_regular_file(logs / (job_id + ".log"), ec);
     };
+  }
+
+  // The job directories and logs an earlier runtime with this data dir left (it was killed).
+  void RemoveLeftoverJobFiles() const {
+    std::error_code ec;
+    int removed = 0;
+    for (fs::directory_iterator it(LogsDir(), ec), end; !ec && it != end; it.increment(ec)) {
+      const fs::path& log = it->path();
+      std::string job_id = log.stem().string();
+      if (log.extension() != ".log" || !IsValidJobId(job_id)) continue;
+      if (Status s = RemoveJobDirectory(options_.jobs_dir, job_id); !s.ok()) {
+        spdlog::warn("job {}: {}", job_id, s.message());
+      }
+      std::error_code ignored;
+      fs::remove(log, ignored);
+      ++removed;
+    }
+    if (removed > 0) spdlog::info("removed the files of {} job(s) of an earlier agent", removed);
+  }
+
+  // Requires mu_. Holds `job` and returns what Start answers for it.
+  Result<StartResult> Keep(Job job) {
+    JobState state = job.state;
+    jobs_.emplace(state.job_id, std::move(job));
+    return StartResult{state, true};
+  }
+
+  // `job`, which could not be started, in phase kFailedToStart with `error` (also in its log).
+  Job FailToStart(Job job, const std::string& error) const {
+    job.state.phase = JobPhase::kFailedToStart;
+    job.state.error = error;
+    job.state.finished_at = job.state.started_at;
+    AppendLine(job.log, "fleetwatch: the job failed to start: " + error);
+    if (job.cgroup) {
+      (void)job.cgroup->Remove();
+      job.cgroup.reset();
+    }
+    spdlog::info("job {} failed to start: {}", job.state.job_id, error);
+    return job;
+  }
+
+  // Removes what is left of a finished job: its cgroup, the processes of its own uid, its
+  // directory and, with `remove_log`, its log. The uid is freed when `job` is destroyed.
+  void ForgetFiles(const std::string& job_id, Job& job, bool remove_log) const {
+    if (job.cgroup) {
+      if (Status s = job.cgroup->Remove(); !s.ok()) spdlog::warn("job {}: {}", job_id, s.message());
+    }
+    const JobIdentity& user = job.identity.identity();
+    if (user.exclusive) KillProcessesOfUid(user.uid);
+    if (job.has_dir) {
+      if (Status s = RemoveJobDirectory(options_.jobs_dir, job_id); !s.ok()) {
+        spdlog::warn("job {}: {}", job_id, s.message());
+      }
+    }
+    if (remove_log && !job.log.empty()) ::unlink(job.log.c_str());
   }
 
   // Requires mu_.
@@ -308,10 +371,13 @@ class ProcessJobRuntime final : public JobRuntime {
     cv_.notify_all();
   }
 
-  // Requires mu_. Kills what is left of a job: its process group and its cgroup.
+  // Requires mu_. Kills what is left of a job: its process group, its cgroup and, when its uid is
+  // its own, every process of that uid.
   static void KillRemains(const Job& job) {
     ::kill(-job.state.pid, SIGKILL);
     if (job.cgroup) job.cgroup->KillAll();
+    const JobIdentity& user = job.identity.identity();
+    if (user.exclusive) KillProcessesOfUid(user.uid);
   }
 
   void ReapLoop() {
@@ -347,6 +413,7 @@ class ProcessJobRuntime final : public JobRuntime {
   const ProcessJobRuntimeOptions options_;
   const Clock& clock_;
   const CgroupTree tree_;
+  JobUsers users_;
   std::atomic<bool> warned_no_cgroup_{false};
 
   mutable std::mutex mu_;

@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,7 +17,7 @@ namespace fleetwatch::agent {
 namespace {
 
 // What the child reports through the status pipe when a step before exec fails.
-enum class Step : int { kCgroup = 1, kWorkingDir, kStdio, kExec };
+enum class Step : int { kCgroup = 1, kCredentials, kWorkingDir, kStdio, kExec };
 struct ChildFailure {
   int step;
   int error;
@@ -33,8 +36,28 @@ bool MoveTo(int fd, int target) {
   return ::dup2(fd, target) == target;
 }
 
+// Becomes `credentials`' user for good. Raw syscalls: glibc's wrappers synchronise the credentials
+// of all threads, and this forked child has one thread only. False with errno on any failure.
+bool SwitchUser(const LaunchCredentials& credentials) {
+  if (::syscall(SYS_setgroups, credentials.groups.size(), credentials.groups.data()) != 0) {
+    return false;
+  }
+  gid_t gid = credentials.gid;
+  uid_t uid = credentials.uid;
+  if (::syscall(SYS_setresgid, gid, gid, gid) != 0) return false;
+  if (::syscall(SYS_setresuid, uid, uid, uid) != 0) return false;
+  uid_t real = 0, effective = 0, saved = 0;
+  if (::getresuid(&real, &effective, &saved) != 0) return false;
+  if (real != uid || effective != uid || saved != uid) {
+    errno = EPERM;
+    return false;
+  }
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
+}
+
 [[noreturn]] void RunChild(int pipe_fd, int null_fd, int log_fd,
-                           const std::vector<std::string>& procs_files, const char* working_dir,
+                           const std::vector<std::string>& procs_files,
+                           const LaunchCredentials* credentials, const char* working_dir,
                            char* const* argv, char* const* envp, int max_fd) {
   sigset_t none;
   sigemptyset(&none);
@@ -45,11 +68,13 @@ bool MoveTo(int fd, int target) {
     ::sigaction(sig, &dfl, nullptr);
   }
   ::setpgid(0, 0);
+  ::umask(077);
   for (const std::string& file : procs_files) {
     int fd = ::open(file.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ::write(fd, "0", 1) != 1) Fail(pipe_fd, Step::kCgroup);
     ::close(fd);
   }
+  if (credentials != nullptr && !SwitchUser(*credentials)) Fail(pipe_fd, Step::kCredentials);
   if (working_dir != nullptr && ::chdir(working_dir) != 0) Fail(pipe_fd, Step::kWorkingDir);
   if (!MoveTo(null_fd, 0) || !MoveTo(log_fd, 1) || !MoveTo(log_fd, 2)) {
     Fail(pipe_fd, Step::kStdio);
@@ -69,6 +94,10 @@ std::string StepMessage(const ChildFailure& failure, const LaunchSpec& spec) {
   switch (static_cast<Step>(failure.step)) {
     case Step::kCgroup:
       return "cannot join the job's cgroup: " + reason;
+    case Step::kCredentials:
+      return "cannot switch to uid " +
+             std::to_string(spec.credentials ? spec.credentials->uid : 0) + " gid " +
+             std::to_string(spec.credentials ? spec.credentials->gid : 0) + ": " + reason;
     case Step::kWorkingDir:
       return "working_dir " + spec.working_dir.value_or("") + ": " + reason;
     case Step::kStdio:
@@ -108,7 +137,7 @@ Result<pid_t> LaunchJobProcess(const LaunchSpec& spec) {
                    : 65536;
 
   int log_fd =
-      HighFd(::open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+      HighFd(::open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (log_fd < 0) {
     return Unavailable("cannot open " + spec.log_file.string() + ": " + std::strerror(errno));
   }
@@ -123,9 +152,9 @@ Result<pid_t> LaunchJobProcess(const LaunchSpec& spec) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::close(pipe_fds[0]);
-    RunChild(pipe_fds[1], null_fd, log_fd, procs_files,
-             spec.working_dir ? spec.working_dir->c_str() : nullptr, argv.data(), envp.data(),
-             max_fd);
+    RunChild(
+        pipe_fds[1], null_fd, log_fd, procs_files, spec.credentials ? &*spec.credentials : nullptr,
+        spec.working_dir ? spec.working_dir->c_str() : nullptr, argv.data(), envp.data(), max_fd);
   }
   int fork_error = errno;
   ::close(pipe_fds[1]);
