@@ -51,7 +51,6 @@ class AgentApiTest : public ::testing::Test {
       options.cgroup_group = kCgroupGroup;
     }
     options.gpu_vendor = HostGpuVendor(*gpus_);
-    options.agent_env = CurrentEnvironment();
     runtime_ = NewProcessJobRuntime(options, clock_);
     api_ = std::make_unique<AgentApi>(AgentIdentity{"agent-1", 1000, kToken, metrics_token_},
                                       CollectInventory(*gpus_, CgroupMode::kNone), *runtime_,

@@ -44,7 +44,6 @@ class JobRuntimeTest : public ::testing::TestWithParam<bool> {
     options_.cgroup_group = group_;
     options_.use_cgroups = use_cgroups_;
     options_.gpu_vendor = "nvidia";
-    options_.agent_env = CurrentEnvironment();
     runtime_ = NewProcessJobRuntime(options_, SystemClock::Get());
   }
 
@@ -104,7 +103,7 @@ TEST_P(JobRuntimeTest, EchoExitsZeroWithItsOutputLogged) {
   EXPECT_TRUE(ended.finished_at.has_value());
   EXPECT_FALSE(ended.stop_requested);
   EXPECT_EQ(Log("echo"), "hi\n");
-  EXPECT_EQ(ReadFile(data_.path() / "jobs" / "echo" / "output.log"), "hi\n");
+  EXPECT_EQ(ReadFile(data_.path() / "logs" / "echo.log"), "hi\n");
 }
 
 TEST_P(JobRuntimeTest, ExitCodeIsReported) {
@@ -256,6 +255,7 @@ TEST_P(JobRuntimeTest, AcknowledgeIsRefusedWhileRunningAndCleansUpAfter) {
   EXPECT_TRUE(runtime_->Acknowledge("ack").ok());
   EXPECT_EQ(runtime_->Get("ack").status().code(), StatusCode::kNotFound);
   EXPECT_FALSE(fs::exists(data_.path() / "jobs" / "ack"));
+  EXPECT_FALSE(fs::exists(data_.path() / "logs" / "ack.log"));
   if (use_cgroups_) {
     EXPECT_FALSE(fs::exists(CgroupDir("ack")));
   }
@@ -396,7 +396,8 @@ TEST(JobRuntimeCgroups, StartupRemovesOnlyItsOwnLeftovers) {
       ASSERT_TRUE(WriteControlFile(procs, std::to_string(child)).ok());
     }
   }
-  fs::create_directories(data.path() / "jobs" / "stale");
+  testing::WriteFile(data.path() / "logs" / "stale.log", "old\n");
+  fs::create_directories(data.path() / "jobs" / "stale" / "work");
 
   ProcessJobRuntimeOptions options;
   options.data_dir = data.path();
@@ -407,6 +408,8 @@ TEST(JobRuntimeCgroups, StartupRemovesOnlyItsOwnLeftovers) {
   ASSERT_EQ(waitpid(pids["stale"], &status, 0), pids["stale"]);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   EXPECT_EQ(waitpid(pids["foreign"], &status, WNOHANG), 0);  // still running
+  EXPECT_FALSE(fs::exists(data.path() / "jobs" / "stale"));
+  EXPECT_FALSE(fs::exists(data.path() / "logs" / "stale.log"));
 
   EXPECT_EQ(tree.RemoveLeftovers(), 1);  // the foreign one, killed now
   EXPECT_EQ(waitpid(pids["foreign"], &status, 0), pids["foreign"]);
