@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -49,15 +50,29 @@ bool Healthy(http::AsyncClient& client, const AgentAddress& address) {
   return reply[0].ok() && reply[0]->status == 200;
 }
 
+// Where the local agent keeps its jobs' own directories when it runs as root: outside the
+// server's 0700 data dir (job users could not reach them there), one per data dir so that two
+// servers on a host never share one. Not root: nullopt, the agent's default.
+std::optional<std::string> LocalJobsDir(const fs::path& data_dir) {
+  if (geteuid() != 0) return std::nullopt;
+  std::string key = fs::absolute(data_dir).lexically_normal().string();
+  return "/var/lib/fleetwatch/jobs/local-" + Sha256Hex(key).substr(0, 16);
+}
+
 // Starts `binary agent` in its own session (double fork: it is never our child, so nothing has
 // to reap it and a server crash leaves it running). Its output goes to <dir>/agent.log.
-Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token, bool dcgm) {
+Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token, bool dcgm,
+             const std::optional<std::string>& jobs_dir) {
   std::string log = (dir / "agent.log").string();
   std::string dir_text = dir.string();
   std::string token_env = "FLEETWATCH_AGENT_TOKEN=" + token;
   std::vector<const char*> argv = {binary.c_str(), "agent", "--host",     "127.0.0.1",
                                    "--port",       "0",     "--data-dir", dir_text.c_str()};
   if (!dcgm) argv.push_back("--no-dcgm");
+  if (jobs_dir) {
+    argv.push_back("--jobs-dir");
+    argv.push_back(jobs_dir->c_str());
+  }
   argv.push_back(nullptr);
   pid_t child = fork();
   if (child < 0) return Internal("fork failed");
@@ -152,7 +167,7 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
   address = {"127.0.0.1", 0, NewToken()};
   fs::path ready = agent_dir / "agent.json";
   fs::remove(ready, ec);
-  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token, dcgm));
+  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token, dcgm, LocalJobsDir(data_dir)));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (true) {
     if (auto written = ReadJsonFile(ready)) {
@@ -174,11 +189,16 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
       json::object{{"pid", pid}, {"port", address.port}, {"token", address.token}});
   fs::path tmp = state;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text << "\n";
+  text += "\n";
+  // 0600 from its creation: the token is in it.
+  fs::remove(tmp, ec);
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Unavailable("cannot create " + tmp.string() + ": " + std::strerror(errno));
+  bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  if (close(fd) != 0 || !written) {
+    fs::remove(tmp, ec);
+    return Unavailable("cannot write " + tmp.string());
   }
-  fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write, ec);
   fs::rename(tmp, state, ec);
   if (ec) return Unavailable("cannot write " + state.string() + ": " + ec.message());
   spdlog::info("started the local agent on 127.0.0.1:{} (pid {})", address.port, pid);
