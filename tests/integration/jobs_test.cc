@@ -1,6 +1,7 @@
 // Runs that really run: the real server, real agents (the embedded local one and ones the test
 // starts), real processes in real cgroups, fake NVML GPUs loaded through the agent's dlopen path.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -164,6 +165,16 @@ class JobsTest : public ::testing::Test {
     ASSERT_EQ(admin_->PostJson("/api/projects", {{"name", name}}).status, 201);
   }
 
+  // A path in a directory that both the test and jobs can read and write: a root agent runs
+  // jobs under uids of their own.
+  std::string Shared(const std::string& name) const {
+    const std::filesystem::path dir = home_.path() / "shared";
+    std::filesystem::create_directories(dir);
+    ::chmod(home_.path().c_str(), 0711);
+    ::chmod(dir.c_str(), 01777);
+    return (dir / name).string();
+  }
+
   TempDir data_;
   TempDir home_;
   std::unique_ptr<ServerProcess> server_;
@@ -206,7 +217,7 @@ TEST_F(JobsTest, ANonZeroExitFailsTheRun) {
 
 TEST_F(JobsTest, StopTerminatesTheJobAndLeavesNoProcess) {
   StartServer();
-  std::string pid_file = (home_.path() / "job.pid").string();
+  std::string pid_file = Shared("job.pid");
   Submit("main",
          "type: task\nname: sleeper\ncommands: ['echo $$ > " + pid_file + "; sleep 600 & wait']\n");
   WaitForStatus("main", "sleeper", "running");
@@ -257,7 +268,7 @@ TEST_F(JobsTest, OneGpuRunsShareTwoGpusAndAThirdWaits) {
   StartServer({"--no-local-fleet"});
   CreateProject("ml");
   ApplyFleet("ml", "gpus", {&gpu_host});
-  std::string gate = (home_.path() / "gate").string();
+  std::string gate = Shared("gate");
   // Each job prints its GPU and holds it until the test opens the gate.
   const std::string yaml = "type: task\ncommands: ['echo gpu=$CUDA_VISIBLE_DEVICES; while [ ! -e " +
                            gate + " ]; do sleep 0.1; done']\nresources: {gpu: A100:1}\n";
@@ -308,8 +319,8 @@ TEST_F(JobsTest, AKilledAgentMakesItsInstanceUnreachableAndItsJobFail) {
 
 TEST_F(JobsTest, AServerKilledMidRunFindsItsLocalAgentAndTheRunFinishesOnce) {
   StartServer();
-  std::string count_file = (home_.path() / "starts").string();
-  std::string gate = (home_.path() / "gate").string();
+  std::string count_file = Shared("starts");
+  std::string gate = Shared("gate");
   Submit("main", "type: task\nname: survivor\ncommands:\n  - echo started >> " + count_file +
                      "\n  - 'while [ ! -e " + gate +
                      " ]; do sleep 0.1; done'\n  - echo finished\n");
