@@ -59,9 +59,12 @@ class JobUsersTest : public ::testing::Test {
   fs::path DataDir() const { return dir_.path() / "data"; }
   fs::path JobsDir() const { return dir_.path() / "jobs"; }
 
-  std::vector<std::string> Args(std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args = {"agent",      "--host",  "127.0.0.1",  "--port",  "0",
-                                     "--data-dir", DataDir(), "--jobs-dir", JobsDir(), "--no-dcgm"};
+  std::vector<std::string> Args(std::vector<std::string> extra = {},
+                                std::optional<fs::path> jobs_dir = std::nullopt) const {
+    std::vector<std::string> args = {"agent",    "--host",     "127.0.0.1",
+                                     "--port",   "0",          "--data-dir",
+                                     DataDir(),  "--jobs-dir", jobs_dir.value_or(JobsDir()),
+                                     "--no-dcgm"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -262,9 +265,7 @@ TEST_F(JobUsersTest, BadJobUserFlagsAreRefusedAtStart) {
 TEST_F(JobUsersTest, AJobsRootJobUsersCannotReachIsRefusedAtStart) {
   TempDir closed;
   ::chmod(closed.path().c_str(), 0700);
-  std::vector<std::string> args = Args();
-  args[8] = (closed.path() / "jobs").string();  // --jobs-dir
-  ProcessResult r = RunProcess(FLEETWATCH_BINARY, args, Env(), "", 30);
+  ProcessResult r = RunProcess(FLEETWATCH_BINARY, Args({}, closed.path() / "jobs"), Env(), "", 30);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("job users cannot reach the jobs directory"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(closed.str() + " is mode 0700"), std::string::npos) << r.err;
@@ -287,22 +288,26 @@ TEST_F(JobUsersTest, TheAgentsDataIsPrivate) {
   }
 }
 
-// Process-level: the runtime itself, without cgroups, so that only the uid can catch a process
-// that left the job's process group.
-TEST(JobUsersRuntime, AProcessThatLeftTheGroupDiesWithItsJobsUid) {
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
-  TempDir dir;
+// A runtime of a root agent without cgroups, its jobs root in a 0711 temp dir.
+std::unique_ptr<JobRuntime> RootRuntime(const TempDir& dir, JobUserPolicy policy) {
   ::chmod(dir.path().c_str(), 0711);
-  TempDir locks;
   ProcessJobRuntimeOptions options;
   options.data_dir = dir.path() / "data";
   options.jobs_dir = dir.path() / "jobs";
   options.use_cgroups = false;
+  options.job_users = std::move(policy);
+  return NewProcessJobRuntime(options, SystemClock::Get());
+}
+
+// Process-level: the runtime itself, without cgroups, so that only the uid can catch a process
+// that left the job's process group.
+TEST(JobUsersRuntime, AProcessThatLeftTheGroupDiesWithItsJobsUid) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir dir, locks;
   DynamicUserPolicy policy;
   policy.range = {4000200, 4000209};
   policy.lock_dir = locks.path() / "uids";
-  options.job_users = policy;
-  std::unique_ptr<JobRuntime> runtime = NewProcessJobRuntime(options, SystemClock::Get());
+  std::unique_ptr<JobRuntime> runtime = RootRuntime(dir, policy);
   JobSpec spec;
   spec.job_id = "escaper";
   spec.commands = {"setsid sleep 600 > /dev/null 2>&1 &", "echo escaped=$!"};
@@ -317,6 +322,45 @@ TEST(JobUsersRuntime, AProcessThatLeftTheGroupDiesWithItsJobsUid) {
     return !stat || stat->find(") Z") != std::string::npos;
   })) << "pid "
       << escaped << " survived its job";
+}
+
+TEST(JobUsersRuntime, AJobThatCannotSwitchUsersFailsToStartAndRunsNothing) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir dir;
+  // setgroups refuses gid (gid_t)-1: the switch fails in the child before exec.
+  NamedUserPolicy bad{4000300, 4000300, {static_cast<gid_t>(-1)}, "bad"};
+  std::unique_ptr<JobRuntime> runtime = RootRuntime(dir, bad);
+  JobSpec spec;
+  spec.job_id = "unswitched";
+  spec.commands = {"echo ran-as-$(id -u)"};
+  Result<StartResult> started = runtime->Start(spec);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->state.phase, JobPhase::kFailedToStart);
+  ASSERT_TRUE(started->state.error.has_value());
+  EXPECT_NE(started->state.error->find("cannot switch to uid 4000300 gid 4000300"),
+            std::string::npos)
+      << *started->state.error;
+  EXPECT_EQ(runtime->ReadLog("unswitched", 0, 1000)->data.find("ran-as"), std::string::npos);
+}
+
+TEST(JobUsersRuntime, AJobWithNoFreeUidFailsToStartWithTheReason) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  TempDir dir, locks, proc;
+  testing::WriteFile(proc.path() / "77" / "status", "Uid:\t4000310\t4000310\t4000310\t4000310\n");
+  DynamicUserPolicy policy;
+  policy.range = {4000310, 4000310};  // the only uid is some process's
+  policy.lock_dir = locks.path() / "uids";
+  policy.proc_root = proc.path();
+  std::unique_ptr<JobRuntime> runtime = RootRuntime(dir, policy);
+  JobSpec spec;
+  spec.job_id = "crowded";
+  spec.commands = {"echo ran"};
+  Result<StartResult> started = runtime->Start(spec);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->state.phase, JobPhase::kFailedToStart);
+  EXPECT_NE(started->state.error.value_or("").find("no free uid"), std::string::npos);
+  EXPECT_EQ(runtime->ReadLog("crowded", 0, 1000)->data.find("ran\n"), std::string::npos);
+  EXPECT_TRUE(runtime->Acknowledge("crowded").ok());
 }
 
 }  // namespace
