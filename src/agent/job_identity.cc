@@ -26,11 +26,10 @@ namespace fs = std::filesystem;
 constexpr uid_t kMaxUid = 0x7fffffff - 1;
 constexpr uint64_t kMaxRangeSize = 1000000;
 
-std::optional<uint64_t> ParseUid(std::string_view text) {
-  uint64_t value = 0;
+// A decimal number that is all of `text`; false otherwise.
+bool ParseNumber(std::string_view text, uint64_t& value) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
 }
 
 // A passwd entry of `name`; nullopt when there is none (or the database cannot be read).
@@ -112,20 +111,20 @@ Result<std::optional<int>> TryLockUid(const fs::path& file) {
 }  // namespace
 
 Result<UidRange> ParseUidRange(std::string_view text) {
-  size_t dash = text.find('-');
-  std::optional<uint64_t> first =
-      dash == std::string_view::npos ? std::nullopt : ParseUid(text.substr(0, dash));
-  std::optional<uint64_t> last =
-      dash == std::string_view::npos ? std::nullopt : ParseUid(text.substr(dash + 1));
+  const size_t dash = text.find('-');
+  uint64_t first = 0, last = 0;
   const std::string quoted = "job uid range \"" + std::string(text) + "\"";
-  if (!first || !last) return InvalidArgument(quoted + " is not FIRST-LAST, e.g. 61000-61999");
-  if (*first == 0) return InvalidArgument(quoted + " includes uid 0 (root)");
-  if (*first > *last) return InvalidArgument(quoted + " ends before it starts");
-  if (*last > kMaxUid) return InvalidArgument(quoted + " goes past uid " + std::to_string(kMaxUid));
-  if (*last - *first + 1 > kMaxRangeSize) {
+  if (dash == std::string_view::npos || !ParseNumber(text.substr(0, dash), first) ||
+      !ParseNumber(text.substr(dash + 1), last)) {
+    return InvalidArgument(quoted + " is not FIRST-LAST, e.g. 61000-61999");
+  }
+  if (first == 0) return InvalidArgument(quoted + " includes uid 0 (root)");
+  if (first > last) return InvalidArgument(quoted + " ends before it starts");
+  if (last > kMaxUid) return InvalidArgument(quoted + " goes past uid " + std::to_string(kMaxUid));
+  if (last - first + 1 > kMaxRangeSize) {
     return InvalidArgument(quoted + " has more than " + std::to_string(kMaxRangeSize) + " uids");
   }
-  return UidRange{static_cast<uid_t>(*first), static_cast<uid_t>(*last)};
+  return UidRange{static_cast<uid_t>(first), static_cast<uid_t>(last)};
 }
 
 std::vector<uid_t> ParseStatusUids(std::string_view status) {
@@ -141,9 +140,12 @@ std::vector<uid_t> ParseStatusUids(std::string_view status) {
     size_t start = i;
     while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
     if (start == i) break;
-    std::optional<uint64_t> uid = ParseUid(line.substr(start, i - start));
-    if (!uid || *uid > std::numeric_limits<uid_t>::max()) return {};
-    uids.push_back(static_cast<uid_t>(*uid));
+    uint64_t uid = 0;
+    if (!ParseNumber(line.substr(start, i - start), uid) ||
+        uid > std::numeric_limits<uid_t>::max()) {
+      return {};
+    }
+    uids.push_back(static_cast<uid_t>(uid));
   }
   return uids;
 }
