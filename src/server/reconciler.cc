@@ -419,7 +419,8 @@ class Tick {
             Command(AgentCommand::Kind::kStop, instance_id, aj.job_id, placed_here);
           }
         } else if (placed_here) {
-          Command(AgentCommand::Kind::kAcknowledge, instance_id, aj.job_id);
+          // The store's id, not the reply's text: the log copy's path is built from it.
+          Command(AgentCommand::Kind::kAcknowledge, instance_id, it->second->id);
         } else {
           Command(AgentCommand::Kind::kForget, instance_id, aj.job_id, false);
         }

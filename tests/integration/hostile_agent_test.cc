@@ -131,6 +131,7 @@ class HostileAgentTest : public ::testing::Test {
             {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "10"},
             {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
             {"FLEETWATCH_MAX_LOG_BYTES", std::to_string(kMaxLogBytes)},
+            {"DSTACK_ENABLE_PROMETHEUS_METRICS", "1"},
             {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
     ASSERT_TRUE(server_->started()) << server_->Output();
     admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
@@ -291,6 +292,13 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
   EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
   EXPECT_EQ(mallory_->Get("/api/project/main/runs/victim/logs").status, 403);
+  // The replies with path-shaped ids were refused whole and counted.
+  std::smatch errors;
+  const std::string metrics = admin_->Get("/metrics").body;
+  ASSERT_TRUE(
+      std::regex_search(metrics, errors, std::regex("\nfleetwatch_agent_poll_errors_total (\\d+)")))
+      << metrics.substr(0, 2000);
+  EXPECT_GE(std::stoll(errors[1]), Int(stats, "polls") / 2 - 2);
   // And the server keeps serving.
   EXPECT_EQ(admin_->Get("/api/server/info").status, 200);
   ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
