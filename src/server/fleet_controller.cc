@@ -61,8 +61,9 @@ FleetController::FleetController(store::Store& store, const Clock& clock, std::m
       runs_mutex_(runs_mutex),
       client_(client),
       options_(std::move(options)),
-      log_copies_(
-          LogCopyOptions{.dir = options_.log_dir, .max_bytes = options_.max_log_copy_bytes}),
+      log_copies_(LogCopyOptions{.dir = options_.log_dir,
+                                 .max_bytes = options_.max_log_copy_bytes,
+                                 .deadline = options_.log_copy_deadline}),
       polls_(std::make_shared<PollState>()) {}
 
 http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
@@ -395,23 +396,50 @@ void FleetController::Execute(const std::vector<AgentCommand>& commands) {
   }
   if (!refused.empty()) FailJobs(refused);
 
+  Acknowledge(instances, commands);
+}
+
+void FleetController::Acknowledge(const std::map<std::string, model::Instance>& instances,
+                                  const std::vector<AgentCommand>& commands) {
+  std::map<std::string, std::vector<const AgentCommand*>> by_host;  // instance id → its acks
   for (const AgentCommand& c : commands) {
-    if (c.kind != AgentCommand::Kind::kAcknowledge) continue;
-    auto it = instances.find(c.instance_id);
-    if (it == instances.end()) continue;
-    // The command's job id is the server's own (Reconcile acknowledges only jobs it placed on
-    // that instance), so the copy's path is built from the server's id.
-    InstanceLogSource source(*this, it->second);
-    if (Status copied = log_copies_.Copy(c.job_id, source); !copied.ok()) {
-      // Keep the job on the agent: a later tick copies again.
-      LogHostProblem(it->second, "copy the log of " + c.job_id + ": " + copied.message());
-      continue;
+    if (c.kind == AgentCommand::Kind::kAcknowledge && instances.count(c.instance_id)) {
+      by_host[c.instance_id].push_back(&c);
     }
-    auto reply = client_.SendAll(
-        {AgentRequest(it->second, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
-    if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
-      LogHostProblem(it->second, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
+  }
+  if (by_host.empty()) return;
+  // One copy per host in turn, from a different host each tick, while the tick's budget lasts:
+  // a slow or hostile host delays the others by at most one copy, and the acknowledgements left
+  // over are decided again by the next tick.
+  std::vector<const std::vector<const AgentCommand*>*> hosts;
+  for (const auto& [instance_id, acks] : by_host) hosts.push_back(&acks);
+  std::rotate(hosts.begin(),
+              hosts.begin() + static_cast<std::ptrdiff_t>(copy_turn_++ % hosts.size()),
+              hosts.end());
+  const auto budget_ends = std::chrono::steady_clock::now() + options_.tick_budget;
+  for (size_t round = 0;; ++round) {
+    bool any = false;
+    for (const std::vector<const AgentCommand*>* acks : hosts) {
+      if (round >= acks->size()) continue;
+      if (std::chrono::steady_clock::now() > budget_ends) return;
+      any = true;
+      const AgentCommand& c = *(*acks)[round];
+      const model::Instance& instance = instances.at(c.instance_id);
+      // The command's job id is the server's own (Reconcile acknowledges only jobs it placed on
+      // that instance), so the copy's path is built from the server's id.
+      InstanceLogSource source(*this, instance);
+      if (Status copied = log_copies_.Copy(c.job_id, source); !copied.ok()) {
+        // Keep the job on the agent: a later tick copies again.
+        LogHostProblem(instance, "copy the log of " + c.job_id + ": " + copied.message());
+        continue;
+      }
+      auto reply = client_.SendAll(
+          {AgentRequest(instance, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
+      if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
+        LogHostProblem(instance, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
+      }
     }
+    if (!any) return;
   }
 }
 

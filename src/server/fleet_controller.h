@@ -26,6 +26,7 @@ struct FleetControllerOptions {
   ReconcileSettings reconcile;
   std::string log_dir;                    // copies of ended jobs' logs, one file per job
   int64_t max_log_copy_bytes = 64 << 20;  // per job; longer logs keep their tail (log_copies.h)
+  std::chrono::seconds log_copy_deadline{30};  // per copy; a slower one is retried later
   // Metrics: polls ask for points this often; a job with a stored point younger than
   // `min_point_spacing` gets no new one (so several replicas never double-collect).
   std::chrono::milliseconds metrics_interval{10'000};
@@ -100,6 +101,9 @@ class FleetController {
   void KeepDcgm(const std::map<std::string, InstanceObservation>& observations);
   void NoteRunEvents(const std::vector<model::Run>& before, const std::vector<model::Run>& changed);
   void Execute(const std::vector<AgentCommand>& commands);
+  // Copies the logs, then lets the agents forget the jobs, while the tick's budget lasts.
+  void Acknowledge(const std::map<std::string, model::Instance>& instances,
+                   const std::vector<AgentCommand>& commands);
   // GET /api/jobs/{job_id}/logs on the instance's agent. NotFound when the agent has no such job.
   Result<LogChunk> ReadAgentLog(const model::Instance& instance, const std::string& job_id,
                                 int64_t offset, int64_t limit);
@@ -125,6 +129,7 @@ class FleetController {
   std::map<std::string, AgentDcgm> dcgm_;  // instance id → newest report not yet taken
   RunEvents run_events_;
   std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
+  size_t copy_turn_ = 0;                // which host copies first next tick (Tick's thread)
 };
 
 }  // namespace fleetwatch::server
