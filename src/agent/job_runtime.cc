@@ -14,14 +14,4 @@ std::string_view JobPhaseName(JobPhase phase) {
   return "exited";
 }
 
-bool IsValidJobId(std::string_view job_id) {
-  if (job_id.empty() || job_id.size() > 64) return false;
-  for (char c : job_id) {
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 }  // namespace fleetwatch::agent

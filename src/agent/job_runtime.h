@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "agent/job_usage.h"
+#include "model/names.h"
 #include "util/clock.h"
 #include "util/status.h"
 
@@ -44,8 +45,9 @@ enum class JobPhase { kRunning, kExited, kFailedToStart };
 // "running", "exited", "failed_to_start".
 std::string_view JobPhaseName(JobPhase phase);
 
-// 1..64 characters of [A-Za-z0-9-]: safe as a file and cgroup name.
-bool IsValidJobId(std::string_view job_id);
+// 1..64 characters of [A-Za-z0-9-]: safe as a file and cgroup name. One rule with the server's
+// (model/names.h).
+using model::IsValidJobId;
 
 // A job as GET /api/poll reports it.
 struct JobState {

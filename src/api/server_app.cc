@@ -56,6 +56,7 @@ class ServerAppImpl final : public ServerApp {
     options.reconcile.last_seen_resolution =
         std::min<TimeMicros>(10'000'000, options.reconcile.unreachable_after / 4);
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
+    options.max_log_copy_bytes = config.max_log_bytes;
     options.metrics_interval = config.metrics_interval;
     usage_interval_ =
         std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();

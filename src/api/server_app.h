@@ -20,6 +20,7 @@ struct ServerConfig {
   std::chrono::milliseconds poll_interval{1000};  // one poll of every agent per interval
   std::chrono::seconds unreachable_after{60};     // an agent silent this long is unreachable
   int stop_grace_seconds = 10;                    // SIGTERM → SIGKILL when stopping a job
+  int64_t max_log_bytes = 64 << 20;  // of each ended job's log copy; longer logs keep their tail
   // Start (or find again) an agent for this machine, registered as fleet `local` of `main`.
   bool local_fleet = true;
   std::chrono::milliseconds metrics_interval{10'000};  // how often agents are asked for points

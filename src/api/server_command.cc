@@ -106,6 +106,8 @@ int RunServer(const ServerFlags& flags) {
   config.unreachable_after =
       std::chrono::seconds(EnvInt("FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", 60, 1, 86'400));
   config.stop_grace_seconds = static_cast<int>(EnvInt("FLEETWATCH_STOP_GRACE_SECONDS", 10, 0, 300));
+  config.max_log_bytes =
+      EnvInt("FLEETWATCH_MAX_LOG_BYTES", int64_t{64} << 20, 1024, int64_t{1} << 40);
   config.local_fleet = !flags.no_local_fleet;
   config.metrics_interval =
       std::chrono::seconds(EnvInt("FLEETWATCH_METRICS_INTERVAL_SECONDS", 10, 1, 3600));

@@ -14,6 +14,24 @@ bool IsValidName(std::string_view name) {
   return true;
 }
 
+namespace {
+
+bool IsProtocolId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsValidJobId(std::string_view id) { return IsProtocolId(id); }
+
+bool IsValidAgentId(std::string_view id) { return IsProtocolId(id); }
+
 Status ValidateName(std::string_view what, std::string_view name) {
   if (IsValidName(name)) return Status::Ok();
   if (name.empty()) return InvalidArgument(std::string(what) + " must not be empty");

@@ -2,9 +2,12 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <limits>
+#include <set>
 
 #include "model/json_text.h"
+#include "model/names.h"
 
 namespace fleetwatch::server {
 namespace json = boost::json;
@@ -52,6 +55,21 @@ Result<std::optional<int64_t>> OptionalInteger(const json::object& o, std::strin
   return std::optional<int64_t>(n);
 }
 
+// An honest agent holds the jobs the server gave it plus the ended ones not yet acknowledged.
+constexpr size_t kMaxJobsPerPoll = 10'000;
+
+Result<std::string> JobId(const json::object& o) {
+  FW_ASSIGN_OR_RETURN(std::string id, Text(o, "job_id", 64));
+  if (!model::IsValidJobId(id)) return Bad("'job_id' must be 1 to 64 of [A-Za-z0-9-]");
+  return id;
+}
+
+Result<std::string> AgentId(const json::object& o) {
+  FW_ASSIGN_OR_RETURN(std::string id, Text(o, "agent_id", 64));
+  if (!model::IsValidAgentId(id)) return Bad("'agent_id' must be 1 to 64 of [A-Za-z0-9-]");
+  return id;
+}
+
 constexpr int64_t kMaxTime = std::numeric_limits<int64_t>::max() / 4;
 constexpr int64_t kMaxBytes = int64_t{1} << 56;
 // As the DCGM parser's own cap (expose::DcgmParseLimits::max_bytes).
@@ -59,7 +77,7 @@ constexpr size_t kMaxDcgmTextBytes = 4 << 20;
 
 Result<AgentJob> JobFromJson(const json::object& o) {
   AgentJob job;
-  FW_ASSIGN_OR_RETURN(job.job_id, Text(o, "job_id", 64));
+  FW_ASSIGN_OR_RETURN(job.job_id, JobId(o));
   FW_ASSIGN_OR_RETURN(std::string state, Text(o, "state", 32));
   if (state == "running") {
     job.state = AgentJobState::kRunning;
@@ -114,7 +132,7 @@ Result<AgentJob> JobFromJson(const json::object& o) {
 Result<AgentInventory> ParseAgentInventory(std::string_view body) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
   AgentInventory inv;
-  FW_ASSIGN_OR_RETURN(inv.agent_id, Text(o, "agent_id", 128));
+  FW_ASSIGN_OR_RETURN(inv.agent_id, AgentId(o));
   FW_ASSIGN_OR_RETURN(inv.hostname, Text(o, "hostname", 255));
   FW_ASSIGN_OR_RETURN(int64_t cpus, Integer(o, "cpus", 1, 1 << 20));
   inv.cpus = static_cast<int>(cpus);
@@ -178,15 +196,19 @@ std::optional<AgentDcgm> DcgmFromJson(const json::object& poll) {
 Result<AgentPoll> ParseAgentPoll(std::string_view body) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
   AgentPoll poll;
-  FW_ASSIGN_OR_RETURN(poll.agent_id, Text(o, "agent_id", 128));
+  FW_ASSIGN_OR_RETURN(poll.agent_id, AgentId(o));
   FW_ASSIGN_OR_RETURN(poll.now, Integer(o, "now", 0, kMaxTime));
   const json::value* jobs = o.if_contains("jobs");
   if (jobs == nullptr || !jobs->is_array()) return Bad("'jobs' must be a list");
-  if (jobs->as_array().size() > 100'000) return Bad("too many jobs");
+  if (jobs->as_array().size() > kMaxJobsPerPoll) return Bad("too many jobs");
+  std::set<std::string_view> seen;
   for (const json::value& j : jobs->as_array()) {
     if (!j.is_object()) return Bad("each job must be an object");
     FW_ASSIGN_OR_RETURN(AgentJob job, JobFromJson(j.as_object()));
     poll.jobs.push_back(std::move(job));
+  }
+  for (const AgentJob& job : poll.jobs) {
+    if (!seen.insert(job.job_id).second) return Bad("job '" + job.job_id + "' is listed twice");
   }
   poll.dcgm = DcgmFromJson(o);
   return poll;
@@ -195,6 +217,21 @@ Result<AgentPoll> ParseAgentPoll(std::string_view body) {
 Result<AgentJob> ParseAgentJob(std::string_view body) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
   return JobFromJson(o);
+}
+
+Result<LogChunk> ParseAgentLogChunk(std::string body, std::string_view log_size, int64_t offset,
+                                    int64_t limit) {
+  if (static_cast<int64_t>(body.size()) > limit) return Bad("more log bytes than asked for");
+  int64_t size = 0;
+  const char* end = log_size.data() + log_size.size();
+  auto [ptr, ec] = std::from_chars(log_size.data(), end, size);
+  if (log_size.empty() || ec != std::errc() || ptr != end || size < 0 || size > kMaxBytes) {
+    return Bad("'X-Log-Size' must be a byte count");
+  }
+  if (size < offset + static_cast<int64_t>(body.size())) {
+    return Bad("'X-Log-Size' is smaller than the bytes served");
+  }
+  return LogChunk{std::move(body), size};
 }
 
 std::string StartJobRequestToJson(const StartJobRequest& r) {

@@ -83,9 +83,22 @@ struct StartJobRequest {
   ClusterInfo cluster;
 };
 
+// A piece of a job's output.
+struct LogChunk {
+  std::string data;
+  int64_t size = 0;  // the whole log so far
+};
+
+// Ids follow model/names.h (IsValidJobId, IsValidAgentId); a job id listed twice, more than
+// 10,000 jobs or any field out of its range fails the whole reply.
 Result<AgentInventory> ParseAgentInventory(std::string_view body);
 Result<AgentPoll> ParseAgentPoll(std::string_view body);
 Result<AgentJob> ParseAgentJob(std::string_view body);
+// A reply of GET /api/jobs/{id}/logs?offset=&limit=: its body and its X-Log-Size header. Fails
+// when the body is longer than `limit` or the size is missing, malformed or smaller than
+// offset + body.
+Result<LogChunk> ParseAgentLogChunk(std::string body, std::string_view log_size, int64_t offset,
+                                    int64_t limit);
 std::string StartJobRequestToJson(const StartJobRequest& request);
 
 }  // namespace fleetwatch::server

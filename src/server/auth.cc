@@ -40,7 +40,7 @@ Result<ProjectAccess> AuthService::AccessProject(const model::User& user,
     return project.status();
   }
   if (user.global_role == model::GlobalRole::kAdmin) {
-    return ProjectAccess{std::move(project).value(), model::ProjectRole::kAdmin};
+    return ProjectAccess{std::move(project).value(), model::ProjectRole::kAdmin, user};
   }
   FW_ASSIGN_OR_RETURN(std::optional<model::ProjectRole> role,
                       store_.GetMemberRole(project->id, user.id));
@@ -48,7 +48,7 @@ Result<ProjectAccess> AuthService::AccessProject(const model::User& user,
     return PermissionDenied("user '" + user.name + "' is not a member of project '" +
                             std::string(project_name) + "'");
   }
-  return ProjectAccess{std::move(project).value(), *role};
+  return ProjectAccess{std::move(project).value(), *role, user};
 }
 
 }  // namespace fleetwatch::server

@@ -12,6 +12,7 @@ namespace fleetwatch::server {
 struct ProjectAccess {
   model::Project project;
   model::ProjectRole role = model::ProjectRole::kUser;  // global admins act as project admins
+  model::User user = {};                                // the caller
 
   bool CanManage() const { return role != model::ProjectRole::kUser; }  // fleets, others' runs
   bool IsAdmin() const { return role == model::ProjectRole::kAdmin; }   // members

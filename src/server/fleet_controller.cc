@@ -3,10 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <condition_variable>
-#include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "http/message.h"
@@ -18,6 +15,23 @@ const std::vector<model::RunStatus> kUnfinishedRunStatuses = {
     model::RunStatus::kPending, model::RunStatus::kSubmitted, model::RunStatus::kProvisioning,
     model::RunStatus::kRunning, model::RunStatus::kTerminating};
 
+// The job ids the agents reported that are not jobs of the unfinished runs: ended jobs waiting
+// for their acknowledgement, or ids that are not the server's.
+std::vector<std::string> ReportedOtherJobIds(const ReconcileInput& input) {
+  std::set<std::string_view> known;
+  for (const model::Run& run : input.runs) {
+    for (const model::Job& job : run.jobs) known.insert(job.id);
+  }
+  std::set<std::string_view> other;
+  for (const auto& [instance_id, obs] : input.observations) {
+    if (!obs.reached) continue;
+    for (const AgentJob& aj : obs.poll.jobs) {
+      if (!known.count(aj.job_id)) other.insert(aj.job_id);
+    }
+  }
+  return {other.begin(), other.end()};
+}
+
 std::string Describe(const Result<http::Response>& r) {
   if (!r.ok()) return r.status().message();
   if (r->status == 401) return "the agent rejected the token";
@@ -26,6 +40,20 @@ std::string Describe(const Result<http::Response>& r) {
 
 }  // namespace
 
+// The log of a job on one instance, for LogCopies.
+class InstanceLogSource final : public AgentLogSource {
+ public:
+  InstanceLogSource(FleetController& controller, const model::Instance& instance)
+      : controller_(controller), instance_(instance) {}
+  Result<LogChunk> Read(const std::string& job_id, int64_t offset, int64_t limit) override {
+    return controller_.ReadAgentLog(instance_, job_id, offset, limit);
+  }
+
+ private:
+  FleetController& controller_;
+  const model::Instance& instance_;
+};
+
 FleetController::FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
                                  http::AsyncClient& client, FleetControllerOptions options)
     : store_(store),
@@ -33,6 +61,9 @@ FleetController::FleetController(store::Store& store, const Clock& clock, std::m
       runs_mutex_(runs_mutex),
       client_(client),
       options_(std::move(options)),
+      log_copies_(LogCopyOptions{.dir = options_.log_dir,
+                                 .max_bytes = options_.max_log_copy_bytes,
+                                 .deadline = options_.log_copy_deadline}),
       polls_(std::make_shared<PollState>()) {}
 
 http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
@@ -132,10 +163,14 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
   std::map<std::string, InstanceObservation> observations;
   std::vector<const model::Instance*> need_inventory;
   std::vector<http::AsyncRequest> inventory_requests;
+  // An agent that answers to another instance gets no inventory request either (reconciler.h).
+  const std::map<std::string, std::string> owners = AgentIdOwners(instances);
   for (const model::Instance& instance : instances) {
     auto reply = replies.find(instance.id);
     if (reply == replies.end()) continue;
     InstanceObservation& obs = observations[instance.id] = ObservationOf(instance, reply->second);
+    auto owner = obs.reached ? owners.find(obs.poll.agent_id) : owners.end();
+    if (owner != owners.end() && owner->second != instance.id) continue;
     if (obs.reached && (instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id)) {
       need_inventory.push_back(&instance);
       inventory_requests.push_back(AgentRequest(instance, "GET", "/api/inventory"));
@@ -157,7 +192,13 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
         LogHostProblem(instance, inventory.status().message());
         continue;
       }
-      observations[instance.id].inventory = std::move(inventory).value();
+      InstanceObservation& obs = observations[instance.id];
+      if (inventory->agent_id != obs.poll.agent_id) {
+        // Restarted between the two requests, or not an honest agent: ask again next tick.
+        LogHostProblem(instance, "inventory: the agent id differs from its poll's");
+        continue;
+      }
+      obs.inventory = std::move(inventory).value();
     }
   }
   return observations;
@@ -183,6 +224,7 @@ Status FleetController::Tick() {
     FW_ASSIGN_OR_RETURN(input.runs, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
     input.now = clock_.Now();
     input.observations = std::move(observations);
+    FW_ASSIGN_OR_RETURN(input.ended_jobs, store_.ListJobsByIds(ReportedOtherJobIds(input)));
     out = Reconcile(input, options_.reconcile);
     for (const model::Instance& instance : out.instances) {
       Status s = store_.UpdateInstance(instance);
@@ -314,14 +356,23 @@ void FleetController::Execute(const std::vector<AgentCommand>& commands) {
   std::vector<const AgentCommand*> sent;
   for (const AgentCommand& c : commands) {
     auto it = instances.find(c.instance_id);
-    if (it == instances.end() || c.kind == AgentCommand::Kind::kAcknowledge) continue;
-    if (c.kind == AgentCommand::Kind::kStart) {
-      requests.push_back(
-          AgentRequest(it->second, "POST", "/api/jobs", StartJobRequestToJson(c.start)));
-    } else {
-      requests.push_back(
-          AgentRequest(it->second, "POST", "/api/jobs/" + http::UrlEncode(c.job_id) + "/stop",
-                       "{\"grace_seconds\":" + std::to_string(c.grace_seconds) + "}"));
+    if (it == instances.end()) continue;
+    const std::string job_path = "/api/jobs/" + http::UrlEncode(c.job_id);
+    switch (c.kind) {
+      case AgentCommand::Kind::kStart:
+        requests.push_back(
+            AgentRequest(it->second, "POST", "/api/jobs", StartJobRequestToJson(c.start)));
+        break;
+      case AgentCommand::Kind::kStop:
+        requests.push_back(
+            AgentRequest(it->second, "POST", job_path + "/stop",
+                         "{\"grace_seconds\":" + std::to_string(c.grace_seconds) + "}"));
+        break;
+      case AgentCommand::Kind::kForget:
+        requests.push_back(AgentRequest(it->second, "DELETE", job_path));
+        break;
+      case AgentCommand::Kind::kAcknowledge:
+        continue;  // below, each after its log copy
     }
     sent.push_back(&c);
   }
@@ -331,56 +382,65 @@ void FleetController::Execute(const std::vector<AgentCommand>& commands) {
     const AgentCommand& c = *sent[k];
     const Result<http::Response>& reply = replies[k];
     if (reply.ok() && reply->status >= 200 && reply->status < 300) continue;
+    if (c.kind == AgentCommand::Kind::kForget && reply.ok() && reply->status == 404) continue;
     const model::Instance& instance = instances.at(c.instance_id);
     if (c.kind == AgentCommand::Kind::kStart && reply.ok() && reply->status >= 400 &&
         reply->status < 500 && reply->status != 401) {
       refused[c.job_id] = reply->body.substr(0, 500);
     }
-    // Otherwise the next tick retries: starts and stops are idempotent.
-    LogHostProblem(instance, (c.kind == AgentCommand::Kind::kStart ? "start " : "stop ") +
-                                 c.job_id + ": " + Describe(reply));
+    // Otherwise the next tick retries: starts, stops and forgets are idempotent.
+    const char* what = c.kind == AgentCommand::Kind::kStart  ? "start "
+                       : c.kind == AgentCommand::Kind::kStop ? "stop "
+                                                             : "forget ";
+    LogHostProblem(instance, what + c.job_id + ": " + Describe(reply));
   }
   if (!refused.empty()) FailJobs(refused);
 
-  for (const AgentCommand& c : commands) {
-    if (c.kind != AgentCommand::Kind::kAcknowledge) continue;
-    auto it = instances.find(c.instance_id);
-    if (it == instances.end()) continue;
-    if (!CopyLog(it->second, c.job_id)) continue;  // keep the job on the agent; retry next tick
-    auto reply = client_.SendAll(
-        {AgentRequest(it->second, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
-    if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
-      LogHostProblem(it->second, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
-    }
-  }
+  Acknowledge(instances, commands);
 }
 
-bool FleetController::CopyLog(const model::Instance& instance, const std::string& job_id) {
-  if (options_.log_dir.empty()) return true;
-  std::error_code ec;
-  std::filesystem::create_directories(options_.log_dir, ec);
-  std::filesystem::path file = std::filesystem::path(options_.log_dir) / (job_id + ".log");
-  std::filesystem::path tmp = std::filesystem::path(options_.log_dir) / (job_id + ".log.tmp");
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) return false;
-  int64_t offset = 0;
-  while (offset < options_.max_log_copy_bytes) {
-    int64_t limit = std::min<int64_t>(1 << 20, options_.max_log_copy_bytes - offset);
-    auto reply = client_.SendAll({AgentRequest(instance, "GET",
-                                               "/api/jobs/" + http::UrlEncode(job_id) +
-                                                   "/logs?offset=" + std::to_string(offset) +
-                                                   "&limit=" + std::to_string(limit))});
-    if (!reply[0].ok()) return false;
-    if (reply[0]->status == 404) break;  // the agent has no log: nothing to keep
-    if (reply[0]->status != 200) return false;
-    out << reply[0]->body;
-    offset += static_cast<int64_t>(reply[0]->body.size());
-    if (reply[0]->body.empty()) break;
+void FleetController::Acknowledge(const std::map<std::string, model::Instance>& instances,
+                                  const std::vector<AgentCommand>& commands) {
+  std::map<std::string, std::vector<const AgentCommand*>> by_host;  // instance id → its acks
+  for (const AgentCommand& c : commands) {
+    if (c.kind == AgentCommand::Kind::kAcknowledge && instances.count(c.instance_id)) {
+      by_host[c.instance_id].push_back(&c);
+    }
   }
-  out.close();
-  if (!out) return false;
-  std::filesystem::rename(tmp, file, ec);
-  return !ec;
+  if (by_host.empty()) return;
+  // One copy per host in turn, from a different host each tick, while the tick's budget lasts:
+  // a slow or hostile host delays the others by at most one copy, and the acknowledgements left
+  // over are decided again by the next tick.
+  std::vector<const std::vector<const AgentCommand*>*> hosts;
+  for (const auto& [instance_id, acks] : by_host) hosts.push_back(&acks);
+  std::rotate(hosts.begin(),
+              hosts.begin() + static_cast<std::ptrdiff_t>(copy_turn_++ % hosts.size()),
+              hosts.end());
+  const auto budget_ends = std::chrono::steady_clock::now() + options_.tick_budget;
+  for (size_t round = 0;; ++round) {
+    bool any = false;
+    for (const std::vector<const AgentCommand*>* acks : hosts) {
+      if (round >= acks->size()) continue;
+      if (std::chrono::steady_clock::now() > budget_ends) return;
+      any = true;
+      const AgentCommand& c = *(*acks)[round];
+      const model::Instance& instance = instances.at(c.instance_id);
+      // The command's job id is the server's own (Reconcile acknowledges only jobs it placed on
+      // that instance), so the copy's path is built from the server's id.
+      InstanceLogSource source(*this, instance);
+      if (Status copied = log_copies_.Copy(c.job_id, source); !copied.ok()) {
+        // Keep the job on the agent: a later tick copies again.
+        LogHostProblem(instance, "copy the log of " + c.job_id + ": " + copied.message());
+        continue;
+      }
+      auto reply = client_.SendAll(
+          {AgentRequest(instance, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
+      if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
+        LogHostProblem(instance, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
+      }
+    }
+    if (!any) return;
+  }
 }
 
 void FleetController::FailJobs(const std::map<std::string, std::string>& job_errors) {
@@ -405,56 +465,44 @@ void FleetController::FailJobs(const std::map<std::string, std::string>& job_err
   }
 }
 
-// The server's copy of an ended job's log, when it has one.
-std::optional<LogChunk> FleetController::ReadLogCopy(const std::string& job_id, int64_t offset,
-                                                     int64_t limit) const {
-  if (options_.log_dir.empty()) return std::nullopt;
-  std::ifstream in(std::filesystem::path(options_.log_dir) / (job_id + ".log"), std::ios::binary);
-  if (!in) return std::nullopt;
-  LogChunk chunk;
-  in.seekg(0, std::ios::end);
-  chunk.size = static_cast<int64_t>(in.tellg());
-  if (offset < chunk.size) {
-    in.seekg(offset);
-    chunk.data.resize(static_cast<size_t>(std::min(limit, chunk.size - offset)));
-    in.read(chunk.data.data(), static_cast<std::streamsize>(chunk.data.size()));
-    chunk.data.resize(static_cast<size_t>(in.gcount()));
+Result<LogChunk> FleetController::ReadAgentLog(const model::Instance& instance,
+                                               const std::string& job_id, int64_t offset,
+                                               int64_t limit) {
+  auto reply = client_.SendAll({AgentRequest(instance, "GET",
+                                             "/api/jobs/" + http::UrlEncode(job_id) +
+                                                 "/logs?offset=" + std::to_string(offset) +
+                                                 "&limit=" + std::to_string(limit))});
+  if (!reply[0].ok()) {
+    return Unavailable("cannot read the log from " + instance.name + ": " +
+                       reply[0].status().message());
+  }
+  if (reply[0]->status == 404) return NotFound("the agent has no job " + job_id);
+  if (reply[0]->status != 200) {
+    return Unavailable("cannot read the log from " + instance.name + ": " + Describe(reply[0]));
+  }
+  std::string_view log_size;
+  for (const auto& [name, value] : reply[0]->headers) {
+    if (name == "x-log-size") log_size = value;
+  }
+  Result<LogChunk> chunk = ParseAgentLogChunk(std::move(reply[0]->body), log_size, offset, limit);
+  if (!chunk.ok()) {
+    return Unavailable("cannot read the log from " + instance.name + ": " +
+                       chunk.status().message());
   }
   return chunk;
 }
 
 Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset, int64_t limit) {
-  if (std::optional<LogChunk> copy = ReadLogCopy(job.id, offset, limit)) return *copy;
+  if (std::optional<LogChunk> copy = log_copies_.Read(job.id, offset, limit)) return *copy;
   if (!job.instance_id) return LogChunk{};
   Result<std::vector<model::Instance>> instances = store_.ListInstances("");
   FW_RETURN_IF_ERROR(instances.status());
   for (const model::Instance& instance : *instances) {
     if (instance.id != *job.instance_id) continue;
-    auto reply = client_.SendAll({AgentRequest(instance, "GET",
-                                               "/api/jobs/" + http::UrlEncode(job.id) +
-                                                   "/logs?offset=" + std::to_string(offset) +
-                                                   "&limit=" + std::to_string(limit))});
-    if (!reply[0].ok()) {
-      return Unavailable("cannot read the log from " + instance.name + ": " +
-                         reply[0].status().message());
-    }
-    if (reply[0]->status == 404) {
+    Result<LogChunk> chunk = ReadAgentLog(instance, job.id, offset, limit);
+    if (!chunk.ok() && chunk.status().code() == StatusCode::kNotFound) {
       // The job ended and was acknowledged meanwhile: its log was copied just before.
-      return ReadLogCopy(job.id, offset, limit).value_or(LogChunk{});
-    }
-    if (reply[0]->status != 200) {
-      return Unavailable("cannot read the log from " + instance.name + ": " + Describe(reply[0]));
-    }
-    LogChunk chunk;
-    chunk.data = std::move(reply[0]->body);
-    chunk.size = offset + static_cast<int64_t>(chunk.data.size());
-    for (const auto& [name, value] : reply[0]->headers) {
-      if (name != "x-log-size") continue;
-      int64_t size = 0;
-      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), size);
-      if (ec == std::errc() && ptr == value.data() + value.size()) {
-        chunk.size = std::max(chunk.size, size);
-      }
+      return log_copies_.Read(job.id, offset, limit).value_or(LogChunk{});
     }
     return chunk;
   }

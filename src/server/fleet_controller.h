@@ -12,6 +12,7 @@
 
 #include "http/async_client.h"
 #include "model/entities.h"
+#include "server/log_copies.h"
 #include "server/reconciler.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -24,7 +25,8 @@ struct FleetControllerOptions {
   size_t max_poll_bytes = 16 << 20;               // a larger poll reply loses that host's tick
   ReconcileSettings reconcile;
   std::string log_dir;                    // copies of ended jobs' logs, one file per job
-  int64_t max_log_copy_bytes = 64 << 20;  // the head of longer logs is kept
+  int64_t max_log_copy_bytes = 64 << 20;  // per job; longer logs keep their tail (log_copies.h)
+  std::chrono::seconds log_copy_deadline{30};  // per copy; a slower one is retried later
   // Metrics: polls ask for points this often; a job with a stored point younger than
   // `min_point_spacing` gets no new one (so several replicas never double-collect).
   std::chrono::milliseconds metrics_interval{10'000};
@@ -58,15 +60,10 @@ struct RunEvents {
   std::vector<Pending> pending;
 };
 
-// A piece of a job's output.
-struct LogChunk {
-  std::string data;
-  int64_t size = 0;  // the whole log so far
-};
-
 // Drives the fleet: each Tick polls every agent once (all at once), lets Reconcile decide,
-// stores the decisions and carries out the agent commands (start, stop, acknowledge after the
-// log is copied). Thread-safe; Tick is meant to run on one background thread.
+// stores the decisions and carries out the agent commands (start, stop, forget, acknowledge
+// after the log is copied). What agents say is untrusted (agent_protocol.h, log_copies.h).
+// Thread-safe; Tick is meant to run on one background thread.
 class FleetController {
  public:
   // `runs_mutex` serializes changes to runs with the API (RunService::mutex()).
@@ -104,9 +101,13 @@ class FleetController {
   void KeepDcgm(const std::map<std::string, InstanceObservation>& observations);
   void NoteRunEvents(const std::vector<model::Run>& before, const std::vector<model::Run>& changed);
   void Execute(const std::vector<AgentCommand>& commands);
-  std::optional<LogChunk> ReadLogCopy(const std::string& job_id, int64_t offset,
-                                      int64_t limit) const;
-  bool CopyLog(const model::Instance& instance, const std::string& job_id);
+  // Copies the logs, then lets the agents forget the jobs, while the tick's budget lasts.
+  void Acknowledge(const std::map<std::string, model::Instance>& instances,
+                   const std::vector<AgentCommand>& commands);
+  // GET /api/jobs/{job_id}/logs on the instance's agent. NotFound when the agent has no such job.
+  Result<LogChunk> ReadAgentLog(const model::Instance& instance, const std::string& job_id,
+                                int64_t offset, int64_t limit);
+  friend class InstanceLogSource;
   void FailJobs(const std::map<std::string, std::string>& job_errors);
   void LogHostProblem(const model::Instance& instance, const std::string& what);
 
@@ -115,6 +116,7 @@ class FleetController {
   std::mutex& runs_mutex_;
   http::AsyncClient& client_;
   FleetControllerOptions options_;
+  LogCopies log_copies_;
   std::mutex log_mu_;
   std::map<std::string, TimeMicros> last_logged_;  // instance id → when a problem was logged
   TimeMicros next_metrics_at_ = 0;                 // Tick runs on one thread: no lock
@@ -127,6 +129,7 @@ class FleetController {
   std::map<std::string, AgentDcgm> dcgm_;  // instance id → newest report not yet taken
   RunEvents run_events_;
   std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
+  size_t copy_turn_ = 0;                // which host copies first next tick (Tick's thread)
 };
 
 }  // namespace fleetwatch::server

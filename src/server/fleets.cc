@@ -5,6 +5,7 @@
 
 #include "model/fleet_spec.h"
 #include "model/names.h"
+#include "server/host_keys.h"
 #include "util/ids.h"
 
 namespace fleetwatch::server {
@@ -14,7 +15,41 @@ Status FleetNotFound(std::string_view name) {
   return NotFound("fleet '" + std::string(model::IsValidName(name) ? name : "?") + "' not found");
 }
 
+bool IsLocalAgent(const model::Instance& instance) { return instance.backend == "local"; }
+
 }  // namespace
+
+Status FleetService::CheckHostsAreFree(const ProjectAccess& access,
+                                       const model::FleetConfiguration& config) {
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> registered, store_.ListInstances(""));
+  for (const model::FleetHost& host : config.hosts) {
+    const std::string key = HostKey(host.hostname, host.port);
+    for (const model::Instance& other : registered) {
+      if (HostKey(other.hostname, other.agent_port) != key) continue;
+      const std::string what = "host " + host.hostname + ":" + std::to_string(host.port);
+      if (IsLocalAgent(other)) {
+        return AlreadyExists(what + " is the server's own local agent (fleet '" + other.fleet_name +
+                             "'); a host belongs to one fleet");
+      }
+      bool visible = other.project_id == access.project.id ||
+                     access.user.global_role == model::GlobalRole::kAdmin;
+      if (!visible && !access.user.id.empty()) {
+        FW_ASSIGN_OR_RETURN(std::optional<model::ProjectRole> role,
+                            store_.GetMemberRole(other.project_id, access.user.id));
+        visible = role.has_value();
+      }
+      if (!visible) {
+        return AlreadyExists(what +
+                             " is already registered in another fleet; a host belongs "
+                             "to one fleet");
+      }
+      return AlreadyExists(what + " is already registered in fleet '" + other.fleet_name +
+                           "' of project '" + other.project_name +
+                           "'; a host belongs to one fleet");
+    }
+  }
+  return Status::Ok();
+}
 
 Result<FleetWithInstances> FleetService::Apply(const ProjectAccess& access, std::string_view text,
                                                model::ConfigFormat format) {
@@ -46,11 +81,17 @@ Result<FleetWithInstances> FleetService::Apply(const ProjectAccess& access, std:
     instance.created_at = now;
     out.instances.push_back(std::move(instance));
   }
+  const Status name_taken = AlreadyExists(
+      "fleet '" + config.name + "' already exists in project '" + access.project.name + "'");
+  // The checks and the insert under one lock: two fleets naming one host at once cannot both
+  // pass. (Several replicas would need the store to enforce it.)
+  std::lock_guard lock(create_mu_);
+  Result<model::Fleet> existing = store_.GetFleet(access.project.id, config.name);
+  if (existing.ok()) return name_taken;
+  if (existing.status().code() != StatusCode::kNotFound) return existing.status();
+  FW_RETURN_IF_ERROR(CheckHostsAreFree(access, config));
   Status s = store_.CreateFleet(out.fleet, out.instances);
-  if (s.code() == StatusCode::kAlreadyExists) {
-    return AlreadyExists("fleet '" + config.name + "' already exists in project '" +
-                         access.project.name + "'");
-  }
+  if (s.code() == StatusCode::kAlreadyExists) return name_taken;
   FW_RETURN_IF_ERROR(s);
   return out;
 }

@@ -1,9 +1,11 @@
 #pragma once
 
+#include <mutex>
 #include <string_view>
 #include <vector>
 
 #include "model/entities.h"
+#include "model/fleet_spec.h"
 #include "model/run_spec.h"
 #include "server/auth.h"
 #include "store/store.h"
@@ -24,7 +26,10 @@ class FleetService {
 
   // Parses and validates the fleet configuration and creates the fleet with one `pending`
   // instance per host (backend `remote`, named "{fleet}-{n}"). Project admins and managers only.
-  // AlreadyExists when the project has a fleet of that name.
+  // AlreadyExists when the project has a fleet of that name, or when a host (compared by
+  // HostKey) is already in a fleet of any project or is the server's local agent: a host belongs
+  // to one fleet. The message names the other fleet and project only to a caller who may see
+  // that project.
   Result<FleetWithInstances> Apply(const ProjectAccess& access, std::string_view text,
                                    model::ConfigFormat format);
   Result<std::vector<FleetWithInstances>> List(const ProjectAccess& access);
@@ -34,8 +39,11 @@ class FleetService {
   Result<std::vector<model::Instance>> ListInstances(const ProjectAccess& access);
 
  private:
+  Status CheckHostsAreFree(const ProjectAccess& access, const model::FleetConfiguration& config);
+
   store::Store& store_;
   const Clock& clock_;
+  std::mutex create_mu_;  // serializes Apply's checks with its insert
 };
 
 }  // namespace fleetwatch::server

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <tuple>
 
 #include "model/run_spec.h"
 
@@ -106,9 +107,10 @@ class Tick {
     });
     for (const model::Run& r : runs_) original_runs_[r.id] = r;
 
+    FindDuplicateInstances();
     ObserveInstances();
     for (model::Run& run : runs_) ObserveJobs(run);
-    HandleUnknownAgentJobs();
+    HandleOtherAgentJobs();
     Schedule();
     for (model::Run& run : runs_) AggregateRun(run);
     UpdateInstanceBusy();
@@ -123,6 +125,9 @@ class Tick {
     std::erase_if(out_.commands, [&](const AgentCommand& c) {
       return c.kind == AgentCommand::Kind::kStart && !provisioning.count(c.job_id);
     });
+    // The server's own jobs first, then what the hosts hold that is not the server's.
+    for (AgentCommand& c : foreign_commands_) out_.commands.push_back(std::move(c));
+    ApplyCaps();
     // instances_ holds a working copy of every input instance, by id.
     for (const Instance& before : in_.instances) {
       const Instance& after = instances_.at(before.id);
@@ -164,15 +169,48 @@ class Tick {
     return false;
   }
 
+  // What the instance's agent said this tick; nullptr when it was not polled, or when its agent
+  // answers to an older instance (then it is as good as silent).
   const InstanceObservation* Observation(const std::string& instance_id) const {
+    if (duplicates_.count(instance_id)) return nullptr;
     auto it = in_.observations.find(instance_id);
     return it == in_.observations.end() ? nullptr : &it->second;
+  }
+
+  // Instances that reached an agent which answers to another, older instance: the stored owner
+  // of its id, or an older instance that reached the same new id this tick.
+  void FindDuplicateInstances() {
+    std::map<std::string, std::string> owners = AgentIdOwners(in_.instances);
+    std::vector<const Instance*> by_age;
+    for (const Instance& i : in_.instances) by_age.push_back(&i);
+    std::sort(by_age.begin(), by_age.end(), [](const Instance* a, const Instance* b) {
+      return std::tie(a->created_at, a->id) < std::tie(b->created_at, b->id);
+    });
+    for (const Instance* instance : by_age) {
+      auto obs = in_.observations.find(instance->id);
+      if (obs == in_.observations.end() || !obs->second.reached) continue;
+      const std::string& agent_id = obs->second.poll.agent_id;
+      if (agent_id.empty()) continue;
+      auto [owner, claimed] = owners.emplace(agent_id, instance->id);
+      if (!claimed && owner->second != instance->id) {
+        duplicates_[instance->id] = instances_.at(owner->second).name;
+      }
+    }
   }
 
   void Event(std::string text) { out_.events.push_back(std::move(text)); }
 
   void ObserveInstances() {
     for (auto& [id, instance] : instances_) {
+      if (auto dup = duplicates_.find(id); dup != duplicates_.end()) {
+        if (!instance.unreachable) {
+          instance.unreachable = true;
+          Event("instance " + instance.name + " is unreachable: its agent (" +
+                in_.observations.at(id).poll.agent_id + ") already serves instance " + dup->second +
+                "; a host belongs to one fleet, so this one is never commanded");
+        }
+        continue;
+      }
       const InstanceObservation* obs = Observation(id);
       if (obs == nullptr) continue;
       if (obs->reached) {
@@ -209,14 +247,35 @@ class Tick {
     return nullptr;
   }
 
-  void Command(AgentCommand::Kind kind, const std::string& instance_id, const std::string& job_id) {
+  // `placed_here`: the job is the server's, on that instance.
+  void Command(AgentCommand::Kind kind, const std::string& instance_id, const std::string& job_id,
+               bool placed_here = true) {
     if (kind == AgentCommand::Kind::kAcknowledge && !acked_.insert(job_id).second) return;
     AgentCommand c;
     c.kind = kind;
     c.instance_id = instance_id;
     c.job_id = job_id;
     c.grace_seconds = settings_.stop_grace_seconds;
-    out_.commands.push_back(std::move(c));
+    (placed_here ? out_.commands : foreign_commands_).push_back(std::move(c));
+  }
+
+  // Keeps the first commands of each instance up to the caps, in order; the rest are decided
+  // again by a later tick.
+  void ApplyCaps() {
+    std::map<std::string, std::pair<int, int>> used;  // instance id → (copies, stops)
+    std::erase_if(out_.commands, [&](const AgentCommand& c) {
+      auto& [copies, stops] = used[c.instance_id];
+      switch (c.kind) {
+        case AgentCommand::Kind::kStart:
+          return false;
+        case AgentCommand::Kind::kAcknowledge:
+          return ++copies > settings_.max_log_copies_per_host;
+        case AgentCommand::Kind::kStop:
+        case AgentCommand::Kind::kForget:
+          return ++stops > settings_.max_stops_per_host;
+      }
+      return false;
+    });
   }
 
   std::optional<model::RunConfiguration> Config(const model::Run& run) {
@@ -337,24 +396,33 @@ class Tick {
     }
   }
 
-  // Jobs an agent holds that the server is not (or no longer) running there: ended ones are
-  // acknowledged, running ones stopped.
-  void HandleUnknownAgentJobs() {
-    std::map<std::string, const Job*> jobs;
+  // Jobs an agent holds that the server is not (or no longer) running there. The server's own
+  // jobs on that instance are stopped while they run and acknowledged once ended (their log is
+  // copied first: this is also how a copy that failed in an earlier tick is retried). Anything
+  // else — ids the server never placed there, whoever else they belong to — is stopped or
+  // forgotten, and nothing of it is copied.
+  void HandleOtherAgentJobs() {
+    std::map<std::string_view, const Job*> jobs;
+    for (const Job& job : in_.ended_jobs) jobs[job.id] = &job;
     for (const model::Run& run : runs_) {
       for (const Job& job : run.jobs) jobs[job.id] = &job;
     }
-    for (const auto& [instance_id, obs] : in_.observations) {
-      if (!obs.reached) continue;
-      for (const AgentJob& aj : obs.poll.jobs) {
+    for (const auto& [instance_id, unused] : in_.observations) {
+      const InstanceObservation* obs = Observation(instance_id);
+      if (obs == nullptr || !obs->reached) continue;
+      for (const AgentJob& aj : obs->poll.jobs) {
         auto it = jobs.find(aj.job_id);
-        bool active = it != jobs.end() && !model::IsFinished(it->second->status) &&
-                      it->second->instance_id == instance_id;
-        if (active) continue;
+        bool placed_here = it != jobs.end() && it->second->instance_id == instance_id;
+        if (placed_here && !model::IsFinished(it->second->status)) continue;  // ObserveJobs'
         if (aj.state == AgentJobState::kRunning) {
-          if (!aj.stop_requested) Command(AgentCommand::Kind::kStop, instance_id, aj.job_id);
+          if (!aj.stop_requested) {
+            Command(AgentCommand::Kind::kStop, instance_id, aj.job_id, placed_here);
+          }
+        } else if (placed_here) {
+          // The store's id, not the reply's text: the log copy's path is built from it.
+          Command(AgentCommand::Kind::kAcknowledge, instance_id, it->second->id);
         } else {
-          Command(AgentCommand::Kind::kAcknowledge, instance_id, aj.job_id);
+          Command(AgentCommand::Kind::kForget, instance_id, aj.job_id, false);
         }
       }
     }
@@ -540,6 +608,8 @@ class Tick {
   std::map<std::string, model::Run> original_runs_;
   std::map<std::string, std::optional<model::RunConfiguration>> configs_;
   std::set<std::string> acked_;
+  std::map<std::string, std::string> duplicates_;  // instance id → name of the agent's owner
+  std::vector<AgentCommand> foreign_commands_;     // for jobs that are not the server's there
   ReconcileOutput out_;
 };
 
@@ -562,6 +632,21 @@ bool GpuNameMatches(std::string_view requested, std::string_view gpu_name) {
     }
   }
   return false;
+}
+
+std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instance>& instances) {
+  std::map<std::string, const Instance*> oldest;
+  for (const Instance& i : instances) {
+    if (i.agent_id.empty() || i.status == InstanceStatus::kTerminated) continue;
+    auto [it, inserted] = oldest.emplace(i.agent_id, &i);
+    if (!inserted &&
+        std::tie(i.created_at, i.id) < std::tie(it->second->created_at, it->second->id)) {
+      it->second = &i;
+    }
+  }
+  std::map<std::string, std::string> owners;
+  for (const auto& [agent_id, instance] : oldest) owners.emplace(agent_id, instance->id);
+  return owners;
 }
 
 ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings) {

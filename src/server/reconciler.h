@@ -21,6 +21,10 @@ struct ReconcileSettings {
   // last_seen_at alone is written back only when it moved this much: with thousands of hosts
   // polled every second, writing it every tick would be most of the store's work.
   TimeMicros last_seen_resolution = 10'000'000;
+  // Work per host per tick; the rest waits for later ticks, so that a host reporting thousands
+  // of jobs cannot make one tick unbounded.
+  int max_log_copies_per_host = 4;  // acknowledgements: each copies a log first
+  int max_stops_per_host = 64;      // stops and forgets
 };
 
 // What the server learned about one instance this tick.
@@ -32,7 +36,10 @@ struct InstanceObservation {
 };
 
 struct AgentCommand {
-  enum class Kind { kStart, kStop, kAcknowledge };
+  // kAcknowledge: copy the log of a job the server placed on that instance and whose end is
+  // stored, then let the agent forget it. kForget: let the agent forget an ended job the server
+  // did not place there, copying nothing.
+  enum class Kind { kStart, kStop, kAcknowledge, kForget };
   Kind kind = Kind::kStart;
   std::string instance_id;
   std::string job_id;
@@ -46,17 +53,29 @@ struct ReconcileInput {
   std::vector<model::Run> runs;            // every unfinished run, with its jobs
   // By instance id. An instance without an entry was not polled this tick.
   std::map<std::string, InstanceObservation> observations;
+  // The store's jobs for the ids the agents reported that are not jobs of `runs` (the
+  // controller asks once per tick): ended jobs waiting for their log copy and acknowledgement.
+  // An id found neither here nor in `runs` is not the server's.
+  std::vector<model::Job> ended_jobs = {};
 };
 
 struct ReconcileOutput {
   std::vector<model::Instance> instances;  // the ones that changed
   std::vector<model::Run> runs;            // the ones that changed (run or any job)
-  // Carried out after the changes are stored. Acknowledgements only for jobs whose end is stored.
+  // Carried out after the changes are stored. Acknowledgements only for jobs the server placed
+  // on that instance and whose end is stored; never a command to an instance whose agent answers
+  // to an older instance (AgentIdOwners); at most the settings' caps per instance.
   std::vector<AgentCommand> commands;
   std::vector<std::string> events;  // one line per noteworthy change, for the log
 };
 
 ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings);
+
+// Every agent id that instances have stored → the id of the oldest such instance (by created_at,
+// then id). An agent answers to that instance only: another instance that reaches the same agent
+// (one host listed twice under different names, in one project or two) is unreachable for as
+// long as that lasts, and never commanded, so it cannot stop the first instance's jobs.
+std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instance>& instances);
 
 // True when a host's GPU name satisfies a requested one: case-insensitive match of the request
 // against any word of the name or any run of adjacent words ("A100" and "NVIDIA A100-SXM4-80GB";

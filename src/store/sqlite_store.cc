@@ -344,10 +344,9 @@ constexpr std::string_view kSelectRun =
     "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
     "r.termination_reason, r.submitted_at, r.finished_at, r.configuration, r.cost "
     "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
-constexpr std::string_view kSelectJobsOfRun =
+constexpr std::string_view kSelectJob =
     "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
-    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at "
-    "FROM jobs WHERE run_id = ? ORDER BY job_num, replica_num";
+    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at FROM jobs ";
 
 std::string Sql(std::string_view select, std::string_view rest) {
   std::string sql(select);
@@ -712,6 +711,26 @@ class SqliteStore final : public Store {
         out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
       }
       return out;
+    });
+  }
+
+  Result<std::vector<model::Job>> ListJobsByIds(const std::vector<std::string>& job_ids) override {
+    if (job_ids.empty()) return std::vector<model::Job>();
+    // One statement for any number of ids: they travel as one JSON array.
+    boost::json::array ids(job_ids.begin(), job_ids.end());
+    const std::string ids_json = boost::json::serialize(ids);
+    return Read([&]() -> Result<std::vector<model::Job>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectJob, "WHERE id IN (SELECT value FROM json_each(?))")));
+      q.Bind(ids_json);
+      std::vector<model::Job> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
     });
   }
 
@@ -1175,7 +1194,8 @@ class SqliteStore final : public Store {
   }
 
   Status LoadJobs(model::Run& run) {
-    FW_ASSIGN_OR_RETURN(Query q, Prepare(std::string(kSelectJobsOfRun)));
+    FW_ASSIGN_OR_RETURN(Query q,
+                        Prepare(Sql(kSelectJob, "WHERE run_id = ? ORDER BY job_num, replica_num")));
     q.Bind(run.id);
     while (true) {
       FW_ASSIGN_OR_RETURN(bool row, q.Step());

@@ -133,6 +133,11 @@ class Store {
   // Deleted runs count in `all`: runs are soft-deleted, so these counts are persisted and
   // monotonic per status except for status changes of unfinished runs.
   virtual Result<std::vector<RunCount>> CountRuns() = 0;
+  // The jobs with these ids, of any run (finished and deleted ones included), in no particular
+  // order; ids that name no job are left out. One query however many ids: the controller asks
+  // once per tick about every job id its agents reported that no unfinished run has.
+  virtual Result<std::vector<model::Job>> ListJobsByIds(
+      const std::vector<std::string>& job_ids) = 0;
 
   // --- job metrics ---
   // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is

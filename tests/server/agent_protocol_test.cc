@@ -8,6 +8,8 @@
 namespace fleetwatch::server {
 namespace {
 
+namespace json = boost::json;
+
 TEST(AgentProtocol, ParsesAPoll) {
   auto poll = ParseAgentPoll(
       R"({"agent_id":"a1","now":5,"jobs":[{"job_id":"j1","state":"running","pid":7,)"
@@ -94,6 +96,63 @@ TEST(AgentProtocol, RefusesMalformedReplies) {
       R"({"index":0,"name":"x","uuid":"u","memory_bytes":1,"vendor":"nvidia"}]})",
   };
   for (const char* body : bad_inventories) EXPECT_FALSE(ParseAgentInventory(body).ok()) << body;
+}
+
+TEST(AgentProtocol, JobIdsAndAgentIdsFollowTheAgentsOwnRule) {
+  auto poll_with = [](const std::string& agent_id, const std::string& job_id) {
+    json::object job{{"job_id", job_id}, {"state", "exited"}, {"exit_code", 0}};
+    return ParseAgentPoll(json::serialize(
+        json::object{{"agent_id", agent_id}, {"now", 1}, {"jobs", json::array{job}}}));
+  };
+  EXPECT_TRUE(poll_with("a-1", "0b9e2c1a-5f3d-4c8e-9a7b-1234567890ab").ok());
+  EXPECT_TRUE(poll_with(std::string(64, 'A'), std::string(64, 'z')).ok());
+  for (const std::string& bad :
+       std::vector<std::string>{"../../x", "/abs/path/x", "", std::string(65, 'a'), "a b", "a_b",
+                                "a.log", "x\n", "caf\xc3\xa9", std::string("a\0b", 3)}) {
+    auto poll = poll_with("a-1", bad);
+    EXPECT_FALSE(poll.ok()) << bad;  // the whole reply is bad: the host loses that tick
+    EXPECT_EQ(poll.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_FALSE(poll_with(bad, "j1").ok()) << bad;
+    EXPECT_FALSE(
+        ParseAgentJob(json::serialize(json::object{{"job_id", bad}, {"state", "running"}})).ok())
+        << bad;
+    EXPECT_FALSE(ParseAgentInventory(json::serialize(json::object{{"agent_id", bad},
+                                                                  {"hostname", "h"},
+                                                                  {"cpus", 1},
+                                                                  {"memory_bytes", 1},
+                                                                  {"gpus", json::array()}}))
+                     .ok())
+        << bad;
+  }
+}
+
+TEST(AgentProtocol, CountsAreCappedAndAJobIsListedOnce) {
+  auto poll_of = [](int jobs, bool twice) {
+    json::array list;
+    for (int k = 0; k < jobs; ++k) {
+      list.push_back(
+          json::object{{"job_id", "j" + std::to_string(twice ? 0 : k)}, {"state", "running"}});
+    }
+    return ParseAgentPoll(
+        json::serialize(json::object{{"agent_id", "a"}, {"now", 1}, {"jobs", std::move(list)}}));
+  };
+  EXPECT_TRUE(poll_of(10'000, false).ok());
+  EXPECT_FALSE(poll_of(10'001, false).ok());
+  EXPECT_FALSE(poll_of(2, true).ok());
+}
+
+TEST(AgentProtocol, LogChunksAreCheckedAgainstWhatWasAsked) {
+  auto chunk = ParseAgentLogChunk("abc", "10", 5, 3);
+  ASSERT_TRUE(chunk.ok()) << chunk.status().ToString();
+  EXPECT_EQ(chunk->data, "abc");
+  EXPECT_EQ(chunk->size, 10);
+  EXPECT_TRUE(ParseAgentLogChunk("", "0", 0, 100).ok());
+  EXPECT_FALSE(ParseAgentLogChunk("abcd", "10", 0, 3).ok());  // more than asked for
+  EXPECT_FALSE(ParseAgentLogChunk("abc", "", 0, 3).ok());     // no size
+  EXPECT_FALSE(ParseAgentLogChunk("abc", "-1", 0, 3).ok());
+  EXPECT_FALSE(ParseAgentLogChunk("abc", "1e3", 0, 3).ok());
+  EXPECT_FALSE(ParseAgentLogChunk("abc", "7", 5, 3).ok());  // smaller than what was served
+  EXPECT_FALSE(ParseAgentLogChunk("abc", "99999999999999999999", 0, 3).ok());
 }
 
 TEST(AgentProtocol, StartRequestCarriesEverythingTheAgentNeeds) {

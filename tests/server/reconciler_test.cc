@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "model/run_spec.h"
 #include "server/run_cost.h"
@@ -346,7 +347,7 @@ TEST_F(LifecycleTest, AProvisioningJobTheAgentDoesNotHaveIsStartedAgainNotTwice)
   EXPECT_EQ(run_.jobs[0].status, JobStatus::kRunning);
 }
 
-TEST_F(LifecycleTest, JobsTheServerDoesNotRunAreStoppedOrAcknowledged) {
+TEST_F(LifecycleTest, JobsTheServerDoesNotRunAreStoppedOrForgottenNeverCopied) {
   ReconcileOutput out = Observe({Running(job_id()), Running("stray"), Exited("old", 0)});
   ASSERT_EQ(out.commands.size(), 2u);
   for (const AgentCommand& c : out.commands) {
@@ -354,9 +355,201 @@ TEST_F(LifecycleTest, JobsTheServerDoesNotRunAreStoppedOrAcknowledged) {
       EXPECT_EQ(c.kind, AgentCommand::Kind::kStop);
     } else {
       EXPECT_EQ(c.job_id, "old");
-      EXPECT_EQ(c.kind, AgentCommand::Kind::kAcknowledge);
+      EXPECT_EQ(c.kind, AgentCommand::Kind::kForget);
     }
   }
+}
+
+// --- Agent replies are untrusted: what a host reports never picks what the server acts on. ---
+
+// A finished job of the server's, as the store keeps it after its run ended.
+model::Job EndedJob(const std::string& id, const std::string& instance_id) {
+  model::Job job;
+  job.id = id;
+  job.run_id = "run-of-" + id;
+  job.job_name = id;
+  job.status = JobStatus::kDone;
+  job.instance_id = instance_id;
+  job.finished_at = kNow - 10 * kSecond;
+  return job;
+}
+
+std::vector<AgentCommand> CommandsTo(const ReconcileOutput& out, const std::string& instance_id) {
+  std::vector<AgentCommand> mine;
+  for (const AgentCommand& c : out.commands) {
+    if (c.instance_id == instance_id) mine.push_back(c);
+  }
+  return mine;
+}
+
+TEST(ReconcileTrust, AnEndedJobIsAcknowledgedOnlyOnTheInstanceItWasPlacedOn) {
+  model::Instance victim_host = MakeInstance("h0", 8, 0);
+  model::Instance hostile = MakeInstance("h1", 8, 0);
+  ReconcileInput in;
+  in.now = kNow;
+  in.instances = {victim_host, hostile};
+  // The victim's job ended in an earlier tick; its log copy failed, so its agent still has it.
+  in.ended_jobs = {EndedJob("victim-job", victim_host.id)};
+  in.observations[victim_host.id] = Reached({Exited("victim-job", 0)});
+  // Another host reports the same id, as ended, plus ids the server never placed anywhere.
+  in.observations[hostile.id] =
+      Reached({Exited("victim-job", 0), Exited("never-placed", 0), Running("also-never")});
+  ReconcileOutput out = Reconcile(in, {});
+
+  std::vector<AgentCommand> to_victim = CommandsTo(out, victim_host.id);
+  ASSERT_EQ(to_victim.size(), 1u);  // the retry of the copy, on its own instance
+  EXPECT_EQ(to_victim[0].kind, AgentCommand::Kind::kAcknowledge);
+  EXPECT_EQ(to_victim[0].job_id, "victim-job");
+  std::map<std::string, AgentCommand::Kind> to_hostile;
+  for (const AgentCommand& c : CommandsTo(out, hostile.id)) to_hostile[c.job_id] = c.kind;
+  EXPECT_EQ(to_hostile, (std::map<std::string, AgentCommand::Kind>{
+                            {"victim-job", AgentCommand::Kind::kForget},
+                            {"never-placed", AgentCommand::Kind::kForget},
+                            {"also-never", AgentCommand::Kind::kStop}}));
+  EXPECT_TRUE(out.runs.empty());
+}
+
+TEST(ReconcileTrust, AVictimsRunningJobReportedByAnotherHostIsUntouched) {
+  model::Instance victim_host = MakeInstance("h0", 8, 0);
+  model::Instance hostile = MakeInstance("h1", 8, 0, "f2");
+  hostile.project_id = "p2";
+  model::Run victim = MakeRun("victim", "type: task\ncommands: [x]\n");
+  victim.status = RunStatus::kRunning;
+  victim.jobs[0].status = JobStatus::kRunning;
+  victim.jobs[0].instance_id = victim_host.id;
+  victim.jobs[0].started_at = kNow - 60 * kSecond;
+  ReconcileInput in;
+  in.now = kNow;
+  in.instances = {victim_host, hostile};
+  in.runs = {victim};
+  in.observations[victim_host.id] = Reached({Running(victim.jobs[0].id)});
+  in.observations[hostile.id] = Reached({Exited(victim.jobs[0].id, 1)});
+  ReconcileOutput out = Reconcile(in, {});
+  EXPECT_TRUE(out.runs.empty());  // the victim's job did not end
+  EXPECT_TRUE(CommandsTo(out, victim_host.id).empty());
+  ASSERT_EQ(out.commands.size(), 1u);
+  EXPECT_EQ(out.commands[0].kind, AgentCommand::Kind::kForget);
+  EXPECT_EQ(out.commands[0].instance_id, hostile.id);
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kAcknowledge), 0);
+}
+
+TEST(ReconcileTrust, EachHostGetsAtMostItsCapsPerTickAndTheServersOwnJobsFirst) {
+  model::Instance flooding = MakeInstance("h0", 8, 0);
+  model::Instance quiet = MakeInstance("h1", 8, 0);
+  ReconcileInput in;
+  in.now = kNow;
+  in.instances = {flooding, quiet};
+  std::vector<AgentJob> flood;
+  for (int k = 0; k < 10; ++k) {
+    std::string id = "ended-" + std::to_string(k);
+    in.ended_jobs.push_back(EndedJob(id, flooding.id));
+    flood.push_back(Exited(id, 0));
+  }
+  for (int k = 0; k < 1000; ++k) {
+    std::string id = "new-" + std::to_string(k);
+    flood.push_back(k % 2 == 0 ? Running(id) : Exited(id, 0));
+  }
+  in.ended_jobs.push_back(EndedJob("quiet-ended", quiet.id));
+  in.observations[flooding.id] = Reached(flood);
+  in.observations[quiet.id] = Reached({Exited("quiet-ended", 0), Running("quiet-stray")});
+  ReconcileSettings settings;
+  ASSERT_EQ(settings.max_log_copies_per_host, 4);
+  ASSERT_EQ(settings.max_stops_per_host, 64);
+  ReconcileOutput out = Reconcile(in, settings);
+
+  std::map<AgentCommand::Kind, int> counts;
+  for (const AgentCommand& c : CommandsTo(out, flooding.id)) ++counts[c.kind];
+  EXPECT_EQ(counts[AgentCommand::Kind::kAcknowledge], 4);
+  EXPECT_EQ(counts[AgentCommand::Kind::kStop] + counts[AgentCommand::Kind::kForget], 64);
+  // The other host is not starved by the first one.
+  EXPECT_EQ(CommandsTo(out, quiet.id).size(), 2u);
+
+  // The next tick takes the next ones: the acknowledged jobs are gone from the agent.
+  for (const AgentCommand& c : out.commands) {
+    if (c.kind != AgentCommand::Kind::kAcknowledge) continue;
+    std::erase_if(flood, [&](const AgentJob& j) { return j.job_id == c.job_id; });
+  }
+  in.observations[flooding.id] = Reached(flood);
+  ReconcileOutput next = Reconcile(in, settings);
+  int acks = 0;
+  for (const AgentCommand& c : CommandsTo(next, flooding.id)) {
+    if (c.kind == AgentCommand::Kind::kAcknowledge) ++acks;
+  }
+  EXPECT_EQ(acks, 4);
+}
+
+TEST(ReconcileTrust, TheServersOwnStopsComeBeforeAFloodOfStrangers) {
+  model::Instance host = MakeInstance("h0", 64, 0);
+  model::Run run = MakeRun("mine", "type: task\ncommands: [x]\n");
+  run.status = RunStatus::kTerminating;
+  run.termination_reason = model::RunTerminationReason::kStoppedByUser;
+  run.jobs[0].status = JobStatus::kTerminating;
+  run.jobs[0].instance_id = host.id;
+  std::vector<AgentJob> jobs = {Running(run.jobs[0].id)};
+  for (int k = 0; k < 200; ++k) jobs.push_back(Running("stranger-" + std::to_string(k)));
+  ReconcileInput in{kNow, {host}, {run}, {{host.id, Reached(jobs)}}};
+  ReconcileOutput out = Reconcile(in, {});
+  ASSERT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 64);
+  EXPECT_EQ(out.commands[0].job_id, run.jobs[0].id);
+}
+
+TEST(ReconcileTrust, AnInstanceWhoseAgentAnOlderInstanceHasIsNeverCommanded) {
+  model::Instance first = MakeInstance("h0", 8, 0);
+  first.agent_id = "agent-shared";
+  first.status = InstanceStatus::kBusy;
+  model::Run run = MakeRun("train", "type: task\ncommands: [x]\n");
+  run.status = RunStatus::kRunning;
+  run.jobs[0].status = JobStatus::kRunning;
+  run.jobs[0].instance_id = first.id;
+  run.jobs[0].started_at = kNow - 60 * kSecond;
+  // The same agent listed again, under another name, in another project's fleet.
+  model::Instance second = MakeInstance("h1", 0, 0, "f2");
+  second.project_id = "p2";
+  second.status = InstanceStatus::kPending;
+  second.agent_id = "";
+  second.created_at = first.created_at + kSecond;
+  ReconcileInput in;
+  in.now = kNow;
+  in.instances = {first, second};
+  in.runs = {run};
+  InstanceObservation seen_by_second =
+      Reached({Running(run.jobs[0].id), Running("stray"), Exited("old", 0)}, "agent-shared");
+  seen_by_second.inventory = AgentInventory{"agent-shared", "host", 8, int64_t{1} << 30, {}, "v2"};
+  in.observations[first.id] = Reached({Running(run.jobs[0].id)}, "agent-shared");
+  in.observations[second.id] = seen_by_second;
+  ReconcileOutput out = Reconcile(in, {});
+
+  EXPECT_TRUE(CommandsTo(out, second.id).empty());
+  EXPECT_TRUE(CommandsTo(out, first.id).empty());
+  EXPECT_TRUE(out.runs.empty());  // the first instance's job runs on
+  ASSERT_EQ(out.instances.size(), 1u);
+  EXPECT_EQ(out.instances[0].id, second.id);
+  EXPECT_TRUE(out.instances[0].unreachable);
+  EXPECT_EQ(out.instances[0].agent_id, "");  // never takes the id over
+  EXPECT_EQ(out.instances[0].resources.cpus, 0);
+  ASSERT_EQ(out.events.size(), 1u);
+  EXPECT_NE(out.events[0].find("already serves instance h0"), std::string::npos) << out.events[0];
+
+  // Two instances that meet a new agent id in the same tick: the older one has it.
+  first.agent_id = "";
+  in.instances = {second, first};
+  in.runs.clear();
+  in.observations[first.id] = Reached({Exited("old", 0)}, "agent-new");
+  in.observations[second.id] = Reached({Exited("old", 0)}, "agent-new");
+  ReconcileOutput tie = Reconcile(in, {});
+  EXPECT_EQ(CommandsTo(tie, first.id).size(), 1u);
+  EXPECT_TRUE(CommandsTo(tie, second.id).empty());
+}
+
+TEST(AgentIdOwners, TheOldestInstanceWithTheIdOwnsIt) {
+  model::Instance a = MakeInstance("h0", 8, 0);
+  model::Instance b = MakeInstance("h1", 8, 0);
+  model::Instance c = MakeInstance("h2", 8, 0);
+  a.agent_id = b.agent_id = "x";
+  b.created_at = a.created_at - kSecond;
+  c.agent_id = "";
+  std::map<std::string, std::string> owners = AgentIdOwners({a, b, c});
+  EXPECT_EQ(owners, (std::map<std::string, std::string>{{"x", b.id}}));
 }
 
 TEST(GpuNameMatches, MatchesWordsAndRunsOfWords) {

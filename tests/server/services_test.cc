@@ -241,5 +241,59 @@ TEST_F(ServicesTest, FleetsNeedManagersAndGetOneInstancePerHost) {
   EXPECT_EQ(fleets_->Get(Access(admin_), "gpus").status().code(), StatusCode::kNotFound);
 }
 
+TEST_F(ServicesTest, AHostBelongsToOneFleetOfOneProject) {
+  constexpr char kFleet[] =
+      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  hosts: [gpu-1.example.com]\n";
+  ASSERT_TRUE(fleets_->Apply(Access(admin_), kFleet, model::ConfigFormat::kYaml).ok());
+  // The server's local agent, as LocalAgent registers it.
+  model::Fleet local{NewId(),     Access(admin_).project.id,   "main",
+                     "local",     model::FleetStatus::kActive, "{}",
+                     clock_.Now()};
+  model::Instance agent;
+  agent.id = NewId();
+  agent.project_id = local.project_id;
+  agent.fleet_id = local.id;
+  agent.name = "local-0";
+  agent.backend = "local";
+  agent.hostname = "127.0.0.1";
+  agent.agent_port = 41000;
+  agent.agent_token = "local-token";
+  agent.created_at = clock_.Now();
+  ASSERT_TRUE(store_->CreateFleet(local, {agent}).ok());
+
+  model::User alice = NewUser("alice");
+  ASSERT_TRUE(projects_->Create(alice, "vision").ok());
+  auto apply = [&](const model::User& user, const std::string& project, const std::string& host) {
+    return fleets_->Apply(
+        Access(user, project),
+        "type: fleet\nname: mine\nssh_config:\n  token: t\n  hosts: ['" + host + "']\n",
+        model::ConfigFormat::kYaml);
+  };
+  // Another project's host, under another spelling: refused without naming that project.
+  auto taken = apply(alice, "vision", "GPU-1.Example.COM");
+  EXPECT_EQ(taken.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(taken.status().message().find("already registered in another fleet"), std::string::npos)
+      << taken.status().message();
+  EXPECT_EQ(taken.status().message().find("main"), std::string::npos);
+  // A member of that project (here: a global admin) is told which fleet.
+  taken = apply(admin_, "vision", "gpu-1.example.com");
+  EXPECT_EQ(taken.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(taken.status().message().find("fleet 'gpus' of project 'main'"), std::string::npos)
+      << taken.status().message();
+  // The local agent, by any name of the loopback address.
+  for (const char* host : {"127.0.0.1", "localhost", "127.1.2.3", "::1", "0.0.0.0"}) {
+    auto local_taken = fleets_->Apply(
+        Access(alice, "vision"),
+        std::string("type: fleet\nname: mine\nssh_config:\n  hosts:\n    - hostname: '") + host +
+            "'\n      port: 41000\n      token: t\n",
+        model::ConfigFormat::kYaml);
+    EXPECT_EQ(local_taken.status().code(), StatusCode::kAlreadyExists) << host;
+    EXPECT_NE(local_taken.status().message().find("local agent"), std::string::npos) << host;
+  }
+  // Nothing was created by the refusals; another port of the same machine is another host.
+  EXPECT_TRUE(fleets_->List(Access(alice, "vision"))->empty());
+  EXPECT_TRUE(apply(alice, "vision", "gpu-2.example.com").ok());
+}
+
 }  // namespace
 }  // namespace fleetwatch::server

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -1019,6 +1020,35 @@ TEST_F(SqliteStore, AWriteLockHeldPastTheBusyTimeoutIsUnavailable) {
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   EXPECT_GE(waited, std::chrono::seconds(4));  // the 5 s busy timeout, give or take
   EXPECT_TRUE(store_->CreateUser(MakeUser("late"), "hash-late").ok());
+}
+
+}  // namespace
+}  // namespace fleetwatch::store
+
+namespace fleetwatch::store {
+namespace {
+
+TEST_F(SqliteStore, ListJobsByIdsFindsJobsOfAnyRunInOneQuery) {
+  model::Run running = MakeRun(project_, owner_, "running", 100, RunStatus::kRunning, 2);
+  model::Run finished = MakeRun(project_, owner_, "finished", 200, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(running).ok());
+  ASSERT_TRUE(store_->CreateRun(finished).ok());
+  finished.status = RunStatus::kDone;
+  finished.jobs[0].status = model::JobStatus::kDone;
+  ASSERT_TRUE(store_->UpdateRun(finished).ok());
+  ASSERT_TRUE(store_->DeleteRun(finished.id).ok());  // deleted runs' jobs are still found
+
+  EXPECT_TRUE(store_->ListJobsByIds({})->empty());
+  // Many ids, most of them unknown (as a hostile host would report), in one statement.
+  std::vector<std::string> ids = {finished.jobs[0].id, running.jobs[1].id, "../../x", "'); --"};
+  for (int k = 0; k < 20'000; ++k) ids.push_back("unknown-" + std::to_string(k));
+  auto found = store_->ListJobsByIds(ids);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  std::map<std::string, model::JobStatus> by_id;
+  for (const model::Job& job : *found) by_id[job.id] = job.status;
+  EXPECT_EQ(by_id, (std::map<std::string, model::JobStatus>{
+                       {finished.jobs[0].id, model::JobStatus::kDone},
+                       {running.jobs[1].id, running.jobs[1].status}}));
 }
 
 }  // namespace

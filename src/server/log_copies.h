@@ -1,0 +1,58 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "server/agent_protocol.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+// Where a job's log comes from while its agent still holds it: GET /api/jobs/{id}/logs on the
+// job's own instance. An interface so tests can serve any bytes, sizes and failures.
+class AgentLogSource {
+ public:
+  virtual ~AgentLogSource() = default;
+  // At most `limit` bytes of the job's log from `offset`, with the log's whole size as the agent
+  // reports it (checked by ParseAgentLogChunk). NotFound when the agent has no such job.
+  virtual Result<LogChunk> Read(const std::string& job_id, int64_t offset, int64_t limit) = 0;
+};
+
+struct LogCopyOptions {
+  std::string dir;                    // one file per job: <dir>/<job id>.log; empty: no copies
+  int64_t max_bytes = 64 << 20;       // of a job's output kept; longer logs keep their tail
+  int64_t piece_bytes = 1 << 20;      // per request to the agent (its own maximum)
+  std::chrono::seconds deadline{60};  // per copy; a slower copy fails and is retried later
+};
+
+// The server's copies of ended jobs' logs (docs/architecture.md "Reconciling with agents").
+// A path is built only from the server's own job id, checked by model::IsValidJobId; nothing an
+// agent says ever names a file. Thread-safe: Copy runs on the controller's thread, Read on API
+// threads, and a copy appears whole or not at all (temp file, fsync, rename).
+class LogCopies {
+ public:
+  explicit LogCopies(LogCopyOptions options) : options_(std::move(options)) {}
+
+  // Copies the log of the server's job `job_id` from `source` into <dir>/<job_id>.log, mode
+  // 0600, replacing an earlier copy. A log longer than max_bytes keeps its last max_bytes after a
+  // one-line marker that says how many bytes were dropped. A source without the job (NotFound)
+  // gives an empty copy. At most max_bytes / piece_bytes + 2 requests, however the agent
+  // answers. Errors: InvalidArgument for an id that is not a job id; the source's error or
+  // Unavailable (reply out of its bounds, deadline passed); Internal when the disk fails. A
+  // failed copy leaves the earlier copy, if any, as it was.
+  Status Copy(const std::string& job_id, AgentLogSource& source) const;
+
+  // From the job's copy: at most `limit` bytes from `offset`, and the copy's size. nullopt when
+  // there is no copy (or `job_id` is not a job id).
+  std::optional<LogChunk> Read(const std::string& job_id, int64_t offset, int64_t limit) const;
+
+  // The first line of a copy whose head was dropped.
+  static std::string DroppedMarker(int64_t dropped_bytes);
+
+ private:
+  const LogCopyOptions options_;
+};
+
+}  // namespace fleetwatch::server

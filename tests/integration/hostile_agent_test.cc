@@ -1,0 +1,392 @@
+// A host is untrusted input (DESIGN.md "Trust model"): the real server against a hostile agent
+// (tools/hostile_agent.cc) that one user registers in their own project, while a victim's jobs
+// run on the server's real local agent in project `main`.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "integration/api_client.h"
+#include "support/process.h"
+
+namespace fleetwatch::testing {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
+constexpr char kHostileToken[] = "hostile-agent-token";
+constexpr int64_t kMaxLogBytes = 1 << 20;      // FLEETWATCH_MAX_LOG_BYTES for this server
+constexpr int64_t kHostileLogBytes = 4 << 20;  // every log the hostile agent serves
+constexpr int kHostileRuns = 6;                // jobs the server places on the hostile host
+constexpr int kMaxStopsPerHostPerTick = 64;    // ReconcileSettings defaults
+constexpr int kMaxLogCopiesPerHostPerTick = 4;
+
+std::string Str(const json::value& v, std::string_view key) {
+  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
+}
+
+int64_t Int(const json::value& v, std::string_view key) {
+  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+  if (field == nullptr || !field->is_number()) return -1;
+  json::error_code ec;
+  int64_t n = field->to_number<int64_t>(ec);
+  return ec ? -1 : n;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Every path under `root` (but not under `skip`) with its size: what a test compares before
+// and after to see that nothing was written there.
+std::map<std::string, uintmax_t> Listing(const fs::path& root, const fs::path& skip) {
+  std::map<std::string, uintmax_t> out;
+  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+       ++it) {
+    if (it->path() == skip) {
+      it.disable_recursion_pending();
+      continue;
+    }
+    out[it->path().string()] = it->is_regular_file() ? it->file_size() : 0;
+  }
+  return out;
+}
+
+uintmax_t DirBytes(const fs::path& dir) {
+  uintmax_t total = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.is_regular_file()) total += entry.file_size();
+  }
+  return total;
+}
+
+// Polls `done` until it holds or `seconds` pass.
+bool WaitFor(const std::function<bool()>& done, int seconds = 60) {
+  auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
+  while (steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+// The hostile agent, on 127.0.0.1 with a port of its choosing.
+class HostileAgent {
+ public:
+  explicit HostileAgent(std::vector<std::string> args) {
+    args.insert(args.begin(), {"--token", kHostileToken});
+    child_ = std::make_unique<ChildProcess>(HOSTILE_AGENT_BINARY, args,
+                                            std::map<std::string, std::string>{});
+    if (child_->WaitForOutput("listening on http://127.0.0.1:", 30) &&
+        child_->WaitForOutput("\n", 5)) {
+      std::smatch m;
+      std::string out = child_->Output();
+      static const std::regex kListening("listening on http://127\\.0\\.0\\.1:(\\d+)");
+      if (std::regex_search(out, m, kListening)) port_ = std::stoi(m[1]);
+    }
+  }
+  ~HostileAgent() { child_->Stop(SIGTERM); }
+
+  int port() const { return port_; }
+  json::value Stats() const {
+    ApiReply r = ApiClient("http://127.0.0.1:" + std::to_string(port_), "").Get("/hostile/stats");
+    return r.json;
+  }
+
+ private:
+  std::unique_ptr<ChildProcess> child_;
+  int port_ = 0;
+};
+
+class HostileAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(parent_);
+    server_ = std::make_unique<ServerProcess>(
+        data_dir_.string(), home_.str(), kAdminToken, std::vector<std::string>{},
+        std::map<std::string, std::string>{
+            {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "10"},
+            {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
+            {"FLEETWATCH_MAX_LOG_BYTES", std::to_string(kMaxLogBytes)},
+            {"DSTACK_ENABLE_PROMETHEUS_METRICS", "1"},
+            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+    ASSERT_TRUE(server_->started()) << server_->Output();
+    admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+    mallory_ = NewUser("mallory");
+  }
+
+  void TearDown() override {
+    if (server_) {
+      EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+    }
+  }
+
+  std::unique_ptr<ApiClient> NewUser(const std::string& name) {
+    ApiReply r = admin_->PostJson("/api/users", {{"name", name}, {"global_role", "user"}});
+    EXPECT_EQ(r.status, 201) << r.body;
+    return std::make_unique<ApiClient>(server_->url(), Str(r.json, "token"));
+  }
+
+  ApiReply ApplyFleet(const ApiClient& user, const std::string& project, const std::string& name,
+                      const std::string& hostname, int port, const std::string& token) {
+    std::string yaml = "type: fleet\nname: " + name + "\nssh_config:\n  hosts:\n    - hostname: '" +
+                       hostname + "'\n      port: " + std::to_string(port) +
+                       "\n      token: " + token + "\n";
+    return user.Send("POST", "/api/project/" + project + "/fleets", yaml, "application/yaml");
+  }
+
+  void Submit(const ApiClient& user, const std::string& project, const std::string& yaml) {
+    ApiReply r = user.Send("POST", "/api/project/" + project + "/runs", yaml, "application/yaml");
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  json::value WaitForStatus(const ApiClient& user, const std::string& project,
+                            const std::string& run, const std::string& status) {
+    json::value last;
+    bool got = WaitFor([&] {
+      last = user.Get("/api/project/" + project + "/runs/" + run).json;
+      return Str(last, "status") == status;
+    });
+    EXPECT_TRUE(got) << run << " is not " << status << ": " << json::serialize(last) << "\n"
+                     << server_->Output();
+    return last;
+  }
+
+  std::string Logs(const ApiClient& user, const std::string& project, const std::string& run) {
+    ApiReply r = user.Get("/api/project/" + project + "/runs/" + run + "/logs");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.body;
+  }
+
+  // The local agent, as the server recorded it.
+  json::value LocalAgent() const {
+    json::error_code ec;
+    json::value v = json::parse(ReadFile(data_dir_ / "local-agent.json"), ec);
+    return ec ? json::value() : v;
+  }
+
+  TempDir root_;
+  TempDir home_;
+  const fs::path parent_ = root_.path() / "parent";  // the data dir's parent, watched whole
+  const fs::path data_dir_ = parent_ / "data";
+  const fs::path log_dir_ = data_dir_ / "logs";
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ApiClient> admin_;
+  std::unique_ptr<ApiClient> mallory_;
+};
+
+TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherProject) {
+  // The victim: a finished job with its log copied, and a running one, in project main.
+  Submit(*admin_, "main", "type: task\nname: victim\ncommands: ['echo victim says hi']\n");
+  json::value victim = WaitForStatus(*admin_, "main", "victim", "done");
+  ASSERT_EQ(Logs(*admin_, "main", "victim"), "victim says hi\n");
+  Submit(*admin_, "main", "type: task\nname: sleeper\ncommands: ['sleep 60']\n");
+  json::value sleeper = WaitForStatus(*admin_, "main", "sleeper", "running");
+  const std::string victim_id = Str(victim.at("jobs").at(0), "id");
+  const std::string sleeper_id = Str(sleeper.at("jobs").at(0), "id");
+  ASSERT_FALSE(victim_id.empty());
+  const fs::path victim_copy = log_dir_ / (victim_id + ".log");
+  const std::string victim_copy_before = ReadFile(victim_copy);
+  ASSERT_EQ(victim_copy_before, "victim says hi\n");
+
+  const auto outside_before = Listing(parent_, data_dir_);
+  const uintmax_t log_dir_before = DirBytes(log_dir_);
+  const fs::path abs_target = root_.path() / "abs" / "x";
+  HostileAgent hostile({"--path-ids", "../../x", "/abs/path/x", abs_target.string(),
+                        "../../../../../../../tmp/hostile-x", "--victim-ids", victim_id, sleeper_id,
+                        "--new-ids-per-poll", "1000", "--log-bytes",
+                        std::to_string(kHostileLogBytes)});
+  ASSERT_GT(hostile.port(), 0);
+
+  // Mallory, a plain user, makes a project and registers her host.
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "evil"}}).status, 201);
+  ApiReply fleet =
+      ApplyFleet(*mallory_, "evil", "evil", "127.0.0.1", hostile.port(), kHostileToken);
+  ASSERT_EQ(fleet.status, 201) << fleet.body;
+  for (int k = 0; k < kHostileRuns; ++k) {
+    Submit(*mallory_, "evil",
+           "type: task\nname: evil-" + std::to_string(k) + "\ncommands: ['true']\n");
+  }
+  for (int k = 0; k < kHostileRuns; ++k) {
+    WaitForStatus(*mallory_, "evil", "evil-" + std::to_string(k), "done");
+  }
+  // Every placed job acknowledged, i.e. its log copied, and many polls of forged ids seen.
+  json::value stats;
+  ASSERT_TRUE(WaitFor([&] {
+    stats = hostile.Stats();
+    return stats.is_object() && stats.at("acknowledged").as_array().size() == kHostileRuns &&
+           Int(stats, "polls") >= 40;
+  })) << json::serialize(stats)
+      << "\n"
+      << server_->Output();
+
+  // The server read no log of a job it did not place there, and kept to its caps.
+  EXPECT_EQ(Int(stats, "foreign_log_reads"), 0) << json::serialize(stats);
+  EXPECT_EQ(Int(stats, "placed"), kHostileRuns);
+  EXPECT_GT(Int(stats, "stops") + Int(stats, "forgets"), 0);  // the flood was answered...
+  EXPECT_LE(Int(stats, "max_foreign_commands_between_polls"),
+            kMaxStopsPerHostPerTick);  // ...capped
+  EXPECT_LE(Int(stats, "max_placed_copies_between_polls"), kMaxLogCopiesPerHostPerTick);
+
+  // Nothing written outside the log dir, nor where the path-shaped ids point.
+  for (const fs::path& p :
+       {parent_ / "x.log", parent_ / "x", fs::path("/abs/path/x.log"), abs_target,
+        fs::path(abs_target.string() + ".log"), fs::path("/tmp/hostile-x.log")}) {
+    EXPECT_FALSE(fs::exists(p)) << p;
+  }
+  EXPECT_EQ(Listing(parent_, data_dir_), outside_before);
+  // The log dir holds only copies named by the server's own job ids, each 0600.
+  for (const auto& entry : fs::directory_iterator(log_dir_)) {
+    std::string name = entry.path().filename().string();
+    EXPECT_TRUE(std::regex_match(name, std::regex("[0-9a-f-]{36}\\.log"))) << name;
+    EXPECT_EQ(entry.status().permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write)
+        << name;
+  }
+  // It grew by no more than the caps allow: one capped copy per placed job.
+  const std::string marker = "[fleetwatch: the first " +
+                             std::to_string(kHostileLogBytes - kMaxLogBytes) +
+                             " bytes of this log were dropped; its end follows]\n";
+  const uintmax_t growth = DirBytes(log_dir_) - log_dir_before;
+  std::cout << "log dir grew by " << growth << " bytes for " << kHostileRuns
+            << " placed jobs; the hostile agent saw " << json::serialize(stats) << "\n";
+  EXPECT_LE(growth, kHostileRuns * (kMaxLogBytes + marker.size()));
+  // A placed job's copy is the tail of its log under the marker, served page by page.
+  std::string evil_log;
+  for (std::string page = "-"; !page.empty(); evil_log += page) {
+    ApiReply r = mallory_->Get("/api/project/evil/runs/evil-0/logs?offset=" +
+                               std::to_string(evil_log.size()));
+    ASSERT_EQ(r.status, 200) << r.body;
+    page = r.body;
+  }
+  EXPECT_EQ(evil_log.size(), kMaxLogBytes + marker.size());
+  EXPECT_EQ(evil_log.substr(0, marker.size()), marker);
+  EXPECT_NE(evil_log.find("hostile log line", marker.size()), std::string::npos);
+
+  // The victims are untouched: the stored log, the running job, the project.
+  EXPECT_EQ(ReadFile(victim_copy), victim_copy_before);
+  EXPECT_EQ(Logs(*admin_, "main", "victim"), "victim says hi\n");
+  ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
+  EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
+  EXPECT_EQ(mallory_->Get("/api/project/main/runs/victim/logs").status, 403);
+  // The replies with path-shaped ids were refused whole and counted.
+  std::smatch errors;
+  const std::string metrics = admin_->Get("/metrics").body;
+  ASSERT_TRUE(
+      std::regex_search(metrics, errors, std::regex("\nfleetwatch_agent_poll_errors_total (\\d+)")))
+      << metrics.substr(0, 2000);
+  EXPECT_GE(std::stoll(errors[1]), Int(stats, "polls") / 2 - 2);
+  // And the server keeps serving.
+  EXPECT_EQ(admin_->Get("/api/server/info").status, 200);
+  ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
+}
+
+TEST_F(HostileAgentTest, AHostIsInOneFleetOnly) {
+  Submit(*admin_, "main", "type: task\nname: sleeper\ncommands: ['sleep 60']\n");
+  WaitForStatus(*admin_, "main", "sleeper", "running");
+  HostileAgent hostile({"--new-ids-per-poll", "0"});
+  ASSERT_GT(hostile.port(), 0);
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "evil"}}).status, 201);
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "evil2"}}).status, 201);
+  ASSERT_EQ(
+      ApplyFleet(*mallory_, "evil", "mine", "127.0.0.1", hostile.port(), kHostileToken).status,
+      201);
+
+  // The local agent, by any loopback name: refused, and the sleeper lives on.
+  const int local_port = static_cast<int>(Int(LocalAgent(), "port"));
+  ASSERT_GT(local_port, 0);
+  const std::string local_token = Str(LocalAgent(), "token");
+  for (const char* name : {"127.0.0.1", "localhost", "LOCALHOST", "127.0.0.2", "::1", "0.0.0.0"}) {
+    ApiReply r = ApplyFleet(*mallory_, "evil", "stolen", name, local_port, local_token);
+    EXPECT_EQ(r.status, 409) << name << ": " << r.body;
+    EXPECT_EQ(r.ErrorCode(), "already_exists");
+    EXPECT_NE(r.body.find("local agent"), std::string::npos) << r.body;
+  }
+  // A host of another fleet: the owner of both projects is told which fleet...
+  ApiReply again = ApplyFleet(*mallory_, "evil2", "again", "localhost", hostile.port(), "t");
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_NE(again.body.find("fleet 'mine' of project 'evil'"), std::string::npos) << again.body;
+  // ...a stranger is not.
+  std::unique_ptr<ApiClient> bob = NewUser("bob");
+  ASSERT_EQ(bob->PostJson("/api/projects", {{"name", "bobs"}}).status, 201);
+  ApiReply stranger = ApplyFleet(*bob, "bobs", "b", "[::ffff:127.0.0.1]", hostile.port(), "t");
+  EXPECT_EQ(stranger.status, 409) << stranger.body;
+  EXPECT_NE(stranger.body.find("already registered in another fleet"), std::string::npos);
+  EXPECT_EQ(stranger.body.find("evil"), std::string::npos) << stranger.body;
+  EXPECT_EQ(bob->Get("/api/project/bobs/fleets").json.at("items").as_array().size(), 0u);
+
+  ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
+  EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
+  ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
+}
+
+TEST_F(HostileAgentTest, AnAgentIdThatAnOlderInstanceHasIsNeverCommanded) {
+  Submit(*admin_, "main", "type: task\nname: sleeper\ncommands: ['sleep 60']\n");
+  json::value sleeper = WaitForStatus(*admin_, "main", "sleeper", "running");
+  const std::string sleeper_id = Str(sleeper.at("jobs").at(0), "id");
+  // The local agent's id, as its healthcheck says it.
+  ApiClient local("http://127.0.0.1:" + std::to_string(Int(LocalAgent(), "port")),
+                  Str(LocalAgent(), "token"));
+  const std::string local_agent_id = Str(local.Get("/api/healthcheck").json, "agent_id");
+  ASSERT_FALSE(local_agent_id.empty());
+
+  // A host under another name that claims to be the same agent, reporting the victim's job and
+  // a flood of ids: as if one agent were listed in two fleets.
+  HostileAgent hostile({"--agent-id", local_agent_id, "--victim-ids", sleeper_id, sleeper_id + "0",
+                        "--new-ids-per-poll", "100"});
+  ASSERT_GT(hostile.port(), 0);
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "evil"}}).status, 201);
+  ASSERT_EQ(
+      ApplyFleet(*mallory_, "evil", "twin", "127.0.0.1", hostile.port(), kHostileToken).status,
+      201);
+  Submit(*mallory_, "evil", "type: task\nname: wants-in\ncommands: ['true']\n");
+
+  // The newer instance shows it cannot be used...
+  json::value instance;
+  ASSERT_TRUE(WaitFor([&] {
+    instance = mallory_->Get("/api/project/evil/instances").json.at("items").at(0);
+    return instance.at("unreachable").as_bool();
+  })) << json::serialize(instance)
+      << "\n"
+      << server_->Output();
+  EXPECT_NE(server_->Output().find("already serves instance local-0"), std::string::npos);
+  // ...and, many polls later, has been sent nothing at all.
+  json::value stats;
+  ASSERT_TRUE(WaitFor([&] {
+    stats = hostile.Stats();
+    return Int(stats, "polls") >= 30;
+  }));
+  EXPECT_EQ(Int(stats, "placed"), 0) << json::serialize(stats);
+  EXPECT_EQ(Int(stats, "stops"), 0);
+  EXPECT_EQ(Int(stats, "forgets"), 0);
+  EXPECT_EQ(Int(stats, "foreign_log_reads") + Int(stats, "placed_log_reads"), 0);
+  ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
+  EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
+  ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
+}
+
+}  // namespace
+}  // namespace fleetwatch::testing
