@@ -93,6 +93,8 @@ int RunServer(const ServerFlags& flags) {
   if (const char* key = std::getenv("FLEETWATCH_ENCRYPTION_KEY"); key != nullptr && *key != '\0') {
     config.encryption_key = key;
   }
+  // Read once; the local agent and its jobs, started later, must not inherit it.
+  ::unsetenv("FLEETWATCH_ENCRYPTION_KEY");
   if (const char* token = std::getenv("FLEETWATCH_SERVER_ADMIN_TOKEN"); token && *token) {
     config.admin_token = token;
   }

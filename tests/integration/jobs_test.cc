@@ -602,20 +602,22 @@ TEST_F(JobsTest, AgentTokensAreEncryptedAtRestAndStillReachTheAgentAfterARestart
   EXPECT_EQ(Logs("main", "after"), "two\n");
 }
 
-TEST_F(JobsTest, AnOperatorSuppliedKeyIsUsedAndNoKeyFileIsWritten) {
-  AgentProcess agent;
-  ASSERT_GT(agent.port(), 0) << agent.Output();
+TEST_F(JobsTest, AnOperatorSuppliedKeyIsUsedNeverWrittenAndNotInherited) {
   // base64 of the 32 bytes 0x01..0x20.
   const std::string key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
-  server_ = std::make_unique<ServerProcess>(
-      data_.str(), home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
-      std::map<std::string, std::string>{{"FLEETWATCH_ENCRYPTION_KEY", key},
-                                         {"FLEETWATCH_POLL_INTERVAL_MS", "200"}});
+  std::map<std::string, std::string> env = ServerEnv();
+  env["FLEETWATCH_ENCRYPTION_KEY"] = key;
+  server_ = std::make_unique<ServerProcess>(data_.str(), home_.str(), kAdminToken,
+                                            std::vector<std::string>{}, env);
   ASSERT_TRUE(server_->started()) << server_->Output();
   admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
-  ApplyFleet("main", "remote", {&agent});
-  Submit("main", "type: task\nname: keyed\ncommands: ['echo k']\n");
+  // A job of the local agent (a child of the server) sees nothing of it.
+  Submit("main", "type: task\nname: keyed\ncommands: ['env']\n");
   WaitForStatus("main", "keyed", "done");
+  const std::string log = Logs("main", "keyed");
+  EXPECT_NE(log.find("PATH="), std::string::npos) << log;
+  EXPECT_EQ(log.find(key), std::string::npos) << log;
+  EXPECT_EQ(log.find("FLEETWATCH_ENCRYPTION_KEY"), std::string::npos) << log;
   EXPECT_EQ(ModeOf(data_.path() / "secret.key"), -1);
 }
 

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <string>
 
-#include "util/ids.h"
+#include "support/process.h"
 
 namespace fleetwatch::store {
 namespace {
@@ -20,19 +20,13 @@ std::array<uint8_t, SecretCipher::kKeyBytes> KeyOf(uint8_t fill) {
   return key;
 }
 
+// A fresh directory per test for the key file.
 class KeyDir {
  public:
-  KeyDir() : path_(fs::temp_directory_path() / ("fleetwatch-key-test-" + NewId())) {
-    fs::create_directories(path_);
-  }
-  ~KeyDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path file() const { return path_ / "secret.key"; }
+  fs::path file() const { return dir_.path() / "secret.key"; }
 
  private:
-  fs::path path_;
+  testing::TempDir dir_;
 };
 
 TEST(SecretCipher, RoundTripsWithAFreshNonceEachTime) {
