@@ -118,6 +118,19 @@ Result<model::GlobalRole> GetGlobalRole(const json::object& body) {
   return *role;
 }
 
+// A member that must be a list of strings.
+Result<std::vector<std::string>> GetStringList(const json::object& body, std::string_view key) {
+  const json::value* list = body.if_contains(key);
+  Status bad = InvalidArgument("'" + std::string(key) + "' must be a list of strings");
+  if (list == nullptr || !list->is_array()) return bad;
+  std::vector<std::string> out;
+  for (const json::value& item : list->get_array()) {
+    if (!item.is_string()) return bad;
+    out.emplace_back(item.get_string());
+  }
+  return out;
+}
+
 // No body, or an empty JSON object.
 bool IsEmptyBody(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;
@@ -160,24 +173,19 @@ void AddUserRoutes(http::Router& router, const Services& s) {
              }));
   // Token lifecycle and deletion, in dstack's shapes where it has them (POST /api/users/delete
   // {"users": [...]}) and in ours otherwise.
-  auto refresh = [&s](const model::User& caller, std::string_view name) {
+  auto refresh = [&s](const http::Request& req, const model::User& caller, std::string_view name) {
+    if (!IsEmptyBody(req.body)) return ErrorResponse(InvalidArgument("this request takes no body"));
     Result<server::NewUser> refreshed = s.users.RefreshToken(caller, name);
     if (!refreshed.ok()) return ErrorResponse(refreshed.status());
     return JsonResponse(UserWithTokenToJson(*refreshed));
   };
   router.Add("POST", "/api/users/me/refresh_token",
              Authed(s, [refresh](http::Request& req, const model::User& user) {
-               if (!IsEmptyBody(req.body)) {
-                 return ErrorResponse(InvalidArgument("this request takes no body"));
-               }
-               return refresh(user, user.name);
+               return refresh(req, user, user.name);
              }));
   router.Add("POST", "/api/users/{user}/refresh_token",
              Authed(s, [refresh](http::Request& req, const model::User& user) {
-               if (!IsEmptyBody(req.body)) {
-                 return ErrorResponse(InvalidArgument("this request takes no body"));
-               }
-               return refresh(user, req.path_params.at("user"));
+               return refresh(req, user, req.path_params.at("user"));
              }));
   router.Add("POST", "/api/users/{user}/role",
              Authed(s, [&s](http::Request& req, const model::User& user) {
@@ -199,17 +207,9 @@ void AddUserRoutes(http::Router& router, const Services& s) {
              Authed(s, [&s](http::Request& req, const model::User& user) {
                Result<json::object> body = ParseJsonObject(req.body, {"users"});
                if (!body.ok()) return ErrorResponse(body.status());
-               const json::value* users = body->if_contains("users");
-               std::vector<std::string> names;
-               bool valid = users != nullptr && users->is_array();
-               for (const json::value& name : valid ? users->get_array() : json::array()) {
-                 valid = valid && name.is_string();
-                 if (valid) names.emplace_back(name.get_string());
-               }
-               if (!valid) {
-                 return ErrorResponse(InvalidArgument("'users' must be a list of user names"));
-               }
-               Status deleted = s.users.DeleteUsers(user, names);
+               Result<std::vector<std::string>> names = GetStringList(*body, "users");
+               if (!names.ok()) return ErrorResponse(names.status());
+               Status deleted = s.users.DeleteUsers(user, *names);
                if (!deleted.ok()) return ErrorResponse(deleted);
                return JsonResponse(json::object());
              }));

@@ -50,8 +50,8 @@ Result<std::array<uint8_t, SecretCipher::kKeyBytes>> ParseSecretKey(std::string_
 Result<std::array<uint8_t, SecretCipher::kKeyBytes>> LoadOrCreateKeyFile(
     const std::filesystem::path& path);
 
-// Base64 (RFC 4648, padded) of `bytes`, and back; DecodeBase64 accepts missing padding and returns
-// nullopt-like InvalidArgument for anything else. Thread-safe.
+// Base64 (RFC 4648, padded) of `bytes`, and back. DecodeBase64 also accepts text without its
+// padding; anything outside the alphabet is InvalidArgument. Thread-safe (pure functions).
 std::string EncodeBase64(std::string_view bytes);
 Result<std::string> DecodeBase64(std::string_view text);
 
