@@ -1,5 +1,7 @@
 // fleetwatch: one binary, subcommands. `server` runs the control plane; the rest are clients of
 // its REST API.
+#include <sys/stat.h>
+
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -9,6 +11,9 @@
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  // Everything any subcommand creates (database, keys, logs, config files, agent state) is the
+  // user's alone unless the code widens it on purpose.
+  ::umask(077);
   int exit_code = 0;
   CLI::App app{"fleetwatch: GPU fleets, runs and jobs, measured and exported to Prometheus",
                "fleetwatch"};

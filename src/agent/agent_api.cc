@@ -8,6 +8,7 @@
 
 #include "agent/agent_json.h"
 #include "agent/job_metrics.h"
+#include "http/bearer.h"
 #include "model/json_text.h"
 #include "util/ids.h"
 
@@ -91,10 +92,8 @@ AgentApi::AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& 
 namespace {
 
 bool HasBearer(const http::Request& request, std::string_view token) {
-  constexpr std::string_view kBearer = "Bearer ";
-  std::string_view header = request.Header("authorization");
-  return header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer &&
-         ConstantTimeEquals(header.substr(kBearer.size()), token);
+  std::optional<std::string_view> sent = http::ParseBearer(request.Header("authorization"));
+  return sent && ConstantTimeEquals(*sent, token);
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 #include "agent/agent_json.h"
 
-#include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <limits>
 #include <set>
 #include <string>
+
+#include "model/json_text.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -18,9 +19,7 @@ constexpr size_t kMaxCommands = 10'000;
 constexpr size_t kMaxEnv = 10'000;
 
 Result<json::object> ParseObject(std::string_view body) {
-  boost::system::error_code ec;
-  json::value value = json::parse(body, ec);
-  if (ec) return InvalidArgument("malformed JSON body: " + ec.message());
+  FW_ASSIGN_OR_RETURN(json::value value, model::ParseStrictJson(body, {.subject = "the body"}));
   if (!value.is_object()) return InvalidArgument("the body must be a JSON object");
   return std::move(value.as_object());
 }

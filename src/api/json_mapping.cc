@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "model/json_text.h"
 #include "util/time_format.h"
 
 namespace fleetwatch::api {
@@ -123,11 +124,9 @@ json::value RunToJson(const model::Run& run) {
 
 Result<json::object> ParseJsonObject(std::string_view body,
                                      std::initializer_list<std::string_view> allowed) {
-  json::error_code ec;
-  json::parse_options options;
-  options.max_depth = 32;
-  json::value v = json::parse(body, ec, {}, options);
-  if (ec) return InvalidArgument("malformed JSON body: " + ec.message());
+  Result<json::value> parsed = model::ParseStrictJson(body, {32, 10'000, "the JSON body"});
+  if (!parsed.ok()) return parsed.status();
+  json::value& v = *parsed;
   if (!v.is_object()) return InvalidArgument("the JSON body must be an object");
   for (const auto& [key, value] : v.as_object()) {
     bool known = false;

@@ -21,7 +21,8 @@ boost::json::value FleetToJson(const server::FleetWithInstances& fleet);
 boost::json::value JobToJson(const model::Job& job);
 boost::json::value RunToJson(const model::Run& run);
 
-// Parses a request body that must be a JSON object whose keys are all in `allowed`.
+// Parses a request body that must be a JSON object whose keys are all in `allowed`, with the one
+// strict reader (model/json_text.h): a duplicate key is refused, never "last one wins".
 // InvalidArgument with a clear message otherwise.
 Result<boost::json::object> ParseJsonObject(std::string_view body,
                                             std::initializer_list<std::string_view> allowed);

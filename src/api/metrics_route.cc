@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "expose/family.h"
+#include "http/bearer.h"
 #include "model/entities.h"
 #include "model/status.h"
 #include "util/ids.h"
@@ -54,14 +55,9 @@ http::Response Forbidden(std::string_view message) {
 std::optional<http::Response> RefuseScrape(const http::Request& request,
                                            const MetricsEndpointOptions& options) {
   if (options.auth_token) {
-    constexpr std::string_view kScheme = "bearer ";
-    std::string_view authorization = Trim(request.Header("authorization"));
-    if (authorization.size() < kScheme.size() ||
-        !EqualsIgnoreCase(authorization.substr(0, kScheme.size()), kScheme)) {
-      return Forbidden("Access denied");
-    }
-    std::string_view token = Trim(authorization.substr(kScheme.size()));
-    if (!ConstantTimeEquals(token, *options.auth_token)) return Forbidden("Invalid token");
+    std::optional<std::string_view> token = http::ParseBearer(request.Header("authorization"));
+    if (!token) return Forbidden("Access denied");
+    if (!ConstantTimeEquals(*token, *options.auth_token)) return Forbidden("Invalid token");
   }
   if (!options.enabled) return http::JsonError(404, "not_found", "Not Found");
   return std::nullopt;

@@ -104,6 +104,40 @@ Result<std::vector<model::RunStatus>> QueryStatuses(const http::Request& request
 
 http::Response Created(const json::value& value) { return JsonResponse(value, 201); }
 
+// A user with their new token: the only time the token is shown.
+json::value UserWithTokenToJson(const server::NewUser& user) {
+  json::value out = UserToJson(user.user);
+  out.as_object()["token"] = user.token;
+  return out;
+}
+
+Result<model::GlobalRole> GetGlobalRole(const json::object& body) {
+  FW_ASSIGN_OR_RETURN(std::string text, GetString(body, "global_role"));
+  std::optional<model::GlobalRole> role = model::Parse<model::GlobalRole>(text);
+  if (!role) return InvalidArgument("'global_role' must be admin or user");
+  return *role;
+}
+
+// A member that must be a list of strings.
+Result<std::vector<std::string>> GetStringList(const json::object& body, std::string_view key) {
+  const json::value* list = body.if_contains(key);
+  Status bad = InvalidArgument("'" + std::string(key) + "' must be a list of strings");
+  if (list == nullptr || !list->is_array()) return bad;
+  std::vector<std::string> out;
+  for (const json::value& item : list->get_array()) {
+    if (!item.is_string()) return bad;
+    out.emplace_back(item.get_string());
+  }
+  return out;
+}
+
+// No body, or an empty JSON object.
+bool IsEmptyBody(std::string_view body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;
+  Result<json::object> object = ParseJsonObject(body, {});
+  return object.ok() && object->empty();
+}
+
 void AddUserRoutes(http::Router& router, const Services& s) {
   router.Add("GET", "/api/server/info", Authed(s, [&s](http::Request&, const model::User&) {
                return JsonResponse(json::object{{"version", kVersion},
@@ -129,19 +163,55 @@ void AddUserRoutes(http::Router& router, const Services& s) {
                if (!name.ok()) return ErrorResponse(name.status());
                model::GlobalRole role = model::GlobalRole::kUser;
                if (body->contains("global_role")) {
-                 Result<std::string> text = GetString(*body, "global_role");
-                 if (!text.ok()) return ErrorResponse(text.status());
-                 std::optional<model::GlobalRole> parsed = model::Parse<model::GlobalRole>(*text);
-                 if (!parsed) {
-                   return ErrorResponse(InvalidArgument("'global_role' must be admin or user"));
-                 }
+                 Result<model::GlobalRole> parsed = GetGlobalRole(*body);
+                 if (!parsed.ok()) return ErrorResponse(parsed.status());
                  role = *parsed;
                }
                Result<server::NewUser> created = s.users.CreateUser(user, *name, role);
                if (!created.ok()) return ErrorResponse(created.status());
-               json::value out = UserToJson(created->user);
-               out.as_object()["token"] = created->token;
-               return Created(out);
+               return Created(UserWithTokenToJson(*created));
+             }));
+  // Token lifecycle and deletion, in dstack's shapes where it has them (POST /api/users/delete
+  // {"users": [...]}) and in ours otherwise.
+  auto refresh = [&s](const http::Request& req, const model::User& caller, std::string_view name) {
+    if (!IsEmptyBody(req.body)) return ErrorResponse(InvalidArgument("this request takes no body"));
+    Result<server::NewUser> refreshed = s.users.RefreshToken(caller, name);
+    if (!refreshed.ok()) return ErrorResponse(refreshed.status());
+    return JsonResponse(UserWithTokenToJson(*refreshed));
+  };
+  router.Add("POST", "/api/users/me/refresh_token",
+             Authed(s, [refresh](http::Request& req, const model::User& user) {
+               return refresh(req, user, user.name);
+             }));
+  router.Add("POST", "/api/users/{user}/refresh_token",
+             Authed(s, [refresh](http::Request& req, const model::User& user) {
+               return refresh(req, user, req.path_params.at("user"));
+             }));
+  router.Add("POST", "/api/users/{user}/role",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               Result<json::object> body = ParseJsonObject(req.body, {"global_role"});
+               if (!body.ok()) return ErrorResponse(body.status());
+               Result<model::GlobalRole> role = GetGlobalRole(*body);
+               if (!role.ok()) return ErrorResponse(role.status());
+               auto changed = s.users.SetGlobalRole(user, req.path_params.at("user"), *role);
+               if (!changed.ok()) return ErrorResponse(changed.status());
+               return JsonResponse(UserToJson(*changed));
+             }));
+  router.Add("DELETE", "/api/users/{user}",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               Status deleted = s.users.DeleteUsers(user, {req.path_params.at("user")});
+               if (!deleted.ok()) return ErrorResponse(deleted);
+               return JsonResponse(json::object());
+             }));
+  router.Add("POST", "/api/users/delete",
+             Authed(s, [&s](http::Request& req, const model::User& user) {
+               Result<json::object> body = ParseJsonObject(req.body, {"users"});
+               if (!body.ok()) return ErrorResponse(body.status());
+               Result<std::vector<std::string>> names = GetStringList(*body, "users");
+               if (!names.ok()) return ErrorResponse(names.status());
+               Status deleted = s.users.DeleteUsers(user, *names);
+               if (!deleted.ok()) return ErrorResponse(deleted);
+               return JsonResponse(json::object());
              }));
 }
 

@@ -1,7 +1,11 @@
 #include "api/server_app.h"
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "api/metrics_route.h"
@@ -25,6 +29,31 @@
 
 namespace fleetwatch::api {
 namespace {
+
+// Creates `dir` (and its parents) when missing and gives it mode 0700; an existing one that was
+// open to others is tightened with a warning, since what it holds was readable until now.
+Status MakePrivateDirectory(const std::filesystem::path& dir, std::string_view what) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return Unavailable("cannot create the " + std::string(what) + " " + dir.string() + ": " +
+                       ec.message());
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Unavailable("the " + std::string(what) + " " + dir.string() + " is not a directory");
+  }
+  if ((st.st_mode & 07777) == 0700) return Status::Ok();
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    return Unavailable("cannot set mode 0700 on the " + std::string(what) + " " + dir.string() +
+                       ": " + std::strerror(errno));
+  }
+  if ((st.st_mode & 077) != 0) {
+    spdlog::warn("the {} {} was open to other users (mode {:o}); it is 0700 now", what,
+                 dir.string(), st.st_mode & 07777);
+  }
+  return Status::Ok();
+}
 
 class ServerAppImpl final : public ServerApp {
  public:
@@ -173,14 +202,21 @@ class ServerAppImpl final : public ServerApp {
 
 Result<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerConfig& config,
                                                     const Clock& clock) {
-  std::error_code ec;
-  std::filesystem::create_directories(config.data_dir, ec);
-  if (ec) {
-    return Unavailable("cannot create the data directory " + config.data_dir + ": " + ec.message());
+  store::SqliteStoreOptions store_options;
+  if (config.encryption_key) {
+    FW_ASSIGN_OR_RETURN(store_options.secret_key,
+                        store::ParseSecretKey(*config.encryption_key, "FLEETWATCH_ENCRYPTION_KEY"));
   }
-  std::string db_path = (std::filesystem::path(config.data_dir) / "fleetwatch.db").string();
-  FW_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> store, store::OpenSqliteStore(db_path));
-  auto app = std::make_unique<ServerAppImpl>(std::move(store), clock);
+  const std::filesystem::path data_dir(config.data_dir);
+  FW_RETURN_IF_ERROR(MakePrivateDirectory(data_dir, "data directory"));
+  FW_RETURN_IF_ERROR(MakePrivateDirectory(data_dir / "logs", "log directory"));
+  std::string db_path = (data_dir / "fleetwatch.db").string();
+  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(db_path, store_options);
+  if (store_options.secret_key) {
+    OPENSSL_cleanse(store_options.secret_key->data(), store_options.secret_key->size());
+  }
+  if (!store.ok()) return store.status();
+  auto app = std::make_unique<ServerAppImpl>(std::move(store).value(), clock);
   FW_RETURN_IF_ERROR(app->Start(config));
   return std::unique_ptr<ServerApp>(std::move(app));
 }

@@ -13,8 +13,12 @@ namespace fleetwatch::api {
 
 struct ServerConfig {
   std::string host = "127.0.0.1";
-  uint16_t port = 3000;                    // 0: any free port
-  std::string data_dir;                    // holds fleetwatch.db; created when missing
+  uint16_t port = 3000;  // 0: any free port
+  // Holds fleetwatch.db and secret.key; created (or tightened) to mode 0700 at start.
+  std::string data_dir;
+  // The key that encrypts agent tokens in the database, as given (FLEETWATCH_ENCRYPTION_KEY:
+  // base64 or hex of 32 bytes). Unset: `secret.key` in the data dir, created on first start.
+  std::optional<std::string> encryption_key;
   std::optional<std::string> admin_token;  // used only on the first start
   int http_threads = 4;
   std::chrono::milliseconds poll_interval{1000};  // one poll of every agent per interval
@@ -37,7 +41,11 @@ struct ServerConfig {
 // The whole server: store, services, REST API, background work. Thread-safe.
 class ServerApp {
  public:
-  // Opens (or creates) the store, bootstraps it on first start, starts serving.
+  // Opens (or creates) the store, bootstraps it on first start, starts serving. The data dir and
+  // its logs dir get mode 0700 (a looser existing one is tightened, with a warning). Errors:
+  // InvalidArgument for a malformed encryption key, FailedPrecondition for a key that does not
+  // decrypt the stored agent tokens, Unavailable when the data dir cannot be made, and the
+  // store's and the HTTP server's errors.
   static Result<std::unique_ptr<ServerApp>> Start(const ServerConfig& config, const Clock& clock);
   virtual ~ServerApp() = default;
 

@@ -10,13 +10,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "api/server_app.h"
+#include "cli/config.h"
 #include "util/logging.h"
 #include "util/signals.h"
 
@@ -56,25 +56,18 @@ std::string HomeDir() {
 }
 
 // On the first start, points the CLI of the user who started the server at it, unless they
-// already have a configuration (which is never overwritten).
+// already have a configuration (which is never overwritten). Written by the CLI's own config
+// writer: YAML-quoted, through a 0600 temporary file renamed into place.
 void WriteClientConfigIfMissing(const std::string& url, const std::string& token) {
-  std::filesystem::path dir = std::filesystem::path(HomeDir()) / ".fleetwatch";
-  std::filesystem::path file = dir / "config.yml";
+  std::filesystem::path file = cli::ConfigFilePath(HomeDir());
   std::error_code ec;
-  if (std::filesystem::exists(file, ec)) return;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return;
-  ::chmod(dir.c_str(), 0700);
-  std::filesystem::path tmp = dir / "config.yml.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return;
-    out << "url: " << url << "\ntoken: " << token << "\nproject: main\n";
-    if (!out) return;
+  if (std::filesystem::exists(file, ec) || ec) return;
+  Status written = cli::UpdateConfigFile(file, {url, token, std::string(cli::kDefaultProject)});
+  if (!written.ok()) {
+    spdlog::warn("the CLI is not configured: {}", written.message());
+    return;
   }
-  ::chmod(tmp.c_str(), 0600);
-  std::filesystem::rename(tmp, file, ec);
-  if (!ec) std::cout << "  The CLI is configured in " << file.string() << "\n";
+  std::cout << "  The CLI is configured in " << file.string() << "\n";
 }
 
 int RunServer(const ServerFlags& flags) {
@@ -97,6 +90,11 @@ int RunServer(const ServerFlags& flags) {
                           ? std::string(env)
                           : (std::filesystem::path(HomeDir()) / ".fleetwatch" / "server").string();
   }
+  if (const char* key = std::getenv("FLEETWATCH_ENCRYPTION_KEY"); key != nullptr && *key != '\0') {
+    config.encryption_key = key;
+  }
+  // Read once; the local agent and its jobs, started later, must not inherit it.
+  ::unsetenv("FLEETWATCH_ENCRYPTION_KEY");
   if (const char* token = std::getenv("FLEETWATCH_SERVER_ADMIN_TOKEN"); token && *token) {
     config.admin_token = token;
   }

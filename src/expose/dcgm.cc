@@ -366,6 +366,29 @@ Result<DcgmText> ParseDcgmText(std::string_view text, const DcgmParseLimits& lim
   return Parser(text, limits).Run();
 }
 
+std::string_view OpenMetricsBaseName(std::string_view name) {
+  for (std::string_view suffix :
+       {"_total", "_created", "_info", "_bucket", "_count", "_sum", "_gcount", "_gsum"}) {
+    if (name.size() > suffix.size() && name.ends_with(suffix)) {
+      return name.substr(0, name.size() - suffix.size());
+    }
+  }
+  return name;
+}
+
+size_t DropForeignDcgmFamilies(DcgmText& text, std::span<const std::string_view> server_families) {
+  const size_t before = text.families.size();
+  std::erase_if(text.families, [&](const DcgmFamily& family) {
+    if (!family.name.starts_with("DCGM_") && !family.name.starts_with("dcgm_")) return true;
+    const std::string_view base = OpenMetricsBaseName(family.name);
+    for (std::string_view server : server_families) {
+      if (base == OpenMetricsBaseName(server) || family.name == server) return true;
+    }
+    return false;
+  });
+  return before - text.families.size();
+}
+
 std::vector<RenderedFamily> RelabelDcgm(const DcgmText& text,
                                         std::span<const std::string> gpu_uuids,
                                         std::span<const Label> job_labels) {

@@ -55,6 +55,17 @@ struct DcgmParseLimits {
 // Thread-safe (pure function).
 Result<DcgmText> ParseDcgmText(std::string_view text, const DcgmParseLimits& limits = {});
 
+// `name` without the one suffix OpenMetrics lets a family's samples add (_total, _created, _info,
+// _bucket, _count, _sum, _gcount, _gsum); `name` itself when it has none. Two families whose
+// names agree after this clash in a strict OpenMetrics parser. Thread-safe (pure function).
+std::string_view OpenMetricsBaseName(std::string_view name);
+
+// Removes the families a host may not add beside the server's own: any whose name is not in
+// dcgm-exporter's namespace (starting with DCGM_ or dcgm_), and any whose OpenMetrics base name
+// equals that of one of `server_families`. Returns how many families were removed. Thread-safe
+// (pure function; `text` is the caller's).
+size_t DropForeignDcgmFamilies(DcgmText& text, std::span<const std::string_view> server_families);
+
 // One family of relabeled DCGM samples, ready to concatenate.
 struct RenderedFamily {
   FamilyHeader header;

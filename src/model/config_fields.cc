@@ -26,6 +26,12 @@ bool IsSafeKey(std::string_view key) {
   return true;
 }
 
+std::string SanitizeLibraryMessage(std::string_view message) {
+  std::string out;
+  for (char c : message.substr(0, 200)) out += (c >= 0x20 && c <= 0x7e) ? c : '?';
+  return out;
+}
+
 bool IsValidUtf8(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {

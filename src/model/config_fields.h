@@ -22,6 +22,10 @@ namespace fleetwatch::model::config {
 // ^[A-Za-z0-9_.-]{1,64}$: a key short and plain enough to repeat back in a message.
 bool IsSafeKey(std::string_view key);
 
+// A library's error message made safe to pass on: printable ASCII only, at most 200 characters,
+// so that a message quoting input cannot smuggle control characters out.
+std::string SanitizeLibraryMessage(std::string_view message);
+
 // True when `text` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 

@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value.hpp>
 
 #include "model/config_fields.h"
+#include "model/json_text.h"
 
 namespace fleetwatch::model::config {
 namespace {
@@ -27,14 +27,6 @@ constexpr std::string_view kTooDeep = "configuration is nested too deeply (at mo
 constexpr std::string_view kTooManyNodes = "configuration has too many values (at most 100000)";
 constexpr std::string_view kTooMuchText = "configuration holds too much text (at most 16 MiB)";
 
-// Library messages are fixed strings in practice; still, keep only printable ASCII and bound
-// the length so that a future message quoting input cannot smuggle control characters out.
-std::string Sanitize(std::string_view message) {
-  std::string out;
-  for (char c : message.substr(0, 200)) out += (c >= 0x20 && c <= 0x7e) ? c : '?';
-  return out;
-}
-
 bool IsBlank(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
                      [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; });
@@ -42,141 +34,8 @@ bool IsBlank(std::string_view text) {
 
 // ---- JSON -------------------------------------------------------------------------------------
 
-// Builds a boost::json::value from basic_parser events. Unlike boost::json::parse, it refuses
-// duplicate keys (the DOM parser keeps the last one silently) and bounds the number of values.
-class TreeBuilder {
- public:
-  static constexpr std::size_t max_array_size = -1;
-  static constexpr std::size_t max_object_size = -1;
-  static constexpr std::size_t max_string_size = -1;
-  static constexpr std::size_t max_key_size = -1;
-
-  bool on_document_begin(boost::json::error_code&) { return true; }
-  bool on_document_end(boost::json::error_code&) { return true; }
-  bool on_array_begin(boost::json::error_code& ec) {
-    return Open(boost::json::value(boost::json::array_kind), ec);
-  }
-  bool on_array_end(std::size_t, boost::json::error_code& ec) { return Close(ec); }
-  bool on_object_begin(boost::json::error_code& ec) {
-    return Open(boost::json::value(boost::json::object_kind), ec);
-  }
-  bool on_object_end(std::size_t, boost::json::error_code& ec) { return Close(ec); }
-  bool on_string_part(boost::json::string_view s, std::size_t, boost::json::error_code&) {
-    text_.append(s.data(), s.size());
-    return true;
-  }
-  bool on_string(boost::json::string_view s, std::size_t, boost::json::error_code& ec) {
-    text_.append(s.data(), s.size());
-    boost::json::value v(boost::json::string_view(text_.data(), text_.size()));
-    text_.clear();
-    return Add(std::move(v), ec);
-  }
-  bool on_key_part(boost::json::string_view s, std::size_t, boost::json::error_code&) {
-    text_.append(s.data(), s.size());
-    return true;
-  }
-  bool on_key(boost::json::string_view s, std::size_t, boost::json::error_code& ec) {
-    text_.append(s.data(), s.size());
-    key_ = std::move(text_);
-    text_.clear();
-    if (stack_.back().value.get_object().contains(key_)) {
-      return Fail("duplicate key" + (IsSafeKey(key_) ? " '" + key_ + "'" : std::string()), ec);
-    }
-    return true;
-  }
-  bool on_number_part(boost::json::string_view, boost::json::error_code&) { return true; }
-  bool on_int64(int64_t i, boost::json::string_view, boost::json::error_code& ec) {
-    return Add(boost::json::value(i), ec);
-  }
-  bool on_uint64(uint64_t u, boost::json::string_view, boost::json::error_code& ec) {
-    return Add(boost::json::value(u), ec);
-  }
-  bool on_double(double d, boost::json::string_view, boost::json::error_code& ec) {
-    return Add(boost::json::value(d), ec);
-  }
-  bool on_bool(bool b, boost::json::error_code& ec) { return Add(boost::json::value(b), ec); }
-  bool on_null(boost::json::error_code& ec) { return Add(boost::json::value(nullptr), ec); }
-  bool on_comment_part(boost::json::string_view, boost::json::error_code&) { return true; }
-  bool on_comment(boost::json::string_view, boost::json::error_code&) { return true; }
-
-  boost::json::value& root() { return root_; }
-  // Set when a handler refused the input; basic_parser then reports error::exception.
-  const std::string& failure() const { return failure_; }
-
- private:
-  struct Frame {
-    boost::json::value value;
-    std::string key_in_parent;
-  };
-
-  bool Fail(std::string message, boost::json::error_code& ec) {
-    failure_ = std::move(message);
-    ec = boost::json::error::exception;
-    return false;
-  }
-
-  bool Count(boost::json::error_code& ec) {
-    if (++nodes_ > kMaxNodes) return Fail(std::string(kTooManyNodes), ec);
-    return true;
-  }
-
-  bool Open(boost::json::value container, boost::json::error_code& ec) {
-    if (!Count(ec)) return false;
-    stack_.push_back({std::move(container), std::move(key_)});
-    key_.clear();
-    return true;
-  }
-
-  bool Close(boost::json::error_code& ec) {
-    Frame frame = std::move(stack_.back());
-    stack_.pop_back();
-    key_ = std::move(frame.key_in_parent);
-    --nodes_;  // Add counts it again
-    return Add(std::move(frame.value), ec);
-  }
-
-  bool Add(boost::json::value v, boost::json::error_code& ec) {
-    if (!Count(ec)) return false;
-    if (stack_.empty()) {
-      root_ = std::move(v);
-    } else if (stack_.back().value.is_array()) {
-      stack_.back().value.get_array().push_back(std::move(v));
-    } else {
-      stack_.back().value.get_object().emplace(key_, std::move(v));
-      key_.clear();
-    }
-    return true;
-  }
-
-  boost::json::value root_;
-  std::vector<Frame> stack_;
-  std::string key_;
-  std::string text_;
-  std::string failure_;
-  std::size_t nodes_ = 0;
-};
-
 Result<boost::json::value> ParseJson(std::string_view text) {
-  boost::json::parse_options options;
-  options.max_depth = kMaxDepth;
-  boost::json::basic_parser<TreeBuilder> parser(options);
-  boost::json::error_code ec;
-  std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
-  if (!ec && consumed < text.size()) ec = boost::json::error::extra_data;
-  if (!ec) return std::move(parser.handler().root());
-
-  if (!parser.handler().failure().empty()) {
-    return InvalidArgument("malformed JSON: " + parser.handler().failure());
-  }
-  if (ec == boost::json::error::too_deep) return InvalidArgument(std::string(kTooDeep));
-  consumed = std::min(consumed, text.size());
-  std::string_view before = text.substr(0, consumed);
-  std::size_t line = 1 + std::count(before.begin(), before.end(), '\n');
-  std::size_t last_newline = before.rfind('\n');
-  std::size_t column =
-      1 + (last_newline == std::string_view::npos ? consumed : consumed - last_newline - 1);
-  return InvalidArgument("malformed JSON: " + Sanitize(ec.message()) + " at line " +
-                         std::to_string(line) + ", column " + std::to_string(column));
+  return ParseStrictJson(text, {kMaxDepth, kMaxNodes, "configuration"});
 }
 
 // ---- YAML -------------------------------------------------------------------------------------
@@ -346,10 +205,11 @@ Result<boost::json::value> ParseYaml(std::string_view text) {
   } catch (const YAML::DeepRecursion&) {
     return InvalidArgument(std::string(kTooDeep));
   } catch (const YAML::Exception& e) {
-    if (e.mark.is_null()) return InvalidArgument("malformed YAML: " + Sanitize(e.msg));
+    if (e.mark.is_null())
+      return InvalidArgument("malformed YAML: " + SanitizeLibraryMessage(e.msg));
     return InvalidArgument("malformed YAML at line " + std::to_string(e.mark.line + 1) +
                            ", column " + std::to_string(e.mark.column + 1) + ": " +
-                           Sanitize(e.msg));
+                           SanitizeLibraryMessage(e.msg));
   }
   if (documents.size() > 1) {
     return InvalidArgument("configuration must be a single YAML document (found several)");
@@ -359,7 +219,7 @@ Result<boost::json::value> ParseYaml(std::string_view text) {
     YamlConverter converter;
     return converter.Convert(documents.front(), "", 0);
   } catch (const YAML::Exception& e) {
-    return InvalidArgument("malformed YAML: " + Sanitize(e.msg));
+    return InvalidArgument("malformed YAML: " + SanitizeLibraryMessage(e.msg));
   }
 }
 

@@ -2,26 +2,20 @@
 
 #include <string>
 
+#include "http/bearer.h"
 #include "model/names.h"
 #include "util/ids.h"
 
 namespace fleetwatch::server {
 
 Result<model::User> AuthService::Authenticate(std::string_view authorization) const {
-  constexpr std::string_view kScheme = "Bearer ";
   if (authorization.empty()) {
     return Unauthenticated("missing Authorization header: send 'Authorization: Bearer <token>'");
   }
-  if (authorization.size() <= kScheme.size() ||
-      !std::equal(kScheme.begin(), kScheme.end(), authorization.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-    return Unauthenticated("the Authorization header must be 'Bearer <token>'");
-  }
-  std::string_view token = authorization.substr(kScheme.size());
-  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-  if (token.empty() || token.size() > 512) return Unauthenticated("invalid token");
-  Result<model::User> user = store_.GetUserByTokenHash(Sha256Hex(token));
+  std::optional<std::string_view> token = http::ParseBearer(authorization);
+  if (!token) return Unauthenticated("the Authorization header must be 'Bearer <token>'");
+  if (token->size() > 512) return Unauthenticated("invalid token");
+  Result<model::User> user = store_.GetUserByTokenHash(Sha256Hex(*token));
   if (!user.ok()) {
     if (user.status().code() == StatusCode::kNotFound) return Unauthenticated("invalid token");
     return user.status();

@@ -50,6 +50,7 @@ constexpr char kProjectCost[] = "dstack_project_cost_dollars_total";
 constexpr char kProjectGpuSeconds[] = "dstack_project_gpu_seconds_total";
 constexpr char kAgentPollErrors[] = "fleetwatch_agent_poll_errors_total";
 constexpr char kDcgmTextErrors[] = "fleetwatch_dcgm_text_errors_total";
+constexpr char kDcgmFamiliesDropped[] = "fleetwatch_dcgm_families_dropped_total";
 
 constexpr std::array kAllRunStatuses = {
     model::RunStatus::kPending, model::RunStatus::kSubmitted,   model::RunStatus::kProvisioning,
@@ -282,6 +283,8 @@ void RenderServer(const ExpositionState& state, std::map<std::string, std::strin
                static_cast<double>(state.agent_poll_errors));
   AppendSample(out[kDcgmTextErrors], kDcgmTextErrors, "",
                static_cast<double>(state.dcgm_text_errors));
+  AppendSample(out[kDcgmFamiliesDropped], kDcgmFamiliesDropped, "",
+               static_cast<double>(state.dcgm_families_dropped));
 }
 
 // The snapshot key of a job's DCGM samples: sorts like the spec orders jobs.
@@ -367,6 +370,8 @@ const std::vector<ServerFamily>& ServerFamilies() {
        "Agent polls whose reply was not usable (unreachable, HTTP error or malformed)"},
       {Section::kServer, kDcgmTextErrors, MetricType::kCounter,
        "DCGM texts from hosts that did not parse; those hosts' DCGM samples were dropped"},
+      {Section::kServer, kDcgmFamiliesDropped, MetricType::kCounter,
+       "Families in hosts' DCGM texts dropped for a name outside DCGM's or one of the server's"},
   };
   return kFamilies;
 }
@@ -395,6 +400,7 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
       std::abort();
     }
     ids_[f.name] = *id;
+    server_family_names_.emplace_back(f.name);
   }
 }
 
@@ -465,6 +471,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
       }
       continue;
     }
+    dcgm_families_dropped_ += expose::DropForeignDcgmFamilies(*text, server_family_names_);
     for (const auto& [key, job] : on_host) {
       std::vector<std::string> uuids;
       for (int index : job->gpu_indices) {
@@ -503,6 +510,7 @@ Status ExpositionUpdater::Update(ExpositionInputs inputs) {
   snapshot_.DropExpiredDcgm(now);
   state.agent_poll_errors = inputs.agent_poll_errors;
   state.dcgm_text_errors = dcgm_text_errors_;
+  state.dcgm_families_dropped = dcgm_families_dropped_;
   state.submit_to_provision = submit_to_provision_;
   state.pending_runs = pending_runs_;
   std::map<std::string, std::string> samples = RenderServerFamilies(state, now, options_);

@@ -40,8 +40,9 @@ struct ExpositionState {
   // By (project name, run type text): since this server started, like dstack's.
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision;
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs;
-  uint64_t agent_poll_errors = 0;  // FleetController::bad_replies()
-  uint64_t dcgm_text_errors = 0;   // hosts' DCGM texts that did not parse
+  uint64_t agent_poll_errors = 0;      // FleetController::bad_replies()
+  uint64_t dcgm_text_errors = 0;       // hosts' DCGM texts that did not parse
+  uint64_t dcgm_families_dropped = 0;  // expose::DropForeignDcgmFamilies, all texts so far
 };
 
 struct ExpositionOptions {
@@ -112,7 +113,9 @@ class ExpositionUpdater {
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_;
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_;
   uint64_t dcgm_text_errors_ = 0;
-  std::map<std::string, std::string> dcgm_keys_;  // snapshot DCGM key → job id
+  uint64_t dcgm_families_dropped_ = 0;
+  std::vector<std::string_view> server_family_names_;  // constant after construction
+  std::map<std::string, std::string> dcgm_keys_;       // snapshot DCGM key → job id
 };
 
 }  // namespace fleetwatch::server

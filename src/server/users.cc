@@ -1,5 +1,7 @@
 #include "server/users.h"
 
+#include <algorithm>
+
 #include "model/names.h"
 #include "util/ids.h"
 
@@ -51,6 +53,48 @@ Result<std::vector<model::User>> UserService::ListUsers(const model::User& calle
     return PermissionDenied("only global admins can list users");
   }
   return store_.ListUsers();
+}
+
+Result<NewUser> UserService::RefreshToken(const model::User& caller, std::string_view name) {
+  if (caller.name != name && caller.global_role != model::GlobalRole::kAdmin) {
+    return PermissionDenied("only global admins can refresh another user's token");
+  }
+  FW_ASSIGN_OR_RETURN(model::User user, store_.GetUserByName(name));
+  NewUser refreshed{std::move(user), NewToken()};
+  FW_RETURN_IF_ERROR(store_.SetUserTokenHash(refreshed.user.id, Sha256Hex(refreshed.token)));
+  return refreshed;
+}
+
+Status UserService::DeleteUsers(const model::User& caller, const std::vector<std::string>& names) {
+  if (caller.global_role != model::GlobalRole::kAdmin) {
+    return PermissionDenied("only global admins can delete users");
+  }
+  if (names.empty()) return InvalidArgument("name at least one user to delete");
+  for (size_t i = 0; i < names.size(); ++i) {
+    FW_RETURN_IF_ERROR(model::ValidateName("user name", names[i]));
+    if (names[i] == caller.name) return InvalidArgument("you cannot delete yourself");
+    if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), names[i]) !=
+        names.begin() + static_cast<std::ptrdiff_t>(i)) {
+      return InvalidArgument("user '" + names[i] + "' is named twice");
+    }
+  }
+  return store_.DeleteUsers(names);
+}
+
+Result<model::User> UserService::SetGlobalRole(const model::User& caller, std::string_view name,
+                                               model::GlobalRole role) {
+  if (caller.global_role != model::GlobalRole::kAdmin) {
+    return PermissionDenied("only global admins can change global roles");
+  }
+  FW_ASSIGN_OR_RETURN(model::User user, store_.GetUserByName(name));
+  Status set = store_.SetUserGlobalRole(user.id, role);
+  if (set.code() == StatusCode::kFailedPrecondition) {
+    return FailedPrecondition("user '" + user.name +
+                              "' is the last global admin: make another user an admin first");
+  }
+  FW_RETURN_IF_ERROR(set);
+  user.global_role = role;
+  return user;
 }
 
 }  // namespace fleetwatch::server

@@ -34,6 +34,21 @@ class UserService {
                              model::GlobalRole role);
   Result<std::vector<model::User>> ListUsers(const model::User& caller);
 
+  // Gives user `name` a new random token and returns it (the only copy); the old token stops
+  // working at once. A user may refresh their own token; global admins anyone's
+  // (PermissionDenied otherwise, NotFound for an unknown user).
+  Result<NewUser> RefreshToken(const model::User& caller, std::string_view name);
+
+  // Global admins only. Deletes the named users at once (all or none; see store.h for what stays).
+  // InvalidArgument for an empty list, a duplicate or the caller's own name; NotFound for an
+  // unknown user; FailedPrecondition when no global admin would remain.
+  Status DeleteUsers(const model::User& caller, const std::vector<std::string>& names);
+
+  // Global admins only. Returns the user with the new role. NotFound for an unknown user;
+  // FailedPrecondition when it would demote the last global admin.
+  Result<model::User> SetGlobalRole(const model::User& caller, std::string_view name,
+                                    model::GlobalRole role);
+
  private:
   store::Store& store_;
   const Clock& clock_;

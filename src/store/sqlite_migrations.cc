@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 6> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -142,6 +142,14 @@ CREATE TABLE usage_totals (
   gpu_seconds  REAL NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 5: reserved for a step of the same issue made on another branch; empty here, and to be
+    // replaced by that step when the branches meet (never released empty).
+    "",
+    // 6: deleted users. A deleted user's row stays (runs and counters name it, projects it owns
+    // reference it) with no usable token; only the server's own queries see it.
+    R"sql(
+ALTER TABLE users ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 

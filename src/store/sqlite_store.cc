@@ -1,10 +1,17 @@
 #include "store/sqlite_store.h"
 
+#include <fcntl.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <limits>
@@ -23,6 +30,7 @@
 
 #include "model/entities.h"
 #include "model/status.h"
+#include "store/secret_cipher.h"
 #include "store/sqlite_migrations.h"
 
 namespace fleetwatch::store {
@@ -384,7 +392,18 @@ Result<model::Fleet> ReadFleet(const Query& q) {
   return fleet;
 }
 
-Result<model::Instance> ReadInstance(const Query& q) {
+// An agent token as stored: always encrypted (a copy of the database alone reveals none).
+Result<std::string> DecryptAgentToken(const SecretCipher& cipher, std::string_view stored,
+                                      std::string_view instance_name) {
+  Result<std::string> token = cipher.Decrypt(stored);
+  if (!token.ok()) {
+    return Internal("stored agent token of instance '" + std::string(instance_name) +
+                    "' cannot be decrypted: " + token.status().message());
+  }
+  return token;
+}
+
+Result<model::Instance> ReadInstance(const Query& q, const SecretCipher& cipher) {
   model::Instance instance;
   instance.id = q.Text(0);
   instance.project_id = q.Text(1);
@@ -397,7 +416,7 @@ Result<model::Instance> ReadInstance(const Query& q) {
   instance.backend = q.Text(8);
   instance.hostname = q.Text(9);
   instance.agent_port = q.Int(10);
-  instance.agent_token = q.Text(11);
+  FW_ASSIGN_OR_RETURN(instance.agent_token, DecryptAgentToken(cipher, q.Text(11), instance.name));
   instance.price = q.OptionalDouble(12);
   FW_ASSIGN_OR_RETURN(instance.resources, ResourcesFromJson(q.Text(13)));
   instance.created_at = q.Int64(14);
@@ -451,7 +470,52 @@ Result<model::Job> ReadJob(const Query& q) {
 // Thread-safe: every public method takes mu_ for its whole transaction.
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(DbHandle db) : db_(std::move(db)) {}
+  SqliteStore(DbHandle db, const SecretCipher& cipher) : cipher_(cipher), db_(std::move(db)) {}
+
+  // Encrypts the agent tokens an older fleetwatch stored in clear, and proves that the key
+  // decrypts those already encrypted: a wrong key fails here, at start, not at the first poll.
+  Status SealAgentTokens() {
+    size_t sealed_now = 0;
+    Status rewritten = Write([&]() -> Status {
+      std::vector<std::pair<std::string, std::string>> clear;  // id, token
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT id, name, agent_token FROM instances"));
+        while (true) {
+          FW_ASSIGN_OR_RETURN(bool row, q.Step());
+          if (!row) break;
+          std::string stored = q.Text(2);
+          if (!SecretCipher::IsEncrypted(stored)) {
+            clear.emplace_back(q.Text(0), std::move(stored));
+            continue;
+          }
+          Result<std::string> token = cipher_.Decrypt(stored);
+          if (!token.ok()) {
+            return FailedPrecondition(
+                "the encryption key does not decrypt the agent token of instance '" + q.Text(1) +
+                "': FLEETWATCH_ENCRYPTION_KEY (or secret.key beside the database) is not the key "
+                "this database was written with");
+          }
+        }
+      }
+      for (const auto& [id, token] : clear) {
+        FW_ASSIGN_OR_RETURN(std::string sealed, cipher_.Encrypt(token));
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE instances SET agent_token = ? WHERE id = ?"));
+        q.Bind(sealed).Bind(id);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      sealed_now = clear.size();
+      return Status::Ok();
+    });
+    FW_RETURN_IF_ERROR(rewritten);
+    if (sealed_now == 0) return Status::Ok();
+    // The clear text's old page images live on in the WAL until a checkpoint: move them out and
+    // empty it (secure_delete has zeroed them in the database file).
+    std::lock_guard lock(mu_);
+    const int rc =
+        sqlite3_wal_checkpoint_v2(db_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_.get(), rc);
+    return Status::Ok();
+  }
 
   Result<bool> Bootstrap(const model::User& admin, std::string_view token_hash,
                          const model::Project& main_project) override {
@@ -476,7 +540,7 @@ class SqliteStore final : public Store {
 
   Result<model::User> GetUserByName(std::string_view name) override {
     return Read([&]() -> Result<model::User> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "WHERE u.name = ?")));
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "WHERE u.name = ? AND u.deleted = 0")));
       q.Bind(name);
       FW_ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) return NotFound("user '" + std::string(name) + "' does not exist");
@@ -486,7 +550,8 @@ class SqliteStore final : public Store {
 
   Result<model::User> GetUserByTokenHash(std::string_view token_hash) override {
     return Read([&]() -> Result<model::User> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "WHERE u.token_hash = ?")));
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectUser, "WHERE u.token_hash = ? AND u.deleted = 0")));
       q.Bind(token_hash);
       FW_ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) return NotFound("no user has this token");
@@ -496,7 +561,8 @@ class SqliteStore final : public Store {
 
   Result<std::vector<model::User>> ListUsers() override {
     return Read([&]() -> Result<std::vector<model::User>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectUser, "ORDER BY u.name")));
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectUser, "WHERE u.deleted = 0 ORDER BY u.name")));
       std::vector<model::User> users;
       while (true) {
         FW_ASSIGN_OR_RETURN(bool row, q.Step());
@@ -505,6 +571,55 @@ class SqliteStore final : public Store {
         users.push_back(std::move(user));
       }
       return users;
+    });
+  }
+
+  Status SetUserTokenHash(std::string_view user_id, std::string_view token_hash) override {
+    return Write([&]() -> Status {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare("UPDATE users SET token_hash = ? WHERE id = ? AND deleted = 0"));
+      q.Bind(token_hash).Bind(user_id);
+      FW_RETURN_IF_ERROR(q.Exec());
+      if (q.Changes() == 0) return NotFound("the user does not exist");
+      return Status::Ok();
+    });
+  }
+
+  Status SetUserGlobalRole(std::string_view user_id, model::GlobalRole role) override {
+    return Write([&]() -> Status {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare("UPDATE users SET global_role = ? WHERE id = ? AND deleted = 0"));
+      q.Bind(model::ToString(role)).Bind(user_id);
+      FW_RETURN_IF_ERROR(q.Exec());
+      if (q.Changes() == 0) return NotFound("the user does not exist");
+      return RequireAnAdmin();
+    });
+  }
+
+  Status DeleteUsers(const std::vector<std::string>& names) override {
+    return Write([&]() -> Status {
+      for (const std::string& name : names) {
+        std::string id;
+        {
+          FW_ASSIGN_OR_RETURN(Query q,
+                              Prepare("SELECT id FROM users WHERE name = ? AND deleted = 0"));
+          q.Bind(name);
+          FW_ASSIGN_OR_RETURN(bool row, q.Step());
+          if (!row) return NotFound("user '" + name + "' does not exist");
+          id = q.Text(0);
+        }
+        {
+          // The hash column is unique and never empty; hashes are hex, so this matches no token.
+          FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE users SET deleted = 1, token_hash = ? "
+                                               "WHERE id = ?"));
+          q.Bind("deleted:" + id).Bind(id);
+          FW_RETURN_IF_ERROR(q.Exec());
+        }
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("DELETE FROM members WHERE user_id = ?"));
+        q.Bind(id);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      return RequireAnAdmin();
     });
   }
 
@@ -612,6 +727,7 @@ class SqliteStore final : public Store {
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create fleet '" + fleet.name + "'"));
       }
       for (const model::Instance& instance : instances) {
+        FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
         FW_ASSIGN_OR_RETURN(
             Query q, Prepare("INSERT INTO instances (id, project_id, fleet_id, name, instance_num, "
                              "status, backend, hostname, agent_port, agent_token, price, "
@@ -627,7 +743,7 @@ class SqliteStore final : public Store {
             .Bind(instance.backend)
             .Bind(instance.hostname)
             .Bind(instance.agent_port)
-            .Bind(instance.agent_token)
+            .Bind(agent_token)
             .Bind(instance.price)
             .Bind(ResourcesToJson(instance.resources))
             .Bind(instance.created_at);
@@ -751,7 +867,7 @@ class SqliteStore final : public Store {
       while (true) {
         FW_ASSIGN_OR_RETURN(bool row, q->Step());
         if (!row) break;
-        FW_ASSIGN_OR_RETURN(model::Instance instance, ReadInstance(*q));
+        FW_ASSIGN_OR_RETURN(model::Instance instance, ReadInstance(*q, cipher_));
         instances.push_back(std::move(instance));
       }
       return instances;
@@ -760,6 +876,7 @@ class SqliteStore final : public Store {
 
   Status UpdateInstance(const model::Instance& instance) override {
     return Write([&]() -> Status {
+      FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
       FW_ASSIGN_OR_RETURN(
           Query q,
           Prepare("UPDATE instances SET status = ?, resources = ?, price = ?, hostname = ?, "
@@ -770,7 +887,7 @@ class SqliteStore final : public Store {
           .Bind(instance.price)
           .Bind(instance.hostname)
           .Bind(instance.agent_port)
-          .Bind(instance.agent_token)
+          .Bind(agent_token)
           .Bind(instance.unreachable ? 1 : 0)
           .Bind(instance.last_seen_at)
           .Bind(instance.agent_id)
@@ -1167,6 +1284,15 @@ class SqliteStore final : public Store {
     return WithContext(q.Exec(), "create user '" + user.name + "'");
   }
 
+  // FailedPrecondition (rolling the transaction back) when no undeleted global admin is left.
+  Status RequireAnAdmin() {
+    FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT 1 FROM users WHERE global_role = 'admin' AND "
+                                         "deleted = 0 LIMIT 1"));
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return FailedPrecondition("the server must keep at least one global admin");
+    return Status::Ok();
+  }
+
   Status InsertProject(const model::Project& project) {
     FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO projects (id, name, owner_id, created_at) "
                                          "VALUES (?, ?, ?, ?)"));
@@ -1228,6 +1354,7 @@ class SqliteStore final : public Store {
     return run;
   }
 
+  const SecretCipher cipher_;
   std::mutex mu_;
   DbHandle db_;  // declared before statements_: statements are finalized first
   std::unordered_map<std::string, StatementHandle> statements_;
@@ -1242,12 +1369,35 @@ Status ExecPragma(sqlite3* db, const char* sql) {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
+                                               const SqliteStoreOptions& options) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) return Internal("cannot create directory " + parent.string() + ": " + ec.message());
+  }
+  std::array<uint8_t, SecretCipher::kKeyBytes> key{};
+  if (options.secret_key) {
+    key = *options.secret_key;
+  } else {
+    FW_ASSIGN_OR_RETURN(key, LoadOrCreateKeyFile(parent / "secret.key"));
+  }
+  const SecretCipher cipher(key);
+  OPENSSL_cleanse(key.data(), key.size());
+
+  // SQLite gives -wal and -shm the mode of the database file; the file is created 0600 here,
+  // before SQLite sees it, and files of an older fleetwatch are tightened.
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    const std::string file = path + suffix;
+    if (::chmod(file.c_str(), 0600) != 0 && errno != ENOENT) {
+      return Internal("cannot set the mode of " + file + ": " + std::strerror(errno));
+    }
+  }
+  if (const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); fd >= 0) {
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    return Internal("cannot create database " + path + ": " + std::strerror(errno));
   }
 
   sqlite3* raw = nullptr;
@@ -1267,8 +1417,13 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
       WithContext(ExecPragma(db.get(), "PRAGMA journal_mode = WAL"), "open database " + path));
   FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA synchronous = NORMAL"));
   FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA foreign_keys = ON"));
+  // Deleted and overwritten content (a token re-encrypted, a deleted user's hash) is zeroed, not
+  // left in free space for a copy of the file to reveal.
+  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA secure_delete = ON"));
   FW_RETURN_IF_ERROR(WithContext(MigrateSqliteSchema(db.get()), path));
-  return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db)));
+  auto store = std::make_unique<SqliteStore>(std::move(db), cipher);
+  FW_RETURN_IF_ERROR(WithContext(store->SealAgentTokens(), path));
+  return std::unique_ptr<Store>(std::move(store));
 }
 
 }  // namespace fleetwatch::store

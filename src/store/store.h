@@ -79,6 +79,16 @@ class Store {
   virtual Result<model::User> GetUserByName(std::string_view name) = 0;
   virtual Result<model::User> GetUserByTokenHash(std::string_view token_hash) = 0;
   virtual Result<std::vector<model::User>> ListUsers() = 0;  // by name
+  // Replaces the user's token hash: the old token stops working at once. NotFound when no user
+  // has that id.
+  virtual Status SetUserTokenHash(std::string_view user_id, std::string_view token_hash) = 0;
+  // NotFound for an unknown user; FailedPrecondition when it would leave no global admin.
+  virtual Status SetUserGlobalRole(std::string_view user_id, model::GlobalRole role) = 0;
+  // Deletes the named users, all or none. A deleted user loses their token and memberships and is
+  // gone from every method above; their runs, usage and the projects they own stay (counters are
+  // labeled by user name, so the name stays taken). NotFound naming the first unknown user;
+  // FailedPrecondition when no global admin would remain.
+  virtual Status DeleteUsers(const std::vector<std::string>& names) = 0;
 
   // --- projects and members ---
   // Creates the project and makes its owner an admin member.

@@ -131,8 +131,8 @@ class AgentApiTest : public ::testing::Test {
 
 TEST_F(AgentApiTest, EveryRouteNeedsTheToken) {
   for (const auto& auth : std::vector<std::optional<std::string>>{
-           std::nullopt, "Bearer wrong", "Bearer ", kToken, std::string("bearer ") + kToken,
-           std::string("Bearer ") + kToken + "x"}) {
+           std::nullopt, "Bearer wrong", "Bearer ", kToken, std::string("Basic ") + kToken,
+           std::string("Bearer ") + kToken + "x", std::string("Bearer ") + kToken + " junk"}) {
     Reply r = Send("GET", "/api/healthcheck", "", auth);
     EXPECT_EQ(r.status, 401) << auth.value_or("<none>");
     EXPECT_EQ(r.json.at("error").at("code").as_string(), "unauthenticated");
@@ -141,6 +141,9 @@ TEST_F(AgentApiTest, EveryRouteNeedsTheToken) {
             401);
   EXPECT_EQ(Send("GET", "/api/nothing-here", "", std::nullopt).status, 401);
   EXPECT_TRUE(runtime_->List().empty());
+  // The scheme in any case, like the server (http/bearer.h).
+  EXPECT_EQ(Send("GET", "/api/healthcheck", "", std::string("bearer ") + kToken).status, 200);
+  EXPECT_EQ(Send("GET", "/api/healthcheck", "", std::string("BEARER  ") + kToken).status, 200);
 }
 
 TEST_F(AgentApiTest, MetricsAreOpenByDefaultOrNeedTheirOwnToken) {

@@ -203,6 +203,26 @@ TEST_F(ConfigTest, ValuesThatLookLikeNumbersStayText) {
   EXPECT_EQ(ReadConfigFile(ConfigPath())->token, "0123");
 }
 
+// The server writes its first admin's config with this writer too (api/server_command.cc): values
+// YAML would read as something else come back exactly as written.
+TEST_F(ConfigTest, ValuesWithYamlIndicatorsRoundTrip) {
+  for (const std::string value :
+       {"*alias", "&anchor", "!tag",        "'quoted",   "\"double",   "#comment", "a: b",
+        "key:",   "- item",  "line\nbreak", "trailing ", "%directive", "@at",      "`tick",
+        "|block", ">folded", "{a}",         "[a]",       "~",          "null",     "true",
+        "?"}) {
+    SCOPED_TRACE(value);
+    SettingValues updates;
+    updates.token = value;
+    updates.url = "http://127.0.0.1:3000";
+    ASSERT_TRUE(UpdateConfigFile(ConfigPath(), updates).ok());
+    Result<SettingValues> read = ReadConfigFile(ConfigPath());
+    ASSERT_TRUE(read.ok()) << read.status().ToString() << "\n" << ReadFile();
+    EXPECT_EQ(read->token, value) << ReadFile();
+    EXPECT_EQ(read->url, "http://127.0.0.1:3000");
+  }
+}
+
 TEST(NormalizeServerUrl, AcceptsHttpHostAndPort) {
   EXPECT_EQ(*NormalizeServerUrl("http://127.0.0.1:3000"), "http://127.0.0.1:3000");
   EXPECT_EQ(*NormalizeServerUrl("http://fleet.example.com/"), "http://fleet.example.com");

@@ -159,6 +159,34 @@ TEST(RelabelDcgm, DropsFamiliesInOurNamespaceAndSamplesWithoutUuid) {
   EXPECT_EQ(families[0].header.name(), "DCGM_OK");
 }
 
+TEST(OpenMetricsBaseName, StripsOneSampleSuffix) {
+  EXPECT_EQ(OpenMetricsBaseName("fleetwatch_agent_poll_errors_total"),
+            "fleetwatch_agent_poll_errors");
+  EXPECT_EQ(OpenMetricsBaseName("x_bucket"), "x");
+  EXPECT_EQ(OpenMetricsBaseName("x_created"), "x");
+  EXPECT_EQ(OpenMetricsBaseName("x_gsum"), "x");
+  EXPECT_EQ(OpenMetricsBaseName("DCGM_FI_DEV_GPU_UTIL"), "DCGM_FI_DEV_GPU_UTIL");
+  EXPECT_EQ(OpenMetricsBaseName("_total"), "_total");
+}
+
+TEST(DropForeignDcgmFamilies, KeepsDcgmFamiliesAndDropsForeignOrClashingOnes) {
+  Result<DcgmText> parsed = ParseDcgmText(
+      "DCGM_FI_DEV_GPU_UTIL{UUID=\"u\"} 1\n"
+      "dcgm_exporter_build_info{UUID=\"u\"} 1\n"
+      "fleetwatch_agent_poll_errors{UUID=\"u\"} 1\n"
+      "dstack_job_gpu_count{UUID=\"u\"} 1\n"
+      "node_load1{UUID=\"u\"} 1\n"
+      "DCGM_SERVER_total{UUID=\"u\"} 1\n"
+      "DCGM_SERVER_created{UUID=\"u\"} 1\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const std::vector<std::string_view> server = {"fleetwatch_agent_poll_errors_total",
+                                                "DCGM_SERVER"};
+  EXPECT_EQ(DropForeignDcgmFamilies(*parsed, server), 5u);
+  std::vector<std::string> kept;
+  for (const DcgmFamily& f : parsed->families) kept.push_back(f.name);
+  EXPECT_EQ(kept, (std::vector<std::string>{"DCGM_FI_DEV_GPU_UTIL", "dcgm_exporter_build_info"}));
+}
+
 TEST(RelabelDcgm, KeepsTimestampsInEachFormatsUnit) {
   const auto families = Relabel("# TYPE DCGM_X gauge\nDCGM_X{UUID=\"" + kUuid0 +
                                     "\"} 1 1700000000123\n"

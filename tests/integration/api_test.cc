@@ -405,5 +405,124 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(admin_->Get("/api/users/me").status, 200);
 }
 
+// --- token lifecycle ---
+
+TEST_F(ApiTest, ARefreshedTokenReplacesTheOldOneAtOnce) {
+  ApiClient alice = CreateUser("alice");
+  ApiClient bob = CreateUser("bob");
+  ApiReply refreshed = alice.PostJson("/api/users/me/refresh_token", json::object());
+  ASSERT_EQ(refreshed.status, 200) << refreshed.body;
+  EXPECT_EQ(Str(refreshed.json, "name"), "alice");
+  const std::string token = Str(refreshed.json, "token");
+  ASSERT_FALSE(token.empty());
+  EXPECT_NE(token, alice.token());
+  EXPECT_EQ(alice.Get("/api/users/me").status, 401);
+  ApiReply me = As(token).Get("/api/users/me");
+  ASSERT_EQ(me.status, 200) << me.body;
+  EXPECT_EQ(Str(me.json, "name"), "alice");
+  EXPECT_FALSE(me.json.as_object().contains("token"));
+
+  // Someone else's: global admins only.
+  EXPECT_EQ(As(token).PostJson("/api/users/bob/refresh_token", json::object()).status, 403);
+  EXPECT_EQ(bob.Get("/api/users/me").status, 200);
+  ApiReply by_admin = admin_->PostJson("/api/users/bob/refresh_token", json::object());
+  ASSERT_EQ(by_admin.status, 200) << by_admin.body;
+  EXPECT_EQ(bob.Get("/api/users/me").status, 401);
+  EXPECT_EQ(As(Str(by_admin.json, "token")).Get("/api/users/me").status, 200);
+  EXPECT_EQ(admin_->PostJson("/api/users/nobody/refresh_token", json::object()).status, 404);
+  EXPECT_EQ(admin_->PostJson("/api/users/me/refresh_token", {{"x", 1}}).status, 400);
+  EXPECT_EQ(admin_->Get("/api/users/me").status, 200);  // the refused request changed nothing
+}
+
+TEST_F(ApiTest, ADeletedUserGets401EverywhereAtOnceAndTheirRunsStay) {
+  ApiClient bob = CreateUser("bob");
+  AddMember("main", "bob", "manager");
+  ASSERT_EQ(bob.Send("POST", "/api/project/main/fleets", kFleetYaml, "application/yaml").status,
+            201);
+  ASSERT_EQ(bob.Send("POST", "/api/project/main/runs", kRunYaml, "application/yaml").status, 201);
+  ASSERT_EQ(bob.PostJson("/api/projects", {{"name", "bobs"}}).status, 201);
+
+  EXPECT_EQ(bob.Delete("/api/users/admin").status, 403);
+  ApiReply deleted = admin_->Delete("/api/users/bob");
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  for (const std::string target :
+       {"/api/users/me", "/api/projects", "/api/project/main/runs", "/api/project/main/fleets",
+        "/api/project/bobs/runs", "/api/server/info"}) {
+    EXPECT_EQ(bob.Get(target).status, 401) << target;
+  }
+  EXPECT_EQ(bob.PostJson("/api/users/me/refresh_token", json::object()).status, 401);
+  // Their run stays (its counters are labeled by their name); memberships go; owned projects stay.
+  ApiReply run = admin_->Get("/api/project/main/runs/train");
+  ASSERT_EQ(run.status, 200) << run.body;
+  EXPECT_EQ(Str(run.json, "user_name"), "bob");
+  EXPECT_EQ(admin_->Get("/api/projects/main").body.find("\"bob\""), std::string::npos);
+  EXPECT_EQ(admin_->Get("/api/projects/bobs").status, 200);
+  EXPECT_EQ(ItemCount(admin_->Get("/api/users")), 1u);
+  EXPECT_EQ(admin_->Delete("/api/users/bob").status, 404);
+  EXPECT_EQ(admin_->PostJson("/api/users", {{"name", "bob"}}).status, 409);  // the name stays
+
+  // dstack's shape: several at once, all or none.
+  ApiClient carol = CreateUser("carol");
+  ApiClient dave = CreateUser("dave");
+  EXPECT_EQ(admin_->PostJson("/api/users/delete", {{"users", {"carol", "nobody"}}}).status, 404);
+  EXPECT_EQ(carol.Get("/api/users/me").status, 200);
+  EXPECT_EQ(admin_->PostJson("/api/users/delete", {{"users", "carol"}}).status, 400);
+  ApiReply both = admin_->PostJson("/api/users/delete", {{"users", {"carol", "dave"}}});
+  EXPECT_EQ(both.status, 200) << both.body;
+  EXPECT_EQ(carol.Get("/api/users/me").status, 401);
+  EXPECT_EQ(dave.Get("/api/users/me").status, 401);
+
+  // Never oneself, never the last admin.
+  EXPECT_EQ(admin_->Delete("/api/users/admin").status, 400);
+  ApiClient root = CreateUser("root", "admin");
+  EXPECT_EQ(root.Delete("/api/users/admin").status, 200);
+  EXPECT_EQ(admin_->Get("/api/users/me").status, 401);
+  EXPECT_EQ(root.PostJson("/api/users/delete", {{"users", {"root"}}}).status, 400);
+}
+
+TEST_F(ApiTest, GlobalRolesChangeButTheLastAdminStays) {
+  ApiClient carol = CreateUser("carol");
+  EXPECT_EQ(carol.Get("/api/users").status, 403);
+  EXPECT_EQ(carol.PostJson("/api/users/carol/role", {{"global_role", "admin"}}).status, 403);
+  ApiReply promoted = admin_->PostJson("/api/users/carol/role", {{"global_role", "admin"}});
+  ASSERT_EQ(promoted.status, 200) << promoted.body;
+  EXPECT_EQ(Str(promoted.json, "global_role"), "admin");
+  EXPECT_EQ(carol.Get("/api/users").status, 200);
+  EXPECT_EQ(admin_->PostJson("/api/users/carol/role", {{"global_role", "root"}}).status, 400);
+  EXPECT_EQ(admin_->PostJson("/api/users/nobody/role", {{"global_role", "user"}}).status, 404);
+
+  ASSERT_EQ(carol.PostJson("/api/users/admin/role", {{"global_role", "user"}}).status, 200);
+  EXPECT_EQ(admin_->Get("/api/users").status, 403);
+  ApiReply last = carol.PostJson("/api/users/carol/role", {{"global_role", "user"}});
+  EXPECT_EQ(last.status, 409) << last.body;
+  EXPECT_NE(last.body.find("last global admin"), std::string::npos) << last.body;
+  EXPECT_EQ(carol.Get("/api/users").status, 200);
+}
+
+TEST_F(ApiTest, DuplicateKeysInJsonBodiesAreRefusedAndChangeNothing) {
+  CreateUser("carol");
+  const std::string before = admin_->Get("/api/users").body + admin_->Get("/api/projects").body;
+  struct Case {
+    std::string target, body;
+  };
+  const std::vector<Case> cases = {
+      {"/api/users", R"({"name": "x1", "name": "x2"})"},
+      {"/api/users", R"({"name": "x3", "global_role": "user", "global_role": "admin"})"},
+      {"/api/projects", R"({"name": "p1", "name": "p2"})"},
+      {"/api/projects/main/members",
+       R"({"user_name": "carol", "project_role": "user", "project_role": "admin"})"},
+      {"/api/users/carol/role", R"({"global_role": "user", "global_role": "admin"})"},
+      {"/api/users/delete", R"({"users": ["carol"], "users": []})"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.target + " " + c.body);
+    ApiReply r = admin_->Send("POST", c.target, c.body, "application/json");
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(r.ErrorCode(), "invalid_argument");
+    EXPECT_NE(r.body.find("duplicate key"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(admin_->Get("/api/users").body + admin_->Get("/api/projects").body, before);
+}
+
 }  // namespace
 }  // namespace fleetwatch::testing

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
@@ -57,6 +58,9 @@ const std::vector<std::vector<std::string>> kAllCommands = {
     {"user"},
     {"user", "create"},
     {"user", "list"},
+    {"user", "refresh-token"},
+    {"user", "set-role"},
+    {"user", "delete"},
     {"fleet"},
     {"fleet", "apply"},
     {"fleet", "list"},
@@ -353,6 +357,73 @@ TEST(CliWithoutServer, UnreachableServerIsAClearError) {
   std::string message =
       ExpectOneErrorLine(Fleetwatch(home.str(), {"ps", "--url", url, "--token", "t"}));
   EXPECT_EQ(message.rfind("cannot reach the server at " + url + ": ", 0), 0u) << message;
+}
+
+// The value after `prefix` up to the end of its line in `text` ("" when absent).
+std::string ValueAfter(const std::string& text, const std::string& prefix) {
+  size_t at = text.find(prefix);
+  if (at == std::string::npos) return "";
+  at += prefix.size();
+  return text.substr(at, text.find('\n', at) - at);
+}
+
+TEST_F(CliTest, RefreshTokenRotatesTheTokenAndRewritesTheConfigOfItsOwner) {
+  ConfigureAsAdmin("main");
+  const std::string alice_token = ValueAfter(Ok({"user", "create", "alice"}), "Token: ");
+  ASSERT_FALSE(alice_token.empty());
+
+  // Alice, configured in her own HOME, rotates her token: her config file follows.
+  TempDir alice_home;
+  auto as_alice = [&](const std::vector<std::string>& args) {
+    return Fleetwatch(alice_home.str(), args);
+  };
+  ASSERT_EQ(as_alice({"config", "--url", server_->url(), "--token", alice_token}).exit_code, 0);
+  ProcessResult refreshed = as_alice({"user", "refresh-token"});
+  ASSERT_EQ(refreshed.exit_code, 0) << Describe(refreshed);
+  const std::string new_token = ValueAfter(refreshed.out, "New token of alice: ");
+  ASSERT_FALSE(new_token.empty()) << refreshed.out;
+  EXPECT_NE(new_token, alice_token);
+  const std::filesystem::path config = alice_home.path() / ".fleetwatch" / "config.yml";
+  std::ifstream in(config);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find(new_token), std::string::npos) << text;
+  EXPECT_EQ(text.find(alice_token), std::string::npos) << text;
+  struct stat st {};
+  ASSERT_EQ(::stat(config.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(as_alice({"project", "list"}).exit_code, 0);  // the new token, from the file
+  ProcessResult old = Fleetwatch(alice_home.str(), {"project", "list", "--token", alice_token});
+  EXPECT_NE(ExpectOneErrorLine(old), "");
+
+  // An admin refreshing someone else's token prints it and leaves their own config alone.
+  std::string by_admin = Ok({"user", "refresh-token", "alice"});
+  const std::string third = ValueAfter(by_admin, "New token of alice: ");
+  ASSERT_FALSE(third.empty()) << by_admin;
+  EXPECT_NE(ExpectOneErrorLine(as_alice({"project", "list"})),
+            "");  // her saved token stopped working
+  EXPECT_EQ(Fleetwatch(alice_home.str(), {"project", "list", "--token", third}).exit_code, 0);
+  EXPECT_EQ(Ok({"config"}).find(third.substr(0, 4)), std::string::npos);
+}
+
+TEST_F(CliTest, SetRoleAndDeleteUser) {
+  ConfigureAsAdmin("main");
+  const std::string bob_token = ValueAfter(Ok({"user", "create", "bob"}), "Token: ");
+  EXPECT_EQ(Ok({"user", "set-role", "bob", "admin"}), "User bob now has global role admin\n");
+  EXPECT_EQ(CountLinesWith(Ok({"user", "list"}), {"bob", "admin"}), 1);
+  ExpectOneErrorLine(Cli({"user", "set-role", "bob", "root"}));
+  EXPECT_EQ(Ok({"user", "set-role", "bob", "user"}), "User bob now has global role user\n");
+
+  // The last admin stays.
+  std::string last = ExpectOneErrorLine(Cli({"user", "set-role", "admin", "user"}));
+  EXPECT_NE(last.find("last global admin"), std::string::npos) << last;
+  ExpectOneErrorLine(Cli({"user", "delete", "admin", "-y"}));
+
+  // Without -y and without a terminal, nothing is deleted.
+  ExpectOneErrorLine(Cli({"user", "delete", "bob"}));
+  EXPECT_EQ(Fleetwatch(home_.str(), {"project", "list", "--token", bob_token}).exit_code, 0);
+  EXPECT_EQ(Ok({"user", "delete", "bob", "-y"}), "Deleted user bob\n");
+  ExpectOneErrorLine(Fleetwatch(home_.str(), {"project", "list", "--token", bob_token}));
+  EXPECT_EQ(CountLinesWith(Ok({"user", "list"}), {"bob"}), 0);
 }
 
 }  // namespace

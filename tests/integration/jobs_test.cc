@@ -7,11 +7,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <regex>
 #include <set>
@@ -507,6 +510,126 @@ TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
     close(m->fd);
     m->thread.join();
   }
+}
+
+// --- secrets at rest ---
+
+// Mode bits (without the file type) of `path`; -1 when it does not exist.
+int ModeOf(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return -1;
+  return static_cast<int>(st.st_mode & 07777);
+}
+
+TEST_F(JobsTest, EverythingTheServerCreatesIsTheOwnersAlone) {
+  // A data dir outside HOME that someone made world-readable before the first start.
+  ASSERT_EQ(::chmod(data_.path().c_str(), 0755), 0);
+  StartServer();
+  EXPECT_NE(server_->Output().find("was open to other users"), std::string::npos)
+      << server_->Output();
+  Submit("main", "type: task\nname: hello\ncommands: ['echo hi']\n");
+  WaitForStatus("main", "hello", "done");
+  EXPECT_EQ(Logs("main", "hello"), "hi\n");
+
+  const std::filesystem::path data = data_.path();
+  EXPECT_EQ(ModeOf(data), 0700);
+  for (const char* file : {"fleetwatch.db", "fleetwatch.db-wal", "fleetwatch.db-shm", "secret.key",
+                           "local-agent.json"}) {
+    EXPECT_EQ(ModeOf(data / file), 0600) << file;
+  }
+  EXPECT_EQ(ModeOf(data / "logs"), 0700);
+  // Nothing anywhere under the data dir is open to group or others: log copies, agent state.
+  size_t log_copies = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
+    const int mode = ModeOf(entry.path());
+    EXPECT_EQ(mode & 077, 0) << entry.path() << " has mode " << std::oct << mode;
+    if (entry.path().parent_path() == data / "logs" && entry.is_regular_file()) ++log_copies;
+  }
+  EXPECT_GT(log_copies, 0u);
+  // The CLI configuration the first start wrote for its user.
+  EXPECT_EQ(ModeOf(home_.path() / ".fleetwatch"), 0700);
+  EXPECT_EQ(ModeOf(home_.path() / ".fleetwatch" / "config.yml"), 0600);
+}
+
+TEST_F(JobsTest, TheDefaultDataDirUnderHomeIsTheOwnersAlone) {
+  ChildProcess server(FLEETWATCH_BINARY,
+                      {"server", "--host", "127.0.0.1", "--port", "0", "--no-local-fleet"},
+                      {{"HOME", home_.str()},
+                       {"FLEETWATCH_DATA_DIR", "\x01unset"},
+                       {"FLEETWATCH_SERVER_ADMIN_TOKEN", kAdminToken}});
+  ASSERT_TRUE(server.WaitForOutput("fleetwatch server listening on", 60)) << server.Output();
+  const std::filesystem::path dir = home_.path() / ".fleetwatch";
+  EXPECT_EQ(ModeOf(dir), 0700);
+  EXPECT_EQ(ModeOf(dir / "config.yml"), 0600);
+  EXPECT_EQ(ModeOf(dir / "server"), 0700);
+  EXPECT_EQ(ModeOf(dir / "server" / "logs"), 0700);
+  for (const char* file :
+       {"fleetwatch.db", "fleetwatch.db-wal", "fleetwatch.db-shm", "secret.key"}) {
+    EXPECT_EQ(ModeOf(dir / "server" / file), 0600) << file;
+  }
+  EXPECT_EQ(server.Stop(SIGTERM), 0) << server.Output();
+}
+
+std::string FileBytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_F(JobsTest, AgentTokensAreEncryptedAtRestAndStillReachTheAgentAfterARestart) {
+  AgentProcess agent;
+  ASSERT_GT(agent.port(), 0) << agent.Output();
+  StartServer({"--no-local-fleet"});
+  ApplyFleet("main", "remote", {&agent});
+  Submit("main", "type: task\nname: before\ncommands: ['echo one']\n");
+  WaitForStatus("main", "before", "done");
+  ASSERT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+
+  // A copy of the database alone (with its journal files, if any) holds no agent token.
+  for (const char* file : {"fleetwatch.db", "fleetwatch.db-wal", "fleetwatch.db-shm"}) {
+    EXPECT_EQ(FileBytes(data_.path() / file).find(kAgentToken), std::string::npos) << file;
+  }
+  EXPECT_FALSE(FileBytes(data_.path() / "fleetwatch.db").empty());
+
+  // A key that is not this database's, or not a key at all: a clear error at start.
+  const std::vector<std::string> args = {"server", "--host",     "127.0.0.1", "--port",
+                                         "0",      "--data-dir", data_.str(), "--no-local-fleet"};
+  ProcessResult wrong =
+      RunProcess(FLEETWATCH_BINARY, args,
+                 {{"HOME", home_.str()}, {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')}});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_NE(wrong.err.find("is not the key this database was written with"), std::string::npos)
+      << wrong.err;
+  ProcessResult short_key = RunProcess(
+      FLEETWATCH_BINARY, args, {{"HOME", home_.str()}, {"FLEETWATCH_ENCRYPTION_KEY", "c2hvcnQ="}});
+  EXPECT_EQ(short_key.exit_code, 1);
+  EXPECT_NE(short_key.err.find("FLEETWATCH_ENCRYPTION_KEY must hold a 32-byte key"),
+            std::string::npos)
+      << short_key.err;
+
+  // With its own key the server decrypts the token and runs on the agent again.
+  StartServer({"--no-local-fleet"});
+  Submit("main", "type: task\nname: after\ncommands: ['echo two']\n");
+  WaitForStatus("main", "after", "done");
+  EXPECT_EQ(Logs("main", "after"), "two\n");
+}
+
+TEST_F(JobsTest, AnOperatorSuppliedKeyIsUsedNeverWrittenAndNotInherited) {
+  // base64 of the 32 bytes 0x01..0x20.
+  const std::string key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+  std::map<std::string, std::string> env = ServerEnv();
+  env["FLEETWATCH_ENCRYPTION_KEY"] = key;
+  server_ = std::make_unique<ServerProcess>(data_.str(), home_.str(), kAdminToken,
+                                            std::vector<std::string>{}, env);
+  ASSERT_TRUE(server_->started()) << server_->Output();
+  admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
+  // A job of the local agent (a child of the server) sees nothing of it.
+  Submit("main", "type: task\nname: keyed\ncommands: ['env']\n");
+  WaitForStatus("main", "keyed", "done");
+  const std::string log = Logs("main", "keyed");
+  EXPECT_NE(log.find("PATH="), std::string::npos) << log;
+  EXPECT_EQ(log.find(key), std::string::npos) << log;
+  EXPECT_EQ(log.find("FLEETWATCH_ENCRYPTION_KEY"), std::string::npos) << log;
+  EXPECT_EQ(ModeOf(data_.path() / "secret.key"), -1);
 }
 
 }  // namespace

@@ -342,6 +342,37 @@ TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCou
   EXPECT_NE(Scrape(std::move(good)).find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
 }
 
+// A host's text may not add a family beside the server's that a strict OpenMetrics parser would
+// see twice (`fleetwatch_agent_poll_errors` after `_total` is stripped), nor any non-DCGM family.
+TEST_F(ExpositionUpdaterTest, DcgmFamiliesOutsideDcgmOrNamedLikeTheServersAreDroppedAndCounted) {
+  Scrape(FullInputs(0));
+  ExpositionInputs hostile;
+  DcgmReport report = HostDcgm(kNow);
+  report.dcgm.text +=
+      "# TYPE fleetwatch_agent_poll_errors gauge\n"
+      "fleetwatch_agent_poll_errors{UUID=\"GPU-0\"} 7\n"
+      "# TYPE node_cpu_seconds_total counter\n"
+      "node_cpu_seconds_total{UUID=\"GPU-0\"} 7\n";
+  hostile.dcgm.push_back(std::move(report));
+  ASSERT_TRUE(updater_->Update(std::move(hostile)).ok());
+  const std::string text = snapshot_.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_EQ(text.find("fleetwatch_agent_poll_errors{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("node_cpu_seconds"), std::string::npos) << text;
+  EXPECT_NE(text.find("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\""), std::string::npos) << text;
+  EXPECT_NE(text.find("fleetwatch_dcgm_families_dropped_total 2.0\n"), std::string::npos) << text;
+
+  // An independent strict parser (python3-prometheus-client) reads the OpenMetrics body.
+  const std::string openmetrics = snapshot_.Render(expose::Format::kOpenMetrics100, clock_.Now());
+  testing::ProcessResult parsed =
+      testing::RunProcess("/usr/bin/python3",
+                          {(std::filesystem::path(FLEETWATCH_SOURCE_DIR) /
+                            "tests/integration/tools/parse_exposition.py")
+                               .string(),
+                           "openmetrics"},
+                          {}, openmetrics);
+  EXPECT_EQ(parsed.exit_code, 0) << parsed.err << "\n" << openmetrics;
+}
+
 TEST_F(ExpositionUpdaterTest, AnAgentErrorKeepsTheLastTextUntilItExpires) {
   Scrape(FullInputs(0));
   ExpositionInputs down;

@@ -2,11 +2,13 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1020,6 +1022,142 @@ TEST_F(SqliteStore, AWriteLockHeldPastTheBusyTimeoutIsUnavailable) {
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
   EXPECT_GE(waited, std::chrono::seconds(4));  // the 5 s busy timeout, give or take
   EXPECT_TRUE(store_->CreateUser(MakeUser("late"), "hash-late").ok());
+}
+
+// --- secrets at rest ---
+
+std::string FileBytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+TEST_F(SqliteStore, AgentTokensAreStoredOnlyEncryptedAndReadBackInClear) {
+  auto [fleet, instance] = CreateFleetWithInstance("gpus");
+  instance.agent_token = "rotated-agent-token";
+  ASSERT_TRUE(store_->UpdateInstance(instance).ok());
+  {
+    RawDb raw(db_path_);
+    const std::string stored = raw.QueryText("SELECT agent_token FROM instances");
+    EXPECT_TRUE(stored.starts_with("enc:v1:")) << stored;
+  }
+  store_.reset();  // checkpoints the WAL into the database file
+  const std::string bytes = FileBytes(db_path_);
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes.find("agent-token"), std::string::npos);
+  EXPECT_EQ(bytes.find("rotated-agent-token"), std::string::npos);
+  Reopen();
+  auto instances = store_->ListInstances(project_.id);
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  ASSERT_EQ(instances->size(), 1u);
+  EXPECT_EQ(instances->front().agent_token, "rotated-agent-token");
+}
+
+TEST_F(SqliteStore, TokensStoredInClearByAnOlderVersionAreEncryptedAtOpen) {
+  CreateFleetWithInstance("gpus");
+  store_.reset();
+  {
+    RawDb raw(db_path_);
+    raw.Exec("UPDATE instances SET agent_token = 'clear-token-from-before'");
+  }
+  Reopen();
+  {
+    RawDb raw(db_path_);
+    EXPECT_TRUE(raw.QueryText("SELECT agent_token FROM instances").starts_with("enc:v1:"));
+  }
+  auto instances = store_->ListInstances(project_.id);
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  EXPECT_EQ(instances->front().agent_token, "clear-token-from-before");
+  // Nothing of the clear text is left behind, in the file or its journal.
+  for (const std::string suffix : {"", "-wal"}) {
+    EXPECT_EQ(FileBytes(db_path_.string() + suffix).find("clear-token-from-before"),
+              std::string::npos)
+        << suffix;
+  }
+}
+
+TEST_F(SqliteStore, AKeyThatDoesNotDecryptTheTokensIsRefusedAtOpen) {
+  CreateFleetWithInstance("gpus");
+  store_.reset();
+  SqliteStoreOptions options;
+  options.secret_key.emplace();
+  options.secret_key->fill(0x42);
+  auto opened = OpenSqliteStore(db_path_.string(), options);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("FLEETWATCH_ENCRYPTION_KEY"), std::string::npos)
+      << opened.status().message();
+  Reopen();  // the key file still works
+}
+
+TEST_F(SqliteStore, TheDatabaseItsJournalFilesAndTheKeyAreOwnerOnly) {
+  CreateFleetWithInstance("gpus");
+  for (const std::string suffix : {"", "-wal", "-shm"}) {
+    const fs::path file = db_path_.string() + suffix;
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << file;
+  }
+  struct stat st {};
+  ASSERT_EQ(::stat((db_path_.parent_path() / "secret.key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  // A database file an older version left readable is tightened at open.
+  store_.reset();
+  ASSERT_EQ(::chmod(db_path_.c_str(), 0644), 0);
+  Reopen();
+  ASSERT_EQ(::stat(db_path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// --- token lifecycle ---
+
+TEST_F(SqliteStore, ANewTokenHashReplacesTheOldOneAtOnce) {
+  ASSERT_TRUE(store_->SetUserTokenHash(owner_.id, "hash-alice-2").ok());
+  EXPECT_EQ(store_->GetUserByTokenHash("hash-alice").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetUserByTokenHash("hash-alice-2").value().name, "alice");
+  EXPECT_EQ(store_->SetUserTokenHash("no-such-id", "x").code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStore, TheLastGlobalAdminCanBeNeitherDemotedNorDeleted) {
+  model::User root = MakeUser("root", GlobalRole::kAdmin);
+  ASSERT_TRUE(store_->CreateUser(root, "hash-root").ok());
+  EXPECT_EQ(store_->SetUserGlobalRole(root.id, GlobalRole::kUser).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->DeleteUsers({"root"}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetUserByName("root").value().global_role, GlobalRole::kAdmin);
+
+  ASSERT_TRUE(store_->SetUserGlobalRole(owner_.id, GlobalRole::kAdmin).ok());
+  ASSERT_TRUE(store_->SetUserGlobalRole(root.id, GlobalRole::kUser).ok());
+  EXPECT_EQ(store_->GetUserByName("root").value().global_role, GlobalRole::kUser);
+  EXPECT_EQ(store_->DeleteUsers({"alice"}).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SqliteStore, ADeletedUserLosesTokenAndMembershipsButTheirRunsStayCounted) {
+  model::User admin = MakeUser("root", GlobalRole::kAdmin);
+  ASSERT_TRUE(store_->CreateUser(admin, "hash-root").ok());
+  model::User bob = MakeUser("bob");
+  ASSERT_TRUE(store_->CreateUser(bob, "hash-bob").ok());
+  ASSERT_TRUE(store_->SetMember(project_.id, bob.id, ProjectRole::kUser).ok());
+  model::Run run = MakeRun(project_, bob, "bobs-run", 100, RunStatus::kDone);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+
+  EXPECT_EQ(store_->DeleteUsers({"bob", "nobody"}).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->GetUserByName("bob").ok());  // all or none
+
+  ASSERT_TRUE(store_->DeleteUsers({"bob"}).ok());
+  EXPECT_EQ(store_->GetUserByTokenHash("hash-bob").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetUserByName("bob").status().code(), StatusCode::kNotFound);
+  const std::vector<model::User> users = store_->ListUsers().value();
+  for (const model::User& u : users) EXPECT_NE(u.name, "bob");
+  EXPECT_FALSE(store_->GetMemberRole(project_.id, bob.id).value().has_value());
+  EXPECT_EQ(store_->GetRun(project_.id, "bobs-run").value().user_name, "bob");
+  bool counted = false;
+  const std::vector<RunCount> counts = store_->CountRuns().value();
+  for (const RunCount& c : counts) counted |= c.user_name == "bob";
+  EXPECT_TRUE(counted);
+  // The name stays taken: counters labeled by it must not merge two people.
+  EXPECT_EQ(store_->CreateUser(MakeUser("bob"), "hash-bob-2").code(), StatusCode::kAlreadyExists);
+  // Projects a deleted user owns stay.
+  EXPECT_TRUE(store_->GetProject("main").ok());
 }
 
 }  // namespace
