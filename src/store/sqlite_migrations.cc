@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 5> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -142,6 +142,12 @@ CREATE TABLE usage_totals (
   gpu_seconds  REAL NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 5: TLS to agents. Instances stored before spoke plain HTTP, so they keep tls = 0.
+    R"sql(
+ALTER TABLE instances ADD COLUMN tls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN tls_ca_cert TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN tls_fingerprint TEXT NOT NULL DEFAULT '';
 )sql",
 };
 

@@ -29,6 +29,7 @@ constexpr char kUnset[] = "\x01unset";
 constexpr char kFleetYaml[] = R"(type: fleet
 name: gpus
 ssh_config:
+  tls: false
   hosts:
     - hostname: 127.0.0.1
       port: 10998
