@@ -230,7 +230,8 @@ TEST_F(CliTest, ConfigWritesAPrivateFileAndShowsTheTokenMasked) {
   EXPECT_NE(shown.find("other"), std::string::npos) << shown;
   EXPECT_NE(shown.find(server_->url()), std::string::npos) << shown;
 
-  ExpectOneErrorLine(Cli({"config", "--url", "https://example.com"}));
+  ExpectOneErrorLine(Cli({"config", "--url", "ftp://example.com"}));
+  ExpectOneErrorLine(Cli({"config", "--ca-cert", "/nonexistent/ca.pem"}));
   ExpectOneErrorLine(Cli({"config", "--project", "Not_A_Name"}));
 }
 
