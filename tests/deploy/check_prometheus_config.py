@@ -5,8 +5,9 @@ The configuration names its token files relative to itself, and promtool insists
 exist, so the check runs on a copy of deploy/prometheus with placeholder tokens beside it; then
 again with the commented-out agents' `authorization` block switched on, as its comment says to
 when agents have a metrics token, and with the commented-out HTTPS lines (`scheme: https`,
-`tls_config: ca_file: ...`) switched on too, CA files made with the openssl command beside it, as
-when the server or the agents have certificates. It also checks what the rest of the kit relies on: every
+`tls_config: ca_file: ...`) switched on too and the agents' `insecure_skip_verify` replaced by a
+CA file, CA files made with the openssl command beside it, as when the server has a certificate
+and a CA signs the agents'. It also checks what the rest of the kit relies on: every
 rules file is loaded by the config's rule_files glob, and every scrape job an alert or
 dashboard selects (`job="..."`) is defined.
 
@@ -74,8 +75,11 @@ def main():
                 f.write(enabled)
             promtool_check(args.promtool, etc, problems, "with the agents' authorization")
             with_tls, n = TLS_LINE_RE.subn(r"\1\2", enabled)
-            if n != 7:
-                problems.append(f"prometheus.yml: expected 7 commented-out HTTPS lines, found {n}")
+            with_tls, m = re.subn(r"^(\s*)insecure_skip_verify: true$",
+                                  r"\1ca_file: fleetwatch-agents-ca.pem", with_tls, flags=re.M)
+            if n != 5 or m != 1:
+                problems.append(f"prometheus.yml: expected 5 commented-out HTTPS lines and the "
+                                f"agents' insecure_skip_verify, found {n} and {m}")
             else:
                 for name in CA_FILES:
                     r = subprocess.run(

@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
@@ -98,6 +99,7 @@ class TlsIntegrationTest : public ::testing::Test {
     if (prometheus_) prometheus_->Stop(SIGTERM);
     if (server_) {
       EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+      server_->StopLeftoverLocalAgent();
     }
     for (auto& agent : agents_) agent->Stop(SIGTERM);
   }
@@ -157,7 +159,13 @@ class TlsIntegrationTest : public ::testing::Test {
                                               {"FLEETWATCH_TLS_CERT", kUnset},
                                               {"FLEETWATCH_TLS_KEY", kUnset}};
     for (auto& [k, v] : env) all[k] = v;
-    args.insert(args.begin(), "--no-local-fleet");
+    if (std::find(args.begin(), args.end(), "--local-fleet") != args.end()) {
+      std::erase(args, "--local-fleet");
+      all["FLEETWATCH_NVML_LIBRARY"] = FAKE_NVML_LIBRARY;
+      all["FAKE_NVML_FILE"] = (dir_.path() / "gpus.txt").string();
+    } else {
+      args.insert(args.begin(), "--no-local-fleet");
+    }
     server_ = std::make_unique<ServerProcess>(
         (dir_.path() / "data").string(), (dir_.path() / "home").string(), kAdminToken, args, all);
     ASSERT_TRUE(server_->started()) << server_->Output();
@@ -348,6 +356,42 @@ TEST_F(TlsIntegrationTest, PlainHttpToAnAgentNeedsTlsFalseOnBothSidesAndIsWarned
       WaitForInstance("plain-0", [](const json::value& i) { return Str(i, "status") == "idle"; });
   EXPECT_EQ(instance.at("tls"), false);
   EXPECT_THAT(server_->Output(), HasSubstr("plain HTTP (tls: false)"));
+}
+
+TEST_F(TlsIntegrationTest, TheLocalAgentSpeaksHttpsAndIsPinnedAcrossARestart) {
+  StartServer({"--local-fleet"}, {{"DSTACK_ENABLE_PROMETHEUS_METRICS", kUnset}});
+  json::value state = json::parse(ReadFile(dir_.path() / "data/local-agent.json"));
+  const std::string fingerprint(state.at("fingerprint").as_string());
+  ASSERT_TRUE(NormalizeFingerprint(fingerprint).ok()) << json::serialize(state);
+  json::value local =
+      WaitForInstance("local-0", [](const json::value& i) { return Str(i, "status") == "idle"; });
+  EXPECT_EQ(local.at("tls"), true);
+  EXPECT_EQ(Str(local, "tls_fingerprint"), fingerprint);
+  // Its certificate is the one in its own directory.
+  EXPECT_EQ(*FingerprintOfPem(ReadFile(dir_.path() / "data/local-agent/tls.crt")), fingerprint);
+
+  ApiReply run = admin_->Send("POST", "/api/project/main/runs",
+                              "type: task\nname: local\ncommands: ['echo local over tls']\n",
+                              "application/yaml");
+  ASSERT_EQ(run.status, 201) << run.body;
+  EXPECT_TRUE(Eventually([&] {
+    return Str(admin_->Get("/api/project/main/runs/local").json, "status") == "done";
+  })) << server_->Output();
+  EXPECT_EQ(admin_->Get("/api/project/main/runs/local/logs?job_num=0").body, "local over tls\n");
+
+  // A server killed without stopping its agent finds it again, still pinned, and polls it.
+  const std::string seen_before =
+      Str(WaitForInstance("local-0",
+                          [](const json::value& i) { return !Str(i, "last_seen_at").empty(); }),
+          "last_seen_at");
+  EXPECT_EQ(server_->Stop(SIGKILL), 128 + SIGKILL);
+  server_.reset();
+  StartServer({"--local-fleet"}, {{"DSTACK_ENABLE_PROMETHEUS_METRICS", kUnset}});
+  EXPECT_THAT(server_->Output(), HasSubstr("using the local agent still running"));
+  json::value again = WaitForInstance("local-0", [&](const json::value& i) {
+    return Str(i, "last_seen_at") > seen_before && i.at("error").is_null();
+  });
+  EXPECT_EQ(Str(again, "tls_fingerprint"), fingerprint);
 }
 
 // The server with a certificate from a private CA.
