@@ -14,6 +14,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "support/process.h"
+#include "support/test_certificates.h"
 #include "test_support.h"
 #include "util/certificates.h"
 
@@ -23,18 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using namespace std::chrono_literals;
-
-SelfSignedCertificate MustCreate(Result<SelfSignedCertificate> made) {
-  EXPECT_TRUE(made.ok()) << made.status().ToString();
-  return made.ok() ? std::move(made).value() : SelfSignedCertificate{};
-}
-
-SelfSignedCertificate NewCa(const std::string& name) {
-  SelfSignedRequest request;
-  request.common_name = name;
-  request.certificate_authority = true;
-  return MustCreate(CreateSelfSignedCertificate(request));
-}
+using testing::MustCreate;
+using testing::NewCa;
 
 void WriteText(const fs::path& file, const std::string& text) {
   std::ofstream out(file, std::ios::trunc);

@@ -26,6 +26,7 @@
 #include "http/message.h"
 #include "integration/api_client.h"
 #include "support/process.h"
+#include "support/test_certificates.h"
 #include "util/certificates.h"
 
 namespace fleetwatch::testing {
@@ -56,18 +57,6 @@ void WriteFile(const fs::path& path, const std::string& text) {
 std::string Str(const json::value& v, std::string_view key) {
   const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
   return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
-SelfSignedCertificate MustCreate(Result<SelfSignedCertificate> made) {
-  EXPECT_TRUE(made.ok()) << made.status().ToString();
-  return made.ok() ? std::move(made).value() : SelfSignedCertificate{};
-}
-
-SelfSignedCertificate NewCa(const std::string& name) {
-  SelfSignedRequest request;
-  request.common_name = name;
-  request.certificate_authority = true;
-  return MustCreate(CreateSelfSignedCertificate(request));
 }
 
 // Waits until `done` holds (polling every 200 ms) or `seconds` pass.
