@@ -12,9 +12,12 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/agent_api.h"
+#include "agent/agent_certificate.h"
 #include "agent/amd_sysfs_backend.h"
 #include "agent/cgroup_tree.h"
 #include "agent/dcgm_exporter.h"
@@ -53,10 +56,55 @@ struct AgentFlags {
   std::string dcgm_exporter_url;
   bool no_dcgm = false;
   std::string metrics_token;
+  std::string tls_cert;
+  std::string tls_key;
+  bool no_tls = false;
   std::string log_level = "info";
   std::string jobs_dir;
   JobUserFlags job_users;
 };
+
+// What the agent serves: HTTPS with these files, or plain HTTP when `server` is unset.
+struct AgentTls {
+  std::optional<http::TlsServerOptions> server;
+  std::string fingerprint;  // of the certificate, "sha256:<hex>"
+};
+
+// The TLS setup the flags ask for: --no-tls, the given certificate and key, or the agent's own
+// self-signed certificate in `data_dir` (made on first start).
+Result<AgentTls> SetUpTls(const AgentFlags& flags, const fs::path& data_dir) {
+  AgentTls tls;
+  if (flags.no_tls) {
+    if (!flags.tls_cert.empty() || !flags.tls_key.empty()) {
+      return InvalidArgument("--no-tls cannot be combined with --tls-cert/--tls-key");
+    }
+    spdlog::warn(
+        "--no-tls: serving plain HTTP; the server's token and all job data cross the "
+        "network unencrypted");
+    return tls;
+  }
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return InvalidArgument("--tls-cert and --tls-key go together");
+  }
+  if (!flags.tls_cert.empty()) {
+    FW_ASSIGN_OR_RETURN(tls.fingerprint, FingerprintOfCertificateFile(flags.tls_cert));
+    tls.server = http::TlsServerOptions{flags.tls_cert, flags.tls_key};
+    return tls;
+  }
+  std::vector<std::string> dns_names;
+  std::vector<std::string> ip_addresses;
+  ListenNames(flags.host, dns_names, ip_addresses);
+  FW_ASSIGN_OR_RETURN(AgentCertificate certificate,
+                      EnsureSelfSignedCertificate(data_dir, dns_names, ip_addresses));
+  if (certificate.created) {
+    spdlog::info("created a self-signed TLS certificate in {}",
+                 certificate.certificate_file.string());
+  }
+  tls.fingerprint = certificate.fingerprint;
+  tls.server = http::TlsServerOptions{certificate.certificate_file.string(),
+                                      certificate.private_key_file.string()};
+  return tls;
+}
 
 std::string Env(const char* name) {
   const char* value = std::getenv(name);
@@ -163,6 +211,12 @@ int RunAgent(const AgentFlags& flags) {
   ProcessJobRuntimeOptions options;
   if (!SetUpJobUsers(flags, data_dir, options)) return 1;
 
+  Result<AgentTls> tls = SetUpTls(flags, data_dir);
+  if (!tls.ok()) {
+    std::cerr << "error: " << tls.status().message() << "\n";
+    return 1;
+  }
+
   const Clock& clock = SystemClock::Get();
   Result<std::unique_ptr<DcgmExporter>> dcgm_setup = SetUpDcgm(flags, data_dir, clock);
   if (!dcgm_setup.ok()) {
@@ -186,6 +240,7 @@ int RunAgent(const AgentFlags& flags) {
   http::ServerOptions server_options;
   server_options.host = flags.host;
   server_options.port = static_cast<uint16_t>(flags.port);
+  server_options.tls = tls->server;
   http::Server server(server_options,
                       [&api](http::Request& request) { return api.Handle(request); });
   Result<uint16_t> port = server.Start();
@@ -194,11 +249,11 @@ int RunAgent(const AgentFlags& flags) {
     return 1;
   }
   fs::path agent_file = data_dir / "agent.json";
-  Status written = WritePrivateFileAtomically(
-      agent_file,
-      model::SerializeJson(boost::json::object{
-          {"pid", ::getpid()}, {"host", flags.host}, {"port", *port}, {"agent_id", agent_id}}) +
-          "\n");
+  boost::json::object ready{
+      {"pid", ::getpid()}, {"host", flags.host}, {"port", *port}, {"agent_id", agent_id}};
+  ready["tls"] = tls->server.has_value();
+  if (tls->server) ready["fingerprint"] = tls->fingerprint;
+  Status written = WritePrivateFileAtomically(agent_file, model::SerializeJson(ready) + "\n");
   if (!written.ok()) {
     std::cerr << "error: " << written.message() << "\n";
     server.Stop();
@@ -207,7 +262,12 @@ int RunAgent(const AgentFlags& flags) {
   spdlog::info("agent {}: {} CPUs, {} GPUs, cgroup {}, data in {}", agent_id, inventory.cpus,
                inventory.gpus.size(), CgroupModeName(inventory.cgroup), data_dir.string());
   if (dcgm) dcgm->Start();
-  std::cout << "fleetwatch agent listening on http://" << flags.host << ":" << *port << std::endl;
+  if (tls->server) {
+    std::cout << "TLS certificate fingerprint: " << tls->fingerprint
+              << " (pin it in the fleet: fingerprint: " << tls->fingerprint << ")\n";
+  }
+  std::cout << "fleetwatch agent listening on " << (tls->server ? "https://" : "http://")
+            << flags.host << ":" << *port << std::endl;
 
   spdlog::info("received {}, stopping jobs and shutting down", signals.Wait());
   server.Stop();
@@ -268,6 +328,14 @@ void AddAgentCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--allow-root-jobs", flags->job_users.allow_root_jobs,
                 "As root: run jobs as root (whoever may run a job is then root on this host)")
       ->envname("FLEETWATCH_ALLOW_ROOT_JOBS");
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "PEM certificate (chain) to serve HTTPS with (default: a self-signed one made "
+                  "in the data directory on first start)")
+      ->envname("FLEETWATCH_TLS_CERT");
+  cmd->add_option("--tls-key", flags->tls_key, "PEM private key of --tls-cert")
+      ->envname("FLEETWATCH_TLS_KEY");
+  cmd->add_flag("--no-tls", flags->no_tls,
+                "Serve plain HTTP (the server must list this host with tls: false)");
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();

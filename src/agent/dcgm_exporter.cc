@@ -110,6 +110,11 @@ Result<std::unique_ptr<DcgmExporter>> DcgmExporter::Create(DcgmExporterOptions o
   }
   Result<http::Client> client = http::Client::Create(scrape_url);
   if (!client.ok()) return InvalidArgument("dcgm-exporter: " + client.status().message());
+  // The exporter is local (or on a trusted network next to the host) and plain HTTP, as
+  // dcgm-exporter serves by default; no CA or pin could be configured for it here.
+  if (client->https()) {
+    return InvalidArgument("dcgm-exporter: " + scrape_url + ": https is not supported");
+  }
   return std::unique_ptr<DcgmExporter>(
       new DcgmExporter(std::move(options), std::move(scrape_url), clock));
 }

@@ -44,7 +44,7 @@ json::value ProjectToJson(const server::ProjectWithMembers& project) {
                       {"members", std::move(members)}};
 }
 
-json::value InstanceToJson(const model::Instance& instance) {
+json::value InstanceToJson(const model::Instance& instance, const HostProblems& problems) {
   json::array gpus;
   for (const auto& g : instance.resources.gpus) {
     gpus.push_back(json::object{{"index", g.index},
@@ -57,6 +57,10 @@ json::value InstanceToJson(const model::Instance& instance) {
   if (instance.price) price = *instance.price;
   json::value last_seen = nullptr;
   if (instance.last_seen_at) last_seen = FormatTimestamp(*instance.last_seen_at);
+  json::value error = nullptr;
+  if (auto it = problems.find(instance.id); it != problems.end()) error = it->second;
+  json::value fingerprint = nullptr;
+  if (!instance.tls_fingerprint.empty()) fingerprint = instance.tls_fingerprint;
   return json::object{{"id", instance.id},
                       {"name", instance.name},
                       {"fleet_name", instance.fleet_name},
@@ -71,12 +75,15 @@ json::value InstanceToJson(const model::Instance& instance) {
                                                  {"gpus", std::move(gpus)}}},
                       {"created_at", FormatTimestamp(instance.created_at)},
                       {"unreachable", instance.unreachable},
-                      {"last_seen_at", last_seen}};
+                      {"last_seen_at", last_seen},
+                      {"error", error},
+                      {"tls", instance.tls},
+                      {"tls_fingerprint", fingerprint}};
 }
 
-json::value FleetToJson(const server::FleetWithInstances& fleet) {
+json::value FleetToJson(const server::FleetWithInstances& fleet, const HostProblems& problems) {
   json::array instances;
-  for (const auto& i : fleet.instances) instances.push_back(InstanceToJson(i));
+  for (const auto& i : fleet.instances) instances.push_back(InstanceToJson(i, problems));
   return json::object{{"id", fleet.fleet.id},
                       {"name", fleet.fleet.name},
                       {"project_name", fleet.fleet.project_name},

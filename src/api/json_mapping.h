@@ -3,6 +3,8 @@
 #include <boost/json/value.hpp>
 
 #include <initializer_list>
+#include <map>
+#include <string>
 #include <string_view>
 
 #include "model/entities.h"
@@ -16,8 +18,12 @@ namespace fleetwatch::api {
 // appear. Thread-safe (pure functions).
 boost::json::value UserToJson(const model::User& user);
 boost::json::value ProjectToJson(const server::ProjectWithMembers& project);
-boost::json::value InstanceToJson(const model::Instance& instance);
-boost::json::value FleetToJson(const server::FleetWithInstances& fleet);
+// Host problems (FleetController::HostProblems) show as each instance's "error" (null when none).
+using HostProblems = std::map<std::string, std::string>;
+boost::json::value InstanceToJson(const model::Instance& instance,
+                                  const HostProblems& problems = {});
+boost::json::value FleetToJson(const server::FleetWithInstances& fleet,
+                               const HostProblems& problems = {});
 boost::json::value JobToJson(const model::Job& job);
 boost::json::value RunToJson(const model::Run& run);
 

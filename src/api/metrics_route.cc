@@ -116,6 +116,7 @@ http::Response ServePrometheusSd(const http::Request& request,
         i.hostname.find(':') != std::string::npos ? "[" + i.hostname + "]" : i.hostname;
     boost::json::object labels;
     labels["__metrics_path__"] = "/metrics";
+    labels["__scheme__"] = i.tls ? "https" : "http";
     labels["dstack_project_name"] = i.project_name;
     labels["dstack_fleet_name"] = i.fleet_name;
     labels["dstack_instance_name"] = i.name;

@@ -271,7 +271,8 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
         auto fleets = s.fleets.List(access);
         if (!fleets.ok()) return ErrorResponse(fleets.status());
         json::array items;
-        for (const auto& f : *fleets) items.push_back(FleetToJson(f));
+        const HostProblems problems = s.controller.HostProblems();
+        for (const auto& f : *fleets) items.push_back(FleetToJson(f, problems));
         return JsonResponse(Items(std::move(items)));
       }));
   router.Add(
@@ -296,7 +297,7 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
                                const server::ProjectAccess& access) {
                auto fleet = s.fleets.Get(access, req.path_params.at("fleet"));
                if (!fleet.ok()) return ErrorResponse(fleet.status());
-               return JsonResponse(FleetToJson(*fleet));
+               return JsonResponse(FleetToJson(*fleet, s.controller.HostProblems()));
              }));
   router.Add("DELETE", "/api/project/{project}/fleets/{fleet}",
              InProject(s, [&s](http::Request& req, const model::User&,
@@ -311,7 +312,8 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
         auto instances = s.fleets.ListInstances(access);
         if (!instances.ok()) return ErrorResponse(instances.status());
         json::array items;
-        for (const auto& i : *instances) items.push_back(InstanceToJson(i));
+        const HostProblems problems = s.controller.HostProblems();
+        for (const auto& i : *instances) items.push_back(InstanceToJson(i, problems));
         return JsonResponse(Items(std::move(items)));
       }));
 }

@@ -118,6 +118,7 @@ class ServerAppImpl final : public ServerApp {
     http_options.host = config.host;
     http_options.port = config.port;
     http_options.threads = config.http_threads;
+    http_options.tls = config.tls;
     http_ = std::make_unique<http::Server>(
         http_options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "http/tls_options.h"
 #include "util/clock.h"
 #include "util/status.h"
 
@@ -36,6 +37,8 @@ struct ServerConfig {
   // the token, when set, is required even while disabled (DSTACK_PROMETHEUS_AUTH_TOKEN).
   bool prometheus_metrics = false;
   std::optional<std::string> prometheus_auth_token;
+  // Set: the API, UI and /metrics are served over HTTPS only, with these PEM files.
+  std::optional<http::TlsServerOptions> tls;
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

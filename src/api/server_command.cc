@@ -29,6 +29,8 @@ struct ServerFlags {
   std::string data_dir;
   std::string log_level = "info";
   bool no_local_fleet = false;
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // A positive integer from the environment, or `fallback` (with a warning when malformed).
@@ -72,6 +74,10 @@ void WriteClientConfigIfMissing(const std::string& url, const std::string& token
 
 int RunServer(const ServerFlags& flags) {
   SetupLogging(flags.log_level);
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    std::cerr << "error: --tls-cert and --tls-key go together\n";
+    return 1;
+  }
   // Before any thread starts.
   const TerminationSignals signals;
   // One connection per polled agent: allow as many descriptors as the hard limit does.
@@ -122,12 +128,15 @@ int RunServer(const ServerFlags& flags) {
     config.prometheus_auth_token = token;
   }
 
+  if (!flags.tls_cert.empty()) config.tls = http::TlsServerOptions{flags.tls_cert, flags.tls_key};
+
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
   if (!app.ok()) {
     std::cerr << "error: " << app.status().message() << "\n";
     return 1;
   }
-  std::string url = "http://" + flags.host + ":" + std::to_string((*app)->port());
+  std::string url =
+      (config.tls ? "https://" : "http://") + flags.host + ":" + std::to_string((*app)->port());
   std::cout << "fleetwatch server 0.1.0\n"
             << "  Data:  " << config.data_dir << "\n"
             << "  UI:    " << url << "/\n"
@@ -163,6 +172,11 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--log-level", flags->log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
       ->capture_default_str();
+  cmd->add_option("--tls-cert", flags->tls_cert,
+                  "PEM certificate (chain): serve the API, UI and /metrics over HTTPS only")
+      ->envname("FLEETWATCH_TLS_CERT");
+  cmd->add_option("--tls-key", flags->tls_key, "PEM private key of --tls-cert")
+      ->envname("FLEETWATCH_TLS_KEY");
   cmd->add_flag("--no-local-fleet", flags->no_local_fleet,
                 "Do not run an agent for this machine (fleet `local` of project `main`)");
   cmd->callback([flags, &exit_code] { exit_code = RunServer(*flags); });

@@ -10,8 +10,15 @@
 namespace fleetwatch::cli {
 
 Result<ApiClient> ApiClient::Create(const ClientSettings& settings) {
-  FW_ASSIGN_OR_RETURN(http::Client client, http::Client::Create(settings.url));
+  FW_ASSIGN_OR_RETURN(http::Client client,
+                      http::Client::Create(settings.url, HttpClientOptions(settings)));
   return ApiClient(settings, std::move(client));
+}
+
+http::ClientOptions HttpClientOptions(const ClientSettings& settings) {
+  http::ClientOptions options;
+  options.tls.ca_certificates_pem = settings.ca_cert_pem;
+  return options;
 }
 
 Result<boost::json::value> ApiClient::Get(std::string_view target) {

@@ -43,6 +43,9 @@ class ApiClient {
   http::Client client_;
 };
 
+// The http::Client options the settings call for (the CA certificates of an https server).
+http::ClientOptions HttpClientOptions(const ClientSettings& settings);
+
 // Percent-encodes one path segment (a project, fleet, run or user name).
 std::string PathSegment(std::string_view name);
 

@@ -12,7 +12,7 @@
 namespace fleetwatch::cli {
 
 void AddClientFlags(CLI::App& command, ClientFlags& flags) {
-  command.add_option("--url", flags.url, "Server URL, http://host[:port] (env FLEETWATCH_URL)");
+  command.add_option("--url", flags.url, "Server URL, http[s]://host[:port] (env FLEETWATCH_URL)");
   command.add_option("--token", flags.token, "API token (env FLEETWATCH_TOKEN)");
   command.add_option("--project", flags.project, "Project (env FLEETWATCH_PROJECT; default main)");
 }

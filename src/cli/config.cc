@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "model/names.h"
+#include "util/certificates.h"
 
 namespace fleetwatch::cli {
 namespace {
@@ -24,7 +25,8 @@ struct ConfigKey {
 };
 constexpr ConfigKey kKeys[] = {{"url", &SettingValues::url},
                                {"token", &SettingValues::token},
-                               {"project", &SettingValues::project}};
+                               {"project", &SettingValues::project},
+                               {"ca_cert", &SettingValues::ca_cert}};
 
 std::string ErrnoText() { return std::strerror(errno); }
 
@@ -153,14 +155,20 @@ Status UpdateConfigFile(const std::filesystem::path& path, const SettingValues& 
 }
 
 Result<ClientSettings> ResolveClientSettings(const SettingValues& flags, const EnvLookup& env) {
-  SettingValues from_env{env("FLEETWATCH_URL"), env("FLEETWATCH_TOKEN"), env("FLEETWATCH_PROJECT")};
+  SettingValues from_env{env("FLEETWATCH_URL"), env("FLEETWATCH_TOKEN"), env("FLEETWATCH_PROJECT"),
+                         env("FLEETWATCH_CA_CERT")};
   auto given = [](const std::optional<std::string>& a, const std::optional<std::string>& b) {
     return (a && !a->empty()) || (b && !b->empty());
+  };
+  auto https = [](const std::optional<std::string>& url) {
+    return url && url->rfind("https://", 0) == 0;
   };
   SettingValues from_file;
   std::string file_name = "~/.fleetwatch/config.yml";
   bool need_file = !given(flags.url, from_env.url) || !given(flags.token, from_env.token) ||
-                   !given(flags.project, from_env.project);
+                   !given(flags.project, from_env.project) ||
+                   (https(flags.url && !flags.url->empty() ? flags.url : from_env.url) &&
+                    !given(flags.ca_cert, from_env.ca_cert));
   if (need_file) {
     Result<std::filesystem::path> path = ConfigFilePathFromEnv(env);
     if (path.ok()) {
@@ -186,6 +194,14 @@ Result<ClientSettings> ResolveClientSettings(const SettingValues& flags, const E
     return InvalidArgument(normalized.status().message() + " (from " + url.source + ")");
   }
   settings.url = std::move(normalized).value();
+  Chosen ca_cert = Choose(flags.ca_cert, "ca-cert", from_env.ca_cert, "FLEETWATCH_CA_CERT",
+                          from_file.ca_cert, file_name);
+  if (https(settings.url) && ca_cert.value) {
+    Result<std::string> pem = ReadCaCertificates(*ca_cert.value);
+    if (!pem.ok())
+      return InvalidArgument(pem.status().message() + " (from " + ca_cert.source + ")");
+    settings.ca_cert_pem = std::move(pem).value();
+  }
   if (Status s = ValidateToken(*token.value); !s.ok()) {
     return InvalidArgument(s.message() + " (from " + token.source + ")");
   }
@@ -197,17 +213,32 @@ Result<ClientSettings> ResolveClientSettings(const SettingValues& flags, const E
   return settings;
 }
 
+Result<std::string> ReadCaCertificates(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return InvalidArgument("cannot read the CA certificate " + file.string() + ": " + ErrnoText());
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (Status valid = ValidateCertificatesPem(text.str()); !valid.ok()) {
+    return InvalidArgument("the CA certificate " + file.string() + " " + valid.message());
+  }
+  return text.str();
+}
+
 Result<std::string> NormalizeServerUrl(std::string_view url) {
   auto bad = [&](std::string_view why) {
-    return InvalidArgument("the server URL must look like http://host[:port] (" + std::string(why) +
-                           ")");
+    return InvalidArgument("the server URL must look like http[s]://host[:port] (" +
+                           std::string(why) + ")");
   };
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return bad(url.find("://") != std::string_view::npos ? "only http:// is supported"
-                                                         : "it does not start with http://");
+  std::string_view scheme = "http://";
+  if (url.substr(0, 8) == "https://") scheme = "https://";
+  if (url.substr(0, scheme.size()) != scheme) {
+    return bad(url.find("://") != std::string_view::npos
+                   ? "only http:// and https:// are supported"
+                   : "it does not start with http:// or https://");
   }
-  std::string_view rest = url.substr(kScheme.size());
+  std::string_view rest = url.substr(scheme.size());
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   std::string_view host = rest, port;
   if (!rest.empty() && rest.front() == '[') {  // [IPv6]
@@ -245,7 +276,7 @@ Result<std::string> NormalizeServerUrl(std::string_view url) {
       return bad("the port must be a number from 1 to 65535");
     }
   }
-  return std::string(kScheme) + std::string(rest);
+  return std::string(scheme) + std::string(rest);
 }
 
 Status ValidateToken(std::string_view token) {

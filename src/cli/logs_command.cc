@@ -68,7 +68,8 @@ void ExitOnInterrupt(int /*signal*/) { ::_exit(0); }
 
 Status ShowLogs(const LogsArgs& args) {
   FW_ASSIGN_OR_RETURN(ApiClient api, Connect(args.flags));
-  FW_ASSIGN_OR_RETURN(http::Client client, http::Client::Create(api.settings().url));
+  FW_ASSIGN_OR_RETURN(http::Client client,
+                      http::Client::Create(api.settings().url, HttpClientOptions(api.settings())));
   const std::string path = api.ProjectPath("/runs/" + PathSegment(args.run) +
                                            "/logs?job_num=" + std::to_string(args.job) +
                                            "&replica_num=" + std::to_string(args.replica));

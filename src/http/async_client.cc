@@ -1,5 +1,6 @@
 #include "http/async_client.h"
 #include "http/header_rules.h"
+#include "http/tls_context.h"
 
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -19,6 +21,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <variant>
 
 namespace fleetwatch::http {
 namespace {
@@ -27,6 +30,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using Callback = std::function<void(Result<Response>)>;
 
 constexpr uint32_t kResponseHeaderLimitBytes = 64 * 1024;
@@ -44,6 +48,11 @@ std::string HostPort(std::string_view host, uint16_t port) {
   const std::string_view bare = StripBrackets(host);
   const bool ipv6 = bare.find(':') != std::string_view::npos;
   return (ipv6 ? "[" + std::string(bare) + "]" : std::string(bare)) + ":" + std::to_string(port);
+}
+
+// "http://host:port" or "https://host:port": how messages name the peer.
+std::string Origin(const AsyncRequest& request) {
+  return (request.tls ? "https://" : "http://") + HostPort(request.host, request.port);
 }
 
 Status Validate(const AsyncRequest& request) {
@@ -80,8 +89,8 @@ void Deliver(const Callback& done, Result<Response> result) {
   }
 }
 
-Status Cancelled(const std::string& host_port) {
-  return Unavailable("request to " + host_port + " cancelled: the client is shutting down");
+Status Cancelled(const std::string& origin) {
+  return Unavailable("request to " + origin + " cancelled: the client is shutting down");
 }
 
 }  // namespace
@@ -116,9 +125,11 @@ class AsyncClient::Impl {
   size_t in_flight_ = 0;        // started and not finished; guarded by mutex_
   std::deque<Pending> queue_;   // guarded by mutex_
   std::unordered_map<Operation*, std::shared_ptr<Operation>> active_;  // guarded by mutex_
+  internal::ClientContextCache tls_contexts_;
 };
 
-// One request: resolve (names only), connect, write, read, on a strand of its own. Every step
+// One request: resolve (names only), connect, TLS handshake (https), write, read, on a strand of
+// its own. Every step
 // checks `finished_` first, so a late completion after a timeout or cancellation does nothing,
 // and Finish() runs the callback exactly once.
 class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operation> {
@@ -126,12 +137,12 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   Operation(Impl& client, AsyncRequest request, Callback done)
       : client_(client),
         strand_(asio::make_strand(client.io_context_)),
-        stream_(strand_),
+        stream_(std::in_place_index<0>, strand_),
         resolver_(strand_),
         resolve_timer_(strand_),
         request_(std::move(request)),
         done_(std::move(done)),
-        host_port_(HostPort(request_.host, request_.port)),
+        origin_(Origin(request_)),
         timeout_text_(std::to_string(request_.timeout.count()) + " ms") {}
 
   // Starts the request on its strand; never runs it inline.
@@ -141,7 +152,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   // Ends the request with Unavailable (unless it has ended already).
   void Cancel() {
-    asio::post(strand_, [self = shared_from_this()] { self->Finish(Cancelled(self->host_port_)); });
+    asio::post(strand_, [self = shared_from_this()] { self->Finish(Cancelled(self->origin_)); });
   }
 
  private:
@@ -150,6 +161,15 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     deadline_ = std::chrono::steady_clock::now() + request_.timeout;
     BuildMessage();
     const std::string host(StripBrackets(request_.host));
+    if (request_.tls) {
+      Result<std::shared_ptr<asio::ssl::context>> context =
+          client_.tls_contexts_.Get(*request_.tls);
+      if (!context.ok()) return Finish(context.status());
+      tls_context_ = std::move(context).value();
+      TlsStream& tls = stream_.emplace<TlsStream>(strand_, *tls_context_);
+      Status prepared = internal::PrepareClient(tls.native_handle(), *request_.tls, host);
+      if (!prepared.ok()) return Finish(prepared);
+    }
     beast::error_code address_error;
     const auto address = asio::ip::make_address(host, address_error);
     if (!address_error) {
@@ -161,8 +181,8 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     resolve_timer_.expires_at(deadline_);
     resolve_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->finished_) return;
-      self->Finish(Unavailable("cannot reach " + self->host_port_ +
-                               ": cannot resolve host within " + self->timeout_text_));
+      self->Finish(Unavailable("cannot reach " + self->origin_ + ": cannot resolve host within " +
+                               self->timeout_text_));
     });
     resolver_.async_resolve(host, std::to_string(request_.port),
                             [self = shared_from_this()](beast::error_code ec,
@@ -182,7 +202,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     message_.version(11);
     for (const auto& [name, value] : request_.headers) message_.insert(name, value);
     if (message_.find(bhttp::field::host) == message_.end()) {
-      message_.set(bhttp::field::host, host_port_);
+      message_.set(bhttp::field::host, HostPort(request_.host, request_.port));
     }
     if (message_.find(bhttp::field::user_agent) == message_.end()) {
       message_.set(bhttp::field::user_agent, "fleetwatch");
@@ -202,40 +222,82 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     resolve_timer_.cancel();
     if (ec) {
       return Finish(
-          Unavailable("cannot reach " + host_port_ + ": cannot resolve host: " + ec.message()));
+          Unavailable("cannot reach " + origin_ + ": cannot resolve host: " + ec.message()));
     }
     for (const auto& entry : found) endpoints_.push_back(entry.endpoint());
     Connect();
   }
 
+  beast::tcp_stream& Tcp() {
+    return std::visit(
+        [](auto& stream) -> beast::tcp_stream& { return beast::get_lowest_layer(stream); },
+        stream_);
+  }
+
   void Connect() {
-    stream_.expires_at(deadline_);
-    stream_.async_connect(endpoints_,
-                          [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
-                            self->OnConnect(ec);
-                          });
+    Tcp().expires_at(deadline_);
+    Tcp().async_connect(endpoints_,
+                        [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
+                          self->OnConnect(ec);
+                        });
   }
 
   void OnConnect(beast::error_code ec) {
     if (finished_) return;
     if (ec == beast::error::timeout) {
       return Finish(
-          Unavailable("cannot reach " + host_port_ + ": no connection within " + timeout_text_));
+          Unavailable("cannot reach " + origin_ + ": no connection within " + timeout_text_));
     }
-    if (ec) return Finish(Unavailable("cannot reach " + host_port_ + ": " + ec.message()));
-    stream_.expires_at(deadline_);
-    bhttp::async_write(
-        stream_, message_,
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnWrite(error); });
+    if (ec) return Finish(Unavailable("cannot reach " + origin_ + ": " + ec.message()));
+    Tcp().expires_at(deadline_);
+    if (auto* tls = std::get_if<TlsStream>(&stream_)) {
+      tls->async_handshake(
+          asio::ssl::stream_base::client,
+          [self = shared_from_this()](beast::error_code error) { self->OnHandshake(error); });
+      return;
+    }
+    Write();
+  }
+
+  void OnHandshake(beast::error_code ec) {
+    if (finished_) return;
+    TlsStream& tls = std::get<TlsStream>(stream_);
+    if (ec == beast::error::timeout) {
+      return Finish(Unavailable("no TLS handshake with " + origin_ + " within " + timeout_text_));
+    }
+    if (ec) {
+      return Finish(Unavailable(
+          origin_ + ": " + internal::HandshakeFailure(tls.native_handle(), ec, *request_.tls)));
+    }
+    Status checked = internal::CheckPeer(tls.native_handle(), *request_.tls);
+    if (!checked.ok()) return Finish(Unavailable(origin_ + ": " + checked.message()));
+    Write();
+  }
+
+  void Write() {
+    Tcp().expires_at(deadline_);
+    std::visit(
+        [this](auto& stream) {
+          bhttp::async_write(stream, message_,
+                             [self = shared_from_this()](beast::error_code error, size_t) {
+                               self->OnWrite(error);
+                             });
+        },
+        stream_);
   }
 
   void OnWrite(beast::error_code ec) {
     if (finished_) return;
     if (ec) return Finish(IoError(ec));
-    stream_.expires_at(deadline_);
-    bhttp::async_read(
-        stream_, buffer_, parser_,
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnRead(error); });
+    Tcp().expires_at(deadline_);
+    std::visit(
+        [this](auto& stream) {
+          bhttp::async_read(stream, buffer_, parser_,
+                            [self = shared_from_this()](beast::error_code error, size_t) {
+                              self->OnRead(error);
+                            });
+        },
+        stream_);
   }
 
   void OnRead(beast::error_code ec) {
@@ -255,25 +317,26 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   // A failure while writing the request or reading the response.
   Status IoError(beast::error_code ec) const {
     if (ec == beast::error::timeout) {
-      return Unavailable("no response from " + host_port_ + " within " + timeout_text_);
+      return Unavailable("no response from " + origin_ + " within " + timeout_text_);
     }
     if (ec == bhttp::error::body_limit) {
-      return Status(StatusCode::kPayloadTooLarge, "response from " + host_port_ + " exceeds " +
+      return Status(StatusCode::kPayloadTooLarge, "response from " + origin_ + " exceeds " +
                                                       std::to_string(request_.max_response_bytes) +
                                                       " bytes");
     }
     if (ec == bhttp::error::header_limit) {
-      return Status(StatusCode::kPayloadTooLarge,
-                    "response headers from " + host_port_ + " exceed " +
-                        std::to_string(kResponseHeaderLimitBytes) + " bytes");
+      return Status(StatusCode::kPayloadTooLarge, "response headers from " + origin_ + " exceed " +
+                                                      std::to_string(kResponseHeaderLimitBytes) +
+                                                      " bytes");
     }
-    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) {
-      return Unavailable("connection to " + host_port_ + " closed before a complete response");
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+        ec == asio::ssl::error::stream_truncated) {
+      return Unavailable("connection to " + origin_ + " closed before a complete response");
     }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-      return Unavailable("malformed response from " + host_port_ + ": " + ec.message());
+      return Unavailable("malformed response from " + origin_ + ": " + ec.message());
     }
-    return Unavailable("connection to " + host_port_ + " failed: " + ec.message());
+    return Unavailable("connection to " + origin_ + " failed: " + ec.message());
   }
 
   void Finish(Result<Response> result) {
@@ -281,9 +344,11 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     finished_ = true;
     resolve_timer_.cancel();
     resolver_.cancel();
+    // No TLS close_notify: the response is complete (or given up on), and the server closes
+    // the connection after it anyway (Connection: close).
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
     Callback done = std::move(done_);
     Deliver(done, std::move(result));
     client_.OnFinished(this);
@@ -291,12 +356,13 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   Impl& client_;
   asio::strand<asio::io_context::executor_type> strand_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<asio::ssl::context> tls_context_;  // https only; outlives the stream
+  std::variant<beast::tcp_stream, TlsStream> stream_;
   tcp::resolver resolver_;
   asio::steady_timer resolve_timer_;
   AsyncRequest request_;
   Callback done_;
-  const std::string host_port_;
+  const std::string origin_;
   const std::string timeout_text_;
 
   std::chrono::steady_clock::time_point deadline_;
@@ -328,9 +394,8 @@ AsyncClient::Impl::~Impl() {
   for (const auto& operation : active) operation->Cancel();
   active.clear();
   for (Pending& pending : queued) {
-    asio::post(io_context_, [done = std::move(pending.done),
-                             host_port = HostPort(pending.request.host, pending.request.port)] {
-      Deliver(done, Cancelled(host_port));
+    asio::post(io_context_, [done = std::move(pending.done), origin = Origin(pending.request)] {
+      Deliver(done, Cancelled(origin));
     });
   }
   // Posted work above keeps the threads running until every callback has been delivered.
@@ -344,7 +409,7 @@ void AsyncClient::Impl::Send(AsyncRequest request, Callback done) {
   if (shutting_down_) {
     // Only a callback racing the destructor gets here; it runs on an I/O thread already.
     lock.unlock();
-    Deliver(done, invalid.ok() ? Cancelled(HostPort(request.host, request.port)) : invalid);
+    Deliver(done, invalid.ok() ? Cancelled(Origin(request)) : invalid);
     return;
   }
   if (!invalid.ok()) {

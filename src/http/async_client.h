@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "http/message.h"
+#include "http/tls_options.h"
 #include "util/status.h"
 
 namespace fleetwatch::http {
@@ -27,6 +29,8 @@ struct AsyncRequest {
   // the system resolver may keep a thread busy until it gives up on its own.
   std::chrono::milliseconds timeout{5000};
   size_t max_response_bytes = 8 << 20;  // response body; larger ones fail with PayloadTooLarge
+  // Set: HTTPS, the server checked as these options say (tls_options.h). Unset: plain HTTP.
+  std::optional<TlsClientOptions> tls;
 };
 
 // A pool of I/O threads sending requests asynchronously (Boost.Beast), made for polling
@@ -36,6 +40,9 @@ struct AsyncRequest {
 // `max_in_flight` connections are open at a time; further requests wait in a FIFO queue, so
 // 10,000 hosts do not exhaust file descriptors (each open request holds one: keep
 // max_in_flight well below the process's RLIMIT_NOFILE, which is often 1024 by default).
+//
+// HTTPS requests share one OpenSSL context per distinct verification setting, built on first use
+// and kept for the client's lifetime; every request still makes its own TLS handshake.
 //
 // Requests carry Host, User-Agent: fleetwatch (unless given), Content-Length and
 // Connection: close. Any HTTP status is a successful Response; its `headers` hold all response
@@ -53,11 +60,14 @@ class AsyncClient {
   AsyncClient& operator=(const AsyncClient&) = delete;
 
   // Calls `done` exactly once, on an I/O thread, with the response or:
-  //  - InvalidArgument: empty host, port 0, bad method, target or header;
-  //  - Unavailable: "cannot reach host:port: ..." (resolve or connect failed or timed out),
-  //    "no response from host:port within N ms", "malformed response from host:port: ...",
-  //    "connection to host:port closed before a complete response", a reset, or the client
-  //    being destroyed;
+  //  - InvalidArgument: empty host, port 0, bad method, target or header, CA certificates that
+  //    do not load;
+  //  - Unavailable: "cannot reach http://host:port: ..." (resolve or connect failed or timed
+  //    out), "no response from http://host:port within N ms", "malformed response from ...",
+  //    "connection to ... closed before a complete response", a reset, or the client being
+  //    destroyed (https:// for TLS requests); for HTTPS also "https://host:port: certificate
+  //    verify failed: ...", "https://host:port: certificate fingerprint sha256:... does not
+  //    match the pinned sha256:..." and "https://host:port: TLS handshake failed: ...";
   //  - PayloadTooLarge: the body exceeds max_response_bytes (or the headers 64 KiB).
   // `done` should be quick (it runs on an I/O thread) and must not throw; an exception is logged
   // and dropped.

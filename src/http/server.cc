@@ -1,5 +1,6 @@
 #include "http/server.h"
 #include "http/header_rules.h"
+#include "http/tls_context.h"
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
 #include <condition_variable>
 #include <exception>
@@ -32,6 +34,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using namespace std::chrono_literals;
 
 // Request line plus headers; larger ones get 431.
@@ -60,6 +63,7 @@ class Server::Impl {
   void Stop();
 
  private:
+  template <typename Stream>
   class Session;
 
   void DoAccept();
@@ -85,6 +89,7 @@ class Server::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::unique_ptr<tcp::acceptor> acceptor_;    // on its own strand
   std::unique_ptr<asio::steady_timer> retry_;  // on the acceptor's strand
+  std::shared_ptr<asio::ssl::context> tls_;    // set by Start() for HTTPS
   std::vector<std::thread> threads_;
 
   std::atomic<bool> stopping_{false};
@@ -94,25 +99,56 @@ class Server::Impl {
   bool closed_ = false;  // guarded by requests_mutex_
 };
 
-// One connection: read a request, run the handler, write the response, repeat while keep-alive.
-// All of a session's work runs on its own strand, one step at a time.
-class Server::Impl::Session : public std::enable_shared_from_this<Session> {
+// One connection: (TLS handshake,) read a request, run the handler, write the response, repeat
+// while keep-alive. All of a session's work runs on its own strand, one step at a time. `Stream`
+// is beast::tcp_stream (HTTP) or TlsStream (HTTPS); the steps are the same.
+template <typename Stream>
+class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(tcp::socket socket, Server::Impl& server) : stream_(std::move(socket)), server_(server) {}
+  Session(tcp::socket socket, Server::Impl& server) requires(!kTls)
+      : stream_(std::move(socket)), server_(server) {}
+  Session(tcp::socket socket, Server::Impl& server, asio::ssl::context& tls) requires kTls
+      : stream_(std::move(socket), tls),
+        server_(server) {}
 
   void Run() {
     asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&Session::ReadRequest, shared_from_this()));
+                   beast::bind_front_handler(&Session::Start, this->shared_from_this()));
   }
 
  private:
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  void Start() {
+    if constexpr (kTls) {
+      // The handshake gets the same deadline as a request; garbage or plain HTTP fails it.
+      Tcp().expires_after(server_.options_.read_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              beast::bind_front_handler(&Session::OnHandshake, shared_from_this()));
+    } else {
+      ReadRequest();
+    }
+  }
+
+  void OnHandshake(beast::error_code ec) {
+    if (ec) {
+      spdlog::debug("http server: TLS handshake failed: {}", ec.message());
+      return Close();
+    }
+    ReadRequest();
+  }
+
   void ReadRequest() {
     parser_.emplace();
     parser_->header_limit(kHeaderLimitBytes);
     parser_->body_limit(server_.options_.body_limit_bytes);
     // One deadline covers the wait for the request and all of its bytes: an idle keep-alive
     // connection and a request arriving too slowly are both closed when it passes.
-    stream_.expires_after(server_.options_.read_timeout);
+    Tcp().expires_after(server_.options_.read_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
@@ -155,7 +191,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
     // The peer closed, went quiet past the deadline (the stream is closed already), or the
     // connection broke: nothing to answer.
     if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
-        ec == beast::error::timeout ||
+        ec == beast::error::timeout || ec == asio::ssl::error::stream_truncated ||
         ec.category() != bhttp::make_error_code(bhttp::error::bad_method).category()) {
       return Close();
     }
@@ -221,7 +257,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
       header.insert(name, value);
     }
     keep_alive_ = keep_alive && !server_.stopping();
-    stream_.expires_after(server_.options_.read_timeout);
+    Tcp().expires_after(server_.options_.read_timeout);
     if (response.shared_body && !bodiless) {
       // Sent from the shared bytes themselves (a /metrics body can be hundreds of MB): no copy.
       shared_body_ = std::move(response.shared_body);
@@ -253,12 +289,17 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
   }
 
   // Half-closes, then drops what the client still sends until it closes too (see kLingerTime).
+  // Over TLS the half-close is a close_notify, after which OpenSSL reads and drops the rest.
   void Linger() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(
+    Tcp().expires_after(
         std::min<std::chrono::steady_clock::duration>(kLingerTime, server_.options_.read_timeout));
-    Drain({}, 0);
+    if constexpr (kTls) {
+      stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->Close(); });
+    } else {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      Drain({}, 0);
+    }
   }
 
   void Drain(beast::error_code ec, size_t bytes) {
@@ -270,11 +311,11 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   Server::Impl& server_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -293,6 +334,10 @@ Result<uint16_t> Server::Impl::Start() {
   if (running_) return FailedPrecondition("http server already started");
   const std::string where = options_.host + ":" + std::to_string(options_.port);
 
+  std::shared_ptr<asio::ssl::context> tls;
+  if (options_.tls) {
+    FW_ASSIGN_OR_RETURN(tls, internal::NewServerContext(*options_.tls));
+  }
   auto io_context = std::make_unique<asio::io_context>(std::max(1, options_.threads));
   beast::error_code ec;
   tcp::endpoint endpoint;
@@ -333,6 +378,7 @@ Result<uint16_t> Server::Impl::Start() {
     closed_ = false;
   }
   stopping_.store(false, std::memory_order_release);
+  tls_ = std::move(tls);
   retry_ = std::make_unique<asio::steady_timer>(acceptor->get_executor());
   acceptor_ = std::move(acceptor);
   io_context_ = std::move(io_context);
@@ -342,7 +388,7 @@ Result<uint16_t> Server::Impl::Start() {
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { RunWorker(); });
   running_ = true;
-  spdlog::info("http server listening on {}:{}", options_.host, port);
+  spdlog::info("http server listening on {}://{}:{}", tls_ ? "https" : "http", options_.host, port);
   return port;
 }
 
@@ -403,7 +449,11 @@ void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  std::make_shared<Session>(std::move(socket), *this)->Run();
+  if (tls_) {
+    std::make_shared<Session<TlsStream>>(std::move(socket), *this, *tls_)->Run();
+  } else {
+    std::make_shared<Session<beast::tcp_stream>>(std::move(socket), *this)->Run();
+  }
   DoAccept();
 }
 

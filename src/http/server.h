@@ -4,9 +4,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/router.h"
+#include "http/tls_options.h"
 #include "util/status.h"
 
 namespace fleetwatch::http {
@@ -20,6 +22,9 @@ struct ServerOptions {
   // also bounds writing each response. Expired connections are closed without a response.
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds shutdown_grace{10'000};  // Stop() waits this long for requests
+  // Set: HTTPS only (TLS 1.2+), the files read by Start(). The TLS handshake is bounded by
+  // read_timeout; a connection whose handshake fails (plain HTTP, garbage) is closed.
+  std::optional<TlsServerOptions> tls;
 };
 
 // An HTTP/1.1 server on Boost.Beast: keep-alive, Expect: 100-continue, body limit (413 JSON
@@ -40,7 +45,8 @@ class Server {
 
   // Binds and starts the worker threads; returns the bound port (useful with port 0).
   // Unavailable when the host does not resolve or binding fails (e.g. the port is in use);
-  // FailedPrecondition when already started. A stopped server may be started again.
+  // InvalidArgument when the TLS certificate or key does not load; FailedPrecondition when
+  // already started. A stopped server may be started again.
   Result<uint16_t> Start();
   // Stops accepting, lets requests in flight finish (up to shutdown_grace), closes the remaining
   // connections and joins the threads. A handler still running after the grace period is waited

@@ -76,6 +76,11 @@ struct Instance {
   bool unreachable = false;  // the agent has not answered for longer than the grace period
   std::optional<TimeMicros> last_seen_at;  // last successful poll
   std::string agent_id;  // the agent instance last seen; a new id means the agent restarted
+  // How the server reaches the agent (fleet_spec.h): HTTPS when `tls`, checking the certificate
+  // against the pinned `tls_fingerprint`, else the PEM CAs in `tls_ca_cert`, else the system's.
+  bool tls = false;
+  std::string tls_ca_cert;
+  std::string tls_fingerprint;  // "sha256:<64 lowercase hex>"
 };
 
 struct Job {

@@ -17,6 +17,7 @@
 #include "model/config_tree.h"
 #include "model/json_writer.h"
 #include "model/names.h"
+#include "util/certificates.h"
 
 namespace fleetwatch::model {
 namespace {
@@ -32,6 +33,7 @@ constexpr int kDefaultAgentPort = 10998;
 constexpr std::size_t kMaxHosts = 1000;
 constexpr std::size_t kMaxTokenBytes = 256;
 constexpr double kMaxPrice = 1'000'000;  // USD per hour
+constexpr std::size_t kMaxCaCertBytes = 64 * 1024;
 
 constexpr std::string_view kNotOverSsh =
     "is not supported: fleetwatch talks to the host's agent, not over SSH";
@@ -161,12 +163,65 @@ Result<double> ReadPrice(const boost::json::value& value, const std::string& pat
   return price;
 }
 
+Result<bool> ReadBool(const boost::json::value& value, const std::string& path) {
+  if (!value.is_bool()) {
+    return Error(path, "must be true or false (got " + std::string(config::KindName(value)) + ")");
+  }
+  return value.get_bool();
+}
+
+Result<std::string> ReadCaCert(const boost::json::value& value, const std::string& path) {
+  FW_ASSIGN_OR_RETURN(std::string pem, config::ReadString(value, path));
+  if (pem.size() > kMaxCaCertBytes) {
+    return Error(path, "is longer than " + std::to_string(kMaxCaCertBytes) + " bytes");
+  }
+  Status valid = ValidateCertificatesPem(pem);
+  if (!valid.ok()) return Error(path, valid.message());
+  return pem;
+}
+
+Result<std::string> ReadFingerprint(const boost::json::value& value, const std::string& path) {
+  FW_ASSIGN_OR_RETURN(std::string text, config::ReadString(value, path));
+  Result<std::string> fingerprint = NormalizeFingerprint(text);
+  if (!fingerprint.ok()) return Error(path, fingerprint.status().message());
+  return fingerprint;
+}
+
 // Host defaults from ssh_config.
 struct HostDefaults {
   int port = kDefaultAgentPort;
   std::optional<std::string> token;
   std::optional<double> price;
+  std::optional<bool> tls;
+  std::optional<std::string> ca_cert;
 };
+
+// How the host is reached, from its own keys over the defaults (see fleet_spec.h).
+Status ResolveTls(FleetHost& host, const std::string& path, std::optional<bool> tls,
+                  std::optional<std::string> ca_cert, std::optional<std::string> fingerprint,
+                  const HostDefaults& defaults) {
+  if (ca_cert && fingerprint) {
+    return Error(path, "give either fingerprint or ca_cert, not both");
+  }
+  if (!tls && !ca_cert && !fingerprint) {
+    tls = defaults.tls;
+    ca_cert = defaults.ca_cert;
+  }
+  if (tls == false && (ca_cert || fingerprint)) {
+    return Error(KeyPath(path, "tls"),
+                 std::string("is false, but ") + (fingerprint ? "a fingerprint" : "a ca_cert") +
+                     " is given: a pinned or CA-checked host is reached over TLS");
+  }
+  if (!tls && !ca_cert && !fingerprint) {
+    return Error(path,
+                 "says nothing about TLS: add `fingerprint: sha256:...` (the agent prints it "
+                 "when it starts), `ca_cert`, or `tls: false` for plain HTTP");
+  }
+  host.tls = tls.value_or(true);
+  host.ca_cert = ca_cert.value_or("");
+  host.fingerprint = fingerprint.value_or("");
+  return Status::Ok();
+}
 
 Result<FleetHost> ReadHost(const boost::json::value& value, const std::string& path,
                            const HostDefaults& defaults) {
@@ -174,12 +229,16 @@ Result<FleetHost> ReadHost(const boost::json::value& value, const std::string& p
   host.port = defaults.port;
   host.price = defaults.price;
   std::optional<std::string> token = defaults.token;
+  std::optional<bool> tls;
+  std::optional<std::string> ca_cert;
+  std::optional<std::string> fingerprint;
   if (value.is_string()) {
     FW_ASSIGN_OR_RETURN(host.hostname, ReadHostname(value, path));
   } else if (value.is_object()) {
     const boost::json::object& object = value.get_object();
-    FW_RETURN_IF_ERROR(config::CheckKeys(object, path, {"hostname", "port", "token", "price"},
-                                         kUnsupportedHostKeys));
+    FW_RETURN_IF_ERROR(config::CheckKeys(
+        object, path, {"hostname", "port", "token", "price", "tls", "ca_cert", "fingerprint"},
+        kUnsupportedHostKeys));
     const boost::json::value* hostname = Find(object, "hostname");
     if (hostname == nullptr) return Error(KeyPath(path, "hostname"), "is required");
     FW_ASSIGN_OR_RETURN(host.hostname, ReadHostname(*hostname, KeyPath(path, "hostname")));
@@ -192,15 +251,28 @@ Result<FleetHost> ReadHost(const boost::json::value& value, const std::string& p
     if (const boost::json::value* price = Find(object, "price")) {
       FW_ASSIGN_OR_RETURN(host.price, ReadPrice(*price, KeyPath(path, "price")));
     }
+    if (const boost::json::value* t = Find(object, "tls")) {
+      FW_ASSIGN_OR_RETURN(tls, ReadBool(*t, KeyPath(path, "tls")));
+    }
+    if (const boost::json::value* ca = Find(object, "ca_cert")) {
+      FW_ASSIGN_OR_RETURN(ca_cert, ReadCaCert(*ca, KeyPath(path, "ca_cert")));
+    }
+    if (const boost::json::value* f = Find(object, "fingerprint")) {
+      FW_ASSIGN_OR_RETURN(fingerprint, ReadFingerprint(*f, KeyPath(path, "fingerprint")));
+    }
   } else {
-    return Error(path, "must be a hostname or a mapping {hostname, port, token, price} (got " +
-                           std::string(config::KindName(value)) + ")");
+    return Error(path,
+                 "must be a hostname or a mapping {hostname, port, token, price, tls, ca_cert, "
+                 "fingerprint} (got " +
+                     std::string(config::KindName(value)) + ")");
   }
   if (!token) {
     return Error(KeyPath(path, "token"),
                  "is required (the agent's token; set it here or as ssh_config.token)");
   }
   host.token = std::move(*token);
+  FW_RETURN_IF_ERROR(
+      ResolveTls(host, path, tls, std::move(ca_cert), std::move(fingerprint), defaults));
   return host;
 }
 
@@ -225,7 +297,8 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
   FW_ASSIGN_OR_RETURN(const boost::json::object* ssh_config,
                       config::ReadObject(*ssh, "ssh_config"));
   FW_RETURN_IF_ERROR(config::CheckKeys(*ssh_config, "ssh_config",
-                                       {"port", "token", "price", "hosts"}, kUnsupportedSshKeys));
+                                       {"port", "token", "price", "tls", "ca_cert", "hosts"},
+                                       kUnsupportedSshKeys));
 
   HostDefaults defaults;
   if (const boost::json::value* port = Find(*ssh_config, "port")) {
@@ -236,6 +309,15 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
   }
   if (const boost::json::value* price = Find(*ssh_config, "price")) {
     FW_ASSIGN_OR_RETURN(defaults.price, ReadPrice(*price, "ssh_config.price"));
+  }
+  if (const boost::json::value* tls = Find(*ssh_config, "tls")) {
+    FW_ASSIGN_OR_RETURN(defaults.tls, ReadBool(*tls, "ssh_config.tls"));
+  }
+  if (const boost::json::value* ca = Find(*ssh_config, "ca_cert")) {
+    FW_ASSIGN_OR_RETURN(defaults.ca_cert, ReadCaCert(*ca, "ssh_config.ca_cert"));
+  }
+  if (defaults.tls == false && defaults.ca_cert) {
+    return Error("ssh_config.tls", "is false, but a ca_cert is given");
   }
 
   const boost::json::value* hosts_value = Find(*ssh_config, "hosts");
@@ -284,6 +366,16 @@ std::string ToJson(const FleetConfiguration& config) {
     if (host.price) {
       out.Key("price");
       out.Number(*host.price);
+    }
+    out.Key("tls");
+    out.Bool(host.tls);
+    if (!host.fingerprint.empty()) {
+      out.Key("fingerprint");
+      out.String(host.fingerprint);
+    }
+    if (!host.ca_cert.empty()) {
+      out.Key("ca_cert");
+      out.String(host.ca_cert);
     }
     out.EndObject();
   }

@@ -17,18 +17,32 @@ namespace fleetwatch::model {
 //     port: 10998          # optional defaults for every host
 //     token: secret
 //     price: 2.5
+//     ca_cert: |           # optional default: agents' certificates signed by this CA
+//       -----BEGIN CERTIFICATE-----
+//       ...
 //     hosts:
 //       - hostname: 10.0.0.1
 //         port: 10998
 //         token: secret
 //         price: 2.5      # USD/hour
-//       - 10.0.0.2         # a bare hostname takes the defaults
+//         fingerprint: sha256:9f86...  # the agent's certificate, pinned like an SSH host key
+//       - hostname: 10.0.0.2  # takes the defaults (here: the CA)
+//       - hostname: 10.0.0.3
+//         tls: false       # plain HTTP: must be said explicitly
+//
+// Every host must say how it is reached: `fingerprint` (HTTPS, the agent's certificate must have
+// that SHA-256), `ca_cert` (HTTPS, verified against that CA and the hostname), `tls: true` alone
+// (HTTPS, the system CA store) or `tls: false` (plain HTTP). `tls` and `ca_cert` may be given as
+// ssh_config defaults; a host's `fingerprint` takes precedence over a default `ca_cert`.
 
 struct FleetHost {
   std::string hostname;  // DNS name or IP literal
   int port = 10998;
   std::string token;  // the agent's bearer token
   std::optional<double> price;
+  bool tls = true;          // HTTPS to the agent
+  std::string ca_cert;      // PEM certificates (with tls), or empty
+  std::string fingerprint;  // "sha256:<64 lowercase hex>" (with tls), or empty
 };
 
 struct FleetConfiguration {
@@ -39,7 +53,8 @@ struct FleetConfiguration {
 // Parses and validates; same error policy as ParseRunConfiguration. Thread-safe.
 Result<FleetConfiguration> ParseFleetConfiguration(std::string_view text, ConfigFormat format);
 
-// Normalized JSON with tokens left out (it is shown to users).
+// Normalized JSON with tokens left out (it is shown to users); `tls` always, the fingerprint
+// and CA certificates when given.
 std::string ToJson(const FleetConfiguration& config);
 
 }  // namespace fleetwatch::model

@@ -56,6 +56,11 @@ void JsonWriter::Integer(int64_t value) {
   out_ += std::to_string(value);
 }
 
+void JsonWriter::Bool(bool value) {
+  BeforeValue();
+  out_ += value ? "true" : "false";
+}
+
 void JsonWriter::Number(double value) {
   BeforeValue();
   out_ += std::isfinite(value) ? FormatDouble(value) : "null";

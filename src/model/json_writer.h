@@ -23,6 +23,7 @@ class JsonWriter {
   void String(std::string_view text);
   void Integer(int64_t value);
   void Number(double value);  // non-finite values are written as null
+  void Bool(bool value);
 
   // The document written so far.
   const std::string& text() const { return out_; }

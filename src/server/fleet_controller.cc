@@ -79,6 +79,7 @@ http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance
   if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
   r.timeout = options_.agent_timeout;
   r.max_response_bytes = options_.max_poll_bytes;
+  if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
   return r;
 }
 
@@ -101,12 +102,27 @@ struct FleetController::PollState {
   std::map<std::string, Result<http::Response>> ready;  // replies not yet used by a tick
 };
 
+void FleetController::NoteHostProblem(const std::string& instance_id, std::string what) {
+  std::lock_guard lock(log_mu_);
+  if (what.empty()) {
+    host_problems_.erase(instance_id);
+  } else {
+    host_problems_.insert_or_assign(instance_id, std::move(what));
+  }
+}
+
+std::map<std::string, std::string> FleetController::HostProblems() const {
+  std::lock_guard lock(log_mu_);
+  return host_problems_;
+}
+
 InstanceObservation FleetController::ObservationOf(const model::Instance& instance,
                                                    const Result<http::Response>& reply) {
   InstanceObservation obs;
   if (!reply.ok() || reply->status != 200) {
     obs.error = Describe(reply);
     LogHostProblem(instance, obs.error);
+    NoteHostProblem(instance.id, obs.error);
     ++bad_replies_;
     return obs;
   }
@@ -115,9 +131,11 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
     // A malformed or partial reply loses this host's tick, nothing else.
     obs.error = poll.status().message();
     LogHostProblem(instance, obs.error);
+    NoteHostProblem(instance.id, obs.error);
     ++bad_replies_;
     return obs;
   }
+  NoteHostProblem(instance.id, "");
   obs.reached = true;
   obs.poll = std::move(poll).value();
   return obs;
@@ -128,8 +146,21 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
   // Send a poll to every host that has none in flight; a host still busy with an earlier one
   // (slow, or silent until its timeout) is simply not asked again.
   std::set<std::string> asked;
+  {
+    // Problems of instances that are gone (deleted fleets) are forgotten.
+    std::set<std::string> known;
+    for (const model::Instance& i : instances) known.insert(i.id);
+    std::lock_guard lock(log_mu_);
+    std::erase_if(host_problems_, [&](const auto& entry) { return !known.contains(entry.first); });
+  }
   for (const model::Instance& i : instances) {
     if (i.status == model::InstanceStatus::kTerminated) continue;
+    if (!i.tls && i.backend != "local" && plain_http_warned_.insert(i.id).second) {
+      spdlog::warn(
+          "instance {} ({}:{}): plain HTTP (tls: false): the agent token and all job "
+          "data cross the network unencrypted",
+          i.name, i.hostname, i.agent_port);
+    }
     {
       std::lock_guard lock(polls_->mu);
       if (!polls_->in_flight.insert(i.id).second) continue;

@@ -82,6 +82,10 @@ class FleetController {
   std::vector<DcgmReport> TakeDcgmReports();
   // The run transitions seen since the last call.
   RunEvents TakeRunEvents();
+  // Why each host's last poll failed (instance id → message, e.g. "https://10.0.0.1:10998:
+  // certificate fingerprint sha256:... does not match the pinned sha256:..."); hosts whose
+  // last poll succeeded are absent. Kept in memory only.
+  std::map<std::string, std::string> HostProblems() const;
 
   // The job's output from `offset`: from the server's copy once the job has ended and been
   // acknowledged, else from its agent. An unplaced job has an empty log.
@@ -110,6 +114,8 @@ class FleetController {
   friend class InstanceLogSource;
   void FailJobs(const std::map<std::string, std::string>& job_errors);
   void LogHostProblem(const model::Instance& instance, const std::string& what);
+  // Records (or, with an empty `what`, clears) the host's current problem for HostProblems().
+  void NoteHostProblem(const std::string& instance_id, std::string what);
 
   store::Store& store_;
   const Clock& clock_;
@@ -117,9 +123,11 @@ class FleetController {
   http::AsyncClient& client_;
   FleetControllerOptions options_;
   LogCopies log_copies_;
-  std::mutex log_mu_;
-  std::map<std::string, TimeMicros> last_logged_;  // instance id → when a problem was logged
-  TimeMicros next_metrics_at_ = 0;                 // Tick runs on one thread: no lock
+  mutable std::mutex log_mu_;
+  std::map<std::string, TimeMicros> last_logged_;     // instance id → when a problem was logged
+  std::map<std::string, std::string> host_problems_;  // instance id → last poll's error; log_mu_
+  std::set<std::string> plain_http_warned_;  // instance ids warned about tls: false (Tick only)
+  TimeMicros next_metrics_at_ = 0;           // Tick runs on one thread: no lock
   bool last_points_loaded_ = false;
   std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};

@@ -78,6 +78,9 @@ Result<FleetWithInstances> FleetService::Apply(const ProjectAccess& access, std:
     instance.agent_port = host.port;
     instance.agent_token = host.token;
     instance.price = host.price;
+    instance.tls = host.tls;
+    instance.tls_ca_cert = host.ca_cert;
+    instance.tls_fingerprint = host.fingerprint;
     instance.created_at = now;
     out.instances.push_back(std::move(instance));
   }

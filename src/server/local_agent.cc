@@ -39,13 +39,17 @@ std::optional<json::object> ReadJsonFile(const fs::path& path) {
 
 bool Alive(int pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
-bool Healthy(http::AsyncClient& client, const AgentAddress& address) {
+// The agent's certificate fingerprint, pinned: empty for one started by an older server without
+// TLS (then plain HTTP, which never leaves 127.0.0.1).
+bool Healthy(http::AsyncClient& client, const AgentAddress& address,
+             const std::string& fingerprint) {
   http::AsyncRequest r;
   r.host = address.host;
   r.port = address.port;
   r.target = "/api/healthcheck";
   r.headers = {{"Authorization", "Bearer " + address.token}};
   r.timeout = std::chrono::milliseconds(3000);
+  if (!fingerprint.empty()) r.tls = http::TlsClientOptions{fingerprint, ""};
   auto reply = client.SendAll({r});
   return reply[0].ok() && reply[0]->status == 200;
 }
@@ -66,6 +70,7 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
   std::string log = (dir / "agent.log").string();
   std::string dir_text = dir.string();
   std::string token_env = "FLEETWATCH_AGENT_TOKEN=" + token;
+  // HTTPS with the agent's self-signed certificate in its own directory, pinned by the server.
   std::vector<const char*> argv = {binary.c_str(), "agent", "--host",     "127.0.0.1",
                                    "--port",       "0",     "--data-dir", dir_text.c_str()};
   if (!dcgm) argv.push_back("--no-dcgm");
@@ -87,6 +92,9 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
       dup2(out, 2);
     }
     putenv(token_env.data());
+    // The server's own certificate is not the agent's: it makes its own.
+    unsetenv("FLEETWATCH_TLS_CERT");
+    unsetenv("FLEETWATCH_TLS_KEY");
     execv(binary.c_str(), const_cast<char* const*>(argv.data()));
     _exit(127);
   }
@@ -95,7 +103,8 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
   return Status::Ok();
 }
 
-Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress& address) {
+Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress& address,
+                     const std::string& fingerprint) {
   FW_ASSIGN_OR_RETURN(model::Project main, store.GetProject("main"));
   Result<model::Fleet> fleet = store.GetFleet(main.id, kFleetName);
   if (fleet.ok()) {
@@ -103,19 +112,24 @@ Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress
     for (model::Instance& instance : instances) {
       if (instance.fleet_id != fleet->id) continue;
       if (instance.hostname == address.host && instance.agent_port == address.port &&
-          instance.agent_token == address.token) {
+          instance.agent_token == address.token && instance.tls == !fingerprint.empty() &&
+          instance.tls_fingerprint == fingerprint) {
         continue;
       }
       instance.hostname = address.host;
       instance.agent_port = address.port;
       instance.agent_token = address.token;
+      instance.tls = !fingerprint.empty();
+      instance.tls_fingerprint = fingerprint;
       FW_RETURN_IF_ERROR(store.UpdateInstance(instance));
     }
     return Status::Ok();
   }
   if (fleet.status().code() != StatusCode::kNotFound) return fleet.status();
   TimeMicros now = clock.Now();
-  model::FleetConfiguration config{kFleetName, {{address.host, address.port, "", std::nullopt}}};
+  model::FleetConfiguration config{
+      kFleetName,
+      {{address.host, address.port, "", std::nullopt, !fingerprint.empty(), "", fingerprint}}};
   model::Fleet f{
       NewId(), main.id, main.name, kFleetName, model::FleetStatus::kActive, model::ToJson(config),
       now};
@@ -129,6 +143,8 @@ Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress
   instance.hostname = address.host;
   instance.agent_port = address.port;
   instance.agent_token = address.token;
+  instance.tls = !fingerprint.empty();
+  instance.tls_fingerprint = fingerprint;
   instance.created_at = now;
   return store.CreateFleet(f, {instance});
 }
@@ -147,18 +163,21 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
 
   AgentAddress address;
   int pid = 0;
+  std::string fingerprint;
   if (auto recorded = ReadJsonFile(state)) {
     const json::value* port = recorded->if_contains("port");
     const json::value* token = recorded->if_contains("token");
     const json::value* p = recorded->if_contains("pid");
+    const json::value* pin = recorded->if_contains("fingerprint");
     if (port && port->is_int64() && token && token->is_string() && p && p->is_int64()) {
       address = {"127.0.0.1", static_cast<uint16_t>(port->as_int64()),
                  std::string(token->as_string())};
       pid = static_cast<int>(p->as_int64());
-      if (Alive(pid) && Healthy(client, address)) {
+      if (pin != nullptr && pin->is_string()) fingerprint = std::string(pin->as_string());
+      if (Alive(pid) && Healthy(client, address, fingerprint)) {
         spdlog::info("using the local agent still running on 127.0.0.1:{} (pid {})", address.port,
                      pid);
-        FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address));
+        FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address, fingerprint));
         return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
       }
     }
@@ -173,9 +192,11 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
     if (auto written = ReadJsonFile(ready)) {
       const json::value* port = written->if_contains("port");
       const json::value* p = written->if_contains("pid");
-      if (port && port->is_int64() && p && p->is_int64()) {
+      const json::value* pin = written->if_contains("fingerprint");
+      if (port && port->is_int64() && p && p->is_int64() && pin && pin->is_string()) {
         address.port = static_cast<uint16_t>(port->as_int64());
         pid = static_cast<int>(p->as_int64());
+        fingerprint = std::string(pin->as_string());
         break;
       }
     }
@@ -185,8 +206,10 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::string text = model::SerializeJson(
-      json::object{{"pid", pid}, {"port", address.port}, {"token", address.token}});
+  std::string text = model::SerializeJson(json::object{{"pid", pid},
+                                                       {"port", address.port},
+                                                       {"token", address.token},
+                                                       {"fingerprint", fingerprint}});
   fs::path tmp = state;
   tmp += ".tmp";
   text += "\n";
@@ -201,8 +224,9 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
   }
   fs::rename(tmp, state, ec);
   if (ec) return Unavailable("cannot write " + state.string() + ": " + ec.message());
-  spdlog::info("started the local agent on 127.0.0.1:{} (pid {})", address.port, pid);
-  FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address));
+  spdlog::info("started the local agent on https://127.0.0.1:{} (pid {}, certificate {})",
+               address.port, pid, fingerprint);
+  FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address, fingerprint));
   return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
 }
 

@@ -13,8 +13,10 @@ namespace fleetwatch::server {
 
 // The agent for the server's own machine (fleet `local`, backend `local`), run as a separate
 // `fleetwatch agent` process on 127.0.0.1 so that jobs outlive a server crash exactly like on any
-// other host. Its address and token are kept in <data_dir>/local-agent.json; a restarted server
-// finds a still-running agent there and keeps using it. Not thread-safe (owned by ServerApp).
+// other host. It serves HTTPS with the self-signed certificate it makes in its own directory; the
+// server pins the fingerprint the agent wrote into its ready file. Its address, token and
+// fingerprint are kept in <data_dir>/local-agent.json; a restarted server finds a still-running
+// agent there and keeps using it. Not thread-safe (owned by ServerApp).
 class LocalAgent {
  public:
   // Reuses the agent recorded in `data_dir` when it answers with its token, else starts

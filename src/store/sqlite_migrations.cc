@@ -143,9 +143,12 @@ CREATE TABLE usage_totals (
   PRIMARY KEY (project_name, user_name)
 );
 )sql",
-    // 5: reserved for a step of the same issue made on another branch; empty here, and to be
-    // replaced by that step when the branches meet (never released empty).
-    "",
+    // 5: TLS to agents. Instances stored before spoke plain HTTP, so they keep tls = 0.
+    R"sql(
+ALTER TABLE instances ADD COLUMN tls INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN tls_ca_cert TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN tls_fingerprint TEXT NOT NULL DEFAULT '';
+)sql",
     // 6: deleted users. A deleted user's row stays (runs and counters name it, projects it owns
     // reference it) with no usable token; only the server's own queries see it.
     R"sql(

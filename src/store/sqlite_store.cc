@@ -346,7 +346,7 @@ constexpr std::string_view kSelectFleet =
 constexpr std::string_view kSelectInstance =
     "SELECT i.id, i.project_id, p.name, i.fleet_id, f.name, i.name, i.instance_num, i.status, "
     "i.backend, i.hostname, i.agent_port, i.agent_token, i.price, i.resources, i.created_at, "
-    "i.unreachable, i.last_seen_at, i.agent_id "
+    "i.unreachable, i.last_seen_at, i.agent_id, i.tls, i.tls_ca_cert, i.tls_fingerprint "
     "FROM instances i JOIN fleets f ON f.id = i.fleet_id JOIN projects p ON p.id = i.project_id ";
 constexpr std::string_view kSelectRun =
     "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
@@ -423,6 +423,9 @@ Result<model::Instance> ReadInstance(const Query& q, const SecretCipher& cipher)
   instance.unreachable = q.Int(15) != 0;
   instance.last_seen_at = q.OptionalInt64(16);
   instance.agent_id = q.Text(17);
+  instance.tls = q.Int(18) != 0;
+  instance.tls_ca_cert = q.Text(19);
+  instance.tls_fingerprint = q.Text(20);
   return instance;
 }
 
@@ -731,8 +734,8 @@ class SqliteStore final : public Store {
         FW_ASSIGN_OR_RETURN(
             Query q, Prepare("INSERT INTO instances (id, project_id, fleet_id, name, instance_num, "
                              "status, backend, hostname, agent_port, agent_token, price, "
-                             "resources, created_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                             "resources, created_at, tls, tls_ca_cert, tls_fingerprint) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         // The instances belong to `fleet`, whatever their own project/fleet ids say.
         q.Bind(instance.id)
             .Bind(fleet.project_id)
@@ -746,7 +749,10 @@ class SqliteStore final : public Store {
             .Bind(agent_token)
             .Bind(instance.price)
             .Bind(ResourcesToJson(instance.resources))
-            .Bind(instance.created_at);
+            .Bind(instance.created_at)
+            .Bind(instance.tls ? 1 : 0)
+            .Bind(instance.tls_ca_cert)
+            .Bind(instance.tls_fingerprint);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create instance '" + instance.name + "'"));
       }
       return Status::Ok();
@@ -881,7 +887,7 @@ class SqliteStore final : public Store {
           Query q,
           Prepare("UPDATE instances SET status = ?, resources = ?, price = ?, hostname = ?, "
                   "agent_port = ?, agent_token = ?, unreachable = ?, last_seen_at = ?, "
-                  "agent_id = ? WHERE id = ?"));
+                  "agent_id = ?, tls = ?, tls_ca_cert = ?, tls_fingerprint = ? WHERE id = ?"));
       q.Bind(model::ToString(instance.status))
           .Bind(ResourcesToJson(instance.resources))
           .Bind(instance.price)
@@ -891,6 +897,9 @@ class SqliteStore final : public Store {
           .Bind(instance.unreachable ? 1 : 0)
           .Bind(instance.last_seen_at)
           .Bind(instance.agent_id)
+          .Bind(instance.tls ? 1 : 0)
+          .Bind(instance.tls_ca_cert)
+          .Bind(instance.tls_fingerprint)
           .Bind(instance.id);
       FW_RETURN_IF_ERROR(q.Exec());
       if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");

@@ -9,6 +9,7 @@
 #include "agent/test_helpers.h"
 #include "http/client.h"
 #include "support/process.h"
+#include "util/certificates.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -81,11 +82,58 @@ TEST_F(AgentCommandTest, HelpListsTheDcgmFlags) {
   }
 }
 
+TEST_F(AgentCommandTest, TlsFlagsMustGoTogether) {
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{"--tls-cert", "/nonexistent.crt"},
+        {"--no-tls", "--tls-cert", "/a.crt", "--tls-key", "/a.key"},
+        {"--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"}}) {
+    std::vector<std::string> args = {"agent", "--port",     "0",         "--token",
+                                     kToken,  "--data-dir", data_.str(), "--no-dcgm"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult r = RunProcess(FLEETWATCH_BINARY, args, Env(), "", 30);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(data_.path() / "agent.json"));
+  }
+}
+
+TEST_F(AgentCommandTest, ServesTheGivenCertificateAndPrintsItsFingerprint) {
+  SelfSignedRequest request;
+  request.ip_addresses = {"127.0.0.1"};
+  Result<SelfSignedCertificate> made = CreateSelfSignedCertificate(request);
+  ASSERT_TRUE(made.ok());
+  testing::WriteFile(dir_.path() / "my.crt", made->certificate_pem);
+  testing::WriteFile(dir_.path() / "my.key", made->private_key_pem);
+  std::map<std::string, std::string> env = Env();
+  env["FLEETWATCH_TLS_CERT"] = (dir_.path() / "my.crt").string();
+  env["FLEETWATCH_TLS_KEY"] = (dir_.path() / "my.key").string();
+  ChildProcess agent(FLEETWATCH_BINARY,
+                     {"agent", "--host", "127.0.0.1", "--port", "0", "--token", kToken,
+                      "--data-dir", data_.str(), "--no-dcgm"},
+                     env);
+  ASSERT_TRUE(agent.WaitForOutput("fleetwatch agent listening on https://127.0.0.1:", 60))
+      << agent.Output();
+  EXPECT_NE(agent.Output().find("fingerprint: " + made->fingerprint), std::string::npos)
+      << agent.Output();
+  json::value file = json::parse(testing::ReadFile(data_.path() / "agent.json"));
+  EXPECT_EQ(file.at("fingerprint").as_string(), made->fingerprint);
+  EXPECT_FALSE(fs::exists(data_.path() / "tls.key"));  // no self-signed one was made
+  http::ClientOptions options;
+  options.tls.ca_certificates_pem = made->certificate_pem;  // trusted as is, host name checked
+  Result<http::Client> client = http::Client::Create(
+      "https://127.0.0.1:" + std::to_string(file.at("port").as_int64()), options);
+  ASSERT_TRUE(client.ok());
+  json::value health = Call(*client, "GET", "/api/healthcheck");
+  EXPECT_EQ(health.at("service").as_string(), "fleetwatch-agent") << json::serialize(health);
+  EXPECT_EQ(agent.Stop(SIGTERM), 0);
+}
+
 TEST_F(AgentCommandTest, ServesJobsAndStopsThemOnSigterm) {
   ChildProcess agent(
       FLEETWATCH_BINARY,
       {"agent", "--host", "127.0.0.1", "--port", "0", "--token", kToken, "--data-dir", data_.str(),
-       "--no-dcgm"},  // hermetic on hosts with a real dcgm-exporter on PATH
+       "--no-dcgm",  // hermetic on hosts with a real dcgm-exporter on PATH
+       "--no-tls"},
       Env());
   ASSERT_TRUE(agent.WaitForOutput("fleetwatch agent listening on http://127.0.0.1:", 60))
       << agent.Output();

@@ -572,8 +572,8 @@ class DcgmAgentProcessTest : public ::testing::Test {
   }
 
   std::vector<std::string> Args(std::vector<std::string> extra) const {
-    std::vector<std::string> args = {"agent",   "--host", "127.0.0.1",  "--port",   "0",
-                                     "--token", "t",      "--data-dir", data_.str()};
+    std::vector<std::string> args = {"agent",   "--host", "127.0.0.1",  "--port",    "0",
+                                     "--token", "t",      "--data-dir", data_.str(), "--no-tls"};
     if (std::find(extra.begin(), extra.end(), "--dcgm-interval-seconds") == extra.end()) {
       extra.insert(extra.end(), {"--dcgm-interval-seconds", "1"});
     }

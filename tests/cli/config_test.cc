@@ -10,6 +10,8 @@
 #include <map>
 #include <sstream>
 
+#include "util/certificates.h"
+
 namespace fleetwatch::cli {
 namespace {
 
@@ -71,7 +73,7 @@ TEST_F(ConfigTest, FlagBeatsEnvironmentBeatsFile) {
   EXPECT_EQ(s->token, "env-token");
   EXPECT_EQ(s->project, "fromenv");
 
-  s = ResolveClientSettings({"http://flag:3", "flag-token", "fromflag"}, Env());
+  s = ResolveClientSettings({"http://flag:3", "flag-token", "fromflag", {}}, Env());
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->url, "http://flag:3");
   EXPECT_EQ(s->token, "flag-token");
@@ -113,7 +115,7 @@ TEST_F(ConfigTest, MissingUrlOrTokenSaysToRunConfig) {
 }
 
 TEST_F(ConfigTest, BadValuesNameTheirSource) {
-  env_["FLEETWATCH_URL"] = "https://h";
+  env_["FLEETWATCH_URL"] = "ftp://h";
   env_["FLEETWATCH_TOKEN"] = "t";
   Result<ClientSettings> s = ResolveClientSettings({}, Env());
   ASSERT_FALSE(s.ok());
@@ -125,6 +127,31 @@ TEST_F(ConfigTest, BadValuesNameTheirSource) {
   s = ResolveClientSettings(flags, Env());
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("--project"), std::string::npos);
+}
+
+TEST_F(ConfigTest, TheCaCertificateCountsForHttpsOnly) {
+  const std::filesystem::path ca = home_ / "ca.pem";
+  SelfSignedRequest request;
+  request.certificate_authority = true;
+  Result<SelfSignedCertificate> made = CreateSelfSignedCertificate(request);
+  ASSERT_TRUE(made.ok());
+  std::ofstream(ca) << made->certificate_pem;
+  WriteFile("url: https://h:1\ntoken: t\nca_cert: " + ca.string() + "\n");
+  Result<ClientSettings> s = ResolveClientSettings({}, Env());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->ca_cert_pem, made->certificate_pem);
+
+  // The environment wins over the file and must name a readable certificate.
+  env_["FLEETWATCH_CA_CERT"] = (home_ / "missing.pem").string();
+  s = ResolveClientSettings({}, Env());
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("missing.pem"), std::string::npos);
+  EXPECT_NE(s.status().message().find("FLEETWATCH_CA_CERT"), std::string::npos);
+
+  // Over plain HTTP it is not read at all.
+  s = ResolveClientSettings({"http://h:1", "t", "p", {}}, Env());
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->ca_cert_pem, "");
 }
 
 TEST_F(ConfigTest, MalformedFileIsAClearError) {
@@ -140,7 +167,7 @@ TEST_F(ConfigTest, MalformedFileIsAClearError) {
 
 TEST_F(ConfigTest, FileIsNotReadWhenFlagsAndEnvironmentSayEverything) {
   WriteFile("url: [unclosed\n");
-  Result<ClientSettings> s = ResolveClientSettings({"http://h:1", "t", "p"}, Env());
+  Result<ClientSettings> s = ResolveClientSettings({"http://h:1", "t", "p", {}}, Env());
   EXPECT_TRUE(s.ok()) << s.status().ToString();
 }
 
@@ -227,11 +254,13 @@ TEST(NormalizeServerUrl, AcceptsHttpHostAndPort) {
   EXPECT_EQ(*NormalizeServerUrl("http://127.0.0.1:3000"), "http://127.0.0.1:3000");
   EXPECT_EQ(*NormalizeServerUrl("http://fleet.example.com/"), "http://fleet.example.com");
   EXPECT_EQ(*NormalizeServerUrl("http://[::1]:8080"), "http://[::1]:8080");
+  EXPECT_EQ(*NormalizeServerUrl("https://fleet.example.com:3000/"),
+            "https://fleet.example.com:3000");
 }
 
 TEST(NormalizeServerUrl, RefusesEverythingElse) {
   for (const char* bad :
-       {"", "127.0.0.1:3000", "https://h", "ftp://h", "http://", "http://:80",
+       {"", "127.0.0.1:3000", "https://", "ftp://h", "http://", "http://:80",
         "http://h:", "http://h:0", "http://h:65536", "http://h:80x", "http://h/path", "http://u@h",
         "http://h?q", "http://h:80/x", "http://[::1", "http://[zz]"}) {
     EXPECT_FALSE(NormalizeServerUrl(bad).ok()) << bad;

@@ -4,7 +4,10 @@
 The configuration names its token files relative to itself, and promtool insists that they
 exist, so the check runs on a copy of deploy/prometheus with placeholder tokens beside it; then
 again with the commented-out agents' `authorization` block switched on, as its comment says to
-when agents have a metrics token. It also checks what the rest of the kit relies on: every
+when agents have a metrics token, and with the commented-out HTTPS lines (`scheme: https`,
+`tls_config: ca_file: ...`) switched on too and the agents' `insecure_skip_verify` replaced by a
+CA file, CA files made with the openssl command beside it, as when the server has a certificate
+and a CA signs the agents'. It also checks what the rest of the kit relies on: every
 rules file is loaded by the config's rule_files glob, and every scrape job an alert or
 dashboard selects (`job="..."`) is defined.
 
@@ -22,6 +25,9 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN_FILES = ("fleetwatch-token", "fleetwatch-agent-metrics-token")
+CA_FILES = ("fleetwatch-ca.pem", "fleetwatch-agents-ca.pem")
+# The commented-out HTTPS lines: `# scheme: https`, `# tls_config:`, `#   ca_file: FILE`.
+TLS_LINE_RE = re.compile(r"^(\s*)# (scheme: https|tls_config:|  ca_file: \S+)$", re.M)
 # The agents' optional authorization block, commented out in prometheus.yml.
 AGENT_AUTH_RE = re.compile(
     r"^(\s*)# (authorization:\n)\1# (  type: Bearer\n)\1# (  credentials_file: \S+\n)", re.M)
@@ -68,6 +74,24 @@ def main():
             with open(config_path, "w", encoding="utf-8") as f:
                 f.write(enabled)
             promtool_check(args.promtool, etc, problems, "with the agents' authorization")
+            with_tls, n = TLS_LINE_RE.subn(r"\1\2", enabled)
+            with_tls, m = re.subn(r"^(\s*)insecure_skip_verify: true$",
+                                  r"\1ca_file: fleetwatch-agents-ca.pem", with_tls, flags=re.M)
+            if n != 5 or m != 1:
+                problems.append(f"prometheus.yml: expected 5 commented-out HTTPS lines and the "
+                                f"agents' insecure_skip_verify, found {n} and {m}")
+            else:
+                for name in CA_FILES:
+                    r = subprocess.run(
+                        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=ca",
+                         "-keyout", os.path.join(tmp, name + ".key"),
+                         "-out", os.path.join(etc, name)], capture_output=True, text=True)
+                    if r.returncode != 0:
+                        problems.append(f"openssl could not make {name}: {r.stderr.strip()}")
+                with open(config_path, "w", encoding="utf-8") as f:
+                    f.write(with_tls)
+                promtool_check(args.promtool, etc, problems, "with HTTPS to server and agents")
 
     with open(os.path.join(args.prometheus_dir, "prometheus.yml"), encoding="utf-8") as f:
         config = f.read()

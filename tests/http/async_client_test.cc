@@ -262,7 +262,8 @@ TEST_F(AsyncClientTest, UnresolvableNameIsUnavailable) {
   std::vector<Result<Response>> results = client.SendAll({request});
   ASSERT_FALSE(results[0].ok());
   EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
-  EXPECT_THAT(results[0].status().message(), HasSubstr("cannot reach no-such-host.invalid:1"));
+  EXPECT_THAT(results[0].status().message(),
+              HasSubstr("cannot reach http://no-such-host.invalid:1"));
 }
 
 TEST_F(AsyncClientTest, TalksToIpv6Literals) {
@@ -312,7 +313,7 @@ TEST_F(AsyncClientTest, RefusedConnectionFailsFastAndNamesTheHost) {
   ASSERT_FALSE(results[0].ok());
   EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
   EXPECT_THAT(results[0].status().message(),
-              HasSubstr("cannot reach 127.0.0.1:" + std::to_string(port)));
+              HasSubstr("cannot reach http://127.0.0.1:" + std::to_string(port)));
   EXPECT_LT(Clock::now() - start, kGenerous);  // not the 60 s timeout
 }
 
@@ -343,9 +344,8 @@ TEST_F(AsyncClientTest, SilentHostTimesOutWithoutDelayingAGoodOne) {
   EXPECT_THAT(order, ::testing::ElementsAre("good", "silent"));
   EXPECT_TRUE(statuses[1].ok()) << statuses[1].ToString();
   EXPECT_EQ(statuses[0].code(), StatusCode::kUnavailable);
-  EXPECT_THAT(
-      statuses[0].message(),
-      HasSubstr("no response from 127.0.0.1:" + std::to_string(silent.port()) + " within 1500 ms"));
+  EXPECT_THAT(statuses[0].message(), HasSubstr("no response from http://127.0.0.1:" +
+                                               std::to_string(silent.port()) + " within 1500 ms"));
 
   // SendAll keeps request order whatever the completion order.
   std::vector<Result<Response>> results =
@@ -361,8 +361,8 @@ TEST_F(AsyncClientTest, GarbageIsAMalformedResponse) {
   std::vector<Result<Response>> results = client.SendAll({Get(garbage.port())});
   ASSERT_FALSE(results[0].ok());
   EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
-  EXPECT_THAT(results[0].status().message(),
-              HasSubstr("malformed response from 127.0.0.1:" + std::to_string(garbage.port())));
+  EXPECT_THAT(results[0].status().message(), HasSubstr("malformed response from http://127.0.0.1:" +
+                                                       std::to_string(garbage.port())));
 }
 
 TEST_F(AsyncClientTest, TruncatedResponseIsAnError) {

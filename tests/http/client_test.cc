@@ -59,11 +59,15 @@ TEST(ClientCreate, ParsesHostPortAndPrefix) {
   EXPECT_EQ(ipv6->port(), 10998);
 }
 
-TEST(ClientCreate, RefusesHttpsWithAClearMessage) {
+TEST(ClientCreate, TakesHttpsWithPort443ByDefault) {
   Result<Client> client = Client::Create("https://fleet.example.com");
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(client.status().message(), HasSubstr("https is not supported yet"));
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_TRUE(client->https());
+  EXPECT_EQ(client->port(), 443);
+  Result<Client> plain = Client::Create("http://fleet.example.com");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->https());
+  EXPECT_EQ(plain->port(), 80);
 }
 
 TEST(ClientCreate, RefusesWhatIsNotHttpHostPortPrefix) {

@@ -14,7 +14,7 @@ std::string ApiReply::ErrorCode() const {
 
 ApiReply ApiClient::Send(std::string_view method, std::string_view target, std::string_view body,
                          std::string_view content_type) const {
-  Result<http::Client> client = http::Client::Create(url_);
+  Result<http::Client> client = http::Client::Create(url_, options_);
   EXPECT_TRUE(client.ok()) << client.status().ToString();
   if (!client.ok()) return {};
   std::vector<std::pair<std::string, std::string>> headers;

@@ -22,7 +22,8 @@ struct ApiReply {
 // Talks to a server under test as one user. Fails the current test on transport errors.
 class ApiClient {
  public:
-  ApiClient(std::string url, std::string token) : url_(std::move(url)), token_(std::move(token)) {}
+  ApiClient(std::string url, std::string token, http::ClientOptions options = {})
+      : url_(std::move(url)), token_(std::move(token)), options_(std::move(options)) {}
 
   ApiReply Get(std::string_view target) const { return Send("GET", target); }
   ApiReply Delete(std::string_view target) const { return Send("DELETE", target); }
@@ -36,7 +37,8 @@ class ApiClient {
 
  private:
   std::string url_;
-  std::string token_;  // empty: no Authorization header
+  std::string token_;            // empty: no Authorization header
+  http::ClientOptions options_;  // e.g. the CA of an https server
 };
 
 }  // namespace fleetwatch::testing

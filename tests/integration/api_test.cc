@@ -22,6 +22,7 @@ constexpr char kFleetYaml[] = R"(type: fleet
 name: gpus
 ssh_config:
   token: agent-secret
+  tls: false
   hosts:
     - hostname: 127.0.0.1
       port: 10998

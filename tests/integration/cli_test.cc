@@ -30,6 +30,7 @@ constexpr char kUnset[] = "\x01unset";
 constexpr char kFleetYaml[] = R"(type: fleet
 name: gpus
 ssh_config:
+  tls: false
   hosts:
     - hostname: 127.0.0.1
       port: 10998
@@ -233,7 +234,8 @@ TEST_F(CliTest, ConfigWritesAPrivateFileAndShowsTheTokenMasked) {
   EXPECT_NE(shown.find("other"), std::string::npos) << shown;
   EXPECT_NE(shown.find(server_->url()), std::string::npos) << shown;
 
-  ExpectOneErrorLine(Cli({"config", "--url", "https://example.com"}));
+  ExpectOneErrorLine(Cli({"config", "--url", "ftp://example.com"}));
+  ExpectOneErrorLine(Cli({"config", "--ca-cert", "/nonexistent/ca.pem"}));
   ExpectOneErrorLine(Cli({"config", "--project", "Not_A_Name"}));
 }
 

@@ -66,8 +66,8 @@ class AgentProcess {
     }
     child_ = std::make_unique<ChildProcess>(
         FLEETWATCH_BINARY,
-        std::vector<std::string>{"agent", "--host", "127.0.0.1", "--port", "0", "--data-dir",
-                                 (dir_.path() / "data").string()},
+        std::vector<std::string>{"agent", "--host", "127.0.0.1", "--port", "0", "--no-tls",
+                                 "--data-dir", (dir_.path() / "data").string()},
         env);
     if (child_->WaitForOutput("listening on http://127.0.0.1:", 60)) {
       child_->WaitForOutput("\n", 5);
@@ -153,8 +153,8 @@ class JobsTest : public ::testing::Test {
   // A fleet in project `main`... made of agents the test started.
   void ApplyFleet(const std::string& project, const std::string& name,
                   const std::vector<const AgentProcess*>& agents) {
-    std::string yaml =
-        "type: fleet\nname: " + name + "\nssh_config:\n  token: " + kAgentToken + "\n  hosts:\n";
+    std::string yaml = "type: fleet\nname: " + name +
+                       "\nssh_config:\n  tls: false\n  token: " + kAgentToken + "\n  hosts:\n";
     for (const AgentProcess* a : agents) {
       yaml += "    - hostname: 127.0.0.1\n      port: " + std::to_string(a->port()) +
               "\n      price: 2.0\n";
@@ -480,8 +480,9 @@ TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
   ASSERT_GT(good.port(), 0);
   StartServer({"--no-local-fleet"});
   CreateProject("ml");
-  std::string yaml = "type: fleet\nname: mixed\nssh_config:\n  token: " + std::string(kAgentToken) +
-                     "\n  hosts:\n";
+  std::string yaml =
+      "type: fleet\nname: mixed\nssh_config:\n  tls: false\n  token: " + std::string(kAgentToken) +
+      "\n  hosts:\n";
   for (int port : {garbage->port, big->port, silent->port, good.port()}) {
     yaml += "    - hostname: 127.0.0.1\n      port: " + std::to_string(port) + "\n";
   }

@@ -193,8 +193,9 @@ class PrometheusIntegrationTest : public ::testing::Test {
   }
 
   http::Response Get(const std::string& url, const std::string& target,
-                     std::vector<std::pair<std::string, std::string>> headers = {}) {
-    Result<http::Client> client = http::Client::Create(url);
+                     std::vector<std::pair<std::string, std::string>> headers = {},
+                     http::ClientOptions options = {}) {
+    Result<http::Client> client = http::Client::Create(url, std::move(options));
     EXPECT_TRUE(client.ok());
     Result<http::Response> r = client->Send("GET", target, {}, headers);
     return r.ok() ? *r : http::Response{};
@@ -444,8 +445,11 @@ TEST_F(PrometheusIntegrationTest, WithoutTheSwitchTheLocalAgentRunsNoExporter) {
   env_["DSTACK_ENABLE_PROMETHEUS_METRICS"] = "\x01unset";
   StartServer();
   json::value state = json::parse(ReadFile(dir_.path() / "data/local-agent.json"));
-  const std::string agent = "http://127.0.0.1:" + std::to_string(state.at("port").as_int64());
-  http::Response metrics = Get(agent, "/metrics");
+  // The local agent speaks HTTPS with its own certificate, which the server pinned.
+  const std::string agent = "https://127.0.0.1:" + std::to_string(state.at("port").as_int64());
+  http::ClientOptions pinned;
+  pinned.tls.fingerprint = std::string(state.at("fingerprint").as_string());
+  http::Response metrics = Get(agent, "/metrics", {}, pinned);
   ASSERT_EQ(metrics.status, 200) << metrics.body;
   EXPECT_NE(metrics.body.find("fleetwatch_agent_info{"), std::string::npos) << metrics.body;
   EXPECT_EQ(metrics.body.find("dcgm"), std::string::npos) << metrics.body;

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "util/certificates.h"
+
 namespace fleetwatch::model {
 namespace {
 
@@ -31,7 +33,7 @@ std::string ErrorOf(std::string_view text, ConfigFormat format = ConfigFormat::k
 
 // A fleet with one host given as `host` (a YAML flow value) and a default token.
 std::string FleetWithHost(std::string_view host) {
-  return "type: fleet\nname: gpus\nssh_config:\n  token: t0k3n\n  hosts:\n    - " +
+  return "type: fleet\nname: gpus\nssh_config:\n  token: t0k3n\n  tls: false\n  hosts:\n    - " +
          std::string(host) + "\n";
 }
 
@@ -43,6 +45,7 @@ ssh_config:
   port: 11000
   token: default-token
   price: 2.5
+  tls: false
   hosts:
     - hostname: 10.0.0.1
       port: 10998
@@ -74,7 +77,7 @@ TEST(ParseFleetConfiguration, DefaultsPortToTheAgentPortAndPriceToNone) {
 
 TEST(ParseFleetConfiguration, AcceptsJson) {
   FleetConfiguration fleet = MustParse(
-      R"({"type": "fleet", "name": "f", "ssh_config": {"hosts": [{"hostname": "::1", "token": "a"}]}})",
+      R"({"type": "fleet", "name": "f", "ssh_config": {"hosts": [{"hostname": "::1", "token": "a", "tls": false}]}})",
       ConfigFormat::kJson);
   ASSERT_EQ(fleet.hosts.size(), 1u);
   EXPECT_EQ(fleet.hosts[0].hostname, "::1");
@@ -230,6 +233,7 @@ type: fleet
 name: f
 ssh_config:
   token: very-secret-token
+  tls: false
   hosts:
     - hostname: 10.0.0.1
       price: 2.5
@@ -238,10 +242,114 @@ ssh_config:
       token: other-secret
 )");
   std::string json = ToJson(fleet);
-  EXPECT_EQ(json, R"({"name":"f","hosts":[{"hostname":"10.0.0.1","port":10998,"price":2.5},)"
-                  R"({"hostname":"::1","port":7}]})");
+  EXPECT_EQ(json,
+            R"({"name":"f","hosts":[{"hostname":"10.0.0.1","port":10998,"price":2.5,"tls":false},)"
+            R"({"hostname":"::1","port":7,"tls":false}]})");
   EXPECT_THAT(json, Not(HasSubstr("secret")));
   EXPECT_THAT(json, Not(HasSubstr("token")));
+}
+
+// A fleet whose one host entry carries `keys` (YAML flow mapping entries) and a token.
+std::string FleetWithHostKeys(std::string_view keys) {
+  return "type: fleet\nname: f\nssh_config:\n  token: t\n  hosts:\n    - {hostname: h1, " +
+         std::string(keys) + "}\n";
+}
+
+std::string Certificate() {
+  SelfSignedRequest request;
+  request.common_name = "ca";
+  request.certificate_authority = true;
+  Result<SelfSignedCertificate> made = CreateSelfSignedCertificate(request);
+  EXPECT_TRUE(made.ok());
+  return made.ok() ? made->certificate_pem : "";
+}
+
+// "|\n      <pem lines>" for a block scalar at host level.
+std::string BlockScalar(const std::string& pem, std::string_view indent) {
+  std::string out = "|\n";
+  size_t at = 0;
+  while (at < pem.size()) {
+    size_t end = pem.find('\n', at);
+    if (end == std::string::npos) end = pem.size();
+    out += std::string(indent) + pem.substr(at, end - at) + "\n";
+    at = end + 1;
+  }
+  return out;
+}
+
+TEST(FleetTls, AHostMustSayHowItIsReached) {
+  std::string message = ErrorOf(FleetWithHostKeys("port: 1"));
+  EXPECT_THAT(message, HasSubstr("ssh_config.hosts[0]: says nothing about TLS"));
+  EXPECT_THAT(message, HasSubstr("fingerprint: sha256:"));
+  EXPECT_THAT(message, HasSubstr("tls: false"));
+  EXPECT_THAT(ErrorOf("type: fleet\nname: f\nssh_config:\n  token: t\n  hosts: [h1]\n"),
+              HasSubstr("says nothing about TLS"));
+}
+
+TEST(FleetTls, PinnedFingerprintIsNormalized) {
+  std::string colons;
+  for (size_t i = 0; i < 64; i += 2) colons += (i ? ":" : "") + std::string(2, 'C');
+  FleetConfiguration fleet = MustParse(FleetWithHostKeys("fingerprint: 'SHA256:" + colons + "'"));
+  ASSERT_EQ(fleet.hosts.size(), 1u);
+  EXPECT_TRUE(fleet.hosts[0].tls);
+  EXPECT_EQ(fleet.hosts[0].fingerprint, "sha256:" + std::string(64, 'c'));
+  EXPECT_EQ(fleet.hosts[0].ca_cert, "");
+  EXPECT_THAT(ToJson(fleet), HasSubstr(R"("tls":true,"fingerprint":"sha256:cccc)"));
+}
+
+TEST(FleetTls, BadFingerprintsAreRefused) {
+  for (const std::string& bad : {std::string("sha256:abc"), "md5:" + std::string(32, 'a'),
+                                 "sha256:" + std::string(64, 'g'), std::string("yes")}) {
+    EXPECT_THAT(ErrorOf(FleetWithHostKeys("fingerprint: '" + bad + "'")),
+                HasSubstr("ssh_config.hosts[0].fingerprint: must be sha256:"))
+        << bad;
+  }
+  EXPECT_THAT(ErrorOf(FleetWithHostKeys("fingerprint: 42")),
+              HasSubstr("ssh_config.hosts[0].fingerprint: must be a string"));
+}
+
+TEST(FleetTls, CaCertificateIsCheckedAndMayBeADefault) {
+  const std::string pem = Certificate();
+  FleetConfiguration fleet = MustParse(
+      "type: fleet\nname: f\nssh_config:\n  token: t\n  ca_cert: " + BlockScalar(pem, "    ") +
+      "  hosts:\n    - h1\n    - hostname: h2\n      fingerprint: sha256:" + std::string(64, 'd') +
+      "\n    - hostname: h3\n      tls: true\n");
+  ASSERT_EQ(fleet.hosts.size(), 3u);
+  EXPECT_EQ(fleet.hosts[0].ca_cert, pem);
+  EXPECT_TRUE(fleet.hosts[0].tls);
+  // A host's own pin wins over the default CA.
+  EXPECT_EQ(fleet.hosts[1].ca_cert, "");
+  EXPECT_EQ(fleet.hosts[1].fingerprint, "sha256:" + std::string(64, 'd'));
+  // `tls: true` alone: the system CA store.
+  EXPECT_TRUE(fleet.hosts[2].tls);
+  EXPECT_EQ(fleet.hosts[2].ca_cert, "");
+  EXPECT_EQ(fleet.hosts[2].fingerprint, "");
+
+  EXPECT_THAT(ErrorOf(FleetWithHostKeys("ca_cert: 'not a certificate'")),
+              HasSubstr("ssh_config.hosts[0].ca_cert: must hold only PEM certificates"));
+  EXPECT_THAT(ErrorOf("type: fleet\nname: f\nssh_config:\n  token: t\n  ca_cert: |\n"
+                      "    -----BEGIN CERTIFICATE-----\n    AAAA\n    -----END CERTIFICATE-----\n"
+                      "  hosts: [h1]\n"),
+              HasSubstr("ssh_config.ca_cert: certificate 1 is not a valid PEM"));
+}
+
+TEST(FleetTls, ContradictionsAreRefused) {
+  const std::string pin = "fingerprint: 'sha256:" + std::string(64, 'e') + "'";
+  EXPECT_THAT(ErrorOf(FleetWithHostKeys("tls: false, " + pin)),
+              HasSubstr("ssh_config.hosts[0].tls: is false, but a fingerprint is given"));
+  EXPECT_THAT(ErrorOf("type: fleet\nname: f\nssh_config:\n  token: t\n  hosts:\n"
+                      "    - hostname: h1\n      " +
+                      pin + "\n      ca_cert: " + BlockScalar(Certificate(), "        ")),
+              HasSubstr("give either fingerprint or ca_cert, not both"));
+  EXPECT_THAT(ErrorOf(FleetWithHostKeys("tls: 'no'")),
+              HasSubstr("ssh_config.hosts[0].tls: must be true or false"));
+}
+
+TEST(FleetTls, PlainHttpNeedsTlsFalse) {
+  FleetConfiguration fleet = MustParse(FleetWithHostKeys("tls: false"));
+  ASSERT_EQ(fleet.hosts.size(), 1u);
+  EXPECT_FALSE(fleet.hosts[0].tls);
+  EXPECT_THAT(ToJson(fleet), HasSubstr(R"("tls":false)"));
 }
 
 }  // namespace

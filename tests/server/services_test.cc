@@ -219,7 +219,8 @@ TEST_F(ServicesTest, FleetsNeedManagersAndGetOneInstancePerHost) {
   model::User alice = NewUser("alice");
   ASSERT_TRUE(projects_->SetMember(admin_, "main", "alice", model::ProjectRole::kUser).ok());
   constexpr char kFleet[] =
-      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  hosts: [10.0.0.1, 10.0.0.2, "
+      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  tls: false\n  hosts: [10.0.0.1, "
+      "10.0.0.2, "
       "10.0.0.3]\n";
   EXPECT_EQ(fleets_->Apply(Access(alice), kFleet, model::ConfigFormat::kYaml).status().code(),
             StatusCode::kPermissionDenied);

@@ -654,6 +654,35 @@ TEST_F(SqliteStore, UpdateInstanceWritesItsMutableFields) {
   EXPECT_EQ(store_->UpdateInstance(unknown).code(), StatusCode::kNotFound);
 }
 
+TEST_F(SqliteStore, InstanceTlsSettingsRoundTripAndUpdate) {
+  const model::Fleet fleet = MakeFleet(project_, "secure");
+  model::Instance pinned = MakeInstance(fleet, 0);
+  pinned.tls = true;
+  pinned.tls_fingerprint = "sha256:" + std::string(64, 'a');
+  model::Instance by_ca = MakeInstance(fleet, 1);
+  by_ca.tls = true;
+  by_ca.tls_ca_cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  model::Instance plain = MakeInstance(fleet, 2);
+  ASSERT_TRUE(store_->CreateFleet(fleet, {pinned, by_ca, plain}).ok());
+
+  auto instances = store_->ListInstances(project_.id);
+  ASSERT_TRUE(instances.ok());
+  ASSERT_EQ(instances->size(), 3u);
+  EXPECT_TRUE((*instances)[0].tls);
+  EXPECT_EQ((*instances)[0].tls_fingerprint, pinned.tls_fingerprint);
+  EXPECT_EQ((*instances)[0].tls_ca_cert, "");
+  EXPECT_TRUE((*instances)[1].tls);
+  EXPECT_EQ((*instances)[1].tls_ca_cert, by_ca.tls_ca_cert);
+  EXPECT_FALSE((*instances)[2].tls);
+
+  model::Instance changed = (*instances)[0];
+  changed.tls_fingerprint = "sha256:" + std::string(64, 'b');
+  ASSERT_TRUE(store_->UpdateInstance(changed).ok());
+  instances = store_->ListInstances(project_.id);
+  ASSERT_TRUE(instances.ok());
+  EXPECT_EQ((*instances)[0].tls_fingerprint, changed.tls_fingerprint);
+}
+
 // --- runs and jobs ---
 
 TEST_F(SqliteStore, RunWithJobsRoundTripsWithJobsInOrder) {

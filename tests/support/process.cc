@@ -245,17 +245,20 @@ ServerProcess::ServerProcess(const std::string& data_dir, const std::string& hom
                                             {"FLEETWATCH_SERVER_ADMIN_TOKEN", admin_token}};
   for (auto& [k, v] : extra_env) env[k] = v;
   child_ = std::make_unique<ChildProcess>(FLEETWATCH_BINARY, args, env);
-  if (!child_->WaitForOutput("listening on http://127.0.0.1:", 60)) return;
+  if (!child_->WaitForOutput("fleetwatch server listening on ", 60)) return;
   // Wait for the complete line.
   child_->WaitForOutput("\n", 5);
   std::smatch m;
   std::string out = child_->Output();
-  static const std::regex kListening("listening on http://127\\.0\\.0\\.1:(\\d+)\\n");
+  static const std::regex kListening("listening on (https?)://127\\.0\\.0\\.1:(\\d+)\\n");
   for (int i = 0; i < 50 && !std::regex_search(out, m, kListening); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     out = child_->Output();
   }
-  if (std::regex_search(out, m, kListening)) port_ = static_cast<uint16_t>(std::stoi(m[1]));
+  if (std::regex_search(out, m, kListening)) {
+    scheme_ = m[1];
+    port_ = static_cast<uint16_t>(std::stoi(m[2]));
+  }
 }
 
 ServerProcess::~ServerProcess() { child_->Stop(SIGTERM); }

@@ -92,13 +92,15 @@ class ServerProcess {
 
   bool started() const { return port_ != 0; }
   uint16_t port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // "http://127.0.0.1:PORT", or https:// when the server said so (--tls-cert).
+  std::string url() const { return scheme_ + "://127.0.0.1:" + std::to_string(port_); }
   std::string Output() const { return child_->Output(); }
   int Stop(int signal = 15) { return child_->Stop(signal); }
 
  private:
   std::unique_ptr<ChildProcess> child_;
   std::string data_dir_;
+  std::string scheme_ = "http";
   uint16_t port_ = 0;
 };
 
