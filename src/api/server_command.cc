@@ -64,7 +64,8 @@ void WriteClientConfigIfMissing(const std::string& url, const std::string& token
   std::filesystem::path file = cli::ConfigFilePath(HomeDir());
   std::error_code ec;
   if (std::filesystem::exists(file, ec) || ec) return;
-  Status written = cli::UpdateConfigFile(file, {url, token, std::string(cli::kDefaultProject)});
+  Status written =
+      cli::UpdateConfigFile(file, {url, token, std::string(cli::kDefaultProject), std::nullopt});
   if (!written.ok()) {
     spdlog::warn("the CLI is not configured: {}", written.message());
     return;

@@ -61,10 +61,10 @@ class JobUsersTest : public ::testing::Test {
 
   std::vector<std::string> Args(std::vector<std::string> extra = {},
                                 std::optional<fs::path> jobs_dir = std::nullopt) const {
-    std::vector<std::string> args = {"agent",    "--host",     "127.0.0.1",
-                                     "--port",   "0",          "--data-dir",
-                                     DataDir(),  "--jobs-dir", jobs_dir.value_or(JobsDir()),
-                                     "--no-dcgm"};
+    std::vector<std::string> args = {"agent",     "--host",     "127.0.0.1",
+                                     "--port",    "0",          "--data-dir",
+                                     DataDir(),   "--jobs-dir", jobs_dir.value_or(JobsDir()),
+                                     "--no-dcgm", "--no-tls"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }

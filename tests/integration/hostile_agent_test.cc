@@ -154,7 +154,7 @@ class HostileAgentTest : public ::testing::Test {
                       const std::string& hostname, int port, const std::string& token) {
     std::string yaml = "type: fleet\nname: " + name + "\nssh_config:\n  hosts:\n    - hostname: '" +
                        hostname + "'\n      port: " + std::to_string(port) +
-                       "\n      token: " + token + "\n";
+                       "\n      token: " + token + "\n      tls: false\n";
     return user.Send("POST", "/api/project/" + project + "/fleets", yaml, "application/yaml");
   }
 
@@ -348,8 +348,11 @@ TEST_F(HostileAgentTest, AnAgentIdThatAnOlderInstanceHasIsNeverCommanded) {
   json::value sleeper = WaitForStatus(*admin_, "main", "sleeper", "running");
   const std::string sleeper_id = Str(sleeper.at("jobs").at(0), "id");
   // The local agent's id, as its healthcheck says it.
-  ApiClient local("http://127.0.0.1:" + std::to_string(Int(LocalAgent(), "port")),
-                  Str(LocalAgent(), "token"));
+  // It serves HTTPS with the certificate the server pins.
+  http::ClientOptions pinned;
+  pinned.tls.fingerprint = Str(LocalAgent(), "fingerprint");
+  ApiClient local("https://127.0.0.1:" + std::to_string(Int(LocalAgent(), "port")),
+                  Str(LocalAgent(), "token"), pinned);
   const std::string local_agent_id = Str(local.Get("/api/healthcheck").json, "agent_id");
   ASSERT_FALSE(local_agent_id.empty());
 

@@ -244,7 +244,8 @@ TEST_F(ServicesTest, FleetsNeedManagersAndGetOneInstancePerHost) {
 
 TEST_F(ServicesTest, AHostBelongsToOneFleetOfOneProject) {
   constexpr char kFleet[] =
-      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  hosts: [gpu-1.example.com]\n";
+      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  tls: false\n  hosts: "
+      "[gpu-1.example.com]\n";
   ASSERT_TRUE(fleets_->Apply(Access(admin_), kFleet, model::ConfigFormat::kYaml).ok());
   // The server's local agent, as LocalAgent registers it.
   model::Fleet local{NewId(),     Access(admin_).project.id,   "main",
@@ -267,7 +268,8 @@ TEST_F(ServicesTest, AHostBelongsToOneFleetOfOneProject) {
   auto apply = [&](const model::User& user, const std::string& project, const std::string& host) {
     return fleets_->Apply(
         Access(user, project),
-        "type: fleet\nname: mine\nssh_config:\n  token: t\n  hosts: ['" + host + "']\n",
+        "type: fleet\nname: mine\nssh_config:\n  token: t\n  tls: false\n  hosts: ['" + host +
+            "']\n",
         model::ConfigFormat::kYaml);
   };
   // Another project's host, under another spelling: refused without naming that project.
@@ -285,8 +287,9 @@ TEST_F(ServicesTest, AHostBelongsToOneFleetOfOneProject) {
   for (const char* host : {"127.0.0.1", "localhost", "127.1.2.3", "::1", "0.0.0.0"}) {
     auto local_taken = fleets_->Apply(
         Access(alice, "vision"),
-        std::string("type: fleet\nname: mine\nssh_config:\n  hosts:\n    - hostname: '") + host +
-            "'\n      port: 41000\n      token: t\n",
+        std::string(
+            "type: fleet\nname: mine\nssh_config:\n  tls: false\n  hosts:\n    - hostname: '") +
+            host + "'\n      port: 41000\n      token: t\n",
         model::ConfigFormat::kYaml);
     EXPECT_EQ(local_taken.status().code(), StatusCode::kAlreadyExists) << host;
     EXPECT_NE(local_taken.status().message().find("local agent"), std::string::npos) << host;
