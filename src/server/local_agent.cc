@@ -8,11 +8,13 @@
 #include <spdlog/spdlog.h>
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "model/fleet_spec.h"
@@ -63,13 +65,23 @@ std::optional<std::string> LocalJobsDir(const fs::path& data_dir) {
   return "/var/lib/fleetwatch/jobs/local-" + Sha256Hex(key).substr(0, 16);
 }
 
+// Variables of the server's environment the local agent must not see: secrets (it reads its own
+// token from FLEETWATCH_AGENT_TOKEN, set anew) and the server's certificate.
+bool IsServerSecret(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "FLEETWATCH_AGENT_TOKEN",    "FLEETWATCH_SERVER_ADMIN_TOKEN",
+      "FLEETWATCH_ENCRYPTION_KEY", "FLEETWATCH_TOKEN",
+      "FLEETWATCH_DATABASE_URL",   "DSTACK_PROMETHEUS_AUTH_TOKEN",
+      "FLEETWATCH_TLS_CERT",       "FLEETWATCH_TLS_KEY"};
+  return std::find(std::begin(kNames), std::end(kNames), name) != std::end(kNames);
+}
+
 // Starts `binary agent` in its own session (double fork: it is never our child, so nothing has
 // to reap it and a server crash leaves it running). Its output goes to <dir>/agent.log.
 Status Spawn(const std::string& binary, const fs::path& dir, const std::string& token, bool dcgm,
              const std::optional<std::string>& jobs_dir) {
   std::string log = (dir / "agent.log").string();
   std::string dir_text = dir.string();
-  std::string token_env = "FLEETWATCH_AGENT_TOKEN=" + token;
   // HTTPS with the agent's self-signed certificate in its own directory, pinned by the server.
   std::vector<const char*> argv = {binary.c_str(), "agent", "--host",     "127.0.0.1",
                                    "--port",       "0",     "--data-dir", dir_text.c_str()};
@@ -79,6 +91,18 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
     argv.push_back(jobs_dir->c_str());
   }
   argv.push_back(nullptr);
+  // The agent inherits the server's environment less the server's secrets and TLS files (it makes
+  // its own certificate), plus its token. Built here: after fork only async-signal-safe calls.
+  std::vector<std::string> env_text;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    std::string_view name = entry.substr(0, entry.find('='));
+    if (!IsServerSecret(name)) env_text.emplace_back(entry);
+  }
+  env_text.push_back("FLEETWATCH_AGENT_TOKEN=" + token);
+  std::vector<char*> envp;
+  for (std::string& entry : env_text) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   pid_t child = fork();
   if (child < 0) return Internal("fork failed");
   if (child == 0) {
@@ -91,11 +115,7 @@ Status Spawn(const std::string& binary, const fs::path& dir, const std::string& 
       dup2(out, 1);
       dup2(out, 2);
     }
-    putenv(token_env.data());
-    // The server's own certificate is not the agent's: it makes its own.
-    unsetenv("FLEETWATCH_TLS_CERT");
-    unsetenv("FLEETWATCH_TLS_KEY");
-    execv(binary.c_str(), const_cast<char* const*>(argv.data()));
+    execve(binary.c_str(), const_cast<char* const*>(argv.data()), envp.data());
     _exit(127);
   }
   int status = 0;

@@ -191,5 +191,24 @@ TEST_F(JobIsolationTest, AJobOnTheLocalAgentSeesNothingOfTheServerOrOfAnotherJob
   EXPECT_TRUE(WaitUntil([&] { return !fs::exists(victim_home); })) << victim_home;
 }
 
+TEST_F(JobIsolationTest, TheLocalAgentInheritsNoneOfTheServersSecrets) {
+  // The agent's environment is readable by root only, but a secret the agent never needed is not
+  // kept there at all: only its own token, set anew.
+  std::ifstream state(data_.path() / "local-agent.json");
+  std::string text((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  json::error_code ec;
+  json::value recorded = json::parse(text, ec);
+  ASSERT_FALSE(ec) << text;
+  const pid_t agent_pid = static_cast<pid_t>(recorded.at("pid").to_number<int64_t>());
+  std::ifstream in("/proc/" + std::to_string(agent_pid) + "/environ");
+  std::string environ_text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(environ_text.empty());
+  EXPECT_EQ(environ_text.find(kAdminToken), std::string::npos);
+  EXPECT_EQ(environ_text.find("FLEETWATCH_SERVER_ADMIN_TOKEN"), std::string::npos);
+  EXPECT_NE(environ_text.find(kServerMarker), std::string::npos);  // the rest is inherited
+  EXPECT_NE(environ_text.find("FLEETWATCH_AGENT_TOKEN=" + Str(recorded, "token")),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace fleetwatch::testing
