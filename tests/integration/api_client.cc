@@ -4,6 +4,11 @@
 
 namespace fleetwatch::testing {
 
+std::string Str(const boost::json::value& v, std::string_view key) {
+  const boost::json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
+}
+
 std::string ApiReply::ErrorCode() const {
   if (!json.is_object()) return "";
   const auto* error = json.as_object().if_contains("error");

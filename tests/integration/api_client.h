@@ -9,6 +9,9 @@
 
 namespace fleetwatch::testing {
 
+// v[key] when it is a string, else "".
+std::string Str(const boost::json::value& v, std::string_view key);
+
 // A reply from the server under test, with the body parsed when it is JSON.
 struct ApiReply {
   int status = 0;

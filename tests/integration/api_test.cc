@@ -41,11 +41,6 @@ resources:
   memory: 1GB
 )";
 
-std::string Str(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
 size_t ItemCount(const ApiReply& reply) {
   if (!reply.json.is_object() || !reply.json.as_object().contains("items")) return SIZE_MAX;
   return reply.json.at("items").as_array().size();

@@ -67,13 +67,6 @@ std::string ShellQuote(const std::string& text) {
   return out + "'";
 }
 
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // The lines of `text`.
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;

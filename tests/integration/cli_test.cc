@@ -143,10 +143,6 @@ int ClosedPort() {
   return ntohs(addr.sin_port);
 }
 
-void WriteFile(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream(path) << text;
-}
-
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {

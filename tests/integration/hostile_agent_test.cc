@@ -38,24 +38,12 @@ constexpr int kHostileRuns = 6;                // jobs the server places on the 
 constexpr int kMaxStopsPerHostPerTick = 64;    // ReconcileSettings defaults
 constexpr int kMaxLogCopiesPerHostPerTick = 4;
 
-std::string Str(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
 int64_t Int(const json::value& v, std::string_view key) {
   const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
   if (field == nullptr || !field->is_number()) return -1;
   json::error_code ec;
   int64_t n = field->to_number<int64_t>(ec);
   return ec ? -1 : n;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Every path under `root` (but not under `skip`) with its size: what a test compares before

@@ -32,11 +32,6 @@ constexpr char kAdminToken[] = "admin-token-for-isolation-tests-0123";
 constexpr char kConfigToken[] = "config-yml-token-never-seen-by-jobs";
 constexpr char kServerMarker[] = "server-environment-marker-never-seen";
 
-std::string Str(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
 // The pid of the `fleetwatch server` serving `data_dir` (from /proc/*/cmdline); 0 when none.
 pid_t ServerPid(const std::string& data_dir) {
   for (const auto& entry : fs::directory_iterator("/proc")) {

@@ -35,18 +35,6 @@ using std::chrono::steady_clock;
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
 constexpr char kAgentToken[] = "agent-token-for-tests";
 
-std::string Str(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // A `fleetwatch agent` the test starts on 127.0.0.1 with its own data dir, optionally with fake
 // NVIDIA GPUs.
 class AgentProcess {

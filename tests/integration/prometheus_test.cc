@@ -41,19 +41,6 @@ const fs::path kDcgmTestdata = kSource / "tests/agent/testdata/dcgm";
 const std::string kHostileGpu = "NVIDIA H100 \"80GB\" \\} \n# EOF <img src=x onerror=alert(1)>";
 const std::string kHostileHost = "node-1\"} 1\n# TYPE x counter\n\\";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void WriteFile(const fs::path& path, const std::string& text) {
-  fs::path tmp = path.string() + ".tmp";
-  std::ofstream(tmp, std::ios::binary) << text;
-  fs::rename(tmp, path);
-}
-
 // The fake NVML's line format escapes a newline as "\n" and any byte as "\xHH".
 std::string NvmlEscaped(const std::string& name) {
   std::string out;

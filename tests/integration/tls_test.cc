@@ -43,22 +43,6 @@ constexpr char kUnset[] = "\x01unset";
 const fs::path kSource = FLEETWATCH_SOURCE_DIR;
 const fs::path kDcgmTestdata = kSource / "tests/agent/testdata/dcgm";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void WriteFile(const fs::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
-
-std::string Str(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  return field != nullptr && field->is_string() ? std::string(field->as_string()) : "";
-}
-
 // Waits until `done` holds (polling every 200 ms) or `seconds` pass.
 bool Eventually(const std::function<bool()>& done, int seconds = 60) {
   auto deadline = steady_clock::now() + std::chrono::seconds(seconds);

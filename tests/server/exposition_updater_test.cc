@@ -21,6 +21,8 @@
 namespace fleetwatch::server {
 namespace {
 
+using fleetwatch::testing::ReadFile;
+
 constexpr TimeMicros kSecond = 1'000'000;
 constexpr TimeMicros kNow = 1'700'000'000 * kSecond;
 constexpr char kAdminId[] = "00000000-0000-0000-0000-0000000000a1";
@@ -227,13 +229,6 @@ ExpositionInputs FullInputs(uint64_t poll_errors) {
   inputs.run_events.provisioned.push_back({"ml", model::RunType::kService, 4000.0});
   inputs.run_events.pending.push_back({"main", model::RunType::kTask});
   return inputs;
-}
-
-std::string ReadFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Instance gpus-0 created an hour ago → 3600.0; pending gpus-1 only in dstack_instance_status;

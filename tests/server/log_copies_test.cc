@@ -18,6 +18,7 @@ namespace fleetwatch::server {
 namespace {
 
 namespace fs = std::filesystem;
+using fleetwatch::testing::ReadFile;
 
 constexpr char kJob[] = "0b9e2c1a-5f3d-4c8e-9a7b-1234567890ab";
 
@@ -25,13 +26,6 @@ std::string Log(int64_t size) {
   std::string log;
   for (int64_t i = 0; i < size; ++i) log.push_back(static_cast<char>('a' + i % 26));
   return log;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Serves `log` as an honest agent would, or as told otherwise; records the requests.

@@ -28,6 +28,12 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// The whole file as bytes; empty when it cannot be read.
+std::string ReadFile(const std::filesystem::path& path);
+// Writes `text` to `path` through a temporary file renamed into place, so a reader (an agent
+// re-reading its fake GPUs, a Prometheus re-reading its config) never sees half of it.
+void WriteFile(const std::filesystem::path& path, const std::string& text);
+
 // A loopback port nothing listens on right now (the kernel's pick for port 0, released again),
 // for programs that cannot be told port 0; 0 when none could be had.
 uint16_t FreePort();
