@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "expose/gzip.h"
+#include "util/check.h"
 
 namespace fleetwatch::expose {
 
@@ -43,7 +44,7 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
 }
 
 void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment fragment) {
-  if (family >= slots_.size()) std::abort();  // not from RegisterFamily: a bug
+  FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
   if (fragment.empty()) {
     const auto it = fragments.find(key);
@@ -62,7 +63,7 @@ void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment 
 
 void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
   std::lock_guard lock(mu_);
-  if (family >= slots_.size()) std::abort();  // not from RegisterFamily: a bug
+  FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
   const auto it = fragments.find(key);
   if (it == fragments.end()) return;  // nothing changes: keep the cached bodies

@@ -13,6 +13,7 @@
 #include "expose/text_format.h"
 #include "model/run_spec.h"
 #include "model/status.h"
+#include "util/check.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -394,11 +395,9 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
     : store_(store), clock_(clock), snapshot_(snapshot), options_(options) {
   for (const ServerFamily& f : ServerFamilies()) {
     Result<expose::FamilyId> id = snapshot_.RegisterFamily(f.section, f.name, f.type, f.help);
-    if (!id.ok()) {
-      // Constant, valid names registered once: a failure is a programming error.
-      spdlog::critical("cannot register {}: {}", f.name, id.status().ToString());
-      std::abort();
-    }
+    if (!id.ok()) spdlog::critical("cannot register {}: {}", f.name, id.status().ToString());
+    // Constant, valid names registered once: a failure is a programming error.
+    FW_CHECK(id.ok(), "a server family could not be registered");
     ids_[f.name] = *id;
     server_family_names_.emplace_back(f.name);
   }
