@@ -197,8 +197,9 @@ class YamlConverter {
     return boost::json::value(s);
   }
 
-  // The tree's size as compact JSON, counted while it is built (strings as quoted and escaped,
-  // other scalars as written), so an alias bomb stops at the cap, not once expanded.
+  // The tree's size as compact JSON, counted while it is built (every scalar and key as a quoted,
+  // escaped string: a slight overestimate for numbers), so an alias bomb stops at the cap rather
+  // than once expanded.
   Status AddJsonBytes(std::size_t bytes) {
     json_bytes_ += bytes;
     if (json_bytes_ > kMaxConfigurationBytes)
