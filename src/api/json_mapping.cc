@@ -110,23 +110,30 @@ json::value JobToJson(const model::Job& job) {
                       {"finished_at", OptionalTime(job.finished_at)}};
 }
 
-json::value RunToJson(const model::Run& run) {
+json::value RunToJson(const model::Run& run, bool with_configuration) {
   json::array jobs;
   for (const auto& j : run.jobs) jobs.push_back(JobToJson(j));
   json::value reason = nullptr;
   if (run.termination_reason) reason = json::string(model::ToString(*run.termination_reason));
-  return json::object{{"id", run.id},
-                      {"run_name", run.run_name},
-                      {"project_name", run.project_name},
-                      {"user_name", run.user_name},
-                      {"run_type", model::ToString(run.type)},
-                      {"status", model::ToString(run.status)},
-                      {"termination_reason", reason},
-                      {"submitted_at", FormatTimestamp(run.submitted_at)},
-                      {"finished_at", OptionalTime(run.finished_at)},
-                      {"cost", run.cost},
-                      {"configuration", StoredJson(run.configuration_json)},
-                      {"jobs", std::move(jobs)}};
+  json::object out{{"id", run.id},
+                   {"run_name", run.run_name},
+                   {"project_name", run.project_name},
+                   {"user_name", run.user_name},
+                   {"run_type", model::ToString(run.type)},
+                   {"status", model::ToString(run.status)},
+                   {"termination_reason", reason},
+                   {"submitted_at", FormatTimestamp(run.submitted_at)},
+                   {"finished_at", OptionalTime(run.finished_at)},
+                   {"cost", run.cost}};
+  // "resources" (small) is shown everywhere so that lists without "configuration" still say
+  // what a run asked for.
+  json::value configuration = StoredJson(run.configuration_json);
+  const json::value* resources =
+      configuration.is_object() ? configuration.get_object().if_contains("resources") : nullptr;
+  out.emplace("resources", resources != nullptr ? *resources : json::value(nullptr));
+  if (with_configuration) out.emplace("configuration", std::move(configuration));
+  out.emplace("jobs", std::move(jobs));
+  return out;
 }
 
 Result<json::object> ParseJsonObject(std::string_view body,

@@ -25,7 +25,10 @@ boost::json::value InstanceToJson(const model::Instance& instance,
 boost::json::value FleetToJson(const server::FleetWithInstances& fleet,
                                const HostProblems& problems = {});
 boost::json::value JobToJson(const model::Job& job);
-boost::json::value RunToJson(const model::Run& run);
+// Without `with_configuration` the "configuration" key is left out (run lists, unless asked:
+// configurations are up to 1 MiB each); "resources", the configuration's requested resources, is
+// always there.
+boost::json::value RunToJson(const model::Run& run, bool with_configuration = true);
 
 // Parses a request body that must be a JSON object whose keys are all in `allowed`, with the one
 // strict reader (model/json_text.h): a duplicate key is refused, never "last one wins".

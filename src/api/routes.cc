@@ -326,10 +326,13 @@ void AddRunRoutes(http::Router& router, const Services& s) {
                if (!statuses.ok()) return ErrorResponse(statuses.status());
                Result<int> limit = QueryInt(req, "limit", 100, 1, 1000);
                if (!limit.ok()) return ErrorResponse(limit.status());
+               // Configurations (up to 1 MiB each) only when asked for.
+               Result<int> configuration = QueryInt(req, "configuration", 0, 0, 1);
+               if (!configuration.ok()) return ErrorResponse(configuration.status());
                auto runs = s.runs.List(access, *statuses, *limit);
                if (!runs.ok()) return ErrorResponse(runs.status());
                json::array items;
-               for (const auto& r : *runs) items.push_back(RunToJson(r));
+               for (const auto& r : *runs) items.push_back(RunToJson(r, *configuration == 1));
                return JsonResponse(Items(std::move(items)));
              }));
   router.Add("POST", "/api/project/{project}/runs",

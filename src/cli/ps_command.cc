@@ -23,6 +23,8 @@ struct PsArgs {
 Status ListRuns(const PsArgs& args) {
   FW_ASSIGN_OR_RETURN(ApiClient api, Connect(args.flags));
   std::string query = args.all ? "?limit=100" : std::string("?status=") + kUnfinishedRunStatuses;
+  // The table needs only each run's "resources"; --json shows runs whole, for scripts.
+  if (args.json) query += "&configuration=1";
   FW_ASSIGN_OR_RETURN(boost::json::value reply, api.Get(api.ProjectPath("/runs") + query));
   FW_ASSIGN_OR_RETURN(const boost::json::array* items, Items(reply));
   if (args.json) {

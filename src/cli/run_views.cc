@@ -59,9 +59,12 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now) {
   Table table;
   table.headers = {"run", "user", "type", "status", "instance", "gpu", "submitted", "duration"};
   for (const boost::json::value& run : runs) {
+    // Lists carry "resources" and leave "configuration" out; older servers sent only the latter.
     const boost::json::value* configuration = Field(run, "configuration");
-    const boost::json::value* resources =
-        configuration != nullptr ? Field(*configuration, "resources") : nullptr;
+    const boost::json::value* resources = Field(run, "resources");
+    if ((resources == nullptr || resources->is_null()) && configuration != nullptr) {
+      resources = Field(*configuration, "resources");
+    }
     std::string type = StringField(run, "run_type");
     if (type.empty() && configuration != nullptr) type = StringField(*configuration, "type");
     std::string status = StringField(run, "status");

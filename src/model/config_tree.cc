@@ -16,16 +16,18 @@
 
 #include "model/config_fields.h"
 #include "model/json_text.h"
+#include "model/json_writer.h"
 
 namespace fleetwatch::model::config {
 namespace {
 
-static_assert(kMaxDepth == 64 && kMaxNodes == 100'000 && kMaxTreeTextBytes == 16u << 20 &&
+static_assert(kMaxDepth == 64 && kMaxNodes == 100'000 && kMaxConfigurationBytes == 1u << 20 &&
                   kMaxInputBytes == 16u << 20,
               "update the messages below");
 constexpr std::string_view kTooDeep = "configuration is nested too deeply (at most 64 levels)";
 constexpr std::string_view kTooManyNodes = "configuration has too many values (at most 100000)";
-constexpr std::string_view kTooMuchText = "configuration holds too much text (at most 16 MiB)";
+constexpr std::string_view kTooLargeExpanded =
+    "configuration is too large (over 1 MiB as JSON, aliases expanded)";
 
 bool IsBlank(std::string_view text) {
   return std::all_of(text.begin(), text.end(),
@@ -133,6 +135,8 @@ class YamlConverter {
                                      std::size_t depth) {
     if (depth > kMaxDepth) return InvalidArgument(std::string(kTooDeep));
     if (++nodes_ > kMaxNodes) return InvalidArgument(std::string(kTooManyNodes));
+    // About one separator or bracket per node: an alias to an empty list costs bytes too.
+    FW_RETURN_IF_ERROR(AddJsonBytes(1));
     const std::string& tag = node.Tag();
     switch (node.Type()) {
       case YAML::NodeType::Undefined:
@@ -163,7 +167,7 @@ class YamlConverter {
           if (object.contains(k)) {
             return Error(path, "duplicate key" + (IsSafeKey(k) ? " '" + k + "'" : std::string()));
           }
-          text_bytes_ += k.size();
+          FW_RETURN_IF_ERROR(AddJsonBytes(QuotedJsonSize(k) + 1));
           std::string child_path = KeyPath(path, k);
           FW_ASSIGN_OR_RETURN(boost::json::value v, Convert(pair.second, child_path, depth + 1));
           object.emplace(k, std::move(v));
@@ -183,8 +187,7 @@ class YamlConverter {
     const std::string& s = node.Scalar();
     const std::string& tag = node.Tag();
     if (!IsValidUtf8(s)) return Error(path, "is not valid UTF-8");
-    text_bytes_ += s.size();
-    if (text_bytes_ > kMaxTreeTextBytes) return InvalidArgument(std::string(kTooMuchText));
+    FW_RETURN_IF_ERROR(AddJsonBytes(QuotedJsonSize(s)));
     if (tag == "!" || tag == "tag:yaml.org,2002:str") return boost::json::value(s);
     if (tag != "?") return UnsupportedTag(path);
     bool out_of_range = false;
@@ -194,8 +197,18 @@ class YamlConverter {
     return boost::json::value(s);
   }
 
+  // The tree's size as compact JSON, counted while it is built (every scalar and key as a quoted,
+  // escaped string: a slight overestimate for numbers), so an alias bomb stops at the cap rather
+  // than once expanded.
+  Status AddJsonBytes(std::size_t bytes) {
+    json_bytes_ += bytes;
+    if (json_bytes_ > kMaxConfigurationBytes)
+      return InvalidArgument(std::string(kTooLargeExpanded));
+    return Status::Ok();
+  }
+
   std::size_t nodes_ = 0;
-  std::size_t text_bytes_ = 0;
+  std::size_t json_bytes_ = 0;
 };
 
 Result<boost::json::value> ParseYaml(std::string_view text) {
@@ -224,6 +237,11 @@ Result<boost::json::value> ParseYaml(std::string_view text) {
 }
 
 }  // namespace
+
+Status CheckNormalizedSize(std::size_t normalized_bytes) {
+  if (normalized_bytes <= kMaxConfigurationBytes) return Status::Ok();
+  return InvalidArgument("configuration is too large (over 1 MiB as normalized JSON)");
+}
 
 Result<boost::json::object> ParseConfigTree(std::string_view text, ConfigFormat format) {
   if (text.size() > kMaxInputBytes) {

@@ -330,6 +330,9 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
                  "has too many hosts (at most " + std::to_string(kMaxHosts) + ")");
   }
   std::map<std::pair<std::string, int>, std::size_t> seen;  // hostname:port -> index
+  // Defaults are copied into every host, so 1000 hosts sharing a 64 KiB ca_cert would normalize
+  // to 64 MiB: a lower bound of the normalized size stops that before it is built.
+  std::size_t normalized_bytes = 0;
   for (std::size_t i = 0; i < hosts->size(); ++i) {
     std::string path = IndexPath("ssh_config.hosts", i);
     FW_ASSIGN_OR_RETURN(FleetHost host, ReadHost((*hosts)[i], path, defaults));
@@ -338,6 +341,8 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
       return Error(path, "duplicate host " + host.hostname + " port " + std::to_string(host.port) +
                              " (also ssh_config.hosts[" + std::to_string(it->second) + "])");
     }
+    normalized_bytes += host.hostname.size() + host.ca_cert.size() + host.fingerprint.size();
+    FW_RETURN_IF_ERROR(config::CheckNormalizedSize(normalized_bytes));
     fleet.hosts.push_back(std::move(host));
   }
   return fleet;
@@ -347,7 +352,9 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
 
 Result<FleetConfiguration> ParseFleetConfiguration(std::string_view text, ConfigFormat format) {
   FW_ASSIGN_OR_RETURN(boost::json::object root, config::ParseConfigTree(text, format));
-  return FleetFromTree(root);
+  FW_ASSIGN_OR_RETURN(FleetConfiguration fleet, FleetFromTree(root));
+  FW_RETURN_IF_ERROR(config::CheckNormalizedSize(ToJson(fleet).size()));
+  return fleet;
 }
 
 std::string ToJson(const FleetConfiguration& config) {

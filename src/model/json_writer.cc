@@ -1,5 +1,6 @@
 #include "model/json_writer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "model/config_fields.h"
@@ -66,38 +67,56 @@ void JsonWriter::Number(double value) {
   out_ += std::isfinite(value) ? FormatDouble(value) : "null";
 }
 
-void JsonWriter::WriteQuoted(std::string_view text) {
+namespace {
+
+// The escape sequence of `c` (written into `buffer`), or an empty view when `c` is written as is.
+std::string_view Escape(char c, char (&buffer)[6]) {
   static constexpr char kHex[] = "0123456789abcdef";
+  auto byte = static_cast<unsigned char>(c);
+  switch (c) {
+    case '"':
+      return "\\\"";
+    case '\\':
+      return "\\\\";
+    case '\n':
+      return "\\n";
+    case '\r':
+      return "\\r";
+    case '\t':
+      return "\\t";
+    default:
+      if (byte >= 0x20 && byte != 0x7f) return {};
+      buffer[0] = '\\';
+      buffer[1] = 'u';
+      buffer[2] = '0';
+      buffer[3] = '0';
+      buffer[4] = kHex[byte >> 4];
+      buffer[5] = kHex[byte & 0xf];
+      return {buffer, 6};
+  }
+}
+
+}  // namespace
+
+void JsonWriter::WriteQuoted(std::string_view text) {
+  char buffer[6];
   out_ += '"';
   for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out_ += "\\\"";
-        break;
-      case '\\':
-        out_ += "\\\\";
-        break;
-      case '\n':
-        out_ += "\\n";
-        break;
-      case '\r':
-        out_ += "\\r";
-        break;
-      case '\t':
-        out_ += "\\t";
-        break;
-      default:
-        if (byte < 0x20 || byte == 0x7f) {
-          out_ += "\\u00";
-          out_ += kHex[byte >> 4];
-          out_ += kHex[byte & 0xf];
-        } else {
-          out_ += c;
-        }
+    std::string_view escaped = Escape(c, buffer);
+    if (escaped.empty()) {
+      out_ += c;
+    } else {
+      out_ += escaped;
     }
   }
   out_ += '"';
+}
+
+std::size_t QuotedJsonSize(std::string_view text) {
+  char buffer[6];
+  std::size_t size = 2;
+  for (char c : text) size += std::max<std::size_t>(1, Escape(c, buffer).size());
+  return size;
 }
 
 }  // namespace fleetwatch::model::config

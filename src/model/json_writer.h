@@ -3,6 +3,7 @@
 // Private to model/: a minimal compact JSON writer for the normalized configurations. Boost.JSON
 // would print 2.5 as "2.5E0"; users read these documents, so numbers are written the short way.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -36,5 +37,8 @@ class JsonWriter {
   std::vector<bool> first_;  // per open container: nothing written into it yet
   bool after_key_ = false;
 };
+
+// The bytes JsonWriter writes for `text` as a string, quotes included. Thread-safe.
+std::size_t QuotedJsonSize(std::string_view text);
 
 }  // namespace fleetwatch::model::config

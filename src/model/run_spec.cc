@@ -622,7 +622,9 @@ void WriteCommands(config::JsonWriter& out, const std::vector<std::string>& comm
 
 Result<RunConfiguration> ParseRunConfiguration(std::string_view text, ConfigFormat format) {
   FW_ASSIGN_OR_RETURN(boost::json::object root, config::ParseConfigTree(text, format));
-  return RunFromTree(root);
+  FW_ASSIGN_OR_RETURN(RunConfiguration run, RunFromTree(root));
+  FW_RETURN_IF_ERROR(config::CheckNormalizedSize(ToJson(run).size()));
+  return run;
 }
 
 std::string ToJson(const RunConfiguration& config) {

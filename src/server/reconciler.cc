@@ -110,6 +110,7 @@ class Tick {
     FindDuplicateInstances();
     ObserveInstances();
     for (model::Run& run : runs_) ObserveJobs(run);
+    FailRunsThatCannotBeRead();
     HandleOtherAgentJobs();
     Schedule();
     for (model::Run& run : runs_) AggregateRun(run);
@@ -278,15 +279,53 @@ class Tick {
     });
   }
 
-  std::optional<model::RunConfiguration> Config(const model::Run& run) {
+  // The run's stored configuration, parsed once per tick; an error when it no longer parses.
+  const Result<model::RunConfiguration>& ParsedConfig(const model::Run& run) {
     auto it = configs_.find(run.id);
-    if (it != configs_.end()) return it->second;
-    Result<model::RunConfiguration> parsed =
-        model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson);
-    std::optional<model::RunConfiguration> config;
-    if (parsed.ok()) config = std::move(parsed).value();
-    configs_[run.id] = config;
-    return config;
+    if (it == configs_.end()) {
+      it = configs_
+               .emplace(run.id, model::ParseRunConfiguration(run.configuration_json,
+                                                             model::ConfigFormat::kJson))
+               .first;
+    }
+    return it->second;
+  }
+
+  std::optional<model::RunConfiguration> Config(const model::Run& run) {
+    const Result<model::RunConfiguration>& parsed = ParsedConfig(run);
+    if (!parsed.ok()) return std::nullopt;
+    return *parsed;
+  }
+
+  // The run's unfinished jobs end, with `terminated_by_server` unless they already have a reason:
+  // those on an instance are stopped there, the others end at once.
+  void TerminateUnfinishedJobs(model::Run& run) {
+    for (Job& j : run.jobs) {
+      if (model::IsFinished(j.status) || j.status == JobStatus::kTerminating) continue;
+      j.termination_reason = JobTerminationReason::kTerminatedByServer;
+      if (j.instance_id) {
+        j.status = JobStatus::kTerminating;
+        Command(AgentCommand::Kind::kStop, *j.instance_id, j.id);
+      } else {
+        Finish(j, JobStatus::kTerminated, std::nullopt, in_.now);
+      }
+    }
+  }
+
+  // A run whose stored configuration no longer parses (damaged in the database, or refused by a
+  // rule newer than the run) can never be placed or started: it fails with `server_error`
+  // rather than staying submitted forever.
+  void FailRunsThatCannotBeRead() {
+    for (model::Run& run : runs_) {
+      if (run.status == RunStatus::kTerminating || model::IsFinished(run.status)) continue;
+      const Result<model::RunConfiguration>& parsed = ParsedConfig(run);
+      if (parsed.ok()) continue;
+      run.status = RunStatus::kTerminating;
+      run.termination_reason = model::RunTerminationReason::kServerError;
+      TerminateUnfinishedJobs(run);
+      Event("run " + run.run_name +
+            " failed: its stored configuration does not parse: " + parsed.status().message());
+    }
   }
 
   void StartCommand(const model::Run& run, const Job& job) {
@@ -437,16 +476,17 @@ class Tick {
     }
     for (model::Run& run : runs_) {
       std::optional<model::RunConfiguration> config = Config(run);
-      if (!config) continue;
       for (const Job& job : run.jobs) {
         if (model::IsFinished(job.status) || !job.instance_id) continue;
         auto cap = capacity.find(*job.instance_id);
         if (cap == capacity.end()) continue;
+        // A job whose configuration cannot be read (its run is ending) still holds its GPUs.
+        for (int g : job.gpu_indices) cap->second.free_gpus.erase(g);
+        if (!config) continue;
         cap->second.cpus -= config->resources.cpus;
         if (config->resources.memory_bytes) {
           cap->second.memory_bytes -= *config->resources.memory_bytes;
         }
-        for (int g : job.gpu_indices) cap->second.free_gpus.erase(g);
       }
     }
     for (model::Run& run : runs_) {
@@ -555,16 +595,7 @@ class Tick {
         // A job ended by the server (max_duration, ...) has no run-level reason in dstack's
         // vocabulary; the run ends `terminated` without one.
         if (failed) run.termination_reason = model::RunTerminationReason::kJobFailed;
-        for (Job& j : run.jobs) {
-          if (model::IsFinished(j.status) || j.status == JobStatus::kTerminating) continue;
-          j.termination_reason = JobTerminationReason::kTerminatedByServer;
-          if (j.instance_id) {
-            j.status = JobStatus::kTerminating;
-            Command(AgentCommand::Kind::kStop, *j.instance_id, j.id);
-          } else {
-            Finish(j, JobStatus::kTerminated, std::nullopt, in_.now);
-          }
-        }
+        TerminateUnfinishedJobs(run);
       } else if (all_done) {
         run.status = RunStatus::kDone;
         run.termination_reason = model::RunTerminationReason::kAllJobsDone;
@@ -606,7 +637,7 @@ class Tick {
   std::map<std::string, Instance> instances_;
   std::vector<model::Run> runs_;
   std::map<std::string, model::Run> original_runs_;
-  std::map<std::string, std::optional<model::RunConfiguration>> configs_;
+  std::map<std::string, Result<model::RunConfiguration>> configs_;
   std::set<std::string> acked_;
   std::map<std::string, std::string> duplicates_;  // instance id → name of the agent's owner
   std::vector<AgentCommand> foreign_commands_;     // for jobs that are not the server's there

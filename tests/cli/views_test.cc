@@ -33,6 +33,18 @@ TEST(RunsTable, OneRowPerRunWithRelativeTimesAndDurations) {
             "old    bob    task  done               -       3 hours ago  1h 30m\n");
 }
 
+TEST(RunsTable, ListsWithoutConfigurationTakeTheGpuFromResources) {
+  // Run lists leave "configuration" out unless asked for (docs/api.md).
+  boost::json::array runs = Items(R"({"items": [
+    {"run_name": "train", "user_name": "alice", "run_type": "task", "status": "done",
+     "submitted_at": "2026-11-30T11:58:00Z", "finished_at": "2026-11-30T11:59:00Z",
+     "resources": {"cpu": 1, "gpu": {"name": "H100", "count": 8}}, "jobs": []}
+  ]})");
+  EXPECT_EQ(RenderTable(RunsTable(runs, kNow), 200),
+            "RUN    USER   TYPE  STATUS  INSTANCE  GPU     SUBMITTED  DURATION\n"
+            "train  alice  task  done              H100:8  2 min ago  1m 0s\n");
+}
+
 TEST(RunsTable, MultiJobRunsGetOneIndentedRowPerJob) {
   boost::json::array runs = Items(R"({"items": [
     {"run_name": "dist", "user_name": "alice", "run_type": "task", "status": "terminating",

@@ -102,10 +102,40 @@ TEST(ConfigTreeYaml, RefusesBillionLaughsBeforeExpandingIt) {
 }
 
 TEST(ConfigTreeYaml, RefusesLongStringAliasBomb) {
-  std::string bomb = "a: &a \"" + std::string(1 << 20, 'x') + "\"\nb: [";
+  std::string bomb = "a: &a \"" + std::string(1 << 19, 'x') + "\"\nb: [";
   for (int k = 0; k < 40; ++k) bomb += "*a, ";
   bomb += "*a]\n";
-  EXPECT_THAT(ErrorOf(bomb), HasSubstr("too much text"));
+  EXPECT_THAT(ErrorOf(bomb), HasSubstr("too large (over 1 MiB as JSON, aliases expanded)"));
+}
+
+TEST(ConfigTreeYaml, StopsAnAliasBombOfEscapedTextAtOneMebibyte) {
+  // 32 KB of YAML that would expand to 32 MB of JSON (quotes double when escaped):
+  // the converter counts the JSON bytes as it builds the tree and gives up at 1 MiB.
+  std::string bomb = "a: &a '" + std::string(1600, '"') + "'\nb: [";
+  for (int k = 0; k < 10'000; ++k) bomb += k ? ",*a" : "*a";
+  bomb += "]\n";
+  ASSERT_LT(bomb.size(), 32'000u);
+  EXPECT_EQ(ErrorOf(bomb), "configuration is too large (over 1 MiB as JSON, aliases expanded)");
+}
+
+TEST(ConfigTreeYaml, KeysCountTowardsTheExpandedSize) {
+  std::string key(1000, 'k');
+  std::string bomb = "a: &a {" + key + "0: 1, " + key + "1: 2}\nb: [";
+  for (int k = 0; k < 1000; ++k) bomb += k ? ",*a" : "*a";
+  bomb += "]\n";
+  EXPECT_THAT(ErrorOf(bomb), HasSubstr("over 1 MiB as JSON"));
+}
+
+TEST(ConfigTreeYaml, AcceptsATreeJustUnderTheCap) {
+  std::string text = "a: '" + std::string(kMaxConfigurationBytes - 100, 'x') + "'\n";
+  EXPECT_EQ(Tree(text).at("a").as_string().size(), kMaxConfigurationBytes - 100);
+}
+
+TEST(CheckNormalizedSize, RefusesOnlyOverOneMebibyte) {
+  EXPECT_TRUE(CheckNormalizedSize(kMaxConfigurationBytes).ok());
+  Status status = CheckNormalizedSize(kMaxConfigurationBytes + 1);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "configuration is too large (over 1 MiB as normalized JSON)");
 }
 
 TEST(ConfigTreeYaml, RefusesSelfReferencingAlias) {

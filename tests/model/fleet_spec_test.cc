@@ -352,5 +352,20 @@ TEST(FleetTls, PlainHttpNeedsTlsFalse) {
   EXPECT_THAT(ToJson(fleet), HasSubstr(R"("tls":false)"));
 }
 
+TEST(ParseFleetConfiguration, RefusesDefaultsThatNormalizeToOverOneMebibyte) {
+  // One ca_cert default copied into 1000 hosts: small text, a normalized form of many MiB, refused
+  // while the hosts are read.
+  std::string one = Certificate();
+  std::string pem;
+  for (int i = 0; i < 8; ++i) pem += one;  // a bundle
+  std::string text =
+      "type: fleet\nname: f\nssh_config:\n  token: t\n  ca_cert: " + BlockScalar(pem, "    ") +
+      "  hosts:\n";
+  int hosts = static_cast<int>((1u << 20) / pem.size()) + 2;
+  ASSERT_LT(hosts, 1000);
+  for (int i = 0; i < hosts; ++i) text += "    - h" + std::to_string(i) + "\n";
+  EXPECT_EQ(ErrorOf(text), "configuration is too large (over 1 MiB as normalized JSON)");
+}
+
 }  // namespace
 }  // namespace fleetwatch::model

@@ -472,5 +472,49 @@ TEST(RunConfigurationToJson, EscapesControlCharacters) {
   EXPECT_EQ(back.commands, run.commands);
 }
 
+// ---- size of the normalized form ---------------------------------------------------------------
+
+// `count` commands of 60,000 bytes each, as YAML or JSON.
+std::string TaskWithCommands(int count, ConfigFormat format) {
+  std::string command(60'000, 'x');
+  std::string text = format == ConfigFormat::kYaml ? "type: task\ncommands:\n"
+                                                   : R"({"type": "task", "commands": [)";
+  for (int i = 0; i < count; ++i) {
+    if (format == ConfigFormat::kYaml) {
+      text += "  - " + command + "\n";
+    } else {
+      text += (i ? ",\"" : "\"") + command + "\"";
+    }
+  }
+  if (format == ConfigFormat::kJson) text += "]}";
+  return text;
+}
+
+TEST(ParseRunConfiguration, AcceptsA900KilobyteConfiguration) {
+  for (ConfigFormat format : {ConfigFormat::kYaml, ConfigFormat::kJson}) {
+    RunConfiguration run = MustParse(TaskWithCommands(15, format), format);
+    EXPECT_EQ(run.commands.size(), 15u);
+    EXPECT_GT(ToJson(run).size(), 900'000u);
+    // The stored form parses back.
+    EXPECT_EQ(MustParse(ToJson(run), ConfigFormat::kJson).commands, run.commands);
+  }
+}
+
+TEST(ParseRunConfiguration, RefusesANormalizedFormOverOneMebibyte) {
+  EXPECT_THAT(ErrorOf(TaskWithCommands(18, ConfigFormat::kYaml)),
+              HasSubstr("configuration is too large (over 1 MiB as JSON"));
+  EXPECT_EQ(ErrorOf(TaskWithCommands(18, ConfigFormat::kJson), ConfigFormat::kJson),
+            "configuration is too large (over 1 MiB as normalized JSON)");
+}
+
+TEST(ParseRunConfiguration, RefusesAnEnvAliasBombQuickly) {
+  // 200 variables that all alias one 60 KB value: 12 MB once expanded, refused by the
+  // converter's byte count before the tree is built.
+  std::string text =
+      "type: task\ncommands: [x]\nenv:\n  V0: &v '" + std::string(60'000, 'v') + "'\n";
+  for (int i = 1; i < 200; ++i) text += "  V" + std::to_string(i) + ": *v\n";
+  EXPECT_THAT(ErrorOf(text), HasSubstr("configuration is too large"));
+}
+
 }  // namespace
 }  // namespace fleetwatch::model

@@ -220,6 +220,61 @@ TEST(Reconcile, ARequestNoInstanceCouldEverSatisfyFails) {
   EXPECT_TRUE(out.commands.empty());
 }
 
+TEST(Reconcile, ASubmittedRunWhoseStoredConfigurationDoesNotParseFailsWithServerError) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  model::Run broken = MakeRun("broken", "type: task\ncommands: [x]\n");
+  broken.configuration_json = "{broken";
+  model::Run fine = MakeRun("fine", "type: task\ncommands: [x]\n");
+  ReconcileInput in{kNow, {i}, {broken, fine}, {{i.id, Reached()}}};
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* failed = FindRun(out, "broken");
+  ASSERT_NE(failed, nullptr);
+  EXPECT_EQ(failed->status, RunStatus::kFailed);
+  EXPECT_EQ(failed->termination_reason, model::RunTerminationReason::kServerError);
+  EXPECT_EQ(failed->finished_at, kNow);
+  EXPECT_EQ(failed->jobs[0].status, JobStatus::kTerminated);
+  EXPECT_EQ(failed->jobs[0].termination_reason, JobTerminationReason::kTerminatedByServer);
+  bool logged = std::any_of(out.events.begin(), out.events.end(), [](const std::string& e) {
+    return e.find("run broken failed: its stored configuration does not parse: malformed JSON") !=
+           std::string::npos;
+  });
+  EXPECT_TRUE(logged);
+  // The other run is placed as usual, and only it is started.
+  ASSERT_NE(FindRun(out, "fine"), nullptr);
+  EXPECT_EQ(FindRun(out, "fine")->status, RunStatus::kProvisioning);
+  ASSERT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 1);
+  EXPECT_EQ(out.commands[0].job_id, FindRun(out, "fine")->jobs[0].id);
+}
+
+TEST(Reconcile, ARunningJobWhoseConfigurationNoLongerParsesIsStoppedAndTheRunFails) {
+  model::Instance i = MakeInstance("h0", 8, 0);
+  model::Run run = MakeRun("train", "type: task\ncommands: [x]\n");
+  run.status = RunStatus::kRunning;
+  run.jobs[0].status = JobStatus::kRunning;
+  run.jobs[0].instance_id = i.id;
+  run.jobs[0].started_at = kNow - 5 * kSecond;
+  // Valid JSON, refused by a rule: as if a newer version no longer accepted what was stored.
+  run.configuration_json = R"({"type": "task", "commands": ["x"], "image": "ubuntu"})";
+  std::string job_id = run.jobs[0].id;
+
+  ReconcileInput in{kNow, {i}, {run}, {{i.id, Reached({Running(job_id)})}}};
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* ending = FindRun(out, "train");
+  ASSERT_NE(ending, nullptr);
+  EXPECT_EQ(ending->status, RunStatus::kTerminating);
+  EXPECT_EQ(ending->termination_reason, model::RunTerminationReason::kServerError);
+  EXPECT_EQ(ending->jobs[0].status, JobStatus::kTerminating);
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
+
+  AgentJob stopped = Exited(job_id, 143);
+  ReconcileInput next{kNow + kSecond, {i}, {*ending}, {{i.id, Reached({stopped})}}};
+  out = Reconcile(next, {});
+  ASSERT_NE(FindRun(out, "train"), nullptr);
+  EXPECT_EQ(FindRun(out, "train")->status, RunStatus::kFailed);
+  EXPECT_EQ(FindRun(out, "train")->termination_reason, model::RunTerminationReason::kServerError);
+  EXPECT_EQ(FindRun(out, "train")->jobs[0].status, JobStatus::kTerminated);
+}
+
 TEST(Reconcile, AMultiNodeRunIsPlacedAllOrNothingOnDistinctInstancesOfOneFleet) {
   model::Instance a = MakeInstance("h0", 4, 0), b = MakeInstance("h1", 4, 0);
   model::Instance other = MakeInstance("h2", 4, 0, "f2");

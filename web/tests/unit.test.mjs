@@ -45,6 +45,8 @@ test('a run\'s GPU request in every normalized shape', () => {
   assert.equal(formatGpuRequest({resources: {gpu: {name: 'A100', count: 2, memory: '40GB'}}}),
                'A100:2:40GB');
   assert.equal(formatGpuRequest(null), '—');
+  // A run from a list: no configuration, its resources at the top.
+  assert.equal(formatGpuRequest({run_name: 'r', resources: {gpu: {name: 'H100', count: 8}}}), 'H100:8');
 });
 
 test('GPUs are grouped by name in order, names kept as they are', () => {

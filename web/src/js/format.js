@@ -91,9 +91,10 @@ export function formatClock(ms) {
   return `${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}`;
 }
 
-// A run's GPU request from its normalized configuration: "A100:2", "2", "A100:2:40GB" or "—".
-export function formatGpuRequest(configuration) {
-  const gpu = configuration && configuration.resources && configuration.resources.gpu;
+// A run's GPU request from its `resources` (a run as the API shows it, lists included, or its
+// normalized configuration): "A100:2", "2", "A100:2:40GB" or "—".
+export function formatGpuRequest(run) {
+  const gpu = run && run.resources && run.resources.gpu;
   if (gpu === null || gpu === undefined) return '—';
   if (typeof gpu === 'number') return gpu > 0 ? String(gpu) : '—';
   if (typeof gpu === 'string') return gpu || '—';

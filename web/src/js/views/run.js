@@ -75,7 +75,7 @@ export function mountRun(main, ctx, runName, tab) {
     replace(facts,
       fact('Type', run.run_type),
       fact('User', run.user_name),
-      fact('GPUs', formatGpuRequest(run.configuration)),
+      fact('GPUs', formatGpuRequest(run)),
       fact('Cost so far', formatCost(run.cost)),
       fact('Submitted', el('span', {title: formatDateTime(submitted)}, formatAge(submitted, now))),
       fact('Duration', formatDuration(runDuration(run, now))),

@@ -75,7 +75,7 @@ export function mountRuns(main, ctx) {
         run.user_name,
         run.run_type,
         badge(run.status),
-        formatGpuRequest(run.configuration),
+        formatGpuRequest(run),
         formatCost(run.cost),
         el('span', {title: formatDateTime(parseTime(run.submitted_at))},
            formatAge(parseTime(run.submitted_at), now)),
