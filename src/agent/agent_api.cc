@@ -137,6 +137,7 @@ http::Response AgentApi::Metrics(const http::Request&) const {
     if (state.phase == JobPhase::kRunning) ++in.jobs_running;
     if (state.phase == JobPhase::kExited) ++in.jobs_exited;
     if (state.phase == JobPhase::kFailedToStart) ++in.jobs_failed_to_start;
+    if (state.phase == JobPhase::kLost) ++in.jobs_lost;
   }
   if (dcgm_ != nullptr) {
     DcgmReport report = dcgm_->Report();

@@ -51,6 +51,7 @@ std::string RenderAgentMetrics(const AgentMetricsInput& in) {
                static_cast<double>(in.jobs_exited));
   AppendSample(jobs, "fleetwatch_agent_jobs", "state=\"failed_to_start\"",
                static_cast<double>(in.jobs_failed_to_start));
+  AppendSample(jobs, "fleetwatch_agent_jobs", "state=\"lost\"", static_cast<double>(in.jobs_lost));
   Family(out, "fleetwatch_agent_jobs", MetricType::kGauge,
          "Jobs the agent holds (not yet acknowledged by the server), by state", jobs);
   if (!in.dcgm_enabled) return out;

@@ -20,6 +20,7 @@ struct AgentMetricsInput {
   int64_t jobs_running = 0;
   int64_t jobs_exited = 0;
   int64_t jobs_failed_to_start = 0;
+  int64_t jobs_lost = 0;
   bool dcgm_enabled = false;
   bool dcgm_fresh = false;  // the newest scrape is recent
   int64_t dcgm_restarts = 0;

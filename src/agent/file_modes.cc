@@ -81,16 +81,35 @@ Status WritePrivateFileAtomically(const fs::path& file, std::string_view text) {
     written += static_cast<size_t>(n);
   }
   int write_error = errno;
+  bool complete = written == text.size();
+  // Durable before it is visible: a crash after the rename never leaves an empty file.
+  if (complete && ::fsync(fd) != 0) {
+    write_error = errno;
+    complete = false;
+  }
   bool closed = ::close(fd) == 0;
-  if (written != text.size() || !closed) {
+  if (!complete || !closed) {
     ::unlink(tmp.c_str());
-    errno = written != text.size() ? write_error : errno;
+    errno = !complete ? write_error : errno;
     return Errno("cannot write", tmp);
   }
   if (::rename(tmp.c_str(), file.c_str()) != 0) {
     Status status = Errno("cannot write", file);
     ::unlink(tmp.c_str());
     return status;
+  }
+  return Status::Ok();
+}
+
+Status SyncDirectory(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open", dir);
+  bool synced = ::fsync(fd) == 0;
+  int sync_error = errno;
+  ::close(fd);
+  if (!synced) {
+    errno = sync_error;
+    return Errno("cannot fsync", dir);
   }
   return Status::Ok();
 }

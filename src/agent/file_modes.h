@@ -29,9 +29,14 @@ Status CreateDirectories(const std::filesystem::path& dir, mode_t mode, mode_t p
 Status EnsurePrivateDirectory(const std::filesystem::path& dir);
 
 // Replaces `file` with `text`: writes `<file>.tmp.<pid>`, created 0600 with O_EXCL (never through
-// a symlink) before anything is written, then renames it over `file`, so a reader sees the old
-// or the new text and nobody else ever can. Unavailable on failure (the temp file is removed).
+// a symlink) before anything is written, fsyncs it, then renames it over `file`, so a reader sees
+// the old or the new text and nobody else ever can. The rename itself is durable once the
+// directory is synced (SyncDirectory). Unavailable on failure (the temp file is removed).
 // Thread-safe for distinct files.
 Status WritePrivateFileAtomically(const std::filesystem::path& file, std::string_view text);
+
+// fsyncs the directory `dir`, making the renames and unlinks done in it durable. Unavailable with
+// the path and errno text on failure. Thread-safe.
+Status SyncDirectory(const std::filesystem::path& dir);
 
 }  // namespace fleetwatch::agent

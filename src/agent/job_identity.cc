@@ -108,6 +108,17 @@ Result<std::optional<int>> TryLockUid(const fs::path& file) {
   return std::optional<int>();
 }
 
+// The lease of a dynamic uid whose lock `fd` (on `file`) this process holds.
+JobIdentityLease DynamicLease(uid_t uid, const fs::path& file, int fd) {
+  JobIdentity identity;
+  identity.uid = uid;
+  identity.gid = static_cast<gid_t>(uid);
+  identity.user_name = "fleetwatch-" + std::to_string(uid);
+  identity.switch_user = true;
+  identity.exclusive = true;
+  return JobIdentityLease(std::move(identity), file, fd);
+}
+
 }  // namespace
 
 Result<UidRange> ParseUidRange(std::string_view text) {
@@ -248,6 +259,18 @@ Result<JobIdentityLease> JobUsers::Acquire() {
   return JobIdentityLease(std::move(identity), {}, -1);
 }
 
+Result<std::optional<JobIdentityLease>> JobUsers::Reclaim(uid_t uid) {
+  const auto* dynamic = std::get_if<DynamicUserPolicy>(&policy_);
+  if (dynamic == nullptr || uid < dynamic->range.first || uid > dynamic->range.last) {
+    return std::optional<JobIdentityLease>();
+  }
+  FW_RETURN_IF_ERROR(EnsurePrivateDirectory(dynamic->lock_dir));
+  const fs::path file = dynamic->lock_dir / (std::to_string(uid) + ".lock");
+  FW_ASSIGN_OR_RETURN(std::optional<int> fd, TryLockUid(file));
+  if (!fd) return std::optional<JobIdentityLease>();
+  return std::optional<JobIdentityLease>(DynamicLease(uid, file, *fd));
+}
+
 Result<JobIdentityLease> JobUsers::AcquireDynamic(const DynamicUserPolicy& policy) {
   FW_RETURN_IF_ERROR(EnsurePrivateDirectory(policy.lock_dir));
   const std::set<uid_t> running = UidsInUse(policy.proc_root);
@@ -269,13 +292,7 @@ Result<JobIdentityLease> JobUsers::AcquireDynamic(const DynamicUserPolicy& polic
       std::lock_guard<std::mutex> lock(mu_);
       next_offset_ = offset + 1;
     }
-    JobIdentity identity;
-    identity.uid = uid;
-    identity.gid = static_cast<gid_t>(uid);
-    identity.user_name = "fleetwatch-" + std::to_string(uid);
-    identity.switch_user = true;
-    identity.exclusive = true;
-    return JobIdentityLease(std::move(identity), file, *fd);
+    return DynamicLease(uid, file, *fd);
   }
   return Unavailable("no free uid in the job uid range " + std::to_string(policy.range.first) +
                      "-" + std::to_string(policy.range.last) +

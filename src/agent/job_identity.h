@@ -129,6 +129,12 @@ class JobUsers {
   // gets; Unavailable when the lock directory cannot be made or no uid is free.
   Result<JobIdentityLease> Acquire();
 
+  // The lease of `uid`, which an earlier agent with this policy gave a job, when nobody holds
+  // its lock now: what still runs under it is that job's remains. nullopt when the policy hands
+  // out no uids of their own, `uid` is outside the range, or another job holds it (it has been
+  // given out again since). Unavailable when the lock directory cannot be used.
+  Result<std::optional<JobIdentityLease>> Reclaim(uid_t uid);
+
  private:
   Result<JobIdentityLease> AcquireDynamic(const DynamicUserPolicy& policy);
 

@@ -10,6 +10,8 @@ std::string_view JobPhaseName(JobPhase phase) {
       return "exited";
     case JobPhase::kFailedToStart:
       return "failed_to_start";
+    case JobPhase::kLost:
+      return "lost";
   }
   return "exited";
 }

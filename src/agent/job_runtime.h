@@ -40,9 +40,11 @@ struct JobSpec {
   ClusterInfo cluster;
 };
 
-enum class JobPhase { kRunning, kExited, kFailedToStart };
+// kLost: a job an earlier agent with the same data dir accepted and that does not run any more
+// (its process was gone, or was killed, when this agent started); it is never started again.
+enum class JobPhase { kRunning, kExited, kFailedToStart, kLost };
 
-// "running", "exited", "failed_to_start".
+// "running", "exited", "failed_to_start", "lost".
 std::string_view JobPhaseName(JobPhase phase);
 
 // 1..64 characters of [A-Za-z0-9-]: safe as a file and cgroup name. One rule with the server's
@@ -59,7 +61,7 @@ struct JobState {
   bool stop_requested = false;
   TimeMicros started_at = 0;
   std::optional<TimeMicros> finished_at;
-  std::optional<std::string> error;  // why it failed to start
+  std::optional<std::string> error;  // why it failed to start, or was lost
 };
 
 // A job with its resource use read at one moment (GET /api/poll?metrics=1).
@@ -86,10 +88,10 @@ class JobRuntime {
  public:
   virtual ~JobRuntime() = default;
 
-  // Starts the job unless one with that id is held already (then returns it with created =
-  // false). A job that cannot be started (working_dir missing, fork failure) is still created,
-  // in phase kFailedToStart with `error`. Errors only when the job's directory or log cannot be
-  // created (Unavailable).
+  // Starts the job unless one with that id is held already, perhaps lost (then returns it with
+  // created = false). A job that cannot be started (working_dir missing, fork failure) is still
+  // created, in phase kFailedToStart with `error`. Errors only when the job's directory, log or
+  // record (job_records.h) cannot be created (Unavailable); nothing is started then.
   virtual Result<StartResult> Start(const JobSpec& spec) = 0;
 
   // SIGTERM to the job's process group now; SIGKILL to it and to everything in its cgroup when
@@ -107,8 +109,8 @@ class JobRuntime {
   virtual Result<LogChunk> ReadLog(const std::string& job_id, int64_t offset,
                                    int64_t limit) const = 0;
 
-  // Forgets a finished job and removes its log directory and cgroup. FailedPrecondition while it
-  // runs; NotFound for an unknown job.
+  // Forgets a finished (or lost) job and removes its record, log, directory and cgroup.
+  // FailedPrecondition while it runs; NotFound for an unknown job.
   virtual Status Acknowledge(const std::string& job_id) = 0;
 
   // The job's CPU and memory use now, from its cgroup, or from /proc for its process group when

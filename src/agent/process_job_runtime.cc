@@ -15,12 +15,14 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "agent/cgroup_tree.h"
 #include "agent/file_modes.h"
 #include "agent/job_dirs.h"
 #include "agent/job_env.h"
+#include "agent/job_records.h"
 #include "agent/process_launch.h"
 
 namespace fleetwatch::agent {
@@ -61,13 +63,23 @@ class ProcessJobRuntime final : public JobRuntime {
       : options_(WithDefaults(std::move(options))),
         clock_(clock),
         tree_(options_.cgroup_root, options_.cgroup_group),
-        users_(options_.job_users) {
+        users_(options_.job_users),
+        records_(options_.data_dir / "accepted") {
+    std::vector<std::string> problems;
+    const std::vector<JobRecord> accepted = records_.Load(&problems);
+    for (const std::string& problem : problems) spdlog::warn("job records: {}", problem);
     if (options_.use_cgroups && tree_.mode() != CgroupMode::kNone) {
       if (int removed = tree_.RemoveLeftovers(OwnedJob()); removed > 0) {
         spdlog::info("removed {} cgroup(s) left by an earlier agent", removed);
       }
     }
-    RemoveLeftoverJobFiles();
+    KillLeftoverUids(accepted);
+    RemoveLeftoverJobFiles(accepted);
+    for (const JobRecord& record : accepted) jobs_.emplace(record.job_id, LostJob(record));
+    if (!accepted.empty()) {
+      spdlog::info("{} job(s) of an earlier agent are lost: reported, never started again",
+                   accepted.size());
+    }
     reaper_ = std::thread([this] { ReapLoop(); });
   }
 
@@ -114,6 +126,13 @@ class ProcessJobRuntime final : public JobRuntime {
     }
 
     Result<JobIdentityLease> identity = users_.Acquire();
+    // Remembered before anything can run, so that no later agent starts it again.
+    JobRecord record{spec.job_id, job.state.started_at, std::nullopt};
+    if (identity.ok() && identity->identity().exclusive) record.uid = identity->identity().uid;
+    if (Status s = records_.Add(record); !s.ok()) {
+      ::unlink(job.log.c_str());
+      return s;
+    }
     if (!identity.ok()) return Keep(FailToStart(std::move(job), identity.status().message()));
     job.identity = std::move(identity).value();
     const JobIdentity& user = job.identity.identity();
@@ -123,6 +142,7 @@ class ProcessJobRuntime final : public JobRuntime {
                         : Result<fs::path>(root_ready);
     if (!dir.ok()) {
       ::unlink(job.log.c_str());
+      ForgetRecord(spec.job_id);
       return dir.status();
     }
     job.has_dir = true;
@@ -217,6 +237,7 @@ class ProcessJobRuntime final : public JobRuntime {
       jobs_.erase(it);
     }
     ForgetFiles(job_id, job, /*remove_log=*/true);
+    ForgetRecord(job_id);
     return Status::Ok();
   }
 
@@ -297,28 +318,71 @@ class ProcessJobRuntime final : public JobRuntime {
   // Whether a job cgroup found in the group is one of this data dir's jobs (perhaps from an
   // earlier agent): another agent on the host may share the group.
   std::function<bool(const std::string&)> OwnedJob() const {
-    return [logs = LogsDir()](const std::string& job_id) {
+    return [logs = LogsDir(), records = records_.dir()](const std::string& job_id) {
       std::error_code ec;
-      return fs::is_regular_file(logs / (job_id + ".log"), ec);
+      return fs::is_regular_file(logs / (job_id + ".log"), ec) ||
+             fs::is_regular_file(records / (job_id + ".json"), ec);
     };
   }
 
-  // The job directories and logs an earlier runtime with this data dir left (it was killed).
-  void RemoveLeftoverJobFiles() const {
+  // Kills what still runs under the uids an earlier agent gave its jobs alone (that agent was
+  // killed, its jobs' processes may live on), unless the uid has been given out again since.
+  void KillLeftoverUids(const std::vector<JobRecord>& accepted) {
+    for (const JobRecord& record : accepted) {
+      if (!record.uid) continue;
+      Result<std::optional<JobIdentityLease>> lease = users_.Reclaim(*record.uid);
+      if (!lease.ok()) {
+        spdlog::warn("job {}: {}", record.job_id, lease.status().message());
+      } else if (*lease) {
+        KillProcessesOfUid(*record.uid);  // the lease is dropped right after: the uid is free
+      }
+    }
+  }
+
+  // The job directories an earlier runtime with this data dir left (it was killed or stopped),
+  // and the logs of its jobs that were never accepted. The logs of accepted jobs stay: they are
+  // reported lost, and the server copies their logs when it acknowledges them.
+  void RemoveLeftoverJobFiles(const std::vector<JobRecord>& accepted) const {
+    std::set<std::string> job_ids;
+    for (const JobRecord& record : accepted) job_ids.insert(record.job_id);
     std::error_code ec;
     int removed = 0;
     for (fs::directory_iterator it(LogsDir(), ec), end; !ec && it != end; it.increment(ec)) {
       const fs::path& log = it->path();
       std::string job_id = log.stem().string();
       if (log.extension() != ".log" || !IsValidJobId(job_id)) continue;
+      if (job_ids.insert(job_id).second) {
+        std::error_code ignored;
+        fs::remove(log, ignored);
+      }
+    }
+    for (const std::string& job_id : job_ids) {
       if (Status s = RemoveJobDirectory(options_.jobs_dir, job_id); !s.ok()) {
         spdlog::warn("job {}: {}", job_id, s.message());
       }
-      std::error_code ignored;
-      fs::remove(log, ignored);
       ++removed;
     }
     if (removed > 0) spdlog::info("removed the files of {} job(s) of an earlier agent", removed);
+  }
+
+  // The job of `record`, which an earlier agent accepted and which does not run now.
+  Job LostJob(const JobRecord& record) const {
+    Job job;
+    job.state.job_id = record.job_id;
+    job.state.phase = JobPhase::kLost;
+    job.state.started_at = record.accepted_at;
+    job.state.finished_at = clock_.Now();
+    job.state.error =
+        "the agent restarted: the job's process is gone (killed if it still ran); it is not "
+        "started again";
+    job.log = LogsDir() / (record.job_id + ".log");
+    return job;
+  }
+
+  void ForgetRecord(const std::string& job_id) const {
+    if (Status s = records_.Remove(job_id); !s.ok()) {
+      spdlog::warn("job {}: {}", job_id, s.message());
+    }
   }
 
   // Requires mu_. Holds `job` and returns what Start answers for it.
@@ -414,6 +478,7 @@ class ProcessJobRuntime final : public JobRuntime {
   const Clock& clock_;
   const CgroupTree tree_;
   JobUsers users_;
+  const JobRecordStore records_;
   std::atomic<bool> warned_no_cgroup_{false};
 
   mutable std::mutex mu_;

@@ -13,7 +13,8 @@
 namespace fleetwatch::agent {
 
 struct ProcessJobRuntimeOptions {
-  // The agent's own (0700) directory: job logs are <data_dir>/logs/<job_id>.log, 0600.
+  // The agent's own (0700) directory: job logs are <data_dir>/logs/<job_id>.log, 0600, and the
+  // records of accepted jobs <data_dir>/accepted/<job_id>.json (job_records.h).
   std::filesystem::path data_dir;
   // The jobs root (job_dirs.h): each job's directory <jobs_dir>/<job_id> is its HOME and default
   // working directory, owned by the job's user. Empty: <data_dir>/jobs. The caller checks a
@@ -21,9 +22,9 @@ struct ProcessJobRuntimeOptions {
   std::filesystem::path jobs_dir;
   std::filesystem::path cgroup_root = "/sys/fs/cgroup";
   // Job cgroups are <cgroup_root>[/<v1 hierarchy>]/<cgroup_group>/<job_id>. At construction the
-  // leftovers of an earlier runtime with the same data_dir (job ids with a log under
-  // <data_dir>/logs) are killed and removed, with their job directories and logs; other agents'
-  // job cgroups are left alone.
+  // leftovers of an earlier runtime with the same data_dir (job ids with a log or a record) are
+  // killed and removed, with their job directories, and the logs of those without a record;
+  // other agents' job cgroups are left alone.
   std::string cgroup_group = "fleetwatch";
   bool use_cgroups = true;  // false: never touch cgroupfs (usage then comes from /proc)
   std::string gpu_vendor;   // picks the GPU visibility variables (see BuildJobEnvironment)
@@ -31,6 +32,11 @@ struct ProcessJobRuntimeOptions {
   std::chrono::milliseconds reap_interval{100};
 };
 
+// Every job is recorded (job_records.h) before its process starts, and its record removed by
+// Acknowledge. The recorded jobs of an earlier runtime with the same data_dir are held from
+// construction in phase kLost (their processes killed as above, and those under a dynamic uid
+// nobody holds now), so that Start never runs them again.
+//
 // Runs jobs as local processes (see process_launch.h) in cgroups when the host has usable ones,
 // each as the user job_users gives it (a dynamic uid is held from Start until Acknowledge or
 // destruction), in a clean environment (job_env.h), reaping only its own children: a background

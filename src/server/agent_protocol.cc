@@ -85,6 +85,8 @@ Result<AgentJob> JobFromJson(const json::object& o) {
     job.state = AgentJobState::kExited;
   } else if (state == "failed_to_start") {
     job.state = AgentJobState::kFailedToStart;
+  } else if (state == "lost") {
+    job.state = AgentJobState::kLost;
   } else {
     return Bad("unknown job state");
   }

@@ -32,7 +32,9 @@ struct AgentInventory {
   std::string cgroup;
 };
 
-enum class AgentJobState { kRunning, kExited, kFailedToStart };
+// kLost: the agent restarted and had accepted the job before; it no longer runs and is never
+// started again (docs/agent-api.md).
+enum class AgentJobState { kRunning, kExited, kFailedToStart, kLost };
 
 struct AgentJob {
   std::string job_id;
@@ -42,7 +44,7 @@ struct AgentJob {
   bool stop_requested = false;
   std::optional<TimeMicros> started_at;
   std::optional<TimeMicros> finished_at;
-  std::string error;
+  std::string error;  // why it failed to start or was lost; untrusted text, at most 4096 bytes
   std::optional<model::JobMetricsPoint> metrics;  // when asked for and the job runs
 };
 

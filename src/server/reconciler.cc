@@ -108,6 +108,7 @@ class Tick {
     for (const model::Run& r : runs_) original_runs_[r.id] = r;
 
     FindDuplicateInstances();
+    FindRestartedAgents();
     ObserveInstances();
     for (model::Run& run : runs_) ObserveJobs(run);
     FailRunsThatCannotBeRead();
@@ -197,6 +198,28 @@ class Tick {
         duplicates_[instance->id] = instances_.at(owner->second).name;
       }
     }
+  }
+
+  // Instances whose agent answers with another id than the stored one: it restarted (or another
+  // agent took its place), and whatever the old one was asked to start may have run already.
+  void FindRestartedAgents() {
+    for (const Instance& instance : in_.instances) {
+      const InstanceObservation* obs = Observation(instance.id);
+      if (obs == nullptr || !obs->reached) continue;
+      const std::string& agent_id = obs->poll.agent_id;
+      if (!instance.agent_id.empty() && !agent_id.empty() && agent_id != instance.agent_id) {
+        restarted_[instance.id] = instance.agent_id + " -> " + agent_id;
+      }
+    }
+  }
+
+  // Whether jobs may be placed on the instance this tick: not while a restarted agent's new id
+  // is not stored yet (its inventory did not come), as the next tick would take a job placed now
+  // for one the old agent may have started.
+  bool AgentIdSettled(const std::string& instance_id) const {
+    if (!restarted_.count(instance_id)) return true;
+    const InstanceObservation* obs = Observation(instance_id);
+    return obs != nullptr && obs->inventory.has_value();
   }
 
   void Event(std::string text) { out_.events.push_back(std::move(text)); }
@@ -380,9 +403,16 @@ class Tick {
       const InstanceObservation* obs = Observation(it->first);
       if (obs == nullptr || !obs->reached) continue;  // wait for the agent
       const AgentJob* aj = AgentJobOf(*obs, job.id);
+      auto restarted = restarted_.find(it->first);
       if (aj == nullptr) {
-        if (job.status == JobStatus::kProvisioning) {
-          StartCommand(run, job);  // never reached the agent, or unsure: starts are idempotent
+        if (restarted != restarted_.end() && job.status != JobStatus::kTerminating) {
+          // The start may have reached the old agent and run: never start it a second time.
+          Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
+          Event("job " + job.job_name + " failed: the agent of " + it->second.name +
+                " restarted (agent id " + restarted->second + ") and does not have it");
+        } else if (job.status == JobStatus::kProvisioning) {
+          // Never reached this agent, or unsure: the same agent process dedups starts by job id.
+          StartCommand(run, job);
         } else if (job.status == JobStatus::kTerminating) {
           Finish(job,
                  model::FinalStatusFor(
@@ -425,6 +455,10 @@ class Tick {
         JobTerminationReason reason =
             job.termination_reason.value_or(JobTerminationReason::kTerminatedByServer);
         Finish(job, model::FinalStatusFor(reason), reason, at);
+      } else if (aj->state == AgentJobState::kLost) {
+        Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, at);
+        Event("job " + job.job_name + " was lost by the agent of " + it->second.name + ": " +
+              aj->error);
       } else if (aj->exit_code && *aj->exit_code == 0) {
         Finish(job, JobStatus::kDone, JobTerminationReason::kDoneByRunner, at);
       } else {
@@ -541,7 +575,10 @@ class Tick {
         Instance* best = nullptr;
         std::optional<std::vector<int>> best_gpus;
         for (Instance* instance : members) {
-          if (!UsableForScheduling(*instance) || used.count(instance->id)) continue;
+          if (!UsableForScheduling(*instance) || !AgentIdSettled(instance->id) ||
+              used.count(instance->id)) {
+            continue;
+          }
           Capacity copy = trial.at(instance->id);
           std::optional<std::vector<int>> gpus = TryTake(*instance, req, copy);
           if (!gpus) continue;
@@ -640,6 +677,7 @@ class Tick {
   std::map<std::string, Result<model::RunConfiguration>> configs_;
   std::set<std::string> acked_;
   std::map<std::string, std::string> duplicates_;  // instance id → name of the agent's owner
+  std::map<std::string, std::string> restarted_;   // instance id → "old agent id -> new"
   std::vector<AgentCommand> foreign_commands_;     // for jobs that are not the server's there
   ReconcileOutput out_;
 };

@@ -49,8 +49,13 @@ struct AgentCommand {
 
 struct ReconcileInput {
   TimeMicros now = 0;
-  std::vector<model::Instance> instances;  // every instance of every project
-  std::vector<model::Run> runs;            // every unfinished run, with its jobs
+  // Every instance of every project, with its stored agent_id: a poll that answers with another
+  // id means the agent restarted, and every job of the instance that the new agent does not
+  // list ends (failed, executor_error) instead of being started again, since the old agent may
+  // have started it. With the same id a `provisioning` job the agent does not list is started
+  // (again): one agent process dedups starts by job id.
+  std::vector<model::Instance> instances;
+  std::vector<model::Run> runs;  // every unfinished run, with its jobs
   // By instance id. An instance without an entry was not polled this tick.
   std::map<std::string, InstanceObservation> observations;
   // The store's jobs for the ids the agents reported that are not jobs of `runs` (the

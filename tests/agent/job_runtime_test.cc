@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 
 #include "agent/cgroup_tree.h"
 #include "agent/job_env.h"
+#include "agent/job_records.h"
 #include "agent/process_job_runtime.h"
 #include "agent/sys_files.h"
 #include "agent/test_helpers.h"
@@ -370,6 +372,50 @@ TEST_P(JobRuntimeTest, InvalidJobIdIsRefused) {
             StatusCode::kInvalidArgument);
 }
 
+TEST_P(JobRuntimeTest, AJobIsRecordedBeforeItRunsAndForgottenWhenAcknowledged) {
+  StartOk(Spec("rec", {"true"}));
+  const fs::path record = data_.path() / "accepted" / "rec.json";
+  struct stat st = {};
+  ASSERT_EQ(::stat(record.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  ASSERT_EQ(::stat(record.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  WaitForEnd("rec");
+  ASSERT_TRUE(runtime_->Acknowledge("rec").ok());
+  EXPECT_FALSE(fs::exists(record));
+}
+
+// A restarted agent (same data dir) reports the jobs its predecessor accepted as lost and never
+// runs them again, however often the server asks; acknowledging forgets them for good.
+TEST_P(JobRuntimeTest, AJobOfAnEarlierRuntimeIsLostAndNeverStartedAgain) {
+  const fs::path marker = data_.path() / "marker";
+  JobSpec spec = Spec("once", {"echo ran >> " + marker.string(), "echo ready", "sleep 600"});
+  StartOk(spec);
+  ASSERT_TRUE(WaitForLog("once", "ready"));
+  runtime_.reset();  // kills the job; its record stays
+  runtime_ = NewProcessJobRuntime(options_, SystemClock::Get());
+
+  Result<JobState> lost = runtime_->Get("once");
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  EXPECT_EQ(lost->phase, JobPhase::kLost);
+  EXPECT_EQ(JobPhaseName(lost->phase), "lost");
+  ASSERT_TRUE(lost->error.has_value());
+  EXPECT_NE(lost->error->find("restarted"), std::string::npos);
+  EXPECT_TRUE(lost->finished_at.has_value());
+  EXPECT_EQ(Log("once"), "ready\n");  // the earlier run's log, for the server's copy
+
+  Result<StartResult> again = runtime_->Start(spec);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_FALSE(again->created);
+  EXPECT_EQ(again->state.phase, JobPhase::kLost);
+  EXPECT_EQ(testing::ReadFile(marker), "ran\n");
+
+  ASSERT_TRUE(runtime_->Acknowledge("once").ok());
+  EXPECT_FALSE(fs::exists(data_.path() / "accepted" / "once.json"));
+  runtime_ = NewProcessJobRuntime(options_, SystemClock::Get());
+  EXPECT_TRUE(runtime_->List().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(WithAndWithoutCgroups, JobRuntimeTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& param) {
                            return param.param ? "Cgroups" : "NoCgroups";
@@ -413,6 +459,39 @@ TEST(JobRuntimeCgroups, StartupRemovesOnlyItsOwnLeftovers) {
 
   EXPECT_EQ(tree.RemoveLeftovers(), 1);  // the foreign one, killed now
   EXPECT_EQ(waitpid(pids["foreign"], &status, 0), pids["foreign"]);
+}
+
+// An agent that was SIGKILLed leaves its job running in its cgroup: the next agent with the same
+// data dir kills it and reports it lost.
+TEST(JobRuntimeCgroups, AJobAKilledAgentLeftRunningIsKilledAndReportedLost) {
+  if (!testing::CgroupsUsable()) GTEST_SKIP() << "needs root and cgroups";
+  TempDir data;
+  std::string group = testing::UniqueCgroupGroup();
+  CgroupTree tree(DefaultCgroupRoot(), group);
+  Result<JobCgroup> cgroup = tree.Create("orphan", {});
+  ASSERT_TRUE(cgroup.ok()) << cgroup.status().ToString();
+  pid_t child = fork();
+  if (child == 0) {
+    execl("/bin/sleep", "sleep", "600", nullptr);
+    _exit(127);
+  }
+  for (const auto& procs : cgroup->ProcsFiles()) {
+    ASSERT_TRUE(WriteControlFile(procs, std::to_string(child)).ok());
+  }
+  ASSERT_TRUE(JobRecordStore(data.path() / "accepted").Add({"orphan", 7, std::nullopt}).ok());
+
+  ProcessJobRuntimeOptions options;
+  options.data_dir = data.path();
+  options.cgroup_root = DefaultCgroupRoot();
+  options.cgroup_group = group;
+  auto runtime = NewProcessJobRuntime(options, SystemClock::Get());
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  Result<JobState> lost = runtime->Get("orphan");
+  ASSERT_TRUE(lost.ok());
+  EXPECT_EQ(lost->phase, JobPhase::kLost);
+  EXPECT_EQ(lost->started_at, 7);
 }
 
 // The v2 code path for real, on the unified hierarchy of a hybrid host (no controllers there:

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "integration/agent_process.h"
 #include "integration/api_client.h"
 #include "support/process.h"
 
@@ -33,49 +34,7 @@ namespace json = boost::json;
 using std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
-constexpr char kAgentToken[] = "agent-token-for-tests";
-
-// A `fleetwatch agent` the test starts on 127.0.0.1 with its own data dir, optionally with fake
-// NVIDIA GPUs.
-class AgentProcess {
- public:
-  explicit AgentProcess(int fake_gpus = 0) {
-    std::map<std::string, std::string> env = {{"FLEETWATCH_AGENT_TOKEN", kAgentToken}};
-    if (fake_gpus > 0) {
-      std::ofstream gpus(dir_.path() / "gpus.txt");
-      for (int i = 0; i < fake_gpus; ++i) {
-        gpus << "NVIDIA A100-SXM4-80GB|GPU-fake-" << i << "|85899345920|1073741824|" << 10 * (i + 1)
-             << "\n";
-      }
-      env["FLEETWATCH_NVML_LIBRARY"] = FAKE_NVML_LIBRARY;
-      env["FAKE_NVML_FILE"] = (dir_.path() / "gpus.txt").string();
-    } else {
-      env["FLEETWATCH_NVML_LIBRARY"] = (dir_.path() / "no-such-libnvidia-ml.so").string();
-    }
-    child_ = std::make_unique<ChildProcess>(
-        FLEETWATCH_BINARY,
-        std::vector<std::string>{"agent", "--host", "127.0.0.1", "--port", "0", "--no-tls",
-                                 "--data-dir", (dir_.path() / "data").string()},
-        env);
-    if (child_->WaitForOutput("listening on http://127.0.0.1:", 60)) {
-      child_->WaitForOutput("\n", 5);
-      std::smatch m;
-      std::string out = child_->Output();
-      static const std::regex kListening("listening on http://127\\.0\\.0\\.1:(\\d+)");
-      if (std::regex_search(out, m, kListening)) port_ = std::stoi(m[1]);
-    }
-  }
-
-  int port() const { return port_; }
-  pid_t pid() const { return child_->pid(); }
-  int Stop(int signal) { return child_->Stop(signal); }
-  std::string Output() const { return child_->Output(); }
-
- private:
-  TempDir dir_;
-  std::unique_ptr<ChildProcess> child_;
-  int port_ = 0;
-};
+constexpr const char* kAgentToken = kTestAgentToken;
 
 class JobsTest : public ::testing::Test {
  protected:
@@ -254,7 +213,7 @@ TEST_F(JobsTest, AMultiNodeRunGetsTwoInstancesAndTheirRanks) {
 }
 
 TEST_F(JobsTest, OneGpuRunsShareTwoGpusAndAThirdWaits) {
-  AgentProcess gpu_host(/*fake_gpus=*/2);
+  AgentProcess gpu_host(AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY));
   ASSERT_GT(gpu_host.port(), 0) << gpu_host.Output();
   StartServer({"--no-local-fleet"});
   CreateProject("ml");
@@ -366,7 +325,7 @@ commands:
 }
 
 TEST_F(JobsTest, FakeNvmlGpuFiguresReachTheMetricsApi) {
-  AgentProcess gpu_host(/*fake_gpus=*/2);
+  AgentProcess gpu_host(AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY));
   ASSERT_GT(gpu_host.port(), 0) << gpu_host.Output();
   StartServer({"--no-local-fleet"});
   CreateProject("ml");

@@ -24,6 +24,23 @@ TEST(AgentProtocol, ParsesAPoll) {
   EXPECT_FALSE(poll->jobs[1].exit_code.has_value());
 }
 
+TEST(AgentProtocol, ParsesALostJobAndValidatesItLikeAnyOther) {
+  const std::string head = R"({"agent_id":"a1","now":5,"jobs":[{"job_id":"j1","state":)";
+  auto lost =
+      ParseAgentPoll(head + R"("lost","pid":0,"exit_code":null,"signal":null,"started_at":3,)"
+                            R"("finished_at":4,"error":"the agent restarted"}]})");
+  ASSERT_TRUE(lost.ok()) << lost.status().ToString();
+  ASSERT_EQ(lost->jobs.size(), 1u);
+  EXPECT_EQ(lost->jobs[0].state, AgentJobState::kLost);
+  EXPECT_EQ(lost->jobs[0].error, "the agent restarted");
+  EXPECT_EQ(lost->jobs[0].finished_at, 4);
+  for (const std::string& bad : {std::string(R"("LOST"}]})"), std::string(R"("lost","error":7}]})"),
+                                 std::string(R"("lost","finished_at":-1}]})"),
+                                 R"("lost","error":")" + std::string(5000, 'x') + R"("}]})"}) {
+    EXPECT_FALSE(ParseAgentPoll(head + bad).ok()) << bad;
+  }
+}
+
 TEST(AgentProtocol, DcgmTextRidesInThePollAndABadDcgmFieldFailsOnlyThatPart) {
   const std::string head = R"({"agent_id":"a1","now":5,"jobs":[])";
   auto none = ParseAgentPoll(head + "}");

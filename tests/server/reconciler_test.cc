@@ -318,9 +318,26 @@ class LifecycleTest : public ::testing::Test {
   }
 
   ReconcileOutput Observe(std::vector<AgentJob> jobs, TimeMicros now = kNow) {
-    ReconcileInput in{now, {instance_}, {run_}, {{instance_.id, Reached(std::move(jobs))}}};
+    return ObserveObservation(Reached(std::move(jobs)), now);
+  }
+
+  // What the agent with `agent_id` said; with `inventory`, its inventory came this tick too.
+  ReconcileOutput ObserveAgent(const std::string& agent_id, std::vector<AgentJob> jobs,
+                               bool inventory = true) {
+    InstanceObservation obs = Reached(std::move(jobs), agent_id);
+    if (inventory) {
+      obs.inventory = AgentInventory{agent_id, "host", 8, int64_t{64} << 30, {}, "v2"};
+    }
+    return ObserveObservation(std::move(obs), kNow);
+  }
+
+  ReconcileOutput ObserveObservation(InstanceObservation obs, TimeMicros now) {
+    ReconcileInput in{now, {instance_}, {run_}, {{instance_.id, std::move(obs)}}};
     ReconcileOutput out = Reconcile(in, {});
     if (const model::Run* r = FindRun(out, "train")) run_ = *r;
+    for (const model::Instance& i : out.instances) {
+      if (i.id == instance_.id) instance_ = i;
+    }
     return out;
   }
 
@@ -400,6 +417,75 @@ TEST_F(LifecycleTest, AProvisioningJobTheAgentDoesNotHaveIsStartedAgainNotTwice)
   ReconcileOutput running = Observe({Running(job_id())});
   EXPECT_EQ(CountCommands(running, AgentCommand::Kind::kStart), 0);
   EXPECT_EQ(run_.jobs[0].status, JobStatus::kRunning);
+}
+
+TEST_F(LifecycleTest, WithTheSameAgentIdAProvisioningJobIsStartedAgain) {
+  ReconcileOutput out = ObserveAgent(instance_.agent_id, {});
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 1);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kProvisioning);
+}
+
+TEST_F(LifecycleTest, ARestartedAgentEndsAProvisioningJobItDoesNotListInsteadOfStartingIt) {
+  ReconcileOutput out = ObserveAgent("agent-new", {});
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 0);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kExecutorError);
+  EXPECT_EQ(run_.status, RunStatus::kFailed);
+  ASSERT_FALSE(out.events.empty());
+  EXPECT_NE(out.events[0].find("restarted"), std::string::npos) << out.events[0];
+  EXPECT_EQ(instance_.agent_id, "agent-new");  // stored: the next tick sees no restart
+}
+
+TEST_F(LifecycleTest, ARestartedAgentWhoseInventoryDidNotComeStillStartsNothing) {
+  ReconcileOutput first = ObserveAgent("agent-new", {}, /*inventory=*/false);
+  EXPECT_EQ(CountCommands(first, AgentCommand::Kind::kStart), 0);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(instance_.agent_id, "agent-h0");
+}
+
+TEST_F(LifecycleTest, ARestartedAgentEndsARunningJobItDoesNotList) {
+  ObserveAgent(instance_.agent_id, {Running(job_id())});
+  ASSERT_EQ(run_.jobs[0].status, JobStatus::kRunning);
+  ReconcileOutput out = ObserveAgent("agent-new", {});
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 0);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kExecutorError);
+}
+
+TEST_F(LifecycleTest, ALostJobFailsWithExecutorErrorAndIsAcknowledged) {
+  AgentJob lost;
+  lost.job_id = job_id();
+  lost.state = AgentJobState::kLost;
+  lost.started_at = kNow - 5 * kSecond;
+  lost.finished_at = kNow - kSecond;
+  lost.error = "the agent restarted";
+  ReconcileOutput out = ObserveAgent("agent-new", {lost});
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStart), 0);
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kAcknowledge), 1);
+  EXPECT_EQ(run_.jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kExecutorError);
+  EXPECT_EQ(run_.jobs[0].finished_at, kNow - kSecond);
+  EXPECT_FALSE(run_.jobs[0].exit_code.has_value());
+  bool said = std::any_of(out.events.begin(), out.events.end(), [](const std::string& e) {
+    return e.find("lost") != std::string::npos &&
+           e.find("the agent restarted") != std::string::npos;
+  });
+  EXPECT_TRUE(said);
+}
+
+TEST(Reconcile, NothingIsPlacedOnARestartedAgentUntilItsNewIdIsStored) {
+  ReconcileInput in;
+  in.now = kNow;
+  model::Instance i = MakeInstance("h0", 8, 0);
+  in.instances = {i};
+  in.runs = {MakeRun("r", "type: task\ncommands: [x]\n")};
+  in.observations[i.id] = Reached({}, "agent-new");
+  ReconcileOutput waiting = Reconcile(in, {});
+  EXPECT_EQ(CountCommands(waiting, AgentCommand::Kind::kStart), 0);
+  in.observations[i.id].inventory =
+      AgentInventory{"agent-new", "host", 8, int64_t{64} << 30, {}, "v2"};
+  ReconcileOutput placed = Reconcile(in, {});
+  EXPECT_EQ(CountCommands(placed, AgentCommand::Kind::kStart), 1);
 }
 
 TEST_F(LifecycleTest, JobsTheServerDoesNotRunAreStoppedOrForgottenNeverCopied) {
