@@ -126,6 +126,7 @@ class ServerAppImpl final : public ServerApp {
     http_options.authenticate = [this](std::string_view authorization) {
       return auth_.Authenticate(authorization).status();
     };
+    http_options.needs_authentication = NeedsUserToken;
     http_ = std::make_unique<http::Server>(
         http_options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());

@@ -63,7 +63,7 @@ class Server::Impl {
       : options_(std::move(options)),
         handler_(std::move(handler)),
         limits_(options_.max_connections,
-                options_.authenticate ? options_.max_unauthenticated_per_address : 0) {}
+                authenticates() ? options_.max_unauthenticated_per_address : 0) {}
   ~Impl() { Stop(); }
 
   Result<uint16_t> Start();
@@ -85,6 +85,9 @@ class Server::Impl {
   bool BeginRequest();
   void EndRequest();
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool authenticates() const {
+    return options_.authenticate != nullptr && options_.needs_authentication != nullptr;
+  }
 
   // Runs the handler, turning an exception into a 500 JSON error.
   Response Invoke(Request& request);
@@ -172,8 +175,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
     if (!url) return RespondError(400, "bad_request", "invalid request target");
     // The body of a request that needs a token is read only once the token passed: an unknown
     // client cannot make the server hold a body. The path is the decoded one the router sees.
-    if (server_.options_.authenticate && !url->segments().empty() &&
-        url->segments().front() == server_.options_.authenticated_segment) {
+    if (server_.authenticates() && server_.options_.needs_authentication(url->path())) {
       Status allowed = server_.options_.authenticate(message[bhttp::field::authorization]);
       if (!allowed.ok()) return RespondClosing(ErrorResponseFor(allowed));
       slot_.MarkAuthenticated();

@@ -38,13 +38,13 @@ struct ServerOptions {
   // Connections open at once; beyond it a new one is closed at accept (plain HTTP: after a
   // best-effort 503 written from a constant, no buffer allocated). 0: no cap.
   size_t max_connections = 4096;
-  // Set: requests whose path (decoded) starts with the segment `authenticated_segment` are checked
-  // by it once their header has arrived, before the body is read. A connection counts as
-  // unauthenticated until a request on it passed the check; one client address may hold at most
-  // `max_unauthenticated_per_address` of those (0: no cap), more are closed at accept. Unset: no
-  // check and no per-address cap.
+  // Set (both): requests for which `needs_authentication(path)` holds, the path decoded as the
+  // router sees it, are checked by `authenticate` once their header has arrived, before the body
+  // is read. A connection counts as unauthenticated until a request on it passed the check; one
+  // client address may hold at most `max_unauthenticated_per_address` of those (0: no cap), more
+  // are closed at accept. Unset: no check and no per-address cap.
   HeaderAuthenticator authenticate;
-  std::string authenticated_segment = "api";
+  std::function<bool(std::string_view path)> needs_authentication;
   size_t max_unauthenticated_per_address = 64;
 };
 

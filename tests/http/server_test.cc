@@ -567,6 +567,7 @@ class AuthenticatedServerTest : public ServerTest {
     options.authenticate = [](std::string_view authorization) {
       return authorization == "Bearer good" ? Status::Ok() : Unauthenticated("invalid token");
     };
+    options.needs_authentication = [](std::string_view path) { return path.starts_with("/api/"); };
     return options;
   }
 
