@@ -327,6 +327,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
     } else {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      drain_buffer_ = std::make_unique<std::array<char, 8192>>();
       Drain({}, 0);
     }
   }
@@ -334,7 +335,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   void Drain(beast::error_code ec, size_t bytes) {
     drained_ += bytes;
     if (ec || drained_ > kLingerBytes) return Close();
-    stream_.async_read_some(asio::buffer(drain_buffer_),
+    stream_.async_read_some(asio::buffer(*drain_buffer_),
                             beast::bind_front_handler(&Session::Drain, shared_from_this()));
   }
 
@@ -356,8 +357,8 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   std::shared_ptr<const std::string> shared_body_;
   bool keep_alive_ = false;
   size_t drained_ = 0;
-  // Small: every connection has one, and what lingering reads is thrown away.
-  std::array<char, 1024> drain_buffer_;
+  // Made by Linger() only: an idle or reading connection does not pay for it.
+  std::unique_ptr<std::array<char, 8192>> drain_buffer_;
 };
 
 Result<uint16_t> Server::Impl::Start() {
