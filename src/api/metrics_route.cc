@@ -136,7 +136,7 @@ http::Response ServePrometheusSd(const http::Request& request,
 
 void AddPrometheusSdRoute(http::Router& router, MetricsEndpointOptions options,
                           store::Store& store) {
-  router.Add("GET", "/api/prometheus/sd",
+  router.Add("GET", std::string(kPrometheusSdPath),
              [switches = std::move(options), &store](http::Request& request) {
                return ServePrometheusSd(request, switches, store);
              });

@@ -41,6 +41,8 @@ void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
 http::Response ServePrometheusSd(const http::Request& request,
                                  const MetricsEndpointOptions& options, store::Store& store);
 
+inline constexpr std::string_view kPrometheusSdPath = "/api/prometheus/sd";
+
 // Registers GET /api/prometheus/sd. `store` must outlive the router.
 void AddPrometheusSdRoute(http::Router& router, MetricsEndpointOptions options,
                           store::Store& store);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "api/json_mapping.h"
+#include "api/metrics_route.h"
 #include "model/json_text.h"
 #include "model/names.h"
 #include "util/time_format.h"
@@ -460,6 +461,12 @@ void AddMetricsRoutes(http::Router& router, const Services& s) {
 }  // namespace
 
 http::Response ErrorResponse(const Status& status) { return http::ErrorResponseFor(status); }
+
+bool NeedsUserToken(std::string_view path) {
+  if (!path.starts_with("/api/")) return false;
+  if (path.ends_with('/')) path.remove_suffix(1);  // the router's rule: "/x/" is "/x"
+  return path != kPrometheusSdPath;
+}
 
 void AddApiRoutes(http::Router& router, const Services& services) {
   AddUserRoutes(router, services);

@@ -27,6 +27,10 @@ struct Services {
 // Registers every /api/ route of docs/api.md on `router`.
 void AddApiRoutes(http::Router& router, const Services& services);
 
+// Whether a request for `path` (decoded) goes where a user's token is needed: everything under
+// /api/ but Prometheus service discovery, which has its own token rule (metrics_route.h).
+bool NeedsUserToken(std::string_view path);
+
 // Maps a non-ok Status to its JSON error response (docs/api.md). Internal errors are logged and
 // answered with a generic message.
 http::Response ErrorResponse(const Status& status);

@@ -119,6 +119,14 @@ class ServerAppImpl final : public ServerApp {
     http_options.port = config.port;
     http_options.threads = config.http_threads;
     http_options.tls = config.tls;
+    http_options.max_connections = config.max_connections;
+    http_options.max_unauthenticated_per_address = config.max_unauthenticated_per_address;
+    // /api/* bodies are read only for a known token (the routes check it again, with the
+    // caller's rights); /metrics and the UI keep their own rules.
+    http_options.authenticate = [this](std::string_view authorization) {
+      return auth_.Authenticate(authorization).status();
+    };
+    http_options.needs_authentication = NeedsUserToken;
     http_ = std::make_unique<http::Server>(
         http_options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());

@@ -39,6 +39,10 @@ struct ServerConfig {
   std::optional<std::string> prometheus_auth_token;
   // Set: the API, UI and /metrics are served over HTTPS only, with these PEM files.
   std::optional<http::TlsServerOptions> tls;
+  // Connections open at once (FLEETWATCH_MAX_CONNECTIONS), and per client address those that
+  // have not yet authenticated (FLEETWATCH_MAX_UNAUTHENTICATED_PER_ADDRESS); 0: no cap.
+  size_t max_connections = 4096;
+  size_t max_unauthenticated_per_address = 64;
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

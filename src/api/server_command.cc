@@ -122,6 +122,10 @@ int RunServer(const ServerFlags& flags) {
       EnvInt("DSTACK_SERVER_METRICS_RUNNING_TTL_SECONDS", 3600, 1, int64_t{10} * 365 * 86'400));
   config.finished_ttl = std::chrono::seconds(
       EnvInt("DSTACK_SERVER_METRICS_FINISHED_TTL_SECONDS", 604'800, 1, int64_t{10} * 365 * 86'400));
+  config.max_connections =
+      static_cast<size_t>(EnvInt("FLEETWATCH_MAX_CONNECTIONS", 4096, 0, 1'000'000));
+  config.max_unauthenticated_per_address =
+      static_cast<size_t>(EnvInt("FLEETWATCH_MAX_UNAUTHENTICATED_PER_ADDRESS", 64, 0, 1'000'000));
   config.binary = SelfExecutable();
   // Set at all, even empty, enables (spec/METRICS.md).
   config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;

@@ -44,6 +44,10 @@ constexpr uint32_t kHeaderLimitBytes = 64 * 1024;
 // reset, which can destroy the response before the client reads it.
 constexpr auto kLingerTime = 2s;
 constexpr size_t kLingerBytes = 16 << 20;
+// Written to a connection refused at accept (plain HTTP only), from this constant.
+constexpr std::string_view kRefusedResponse =
+    "HTTP/1.1 503 Service Unavailable\r\nServer: fleetwatch\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 // Pause before accepting again after an accept error (e.g. out of file descriptors).
 constexpr auto kAcceptRetryDelay = 50ms;
 
@@ -56,11 +60,15 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 class Server::Impl {
  public:
   Impl(ServerOptions options, Handler handler)
-      : options_(std::move(options)), handler_(std::move(handler)) {}
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        limits_(options_.max_connections,
+                authenticates() ? options_.max_unauthenticated_per_address : 0) {}
   ~Impl() { Stop(); }
 
   Result<uint16_t> Start();
   void Stop();
+  ConnectionStats connection_stats() const { return limits_.stats(); }
 
  private:
   template <typename Stream>
@@ -68,6 +76,8 @@ class Server::Impl {
 
   void DoAccept();
   void OnAccept(beast::error_code ec, tcp::socket socket);
+  // Closes a connection over a cap at once, without a session or buffers.
+  void Refuse(tcp::socket& socket);
   void RunWorker();
 
   // Request accounting for a graceful Stop(). BeginRequest() is false once Stop() has given up
@@ -75,12 +85,16 @@ class Server::Impl {
   bool BeginRequest();
   void EndRequest();
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
+  bool authenticates() const {
+    return options_.authenticate != nullptr && options_.needs_authentication != nullptr;
+  }
 
   // Runs the handler, turning an exception into a 500 JSON error.
   Response Invoke(Request& request);
 
   const ServerOptions options_;
   const Handler handler_;
+  ConnectionLimits limits_;  // outlives the sessions, which Stop() destroys
 
   std::mutex lifecycle_mutex_;  // serialises Start() and Stop()
   bool running_ = false;
@@ -107,11 +121,12 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
 
  public:
-  Session(tcp::socket socket, Server::Impl& server) requires(!kTls)
-      : stream_(std::move(socket)), server_(server) {}
-  Session(tcp::socket socket, Server::Impl& server, asio::ssl::context& tls) requires kTls
-      : stream_(std::move(socket), tls),
-        server_(server) {}
+  Session(tcp::socket socket, Server::Impl& server, ConnectionLimits::Slot slot) requires(!kTls)
+      : stream_(std::move(socket)), server_(server), slot_(std::move(slot)) {}
+  Session(tcp::socket socket, Server::Impl& server, ConnectionLimits::Slot slot,
+          asio::ssl::context& tls) requires kTls : stream_(std::move(socket), tls),
+                                                   server_(server),
+                                                   slot_(std::move(slot)) {}
 
   void Run() {
     asio::dispatch(stream_.get_executor(),
@@ -155,8 +170,17 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
 
   void OnHeader(beast::error_code ec, size_t /*bytes*/) {
     if (ec) return OnReadError(ec);
-    if (parser_->is_done()) return OnBody({}, 0);
     const auto& message = parser_->get();
+    auto url = boost::urls::parse_origin_form(message.target());
+    if (!url) return RespondError(400, "bad_request", "invalid request target");
+    // The body of a request that needs a token is read only once the token passed: an unknown
+    // client cannot make the server hold a body. The path is the decoded one the router sees.
+    if (server_.authenticates() && server_.options_.needs_authentication(url->path())) {
+      Status allowed = server_.options_.authenticate(message[bhttp::field::authorization]);
+      if (!allowed.ok()) return RespondClosing(ErrorResponseFor(allowed));
+      slot_.MarkAuthenticated();
+    }
+    if (parser_->is_done()) return OnBody({}, 0);
     const auto expect = message[bhttp::field::expect];
     if (message.version() >= 11 && EqualsIgnoreCase(expect, "100-continue")) {
       continue_.emplace(bhttp::status::continue_, 11);
@@ -223,8 +247,13 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   }
 
   void RespondError(int status, std::string_view code, std::string message) {
+    RespondClosing(JsonError(status, code, message));
+  }
+
+  // Answers without reading (the rest of) the request, then closes the connection.
+  void RespondClosing(Response response) {
     if (!server_.BeginRequest()) return Close();
-    Respond(JsonError(status, code, message), 11, /*keep_alive=*/false);
+    Respond(std::move(response), 11, /*keep_alive=*/false);
   }
 
   // Requires a successful BeginRequest(); OnWrite() ends it.
@@ -298,6 +327,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
     } else {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      drain_buffer_ = std::make_unique<std::array<char, 8192>>();
       Drain({}, 0);
     }
   }
@@ -305,7 +335,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   void Drain(beast::error_code ec, size_t bytes) {
     drained_ += bytes;
     if (ec || drained_ > kLingerBytes) return Close();
-    stream_.async_read_some(asio::buffer(drain_buffer_),
+    stream_.async_read_some(asio::buffer(*drain_buffer_),
                             beast::bind_front_handler(&Session::Drain, shared_from_this()));
   }
 
@@ -317,6 +347,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
 
   Stream stream_;
   Server::Impl& server_;
+  ConnectionLimits::Slot slot_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::response<bhttp::empty_body>> continue_;
@@ -326,7 +357,8 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   std::shared_ptr<const std::string> shared_body_;
   bool keep_alive_ = false;
   size_t drained_ = 0;
-  std::array<char, 8192> drain_buffer_;
+  // Made by Linger() only: an idle or reading connection does not pay for it.
+  std::unique_ptr<std::array<char, 8192>> drain_buffer_;
 };
 
 Result<uint16_t> Server::Impl::Start() {
@@ -449,12 +481,29 @@ void Server::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     });
     return;
   }
-  if (tls_) {
-    std::make_shared<Session<TlsStream>>(std::move(socket), *this, *tls_)->Run();
+  beast::error_code address_ec;
+  const tcp::endpoint peer = socket.remote_endpoint(address_ec);
+  std::optional<ConnectionLimits::Slot> slot =
+      limits_.Admit(address_ec ? std::string() : peer.address().to_string());
+  if (!slot) {
+    Refuse(socket);
+  } else if (tls_) {
+    std::make_shared<Session<TlsStream>>(std::move(socket), *this, std::move(*slot), *tls_)->Run();
   } else {
-    std::make_shared<Session<beast::tcp_stream>>(std::move(socket), *this)->Run();
+    std::make_shared<Session<beast::tcp_stream>>(std::move(socket), *this, std::move(*slot))->Run();
   }
   DoAccept();
+}
+
+void Server::Impl::Refuse(tcp::socket& socket) {
+  beast::error_code ignored;
+  if (!tls_) {
+    // Never waits: what does not fit in the socket's send buffer now is not sent.
+    socket.non_blocking(true, ignored);
+    if (!ignored) socket.write_some(asio::buffer(kRefusedResponse), ignored);
+  }
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 bool Server::Impl::BeginRequest() {
@@ -489,5 +538,7 @@ Server::~Server() { Stop(); }
 Result<uint16_t> Server::Start() { return impl_->Start(); }
 
 void Server::Stop() { impl_->Stop(); }
+
+ConnectionStats Server::connection_stats() const { return impl_->connection_stats(); }
 
 }  // namespace fleetwatch::http

@@ -551,5 +551,164 @@ TEST(ServerLifecycle, BindConflictIsUnavailable) {
   EXPECT_THAT(result.status().message(), HasSubstr("in use"));
 }
 
+// A server whose /api/* requests need the header "Authorization: Bearer good".
+class AuthenticatedServerTest : public ServerTest {
+ protected:
+  AuthenticatedServerTest() {
+    router_.Add("GET", "/api/echo", Echo);
+    router_.Add("POST", "/api/echo", [this](Request& request) {
+      ++api_handler_calls_;
+      return Echo(request);
+    });
+  }
+
+  static ServerOptions Options() {
+    ServerOptions options;
+    options.authenticate = [](std::string_view authorization) {
+      return authorization == "Bearer good" ? Status::Ok() : Unauthenticated("invalid token");
+    };
+    options.needs_authentication = [](std::string_view path) { return path.starts_with("/api/"); };
+    return options;
+  }
+
+  // Polls until the server counts `open` connections; false when that does not happen in time.
+  bool WaitForOpenConnections(int64_t open) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (server_->connection_stats().open != open) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(5ms);
+    }
+    return true;
+  }
+
+  std::atomic<int> api_handler_calls_{0};
+};
+
+TEST_F(AuthenticatedServerTest, ABadTokenGets401BeforeTheBodyIsSent) {
+  StartServer(Options());
+  RawConnection connection(port_);
+  // Only the header of a 1 MiB body: the answer can only come from the header.
+  ASSERT_TRUE(
+      connection.Send("POST /api/echo HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer bad\r\n"
+                      "Content-Length: 1048576\r\n\r\n"));
+  std::optional<RawResponse> response = connection.ReadResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 401);
+  EXPECT_EQ(ErrorCode(response->body), "unauthenticated");
+  EXPECT_EQ(response->HeaderValue("www-authenticate"), "Bearer");
+  EXPECT_TRUE(connection.WaitForClose());
+  EXPECT_EQ(api_handler_calls_, 0);
+}
+
+TEST_F(AuthenticatedServerTest, NoTokenWithExpectContinueGets401InsteadOf100) {
+  StartServer(Options());
+  RawConnection connection(port_);
+  ASSERT_TRUE(
+      connection.Send("POST /api/echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                      "Content-Length: 1048576\r\n\r\n"));
+  std::optional<RawResponse> response = connection.ReadResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 401);
+  EXPECT_EQ(api_handler_calls_, 0);
+}
+
+TEST_F(AuthenticatedServerTest, AnEncodedApiPathIsCheckedToo) {
+  StartServer(Options());
+  std::optional<RawResponse> response =
+      RawExchange("POST /%61pi/echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n");
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 401);
+  EXPECT_EQ(api_handler_calls_, 0);
+}
+
+TEST_F(AuthenticatedServerTest, AGoodTokenGetsTheBodyReadAndRoutesOutsideApiNeedNone) {
+  StartServer(Options());
+  Client client = MakeClient();
+  Result<Response> api =
+      client.Send("POST", "/api/echo", "hello", {{"Authorization", "Bearer good"}});
+  ASSERT_TRUE(api.ok()) << api.status().ToString();
+  EXPECT_EQ(api->status, 200);
+  EXPECT_EQ(json::parse(api->body).at("body").as_string(), "hello");
+  Result<Response> open = client.Send("POST", "/echo", "hello");
+  ASSERT_TRUE(open.ok()) << open.status().ToString();
+  EXPECT_EQ(open->status, 200);
+}
+
+TEST_F(AuthenticatedServerTest, ReadTimeoutCoversTheHeaderAndTheBodyAfterTheCheck) {
+  ServerOptions options = Options();
+  options.read_timeout = 200ms;
+  StartServer(options);
+  RawConnection partial_header(port_);
+  RawConnection partial_body(port_);
+  ASSERT_TRUE(partial_header.Send("POST /api/echo HTTP/1.1\r\nHost: t\r\nAuthorization: Bea"));
+  ASSERT_TRUE(
+      partial_body.Send("POST /api/echo HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer good\r\n"
+                        "Content-Length: 10\r\n\r\nabc"));
+  EXPECT_TRUE(partial_header.WaitForClose());
+  EXPECT_TRUE(partial_body.WaitForClose());
+  EXPECT_EQ(api_handler_calls_, 0);
+}
+
+TEST_F(ServerTest, ConnectionsBeyondTheCapGet503AndAreCounted) {
+  ServerOptions options;
+  options.max_connections = 2;
+  StartServer(options);
+  auto first = std::make_unique<RawConnection>(port_);
+  RawConnection second(port_);
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server_->connection_stats().open != 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(server_->connection_stats().open, 2);
+
+  RawConnection third(port_);
+  std::optional<RawResponse> refused = third.ReadResponse();
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_TRUE(third.WaitForClose());
+  EXPECT_EQ(server_->connection_stats().refused_total, 1u);
+
+  // A place freed is a place taken.
+  first.reset();
+  while (server_->connection_stats().open != 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  std::optional<RawResponse> served = RawExchange("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_TRUE(served.has_value());
+  EXPECT_EQ(served->status, 200);
+}
+
+TEST_F(AuthenticatedServerTest, UnauthenticatedConnectionsPerAddressAreCapped) {
+  ServerOptions options = Options();
+  options.max_unauthenticated_per_address = 2;
+  StartServer(options);
+  RawConnection first(port_);
+  RawConnection second(port_);
+  ASSERT_TRUE(WaitForOpenConnections(2));
+  {
+    RawConnection third(port_);
+    std::optional<RawResponse> refused = third.ReadResponse();
+    ASSERT_TRUE(refused.has_value());
+    EXPECT_EQ(refused->status, 503);
+  }
+  EXPECT_EQ(server_->connection_stats().refused_unauthenticated_total, 1u);
+  EXPECT_EQ(server_->connection_stats().refused_total, 0u);
+  ASSERT_TRUE(WaitForOpenConnections(2));
+
+  // A request outside /api/ does not authenticate a connection; one with a good token does, and
+  // the address may open another.
+  ASSERT_TRUE(first.Send("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(first.ReadResponse().has_value());
+  ASSERT_TRUE(
+      first.Send("GET /api/echo HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer good\r\n\r\n"));
+  std::optional<RawResponse> authenticated = first.ReadResponse();
+  ASSERT_TRUE(authenticated.has_value());
+  EXPECT_EQ(authenticated->status, 200);
+  std::optional<RawResponse> served = RawExchange("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
+  ASSERT_TRUE(served.has_value());
+  EXPECT_EQ(served->status, 200);
+  EXPECT_EQ(server_->connection_stats().refused_unauthenticated_total, 1u);
+}
+
 }  // namespace
 }  // namespace fleetwatch::http

@@ -98,6 +98,7 @@ class ServerProcess {
 
   bool started() const { return port_ != 0; }
   uint16_t port() const { return port_; }
+  pid_t pid() const { return child_->pid(); }
   // "http://127.0.0.1:PORT", or https:// when the server said so (--tls-cert).
   std::string url() const { return scheme_ + "://127.0.0.1:" + std::to_string(port_); }
   std::string Output() const { return child_->Output(); }
