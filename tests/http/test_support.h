@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -51,11 +52,22 @@ struct RawResponse {
 
 class RawConnection {
  public:
-  explicit RawConnection(uint16_t port) {
+  // Connects to 127.0.0.1:port, from `source` (another loopback address, e.g. "127.0.0.2") when
+  // given, so that a test can speak as several clients.
+  explicit RawConnection(uint16_t port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ < 0) return;
     timeval timeout{kSocketTimeoutSeconds, 0};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    if (source != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      if (::inet_pton(AF_INET, source, &local.sin_addr) != 1 ||
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+        return;
+      }
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
@@ -111,6 +123,12 @@ class RawConnection {
     response.body = buffer_.substr(0, size);
     buffer_.erase(0, size);
     return response;
+  }
+
+  // True when response bytes are waiting (or the peer closed), without blocking.
+  bool Readable() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
   }
 
   // True when the peer closes the connection (EOF or reset) before the socket timeout; any bytes

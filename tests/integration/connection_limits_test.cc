@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "http/test_support.h"
 #include "integration/api_client.h"
 #include "support/process.h"
 
@@ -27,6 +28,8 @@ namespace fleetwatch::testing {
 namespace {
 
 using namespace std::chrono_literals;
+
+using http::test_support::RawConnection;
 
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
 constexpr int kFloodConnections = 2000;
@@ -43,68 +46,11 @@ int64_t ResidentBytes(pid_t pid) {
   return -1;
 }
 
-// A client socket connected from `source` (a loopback address) to 127.0.0.1:port; closed when
-// destroyed. Send and receive wait at most 20 s.
-class Connection {
- public:
-  Connection(const std::string& source, uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd_ < 0) return;
-    timeval timeout{20, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source.c_str(), &local.sin_addr);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
-    sockaddr_in remote{};
-    remote.sin_family = AF_INET;
-    remote.sin_port = htons(port);
-    remote.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&remote), sizeof remote) == 0;
-  }
-  ~Connection() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  bool connected() const { return connected_; }
-
-  bool Send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // The status code of the response's first line, once "HTTP/1.1 NNN" has arrived; 0 when the
-  // connection closes or goes quiet first.
-  int ReadStatus() {
-    std::string head;
-    char chunk[512];
-    while (head.size() < 12) {
-      ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return 0;
-      head.append(chunk, static_cast<size_t>(n));
-    }
-    return head.rfind("HTTP/1.1 ", 0) == 0 ? std::stoi(head.substr(9, 3)) : 0;
-  }
-
-  // True when response bytes are waiting, without blocking.
-  bool Readable() {
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
-  }
-
- private:
-  int fd_ = -1;
-  bool connected_ = false;
-};
+// The status of the next response on `connection`; 0 when it closes or goes quiet first.
+int ResponseStatus(RawConnection& connection) {
+  std::optional<http::test_support::RawResponse> response = connection.ReadResponse();
+  return response ? response->status : 0;
+}
 
 // Samples a process's resident set on its own thread and keeps the largest value seen.
 class ResidentPeak {
@@ -163,13 +109,13 @@ TEST_F(ConnectionLimitsTest, AFloodOfUnauthenticatedBodiesKeepsMemoryBoundedAndU
       "POST /api/project/main/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
       "Content-Type: application/yaml\r\nContent-Length: 1048576\r\n\r\n";
   const std::string part(16 << 10, '#');
-  std::vector<std::unique_ptr<Connection>> flood;
+  std::vector<std::unique_ptr<RawConnection>> flood;
   flood.reserve(kFloodConnections);
   {
     ResidentPeak peak(server_->pid());
     for (int i = 0; i < kFloodConnections; ++i) {
       const std::string source = "127.0.0." + std::to_string(2 + i / kConnectionsPerAddress);
-      auto connection = std::make_unique<Connection>(source, server_->port());
+      auto connection = std::make_unique<RawConnection>(server_->port(), source.c_str());
       ASSERT_TRUE(connection->connected()) << "connection " << i;
       ASSERT_TRUE(connection->Send(head)) << "connection " << i;
       connection->Send(part);  // the server may have answered 401 and stopped reading already
@@ -181,7 +127,7 @@ TEST_F(ConnectionLimitsTest, AFloodOfUnauthenticatedBodiesKeepsMemoryBoundedAndU
     EXPECT_EQ(admin_->Get("/api/server/info").status, 200) << "with the flood held";
     // Every one of them was refused on its header alone.
     int unauthorized = 0;
-    for (auto& connection : flood) unauthorized += connection->ReadStatus() == 401 ? 1 : 0;
+    for (auto& connection : flood) unauthorized += ResponseStatus(*connection) == 401 ? 1 : 0;
     EXPECT_EQ(unauthorized, kFloodConnections);
     const int64_t growth = peak.peak() - before;
     std::cout << "server RSS: " << (before >> 20) << " MiB before, peak growth " << (growth >> 20)
@@ -194,9 +140,9 @@ TEST_F(ConnectionLimitsTest, AFloodOfUnauthenticatedBodiesKeepsMemoryBoundedAndU
   // gets 64 of them, the next are closed at accept with a 503.
   constexpr int kSlowConnections = 100;
   constexpr int kUnauthenticatedCap = 64;
-  std::vector<std::unique_ptr<Connection>> slow;
+  std::vector<std::unique_ptr<RawConnection>> slow;
   for (int i = 0; i < kSlowConnections; ++i) {
-    auto connection = std::make_unique<Connection>("127.0.0.250", server_->port());
+    auto connection = std::make_unique<RawConnection>(server_->port(), "127.0.0.250");
     ASSERT_TRUE(connection->connected());
     connection->Send("POST /api/project/main/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     slow.push_back(std::move(connection));
@@ -209,7 +155,7 @@ TEST_F(ConnectionLimitsTest, AFloodOfUnauthenticatedBodiesKeepsMemoryBoundedAndU
     for (size_t i = 0; i < slow.size(); ++i) {
       if (answered[i] || !slow[i]->Readable()) continue;
       answered[i] = true;
-      if (slow[i]->ReadStatus() == 503) ++refused;
+      if (ResponseStatus(*slow[i]) == 503) ++refused;
     }
     std::this_thread::sleep_for(5ms);
   }
