@@ -18,6 +18,18 @@ std::string HostText(const boost::json::value& instance) {
   return port ? host + ":" + std::to_string(*port) : host;
 }
 
+// The instance's status, or "unreachable", followed by why the server cannot use it (its last
+// poll's error: a refused certificate, a rejected token, another fleet's agent id...).
+std::string InstanceStatusText(const boost::json::value& instance) {
+  const boost::json::value* unreachable = Field(instance, "unreachable");
+  std::string text = unreachable != nullptr && unreachable->is_bool() && unreachable->as_bool()
+                         ? "unreachable"
+                         : OrDash(StringField(instance, "status"));
+  std::string error = StringField(instance, "error");
+  if (!error.empty()) text += ": " + error;
+  return text;
+}
+
 }  // namespace
 
 std::string FormatInstanceGpus(const boost::json::value& instance) {
@@ -72,7 +84,7 @@ Table FleetsTable(const boost::json::array& fleets, TimeMicros now) {
           HostText(instance),
           FormatInstanceGpus(instance),
           FormatPrice(NumberField(instance, "price")),
-          OrDash(StringField(instance, "status")),
+          InstanceStatusText(instance),
           FormatAge(StringField(instance, "created_at"), now),
       });
     }

@@ -116,6 +116,23 @@ TEST(FleetsTable, OneRowPerInstanceOrPerEmptyFleet) {
             "submitted  1 hour ago\n");
 }
 
+TEST(FleetsTable, AnInstanceTheServerCannotUseSaysWhy) {
+  boost::json::array fleets = Items(R"({"items": [
+    {"name": "lab", "status": "active", "created_at": "2026-11-30T11:59:30Z",
+     "instances": [
+       {"name": "lab-0", "status": "idle", "backend": "remote", "hostname": "10.0.0.1",
+        "port": 10998, "price": null, "resources": null, "created_at": "2026-11-30T11:59:30Z",
+        "unreachable": true, "error": "certificate fingerprint does not match the pinned one"},
+       {"name": "lab-1", "status": "idle", "backend": "remote", "hostname": "10.0.0.2",
+        "port": 10998, "price": null, "resources": null, "created_at": "2026-11-30T11:59:30Z",
+        "unreachable": false, "error": "the agent answered HTTP 500"}]}]})");
+  const std::string table = RenderTable(FleetsTable(fleets, kNow), 200);
+  EXPECT_NE(table.find("unreachable: certificate fingerprint does not match the pinned one"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("idle: the agent answered HTTP 500"), std::string::npos) << table;
+}
+
 TEST(ProjectsTable, ListsMembersWithRoles) {
   boost::json::array projects = Items(R"({"items": [
     {"name": "main", "owner": "admin", "created_at": "2026-11-30T11:59:00Z",
