@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "util/certificates.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -31,34 +32,6 @@ Result<std::string> ReadText(const fs::path& file) {
   text << in.rdbuf();
   if (!in && !in.eof()) return Unavailable("cannot read " + file.string());
   return text.str();
-}
-
-// Creates `file` with `mode` (refusing to follow or reuse an existing one) and writes `text`.
-Status WriteNew(const fs::path& file, const std::string& text, mode_t mode) {
-  ::unlink(file.c_str());
-  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return Unavailable("cannot create " + file.string() + ": " + std::strerror(errno));
-  size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = errno;
-      ::close(fd);
-      return Unavailable("cannot write " + file.string() + ": " + std::strerror(error));
-    }
-    written += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  if (::close(fd) != 0 || !synced) return Unavailable("cannot write " + file.string());
-  return Status::Ok();
-}
-
-Status Rename(const fs::path& from, const fs::path& to) {
-  std::error_code ec;
-  fs::rename(from, to, ec);
-  if (ec) return Unavailable("cannot write " + to.string() + ": " + ec.message());
-  return Status::Ok();
 }
 
 void AddUnique(std::vector<std::string>& list, std::string value) {
@@ -110,15 +83,9 @@ Result<AgentCertificate> EnsureSelfSignedCertificate(const fs::path& dir,
   request.ip_addresses = ip_addresses;
   request.valid_days = kValidDays;
   FW_ASSIGN_OR_RETURN(SelfSignedCertificate made, CreateSelfSignedCertificate(request));
-  fs::path key_tmp = out.private_key_file;
-  key_tmp += ".tmp";
-  fs::path certificate_tmp = out.certificate_file;
-  certificate_tmp += ".tmp";
-  FW_RETURN_IF_ERROR(WriteNew(key_tmp, made.private_key_pem, 0600));
-  FW_RETURN_IF_ERROR(WriteNew(certificate_tmp, made.certificate_pem, 0644));
   // The key first: a certificate file is only ever beside its key.
-  FW_RETURN_IF_ERROR(Rename(key_tmp, out.private_key_file));
-  FW_RETURN_IF_ERROR(Rename(certificate_tmp, out.certificate_file));
+  FW_RETURN_IF_ERROR(WritePrivateFileAtomically(out.private_key_file, made.private_key_pem));
+  FW_RETURN_IF_ERROR(WritePrivateFileAtomically(out.certificate_file, made.certificate_pem));
   out.fingerprint = made.fingerprint;
   out.created = true;
   return out;

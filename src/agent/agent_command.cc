@@ -35,6 +35,7 @@
 #include "util/clock.h"
 #include "util/ids.h"
 #include "util/logging.h"
+#include "util/private_file.h"
 #include "util/signals.h"
 
 namespace fleetwatch::agent {

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "agent/file_modes.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::agent {
 namespace {

@@ -16,6 +16,7 @@
 #include "agent/process_launch.h"
 #include "agent/sys_files.h"
 #include "http/client.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::agent {
 namespace {

@@ -1,8 +1,8 @@
 #pragma once
 
-// Directories and files with the modes the trust model asks for (docs/agent-api.md, "Files and
-// modes"): the agent's data is 0700/0600, and a file holding a secret is 0600 from its creation,
-// before any byte is written.
+// Directories with the modes the trust model asks for (docs/agent-api.md, "Files and modes"): the
+// agent's data is 0700. Its files are written with WritePrivateFileAtomically
+// (util/private_file.h).
 
 #include <sys/types.h>
 
@@ -27,16 +27,5 @@ Status CreateDirectories(const std::filesystem::path& dir, mode_t mode, mode_t p
 // bit, like /tmp) or one owned by another user is refused (FailedPrecondition): the agent's data
 // must be its own. Thread-safe.
 Status EnsurePrivateDirectory(const std::filesystem::path& dir);
-
-// Replaces `file` with `text`: writes `<file>.tmp.<pid>`, created 0600 with O_EXCL (never through
-// a symlink) before anything is written, fsyncs it, then renames it over `file`, so a reader sees
-// the old or the new text and nobody else ever can. The rename itself is durable once the
-// directory is synced (SyncDirectory). Unavailable on failure (the temp file is removed).
-// Thread-safe for distinct files.
-Status WritePrivateFileAtomically(const std::filesystem::path& file, std::string_view text);
-
-// fsyncs the directory `dir`, making the renames and unlinks done in it durable. Unavailable with
-// the path and errno text on failure. Thread-safe.
-Status SyncDirectory(const std::filesystem::path& dir);
 
 }  // namespace fleetwatch::agent

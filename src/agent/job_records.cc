@@ -12,6 +12,7 @@
 
 #include "agent/file_modes.h"
 #include "model/names.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::agent {
 namespace {

@@ -15,6 +15,7 @@
 
 #include "model/names.h"
 #include "util/certificates.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::cli {
 namespace {
@@ -48,42 +49,6 @@ Result<YAML::Node> LoadYaml(const std::filesystem::path& path) {
     return InvalidArgument(path.string() + " is not valid YAML (line " +
                            std::to_string(e.mark.line + 1) + "); fix or remove it");
   }
-}
-
-// Writes `text` to a new file next to `path` and renames it over `path`.
-Status WriteFileAtomically(const std::filesystem::path& path, const std::string& text) {
-  std::string temp = (path.parent_path() / (path.filename().string() + ".XXXXXX")).string();
-  int fd = mkstemp(temp.data());  // mode 0600
-  if (fd < 0)
-    return Internal("cannot create a file in " + path.parent_path().string() + ": " + ErrnoText());
-  auto fail = [&](const std::string& what) {
-    std::string message = what + " " + temp + ": " + ErrnoText();
-    close(fd);
-    unlink(temp.c_str());
-    return Internal(message);
-  };
-  if (fchmod(fd, 0600) != 0) return fail("cannot set the mode of");
-  size_t written = 0;
-  while (written < text.size()) {
-    ssize_t n = write(fd, text.data() + written, text.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("cannot write");
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (fsync(fd) != 0) return fail("cannot sync");
-  if (close(fd) != 0) {
-    std::string message = "cannot write " + temp + ": " + ErrnoText();
-    unlink(temp.c_str());
-    return Internal(message);
-  }
-  if (rename(temp.c_str(), path.c_str()) != 0) {
-    std::string message = "cannot replace " + path.string() + ": " + ErrnoText();
-    unlink(temp.c_str());
-    return Internal(message);
-  }
-  return Status::Ok();
 }
 
 // Returns the first non-empty of the candidates, with the name of its source.
@@ -151,7 +116,7 @@ Status UpdateConfigFile(const std::filesystem::path& path, const SettingValues& 
   YAML::Emitter out;
   out << root;
   if (!out.good()) return Internal("cannot write the config: " + out.GetLastError());
-  return WriteFileAtomically(path, std::string(out.c_str()) + "\n");
+  return WritePrivateFileAtomically(path, std::string(out.c_str()) + "\n");
 }
 
 Result<ClientSettings> ResolveClientSettings(const SettingValues& flags, const EnvLookup& env) {

@@ -20,6 +20,7 @@
 #include "model/fleet_spec.h"
 #include "model/json_text.h"
 #include "util/ids.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::server {
 namespace fs = std::filesystem;
@@ -230,20 +231,8 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
                                                        {"port", address.port},
                                                        {"token", address.token},
                                                        {"fingerprint", fingerprint}});
-  fs::path tmp = state;
-  tmp += ".tmp";
-  text += "\n";
   // 0600 from its creation: the token is in it.
-  fs::remove(tmp, ec);
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) return Unavailable("cannot create " + tmp.string() + ": " + std::strerror(errno));
-  bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  if (close(fd) != 0 || !written) {
-    fs::remove(tmp, ec);
-    return Unavailable("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, state, ec);
-  if (ec) return Unavailable("cannot write " + state.string() + ": " + ec.message());
+  FW_RETURN_IF_ERROR(WritePrivateFileAtomically(state, text + "\n"));
   spdlog::info("started the local agent on https://127.0.0.1:{} (pid {}, certificate {})",
                address.port, pid, fingerprint);
   FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address, fingerprint));

@@ -7,6 +7,7 @@
 #include "agent/file_modes.h"
 #include "agent/test_helpers.h"
 #include "support/process.h"
+#include "util/private_file.h"
 
 namespace fleetwatch::agent {
 namespace {
