@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/cgroup_tree.h"
+#include "support/process.h"
 #include "util/ids.h"
 
 namespace fleetwatch::agent::testing {
@@ -73,15 +74,6 @@ inline bool CgroupsUsable(const std::filesystem::path& root = "/sys/fs/cgroup") 
   return true;
 }
 
-// Polls `done` every 50 ms for up to `timeout`; true as soon as it holds.
-inline bool WaitUntil(const std::function<bool()>& done,
-                      std::chrono::seconds timeout = std::chrono::seconds(20)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
+using ::fleetwatch::testing::WaitUntil;
 
 }  // namespace fleetwatch::agent::testing

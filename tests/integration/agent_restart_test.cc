@@ -28,16 +28,6 @@ using std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
 
-// Polls `done` every 50 ms until it holds or `seconds` pass.
-bool Eventually(const std::function<bool()>& done, int seconds = 30) {
-  auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
-  while (steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
 // Whether `pid` runs nothing any more (gone, or a zombie nobody reaped yet).
 bool ProcessGone(pid_t pid) {
   if (::kill(pid, 0) != 0) return true;
@@ -96,20 +86,16 @@ class AgentRestartTest : public ::testing::Test {
                        marker.string() + "\n  - exec sleep 600\n";
     ApiReply r = admin_->Send("POST", "/api/project/ml/runs", yaml, "application/yaml");
     EXPECT_EQ(r.status, 201) << r.body;
-    EXPECT_TRUE(Eventually([&] { return ReadFile(marker).find('\n') != std::string::npos; }))
+    EXPECT_TRUE(WaitUntil([&] { return ReadFile(marker).find('\n') != std::string::npos; }))
         << server_->Output();
     std::string line = ReadFile(marker);
     return line.rfind("ran ", 0) == 0 ? static_cast<pid_t>(std::stol(line.substr(4))) : 0;
   }
 
   json::value WaitForRunStatus(const std::string& run, const std::string& status) {
-    json::value last;
-    bool reached = Eventually([&] {
-      last = admin_->Get("/api/project/ml/runs/" + run).json;
-      return Str(last, "status") == status;
-    });
-    EXPECT_TRUE(reached) << json::serialize(last) << "\n" << server_->Output();
-    return last;
+    ApiReply last = ::fleetwatch::testing::WaitForRunStatus(*admin_, "ml", run, status);
+    EXPECT_EQ(Str(last.json, "status"), status) << last.body << "\n" << server_->Output();
+    return last.json;
   }
 
   // The jobs the agent holds (GET /api/poll), asked directly.
@@ -141,12 +127,12 @@ TEST_F(AgentRestartTest, AStartThatReachedAKilledAgentRunsOnceAndTheRunFailsWith
   json::value run = WaitForRunStatus("once", "failed");
   EXPECT_EQ(Str(run.at("jobs").at(0), "termination_reason"), "executor_error") << run;
   // The server has handled the restart: the lost job was acknowledged and forgotten.
-  EXPECT_TRUE(Eventually([&] { return AgentJobs().empty(); })) << agent_->Output();
+  EXPECT_TRUE(WaitUntil([&] { return AgentJobs().empty(); })) << agent_->Output();
   EXPECT_TRUE(fs::is_empty(agent_dir_.path() / "data" / "accepted"));
   EXPECT_EQ(ReadFile(marker), "ran " + std::to_string(job_pid) + "\n");
   if (::geteuid() == 0) {
     // The job ran under a uid (and a cgroup, where usable) of its own: the new agent killed it.
-    EXPECT_TRUE(Eventually([&] { return ProcessGone(job_pid); })) << agent_->Output();
+    EXPECT_TRUE(WaitUntil([&] { return ProcessGone(job_pid); })) << agent_->Output();
   } else {
     ::kill(job_pid, SIGKILL);
   }
@@ -175,7 +161,7 @@ TEST_F(AgentRestartTest, AnAgentThatComesBackWithoutItsRecordsNeverGetsTheStartA
   // still names it, removes what is left of it.
   AgentProcess cleanup(AgentProcessOptions::InDir(agent_dir_.path()));
   if (::geteuid() == 0) {
-    EXPECT_TRUE(Eventually([&] { return ProcessGone(job_pid); })) << cleanup.Output();
+    EXPECT_TRUE(WaitUntil([&] { return ProcessGone(job_pid); })) << cleanup.Output();
   } else {
     ::kill(job_pid, SIGKILL);
   }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/process.h"
+
 namespace fleetwatch::testing {
 
 std::string Str(const boost::json::value& v, std::string_view key) {
@@ -33,6 +35,19 @@ ApiReply ApiClient::Send(std::string_view method, std::string_view target, std::
   reply.json = boost::json::parse(reply.body, ec);
   if (ec) reply.json = nullptr;
   return reply;
+}
+
+ApiReply WaitForRunStatus(const ApiClient& client, std::string_view project, std::string_view run,
+                          std::string_view status, std::chrono::milliseconds timeout) {
+  const std::string path = "/api/project/" + std::string(project) + "/runs/" + std::string(run);
+  ApiReply last;
+  WaitUntil(
+      [&] {
+        last = client.Get(path);
+        return Str(last.json, "status") == status;
+      },
+      timeout);
+  return last;
 }
 
 }  // namespace fleetwatch::testing

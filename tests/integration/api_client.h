@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -43,5 +44,11 @@ class ApiClient {
   std::string token_;            // empty: no Authorization header
   http::ClientOptions options_;  // e.g. the CA of an https server
 };
+
+// Polls GET /api/project/{project}/runs/{run} as `client` until the run's status is `status` or
+// `timeout` passes; the last reply either way (a caller checks its "status").
+ApiReply WaitForRunStatus(const ApiClient& client, std::string_view project, std::string_view run,
+                          std::string_view status,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace fleetwatch::testing

@@ -70,16 +70,6 @@ uintmax_t DirBytes(const fs::path& dir) {
   return total;
 }
 
-// Polls `done` until it holds or `seconds` pass.
-bool WaitFor(const std::function<bool()>& done, int seconds = 60) {
-  auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
-  while (steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return done();
-}
-
 // The hostile agent, on 127.0.0.1 with a port of its choosing.
 class HostileAgent {
  public:
@@ -153,14 +143,10 @@ class HostileAgentTest : public ::testing::Test {
 
   json::value WaitForStatus(const ApiClient& user, const std::string& project,
                             const std::string& run, const std::string& status) {
-    json::value last;
-    bool got = WaitFor([&] {
-      last = user.Get("/api/project/" + project + "/runs/" + run).json;
-      return Str(last, "status") == status;
-    });
-    EXPECT_TRUE(got) << run << " is not " << status << ": " << json::serialize(last) << "\n"
-                     << server_->Output();
-    return last;
+    ApiReply last = WaitForRunStatus(user, project, run, status);
+    EXPECT_EQ(Str(last.json, "status"), status) << run << ": " << last.body << "\n"
+                                                << server_->Output();
+    return last.json;
   }
 
   std::string Logs(const ApiClient& user, const std::string& project, const std::string& run) {
@@ -223,7 +209,7 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   }
   // Every placed job acknowledged, i.e. its log copied, and many polls of forged ids seen.
   json::value stats;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitUntil([&] {
     stats = hostile.Stats();
     return stats.is_object() && stats.at("acknowledged").as_array().size() == kHostileRuns &&
            Int(stats, "polls") >= 40;
@@ -357,7 +343,7 @@ TEST_F(HostileAgentTest, AnAgentIdThatAnOlderInstanceHasIsNeverCommanded) {
 
   // The newer instance shows it cannot be used...
   json::value instance;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitUntil([&] {
     instance = mallory_->Get("/api/project/evil/instances").json.at("items").at(0);
     return instance.at("unreachable").as_bool();
   })) << json::serialize(instance)
@@ -366,7 +352,7 @@ TEST_F(HostileAgentTest, AnAgentIdThatAnOlderInstanceHasIsNeverCommanded) {
   EXPECT_NE(server_->Output().find("already serves instance local-0"), std::string::npos);
   // ...and, many polls later, has been sent nothing at all.
   json::value stats;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitUntil([&] {
     stats = hostile.Stats();
     return Int(stats, "polls") >= 30;
   }));

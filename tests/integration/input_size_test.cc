@@ -105,17 +105,6 @@ class InputSizeTest : public ::testing::Test {
     return admin_->Send("POST", "/api/project/main/runs", body, type);
   }
 
-  // Polls the run until its status is `want` (or the wait runs out) and returns the last reply.
-  ApiReply WaitForRunStatus(const std::string& name, const std::string& want) {
-    ApiReply r;
-    for (int i = 0; i < 300; ++i) {
-      r = admin_->Get("/api/project/main/runs/" + name);
-      if (Str(r.json, "status") == want) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return r;
-  }
-
   TempDir data_;
   TempDir home_;
   std::unique_ptr<ServerProcess> server_;
@@ -200,7 +189,7 @@ TEST_F(InputSizeTest, AStoredConfigurationThatNoLongerParsesFailsItsRun) {
   sqlite3_free(error);
   sqlite3_close(db);
 
-  ApiReply run = WaitForRunStatus("victim", "failed");
+  ApiReply run = WaitForRunStatus(*admin_, "main", "victim", "failed");
   ASSERT_EQ(Str(run.json, "status"), "failed") << run.body;
   EXPECT_EQ(Str(run.json, "termination_reason"), "server_error");
   EXPECT_EQ(Str(run.json.at("jobs").at(0), "status"), "terminated");

@@ -86,16 +86,6 @@ class JobIsolationTest : public ::testing::Test {
     return admin_->Get("/api/project/main/runs/" + run + "/logs").body;
   }
 
-  // Polls until `done()` or 60 s; false on timeout.
-  static bool WaitUntil(const std::function<bool()>& done) {
-    auto deadline = steady_clock::now() + std::chrono::seconds(60);
-    while (steady_clock::now() < deadline) {
-      if (done()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return done();
-  }
-
   std::string RunStatus(const std::string& run) {
     return Str(admin_->Get("/api/project/main/runs/" + run).json, "status");
   }

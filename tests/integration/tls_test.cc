@@ -43,16 +43,6 @@ constexpr char kUnset[] = "\x01unset";
 const fs::path kSource = FLEETWATCH_SOURCE_DIR;
 const fs::path kDcgmTestdata = kSource / "tests/agent/testdata/dcgm";
 
-// Waits until `done` holds (polling every 200 ms) or `seconds` pass.
-bool Eventually(const std::function<bool()>& done, int seconds = 60) {
-  auto deadline = steady_clock::now() + std::chrono::seconds(seconds);
-  while (steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return done();
-}
-
 class TlsIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -153,7 +143,7 @@ class TlsIntegrationTest : public ::testing::Test {
   json::value WaitForInstance(const std::string& name,
                               const std::function<bool(const json::value&)>& done) {
     json::value last;
-    bool ok = Eventually([&] {
+    bool ok = WaitUntil([&] {
       ApiReply r = admin_->Get("/api/project/main/instances");
       if (r.status != 200) return false;
       for (const json::value& i : r.json.at("items").as_array()) {
@@ -238,7 +228,7 @@ TEST_F(TlsIntegrationTest, APinnedAgentRunsJobsWithLogsMetricsAndDcgm) {
   ASSERT_EQ(run.status, 201) << run.body;
   // The running job's log comes from the agent, over TLS.
   std::string log;
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] {
     ApiReply r = admin_->Get("/api/project/main/runs/secure/logs?job_num=0");
     log = r.body;
     return r.status == 200 && log.find("hello over tls") != std::string::npos;
@@ -248,7 +238,7 @@ TEST_F(TlsIntegrationTest, APinnedAgentRunsJobsWithLogsMetricsAndDcgm) {
 
   // Metrics points and the host's DCGM text reach /metrics, relabeled for the job.
   std::string body;
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] {
     body = Get(server_->url(), "/metrics").body;
     return body.find("dstack_job_cpu_time_seconds_total{") != std::string::npos &&
            body.find("DCGM_FI_DEV_GPU_UTIL{") != std::string::npos &&
@@ -262,7 +252,7 @@ TEST_F(TlsIntegrationTest, APinnedAgentRunsJobsWithLogsMetricsAndDcgm) {
 
   ApiReply stop = admin_->PostJson("/api/project/main/runs/secure/stop", json::object());
   EXPECT_EQ(stop.status, 200) << stop.body;
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] {
     ApiReply r = admin_->Get("/api/project/main/runs/secure");
     return Str(r.json, "status") == "terminated";
   })) << server_->Output();
@@ -351,7 +341,7 @@ TEST_F(TlsIntegrationTest, TheLocalAgentSpeaksHttpsAndIsPinnedAcrossARestart) {
                               "type: task\nname: local\ncommands: ['echo local over tls']\n",
                               "application/yaml");
   ASSERT_EQ(run.status, 201) << run.body;
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] {
     return Str(admin_->Get("/api/project/main/runs/local").json, "status") == "done";
   })) << server_->Output();
   EXPECT_EQ(admin_->Get("/api/project/main/runs/local/logs?job_num=0").body, "local over tls\n");
@@ -501,7 +491,7 @@ TEST_F(HttpsServerTest, PrometheusScrapesMetricsOverHttpsWithTheCa) {
       std::map<std::string, std::string>{});
   const std::string query = "up{job=\"fleetwatch-server\"} == 1";
   std::string last;
-  EXPECT_TRUE(Eventually(
+  EXPECT_TRUE(WaitUntil(
       [&] {
         Result<http::Client> client =
             http::Client::Create("http://127.0.0.1:" + std::to_string(prometheus_port));
@@ -514,7 +504,7 @@ TEST_F(HttpsServerTest, PrometheusScrapesMetricsOverHttpsWithTheCa) {
         json::value v = json::parse(r->body, ec);
         return !ec && v.is_object() && v.at("data").at("result").as_array().size() == 1;
       },
-      90))
+      std::chrono::seconds(90)))
       << last << "\n"
       << prometheus_->Output();
   // The targets page agrees: the scrape URL is https.

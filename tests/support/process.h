@@ -2,9 +2,11 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +35,11 @@ std::string ReadFile(const std::filesystem::path& path);
 // Writes `text` to `path` through a temporary file renamed into place, so a reader (an agent
 // re-reading its fake GPUs, a Prometheus re-reading its config) never sees half of it.
 void WriteFile(const std::filesystem::path& path, const std::string& text);
+
+// Polls `done` every 50 ms until it holds or `timeout` passes; true as soon as it holds. For
+// waits on other processes: generous, as the machines running the tests are shared and noisy.
+bool WaitUntil(const std::function<bool()>& done,
+               std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // A loopback port nothing listens on right now (the kernel's pick for port 0, released again),
 // for programs that cannot be told port 0; 0 when none could be had.
