@@ -13,13 +13,8 @@ namespace fleetwatch::agent {
 namespace {
 
 namespace fs = std::filesystem;
+using fleetwatch::testing::ModeOf;
 using fleetwatch::testing::TempDir;
-
-mode_t ModeOf(const fs::path& path) {
-  struct stat st = {};
-  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
-  return st.st_mode & 07777;
-}
 
 // Sets the umask for the scope's lifetime.
 class ScopedUmask {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +33,12 @@ void WriteFile(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::path tmp = path.string() + ".tmp";
   std::ofstream(tmp, std::ios::binary | std::ios::trunc) << text;
   std::filesystem::rename(tmp, path);
+}
+
+unsigned ModeOf(const std::filesystem::path& path) {
+  struct stat st = {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
 }
 
 bool WaitUntil(const std::function<bool()>& done, std::chrono::milliseconds timeout) {

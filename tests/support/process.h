@@ -36,6 +36,10 @@ std::string ReadFile(const std::filesystem::path& path);
 // re-reading its fake GPUs, a Prometheus re-reading its config) never sees half of it.
 void WriteFile(const std::filesystem::path& path, const std::string& text);
 
+// The permission bits of `path` (mode & 07777, as stat() reports them); 0 when it cannot be
+// stat'ed.
+unsigned ModeOf(const std::filesystem::path& path);
+
 // Polls `done` every 50 ms until it holds or `timeout` passes; true as soon as it holds. For
 // waits on other processes: generous, as the machines running the tests are shared and noisy.
 bool WaitUntil(const std::function<bool()>& done,
