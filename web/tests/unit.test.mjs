@@ -5,8 +5,10 @@ import test from 'node:test';
 import {errorFromReply, query} from '../src/js/api.js';
 import {formatAge, formatBytes, formatCost, formatDuration, formatGpuRequest, formatPercent,
         formatPrice, groupGpus} from '../src/js/format.js';
-import {chartData, latest} from '../src/js/metrics.js';
-import {isFinal, tone} from '../src/js/status.js';
+import {byteAxisTop, chartData, latest} from '../src/js/metrics.js';
+import {configurationText, hasMemoryLimit, requestedGpuCount,
+        resourceRows} from '../src/js/resources.js';
+import {isFinal, statusMessage, statusReason, tone} from '../src/js/status.js';
 
 test('bytes are written as the CLI writes them', () => {
   assert.equal(formatBytes(0), '0B');
@@ -85,7 +87,7 @@ test('metrics: no data gives null', () => {
   assert.equal(chartData(undefined), null);
 });
 
-test('metrics: oldest first, CPU per allocated CPU, totals as lines, one series per GPU', () => {
+test('metrics: oldest first, CPU per allocated CPU, limits as lines, one series per GPU', () => {
   const data = chartData([
     series('cpu_usage_percent', [200, 100]),  // newest first
     series('memory_usage_bytes', [30, 20]),
@@ -98,14 +100,15 @@ test('metrics: oldest first, CPU per allocated CPU, totals as lines, one series 
     series('gpu_memory_usage_bytes_gpu1', [20, 21]),
     series('gpu_util_percent_gpu0', [35, 30]),
     series('gpu_util_percent_gpu1', [70, 60]),
-  ]);
+  ], {memoryLimit: true});
   assert.equal(data.points, 2);
   assert.deepEqual(data.cpu.x, [Date.parse('2026-01-01T00:00:09Z') / 1000,
                                 Date.parse('2026-01-01T00:00:10Z') / 1000]);
   assert.deepEqual(data.cpu.series[0].values, [50, 100]);
   assert.equal(data.cpu.cpuCount, 2);
   assert.deepEqual(data.memory.series.map((s) => [s.label, s.kind, s.values]),
-                   [['Working set', 'used', [2, 3]], ['Total', 'total', [100, 100]]]);
+                   [['Working set', 'used', [2, 3]], ['Limit', 'total', [100, 100]]]);
+  assert.equal(data.memory.limited, true);
   assert.deepEqual(data.gpuUtil.series.map((s) => [s.label, s.values]),
                    [['GPU 0', [30, 35]], ['GPU 1', [60, 70]]]);
   assert.deepEqual(data.gpuMemory.series.map((s) => [s.label, s.kind]),
@@ -120,4 +123,82 @@ test('metrics: a job without GPUs has no GPU charts', () => {
   assert.equal(data.gpuUtil, null);
   assert.equal(data.gpuMemory, null);
   assert.equal(data.memory.series.length, 1);  // no total line for an unknown total
+});
+
+test('metrics: without a memory limit the host\'s memory is not drawn, only named', () => {
+  const data = chartData([series('cpu_usage_percent', [50, 40]),
+                          series('memory_working_set_bytes', [208, 200]),
+                          series('memory_total_bytes', [24000, 24000])]);
+  assert.deepEqual(data.memory.series.map((s) => s.kind), ['used']);
+  assert.equal(data.memory.limited, false);
+  assert.equal(data.memory.hostBytes, 24000);
+});
+
+test('the byte axis: headroom over the usage, just above a limit', () => {
+  assert.equal(byteAxisTop(200, false), 250);
+  assert.equal(byteAxisTop(100, true), 108);
+  assert.equal(byteAxisTop(0, false), 1);
+  assert.equal(byteAxisTop(NaN, true), 1);
+});
+
+test('requested resources: GPUs, the memory limit, rows to show', () => {
+  const gpuRun = {resources: {cpu: 4, gpu: {name: 'A100', count: 2}}};
+  const cpuRun = {resources: {cpu: 1, memory: '256MB'}};
+  assert.equal(requestedGpuCount(gpuRun), 2);
+  assert.equal(requestedGpuCount(cpuRun), 0);
+  assert.equal(requestedGpuCount({resources: null}), null);
+  assert.equal(requestedGpuCount({}), null);
+  assert.equal(hasMemoryLimit(cpuRun), true);
+  assert.equal(hasMemoryLimit(gpuRun), false);
+  assert.equal(hasMemoryLimit({resources: null}), false);
+  assert.deepEqual(resourceRows(gpuRun),
+                   [['CPUs', '4'], ['Memory', 'no limit'], ['GPUs', 'A100:2']]);
+  assert.deepEqual(resourceRows(cpuRun),
+                   [['CPUs', '1'], ['Memory', '256MB (limit)'], ['GPUs', 'none']]);
+  assert.equal(resourceRows({resources: null}), null);
+});
+
+test('configurations: YAML as it is, JSON pretty-printed, none as null', () => {
+  assert.equal(configurationText('type: task\n'), 'type: task\n');
+  assert.equal(configurationText({type: 'task', env: {A: 'x\ny'}}),
+               '{\n  "type": "task",\n  "env": {\n    "A": "x\\ny"\n  }\n}');
+  assert.equal(configurationText(undefined), null);
+  assert.equal(configurationText(null), null);
+});
+
+test('status reasons: the server\'s status_message, else composed as the CLI does', () => {
+  // The server's words: the part in brackets when it starts with the status.
+  const waiting = {status: 'submitted', jobs: [],
+                   status_message: 'submitted (waiting: 0 of 1 CPUs free on local)'};
+  assert.equal(statusReason(waiting), 'waiting: 0 of 1 CPUs free on local');
+  assert.equal(statusMessage(waiting), 'submitted (waiting: 0 of 1 CPUs free on local)');
+  assert.equal(statusReason({status: 'failed', status_message: 'failed (no capacity: no ' +
+                             'instance of project ml has a GPU named banana)'}),
+               'no capacity: no instance of project ml has a GPU named banana');
+  assert.equal(statusReason({status: 'done', status_message: 'done'}), '');
+  assert.equal(statusReason({status: 'failed', status_message: 'something else'}),
+               'something else');
+  const hostile = '"q" <script>alert(1)</script>\n(x)';
+  assert.equal(statusReason({status: 'failed', status_message: `failed (${hostile})`}), hostile);
+  // Composed: a failed run says why its failed job failed.
+  assert.equal(statusMessage({status: 'failed', termination_reason: 'job_failed', jobs: [
+    {status: 'failed', termination_reason: 'container_exited_with_error', exit_code: 3}]}),
+               'failed (exit 3)');
+  assert.equal(statusMessage({status: 'failed', termination_reason: 'job_failed', jobs: [
+    {status: 'failed', termination_reason: 'failed_to_start_due_to_no_capacity',
+     exit_code: null}]}), 'failed (no capacity)');
+  assert.equal(statusMessage({status: 'terminated', termination_reason: 'stopped_by_user',
+                              jobs: [{status: 'terminated',
+                                      termination_reason: 'max_duration_exceeded'}]}),
+               'terminated (max duration)');
+  assert.equal(statusMessage({status: 'done', termination_reason: 'all_jobs_done',
+                              jobs: [{status: 'done', exit_code: 0}]}), 'done');
+  // Jobs: a failed one's exit code, a stopped one's reason (not the exit code of the stop).
+  assert.equal(statusReason({status: 'failed', termination_reason: 'container_exited_with_error',
+                             exit_code: 3}), 'exit 3');
+  assert.equal(statusReason({status: 'terminated', termination_reason: 'terminated_by_user',
+                             exit_code: 143}), 'stopped by user');
+  assert.equal(statusReason({status: 'done', termination_reason: 'done_by_runner',
+                             exit_code: 0}), '');
+  assert.equal(statusReason(null), '');
 });

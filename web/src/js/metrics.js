@@ -30,7 +30,10 @@ function gpuIndices(map, prefix) {
 // {cpu, memory, gpuUtil, gpuMemory, points} for the charts; null when there is no data yet
 // (the API answers {"metrics": []} until a job has two points). gpuUtil and gpuMemory are null
 // when the job has no GPU series. GPU i is the job's i-th GPU (not the host's index).
-export function chartData(metrics) {
+// `memoryLimit`: whether the job has a memory limit (see resources.js hasMemoryLimit). Only then
+// is memory_total_bytes a limit, drawn as a dashed line; otherwise it is the host's memory, kept
+// as `memory.hostBytes` for the header and left off the chart so that the axis fits the usage.
+export function chartData(metrics, {memoryLimit = false} = {}) {
   const map = byName(metrics);
   const cpu = map.get('cpu_usage_percent');
   if (!cpu || cpu.values.length === 0 || !Array.isArray(cpu.timestamps)) return null;
@@ -49,10 +52,17 @@ export function chartData(metrics) {
     x,
     series: [{label: 'Working set', values: oldestFirst(map.get('memory_working_set_bytes')) ||
                                           new Array(points).fill(null), kind: 'used'}],
+    limited: false,
+    hostBytes: null,
   };
   const memoryTotal = oldestFirst(map.get('memory_total_bytes'));
   if (memoryTotal && memoryTotal.some((v) => v > 0)) {
-    memory.series.push({label: 'Total', values: memoryTotal, kind: 'total'});
+    if (memoryLimit) {
+      memory.series.push({label: 'Limit', values: memoryTotal, kind: 'total'});
+      memory.limited = true;
+    } else {
+      memory.hostBytes = memoryTotal[memoryTotal.length - 1] || null;
+    }
   }
 
   const label = (i) => `GPU ${i}`;
@@ -93,4 +103,12 @@ export function latest(chart, i = 0) {
   if (!chart || !chart.series[i]) return null;
   const values = chart.series[i].values;
   return values.length ? values[values.length - 1] : null;
+}
+
+// The top of a chart's y axis for byte values whose largest drawn value is `max`: a limit line
+// (`hasLimit`) sits just below the top; usage alone gets a quarter of headroom, so that a job
+// using 208MB fills the chart instead of lying flat on a host's 24GB.
+export function byteAxisTop(max, hasLimit) {
+  if (!Number.isFinite(max) || max <= 0) return 1;
+  return max * (hasLimit ? 1.08 : 1.25);
 }
