@@ -18,6 +18,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
 const ADMIN_TOKEN = 'ui-test-admin-token-0123456789abcdef';
 const HOSTILE_GPU = '<img src=x onerror=alert(1)>';
+// Quotes, a newline and markup: shown as these characters wherever the page shows them.
+const HOSTILE_TEXT =
+    `"quoted" 'single' <script>alert(2)</script>\nnext <img src=x onerror=alert(3)>`;
+const MIB = 1024 * 1024;
+// The widths every behaviour is checked at: a laptop and a phone.
+const WIDTHS = [{width: 1280, height: 800}, {width: 390, height: 844}];
 const GPUS = [
   // name|uuid|memory_total|memory_used|utilization, read by the fake NVML at every call
   `NVIDIA H100 80GB HBM3|GPU-ui-0|85899345920|21474836480|35`,
@@ -53,6 +59,7 @@ try {
        `it there; set $FLEETWATCH_WEB_NPM_DIR): ${e.message}`);
 }
 fs.mkdirSync(artifacts, {recursive: true});
+fs.rmSync(path.join(artifacts, 'FAILED.png'), {force: true});  // from an earlier run
 
 // --- the server under test -------------------------------------------------------------------
 
@@ -110,6 +117,12 @@ class Server {
 
   submit(yaml) {
     return this.api('POST', '/api/project/main/runs', yaml, 'application/yaml');
+  }
+
+  // The job-metrics reply of a run's first job as {name: values (newest first)}.
+  async jobMetrics(run) {
+    const {metrics} = await this.api('GET', `/api/project/main/metrics/job/${run}?limit=360`);
+    return Object.fromEntries(metrics.map((m) => [m.name, m.values]));
   }
 
   async waitForRun(name, done, what, seconds = 60) {
@@ -196,6 +209,25 @@ async function step(name, body) {
   console.log(`ok - ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
+// Runs `body(width)` at each of WIDTHS, then returns to the first.
+async function atEachWidth(body) {
+  for (const size of WIDTHS) {
+    await page.setViewportSize(size);
+    await body(size.width);
+  }
+  await page.setViewportSize(WIDTHS[0]);
+}
+
+async function noSideScroll(what) {
+  const [scroll, width] = await page.evaluate(
+      () => [document.documentElement.scrollWidth, window.innerWidth]);
+  expect(scroll <= width, `${what} scrolls sideways at ${width} px (${scroll} > ${width})`);
+}
+
+async function chartPoints(chart) {
+  return Number(await page.getAttribute(`[data-chart=${chart}]`, 'data-points'));
+}
+
 // The status shown in the runs table for `run`, or null.
 function runRowStatus(run) {
   return page.locator(`[data-test=runs-table] tr[data-run="${run}"] .badge`).first()
@@ -213,11 +245,20 @@ async function main() {
     return items.some((i) => i.resources && i.resources.gpus && i.resources.gpus.length === 2);
   }, 60000, 'the local instance to report its two GPUs');
 
-  // Finished runs first (one done, one failed), then one that runs on both GPUs until stopped.
+  // Finished runs first (a CPU-only one with a memory limit and hostile text in its
+  // configuration, one done, one failed), then one that runs on both GPUs until stopped.
+  await server.api('POST', '/api/project/main/runs', JSON.stringify({
+    type: 'task',
+    name: 'limited',
+    commands: [`echo ${JSON.stringify(HOSTILE_TEXT)}`, 'sleep 5'],
+    env: {NOTE: HOSTILE_TEXT},
+    resources: {cpu: 1, memory: '256MB'},
+  }));
   await server.submit("type: task\nname: hello\ncommands: ['echo hello from fleetwatch']\n");
   await server.submit("type: task\nname: oops\ncommands: ['echo about to fail', 'exit 3']\n");
   await server.waitForRun('hello', (r) => r.status === 'done', 'to be done');
   await server.waitForRun('oops', (r) => r.status === 'failed', 'to fail');
+  await server.waitForRun('limited', (r) => r.status === 'done', 'to be done');
   await server.submit([
     'type: task',
     'name: train',
@@ -294,7 +335,7 @@ async function main() {
     expect(page.url().endsWith('#/p/main/runs'), `URL after sign-in: ${page.url()}`);
     const names = await page.locator('[data-test=runs-table] tbody tr').evaluateAll(
         (rows) => rows.map((r) => r.getAttribute('data-run')));
-    expectEqual(names, ['queued', 'train', 'oops', 'hello'], 'runs in the table');
+    expectEqual(names, ['queued', 'train', 'oops', 'hello', 'limited'], 'runs in the table');
     expectEqual(await runRowStatus('hello'), 'done', 'status of hello');
     expectEqual(await runRowStatus('oops'), 'failed', 'status of oops');
     expectEqual(await runRowStatus('train'), 'running', 'status of train');
@@ -312,7 +353,7 @@ async function main() {
     await waitUntil(async () => (await rows()) === 1, 10000, 'the status filter');
     expectEqual(await runRowStatus('oops'), 'failed', 'the only failed run');
     await page.selectOption('[data-test=status-filter]', '');
-    await waitUntil(async () => (await rows()) === 4, 10000, 'all runs again');
+    await waitUntil(async () => (await rows()) === 5, 10000, 'all runs again');
     await screenshot('02-runs');
   });
 
@@ -355,8 +396,8 @@ async function main() {
                 'GPU utilization series (one per GPU)');
     expectEqual(await page.getAttribute('[data-chart=gpu-memory]', 'data-series'), '3',
                 'GPU memory series (two GPUs and the total)');
-    expectEqual(await page.getAttribute('[data-chart=memory]', 'data-series'), '2',
-                'memory series (working set and the total)');
+    expectEqual(await page.getAttribute('[data-chart=memory]', 'data-series'), '1',
+                'memory series (the working set: the job has no memory limit)');
     for (const c of charts) {
       expect(await page.locator(`[data-chart=${c}] canvas`).count() === 1, `a canvas in ${c}`);
     }
@@ -372,7 +413,9 @@ async function main() {
     const newest = (await legend('gpu-util'))[0][1];
     expect(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(newest), `newest time: ${newest}`);
     const hover = async (chart) => {
-      const box = await page.locator(`[data-chart=${chart}] .u-over`).boundingBox();
+      const over = page.locator(`[data-chart=${chart}] .u-over`);
+      await over.scrollIntoViewIfNeeded();
+      const box = await over.boundingBox();
       await page.mouse.move(box.x + box.width * 0.05, box.y + box.height / 2);
     };
     await hover('gpu-util');
@@ -391,7 +434,7 @@ async function main() {
     expect(/^\d+(\.\d)?%$/.test(cpu[1][1]), `CPU utilization on hover: ${cpu[1][1]}`);
     await hover('memory');
     const memory = await legend('memory');
-    expect(/^\d+(\.\d)?[KMGT]?B$/.test(memory[1][1]) && /B$/.test(memory[2][1]),
+    expect(/^\d+(\.\d)?[KMGT]?B$/.test(memory[1][1]) && memory.length === 2,
            `memory on hover: ${JSON.stringify(memory)}`);
     await hover('gpu-util');
     await screenshot('04-run-metrics');
@@ -405,6 +448,240 @@ async function main() {
                 'the empty charts');
     expectEqual(await page.locator('.chart-card canvas').count(), 0, 'charts drawn');
     await screenshot('04-run-metrics-empty');
+  });
+
+  await step('the memory axis fits the usage without a limit and is the limit with one',
+             async () => {
+    await atEachWidth(async (width) => {
+      // train has no memory limit: its metrics' total is the host's memory, which is not drawn.
+      await page.goto(base + '/#/p/main/runs/train/metrics');
+      await waitUntil(async () => (await chartPoints('memory')) >= 2 &&
+                                  await page.getAttribute('[data-chart=memory]', 'data-y-max'),
+                      20000, 'the memory chart of train');
+      const top = Number(await page.getAttribute('[data-chart=memory]', 'data-y-max'));
+      const metrics = await server.jobMetrics('train');
+      const used = Math.max(...metrics.memory_working_set_bytes);
+      const host = metrics.memory_total_bytes[0];
+      console.log(`  ${width} px: train uses ${used} B of a ${host} B host; the axis ends at ` +
+                  `${Math.round(top)} B`);
+      expectEqual(await page.getAttribute('[data-chart=memory]', 'data-series'), '1',
+                  'memory series without a limit');
+      expect(top >= used * 0.8 && top <= used * 2 && top < host / 4,
+             `the axis without a limit ends at ${top} B for ${used} B used on a ${host} B host`);
+      const summary = await page.textContent('[data-chart=memory] .chart-latest');
+      expect(summary.includes('no limit'), `the memory header reads "${summary}"`);
+      await noSideScroll('the metrics page');
+      await screenshot(`11-memory-no-limit-${width}`);
+
+      // limited asked for 256MB: the limit is a dashed line at the top of the axis.
+      await page.goto(base + '/#/p/main/runs/limited/metrics');
+      await waitUntil(async () => (await chartPoints('memory')) >= 2 &&
+                                  await page.getAttribute('[data-chart=memory]', 'data-y-max'),
+                      20000, 'the memory chart of limited');
+      const limitTop = Number(await page.getAttribute('[data-chart=memory]', 'data-y-max'));
+      expectEqual(await page.getAttribute('[data-chart=memory]', 'data-series'), '2',
+                  'memory series with a limit (working set and limit)');
+      expect(limitTop >= 256 * MIB && limitTop <= 256 * MIB * 1.2,
+             `the axis with a 256MB limit ends at ${limitTop} B`);
+      const limitSummary = await page.textContent('[data-chart=memory] .chart-latest');
+      expect(limitSummary.endsWith('of 256MB limit'), `the memory header reads "${limitSummary}"`);
+      await screenshot(`11-memory-limit-${width}`);
+    });
+  });
+
+  await step('a CPU-only job shows one compact "No GPUs" line instead of GPU charts', async () => {
+    await atEachWidth(async (width) => {
+      await page.goto(base + '/#/p/main/runs/limited/metrics');
+      await waitUntil(async () => (await chartPoints('cpu')) >= 2, 20000, 'the CPU chart');
+      const line = page.locator('[data-test=no-gpus]');
+      expectEqual(await line.count(), 1, '"No GPUs" lines');
+      expect(await line.isVisible(), 'the "No GPUs" line is shown');
+      expect((await line.textContent()).startsWith('No GPUs'),
+             `the line reads "${await line.textContent()}"`);
+      const box = await line.boundingBox();
+      expect(box.height <= 60, `the "No GPUs" line is ${box.height} px high`);
+      for (const chart of ['gpu-util', 'gpu-memory']) {
+        expect(!(await page.locator(`[data-chart=${chart}]`).isVisible()), `${chart} is hidden`);
+      }
+      expectEqual(await page.locator('.chart-card:visible').count(), 2, 'charts shown');
+      expectEqual(await page.locator('.chart-empty:visible').count(), 0, 'empty placeholders');
+      await noSideScroll('the metrics page of a CPU-only job');
+      await screenshot(`12-cpu-only-metrics-${width}`);
+
+      // A GPU job keeps its GPU charts and has no such line.
+      await page.goto(base + '/#/p/main/runs/train/metrics');
+      await waitUntil(async () => (await chartPoints('gpu-util')) >= 2, 20000, 'GPU charts');
+      expect(!(await line.isVisible()), 'no "No GPUs" line for a GPU job');
+      expectEqual(await page.locator('.chart-card:visible').count(), 4, 'charts of a GPU job');
+    });
+  });
+
+  await step('tables scroll sideways inside their cards; the page does not', async () => {
+    const wraps = () => page.locator('.table-wrap').evaluateAll((nodes) => nodes.map((w) => ({
+      overflow: getComputedStyle(w).overflowX,
+      scrolls: w.scrollWidth > w.clientWidth,
+    })));
+    const pages = [
+      ['#/p/main/runs', '[data-test=runs-table]'],
+      ['#/p/main/runs/train', '[data-test=jobs-table]'],
+      ['#/p/main/fleets', '[data-test=instances-table]'],
+    ];
+    await atEachWidth(async (width) => {
+      for (const [hash, table] of pages) {
+        await page.goto(base + '/' + hash);
+        await page.locator(table).waitFor();
+        await noSideScroll(hash);
+        for (const wrap of await wraps()) {
+          expectEqual(wrap.overflow, 'auto', `sideways overflow of a table on ${hash}`);
+        }
+      }
+      // The fleets page is open: its table fits a laptop and scrolls on a phone.
+      const wrap = page.locator('[data-test=instances-table]').locator('xpath=..');
+      const [scrollWidth, clientWidth] = await wrap.evaluate((w) => [w.scrollWidth, w.clientWidth]);
+      // Which edges show a shadow for hidden columns (more-left, more-right).
+      const edges = () => wrap.evaluate((w) => ['more-left', 'more-right'].filter(
+          (c) => w.parentElement.classList.contains(c)));
+      if (width >= 1280) {
+        expect(scrollWidth <= clientWidth, `the instances table is cut at ${width} px`);
+        expectEqual(await edges(), [], 'edges with hidden columns at 1280 px');
+        await screenshot(`13-fleets-${width}`);
+        return;
+      }
+      expect(scrollWidth > clientWidth,
+             `the instances table fits at ${width} px (${scrollWidth} <= ${clientWidth})`);
+      expectEqual(await edges(), ['more-right'], 'edges with hidden columns before scrolling');
+      await screenshot(`13-fleets-${width}`);
+      const box = await wrap.boundingBox();
+      await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+      await page.mouse.wheel(400, 0);  // a sideways swipe over the table
+      await waitUntil(async () => (await wrap.evaluate((w) => w.scrollLeft)) > 0, 5000,
+                      'the table to scroll sideways');
+      await wrap.evaluate((w) => { w.scrollLeft = w.scrollWidth; });
+      const [last, frame] = await Promise.all([
+        page.locator('[data-test=instances-table] th').last().boundingBox(),
+        wrap.boundingBox(),
+      ]);
+      expectEqual(await page.locator('[data-test=instances-table] th').last().textContent(),
+                  'Running for', 'the last column');
+      expect(last.x >= frame.x && last.x + last.width <= frame.x + frame.width + 1,
+             `the last column is not reachable: ${JSON.stringify({last, frame})}`);
+      expectEqual(await page.evaluate(() => window.scrollX), 0, 'the page scrolled sideways');
+      await noSideScroll('the fleets page scrolled to its last column');
+      await waitUntil(async () => JSON.stringify(await edges()) === '["more-left"]', 5000,
+                      'the shadow to move to the left edge');
+      await screenshot(`13-fleets-scrolled-${width}`);
+
+      // The runs page redraws its table every 5 s: a table scrolled sideways stays scrolled.
+      await page.goto(base + '/#/p/main/runs');
+      const runsWrap = page.locator('[data-test=runs-table]').locator('xpath=..');
+      await runsWrap.waitFor();
+      const [runsScroll, runsClient] = await runsWrap.evaluate(
+          (w) => [w.scrollWidth, w.clientWidth]);
+      expect(runsScroll > runsClient, `the runs table fits at ${width} px`);
+      await runsWrap.evaluate((w) => { w.scrollLeft = 60; });
+      const before = await page.textContent('.freshness');
+      await waitUntil(async () => (await page.textContent('.freshness')) !== before, 15000,
+                      'a refresh of the runs page');
+      expectEqual(await runsWrap.evaluate((w) => w.scrollLeft), 60,
+                  'sideways scroll of the runs table after a refresh');
+    });
+  });
+
+  await step('runs and jobs say why they are in their status, as text', async () => {
+    const hostileReason = `waiting: ${HOSTILE_TEXT}`;
+    // The server's own words for a failed job: "exit 3" (from status_message, or composed).
+    const realReasons = async () => {
+      await page.goto(base + '/#/p/main/runs');
+      await page.locator('[data-test=runs-table] tr[data-run=oops]').waitFor();
+      expectEqual(await page.textContent('tr[data-run=oops] [data-test=status-reason]'),
+                  'exit 3', 'the reason of oops in the runs table');
+      expectEqual(await page.locator('tr[data-run=hello] [data-test=status-reason]').count(), 0,
+                  'a reason for a run that is just done');
+      await page.goto(base + '/#/p/main/runs/oops');
+      await page.locator('[data-test=jobs-table]').waitFor();
+      expectEqual(await page.textContent('[data-test=run-reason]'), 'exit 3', 'reason of oops');
+      const job = await page.locator('[data-test=jobs-table] tbody tr').first().locator('td')
+                      .allTextContents();
+      expectEqual(job[5], 'exit 3', 'the reason of the failed job');
+    };
+    // A reason with quotes, a newline and markup (answered by the page's own requests, with
+    // status_message set on the server's real reply for queued and its job).
+    await page.route((url) => /^\/api\/project\/main\/runs(\/queued)?$/.test(url.pathname),
+                     async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      for (const run of body.items || [body]) {
+        if (run.run_name !== 'queued') continue;
+        run.status_message = `${run.status} (${hostileReason})`;
+        for (const job of run.jobs) job.status_message = `${job.status} (${hostileReason})`;
+      }
+      await route.fulfill({response, json: body});
+    });
+    const asText = async (selector, what) => {
+      const node = page.locator(selector).first();
+      await node.waitFor();
+      expectEqual(await node.textContent(), hostileReason, what);
+      expectEqual(await node.evaluate((n) => n.children.length), 0, `elements in ${what}`);
+      expect((await node.innerText()).includes('\n'), `${what} keeps its line break`);
+    };
+    await atEachWidth(async (width) => {
+      await realReasons();
+      await page.goto(base + '/#/p/main/runs');
+      await asText('tr[data-run=queued] [data-test=status-reason]', 'the runs table reason');
+      await noSideScroll('the runs page with a long reason');
+      await screenshot(`14-runs-reasons-${width}`);
+      await page.goto(base + '/#/p/main/runs/queued');
+      await asText('[data-test=run-reason]', 'the run page reason');
+      await asText('[data-test=jobs-table] .reason', 'the job reason');
+      expectEqual(await page.locator('body script, img[src=x]').count(), 0,
+                  'elements made from a reason');
+      await noSideScroll('the run page with a long reason');
+      await screenshot(`14-run-reason-${width}`);
+    });
+    await page.unroute((url) => /^\/api\/project\/main\/runs(\/queued)?$/.test(url.pathname));
+  });
+
+  await step("the run page shows the configuration and requested resources, folded",
+             async () => {
+    const limited = await server.api('GET', '/api/project/main/runs/limited');
+    const resources = () => page.locator('[data-test=resources] .resource').evaluateAll(
+        (rows) => rows.map((r) => [r.querySelector('dt').textContent,
+                                   r.querySelector('dd').textContent]));
+    await atEachWidth(async (width) => {
+      await page.goto(base + '/#/p/main/runs/limited');
+      const config = page.locator('[data-test=config]');
+      await config.waitFor();
+      const pre = page.locator('[data-test=configuration]');
+      expect(!(await pre.isVisible()), 'the configuration is folded at first');
+      const summary = await page.textContent('[data-test=resources-summary]');
+      expectEqual(summary, 'CPUs: 1 · Memory: 256MB (limit) · GPUs: none', 'the folded summary');
+      await page.click('[data-test=config] summary');
+      await pre.waitFor({state: 'visible'});
+      expectEqual(await resources(), [['CPUs', '1'], ['Memory', '256MB (limit)'],
+                                      ['GPUs', 'none']], 'requested resources');
+      const text = await pre.textContent();
+      expectEqual(text, JSON.stringify(limited.configuration, null, 2), 'the configuration');
+      expect(text.includes(JSON.stringify(HOSTILE_TEXT).slice(1, -1)),
+             'the hostile command is shown as written');
+      expectEqual(await pre.evaluate((n) => n.children.length), 0, 'elements in the configuration');
+      expectEqual(await page.locator('body script, img[src=x]').count(), 0,
+                  'elements made from the configuration');
+      await noSideScroll('the run page with its configuration open');
+      await screenshot(`15-run-configuration-${width}`);
+
+      // A running run: its section stays open across the page's refreshes.
+      await page.goto(base + '/#/p/main/runs/train');
+      await page.locator('[data-test=jobs-table]').waitFor();
+      await page.click('[data-test=config] summary');
+      await page.locator('[data-test=configuration]').waitFor({state: 'visible'});
+      expectEqual(await resources(), [['CPUs', '1'], ['Memory', 'no limit'], ['GPUs', '2']],
+                  'requested resources of train');
+      const before = await page.textContent('.freshness');
+      await waitUntil(async () => (await page.textContent('.freshness')) !== before, 15000,
+                      'a refresh of the run page');
+      expect(await page.locator('[data-test=configuration]').isVisible(),
+             'the configuration stays open across a refresh');
+    });
   });
 
   await step('fleets show instances with GPUs, and a hostile GPU name is only text', async () => {
@@ -463,7 +740,7 @@ async function main() {
     expectEqual(await page.evaluate(() => window.__sameDocument), true, 'no reload happened');
     const job = await page.locator('[data-test=jobs-table] tbody tr').first().locator('td')
                     .allTextContents();
-    expect(job[4] === 'terminated' && job[5] === 'terminated by user',
+    expect(job[4] === 'terminated' && job[5] === 'stopped by user',
            `the stopped job reads ${JSON.stringify(job)}`);
     await screenshot('06-run-stopped');
     await page.click('.crumbs a');
@@ -490,11 +767,6 @@ async function main() {
 
   await step('a narrow window keeps every page usable', async () => {
     await page.setViewportSize({width: 390, height: 844});
-    const noSideScroll = async (what) => {
-      const [scroll, width] = await page.evaluate(
-          () => [document.documentElement.scrollWidth, window.innerWidth]);
-      expect(scroll <= width, `${what} scrolls sideways at 390 px (${scroll} > ${width})`);
-    };
     await page.goto(base + '/#/p/main/runs');
     await page.locator('[data-test=runs-table]').waitFor();
     await noSideScroll('the runs page');

@@ -3,6 +3,7 @@
 import uPlot from '../vendor/uPlot.esm.js';
 import {el, replace} from './dom.js';
 import {formatBytes, formatClock, formatDateTime, formatPercent} from './format.js';
+import {byteAxisTop} from './metrics.js';
 
 const PALETTE = ['#2563eb', '#f59e0b', '#10b981', '#8b5cf6', '#ef4444', '#0ea5e9', '#ec4899',
                  '#84cc16'];
@@ -58,6 +59,7 @@ export class ChartCard {
     if (!chart || chart.x.length === 0) {
       this.destroyPlot();
       this.node.setAttribute('data-points', '0');
+      this.node.removeAttribute('data-y-max');
       this.latest.textContent = '';
       replace(this.body, el('div', {class: 'chart-empty'}, emptyText));
       return;
@@ -82,6 +84,7 @@ export class ChartCard {
     const percent = this.unit === 'percent';
     let used = 0;
     const single = chart.series.filter((s) => s.kind !== 'total').length === 1;
+    const hasLimit = chart.series.some((s) => s.kind === 'total');
     const series = chart.series.map((s) => {
       const total = s.kind === 'total';
       const color = total ? TOTAL_COLOR : PALETTE[used++ % PALETTE.length];
@@ -107,12 +110,16 @@ export class ChartCard {
             if (u.data[0].length > 0) u.setLegend({idx: u.data[0].length - 1}, false);
           }
         }],
+        // The axis's top, for tests and for people reading the page's markup.
+        setScale: [(u, key) => {
+          if (key === 'y') this.node.setAttribute('data-y-max', String(u.scales.y.max));
+        }],
       },
       scales: {
         x: {time: true, range: (u, min, max) => [Math.min(min, max - MIN_SPAN_SECONDS), max]},
         y: {
           range: (u, min, max) => (percent ? [0, Math.max(100, Math.ceil(max / 10) * 10)]
-                                           : [0, max > 0 ? max * 1.1 : 1]),
+                                           : [0, byteAxisTop(max, hasLimit)]),
         },
       },
       axes: [

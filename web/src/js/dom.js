@@ -41,9 +41,29 @@ export function replace(node, ...children) {
   return append(node, children);
 }
 
+// Like replace(), but tables inside `node` keep how far they were scrolled sideways: views
+// redraw their tables at every refresh, and a phone's reader must not be thrown back to the first
+// column each time. The n-th table of the new content gets the n-th old table's offset.
+export function replaceKeepingScroll(node, ...children) {
+  const offsets = [...node.querySelectorAll('.table-wrap')].map((w) => w.scrollLeft);
+  replace(node, ...children);
+  node.querySelectorAll('.table-wrap').forEach((wrap, i) => {
+    if (offsets[i] > 0) wrap.scrollLeft = offsets[i];
+  });
+  return node;
+}
+
+// Marks on `frame` which sides of the scrolling `wrap` hide columns: classes more-left and
+// more-right, drawn as shadows at those edges (app.css).
+function markHiddenColumns(frame, wrap) {
+  const hidden = wrap.scrollWidth - wrap.clientWidth;
+  frame.classList.toggle('more-left', hidden > 1 && wrap.scrollLeft > 1);
+  frame.classList.toggle('more-right', hidden > 1 && wrap.scrollLeft < hidden - 1);
+}
+
 // A table inside a horizontally scrolling wrapper, so a narrow window scrolls the table and not
-// the page. `columns`: [{label, className}]; `rows`: arrays of cells (nodes or text), or
-// {cells, className} objects.
+// the page; its frame shows a shadow at each edge with more columns beyond it. `columns`:
+// [{label, className}]; `rows`: arrays of cells (nodes or text), or {cells, attrs} objects.
 export function table(columns, rows, attrs = {}) {
   const head = el('thead', null,
     el('tr', null, columns.map((c) => el('th', {class: c.className, scope: 'col'}, c.label))));
@@ -52,5 +72,14 @@ export function table(columns, rows, attrs = {}) {
     return el('tr', Array.isArray(row) ? null : row.attrs,
       cells.map((cell, i) => el('td', {class: columns[i].className}, cell)));
   }));
-  return el('div', {class: 'table-wrap'}, el('table', attrs, head, body));
+  const tableNode = el('table', attrs, head, body);
+  const wrap = el('div', {class: 'table-wrap'}, tableNode);
+  const frame = el('div', {class: 'table-frame'}, wrap);
+  const mark = () => markHiddenColumns(frame, wrap);
+  wrap.addEventListener('scroll', mark, {passive: true});
+  // Fires once the table is on the page, then at every change of its width or its window's.
+  const observer = new ResizeObserver(mark);
+  observer.observe(wrap);
+  observer.observe(tableNode);
+  return frame;
 }

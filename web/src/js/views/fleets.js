@@ -1,6 +1,6 @@
 // The project's fleets and their instances, refreshed every 10 s. Unreachable instances stand
 // out: a red row with an "unreachable" label.
-import {el, replace, table} from '../dom.js';
+import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatBytes, formatDateTime, formatDuration, formatPrice, groupGpus,
         parseTime} from '../format.js';
 import {poll} from '../poll.js';
@@ -93,7 +93,7 @@ export function mountFleets(main, ctx) {
            ' with ', el('code', null, 'fleetwatch fleet apply -f fleet.yml'), '.')));
       return;
     }
-    replace(body, fleets.map((f) => fleetCard(f, now)));
+    replaceKeepingScroll(body, fleets.map((f) => fleetCard(f, now)));
   };
   const poller = poll(load, REFRESH_MS);
   return {destroy: () => poller.stop()};

@@ -1,12 +1,13 @@
 // One run: its facts, its jobs and the selected job's log (Overview), or the selected job's
 // CPU, memory and GPU charts (Metrics). Refreshes itself until the run has finished.
 import {ChartCard} from '../charts.js';
-import {el, replace, table} from '../dom.js';
+import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatBytes, formatCost, formatDateTime, formatDuration, formatGpuRequest,
         formatPercent, parseTime} from '../format.js';
 import {chartData, latest} from '../metrics.js';
 import {poll} from '../poll.js';
-import {isFinal} from '../status.js';
+import {configurationText, hasMemoryLimit, requestedGpuCount, resourceRows} from '../resources.js';
+import {isFinal, statusMessage, statusReason} from '../status.js';
 import {badge, errorBanner, freshness, link, orDash} from './common.js';
 import {runDuration} from './runs.js';
 
@@ -35,6 +36,7 @@ export function mountRun(main, ctx, runName, tab) {
   const updated = freshness('refreshes every 5 s');
   const title = el('h1', {class: 'run-title'}, runName);
   const statusSlot = el('span', {'data-test': 'run-status'});
+  const reasonSlot = el('span', {class: 'run-reason', 'data-test': 'run-reason'});
   const facts = el('div', {class: 'facts'});
   const tabs = el('div', {class: 'tabs', role: 'tablist'},
     el('a', {class: 'tab', role: 'tab', href: ctx.href('runs', runName), 'data-tab': 'overview',
@@ -47,13 +49,15 @@ export function mountRun(main, ctx, runName, tab) {
                             el('span', {class: 'muted'}, 'Job'), jobPicker);
   const panel = el('div', {class: 'tab-panel'});
   const factsCard = el('div', {class: 'card'}, facts);
+  const config = configSection();
   const tabsRow = el('div', {class: 'tabs-row'}, tabs, jobPickerLabel);
   replace(main,
     el('nav', {class: 'crumbs'}, link(ctx.href('runs'), 'Runs'), el('span', null, '/'),
        el('span', null, runName)),
-    el('div', {class: 'page-head'}, el('div', {class: 'run-heading'}, title, statusSlot),
+    el('div', {class: 'page-head'},
+       el('div', {class: 'run-heading'}, title, statusSlot, reasonSlot),
        el('div', {class: 'page-actions'}, updated.node)),
-    errors.node, factsCard, tabsRow, panel);
+    errors.node, factsCard, config.node, tabsRow, panel);
   document.title = `${runName} · ${ctx.project} · fleetwatch`;
 
   let run = null;
@@ -71,6 +75,10 @@ export function mountRun(main, ctx, runName, tab) {
   const render = () => {
     const now = Date.now();
     replace(statusSlot, badge(run.status));
+    const reason = statusReason(run);
+    reasonSlot.textContent = reason;
+    reasonSlot.hidden = !reason;
+    reasonSlot.setAttribute('title', statusMessage(run));
     const submitted = parseTime(run.submitted_at);
     replace(facts,
       fact('Type', run.run_type),
@@ -78,9 +86,8 @@ export function mountRun(main, ctx, runName, tab) {
       fact('GPUs', formatGpuRequest(run)),
       fact('Cost so far', formatCost(run.cost)),
       fact('Submitted', el('span', {title: formatDateTime(submitted)}, formatAge(submitted, now))),
-      fact('Duration', formatDuration(runDuration(run, now))),
-      run.termination_reason ? fact('Termination reason', run.termination_reason.replace(/_/g, ' '))
-                             : null);
+      fact('Duration', formatDuration(runDuration(run, now))));
+    config.update(run);
     const keys = run.jobs.map(jobKey);
     if (!keys.includes(selected)) selected = keys[0] || null;
     if (keys.join(' ') !== pickerKeys) {  // an open picker stays open across refreshes
@@ -96,11 +103,11 @@ export function mountRun(main, ctx, runName, tab) {
       run = await ctx.api.run(ctx.project, runName);
     } catch (e) {
       errors.show(e, `Could not load run ${runName}. `);
-      for (const part of [factsCard, tabsRow, panel]) part.hidden = !run;
+      for (const part of [factsCard, config.node, tabsRow, panel]) part.hidden = !run;
       return !run || !isFinal(run.status);  // a missing run: keep trying (it may appear)
     }
     errors.clear();
-    for (const part of [factsCard, tabsRow, panel]) part.hidden = false;
+    for (const part of [factsCard, config.node, tabsRow, panel]) part.hidden = false;
     render();
     if (!child) {
       child = tab === 'metrics' ? metricsPanel(panel, ctx, run) : overviewPanel(panel, ctx);
@@ -116,6 +123,48 @@ export function mountRun(main, ctx, runName, tab) {
     destroy() {
       poller.stop();
       if (child) child.destroy();
+    },
+  };
+}
+
+// The run's requested resources and its configuration, folded away until opened. Updated in
+// place, so an open section stays open (and its text selectable) across refreshes.
+function configSection() {
+  const resources = el('dl', {class: 'resource-list', 'data-test': 'resources'});
+  const pre = el('pre', {class: 'config-text', 'data-test': 'configuration', tabindex: 0});
+  const missing = el('p', {class: 'muted', hidden: true},
+                     'The server sent no configuration for this run.');
+  const node = el('details', {class: 'card config', 'data-test': 'config'},
+    el('summary', {class: 'config-summary'}, el('h2', null, 'Configuration'),
+       el('span', {class: 'muted small', 'data-test': 'resources-summary'})),
+    el('div', {class: 'config-body'},
+      el('h3', null, 'Requested resources'), resources,
+      el('h3', null, 'Configuration'), missing, pre));
+  const summary = node.querySelector('[data-test=resources-summary]');
+  let shownResources = null;
+  let shownText = null;
+  return {
+    node,
+    update(run) {
+      const rows = resourceRows(run);
+      const key = JSON.stringify(rows);
+      if (key !== shownResources) {
+        shownResources = key;
+        replace(resources, rows ? rows.map(([label, value]) =>
+          el('div', {class: 'resource', 'data-resource': label},
+             el('dt', null, label), el('dd', null, value)))
+                                : el('div', {class: 'muted'},
+                                     'Unknown: the stored configuration cannot be read.'));
+        summary.textContent = rows ? rows.map(([label, value]) => `${label}: ${value}`).join(' · ')
+                                   : '';
+      }
+      const text = configurationText(run.configuration);
+      if (text !== shownText) {
+        shownText = text;
+        pre.textContent = text === null ? '' : text;
+        pre.hidden = text === null;
+        missing.hidden = text !== null;
+      }
     },
   };
 }
@@ -141,7 +190,7 @@ function overviewPanel(panel, ctx) {
     const now = Date.now();
     const columns = [
       {label: 'Job'}, {label: 'Node', className: 'num'}, {label: 'Replica', className: 'num'},
-      {label: 'Instance'}, {label: 'Status'}, {label: 'Termination reason'},
+      {label: 'Instance'}, {label: 'Status'}, {label: 'Reason', className: 'wrap'},
       {label: 'Exit code', className: 'num'}, {label: 'Duration', className: 'num'},
     ];
     const rows = run.jobs.map((j) => {
@@ -151,12 +200,12 @@ function overviewPanel(panel, ctx) {
         attrs: {'data-job': jobKey(j), class: job && jobKey(j) === jobKey(job) ? 'selected' : null},
         cells: [
           j.job_name, j.job_num, j.replica_num, orDash(j.instance_name), badge(j.status),
-          orDash(j.termination_reason && j.termination_reason.replace(/_/g, ' ')),
+          el('span', {class: 'reason', title: statusMessage(j)}, orDash(statusReason(j))),
           orDash(j.exit_code), formatDuration((end - start) / 1000),
         ],
       };
     });
-    replace(jobsSlot, run.jobs.length
+    replaceKeepingScroll(jobsSlot, run.jobs.length
       ? table(columns, rows, {class: 'data-table', 'data-test': 'jobs-table'})
       : el('div', {class: 'empty'}, 'This run has no jobs.'));
   };
@@ -275,8 +324,12 @@ function metricsPanel(panel, ctx, initialRun) {
     }),
     memory: new ChartCard({
       key: 'memory', title: 'System memory used', unit: 'bytes',
-      summary: (c) => formatBytes(latest(c, 0)) +
-                      (c.series[1] ? ` of ${formatBytes(latest(c, 1))}` : ''),
+      // "208MB of 256MB limit", or "208MB · no limit (host 24GB)".
+      summary: (c) => {
+        const used = formatBytes(latest(c, 0));
+        if (c.limited) return `${used} of ${formatBytes(latest(c, 1))} limit`;
+        return `${used} · no limit` + (c.hostBytes ? ` (host ${formatBytes(c.hostBytes)})` : '');
+      },
     }),
     gpuUtil: new ChartCard({
       key: 'gpu-util', title: 'GPU utilization %', unit: 'percent',
@@ -300,14 +353,25 @@ function metricsPanel(panel, ctx, initialRun) {
   };
   const errors = errorBanner(ctx);
   const note = el('p', {class: 'muted small metrics-note'});
+  // A job without GPUs gets this one line instead of two empty GPU charts.
+  const noGpus = el('p', {class: 'no-gpus', 'data-test': 'no-gpus', hidden: true},
+                    el('strong', null, 'No GPUs'), el('span', {class: 'muted'},
+                                                      ' · this job runs on CPUs only'));
   replace(panel, errors.node,
     el('div', {class: 'chart-grid'}, cards.cpu.node, cards.memory.node, cards.gpuUtil.node,
        cards.gpuMemory.node),
-    note);
+    noGpus, note);
 
   let run = initialRun;
   let job = null;
   let poller = null;
+
+  const showGpuCharts = (show) => {
+    cards.gpuUtil.node.hidden = !show;
+    cards.gpuMemory.node.hidden = !show;
+    noGpus.hidden = show;
+  };
+  showGpuCharts(requestedGpuCount(run) !== 0);
 
   const emptyText = () => {
     if (!job) return 'This run has no jobs.';
@@ -321,6 +385,7 @@ function metricsPanel(panel, ctx, initialRun) {
   const load = async () => {
     if (!job) {
       for (const card of Object.values(cards)) card.update(null, emptyText());
+      showGpuCharts(requestedGpuCount(run) !== 0);
       return false;
     }
     const current = job;
@@ -336,13 +401,18 @@ function metricsPanel(panel, ctx, initialRun) {
     }
     if (!job || jobKey(current) !== jobKey(job)) return true;  // another job was picked
     errors.clear();
-    const data = chartData(metrics);
+    const data = chartData(metrics, {memoryLimit: hasMemoryLimit(run)});
     const empty = emptyText();
     cards.cpu.update(data && data.cpu, empty);
     cards.memory.update(data && data.memory, empty);
-    const noGpus = 'This job has no GPUs.';
-    cards.gpuUtil.update(data && data.gpuUtil, data ? noGpus : empty);
-    cards.gpuMemory.update(data && data.gpuMemory, data ? noGpus : empty);
+    // CPU-only: the run asked for no GPUs, or (its request unknown) the data has no GPU series.
+    const gpus = requestedGpuCount(run);
+    const cpuOnly = gpus === 0 || (gpus === null && data !== null && !data.gpuUtil &&
+                                   !data.gpuMemory);
+    showGpuCharts(!cpuOnly);
+    const noGpuData = 'No GPU data for this job in this window.';
+    cards.gpuUtil.update(data && data.gpuUtil, data ? noGpuData : empty);
+    cards.gpuMemory.update(data && data.gpuMemory, data ? noGpuData : empty);
     const live = !isFinal(current.status);
     note.textContent = `${jobLabel(current)} · the newest ${METRICS_POINTS} points` +
                        (live ? ' · refreshes every 10 s while the job runs' : '') +

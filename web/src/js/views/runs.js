@@ -1,8 +1,8 @@
 // The runs of a project, newest first, refreshed every 5 s.
-import {el, replace, table} from '../dom.js';
+import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatCost, formatDateTime, formatDuration, formatGpuRequest,
         parseTime} from '../format.js';
-import {RUN_STATUSES} from '../status.js';
+import {RUN_STATUSES, statusMessage, statusReason} from '../status.js';
 import {poll} from '../poll.js';
 import {badge, errorBanner, freshness, link, pageHead} from './common.js';
 
@@ -14,6 +14,15 @@ export function runDuration(run, nowMs) {
   const start = parseTime(run.submitted_at);
   const end = run.finished_at ? parseTime(run.finished_at) : nowMs;
   return (end - start) / 1000;
+}
+
+// The status label and, under it, why ("exit 3", "waiting: 0 of 1 CPUs free on local").
+function statusCell(run) {
+  const reason = statusReason(run);
+  return el('div', {class: 'status-cell'}, badge(run.status),
+            reason ? el('div', {class: 'reason muted small', 'data-test': 'status-reason',
+                                title: statusMessage(run)}, reason)
+                   : null);
 }
 
 export function mountRuns(main, ctx) {
@@ -65,7 +74,7 @@ export function mountRuns(main, ctx) {
     const columns = [
       {label: 'Name'}, {label: 'User', className: 'hide-narrow'},
       {label: 'Type', className: 'hide-narrow'},
-      {label: 'Status'}, {label: 'GPUs'}, {label: 'Cost', className: 'num'},
+      {label: 'Status', className: 'wrap'}, {label: 'GPUs'}, {label: 'Cost', className: 'num'},
       {label: 'Submitted'}, {label: 'Duration', className: 'num'},
     ];
     const rows = runs.map((run) => ({
@@ -74,7 +83,7 @@ export function mountRuns(main, ctx) {
         link(ctx.href('runs', run.run_name), run.run_name, {class: 'strong'}),
         run.user_name,
         run.run_type,
-        badge(run.status),
+        statusCell(run),
         formatGpuRequest(run),
         formatCost(run.cost),
         el('span', {title: formatDateTime(parseTime(run.submitted_at))},
@@ -82,7 +91,8 @@ export function mountRuns(main, ctx) {
         formatDuration(runDuration(run, now)),
       ],
     }));
-    replace(body, table(columns, rows, {class: 'data-table', 'data-test': 'runs-table'}));
+    replaceKeepingScroll(body,
+                         table(columns, rows, {class: 'data-table', 'data-test': 'runs-table'}));
   };
 
   let poller = poll(load, REFRESH_MS);
