@@ -606,8 +606,8 @@ async function main() {
     };
     // A reason with quotes, a newline and markup (answered by the page's own requests, with
     // status_message set on the server's real reply for queued and its job).
-    await page.route((url) => /^\/api\/project\/main\/runs(\/queued)?$/.test(url.pathname),
-                     async (route) => {
+    const queuedReplies = (url) => /^\/api\/project\/main\/runs(\/queued)?$/.test(url.pathname);
+    await page.route(queuedReplies, async (route) => {
       const response = await route.fetch();
       const body = await response.json();
       for (const run of body.items || [body]) {
@@ -638,7 +638,7 @@ async function main() {
       await noSideScroll('the run page with a long reason');
       await screenshot(`14-run-reason-${width}`);
     });
-    await page.unroute((url) => /^\/api\/project\/main\/runs(\/queued)?$/.test(url.pathname));
+    await page.unroute(queuedReplies);
   });
 
   await step("the run page shows the configuration and requested resources, folded",
