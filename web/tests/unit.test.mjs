@@ -109,6 +109,7 @@ test('metrics: oldest first, CPU per allocated CPU, limits as lines, one series 
   assert.deepEqual(data.memory.series.map((s) => [s.label, s.kind, s.values]),
                    [['Working set', 'used', [2, 3]], ['Limit', 'total', [100, 100]]]);
   assert.equal(data.memory.limited, true);
+  assert.equal(data.memory.unlimited, false);
   assert.deepEqual(data.gpuUtil.series.map((s) => [s.label, s.values]),
                    [['GPU 0', [30, 35]], ['GPU 1', [60, 70]]]);
   assert.deepEqual(data.gpuMemory.series.map((s) => [s.label, s.kind]),
@@ -131,6 +132,7 @@ test('metrics: without a memory limit the host\'s memory is not drawn, only name
                           series('memory_total_bytes', [24000, 24000])]);
   assert.deepEqual(data.memory.series.map((s) => s.kind), ['used']);
   assert.equal(data.memory.limited, false);
+  assert.equal(data.memory.unlimited, true);
   assert.equal(data.memory.hostBytes, 24000);
 });
 

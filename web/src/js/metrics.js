@@ -52,7 +52,8 @@ export function chartData(metrics, {memoryLimit = false} = {}) {
     x,
     series: [{label: 'Working set', values: oldestFirst(map.get('memory_working_set_bytes')) ||
                                           new Array(points).fill(null), kind: 'used'}],
-    limited: false,
+    limited: false,           // a limit line is drawn
+    unlimited: !memoryLimit,  // the job has no limit
     hostBytes: null,
   };
   const memoryTotal = oldestFirst(map.get('memory_total_bytes'));

@@ -328,6 +328,7 @@ function metricsPanel(panel, ctx, initialRun) {
       summary: (c) => {
         const used = formatBytes(latest(c, 0));
         if (c.limited) return `${used} of ${formatBytes(latest(c, 1))} limit`;
+        if (!c.unlimited) return used;
         return `${used} · no limit` + (c.hostBytes ? ` (host ${formatBytes(c.hostBytes)})` : '');
       },
     }),
