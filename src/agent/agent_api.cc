@@ -10,6 +10,7 @@
 #include "agent/job_metrics.h"
 #include "http/bearer.h"
 #include "model/json_text.h"
+#include "util/build_info.h"
 #include "util/ids.h"
 
 namespace fleetwatch::agent {
@@ -17,7 +18,6 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr char kVersion[] = "0.1.0";
 constexpr int64_t kMaxLogChunk = 1 << 20;
 
 http::Response Json(int status, const json::value& value) {
@@ -120,14 +120,14 @@ http::Response AgentApi::Handle(http::Request& request) const {
 
 http::Response AgentApi::Healthcheck() const {
   return Json(200, json::object{{"service", "fleetwatch-agent"},
-                                {"version", kVersion},
+                                {"version", BuildVersion()},
                                 {"agent_id", identity_.agent_id},
                                 {"started_at", identity_.started_at}});
 }
 
 http::Response AgentApi::Metrics(const http::Request&) const {
   AgentMetricsInput in;
-  in.version = kVersion;
+  in.version = std::string(BuildVersion());
   in.agent_id = identity_.agent_id;
   in.hostname = inventory_.hostname;
   in.cgroup = std::string(CgroupModeName(inventory_.cgroup));

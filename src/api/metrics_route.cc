@@ -13,6 +13,7 @@
 #include "expose/family.h"
 #include "http/bearer.h"
 #include "model/entities.h"
+#include "model/gpu_names.h"
 #include "model/status.h"
 #include "util/ids.h"
 
@@ -83,7 +84,8 @@ http::Response ServeMetrics(const http::Request& request, const MetricsEndpointO
                             const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
   if (std::optional<http::Response> refused = RefuseScrape(request, options)) return *refused;
 
-  expose::Format format = expose::NegotiateFormat(request.Header("accept"));
+  expose::Format format = options.openmetrics ? expose::NegotiateFormat(request.Header("accept"))
+                                              : expose::Format::kText004;
   bool gzip = AcceptsGzip(request.Header("accept-encoding"));
   std::shared_ptr<const std::string> body = snapshot.Body(format, gzip, clock.Now());
   http::Response response;
@@ -122,7 +124,8 @@ http::Response ServePrometheusSd(const http::Request& request,
     labels["dstack_instance_name"] = i.name;
     labels["dstack_instance_id"] = i.id;
     labels["dstack_backend"] = i.backend;
-    labels["dstack_gpu"] = i.resources.gpus.empty() ? "" : i.resources.gpus.front().name;
+    labels["dstack_gpu"] =
+        i.resources.gpus.empty() ? "" : model::ShortGpuName(i.resources.gpus.front());
     labels["dstack_gpu_count"] = std::to_string(i.resources.gpus.size());
     groups.push_back(boost::json::object{
         {"targets", boost::json::array{host + ":" + std::to_string(i.agent_port)}},

@@ -16,6 +16,10 @@ namespace fleetwatch::api {
 struct MetricsEndpointOptions {
   bool enabled = false;                   // DSTACK_ENABLE_PROMETHEUS_METRICS is set
   std::optional<std::string> auth_token;  // DSTACK_PROMETHEUS_AUTH_TOKEN
+  // FLEETWATCH_OPENMETRICS=1: answer OpenMetrics when the Accept header asks for it. Off, every
+  // scrape gets the text format, as dstack answers: DCGM's counters without `_total` would reach
+  // an OpenMetrics scraper typed `unknown`.
+  bool openmetrics = false;
 };
 
 // Whether an Accept-Encoding header accepts gzip (a `gzip` coding without q=0).
@@ -23,8 +27,8 @@ bool AcceptsGzip(std::string_view accept_encoding);
 
 // Answers one GET /metrics from `snapshot` as of `clock`: the token check first (missing or
 // non-Bearer Authorization → 403 "Access denied", wrong token → 403 "Invalid token", compared in
-// constant time), then 404 when disabled, then the body in the negotiated format, gzip'd when
-// asked. Never touches the store. Thread-safe.
+// constant time), then 404 when disabled, then the body in the text format (or the negotiated
+// one with `options.openmetrics`), gzip'd when asked. Never touches the store. Thread-safe.
 http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
                             const expose::ExpositionSnapshot& snapshot, const Clock& clock);
 
@@ -36,8 +40,9 @@ void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
 // Prometheus HTTP service discovery (GET /api/prometheus/sd): one target group per reachable
 // instance (idle or busy, its agent answering) naming its agent's /metrics, with labels
 // dstack_project_name, dstack_fleet_name, dstack_instance_name, dstack_instance_id,
-// dstack_backend, dstack_gpu (first GPU's name) and dstack_gpu_count. The same token check and
-// switch as /metrics. Reads the store (Prometheus asks every minute or so). Thread-safe.
+// dstack_backend, dstack_gpu (first GPU's short name, model::ShortGpuName) and dstack_gpu_count.
+// The same token check and switch as /metrics. Reads the store (Prometheus asks every minute or
+// so). Thread-safe.
 http::Response ServePrometheusSd(const http::Request& request,
                                  const MetricsEndpointOptions& options, store::Store& store);
 

@@ -12,13 +12,12 @@
 #include "api/metrics_route.h"
 #include "model/json_text.h"
 #include "model/names.h"
+#include "util/build_info.h"
 #include "util/time_format.h"
 
 namespace fleetwatch::api {
 namespace json = boost::json;
 namespace {
-
-constexpr std::string_view kVersion = "0.1.0";
 
 http::Response JsonResponse(const json::value& value, int status = 200) {
   http::Response r;
@@ -141,7 +140,8 @@ bool IsEmptyBody(std::string_view body) {
 
 void AddUserRoutes(http::Router& router, const Services& s) {
   router.Add("GET", "/api/server/info", Authed(s, [&s](http::Request&, const model::User&) {
-               return JsonResponse(json::object{{"version", kVersion},
+               return JsonResponse(json::object{{"version", BuildVersion()},
+                                                {"revision", BuildRevision()},
                                                 {"server_time", FormatTimestamp(s.clock.Now())}});
              }));
   router.Add("GET", "/api/users/me", Authed(s, [](http::Request&, const model::User& user) {

@@ -109,7 +109,8 @@ class ServerAppImpl final : public ServerApp {
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
       FW_RETURN_IF_ERROR(updater_->Update({controller_->bad_replies(), {}, {}}));
     }
-    const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token};
+    const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token,
+                                        config.openmetrics};
     AddMetricsRoute(router_, scrape, snapshot_, clock_);
     AddPrometheusSdRoute(router_, scrape, *store_);
     AddApiRoutes(router_, *services_);

@@ -37,6 +37,7 @@ struct ServerConfig {
   // the token, when set, is required even while disabled (DSTACK_PROMETHEUS_AUTH_TOKEN).
   bool prometheus_metrics = false;
   std::optional<std::string> prometheus_auth_token;
+  bool openmetrics = false;  // FLEETWATCH_OPENMETRICS=1 (MetricsEndpointOptions::openmetrics)
   // Set: the API, UI and /metrics are served over HTTPS only, with these PEM files.
   std::optional<http::TlsServerOptions> tls;
   // Connections open at once (FLEETWATCH_MAX_CONNECTIONS), and per client address those that

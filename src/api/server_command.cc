@@ -129,6 +129,7 @@ int RunServer(const ServerFlags& flags) {
   config.binary = SelfExecutable();
   // Set at all, even empty, enables (spec/METRICS.md).
   config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;
+  config.openmetrics = EnvInt("FLEETWATCH_OPENMETRICS", 0, 0, 1) == 1;
   if (const char* token = std::getenv("DSTACK_PROMETHEUS_AUTH_TOKEN"); token != nullptr) {
     config.prometheus_auth_token = token;
   }

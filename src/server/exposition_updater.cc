@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "expose/text_format.h"
+#include "model/gpu_names.h"
 #include "model/run_spec.h"
 #include "model/status.h"
 #include "util/check.h"
@@ -24,6 +25,7 @@ using expose::MetricType;
 using expose::Section;
 
 // Family names, spelled once.
+constexpr char kHostInstanceType[] = "instance";
 constexpr char kInstanceDuration[] = "dstack_instance_duration_seconds_total";
 constexpr char kInstancePrice[] = "dstack_instance_price_dollars_per_hour";
 constexpr char kInstanceGpuCount[] = "dstack_instance_gpu_count";
@@ -93,15 +95,17 @@ void RenderInstances(const ExpositionState& state, TimeMicros now,
     return std::tie(a->project_name, a->name, a->id) < std::tie(b->project_name, b->name, b->id);
   });
   for (const model::Instance* i : instances) {
-    std::string gpu = i->resources.gpus.empty() ? "" : i->resources.gpus.front().name;
-    // fleetwatch's instances are hosts with no backend instance type: the label stays empty.
+    // dstack's values: its short GPU name, and "instance", the type it gives every host of an
+    // SSH fleet (fleetwatch's hosts, the local one included, are all such hosts).
+    std::string gpu =
+        i->resources.gpus.empty() ? "" : model::ShortGpuName(i->resources.gpus.front());
     const std::array<Label, 8> labels = {{
         {"dstack_project_name", i->project_name},
         {"dstack_fleet_name", i->fleet_name},
         {"dstack_fleet_id", i->fleet_id},
         {"dstack_instance_name", i->name},
         {"dstack_instance_id", i->id},
-        {"dstack_instance_type", ""},
+        {"dstack_instance_type", kHostInstanceType},
         {"dstack_backend", i->backend},
         {"dstack_gpu", gpu},
     }};
@@ -325,7 +329,7 @@ expose::JobLabelValues JobLabelValuesOf(const model::Run& run, const model::Job&
   values.replica_num = std::to_string(job.replica_num);
   values.run_type = model::ToString(run.type);
   values.backend = instance != nullptr ? instance->backend : "";
-  values.gpu = first_gpu != nullptr ? first_gpu->name : "";
+  values.gpu = first_gpu != nullptr ? model::ShortGpuName(*first_gpu) : "";
   return values;
 }
 

@@ -67,8 +67,15 @@ TEST_F(ServeMetricsTest, OtherSchemesAreDeniedAndTheRightTokenServes) {
             "dstack_run_count_total 1.0\n");
 }
 
+TEST_F(ServeMetricsTest, AnswersTheTextFormatUnlessOpenMetricsIsSwitchedOn) {
+  MetricsEndpointOptions plain{true, std::nullopt};
+  http::Response text = Get(plain, {{"accept", "application/openmetrics-text; version=1.0.0"}});
+  EXPECT_EQ(text.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_FALSE(text.body.ends_with("# EOF\n")) << text.body;
+}
+
 TEST_F(ServeMetricsTest, NegotiatesOpenMetricsAndGzip) {
-  MetricsEndpointOptions enabled{true, std::nullopt};
+  MetricsEndpointOptions enabled{true, std::nullopt, /*openmetrics=*/true};
   http::Response om = Get(enabled, {{"accept", "application/openmetrics-text; version=1.0.0"}});
   EXPECT_EQ(om.content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
   EXPECT_TRUE(om.body.ends_with("# EOF\n")) << om.body;

@@ -33,6 +33,7 @@ std::map<std::string, std::string> ServerEnv(bool enabled) {
       {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
       {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"},
       {"DSTACK_PROMETHEUS_AUTH_TOKEN", kScrapeToken},
+      {"FLEETWATCH_OPENMETRICS", "1"},
   };
   env["DSTACK_ENABLE_PROMETHEUS_METRICS"] = enabled ? "" : "\x01unset";
   return env;

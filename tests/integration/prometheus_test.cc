@@ -39,6 +39,8 @@ const fs::path kDcgmTestdata = kSource / "tests/agent/testdata/dcgm";
 // What hosts may report, as unpleasant as the formats allow: quotes, a backslash, a closing
 // brace, a newline followed by what would be a directive, markup.
 const std::string kHostileGpu = "NVIDIA H100 \"80GB\" \\} \n# EOF <img src=x onerror=alert(1)>";
+// What dstack's `dstack_gpu` label makes of it (model::ShortGpuName); the API keeps it whole.
+const std::string kHostileGpuShortName = "H100";
 const std::string kHostileHost = "node-1\"} 1\n# TYPE x counter\n\\";
 
 // The fake NVML's line format escapes a newline as "\n" and any byte as "\xHH".
@@ -336,27 +338,22 @@ TEST_F(PrometheusIntegrationTest, JobsGpusAndDcgmReachPrometheusWithTheJobsLabel
     EXPECT_EQ(s->labels.at("dstack_project_name"), "main");
     EXPECT_EQ(s->labels.at("dstack_user_name"), "admin");
     EXPECT_EQ(s->labels.at("dstack_backend"), "local");
-    EXPECT_EQ(s->labels.at("dstack_gpu"), kHostileGpu);
+    EXPECT_EQ(s->labels.at("dstack_gpu"), kHostileGpuShortName);
     EXPECT_EQ(s->labels.size(), 7u + 11u) << s->name;
   }
   EXPECT_EQ(uuids, (std::set<std::string>{Uuid(0), Uuid(1)}));
   ASSERT_EQ(gpu_ratio.size(), 2u);
   ASSERT_EQ(instance_gpus.size(), 1u);
-  EXPECT_EQ(instance_gpus[0]->labels.at("dstack_gpu"), kHostileGpu);
+  EXPECT_EQ(instance_gpus[0]->labels.at("dstack_gpu"), kHostileGpuShortName);
+  EXPECT_EQ(instance_gpus[0]->labels.at("dstack_instance_type"), "instance");
   EXPECT_EQ(instance_gpus[0]->value, 4.0);
 
-  // The OpenMetrics form parses too, with the same series.
+  // A scraper asking for OpenMetrics gets the text format, as from dstack: DCGM's counters keep
+  // their `counter` type (FLEETWATCH_OPENMETRICS is off).
   http::Response om = Scrape("application/openmetrics-text; version=1.0.0");
   ASSERT_EQ(om.status, 200);
-  std::vector<Sample> om_samples = ParseIndependently(om.body, "openmetrics");
-  size_t om_dcgm = 0;
-  for (const Sample& s : om_samples) {
-    if (s.name == "DCGM_FI_DEV_GPU_UTIL") {
-      ++om_dcgm;
-      EXPECT_EQ(s.labels.at("Hostname"), kHostileHost);
-    }
-  }
-  EXPECT_EQ(om_dcgm, 2u);
+  EXPECT_EQ(ParseIndependently(om.body, "text").size(), samples.size());
+  EXPECT_EQ(om.content_type.rfind("text/plain; version=0.0.4", 0), 0u) << om.content_type;
 
   // promtool: no parse error.
   ProcessResult check = RunProcess("/usr/bin/promtool", {"check", "metrics"}, {}, body);
@@ -467,7 +464,7 @@ TEST_F(PrometheusIntegrationTest, ServiceDiscoveryListsTheReachableAgentsToTheTo
   EXPECT_EQ(labels.at("dstack_fleet_name"), "local");
   EXPECT_EQ(labels.at("dstack_instance_name"), "local-0");
   EXPECT_EQ(labels.at("dstack_backend"), "local");
-  EXPECT_EQ(labels.at("dstack_gpu").as_string(), kHostileGpu);
+  EXPECT_EQ(labels.at("dstack_gpu").as_string(), kHostileGpuShortName);
   EXPECT_EQ(labels.at("dstack_gpu_count"), "4");
   EXPECT_EQ(labels.at("__metrics_path__"), "/metrics");
   const std::string target(groups[0].at("targets").as_array().at(0).as_string());
@@ -561,7 +558,7 @@ TEST_F(PrometheusIntegrationTest, TheDeployKitSeesTheFleetAndEveryDashboardQuery
   json::array agents_up = Query("up{job=\"fleetwatch-agents\"} == 1");
   ASSERT_EQ(agents_up.size(), 1u);
   EXPECT_EQ(LabelOf(agents_up[0], "dstack_instance_name"), "local-0");
-  EXPECT_EQ(LabelOf(agents_up[0], "dstack_gpu"), kHostileGpu);
+  EXPECT_EQ(LabelOf(agents_up[0], "dstack_gpu"), kHostileGpuShortName);
   // The agent's own exposition: its health and the host's DCGM text for all four GPUs.
   EXPECT_EQ(Query("DCGM_FI_DEV_GPU_UTIL{job=\"fleetwatch-agents\"}", 4).size(), 4u);
   EXPECT_EQ(Query("fleetwatch_agent_jobs{job=\"fleetwatch-agents\",state=\"running\"} >= 1").size(),

@@ -277,8 +277,8 @@ TEST_F(ExpositionUpdaterTest, TimeMovesDurationsAndStalenessWithTheClock) {
   clock_.Advance(60 * kSecond);
   std::string later = Scrape();
   EXPECT_NE(later.find("dstack_instance_name=\"gpus-0\",dstack_instance_id=\"i-g0\","
-                       "dstack_instance_type=\"\",dstack_backend=\"remote\","
-                       "dstack_gpu=\"NVIDIA A100-SXM4-80GB\"} 3660.0\n"),
+                       "dstack_instance_type=\"instance\",dstack_backend=\"remote\","
+                       "dstack_gpu=\"A100\"} 3660.0\n"),
             std::string::npos)
       << later;
   // j-t0's newest point is now 62 s old: its point families are gone, the others stay.
