@@ -33,7 +33,9 @@ Result<int> Apply(const ApplyArgs& args) {
 void AddApplyCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<ApplyArgs>();
   CLI::App* apply = app.add_subcommand(
-      "apply", "Submit a configuration file: a run (task, service, dev-environment) or a fleet");
+      "apply",
+      "Submit a configuration file: a run (task, service, dev-environment), followed until it "
+      "ends unless -d, or a fleet");
   apply->add_option("-f,--file", args->file, "Configuration (YAML, or JSON as .json; - for stdin)")
       ->required();
   apply->add_flag("-d,--detach", args->detach, kDetachHelp);

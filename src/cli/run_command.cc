@@ -46,7 +46,9 @@ Result<int> SubmitRun(ApiClient& api, std::string_view configuration, std::strin
 void AddRunCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* run = app.add_subcommand(
-      "run", "Submit a task that runs a command: fleetwatch run [options] -- command args...");
+      "run",
+      "Submit a task that runs a command and stream its output until it ends (-d: return at "
+      "once): fleetwatch run [options] -- command args...");
   run->add_option("--name", args->run.name, "Run name (default: the server picks one)");
   run->add_option("--gpu", args->run.gpu, "GPUs: N, NAME, NAME:N or NAME:MEMORY:N");
   run->add_option("--cpu", args->run.cpu, "CPUs");
