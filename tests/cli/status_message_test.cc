@@ -27,53 +27,53 @@ TEST(StatusMessage, TheServersMessageIsShownAsSent) {
       "status_message": "terminated (max duration 20s)"
   })j")),
             "terminated (max duration 20s)");
-  }
+}
 
-  TEST(StatusMessage, OlderServersGetTheSameShapeComposed) {
-    // A failed job's exit code.
-    EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "failed",
+TEST(StatusMessage, OlderServersGetTheSameShapeComposed) {
+  // A failed job's exit code.
+  EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "failed",
       "termination_reason": "container_exited_with_error", "exit_code": 3})j")),
-              "failed (exit 3)");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "job_failed",
+            "failed (exit 3)");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "job_failed",
       "status_message": null, "jobs": [{"status": "failed",
       "termination_reason": "container_exited_with_error", "exit_code": 3}]})j")),
-              "failed (exit 3)");
-    // No capacity.
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "job_failed",
+            "failed (exit 3)");
+  // No capacity.
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "job_failed",
       "jobs": [{"status": "failed", "exit_code": null,
       "termination_reason": "failed_to_start_due_to_no_capacity"}]})j")),
-              "failed (no capacity)");
-    // Limits and users.
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
+            "failed (no capacity)");
+  // Limits and users.
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
       "termination_reason": "stopped_by_user", "jobs": [{"status": "terminated",
       "termination_reason": "max_duration_exceeded"}]})j")),
-              "terminated (max duration)");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
+            "terminated (max duration)");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
       "termination_reason": "stopped_by_user", "jobs": []})j")),
-              "terminated (stopped by user)");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
+            "terminated (stopped by user)");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "terminated",
       "termination_reason": "aborted_by_user"})j")),
-              "terminated (aborted by user)");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "server_error",
+            "terminated (aborted by user)");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "failed", "termination_reason": "server_error",
       "jobs": [{"status": "terminated", "termination_reason": "terminated_by_server"}]})j")),
-              "failed (server error)");
-    EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "terminated",
+            "failed (server error)");
+  EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "terminated",
       "termination_reason": "terminated_by_server"})j")),
-              "terminated (terminated by server)");
-    // Nothing more to say.
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "done", "termination_reason": "all_jobs_done",
+            "terminated (terminated by server)");
+  // Nothing more to say.
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "done", "termination_reason": "all_jobs_done",
       "jobs": [{"status": "done", "termination_reason": "done_by_runner", "exit_code": 0}]})j")),
-              "done");
-    EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "done", "termination_reason": "done_by_runner",
+            "done");
+  EXPECT_EQ(JobStatusMessage(Json(R"j({"status": "done", "termination_reason": "done_by_runner",
       "exit_code": 0})j")),
-              "done");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "running", "termination_reason": null})j")),
-              "running");
-    EXPECT_EQ(RunStatusMessage(Json(R"j({"status_message": ""})j")), "?");
-  }
+            "done");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status": "running", "termination_reason": null})j")),
+            "running");
+  EXPECT_EQ(RunStatusMessage(Json(R"j({"status_message": ""})j")), "?");
+}
 
-  TEST(StatusMessage, TablesCutLongMessagesWithAnEllipsis) {
-    const TimeMicros now = *ParseTimestamp("2026-11-30T12:00:00Z");
+TEST(StatusMessage, TablesCutLongMessagesWithAnEllipsis) {
+  const TimeMicros now = *ParseTimestamp("2026-11-30T12:00:00Z");
   boost::json::array runs = Json(R"j([
     {"run_name": "bananas", "user_name": "alice", "run_type": "task", "status": "failed",
      "status_message": "failed (no capacity: no instance of project ml has a GPU named banana)",
@@ -86,7 +86,7 @@ TEST(StatusMessage, TheServersMessageIsShownAsSent) {
      "jobs": [{"status": "failed", "termination_reason": "container_exited_with_error",
                "exit_code": 3, "instance_name": "local"}]}
   ])j")
-                                 .as_array();
+                                .as_array();
   EXPECT_EQ(RenderTable(RunsTable(runs, now), 200),
             "RUN      USER   TYPE  STATUS                                    INSTANCE  GPU     "
             "SUBMITTED  DURATION\n"
@@ -99,7 +99,7 @@ TEST(StatusMessage, TheServersMessageIsShownAsSent) {
   EXPECT_NE(whole.find("failed (no capacity: no instance of project ml has a GPU named banana)  "),
             std::string::npos)
       << whole;
-  }
+}
 
-  }  // namespace
-  }  // namespace fleetwatch::cli
+}  // namespace
+}  // namespace fleetwatch::cli
