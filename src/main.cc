@@ -4,10 +4,9 @@
 
 #include <CLI/CLI.hpp>
 
-#include <iostream>
-
 #include "agent/agent_command.h"
 #include "api/server_command.h"
+#include "cli/command_line.h"
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -17,18 +16,9 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   CLI::App app{"fleetwatch: GPU fleets, runs and jobs, measured and exported to Prometheus",
                "fleetwatch"};
-  app.require_subcommand(1);
   app.set_version_flag("--version", "fleetwatch 0.1.0");
   fleetwatch::api::AddServerCommand(app, exit_code);
   fleetwatch::agent::AddAgentCommand(app, exit_code);
   fleetwatch::cli::AddClientCommands(app, exit_code);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    // --help and --version are "errors" that exit 0; real ones get the one-line form.
-    if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-  return exit_code;
+  return fleetwatch::cli::RunCommandLine(app, exit_code, argc, argv);
 }

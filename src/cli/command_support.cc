@@ -27,21 +27,38 @@ Result<ApiClient> Connect(const ClientFlags& flags) {
 }
 
 void OnRun(CLI::App& command, int& exit_code, std::function<Status()> body) {
+  OnRunWithExitCode(command, exit_code, [body = std::move(body)]() -> Result<int> {
+    FW_RETURN_IF_ERROR(body());
+    return 0;
+  });
+}
+
+void OnRunWithExitCode(CLI::App& command, int& exit_code, std::function<Result<int>()> body) {
   command.callback([&exit_code, body = std::move(body)] {
-    Status status;
+    Result<int> code = Internal("no result");
     try {
-      status = body();
+      code = body();
     } catch (const std::exception& e) {
-      status = Internal(std::string("unexpected failure: ") + e.what());
+      code = Internal(std::string("unexpected failure: ") + e.what());
     }
     std::cout.flush();
-    if (status.ok()) {
-      exit_code = 0;
+    if (code.ok()) {
+      exit_code = *code;
       return;
     }
-    std::cerr << "error: " << SanitizeForTerminal(status.message()) << std::endl;
+    std::cerr << "error: " << SanitizeForTerminal(code.status().message()) << std::endl;
     exit_code = 1;
   });
+}
+
+void AddRepeatableOption(CLI::App& command, const std::string& names,
+                         std::vector<std::string>& values, const std::string& description) {
+  // A vector option would otherwise take every following word that is not an option, and end
+  // such a list by consuming `--`, so that the words after it were read as options.
+  command.add_option(names, values, description)
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 void AddYesFlag(CLI::App& command, bool& yes) {

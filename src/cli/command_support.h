@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cli/api_client.h"
 #include "cli/table.h"
@@ -36,6 +37,16 @@ Result<ApiClient> Connect(const ClientFlags& flags);
 // prints the single line "error: <message>" (made terminal-safe) to stderr and sets 1. An escaping
 // exception is reported the same way. `exit_code` must outlive `command`.
 void OnRun(CLI::App& command, int& exit_code, std::function<Status()> body);
+
+// OnRun for a body that picks the exit code itself (`run` returns its run's): `exit_code` becomes
+// the body's value when it succeeds, else an error is reported as OnRun does.
+void OnRunWithExitCode(CLI::App& command, int& exit_code, std::function<Result<int>()> body);
+
+// Adds an option that takes one value each time it is given and collects them in `values`, in
+// order: `--env A=1 --env B=2`. One value per occurrence, so that it never swallows a following
+// `--` or the words after it (`run --env K=V -- cmd -x`). `values` must outlive `command`.
+void AddRepeatableOption(CLI::App& command, const std::string& names,
+                         std::vector<std::string>& values, const std::string& description);
 
 // Adds -y/--yes to `command`.
 void AddYesFlag(CLI::App& command, bool& yes);

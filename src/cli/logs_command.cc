@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include "cli/api_error.h"
 #include "cli/command_groups.h"
 #include "cli/command_support.h"
+#include "cli/terminal_text.h"
 #include "http/client.h"
 #include "model/status.h"
 
@@ -68,11 +70,27 @@ void ExitOnInterrupt(int /*signal*/) { ::_exit(0); }
 
 Status ShowLogs(const LogsArgs& args) {
   FW_ASSIGN_OR_RETURN(ApiClient api, Connect(args.flags));
+  struct sigaction previous {};
+  if (args.follow) {
+    struct sigaction on_interrupt {};
+    on_interrupt.sa_handler = ExitOnInterrupt;
+    sigemptyset(&on_interrupt.sa_mask);
+    ::sigaction(SIGINT, &on_interrupt, &previous);
+  }
+  Status status = StreamJobLogToStdout(api, args.run, args.job, args.replica, args.follow);
+  if (args.follow) ::sigaction(SIGINT, &previous, nullptr);
+  return status;
+}
+
+}  // namespace
+
+Status StreamJobLogToStdout(ApiClient& api, std::string_view run, int job_num, int replica_num,
+                            bool follow) {
   FW_ASSIGN_OR_RETURN(http::Client client,
                       http::Client::Create(api.settings().url, HttpClientOptions(api.settings())));
-  const std::string path = api.ProjectPath("/runs/" + PathSegment(args.run) +
-                                           "/logs?job_num=" + std::to_string(args.job) +
-                                           "&replica_num=" + std::to_string(args.replica));
+  const std::string path =
+      api.ProjectPath("/runs/" + PathSegment(run) + "/logs?job_num=" + std::to_string(job_num) +
+                      "&replica_num=" + std::to_string(replica_num));
   const std::vector<std::pair<std::string, std::string>> headers = {
       {"Authorization", "Bearer " + api.settings().token},
       {"Accept", "text/plain"},
@@ -92,20 +110,21 @@ Status ShowLogs(const LogsArgs& args) {
     std::this_thread::sleep_for(interval);
     return true;
   };
-
-  struct sigaction previous {};
-  if (args.follow) {
-    struct sigaction on_interrupt {};
-    on_interrupt.sa_handler = ExitOnInterrupt;
-    sigemptyset(&on_interrupt.sa_mask);
-    ::sigaction(SIGINT, &on_interrupt, &previous);
+  // Only a person watching is told why nothing shows yet; a pipe or file gets the log alone.
+  LogWaiting waiting;
+  if (isatty(STDERR_FILENO) == 1) {
+    waiting = [run = std::string(run), job_num](std::string_view status) {
+      std::cerr << SanitizeForTerminal("Waiting for job " + std::to_string(job_num) + " of run " +
+                                       run + " to start (" + std::string(status) + ")...")
+                << std::endl;
+    };
   }
-  Status status = StreamLog(fetch, WriteToStdout, sleep, {.follow = args.follow});
-  if (args.follow) ::sigaction(SIGINT, &previous, nullptr);
-  return status;
+  return StreamLog(fetch, WriteToStdout, sleep, {.follow = follow, .on_waiting = waiting});
 }
 
-}  // namespace
+bool IsWaitingJobStatus(std::string_view status) {
+  return status == "submitted" || status == "provisioning" || status == "pulling";
+}
 
 bool IsFinishedJobStatus(std::string_view status) {
   const std::optional<model::JobStatus> parsed = model::Parse<model::JobStatus>(status);
@@ -137,6 +156,7 @@ Result<LogReply> LogReplyFromResponse(const http::Response& response) {
 Status StreamLog(const LogFetch& fetch, const LogWrite& write, const LogSleep& sleep,
                  const LogStreamOptions& options) {
   uint64_t offset = 0;
+  bool told_waiting = false;
   while (true) {
     FW_ASSIGN_OR_RETURN(LogReply reply, fetch(offset));
     if (!reply.bytes.empty()) {
@@ -148,6 +168,12 @@ Status StreamLog(const LogFetch& fetch, const LogWrite& write, const LogSleep& s
     // An empty reply counts as caught up whatever X-Log-Size says: asking again at once could
     // spin forever on a server that has nothing more to give.
     if (!reply.bytes.empty() && offset < log_size) continue;
+    if (offset == 0 && reply.job_status.has_value() && IsWaitingJobStatus(*reply.job_status)) {
+      if (!told_waiting && options.on_waiting) options.on_waiting(*reply.job_status);
+      told_waiting = true;
+      if (!sleep(options.poll_interval)) return Status::Ok();
+      continue;
+    }
     if (!options.follow) return Status::Ok();
     if (!reply.job_status.has_value() || IsFinishedJobStatus(*reply.job_status)) {
       return Status::Ok();
@@ -158,7 +184,8 @@ Status StreamLog(const LogFetch& fetch, const LogWrite& write, const LogSleep& s
 
 void AddLogsCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<LogsArgs>();
-  CLI::App* logs = app.add_subcommand("logs", "Print a job's output (-f: follow until it ends)");
+  CLI::App* logs = app.add_subcommand(
+      "logs", "Print a job's output, once it has started (-f: follow until it ends)");
   logs->add_option("run", args->run, "Run name")->required();
   logs->add_option("--job", args->job, "Job number (default 0)")->check(CLI::NonNegativeNumber);
   logs->add_option("--replica", args->replica, "Replica number (default 0)")

@@ -1,5 +1,6 @@
 // `fleetwatch metrics RUN [-w] [--replica N] [--job N] [--json]`: sparklines of a run's jobs'
-// CPU, memory and GPU use over the last hour (see metrics_view.h for the tables).
+// CPU, memory and GPU use over the last hour (see metrics_view.h for the tables); -w redraws them
+// under a line naming the run and the span shown, until the run ends.
 #include <signal.h>
 #include <unistd.h>
 
@@ -21,9 +22,11 @@
 #include "cli/command_support.h"
 #include "cli/json_fields.h"
 #include "cli/metrics_view.h"
+#include "cli/status_message.h"
 #include "cli/terminal_text.h"
 #include "http/message.h"
 #include "model/json_text.h"
+#include "model/status.h"
 #include "util/clock.h"
 #include "util/time_format.h"
 
@@ -75,10 +78,14 @@ Status WriteToStdout(std::string_view bytes) {
 // Ctrl-C is the normal way to end -w: exit 0 at once, even in the middle of a request.
 void ExitOnInterrupt(int /*signal*/) { ::_exit(0); }
 
-// The run's jobs that the flags select, each with its metrics of the last hour before `now`.
+// The run's jobs that the flags select, each with its metrics of the last hour before `now`;
+// `ended` becomes the run's status message when it has finished, else "".
 Result<std::vector<JobMetrics>> FetchMetrics(ApiClient& api, const MetricsArgs& args,
-                                             TimeMicros now) {
+                                             TimeMicros now, std::string& ended) {
   FW_ASSIGN_OR_RETURN(json::value run, api.Get(api.ProjectPath("/runs/" + PathSegment(args.run))));
+  const std::optional<model::RunStatus> run_status =
+      model::Parse<model::RunStatus>(StringField(run, "status"));
+  ended = run_status && model::IsFinished(*run_status) ? RunStatusMessage(run) : "";
   std::vector<JobMetrics> jobs;
   for (const boost::json::value& job : ArrayField(run, "jobs")) {
     const std::optional<int64_t> job_num = IntField(job, "job_num");
@@ -91,7 +98,7 @@ Result<std::vector<JobMetrics>> FetchMetrics(ApiClient& api, const MetricsArgs& 
       return j.job_num == *job_num && j.replica_num == *replica_num;
     });
     JobMetrics entry{StringField(run, "run_name", args.run), *job_num, *replica_num,
-                     StringField(job, "status", "?"), nullptr};
+                     JobStatusMessage(job), nullptr};
     if (same != jobs.end()) {
       *same = std::move(entry);
     } else {
@@ -118,19 +125,23 @@ Result<std::vector<JobMetrics>> FetchMetrics(ApiClient& api, const MetricsArgs& 
   return jobs;
 }
 
-// One frame: the tables, or with --json the document on one line.
-Result<std::string> Frame(ApiClient& api, const MetricsArgs& args) {
+// One frame: the tables (with -w under WatchHeader's line), or with --json the document on one
+// line. `ended` as in FetchMetrics.
+Result<std::string> Frame(ApiClient& api, const MetricsArgs& args, std::string& ended) {
   const TimeMicros now = SystemClock::Get().Now();
-  FW_ASSIGN_OR_RETURN(std::vector<JobMetrics> jobs, FetchMetrics(api, args, now));
+  FW_ASSIGN_OR_RETURN(std::vector<JobMetrics> jobs, FetchMetrics(api, args, now, ended));
   // Re-serialized rather than echoed: well-formed JSON, control characters escaped.
   if (args.json) return model::SerializeJson(MetricsJson(jobs)) + "\n";
-  return RenderMetrics(jobs, now, OutputWidth());
+  const size_t width = OutputWidth();
+  std::string header = args.watch ? WatchHeader(args.run, now, ended, width) + "\n\n" : "";
+  return header + RenderMetrics(jobs, now, width);
 }
 
 Status ShowMetrics(const MetricsArgs& args) {
   FW_ASSIGN_OR_RETURN(ApiClient api, Connect(args.flags));
+  std::string ended;
   if (!args.watch) {
-    FW_ASSIGN_OR_RETURN(std::string frame, Frame(api, args));
+    FW_ASSIGN_OR_RETURN(std::string frame, Frame(api, args, ended));
     return WriteToStdout(frame);
   }
   struct sigaction on_interrupt {};
@@ -143,7 +154,7 @@ Status ShowMetrics(const MetricsArgs& args) {
   const bool clear = !args.json && isatty(STDOUT_FILENO) == 1;
   Status status = Status::Ok();
   for (bool first = true;; first = false) {
-    Result<std::string> frame = Frame(api, args);
+    Result<std::string> frame = Frame(api, args, ended);
     if (!frame.ok()) {
       status = frame.status();
       break;
@@ -151,7 +162,9 @@ Status ShowMetrics(const MetricsArgs& args) {
     std::string text =
         clear ? std::string(kClearScreen) + *frame : (first || args.json ? "" : "\n") + *frame;
     status = WriteToStdout(text);
-    if (!status.ok()) break;
+    // A run that has ended gets no new points: the frame just drawn, with the run's final
+    // status, is the last one.
+    if (!status.ok() || !ended.empty()) break;
     std::this_thread::sleep_for(kRedrawInterval);
   }
   ::sigaction(SIGINT, &previous, nullptr);
@@ -168,7 +181,8 @@ void AddMetricsCommand(CLI::App& app, int& exit_code) {
   metrics->add_option("--job", args->job, "Only this job number")->check(CLI::NonNegativeNumber);
   metrics->add_option("--replica", args->replica, "Only this replica number")
       ->check(CLI::NonNegativeNumber);
-  metrics->add_flag("-w,--watch", args->watch, "Redraw every 10 seconds (Ctrl-C stops)");
+  metrics->add_flag("-w,--watch", args->watch,
+                    "Redraw every 10 seconds until the run ends (Ctrl-C stops)");
   metrics->add_flag("--json", args->json,
                     "Print {\"jobs\": [{\"job_num\", \"replica_num\", \"metrics\"}]} as JSON");
   AddClientFlags(*metrics, args->flags);

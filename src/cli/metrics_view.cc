@@ -254,4 +254,14 @@ json::value MetricsJson(const std::vector<JobMetrics>& jobs) {
   return json::object{{"jobs", std::move(items)}};
 }
 
+std::string WatchHeader(const std::string& run_name, TimeMicros now, const std::string& ended,
+                        size_t width) {
+  // "2026-11-30T12:00:00Z" → "12:00:00".
+  auto clock = [](TimeMicros t) { return FormatTimestampSeconds(t).substr(11, 8); };
+  std::string line =
+      run_name + ": the last hour, " + clock(now - kMetricsWindow) + "–" + clock(now) + " UTC " +
+      (ended.empty() ? "(redrawn every 10s; Ctrl-C stops)" : "(the run ended: " + ended + ")");
+  return TruncateToWidth(SanitizeForTerminal(line), width);
+}
+
 }  // namespace fleetwatch::cli

@@ -53,6 +53,13 @@ std::string RenderJobMetrics(const JobMetrics& job, TimeMicros now, size_t width
 // RenderJobMetrics for every job, separated by blank lines.
 std::string RenderMetrics(const std::vector<JobMetrics>& jobs, TimeMicros now, size_t width);
 
+// The line above each frame of `metrics -w`: the run and the time span the tables cover,
+// "RUN: the last hour, HH:MM:SS–HH:MM:SS UTC (redrawn every 10s; Ctrl-C stops)", or, once the run
+// has ended (`ended` is its status message, e.g. "done", "failed (exit 3)"), "... UTC (the run
+// ended: ENDED)". Terminal-safe, cut to `width` columns with "…".
+std::string WatchHeader(const std::string& run_name, TimeMicros now, const std::string& ended,
+                        size_t width);
+
 // The --json document: {"jobs": [{"job_num", "replica_num", "metrics": [...]}]}, each "metrics"
 // the reply's array as received (an empty array when the reply has none).
 boost::json::value MetricsJson(const std::vector<JobMetrics>& jobs);

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <iostream>
 #include <memory>
+#include <string>
 
 #include "cli/command_groups.h"
 #include "cli/command_support.h"
@@ -18,6 +19,7 @@ struct PsArgs {
   ClientFlags flags;
   bool all = false;
   bool json = false;
+  bool verbose = false;
 };
 
 Status ListRuns(const PsArgs& args) {
@@ -32,7 +34,13 @@ Status ListRuns(const PsArgs& args) {
     std::cout << model::SerializeJson(boost::json::object{{"items", *items}}) << "\n";
     return Status::Ok();
   }
-  PrintTable(RunsTable(*items, SystemClock::Get().Now()));
+  if (args.verbose) {
+    // Whole messages, however wide the table gets.
+    std::cout << RenderTable(RunsTable(*items, SystemClock::Get().Now(), std::string::npos),
+                             std::string::npos);
+  } else {
+    PrintTable(RunsTable(*items, SystemClock::Get().Now()));
+  }
   return Status::Ok();
 }
 
@@ -43,6 +51,8 @@ void AddPsCommand(CLI::App& app, int& exit_code) {
   CLI::App* ps =
       app.add_subcommand("ps", "List runs that have not finished (-a: all, newest first)");
   ps->add_flag("-a,--all", args->all, "Include finished runs (the newest 100)");
+  ps->add_flag("-v,--verbose", args->verbose,
+               "Show status messages whole (not cut to fit the terminal)");
   ps->add_flag("--json", args->json, "Print the server's {\"items\": [...]} as JSON");
   AddClientFlags(*ps, args->flags);
   OnRun(*ps, exit_code, [args] { return ListRuns(*args); });

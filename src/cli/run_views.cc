@@ -4,6 +4,7 @@
 
 #include "cli/display_format.h"
 #include "cli/json_fields.h"
+#include "cli/terminal_text.h"
 #include "model/status.h"
 #include "util/time_format.h"
 
@@ -55,7 +56,10 @@ std::string FormatGpuRequest(const boost::json::value* gpu) {
   return OrDash(text);
 }
 
-Table RunsTable(const boost::json::array& runs, TimeMicros now) {
+Table RunsTable(const boost::json::array& runs, TimeMicros now, size_t status_width) {
+  auto cell = [status_width](const std::string& message) {
+    return TruncateToWidth(SanitizeForTerminal(message), status_width);
+  };
   Table table;
   table.headers = {"run", "user", "type", "status", "instance", "gpu", "submitted", "duration"};
   for (const boost::json::value& run : runs) {
@@ -75,7 +79,7 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now) {
         StringField(run, "run_name"),
         StringField(run, "user_name"),
         OrDash(type),
-        OrDash(status),
+        cell(RunStatusMessage(run)),
         instance,
         FormatGpuRequest(resources != nullptr ? Field(*resources, "gpu") : nullptr),
         FormatAge(StringField(run, "submitted_at"), now),
@@ -91,7 +95,7 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now) {
               " replica=" + (replica_num ? std::to_string(*replica_num) : "?"),
           "",
           "",
-          OrDash(job_status),
+          cell(JobStatusMessage(job)),
           OrDash(StringField(job, "instance_name")),
           "",
           FormatAge(StringField(job, "submitted_at"), now),

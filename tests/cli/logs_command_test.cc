@@ -40,12 +40,15 @@ class FakeLog {
           sleeps.push_back(interval);
           return sleeps.size() <= sleeps_before_interrupt;
         },
-        {.follow = follow, .poll_interval = 1000ms});
+        {.follow = follow, .poll_interval = 1000ms, .on_waiting = [this](std::string_view status) {
+           waiting.emplace_back(status);
+         }});
   }
 
   std::vector<uint64_t> offsets;
   std::vector<std::chrono::milliseconds> sleeps;
   std::string output;
+  std::vector<std::string> waiting;  // the statuses on_waiting was told
   size_t sleeps_before_interrupt = 1000;
   bool fail_writes = false;
 
@@ -77,11 +80,40 @@ TEST(StreamLog, WithoutFollowStopsAtAnEmptyReplyEvenBelowTheLogSize) {
   EXPECT_THAT(log.offsets, ElementsAre(0u, 3u));
 }
 
-TEST(StreamLog, WithoutFollowAnEmptyLogPrintsNothing) {
-  FakeLog log({Reply("", 0, "submitted")});
+TEST(StreamLog, WithoutFollowAnEmptyLogOfARunningJobPrintsNothing) {
+  FakeLog log({Reply("", 0, "running")});
   ASSERT_TRUE(log.Stream(false).ok());
   EXPECT_EQ(log.output, "");
   EXPECT_THAT(log.offsets, ElementsAre(0u));
+  EXPECT_TRUE(log.sleeps.empty());
+}
+
+TEST(StreamLog, AJobThatHasNotStartedIsWaitedForWithOrWithoutFollow) {
+  for (bool follow : {false, true}) {
+    FakeLog log({Reply("", 0, "submitted"), Reply("", 0, "provisioning"), Reply("", 0, "pulling"),
+                 Reply("hi\n", 3, "running"), Reply("", 3, "done")});
+    ASSERT_TRUE(log.Stream(follow).ok()) << follow;
+    EXPECT_EQ(log.output, "hi\n") << follow;
+    EXPECT_EQ(log.waiting, (std::vector<std::string>{"submitted"})) << follow;
+    // Without follow the log ends once the started job is caught up with.
+    EXPECT_EQ(log.offsets.size(), follow ? 5u : 4u) << follow;
+    EXPECT_EQ(log.sleeps.size(), follow ? 4u : 3u) << follow;
+  }
+}
+
+TEST(StreamLog, AJobThatEndsBeforeStartingEndsTheWait) {
+  FakeLog log({Reply("", 0, "submitted"), Reply("", 0, "terminated")});
+  ASSERT_TRUE(log.Stream(false).ok());
+  EXPECT_EQ(log.output, "");
+  EXPECT_THAT(log.offsets, ElementsAre(0u, 0u));
+  EXPECT_EQ(log.sleeps.size(), 1u);
+}
+
+TEST(StreamLog, AnInterruptedWaitEndsTheLoop) {
+  FakeLog log({Reply("", 0, "submitted"), Reply("", 0, "submitted")});
+  log.sleeps_before_interrupt = 1;
+  ASSERT_TRUE(log.Stream(false).ok());
+  EXPECT_EQ(log.sleeps.size(), 2u);
 }
 
 TEST(StreamLog, MissingHeadersMeanTheBodyIsEverythingAndTheJobIsFinished) {

@@ -264,5 +264,16 @@ TEST(MetricsJson, JobsCarryTheRepliesMetricsAsReceived) {
   EXPECT_EQ(jobs[0].as_object().size(), 3u);
 }
 
+TEST(MetricsWatchHeader, NamesTheRunAndTheSpanShown) {
+  const TimeMicros now = *ParseTimestamp("2026-11-30T12:00:05Z");
+  EXPECT_EQ(WatchHeader("spin", now, "", 200),
+            "spin: the last hour, 11:00:05–12:00:05 UTC (redrawn every 10s; Ctrl-C stops)");
+  EXPECT_EQ(WatchHeader("spin", now, "failed (exit 3)", 200),
+            "spin: the last hour, 11:00:05–12:00:05 UTC (the run ended: failed (exit 3))");
+  EXPECT_EQ(WatchHeader("spin", now, "", 30), "spin: the last hour, 11:00:05…");
+  EXPECT_EQ(WatchHeader("a\x1b[2Jb", now, "done", 200),
+            "a?[2Jb: the last hour, 11:00:05–12:00:05 UTC (the run ended: done)");
+}
+
 }  // namespace
 }  // namespace fleetwatch::cli

@@ -157,7 +157,7 @@ TEST_F(CliMetricsTest, UnknownRunOrJobIsOneErrorLineAndExitOne) {
 
   // A run that exists (it waits: there is no fleet) but not the job asked for.
   ProcessResult submitted =
-      Cli({"apply", "-f", "-"}, "type: task\nname: idle\ncommands: [\"true\"]\n");
+      Cli({"apply", "-d", "-f", "-"}, "type: task\nname: idle\ncommands: [\"true\"]\n");
   ASSERT_EQ(submitted.exit_code, 0) << Describe(submitted);
   std::string no_job = ExpectOneErrorLine(Cli({"metrics", "idle", "--job", "3"}));
   EXPECT_NE(no_job.find("idle"), std::string::npos) << no_job;
@@ -167,7 +167,7 @@ TEST_F(CliMetricsTest, UnknownRunOrJobIsOneErrorLineAndExitOne) {
 TEST_F(CliMetricsTest, AJobWithoutPointsShowsNoData) {
   StartServer({"--no-local-fleet"});
   ProcessResult submitted =
-      Cli({"apply", "-f", "-"}, "type: task\nname: idle\ncommands: [\"true\"]\n");
+      Cli({"apply", "-d", "-f", "-"}, "type: task\nname: idle\ncommands: [\"true\"]\n");
   ASSERT_EQ(submitted.exit_code, 0) << Describe(submitted);
 
   ProcessResult table = Cli({"metrics", "idle"});
@@ -227,7 +227,7 @@ TEST_F(CliMetricsTest, WatchDrawsTheCpuRowInARealTerminalAndCtrlCExitsZero) {
   StartServer({}, {{"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
                    {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
                    {"FLEETWATCH_STOP_GRACE_SECONDS", "2"}});
-  ProcessResult submitted = Cli({"apply", "-f", "-"}, kSpinYaml);
+  ProcessResult submitted = Cli({"apply", "-d", "-f", "-"}, kSpinYaml);
   ASSERT_EQ(submitted.exit_code, 0) << Describe(submitted);
 
   // Wait until the server has samples (two points make one), so that the first frame has data.
@@ -271,15 +271,19 @@ TEST_F(CliMetricsTest, WatchDrawsTheCpuRowInARealTerminalAndCtrlCExitsZero) {
     if (!drawn) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   ASSERT_TRUE(drawn) << "screen:\n" << screen << "\nserver:\n" << server_->Output();
-  // The frame starts at the top of a cleared screen, and nothing wrapped: the title, the header
-  // and the cpu row are whole lines of the 80-column pane.
+  // The frame starts at the top of a cleared screen, and nothing wrapped: the line naming the run
+  // and the span shown, the title, the header and the cpu row are whole lines of the 80-column
+  // pane.
   const std::vector<std::string> lines = Lines(screen);
-  ASSERT_GE(lines.size(), 3u) << screen;
-  EXPECT_EQ(lines[0].rfind("spin job=0 replica=0 (", 0), 0u) << screen;
-  EXPECT_NE(lines[1].find("UTILIZATION"), std::string::npos) << screen;
-  EXPECT_NE(lines[1].find("MEMORY"), std::string::npos) << screen;
-  EXPECT_EQ(lines[2].rfind("cpu ", 0), 0u) << screen;
-  EXPECT_NE(lines[2].find("B/"), std::string::npos) << "memory used/total\n" << screen;
+  ASSERT_GE(lines.size(), 5u) << screen;
+  EXPECT_EQ(lines[0].rfind("spin: the last hour, ", 0), 0u) << screen;
+  EXPECT_NE(lines[0].find(" UTC (redrawn every 10s; Ctrl-C stops)"), std::string::npos) << screen;
+  EXPECT_EQ(lines[1], "") << screen;
+  EXPECT_EQ(lines[2].rfind("spin job=0 replica=0 (", 0), 0u) << screen;
+  EXPECT_NE(lines[3].find("UTILIZATION"), std::string::npos) << screen;
+  EXPECT_NE(lines[3].find("MEMORY"), std::string::npos) << screen;
+  EXPECT_EQ(lines[4].rfind("cpu ", 0), 0u) << screen;
+  EXPECT_NE(lines[4].find("B/"), std::string::npos) << "memory used/total\n" << screen;
 
   ProcessResult sent = tmux.Run({"send-keys", "-t", "metrics", "C-c"});
   ASSERT_EQ(sent.exit_code, 0) << Describe(sent);

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -225,6 +226,7 @@ TEST_F(CliTest, ConfigWritesAPrivateFileAndShowsTheTokenMasked) {
   EXPECT_EQ(shown.find(kAdminToken), std::string::npos) << shown;
 
   // A later call merges: only the project changes.
+  Ok({"project", "create", "other"});
   Ok({"config", "--project", "other"});
   shown = Ok({"config"});
   EXPECT_NE(shown.find("other"), std::string::npos) << shown;
@@ -236,8 +238,9 @@ TEST_F(CliTest, ConfigWritesAPrivateFileAndShowsTheTokenMasked) {
 }
 
 TEST_F(CliTest, ProjectsUsersFleetsAndRunsEndToEnd) {
-  ConfigureAsAdmin("ml");
+  ConfigureAsAdmin("main");
   EXPECT_EQ(Ok({"project", "create", "ml"}), "Created project ml\n");
+  Ok({"config", "--project", "ml"});  // checked: it exists now
 
   std::string created = Ok({"user", "create", "alice"});
   size_t token_at = created.find("Token: ");
@@ -269,13 +272,15 @@ TEST_F(CliTest, ProjectsUsersFleetsAndRunsEndToEnd) {
 
   // Runs: one from a file, one from flags (as alice, by flag over the config file), one from stdin.
   WriteFile(home_.path() / "run.yml", kRunYaml);
-  EXPECT_EQ(Ok({"apply", "-f", (home_.path() / "run.yml").string()}),
+  // -d: return once submitted (cli_attach_test.cc covers following a run).
+  EXPECT_EQ(Ok({"apply", "-d", "-f", (home_.path() / "run.yml").string()}),
             "Submitted run train (status submitted)\n");
-  EXPECT_EQ(Ok({"run", "--token", alice_token, "--name", "x", "--env", "GREETING=hi there", "--",
-                "echo", "hi"}),
+  EXPECT_EQ(Ok({"run", "--token", alice_token, "--name", "x", "--env", "GREETING=hi there", "-d",
+                "--", "echo", "hi", "-x", "--help"}),
             "Submitted run x (status submitted)\n");
-  EXPECT_EQ(Ok({"apply", "-f", "-"}, {}, "type: task\nname: piped\ncommands: [\"true\"]\n"),
-            "Submitted run piped (status submitted)\n");
+  EXPECT_EQ(
+      Ok({"apply", "-f", "-", "--detach"}, {}, "type: task\nname: piped\ncommands: [\"true\"]\n"),
+      "Submitted run piped (status submitted)\n");
 
   std::string ps = Ok({"ps"});
   EXPECT_EQ(CountLinesWith(ps, {"RUN", "USER", "TYPE", "STATUS", "GPU", "SUBMITTED"}), 1) << ps;
@@ -285,7 +290,8 @@ TEST_F(CliTest, ProjectsUsersFleetsAndRunsEndToEnd) {
   std::map<std::string, json::value> runs = AllRuns();
   ASSERT_TRUE(runs.contains("x"));
   EXPECT_EQ(runs["x"].at("user_name").as_string(), "alice");
-  EXPECT_EQ(runs["x"].at("configuration").at("commands").at(0).as_string(), "echo hi");
+  EXPECT_EQ(runs["x"].at("configuration").at("commands").at(0).as_string(), "echo hi -x --help");
+  EXPECT_EQ(runs["x"].at("configuration").at("env").at("GREETING").as_string(), "hi there");
 
   // Without -y and without a terminal to ask on, nothing changes.
   std::string unconfirmed = ExpectOneErrorLine(Cli({"stop", "train"}, {}, "y\n"));
@@ -321,11 +327,12 @@ TEST_F(CliTest, ErrorsAreOneLineAndExitOne) {
             "the server rejected the token (run fleetwatch config --token ...)");
 
   // The server validates run options; its message names the key.
-  std::string bad_cpu = ExpectOneErrorLine(Cli({"run", "--cpu", "lots", "--", "true"}));
+  std::string bad_cpu = ExpectOneErrorLine(Cli({"run", "-d", "--cpu", "lots", "--", "true"}));
   EXPECT_NE(bad_cpu.find("cpu"), std::string::npos) << bad_cpu;
 
   ExpectOneErrorLine(Cli({"run", "--name", "nothing"}));  // no command after --
   ExpectOneErrorLine(Cli({"run", "--env", "NOEQUALS", "--", "true"}));
+  ExpectOneErrorLine(Cli({"run", "--env", "--", "true"}));  // --env without its value
   ExpectOneErrorLine(Cli({"apply", "-f", (home_.path() / "missing.yml").string()}));
   ExpectOneErrorLine(Cli({"project", "add-member", "main", "admin", "--role", "owner"}));
   ExpectOneErrorLine(Cli({"project", "create", "main"}));  // already exists
@@ -341,6 +348,27 @@ TEST(CliWithoutServer, HelpWorksForEveryCommand) {
                               << Describe(r);
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << Describe(r);
   }
+}
+
+TEST(CliWithoutServer, NoArgumentsPrintTheHelp) {
+  TempDir home;
+  ProcessResult r = Fleetwatch(home.str(), {});
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.err, "");
+  for (const char* text : {"Usage", "run", "ps", "logs", "fleet"}) {
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << Describe(r);
+  }
+}
+
+TEST(CliWithoutServer, AnUnknownCommandIsNamedWithTheClosestOne) {
+  TempDir home;
+  EXPECT_EQ(ExpectOneErrorLine(Fleetwatch(home.str(), {"fleets"})),
+            "unknown command `fleets`; did you mean `fleet`?");
+  EXPECT_EQ(ExpectOneErrorLine(Fleetwatch(home.str(), {"fleet", "lsit"})),
+            "unknown command `fleet lsit`; did you mean `fleet list`?");
+  const std::string far = ExpectOneErrorLine(Fleetwatch(home.str(), {"foo", "bar"}));
+  EXPECT_EQ(far.rfind("unknown command `foo`; the commands are: ", 0), 0u) << far;
+  EXPECT_NE(far.find("fleet"), std::string::npos) << far;
 }
 
 TEST(CliWithoutServer, UnconfiguredClientSaysToRunConfig) {
@@ -401,6 +429,80 @@ TEST_F(CliTest, RefreshTokenRotatesTheTokenAndRewritesTheConfigOfItsOwner) {
             "");  // her saved token stopped working
   EXPECT_EQ(Fleetwatch(alice_home.str(), {"project", "list", "--token", third}).exit_code, 0);
   EXPECT_EQ(Ok({"config"}).find(third.substr(0, 4)), std::string::npos);
+}
+
+// The first two words of every line of a table: what stays the same between two listings a
+// second apart (the relative times move on).
+std::string TableShape(const std::string& table) {
+  std::string shape;
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string first;
+    std::string second;
+    words >> first >> second;
+    shape += first + " " + second + "\n";
+  }
+  return shape;
+}
+
+TEST_F(CliTest, AGroupAloneListsLikeItsListCommand) {
+  ConfigureAsAdmin("main");
+  Ok({"user", "create", "carol"});
+  for (const char* group : {"fleet", "project", "user"}) {
+    const std::string alone = Ok({group});
+    EXPECT_NE(alone, "") << group;
+    EXPECT_EQ(TableShape(alone), TableShape(Ok({group, "list"}))) << group;
+  }
+  EXPECT_EQ(CountLinesWith(Ok({"user"}), {"carol"}), 1);
+  // Options after the group are the list's.
+  EXPECT_EQ(TableShape(Ok({"fleet", "--project", "main"})), TableShape(Ok({"fleet", "list"})));
+  ProcessResult help = Cli({"fleet", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("apply"), std::string::npos) << Describe(help);
+}
+
+TEST_F(CliTest, ConfigAsksTheServerBeforeSaving) {
+  ConfigureAsAdmin("main");
+  const std::filesystem::path file = home_.path() / ".fleetwatch" / "config.yml";
+  const std::string working = ReadFile(file);
+
+  // A wrong token never replaces the working one.
+  std::string wrong_token = ExpectOneErrorLine(Cli({"config", "--token", "wrong-token"}));
+  EXPECT_EQ(wrong_token, "the server at " + server_->url() +
+                             " rejected the token (--token); nothing saved (--no-check saves "
+                             "without asking the server)");
+  // Nor a URL nothing answers at, nor a project the server does not know.
+  const std::string closed = "http://127.0.0.1:" + std::to_string(ClosedPort());
+  std::string wrong_url = ExpectOneErrorLine(Cli({"config", "--url", closed}));
+  EXPECT_EQ(wrong_url.rfind("cannot reach the server at " + closed + ": ", 0), 0u) << wrong_url;
+  EXPECT_NE(wrong_url.find("(--url); nothing saved"), std::string::npos) << wrong_url;
+  std::string wrong_project = ExpectOneErrorLine(Cli({"config", "--project", "nope"}));
+  EXPECT_EQ(wrong_project.rfind("project nope (--project): ", 0), 0u) << wrong_project;
+  // Together: the first that is wrong is named.
+  std::string both = ExpectOneErrorLine(
+      Cli({"config", "--url", server_->url(), "--token", "wrong-token", "--project", "main"}));
+  EXPECT_NE(both.find("rejected the token (--token)"), std::string::npos) << both;
+  EXPECT_EQ(ReadFile(file), working);
+  Ok({"ps"});
+
+  // --no-check saves as given.
+  Ok({"config", "--project", "nope", "--no-check"});
+  EXPECT_NE(ReadFile(file).find("nope"), std::string::npos);
+  ExpectOneErrorLine(Cli({"ps"}));
+  Ok({"config", "--project", "main"});
+  Ok({"ps"});
+}
+
+TEST_F(CliTest, PsShowsWhyARunEnded) {
+  ConfigureAsAdmin("main");
+  Ok({"run", "-d", "--name", "banana", "--gpu", "banana", "--", "true"});
+  ASSERT_TRUE(WaitUntil([&] { return RunStatus("banana") == "failed"; }));
+  std::string ps = Ok({"ps", "-a"});
+  EXPECT_EQ(CountLinesWith(ps, {"banana", "failed (no capacity"}), 1) << ps;
+  std::string verbose = Ok({"ps", "-a", "-v"});
+  EXPECT_EQ(CountLinesWith(verbose, {"banana", "failed (no capacity"}), 1) << verbose;
+  EXPECT_EQ(verbose.find("…"), std::string::npos) << verbose;
 }
 
 TEST_F(CliTest, SetRoleAndDeleteUser) {
