@@ -165,6 +165,17 @@ TEST_F(JobsTest, ANonZeroExitFailsTheRun) {
   EXPECT_EQ(Logs("main", "broken"), "oops\n");
 }
 
+// The commands run joined with " && ", as dstack joins them: the first that fails ends the run.
+TEST_F(JobsTest, AFailingCommandEndsTheRunWithItsExitCode) {
+  StartServer();
+  Submit("main",
+         "type: task\nname: middle\ncommands:\n  - 'true'\n"
+         "  - python3 -c 'import sys; sys.exit(3)'\n  - echo never\n");
+  json::value run = WaitForStatus("main", "middle", "failed");
+  EXPECT_EQ(run.at("jobs").at(0).at("exit_code").as_int64(), 3);
+  EXPECT_EQ(Logs("main", "middle"), "");
+}
+
 TEST_F(JobsTest, StopTerminatesTheJobAndLeavesNoProcess) {
   StartServer();
   std::string pid_file = Shared("job.pid");
