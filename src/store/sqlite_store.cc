@@ -922,6 +922,14 @@ class SqliteStore final : public Store {
         if (row) return AlreadyExists("run '" + run.run_name + "' is still active");
       }
       {
+        // The name's finished runs are deleted with the new run's creation, as a resubmission
+        // does; soft-deleted, so the run counters never go down.
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE project_id = ? AND "
+                                             "run_name = ? AND deleted = 0"));
+        q.Bind(run.project_id).Bind(run.run_name);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      {
         FW_ASSIGN_OR_RETURN(
             Query q,
             Prepare("INSERT INTO runs (id, project_id, user_id, run_name, run_type, status, "

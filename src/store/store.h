@@ -122,8 +122,9 @@ class Store {
   virtual Status UpdateInstance(const model::Instance& instance) = 0;
 
   // --- runs and jobs ---
-  // Creates the run with its jobs. AlreadyExists when an unfinished, undeleted run of the project
-  // has the same name (a finished one may share it).
+  // Creates the run with its jobs, and deletes (as DeleteRun does) the project's finished runs of
+  // the same name in the same transaction. AlreadyExists when an unfinished, undeleted run of the
+  // project has the same name (then nothing changes).
   virtual Status CreateRun(const model::Run& run) = 0;
   // The newest undeleted run of that name in the project, with its jobs.
   virtual Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) = 0;
