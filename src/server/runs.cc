@@ -157,6 +157,7 @@ Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::Us
   for (model::Job& job : run.jobs) {
     if (model::IsFinished(job.status)) continue;
     job.termination_reason = job_reason;
+    job.status_detail = (abort ? "aborted by " : "stopped by ") + caller.name;
     if (!job.instance_id) {
       // Nothing runs anywhere: the job ends now.
       job.status = model::FinalStatusFor(job_reason);

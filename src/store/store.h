@@ -135,7 +135,7 @@ class Store {
       const std::vector<model::RunStatus>& statuses) = 0;
   // Writes the mutable fields of the run (status, termination_reason, finished_at, cost) and of
   // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, started_at,
-  // finished_at).
+  // finished_at, status_detail).
   virtual Status UpdateRun(const model::Run& run) = 0;
   // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
   // run is finished.
