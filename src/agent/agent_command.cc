@@ -33,6 +33,7 @@
 #include "http/server.h"
 #include "model/json_text.h"
 #include "util/clock.h"
+#include "util/data_dir_lock.h"
 #include "util/ids.h"
 #include "util/logging.h"
 #include "util/private_file.h"
@@ -207,6 +208,12 @@ int RunAgent(const AgentFlags& flags) {
   fs::path data_dir = flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
   if (Status s = EnsurePrivateDirectory(data_dir); !s.ok()) {
     std::cerr << "error: the data directory: " << s.message() << "\n";
+    return 1;
+  }
+  // Before anything in the data dir is read or written: a second agent there changes nothing.
+  Result<DataDirLock> lock = DataDirLock::Acquire(data_dir, "agent");
+  if (!lock.ok()) {
+    std::cerr << "error: " << lock.status().message() << "\n";
     return 1;
   }
   ProcessJobRuntimeOptions options;

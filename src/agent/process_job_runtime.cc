@@ -24,6 +24,7 @@
 #include "agent/job_env.h"
 #include "agent/job_records.h"
 #include "agent/process_launch.h"
+#include "agent/shell_commands.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -41,12 +42,6 @@ struct Job {
   std::optional<SteadyTime> kill_at;  // SIGKILL when still running then
   bool killed = false;
 };
-
-std::string JoinCommands(const std::vector<std::string>& commands) {
-  std::string script;
-  for (const std::string& c : commands) script += (script.empty() ? "" : "\n") + c;
-  return script;
-}
 
 void AppendLine(const fs::path& file, const std::string& line) {
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -157,7 +152,7 @@ class ProcessJobRuntime final : public JobRuntime {
     }
 
     LaunchSpec launch;
-    launch.script = JoinCommands(spec.commands);
+    launch.script = JoinShellCommands(spec.commands);
     launch.env = BuildJobEnvironment(spec, {dir->string(), user.user_name, options_.gpu_vendor});
     launch.working_dir = (*dir / spec.working_dir.value_or(".")).lexically_normal().string();
     launch.log_file = job.log;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/json_text.h"
+#include "server/status_message.h"
 #include "util/time_format.h"
 
 namespace fleetwatch::api {
@@ -103,6 +104,7 @@ json::value JobToJson(const model::Job& job) {
                       {"job_num", job.job_num},
                       {"replica_num", job.replica_num},
                       {"status", model::ToString(job.status)},
+                      {"status_message", server::JobStatusMessage(job)},
                       {"termination_reason", reason},
                       {"exit_code", exit_code},
                       {"instance_name", instance},
@@ -121,6 +123,7 @@ json::value RunToJson(const model::Run& run, bool with_configuration) {
                    {"user_name", run.user_name},
                    {"run_type", model::ToString(run.type)},
                    {"status", model::ToString(run.status)},
+                   {"status_message", server::RunStatusMessage(run)},
                    {"termination_reason", reason},
                    {"submitted_at", FormatTimestamp(run.submitted_at)},
                    {"finished_at", OptionalTime(run.finished_at)},

@@ -1,15 +1,12 @@
 #include "api/server_app.h"
 
-#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include "api/metrics_route.h"
 #include "api/routes.h"
+#include "api/server_data_dir.h"
 #include "expose/snapshot.h"
 #include "http/async_client.h"
 #include "http/server.h"
@@ -24,41 +21,16 @@
 #include "server/runs.h"
 #include "server/usage.h"
 #include "server/users.h"
-#include "store/sqlite_store.h"
 #include "ui/ui_route.h"
 
 namespace fleetwatch::api {
 namespace {
 
-// Creates `dir` (and its parents) when missing and gives it mode 0700; an existing one that was
-// open to others is tightened with a warning, since what it holds was readable until now.
-Status MakePrivateDirectory(const std::filesystem::path& dir, std::string_view what) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) {
-    return Unavailable("cannot create the " + std::string(what) + " " + dir.string() + ": " +
-                       ec.message());
-  }
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return Unavailable("the " + std::string(what) + " " + dir.string() + " is not a directory");
-  }
-  if ((st.st_mode & 07777) == 0700) return Status::Ok();
-  if (::chmod(dir.c_str(), 0700) != 0) {
-    return Unavailable("cannot set mode 0700 on the " + std::string(what) + " " + dir.string() +
-                       ": " + std::strerror(errno));
-  }
-  if ((st.st_mode & 077) != 0) {
-    spdlog::warn("the {} {} was open to other users (mode {:o}); it is 0700 now", what,
-                 dir.string(), st.st_mode & 07777);
-  }
-  return Status::Ok();
-}
-
 class ServerAppImpl final : public ServerApp {
  public:
-  ServerAppImpl(std::unique_ptr<store::Store> store, const Clock& clock)
-      : store_(std::move(store)),
+  ServerAppImpl(std::unique_ptr<store::Store> store, const Clock& clock, DataDirLock lock)
+      : lock_(std::move(lock)),
+        store_(std::move(store)),
         auth_(*store_),
         users_(*store_, clock),
         projects_(*store_, auth_, clock),
@@ -70,13 +42,7 @@ class ServerAppImpl final : public ServerApp {
   ~ServerAppImpl() override { Stop(); }
 
   Status Start(const ServerConfig& config) {
-    FW_ASSIGN_OR_RETURN(new_admin_token_, users_.Bootstrap(config.admin_token));
     agent_client_ = std::make_unique<http::AsyncClient>(2);
-    if (config.local_fleet) {
-      FW_ASSIGN_OR_RETURN(
-          local_agent_, server::LocalAgent::Ensure(config.data_dir, config.binary, *store_, clock_,
-                                                   *agent_client_, config.prometheus_metrics));
-    }
     server::FleetControllerOptions options;
     options.reconcile.unreachable_after =
         std::chrono::duration_cast<std::chrono::microseconds>(config.unreachable_after).count();
@@ -131,6 +97,18 @@ class ServerAppImpl final : public ServerApp {
     http_ = std::make_unique<http::Server>(
         http_options, [this](http::Request& request) { return router_.Dispatch(request); });
     FW_ASSIGN_OR_RETURN(port_, http_->Start());
+    // Only a start that holds its port makes the admin and touches the local agent: a failed one
+    // leaves nothing half-made and no agent adopted or stopped.
+    FW_ASSIGN_OR_RETURN(new_admin_token_, users_.Bootstrap(config.admin_token));
+    if (config.local_fleet) {
+      local_agent_ = std::make_unique<server::LocalAgent>(
+          server::LocalAgentOptions{config.data_dir, config.binary, config.prometheus_metrics},
+          *store_, clock_, *agent_client_);
+      // A failure is not fatal: the supervisor tries again (and the server log says so).
+      if (Status s = local_agent_->Ensure(); !s.ok())
+        spdlog::error("the local agent: {}", s.message());
+      local_agent_->Supervise();
+    }
     ticker_ =
         std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
           Status s = controller_->Tick();
@@ -181,6 +159,7 @@ class ServerAppImpl final : public ServerApp {
   }
 
  private:
+  DataDirLock lock_;
   std::unique_ptr<store::Store> store_;
   server::AuthService auth_;
   server::UserService users_;
@@ -212,21 +191,8 @@ class ServerAppImpl final : public ServerApp {
 
 Result<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerConfig& config,
                                                     const Clock& clock) {
-  store::SqliteStoreOptions store_options;
-  if (config.encryption_key) {
-    FW_ASSIGN_OR_RETURN(store_options.secret_key,
-                        store::ParseSecretKey(*config.encryption_key, "FLEETWATCH_ENCRYPTION_KEY"));
-  }
-  const std::filesystem::path data_dir(config.data_dir);
-  FW_RETURN_IF_ERROR(MakePrivateDirectory(data_dir, "data directory"));
-  FW_RETURN_IF_ERROR(MakePrivateDirectory(data_dir / "logs", "log directory"));
-  std::string db_path = (data_dir / "fleetwatch.db").string();
-  Result<std::unique_ptr<store::Store>> store = store::OpenSqliteStore(db_path, store_options);
-  if (store_options.secret_key) {
-    OPENSSL_cleanse(store_options.secret_key->data(), store_options.secret_key->size());
-  }
-  if (!store.ok()) return store.status();
-  auto app = std::make_unique<ServerAppImpl>(std::move(store).value(), clock);
+  FW_ASSIGN_OR_RETURN(ServerDataDir dir, OpenServerDataDir(config.data_dir, config.encryption_key));
+  auto app = std::make_unique<ServerAppImpl>(std::move(dir.store), clock, std::move(dir.lock));
   FW_RETURN_IF_ERROR(app->Start(config));
   return std::unique_ptr<ServerApp>(std::move(app));
 }

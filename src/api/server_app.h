@@ -49,19 +49,24 @@ struct ServerConfig {
 // The whole server: store, services, REST API, background work. Thread-safe.
 class ServerApp {
  public:
-  // Opens (or creates) the store, bootstraps it on first start, starts serving. The data dir and
-  // its logs dir get mode 0700 (a looser existing one is tightened, with a warning). Errors:
+  // Takes the data dir's lock (util/data_dir_lock.h), opens (or creates) the store, starts
+  // serving, and only then bootstraps the store on first start and adopts or starts the local
+  // agent (supervised from then on). The data dir and its logs dir get mode 0700 (a looser
+  // existing one is tightened, with a warning). Errors: FailedPrecondition "another fleetwatch
+  // server (pid N) uses DIR" when another server holds the data dir (nothing in it is touched),
   // InvalidArgument for a malformed encryption key, FailedPrecondition for a key that does not
-  // decrypt the stored agent tokens, Unavailable when the data dir cannot be made, and the
-  // store's and the HTTP server's errors.
+  // decrypt the stored agent tokens, Unavailable when the data dir cannot be made or the port
+  // is taken (no admin is made then), and the store's and the HTTP server's errors. A local
+  // agent that fails to start is not an error: it is logged and tried again.
   static Result<std::unique_ptr<ServerApp>> Start(const ServerConfig& config, const Clock& clock);
   virtual ~ServerApp() = default;
 
   virtual uint16_t port() const = 0;
   // The admin token when this start created the admin user, else nullopt.
   virtual const std::optional<std::string>& new_admin_token() const = 0;
-  // Stops serving (letting requests in flight finish), background work and the local agent
-  // (which stops its jobs). Idempotent.
+  // Stops serving (letting requests in flight finish), background work and the local agent if
+  // this server started it (it stops its jobs; one an earlier server started is left running).
+  // Idempotent.
   virtual void Stop() = 0;
   // Stops serving and background work but leaves the local agent and its jobs running, as a
   // crash would. For tests of restart safety.

@@ -16,7 +16,9 @@
 #include <thread>
 
 #include "api/server_app.h"
+#include "api/server_data_dir.h"
 #include "cli/config.h"
+#include "server/users.h"
 #include "util/logging.h"
 #include "util/signals.h"
 
@@ -31,6 +33,7 @@ struct ServerFlags {
   bool no_local_fleet = false;
   std::string tls_cert;
   std::string tls_key;
+  bool reset_admin_token = false;
 };
 
 // A positive integer from the environment, or `fallback` (with a warning when malformed).
@@ -71,6 +74,56 @@ void WriteClientConfigIfMissing(const std::string& url, const std::string& token
     return;
   }
   std::cout << "  The CLI is configured in " << file.string() << "\n";
+}
+
+// After a reset, the config that points at this server (same URL) gets the new token; a missing
+// one is written as on the first start; one for another server is left alone.
+void UpdateClientConfigToken(const std::string& url, const std::string& token) {
+  std::filesystem::path file = cli::ConfigFilePath(HomeDir());
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec) && !ec) return WriteClientConfigIfMissing(url, token);
+  Result<cli::SettingValues> current = cli::ReadConfigFile(file);
+  if (!current.ok() || current->url != url) {
+    std::cout << "  Point the CLI at it: fleetwatch config --url " << url << " --token " << token
+              << "\n";
+    return;
+  }
+  Status written = cli::UpdateConfigFile(file, {std::nullopt, token, std::nullopt, std::nullopt});
+  if (!written.ok()) {
+    spdlog::warn("the CLI is not configured: {}", written.message());
+    return;
+  }
+  std::cout << "  The CLI is configured in " << file.string() << "\n";
+}
+
+// `fleetwatch server --reset-admin-token`: gives user `admin` a new token while no server runs
+// on the data dir (its lock says so), and prints it; the old token stops working.
+int ResetAdminToken(const ServerConfig& config, const std::string& url) {
+  if (std::error_code ec; !std::filesystem::exists(DatabaseFile(config.data_dir), ec)) {
+    std::cerr << "error: no fleetwatch server data in " << config.data_dir
+              << " (a server makes its admin token at its first start)\n";
+    return 1;
+  }
+  Result<ServerDataDir> dir = OpenServerDataDir(config.data_dir, config.encryption_key);
+  if (!dir.ok()) {
+    std::cerr << "error: " << dir.status().message() << "\n";
+    return 1;
+  }
+  Result<model::User> admin = dir->store->GetUserByName("admin");
+  if (!admin.ok()) {
+    std::cerr << "error: user admin: " << admin.status().message() << "\n";
+    return 1;
+  }
+  server::UserService users(*dir->store, SystemClock::Get());
+  Result<server::NewUser> fresh = users.RefreshToken(*admin, "admin");
+  if (!fresh.ok()) {
+    std::cerr << "error: " << fresh.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "The new admin token is " << fresh->token
+            << " (shown only now; keep it). The old one no longer works.\n";
+  UpdateClientConfigToken(url, fresh->token);
+  return 0;
 }
 
 int RunServer(const ServerFlags& flags) {
@@ -135,6 +188,10 @@ int RunServer(const ServerFlags& flags) {
   }
 
   if (!flags.tls_cert.empty()) config.tls = http::TlsServerOptions{flags.tls_cert, flags.tls_key};
+  if (flags.reset_admin_token) {
+    return ResetAdminToken(config, (config.tls ? "https://" : "http://") + flags.host + ":" +
+                                       std::to_string(flags.port));
+  }
 
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
   if (!app.ok()) {
@@ -185,6 +242,9 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
       ->envname("FLEETWATCH_TLS_KEY");
   cmd->add_flag("--no-local-fleet", flags->no_local_fleet,
                 "Do not run an agent for this machine (fleet `local` of project `main`)");
+  cmd->add_flag("--reset-admin-token", flags->reset_admin_token,
+                "Give user admin a new token, print it and exit (the server must be stopped; the "
+                "old token stops working)");
   cmd->callback([flags, &exit_code] { exit_code = RunServer(*flags); });
 }
 

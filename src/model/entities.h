@@ -98,6 +98,10 @@ struct Job {
   TimeMicros submitted_at = 0;
   std::optional<TimeMicros> started_at;  // when the agent reported the job running
   std::optional<TimeMicros> finished_at;
+  // The server's own words on why the job waits or ended ("0 of 8 CPUs free on local", "no
+  // instance of project ml has a GPU named banana", "max duration 20s", "stopped by admin"); the
+  // API's status_message is built from it (server/status_message.h).
+  std::optional<std::string> status_detail;
 };
 
 struct Run {

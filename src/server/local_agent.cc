@@ -13,12 +13,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string_view>
 #include <thread>
 
 #include "model/fleet_spec.h"
 #include "model/json_text.h"
+#include "util/data_dir_lock.h"
 #include "util/ids.h"
 #include "util/private_file.h"
 
@@ -40,7 +42,19 @@ std::optional<json::object> ReadJsonFile(const fs::path& path) {
   return v.as_object();
 }
 
-bool Alive(int pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
+// A process that exists and is not a zombie (a dead agent stays one where PID 1 does not reap).
+bool Alive(int pid) {
+  if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM)) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t close = text.rfind(')');
+  return close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'Z';
+}
+
+// Waits between tries to start the agent again: 1 s, 2 s, 4 s... up to 60 s.
+std::chrono::seconds Backoff(int failures) {
+  return std::chrono::seconds(std::min(60, 1 << std::min(failures, 6)));
+}
 
 // The agent's certificate fingerprint, pinned: empty for one started by an older server without
 // TLS (then plain HTTP, which never leaves 127.0.0.1).
@@ -172,12 +186,27 @@ Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress
 
 }  // namespace
 
-Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_dir,
-                                                       const std::string& binary,
-                                                       store::Store& store, const Clock& clock,
-                                                       http::AsyncClient& client, bool dcgm) {
-  fs::path state = fs::path(data_dir) / "local-agent.json";
-  fs::path agent_dir = fs::path(data_dir) / "local-agent";
+LocalAgent::LocalAgent(LocalAgentOptions options, store::Store& store, const Clock& clock,
+                       http::AsyncClient& client)
+    : options_(std::move(options)), store_(store), clock_(clock), client_(client) {}
+
+LocalAgent::~LocalAgent() {
+  if (supervisor_) supervisor_->Stop();
+}
+
+int LocalAgent::pid() const {
+  std::lock_guard lock(mu_);
+  return pid_;
+}
+
+Status LocalAgent::Ensure() {
+  std::lock_guard lock(mu_);
+  return EnsureLocked();
+}
+
+Status LocalAgent::EnsureLocked() {
+  const fs::path state = fs::path(options_.data_dir) / "local-agent.json";
+  const fs::path agent_dir = fs::path(options_.data_dir) / "local-agent";
   std::error_code ec;
   fs::create_directories(agent_dir, ec);
   if (ec) return Unavailable("cannot create " + agent_dir.string() + ": " + ec.message());
@@ -195,19 +224,29 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
                  std::string(token->as_string())};
       pid = static_cast<int>(p->as_int64());
       if (pin != nullptr && pin->is_string()) fingerprint = std::string(pin->as_string());
-      if (Alive(pid) && Healthy(client, address, fingerprint)) {
+      if (Alive(pid) && Healthy(client_, address, fingerprint)) {
         spdlog::info("using the local agent still running on 127.0.0.1:{} (pid {})", address.port,
                      pid);
-        FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address, fingerprint));
-        return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
+        FW_RETURN_IF_ERROR(RegisterFleet(store_, clock_, address, fingerprint));
+        address_ = address;
+        pid_ = pid;
+        started_here_ = false;
+        return Status::Ok();
       }
     }
+  }
+  // A live agent that does not answer is not this server's to stop; a second one would be refused.
+  if (std::optional<int> holder = DataDirLock::Holder(agent_dir)) {
+    return Unavailable("the local agent (pid " + std::to_string(*holder) + ") holds " +
+                       agent_dir.string() + " but does not answer; see " +
+                       (agent_dir / "agent.log").string());
   }
 
   address = {"127.0.0.1", 0, NewToken()};
   fs::path ready = agent_dir / "agent.json";
   fs::remove(ready, ec);
-  FW_RETURN_IF_ERROR(Spawn(binary, agent_dir, address.token, dcgm, LocalJobsDir(data_dir)));
+  FW_RETURN_IF_ERROR(Spawn(options_.binary, agent_dir, address.token, options_.dcgm,
+                           LocalJobsDir(options_.data_dir)));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (true) {
     if (auto written = ReadJsonFile(ready)) {
@@ -231,16 +270,63 @@ Result<std::unique_ptr<LocalAgent>> LocalAgent::Ensure(const std::string& data_d
                                                        {"port", address.port},
                                                        {"token", address.token},
                                                        {"fingerprint", fingerprint}});
+  address_ = address;
+  pid_ = pid;
+  started_here_ = true;
   // 0600 from its creation: the token is in it.
   FW_RETURN_IF_ERROR(WritePrivateFileAtomically(state, text + "\n"));
   spdlog::info("started the local agent on https://127.0.0.1:{} (pid {}, certificate {})",
                address.port, pid, fingerprint);
-  FW_RETURN_IF_ERROR(RegisterFleet(store, clock, address, fingerprint));
-  return std::unique_ptr<LocalAgent>(new LocalAgent(state.string(), address, pid));
+  return RegisterFleet(store_, clock_, address, fingerprint);
+}
+
+void LocalAgent::Supervise(std::chrono::milliseconds interval) {
+  {
+    std::lock_guard lock(mu_);
+    if (supervisor_) return;
+    up_since_ = std::chrono::steady_clock::now();
+  }
+  supervisor_ =
+      std::make_unique<PeriodicTask>("local agent", interval, [this] { SuperviseOnce(); });
+  supervisor_->Start();
+}
+
+void LocalAgent::SuperviseOnce() {
+  using std::chrono::steady_clock;
+  constexpr auto kSteady = std::chrono::seconds(60);  // alive this long: the backoff starts over
+  std::lock_guard lock(mu_);
+  const auto now = steady_clock::now();
+  if (pid_ > 0 && Alive(pid_)) {
+    if (failures_ > 0 && now - up_since_ >= kSteady) failures_ = 0;
+    return;
+  }
+  if (pid_ > 0) {
+    spdlog::warn("the local agent (pid {}) is gone; its running jobs are lost", pid_);
+    pid_ = 0;
+    next_try_ = now + Backoff(failures_++);
+  }
+  if (now < next_try_) return;
+  spdlog::info("starting the local agent again");
+  Status s = EnsureLocked();
+  if (s.ok()) {
+    up_since_ = steady_clock::now();
+    return;
+  }
+  const auto wait = Backoff(failures_++);
+  next_try_ = steady_clock::now() + wait;
+  spdlog::error("the local agent did not start: {}; trying again in {} s", s.message(),
+                std::chrono::duration_cast<std::chrono::seconds>(wait).count());
 }
 
 void LocalAgent::Stop() {
+  if (supervisor_) supervisor_->Stop();
+  std::lock_guard lock(mu_);
   if (pid_ <= 0) return;
+  if (!started_here_) {
+    spdlog::info("leaving the local agent (pid {}) running: an earlier server started it", pid_);
+    pid_ = 0;
+    return;
+  }
   kill(pid_, SIGTERM);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (Alive(pid_) && std::chrono::steady_clock::now() < deadline) {
@@ -248,7 +334,7 @@ void LocalAgent::Stop() {
   }
   if (Alive(pid_)) kill(pid_, SIGKILL);
   std::error_code ec;
-  fs::remove(state_file_, ec);
+  fs::remove(fs::path(options_.data_dir) / "local-agent.json", ec);
   pid_ = 0;
 }
 

@@ -1,46 +1,78 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "http/async_client.h"
 #include "server/agent_protocol.h"
+#include "server/periodic_task.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
 
+struct LocalAgentOptions {
+  std::string data_dir;  // the server's: the agent lives in <data_dir>/local-agent
+  std::string binary;    // the fleetwatch executable
+  bool dcgm = true;      // false (Prometheus metrics off): a started agent runs no dcgm-exporter
+};
+
 // The agent for the server's own machine (fleet `local`, backend `local`), run as a separate
 // `fleetwatch agent` process on 127.0.0.1 so that jobs outlive a server crash exactly like on any
 // other host. It serves HTTPS with the self-signed certificate it makes in its own directory; the
 // server pins the fingerprint the agent wrote into its ready file. Its address, token and
 // fingerprint are kept in <data_dir>/local-agent.json; a restarted server finds a still-running
-// agent there and keeps using it. Not thread-safe (owned by ServerApp).
+// agent there and keeps using it. The agent holds the lock on its own directory
+// (util/data_dir_lock.h), so two agents never share it.
+// Thread-safe; `store`, `clock` and `client` must outlive it.
 class LocalAgent {
  public:
-  // Reuses the agent recorded in `data_dir` when it answers with its token, else starts
-  // `binary agent ...` detached (its own session, so it survives the server) and waits until it
-  // is listening. Then makes sure project `main` has fleet `local` with one instance pointing at
-  // it. Without `dcgm` (Prometheus metrics off) a started agent runs no dcgm-exporter.
-  static Result<std::unique_ptr<LocalAgent>> Ensure(const std::string& data_dir,
-                                                    const std::string& binary, store::Store& store,
-                                                    const Clock& clock, http::AsyncClient& client,
-                                                    bool dcgm = true);
+  LocalAgent(LocalAgentOptions options, store::Store& store, const Clock& clock,
+             http::AsyncClient& client);
+  ~LocalAgent();  // stops supervising; leaves the agent running
+  LocalAgent(const LocalAgent&) = delete;
+  LocalAgent& operator=(const LocalAgent&) = delete;
 
-  const AgentAddress& address() const { return address_; }
-  int pid() const { return pid_; }
+  // Reuses the agent recorded in the data dir when it is alive and answers with its token, else
+  // starts `binary agent ...` detached (its own session, so it survives the server) and waits
+  // until it is listening. Then makes sure project `main` has fleet `local` with one instance
+  // pointing at it. Errors: Unavailable when the agent does not start within 30 s (its log is
+  // named), or when another process holds the agent's directory but does not answer (it is left
+  // alone); the store's errors.
+  Status Ensure();
 
-  // SIGTERM (the agent stops its jobs), waits up to 20 s, then SIGKILL; forgets the address.
+  // From now on checks every `interval` that the agent is alive, and starts it again when it is
+  // not (it died, or Ensure failed), each time with a line in the server log, waiting 1 s, then
+  // 2 s, 4 s... up to 60 s between tries while it keeps dying or failing to start.
+  void Supervise(std::chrono::milliseconds interval = std::chrono::seconds(1));
+
+  // The agent's pid; 0 when none is known.
+  int pid() const;
+
+  // Stops supervising. An agent this server started gets SIGTERM (it stops its jobs), then
+  // SIGKILL after 20 s; one it found running (an earlier server's) is left running with its jobs.
+  // Idempotent.
   void Stop();
 
  private:
-  LocalAgent(std::string state_file, AgentAddress address, int pid)
-      : state_file_(std::move(state_file)), address_(std::move(address)), pid_(pid) {}
+  Status EnsureLocked();
+  void SuperviseOnce();
 
-  std::string state_file_;
+  const LocalAgentOptions options_;
+  store::Store& store_;
+  const Clock& clock_;
+  http::AsyncClient& client_;
+  mutable std::mutex mu_;  // guards what follows; held while starting an agent
   AgentAddress address_;
   int pid_ = 0;
+  bool started_here_ = false;  // this server started the agent `pid_`
+  int failures_ = 0;           // deaths and failed starts in a row, for the backoff
+  std::chrono::steady_clock::time_point next_try_{};
+  std::chrono::steady_clock::time_point up_since_{};
+  std::unique_ptr<PeriodicTask> supervisor_;
 };
 
 }  // namespace fleetwatch::server

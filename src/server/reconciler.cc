@@ -7,6 +7,8 @@
 #include <tuple>
 
 #include "model/run_spec.h"
+#include "server/placement_reasons.h"
+#include "server/status_message.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -164,7 +166,7 @@ class Tick {
       if (x.status != y.status || x.termination_reason != y.termination_reason ||
           x.exit_code != y.exit_code || x.instance_id != y.instance_id ||
           x.gpu_indices != y.gpu_indices || x.started_at != y.started_at ||
-          x.finished_at != y.finished_at) {
+          x.finished_at != y.finished_at || x.status_detail != y.status_detail) {
         return true;
       }
     }
@@ -397,7 +399,8 @@ class Tick {
       auto it = instances_.find(*job.instance_id);
       if (it == instances_.end() || it->second.unreachable) {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kInstanceUnreachable, in_.now);
-        Event("job " + job.job_name + " failed: its instance is unreachable");
+        job.status_detail = "instance " + job.instance_name.value_or("?") + " is unreachable";
+        Event("job " + job.job_name + " failed: " + *job.status_detail);
         continue;
       }
       const InstanceObservation* obs = Observation(it->first);
@@ -408,8 +411,9 @@ class Tick {
         if (restarted != restarted_.end() && job.status != JobStatus::kTerminating) {
           // The start may have reached the old agent and run: never start it a second time.
           Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
-          Event("job " + job.job_name + " failed: the agent of " + it->second.name +
-                " restarted (agent id " + restarted->second + ") and does not have it");
+          job.status_detail = "the agent of " + it->second.name + " restarted (agent id " +
+                              restarted->second + ") and does not have it";
+          Event("job " + job.job_name + " failed: " + *job.status_detail);
         } else if (job.status == JobStatus::kProvisioning) {
           // Never reached this agent, or unsure: the same agent process dedups starts by job id.
           StartCommand(run, job);
@@ -420,7 +424,8 @@ class Tick {
                  std::nullopt, in_.now);
         } else {
           Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
-          Event("job " + job.job_name + " failed: the agent no longer has it");
+          job.status_detail = "the agent of " + it->second.name + " no longer has it";
+          Event("job " + job.job_name + " failed: " + *job.status_detail);
         }
         continue;
       }
@@ -436,6 +441,7 @@ class Tick {
                 *config->max_duration_seconds * 1'000'000) {
           job.status = JobStatus::kTerminating;
           job.termination_reason = JobTerminationReason::kMaxDurationExceeded;
+          job.status_detail = "max duration " + DurationWords(*config->max_duration_seconds);
           Event("job " + job.job_name + " exceeded its max_duration");
         }
         if (job.status == JobStatus::kTerminating && !aj->stop_requested) {
@@ -450,15 +456,16 @@ class Tick {
       TimeMicros at = aj->finished_at.value_or(in_.now);
       if (aj->state == AgentJobState::kFailedToStart) {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, at);
-        Event("job " + job.job_name + " could not start: " + aj->error);
+        job.status_detail = "could not start: " + aj->error;
+        Event("job " + job.job_name + " " + *job.status_detail);
       } else if (job.status == JobStatus::kTerminating) {
         JobTerminationReason reason =
             job.termination_reason.value_or(JobTerminationReason::kTerminatedByServer);
         Finish(job, model::FinalStatusFor(reason), reason, at);
       } else if (aj->state == AgentJobState::kLost) {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, at);
-        Event("job " + job.job_name + " was lost by the agent of " + it->second.name + ": " +
-              aj->error);
+        job.status_detail = "lost by the agent of " + it->second.name + ": " + aj->error;
+        Event("job " + job.job_name + " was " + *job.status_detail);
       } else if (aj->exit_code && *aj->exit_code == 0) {
         Finish(job, JobStatus::kDone, JobTerminationReason::kDoneByRunner, at);
       } else {
@@ -558,12 +565,17 @@ class Tick {
       if (fits >= jobs.size()) ever = true;
     }
     if (!ever) {
+      std::vector<Instance> project;
+      for (const auto& [fleet_id, members] : fleets) {
+        for (const Instance* i : members) project.push_back(*i);
+      }
+      const std::string why = NoCapacityReason(run.project_name, project, req, config.nodes);
       for (Job* job : jobs) {
         Finish(*job, JobStatus::kFailed, JobTerminationReason::kFailedToStartDueToNoCapacity,
                in_.now);
+        job->status_detail = why;
       }
-      Event("run " + run.run_name + ": no instance of project " + run.project_name +
-            " can ever satisfy its resources");
+      Event("run " + run.run_name + " cannot be placed: " + why);
       return;
     }
     for (auto& [fleet_id, members] : fleets) {
@@ -602,12 +614,24 @@ class Tick {
         job.instance_id = chosen[k].first->id;
         job.instance_name = chosen[k].first->name;
         job.gpu_indices = chosen[k].second;
+        job.status_detail.reset();
         Event("job " + job.job_name + " placed on " + chosen[k].first->name);
       }
       for (Job* job : jobs) StartCommand(run, *job);
       return;
     }
-    // Capacity is busy: the jobs wait.
+    // Capacity is busy: the jobs wait, and say for what.
+    std::vector<InstanceFree> free;
+    for (const auto& [fleet_id, members] : fleets) {
+      for (Instance* i : members) {
+        const Capacity& c = capacity.at(i->id);
+        free.push_back({i, static_cast<int>(members.size()),
+                        UsableForScheduling(*i) && AgentIdSettled(i->id), c.cpus, c.memory_bytes,
+                        c.free_gpus});
+      }
+    }
+    const std::string why = WaitReason(free, req, config.nodes);
+    for (Job* job : jobs) job->status_detail = why;
   }
 
   void AggregateRun(model::Run& run) {

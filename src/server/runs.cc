@@ -29,6 +29,11 @@ Status CheckMayChange(const ProjectAccess& access, const model::User& caller,
                           "'; only its owner or a project admin or manager may change it");
 }
 
+Status NameTaken(const model::Run& run) {
+  return AlreadyExists("run '" + run.run_name + "' is " + std::string(model::ToString(run.status)) +
+                       "; stop it (fleetwatch stop " + run.run_name + ") or choose another name");
+}
+
 }  // namespace
 
 Result<std::string> RunService::GenerateName(const ProjectAccess& access) {
@@ -57,6 +62,14 @@ Result<model::Run> RunService::Submit(const ProjectAccess& access, const model::
   if (!config.name) {
     FW_ASSIGN_OR_RETURN(std::string generated, GenerateName(access));
     config.name = std::move(generated);
+  } else if (Result<model::Run> existing = store_.GetRun(access.project.id, *config.name);
+             existing.ok()) {
+    // A resubmission replaces the finished run of that name (deleting it as Delete does, with
+    // the same rights); an active one keeps its name.
+    if (!model::IsFinished(existing->status)) return NameTaken(*existing);
+    FW_RETURN_IF_ERROR(CheckMayChange(access, caller, *existing));
+  } else if (existing.status().code() != StatusCode::kNotFound) {
+    return existing.status();
   }
   TimeMicros now = clock_.Now();
   model::Run run;
@@ -84,10 +97,7 @@ Result<model::Run> RunService::Submit(const ProjectAccess& access, const model::
     }
   }
   Status s = store_.CreateRun(run);
-  if (s.code() == StatusCode::kAlreadyExists) {
-    return AlreadyExists("run '" + run.run_name + "' already exists and is not finished; stop it " +
-                         "or choose another name");
-  }
+  if (s.code() == StatusCode::kAlreadyExists) return NameTaken(run);
   FW_RETURN_IF_ERROR(s);
   return run;
 }
@@ -147,6 +157,7 @@ Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::Us
   for (model::Job& job : run.jobs) {
     if (model::IsFinished(job.status)) continue;
     job.termination_reason = job_reason;
+    job.status_detail = (abort ? "aborted by " : "stopped by ") + caller.name;
     if (!job.instance_id) {
       // Nothing runs anywhere: the job ends now.
       job.status = model::FinalStatusFor(job_reason);

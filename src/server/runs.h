@@ -22,8 +22,10 @@ class RunService {
   RunService(store::Store& store, const Clock& clock) : store_(store), clock_(clock) {}
 
   // Validates the configuration and creates the run with nodes × replicas jobs named
-  // "{run}-{job_num}-{replica_num}", all `submitted`. Without a name one is generated.
-  // AlreadyExists when an unfinished run has that name.
+  // "{run}-{job_num}-{replica_num}", all `submitted`. Without a name one is generated. A finished
+  // run of that name is deleted (as Delete does, with the same rights: PermissionDenied for
+  // another user's run unless the caller manages the project) in the same store transaction.
+  // AlreadyExists "run 'x' is running; stop it ..." when an unfinished run has that name.
   Result<model::Run> Submit(const ProjectAccess& access, const model::User& caller,
                             std::string_view text, model::ConfigFormat format);
   // Newest first; `statuses` empty means any. `limit` must be 1..1000.

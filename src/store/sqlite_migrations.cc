@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 6> kMigrations = {
+constexpr std::array<const char*, 7> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -153,6 +153,10 @@ ALTER TABLE instances ADD COLUMN tls_fingerprint TEXT NOT NULL DEFAULT '';
     // reference it) with no usable token; only the server's own queries see it.
     R"sql(
 ALTER TABLE users ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 7: the server's words on why a job waits or ended (the API's status_message).
+    R"sql(
+ALTER TABLE jobs ADD COLUMN status_detail TEXT;
 )sql",
 };
 

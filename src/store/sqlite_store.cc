@@ -354,7 +354,8 @@ constexpr std::string_view kSelectRun =
     "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
 constexpr std::string_view kSelectJob =
     "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
-    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at FROM jobs ";
+    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at, "
+    "status_detail FROM jobs ";
 
 std::string Sql(std::string_view select, std::string_view rest) {
   std::string sql(select);
@@ -465,6 +466,7 @@ Result<model::Job> ReadJob(const Query& q) {
   job.submitted_at = q.Int64(11);
   job.finished_at = q.OptionalInt64(12);
   job.started_at = q.OptionalInt64(13);
+  job.status_detail = q.OptionalText(14);
   return job;
 }
 
@@ -922,6 +924,14 @@ class SqliteStore final : public Store {
         if (row) return AlreadyExists("run '" + run.run_name + "' is still active");
       }
       {
+        // The name's finished runs are deleted with the new run's creation, as a resubmission
+        // does; soft-deleted, so the run counters never go down.
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE project_id = ? AND "
+                                             "run_name = ? AND deleted = 0"));
+        q.Bind(run.project_id).Bind(run.run_name);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      {
         FW_ASSIGN_OR_RETURN(
             Query q,
             Prepare("INSERT INTO runs (id, project_id, user_id, run_name, run_type, status, "
@@ -945,8 +955,8 @@ class SqliteStore final : public Store {
             Query q,
             Prepare("INSERT INTO jobs (id, run_id, job_name, job_num, replica_num, status, "
                     "termination_reason, exit_code, instance_id, instance_name, gpu_indices, "
-                    "submitted_at, finished_at, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                    "submitted_at, finished_at, started_at, status_detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
         q.Bind(job.id)
             .Bind(run.id)  // the jobs belong to `run`, whatever their own run_id says
             .Bind(job.job_name)
@@ -960,7 +970,8 @@ class SqliteStore final : public Store {
             .Bind(GpuIndicesToJson(job.gpu_indices))
             .Bind(job.submitted_at)
             .Bind(job.finished_at)
-            .Bind(job.started_at);
+            .Bind(job.started_at)
+            .Bind(job.status_detail);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create job '" + job.job_name + "'"));
       }
       return Status::Ok();
@@ -1032,7 +1043,7 @@ class SqliteStore final : public Store {
             Query q,
             Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
                     "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ?, "
-                    "started_at = ? WHERE id = ? AND run_id = ?"));
+                    "started_at = ?, status_detail = ? WHERE id = ? AND run_id = ?"));
         q.Bind(model::ToString(job.status))
             .Bind(OptionalText(job.termination_reason))
             .Bind(job.exit_code)
@@ -1041,6 +1052,7 @@ class SqliteStore final : public Store {
             .Bind(GpuIndicesToJson(job.gpu_indices))
             .Bind(job.finished_at)
             .Bind(job.started_at)
+            .Bind(job.status_detail)
             .Bind(job.id)
             .Bind(run.id);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update job '" + job.job_name + "'"));

@@ -122,8 +122,9 @@ class Store {
   virtual Status UpdateInstance(const model::Instance& instance) = 0;
 
   // --- runs and jobs ---
-  // Creates the run with its jobs. AlreadyExists when an unfinished, undeleted run of the project
-  // has the same name (a finished one may share it).
+  // Creates the run with its jobs, and deletes (as DeleteRun does) the project's finished runs of
+  // the same name in the same transaction. AlreadyExists when an unfinished, undeleted run of the
+  // project has the same name (then nothing changes).
   virtual Status CreateRun(const model::Run& run) = 0;
   // The newest undeleted run of that name in the project, with its jobs.
   virtual Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) = 0;
@@ -134,7 +135,7 @@ class Store {
       const std::vector<model::RunStatus>& statuses) = 0;
   // Writes the mutable fields of the run (status, termination_reason, finished_at, cost) and of
   // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, started_at,
-  // finished_at).
+  // finished_at, status_detail).
   virtual Status UpdateRun(const model::Run& run) = 0;
   // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
   // run is finished.

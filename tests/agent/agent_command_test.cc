@@ -191,5 +191,34 @@ TEST_F(AgentCommandTest, ServesJobsAndStopsThemOnSigterm) {
   EXPECT_NE(agent.Output().find("fleetwatch agent stopped"), std::string::npos);
 }
 
+TEST_F(AgentCommandTest, ASecondAgentOnTheSameDataDirRefusesAndChangesNothing) {
+  ChildProcess first(FLEETWATCH_BINARY,
+                     {"agent", "--host", "127.0.0.1", "--port", "0", "--token", kToken,
+                      "--data-dir", data_.str(), "--no-dcgm", "--no-tls"},
+                     Env());
+  ASSERT_TRUE(first.WaitForOutput("fleetwatch agent listening on", 60)) << first.Output();
+  const std::string ready = testing::ReadFile(data_.path() / "agent.json");
+  ASSERT_FALSE(ready.empty());
+
+  ProcessResult second = RunProcess(FLEETWATCH_BINARY,
+                                    {"agent", "--host", "127.0.0.1", "--port", "0", "--token",
+                                     kToken, "--data-dir", data_.str(), "--no-dcgm", "--no-tls"},
+                                    Env(), "", 60);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_EQ(second.err, "error: another fleetwatch agent (pid " + std::to_string(first.pid()) +
+                            ") uses " + data_.str() + "\n");
+  EXPECT_EQ(testing::ReadFile(data_.path() / "agent.json"), ready);  // the first one's
+
+  // The first agent still serves.
+  json::value file = json::parse(ready);
+  Result<http::Client> client =
+      http::Client::Create("http://127.0.0.1:" + std::to_string(file.at("port").as_int64()));
+  ASSERT_TRUE(client.ok());
+  int status = 0;
+  Call(*client, "GET", "/api/healthcheck", "", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(first.Stop(SIGTERM, 60), 0) << first.Output();
+}
+
 }  // namespace
 }  // namespace fleetwatch::agent

@@ -116,6 +116,37 @@ TEST_P(JobRuntimeTest, ExitCodeIsReported) {
   EXPECT_EQ(Log("three"), "out\nerr\n");
 }
 
+// The commands run joined with " && ": the first that fails ends the job with its exit code.
+TEST_P(JobRuntimeTest, TheFirstFailingCommandEndsTheJobWithItsExitCode) {
+  struct Case {
+    std::string id;
+    std::vector<std::string> commands;
+    int exit_code;
+    std::string log;
+  };
+  const std::vector<Case> cases = {
+      {"first", {"exit 4", "echo never"}, 4, ""},
+      {"middle", {"echo a", "sh -c 'exit 3'", "echo never"}, 3, "a\n"},
+      {"last", {"echo a", "echo b", "false"}, 1, "a\nb\n"},
+      {"grep", {"echo a", "echo x | grep y", "echo never"}, 1, "a\n"},
+      {"all", {"echo a", "echo b"}, 0, "a\nb\n"},
+  };
+  for (const Case& c : cases) StartOk(Spec(c.id, c.commands));
+  for (const Case& c : cases) {
+    JobState ended = WaitForEnd(c.id);
+    EXPECT_EQ(ended.exit_code, c.exit_code) << c.id;
+    EXPECT_EQ(Log(c.id), c.log) << c.id;
+  }
+}
+
+TEST_P(JobRuntimeTest, ACommandKeepsItsOwnSeparatorsAndBackgroundCommandsRunOn) {
+  StartOk(Spec("own", {"false; echo after-semicolon", "echo one\necho two", "sleep 0 &", "wait",
+                       "echo end"}));
+  JobState ended = WaitForEnd("own");
+  EXPECT_EQ(ended.exit_code, 0);
+  EXPECT_EQ(Log("own"), "after-semicolon\none\ntwo\nend\n");
+}
+
 TEST_P(JobRuntimeTest, StopSendsTermAndLeavesNoProcess) {
   JobState started = StartOk(Spec("sleeper", {"sleep 600"}));
   if (use_cgroups_) {

@@ -161,19 +161,21 @@ TEST_F(ApiTest, UserProjectFleetAndRunLifecycle) {
   EXPECT_EQ(Str(done.json.at("jobs").at(0), "termination_reason"), "terminated_by_user");
   EXPECT_FALSE(done.json.at("finished_at").is_null());
 
-  // A finished run's name may be reused: a new run with a new id.
+  // A finished run's name may be reused, as in dstack: the new run replaces the finished one.
   ApiReply reused = alice.Send("POST", "/api/project/ml/runs", kRunYaml, "application/yaml");
   ASSERT_EQ(reused.status, 201) << reused.body;
   EXPECT_NE(Str(reused.json, "id"), first_id);
   EXPECT_EQ(Str(alice.Get("/api/project/ml/runs/train").json, "id"), Str(reused.json, "id"));
-  EXPECT_EQ(ItemCount(alice.Get("/api/project/ml/runs")), 2u);
+  EXPECT_EQ(ItemCount(alice.Get("/api/project/ml/runs")), 1u);
+  // While it is active the name is taken.
+  ApiReply taken = alice.Send("POST", "/api/project/ml/runs", kRunYaml, "application/yaml");
+  EXPECT_EQ(taken.status, 409) << taken.body;
+  EXPECT_EQ(taken.ErrorCode(), "already_exists");
 
-  // Abort the new one, then delete both generations of "train".
+  // Abort the new one, then delete it.
   ApiReply aborted = alice.PostJson("/api/project/ml/runs/train/stop", {{"abort", true}});
   EXPECT_EQ(Str(aborted.json, "termination_reason"), "aborted_by_user");
   WaitForRunStatus(alice, "/api/project/ml/runs/train", "terminated");
-  EXPECT_EQ(alice.Delete("/api/project/ml/runs/train").status, 200);
-  EXPECT_EQ(alice.Get("/api/project/ml/runs/train").status, 200);  // the older one is next
   EXPECT_EQ(alice.Delete("/api/project/ml/runs/train").status, 200);
   ApiReply gone = alice.Get("/api/project/ml/runs/train");
   EXPECT_EQ(gone.status, 404);

@@ -165,6 +165,62 @@ TEST_F(JobsTest, ANonZeroExitFailsTheRun) {
   EXPECT_EQ(Logs("main", "broken"), "oops\n");
 }
 
+// The commands run joined with " && ", as dstack joins them: the first that fails ends the run.
+TEST_F(JobsTest, AFailingCommandEndsTheRunWithItsExitCode) {
+  StartServer();
+  Submit("main",
+         "type: task\nname: middle\ncommands:\n  - 'true'\n"
+         "  - python3 -c 'import sys; sys.exit(3)'\n  - echo never\n");
+  json::value run = WaitForStatus("main", "middle", "failed");
+  EXPECT_EQ(run.at("jobs").at(0).at("exit_code").as_int64(), 3);
+  EXPECT_EQ(Logs("main", "middle"), "");
+}
+
+// status_message, in the server's own words, on runs and on their jobs.
+TEST_F(JobsTest, StatusMessagesSayWhyInTheServersWords) {
+  StartServer();
+  int64_t cpus = 0;  // known once the local agent answered
+  WaitUntil([&] {
+    ApiReply r = admin_->Get("/api/project/main/instances");
+    cpus = r.json.at("items").at(0).at("resources").at("cpus").as_int64();
+    return cpus > 0;
+  });
+  ASSERT_GT(cpus, 0);
+  auto message = [&](const json::value& run) {
+    EXPECT_EQ(Str(run, "status_message"), Str(run.at("jobs").at(0), "status_message"));
+    return Str(run, "status_message");
+  };
+  // All of this machine's CPUs for one run: the next one waits, and says for what.
+  const std::string gate = Shared("gate");
+  const std::string all = "resources: {cpu: " + std::to_string(cpus) + "}\n";
+  Submit("main", "type: task\nname: hog\n" + all + "commands: ['while [ ! -e " + gate +
+                     " ]; do sleep 0.1; done']\n");
+  EXPECT_EQ(message(WaitForStatus("main", "hog", "running")), "running");
+  Submit("main", "type: task\nname: waiter\n" + all + "commands: ['true']\n");
+  const std::string waiting =
+      "submitted (waiting: 0 of " + std::to_string(cpus) + " CPUs free on local)";
+  EXPECT_EQ(message(WaitForRun(
+                "main", "waiter",
+                [&](const json::value& v) { return Str(v, "status_message") == waiting; })),
+            waiting);
+  std::ofstream(gate).put('x');
+  EXPECT_EQ(message(WaitForStatus("main", "waiter", "done")), "done");
+
+  Submit("main", "type: task\nname: banana\nresources: {gpu: banana:1}\ncommands: ['true']\n");
+  EXPECT_EQ(message(WaitForStatus("main", "banana", "failed")),
+            "failed (no capacity: no instance of project main has a GPU named banana)");
+  Submit("main", "type: task\nname: three\ncommands: ['true', 'exit 3', 'echo never']\n");
+  EXPECT_EQ(message(WaitForStatus("main", "three", "failed")), "failed (exit 3)");
+  Submit("main", "type: task\nname: bounded\nmax_duration: 2s\ncommands: ['sleep 600']\n");
+  EXPECT_EQ(message(WaitForStatus("main", "bounded", "terminated")),
+            "terminated (max duration 2s)");
+  Submit("main", "type: task\nname: stopped\ncommands: ['sleep 600']\n");
+  WaitForStatus("main", "stopped", "running");
+  ASSERT_EQ(admin_->PostJson("/api/project/main/runs/stopped/stop", json::object()).status, 200);
+  EXPECT_EQ(message(WaitForStatus("main", "stopped", "terminated")),
+            "terminated (stopped by admin)");
+}
+
 TEST_F(JobsTest, StopTerminatesTheJobAndLeavesNoProcess) {
   StartServer();
   std::string pid_file = Shared("job.pid");

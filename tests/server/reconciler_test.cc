@@ -198,7 +198,17 @@ TEST(Reconcile, TwoOneGpuRunsGetDifferentGpusAndAThirdWaits) {
   ASSERT_NE(FindRun(out, "b"), nullptr);
   EXPECT_EQ(FindRun(out, "a")->jobs[0].gpu_indices, std::vector<int>{0});
   EXPECT_EQ(FindRun(out, "b")->jobs[0].gpu_indices, std::vector<int>{1});
-  EXPECT_EQ(FindRun(out, "c"), nullptr) << "the third run must wait, unchanged";
+  // The third run waits, and says for what.
+  const model::Run* c = FindRun(out, "c");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->status, RunStatus::kSubmitted);
+  EXPECT_EQ(c->jobs[0].status, JobStatus::kSubmitted);
+  EXPECT_FALSE(c->jobs[0].instance_id.has_value());
+  EXPECT_EQ(c->jobs[0].status_detail, "0 of 2 GPUs free on f1");
+  // The same wait next tick is not written again.
+  in.runs[2] = *c;
+  ReconcileOutput again = Reconcile(in, {});
+  EXPECT_EQ(FindRun(again, "c"), nullptr);
 }
 
 TEST(Reconcile, ARequestNoInstanceCouldEverSatisfyFails) {
@@ -210,13 +220,21 @@ TEST(Reconcile, ARequestNoInstanceCouldEverSatisfyFails) {
                      MakeRun("wide", "type: task\nnodes: 2\ncommands: [x]\n")},
                     {{i.id, Reached()}}};
   ReconcileOutput out = Reconcile(in, {});
-  for (const char* name : {"big", "h100", "wide"}) {
+  const std::map<std::string, std::string> why = {
+      {"big", "no instance of project main has 64 CPUs"},
+      {"h100", "no instance of project main has a GPU named H100"},
+      {"wide", "no fleet of project main has 2 instances that fit"}};
+  for (const auto& [name, detail] : why) {
     SCOPED_TRACE(name);
     const model::Run* run = FindRun(out, name);
     ASSERT_NE(run, nullptr);
     EXPECT_EQ(run->jobs[0].termination_reason, JobTerminationReason::kFailedToStartDueToNoCapacity);
+    EXPECT_EQ(run->jobs[0].status_detail, detail);
     EXPECT_EQ(run->status, RunStatus::kFailed);
   }
+  EXPECT_NE(std::find(out.events.begin(), out.events.end(),
+                      "run big cannot be placed: no instance of project main has 64 CPUs"),
+            out.events.end());
   EXPECT_TRUE(out.commands.empty());
 }
 
@@ -302,7 +320,13 @@ TEST(Reconcile, AMultiNodeRunIsPlacedAllOrNothingOnDistinctInstancesOfOneFleet) 
   in.runs = {busy, run};
   in.observations[a.id] = Reached({Running(busy.jobs[0].id)});
   ReconcileOutput waiting = Reconcile(in, {});
-  EXPECT_EQ(FindRun(waiting, "dist"), nullptr);
+  const model::Run* held = FindRun(waiting, "dist");
+  ASSERT_NE(held, nullptr);  // only its words changed
+  for (const model::Job& job : held->jobs) {
+    EXPECT_EQ(job.status, JobStatus::kSubmitted);
+    EXPECT_FALSE(job.instance_id.has_value());
+    EXPECT_EQ(job.status_detail, "1 of 2 instances free in fleet f1");
+  }
   EXPECT_EQ(CountCommands(waiting, AgentCommand::Kind::kStart), 0);
 }
 
@@ -396,6 +420,7 @@ TEST_F(LifecycleTest, MaxDurationStopsTheJob) {
   ReconcileOutput out = Observe({Running(job_id())}, kNow + 60 * kSecond);
   EXPECT_EQ(run_.jobs[0].status, JobStatus::kTerminating);
   EXPECT_EQ(run_.jobs[0].termination_reason, JobTerminationReason::kMaxDurationExceeded);
+  EXPECT_EQ(run_.jobs[0].status_detail, "max duration 1m");
   EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
   AgentJob killed = Exited(job_id(), 143);
   Observe({killed}, kNow + 61 * kSecond);

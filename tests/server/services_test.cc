@@ -202,6 +202,45 @@ TEST_F(ServicesTest, UsersMayChangeOnlyTheirOwnRunsManagersAny) {
   EXPECT_TRUE(runs_->Stop(Access(bob), bob, "train", false).ok());
 }
 
+// As in dstack: a run's name is free again once it finished; resubmitting deletes the old run.
+TEST_F(ServicesTest, ResubmittingAFinishedRunsNameReplacesItAndAnActiveOneIsRefused) {
+  ProjectAccess access = Access(admin_);
+  auto first = runs_->Submit(access, admin_, kRunYaml, model::ConfigFormat::kYaml);
+  ASSERT_TRUE(first.ok());
+  auto active = runs_->Submit(access, admin_, kRunYaml, model::ConfigFormat::kYaml);
+  ASSERT_EQ(active.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(active.status().message(),
+            "run 'train' is submitted; stop it (fleetwatch stop train) or choose another name");
+  EXPECT_EQ(runs_->Get(access, "train")->id, first->id);
+
+  ASSERT_TRUE(runs_->Stop(access, admin_, "train", /*abort=*/false).ok());
+  ReconcileOnce();
+  ASSERT_EQ(runs_->Get(access, "train")->status, model::RunStatus::kTerminated);
+  clock_.Advance(1'000'000);
+  auto second = runs_->Submit(access, admin_, kRunYaml, model::ConfigFormat::kYaml);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  auto listed = runs_->List(access, {}, 100);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().id, second->id);
+  EXPECT_EQ(listed->front().status, model::RunStatus::kSubmitted);
+}
+
+TEST_F(ServicesTest, ReplacingAnotherUsersFinishedRunNeedsTheRightToDeleteIt) {
+  model::User alice = NewUser("alice");
+  model::User bob = NewUser("bob");
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "alice", model::ProjectRole::kUser).ok());
+  ASSERT_TRUE(projects_->SetMember(admin_, "main", "bob", model::ProjectRole::kUser).ok());
+  auto alices = runs_->Submit(Access(alice), alice, kRunYaml, model::ConfigFormat::kYaml);
+  ASSERT_TRUE(alices.ok());
+  ASSERT_TRUE(runs_->Stop(Access(alice), alice, "train", /*abort=*/false).ok());
+  ReconcileOnce();
+  EXPECT_EQ(runs_->Submit(Access(bob), bob, kRunYaml, model::ConfigFormat::kYaml).status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(runs_->Get(Access(bob), "train")->id, alices->id);  // untouched
+  EXPECT_TRUE(runs_->Submit(Access(alice), alice, kRunYaml, model::ConfigFormat::kYaml).ok());
+}
+
 TEST_F(ServicesTest, GeneratedRunNamesAreValidAndDistinct) {
   ProjectAccess access = Access(admin_);
   std::set<std::string> names;

@@ -796,16 +796,20 @@ TEST_F(SqliteStore, ListRunsWithStatusIsOldestFirstAcrossProjects) {
   EXPECT_TRUE(empty->empty());
 }
 
-TEST_F(SqliteStore, UnfinishedRunNameIsTakenButFinishedMayBeReused) {
+TEST_F(SqliteStore, UnfinishedRunNameIsTakenAndAFinishedOneIsReplaced) {
   model::Run first = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning);
   ASSERT_TRUE(store_->CreateRun(first).ok());
-  Status taken = store_->CreateRun(MakeRun(project_, owner_, "train", 200));
+  model::Run refused = MakeRun(project_, owner_, "train", 200);
+  Status taken = store_->CreateRun(refused);
   EXPECT_EQ(taken.code(), StatusCode::kAlreadyExists) << taken.ToString();
+  EXPECT_EQ(store_->GetRunById(refused.id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetRun(project_.id, "train")->id, first.id);
 
-  // Another project may use the name.
+  // Another project may use the name, and keeps its run when this one's is replaced.
   model::Project other = MakeProject("other", owner_);
   ASSERT_TRUE(store_->CreateProject(other).ok());
-  EXPECT_TRUE(store_->CreateRun(MakeRun(other, owner_, "train", 200)).ok());
+  model::Run elsewhere = MakeRun(other, owner_, "train", 200, RunStatus::kDone);
+  EXPECT_TRUE(store_->CreateRun(elsewhere).ok());
 
   first.status = RunStatus::kTerminated;
   first.termination_reason = model::RunTerminationReason::kStoppedByUser;
@@ -813,23 +817,27 @@ TEST_F(SqliteStore, UnfinishedRunNameIsTakenButFinishedMayBeReused) {
   model::Run second = MakeRun(project_, owner_, "train", 300);
   ASSERT_TRUE(store_->CreateRun(second).ok());
 
-  auto got = store_->GetRun(project_.id, "train");  // the newest one
+  auto got = store_->GetRun(project_.id, "train");
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->id, second.id);
   auto list = store_->ListRuns(Filter(project_.id));
   ASSERT_TRUE(list.ok());
-  EXPECT_EQ(list->size(), 2u);
-}
-
-TEST_F(SqliteStore, UniqueIndexGuardsRunNamesEvenWhenUpdatesReviveARun) {
-  model::Run first = MakeRun(project_, owner_, "train", 100, RunStatus::kFailed);
-  ASSERT_TRUE(store_->CreateRun(first).ok());
-  ASSERT_TRUE(store_->CreateRun(MakeRun(project_, owner_, "train", 200)).ok());
-  first.status = RunStatus::kRunning;  // would make two unfinished runs named "train"
-  EXPECT_EQ(store_->UpdateRun(first).code(), StatusCode::kAlreadyExists);
-  auto got = store_->GetRunById(first.id);
-  ASSERT_TRUE(got.ok());
-  EXPECT_EQ(got->status, RunStatus::kFailed);
+  EXPECT_EQ(RunNames(*list), (std::vector<std::string>{"train"}));
+  EXPECT_EQ(list->front().id, second.id);
+  EXPECT_EQ(store_->GetRun(other.id, "train")->id, elsewhere.id);
+  // The replaced run is deleted, not gone: its jobs stay and it still counts.
+  auto replaced = store_->GetRunById(first.id);
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_EQ(replaced->jobs.size(), 1u);
+  int64_t all = 0, undeleted = 0;
+  const std::vector<RunCount> counts = store_->CountRuns().value();
+  for (const RunCount& c : counts) {
+    if (c.project_name != project_.name) continue;
+    all += c.all;
+    undeleted += c.undeleted;
+  }
+  EXPECT_EQ(all, 2);
+  EXPECT_EQ(undeleted, 1);
 }
 
 TEST_F(SqliteStore, UpdateRunWritesRunAndJobFields) {
