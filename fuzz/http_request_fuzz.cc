@@ -11,6 +11,8 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -19,6 +21,27 @@
 #include "http/header_rules.h"
 #include "http/request_reader.h"
 #include "http/server.h"
+
+// Built with BOOST_ENABLE_ASSERT_HANDLER: Boost's assertions stay on and abort, except one.
+// Boost 1.81's Beast asserts that a chunked body's final chunk is parsed again with at least 5
+// bytes, while a client may send its trailer a byte at a time; the code after the assertion
+// handles that case (need_more), builds with NDEBUG (make run) do not check it, and later Boost
+// releases relax the assertion. Only that assertion is let through.
+namespace boost {
+void assertion_failed(char const* expr, char const* function, char const* file, long line) {
+  if (std::string_view(expr) == "n >= 5" &&
+      std::string_view(function).find("parse_chunk_header") != std::string_view::npos) {
+    return;
+  }
+  fprintf(stderr, "%s:%ld: %s: assertion failed: %s\n", file, line, function, expr);
+  abort();
+}
+void assertion_failed_msg(char const* expr, char const* msg, char const* function, char const* file,
+                          long line) {
+  fprintf(stderr, "%s:%ld: %s: assertion failed: %s (%s)\n", file, line, function, expr, msg);
+  abort();
+}
+}  // namespace boost
 
 namespace fleetwatch::http {
 namespace {
