@@ -7,7 +7,7 @@ TEST_DIR := build/asan
 BENCH_DIR := build/bench
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: run test build build-test deps format clean install bench
+.PHONY: run test build build-test deps format clean install bench fuzz fuzz-build
 
 deps:
 	@bash scripts/install-deps.sh
@@ -27,8 +27,23 @@ build-test: deps
 
 # The Release binary is built too, so CI proves that `make run` builds (optimized builds warn
 # differently).
-test: build-test build
+test: build-test build fuzz-build
 	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	@bash fuzz/run.sh $(FUZZ_DIR) $(FUZZ_TEST_SECONDS) $(JOBS)
+
+# libFuzzer targets (fuzz/README.md): a clang build of their own. `make test` runs each for
+# FUZZ_TEST_SECONDS so they stay alive; `make fuzz` for FUZZ_SECONDS, keeping what it finds in
+# $(FUZZ_DIR)/work.
+FUZZ_DIR := build/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_TEST_SECONDS ?= 20
+fuzz-build: deps
+	@CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) $(CMAKE_COMMON) -DFLEETWATCH_FUZZ=ON \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	@bash fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(JOBS)
 
 # Benchmarks (bench/README.md): a Release build of their own, then their figures.
 bench:

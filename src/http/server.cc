@@ -1,5 +1,6 @@
 #include "http/server.h"
 #include "http/header_rules.h"
+#include "http/request_reader.h"
 #include "http/tls_context.h"
 
 #include <spdlog/spdlog.h>
@@ -37,8 +38,6 @@ using tcp = asio::ip::tcp;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using namespace std::chrono_literals;
 
-// Request line plus headers; larger ones get 431.
-constexpr uint32_t kHeaderLimitBytes = 64 * 1024;
 // After an error response the connection is closed, but first what the client is still sending
 // is read and dropped for a while: closing a socket with unread input makes the kernel send a
 // reset, which can destroy the response before the client reads it.
@@ -159,8 +158,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
 
   void ReadRequest() {
     parser_.emplace();
-    parser_->header_limit(kHeaderLimitBytes);
-    parser_->body_limit(server_.options_.body_limit_bytes);
+    ApplyRequestLimits(*parser_, server_.options_.body_limit_bytes);
     // One deadline covers the wait for the request and all of its bytes: an idle keep-alive
     // connection and a request arriving too slowly are both closed when it passes.
     Tcp().expires_after(server_.options_.read_timeout);
@@ -209,8 +207,9 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
           "request body exceeds " + std::to_string(server_.options_.body_limit_bytes) + " bytes");
     }
     if (ec == bhttp::error::header_limit) {
-      return RespondError(431, "headers_too_large",
-                          "request headers exceed " + std::to_string(kHeaderLimitBytes) + " bytes");
+      return RespondError(
+          431, "headers_too_large",
+          "request headers exceed " + std::to_string(kRequestHeaderLimitBytes) + " bytes");
     }
     // The peer closed, went quiet past the deadline (the stream is closed already), or the
     // connection broke: nothing to answer.
@@ -225,25 +224,14 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
   void OnBody(beast::error_code ec, size_t /*bytes*/) {
     if (ec) return OnReadError(ec);
     auto& message = parser_->get();
-    const std::string_view target = message.target();
-    auto url = boost::urls::parse_origin_form(target);
-    if (!url) return RespondError(400, "bad_request", "invalid request target");
-
-    Request request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(target);
-    request.path = url->path();
-    for (const auto& param : url->params()) request.query[param.key] = param.value;
-    for (const auto& field : message) {
-      request.headers.emplace_back(ToLower(field.name_string()), std::string(field.value()));
-    }
-    request.body = std::move(message.body());
+    Result<Request> request = ToRequest(message);
+    if (!request.ok()) return RespondError(400, "bad_request", request.status().message());
     const bool keep_alive = message.keep_alive();
     const unsigned version = message.version();
     parser_.reset();
 
     if (!server_.BeginRequest()) return Close();
-    Respond(server_.Invoke(request), version, keep_alive);
+    Respond(server_.Invoke(*request), version, keep_alive);
   }
 
   void RespondError(int status, std::string_view code, std::string message) {

@@ -1,6 +1,7 @@
 #include "model/config_tree.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -8,9 +9,9 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include <boost/json/value.hpp>
 
@@ -211,10 +212,55 @@ class YamlConverter {
   std::size_t json_bytes_ = 0;
 };
 
+// Counts the documents of a YAML stream without building them. yaml-cpp's LoadAll loops forever,
+// allocating, on a stream it cannot advance in (a lone "," is such a stream: every round yields
+// another empty document at the same place); here a document starting where the previous one
+// started marks that, and reading stops after two documents anyway.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents() const { return documents_; }
+  // Where the parser stopped advancing, when it did.
+  const std::optional<YAML::Mark>& stuck_at() const { return stuck_at_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (documents_ > 0 && mark.pos == start_.pos) stuck_at_ = mark;
+    start_ = mark;
+    ++documents_;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  int documents_ = 0;
+  YAML::Mark start_;
+  std::optional<YAML::Mark> stuck_at_;
+};
+
 Result<boost::json::value> ParseYaml(std::string_view text) {
-  std::vector<YAML::Node> documents;
+  int documents = 0;
+  YAML::Node document;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    const std::string owned(text);
+    std::istringstream stream(owned);
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    while (counter.documents() < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (const std::optional<YAML::Mark>& at = counter.stuck_at()) {
+      return InvalidArgument("malformed YAML at line " + std::to_string(at->line + 1) +
+                             ", column " + std::to_string(at->column + 1) + ": unexpected token");
+    }
+    documents = counter.documents();
+    if (documents == 1) document = YAML::Load(owned);
   } catch (const YAML::DeepRecursion&) {
     return InvalidArgument(std::string(kTooDeep));
   } catch (const YAML::Exception& e) {
@@ -224,13 +270,13 @@ Result<boost::json::value> ParseYaml(std::string_view text) {
                            ", column " + std::to_string(e.mark.column + 1) + ": " +
                            SanitizeLibraryMessage(e.msg));
   }
-  if (documents.size() > 1) {
+  if (documents > 1) {
     return InvalidArgument("configuration must be a single YAML document (found several)");
   }
-  if (documents.empty()) return boost::json::value(nullptr);
+  if (documents == 0) return boost::json::value(nullptr);
   try {
     YamlConverter converter;
-    return converter.Convert(documents.front(), "", 0);
+    return converter.Convert(document, "", 0);
   } catch (const YAML::Exception& e) {
     return InvalidArgument("malformed YAML: " + SanitizeLibraryMessage(e.msg));
   }

@@ -166,6 +166,16 @@ TEST(ConfigTreeYaml, RefusesEmptyMultipleAndNonMappingDocuments) {
   EXPECT_THAT(ErrorOf("just text\n"), HasSubstr("must be a mapping (got a string)"));
 }
 
+// yaml-cpp's LoadAll never returns on a stream it cannot advance in: it piles up empty documents
+// until memory runs out. These inputs (the second as fuzz/run_config found it) are refused.
+TEST(ConfigTreeYaml, RefusesAStreamTheParserCannotAdvanceIn) {
+  EXPECT_EQ(ErrorOf(","), "malformed YAML at line 1, column 1: unexpected token");
+  EXPECT_EQ(ErrorOf(" ,]\n"), "malformed YAML at line 1, column 2: unexpected token");
+  EXPECT_THAT(ErrorOf(std::string(",\0a \xc9 b]\n: 0\n", 13)),
+              HasSubstr("malformed YAML at line 1"));
+  EXPECT_THAT(ErrorOf("a: 1\n,\n"), HasSubstr("malformed YAML at line 2"));
+}
+
 TEST(ConfigTreeYaml, RefusesInvalidUtf8) {
   EXPECT_THAT(ErrorOf("a: \"\xff\xfe\"\n"), HasSubstr("a: is not valid UTF-8"));
   EXPECT_THAT(ErrorOf("a: \"\xed\xa0\x80\"\n"), HasSubstr("not valid UTF-8"));  // a surrogate
