@@ -7,6 +7,7 @@
 
 #include "model/entities.h"
 #include "server/agent_protocol.h"
+#include "server/scheduler.h"  // GpuNameMatches, for the reconciler's users
 #include "util/clock.h"
 
 namespace fleetwatch::server {
@@ -81,10 +82,5 @@ ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& 
 // (one host listed twice under different names, in one project or two) is unreachable for as
 // long as that lasts, and never commanded, so it cannot stop the first instance's jobs.
 std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instance>& instances);
-
-// True when a host's GPU name satisfies a requested one: case-insensitive match of the request
-// against any word of the name or any run of adjacent words ("A100" and "NVIDIA A100-SXM4-80GB";
-// "rtx4090" and "NVIDIA GeForce RTX 4090").
-bool GpuNameMatches(std::string_view requested, std::string_view gpu_name);
 
 }  // namespace fleetwatch::server
