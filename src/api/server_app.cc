@@ -107,7 +107,9 @@ class ServerAppImpl final : public ServerApp {
           std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
       updater_ =
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
-      FW_RETURN_IF_ERROR(updater_->Update({controller_->bad_replies(), {}, {}}));
+      FW_ASSIGN_OR_RETURN(server::TickReport stored,
+                          server::StoredStateReport(*store_, clock_.Now()));
+      FW_RETURN_IF_ERROR(updater_->Update(stored));
     }
     const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token};
     AddMetricsRoute(router_, scrape, snapshot_, clock_);
@@ -132,17 +134,16 @@ class ServerAppImpl final : public ServerApp {
     FW_ASSIGN_OR_RETURN(port_, http_->Start());
     ticker_ =
         std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
-          Status s = controller_->Tick();
-          if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
+          Result<server::TickReport> report = controller_->Tick();
+          if (!report.ok()) spdlog::warn("fleet controller: {}", report.status().ToString());
           if (clock_.Now() >= next_usage_at_) {
             next_usage_at_ = clock_.Now() + usage_interval_;
             Status a = usage_.Account();
             if (!a.ok()) spdlog::warn("usage accounting: {}", a.ToString());
           }
           // Runs changed through the API show up here too, at most one tick late.
-          if (updater_) {
-            Status u = updater_->Update({controller_->bad_replies(), controller_->TakeDcgmReports(),
-                                         controller_->TakeRunEvents()});
+          if (updater_ && report.ok()) {
+            Status u = updater_->Update(*report);
             if (!u.ok()) spdlog::warn("metrics exposition: {}", u.ToString());
           }
         });

@@ -44,20 +44,14 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
   }
 }
 
-Status ExpositionUpdater::Load(ExpositionState& state) {
-  FW_ASSIGN_OR_RETURN(state.instances, store_.ListInstances(""));
-  FW_ASSIGN_OR_RETURN(
-      state.unfinished_runs,
-      store_.ListRunsWithStatus({model::RunStatus::kPending, model::RunStatus::kSubmitted,
-                                 model::RunStatus::kProvisioning, model::RunStatus::kRunning,
-                                 model::RunStatus::kTerminating}));
-  for (const model::Run& run : state.unfinished_runs) {
-    for (const model::Job& job : run.jobs) {
-      if (!JobExported(job.status)) continue;
-      FW_ASSIGN_OR_RETURN(std::vector<model::JobMetricsPoint> points,
-                          store_.ListJobMetricsPoints(job.id, std::nullopt, std::nullopt, 1));
-      if (!points.empty()) state.newest_points[job.id] = std::move(points.front());
-    }
+Status ExpositionUpdater::Load(const TickReport& report, ExpositionState& state) {
+  state.instances = report.instances;
+  state.unfinished_runs = report.runs;
+  FW_ASSIGN_OR_RETURN(std::vector<model::JobMetricsPoint> newest,
+                      store_.ListNewestMetricsOfUnfinishedJobs());
+  for (model::JobMetricsPoint& p : newest) {
+    std::string job_id = p.job_id;
+    state.newest_points.insert_or_assign(std::move(job_id), std::move(p));
   }
   FW_ASSIGN_OR_RETURN(state.run_counts, store_.CountRuns());
   FW_ASSIGN_OR_RETURN(state.usage, store_.ListUsageTotals());
@@ -134,21 +128,21 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
   }
 }
 
-Status ExpositionUpdater::Update(ExpositionInputs inputs) {
+Status ExpositionUpdater::Update(const TickReport& report) {
   std::lock_guard lock(mu_);
-  for (const RunEvents::Provisioned& p : inputs.run_events.provisioned) {
+  for (const RunEvents::Provisioned& p : report.run_events.provisioned) {
     submit_to_provision_[{p.project_name, std::string(model::ToString(p.run_type))}].Observe(
         p.seconds);
   }
-  for (const RunEvents::Pending& p : inputs.run_events.pending) {
+  for (const RunEvents::Pending& p : report.run_events.pending) {
     ++pending_runs_[{p.project_name, std::string(model::ToString(p.run_type))}];
   }
   ExpositionState state;
-  FW_RETURN_IF_ERROR(Load(state));
-  IngestDcgm(inputs.dcgm, state);
+  FW_RETURN_IF_ERROR(Load(report, state));
+  IngestDcgm(report.dcgm, state);
   TimeMicros now = clock_.Now();
   snapshot_.DropExpiredDcgm(now);
-  state.agent_poll_errors = inputs.agent_poll_errors;
+  state.agent_poll_errors = report.bad_replies_total;
   state.dcgm_text_errors = dcgm_text_errors_;
   state.dcgm_families_dropped = dcgm_families_dropped_;
   state.submit_to_provision = submit_to_provision_;

@@ -19,18 +19,12 @@
 
 namespace fleetwatch::server {
 
-// What a controller tick hands the updater besides the store's state.
-struct ExpositionInputs {
-  uint64_t agent_poll_errors = 0;  // FleetController::bad_replies()
-  std::vector<DcgmReport> dcgm;    // FleetController::TakeDcgmReports()
-  RunEvents run_events;            // FleetController::TakeRunEvents()
-};
-
-// Keeps the server's families in an ExpositionSnapshot current: Update reads the store once
-// (instances, unfinished runs, each active job's newest point, run counts, usage totals) and
-// replaces the families whose samples changed, all at once; it relabels each host's new DCGM
-// text for the jobs on that host's GPUs (once per text) and drops the DCGM samples of jobs that
-// ended. Scrapes never touch the store.
+// Keeps the server's families in an ExpositionSnapshot current: Update takes a tick's report
+// (instances, unfinished runs, DCGM texts, run events), reads from the store what the report
+// does not hold (the newest point of every unfinished job, run counts, usage totals: three
+// queries however many jobs) and replaces the families whose samples changed, all at once; it
+// relabels each host's new DCGM text for the jobs on that host's GPUs (once per text) and drops
+// the DCGM samples of jobs that ended. Scrapes never touch the store.
 // Thread-safe (Update calls are serialized); meant to run after each FleetController tick.
 class ExpositionUpdater {
  public:
@@ -40,11 +34,11 @@ class ExpositionUpdater {
                     ExpositionOptions options);
 
   // Errors: the store's; the snapshot then keeps its previous samples and the DCGM texts of
-  // `inputs` are dropped (hosts send new ones every metrics interval); events still count.
-  Status Update(ExpositionInputs inputs);
+  // `report` are dropped (hosts send new ones every metrics interval); events still count.
+  Status Update(const TickReport& report);
 
  private:
-  Status Load(ExpositionState& state);
+  Status Load(const TickReport& report, ExpositionState& state);
   void IngestDcgm(const std::vector<DcgmReport>& reports, const ExpositionState& state);
 
   store::Store& store_;

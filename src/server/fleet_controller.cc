@@ -235,9 +235,19 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
   return observations;
 }
 
-Status FleetController::Tick() {
+Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now) {
+  TickReport report;
+  report.started_at = report.ended_at = now;
+  FW_ASSIGN_OR_RETURN(report.instances, store.ListInstances(""));
+  FW_ASSIGN_OR_RETURN(report.runs, store.ListRunsWithStatus(kUnfinishedRunStatuses));
+  return report;
+}
+
+Result<TickReport> FleetController::Tick() {
+  TickReport report;
   FW_ASSIGN_OR_RETURN(std::vector<model::Instance> polled, store_.ListInstances(""));
   TimeMicros started = clock_.Now();
+  report.started_at = started;
   bool with_metrics = started >= next_metrics_at_;
   if (with_metrics) {
     next_metrics_at_ =
@@ -245,7 +255,6 @@ Status FleetController::Tick() {
         std::chrono::duration_cast<std::chrono::microseconds>(options_.metrics_interval).count();
   }
   std::map<std::string, InstanceObservation> observations = Observe(polled, with_metrics);
-  std::vector<model::Run> active_runs;
 
   ReconcileOutput out;
   {
@@ -262,25 +271,47 @@ Status FleetController::Tick() {
       if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
     }
     for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
-    NoteRunEvents(input.runs, out.runs);
-    active_runs = std::move(input.runs);
-    observations = std::move(input.observations);
+    report.run_events = NoteRunEvents(input.runs, out.runs);
+    // The state as stored now: the input with this tick's changes.
+    report.instances = std::move(input.instances);
+    std::map<std::string_view, const model::Instance*> changed_instances;
+    for (const model::Instance& i : out.instances) changed_instances[i.id] = &i;
+    for (model::Instance& i : report.instances) {
+      auto it = changed_instances.find(i.id);
+      if (it != changed_instances.end()) i = *it->second;
+    }
+    std::map<std::string_view, const model::Run*> changed_runs;
+    for (const model::Run& r : out.runs) changed_runs[r.id] = &r;
+    for (model::Run& r : input.runs) {
+      auto it = changed_runs.find(r.id);
+      if (it != changed_runs.end()) r = *it->second;
+      if (!model::IsFinished(r.status)) report.runs.push_back(std::move(r));
+    }
+    report.observations = std::move(input.observations);
   }
-  if (with_metrics) Collect(observations, active_runs);
-  if (with_metrics && options_.collect_dcgm) KeepDcgm(observations);
+  for (const auto& [instance_id, obs] : report.observations) {
+    if (!obs.reached) ++report.bad_replies[instance_id];
+    if (obs.reached && obs.poll.dcgm && options_.collect_dcgm) {
+      report.dcgm.push_back({instance_id, *obs.poll.dcgm});
+    }
+  }
+  // Points come with the replies of polls that asked for them, whichever tick uses the reply.
+  report.points_stored = Collect(report.observations, report.runs);
   for (const std::string& event : out.events) spdlog::info("{}", event);
-  Execute(out.commands);
-  return Status::Ok();
+  Execute(report.instances, out.commands);
+  report.bad_replies_total = bad_replies_.load();
+  report.ended_at = clock_.Now();
+  return report;
 }
 
-void FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
-                              const std::vector<model::Run>& runs) {
+size_t FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
+                                const std::vector<model::Run>& runs) {
   if (!last_points_loaded_) {
     Result<std::vector<std::pair<std::string, TimeMicros>>> latest =
         store_.LatestMetricsOfUnfinishedJobs();
     if (!latest.ok()) {
       spdlog::warn("metrics: {}", latest.status().ToString());
-      return;
+      return 0;
     }
     for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
     last_points_loaded_ = true;
@@ -308,37 +339,20 @@ void FleetController::Collect(const std::map<std::string, InstanceObservation>& 
   }
   // Forget jobs that ended; their points stay in the store.
   std::erase_if(last_point_, [&](const auto& entry) { return !running_on.count(entry.first); });
-  if (batch.empty()) return;
+  if (batch.empty()) return 0;
   Status s = store_.AddJobMetricsPoints(batch);
   if (!s.ok()) {
     spdlog::warn("metrics: storing {} points: {}", batch.size(), s.ToString());
-    return;
+    return 0;
   }
   for (const model::JobMetricsPoint& p : batch) last_point_[p.job_id] = p.timestamp_micro;
   points_stored_ += batch.size();
+  return batch.size();
 }
 
-void FleetController::KeepDcgm(const std::map<std::string, InstanceObservation>& observations) {
-  std::lock_guard lock(events_mu_);
-  for (const auto& [instance_id, obs] : observations) {
-    if (obs.reached && obs.poll.dcgm) dcgm_[instance_id] = obs.poll.dcgm.value();
-  }
-}
-
-std::vector<DcgmReport> FleetController::TakeDcgmReports() {
-  std::map<std::string, AgentDcgm> taken;
-  {
-    std::lock_guard lock(events_mu_);
-    taken.swap(dcgm_);
-  }
-  std::vector<DcgmReport> out;
-  out.reserve(taken.size());
-  for (auto& [instance_id, dcgm] : taken) out.push_back({instance_id, std::move(dcgm)});
-  return out;
-}
-
-void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
-                                    const std::vector<model::Run>& changed) {
+RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& before,
+                                         const std::vector<model::Run>& changed) {
+  RunEvents events;
   auto placed = [](const model::Run& run) {
     return std::any_of(run.jobs.begin(), run.jobs.end(),
                        [](const model::Job& j) { return j.instance_id.has_value(); });
@@ -346,18 +360,17 @@ void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
   std::map<std::string_view, const model::Run*> after;
   for (const model::Run& run : changed) after[run.id] = &run;
   TimeMicros now = clock_.Now();
-  std::lock_guard lock(events_mu_);
   for (const model::Run& run : before) {
     if (placed(run)) continue;
     auto it = after.find(run.id);
     const model::Run& now_run = it != after.end() ? *it->second : run;
     if (placed(now_run)) {
-      run_events_.provisioned.push_back(
+      events.provisioned.push_back(
           {run.project_name, run.type,
            static_cast<double>(std::max<TimeMicros>(0, now - run.submitted_at)) / 1e6});
       waiting_runs_.erase(run.id);
     } else if (!model::IsFinished(now_run.status) && waiting_runs_.insert(run.id).second) {
-      run_events_.pending.push_back({run.project_name, run.type});
+      events.pending.push_back({run.project_name, run.type});
     }
   }
   // Runs that ended (here or through the API) without ever being placed stop waiting.
@@ -367,21 +380,14 @@ void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
     auto it = after.find(id);
     return !unfinished.count(id) || (it != after.end() && model::IsFinished(it->second->status));
   });
+  return events;
 }
 
-RunEvents FleetController::TakeRunEvents() {
-  std::lock_guard lock(events_mu_);
-  RunEvents out = std::move(run_events_);
-  run_events_ = RunEvents{};
-  return out;
-}
-
-void FleetController::Execute(const std::vector<AgentCommand>& commands) {
+void FleetController::Execute(const std::vector<model::Instance>& known,
+                              const std::vector<AgentCommand>& commands) {
   if (commands.empty()) return;
-  Result<std::vector<model::Instance>> listed = store_.ListInstances("");
-  if (!listed.ok()) return;
   std::map<std::string, model::Instance> instances;
-  for (auto& i : *listed) instances[i.id] = std::move(i);
+  for (const model::Instance& i : known) instances[i.id] = i;
 
   std::vector<http::AsyncRequest> requests;
   std::vector<const AgentCommand*> sent;
