@@ -12,6 +12,7 @@
 
 #include "http/async_client.h"
 #include "model/entities.h"
+#include "server/agent_lanes.h"
 #include "server/log_copies.h"
 #include "server/reconciler.h"
 #include "store/store.h"
@@ -83,15 +84,20 @@ struct TickReport {
 // brought up to date before the first tick. Errors: the store's.
 Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now);
 
-// Drives the fleet: each Tick polls every agent once (all at once), lets Reconcile decide,
-// stores the decisions and carries out the agent commands (start, stop, forget, acknowledge
-// after the log is copied). What agents say is untrusted (agent_protocol.h, log_copies.h).
-// Thread-safe; Tick is meant to run on one background thread.
+// Drives the fleet: each Tick polls every agent (all at once), lets Reconcile decide, stores the
+// decisions and hands the agent commands (start, stop, forget, acknowledge after the log is
+// copied) to asynchronous per-host lanes (agent_lanes.h): at most one request per host and kind
+// in flight, each with its own timeout. A tick waits for its polls (and the inventories they
+// call for) up to `tick_budget` and never for anything else, so its length is bounded whatever
+// the hosts do; every reply is used by the first tick after it arrives. What agents say is
+// untrusted (agent_protocol.h, log_copies.h). Thread-safe; Tick is meant to run on one
+// background thread.
 class FleetController {
  public:
   // `runs_mutex` serializes changes to runs with the API (RunService::mutex()).
   FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
                   http::AsyncClient& client, FleetControllerOptions options);
+  ~FleetController();
 
   // One pass. Per-host failures are logged (once a minute per host) and never stop the pass;
   // returns an error only when the store fails.
@@ -118,17 +124,23 @@ class FleetController {
                                                      bool with_metrics);
   InstanceObservation ObservationOf(const model::Instance& instance,
                                     const Result<http::Response>& reply);
-  // Stores the points that the observed agents reported for jobs the server runs on them.
+  // Takes what arrived from the agents: poll replies and inventories are kept for the tick,
+  // commands' outcomes are logged, and refused starts added to `refused` (job id → why).
+  void TakeReplies(std::map<std::string, const model::Instance*> by_id,
+                   std::map<std::string, std::string>& refused);
+  // Polls every host that has no poll in flight and waits for the replies and the inventories
+  // they call for up to the tick's budget. Returns every poll reply that arrived since the last
+  // tick, by instance id.
+  std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
+                                                     std::map<std::string, std::string>& refused);
   // Returns how many were stored.
   size_t Collect(const std::map<std::string, InstanceObservation>& observations,
                  const std::vector<model::Run>& runs);
   RunEvents NoteRunEvents(const std::vector<model::Run>& before,
                           const std::vector<model::Run>& changed);
+  // Hands the commands to the hosts' lanes (asynchronous; outcomes come with a later tick).
   void Execute(const std::vector<model::Instance>& instances,
                const std::vector<AgentCommand>& commands);
-  // Copies the logs, then lets the agents forget the jobs, while the tick's budget lasts.
-  void Acknowledge(const std::map<std::string, model::Instance>& instances,
-                   const std::vector<AgentCommand>& commands);
   // GET /api/jobs/{job_id}/logs on the instance's agent. NotFound when the agent has no such job.
   Result<LogChunk> ReadAgentLog(const model::Instance& instance, const std::string& job_id,
                                 int64_t offset, int64_t limit);
@@ -148,14 +160,16 @@ class FleetController {
   std::map<std::string, TimeMicros> last_logged_;     // instance id → when a problem was logged
   std::map<std::string, std::string> host_problems_;  // instance id → last poll's error; log_mu_
   std::set<std::string> plain_http_warned_;  // instance ids warned about tls: false (Tick only)
-  TimeMicros next_metrics_at_ = 0;           // Tick runs on one thread: no lock
+  // Tick's thread only: no lock.
+  std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
+  std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
+  std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
   bool last_points_loaded_ = false;
   std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
-  std::shared_ptr<PollState> polls_;
+  std::unique_ptr<AgentLanes> lanes_;   // every request to the agents, asynchronous
   std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
-  size_t copy_turn_ = 0;                // which host copies first next tick (Tick's thread)
 };
 
 }  // namespace fleetwatch::server
