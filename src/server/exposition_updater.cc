@@ -146,8 +146,18 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   state.dcgm_text_errors = dcgm_text_errors_;
   state.dcgm_families_dropped = dcgm_families_dropped_;
   state.submit_to_provision = submit_to_provision_;
+  // Each run's configuration is parsed once, not on every tick.
+  std::map<std::string, model::ResourcesRequest> resources;
+  for (const model::Run& run : state.unfinished_runs) {
+    auto known = run_resources_.find(run.id);
+    resources.emplace(run.id,
+                      known != run_resources_.end() ? std::move(known->second) : RunResources(run));
+  }
+  run_resources_ = std::move(resources);
+  state.run_resources.swap(run_resources_);
   state.pending_runs = pending_runs_;
   std::map<std::string, std::string> samples = RenderServerFamilies(state, now, options_);
+  run_resources_.swap(state.run_resources);
   std::vector<expose::FragmentChange> changes;
   for (auto& [name, text] : samples) {
     std::string& last = last_[name];

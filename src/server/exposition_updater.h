@@ -52,8 +52,9 @@ class ExpositionUpdater {
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_;
   uint64_t dcgm_text_errors_ = 0;
   uint64_t dcgm_families_dropped_ = 0;
-  std::vector<std::string_view> server_family_names_;  // constant after construction
-  std::map<std::string, std::string> dcgm_keys_;       // snapshot DCGM key → job id
+  std::vector<std::string_view> server_family_names_;             // constant after construction
+  std::map<std::string, std::string> dcgm_keys_;                  // snapshot DCGM key → job id
+  std::map<std::string, model::ResourcesRequest> run_resources_;  // of the unfinished runs
 };
 
 }  // namespace fleetwatch::server

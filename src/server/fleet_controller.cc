@@ -336,6 +336,17 @@ Result<TickReport> FleetController::Tick() {
     input.now = clock_.Now();
     input.observations = std::move(observations);
     FW_ASSIGN_OR_RETURN(input.ended_jobs, store_.ListJobsByIds(ReportedOtherJobIds(input)));
+    // Each run's configuration is parsed once, not on every tick.
+    std::map<std::string, Result<model::RunConfiguration>> configs;
+    for (const model::Run& run : input.runs) {
+      auto known = configs_.find(run.id);
+      configs.emplace(run.id, known != configs_.end()
+                                  ? std::move(known->second)
+                                  : model::ParseRunConfiguration(run.configuration_json,
+                                                                 model::ConfigFormat::kJson));
+    }
+    configs_ = std::move(configs);
+    input.parsed_configs = &configs_;
     out = Reconcile(input, options_.reconcile);
     for (const model::Instance& instance : out.instances) {
       Status s = store_.UpdateInstance(instance);
@@ -360,10 +371,12 @@ Result<TickReport> FleetController::Tick() {
     }
     report.observations = std::move(input.observations);
   }
-  for (const auto& [instance_id, obs] : report.observations) {
+  for (auto& [instance_id, obs] : report.observations) {
     if (!obs.reached) ++report.bad_replies[instance_id];
     if (obs.reached && obs.poll.dcgm && options_.collect_dcgm) {
-      report.dcgm.push_back({instance_id, *obs.poll.dcgm});
+      // Moved, not copied: a host's text is tens of kilobytes.
+      report.dcgm.push_back({instance_id, std::move(*obs.poll.dcgm)});
+      obs.poll.dcgm.reset();
     }
   }
   // Points come with the replies of polls that asked for them, whichever tick uses the reply.

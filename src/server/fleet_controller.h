@@ -71,7 +71,8 @@ struct TickReport {
   // during the tick show up in the next one.
   std::vector<model::Instance> instances;
   std::vector<model::Run> runs;
-  // The poll replies used by this tick, by instance id (unusable ones with `reached` false).
+  // The poll replies used by this tick, by instance id (unusable ones with `reached` false);
+  // their DCGM texts are in `dcgm` instead.
   std::map<std::string, InstanceObservation> observations;
   std::map<std::string, uint64_t> bad_replies;  // instance id → unusable poll replies this tick
   uint64_t bad_replies_total = 0;               // since the server started
@@ -164,6 +165,7 @@ class FleetController {
   std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
   std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
   std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
+  std::map<std::string, Result<model::RunConfiguration>> configs_;  // of the unfinished runs
   bool last_points_loaded_ = false;
   std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};

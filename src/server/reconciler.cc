@@ -236,6 +236,10 @@ class Tick {
 
   // The run's stored configuration, parsed once per tick; an error when it no longer parses.
   const Result<model::RunConfiguration>& ParsedConfig(const model::Run& run) {
+    if (in_.parsed_configs != nullptr) {
+      auto known = in_.parsed_configs->find(run.id);
+      if (known != in_.parsed_configs->end()) return known->second;
+    }
     auto it = configs_.find(run.id);
     if (it == configs_.end()) {
       it = configs_

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/run_spec.h"
 #include "server/agent_protocol.h"
 #include "server/scheduler.h"  // GpuNameMatches, for the reconciler's users
 #include "util/clock.h"
@@ -63,6 +64,10 @@ struct ReconcileInput {
   // controller asks once per tick): ended jobs waiting for their log copy and acknowledgement.
   // An id found neither here nor in `runs` is not the server's.
   std::vector<model::Job> ended_jobs = {};
+  // Optional: the runs' configurations already parsed (model::ParseRunConfiguration of the stored
+  // JSON), by run id; a run's configuration never changes, so a caller may keep them between
+  // ticks. Runs missing here are parsed by Reconcile.
+  const std::map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
 };
 
 struct ReconcileOutput {

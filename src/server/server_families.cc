@@ -176,9 +176,11 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
     const model::Instance* instance = InstanceOf(instances, job);
     auto [res, inserted] = resources.try_emplace(run.id);
     if (inserted) {
-      Result<model::RunConfiguration> config =
-          model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson);
-      if (config.ok()) res->second = config->resources;
+      if (auto known = state.run_resources.find(run.id); known != state.run_resources.end()) {
+        res->second = known->second;
+      } else {
+        res->second = RunResources(run);
+      }
     }
     // The job's GPUs, in the order of gpu_indices (the order of the point's GPU vectors).
     std::vector<const model::Gpu*> gpus;
@@ -272,6 +274,12 @@ void RenderServer(const ExpositionState& state, std::map<std::string, std::strin
 }
 
 }  // namespace
+
+model::ResourcesRequest RunResources(const model::Run& run) {
+  Result<model::RunConfiguration> config =
+      model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson);
+  return config.ok() ? config->resources : model::ResourcesRequest{};
+}
 
 const model::Gpu* FindGpu(const model::Instance& instance, int index) {
   for (const model::Gpu& g : instance.resources.gpus) {

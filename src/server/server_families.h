@@ -10,6 +10,7 @@
 #include "expose/snapshot.h"
 #include "model/entities.h"
 #include "model/metrics.h"
+#include "model/run_spec.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -43,6 +44,9 @@ struct ExpositionState {
   uint64_t agent_poll_errors = 0;      // FleetController::bad_replies()
   uint64_t dcgm_text_errors = 0;       // hosts' DCGM texts that did not parse
   uint64_t dcgm_families_dropped = 0;  // expose::DropForeignDcgmFamilies, all texts so far
+  // Run id → RunResources(run), for the runs whose configuration was parsed before (a run's
+  // configuration never changes); runs missing here are parsed while rendering.
+  std::map<std::string, model::ResourcesRequest> run_resources;
 };
 
 struct ExpositionOptions {
@@ -77,6 +81,9 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
 
 // Whether a job in this status has job samples (provisioning, pulling, running, terminating).
 bool JobExported(model::JobStatus s);
+
+// The resources `run`'s stored configuration requests; empty when it does not parse.
+model::ResourcesRequest RunResources(const model::Run& run);
 
 // The instance's GPU with this index; nullptr when it has none.
 const model::Gpu* FindGpu(const model::Instance& instance, int index);
