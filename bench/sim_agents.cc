@@ -66,6 +66,59 @@ int64_t NowMicros() {
       .count();
 }
 
+// The 49 DCGM fields of spec/METRICS.md, as dcgm-exporter types them.
+constexpr std::pair<const char*, bool> kDcgmFields[] = {
+    {"DCGM_FI_DEV_SM_CLOCK", false},
+    {"DCGM_FI_DEV_MEM_CLOCK", false},
+    {"DCGM_FI_DEV_MEMORY_TEMP", false},
+    {"DCGM_FI_DEV_GPU_TEMP", false},
+    {"DCGM_FI_DEV_POWER_USAGE", false},
+    {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", true},
+    {"DCGM_FI_DEV_GPU_UTIL", false},
+    {"DCGM_FI_DEV_MEM_COPY_UTIL", false},
+    {"DCGM_FI_DEV_XID_ERRORS", false},
+    {"DCGM_FI_DEV_POWER_VIOLATION", true},
+    {"DCGM_FI_DEV_THERMAL_VIOLATION", true},
+    {"DCGM_FI_DEV_FB_FREE", false},
+    {"DCGM_FI_DEV_FB_USED", false},
+    {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", true},
+    {"DCGM_FI_PROF_SM_ACTIVE", false},
+    {"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", false},
+    {"DCGM_FI_PROF_DRAM_ACTIVE", false},
+    {"DCGM_FI_DEV_ENC_UTIL", false},
+    {"DCGM_FI_DEV_DEC_UTIL", false},
+    {"DCGM_FI_DEV_ROW_REMAP_FAILURE", false},
+    {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", false},
+    {"DCGM_FI_PROF_SM_OCCUPANCY", false},
+    {"DCGM_FI_PROF_PIPE_FP64_ACTIVE", false},
+    {"DCGM_FI_PROF_PIPE_FP32_ACTIVE", false},
+    {"DCGM_FI_PROF_PIPE_FP16_ACTIVE", false},
+    {"DCGM_FI_PROF_PIPE_INT_ACTIVE", false},
+    {"DCGM_FI_PROF_PCIE_TX_BYTES", true},
+    {"DCGM_FI_PROF_PCIE_RX_BYTES", true},
+    {"DCGM_FI_PROF_NVLINK_RX_BYTES", true},
+    {"DCGM_FI_PROF_NVLINK_TX_BYTES", true},
+    {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER", true},
+    {"DCGM_FI_DEV_SYNC_BOOST_VIOLATION", true},
+    {"DCGM_FI_DEV_BOARD_LIMIT_VIOLATION", true},
+    {"DCGM_FI_DEV_LOW_UTIL_VIOLATION", true},
+    {"DCGM_FI_DEV_RELIABILITY_VIOLATION", true},
+    {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", true},
+    {"DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", true},
+    {"DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", true},
+    {"DCGM_FI_DEV_RETIRED_SBE", true},
+    {"DCGM_FI_DEV_RETIRED_DBE", true},
+    {"DCGM_FI_DEV_RETIRED_PENDING", true},
+    {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", true},
+    {"DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", true},
+    {"DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", true},
+    {"DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", true},
+    {"DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", true},
+    {"DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", true},
+    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", true},
+    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_L0", true},
+};
+
 // A small deterministic hash, so every job gets its own but reproducible load shape.
 uint64_t Mix(uint64_t x) {
   x ^= x >> 33;
@@ -223,6 +276,42 @@ class SimHost {
     out += "]}";
   }
 
+  std::string GpuUuid(int g) const {
+    char uuid[64];
+    const uint64_t a = Mix(static_cast<uint64_t>(index_) * 64 + static_cast<uint64_t>(g) + 1);
+    const uint64_t b = Mix(a);
+    std::snprintf(uuid, sizeof uuid, "GPU-%08x-%04x-%04x-%04x-%012llx",
+                  static_cast<unsigned>(a >> 32), static_cast<unsigned>(a >> 16) & 0xffff,
+                  static_cast<unsigned>(a) & 0xffff, static_cast<unsigned>(b >> 48),
+                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
+    return uuid;
+  }
+
+  // The host's dcgm-exporter text (every field of kDcgmFields for each GPU, dcgm-exporter's
+  // labels), as a JSON string literal; built on first use and kept.
+  const std::string& DcgmJson() const {
+    std::call_once(dcgm_once_, [this] {
+      std::string text;
+      for (const auto& [name, counter] : kDcgmFields) {
+        text += std::string("# HELP ") + name + " DCGM field " + name + ".\n# TYPE " + name +
+                (counter ? " counter\n" : " gauge\n");
+        for (int g = 0; g < kGpusPerHost; ++g) {
+          const uint64_t v = Mix(HashText(name) + static_cast<uint64_t>(index_ * 8 + g)) % 100000;
+          char line[512];
+          std::snprintf(line, sizeof line,
+                        "%s{gpu=\"%d\",UUID=\"%s\",pci_bus_id=\"00000000:%02X:00.0\","
+                        "device=\"nvidia%d\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"%s\","
+                        "DCGM_FI_DRIVER_VERSION=\"535.129.03\"} %llu\n",
+                        name, g, GpuUuid(g).c_str(), 0x18 + g * 0x10, g, hostname_.c_str(),
+                        static_cast<unsigned long long>(v));
+          text += line;
+        }
+      }
+      dcgm_json_ = boost::json::serialize(boost::json::value(text));
+    });
+    return dcgm_json_;
+  }
+
   http::Response Healthcheck() const {
     std::string body = R"({"service":"fleetwatch-agent","version":"0.1.0","agent_id":")";
     body += agent_id_;
@@ -237,16 +326,9 @@ class SimHost {
                        R"(","cpus":64,"memory_bytes":)" + std::to_string(kHostMemoryBytes) +
                        R"(,"cgroup":"v2","gpus":[)";
     for (int g = 0; g < kGpusPerHost; ++g) {
-      char uuid[64];
-      const uint64_t a = Mix(static_cast<uint64_t>(index_) * 64 + static_cast<uint64_t>(g) + 1);
-      const uint64_t b = Mix(a);
-      std::snprintf(uuid, sizeof uuid, "GPU-%08x-%04x-%04x-%04x-%012llx",
-                    static_cast<unsigned>(a >> 32), static_cast<unsigned>(a >> 16) & 0xffff,
-                    static_cast<unsigned>(a) & 0xffff, static_cast<unsigned>(b >> 48),
-                    static_cast<unsigned long long>(b & 0xffffffffffffULL));
       if (g > 0) body += ',';
       body += R"({"index":)" + std::to_string(g) + R"(,"name":"NVIDIA H100 80GB HBM3","uuid":")" +
-              uuid + R"(","memory_bytes":)" + std::to_string(kGpuMemoryBytes) +
+              GpuUuid(g) + R"(","memory_bytes":)" + std::to_string(kGpuMemoryBytes) +
               R"(,"vendor":"nvidia"})";
     }
     body += "]}";
@@ -260,6 +342,13 @@ class SimHost {
         return http::JsonError(400, "invalid_argument", "metrics must be 0 or 1");
       }
       with_metrics = it->second == "1";
+    }
+    bool with_dcgm = false;
+    if (auto it = request.query.find("dcgm"); it != request.query.end()) {
+      if (it->second != "0" && it->second != "1") {
+        return http::JsonError(400, "invalid_argument", "dcgm must be 0 or 1");
+      }
+      with_dcgm = it->second == "1";
     }
     const int64_t now = NowMicros();
     std::string body;
@@ -284,7 +373,15 @@ class SimHost {
       }
       body += '}';
     }
-    body += "]}";
+    body += "]";
+    if (with_dcgm) {
+      body += R"(,"dcgm":{"collected_at":)";
+      AppendInt(body, now);
+      body += R"(,"text":)";
+      body += DcgmJson();
+      body += '}';
+    }
+    body += '}';
     return Json(200, std::move(body));
   }
 
@@ -364,6 +461,8 @@ class SimHost {
   std::string agent_id_;
   int64_t started_at_ = 0;
   http::Router router_;
+  mutable std::once_flag dcgm_once_;
+  mutable std::string dcgm_json_;  // DcgmJson()
   mutable std::mutex mu_;
   std::map<std::string, SimJob> jobs_;  // by job id
 };

@@ -11,12 +11,12 @@
 #include "http/async_client.h"
 #include "http/server.h"
 #include "server/auth.h"
+#include "server/control_loop.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
 #include "server/local_agent.h"
-#include "server/periodic_task.h"
 #include "server/projects.h"
 #include "server/runs.h"
 #include "server/usage.h"
@@ -53,9 +53,9 @@ class ServerAppImpl final : public ServerApp {
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
     options.max_log_copy_bytes = config.max_log_bytes;
     options.metrics_interval = config.metrics_interval;
-    usage_interval_ =
-        std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
-    options.tick_budget = std::max(config.poll_interval, std::chrono::milliseconds(200));
+    // Half the tick interval for the polls: the other half is for deciding, storing and the
+    // exposition, so that ticks keep their fixed rate.
+    options.tick_budget = std::max(config.poll_interval / 2, std::chrono::milliseconds(50));
     // 9 s for the default 10 s interval: a replica never stores a second point for a job that
     // another replica has just measured.
     options.min_point_spacing =
@@ -73,7 +73,9 @@ class ServerAppImpl final : public ServerApp {
           std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
       updater_ =
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
-      FW_RETURN_IF_ERROR(updater_->Update({controller_->bad_replies(), {}, {}}));
+      FW_ASSIGN_OR_RETURN(server::TickReport stored,
+                          server::StoredStateReport(*store_, clock_.Now()));
+      FW_RETURN_IF_ERROR(updater_->Update(stored));
     }
     const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token,
                                         config.openmetrics};
@@ -109,38 +111,18 @@ class ServerAppImpl final : public ServerApp {
         spdlog::error("the local agent: {}", s.message());
       local_agent_->Supervise();
     }
-    ticker_ =
-        std::make_unique<server::PeriodicTask>("fleet controller", config.poll_interval, [this] {
-          Status s = controller_->Tick();
-          if (!s.ok()) spdlog::warn("fleet controller: {}", s.ToString());
-          if (clock_.Now() >= next_usage_at_) {
-            next_usage_at_ = clock_.Now() + usage_interval_;
-            Status a = usage_.Account();
-            if (!a.ok()) spdlog::warn("usage accounting: {}", a.ToString());
-          }
-          // Runs changed through the API show up here too, at most one tick late.
-          if (updater_) {
-            Status u = updater_->Update({controller_->bad_replies(), controller_->TakeDcgmReports(),
-                                         controller_->TakeRunEvents()});
-            if (!u.ok()) spdlog::warn("metrics exposition: {}", u.ToString());
-          }
-        });
-    ticker_->Start();
-    auto micros = [](std::chrono::seconds s) {
-      return std::chrono::duration_cast<std::chrono::microseconds>(s).count();
-    };
-    retention_ = std::make_unique<server::PeriodicTask>(
-        "metrics retention", config.retention_interval,
-        [this, running = micros(config.running_ttl), finished = micros(config.finished_ttl)] {
-          TimeMicros now = clock_.Now();
-          Result<int64_t> deleted = store_->DeleteJobMetricsPoints(now - running, now - finished);
-          if (!deleted.ok()) {
-            spdlog::warn("metrics retention: {}", deleted.status().ToString());
-          } else if (*deleted > 0) {
-            spdlog::info("metrics retention: deleted {} points", *deleted);
-          }
-        });
-    retention_->Start();
+    stages_ = std::make_unique<server::ServerStages>(*controller_, usage_, updater_.get(), *store_,
+                                                     config.running_ttl, config.finished_ttl);
+    // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
+    // that switching it on later shows what was spent meanwhile.
+    loop_ = std::make_unique<server::ControlLoop>(
+        *stages_, clock_,
+        server::ControlLoopOptions{
+            .tick_interval = config.poll_interval,
+            .usage_interval = config.metrics_interval,
+            .retention_interval =
+                std::chrono::duration_cast<std::chrono::milliseconds>(config.retention_interval)});
+    loop_->Start();
     return Status::Ok();
   }
 
@@ -154,8 +136,7 @@ class ServerAppImpl final : public ServerApp {
 
   void StopLeavingAgent() override {
     if (http_) http_->Stop();
-    if (ticker_) ticker_->Stop();
-    if (retention_) retention_->Stop();
+    if (loop_) loop_->Stop();
   }
 
  private:
@@ -173,16 +154,12 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<server::FleetController> controller_;
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
-  // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
-  // that switching it on later shows what was spent meanwhile. Ticker thread only.
-  server::UsageAccountant usage_{*store_, clock_};
-  TimeMicros usage_interval_ = 10'000'000;
-  TimeMicros next_usage_at_ = 0;
+  server::UsageAccountant usage_{*store_, clock_};      // the control loop's thread only
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
-  std::unique_ptr<server::PeriodicTask> ticker_;
-  std::unique_ptr<server::PeriodicTask> retention_;
+  std::unique_ptr<server::ServerStages> stages_;
+  std::unique_ptr<server::ControlLoop> loop_;
   uint16_t port_ = 0;
   std::optional<std::string> new_admin_token_;
 };

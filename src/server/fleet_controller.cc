@@ -3,10 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <set>
 
 #include "http/message.h"
+#include "server/acknowledgements.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -30,6 +30,21 @@ std::vector<std::string> ReportedOtherJobIds(const ReconcileInput& input) {
     }
   }
   return {other.begin(), other.end()};
+}
+
+// `newer` keeps what it has and takes from `older` what only the older carries: points of jobs
+// it reports without any, and the DCGM text.
+void MergeMetrics(AgentPoll& older, AgentPoll& newer) {
+  std::map<std::string_view, AgentJob*> by_id;
+  for (AgentJob& j : older.jobs) {
+    if (j.metrics) by_id[j.job_id] = &j;
+  }
+  for (AgentJob& j : newer.jobs) {
+    if (j.metrics) continue;
+    auto it = by_id.find(j.job_id);
+    if (it != by_id.end()) j.metrics = std::move(it->second->metrics);
+  }
+  if (!newer.dcgm && older.dcgm) newer.dcgm = std::move(older.dcgm);
 }
 
 std::string Describe(const Result<http::Response>& r) {
@@ -64,7 +79,9 @@ FleetController::FleetController(store::Store& store, const Clock& clock, std::m
       log_copies_(LogCopyOptions{.dir = options_.log_dir,
                                  .max_bytes = options_.max_log_copy_bytes,
                                  .deadline = options_.log_copy_deadline}),
-      polls_(std::make_shared<PollState>()) {}
+      lanes_(std::make_unique<AgentLanes>(client)) {}
+
+FleetController::~FleetController() = default;
 
 http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
                                                  std::string method, std::string target,
@@ -92,15 +109,6 @@ void FleetController::LogHostProblem(const model::Instance& instance, const std:
   spdlog::warn("instance {} ({}:{}): {}", instance.name, instance.hostname, instance.agent_port,
                what);
 }
-
-// Poll replies as they arrive, per instance. Shared with the AsyncClient's callbacks, which may
-// outlive a tick (a slow host answers during a later one).
-struct FleetController::PollState {
-  std::mutex mu;
-  std::condition_variable arrived;
-  std::set<std::string> in_flight;                      // instance ids
-  std::map<std::string, Result<http::Response>> ready;  // replies not yet used by a tick
-};
 
 void FleetController::NoteHostProblem(const std::string& instance_id, std::string what) {
   std::lock_guard lock(log_mu_);
@@ -141,18 +149,99 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
   return obs;
 }
 
+void FleetController::TakeReplies(std::map<std::string, const model::Instance*> by_id,
+                                  std::map<std::string, std::string>& refused) {
+  for (AgentReply& r : lanes_->Take()) {
+    auto it = by_id.find(r.instance_id);
+    if (it == by_id.end()) continue;  // the instance is gone
+    const model::Instance& instance = *it->second;
+    switch (r.kind) {
+      case AgentRequestKind::kPoll: {
+        InstanceObservation obs = ObservationOf(instance, r.reply);
+        auto [earlier, first] = replies_.try_emplace(r.instance_id, std::move(obs));
+        if (!first) {
+          // A newer reply replaces an older one not used yet; what only the older one carries
+          // (the points and DCGM text of a metrics poll) is kept.
+          // A failed newer reply leaves the older, successful one in place (the failure is
+          // counted and logged all the same).
+          InstanceObservation& older = earlier->second;
+          if (obs.reached || !older.reached) {
+            if (older.reached && obs.reached) MergeMetrics(older.poll, obs.poll);
+            older = std::move(obs);
+          }
+        }
+        break;
+      }
+      case AgentRequestKind::kInventory: {
+        if (!r.reply.ok() || r.reply->status != 200) {
+          LogHostProblem(instance, "inventory: " + Describe(r.reply));
+          break;
+        }
+        Result<AgentInventory> inventory = ParseAgentInventory(r.reply->body);
+        if (!inventory.ok()) {
+          LogHostProblem(instance, inventory.status().message());
+          break;
+        }
+        inventories_.insert_or_assign(r.instance_id, std::move(inventory).value());
+        break;
+      }
+      case AgentRequestKind::kStart:
+      case AgentRequestKind::kStop:
+      case AgentRequestKind::kForget: {
+        const Result<http::Response>& reply = r.reply;
+        if (reply.ok() && reply->status >= 200 && reply->status < 300) break;
+        if (r.kind == AgentRequestKind::kForget && reply.ok() && reply->status == 404) break;
+        if (r.kind == AgentRequestKind::kStart && reply.ok() && reply->status >= 400 &&
+            reply->status < 500 && reply->status != 401) {
+          refused[r.key] = reply->body.substr(0, 500);
+        }
+        // Otherwise a later tick retries: starts, stops and forgets are idempotent.
+        const char* what = r.kind == AgentRequestKind::kStart  ? "start "
+                           : r.kind == AgentRequestKind::kStop ? "stop "
+                                                               : "forget ";
+        LogHostProblem(instance, what + r.key + ": " + Describe(reply));
+        break;
+      }
+      case AgentRequestKind::kAcknowledge:
+        // The copy failed (the job stays on the agent and a later tick copies again), or the
+        // agent did not take the acknowledgement.
+        if (!r.reply.ok()) {
+          LogHostProblem(instance, r.reply.status().message());
+        } else if (r.reply->status != 200 && r.reply->status != 404) {
+          LogHostProblem(instance, "acknowledge " + r.key + ": " + Describe(r.reply));
+        }
+        break;
+    }
+  }
+}
+
 std::map<std::string, InstanceObservation> FleetController::Observe(
-    const std::vector<model::Instance>& instances, bool with_metrics) {
-  // Send a poll to every host that has none in flight; a host still busy with an earlier one
-  // (slow, or silent until its timeout) is simply not asked again.
-  std::set<std::string> asked;
+    const std::vector<model::Instance>& instances, std::map<std::string, std::string>& refused) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.tick_budget;
+  std::map<std::string, const model::Instance*> by_id;
   {
-    // Problems of instances that are gone (deleted fleets) are forgotten.
+    // Problems of instances that are gone (deleted fleets) are forgotten, and so are their lanes.
     std::set<std::string> known;
-    for (const model::Instance& i : instances) known.insert(i.id);
+    for (const model::Instance& i : instances) {
+      known.insert(i.id);
+      by_id[i.id] = &i;
+    }
+    lanes_->Keep(known);
+    std::erase_if(next_metrics_at_, [&](const auto& e) { return !known.contains(e.first); });
+    std::erase_if(inventories_, [&](const auto& e) { return !known.contains(e.first); });
     std::lock_guard lock(log_mu_);
     std::erase_if(host_problems_, [&](const auto& entry) { return !known.contains(entry.first); });
   }
+  // What arrived since the last tick: late polls, inventories, the commands' outcomes.
+  TakeReplies(by_id, refused);
+
+  // Send a poll to every host that has none in flight; a host still busy with an earlier one
+  // (slow, or silent until its timeout) is simply not asked again. Each host asks for points on
+  // its own schedule, so a slow host gets them as often as a fast one.
+  const TimeMicros now = clock_.Now();
+  const TimeMicros metrics_every =
+      std::chrono::duration_cast<std::chrono::microseconds>(options_.metrics_interval).count();
+  std::vector<std::pair<std::string, AgentRequestKind>> asked;
   for (const model::Instance& i : instances) {
     if (i.status == model::InstanceStatus::kTerminated) continue;
     if (!i.tls && i.backend != "local" && plain_http_warned_.insert(i.id).second) {
@@ -161,91 +250,82 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
           "data cross the network unencrypted",
           i.name, i.hostname, i.agent_port);
     }
-    {
-      std::lock_guard lock(polls_->mu);
-      if (!polls_->in_flight.insert(i.id).second) continue;
+    TimeMicros& metrics_at = next_metrics_at_[i.id];
+    const bool with_metrics = now >= metrics_at;
+    const char* target = !with_metrics           ? "/api/poll"
+                         : options_.collect_dcgm ? "/api/poll?metrics=1&dcgm=1"
+                                                 : "/api/poll?metrics=1";
+    if (!lanes_->SendIfIdle(i.id, AgentRequestKind::kPoll, AgentRequest(i, "GET", target))) {
+      continue;
     }
-    asked.insert(i.id);
-    client_.Send(AgentRequest(i, "GET",
-                              !with_metrics           ? "/api/poll"
-                              : options_.collect_dcgm ? "/api/poll?metrics=1&dcgm=1"
-                                                      : "/api/poll?metrics=1"),
-                 [state = polls_, id = i.id](Result<http::Response> reply) {
-                   std::lock_guard lock(state->mu);
-                   state->in_flight.erase(id);
-                   state->ready.insert_or_assign(id, std::move(reply));
-                   state->arrived.notify_all();
-                 });
+    if (with_metrics) metrics_at = now + metrics_every;
+    asked.emplace_back(i.id, AgentRequestKind::kPoll);
   }
-  // Wait for this tick's replies, but never longer than the tick budget: what arrives later is
-  // used by the next tick.
-  std::map<std::string, Result<http::Response>> replies;
-  {
-    std::unique_lock lock(polls_->mu);
-    polls_->arrived.wait_for(lock, options_.tick_budget, [&] {
-      for (const std::string& id : asked) {
-        if (polls_->in_flight.count(id)) return false;
-      }
-      return true;
-    });
-    replies.swap(polls_->ready);
+  // Wait for this tick's replies, but never past the tick's budget: what arrives later is used
+  // by the next tick.
+  lanes_->WaitIdle(asked, deadline);
+  TakeReplies(by_id, refused);
+
+  // First contact or a restarted agent: the inventory, asked for now and waited for within the
+  // same budget; one that comes later is used by the next tick whose poll has the same agent id.
+  // An agent that answers to another instance gets no inventory request (reconciler.h).
+  const std::map<std::string, std::string> owners = AgentIdOwners(instances);
+  auto needs_inventory = [&](const model::Instance& instance, const InstanceObservation& obs) {
+    if (!obs.reached) return false;
+    auto owner = owners.find(obs.poll.agent_id);
+    if (owner != owners.end() && owner->second != instance.id) return false;
+    return instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id;
+  };
+  std::vector<std::pair<std::string, AgentRequestKind>> inventories;
+  for (const model::Instance& instance : instances) {
+    auto obs = replies_.find(instance.id);
+    if (obs == replies_.end() || !needs_inventory(instance, obs->second) ||
+        inventories_.count(instance.id)) {
+      continue;
+    }
+    if (lanes_->SendIfIdle(instance.id, AgentRequestKind::kInventory,
+                           AgentRequest(instance, "GET", "/api/inventory"))) {
+      inventories.emplace_back(instance.id, AgentRequestKind::kInventory);
+    }
+  }
+  if (!inventories.empty()) {
+    lanes_->WaitIdle(inventories, deadline);
+    TakeReplies(by_id, refused);
   }
 
   std::map<std::string, InstanceObservation> observations;
-  std::vector<const model::Instance*> need_inventory;
-  std::vector<http::AsyncRequest> inventory_requests;
-  // An agent that answers to another instance gets no inventory request either (reconciler.h).
-  const std::map<std::string, std::string> owners = AgentIdOwners(instances);
-  for (const model::Instance& instance : instances) {
-    auto reply = replies.find(instance.id);
-    if (reply == replies.end()) continue;
-    InstanceObservation& obs = observations[instance.id] = ObservationOf(instance, reply->second);
-    auto owner = obs.reached ? owners.find(obs.poll.agent_id) : owners.end();
-    if (owner != owners.end() && owner->second != instance.id) continue;
-    if (obs.reached && (instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id)) {
-      need_inventory.push_back(&instance);
-      inventory_requests.push_back(AgentRequest(instance, "GET", "/api/inventory"));
-    }
-  }
-  if (!inventory_requests.empty()) {
-    // First contact or a restarted agent: rare, so a plain wait is fine here.
-    std::vector<Result<http::Response>> inventories =
-        client_.SendAll(std::move(inventory_requests));
-    for (size_t k = 0; k < need_inventory.size(); ++k) {
-      const model::Instance& instance = *need_inventory[k];
-      const Result<http::Response>& reply = inventories[k];
-      if (!reply.ok() || reply->status != 200) {
-        LogHostProblem(instance, "inventory: " + Describe(reply));
-        continue;
-      }
-      Result<AgentInventory> inventory = ParseAgentInventory(reply->body);
-      if (!inventory.ok()) {
-        LogHostProblem(instance, inventory.status().message());
-        continue;
-      }
-      InstanceObservation& obs = observations[instance.id];
-      if (inventory->agent_id != obs.poll.agent_id) {
+  observations.swap(replies_);
+  for (auto& [instance_id, obs] : observations) {
+    auto inventory = inventories_.find(instance_id);
+    if (inventory == inventories_.end() || !obs.reached) continue;
+    if (needs_inventory(*by_id.at(instance_id), obs)) {
+      if (inventory->second.agent_id == obs.poll.agent_id) {
+        obs.inventory = std::move(inventory->second);
+      } else {
         // Restarted between the two requests, or not an honest agent: ask again next tick.
-        LogHostProblem(instance, "inventory: the agent id differs from its poll's");
-        continue;
+        LogHostProblem(*by_id.at(instance_id), "inventory: the agent id differs from its poll's");
       }
-      obs.inventory = std::move(inventory).value();
     }
+    inventories_.erase(inventory);
   }
   return observations;
 }
 
-Status FleetController::Tick() {
+Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now) {
+  TickReport report;
+  report.started_at = report.ended_at = now;
+  FW_ASSIGN_OR_RETURN(report.instances, store.ListInstances(""));
+  FW_ASSIGN_OR_RETURN(report.runs, store.ListRunsWithStatus(kUnfinishedRunStatuses));
+  return report;
+}
+
+Result<TickReport> FleetController::Tick() {
+  TickReport report;
   FW_ASSIGN_OR_RETURN(std::vector<model::Instance> polled, store_.ListInstances(""));
-  TimeMicros started = clock_.Now();
-  bool with_metrics = started >= next_metrics_at_;
-  if (with_metrics) {
-    next_metrics_at_ =
-        started +
-        std::chrono::duration_cast<std::chrono::microseconds>(options_.metrics_interval).count();
-  }
-  std::map<std::string, InstanceObservation> observations = Observe(polled, with_metrics);
-  std::vector<model::Run> active_runs;
+  report.started_at = clock_.Now();
+  std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
+  std::map<std::string, InstanceObservation> observations = Observe(polled, refused);
+  if (!refused.empty()) FailJobs(refused);
 
   ReconcileOutput out;
   {
@@ -256,31 +336,66 @@ Status FleetController::Tick() {
     input.now = clock_.Now();
     input.observations = std::move(observations);
     FW_ASSIGN_OR_RETURN(input.ended_jobs, store_.ListJobsByIds(ReportedOtherJobIds(input)));
+    // Each run's configuration is parsed once, not on every tick.
+    std::map<std::string, Result<model::RunConfiguration>> configs;
+    for (const model::Run& run : input.runs) {
+      auto known = configs_.find(run.id);
+      configs.emplace(run.id, known != configs_.end()
+                                  ? std::move(known->second)
+                                  : model::ParseRunConfiguration(run.configuration_json,
+                                                                 model::ConfigFormat::kJson));
+    }
+    configs_ = std::move(configs);
+    input.parsed_configs = &configs_;
     out = Reconcile(input, options_.reconcile);
     for (const model::Instance& instance : out.instances) {
       Status s = store_.UpdateInstance(instance);
       if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
     }
     for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
-    NoteRunEvents(input.runs, out.runs);
-    active_runs = std::move(input.runs);
-    observations = std::move(input.observations);
+    report.run_events = NoteRunEvents(input.runs, out.runs);
+    // The state as stored now: the input with this tick's changes.
+    report.instances = std::move(input.instances);
+    std::map<std::string_view, const model::Instance*> changed_instances;
+    for (const model::Instance& i : out.instances) changed_instances[i.id] = &i;
+    for (model::Instance& i : report.instances) {
+      auto it = changed_instances.find(i.id);
+      if (it != changed_instances.end()) i = *it->second;
+    }
+    std::map<std::string_view, const model::Run*> changed_runs;
+    for (const model::Run& r : out.runs) changed_runs[r.id] = &r;
+    for (model::Run& r : input.runs) {
+      auto it = changed_runs.find(r.id);
+      if (it != changed_runs.end()) r = *it->second;
+      if (!model::IsFinished(r.status)) report.runs.push_back(std::move(r));
+    }
+    report.observations = std::move(input.observations);
   }
-  if (with_metrics) Collect(observations, active_runs);
-  if (with_metrics && options_.collect_dcgm) KeepDcgm(observations);
+  for (auto& [instance_id, obs] : report.observations) {
+    if (!obs.reached) ++report.bad_replies[instance_id];
+    if (obs.reached && obs.poll.dcgm && options_.collect_dcgm) {
+      // Moved, not copied: a host's text is tens of kilobytes.
+      report.dcgm.push_back({instance_id, std::move(*obs.poll.dcgm)});
+      obs.poll.dcgm.reset();
+    }
+  }
+  // Points come with the replies of polls that asked for them, whichever tick uses the reply.
+  report.points_stored = Collect(report.observations, report.runs);
   for (const std::string& event : out.events) spdlog::info("{}", event);
-  Execute(out.commands);
-  return Status::Ok();
+  Execute(report.instances, out.commands);
+  report.bad_replies_total = bad_replies_.load();
+  report.ended_at = clock_.Now();
+  return report;
 }
 
-void FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
-                              const std::vector<model::Run>& runs) {
+size_t FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
+                                const std::vector<model::Run>& runs) {
   if (!last_points_loaded_) {
     Result<std::vector<std::pair<std::string, TimeMicros>>> latest =
         store_.LatestMetricsOfUnfinishedJobs();
     if (!latest.ok()) {
       spdlog::warn("metrics: {}", latest.status().ToString());
-      return;
+      return 0;
     }
     for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
     last_points_loaded_ = true;
@@ -308,37 +423,20 @@ void FleetController::Collect(const std::map<std::string, InstanceObservation>& 
   }
   // Forget jobs that ended; their points stay in the store.
   std::erase_if(last_point_, [&](const auto& entry) { return !running_on.count(entry.first); });
-  if (batch.empty()) return;
+  if (batch.empty()) return 0;
   Status s = store_.AddJobMetricsPoints(batch);
   if (!s.ok()) {
     spdlog::warn("metrics: storing {} points: {}", batch.size(), s.ToString());
-    return;
+    return 0;
   }
   for (const model::JobMetricsPoint& p : batch) last_point_[p.job_id] = p.timestamp_micro;
   points_stored_ += batch.size();
+  return batch.size();
 }
 
-void FleetController::KeepDcgm(const std::map<std::string, InstanceObservation>& observations) {
-  std::lock_guard lock(events_mu_);
-  for (const auto& [instance_id, obs] : observations) {
-    if (obs.reached && obs.poll.dcgm) dcgm_[instance_id] = obs.poll.dcgm.value();
-  }
-}
-
-std::vector<DcgmReport> FleetController::TakeDcgmReports() {
-  std::map<std::string, AgentDcgm> taken;
-  {
-    std::lock_guard lock(events_mu_);
-    taken.swap(dcgm_);
-  }
-  std::vector<DcgmReport> out;
-  out.reserve(taken.size());
-  for (auto& [instance_id, dcgm] : taken) out.push_back({instance_id, std::move(dcgm)});
-  return out;
-}
-
-void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
-                                    const std::vector<model::Run>& changed) {
+RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& before,
+                                         const std::vector<model::Run>& changed) {
+  RunEvents events;
   auto placed = [](const model::Run& run) {
     return std::any_of(run.jobs.begin(), run.jobs.end(),
                        [](const model::Job& j) { return j.instance_id.has_value(); });
@@ -346,18 +444,17 @@ void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
   std::map<std::string_view, const model::Run*> after;
   for (const model::Run& run : changed) after[run.id] = &run;
   TimeMicros now = clock_.Now();
-  std::lock_guard lock(events_mu_);
   for (const model::Run& run : before) {
     if (placed(run)) continue;
     auto it = after.find(run.id);
     const model::Run& now_run = it != after.end() ? *it->second : run;
     if (placed(now_run)) {
-      run_events_.provisioned.push_back(
+      events.provisioned.push_back(
           {run.project_name, run.type,
            static_cast<double>(std::max<TimeMicros>(0, now - run.submitted_at)) / 1e6});
       waiting_runs_.erase(run.id);
     } else if (!model::IsFinished(now_run.status) && waiting_runs_.insert(run.id).second) {
-      run_events_.pending.push_back({run.project_name, run.type});
+      events.pending.push_back({run.project_name, run.type});
     }
   }
   // Runs that ended (here or through the API) without ever being placed stop waiting.
@@ -367,110 +464,61 @@ void FleetController::NoteRunEvents(const std::vector<model::Run>& before,
     auto it = after.find(id);
     return !unfinished.count(id) || (it != after.end() && model::IsFinished(it->second->status));
   });
+  return events;
 }
 
-RunEvents FleetController::TakeRunEvents() {
-  std::lock_guard lock(events_mu_);
-  RunEvents out = std::move(run_events_);
-  run_events_ = RunEvents{};
-  return out;
-}
-
-void FleetController::Execute(const std::vector<AgentCommand>& commands) {
-  if (commands.empty()) return;
-  Result<std::vector<model::Instance>> listed = store_.ListInstances("");
-  if (!listed.ok()) return;
-  std::map<std::string, model::Instance> instances;
-  for (auto& i : *listed) instances[i.id] = std::move(i);
-
-  std::vector<http::AsyncRequest> requests;
-  std::vector<const AgentCommand*> sent;
+void FleetController::Execute(const std::vector<model::Instance>& known,
+                              const std::vector<AgentCommand>& commands) {
+  std::map<std::string, const model::Instance*> instances;
+  for (const model::Instance& i : known) instances[i.id] = &i;
+  // Each (host, kind) lane gets this tick's decisions, in order; what waited there from an
+  // earlier tick is replaced (decided again now), and what is in flight is not sent twice.
+  using Lane = std::pair<std::string, AgentRequestKind>;
+  std::map<Lane, std::vector<std::pair<std::string, AgentOperation>>> lanes;
   for (const AgentCommand& c : commands) {
     auto it = instances.find(c.instance_id);
     if (it == instances.end()) continue;
+    const model::Instance& instance = *it->second;
     const std::string job_path = "/api/jobs/" + http::UrlEncode(c.job_id);
+    auto one = [](http::AsyncRequest request) -> AgentOperation {
+      return [request = std::move(request)](const AgentSend& send,
+                                            std::function<void(Result<http::Response>)> done) {
+        send(request, std::move(done));
+      };
+    };
     switch (c.kind) {
       case AgentCommand::Kind::kStart:
-        requests.push_back(
-            AgentRequest(it->second, "POST", "/api/jobs", StartJobRequestToJson(c.start)));
+        lanes[{c.instance_id, AgentRequestKind::kStart}].emplace_back(
+            c.job_id,
+            one(AgentRequest(instance, "POST", "/api/jobs", StartJobRequestToJson(c.start))));
         break;
       case AgentCommand::Kind::kStop:
-        requests.push_back(
-            AgentRequest(it->second, "POST", job_path + "/stop",
-                         "{\"grace_seconds\":" + std::to_string(c.grace_seconds) + "}"));
+        lanes[{c.instance_id, AgentRequestKind::kStop}].emplace_back(
+            c.job_id,
+            one(AgentRequest(instance, "POST", job_path + "/stop",
+                             "{\"grace_seconds\":" + std::to_string(c.grace_seconds) + "}")));
         break;
       case AgentCommand::Kind::kForget:
-        requests.push_back(AgentRequest(it->second, "DELETE", job_path));
+        lanes[{c.instance_id, AgentRequestKind::kForget}].emplace_back(
+            c.job_id, one(AgentRequest(instance, "DELETE", job_path)));
         break;
-      case AgentCommand::Kind::kAcknowledge:
-        continue;  // below, each after its log copy
-    }
-    sent.push_back(&c);
-  }
-  std::vector<Result<http::Response>> replies = client_.SendAll(std::move(requests));
-  std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
-  for (size_t k = 0; k < sent.size(); ++k) {
-    const AgentCommand& c = *sent[k];
-    const Result<http::Response>& reply = replies[k];
-    if (reply.ok() && reply->status >= 200 && reply->status < 300) continue;
-    if (c.kind == AgentCommand::Kind::kForget && reply.ok() && reply->status == 404) continue;
-    const model::Instance& instance = instances.at(c.instance_id);
-    if (c.kind == AgentCommand::Kind::kStart && reply.ok() && reply->status >= 400 &&
-        reply->status < 500 && reply->status != 401) {
-      refused[c.job_id] = reply->body.substr(0, 500);
-    }
-    // Otherwise the next tick retries: starts, stops and forgets are idempotent.
-    const char* what = c.kind == AgentCommand::Kind::kStart  ? "start "
-                       : c.kind == AgentCommand::Kind::kStop ? "stop "
-                                                             : "forget ";
-    LogHostProblem(instance, what + c.job_id + ": " + Describe(reply));
-  }
-  if (!refused.empty()) FailJobs(refused);
-
-  Acknowledge(instances, commands);
-}
-
-void FleetController::Acknowledge(const std::map<std::string, model::Instance>& instances,
-                                  const std::vector<AgentCommand>& commands) {
-  std::map<std::string, std::vector<const AgentCommand*>> by_host;  // instance id → its acks
-  for (const AgentCommand& c : commands) {
-    if (c.kind == AgentCommand::Kind::kAcknowledge && instances.count(c.instance_id)) {
-      by_host[c.instance_id].push_back(&c);
-    }
-  }
-  if (by_host.empty()) return;
-  // One copy per host in turn, from a different host each tick, while the tick's budget lasts:
-  // a slow or hostile host delays the others by at most one copy, and the acknowledgements left
-  // over are decided again by the next tick.
-  std::vector<const std::vector<const AgentCommand*>*> hosts;
-  for (const auto& [instance_id, acks] : by_host) hosts.push_back(&acks);
-  std::rotate(hosts.begin(),
-              hosts.begin() + static_cast<std::ptrdiff_t>(copy_turn_++ % hosts.size()),
-              hosts.end());
-  const auto budget_ends = std::chrono::steady_clock::now() + options_.tick_budget;
-  for (size_t round = 0;; ++round) {
-    bool any = false;
-    for (const std::vector<const AgentCommand*>* acks : hosts) {
-      if (round >= acks->size()) continue;
-      if (std::chrono::steady_clock::now() > budget_ends) return;
-      any = true;
-      const AgentCommand& c = *(*acks)[round];
-      const model::Instance& instance = instances.at(c.instance_id);
-      // The command's job id is the server's own (Reconcile acknowledges only jobs it placed on
-      // that instance), so the copy's path is built from the server's id.
-      InstanceLogSource source(*this, instance);
-      if (Status copied = log_copies_.Copy(c.job_id, source); !copied.ok()) {
-        // Keep the job on the agent: a later tick copies again.
-        LogHostProblem(instance, "copy the log of " + c.job_id + ": " + copied.message());
-        continue;
-      }
-      auto reply = client_.SendAll(
-          {AgentRequest(instance, "DELETE", "/api/jobs/" + http::UrlEncode(c.job_id))});
-      if (!reply[0].ok() || (reply[0]->status != 200 && reply[0]->status != 404)) {
-        LogHostProblem(instance, "acknowledge " + c.job_id + ": " + Describe(reply[0]));
+      case AgentCommand::Kind::kAcknowledge: {
+        // Each log copy has its own deadline; its requests have the agent timeout each.
+        lanes[{c.instance_id, AgentRequestKind::kAcknowledge}].emplace_back(
+            c.job_id,
+            CopyLogThenAcknowledge(log_copies_, AgentRequest(instance, "GET", ""), c.job_id));
+        break;
       }
     }
-    if (!any) return;
+  }
+  for (const auto& [id, instance] : instances) {
+    for (AgentRequestKind kind : {AgentRequestKind::kStart, AgentRequestKind::kStop,
+                                  AgentRequestKind::kForget, AgentRequestKind::kAcknowledge}) {
+      auto it = lanes.find({id, kind});
+      lanes_->Replace(id, kind,
+                      it != lanes.end() ? std::move(it->second)
+                                        : std::vector<std::pair<std::string, AgentOperation>>{});
+    }
   }
 }
 

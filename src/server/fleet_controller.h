@@ -12,6 +12,7 @@
 
 #include "http/async_client.h"
 #include "model/entities.h"
+#include "server/agent_lanes.h"
 #include "server/log_copies.h"
 #include "server/reconciler.h"
 #include "store/store.h"
@@ -34,7 +35,7 @@ struct FleetControllerOptions {
   // one slow or silent host never holds up the others.
   std::chrono::milliseconds tick_budget{1000};
   TimeMicros min_point_spacing = 9'000'000;
-  // Metrics polls also ask for the host's DCGM text (dcgm=1), kept for TakeDcgmReports.
+  // Metrics polls also ask for the host's DCGM text (dcgm=1), handed on in TickReport::dcgm.
   bool collect_dcgm = false;
 };
 
@@ -60,28 +61,53 @@ struct RunEvents {
   std::vector<Pending> pending;
 };
 
-// Drives the fleet: each Tick polls every agent once (all at once), lets Reconcile decide,
-// stores the decisions and carries out the agent commands (start, stop, forget, acknowledge
-// after the log is copied). What agents say is untrusted (agent_protocol.h, log_copies.h).
-// Thread-safe; Tick is meant to run on one background thread.
+// What one tick saw and decided, handed to whatever comes after the controller (usage
+// accounting, the exposition). Plain data, owned by the caller.
+struct TickReport {
+  TimeMicros started_at = 0;
+  TimeMicros ended_at = 0;
+  // Every instance of every project and every unfinished run (with its jobs) as stored at the
+  // end of the tick, this tick's decisions included. Runs submitted or changed through the API
+  // during the tick show up in the next one.
+  std::vector<model::Instance> instances;
+  std::vector<model::Run> runs;
+  // The poll replies used by this tick, by instance id (unusable ones with `reached` false);
+  // their DCGM texts are in `dcgm` instead.
+  std::map<std::string, InstanceObservation> observations;
+  std::map<std::string, uint64_t> bad_replies;  // instance id → unusable poll replies this tick
+  uint64_t bad_replies_total = 0;               // since the server started
+  std::vector<DcgmReport> dcgm;                 // hosts' DCGM texts received (collect_dcgm)
+  RunEvents run_events;
+  size_t points_stored = 0;  // metrics points stored by this tick
+};
+
+// A report without polls: the stored instances and unfinished runs, for an exposition that is
+// brought up to date before the first tick. Errors: the store's.
+Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now);
+
+// Drives the fleet: each Tick polls every agent (all at once), lets Reconcile decide, stores the
+// decisions and hands the agent commands (start, stop, forget, acknowledge after the log is
+// copied) to asynchronous per-host lanes (agent_lanes.h): at most one request per host and kind
+// in flight, each with its own timeout. A tick waits for its polls (and the inventories they
+// call for) up to `tick_budget` and never for anything else, so its length is bounded whatever
+// the hosts do; every reply is used by the first tick after it arrives. What agents say is
+// untrusted (agent_protocol.h, log_copies.h). Thread-safe; Tick is meant to run on one
+// background thread.
 class FleetController {
  public:
   // `runs_mutex` serializes changes to runs with the API (RunService::mutex()).
   FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
                   http::AsyncClient& client, FleetControllerOptions options);
+  ~FleetController();
 
   // One pass. Per-host failures are logged (once a minute per host) and never stop the pass;
   // returns an error only when the store fails.
-  Status Tick();
+  Result<TickReport> Tick();
 
   // Hosts whose poll reply was not usable (unreachable, HTTP error, malformed), counted per tick.
   uint64_t bad_replies() const { return bad_replies_.load(); }
   // Metrics points stored so far.
   uint64_t points_stored() const { return points_stored_.load(); }
-  // The DCGM texts received since the last call, the newest per host (with collect_dcgm).
-  std::vector<DcgmReport> TakeDcgmReports();
-  // The run transitions seen since the last call.
-  RunEvents TakeRunEvents();
   // Why each host's last poll failed (instance id → message, e.g. "https://10.0.0.1:10998:
   // certificate fingerprint sha256:... does not match the pinned sha256:..."); hosts whose
   // last poll succeeded are absent. Kept in memory only.
@@ -99,15 +125,23 @@ class FleetController {
                                                      bool with_metrics);
   InstanceObservation ObservationOf(const model::Instance& instance,
                                     const Result<http::Response>& reply);
-  // Stores the points that the observed agents reported for jobs the server runs on them.
-  void Collect(const std::map<std::string, InstanceObservation>& observations,
-               const std::vector<model::Run>& runs);
-  void KeepDcgm(const std::map<std::string, InstanceObservation>& observations);
-  void NoteRunEvents(const std::vector<model::Run>& before, const std::vector<model::Run>& changed);
-  void Execute(const std::vector<AgentCommand>& commands);
-  // Copies the logs, then lets the agents forget the jobs, while the tick's budget lasts.
-  void Acknowledge(const std::map<std::string, model::Instance>& instances,
-                   const std::vector<AgentCommand>& commands);
+  // Takes what arrived from the agents: poll replies and inventories are kept for the tick,
+  // commands' outcomes are logged, and refused starts added to `refused` (job id → why).
+  void TakeReplies(std::map<std::string, const model::Instance*> by_id,
+                   std::map<std::string, std::string>& refused);
+  // Polls every host that has no poll in flight and waits for the replies and the inventories
+  // they call for up to the tick's budget. Returns every poll reply that arrived since the last
+  // tick, by instance id.
+  std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
+                                                     std::map<std::string, std::string>& refused);
+  // Returns how many were stored.
+  size_t Collect(const std::map<std::string, InstanceObservation>& observations,
+                 const std::vector<model::Run>& runs);
+  RunEvents NoteRunEvents(const std::vector<model::Run>& before,
+                          const std::vector<model::Run>& changed);
+  // Hands the commands to the hosts' lanes (asynchronous; outcomes come with a later tick).
+  void Execute(const std::vector<model::Instance>& instances,
+               const std::vector<AgentCommand>& commands);
   // GET /api/jobs/{job_id}/logs on the instance's agent. NotFound when the agent has no such job.
   Result<LogChunk> ReadAgentLog(const model::Instance& instance, const std::string& job_id,
                                 int64_t offset, int64_t limit);
@@ -127,17 +161,17 @@ class FleetController {
   std::map<std::string, TimeMicros> last_logged_;     // instance id → when a problem was logged
   std::map<std::string, std::string> host_problems_;  // instance id → last poll's error; log_mu_
   std::set<std::string> plain_http_warned_;  // instance ids warned about tls: false (Tick only)
-  TimeMicros next_metrics_at_ = 0;           // Tick runs on one thread: no lock
+  // Tick's thread only: no lock.
+  std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
+  std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
+  std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
+  std::map<std::string, Result<model::RunConfiguration>> configs_;  // of the unfinished runs
   bool last_points_loaded_ = false;
   std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
-  std::shared_ptr<PollState> polls_;
-  std::mutex events_mu_;
-  std::map<std::string, AgentDcgm> dcgm_;  // instance id → newest report not yet taken
-  RunEvents run_events_;
+  std::unique_ptr<AgentLanes> lanes_;   // every request to the agents, asynchronous
   std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
-  size_t copy_turn_ = 0;                // which host copies first next tick (Tick's thread)
 };
 
 }  // namespace fleetwatch::server

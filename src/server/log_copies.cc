@@ -105,56 +105,114 @@ std::string LogCopies::DroppedMarker(int64_t dropped_bytes) {
          " bytes of this log were dropped; its end follows]\n";
 }
 
-Status LogCopies::Copy(const std::string& job_id, AgentLogSource& source) const {
-  if (!model::IsValidJobId(job_id)) return InvalidArgument("not a job id");
-  if (options_.dir.empty()) return Status::Ok();
-  const fs::path dir(options_.dir);
-  FW_RETURN_IF_ERROR(EnsureDir(dir));
-  TempCopy copy(dir / (job_id + ".log.tmp"), dir / (job_id + ".log"));
-  const auto deadline = std::chrono::steady_clock::now() + options_.deadline;
-  const int64_t piece = std::max<int64_t>(1, options_.piece_bytes);
+struct LogCopy::State {
+  State(fs::path tmp, fs::path dest) : copy(std::move(tmp), std::move(dest)) {}
+  TempCopy copy;
+  bool first = true;  // the first piece is not in yet
+  bool done = false;  // nothing more to fetch
+  std::chrono::steady_clock::time_point deadline;
+  int64_t piece = 1;
+  int64_t max_bytes = 0;
+  std::chrono::seconds deadline_length{0};
+  int64_t end = 0;           // the log's size, as its first piece said
+  int64_t offset = 0;        // of the next piece
+  int64_t kept = 0;          // bytes of the log written
+  bool short_piece = false;  // the agent served less than asked for: the log has no more
+  int requests_left = 0;
+};
 
-  Result<LogChunk> first = source.Read(job_id, 0, piece);
-  if (!first.ok() && first.status().code() != StatusCode::kNotFound) return first.status();
-  FW_RETURN_IF_ERROR(copy.Open());
-  if (!first.ok()) return copy.Commit();  // the agent has no log: an empty copy
-  if (static_cast<int64_t>(first->data.size()) > piece) {
-    return Unavailable("the agent served more log bytes than asked for");
-  }
+LogCopy::LogCopy(std::unique_ptr<State> state) : state_(std::move(state)) {}
+LogCopy::~LogCopy() = default;
 
-  // The log has ended: its size no longer grows, and only its last max_bytes are fetched.
-  const int64_t end = first->size;
-  const int64_t start = std::max<int64_t>(0, end - options_.max_bytes);
-  if (start > 0) FW_RETURN_IF_ERROR(copy.Write(DroppedMarker(start)));
-  int64_t offset = start;
-  int64_t kept = 0;
-  bool short_piece = static_cast<int64_t>(first->data.size()) < std::min(piece, end);
-  if (start < static_cast<int64_t>(first->data.size())) {
-    std::string_view tail = std::string_view(first->data).substr(static_cast<size_t>(start));
-    FW_RETURN_IF_ERROR(copy.Write(tail));
-    offset = static_cast<int64_t>(first->data.size());
-    kept = static_cast<int64_t>(tail.size());
-  } else if (short_piece) {
-    offset = end;  // the agent served less than it said it has: nothing more to fetch
+std::optional<LogCopy::Piece> LogCopy::Next() const {
+  const State& s = *state_;
+  if (s.done) return std::nullopt;
+  if (s.first) return Piece{0, s.piece};
+  if (s.short_piece || s.offset >= s.end || s.kept >= s.max_bytes || s.requests_left <= 0) {
+    return std::nullopt;
   }
-  // Every request but the last brings a whole piece, so this many always suffice.
-  int requests_left = static_cast<int>(options_.max_bytes / piece) + 1;
-  while (!short_piece && offset < end && kept < options_.max_bytes && requests_left-- > 0) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return Unavailable("copying the log took longer than " +
-                         std::to_string(options_.deadline.count()) + " s");
+  return Piece{s.offset, std::min({s.piece, s.end - s.offset, s.max_bytes - s.kept})};
+}
+
+Status LogCopy::Feed(Result<LogChunk> chunk) {
+  State& s = *state_;
+  std::optional<Piece> asked = Next();
+  if (!asked) return FailedPrecondition("no piece of the log was asked for");
+  if (s.first) {
+    s.first = false;
+    if (!chunk.ok() && chunk.status().code() != StatusCode::kNotFound) return chunk.status();
+    FW_RETURN_IF_ERROR(s.copy.Open());
+    if (!chunk.ok()) {
+      s.done = true;  // the agent has no log: an empty copy
+      return Status::Ok();
     }
-    const int64_t want = std::min({piece, end - offset, options_.max_bytes - kept});
-    FW_ASSIGN_OR_RETURN(LogChunk chunk, source.Read(job_id, offset, want));
-    if (static_cast<int64_t>(chunk.data.size()) > want) {
+    if (static_cast<int64_t>(chunk->data.size()) > s.piece) {
       return Unavailable("the agent served more log bytes than asked for");
     }
-    FW_RETURN_IF_ERROR(copy.Write(chunk.data));
-    offset += static_cast<int64_t>(chunk.data.size());
-    kept += static_cast<int64_t>(chunk.data.size());
-    short_piece = static_cast<int64_t>(chunk.data.size()) < want;
+    // The log has ended: its size no longer grows, and only its last max_bytes are fetched.
+    s.end = chunk->size;
+    const int64_t start = std::max<int64_t>(0, s.end - s.max_bytes);
+    if (start > 0) FW_RETURN_IF_ERROR(s.copy.Write(LogCopies::DroppedMarker(start)));
+    s.offset = start;
+    s.short_piece = static_cast<int64_t>(chunk->data.size()) < std::min(s.piece, s.end);
+    if (start < static_cast<int64_t>(chunk->data.size())) {
+      std::string_view tail = std::string_view(chunk->data).substr(static_cast<size_t>(start));
+      FW_RETURN_IF_ERROR(s.copy.Write(tail));
+      s.offset = static_cast<int64_t>(chunk->data.size());
+      s.kept = static_cast<int64_t>(tail.size());
+    } else if (s.short_piece) {
+      s.offset = s.end;  // the agent served less than it said it has: nothing more to fetch
+    }
+    // Every request but the last brings a whole piece, so this many always suffice.
+    s.requests_left = static_cast<int>(s.max_bytes / s.piece) + 1;
+    return Status::Ok();
   }
-  return copy.Commit();
+  if (std::chrono::steady_clock::now() > s.deadline) {
+    return Unavailable("copying the log took longer than " +
+                       std::to_string(s.deadline_length.count()) + " s");
+  }
+  --s.requests_left;
+  FW_RETURN_IF_ERROR(chunk.status());
+  if (static_cast<int64_t>(chunk->data.size()) > asked->limit) {
+    return Unavailable("the agent served more log bytes than asked for");
+  }
+  FW_RETURN_IF_ERROR(s.copy.Write(chunk->data));
+  s.offset += static_cast<int64_t>(chunk->data.size());
+  s.kept += static_cast<int64_t>(chunk->data.size());
+  s.short_piece = static_cast<int64_t>(chunk->data.size()) < asked->limit;
+  return Status::Ok();
+}
+
+Status LogCopy::Commit() {
+  if (Next()) return FailedPrecondition("the log copy is not complete");
+  if (state_->first) return Status::Ok();  // copies are off (no directory)
+  return state_->copy.Commit();
+}
+
+Result<std::unique_ptr<LogCopy>> LogCopies::Begin(const std::string& job_id) const {
+  if (!model::IsValidJobId(job_id)) return InvalidArgument("not a job id");
+  fs::path tmp, dest;
+  if (!options_.dir.empty()) {
+    const fs::path dir(options_.dir);
+    FW_RETURN_IF_ERROR(EnsureDir(dir));
+    tmp = dir / (job_id + ".log.tmp");
+    dest = dir / (job_id + ".log");
+  }
+  auto state = std::make_unique<LogCopy::State>(std::move(tmp), std::move(dest));
+  state->done = options_.dir.empty();
+  state->deadline = std::chrono::steady_clock::now() + options_.deadline;
+  state->deadline_length = options_.deadline;
+  state->piece = std::max<int64_t>(1, options_.piece_bytes);
+  state->max_bytes = options_.max_bytes;
+  return std::unique_ptr<LogCopy>(new LogCopy(std::move(state)));
+}
+
+Status LogCopies::Copy(const std::string& job_id, AgentLogSource& source) const {
+  FW_ASSIGN_OR_RETURN(std::unique_ptr<LogCopy> copy, Begin(job_id));
+  while (std::optional<LogCopy::Piece> piece = copy->Next()) {
+    FW_RETURN_IF_ERROR(copy->Feed(source.Read(job_id, piece->offset, piece->limit)));
+  }
+  return copy->Commit();
 }
 
 std::optional<LogChunk> LogCopies::Read(const std::string& job_id, int64_t offset,

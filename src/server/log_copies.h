@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -27,10 +28,41 @@ struct LogCopyOptions {
   std::chrono::seconds deadline{60};  // per copy; a slower copy fails and is retried later
 };
 
+// One copy in progress, fed piece by piece by whoever talks to the agent (LogCopies::Copy, or
+// asynchronous requests): ask for Next(), Feed() the answer, Commit() once Next() is empty. A
+// copy that ends without Commit (an error, or dropped) leaves the earlier copy, if any, as it
+// was. Not thread-safe: one caller at a time (callbacks that follow one another are fine).
+class LogCopy {
+ public:
+  struct Piece {
+    int64_t offset = 0;
+    int64_t limit = 0;
+  };
+  ~LogCopy();
+  LogCopy(const LogCopy&) = delete;
+  LogCopy& operator=(const LogCopy&) = delete;
+
+  // The piece of the log to ask the agent for next; nullopt once the copy has what it needs.
+  std::optional<Piece> Next() const;
+  // The agent's answer to Next(). Errors (the copy is over then): the answer's error (NotFound
+  // for the first piece is no error: the copy is empty), Unavailable (more bytes than asked for,
+  // deadline passed), Internal (disk), FailedPrecondition (nothing was asked for).
+  Status Feed(Result<LogChunk> chunk);
+  // Puts the copy in place. FailedPrecondition while Next() is not empty; Internal (disk).
+  Status Commit();
+
+ private:
+  friend class LogCopies;
+  struct State;
+  explicit LogCopy(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
 // The server's copies of ended jobs' logs (docs/architecture.md "Reconciling with agents").
 // A path is built only from the server's own job id, checked by model::IsValidJobId; nothing an
-// agent says ever names a file. Thread-safe: Copy runs on the controller's thread, Read on API
-// threads, and a copy appears whole or not at all (temp file, fsync, rename).
+// agent says ever names a file. Thread-safe: copies of different jobs may run at once (one at a
+// time per job), Read runs on API threads, and a copy appears whole or not at all (temp file,
+// fsync, rename). Copyable: copies share the directory.
 class LogCopies {
  public:
   explicit LogCopies(LogCopyOptions options) : options_(std::move(options)) {}
@@ -43,6 +75,10 @@ class LogCopies {
   // Unavailable (reply out of its bounds, deadline passed); Internal when the disk fails. A
   // failed copy leaves the earlier copy, if any, as it was.
   Status Copy(const std::string& job_id, AgentLogSource& source) const;
+
+  // A copy of the same rules driven by the caller (asynchronous sources). Errors: InvalidArgument
+  // for an id that is not a job id, Internal when the directory cannot be made.
+  Result<std::unique_ptr<LogCopy>> Begin(const std::string& job_id) const;
 
   // From the job's copy: at most `limit` bytes from `offset`, and the copy's size. nullopt when
   // there is no copy (or `job_id` is not a job id).

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <map>
 
-#include "server/reconciler.h"
+#include "server/scheduler.h"
 
 namespace fleetwatch::server {
 namespace {

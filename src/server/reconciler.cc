@@ -8,6 +8,7 @@
 
 #include "model/run_spec.h"
 #include "server/placement_reasons.h"
+#include "server/scheduler.h"
 #include "server/status_message.h"
 
 namespace fleetwatch::server {
@@ -20,75 +21,6 @@ using model::JobStatus;
 using model::JobTerminationReason;
 using model::Run;
 using model::RunStatus;
-
-std::vector<std::string> Words(std::string_view text) {
-  std::vector<std::string> words;
-  std::string current;
-  for (char c : text) {
-    if (std::isalnum(static_cast<unsigned char>(c))) {
-      current += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    } else if (!current.empty()) {
-      words.push_back(std::move(current));
-      current.clear();
-    }
-  }
-  if (!current.empty()) words.push_back(std::move(current));
-  return words;
-}
-
-// Free capacity of one instance while placing jobs this tick.
-struct Capacity {
-  int cpus = 0;
-  int64_t memory_bytes = 0;
-  std::set<int> free_gpus;
-};
-
-bool UsableForScheduling(const Instance& instance) {
-  return !instance.unreachable && instance.resources.cpus > 0 &&
-         (instance.status == InstanceStatus::kIdle || instance.status == InstanceStatus::kBusy);
-}
-
-// GPUs of `instance` that satisfy `gpu` (name and memory), among `candidates`.
-std::vector<int> MatchingGpus(const Instance& instance, const model::GpuRequest& gpu,
-                              const std::set<int>& candidates) {
-  std::vector<int> out;
-  for (const model::Gpu& g : instance.resources.gpus) {
-    if (!candidates.count(g.index)) continue;
-    if (gpu.name && !GpuNameMatches(*gpu.name, g.name)) continue;
-    if (gpu.memory_bytes && g.memory_bytes < *gpu.memory_bytes) continue;
-    out.push_back(g.index);
-  }
-  return out;
-}
-
-// Whether the instance could run the job if it were empty. Instances whose resources are not known
-// yet (the agent has not answered) might.
-bool CouldEverFit(const Instance& instance, const model::ResourcesRequest& req) {
-  if (instance.status == InstanceStatus::kTerminated ||
-      instance.status == InstanceStatus::kTerminating) {
-    return false;
-  }
-  if (instance.resources.cpus == 0) return true;  // unknown yet
-  if (instance.resources.cpus < req.cpus) return false;
-  if (req.memory_bytes && instance.resources.memory_bytes < *req.memory_bytes) return false;
-  std::set<int> all;
-  for (const model::Gpu& g : instance.resources.gpus) all.insert(g.index);
-  return static_cast<int>(MatchingGpus(instance, req.gpu, all).size()) >= req.gpu.count;
-}
-
-// Takes what the job needs from `cap` when it fits; returns the GPU indices taken.
-std::optional<std::vector<int>> TryTake(const Instance& instance,
-                                        const model::ResourcesRequest& req, Capacity& cap) {
-  if (cap.cpus < req.cpus) return std::nullopt;
-  if (req.memory_bytes && cap.memory_bytes < *req.memory_bytes) return std::nullopt;
-  std::vector<int> gpus = MatchingGpus(instance, req.gpu, cap.free_gpus);
-  if (static_cast<int>(gpus.size()) < req.gpu.count) return std::nullopt;
-  gpus.resize(static_cast<size_t>(req.gpu.count));
-  cap.cpus -= req.cpus;
-  if (req.memory_bytes) cap.memory_bytes -= *req.memory_bytes;
-  for (int g : gpus) cap.free_gpus.erase(g);
-  return gpus;
-}
 
 void Finish(Job& job, JobStatus status, std::optional<JobTerminationReason> reason, TimeMicros at) {
   job.status = status;
@@ -306,6 +238,10 @@ class Tick {
 
   // The run's stored configuration, parsed once per tick; an error when it no longer parses.
   const Result<model::RunConfiguration>& ParsedConfig(const model::Run& run) {
+    if (in_.parsed_configs != nullptr) {
+      auto known = in_.parsed_configs->find(run.id);
+      if (known != in_.parsed_configs->end()) return known->second;
+    }
     auto it = configs_.find(run.id);
     if (it == configs_.end()) {
       it = configs_
@@ -509,27 +445,8 @@ class Tick {
   }
 
   void Schedule() {
-    std::map<std::string, Capacity> capacity;
-    for (const auto& [id, instance] : instances_) {
-      Capacity cap{instance.resources.cpus, instance.resources.memory_bytes, {}};
-      for (const model::Gpu& g : instance.resources.gpus) cap.free_gpus.insert(g.index);
-      capacity[id] = std::move(cap);
-    }
-    for (model::Run& run : runs_) {
-      std::optional<model::RunConfiguration> config = Config(run);
-      for (const Job& job : run.jobs) {
-        if (model::IsFinished(job.status) || !job.instance_id) continue;
-        auto cap = capacity.find(*job.instance_id);
-        if (cap == capacity.end()) continue;
-        // A job whose configuration cannot be read (its run is ending) still holds its GPUs.
-        for (int g : job.gpu_indices) cap->second.free_gpus.erase(g);
-        if (!config) continue;
-        cap->second.cpus -= config->resources.cpus;
-        if (config->resources.memory_bytes) {
-          cap->second.memory_bytes -= *config->resources.memory_bytes;
-        }
-      }
-    }
+    std::map<std::string, Capacity> capacity =
+        FreeCapacity(instances_, runs_, [this](const model::Run& run) { return Config(run); });
     for (model::Run& run : runs_) {
       if (run.status != RunStatus::kSubmitted && run.status != RunStatus::kProvisioning &&
           run.status != RunStatus::kRunning && run.status != RunStatus::kPending) {
@@ -543,95 +460,66 @@ class Tick {
           waiting[job.replica_num].push_back(&job);
         }
       }
-      for (auto& [replica, jobs] : waiting) PlaceGroup(run, *config, jobs, capacity);
+      for (auto& [replica, jobs] : waiting) Place(run, *config, jobs, capacity);
     }
   }
 
   // Places the jobs of one replica (one per node) all together on distinct instances of one fleet,
   // or none of them.
-  void PlaceGroup(model::Run& run, const model::RunConfiguration& config, std::vector<Job*>& jobs,
-                  std::map<std::string, Capacity>& capacity) {
-    const model::ResourcesRequest& req = config.resources;
-    // Fleets of the run's project, with their instances in order.
-    std::map<std::string, std::vector<Instance*>> fleets;
+  void Place(model::Run& run, const model::RunConfiguration& config, std::vector<Job*>& jobs,
+             std::map<std::string, Capacity>& capacity) {
+    std::vector<Instance*> project_instances;
     for (const Instance& original : in_.instances) {
       Instance& instance = instances_.at(original.id);
-      if (instance.project_id == run.project_id) fleets[instance.fleet_id].push_back(&instance);
+      if (instance.project_id == run.project_id) project_instances.push_back(&instance);
     }
-    bool ever = false;
-    for (auto& [fleet_id, members] : fleets) {
-      size_t fits = std::count_if(members.begin(), members.end(),
-                                  [&](const Instance* i) { return CouldEverFit(*i, req); });
-      if (fits >= jobs.size()) ever = true;
-    }
-    if (!ever) {
-      std::vector<Instance> project;
-      for (const auto& [fleet_id, members] : fleets) {
-        for (const Instance* i : members) project.push_back(*i);
-      }
-      const std::string why = NoCapacityReason(run.project_name, project, req, config.nodes);
-      for (Job* job : jobs) {
-        Finish(*job, JobStatus::kFailed, JobTerminationReason::kFailedToStartDueToNoCapacity,
-               in_.now);
-        job->status_detail = why;
-      }
-      Event("run " + run.run_name + " cannot be placed: " + why);
-      return;
-    }
-    for (auto& [fleet_id, members] : fleets) {
-      std::map<std::string, Capacity> trial = capacity;
-      std::vector<std::pair<Instance*, std::vector<int>>> chosen;
-      std::set<std::string> used;
-      for (size_t k = 0; k < jobs.size(); ++k) {
-        // Least-loaded instance first, so jobs spread over a fleet.
-        Instance* best = nullptr;
-        std::optional<std::vector<int>> best_gpus;
-        for (Instance* instance : members) {
-          if (!UsableForScheduling(*instance) || !AgentIdSettled(instance->id) ||
-              used.count(instance->id)) {
-            continue;
-          }
-          Capacity copy = trial.at(instance->id);
-          std::optional<std::vector<int>> gpus = TryTake(*instance, req, copy);
-          if (!gpus) continue;
-          if (best == nullptr || trial.at(instance->id).cpus > trial.at(best->id).cpus) {
-            best = instance;
-            best_gpus = gpus;
-          }
+    GroupPlacement placement =
+        PlaceGroup(config.resources, jobs.size(), project_instances, capacity,
+                   [this](const Instance& instance) { return AgentIdSettled(instance.id); });
+    switch (placement.outcome) {
+      case GroupPlacement::Outcome::kNeverFits: {
+        std::vector<Instance> project;
+        for (const Instance* i : project_instances) project.push_back(*i);
+        const std::string why =
+            NoCapacityReason(run.project_name, project, config.resources, config.nodes);
+        for (Job* job : jobs) {
+          Finish(*job, JobStatus::kFailed, JobTerminationReason::kFailedToStartDueToNoCapacity,
+                 in_.now);
+          job->status_detail = why;
         }
-        if (best == nullptr) break;
-        TryTake(*best, req, trial.at(best->id));
-        used.insert(best->id);
-        chosen.emplace_back(best, *best_gpus);
+        Event("run " + run.run_name + " cannot be placed: " + why);
+        return;
       }
-      if (chosen.size() != jobs.size()) continue;
-      capacity = std::move(trial);
-      std::sort(jobs.begin(), jobs.end(),
-                [](const Job* a, const Job* b) { return a->job_num < b->job_num; });
-      for (size_t k = 0; k < jobs.size(); ++k) {
-        Job& job = *jobs[k];
-        job.status = JobStatus::kProvisioning;
-        job.instance_id = chosen[k].first->id;
-        job.instance_name = chosen[k].first->name;
-        job.gpu_indices = chosen[k].second;
-        job.status_detail.reset();
-        Event("job " + job.job_name + " placed on " + chosen[k].first->name);
+      case GroupPlacement::Outcome::kNoCapacity: {
+        // Capacity is busy: the jobs wait, and say for what.
+        std::map<std::string, int> fleet_sizes;
+        for (const Instance* i : project_instances) ++fleet_sizes[i->fleet_id];
+        std::vector<InstanceFree> free;
+        for (const Instance* i : project_instances) {
+          const Capacity& c = capacity.at(i->id);
+          free.push_back({i, fleet_sizes[i->fleet_id],
+                          UsableForScheduling(*i) && AgentIdSettled(i->id), c.cpus, c.memory_bytes,
+                          c.free_gpus});
+        }
+        const std::string why = WaitReason(free, config.resources, config.nodes);
+        for (Job* job : jobs) job->status_detail = why;
+        return;
       }
-      for (Job* job : jobs) StartCommand(run, *job);
-      return;
+      case GroupPlacement::Outcome::kPlaced:
+        break;
     }
-    // Capacity is busy: the jobs wait, and say for what.
-    std::vector<InstanceFree> free;
-    for (const auto& [fleet_id, members] : fleets) {
-      for (Instance* i : members) {
-        const Capacity& c = capacity.at(i->id);
-        free.push_back({i, static_cast<int>(members.size()),
-                        UsableForScheduling(*i) && AgentIdSettled(i->id), c.cpus, c.memory_bytes,
-                        c.free_gpus});
-      }
+    std::sort(jobs.begin(), jobs.end(),
+              [](const Job* a, const Job* b) { return a->job_num < b->job_num; });
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      Job& job = *jobs[k];
+      job.status = JobStatus::kProvisioning;
+      job.instance_id = placement.chosen[k].first->id;
+      job.instance_name = placement.chosen[k].first->name;
+      job.gpu_indices = placement.chosen[k].second;
+      job.status_detail.reset();
+      Event("job " + job.job_name + " placed on " + placement.chosen[k].first->name);
     }
-    const std::string why = WaitReason(free, req, config.nodes);
-    for (Job* job : jobs) job->status_detail = why;
+    for (Job* job : jobs) StartCommand(run, *job);
   }
 
   void AggregateRun(model::Run& run) {
@@ -707,25 +595,6 @@ class Tick {
 };
 
 }  // namespace
-
-bool GpuNameMatches(std::string_view requested, std::string_view gpu_name) {
-  std::string want;
-  for (char c : requested) {
-    if (std::isalnum(static_cast<unsigned char>(c))) {
-      want += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-  }
-  if (want.empty()) return false;
-  std::vector<std::string> words = Words(gpu_name);
-  for (size_t i = 0; i < words.size(); ++i) {
-    std::string joined;
-    for (size_t j = i; j < words.size() && joined.size() < want.size(); ++j) {
-      joined += words[j];
-      if (joined == want) return true;
-    }
-  }
-  return false;
-}
 
 std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instance>& instances) {
   std::map<std::string, const Instance*> oldest;

@@ -6,7 +6,9 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/run_spec.h"
 #include "server/agent_protocol.h"
+#include "server/scheduler.h"  // GpuNameMatches, for the reconciler's users
 #include "util/clock.h"
 
 namespace fleetwatch::server {
@@ -62,6 +64,10 @@ struct ReconcileInput {
   // controller asks once per tick): ended jobs waiting for their log copy and acknowledgement.
   // An id found neither here nor in `runs` is not the server's.
   std::vector<model::Job> ended_jobs = {};
+  // Optional: the runs' configurations already parsed (model::ParseRunConfiguration of the stored
+  // JSON), by run id; a run's configuration never changes, so a caller may keep them between
+  // ticks. Runs missing here are parsed by Reconcile.
+  const std::map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
 };
 
 struct ReconcileOutput {
@@ -81,10 +87,5 @@ ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& 
 // (one host listed twice under different names, in one project or two) is unreachable for as
 // long as that lasts, and never commanded, so it cannot stop the first instance's jobs.
 std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instance>& instances);
-
-// True when a host's GPU name satisfies a requested one: case-insensitive match of the request
-// against any word of the name or any run of adjacent words ("A100" and "NVIDIA A100-SXM4-80GB";
-// "rtx4090" and "NVIDIA GeForce RTX 4090").
-bool GpuNameMatches(std::string_view requested, std::string_view gpu_name);
 
 }  // namespace fleetwatch::server

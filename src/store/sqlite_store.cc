@@ -1214,6 +1214,36 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<model::JobMetricsPoint>> ListNewestMetricsOfUnfinishedJobs() override {
+    return Read([&]() -> Result<std::vector<model::JobMetricsPoint>> {
+      // SQLite takes the bare columns of an aggregate query with one MAX() from the row that
+      // holds the maximum: one pass over the primary key (job_id, timestamp_micro).
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql("SELECT m.job_id, MAX(m.timestamp_micro), m.cpu_usage_micro, "
+                                      "m.memory_usage_bytes, m.memory_working_set_bytes, "
+                                      "m.gpus_memory_usage_bytes, m.gpus_util_percent "
+                                      "FROM job_metrics_points m JOIN jobs j ON j.id = m.job_id "
+                                      "WHERE j.status NOT IN ",
+                                      kFinishedJobStatuses) +
+                                  " GROUP BY m.job_id"));
+      std::vector<model::JobMetricsPoint> points;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        model::JobMetricsPoint p;
+        p.job_id = q.Text(0);
+        p.timestamp_micro = q.Int64(1);
+        p.cpu_usage_micro = q.Int64(2);
+        p.memory_usage_bytes = q.Int64(3);
+        p.memory_working_set_bytes = q.Int64(4);
+        FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
+        FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
+        points.push_back(std::move(p));
+      }
+      return points;
+    });
+  }
+
   Result<std::vector<std::pair<std::string, TimeMicros>>> LatestMetricsOfUnfinishedJobs() override {
     return Read([&]() -> Result<std::vector<std::pair<std::string, TimeMicros>>> {
       FW_ASSIGN_OR_RETURN(

@@ -158,6 +158,9 @@ class Store {
   virtual Result<std::vector<model::JobMetricsPoint>> ListJobMetricsPoints(
       std::string_view job_id, std::optional<TimeMicros> after, std::optional<TimeMicros> before,
       int limit) = 0;
+  // The newest point of every unfinished job that has points, in no particular order. One query
+  // however many jobs: the exposition reads them all once per tick.
+  virtual Result<std::vector<model::JobMetricsPoint>> ListNewestMetricsOfUnfinishedJobs() = 0;
   // The newest point's time of every unfinished job that has points.
   virtual Result<std::vector<std::pair<std::string, TimeMicros>>>
   LatestMetricsOfUnfinishedJobs() = 0;

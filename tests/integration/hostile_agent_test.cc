@@ -8,10 +8,12 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -22,6 +24,8 @@
 
 #include "integration/api_client.h"
 #include "support/process.h"
+#include "util/clock.h"
+#include "util/time_format.h"
 
 namespace fleetwatch::testing {
 namespace {
@@ -102,15 +106,8 @@ class HostileAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directories(parent_);
-    server_ = std::make_unique<ServerProcess>(
-        data_dir_.string(), home_.str(), kAdminToken, std::vector<std::string>{},
-        std::map<std::string, std::string>{
-            {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
-            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "10"},
-            {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
-            {"FLEETWATCH_MAX_LOG_BYTES", std::to_string(kMaxLogBytes)},
-            {"DSTACK_ENABLE_PROMETHEUS_METRICS", "1"},
-            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+    server_ = std::make_unique<ServerProcess>(data_dir_.string(), home_.str(), kAdminToken,
+                                              std::vector<std::string>{}, ServerEnv());
     ASSERT_TRUE(server_->started()) << server_->Output();
     admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
     mallory_ = NewUser("mallory");
@@ -120,6 +117,16 @@ class HostileAgentTest : public ::testing::Test {
     if (server_) {
       EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
     }
+  }
+
+  // The server's settings; a fixture may change them.
+  virtual std::map<std::string, std::string> ServerEnv() const {
+    return {{"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "10"},
+            {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
+            {"FLEETWATCH_MAX_LOG_BYTES", std::to_string(kMaxLogBytes)},
+            {"DSTACK_ENABLE_PROMETHEUS_METRICS", "1"},
+            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}};
   }
 
   std::unique_ptr<ApiClient> NewUser(const std::string& name) {
@@ -363,6 +370,147 @@ TEST_F(HostileAgentTest, AnAgentIdThatAnOlderInstanceHasIsNeverCommanded) {
   ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
   EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
   ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
+}
+
+// A host slow on every endpoint (inventory, start, stop, log reads, acknowledgement: 4.5 s each)
+// in one project delays nothing of another project: the local agent's short tasks end within a
+// few ticks of their commands, as if the slow host were not there.
+TEST_F(HostileAgentTest, AHostSlowOnEveryEndpointDelaysOnlyItself) {
+  HostileAgent slow(
+      {"--slow-ms", "4500", "--keep-running", "--new-ids-per-poll", "0", "--log-bytes", "1000"});
+  ASSERT_GT(slow.port(), 0);
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "slow"}}).status, 201);
+  ASSERT_EQ(ApplyFleet(*mallory_, "slow", "slow", "127.0.0.1", slow.port(), kHostileToken).status,
+            201);
+  Submit(*mallory_, "slow", "type: task\nname: slow-0\ncommands: ['true']\n");
+  Submit(*mallory_, "slow", "type: task\nname: slow-1\ncommands: ['true']\n");
+
+  constexpr int kTasks = 20;
+  std::vector<double> lags_ms;  // from a task's command ending to the API showing it done
+  bool stopped_slow = false;    // a stop for the slow host while the tasks run, when it can be
+  for (int k = 0; k < kTasks; ++k) {
+    const std::string name = "quick-" + std::to_string(k);
+    Submit(*admin_, "main", "type: task\nname: " + name + "\ncommands: ['sleep 0.2']\n");
+    ApiReply r;
+    TimeMicros seen = 0;
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          r = admin_->Get("/api/project/main/runs/" + name);
+          seen = SystemClock::Get().Now();
+          return Str(r.json, "status") == "done" || Str(r.json, "status") == "failed";
+        },
+        std::chrono::seconds(120)))
+        << r.body << "\n"
+        << server_->Output();
+    ASSERT_EQ(Str(r.json, "status"), "done") << r.body;
+    Result<TimeMicros> ended = ParseTimestamp(Str(r.json.at("jobs").at(0), "finished_at"));
+    ASSERT_TRUE(ended.ok()) << r.body;
+    lags_ms.push_back(static_cast<double>(seen - *ended) / 1000.0);
+    if (!stopped_slow &&
+        Str(mallory_->Get("/api/project/slow/runs/slow-0").json, "status") == "running") {
+      // A stop for the slow host too, while the tasks go on.
+      ASSERT_EQ(mallory_->PostJson("/api/project/slow/runs/slow-0/stop", json::object()).status,
+                200);
+      stopped_slow = true;
+    }
+  }
+  std::vector<double> sorted = lags_ms;
+  std::sort(sorted.begin(), sorted.end());
+  std::ostringstream figures;
+  for (double lag : lags_ms) figures << static_cast<int>(lag) << " ";
+  const double median = sorted[sorted.size() / 2];
+  std::cout << "[ figures  ] task end -> done seen by the API, ms (poll interval 200 ms, slow host "
+               "4500 ms): "
+            << figures.str() << "| median " << median << " max " << sorted.back() << std::endl;
+  // A tick that waited on the slow host would take 4.5 s or more each time.
+  EXPECT_LT(median, 4000.0) << figures.str() << "\n" << server_->Output();
+
+  if (!stopped_slow) {
+    // The slow host is slow to say its job runs, too: its stop comes after the tasks then.
+    WaitForStatus(*mallory_, "slow", "slow-0", "running");
+    ASSERT_EQ(mallory_->PostJson("/api/project/slow/runs/slow-0/stop", json::object()).status, 200);
+  }
+
+  // The slow host got everything, late: its jobs started, one stopped and acknowledged.
+  json::value stats;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        stats = slow.Stats();
+        return Int(stats, "placed") == 2 && Int(stats, "stopped") >= 1 &&
+               !stats.at("acknowledged").as_array().empty();
+      },
+      std::chrono::seconds(120)))
+      << json::serialize(stats) << "\n"
+      << server_->Output();
+  std::cout << "[ figures  ] slow host: " << json::serialize(stats) << std::endl;
+  EXPECT_EQ(Str(WaitForStatus(*mallory_, "slow", "slow-0", "terminated"), "status"), "terminated");
+  ASSERT_EQ(mallory_->PostJson("/api/project/slow/runs/slow-1/stop", json::object()).status, 200);
+}
+
+// Polls every second against a host that answers each in 1.5 s: its replies land after the
+// tick's wait, and its DCGM samples and job points still reach /metrics, like a fast host's.
+class SlowPollTest : public HostileAgentTest {
+ protected:
+  std::map<std::string, std::string> ServerEnv() const override {
+    std::map<std::string, std::string> env = HostileAgentTest::ServerEnv();
+    env["FLEETWATCH_POLL_INTERVAL_MS"] = "1000";
+    env["FLEETWATCH_METRICS_INTERVAL_SECONDS"] = "2";
+    return env;
+  }
+};
+
+TEST_F(SlowPollTest, RepliesThatLandAfterTheTicksWaitStillReachMetrics) {
+  HostileAgent slow({"--slow-ms", "1500", "--keep-running", "--new-ids-per-poll", "0", "--gpus",
+                     "1", "--agent-id", "slow-agent"});
+  HostileAgent fast(
+      {"--keep-running", "--new-ids-per-poll", "0", "--gpus", "1", "--agent-id", "fast-agent"});
+  ASSERT_GT(slow.port(), 0);
+  ASSERT_GT(fast.port(), 0);
+  for (const auto& [project, port] : {std::pair{"slow", slow.port()}, {"fast", fast.port()}}) {
+    ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", project}}).status, 201);
+    ASSERT_EQ(ApplyFleet(*mallory_, project, project, "127.0.0.1", port, kHostileToken).status,
+              201);
+    Submit(*mallory_, project, "type: task\nname: hot\ncommands: ['true']\nresources: {gpu: 1}\n");
+  }
+  const ApiClient scraper(server_->url(), "");
+  std::string body;
+  auto has = [&](const std::string& family, const std::string& project) {
+    const std::string labels = "dstack_project_name=\"" + project + "\"";
+    for (size_t at = body.find(family + "{"); at != std::string::npos;
+         at = body.find(family + "{", at + 1)) {
+      const size_t eol = body.find('\n', at);
+      if (body.substr(at, eol - at).find(labels) != std::string::npos) return true;
+    }
+    return false;
+  };
+  bool all = false;
+  const auto started = std::chrono::steady_clock::now();
+  WaitUntil(
+      [&] {
+        body = scraper.Get("/metrics").body;
+        all = true;
+        for (const char* project : {"fast", "slow"}) {
+          all = all && has("DCGM_FI_DEV_GPU_UTIL", project) &&
+                has("dstack_job_cpu_time_seconds_total", project);
+        }
+        return all;
+      },
+      std::chrono::seconds(90));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::cout << "[ figures  ] both hosts' DCGM samples and job points in /metrics after " << seconds
+            << " s; slow host " << json::serialize(slow.Stats()) << "; fast host "
+            << json::serialize(fast.Stats()) << std::endl;
+  EXPECT_TRUE(all) << body << "\n" << server_->Output();
+  // The slow host was asked for metrics, not only polled.
+  EXPECT_GE(Int(slow.Stats(), "dcgm_polls"), 1);
+  for (const char* project : {"fast", "slow"}) {
+    ASSERT_EQ(
+        mallory_
+            ->PostJson("/api/project/" + std::string(project) + "/runs/hot/stop", json::object())
+            .status,
+        200);
+  }
 }
 
 }  // namespace

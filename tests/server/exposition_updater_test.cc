@@ -181,9 +181,21 @@ class ExpositionUpdaterTest : public ::testing::Test {
     return run;
   }
 
-  std::string Scrape(uint64_t poll_errors = 0) { return Scrape({poll_errors, {}, {}}); }
-  std::string Scrape(ExpositionInputs inputs) {
-    EXPECT_TRUE(updater_->Update(std::move(inputs)).ok());
+  std::string Scrape(uint64_t poll_errors = 0) {
+    TickReport report;
+    report.bad_replies_total = poll_errors;
+    return Scrape(std::move(report));
+  }
+  // Updates from `report` with the instances and unfinished runs a tick would have read.
+  Status Update(TickReport report) {
+    Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+    EXPECT_TRUE(stored.ok()) << stored.status().ToString();
+    report.instances = std::move(stored->instances);
+    report.runs = std::move(stored->runs);
+    return updater_->Update(report);
+  }
+  std::string Scrape(TickReport report) {
+    EXPECT_TRUE(Update(std::move(report)).ok());
     return snapshot_.Render(expose::Format::kText004, clock_.Now());
   }
 
@@ -220,9 +232,9 @@ DcgmReport HostDcgm(TimeMicros collected_at, std::string text = {}) {
 
 // Inputs of a tick with everything the controller can hand over: a DCGM text, a run placed
 // 42 s after submission and one left waiting.
-ExpositionInputs FullInputs(uint64_t poll_errors) {
-  ExpositionInputs inputs;
-  inputs.agent_poll_errors = poll_errors;
+TickReport FullInputs(uint64_t poll_errors) {
+  TickReport inputs;
+  inputs.bad_replies_total = poll_errors;
   inputs.dcgm.push_back(HostDcgm(kNow - 5 * kSecond));
   inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 42.0});
   inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 15.0});
@@ -324,7 +336,7 @@ TEST_F(ExpositionUpdaterTest, DcgmSamplesExpireTenMinutesAfterCollection) {
 
 TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCounted) {
   Scrape(FullInputs(0));
-  ExpositionInputs bad;
+  TickReport bad;
   bad.dcgm.push_back(HostDcgm(kNow, "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-0\" 81\n"));
   std::string after = Scrape(std::move(bad));
   EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
@@ -332,7 +344,7 @@ TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCou
   // The rest of the scrape is intact.
   EXPECT_NE(after.find("dstack_job_gpu_usage_ratio{"), std::string::npos) << after;
   // The next good text brings them back.
-  ExpositionInputs good;
+  TickReport good;
   good.dcgm.push_back(HostDcgm(kNow));
   EXPECT_NE(Scrape(std::move(good)).find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
 }
@@ -341,7 +353,7 @@ TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCou
 // see twice (`fleetwatch_agent_poll_errors` after `_total` is stripped), nor any non-DCGM family.
 TEST_F(ExpositionUpdaterTest, DcgmFamiliesOutsideDcgmOrNamedLikeTheServersAreDroppedAndCounted) {
   Scrape(FullInputs(0));
-  ExpositionInputs hostile;
+  TickReport hostile;
   DcgmReport report = HostDcgm(kNow);
   report.dcgm.text +=
       "# TYPE fleetwatch_agent_poll_errors gauge\n"
@@ -349,7 +361,7 @@ TEST_F(ExpositionUpdaterTest, DcgmFamiliesOutsideDcgmOrNamedLikeTheServersAreDro
       "# TYPE node_cpu_seconds_total counter\n"
       "node_cpu_seconds_total{UUID=\"GPU-0\"} 7\n";
   hostile.dcgm.push_back(std::move(report));
-  ASSERT_TRUE(updater_->Update(std::move(hostile)).ok());
+  ASSERT_TRUE(Update(std::move(hostile)).ok());
   const std::string text = snapshot_.Render(expose::Format::kText004, clock_.Now());
   EXPECT_EQ(text.find("fleetwatch_agent_poll_errors{"), std::string::npos) << text;
   EXPECT_EQ(text.find("node_cpu_seconds"), std::string::npos) << text;
@@ -370,7 +382,7 @@ TEST_F(ExpositionUpdaterTest, DcgmFamiliesOutsideDcgmOrNamedLikeTheServersAreDro
 
 TEST_F(ExpositionUpdaterTest, AnAgentErrorKeepsTheLastTextUntilItExpires) {
   Scrape(FullInputs(0));
-  ExpositionInputs down;
+  TickReport down;
   AgentDcgm error;
   error.error = "dcgm-exporter at 127.0.0.1:10997: connection refused";
   down.dcgm.push_back({"i-g0", error});

@@ -1226,5 +1226,46 @@ TEST_F(SqliteStore, ListJobsByIdsFindsJobsOfAnyRunInOneQuery) {
                        {running.jobs[1].id, running.jobs[1].status}}));
 }
 
+TEST_F(SqliteStore, NewestMetricsOfUnfinishedJobsComeWholeInOneQuery) {
+  model::Run running = MakeRun(project_, owner_, "running", 100, RunStatus::kRunning, 2);
+  model::Run finished = MakeRun(project_, owner_, "finished", 200, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(running).ok());
+  ASSERT_TRUE(store_->CreateRun(finished).ok());
+  auto point = [](const std::string& job, TimeMicros t, int64_t cpu) {
+    model::JobMetricsPoint p;
+    p.job_id = job;
+    p.timestamp_micro = t;
+    p.cpu_usage_micro = cpu;
+    p.memory_usage_bytes = cpu * 2;
+    p.memory_working_set_bytes = cpu * 3;
+    p.gpus_memory_usage_bytes = {cpu, cpu + 1};
+    p.gpus_util_percent = {50, 60};
+    return p;
+  };
+  EXPECT_TRUE(store_->ListNewestMetricsOfUnfinishedJobs()->empty());
+  // Inserted out of order: the newest is found by time, not by insertion.
+  ASSERT_TRUE(store_
+                  ->AddJobMetricsPoints(
+                      {point(running.jobs[0].id, 3000, 30), point(running.jobs[0].id, 1000, 10),
+                       point(running.jobs[0].id, 2000, 20), point(finished.jobs[0].id, 5000, 50)})
+                  .ok());
+  finished.status = RunStatus::kDone;
+  finished.jobs[0].status = model::JobStatus::kDone;
+  ASSERT_TRUE(store_->UpdateRun(finished).ok());
+
+  auto newest = store_->ListNewestMetricsOfUnfinishedJobs();
+  ASSERT_TRUE(newest.ok()) << newest.status().ToString();
+  // The finished job and the job without points are left out.
+  ASSERT_EQ(newest->size(), 1u);
+  const model::JobMetricsPoint& p = newest->front();
+  EXPECT_EQ(p.job_id, running.jobs[0].id);
+  EXPECT_EQ(p.timestamp_micro, 3000);
+  EXPECT_EQ(p.cpu_usage_micro, 30);
+  EXPECT_EQ(p.memory_usage_bytes, 60);
+  EXPECT_EQ(p.memory_working_set_bytes, 90);
+  EXPECT_EQ(p.gpus_memory_usage_bytes, (std::vector<int64_t>{30, 31}));
+  EXPECT_EQ(p.gpus_util_percent, (std::vector<int64_t>{50, 60}));
+}
+
 }  // namespace
 }  // namespace fleetwatch::store

@@ -8,6 +8,11 @@
 // running, half ended), and the jobs the server did start here (POST /api/jobs), as ended at
 // once. Every job's log is --log-bytes long. With --agent-id the host claims another agent's id.
 //
+// With --slow-ms every agent endpoint answers that late (a host slow on every endpoint), and
+// with --keep-running the jobs the server starts run until it stops them. With --gpus the host
+// has that many GPUs, and its polls carry metrics points for running jobs (metrics=1) and a DCGM
+// text for its GPUs (dcgm=1), like a real agent's.
+//
 // GET /hostile/stats (no token) says what the server asked for, for the test's assertions.
 // SIGTERM or SIGINT stops it.
 #include <CLI/CLI.hpp>
@@ -20,6 +25,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http/message.h"
@@ -40,6 +46,9 @@ struct Flags {
   std::vector<std::string> victim_ids;
   int new_ids_per_poll = 1000;
   int64_t log_bytes = 4 << 20;
+  int slow_ms = 0;
+  bool keep_running = false;
+  int gpus = 0;
 };
 
 // The log every job has: lines of a known shape, so a test can tell which part it holds.
@@ -58,14 +67,25 @@ class HostileAgent {
                                {"started_at", started_at_}});
     });
     router_.Add("GET", "/api/inventory", [this](http::Request&) {
+      json::array gpus;
+      for (int k = 0; k < flags_.gpus; ++k) {
+        gpus.push_back(json::object{{"index", k},
+                                    {"name", "NVIDIA H100 80GB HBM3"},
+                                    {"memory_bytes", int64_t{80} << 30},
+                                    {"uuid", GpuUuid(k)},
+                                    {"vendor", "nvidia"}});
+      }
       return Json(json::object{{"agent_id", flags_.agent_id},
                                {"hostname", "hostile"},
                                {"cpus", 64},
                                {"memory_bytes", int64_t{256} << 30},
                                {"cgroup", "none"},
-                               {"gpus", json::array()}});
+                               {"gpus", std::move(gpus)}});
     });
-    router_.Add("GET", "/api/poll", [this](http::Request&) { return Poll(); });
+    router_.Add("GET", "/api/poll", [this](http::Request& r) {
+      return Poll(r.query.count("metrics") && r.query.at("metrics") == "1",
+                  r.query.count("dcgm") && r.query.at("dcgm") == "1");
+    });
     router_.Add("POST", "/api/jobs", [this](http::Request& r) { return Start(r); });
     router_.Add("POST", "/api/jobs/{job_id}/stop", [this](http::Request& r) {
       return Command(r.path_params.at("job_id"), /*forget=*/false);
@@ -81,6 +101,7 @@ class HostileAgent {
     if (request.Header("authorization") != "Bearer " + flags_.token) {
       return http::JsonError(401, "unauthenticated", "missing or wrong agent token");
     }
+    if (flags_.slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(flags_.slow_ms));
     return router_.Dispatch(request);
   }
 
@@ -91,6 +112,8 @@ class HostileAgent {
     r.body = json::serialize(v);
     return r;
   }
+
+  static std::string GpuUuid(int k) { return "GPU-hostile-" + std::to_string(k); }
 
   json::object JobState(const std::string& id, bool running) const {
     return json::object{{"job_id", id},
@@ -104,9 +127,12 @@ class HostileAgent {
                         {"error", nullptr}};
   }
 
-  http::Response Poll() {
+  http::Response Poll(bool with_metrics, bool with_dcgm) {
     std::lock_guard lock(mu_);
     ++polls_;
+    if (with_metrics) ++metrics_polls_;
+    if (with_dcgm) ++dcgm_polls_;
+    const TimeMicros now = SystemClock::Get().Now();
     max_foreign_commands_ = std::max(max_foreign_commands_, foreign_commands_since_poll_);
     max_placed_copies_ = std::max(max_placed_copies_, placed_logs_since_poll_.size());
     foreign_commands_since_poll_ = 0;
@@ -124,11 +150,39 @@ class HostileAgent {
       }
     }
     for (const std::string& id : placed_) {
-      if (!acknowledged_.count(id)) jobs.push_back(JobState(id, false));
+      if (acknowledged_.count(id)) continue;
+      const bool running = flags_.keep_running && !stopped_.count(id);
+      json::object job = JobState(id, running);
+      if (with_metrics) {
+        json::array gpus;
+        for (int k = 0; k < flags_.gpus; ++k) {
+          gpus.push_back(
+              json::object{{"gpu_memory_usage_bytes", int64_t{1} << 30}, {"gpu_util_percent", 40}});
+        }
+        job["metrics"] = running
+                             ? json::value(json::object{{"timestamp_micro", now},
+                                                        {"cpu_usage_micro", 12'000'000},
+                                                        {"memory_usage_bytes", 300'000'000},
+                                                        {"memory_working_set_bytes", 280'000'000},
+                                                        {"gpus", std::move(gpus)}})
+                             : json::value(nullptr);
+      }
+      jobs.push_back(std::move(job));
     }
-    return Json(json::object{{"agent_id", flags_.agent_id},
-                             {"now", SystemClock::Get().Now()},
-                             {"jobs", std::move(jobs)}});
+    json::object reply{{"agent_id", flags_.agent_id}, {"now", now}, {"jobs", std::move(jobs)}};
+    if (with_dcgm) {
+      std::string text =
+          "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n"
+          "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n";
+      for (int k = 0; k < flags_.gpus; ++k) {
+        text += "DCGM_FI_DEV_GPU_UTIL{gpu=\"" + std::to_string(k) + "\",UUID=\"" + GpuUuid(k) +
+                "\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"hostile\"} 97\n";
+      }
+      reply["dcgm"] = flags_.gpus > 0
+                          ? json::value(json::object{{"collected_at", now}, {"text", text}})
+                          : json::value(nullptr);
+    }
+    return Json(reply);
   }
 
   http::Response Start(const http::Request& request) {
@@ -148,6 +202,7 @@ class HostileAgent {
     std::lock_guard lock(mu_);
     if (placed_.count(job_id)) {
       if (forget) acknowledged_.insert(job_id);
+      if (!forget) stopped_.insert(job_id);
     } else {
       ++foreign_commands_since_poll_;
       ++(forget ? forgets_ : stops_);
@@ -186,6 +241,9 @@ class HostileAgent {
     std::lock_guard lock(mu_);
     json::array acknowledged(acknowledged_.begin(), acknowledged_.end());
     return Json(json::object{{"polls", polls_},
+                             {"metrics_polls", metrics_polls_},
+                             {"dcgm_polls", dcgm_polls_},
+                             {"stopped", stopped_.size()},
                              {"placed", placed_.size()},
                              {"acknowledged", std::move(acknowledged)},
                              {"stops", stops_},
@@ -201,6 +259,9 @@ class HostileAgent {
   http::Router router_;
   std::mutex mu_;
   int64_t polls_ = 0;
+  int64_t metrics_polls_ = 0;
+  int64_t dcgm_polls_ = 0;
+  std::set<std::string> stopped_;  // placed jobs the server stopped
   int64_t next_id_ = 0;
   std::set<std::string> placed_;        // started by the server
   std::set<std::string> acknowledged_;  // of those, deleted by the server
@@ -218,7 +279,8 @@ int Run(const Flags& flags) {
   const TerminationSignals signals;
   HostileAgent agent(flags);
   http::ServerOptions options;
-  options.threads = 2;
+  // A slow host still answers every request it gets (several lanes of the server at once).
+  options.threads = flags.slow_ms > 0 ? 16 : 2;
   http::Server server(options, [&agent](http::Request& r) { return agent.Handle(r); });
   Result<uint16_t> port = server.Start();
   if (!port.ok()) {
@@ -243,6 +305,9 @@ int main(int argc, char** argv) {
   app.add_option("--victim-ids", flags.victim_ids, "Real job ids of other projects");
   app.add_option("--new-ids-per-poll", flags.new_ids_per_poll, "Fresh job ids in each poll");
   app.add_option("--log-bytes", flags.log_bytes, "Length of every job's log");
+  app.add_option("--slow-ms", flags.slow_ms, "Answer every agent request this late");
+  app.add_flag("--keep-running", flags.keep_running, "Placed jobs run until stopped");
+  app.add_option("--gpus", flags.gpus, "GPUs of the host, with metrics and DCGM text");
   CLI11_PARSE(app, argc, argv);
   return fleetwatch::testing::Run(flags);
 }

@@ -1,0 +1,164 @@
+#include "server/agent_lanes.h"
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+
+namespace fleetwatch::server {
+
+namespace {
+using LaneKey = std::pair<std::string, AgentRequestKind>;
+}  // namespace
+
+struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
+  explicit State(http::AsyncClient& c) : client(c) {}
+
+  struct Lane {
+    bool busy = false;
+    std::string in_flight_key;
+    std::deque<std::pair<std::string, AgentOperation>> waiting;
+  };
+
+  http::AsyncClient& client;
+  mutable std::mutex mu;
+  std::condition_variable changed;
+  bool open = true;  // mu; false once the AgentLanes is gone: nothing starts any more
+  std::map<LaneKey, Lane> lanes;
+  std::vector<AgentReply> inbox;
+  size_t in_flight = 0;
+
+  // Starts the lane's next operation when it is idle and has one.
+  void StartNext(const LaneKey& key) {
+    AgentOperation op;
+    std::string op_key;
+    {
+      std::lock_guard lock(mu);
+      if (!open) return;
+      auto it = lanes.find(key);
+      if (it == lanes.end() || it->second.busy || it->second.waiting.empty()) return;
+      Lane& lane = it->second;
+      op_key = std::move(lane.waiting.front().first);
+      op = std::move(lane.waiting.front().second);
+      lane.waiting.pop_front();
+      lane.busy = true;
+      lane.in_flight_key = op_key;
+      ++in_flight;
+    }
+    std::shared_ptr<State> self = shared_from_this();
+    AgentSend send = [self](http::AsyncRequest request,
+                            std::function<void(Result<http::Response>)> done) {
+      bool open = false;
+      {
+        std::lock_guard lock(self->mu);
+        open = self->open;
+      }
+      if (!open) {
+        done(Unavailable("the server is stopping"));
+        return;
+      }
+      self->client.Send(std::move(request), std::move(done));
+    };
+    op(send, [self, key, op_key](Result<http::Response> reply) {
+      {
+        std::lock_guard lock(self->mu);
+        self->inbox.push_back(AgentReply{key.first, key.second, op_key, std::move(reply)});
+        --self->in_flight;
+        auto it = self->lanes.find(key);
+        if (it != self->lanes.end()) {
+          it->second.busy = false;
+          it->second.in_flight_key.clear();
+          if (it->second.waiting.empty()) self->lanes.erase(it);
+        }
+      }
+      self->changed.notify_all();
+      self->StartNext(key);
+    });
+  }
+};
+
+AgentLanes::AgentLanes(http::AsyncClient& client) : state_(std::make_shared<State>(client)) {}
+
+AgentLanes::~AgentLanes() {
+  std::lock_guard lock(state_->mu);
+  state_->open = false;
+}
+
+void AgentLanes::Replace(const std::string& instance_id, AgentRequestKind kind,
+                         std::vector<std::pair<std::string, AgentOperation>> operations) {
+  const LaneKey key{instance_id, kind};
+  {
+    std::lock_guard lock(state_->mu);
+    auto it = state_->lanes.find(key);
+    if (it == state_->lanes.end()) {
+      if (operations.empty()) return;
+      it = state_->lanes.emplace(key, State::Lane{}).first;
+    }
+    State::Lane& lane = it->second;
+    lane.waiting.clear();
+    for (auto& [op_key, op] : operations) {
+      if (lane.busy && op_key == lane.in_flight_key) continue;
+      lane.waiting.emplace_back(std::move(op_key), std::move(op));
+    }
+    if (!lane.busy && lane.waiting.empty()) {
+      state_->lanes.erase(it);
+      return;
+    }
+  }
+  state_->StartNext(key);
+}
+
+bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kind,
+                            http::AsyncRequest request) {
+  const LaneKey key{instance_id, kind};
+  {
+    std::lock_guard lock(state_->mu);
+    State::Lane& lane = state_->lanes[key];
+    if (lane.busy || !lane.waiting.empty()) return false;
+    lane.waiting.emplace_back(
+        std::string(),
+        [request = std::move(request)](const AgentSend& send,
+                                       std::function<void(Result<http::Response>)> done) mutable {
+          send(std::move(request), std::move(done));
+        });
+  }
+  state_->StartNext(key);
+  return true;
+}
+
+void AgentLanes::WaitIdle(const std::vector<std::pair<std::string, AgentRequestKind>>& lanes,
+                          std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(state_->mu);
+  state_->changed.wait_until(lock, deadline, [&] {
+    for (const LaneKey& key : lanes) {
+      if (state_->lanes.count(key)) return false;  // busy or waiting
+    }
+    return true;
+  });
+}
+
+std::vector<AgentReply> AgentLanes::Take() {
+  std::lock_guard lock(state_->mu);
+  std::vector<AgentReply> out;
+  out.swap(state_->inbox);
+  return out;
+}
+
+void AgentLanes::Keep(const std::set<std::string>& instance_ids) {
+  std::lock_guard lock(state_->mu);
+  for (auto it = state_->lanes.begin(); it != state_->lanes.end();) {
+    if (instance_ids.count(it->first.first)) {
+      ++it;
+      continue;
+    }
+    it->second.waiting.clear();
+    it = it->second.busy ? std::next(it) : state_->lanes.erase(it);
+  }
+}
+
+size_t AgentLanes::in_flight() const {
+  std::lock_guard lock(state_->mu);
+  return state_->in_flight;
+}
+
+}  // namespace fleetwatch::server

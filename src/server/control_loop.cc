@@ -1,0 +1,138 @@
+#include "server/control_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "server/exposition_updater.h"
+#include "server/usage.h"
+
+namespace fleetwatch::server {
+namespace {
+
+TimeMicros Micros(std::chrono::milliseconds d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+void Warn(const char* stage, const Status& s) {
+  if (!s.ok()) spdlog::warn("{}: {}", stage, s.ToString());
+}
+
+}  // namespace
+
+ControlLoop::ControlLoop(ControlStages& stages, const Clock& clock, ControlLoopOptions options)
+    : stages_(stages), clock_(clock), options_(options) {}
+
+ControlLoop::~ControlLoop() { Stop(); }
+
+TimeMicros ControlLoop::RunDue() {
+  const TimeMicros interval = std::max<TimeMicros>(1, Micros(options_.tick_interval));
+  const TimeMicros start = clock_.Now();
+  if (started_ && start < next_beat_) return next_beat_;
+  if (!started_) {
+    started_ = true;
+    first_start_ = start;
+    next_beat_ = start;
+    next_usage_ = start;
+    next_retention_ = start;
+  }
+
+  Result<TickReport> report = stages_.Control();
+  Warn("fleet controller", report.status());
+  if (start >= next_usage_) {
+    next_usage_ = start + Micros(options_.usage_interval);
+    Warn("usage accounting", stages_.AccountUsage());
+  }
+  // Runs changed through the API show up here too, at most one tick late.
+  if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
+  if (start >= next_retention_) {
+    next_retention_ = start + Micros(options_.retention_interval);
+    Warn("metrics retention", stages_.Retain(start));
+  }
+
+  const TimeMicros end = clock_.Now();
+  // The next beat on the grid after this one that has not passed yet; those in between are
+  // skipped.
+  const TimeMicros beat = next_beat_;
+  TimeMicros next = beat + interval;
+  uint64_t skipped = 0;
+  if (end >= next) {
+    const TimeMicros missed = (end - beat) / interval;  // beats at or before `end`, after `beat`
+    skipped = static_cast<uint64_t>(missed);
+    next = beat + (missed + 1) * interval;
+  }
+  next_beat_ = next;
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.ticks;
+    stats_.skipped_beats += skipped;
+    stats_.last_tick_micros = end - start;
+    stats_.last_start = start;
+    stats_.mean_period_micros =
+        stats_.ticks > 1 ? (start - first_start_) / static_cast<TimeMicros>(stats_.ticks - 1) : 0;
+  }
+  return next_beat_;
+}
+
+void ControlLoop::Start() {
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      TimeMicros next = 0;
+      try {
+        next = RunDue();
+      } catch (const std::exception& e) {
+        spdlog::error("control loop: {}", e.what());
+        next = clock_.Now() + Micros(options_.tick_interval);
+      }
+      lock.lock();
+      const TimeMicros wait = next - clock_.Now();
+      if (wait > 0) {
+        cv_.wait_for(lock, std::chrono::microseconds(wait), [this] { return stopping_; });
+      }
+    }
+  });
+}
+
+void ControlLoop::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+ControlLoopStats ControlLoop::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+ServerStages::ServerStages(FleetController& controller, UsageAccountant& usage,
+                           ExpositionUpdater* exposition, store::Store& store,
+                           std::chrono::seconds running_ttl, std::chrono::seconds finished_ttl)
+    : controller_(controller),
+      usage_(usage),
+      exposition_(exposition),
+      store_(store),
+      running_ttl_(std::chrono::duration_cast<std::chrono::microseconds>(running_ttl).count()),
+      finished_ttl_(std::chrono::duration_cast<std::chrono::microseconds>(finished_ttl).count()) {}
+
+Result<TickReport> ServerStages::Control() { return controller_.Tick(); }
+
+Status ServerStages::AccountUsage() { return usage_.Account(); }
+
+Status ServerStages::Expose(const TickReport& report) {
+  return exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
+}
+
+Status ServerStages::Retain(TimeMicros now) {
+  FW_ASSIGN_OR_RETURN(int64_t deleted,
+                      store_.DeleteJobMetricsPoints(now - running_ttl_, now - finished_ttl_));
+  if (deleted > 0) spdlog::info("metrics retention: deleted {} points", deleted);
+  return Status::Ok();
+}
+
+}  // namespace fleetwatch::server

@@ -1,0 +1,118 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+
+#include "server/fleet_controller.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+class ExpositionUpdater;
+class UsageAccountant;
+
+// The stages a ControlLoop runs, in its order. ServerStages adapts the server's components; tests
+// substitute their own. Called on the loop's thread only, one at a time.
+class ControlStages {
+ public:
+  virtual ~ControlStages() = default;
+  // Polls the agents, decides, stores and sends the commands (FleetController::Tick).
+  virtual Result<TickReport> Control() = 0;
+  // Brings the persisted cost and GPU time up to `now` (UsageAccountant::Account).
+  virtual Status AccountUsage() = 0;
+  // Brings /metrics' snapshot up to date with the tick (ExpositionUpdater::Update).
+  virtual Status Expose(const TickReport& report) = 0;
+  // Deletes expired metrics points as of `now`.
+  virtual Status Retain(TimeMicros now) = 0;
+};
+
+struct ControlLoopOptions {
+  std::chrono::milliseconds tick_interval{1000};         // start to start
+  std::chrono::milliseconds usage_interval{10'000};      // usage accounting at most this often
+  std::chrono::milliseconds retention_interval{60'000};  // retention at most this often
+};
+
+// What the loop has done so far. Plain data.
+struct ControlLoopStats {
+  uint64_t ticks = 0;
+  uint64_t skipped_beats = 0;         // beats missed because a tick ran past them
+  TimeMicros last_tick_micros = 0;    // how long the last tick took, all stages
+  TimeMicros last_start = 0;          // when the last tick started
+  TimeMicros mean_period_micros = 0;  // start to start, over every tick so far
+};
+
+// Runs the server's control loop at a fixed rate: ticks start every `tick_interval` (start to
+// start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
+// loop skip them rather than run late ticks back to back. Each tick runs, in this order:
+// Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
+// → Expose; Retain runs after the first tick, then after a tick when retention_interval has
+// passed since the last. A failing stage is logged and
+// the others still run (Expose is skipped only when Control failed: there is no report).
+// Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue without the
+// thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
+class ControlLoop {
+ public:
+  // `stages` and `clock` must outlive the loop.
+  ControlLoop(ControlStages& stages, const Clock& clock, ControlLoopOptions options);
+  ~ControlLoop();  // calls Stop()
+  ControlLoop(const ControlLoop&) = delete;
+  ControlLoop& operator=(const ControlLoop&) = delete;
+
+  // Starts the loop's thread; its first tick starts at once.
+  void Start();
+  // Waits for a tick in progress to finish, then ends the thread. Idempotent.
+  void Stop();
+
+  // Runs one tick when one is due at the clock's time (the first call always), and returns when
+  // the next one is due. What the thread calls; tests call it directly.
+  TimeMicros RunDue();
+
+  ControlLoopStats stats() const;
+
+ private:
+  ControlStages& stages_;
+  const Clock& clock_;
+  const ControlLoopOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;   // mu_
+  ControlLoopStats stats_;  // mu_
+  // RunDue's own state: only one thread calls it at a time.
+  bool started_ = false;
+  TimeMicros first_start_ = 0;
+  TimeMicros next_beat_ = 0;
+  TimeMicros next_usage_ = 0;
+  TimeMicros next_retention_ = 0;
+  std::thread thread_;
+};
+
+// The server's stages: the controller, usage accounting, the exposition (null when /metrics is
+// off) and metrics retention (points of unfinished jobs older than `running_ttl`, of finished
+// ones older than `finished_ttl`). Every reference must outlive it. Not thread-safe (the loop's
+// thread).
+class ServerStages final : public ControlStages {
+ public:
+  ServerStages(FleetController& controller, UsageAccountant& usage, ExpositionUpdater* exposition,
+               store::Store& store, std::chrono::seconds running_ttl,
+               std::chrono::seconds finished_ttl);
+
+  Result<TickReport> Control() override;
+  Status AccountUsage() override;
+  Status Expose(const TickReport& report) override;
+  Status Retain(TimeMicros now) override;
+
+ private:
+  FleetController& controller_;
+  UsageAccountant& usage_;
+  ExpositionUpdater* exposition_;
+  store::Store& store_;
+  const TimeMicros running_ttl_;
+  const TimeMicros finished_ttl_;
+};
+
+}  // namespace fleetwatch::server

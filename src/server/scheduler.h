@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "model/entities.h"
+#include "model/run_spec.h"
+
+namespace fleetwatch::server {
+
+// Placing jobs on instances: free capacity, GPU matching and the choice of instances for one
+// replica. Pure functions over the caller's data; no I/O, no locks; thread-safe.
+
+// Free capacity of one instance while placing jobs this tick.
+struct Capacity {
+  int cpus = 0;
+  int64_t memory_bytes = 0;
+  std::set<int> free_gpus;
+};
+
+// True when a host's GPU name satisfies a requested one: case-insensitive match of the request
+// against any word of the name or any run of adjacent words ("A100" and "NVIDIA A100-SXM4-80GB";
+// "rtx4090" and "NVIDIA GeForce RTX 4090").
+bool GpuNameMatches(std::string_view requested, std::string_view gpu_name);
+
+// Whether new jobs may go to the instance: reachable, resources known, idle or busy.
+bool UsableForScheduling(const model::Instance& instance);
+
+// The free capacity of each of `instances` (by id): its resources less what the unfinished jobs
+// of `runs` placed on it hold. `config_of` gives a run's configuration, nullopt when it cannot be
+// read (such a job still holds its GPUs).
+std::map<std::string, Capacity> FreeCapacity(
+    const std::map<std::string, model::Instance>& instances, const std::vector<model::Run>& runs,
+    const std::function<std::optional<model::RunConfiguration>(const model::Run&)>& config_of);
+
+// Where the jobs of one replica (`jobs` of them, one per node) go: distinct instances of one
+// fleet, or nowhere.
+struct GroupPlacement {
+  enum class Outcome {
+    kPlaced,      // `chosen` holds one (instance, GPU indices) per job, `capacity` is updated
+    kNeverFits,   // no fleet of the project has enough instances that could ever fit a job
+    kNoCapacity,  // they could fit, but not now: the jobs wait
+  };
+  Outcome outcome = Outcome::kNoCapacity;
+  std::vector<std::pair<model::Instance*, std::vector<int>>> chosen;
+};
+
+// Places `jobs` jobs requesting `req` on the instances of `project_instances` (of one project,
+// any fleet, in a stable order), least-loaded instance first so that jobs spread over a fleet.
+// Only instances for which `placeable` is true receive jobs. `capacity` (by instance id, every
+// instance present) is taken from only when the outcome is kPlaced.
+GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
+                          const std::vector<model::Instance*>& project_instances,
+                          std::map<std::string, Capacity>& capacity,
+                          const std::function<bool(const model::Instance&)>& placeable);
+
+}  // namespace fleetwatch::server

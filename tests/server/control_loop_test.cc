@@ -1,0 +1,158 @@
+#include "server/control_loop.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace fleetwatch::server {
+namespace {
+
+constexpr TimeMicros kStart = 1'700'000'000'000'000;
+constexpr TimeMicros kMs = 1000;
+
+// Records the stages in the order they run; a stage may take (fake) time.
+class RecordingStages final : public ControlStages {
+ public:
+  explicit RecordingStages(FakeClock& clock) : clock_(clock) {}
+
+  Result<TickReport> Control() override {
+    calls.push_back("control@" + std::to_string((clock_.Now() - kStart) / kMs));
+    clock_.Advance(control_takes);
+    if (fail_control) return Unavailable("the store is down");
+    TickReport report;
+    report.started_at = clock_.Now();
+    return report;
+  }
+  Status AccountUsage() override {
+    calls.push_back("usage");
+    return fail_usage ? Unavailable("no usage") : Status::Ok();
+  }
+  Status Expose(const TickReport&) override {
+    calls.push_back("expose");
+    return Status::Ok();
+  }
+  Status Retain(TimeMicros now) override {
+    calls.push_back("retain@" + std::to_string((now - kStart) / kMs));
+    return Status::Ok();
+  }
+
+  std::vector<std::string> calls;
+  TimeMicros control_takes = 10 * kMs;
+  bool fail_control = false;
+  bool fail_usage = false;
+
+ private:
+  FakeClock& clock_;
+};
+
+class ControlLoopTest : public ::testing::Test {
+ protected:
+  FakeClock clock_{kStart};
+  RecordingStages stages_{clock_};
+  ControlLoop loop_{stages_, clock_,
+                    ControlLoopOptions{.tick_interval = std::chrono::milliseconds(1000),
+                                       .usage_interval = std::chrono::milliseconds(3000),
+                                       .retention_interval = std::chrono::milliseconds(5000)}};
+};
+
+TEST_F(ControlLoopTest, EachTickRunsControlThenUsageThenExpositionAndRetentionOnItsOwnInterval) {
+  for (int k = 0; k < 6; ++k) {
+    TimeMicros next = loop_.RunDue();
+    clock_.Set(next);
+  }
+  EXPECT_EQ(stages_.calls,
+            (std::vector<std::string>{
+                "control@0", "usage", "expose", "retain@0",  // the first tick does everything
+                "control@1000", "expose",                    //
+                "control@2000", "expose",                    //
+                "control@3000", "usage", "expose",           // usage every 3 s
+                "control@4000", "expose",                    //
+                "control@5000", "expose", "retain@5000",     // retention every 5 s
+            }));
+  EXPECT_EQ(loop_.stats().ticks, 6u);
+  EXPECT_EQ(loop_.stats().skipped_beats, 0u);
+  EXPECT_EQ(loop_.stats().mean_period_micros, 1000 * kMs);
+}
+
+TEST_F(ControlLoopTest, TicksStartOnAFixedGridWhateverTheyTake) {
+  // 400 ms of work per tick: the next still starts 1 s after the previous one started, not 1 s
+  // after it ended.
+  stages_.control_takes = 400 * kMs;
+  std::vector<TimeMicros> starts;
+  for (int k = 0; k < 4; ++k) {
+    starts.push_back(clock_.Now() - kStart);
+    TimeMicros next = loop_.RunDue();
+    EXPECT_EQ(next - kStart, static_cast<TimeMicros>(k + 1) * 1000 * kMs);
+    clock_.Set(next);
+  }
+  EXPECT_EQ(starts, (std::vector<TimeMicros>{0, 1000 * kMs, 2000 * kMs, 3000 * kMs}));
+  EXPECT_EQ(loop_.stats().last_tick_micros, 400 * kMs);
+}
+
+TEST_F(ControlLoopTest, ATickThatRunsLongSkipsTheBeatsItMissedInsteadOfQueueingThem) {
+  stages_.control_takes = 2500 * kMs;  // past the beats at 1 s and 2 s
+  TimeMicros next = loop_.RunDue();
+  EXPECT_EQ(next - kStart, 3000 * kMs);
+  EXPECT_EQ(loop_.stats().skipped_beats, 2u);
+  // Called before the next beat (a wake-up that came early): nothing runs.
+  clock_.Set(kStart + 2900 * kMs);
+  EXPECT_EQ(loop_.RunDue(), next);
+  EXPECT_EQ(loop_.stats().ticks, 1u);
+  stages_.control_takes = 10 * kMs;
+  clock_.Set(next);
+  EXPECT_EQ(loop_.RunDue() - kStart, 4000 * kMs);
+  EXPECT_EQ(loop_.stats().ticks, 2u);
+  EXPECT_EQ(loop_.stats().skipped_beats, 2u);
+  // A tick that ends exactly on a beat skips it too: the next starts on the one after.
+  stages_.control_takes = 1000 * kMs;
+  clock_.Set(kStart + 4000 * kMs);
+  EXPECT_EQ(loop_.RunDue() - kStart, 6000 * kMs);
+  EXPECT_EQ(loop_.stats().skipped_beats, 3u);
+}
+
+TEST_F(ControlLoopTest, AWakeUpThatComesLateKeepsTheGrid) {
+  clock_.Set(loop_.RunDue() + 300 * kMs);  // the thread woke 300 ms late
+  EXPECT_EQ(loop_.RunDue() - kStart, 2000 * kMs);
+  EXPECT_EQ(loop_.stats().skipped_beats, 0u);
+}
+
+TEST_F(ControlLoopTest, AFailingStageNeitherStopsTheOthersNorTheLoop) {
+  stages_.fail_usage = true;
+  clock_.Set(loop_.RunDue());
+  EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@0", "usage", "expose", "retain@0"}));
+  // Without a report there is nothing to expose; usage still runs when due.
+  stages_.calls.clear();
+  stages_.fail_control = true;
+  clock_.Set(kStart + 3000 * kMs);
+  clock_.Set(loop_.RunDue());
+  EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@3000", "usage"}));
+  stages_.calls.clear();
+  stages_.fail_control = false;
+  loop_.RunDue();
+  EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@4000", "expose"}));
+}
+
+TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
+  const Clock& clock = SystemClock::Get();
+  class Counting final : public ControlStages {
+   public:
+    Result<TickReport> Control() override {
+      ++ticks;
+      return TickReport{};
+    }
+    Status AccountUsage() override { return Status::Ok(); }
+    Status Expose(const TickReport&) override { return Status::Ok(); }
+    Status Retain(TimeMicros) override { return Status::Ok(); }
+    std::atomic<int> ticks{0};
+  } stages;
+  ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
+  loop.Start();
+  while (stages.ticks.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  loop.Stop();  // does not wait for the next beat, an hour away
+  EXPECT_EQ(stages.ticks.load(), 1);
+  EXPECT_EQ(loop.stats().ticks, 1u);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
