@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   clang-format         # `make test` checks that the sources are formatted (.clang-format)
+  clang-14             # `make test`: the ThreadSanitizer build, which also checks lock annotations
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # HTTP (Beast/Asio), JSON, URLs
   libsqlite3-dev       # the default store
   libyaml-cpp-dev      # run and fleet configurations
