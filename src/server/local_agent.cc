@@ -281,11 +281,11 @@ Status LocalAgent::EnsureLocked() {
 }
 
 void LocalAgent::Supervise(std::chrono::milliseconds interval) {
-  {
-    std::lock_guard lock(mu_);
-    if (supervisor_) return;
-    up_since_ = std::chrono::steady_clock::now();
-  }
+  // Made and started under the lock: two callers cannot both start one, and a Stop() on another
+  // thread sees it. (Its first pass waits for the lock.)
+  std::lock_guard lock(mu_);
+  if (supervisor_) return;
+  up_since_ = std::chrono::steady_clock::now();
   supervisor_ =
       std::make_unique<PeriodicTask>("local agent", interval, [this] { SuperviseOnce(); });
   supervisor_->Start();
@@ -319,7 +319,14 @@ void LocalAgent::SuperviseOnce() {
 }
 
 void LocalAgent::Stop() {
-  if (supervisor_) supervisor_->Stop();
+  PeriodicTask* supervisor = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    supervisor = supervisor_.get();
+  }
+  // Stopped without the lock: the pass it waits for takes it. Kept until destruction, so the
+  // pointer stays valid.
+  if (supervisor != nullptr) supervisor->Stop();
   std::lock_guard lock(mu_);
   if (pid_ <= 0) return;
   if (!started_here_) {
