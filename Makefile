@@ -5,9 +5,13 @@ PORT ?= 3000
 RELEASE_DIR := build/release
 TEST_DIR := build/asan
 BENCH_DIR := build/bench
+# ThreadSanitizer (clang, which also checks the lock annotations): the suites that run threads,
+# with the binary they spawn. cmake/thread_checks.cmake says more.
+TSAN_DIR := build/tsan
+TSAN_SUITES := server http expose integration
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: run test build build-test deps format clean install bench fuzz fuzz-build
+.PHONY: run test build build-test build-tsan deps format clean install bench fuzz fuzz-build
 
 deps:
 	@bash scripts/install-deps.sh
@@ -25,10 +29,23 @@ build-test: deps
 	@cmake -S . -B $(TEST_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DFLEETWATCH_SANITIZE=ON >/dev/null
 	@cmake --build $(TEST_DIR) -j $(JOBS)
 
+build-tsan: deps
+	@cmake -S . -B $(TSAN_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 \
+		-DFLEETWATCH_TSAN=ON >/dev/null
+	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_SUITES:%=tests/%/all)
+
 # The Release binary is built too, so CI proves that `make run` builds (optimized builds warn
-# differently).
-test: build-test build fuzz-build
+# differently). Then the TSan suites (labelled by their tests/ directory): every process writes
+# its race reports to $(TSAN_DIR)/reports, the servers and agents that the tests spawn included,
+# and any report fails the run. Then each fuzz target for FUZZ_TEST_SECONDS.
+test: build-test build build-tsan fuzz-build
 	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 300
+	@rm -rf $(TSAN_DIR)/reports && mkdir -p $(TSAN_DIR)/reports
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_DIR)/reports/race \
+		suppressions=$(CURDIR)/cmake/tsan_suppressions.txt" \
+		ctest --output-on-failure -j $(JOBS) --timeout 300 \
+		-L '^($(subst $(eval) ,|,$(TSAN_SUITES)))$$'; status=$$?; \
+		if ls reports/race.* >/dev/null 2>&1; then cat reports/race.*; exit 1; fi; exit $$status
 	@bash fuzz/run.sh $(FUZZ_DIR) $(FUZZ_TEST_SECONDS) $(JOBS)
 
 # libFuzzer targets (fuzz/README.md): a clang build of their own. `make test` runs each for

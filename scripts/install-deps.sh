@@ -20,8 +20,9 @@ packages=(
   python3              # test jobs that hold memory while they are measured
   python3-prometheus-client  # an independent parser of /metrics (text 0.0.4 and OpenMetrics)
   chromium             # headless browser tests of the web UI
-  # fuzz/: libFuzzer targets built with clang (ASan/UBSan and the fuzzer's runtime from
-  # libclang-rt), run briefly by `make test` and at length by `make fuzz`
+  # clang: the ThreadSanitizer build (which also checks the lock annotations) and fuzz/'s
+  # libFuzzer targets, run briefly by `make test` and at length by `make fuzz`; the sanitizer and
+  # fuzzer runtimes are in libclang-rt
   clang-14 libclang-rt-14-dev libfuzzer-14-dev
 )
 # `make bench` only: the peers the benchmarks measure against.

@@ -130,7 +130,7 @@ DcgmExporter::~DcgmExporter() { Stop(); }
 
 void DcgmExporter::Start() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (started_ || stopping_) return;
     started_ = true;
   }
@@ -148,12 +148,12 @@ void DcgmExporter::Start() {
 }
 
 void DcgmExporter::Stop() {
-  std::lock_guard<std::mutex> stop_lock(stop_mu_);
+  MutexLock stop_lock(stop_mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
   StopChild();
 }
@@ -161,7 +161,7 @@ void DcgmExporter::Stop() {
 DcgmReport DcgmExporter::Report() const {
   const TimeMicros max_age =
       3 * std::chrono::duration_cast<std::chrono::microseconds>(options_.interval).count();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   DcgmReport report;
   report.collected_at = collected_at_;
   TimeMicros age = collected_at_ ? clock_.Now() - *collected_at_ : 0;
@@ -179,7 +179,7 @@ DcgmReport DcgmExporter::Report() const {
 }
 
 void DcgmExporter::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   SteadyClock::time_point next_scrape = SteadyClock::now();
   while (!stopping_) {
     SteadyClock::time_point now = SteadyClock::now();
@@ -192,10 +192,10 @@ void DcgmExporter::Run() {
     }
     bool source_up = !managed() || child_pid_ > 0;
     if (source_up && now >= next_scrape) {
-      lock.unlock();
+      lock.Unlock();
       Result<std::string> text = Fetch();
       TimeMicros at = clock_.Now();
-      lock.lock();
+      lock.Lock();
       if (text.ok()) {
         text_ = std::make_shared<const std::string>(std::move(text).value());
         collected_at_ = at;
@@ -211,7 +211,8 @@ void DcgmExporter::Run() {
     }
     SteadyClock::time_point wake = next_scrape;
     if (managed()) wake = child_pid_ > 0 ? std::min(wake, now + kChildCheckInterval) : restart_at_;
-    cv_.wait_until(lock, wake, [this] { return stopping_; });
+    while (!stopping_ && cv_.WaitUntil(mu_, wake)) {
+    }
   }
 }
 

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::agent {
@@ -77,16 +77,16 @@ class DcgmExporter {
   // Starts the background thread; in managed mode first kills a leftover exporter (see above)
   // and keeps the previous log. Call once. Never fails: whatever goes wrong later (the counters
   // file cannot be written, the exporter does not start or answer) shows in Report() and the log.
-  void Start();
+  void Start() FW_EXCLUDES(mu_);
 
   // Stops the thread and, in managed mode, the exporter: SIGTERM to its process group, SIGKILL
   // when it is still alive after stop_grace, then reaped. Blocks until done (at most about
   // stop_grace plus one scrape's timeout). Idempotent.
-  void Stop();
+  void Stop() FW_EXCLUDES(stop_mu_, mu_);
 
   // The newest scrape, or why there is none: "starting" before the first attempt, the newest
   // error after it, or how old the newest scrape is when it is stale but nothing failed since.
-  DcgmReport Report() const;
+  DcgmReport Report() const FW_EXCLUDES(mu_);
 
   const std::string& scrape_url() const { return scrape_url_; }
   bool managed() const { return options_.url.empty(); }
@@ -98,13 +98,13 @@ class DcgmExporter {
   DcgmExporter(DcgmExporterOptions options, std::string scrape_url, const Clock& clock);
 
   using SteadyTime = std::chrono::steady_clock::time_point;
-  void Run();
+  void Run() FW_EXCLUDES(mu_);
   // One GET of scrape_url_, validated; the error names the URL. Takes no lock.
   Result<std::string> Fetch() const;
   // The loop thread's, with mu_ held.
-  void CheckChild(SteadyTime now);
-  void SpawnChild(SteadyTime now);
-  void RecordError(std::string error);
+  void CheckChild(SteadyTime now) FW_REQUIRES(mu_);
+  void SpawnChild(SteadyTime now) FW_REQUIRES(mu_);
+  void RecordError(std::string error) FW_REQUIRES(mu_);
   void KillLeftover() const;
   void StopChild();  // after the loop thread ended
 
@@ -112,16 +112,19 @@ class DcgmExporter {
   const std::string scrape_url_;
   const Clock& clock_;
 
-  std::mutex stop_mu_;  // one Stop() at a time
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool started_ = false;
-  bool stopping_ = false;
-  std::shared_ptr<const std::string> text_;  // the newest successful scrape
-  std::optional<TimeMicros> collected_at_;
-  std::string error_;             // the newest error
-  bool error_is_newest_ = false;  // error_ came after the newest successful scrape
-  bool failing_ = false;          // the newest attempt failed: warn once per run of failures
+  Mutex stop_mu_;  // one Stop() at a time
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool started_ FW_GUARDED_BY(mu_) = false;
+  bool stopping_ FW_GUARDED_BY(mu_) = false;
+  // The newest successful scrape.
+  std::shared_ptr<const std::string> text_ FW_GUARDED_BY(mu_);
+  std::optional<TimeMicros> collected_at_ FW_GUARDED_BY(mu_);
+  std::string error_ FW_GUARDED_BY(mu_);  // the newest error
+  // error_ came after the newest successful scrape.
+  bool error_is_newest_ FW_GUARDED_BY(mu_) = false;
+  // The newest attempt failed: warn once per run of failures.
+  bool failing_ FW_GUARDED_BY(mu_) = false;
 
   // The loop thread's; Stop() reads them after joining it.
   SteadyTime child_started_at_{};

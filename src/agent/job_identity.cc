@@ -277,7 +277,7 @@ Result<JobIdentityLease> JobUsers::AcquireDynamic(const DynamicUserPolicy& polic
   const uint64_t count = static_cast<uint64_t>(policy.range.last) - policy.range.first + 1;
   uint64_t start = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     start = next_offset_ % count;
   }
   for (uint64_t i = 0; i < count; ++i) {
@@ -289,7 +289,7 @@ Result<JobIdentityLease> JobUsers::AcquireDynamic(const DynamicUserPolicy& polic
     FW_ASSIGN_OR_RETURN(std::optional<int> fd, TryLockUid(file));
     if (!fd) continue;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       next_offset_ = offset + 1;
     }
     return DynamicLease(uid, file, *fd);

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -18,6 +17,7 @@
 #include <variant>
 #include <vector>
 
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::agent {
@@ -139,8 +139,8 @@ class JobUsers {
   Result<JobIdentityLease> AcquireDynamic(const DynamicUserPolicy& policy);
 
   const JobUserPolicy policy_;
-  std::mutex mu_;
-  uint64_t next_offset_ = 0;  // guarded by mu_: where the next dynamic search starts
+  Mutex mu_;
+  uint64_t next_offset_ FW_GUARDED_BY(mu_) = 0;  // where the next dynamic search starts
 };
 
 // SIGKILLs every process whose real or saved uid is `uid` (from a short-lived child that takes

@@ -11,9 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -25,6 +23,7 @@
 #include "agent/job_records.h"
 #include "agent/process_launch.h"
 #include "agent/shell_commands.h"
+#include "util/mutex.h"
 
 namespace fleetwatch::agent {
 namespace {
@@ -80,12 +79,12 @@ class ProcessJobRuntime final : public JobRuntime {
 
   ~ProcessJobRuntime() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       shutting_down_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     reaper_.join();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, job] : jobs_) {
       if (job.state.phase == JobPhase::kRunning) {
         KillRemains(job);
@@ -101,7 +100,7 @@ class ProcessJobRuntime final : public JobRuntime {
 
   Result<StartResult> Start(const JobSpec& spec) override {
     if (!IsValidJobId(spec.job_id)) return InvalidArgument("invalid job_id");
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (auto it = jobs_.find(spec.job_id); it != jobs_.end()) {
       return StartResult{it->second.state, false};
     }
@@ -168,7 +167,7 @@ class ProcessJobRuntime final : public JobRuntime {
   }
 
   Result<JobState> Stop(const std::string& job_id, std::chrono::seconds grace) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return NotFound("no job " + job_id);
     RequestStop(it->second, grace);
@@ -176,14 +175,14 @@ class ProcessJobRuntime final : public JobRuntime {
   }
 
   std::vector<JobState> List() const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<JobState> states;
     for (const auto& [id, job] : jobs_) states.push_back(job.state);
     return states;
   }
 
   Result<JobState> Get(const std::string& job_id) const override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = jobs_.find(job_id);
     if (it == jobs_.end()) return NotFound("no job " + job_id);
     return it->second.state;
@@ -193,7 +192,7 @@ class ProcessJobRuntime final : public JobRuntime {
                            int64_t limit) const override {
     fs::path log;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = jobs_.find(job_id);
       if (it == jobs_.end()) return NotFound("no job " + job_id);
       log = it->second.log;
@@ -222,7 +221,7 @@ class ProcessJobRuntime final : public JobRuntime {
   Status Acknowledge(const std::string& job_id) override {
     Job job;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = jobs_.find(job_id);
       if (it == jobs_.end()) return NotFound("no job " + job_id);
       if (it->second.state.phase == JobPhase::kRunning) {
@@ -240,7 +239,7 @@ class ProcessJobRuntime final : public JobRuntime {
     std::optional<JobCgroup> cgroup;
     pid_t pgid = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = jobs_.find(job_id);
       if (it == jobs_.end()) return NotFound("no job " + job_id);
       cgroup = it->second.cgroup;
@@ -255,7 +254,7 @@ class ProcessJobRuntime final : public JobRuntime {
     std::vector<JobSnapshot> snapshots;
     std::vector<std::optional<JobCgroup>> cgroups;  // parallel to snapshots
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       snapshots.reserve(jobs_.size());
       cgroups.reserve(jobs_.size());
       for (const auto& [id, job] : jobs_) {
@@ -292,14 +291,12 @@ class ProcessJobRuntime final : public JobRuntime {
   }
 
   void StopAll(std::chrono::seconds grace) override {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [id, job] : jobs_) RequestStop(job, grace);
     // The reaper SIGKILLs after the grace; the extra time covers reaping on a busy machine.
-    cv_.wait_for(lock, grace + std::chrono::seconds(10), [this] {
-      return std::none_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
-        return entry.second.state.phase == JobPhase::kRunning;
-      });
-    });
+    const SteadyTime deadline = std::chrono::steady_clock::now() + grace + std::chrono::seconds(10);
+    while (AnyRunning() && cv_.WaitUntil(mu_, deadline)) {
+    }
   }
 
  private:
@@ -380,8 +377,14 @@ class ProcessJobRuntime final : public JobRuntime {
     }
   }
 
-  // Requires mu_. Holds `job` and returns what Start answers for it.
-  Result<StartResult> Keep(Job job) {
+  bool AnyRunning() const FW_REQUIRES(mu_) {
+    return std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
+      return entry.second.state.phase == JobPhase::kRunning;
+    });
+  }
+
+  // Holds `job` and returns what Start answers for it.
+  Result<StartResult> Keep(Job job) FW_REQUIRES(mu_) {
     JobState state = job.state;
     jobs_.emplace(state.job_id, std::move(job));
     return StartResult{state, true};
@@ -417,8 +420,7 @@ class ProcessJobRuntime final : public JobRuntime {
     if (remove_log && !job.log.empty()) ::unlink(job.log.c_str());
   }
 
-  // Requires mu_.
-  void RequestStop(Job& job, std::chrono::seconds grace) {
+  void RequestStop(Job& job, std::chrono::seconds grace) FW_REQUIRES(mu_) {
     if (job.state.phase != JobPhase::kRunning) return;
     SteadyTime deadline = std::chrono::steady_clock::now() + grace;
     if (!job.state.stop_requested) {
@@ -427,10 +429,10 @@ class ProcessJobRuntime final : public JobRuntime {
       spdlog::info("job {}: SIGTERM sent, grace {} s", job.state.job_id, grace.count());
     }
     if (!job.kill_at || deadline < *job.kill_at) job.kill_at = deadline;
-    cv_.notify_all();
+    cv_.NotifyAll();
   }
 
-  // Requires mu_. Kills what is left of a job: its process group, its cgroup and, when its uid is
+  // Kills what is left of a job: its process group, its cgroup and, when its uid is
   // its own, every process of that uid.
   static void KillRemains(const Job& job) {
     ::kill(-job.state.pid, SIGKILL);
@@ -440,7 +442,7 @@ class ProcessJobRuntime final : public JobRuntime {
   }
 
   void ReapLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!shutting_down_) {
       bool changed = false;
       for (auto& [id, job] : jobs_) {
@@ -464,8 +466,8 @@ class ProcessJobRuntime final : public JobRuntime {
           job.killed = true;
         }
       }
-      if (changed) cv_.notify_all();
-      cv_.wait_for(lock, options_.reap_interval);
+      if (changed) cv_.NotifyAll();
+      cv_.WaitFor(mu_, options_.reap_interval);
     }
   }
 
@@ -476,10 +478,10 @@ class ProcessJobRuntime final : public JobRuntime {
   const JobRecordStore records_;
   std::atomic<bool> warned_no_cgroup_{false};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Job> jobs_;
-  bool shutting_down_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::map<std::string, Job> jobs_ FW_GUARDED_BY(mu_);
+  bool shutting_down_ FW_GUARDED_BY(mu_) = false;
   std::thread reaper_;
 };
 

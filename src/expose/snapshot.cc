@@ -26,7 +26,7 @@ void AdviseHugePages(const char* data, size_t size) {
 Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string name,
                                                     MetricType type, std::string help) {
   if (!IsValidMetricName(name)) return InvalidArgument("invalid metric name \"" + name + "\"");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (names_->contains(name)) return InvalidArgument("family " + name + " is already registered");
   auto names = std::make_shared<std::unordered_set<std::string>>(*names_);
   names->insert(name);
@@ -35,9 +35,9 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
   slots_.push_back(Slot{
       section, std::make_shared<const FamilyHeader>(std::move(name), type, std::move(help)), {}});
   // Stable: after every family of the same or an earlier section.
-  const auto pos =
-      std::upper_bound(order_.begin(), order_.end(), section,
-                       [this](Section s, FamilyId other) { return s < slots_[other].section; });
+  const auto pos = std::upper_bound(order_.begin(), order_.end(), section,
+                                    [this](Section s, FamilyId other)
+                                        FW_REQUIRES(mu_) { return s < slots_[other].section; });
   order_.insert(pos, id);
   ++version_;
   return id;
@@ -56,13 +56,13 @@ void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment 
 }
 
 void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ApplyLocked(family, std::move(key), std::move(fragment));
   ++version_;
 }
 
 void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
   const auto it = fragments.find(key);
@@ -72,7 +72,7 @@ void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
 }
 
 void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (FragmentChange& c : changes) ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
   ++version_;
 }
@@ -84,13 +84,13 @@ void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> fa
     return;
   }
   auto shared = std::make_shared<const std::vector<RenderedFamily>>(std::move(families));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
   ++version_;
 }
 
 void ExpositionSnapshot::RemoveDcgm(std::string_view key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto it = dcgm_.find(key);
   if (it == dcgm_.end()) return;
   dcgm_.erase(it);
@@ -98,13 +98,13 @@ void ExpositionSnapshot::RemoveDcgm(std::string_view key) {
 }
 
 void ExpositionSnapshot::DropExpiredDcgm(TimeMicros now) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   // Renders already skip these, so the visible exposition does not change: no new version.
   std::erase_if(dcgm_, [now](const auto& entry) { return entry.second.expires_at <= now; });
 }
 
 uint64_t ExpositionSnapshot::version() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return version_;
 }
 
@@ -121,7 +121,7 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   Rendered rendered{{}, 0, std::numeric_limits<TimeMicros>::max()};
   {
     // Only pointer copies under the lock; the bytes are written after it is released.
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     rendered.version = version_;
     names = names_;
     statics.reserve(order_.size());
@@ -194,7 +194,7 @@ std::string ExpositionSnapshot::Render(Format format, TimeMicros now) const {
 ExpositionSnapshot::CachedBody ExpositionSnapshot::Cached(Format format, bool gzip,
                                                           TimeMicros now) const {
   CacheSlot& slot = cache_[(format == Format::kOpenMetrics100 ? 2 : 0) + (gzip ? 1 : 0)];
-  std::lock_guard lock(slot.mu);
+  MutexLock lock(slot.mu);
   if (!slot.body || slot.version != version() || now < slot.rendered_at ||
       now >= slot.valid_until) {
     if (gzip) {

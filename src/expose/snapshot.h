@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -14,6 +13,7 @@
 #include "expose/dcgm.h"
 #include "expose/family.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::expose {
@@ -106,11 +106,11 @@ class ExpositionSnapshot {
     TimeMicros valid_until;  // the first DCGM expiry after `now`
   };
   struct CacheSlot {
-    std::mutex mu;  // held while rendering: one render per cache slot at a time
-    std::shared_ptr<const std::string> body;
-    uint64_t version = 0;
-    TimeMicros rendered_at = 0;
-    TimeMicros valid_until = 0;
+    Mutex mu;  // held while rendering: one render per cache slot at a time
+    std::shared_ptr<const std::string> body FW_GUARDED_BY(mu);
+    uint64_t version FW_GUARDED_BY(mu) = 0;
+    TimeMicros rendered_at FW_GUARDED_BY(mu) = 0;
+    TimeMicros valid_until FW_GUARDED_BY(mu) = 0;
   };
 
   struct CachedBody {
@@ -120,18 +120,19 @@ class ExpositionSnapshot {
     TimeMicros valid_until;
   };
 
-  void ApplyLocked(FamilyId family, std::string key, Fragment fragment);
-  Rendered RenderVersioned(Format format, TimeMicros now) const;
-  CachedBody Cached(Format format, bool gzip, TimeMicros now) const;
+  void ApplyLocked(FamilyId family, std::string key, Fragment fragment) FW_REQUIRES(mu_);
+  Rendered RenderVersioned(Format format, TimeMicros now) const FW_EXCLUDES(mu_);
+  CachedBody Cached(Format format, bool gzip, TimeMicros now) const FW_EXCLUDES(mu_);
 
-  mutable std::mutex mu_;
-  std::vector<Slot> slots_;      // by FamilyId
-  std::vector<FamilyId> order_;  // render order
-  // Registered names; replaced, never changed, so a render can read it without the lock.
-  std::shared_ptr<const std::unordered_set<std::string>> names_ =
+  mutable Mutex mu_;
+  std::vector<Slot> slots_ FW_GUARDED_BY(mu_);      // by FamilyId
+  std::vector<FamilyId> order_ FW_GUARDED_BY(mu_);  // render order
+  // Registered names; replaced, never changed, so a render can read the set without the lock
+  // (the pointer is copied under it).
+  std::shared_ptr<const std::unordered_set<std::string>> names_ FW_GUARDED_BY(mu_) =
       std::make_shared<const std::unordered_set<std::string>>();
-  std::map<std::string, DcgmEntry, std::less<>> dcgm_;
-  uint64_t version_ = 0;
+  std::map<std::string, DcgmEntry, std::less<>> dcgm_ FW_GUARDED_BY(mu_);
+  uint64_t version_ FW_GUARDED_BY(mu_) = 0;
 
   mutable std::array<CacheSlot, 4> cache_;  // [format][gzip]
 };

@@ -1,6 +1,7 @@
 #include "http/async_client.h"
 #include "http/header_rules.h"
 #include "http/tls_context.h"
+#include "util/mutex.h"
 
 #include <spdlog/spdlog.h>
 
@@ -14,10 +15,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <condition_variable>
 #include <deque>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
@@ -100,7 +99,7 @@ class AsyncClient::Impl {
   Impl(int threads, size_t max_in_flight);
   ~Impl();
 
-  void Send(AsyncRequest request, Callback done);
+  void Send(AsyncRequest request, Callback done) FW_EXCLUDES(mutex_);
 
  private:
   class Operation;
@@ -109,22 +108,22 @@ class AsyncClient::Impl {
     Callback done;
   };
 
-  // Creates, registers and starts an operation; requires mutex_ held and a slot counted.
-  void StartLocked(AsyncRequest request, Callback done);
+  // Creates, registers and starts an operation; requires a slot counted.
+  void StartLocked(AsyncRequest request, Callback done) FW_REQUIRES(mutex_);
   // Called once by every started operation, after its callback: frees its slot or hands it to
   // the next queued request.
-  void OnFinished(Operation* operation);
+  void OnFinished(Operation* operation) FW_EXCLUDES(mutex_);
 
   const size_t max_in_flight_;
   asio::io_context io_context_;  // declared first: outlives everything that uses it
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
 
-  std::mutex mutex_;
-  bool shutting_down_ = false;  // guarded by mutex_
-  size_t in_flight_ = 0;        // started and not finished; guarded by mutex_
-  std::deque<Pending> queue_;   // guarded by mutex_
-  std::unordered_map<Operation*, std::shared_ptr<Operation>> active_;  // guarded by mutex_
+  Mutex mutex_;
+  bool shutting_down_ FW_GUARDED_BY(mutex_) = false;
+  size_t in_flight_ FW_GUARDED_BY(mutex_) = 0;  // started and not finished
+  std::deque<Pending> queue_ FW_GUARDED_BY(mutex_);
+  std::unordered_map<Operation*, std::shared_ptr<Operation>> active_ FW_GUARDED_BY(mutex_);
   internal::ClientContextCache tls_contexts_;
 };
 
@@ -386,7 +385,7 @@ AsyncClient::Impl::~Impl() {
   std::deque<Pending> queued;
   std::vector<std::shared_ptr<Operation>> active;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     shutting_down_ = true;
     queued.swap(queue_);
     for (const auto& [key, operation] : active_) active.push_back(operation);
@@ -405,10 +404,10 @@ AsyncClient::Impl::~Impl() {
 
 void AsyncClient::Impl::Send(AsyncRequest request, Callback done) {
   Status invalid = Validate(request);
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (shutting_down_) {
     // Only a callback racing the destructor gets here; it runs on an I/O thread already.
-    lock.unlock();
+    lock.Unlock();
     Deliver(done, invalid.ok() ? Cancelled(Origin(request)) : invalid);
     return;
   }
@@ -434,7 +433,7 @@ void AsyncClient::Impl::StartLocked(AsyncRequest request, Callback done) {
 }
 
 void AsyncClient::Impl::OnFinished(Operation* operation) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   active_.erase(operation);
   if (shutting_down_ || queue_.empty()) {
     --in_flight_;
@@ -456,23 +455,26 @@ void AsyncClient::Send(AsyncRequest request, std::function<void(Result<Response>
 
 std::vector<Result<Response>> AsyncClient::SendAll(std::vector<AsyncRequest> requests) {
   struct Collected {
-    std::mutex mutex;
-    std::condition_variable all_done;
-    size_t remaining;
-    std::vector<std::optional<Result<Response>>> results;
+    Mutex mutex;
+    CondVar all_done;
+    size_t remaining FW_GUARDED_BY(mutex) = 0;
+    std::vector<std::optional<Result<Response>>> results FW_GUARDED_BY(mutex);
   };
   auto collected = std::make_shared<Collected>();
-  collected->remaining = requests.size();
-  collected->results.resize(requests.size());
+  {
+    MutexLock lock(collected->mutex);
+    collected->remaining = requests.size();
+    collected->results.resize(requests.size());
+  }
   for (size_t i = 0; i < requests.size(); ++i) {
     impl_->Send(std::move(requests[i]), [collected, i](Result<Response> result) {
-      std::lock_guard lock(collected->mutex);
+      MutexLock lock(collected->mutex);
       collected->results[i].emplace(std::move(result));
-      if (--collected->remaining == 0) collected->all_done.notify_all();
+      if (--collected->remaining == 0) collected->all_done.NotifyAll();
     });
   }
-  std::unique_lock lock(collected->mutex);
-  collected->all_done.wait(lock, [&] { return collected->remaining == 0; });
+  MutexLock lock(collected->mutex);
+  while (collected->remaining != 0) collected->all_done.Wait(collected->mutex);
   std::vector<Result<Response>> results;
   results.reserve(collected->results.size());
   for (auto& result : collected->results) results.push_back(std::move(*result));

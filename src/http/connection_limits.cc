@@ -33,7 +33,7 @@ void ConnectionLimits::Slot::MarkAuthenticated() {
 }
 
 std::optional<ConnectionLimits::Slot> ConnectionLimits::Admit(const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (max_connections_ != 0 && static_cast<size_t>(stats_.open) >= max_connections_) {
     const uint64_t refused = ++stats_.refused_total;
     if (std::has_single_bit(refused)) {
@@ -60,18 +60,18 @@ std::optional<ConnectionLimits::Slot> ConnectionLimits::Admit(const std::string&
 }
 
 ConnectionStats ConnectionLimits::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return stats_;
 }
 
 void ConnectionLimits::Release(const std::string& address, bool authenticated) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   --stats_.open;
   if (!authenticated) ForgetUnauthenticated(address);
 }
 
 void ConnectionLimits::Authenticated(const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ForgetUnauthenticated(address);
 }
 

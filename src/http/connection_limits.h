@@ -3,9 +3,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
+
+#include "util/mutex.h"
 
 namespace fleetwatch::http {
 
@@ -54,21 +55,21 @@ class ConnectionLimits {
   // A slot for a new connection from `address` (any text naming the client's address), or nullopt
   // when a cap is reached; a refusal is counted and logged (the first and then every power of two,
   // so a flood cannot flood the log).
-  std::optional<Slot> Admit(const std::string& address);
+  std::optional<Slot> Admit(const std::string& address) FW_EXCLUDES(mu_);
 
-  ConnectionStats stats() const;
+  ConnectionStats stats() const FW_EXCLUDES(mu_);
 
  private:
-  void Release(const std::string& address, bool authenticated);
-  void Authenticated(const std::string& address);
-  void ForgetUnauthenticated(const std::string& address);  // requires mu_
+  void Release(const std::string& address, bool authenticated) FW_EXCLUDES(mu_);
+  void Authenticated(const std::string& address) FW_EXCLUDES(mu_);
+  void ForgetUnauthenticated(const std::string& address) FW_REQUIRES(mu_);
 
   const size_t max_connections_;
   const size_t max_unauthenticated_per_address_;
 
-  mutable std::mutex mu_;
-  ConnectionStats stats_;                          // guarded by mu_
-  std::map<std::string, size_t> unauthenticated_;  // guarded by mu_; no zero entries
+  mutable Mutex mu_;
+  ConnectionStats stats_ FW_GUARDED_BY(mu_);
+  std::map<std::string, size_t> unauthenticated_ FW_GUARDED_BY(mu_);  // no zero entries
 };
 
 }  // namespace fleetwatch::http

@@ -2,6 +2,7 @@
 #include "http/header_rules.h"
 #include "http/request_reader.h"
 #include "http/tls_context.h"
+#include "util/mutex.h"
 
 #include <spdlog/spdlog.h>
 
@@ -19,9 +20,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
-#include <condition_variable>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -65,8 +64,8 @@ class Server::Impl {
                 authenticates() ? options_.max_unauthenticated_per_address : 0) {}
   ~Impl() { Stop(); }
 
-  Result<uint16_t> Start();
-  void Stop();
+  Result<uint16_t> Start() FW_EXCLUDES(lifecycle_mutex_, requests_mutex_);
+  void Stop() FW_EXCLUDES(lifecycle_mutex_, requests_mutex_);
   ConnectionStats connection_stats() const { return limits_.stats(); }
 
  private:
@@ -81,8 +80,8 @@ class Server::Impl {
 
   // Request accounting for a graceful Stop(). BeginRequest() is false once Stop() has given up
   // waiting; the caller then drops the connection without running the handler.
-  bool BeginRequest();
-  void EndRequest();
+  bool BeginRequest() FW_EXCLUDES(requests_mutex_);
+  void EndRequest() FW_EXCLUDES(requests_mutex_);
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   bool authenticates() const {
     return options_.authenticate != nullptr && options_.needs_authentication != nullptr;
@@ -95,21 +94,24 @@ class Server::Impl {
   const Handler handler_;
   ConnectionLimits limits_;  // outlives the sessions, which Stop() destroys
 
-  std::mutex lifecycle_mutex_;  // serialises Start() and Stop()
-  bool running_ = false;
-  // Created by Start(), destroyed by Stop(); the acceptor and timer before the context.
+  Mutex lifecycle_mutex_;  // serialises Start() and Stop()
+  bool running_ FW_GUARDED_BY(lifecycle_mutex_) = false;
+  // Created by Start(), destroyed by Stop(); the acceptor and timer before the context. Written
+  // with lifecycle_mutex_ held but only while no worker thread runs, so the workers read them
+  // without it (thread start and join order those accesses).
   std::unique_ptr<asio::io_context> io_context_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_
+      FW_GUARDED_BY(lifecycle_mutex_);
   std::unique_ptr<tcp::acceptor> acceptor_;    // on its own strand
   std::unique_ptr<asio::steady_timer> retry_;  // on the acceptor's strand
   std::shared_ptr<asio::ssl::context> tls_;    // set by Start() for HTTPS
-  std::vector<std::thread> threads_;
+  std::vector<std::thread> threads_ FW_GUARDED_BY(lifecycle_mutex_);
 
   std::atomic<bool> stopping_{false};
-  std::mutex requests_mutex_;
-  std::condition_variable requests_done_;
-  int in_flight_ = 0;    // guarded by requests_mutex_
-  bool closed_ = false;  // guarded by requests_mutex_
+  Mutex requests_mutex_;
+  CondVar requests_done_;
+  int in_flight_ FW_GUARDED_BY(requests_mutex_) = 0;
+  bool closed_ FW_GUARDED_BY(requests_mutex_) = false;
 };
 
 // One connection: (TLS handshake,) read a request, run the handler, write the response, repeat
@@ -350,7 +352,7 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
 };
 
 Result<uint16_t> Server::Impl::Start() {
-  std::lock_guard<std::mutex> lifecycle(lifecycle_mutex_);
+  MutexLock lifecycle(lifecycle_mutex_);
   if (running_) return FailedPrecondition("http server already started");
   const std::string where = options_.host + ":" + std::to_string(options_.port);
 
@@ -393,7 +395,7 @@ Result<uint16_t> Server::Impl::Start() {
   if (ec) return fail("getsockname");
 
   {
-    std::lock_guard<std::mutex> lock(requests_mutex_);
+    MutexLock lock(requests_mutex_);
     in_flight_ = 0;
     closed_ = false;
   }
@@ -424,7 +426,7 @@ void Server::Impl::RunWorker() {
 }
 
 void Server::Impl::Stop() {
-  std::lock_guard<std::mutex> lifecycle(lifecycle_mutex_);
+  MutexLock lifecycle(lifecycle_mutex_);
   if (!running_) return;
   stopping_.store(true, std::memory_order_release);
   asio::post(acceptor_->get_executor(), [this] {
@@ -433,8 +435,10 @@ void Server::Impl::Stop() {
     retry_->cancel();
   });
   {
-    std::unique_lock<std::mutex> lock(requests_mutex_);
-    requests_done_.wait_for(lock, options_.shutdown_grace, [this] { return in_flight_ == 0; });
+    MutexLock lock(requests_mutex_);
+    const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+    while (in_flight_ != 0 && requests_done_.WaitUntil(requests_mutex_, deadline)) {
+    }
     closed_ = true;
     if (in_flight_ > 0) {
       spdlog::warn("http server stopping with {} requests still in flight", in_flight_);
@@ -495,15 +499,15 @@ void Server::Impl::Refuse(tcp::socket& socket) {
 }
 
 bool Server::Impl::BeginRequest() {
-  std::lock_guard<std::mutex> lock(requests_mutex_);
+  MutexLock lock(requests_mutex_);
   if (closed_) return false;
   ++in_flight_;
   return true;
 }
 
 void Server::Impl::EndRequest() {
-  std::lock_guard<std::mutex> lock(requests_mutex_);
-  if (--in_flight_ == 0) requests_done_.notify_all();
+  MutexLock lock(requests_mutex_);
+  if (--in_flight_ == 0) requests_done_.NotifyAll();
 }
 
 Response Server::Impl::Invoke(Request& request) {

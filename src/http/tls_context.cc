@@ -70,7 +70,7 @@ Result<std::shared_ptr<ssl::context>> ClientContextCache::Get(const TlsClientOpt
   std::string key = !options.fingerprint.empty()           ? std::string("pinned")
                     : !options.ca_certificates_pem.empty() ? "ca:" + options.ca_certificates_pem
                                                            : std::string("system");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = contexts_.find(key); it != contexts_.end()) return it->second;
   auto context = std::make_shared<ssl::context>(ssl::context::tls_client);
   RequireModernTls(*context);

@@ -7,11 +7,11 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "http/tls_options.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::http::internal {
@@ -26,11 +26,12 @@ Result<std::shared_ptr<boost::asio::ssl::context>> NewServerContext(
 class ClientContextCache {
  public:
   // InvalidArgument when the CA certificates do not load.
-  Result<std::shared_ptr<boost::asio::ssl::context>> Get(const TlsClientOptions& options);
+  Result<std::shared_ptr<boost::asio::ssl::context>> Get(const TlsClientOptions& options)
+      FW_EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> contexts_;  // guarded by mu_
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<boost::asio::ssl::context>> contexts_ FW_GUARDED_BY(mu_);
 };
 
 // Prepares `ssl` (not yet connected) for talking to `host`: SNI for DNS names, and unless a

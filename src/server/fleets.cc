@@ -88,7 +88,7 @@ Result<FleetWithInstances> FleetService::Apply(const ProjectAccess& access, std:
       "fleet '" + config.name + "' already exists in project '" + access.project.name + "'");
   // The checks and the insert under one lock: two fleets naming one host at once cannot both
   // pass. (Several replicas would need the store to enforce it.)
-  std::lock_guard lock(create_mu_);
+  MutexLock lock(create_mu_);
   Result<model::Fleet> existing = store_.GetFleet(access.project.id, config.name);
   if (existing.ok()) return name_taken;
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();

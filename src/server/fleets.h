@@ -1,6 +1,5 @@
 #pragma once
 
-#include <mutex>
 #include <string_view>
 #include <vector>
 
@@ -10,6 +9,7 @@
 #include "server/auth.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -31,7 +31,7 @@ class FleetService {
   // to one fleet. The message names the other fleet and project only to a caller who may see
   // that project.
   Result<FleetWithInstances> Apply(const ProjectAccess& access, std::string_view text,
-                                   model::ConfigFormat format);
+                                   model::ConfigFormat format) FW_EXCLUDES(create_mu_);
   Result<std::vector<FleetWithInstances>> List(const ProjectAccess& access);
   Result<FleetWithInstances> Get(const ProjectAccess& access, std::string_view name);
   // Project admins and managers only; FailedPrecondition while jobs run on the fleet.
@@ -39,11 +39,12 @@ class FleetService {
   Result<std::vector<model::Instance>> ListInstances(const ProjectAccess& access);
 
  private:
-  Status CheckHostsAreFree(const ProjectAccess& access, const model::FleetConfiguration& config);
+  Status CheckHostsAreFree(const ProjectAccess& access, const model::FleetConfiguration& config)
+      FW_REQUIRES(create_mu_);
 
   store::Store& store_;
   const Clock& clock_;
-  std::mutex create_mu_;  // serializes Apply's checks with its insert
+  Mutex create_mu_;  // serializes Apply's checks with its insert
 };
 
 }  // namespace fleetwatch::server

@@ -195,12 +195,12 @@ LocalAgent::~LocalAgent() {
 }
 
 int LocalAgent::pid() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return pid_;
 }
 
 Status LocalAgent::Ensure() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return EnsureLocked();
 }
 
@@ -281,11 +281,11 @@ Status LocalAgent::EnsureLocked() {
 }
 
 void LocalAgent::Supervise(std::chrono::milliseconds interval) {
-  {
-    std::lock_guard lock(mu_);
-    if (supervisor_) return;
-    up_since_ = std::chrono::steady_clock::now();
-  }
+  // Made and started under the lock: two callers cannot both start one, and a Stop() on another
+  // thread sees it. (Its first pass waits for the lock.)
+  MutexLock lock(mu_);
+  if (supervisor_) return;
+  up_since_ = std::chrono::steady_clock::now();
   supervisor_ =
       std::make_unique<PeriodicTask>("local agent", interval, [this] { SuperviseOnce(); });
   supervisor_->Start();
@@ -294,7 +294,7 @@ void LocalAgent::Supervise(std::chrono::milliseconds interval) {
 void LocalAgent::SuperviseOnce() {
   using std::chrono::steady_clock;
   constexpr auto kSteady = std::chrono::seconds(60);  // alive this long: the backoff starts over
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto now = steady_clock::now();
   if (pid_ > 0 && Alive(pid_)) {
     if (failures_ > 0 && now - up_since_ >= kSteady) failures_ = 0;
@@ -319,8 +319,15 @@ void LocalAgent::SuperviseOnce() {
 }
 
 void LocalAgent::Stop() {
-  if (supervisor_) supervisor_->Stop();
-  std::lock_guard lock(mu_);
+  PeriodicTask* supervisor = nullptr;
+  {
+    MutexLock lock(mu_);
+    supervisor = supervisor_.get();
+  }
+  // Stopped without the lock: the pass it waits for takes it. Kept until destruction, so the
+  // pointer stays valid.
+  if (supervisor != nullptr) supervisor->Stop();
+  MutexLock lock(mu_);
   if (pid_ <= 0) return;
   if (!started_here_) {
     spdlog::info("leaving the local agent (pid {}) running: an earlier server started it", pid_);

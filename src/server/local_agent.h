@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "http/async_client.h"
@@ -10,6 +9,7 @@
 #include "server/periodic_task.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -42,37 +42,38 @@ class LocalAgent {
   // pointing at it. Errors: Unavailable when the agent does not start within 30 s (its log is
   // named), or when another process holds the agent's directory but does not answer (it is left
   // alone); the store's errors.
-  Status Ensure();
+  Status Ensure() FW_EXCLUDES(mu_);
 
   // From now on checks every `interval` that the agent is alive, and starts it again when it is
   // not (it died, or Ensure failed), each time with a line in the server log, waiting 1 s, then
   // 2 s, 4 s... up to 60 s between tries while it keeps dying or failing to start.
-  void Supervise(std::chrono::milliseconds interval = std::chrono::seconds(1));
+  void Supervise(std::chrono::milliseconds interval = std::chrono::seconds(1)) FW_EXCLUDES(mu_);
 
   // The agent's pid; 0 when none is known.
-  int pid() const;
+  int pid() const FW_EXCLUDES(mu_);
 
   // Stops supervising. An agent this server started gets SIGTERM (it stops its jobs), then
   // SIGKILL after 20 s; one it found running (an earlier server's) is left running with its jobs.
   // Idempotent.
-  void Stop();
+  void Stop() FW_EXCLUDES(mu_);
 
  private:
-  Status EnsureLocked();
-  void SuperviseOnce();
+  Status EnsureLocked() FW_REQUIRES(mu_);
+  void SuperviseOnce() FW_EXCLUDES(mu_);
 
   const LocalAgentOptions options_;
   store::Store& store_;
   const Clock& clock_;
   http::AsyncClient& client_;
-  mutable std::mutex mu_;  // guards what follows; held while starting an agent
-  AgentAddress address_;
-  int pid_ = 0;
-  bool started_here_ = false;  // this server started the agent `pid_`
-  int failures_ = 0;           // deaths and failed starts in a row, for the backoff
-  std::chrono::steady_clock::time_point next_try_{};
-  std::chrono::steady_clock::time_point up_since_{};
-  std::unique_ptr<PeriodicTask> supervisor_;
+  mutable Mutex mu_;  // held while starting an agent
+  AgentAddress address_ FW_GUARDED_BY(mu_);
+  int pid_ FW_GUARDED_BY(mu_) = 0;
+  bool started_here_ FW_GUARDED_BY(mu_) = false;  // this server started the agent `pid_`
+  // Deaths and failed starts in a row, for the backoff.
+  int failures_ FW_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point next_try_ FW_GUARDED_BY(mu_){};
+  std::chrono::steady_clock::time_point up_since_ FW_GUARDED_BY(mu_){};
+  std::unique_ptr<PeriodicTask> supervisor_ FW_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetwatch::server

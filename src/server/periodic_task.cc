@@ -14,26 +14,28 @@ PeriodicTask::~PeriodicTask() { Stop(); }
 
 void PeriodicTask::Start() {
   thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (!stopping_) {
-      lock.unlock();
+      lock.Unlock();
       try {
         work_();
       } catch (const std::exception& e) {
         spdlog::error("{}: {}", name_, e.what());
       }
-      lock.lock();
-      cv_.wait_for(lock, interval_, [this] { return stopping_; });
+      lock.Lock();
+      const auto deadline = std::chrono::steady_clock::now() + interval_;
+      while (!stopping_ && cv_.WaitUntil(mu_, deadline)) {
+      }
     }
   });
 }
 
 void PeriodicTask::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -1,11 +1,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include "util/mutex.h"
 
 namespace fleetwatch::server {
 
@@ -17,17 +17,17 @@ class PeriodicTask {
   PeriodicTask(const PeriodicTask&) = delete;
   PeriodicTask& operator=(const PeriodicTask&) = delete;
 
-  void Start();
+  void Start() FW_EXCLUDES(mu_);
   // Waits for a pass in progress to finish. Idempotent.
-  void Stop();
+  void Stop() FW_EXCLUDES(mu_);
 
  private:
   std::string name_;
   std::chrono::milliseconds interval_;
   std::function<void()> work_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FW_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

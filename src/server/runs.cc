@@ -58,7 +58,7 @@ Result<std::string> RunService::GenerateName(const ProjectAccess& access) {
 Result<model::Run> RunService::Submit(const ProjectAccess& access, const model::User& caller,
                                       std::string_view text, model::ConfigFormat format) {
   FW_ASSIGN_OR_RETURN(model::RunConfiguration config, model::ParseRunConfiguration(text, format));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!config.name) {
     FW_ASSIGN_OR_RETURN(std::string generated, GenerateName(access));
     config.name = std::move(generated);
@@ -143,7 +143,7 @@ Result<model::Run> RunService::Get(const ProjectAccess& access, std::string_view
 
 Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::User& caller,
                                     std::string_view run_name, bool abort) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
   FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
   if (model::IsFinished(run.status)) return run;
@@ -172,7 +172,7 @@ Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::Us
 
 Status RunService::Delete(const ProjectAccess& access, const model::User& caller,
                           std::string_view run_name) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
   FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
   if (!model::IsFinished(run.status)) {

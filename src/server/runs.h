@@ -10,6 +10,7 @@
 #include "server/auth.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -27,7 +28,7 @@ class RunService {
   // another user's run unless the caller manages the project) in the same store transaction.
   // AlreadyExists "run 'x' is running; stop it ..." when an unfinished run has that name.
   Result<model::Run> Submit(const ProjectAccess& access, const model::User& caller,
-                            std::string_view text, model::ConfigFormat format);
+                            std::string_view text, model::ConfigFormat format) FW_EXCLUDES(mu_);
   // Newest first; `statuses` empty means any. `limit` must be 1..1000.
   Result<std::vector<model::Run>> List(const ProjectAccess& access,
                                        const std::vector<model::RunStatus>& statuses, int limit);
@@ -36,22 +37,25 @@ class RunService {
   // that were never placed on an instance end at once. A finished run is returned unchanged.
   // Project users may stop only their own runs.
   Result<model::Run> Stop(const ProjectAccess& access, const model::User& caller,
-                          std::string_view run_name, bool abort);
+                          std::string_view run_name, bool abort) FW_EXCLUDES(mu_);
   // Deletes a finished run (FailedPrecondition otherwise). Same permissions as Stop.
-  Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name);
+  Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name)
+      FW_EXCLUDES(mu_);
 
-  // Serializes every change to runs: the FleetController takes it while it applies a tick.
-  std::mutex& mutex() { return mu_; }
+  // Serializes every change to runs: the FleetController takes it while it applies a tick
+  // (through Mutex::native(): no member of RunService is guarded by it, only the store's runs).
+  std::mutex& mutex() { return mu_.native(); }
 
  private:
   Result<model::Run> GetLocked(const ProjectAccess& access, std::string_view run_name);
   // Fills Run::cost from the project's instance prices and the jobs' running times.
   Status FillCost(const ProjectAccess& access, std::vector<model::Run>& runs);
-  Result<std::string> GenerateName(const ProjectAccess& access);
+  // With mu_ held: the name stays free until the caller's insert.
+  Result<std::string> GenerateName(const ProjectAccess& access) FW_REQUIRES(mu_);
 
   store::Store& store_;
   const Clock& clock_;
-  std::mutex mu_;
+  Mutex mu_;
 };
 
 }  // namespace fleetwatch::server

@@ -297,6 +297,15 @@ TEST_F(ApiTest, BadInputIsRefusedAndChangesNothing) {
             201);
   ASSERT_EQ(admin_->Send("POST", "/api/project/main/runs", kRunYaml, "application/yaml").status,
             201);
+  // The controller records on each instance why its host cannot be reached after its first poll;
+  // taken before that, the snapshot would see the controller's change, not the bad input's.
+  ASSERT_TRUE(WaitUntil([&] {
+    const json::value fleets = admin_->Get("/api/project/main/fleets").json;
+    for (const json::value& instance : fleets.at("items").at(0).at("instances").as_array()) {
+      if (instance.at("error").is_null()) return false;
+    }
+    return true;
+  }));
   const std::string before = snapshot();
 
   const std::vector<std::string> bad_names = {"",

@@ -132,7 +132,21 @@ TEST_F(ConnectionLimitsTest, AFloodOfUnauthenticatedBodiesKeepsMemoryBoundedAndU
     const int64_t growth = peak.peak() - before;
     std::cout << "server RSS: " << (before >> 20) << " MiB before, peak growth " << (growth >> 20)
               << " MiB for " << kFloodConnections << " connections\n";
-    EXPECT_LT(growth, kMaxGrowthBytes);
+    // Under ThreadSanitizer (make test's build/tsan) the RSS also holds the shadow memory of
+    // every byte the server touches, several times the bytes themselves: the bound is for the
+    // real builds, the rest of the test holds everywhere.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    const bool counts_shadow_memory = true;
+#else
+    const bool counts_shadow_memory = false;
+#endif
+#else
+    const bool counts_shadow_memory = false;
+#endif
+    if (!counts_shadow_memory) {
+      EXPECT_LT(growth, kMaxGrowthBytes);
+    }
   }
   flood.clear();
 

@@ -1,8 +1,11 @@
 // Services over a real SQLite file and a fake clock.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "model/names.h"
 #include "server/auth.h"
@@ -252,6 +255,43 @@ TEST_F(ServicesTest, GeneratedRunNamesAreValidAndDistinct) {
     names.insert(run->run_name);
   }
   EXPECT_EQ(names.size(), 10u);
+}
+
+// Submits and fleet applies on many threads at once, as the HTTP workers make them: one run per
+// name and one fleet per host, whatever the interleaving (the ThreadSanitizer build checks the
+// locking too).
+TEST_F(ServicesTest, ConcurrentSubmitsAndAppliesKeepOneRunPerNameAndOneFleetPerHost) {
+  const ProjectAccess access = Access(admin_);
+  constexpr int kThreads = 4;
+  std::vector<StatusCode> run_codes(kThreads);
+  std::vector<StatusCode> fleet_codes(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      run_codes[t] = runs_
+                         ->Submit(access, admin_, "type: task\nname: same\ncommands: [x]\n",
+                                  model::ConfigFormat::kYaml)
+                         .status()
+                         .code();
+      // Named apart, one host: only one fleet may have it.
+      fleet_codes[t] = fleets_
+                           ->Apply(access,
+                                   "type: fleet\nname: f" + std::to_string(t) +
+                                       "\nssh_config:\n  token: t\n  tls: false\n  hosts: "
+                                       "[10.1.1.1]\n",
+                                   model::ConfigFormat::kYaml)
+                           .status()
+                           .code();
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::vector<StatusCode>* codes : {&run_codes, &fleet_codes}) {
+    EXPECT_EQ(std::count(codes->begin(), codes->end(), StatusCode::kOk), 1);
+    EXPECT_EQ(std::count(codes->begin(), codes->end(), StatusCode::kAlreadyExists), kThreads - 1);
+  }
+  auto fleets = fleets_->List(access);
+  ASSERT_TRUE(fleets.ok());
+  EXPECT_EQ(fleets->size(), 1u);
 }
 
 TEST_F(ServicesTest, FleetsNeedManagersAndGetOneInstancePerHost) {
