@@ -253,7 +253,7 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
 
   const Clock& clock = SystemClock::Get();
-  std::mutex runs_mutex;
+  Mutex runs_mutex;
   http::AsyncClient client(2);  // as the server builds it (api/server_app.cc)
 
   // a. The tick, with and without metrics.

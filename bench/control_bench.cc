@@ -172,7 +172,7 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
 
   // Wired as api/server_app.cc wires the server.
-  std::mutex runs_mutex;
+  Mutex runs_mutex;
   http::AsyncClient client(2);
   const auto poll = std::chrono::milliseconds(poll_ms);
   const auto metrics = std::chrono::seconds(metrics_s);

@@ -1,9 +1,9 @@
 #include "server/agent_lanes.h"
 
-#include <condition_variable>
 #include <deque>
 #include <map>
-#include <mutex>
+
+#include "util/mutex.h"
 
 namespace fleetwatch::server {
 
@@ -21,19 +21,19 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
   };
 
   http::AsyncClient& client;
-  mutable std::mutex mu;
-  std::condition_variable changed;
-  bool open = true;  // mu; false once the AgentLanes is gone: nothing starts any more
-  std::map<LaneKey, Lane> lanes;
-  std::vector<AgentReply> inbox;
-  size_t in_flight = 0;
+  mutable Mutex mu;
+  CondVar changed;
+  bool open FW_GUARDED_BY(mu) = true;  // false once the AgentLanes is gone: nothing starts any more
+  std::map<LaneKey, Lane> lanes FW_GUARDED_BY(mu);
+  std::vector<AgentReply> inbox FW_GUARDED_BY(mu);
+  size_t in_flight FW_GUARDED_BY(mu) = 0;
 
   // Starts the lane's next operation when it is idle and has one.
   void StartNext(const LaneKey& key) {
     AgentOperation op;
     std::string op_key;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (!open) return;
       auto it = lanes.find(key);
       if (it == lanes.end() || it->second.busy || it->second.waiting.empty()) return;
@@ -50,7 +50,7 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
                             std::function<void(Result<http::Response>)> done) {
       bool open = false;
       {
-        std::lock_guard lock(self->mu);
+        MutexLock lock(self->mu);
         open = self->open;
       }
       if (!open) {
@@ -61,7 +61,7 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
     };
     op(send, [self, key, op_key](Result<http::Response> reply) {
       {
-        std::lock_guard lock(self->mu);
+        MutexLock lock(self->mu);
         self->inbox.push_back(AgentReply{key.first, key.second, op_key, std::move(reply)});
         --self->in_flight;
         auto it = self->lanes.find(key);
@@ -71,7 +71,7 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
           if (it->second.waiting.empty()) self->lanes.erase(it);
         }
       }
-      self->changed.notify_all();
+      self->changed.NotifyAll();
       self->StartNext(key);
     });
   }
@@ -80,7 +80,7 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
 AgentLanes::AgentLanes(http::AsyncClient& client) : state_(std::make_shared<State>(client)) {}
 
 AgentLanes::~AgentLanes() {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   state_->open = false;
 }
 
@@ -88,7 +88,7 @@ void AgentLanes::Replace(const std::string& instance_id, AgentRequestKind kind,
                          std::vector<std::pair<std::string, AgentOperation>> operations) {
   const LaneKey key{instance_id, kind};
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     auto it = state_->lanes.find(key);
     if (it == state_->lanes.end()) {
       if (operations.empty()) return;
@@ -112,7 +112,7 @@ bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kin
                             http::AsyncRequest request) {
   const LaneKey key{instance_id, kind};
   {
-    std::lock_guard lock(state_->mu);
+    MutexLock lock(state_->mu);
     State::Lane& lane = state_->lanes[key];
     if (lane.busy || !lane.waiting.empty()) return false;
     lane.waiting.emplace_back(
@@ -128,24 +128,25 @@ bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kin
 
 void AgentLanes::WaitIdle(const std::vector<std::pair<std::string, AgentRequestKind>>& lanes,
                           std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(state_->mu);
-  state_->changed.wait_until(lock, deadline, [&] {
+  MutexLock lock(state_->mu);
+  while (true) {
+    bool idle = true;
     for (const LaneKey& key : lanes) {
-      if (state_->lanes.count(key)) return false;  // busy or waiting
+      if (state_->lanes.count(key)) idle = false;  // busy or waiting
     }
-    return true;
-  });
+    if (idle || !state_->changed.WaitUntil(state_->mu, deadline)) return;
+  }
 }
 
 std::vector<AgentReply> AgentLanes::Take() {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   std::vector<AgentReply> out;
   out.swap(state_->inbox);
   return out;
 }
 
 void AgentLanes::Keep(const std::set<std::string>& instance_ids) {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   for (auto it = state_->lanes.begin(); it != state_->lanes.end();) {
     if (instance_ids.count(it->first.first)) {
       ++it;
@@ -157,7 +158,7 @@ void AgentLanes::Keep(const std::set<std::string>& instance_ids) {
 }
 
 size_t AgentLanes::in_flight() const {
-  std::lock_guard lock(state_->mu);
+  MutexLock lock(state_->mu);
   return state_->in_flight;
 }
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 
 #include "server/exposition_updater.h"
@@ -64,7 +65,7 @@ TimeMicros ControlLoop::RunDue() {
   }
   next_beat_ = next;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ++stats_.ticks;
     stats_.skipped_beats += skipped;
     stats_.last_tick_micros = end - start;
@@ -77,9 +78,9 @@ TimeMicros ControlLoop::RunDue() {
 
 void ControlLoop::Start() {
   thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     while (!stopping_) {
-      lock.unlock();
+      lock.Unlock();
       TimeMicros next = 0;
       try {
         next = RunDue();
@@ -87,10 +88,10 @@ void ControlLoop::Start() {
         spdlog::error("control loop: {}", e.what());
         next = clock_.Now() + Micros(options_.tick_interval);
       }
-      lock.lock();
-      const TimeMicros wait = next - clock_.Now();
-      if (wait > 0) {
-        cv_.wait_for(lock, std::chrono::microseconds(wait), [this] { return stopping_; });
+      lock.Lock();
+      const auto deadline = std::chrono::steady_clock::now() +
+                            std::chrono::microseconds(std::max<TimeMicros>(0, next - clock_.Now()));
+      while (!stopping_ && cv_.WaitUntil(mu_, deadline)) {
       }
     }
   });
@@ -98,15 +99,15 @@ void ControlLoop::Start() {
 
 void ControlLoop::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 ControlLoopStats ControlLoop::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return stats_;
 }
 

@@ -1,14 +1,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 
 #include "server/fleet_controller.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -78,10 +77,10 @@ class ControlLoop {
   ControlStages& stages_;
   const Clock& clock_;
   const ControlLoopOptions options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;   // mu_
-  ControlLoopStats stats_;  // mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FW_GUARDED_BY(mu_) = false;
+  ControlLoopStats stats_ FW_GUARDED_BY(mu_);
   // RunDue's own state: only one thread calls it at a time.
   bool started_ = false;
   TimeMicros first_start_ = 0;

@@ -129,7 +129,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
 }
 
 Status ExpositionUpdater::Update(const TickReport& report) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   for (const RunEvents::Provisioned& p : report.run_events.provisioned) {
     submit_to_provision_[{p.project_name, std::string(model::ToString(p.run_type))}].Observe(
         p.seconds);

@@ -3,7 +3,6 @@
 #include <array>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "server/server_families.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -35,26 +35,29 @@ class ExpositionUpdater {
 
   // Errors: the store's; the snapshot then keeps its previous samples and the DCGM texts of
   // `report` are dropped (hosts send new ones every metrics interval); events still count.
-  Status Update(const TickReport& report);
+  Status Update(const TickReport& report) FW_EXCLUDES(mu_);
 
  private:
-  Status Load(const TickReport& report, ExpositionState& state);
-  void IngestDcgm(const std::vector<DcgmReport>& reports, const ExpositionState& state);
+  Status Load(const TickReport& report, ExpositionState& state) FW_REQUIRES(mu_);
+  void IngestDcgm(const std::vector<DcgmReport>& reports, const ExpositionState& state)
+      FW_REQUIRES(mu_);
 
   store::Store& store_;
   const Clock& clock_;
   expose::ExpositionSnapshot& snapshot_;
   ExpositionOptions options_;
-  std::mutex mu_;
-  std::map<std::string, expose::FamilyId> ids_;  // family name → id
-  std::map<std::string, std::string> last_;      // family name → samples last set
-  std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_;
-  std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_;
-  uint64_t dcgm_text_errors_ = 0;
-  uint64_t dcgm_families_dropped_ = 0;
-  std::vector<std::string_view> server_family_names_;             // constant after construction
-  std::map<std::string, std::string> dcgm_keys_;                  // snapshot DCGM key → job id
-  std::map<std::string, model::ResourcesRequest> run_resources_;  // of the unfinished runs
+  Mutex mu_;
+  std::map<std::string, expose::FamilyId> ids_ FW_GUARDED_BY(mu_);  // family name → id
+  std::map<std::string, std::string> last_ FW_GUARDED_BY(mu_);  // family name → samples last set
+  std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_
+      FW_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_ FW_GUARDED_BY(mu_);
+  uint64_t dcgm_text_errors_ FW_GUARDED_BY(mu_) = 0;
+  uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
+  std::vector<std::string_view> server_family_names_;                // constant after construction
+  std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id
+  // Of the unfinished runs.
+  std::map<std::string, model::ResourcesRequest> run_resources_ FW_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetwatch::server

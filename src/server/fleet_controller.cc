@@ -69,7 +69,7 @@ class InstanceLogSource final : public AgentLogSource {
   const model::Instance& instance_;
 };
 
-FleetController::FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
+FleetController::FleetController(store::Store& store, const Clock& clock, Mutex& runs_mutex,
                                  http::AsyncClient& client, FleetControllerOptions options)
     : store_(store),
       clock_(clock),
@@ -101,7 +101,7 @@ http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance
 }
 
 void FleetController::LogHostProblem(const model::Instance& instance, const std::string& what) {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(log_mu_);
   TimeMicros now = clock_.Now();
   auto it = last_logged_.find(instance.id);
   if (it != last_logged_.end() && now - it->second < 60'000'000) return;
@@ -111,7 +111,7 @@ void FleetController::LogHostProblem(const model::Instance& instance, const std:
 }
 
 void FleetController::NoteHostProblem(const std::string& instance_id, std::string what) {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(log_mu_);
   if (what.empty()) {
     host_problems_.erase(instance_id);
   } else {
@@ -120,7 +120,7 @@ void FleetController::NoteHostProblem(const std::string& instance_id, std::strin
 }
 
 std::map<std::string, std::string> FleetController::HostProblems() const {
-  std::lock_guard lock(log_mu_);
+  MutexLock lock(log_mu_);
   return host_problems_;
 }
 
@@ -229,7 +229,7 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
     lanes_->Keep(known);
     std::erase_if(next_metrics_at_, [&](const auto& e) { return !known.contains(e.first); });
     std::erase_if(inventories_, [&](const auto& e) { return !known.contains(e.first); });
-    std::lock_guard lock(log_mu_);
+    MutexLock lock(log_mu_);
     std::erase_if(host_problems_, [&](const auto& entry) { return !known.contains(entry.first); });
   }
   // What arrived since the last tick: late polls, inventories, the commands' outcomes.
@@ -329,7 +329,7 @@ Result<TickReport> FleetController::Tick() {
 
   ReconcileOutput out;
   {
-    std::lock_guard lock(runs_mutex_);
+    MutexLock lock(runs_mutex_);
     ReconcileInput input;
     FW_ASSIGN_OR_RETURN(input.instances, store_.ListInstances(""));
     FW_ASSIGN_OR_RETURN(input.runs, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
@@ -523,7 +523,7 @@ void FleetController::Execute(const std::vector<model::Instance>& known,
 }
 
 void FleetController::FailJobs(const std::map<std::string, std::string>& job_errors) {
-  std::lock_guard lock(runs_mutex_);
+  MutexLock lock(runs_mutex_);
   Result<std::vector<model::Run>> runs = store_.ListRunsWithStatus(kUnfinishedRunStatuses);
   if (!runs.ok()) return;
   for (model::Run& run : *runs) {

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -17,6 +16,7 @@
 #include "server/reconciler.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/mutex.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
@@ -96,7 +96,7 @@ Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now);
 class FleetController {
  public:
   // `runs_mutex` serializes changes to runs with the API (RunService::mutex()).
-  FleetController(store::Store& store, const Clock& clock, std::mutex& runs_mutex,
+  FleetController(store::Store& store, const Clock& clock, Mutex& runs_mutex,
                   http::AsyncClient& client, FleetControllerOptions options);
   ~FleetController();
 
@@ -153,13 +153,15 @@ class FleetController {
 
   store::Store& store_;
   const Clock& clock_;
-  std::mutex& runs_mutex_;
+  Mutex& runs_mutex_;
   http::AsyncClient& client_;
   FleetControllerOptions options_;
   LogCopies log_copies_;
-  mutable std::mutex log_mu_;
-  std::map<std::string, TimeMicros> last_logged_;     // instance id → when a problem was logged
-  std::map<std::string, std::string> host_problems_;  // instance id → last poll's error; log_mu_
+  mutable Mutex log_mu_;
+  // Instance id → when a problem was logged.
+  std::map<std::string, TimeMicros> last_logged_ FW_GUARDED_BY(log_mu_);
+  // Instance id → last poll's error.
+  std::map<std::string, std::string> host_problems_ FW_GUARDED_BY(log_mu_);
   std::set<std::string> plain_http_warned_;  // instance ids warned about tls: false (Tick only)
   // Tick's thread only: no lock.
   std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll

@@ -42,9 +42,8 @@ class RunService {
   Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name)
       FW_EXCLUDES(mu_);
 
-  // Serializes every change to runs: the FleetController takes it while it applies a tick
-  // (through Mutex::native(): no member of RunService is guarded by it, only the store's runs).
-  std::mutex& mutex() { return mu_.native(); }
+  // Serializes every change to runs: the FleetController takes it while it applies a tick.
+  Mutex& mutex() FW_RETURN_CAPABILITY(mu_) { return mu_; }
 
  private:
   Result<model::Run> GetLocked(const ProjectAccess& access, std::string_view run_name);

@@ -44,11 +44,6 @@ class FW_CAPABILITY("mutex") Mutex {
              "a Mutex that the calling thread does not hold");
   }
 
-  // The std::mutex inside, for code that locks it as one (std::lock_guard<std::mutex>): such
-  // code is outside the analysis, must not touch members guarded by this Mutex, and makes
-  // AssertHeld() fail. For interfaces that predate Mutex only.
-  std::mutex& native() { return mu_; }
-
  private:
   friend class CondVar;
   std::mutex mu_;
