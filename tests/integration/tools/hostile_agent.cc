@@ -8,6 +8,10 @@
 // running, half ended), and the jobs the server did start here (POST /api/jobs), as ended at
 // once. Every job's log is --log-bytes long. With --agent-id the host claims another agent's id.
 //
+// With --slow-logs the host is slow where it hurts the API: the jobs the server starts here stay
+// running, and every log read is held unanswered (without holding a thread) until
+// POST /hostile/recover (no token), which answers the held reads and every later one at once.
+//
 // GET /hostile/stats (no token) says what the server asked for, for the test's assertions.
 // SIGTERM or SIGINT stops it.
 #include <CLI/CLI.hpp>
@@ -22,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "http/deferred.h"
 #include "http/message.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -40,6 +45,7 @@ struct Flags {
   std::vector<std::string> victim_ids;
   int new_ids_per_poll = 1000;
   int64_t log_bytes = 4 << 20;
+  bool slow_logs = false;
 };
 
 // The log every job has: lines of a known shape, so a test can tell which part it holds.
@@ -78,6 +84,7 @@ class HostileAgent {
 
   http::Response Handle(http::Request& request) {
     if (request.path == "/hostile/stats") return Stats();
+    if (request.path == "/hostile/recover" && request.method == "POST") return Recover();
     if (request.Header("authorization") != "Bearer " + flags_.token) {
       return http::JsonError(401, "unauthenticated", "missing or wrong agent token");
     }
@@ -124,7 +131,7 @@ class HostileAgent {
       }
     }
     for (const std::string& id : placed_) {
-      if (!acknowledged_.count(id)) jobs.push_back(JobState(id, false));
+      if (!acknowledged_.count(id)) jobs.push_back(JobState(id, flags_.slow_logs));
     }
     return Json(json::object{{"agent_id", flags_.agent_id},
                              {"now", SystemClock::Get().Now()},
@@ -141,7 +148,7 @@ class HostileAgent {
     std::string job_id(id->as_string());
     std::lock_guard lock(mu_);
     placed_.insert(job_id);
-    return Json(JobState(job_id, false), 201);
+    return Json(JobState(job_id, flags_.slow_logs), 201);
   }
 
   http::Response Command(const std::string& job_id, bool forget) {
@@ -179,7 +186,24 @@ class HostileAgent {
       r.body.push_back(LogByte(i));
     }
     r.headers.emplace_back("X-Log-Size", std::to_string(flags_.log_bytes));
-    return r;
+    std::lock_guard lock(mu_);
+    if (!flags_.slow_logs || recovered_) return r;
+    auto [now, later] = http::DeferResponse();
+    held_.emplace_back(std::move(later), std::move(r));
+    ++held_log_reads_;
+    return std::move(now);
+  }
+
+  // Stops being slow: the held log reads are answered now, later ones at once.
+  http::Response Recover() {
+    std::vector<std::pair<http::Responder, http::Response>> held;
+    {
+      std::lock_guard lock(mu_);
+      recovered_ = true;
+      held.swap(held_);
+    }
+    for (auto& [responder, response] : held) responder.Send(std::move(response));
+    return Json(json::object{{"answered", held.size()}});
   }
 
   http::Response Stats() {
@@ -193,7 +217,9 @@ class HostileAgent {
                              {"foreign_log_reads", foreign_log_reads_},
                              {"placed_log_reads", placed_log_reads_},
                              {"max_foreign_commands_between_polls", max_foreign_commands_},
-                             {"max_placed_copies_between_polls", max_placed_copies_}});
+                             {"max_placed_copies_between_polls", max_placed_copies_},
+                             {"held_log_reads", held_log_reads_},
+                             {"holding_log_reads", held_.size()}});
   }
 
   const Flags flags_;
@@ -212,6 +238,10 @@ class HostileAgent {
   int64_t max_foreign_commands_ = 0;
   std::set<std::string> placed_logs_since_poll_;
   size_t max_placed_copies_ = 0;
+  // --slow-logs: log reads not answered yet, each with its answer; until POST /hostile/recover.
+  std::vector<std::pair<http::Responder, http::Response>> held_;
+  int64_t held_log_reads_ = 0;  // ever held
+  bool recovered_ = false;
 };
 
 int Run(const Flags& flags) {
@@ -243,6 +273,8 @@ int main(int argc, char** argv) {
   app.add_option("--victim-ids", flags.victim_ids, "Real job ids of other projects");
   app.add_option("--new-ids-per-poll", flags.new_ids_per_poll, "Fresh job ids in each poll");
   app.add_option("--log-bytes", flags.log_bytes, "Length of every job's log");
+  app.add_flag("--slow-logs", flags.slow_logs,
+               "Keep started jobs running and hold log reads until POST /hostile/recover");
   CLI11_PARSE(app, argc, argv);
   return fleetwatch::testing::Run(flags);
 }
