@@ -14,6 +14,7 @@
 #include "model/run_spec.h"
 #include "model/status.h"
 #include "util/check.h"
+#include "util/memory.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -423,8 +424,7 @@ Status ExpositionUpdater::Load(ExpositionState& state) {
   return Status::Ok();
 }
 
-void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
-                                   const ExpositionState& state) {
+void ExpositionUpdater::IngestDcgm(std::vector<DcgmReport>& reports, const ExpositionState& state) {
   std::map<std::string_view, const model::Instance*> instances;
   for (const model::Instance& i : state.instances) instances[i.id] = &i;
   // Jobs that may have DCGM samples: exported ones, by snapshot key.
@@ -447,7 +447,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     snapshot_.RemoveDcgm(it->first);
     it = dcgm_keys_.erase(it);
   }
-  for (const DcgmReport& report : reports) {
+  for (DcgmReport& report : reports) {
     if (!report.dcgm.error.empty() || !report.dcgm.collected_at) {
       spdlog::debug("DCGM of instance {}: {}", report.instance_id, report.dcgm.error);
       continue;  // what the host sent before stays until it expires
@@ -456,6 +456,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     if (instance_it == instances.end()) continue;
     const model::Instance& instance = *instance_it->second;
     Result<expose::DcgmText> text = expose::ParseDcgmText(report.dcgm.text);
+    std::string().swap(report.dcgm.text);  // parsed: the raw text is not needed any more
     std::vector<std::pair<std::string, const model::Job*>> on_host;
     if (auto it = keys_on.find(instance.id); it != keys_on.end()) {
       for (const std::string* key : it->second) on_host.emplace_back(*key, active.at(*key).second);
@@ -507,6 +508,8 @@ Status ExpositionUpdater::Update(ExpositionInputs inputs) {
   IngestDcgm(inputs.dcgm, state);
   TimeMicros now = clock_.Now();
   snapshot_.DropExpiredDcgm(now);
+  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
+  if (!inputs.dcgm.empty()) ReleaseFreedMemory();
   state.agent_poll_errors = inputs.agent_poll_errors;
   state.dcgm_text_errors = dcgm_text_errors_;
   state.dcgm_families_dropped = dcgm_families_dropped_;
@@ -515,11 +518,12 @@ Status ExpositionUpdater::Update(ExpositionInputs inputs) {
   std::map<std::string, std::string> samples = RenderServerFamilies(state, now, options_);
   std::vector<expose::FragmentChange> changes;
   for (auto& [name, text] : samples) {
-    std::string& last = last_[name];
-    if (text == last) continue;
-    last = text;
+    // Compared with what the snapshot holds, so that the samples are held once, there.
+    const expose::FamilyId id = ids_.at(name);
+    std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(id, "all");
+    if (current ? current->text == text : text.empty()) continue;
     // One fragment per family: the samples are already in spec order.
-    changes.push_back(expose::FragmentChange{ids_.at(name), "all", expose::Fragment{text, {}}});
+    changes.push_back(expose::FragmentChange{id, "all", expose::Fragment{std::move(text), {}}});
   }
   if (!changes.empty()) snapshot_.Apply(std::move(changes));
   return Status::Ok();

@@ -101,7 +101,8 @@ class ExpositionUpdater {
 
  private:
   Status Load(ExpositionState& state);
-  void IngestDcgm(const std::vector<DcgmReport>& reports, const ExpositionState& state);
+  // Frees each report's raw text once it is parsed.
+  void IngestDcgm(std::vector<DcgmReport>& reports, const ExpositionState& state);
 
   store::Store& store_;
   const Clock& clock_;
@@ -109,7 +110,6 @@ class ExpositionUpdater {
   ExpositionOptions options_;
   std::mutex mu_;
   std::map<std::string, expose::FamilyId> ids_;  // family name → id
-  std::map<std::string, std::string> last_;      // family name → samples last set
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_;
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_;
   uint64_t dcgm_text_errors_ = 0;
