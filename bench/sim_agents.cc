@@ -12,7 +12,9 @@
 // Protocol with the parent: when every port listens, the ports are written to --ports-file, one
 // per line, host 0 first (written to FILE.tmp and renamed, so a reader never sees half a file).
 // Host i is named "sim-<i>"; with --preload-jobs N it already runs jobs "sim-<i>-job-<k>",
-// k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. SIGTERM or SIGINT stops it.
+// k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. With --dcgm a poll that asks
+// for dcgm=1 carries the host's dcgm-exporter text (dcgm_text.h: 49 fields x 8 GPUs, new values
+// every 10 s). SIGTERM or SIGINT stops it.
 
 #include <sys/resource.h>
 
@@ -43,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcgm_text.h"
 #include "http/message.h"
 #include "http/router.h"
 #include "util/ids.h"
@@ -109,7 +112,8 @@ struct SimJob {
 // One fake agent. Thread-safe: its connections may be served on any I/O thread at once.
 class SimHost {
  public:
-  SimHost(int index, std::string token) : index_(index), token_(std::move(token)) {
+  SimHost(int index, std::string token, bool dcgm)
+      : index_(index), token_(std::move(token)), dcgm_(dcgm) {
     hostname_ = "sim-" + std::to_string(index);
     agent_id_ = NewId();
     started_at_ = NowMicros();
@@ -223,6 +227,35 @@ class SimHost {
     out += "]}";
   }
 
+  // GPU g's UUID, the same in the inventory and in the DCGM text.
+  std::string GpuUuid(int g) const {
+    char uuid[64];
+    const uint64_t a = Mix(static_cast<uint64_t>(index_) * 64 + static_cast<uint64_t>(g) + 1);
+    const uint64_t b = Mix(a);
+    std::snprintf(uuid, sizeof uuid, "GPU-%08x-%04x-%04x-%04x-%012llx",
+                  static_cast<unsigned>(a >> 32), static_cast<unsigned>(a >> 16) & 0xffff,
+                  static_cast<unsigned>(a) & 0xffff, static_cast<unsigned>(b >> 48),
+                  static_cast<unsigned long long>(b & 0xffffffffffffULL));
+    return uuid;
+  }
+
+  // `,"dcgm":{"collected_at":...,"text":"..."}`: the host's dcgm-exporter text, made again when
+  // it is 10 s old. Requires mu_.
+  void AppendDcgm(std::string& out, int64_t now) {
+    if (dcgm_text_.empty() || now - dcgm_collected_at_ >= 10'000'000) {
+      std::vector<DcgmGpu> gpus;
+      for (int g = 0; g < kGpusPerHost; ++g) gpus.push_back({g, GpuUuid(g)});
+      std::mt19937_64 rng(static_cast<uint64_t>(index_) * 7919 + static_cast<uint64_t>(now));
+      dcgm_text_ = http::JsonEscape(DcgmExporterText(hostname_, gpus, rng));
+      dcgm_collected_at_ = now;
+    }
+    out += R"(,"dcgm":{"collected_at":)";
+    AppendInt(out, dcgm_collected_at_);
+    out += R"(,"text":")";
+    out += dcgm_text_;
+    out += R"("})";
+  }
+
   http::Response Healthcheck() const {
     std::string body = R"({"service":"fleetwatch-agent","version":"0.1.0","agent_id":")";
     body += agent_id_;
@@ -237,29 +270,26 @@ class SimHost {
                        R"(","cpus":64,"memory_bytes":)" + std::to_string(kHostMemoryBytes) +
                        R"(,"cgroup":"v2","gpus":[)";
     for (int g = 0; g < kGpusPerHost; ++g) {
-      char uuid[64];
-      const uint64_t a = Mix(static_cast<uint64_t>(index_) * 64 + static_cast<uint64_t>(g) + 1);
-      const uint64_t b = Mix(a);
-      std::snprintf(uuid, sizeof uuid, "GPU-%08x-%04x-%04x-%04x-%012llx",
-                    static_cast<unsigned>(a >> 32), static_cast<unsigned>(a >> 16) & 0xffff,
-                    static_cast<unsigned>(a) & 0xffff, static_cast<unsigned>(b >> 48),
-                    static_cast<unsigned long long>(b & 0xffffffffffffULL));
       if (g > 0) body += ',';
       body += R"({"index":)" + std::to_string(g) + R"(,"name":"NVIDIA H100 80GB HBM3","uuid":")" +
-              uuid + R"(","memory_bytes":)" + std::to_string(kGpuMemoryBytes) +
+              GpuUuid(g) + R"(","memory_bytes":)" + std::to_string(kGpuMemoryBytes) +
               R"(,"vendor":"nvidia"})";
     }
     body += "]}";
     return Json(200, std::move(body));
   }
 
-  http::Response Poll(const http::Request& request) const {
+  http::Response Poll(const http::Request& request) {
     bool with_metrics = false;
     if (auto it = request.query.find("metrics"); it != request.query.end()) {
       if (it->second != "0" && it->second != "1") {
         return http::JsonError(400, "invalid_argument", "metrics must be 0 or 1");
       }
       with_metrics = it->second == "1";
+    }
+    bool with_dcgm = false;
+    if (auto it = request.query.find("dcgm"); it != request.query.end()) {
+      with_dcgm = dcgm_ && with_metrics && it->second == "1";
     }
     const int64_t now = NowMicros();
     std::string body;
@@ -284,7 +314,9 @@ class SimHost {
       }
       body += '}';
     }
-    body += "]}";
+    body += ']';
+    if (with_dcgm) AppendDcgm(body, now);
+    body += '}';
     return Json(200, std::move(body));
   }
 
@@ -360,12 +392,15 @@ class SimHost {
 
   const int index_;
   const std::string token_;
+  const bool dcgm_;  // --dcgm: polls with dcgm=1 carry DCGM text
   std::string hostname_;
   std::string agent_id_;
   int64_t started_at_ = 0;
   http::Router router_;
   mutable std::mutex mu_;
   std::map<std::string, SimJob> jobs_;  // by job id
+  std::string dcgm_text_;               // JSON-escaped; guarded by mu_
+  int64_t dcgm_collected_at_ = 0;       // guarded by mu_
 };
 
 std::string ToLower(std::string_view text) {
@@ -505,6 +540,7 @@ int Main(int argc, char** argv) {
   int first_port = 0;
   std::string ports_file;
   int threads = 2;
+  bool dcgm = false;
   app.add_option("--hosts", hosts, "Number of simulated hosts (one port each)")
       ->check(CLI::Range(1, 60000));
   app.add_option("--jobs-per-host", jobs_per_host,
@@ -521,6 +557,7 @@ int Main(int argc, char** argv) {
   app.add_option("--ports-file", ports_file, "Where to write the ports, one per line, when ready")
       ->required();
   app.add_option("--threads", threads, "I/O threads shared by all hosts")->check(CLI::Range(1, 64));
+  app.add_flag("--dcgm", dcgm, "Polls with metrics=1&dcgm=1 carry dcgm-exporter text");
   CLI11_PARSE(app, argc, argv);
   if (preload_jobs > jobs_per_host) {
     std::fprintf(stderr, "--preload-jobs must not exceed --jobs-per-host\n");
@@ -539,7 +576,7 @@ int Main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<SimHost>> sim_hosts;
   for (int i = 0; i < hosts; ++i) {
-    auto host = std::make_unique<SimHost>(i, token);
+    auto host = std::make_unique<SimHost>(i, token, dcgm);
     for (int k = 0; k < preload_jobs; ++k) {
       std::vector<int> gpus;
       for (int g = 0; g < gpus_per_job; ++g) gpus.push_back(k * gpus_per_job + g);
