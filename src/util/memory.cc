@@ -12,4 +12,12 @@ void ReleaseFreedMemory() {
 #endif
 }
 
+void LimitAllocatorArenas(int arenas) {
+#if defined(__GLIBC__)
+  ::mallopt(M_ARENA_MAX, arenas);
+#else
+  (void)arenas;
+#endif
+}
+
 }  // namespace fleetwatch

@@ -9,4 +9,10 @@ namespace fleetwatch {
 // Thread-safe.
 void ReleaseFreedMemory();
 
+// Caps the allocator's arenas (glibc: M_ARENA_MAX) at `arenas`. glibc gives threads arenas of
+// their own, up to 8 per core; a thread that parses hundreds of MB of replies and one that renders
+// a scrape each keep their freed pages, and the process holds several times what it uses. Call
+// before the threads start. Thread-safe; does nothing where the C library has no such setting.
+void LimitAllocatorArenas(int arenas);
+
 }  // namespace fleetwatch
