@@ -1,6 +1,8 @@
 #include "server/live_logs.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string_view>
 #include <utility>
 
@@ -41,12 +43,6 @@ LiveLogs::LiveLogs(store::Store& store, http::AsyncClient& client, LiveLogOption
       client_(client),
       options_(std::move(options)),
       shared_(std::make_shared<Shared>(options_)) {}
-
-size_t LiveLogs::InFlight(const std::string& instance_id) const {
-  std::lock_guard lock(shared_->mu);
-  auto it = shared_->in_flight.find(instance_id);
-  return it == shared_->in_flight.end() ? 0 : it->second;
-}
 
 void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done done) {
   if (std::optional<LogChunk> copy = shared_->copies.Read(job.id, offset, limit)) {

@@ -4,9 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -56,9 +54,6 @@ class LiveLogs {
   // passed; `done` must be quick and must not throw. Errors: Unavailable ("cannot read the log
   // from <instance>: ...", or the instance busy, see LiveLogResult) and the store's errors.
   void Read(const model::Job& job, int64_t offset, int64_t limit, Done done);
-
-  // Reads now in flight to the instance's agent (for tests and introspection).
-  size_t InFlight(const std::string& instance_id) const;
 
  private:
   struct Shared;
