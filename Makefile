@@ -68,10 +68,12 @@ bench:
 	@cmake -S . -B $(BENCH_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DFLEETWATCH_BENCH=ON \
 		>/dev/null
 	@cmake --build $(BENCH_DIR) -j $(JOBS) --target fleetwatch fleetwatch-sim-agents \
-		fleetwatch-collector-bench fleetwatch-exposition-bench fleetwatch-control-bench
+		fleetwatch-collector-bench fleetwatch-exposition-bench fleetwatch-control-bench \
+		fleetwatch-memory-bench
 	@$(BENCH_DIR)/bench/fleetwatch-collector-bench
 	@$(BENCH_DIR)/bench/fleetwatch-control-bench
 	@$(BENCH_DIR)/bench/fleetwatch-exposition-bench
+	@$(BENCH_DIR)/bench/fleetwatch-memory-bench
 
 install: build
 	@cmake --install $(RELEASE_DIR) --prefix /usr/local

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -278,17 +279,32 @@ class ChildProcess {
   pid_t pid_ = 0;
 };
 
+// The port of a `fleetwatch server --port 0` child whose output goes to `log`, once its log says
+// it listens; fails when it exits first or takes over 60 s.
+inline uint16_t WaitForServerPort(ChildProcess& server, const fs::path& log) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::smatch m;
+    if (std::regex_search(text, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"))) {
+      return static_cast<uint16_t>(std::stoi(m[1]));
+    }
+    if (!server.Running()) Fail("the server exited:\n" + text);
+    if (std::chrono::steady_clock::now() > deadline) Fail("the server did not listen in 60 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 // fleetwatch-sim-agents (at `executable`) as a child process: `hosts` simulated hosts, each
 // running `jobs_per_host` preloaded jobs of `gpus_per_job` GPUs (bench/README.md).
 class SimAgents {
  public:
+  // `dcgm`: polls that ask for it carry DCGM text (--dcgm).
   SimAgents(const std::string& executable, int hosts, int jobs_per_host, int gpus_per_job,
-            const std::string& token, const fs::path& dir)
-      : process_({executable, "--hosts", std::to_string(hosts), "--jobs-per-host",
-                  std::to_string(jobs_per_host), "--gpus-per-job", std::to_string(gpus_per_job),
-                  "--preload-jobs", std::to_string(jobs_per_host), "--token", token, "--ports-file",
-                  (dir / "ports").string()},
-                 {}, dir / "sim-agents.log") {
+            const std::string& token, const fs::path& dir, bool dcgm = false)
+      : process_(Args(executable, hosts, jobs_per_host, gpus_per_job, token, dir, dcgm), {},
+                 dir / "sim-agents.log") {
     const fs::path ports_file = dir / "ports";
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (!fs::exists(ports_file)) {
@@ -311,6 +327,26 @@ class SimAgents {
   const std::vector<uint16_t>& ports() const { return ports_; }
 
  private:
+  static std::vector<std::string> Args(const std::string& executable, int hosts, int jobs_per_host,
+                                       int gpus_per_job, const std::string& token,
+                                       const fs::path& dir, bool dcgm) {
+    std::vector<std::string> args{executable,
+                                  "--hosts",
+                                  std::to_string(hosts),
+                                  "--jobs-per-host",
+                                  std::to_string(jobs_per_host),
+                                  "--gpus-per-job",
+                                  std::to_string(gpus_per_job),
+                                  "--preload-jobs",
+                                  std::to_string(jobs_per_host),
+                                  "--token",
+                                  token,
+                                  "--ports-file",
+                                  (dir / "ports").string()};
+    if (dcgm) args.emplace_back("--dcgm");
+    return args;
+  }
+
   ChildProcess process_;
   std::vector<uint16_t> ports_;
 };

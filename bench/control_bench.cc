@@ -163,7 +163,7 @@ int Main(int argc, char** argv) {
   std::printf("  machine: %u CPUs, %s\n", std::thread::hardware_concurrency(), CpuModel().c_str());
   std::fflush(stdout);
 
-  SimAgents sim(sim_agents, hosts, jobs_per_host, 1, token, dir.path());
+  SimAgents sim(sim_agents, hosts, jobs_per_host, 1, token, dir.path(), /*dcgm=*/true);
   std::unique_ptr<store::Store> store =
       Must(store::OpenSqliteStore((dir.path() / "fleetwatch.db").string()), "open store");
   SimFleet fleet = CreateSimFleet(*store, sim.ports(), jobs_per_host, 1, token, clock.Now());

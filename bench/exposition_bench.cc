@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "dcgm_text.h"
 #include "expose/dcgm.h"
 #include "expose/family.h"
 #include "expose/snapshot.h"
@@ -67,132 +68,13 @@ constexpr char kPollErrors[] = "fleetwatch_agent_poll_errors_total";
 
 // --- the synthetic fleet ---
 
-// The 49 fields the agent asks dcgm-exporter for (spec/METRICS.md), with dcgm-exporter's HELP
-// and a plausible range for an H100 under load.
-struct DcgmField {
-  const char* name;
-  MetricType type;
-  const char* help;
-  double low, high;
-  int decimals;
-};
-
-constexpr MetricType kG = MetricType::kGauge;
-constexpr MetricType kC = MetricType::kCounter;
-constexpr DcgmField kDcgmFields[] = {
-    {"DCGM_FI_DEV_SM_CLOCK", kG, "SM clock frequency (in MHz).", 1410, 1980, 0},
-    {"DCGM_FI_DEV_MEM_CLOCK", kG, "Memory clock frequency (in MHz).", 2619, 2619, 0},
-    {"DCGM_FI_DEV_MEMORY_TEMP", kG, "Memory temperature (in C).", 30, 75, 0},
-    {"DCGM_FI_DEV_GPU_TEMP", kG, "GPU temperature (in C).", 30, 80, 0},
-    {"DCGM_FI_DEV_POWER_USAGE", kG, "Power draw (in W).", 70, 700, 3},
-    {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", kC, "Total energy consumption since boot (in mJ).",
-     1e9, 9e11, 0},
-    {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER", kC, "Total number of PCIe retries.", 0, 3, 0},
-    {"DCGM_FI_DEV_GPU_UTIL", kG, "GPU utilization (in %).", 0, 100, 0},
-    {"DCGM_FI_DEV_MEM_COPY_UTIL", kG, "Memory utilization (in %).", 0, 100, 0},
-    {"DCGM_FI_DEV_ENC_UTIL", kG, "Encoder utilization (in %).", 0, 0, 0},
-    {"DCGM_FI_DEV_DEC_UTIL", kG, "Decoder utilization (in %).", 0, 0, 0},
-    {"DCGM_FI_DEV_XID_ERRORS", kG, "Value of the last XID error encountered.", 0, 0, 0},
-    {"DCGM_FI_DEV_FB_FREE", kG, "Framebuffer memory free (in MiB).", 500, 81000, 0},
-    {"DCGM_FI_DEV_FB_USED", kG, "Framebuffer memory used (in MiB).", 500, 81000, 0},
-    {"DCGM_FI_DEV_POWER_VIOLATION", kC, "Throttling duration due to power constraints (in us).", 0,
-     5e8, 0},
-    {"DCGM_FI_DEV_THERMAL_VIOLATION", kC, "Throttling duration due to thermal constraints (in us).",
-     0, 1e6, 0},
-    {"DCGM_FI_DEV_SYNC_BOOST_VIOLATION", kC,
-     "Throttling duration due to sync-boost constraints (in us).", 0, 0, 0},
-    {"DCGM_FI_DEV_BOARD_LIMIT_VIOLATION", kC,
-     "Throttling duration due to board limit constraints (in us).", 0, 0, 0},
-    {"DCGM_FI_DEV_LOW_UTIL_VIOLATION", kC, "Throttling duration due to low utilization (in us).", 0,
-     0, 0},
-    {"DCGM_FI_DEV_RELIABILITY_VIOLATION", kC,
-     "Throttling duration due to reliability constraints (in us).", 0, 0, 0},
-    {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", kC, "Total number of single-bit volatile ECC errors.", 0, 2,
-     0},
-    {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", kC, "Total number of double-bit volatile ECC errors.", 0, 0,
-     0},
-    {"DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", kC, "Total number of single-bit persistent ECC errors.", 0,
-     20, 0},
-    {"DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", kC, "Total number of double-bit persistent ECC errors.", 0, 0,
-     0},
-    {"DCGM_FI_DEV_RETIRED_SBE", kC, "Total number of retired pages due to single-bit errors.", 0, 0,
-     0},
-    {"DCGM_FI_DEV_RETIRED_DBE", kC, "Total number of retired pages due to double-bit errors.", 0, 0,
-     0},
-    {"DCGM_FI_DEV_RETIRED_PENDING", kC, "Total number of pages pending retirement.", 0, 0, 0},
-    {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", kC,
-     "Number of remapped rows for uncorrectable errors", 0, 0, 0},
-    {"DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", kC, "Number of remapped rows for correctable errors",
-     0, 4, 0},
-    {"DCGM_FI_DEV_ROW_REMAP_FAILURE", kG, "Whether remapping of rows has failed", 0, 0, 0},
-    {"DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", kC,
-     "Total number of NVLink flow-control CRC errors.", 0, 0, 0},
-    {"DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", kC, "Total number of NVLink data CRC errors.",
-     0, 0, 0},
-    {"DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", kC, "Total number of NVLink retries.", 0, 0, 0},
-    {"DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", kC, "Total number of NVLink recovery errors.",
-     0, 0, 0},
-    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", kC,
-     "Total number of NVLink bandwidth counters for all lanes.", 1e12, 9e14, 0},
-    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_L0", kC, "The number of bytes of active NVLink rx or tx data.",
-     1e11, 9e13, 0},
-    {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", kG, "Ratio of time the graphics engine is active.", 0, 1, 6},
-    {"DCGM_FI_PROF_SM_ACTIVE", kG, "The ratio of cycles an SM has at least 1 warp assigned.", 0, 1,
-     6},
-    {"DCGM_FI_PROF_SM_OCCUPANCY", kG, "The ratio of number of warps resident on an SM.", 0, 1, 6},
-    {"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", kG, "Ratio of cycles the tensor (HMMA) pipe is active.", 0,
-     1, 6},
-    {"DCGM_FI_PROF_PIPE_FP64_ACTIVE", kG, "Ratio of cycles the fp64 pipes are active.", 0, 0.1, 6},
-    {"DCGM_FI_PROF_PIPE_FP32_ACTIVE", kG, "Ratio of cycles the fp32 pipes are active.", 0, 1, 6},
-    {"DCGM_FI_PROF_PIPE_FP16_ACTIVE", kG, "Ratio of cycles the fp16 pipes are active.", 0, 1, 6},
-    {"DCGM_FI_PROF_PIPE_INT_ACTIVE", kG, "Ratio of cycles the integer pipe is active.", 0, 0.3, 6},
-    {"DCGM_FI_PROF_DRAM_ACTIVE", kG,
-     "Ratio of cycles the device memory interface is active sending or receiving data.", 0, 1, 6},
-    {"DCGM_FI_PROF_PCIE_TX_BYTES", kC,
-     "The number of bytes of active pcie tx data including both header and payload.", 1e6, 1e10, 0},
-    {"DCGM_FI_PROF_PCIE_RX_BYTES", kC,
-     "The number of bytes of active pcie rx data including both header and payload.", 1e6, 1e10, 0},
-    {"DCGM_FI_PROF_NVLINK_RX_BYTES", kC,
-     "The number of bytes of active NvLink rx data including both header and payload.", 1e8, 1e11,
-     0},
-    {"DCGM_FI_PROF_NVLINK_TX_BYTES", kC,
-     "The number of bytes of active NvLink tx data including both header and payload.", 1e8, 1e11,
-     0},
-};
-static_assert(std::size(kDcgmFields) == 49, "spec/METRICS.md lists 49 DCGM fields");
-
 constexpr const char* kUsers[] = {"alice", "bob", "carol"};  // of every project
 
-// H100 SXM bus ids of an 8-GPU host.
-constexpr const char* kPciBus[kGpusPerHost] = {"18", "2A", "3A", "5D", "9A", "AB", "BA", "DB"};
-
-// A host's dcgm-exporter text: every field for each of its GPUs, as dcgm-exporter prints it.
+// A host's dcgm-exporter text: every field for each of its GPUs.
 std::string DcgmText(const model::Instance& host, std::mt19937_64& rng) {
-  std::string text;
-  text.reserve(200 * 1024);
-  for (const DcgmField& field : kDcgmFields) {
-    text += "# HELP ";
-    text += field.name;
-    text += ' ';
-    text += field.help;
-    text += "\n# TYPE ";
-    text += field.name;
-    text += field.type == kC ? " counter\n" : " gauge\n";
-    for (const model::Gpu& gpu : host.resources.gpus) {
-      const double u = std::uniform_real_distribution<double>(0, 1)(rng);
-      char value[64];
-      std::snprintf(value, sizeof value, "%.*f", field.decimals,
-                    field.low + u * (field.high - field.low));
-      char line[512];
-      std::snprintf(line, sizeof line,
-                    "%s{gpu=\"%d\",UUID=\"%s\",pci_bus_id=\"00000000:%s:00.0\",device=\"nvidia%d\","
-                    "modelName=\"%s\",Hostname=\"%s\",DCGM_FI_DRIVER_VERSION=\"535.129.03\"} %s\n",
-                    field.name, gpu.index, gpu.uuid.c_str(), kPciBus[gpu.index % kGpusPerHost],
-                    gpu.index, gpu.name.c_str(), host.hostname.c_str(), value);
-      text += line;
-    }
-  }
-  return text;
+  std::vector<DcgmGpu> gpus;
+  for (const model::Gpu& gpu : host.resources.gpus) gpus.push_back({gpu.index, gpu.uuid, gpu.name});
+  return DcgmExporterText(host.hostname, gpus, rng);
 }
 
 // `instances` busy 8-GPU hosts in instances/25 projects, each running one 8-GPU job of a run
@@ -769,20 +651,7 @@ void BenchWrk(const WrkOptions& o) {
                       {"DSTACK_ENABLE_PROMETHEUS_METRICS=1", "HOME=" + dir.path().string(),
                        "FLEETWATCH_POLL_INTERVAL_MS=1000", "FLEETWATCH_METRICS_INTERVAL_SECONDS=1"},
                       log);
-  uint16_t port = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (port == 0) {
-    std::ifstream in(log);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::smatch m;
-    if (std::regex_search(text, m, std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"))) {
-      port = static_cast<uint16_t>(std::stoi(m[1]));
-      break;
-    }
-    if (!server.Running()) Fail("the server exited:\n" + text);
-    if (std::chrono::steady_clock::now() > deadline) Fail("the server did not listen in 60 s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  const uint16_t port = WaitForServerPort(server, log);
 
   // Wait until every job has a point on /metrics: the collector is ingesting.
   http::AsyncClient client(1);

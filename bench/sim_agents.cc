@@ -12,7 +12,9 @@
 // Protocol with the parent: when every port listens, the ports are written to --ports-file, one
 // per line, host 0 first (written to FILE.tmp and renamed, so a reader never sees half a file).
 // Host i is named "sim-<i>"; with --preload-jobs N it already runs jobs "sim-<i>-job-<k>",
-// k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. SIGTERM or SIGINT stops it.
+// k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. With --dcgm a poll that asks
+// for dcgm=1 carries the host's dcgm-exporter text (dcgm_text.h: 49 fields x 8 GPUs, new values
+// every 10 s). SIGTERM or SIGINT stops it.
 
 #include <sys/resource.h>
 
@@ -43,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "dcgm_text.h"
 #include "http/message.h"
 #include "http/router.h"
 #include "util/ids.h"
@@ -65,59 +68,6 @@ int64_t NowMicros() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// The 49 DCGM fields of spec/METRICS.md, as dcgm-exporter types them.
-constexpr std::pair<const char*, bool> kDcgmFields[] = {
-    {"DCGM_FI_DEV_SM_CLOCK", false},
-    {"DCGM_FI_DEV_MEM_CLOCK", false},
-    {"DCGM_FI_DEV_MEMORY_TEMP", false},
-    {"DCGM_FI_DEV_GPU_TEMP", false},
-    {"DCGM_FI_DEV_POWER_USAGE", false},
-    {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", true},
-    {"DCGM_FI_DEV_GPU_UTIL", false},
-    {"DCGM_FI_DEV_MEM_COPY_UTIL", false},
-    {"DCGM_FI_DEV_XID_ERRORS", false},
-    {"DCGM_FI_DEV_POWER_VIOLATION", true},
-    {"DCGM_FI_DEV_THERMAL_VIOLATION", true},
-    {"DCGM_FI_DEV_FB_FREE", false},
-    {"DCGM_FI_DEV_FB_USED", false},
-    {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", true},
-    {"DCGM_FI_PROF_SM_ACTIVE", false},
-    {"DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", false},
-    {"DCGM_FI_PROF_DRAM_ACTIVE", false},
-    {"DCGM_FI_DEV_ENC_UTIL", false},
-    {"DCGM_FI_DEV_DEC_UTIL", false},
-    {"DCGM_FI_DEV_ROW_REMAP_FAILURE", false},
-    {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", false},
-    {"DCGM_FI_PROF_SM_OCCUPANCY", false},
-    {"DCGM_FI_PROF_PIPE_FP64_ACTIVE", false},
-    {"DCGM_FI_PROF_PIPE_FP32_ACTIVE", false},
-    {"DCGM_FI_PROF_PIPE_FP16_ACTIVE", false},
-    {"DCGM_FI_PROF_PIPE_INT_ACTIVE", false},
-    {"DCGM_FI_PROF_PCIE_TX_BYTES", true},
-    {"DCGM_FI_PROF_PCIE_RX_BYTES", true},
-    {"DCGM_FI_PROF_NVLINK_RX_BYTES", true},
-    {"DCGM_FI_PROF_NVLINK_TX_BYTES", true},
-    {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER", true},
-    {"DCGM_FI_DEV_SYNC_BOOST_VIOLATION", true},
-    {"DCGM_FI_DEV_BOARD_LIMIT_VIOLATION", true},
-    {"DCGM_FI_DEV_LOW_UTIL_VIOLATION", true},
-    {"DCGM_FI_DEV_RELIABILITY_VIOLATION", true},
-    {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", true},
-    {"DCGM_FI_DEV_ECC_SBE_AGG_TOTAL", true},
-    {"DCGM_FI_DEV_ECC_DBE_AGG_TOTAL", true},
-    {"DCGM_FI_DEV_RETIRED_SBE", true},
-    {"DCGM_FI_DEV_RETIRED_DBE", true},
-    {"DCGM_FI_DEV_RETIRED_PENDING", true},
-    {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", true},
-    {"DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", true},
-    {"DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", true},
-    {"DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", true},
-    {"DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", true},
-    {"DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", true},
-    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", true},
-    {"DCGM_FI_DEV_NVLINK_BANDWIDTH_L0", true},
-};
 
 // A small deterministic hash, so every job gets its own but reproducible load shape.
 uint64_t Mix(uint64_t x) {
@@ -162,7 +112,8 @@ struct SimJob {
 // One fake agent. Thread-safe: its connections may be served on any I/O thread at once.
 class SimHost {
  public:
-  SimHost(int index, std::string token) : index_(index), token_(std::move(token)) {
+  SimHost(int index, std::string token, bool dcgm)
+      : index_(index), token_(std::move(token)), dcgm_(dcgm) {
     hostname_ = "sim-" + std::to_string(index);
     agent_id_ = NewId();
     started_at_ = NowMicros();
@@ -276,6 +227,7 @@ class SimHost {
     out += "]}";
   }
 
+  // GPU g's UUID, the same in the inventory and in the DCGM text.
   std::string GpuUuid(int g) const {
     char uuid[64];
     const uint64_t a = Mix(static_cast<uint64_t>(index_) * 64 + static_cast<uint64_t>(g) + 1);
@@ -287,29 +239,21 @@ class SimHost {
     return uuid;
   }
 
-  // The host's dcgm-exporter text (every field of kDcgmFields for each GPU, dcgm-exporter's
-  // labels), as a JSON string literal; built on first use and kept.
-  const std::string& DcgmJson() const {
-    std::call_once(dcgm_once_, [this] {
-      std::string text;
-      for (const auto& [name, counter] : kDcgmFields) {
-        text += std::string("# HELP ") + name + " DCGM field " + name + ".\n# TYPE " + name +
-                (counter ? " counter\n" : " gauge\n");
-        for (int g = 0; g < kGpusPerHost; ++g) {
-          const uint64_t v = Mix(HashText(name) + static_cast<uint64_t>(index_ * 8 + g)) % 100000;
-          char line[512];
-          std::snprintf(line, sizeof line,
-                        "%s{gpu=\"%d\",UUID=\"%s\",pci_bus_id=\"00000000:%02X:00.0\","
-                        "device=\"nvidia%d\",modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"%s\","
-                        "DCGM_FI_DRIVER_VERSION=\"535.129.03\"} %llu\n",
-                        name, g, GpuUuid(g).c_str(), 0x18 + g * 0x10, g, hostname_.c_str(),
-                        static_cast<unsigned long long>(v));
-          text += line;
-        }
-      }
-      dcgm_json_ = boost::json::serialize(boost::json::value(text));
-    });
-    return dcgm_json_;
+  // `,"dcgm":{"collected_at":...,"text":"..."}`: the host's dcgm-exporter text, made again when
+  // it is 10 s old. Requires mu_.
+  void AppendDcgm(std::string& out, int64_t now) {
+    if (dcgm_text_.empty() || now - dcgm_collected_at_ >= 10'000'000) {
+      std::vector<DcgmGpu> gpus;
+      for (int g = 0; g < kGpusPerHost; ++g) gpus.push_back({g, GpuUuid(g)});
+      std::mt19937_64 rng(static_cast<uint64_t>(index_) * 7919 + static_cast<uint64_t>(now));
+      dcgm_text_ = http::JsonEscape(DcgmExporterText(hostname_, gpus, rng));
+      dcgm_collected_at_ = now;
+    }
+    out += R"(,"dcgm":{"collected_at":)";
+    AppendInt(out, dcgm_collected_at_);
+    out += R"(,"text":")";
+    out += dcgm_text_;
+    out += R"("})";
   }
 
   http::Response Healthcheck() const {
@@ -335,7 +279,7 @@ class SimHost {
     return Json(200, std::move(body));
   }
 
-  http::Response Poll(const http::Request& request) const {
+  http::Response Poll(const http::Request& request) {
     bool with_metrics = false;
     if (auto it = request.query.find("metrics"); it != request.query.end()) {
       if (it->second != "0" && it->second != "1") {
@@ -345,10 +289,7 @@ class SimHost {
     }
     bool with_dcgm = false;
     if (auto it = request.query.find("dcgm"); it != request.query.end()) {
-      if (it->second != "0" && it->second != "1") {
-        return http::JsonError(400, "invalid_argument", "dcgm must be 0 or 1");
-      }
-      with_dcgm = it->second == "1";
+      with_dcgm = dcgm_ && with_metrics && it->second == "1";
     }
     const int64_t now = NowMicros();
     std::string body;
@@ -373,14 +314,8 @@ class SimHost {
       }
       body += '}';
     }
-    body += "]";
-    if (with_dcgm) {
-      body += R"(,"dcgm":{"collected_at":)";
-      AppendInt(body, now);
-      body += R"(,"text":)";
-      body += DcgmJson();
-      body += '}';
-    }
+    body += ']';
+    if (with_dcgm) AppendDcgm(body, now);
     body += '}';
     return Json(200, std::move(body));
   }
@@ -457,14 +392,15 @@ class SimHost {
 
   const int index_;
   const std::string token_;
+  const bool dcgm_;  // --dcgm: polls with dcgm=1 carry DCGM text
   std::string hostname_;
   std::string agent_id_;
   int64_t started_at_ = 0;
   http::Router router_;
-  mutable std::once_flag dcgm_once_;
-  mutable std::string dcgm_json_;  // DcgmJson()
   mutable std::mutex mu_;
   std::map<std::string, SimJob> jobs_;  // by job id
+  std::string dcgm_text_;               // JSON-escaped; guarded by mu_
+  int64_t dcgm_collected_at_ = 0;       // guarded by mu_
 };
 
 std::string ToLower(std::string_view text) {
@@ -604,6 +540,7 @@ int Main(int argc, char** argv) {
   int first_port = 0;
   std::string ports_file;
   int threads = 2;
+  bool dcgm = false;
   app.add_option("--hosts", hosts, "Number of simulated hosts (one port each)")
       ->check(CLI::Range(1, 60000));
   app.add_option("--jobs-per-host", jobs_per_host,
@@ -620,6 +557,7 @@ int Main(int argc, char** argv) {
   app.add_option("--ports-file", ports_file, "Where to write the ports, one per line, when ready")
       ->required();
   app.add_option("--threads", threads, "I/O threads shared by all hosts")->check(CLI::Range(1, 64));
+  app.add_flag("--dcgm", dcgm, "Polls with metrics=1&dcgm=1 carry dcgm-exporter text");
   CLI11_PARSE(app, argc, argv);
   if (preload_jobs > jobs_per_host) {
     std::fprintf(stderr, "--preload-jobs must not exceed --jobs-per-host\n");
@@ -638,7 +576,7 @@ int Main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<SimHost>> sim_hosts;
   for (int i = 0; i < hosts; ++i) {
-    auto host = std::make_unique<SimHost>(i, token);
+    auto host = std::make_unique<SimHost>(i, token, dcgm);
     for (int k = 0; k < preload_jobs; ++k) {
       std::vector<int> gpus;
       for (int g = 0; g < gpus_per_job; ++g) gpus.push_back(k * gpus_per_job + g);

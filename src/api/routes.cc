@@ -10,6 +10,7 @@
 
 #include "api/json_mapping.h"
 #include "api/metrics_route.h"
+#include "http/deferred.h"
 #include "model/json_text.h"
 #include "model/names.h"
 #include "util/build_info.h"
@@ -66,6 +67,24 @@ Result<model::ConfigFormat> ConfigFormatOf(const http::Request& request) {
   return Status(StatusCode::kInvalidArgument,
                 "unsupported Content-Type: send the configuration as application/yaml or "
                 "application/json");
+}
+
+// A log read's answer: the chunk as text/plain with its X-Log-Size and the job's X-Job-Status,
+// or the error (with Retry-After when the job's host was busy).
+http::Response LogResponse(server::LiveLogResult read, const std::string& job_status) {
+  if (!read.chunk.ok()) {
+    http::Response error = ErrorResponse(read.chunk.status());
+    if (read.retry_after_seconds) {
+      error.headers.emplace_back("Retry-After", std::to_string(*read.retry_after_seconds));
+    }
+    return error;
+  }
+  http::Response r;
+  r.content_type = "text/plain; charset=utf-8";
+  r.body = std::move(read.chunk->data);
+  r.headers.emplace_back("X-Log-Size", std::to_string(read.chunk->size));
+  r.headers.emplace_back("X-Job-Status", job_status);
+  return r;
 }
 
 Result<int> QueryInt(const http::Request& request, const std::string& key, int fallback, int min,
@@ -394,14 +413,15 @@ void AddRunRoutes(http::Router& router, const Services& s) {
                if (!run.ok()) return ErrorResponse(run.status());
                for (const model::Job& job : run->jobs) {
                  if (job.job_num != *job_num || job.replica_num != *replica_num) continue;
-                 Result<server::LogChunk> chunk = s.controller.ReadLogs(job, *offset, 1 << 20);
-                 if (!chunk.ok()) return ErrorResponse(chunk.status());
-                 http::Response r;
-                 r.content_type = "text/plain; charset=utf-8";
-                 r.body = std::move(chunk->data);
-                 r.headers.emplace_back("X-Log-Size", std::to_string(chunk->size));
-                 r.headers.emplace_back("X-Job-Status", std::string(model::ToString(job.status)));
-                 return r;
+                 // Answered when the log is there: a slow host holds no worker thread.
+                 auto [now, later] = http::DeferResponse();
+                 s.live_logs.Read(
+                     job, *offset, 1 << 20,
+                     [later = std::move(later), status = std::string(model::ToString(job.status))](
+                         server::LiveLogResult read) {
+                       later.Send(LogResponse(std::move(read), status));
+                     });
+                 return std::move(now);
                }
                return ErrorResponse(NotFound("run '" + run->run_name + "' has no job " +
                                              std::to_string(*job_num) + " replica " +

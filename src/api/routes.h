@@ -5,6 +5,7 @@
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
+#include "server/live_logs.h"
 #include "server/projects.h"
 #include "server/runs.h"
 #include "server/users.h"
@@ -20,6 +21,7 @@ struct Services {
   server::FleetService& fleets;
   server::RunService& runs;
   server::FleetController& controller;
+  server::LiveLogs& live_logs;
   server::JobMetricsService& metrics;
   const Clock& clock;
 };

@@ -16,6 +16,7 @@
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
+#include "server/live_logs.h"
 #include "server/local_agent.h"
 #include "server/projects.h"
 #include "server/runs.h"
@@ -64,8 +65,13 @@ class ServerAppImpl final : public ServerApp {
     options.collect_dcgm = config.prometheus_metrics;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
-    services_ = std::make_unique<Services>(
-        Services{auth_, users_, projects_, fleets_, runs_, *controller_, metrics_, clock_});
+    live_logs_ = std::make_unique<server::LiveLogs>(
+        *store_, *agent_client_,
+        server::LiveLogOptions{.log_dir = options.log_dir,
+                               .agent_timeout = options.agent_timeout,
+                               .max_reads_per_instance = config.max_log_reads_per_host});
+    services_ = std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_,
+                                                    *controller_, *live_logs_, metrics_, clock_});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -152,6 +158,7 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
   std::unique_ptr<server::FleetController> controller_;
+  std::unique_ptr<server::LiveLogs> live_logs_;
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
   server::UsageAccountant usage_{*store_, clock_};      // the control loop's thread only

@@ -44,6 +44,9 @@ struct ServerConfig {
   // have not yet authenticated (FLEETWATCH_MAX_UNAUTHENTICATED_PER_ADDRESS); 0: no cap.
   size_t max_connections = 4096;
   size_t max_unauthenticated_per_address = 64;
+  // Live log reads in flight to one host at once (FLEETWATCH_MAX_LOG_READS_PER_HOST); more are
+  // answered 503 at once, with Retry-After.
+  size_t max_log_reads_per_host = 4;
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

@@ -20,6 +20,7 @@
 #include "cli/config.h"
 #include "server/users.h"
 #include "util/logging.h"
+#include "util/memory.h"
 #include "util/signals.h"
 
 namespace fleetwatch::api {
@@ -179,6 +180,8 @@ int RunServer(const ServerFlags& flags) {
       static_cast<size_t>(EnvInt("FLEETWATCH_MAX_CONNECTIONS", 4096, 0, 1'000'000));
   config.max_unauthenticated_per_address =
       static_cast<size_t>(EnvInt("FLEETWATCH_MAX_UNAUTHENTICATED_PER_ADDRESS", 64, 0, 1'000'000));
+  config.max_log_reads_per_host =
+      static_cast<size_t>(EnvInt("FLEETWATCH_MAX_LOG_READS_PER_HOST", 4, 1, 10'000));
   config.binary = SelfExecutable();
   // Set at all, even empty, enables (spec/METRICS.md).
   config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;
@@ -193,6 +196,10 @@ int RunServer(const ServerFlags& flags) {
                                        std::to_string(flags.port));
   }
 
+  // Two arenas: the server's threads (HTTP, agent replies, the controller) would otherwise each
+  // keep the pages they freed, several times the exposition at a thousand hosts with DCGM
+  // (bench/README.md, memory).
+  LimitAllocatorArenas(2);
   Result<std::unique_ptr<ServerApp>> app = ServerApp::Start(config, SystemClock::Get());
   if (!app.ok()) {
     std::cerr << "error: " << app.status().message() << "\n";

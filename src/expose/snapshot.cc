@@ -23,6 +23,17 @@ void AdviseHugePages(const char* data, size_t size) {
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
 
+namespace {
+
+// Appending leaves a string up to twice the size it needs; a fragment is kept as long as its
+// samples do not change, so it keeps only what it holds.
+void Trim(Fragment& fragment) {
+  fragment.text.shrink_to_fit();
+  fragment.openmetrics.shrink_to_fit();
+}
+
+}  // namespace
+
 Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string name,
                                                     MetricType type, std::string help) {
   if (!IsValidMetricName(name)) return InvalidArgument("invalid metric name \"" + name + "\"");
@@ -35,9 +46,9 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
   slots_.push_back(Slot{
       section, std::make_shared<const FamilyHeader>(std::move(name), type, std::move(help)), {}});
   // Stable: after every family of the same or an earlier section.
-  const auto pos = std::upper_bound(order_.begin(), order_.end(), section,
-                                    [this](Section s, FamilyId other)
-                                        FW_REQUIRES(mu_) { return s < slots_[other].section; });
+  const auto pos =
+      std::upper_bound(order_.begin(), order_.end(), section,
+                       [this](Section s, FamilyId other) { return s < slots_[other].section; });
   order_.insert(pos, id);
   ++version_;
   return id;
@@ -56,25 +67,50 @@ void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment 
 }
 
 void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
+  Trim(fragment);
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    ApplyLocked(family, std::move(key), std::move(fragment));
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
+}
+
+std::shared_ptr<const Fragment> ExpositionSnapshot::GetFragment(FamilyId family,
+                                                                std::string_view key) const {
   MutexLock lock(mu_);
-  ApplyLocked(family, std::move(key), std::move(fragment));
-  ++version_;
+  FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
+  const auto& fragments = slots_[family].fragments;
+  const auto it = fragments.find(key);
+  return it == fragments.end() ? nullptr : it->second;
 }
 
 void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
-  MutexLock lock(mu_);
-  FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
-  auto& fragments = slots_[family].fragments;
-  const auto it = fragments.find(key);
-  if (it == fragments.end()) return;  // nothing changes: keep the cached bodies
-  fragments.erase(it);
-  ++version_;
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
+    auto& fragments = slots_[family].fragments;
+    const auto it = fragments.find(key);
+    if (it == fragments.end()) return;  // nothing changes: keep the cached bodies
+    fragments.erase(it);
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
 }
 
 void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
-  MutexLock lock(mu_);
-  for (FragmentChange& c : changes) ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
-  ++version_;
+  for (FragmentChange& c : changes) Trim(c.fragment);
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    for (FragmentChange& c : changes) {
+      ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
+    }
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
 }
 
 void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> families,
@@ -83,18 +119,28 @@ void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> fa
     RemoveDcgm(key);
     return;
   }
+  for (RenderedFamily& family : families) Trim(family.samples);
+  families.shrink_to_fit();
   auto shared = std::make_shared<const std::vector<RenderedFamily>>(std::move(families));
-  MutexLock lock(mu_);
-  dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
-  ++version_;
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
 }
 
 void ExpositionSnapshot::RemoveDcgm(std::string_view key) {
-  MutexLock lock(mu_);
-  const auto it = dcgm_.find(key);
-  if (it == dcgm_.end()) return;
-  dcgm_.erase(it);
-  ++version_;
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    const auto it = dcgm_.find(key);
+    if (it == dcgm_.end()) return;
+    dcgm_.erase(it);
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
 }
 
 void ExpositionSnapshot::DropExpiredDcgm(TimeMicros now) {
@@ -191,33 +237,57 @@ std::string ExpositionSnapshot::Render(Format format, TimeMicros now) const {
   return RenderVersioned(format, now).body;
 }
 
-ExpositionSnapshot::CachedBody ExpositionSnapshot::Cached(Format format, bool gzip,
-                                                          TimeMicros now) const {
-  CacheSlot& slot = cache_[(format == Format::kOpenMetrics100 ? 2 : 0) + (gzip ? 1 : 0)];
-  MutexLock lock(slot.mu);
-  if (!slot.body || slot.version != version() || now < slot.rendered_at ||
-      now >= slot.valid_until) {
-    if (gzip) {
-      // Lock order: a gzip slot, then its plain slot; never the other way.
-      CachedBody plain = Cached(format, /*gzip=*/false, now);
-      slot.body = std::make_shared<const std::string>(Gzip(*plain.body, 1));
-      slot.version = plain.version;
-      slot.rendered_at = plain.rendered_at;
-      slot.valid_until = plain.valid_until;
-    } else {
-      Rendered rendered = RenderVersioned(format, now);
-      slot.body = std::make_shared<const std::string>(std::move(rendered.body));
-      slot.version = rendered.version;
-      slot.rendered_at = now;
-      slot.valid_until = rendered.valid_until;
+ExpositionSnapshot::CacheSlot& ExpositionSnapshot::SlotFor(Format format, bool gzip) const {
+  return cache_[(format == Format::kOpenMetrics100 ? 2 : 0) + (gzip ? 1 : 0)];
+}
+
+ExpositionSnapshot::CachedBody ExpositionSnapshot::Current(const CacheSlot& slot,
+                                                           TimeMicros now) const {
+  const uint64_t current = version();
+  MutexLock lock(cache_mu_);
+  return slot.cached.CurrentAt(current, now) ? slot.cached : CachedBody{};
+}
+
+void ExpositionSnapshot::DropBodiesBefore(uint64_t version) const {
+  std::vector<std::shared_ptr<const std::string>> stale;
+  {
+    MutexLock lock(cache_mu_);
+    for (CacheSlot& slot : cache_) {
+      if (slot.cached.body && slot.cached.version < version) {
+        stale.push_back(std::move(slot.cached.body));
+        slot.cached = {};
+      }
     }
   }
-  return {slot.body, slot.version, slot.rendered_at, slot.valid_until};
+  // Freed here, outside the lock (a scrape still writing one keeps it until it is done).
 }
 
 std::shared_ptr<const std::string> ExpositionSnapshot::Body(Format format, bool gzip,
                                                             TimeMicros now) const {
-  return Cached(format, gzip, now).body;
+  CacheSlot& slot = SlotFor(format, gzip);
+  MutexLock render(slot.render_mu);
+  if (CachedBody cached = Current(slot, now); cached.body) return cached.body;
+  {
+    // The stale body goes before the new one is made, so the two are never held together.
+    std::shared_ptr<const std::string> stale;
+    MutexLock lock(cache_mu_);
+    stale = std::move(slot.cached.body);
+    slot.cached = {};
+  }
+  // Plain: a render. Gzip'd: the current plain body if there is one, else a render that is
+  // not kept; only the compressed bytes stay.
+  CachedBody made = gzip ? Current(SlotFor(format, false), now) : CachedBody{};
+  if (!made.body) {
+    Rendered rendered = RenderVersioned(format, now);
+    made.body = std::make_shared<const std::string>(std::move(rendered.body));
+    made.version = rendered.version;
+    made.rendered_at = now;
+    made.valid_until = rendered.valid_until;
+  }
+  if (gzip) made.body = std::make_shared<const std::string>(Gzip(*made.body, 1));
+  MutexLock lock(cache_mu_);
+  slot.cached = made;
+  return made.body;
 }
 
 }  // namespace fleetwatch::expose

@@ -51,6 +51,12 @@ struct FragmentChange {
 // Thread-safe: any number of writers and renderers at once. Fragments are immutable and shared,
 // so a render holds the lock only to collect pointers, never while writing bytes or compressing;
 // a writer waits at most for that collection.
+//
+// Memory: each series is held once, in its fragment (whose strings are trimmed to their size).
+// A scrape's body is rendered when asked for and kept only while it is current: a change drops
+// the cached bodies it made stale, and a gzip'd body is kept without the plain one it was made
+// from (unless plain was asked for too), so between changes the snapshot holds its fragments
+// plus the bodies scrapers asked for, and during a scrape one body more.
 class ExpositionSnapshot {
  public:
   ExpositionSnapshot() = default;
@@ -65,6 +71,9 @@ class ExpositionSnapshot {
   // Sets (replaces) the fragment of `family` under `key`; an empty fragment removes it.
   // `family` must come from RegisterFamily (checked; an unknown id is a bug and aborts).
   void SetFragment(FamilyId family, std::string key, Fragment fragment);
+  // The fragment of `family` under `key`, or null when there is none (for a writer that wants to
+  // know whether a change would change anything, without keeping a copy of its own).
+  std::shared_ptr<const Fragment> GetFragment(FamilyId family, std::string_view key) const;
   void RemoveFragment(FamilyId family, std::string_view key);
   // Applies all `changes` at once: no render sees some of them without the others.
   void Apply(std::vector<FragmentChange> changes);
@@ -87,7 +96,9 @@ class ExpositionSnapshot {
 
   // The body to answer a scrape with: Render(format, now), gzip'd (libdeflate level 1) when
   // `gzip`. Cached per (format, gzip) until the next change or the next DCGM expiry; concurrent
-  // callers wanting the same body wait for one render instead of each doing it. Never null.
+  // callers wanting the same body wait for one render instead of each doing it. A gzip'd body is
+  // made from the cached plain one when that is current, else from a render that is not kept.
+  // Never null.
   std::shared_ptr<const std::string> Body(Format format, bool gzip, TimeMicros now) const;
 
  private:
@@ -105,24 +116,28 @@ class ExpositionSnapshot {
     uint64_t version;
     TimeMicros valid_until;  // the first DCGM expiry after `now`
   };
-  struct CacheSlot {
-    Mutex mu;  // held while rendering: one render per cache slot at a time
-    std::shared_ptr<const std::string> body FW_GUARDED_BY(mu);
-    uint64_t version FW_GUARDED_BY(mu) = 0;
-    TimeMicros rendered_at FW_GUARDED_BY(mu) = 0;
-    TimeMicros valid_until FW_GUARDED_BY(mu) = 0;
-  };
-
   struct CachedBody {
-    std::shared_ptr<const std::string> body;
-    uint64_t version;
-    TimeMicros rendered_at;
-    TimeMicros valid_until;
+    std::shared_ptr<const std::string> body;  // null: none
+    uint64_t version = 0;
+    TimeMicros rendered_at = 0;
+    TimeMicros valid_until = 0;
+
+    bool CurrentAt(uint64_t current_version, TimeMicros now) const {
+      return body && version == current_version && now >= rendered_at && now < valid_until;
+    }
+  };
+  struct CacheSlot {
+    Mutex render_mu;    // held while rendering: one render per cache slot at a time
+    CachedBody cached;  // guarded by cache_mu_
   };
 
   void ApplyLocked(FamilyId family, std::string key, Fragment fragment) FW_REQUIRES(mu_);
   Rendered RenderVersioned(Format format, TimeMicros now) const FW_EXCLUDES(mu_);
-  CachedBody Cached(Format format, bool gzip, TimeMicros now) const FW_EXCLUDES(mu_);
+  CacheSlot& SlotFor(Format format, bool gzip) const;
+  // What the slot holds when it is current at `now`, else an empty CachedBody.
+  CachedBody Current(const CacheSlot& slot, TimeMicros now) const;
+  // Lets go of the cached bodies older than `version` (called after a change made them stale).
+  void DropBodiesBefore(uint64_t version) const;
 
   mutable Mutex mu_;
   std::vector<Slot> slots_ FW_GUARDED_BY(mu_);      // by FamilyId
@@ -135,6 +150,9 @@ class ExpositionSnapshot {
   uint64_t version_ FW_GUARDED_BY(mu_) = 0;
 
   mutable std::array<CacheSlot, 4> cache_;  // [format][gzip]
+  // Guards the slots' `cached`; held only to swap pointers, never while rendering. Lock order:
+  // a slot's render_mu, then mu_ or cache_mu_ (never both at once).
+  mutable Mutex cache_mu_;
 };
 
 }  // namespace fleetwatch::expose

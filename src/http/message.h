@@ -11,6 +11,10 @@
 
 namespace fleetwatch::http {
 
+namespace internal {
+class DeferredState;  // deferred.h
+}
+
 // An HTTP request as handlers see it: the transport's details already dealt with. Plain data;
 // thread-compatible.
 struct Request {
@@ -35,6 +39,9 @@ struct Response {
   std::shared_ptr<const std::string> shared_body;
   // Server side: extra headers to send. Client side: all received headers, names lowercased.
   std::vector<std::pair<std::string, std::string>> headers;
+  // Server side: set by DeferResponse (deferred.h) for an answer that comes later; the other
+  // fields are then ignored.
+  std::shared_ptr<internal::DeferredState> deferred;
 };
 
 // {"error":{"code":code,"message":message}} (both escaped with JsonEscape) with the given HTTP

@@ -1,4 +1,5 @@
 #include "http/server.h"
+#include "http/deferred.h"
 #include "http/header_rules.h"
 #include "http/request_reader.h"
 #include "http/tls_context.h"
@@ -21,6 +22,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/url/parse.hpp>
 #include <exception>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -90,6 +92,11 @@ class Server::Impl {
   // Runs the handler, turning an exception into a 500 JSON error.
   Response Invoke(Request& request);
 
+  // Deferred answers still awaited, so that Stop() can let go of their sessions before the
+  // context goes (a late answer then finds nobody waiting).
+  void TrackDeferred(std::shared_ptr<internal::DeferredState> state);
+  void UntrackDeferred(const internal::DeferredState* state);
+
   const ServerOptions options_;
   const Handler handler_;
   ConnectionLimits limits_;  // outlives the sessions, which Stop() destroys
@@ -112,6 +119,8 @@ class Server::Impl {
   CondVar requests_done_;
   int in_flight_ FW_GUARDED_BY(requests_mutex_) = 0;
   bool closed_ FW_GUARDED_BY(requests_mutex_) = false;
+  std::map<const internal::DeferredState*, std::shared_ptr<internal::DeferredState>> deferred_
+      FW_GUARDED_BY(requests_mutex_);
 };
 
 // One connection: (TLS handshake,) read a request, run the handler, write the response, repeat
@@ -233,7 +242,23 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
     parser_.reset();
 
     if (!server_.BeginRequest()) return Close();
-    Respond(server_.Invoke(*request), version, keep_alive);
+    Response response = server_.Invoke(*request);
+    if (response.deferred) return Await(std::move(response.deferred), version, keep_alive);
+    Respond(std::move(response), version, keep_alive);
+  }
+
+  // The handler answers later (DeferResponse): nothing runs for this connection until the
+  // answer is posted to its strand. The request stays counted as in flight until written.
+  void Await(std::shared_ptr<internal::DeferredState> state, unsigned version, bool keep_alive) {
+    const internal::DeferredState* key = state.get();
+    server_.TrackDeferred(state);
+    state->OnComplete([self = this->shared_from_this(), key, version, keep_alive](Response r) {
+      asio::post(self->stream_.get_executor(),
+                 [self, key, version, keep_alive, response = std::move(r)]() mutable {
+                   self->server_.UntrackDeferred(key);
+                   self->Respond(std::move(response), version, keep_alive);
+                 });
+    });
   }
 
   void RespondError(int status, std::string_view code, std::string message) {
@@ -248,7 +273,10 @@ class Server::Impl::Session : public std::enable_shared_from_this<Session<Stream
 
   // Requires a successful BeginRequest(); OnWrite() ends it.
   void Respond(Response response, unsigned version, bool keep_alive) {
-    if (response.status < 200 || response.status > 599) {
+    if (response.deferred) {
+      spdlog::error("http: a deferred response was answered with another deferred one");
+      response = JsonError(500, "internal", "internal server error");
+    } else if (response.status < 200 || response.status > 599) {
       spdlog::error("http handler returned invalid status {}", response.status);
       response = JsonError(500, "internal", "internal server error");
     }
@@ -449,6 +477,14 @@ void Server::Impl::Stop() {
   // A handler still running past the grace period is waited for: a thread cannot be abandoned.
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
+  // Answers still awaited will find nobody: their sessions go now, with the context still there.
+  std::map<const internal::DeferredState*, std::shared_ptr<internal::DeferredState>> awaited;
+  {
+    MutexLock lock(requests_mutex_);
+    awaited.swap(deferred_);
+  }
+  for (auto& [key, state] : awaited) state->Abandon();
+  awaited.clear();
   // Destroying the context destroys the pending operations and with them the sessions, which
   // closes the remaining (idle or lingering) connections.
   retry_.reset();
@@ -508,6 +544,17 @@ bool Server::Impl::BeginRequest() {
 void Server::Impl::EndRequest() {
   MutexLock lock(requests_mutex_);
   if (--in_flight_ == 0) requests_done_.NotifyAll();
+}
+
+void Server::Impl::TrackDeferred(std::shared_ptr<internal::DeferredState> state) {
+  MutexLock lock(requests_mutex_);
+  const internal::DeferredState* key = state.get();
+  deferred_.emplace(key, std::move(state));
+}
+
+void Server::Impl::UntrackDeferred(const internal::DeferredState* state) {
+  MutexLock lock(requests_mutex_);
+  deferred_.erase(state);
 }
 
 Response Server::Impl::Invoke(Request& request) {

@@ -56,7 +56,9 @@ struct ServerOptions {
 // never sent). Every response carries Server: fleetwatch, Content-Length and the Response's
 // Content-Type; a handler's own Content-Length/Transfer-Encoding headers are ignored and
 // "Connection: close" is honoured. Handlers run on the worker threads, may block, and may run
-// concurrently. Connection caps and the header-first authentication are in ServerOptions.
+// concurrently; a handler that waits on something slow should answer later instead
+// (DeferResponse, deferred.h), which holds no thread while it waits. Connection caps and the
+// header-first authentication are in ServerOptions.
 // Thread-safe: Start() and Stop() may be called from any thread except a handler's.
 class Server {
  public:

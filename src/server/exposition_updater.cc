@@ -14,6 +14,7 @@
 #include "model/run_spec.h"
 #include "model/status.h"
 #include "util/check.h"
+#include "util/memory.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -142,6 +143,8 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   IngestDcgm(report.dcgm, state);
   TimeMicros now = clock_.Now();
   snapshot_.DropExpiredDcgm(now);
+  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
+  if (!report.dcgm.empty()) ReleaseFreedMemory();
   state.agent_poll_errors = report.bad_replies_total;
   state.dcgm_text_errors = dcgm_text_errors_;
   state.dcgm_families_dropped = dcgm_families_dropped_;
@@ -160,11 +163,12 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   run_resources_.swap(state.run_resources);
   std::vector<expose::FragmentChange> changes;
   for (auto& [name, text] : samples) {
-    std::string& last = last_[name];
-    if (text == last) continue;
-    last = text;
+    // Compared with what the snapshot holds, so that the samples are held once, there.
+    const expose::FamilyId id = ids_.at(name);
+    std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(id, "all");
+    if (current ? current->text == text : text.empty()) continue;
     // One fragment per family: the samples are already in spec order.
-    changes.push_back(expose::FragmentChange{ids_.at(name), "all", expose::Fragment{text, {}}});
+    changes.push_back(expose::FragmentChange{id, "all", expose::Fragment{std::move(text), {}}});
   }
   if (!changes.empty()) snapshot_.Apply(std::move(changes));
   return Status::Ok();

@@ -48,7 +48,6 @@ class ExpositionUpdater {
   ExpositionOptions options_;
   Mutex mu_;
   std::map<std::string, expose::FamilyId> ids_ FW_GUARDED_BY(mu_);  // family name → id
-  std::map<std::string, std::string> last_ FW_GUARDED_BY(mu_);  // family name → samples last set
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_
       FW_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_ FW_GUARDED_BY(mu_);

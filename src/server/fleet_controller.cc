@@ -7,6 +7,7 @@
 
 #include "http/message.h"
 #include "server/acknowledgements.h"
+#include "server/live_logs.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -547,45 +548,9 @@ void FleetController::FailJobs(const std::map<std::string, std::string>& job_err
 Result<LogChunk> FleetController::ReadAgentLog(const model::Instance& instance,
                                                const std::string& job_id, int64_t offset,
                                                int64_t limit) {
-  auto reply = client_.SendAll({AgentRequest(instance, "GET",
-                                             "/api/jobs/" + http::UrlEncode(job_id) +
-                                                 "/logs?offset=" + std::to_string(offset) +
-                                                 "&limit=" + std::to_string(limit))});
-  if (!reply[0].ok()) {
-    return Unavailable("cannot read the log from " + instance.name + ": " +
-                       reply[0].status().message());
-  }
-  if (reply[0]->status == 404) return NotFound("the agent has no job " + job_id);
-  if (reply[0]->status != 200) {
-    return Unavailable("cannot read the log from " + instance.name + ": " + Describe(reply[0]));
-  }
-  std::string_view log_size;
-  for (const auto& [name, value] : reply[0]->headers) {
-    if (name == "x-log-size") log_size = value;
-  }
-  Result<LogChunk> chunk = ParseAgentLogChunk(std::move(reply[0]->body), log_size, offset, limit);
-  if (!chunk.ok()) {
-    return Unavailable("cannot read the log from " + instance.name + ": " +
-                       chunk.status().message());
-  }
-  return chunk;
-}
-
-Result<LogChunk> FleetController::ReadLogs(const model::Job& job, int64_t offset, int64_t limit) {
-  if (std::optional<LogChunk> copy = log_copies_.Read(job.id, offset, limit)) return *copy;
-  if (!job.instance_id) return LogChunk{};
-  Result<std::vector<model::Instance>> instances = store_.ListInstances("");
-  FW_RETURN_IF_ERROR(instances.status());
-  for (const model::Instance& instance : *instances) {
-    if (instance.id != *job.instance_id) continue;
-    Result<LogChunk> chunk = ReadAgentLog(instance, job.id, offset, limit);
-    if (!chunk.ok() && chunk.status().code() == StatusCode::kNotFound) {
-      // The job ended and was acknowledged meanwhile: its log was copied just before.
-      return log_copies_.Read(job.id, offset, limit).value_or(LogChunk{});
-    }
-    return chunk;
-  }
-  return LogChunk{};
+  auto reply = client_.SendAll({AgentLogRequest(instance, job_id, offset, limit,
+                                                options_.agent_timeout, options_.max_poll_bytes)});
+  return AgentLogReply(instance, job_id, std::move(reply[0]), offset, limit);
 }
 
 }  // namespace fleetwatch::server

@@ -113,10 +113,6 @@ class FleetController {
   // last poll succeeded are absent. Kept in memory only.
   std::map<std::string, std::string> HostProblems() const;
 
-  // The job's output from `offset`: from the server's copy once the job has ended and been
-  // acknowledged, else from its agent. An unplaced job has an empty log.
-  Result<LogChunk> ReadLogs(const model::Job& job, int64_t offset, int64_t limit);
-
  private:
   http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
                                   std::string target, std::string body = {}) const;

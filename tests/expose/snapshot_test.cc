@@ -291,6 +291,41 @@ TEST(ExpositionSnapshot, BodyIsCachedUntilAChangeOrAnExpiry) {
   EXPECT_EQ(Gunzip(*g.snapshot.Body(Format::kText004, true, kNow + 300 * kSecond)), *changed);
 }
 
+TEST(ExpositionSnapshot, AChangeLetsGoOfTheBodiesItMadeStale) {
+  GoldenSnapshot g;
+  std::weak_ptr<const std::string> plain = g.snapshot.Body(Format::kText004, false, kNow);
+  std::weak_ptr<const std::string> gz = g.snapshot.Body(Format::kText004, true, kNow);
+  // Nobody holds them but the cache, which keeps them while they are current...
+  EXPECT_FALSE(plain.expired());
+  EXPECT_FALSE(gz.expired());
+  EXPECT_EQ(g.snapshot.Body(Format::kText004, false, kNow + kSecond), plain.lock());
+  // ...and no longer once a change made them stale, before anyone asks again.
+  g.snapshot.RemoveFragment(g.pending, "main\0task"s);
+  EXPECT_TRUE(plain.expired());
+  EXPECT_TRUE(gz.expired());
+  // A scrape still writing a body keeps it.
+  const auto held = g.snapshot.Body(Format::kOpenMetrics100, true, kNow);
+  g.snapshot.SetDcgm("job-c", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + kSecond);
+  EXPECT_FALSE(Gunzip(*held).empty());
+}
+
+TEST(ExpositionSnapshot, GetFragmentReturnsWhatIsHeldTrimmedToItsSize) {
+  ExpositionSnapshot s;
+  const FamilyId id = *s.RegisterFamily(Section::kServer, "x", MetricType::kGauge, "h");
+  EXPECT_EQ(s.GetFragment(id, "k"), nullptr);
+  Fragment fragment;
+  fragment.text.reserve(1 << 20);
+  fragment.text = "x 1\n";
+  s.SetFragment(id, "k", std::move(fragment));
+  const auto held = s.GetFragment(id, "k");
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(held->text, "x 1\n");
+  EXPECT_LT(held->text.capacity(), size_t{1} << 20);
+  s.RemoveFragment(id, "k");
+  EXPECT_EQ(s.GetFragment(id, "k"), nullptr);
+  EXPECT_EQ(held->text, "x 1\n");  // what a caller holds stays valid
+}
+
 TEST(Gzip, RoundTripsThroughZlib) {
   std::string big;
   for (int i = 0; i < 100000; ++i)

@@ -8,13 +8,16 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "http/client.h"
+#include "http/deferred.h"
 #include "http/router.h"
+#include "support/process.h"
 #include "test_support.h"
 
 namespace fleetwatch::http {
@@ -455,6 +458,130 @@ TEST_F(ServerTest, StopWaitsForAnInFlightSlowHandler) {
   // Nothing listens any more.
   Result<Response> after = MakeClient().Send("GET", "/echo");
   EXPECT_FALSE(after.ok());
+}
+
+// Responders kept by a deferring handler, for the test to answer.
+class HeldAnswers {
+ public:
+  Handler MakeHandler() {
+    return [this](Request& request) {
+      auto [now, later] = DeferResponse();
+      std::lock_guard lock(mu_);
+      held_.push_back(later);
+      paths_.push_back(request.path);
+      return now;
+    };
+  }
+  size_t count() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  // Answers each held request with its own path, and lets go of them.
+  void AnswerAll() {
+    std::vector<Responder> held;
+    std::vector<std::string> paths;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+      paths.swap(paths_);
+    }
+    for (size_t k = 0; k < held.size(); ++k) {
+      Response response;
+      response.content_type = "text/plain";
+      response.body = "answered " + paths[k];
+      response.headers.emplace_back("X-Later", "yes");
+      held[k].Send(response);
+      held[k].Send(JsonError(500, "internal", "a second answer is ignored"));
+    }
+  }
+  void Drop() {
+    std::lock_guard lock(mu_);
+    held_.clear();
+    paths_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Responder> held_;
+  std::vector<std::string> paths_;
+};
+
+TEST_F(ServerTest, ADeferredAnswerHoldsNoWorkerThread) {
+  HeldAnswers answers;
+  router_.Add("GET", "/later/*", answers.MakeHandler());
+  ServerOptions options;
+  options.threads = 1;
+  StartServer(options);
+  constexpr int kWaiting = 8;
+  std::vector<std::future<Result<Response>>> waiting;
+  for (int k = 0; k < kWaiting; ++k) {
+    waiting.push_back(std::async(std::launch::async, [this, k] {
+      return MakeClient().Send("GET", "/later/" + std::to_string(k));
+    }));
+  }
+  ASSERT_TRUE(fleetwatch::testing::WaitUntil([&] { return answers.count() == kWaiting; }));
+  // Eight requests wait for their answers, and the one worker thread still serves others.
+  Result<Response> other = MakeClient().Send("GET", "/echo");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(other->status, 200);
+  for (auto& w : waiting) EXPECT_EQ(w.wait_for(0s), std::future_status::timeout);
+
+  answers.AnswerAll();
+  for (int k = 0; k < kWaiting; ++k) {
+    Result<Response> answer = waiting[static_cast<size_t>(k)].get();
+    ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+    EXPECT_EQ(answer->status, 200);
+    EXPECT_EQ(answer->body, "answered /later/" + std::to_string(k));
+    EXPECT_EQ(answer->content_type, "text/plain");
+  }
+}
+
+TEST_F(ServerTest, ADeferredAnswerKeepsTheConnectionAliveAndMayComeBeforeTheHandlerReturns) {
+  router_.Add("GET", "/at-once", [](Request&) {
+    auto [now, later] = DeferResponse();
+    Response response;
+    response.body = "early";
+    later.Send(response);
+    return now;
+  });
+  StartServer();
+  RawConnection connection(port_);
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_TRUE(connection.Send("GET /at-once HTTP/1.1\r\nHost: t\r\n\r\n"));
+    std::optional<RawResponse> response = connection.ReadResponse();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "early");
+  }
+}
+
+TEST_F(ServerTest, ADeferredAnswerNobodySendsIs500) {
+  HeldAnswers answers;
+  router_.Add("GET", "/later/*", answers.MakeHandler());
+  StartServer();
+  auto waiting = std::async(std::launch::async,
+                            [this] { return MakeClient().Send("GET", "/later/forgotten"); });
+  ASSERT_TRUE(fleetwatch::testing::WaitUntil([&] { return answers.count() == 1; }));
+  answers.Drop();
+  Result<Response> answer = waiting.get();
+  ASSERT_TRUE(answer.ok()) << answer.status().ToString();
+  EXPECT_EQ(answer->status, 500);
+  EXPECT_EQ(ErrorCode(answer->body), "internal");
+}
+
+TEST_F(ServerTest, StopWaitsForADeferredAnswerThenGivesUpOnIt) {
+  HeldAnswers answers;
+  router_.Add("GET", "/later/*", answers.MakeHandler());
+  ServerOptions options;
+  options.shutdown_grace = 200ms;
+  StartServer(options);
+  auto waiting =
+      std::async(std::launch::async, [this] { return MakeClient().Send("GET", "/later/never"); });
+  ASSERT_TRUE(fleetwatch::testing::WaitUntil([&] { return answers.count() == 1; }));
+  server_->Stop();
+  // The client was dropped without an answer; one given now goes nowhere.
+  EXPECT_FALSE(waiting.get().ok());
+  answers.AnswerAll();
 }
 
 TEST_F(ServerTest, StopClosesIdleKeepAliveConnectionsWithoutWaitingForGrace) {

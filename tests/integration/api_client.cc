@@ -19,6 +19,13 @@ std::string ApiReply::ErrorCode() const {
   return code != nullptr && code->is_string() ? std::string(code->as_string()) : "";
 }
 
+std::string ApiReply::Header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return "";
+}
+
 ApiReply ApiClient::Send(std::string_view method, std::string_view target, std::string_view body,
                          std::string_view content_type) const {
   Result<http::Client> client = http::Client::Create(url_, options_);
@@ -30,7 +37,7 @@ ApiReply ApiClient::Send(std::string_view method, std::string_view target, std::
   Result<http::Response> response = client->Send(method, target, body, headers);
   EXPECT_TRUE(response.ok()) << response.status().ToString();
   if (!response.ok()) return {};
-  ApiReply reply{response->status, response->body, nullptr};
+  ApiReply reply{response->status, response->body, nullptr, std::move(response->headers)};
   boost::json::error_code ec;
   reply.json = boost::json::parse(reply.body, ec);
   if (ec) reply.json = nullptr;

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "http/client.h"
 
@@ -17,10 +19,13 @@ std::string Str(const boost::json::value& v, std::string_view key);
 struct ApiReply {
   int status = 0;
   std::string body;
-  boost::json::value json;  // null when the body is not JSON
+  boost::json::value json;                                   // null when the body is not JSON
+  std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
 
   // json["error"]["code"], or "" when absent.
   std::string ErrorCode() const;
+  // The first header of that (lowercase) name, or "" when absent.
+  std::string Header(std::string_view name) const;
 };
 
 // Talks to a server under test as one user. Fails the current test on transport errors.

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -96,6 +97,12 @@ class HostileAgent {
     ApiReply r = ApiClient("http://127.0.0.1:" + std::to_string(port_), "").Get("/hostile/stats");
     return r.json;
   }
+  // --slow-logs: answers the held log reads and every later one at once.
+  void Recover() const {
+    ApiReply r = ApiClient("http://127.0.0.1:" + std::to_string(port_), "")
+                     .PostJson("/hostile/recover", json::object());
+    EXPECT_EQ(r.status, 200) << r.body;
+  }
 
  private:
   std::unique_ptr<ChildProcess> child_;
@@ -106,8 +113,10 @@ class HostileAgentTest : public ::testing::Test {
  protected:
   void SetUp() override {
     fs::create_directories(parent_);
+    std::map<std::string, std::string> env = ServerEnv();
+    env.insert(extra_env_.begin(), extra_env_.end());
     server_ = std::make_unique<ServerProcess>(data_dir_.string(), home_.str(), kAdminToken,
-                                              std::vector<std::string>{}, ServerEnv());
+                                              std::vector<std::string>{}, env);
     ASSERT_TRUE(server_->started()) << server_->Output();
     admin_ = std::make_unique<ApiClient>(server_->url(), kAdminToken);
     mallory_ = NewUser("mallory");
@@ -169,6 +178,7 @@ class HostileAgentTest : public ::testing::Test {
     return ec ? json::value() : v;
   }
 
+  std::map<std::string, std::string> extra_env_;  // for the server, set before SetUp
   TempDir root_;
   TempDir home_;
   const fs::path parent_ = root_.path() / "parent";  // the data dir's parent, watched whole
@@ -511,6 +521,88 @@ TEST_F(SlowPollTest, RepliesThatLandAfterTheTicksWaitStillReachMetrics) {
             .status,
         200);
   }
+}
+
+// A host that is slow to serve logs (it holds every read) must not take the API with it.
+class SlowLogsTest : public HostileAgentTest {
+ protected:
+  static constexpr int kSlowReads = 32;  // more than the server's HTTP threads on any machine
+
+  void SetUp() override {
+    extra_env_ = {{"FLEETWATCH_MAX_LOG_READS_PER_HOST", std::to_string(kSlowReads)}};
+    HostileAgentTest::SetUp();
+  }
+};
+
+TEST_F(SlowLogsTest, LogReadsHangingOnASlowHostHoldNoServerThreadAndTheRestFailFast) {
+  HostileAgent hostile({"--slow-logs", "--new-ids-per-poll", "0", "--log-bytes", "100000"});
+  ASSERT_GT(hostile.port(), 0);
+  ASSERT_EQ(mallory_->PostJson("/api/projects", {{"name", "slow"}}).status, 201);
+  ASSERT_EQ(
+      ApplyFleet(*mallory_, "slow", "slow", "127.0.0.1", hostile.port(), kHostileToken).status,
+      201);
+  Submit(*mallory_, "slow", "type: task\nname: tail\ncommands: ['sleep 600']\n");
+  WaitForStatus(*mallory_, "slow", "tail", "running");
+  const std::string logs = "/api/project/slow/runs/tail/logs";
+
+  // As many reads as the limit, all held by the host.
+  std::vector<std::future<ApiReply>> hanging;
+  for (int k = 0; k < kSlowReads; ++k) {
+    hanging.push_back(std::async(std::launch::async, [&] { return mallory_->Get(logs); }));
+  }
+  ASSERT_TRUE(WaitUntil([&] { return Int(hostile.Stats(), "holding_log_reads") == kSlowReads; }))
+      << json::serialize(hostile.Stats()) << "\n"
+      << server_->Output();
+  auto still_hanging = [&] {
+    return std::all_of(hanging.begin(), hanging.end(), [](const std::future<ApiReply>& f) {
+      return f.wait_for(std::chrono::seconds(0)) == std::future_status::timeout;
+    });
+  };
+
+  // The API answers while they hang...
+  auto started = steady_clock::now();
+  ApiReply info = admin_->Get("/api/server/info");
+  const auto info_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - started).count();
+  EXPECT_EQ(info.status, 200) << info.body;
+  EXPECT_TRUE(still_hanging()) << "a held log read completed before /api/server/info";
+  // ...and a read beyond the host's limit is refused at once, saying why.
+  started = steady_clock::now();
+  ApiReply refused = mallory_->Get(logs);
+  const auto refused_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(steady_clock::now() - started).count();
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(refused.ErrorCode(), "unavailable");
+  EXPECT_EQ(refused.Header("retry-after"), "1");
+  EXPECT_NE(refused.body.find("127.0.0.1:" + std::to_string(hostile.port())), std::string::npos)
+      << refused.body;
+  EXPECT_NE(refused.body.find(std::to_string(kSlowReads) + " log reads in flight"),
+            std::string::npos)
+      << refused.body;
+  EXPECT_TRUE(still_hanging()) << "a held log read completed before the refused one";
+  std::cout << "with " << kSlowReads << " log reads hanging on a slow host: GET /api/server/info "
+            << "took " << info_ms << " ms, a read beyond the limit was refused in " << refused_ms
+            << " ms\n";
+
+  // The host recovers: the held reads get their logs (or, past the agent timeout, a 503), and
+  // reads work again.
+  hostile.Recover();
+  int answered = 0;
+  for (auto& f : hanging) {
+    ApiReply r = f.get();
+    EXPECT_TRUE(r.status == 200 || r.status == 503) << r.status << " " << r.body;
+    if (r.status == 200) {
+      ++answered;
+      EXPECT_EQ(r.body.size(), 100000u);
+      EXPECT_EQ(r.Header("x-log-size"), "100000");
+    }
+  }
+  std::cout << answered << " of the " << kSlowReads << " held reads got their log\n";
+  ApiReply again = mallory_->Get(logs + "?offset=99990");
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.body.size(), 10u);
+  EXPECT_EQ(again.Header("x-job-status"), "running");
+  EXPECT_EQ(admin_->Get("/api/server/info").status, 200);
 }
 
 }  // namespace

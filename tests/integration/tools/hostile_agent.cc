@@ -12,6 +12,9 @@
 // with --keep-running the jobs the server starts run until it stops them. With --gpus the host
 // has that many GPUs, and its polls carry metrics points for running jobs (metrics=1) and a DCGM
 // text for its GPUs (dcgm=1), like a real agent's.
+// With --slow-logs the host is slow where it hurts the API: the jobs the server starts here stay
+// running, and every log read is held unanswered (without holding a thread) until
+// POST /hostile/recover (no token), which answers the held reads and every later one at once.
 //
 // GET /hostile/stats (no token) says what the server asked for, for the test's assertions.
 // SIGTERM or SIGINT stops it.
@@ -28,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "http/deferred.h"
 #include "http/message.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -49,6 +53,7 @@ struct Flags {
   int slow_ms = 0;
   bool keep_running = false;
   int gpus = 0;
+  bool slow_logs = false;
 };
 
 // The log every job has: lines of a known shape, so a test can tell which part it holds.
@@ -98,6 +103,7 @@ class HostileAgent {
 
   http::Response Handle(http::Request& request) {
     if (request.path == "/hostile/stats") return Stats();
+    if (request.path == "/hostile/recover" && request.method == "POST") return Recover();
     if (request.Header("authorization") != "Bearer " + flags_.token) {
       return http::JsonError(401, "unauthenticated", "missing or wrong agent token");
     }
@@ -151,7 +157,7 @@ class HostileAgent {
     }
     for (const std::string& id : placed_) {
       if (acknowledged_.count(id)) continue;
-      const bool running = flags_.keep_running && !stopped_.count(id);
+      const bool running = (flags_.keep_running || flags_.slow_logs) && !stopped_.count(id);
       json::object job = JobState(id, running);
       if (with_metrics) {
         json::array gpus;
@@ -195,7 +201,7 @@ class HostileAgent {
     std::string job_id(id->as_string());
     std::lock_guard lock(mu_);
     placed_.insert(job_id);
-    return Json(JobState(job_id, false), 201);
+    return Json(JobState(job_id, flags_.slow_logs), 201);
   }
 
   http::Response Command(const std::string& job_id, bool forget) {
@@ -234,7 +240,24 @@ class HostileAgent {
       r.body.push_back(LogByte(i));
     }
     r.headers.emplace_back("X-Log-Size", std::to_string(flags_.log_bytes));
-    return r;
+    std::lock_guard lock(mu_);
+    if (!flags_.slow_logs || recovered_) return r;
+    auto [now, later] = http::DeferResponse();
+    held_.emplace_back(std::move(later), std::move(r));
+    ++held_log_reads_;
+    return std::move(now);
+  }
+
+  // Stops being slow: the held log reads are answered now, later ones at once.
+  http::Response Recover() {
+    std::vector<std::pair<http::Responder, http::Response>> held;
+    {
+      std::lock_guard lock(mu_);
+      recovered_ = true;
+      held.swap(held_);
+    }
+    for (auto& [responder, response] : held) responder.Send(std::move(response));
+    return Json(json::object{{"answered", held.size()}});
   }
 
   http::Response Stats() {
@@ -251,7 +274,9 @@ class HostileAgent {
                              {"foreign_log_reads", foreign_log_reads_},
                              {"placed_log_reads", placed_log_reads_},
                              {"max_foreign_commands_between_polls", max_foreign_commands_},
-                             {"max_placed_copies_between_polls", max_placed_copies_}});
+                             {"max_placed_copies_between_polls", max_placed_copies_},
+                             {"held_log_reads", held_log_reads_},
+                             {"holding_log_reads", held_.size()}});
   }
 
   const Flags flags_;
@@ -273,6 +298,10 @@ class HostileAgent {
   int64_t max_foreign_commands_ = 0;
   std::set<std::string> placed_logs_since_poll_;
   size_t max_placed_copies_ = 0;
+  // --slow-logs: log reads not answered yet, each with its answer; until POST /hostile/recover.
+  std::vector<std::pair<http::Responder, http::Response>> held_;
+  int64_t held_log_reads_ = 0;  // ever held
+  bool recovered_ = false;
 };
 
 int Run(const Flags& flags) {
@@ -308,6 +337,8 @@ int main(int argc, char** argv) {
   app.add_option("--slow-ms", flags.slow_ms, "Answer every agent request this late");
   app.add_flag("--keep-running", flags.keep_running, "Placed jobs run until stopped");
   app.add_option("--gpus", flags.gpus, "GPUs of the host, with metrics and DCGM text");
+  app.add_flag("--slow-logs", flags.slow_logs,
+               "Keep started jobs running and hold log reads until POST /hostile/recover");
   CLI11_PARSE(app, argc, argv);
   return fleetwatch::testing::Run(flags);
 }

@@ -1,0 +1,122 @@
+#include "server/live_logs.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <string_view>
+#include <utility>
+
+#include "http/message.h"
+
+namespace fleetwatch::server {
+
+// What the replies share with the LiveLogs: the copies to fall back on and the count of reads
+// in flight per instance.
+struct LiveLogs::Shared {
+  explicit Shared(const LiveLogOptions& options) : copies(LogCopyOptions{.dir = options.log_dir}) {}
+
+  // One read counted against its instance while it is alive.
+  class Slot {
+   public:
+    Slot(std::shared_ptr<Shared> shared, std::string instance_id)
+        : shared_(std::move(shared)), instance_id_(std::move(instance_id)) {}
+    ~Slot() {
+      std::lock_guard lock(shared_->mu);
+      auto it = shared_->in_flight.find(instance_id_);
+      if (it != shared_->in_flight.end() && --it->second == 0) shared_->in_flight.erase(it);
+    }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+
+   private:
+    const std::shared_ptr<Shared> shared_;
+    const std::string instance_id_;
+  };
+
+  const LogCopies copies;
+  mutable std::mutex mu;
+  std::map<std::string, size_t> in_flight;  // instance id → reads; guarded by mu
+};
+
+LiveLogs::LiveLogs(store::Store& store, http::AsyncClient& client, LiveLogOptions options)
+    : store_(store),
+      client_(client),
+      options_(std::move(options)),
+      shared_(std::make_shared<Shared>(options_)) {}
+
+void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done done) {
+  if (std::optional<LogChunk> copy = shared_->copies.Read(job.id, offset, limit)) {
+    return done({std::move(*copy), std::nullopt});
+  }
+  if (!job.instance_id) return done({LogChunk{}, std::nullopt});
+  Result<std::vector<model::Instance>> instances = store_.ListInstances("");
+  if (!instances.ok()) return done({instances.status(), std::nullopt});
+  auto instance = std::find_if(instances->begin(), instances->end(),
+                               [&](const model::Instance& i) { return i.id == *job.instance_id; });
+  if (instance == instances->end()) return done({LogChunk{}, std::nullopt});
+
+  const size_t limit_per_instance = std::max<size_t>(1, options_.max_reads_per_instance);
+  {
+    std::lock_guard lock(shared_->mu);
+    size_t& reads = shared_->in_flight[instance->id];
+    if (reads >= limit_per_instance) {
+      return done({Unavailable("instance " + instance->name + " (" + instance->hostname + ":" +
+                               std::to_string(instance->agent_port) + ") already has " +
+                               std::to_string(limit_per_instance) +
+                               " log reads in flight, the most allowed per host "
+                               "(FLEETWATCH_MAX_LOG_READS_PER_HOST); try again shortly"),
+                   options_.retry_after_seconds});
+    }
+    ++reads;
+  }
+  auto slot = std::make_shared<Shared::Slot>(shared_, instance->id);
+  client_.Send(AgentLogRequest(*instance, job.id, offset, limit, options_.agent_timeout,
+                               static_cast<size_t>(std::max<int64_t>(limit, 0))),
+               [shared = shared_, slot = std::move(slot), instance = *instance, job_id = job.id,
+                offset, limit, done = std::move(done)](Result<http::Response> reply) mutable {
+                 Result<LogChunk> chunk =
+                     AgentLogReply(instance, job_id, std::move(reply), offset, limit);
+                 if (!chunk.ok() && chunk.status().code() == StatusCode::kNotFound) {
+                   // The job ended and was acknowledged meanwhile: its log was copied just before.
+                   chunk = shared->copies.Read(job_id, offset, limit).value_or(LogChunk{});
+                 }
+                 slot.reset();  // the host's read is over before anyone hears of it
+                 done({std::move(chunk), std::nullopt});
+               });
+}
+
+http::AsyncRequest AgentLogRequest(const model::Instance& instance, const std::string& job_id,
+                                   int64_t offset, int64_t limit, std::chrono::milliseconds timeout,
+                                   size_t max_response_bytes) {
+  http::AsyncRequest r;
+  r.host = instance.hostname;
+  r.port = static_cast<uint16_t>(instance.agent_port);
+  r.method = "GET";
+  r.target = "/api/jobs/" + http::UrlEncode(job_id) + "/logs?offset=" + std::to_string(offset) +
+             "&limit=" + std::to_string(limit);
+  r.headers = {{"Authorization", "Bearer " + instance.agent_token}};
+  r.timeout = timeout;
+  r.max_response_bytes = max_response_bytes;
+  if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
+  return r;
+}
+
+Result<LogChunk> AgentLogReply(const model::Instance& instance, const std::string& job_id,
+                               Result<http::Response> reply, int64_t offset, int64_t limit) {
+  const std::string cannot = "cannot read the log from " + instance.name + ": ";
+  if (!reply.ok()) return Unavailable(cannot + reply.status().message());
+  if (reply->status == 404) return NotFound("the agent has no job " + job_id);
+  if (reply->status == 401) return Unavailable(cannot + "the agent rejected the token");
+  if (reply->status != 200) {
+    return Unavailable(cannot + "the agent answered HTTP " + std::to_string(reply->status));
+  }
+  std::string_view log_size;
+  for (const auto& [name, value] : reply->headers) {
+    if (name == "x-log-size") log_size = value;
+  }
+  Result<LogChunk> chunk = ParseAgentLogChunk(std::move(reply->body), log_size, offset, limit);
+  if (!chunk.ok()) return Unavailable(cannot + chunk.status().message());
+  return chunk;
+}
+
+}  // namespace fleetwatch::server
