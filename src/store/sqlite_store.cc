@@ -322,6 +322,26 @@ Result<std::vector<int64_t>> Int64ListFromText(std::string_view text) {
   return values;
 }
 
+// The rows of a query whose columns are job_id, timestamp_micro, cpu_usage_micro,
+// memory_usage_bytes, memory_working_set_bytes, gpus_memory_usage_bytes, gpus_util_percent.
+Result<std::vector<model::JobMetricsPoint>> PointsOf(Query& q) {
+  std::vector<model::JobMetricsPoint> points;
+  while (true) {
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    model::JobMetricsPoint p;
+    p.job_id = q.Text(0);
+    p.timestamp_micro = q.Int64(1);
+    p.cpu_usage_micro = q.Int64(2);
+    p.memory_usage_bytes = q.Int64(3);
+    p.memory_working_set_bytes = q.Int64(4);
+    FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
+    FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
+    points.push_back(std::move(p));
+  }
+  return points;
+}
+
 // "?, ?, ?": placeholders only; values are always bound.
 std::string Placeholders(size_t n) {
   std::string out;
@@ -1196,21 +1216,7 @@ class SqliteStore final : public Store {
           .Bind(after.value_or(std::numeric_limits<int64_t>::min()))
           .Bind(before.value_or(std::numeric_limits<int64_t>::max()))
           .Bind(static_cast<int64_t>(std::max(limit, 0)));
-      std::vector<model::JobMetricsPoint> points;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        model::JobMetricsPoint p;
-        p.job_id = q.Text(0);
-        p.timestamp_micro = q.Int64(1);
-        p.cpu_usage_micro = q.Int64(2);
-        p.memory_usage_bytes = q.Int64(3);
-        p.memory_working_set_bytes = q.Int64(4);
-        FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
-        FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
-        points.push_back(std::move(p));
-      }
-      return points;
+      return PointsOf(q);
     });
   }
 
@@ -1226,21 +1232,7 @@ class SqliteStore final : public Store {
                                       "WHERE j.status NOT IN ",
                                       kFinishedJobStatuses) +
                                   " GROUP BY m.job_id"));
-      std::vector<model::JobMetricsPoint> points;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        model::JobMetricsPoint p;
-        p.job_id = q.Text(0);
-        p.timestamp_micro = q.Int64(1);
-        p.cpu_usage_micro = q.Int64(2);
-        p.memory_usage_bytes = q.Int64(3);
-        p.memory_working_set_bytes = q.Int64(4);
-        FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
-        FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
-        points.push_back(std::move(p));
-      }
-      return points;
+      return PointsOf(q);
     });
   }
 
