@@ -46,9 +46,8 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
   slots_.push_back(Slot{
       section, std::make_shared<const FamilyHeader>(std::move(name), type, std::move(help)), {}});
   // Stable: after every family of the same or an earlier section.
-  const auto pos =
-      std::upper_bound(order_.begin(), order_.end(), section,
-                       [this](Section s, FamilyId other) { return s < slots_[other].section; });
+  auto pos = order_.begin();
+  while (pos != order_.end() && slots_[*pos].section <= section) ++pos;
   order_.insert(pos, id);
   ++version_;
   return id;
