@@ -40,6 +40,8 @@ std::optional<std::string> JobWords(const model::Job& job) {
       break;
     case JobTerminationReason::kDoneByRunner:
       return std::nullopt;
+    case JobTerminationReason::kTerminatedByUser:
+      return detail ? *detail : std::string("stopped by user");  // the CLI and the UI say so too
     default:
       break;
   }

@@ -740,7 +740,8 @@ async function main() {
     expectEqual(await page.evaluate(() => window.__sameDocument), true, 'no reload happened');
     const job = await page.locator('[data-test=jobs-table] tbody tr').first().locator('td')
                     .allTextContents();
-    expect(job[4] === 'terminated' && job[5] === 'stopped by user',
+    // The server's status_message names who stopped it (the admin here).
+    expect(job[4] === 'terminated' && job[5] === 'stopped by admin',
            `the stopped job reads ${JSON.stringify(job)}`);
     await screenshot('06-run-stopped');
     await page.click('.crumbs a');
