@@ -23,6 +23,7 @@
 #include "server/usage.h"
 #include "server/users.h"
 #include "ui/ui_route.h"
+#include "util/build_info.h"
 
 namespace fleetwatch::api {
 namespace {
@@ -77,6 +78,8 @@ class ServerAppImpl final : public ServerApp {
       exposition.stale_after =
           3 *
           std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
+      exposition.version = std::string(BuildVersion());
+      exposition.revision = std::string(BuildRevision());
       updater_ =
           std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
       FW_ASSIGN_OR_RETURN(server::TickReport stored,

@@ -145,7 +145,8 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   snapshot_.DropExpiredDcgm(now);
   // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
   if (!report.dcgm.empty()) ReleaseFreedMemory();
-  state.agent_poll_errors = report.bad_replies_total;
+  for (const auto& [instance_id, count] : report.bad_replies) poll_errors_[instance_id] += count;
+  state.agent_poll_errors = poll_errors_;
   state.dcgm_text_errors = dcgm_text_errors_;
   state.dcgm_families_dropped = dcgm_families_dropped_;
   state.submit_to_provision = submit_to_provision_;

@@ -52,6 +52,8 @@ class ExpositionUpdater {
       FW_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_ FW_GUARDED_BY(mu_);
   uint64_t dcgm_text_errors_ FW_GUARDED_BY(mu_) = 0;
+  // Instance id → unusable poll replies since the server started.
+  std::map<std::string, uint64_t> poll_errors_ FW_GUARDED_BY(mu_);
   uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
   std::vector<std::string_view> server_family_names_;                // constant after construction
   std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id

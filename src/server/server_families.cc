@@ -47,6 +47,7 @@ constexpr char kPendingRuns[] = "dstack_pending_runs_total";
 constexpr char kProjectCost[] = "dstack_project_cost_dollars_total";
 constexpr char kProjectGpuSeconds[] = "dstack_project_gpu_seconds_total";
 constexpr char kAgentPollErrors[] = "fleetwatch_agent_poll_errors_total";
+constexpr char kBuildInfo[] = "fleetwatch_build_info";
 constexpr char kDcgmTextErrors[] = "fleetwatch_dcgm_text_errors_total";
 constexpr char kDcgmFamiliesDropped[] = "fleetwatch_dcgm_families_dropped_total";
 
@@ -234,7 +235,34 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
   }
 }
 
-void RenderServer(const ExpositionState& state, std::map<std::string, std::string>& out) {
+// Per instance, like the instance families (every instance that is not terminated), so that a
+// host whose agent keeps failing is found by its labels, not only seen in a fleet-wide total.
+void RenderPollErrors(const ExpositionState& state, std::map<std::string, std::string>& out) {
+  std::vector<const model::Instance*> instances;
+  for (const model::Instance& i : state.instances) {
+    if (InstanceStatusExported(i.status)) instances.push_back(&i);
+  }
+  std::sort(instances.begin(), instances.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->project_name, a->name, a->id) < std::tie(b->project_name, b->name, b->id);
+  });
+  for (const model::Instance* i : instances) {
+    const std::array<Label, 3> labels = {{
+        {"dstack_project_name", i->project_name},
+        {"dstack_fleet_name", i->fleet_name},
+        {"dstack_instance_name", i->name},
+    }};
+    auto it = state.agent_poll_errors.find(i->id);
+    AppendSample(out[kAgentPollErrors], kAgentPollErrors, expose::RenderLabelPairs(labels),
+                 static_cast<double>(it == state.agent_poll_errors.end() ? 0 : it->second));
+  }
+}
+
+void RenderServer(const ExpositionState& state, const ExpositionOptions& options,
+                  std::map<std::string, std::string>& out) {
+  const std::array<Label, 2> build = {
+      {{"version", options.version}, {"revision", options.revision}}};
+  AppendSample(out[kBuildInfo], kBuildInfo, expose::RenderLabelPairs(build), 1.0);
+  RenderPollErrors(state, out);
   for (const auto& [key, histogram] : state.submit_to_provision) {
     const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
     std::string pairs = expose::RenderLabelPairs(labels);
@@ -270,8 +298,6 @@ void RenderServer(const ExpositionState& state, std::map<std::string, std::strin
     AppendSample(out[kProjectCost], kProjectCost, pairs, u.cost_dollars);
     AppendSample(out[kProjectGpuSeconds], kProjectGpuSeconds, pairs, u.gpu_seconds);
   }
-  AppendSample(out[kAgentPollErrors], kAgentPollErrors, "",
-               static_cast<double>(state.agent_poll_errors));
   AppendSample(out[kDcgmTextErrors], kDcgmTextErrors, "",
                static_cast<double>(state.dcgm_text_errors));
   AppendSample(out[kDcgmFamiliesDropped], kDcgmFamiliesDropped, "",
@@ -365,8 +391,11 @@ const std::vector<ServerFamily>& ServerFamilies() {
        "Money spent by the jobs of a project's user, running and finished, USD"},
       {Section::kServer, kProjectGpuSeconds, MetricType::kCounter,
        "GPU time used by the jobs of a project's user, running and finished, seconds"},
+      {Section::kServer, kBuildInfo, MetricType::kGauge,
+       "What the server was built from: its version and git revision (always 1)"},
       {Section::kServer, kAgentPollErrors, MetricType::kCounter,
-       "Agent polls whose reply was not usable (unreachable, HTTP error or malformed)"},
+       "Agent polls of an instance whose reply was not usable (unreachable, HTTP error or "
+       "malformed), since the server started"},
       {Section::kServer, kDcgmTextErrors, MetricType::kCounter,
        "DCGM texts from hosts that did not parse; those hosts' DCGM samples were dropped"},
       {Section::kServer, kDcgmFamiliesDropped, MetricType::kCounter,
@@ -383,7 +412,7 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
   RenderInstances(state, now, out);
   RenderRuns(state, out);
   RenderJobs(state, now, options, out);
-  RenderServer(state, out);
+  RenderServer(state, options, out);
   return out;
 }
 

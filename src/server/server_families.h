@@ -41,7 +41,9 @@ struct ExpositionState {
   // By (project name, run type text): since this server started, like dstack's.
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision;
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs;
-  uint64_t agent_poll_errors = 0;      // FleetController::bad_replies()
+  // Instance id → its unusable poll replies since this server started (TickReport::bad_replies
+  // summed); instances without any are absent and read 0.
+  std::map<std::string, uint64_t> agent_poll_errors;
   uint64_t dcgm_text_errors = 0;       // hosts' DCGM texts that did not parse
   uint64_t dcgm_families_dropped = 0;  // expose::DropForeignDcgmFamilies, all texts so far
   // Run id → RunResources(run), for the runs whose configuration was parsed before (a run's
@@ -54,6 +56,9 @@ struct ExpositionOptions {
   TimeMicros stale_after = 30'000'000;
   // A job's DCGM samples are exported this long after their host's exporter was scraped.
   TimeMicros dcgm_max_age = 600'000'000;
+  // fleetwatch_build_info's labels: what the server was built from (util/build_info.h).
+  std::string version;
+  std::string revision;
 };
 
 // The 11 job labels' values of `job` of `run`, placed on `instance` (may be null).

@@ -286,8 +286,10 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   // The replies with path-shaped ids were refused whole and counted.
   std::smatch errors;
   const std::string metrics = admin_->Get("/metrics").body;
-  ASSERT_TRUE(
-      std::regex_search(metrics, errors, std::regex("\nfleetwatch_agent_poll_errors_total (\\d+)")))
+  ASSERT_TRUE(std::regex_search(
+      metrics, errors,
+      std::regex(
+          "\nfleetwatch_agent_poll_errors_total\\{[^}]*dstack_fleet_name=\"evil\"[^}]*\\} (\\d+)")))
       << metrics.substr(0, 2000);
   EXPECT_GE(std::stoll(errors[1]), Int(stats, "polls") / 2 - 2);
   // And the server keeps serving.

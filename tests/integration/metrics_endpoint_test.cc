@@ -170,7 +170,13 @@ TEST_F(MetricsEndpointTest, ServesTheRunningJobToTheRightTokenOnly) {
                          "dstack_fleet_name=\"local\","),
             std::string::npos)
       << ok.body;
-  EXPECT_NE(ok.body.find("\nfleetwatch_agent_poll_errors_total "), std::string::npos) << ok.body;
+  EXPECT_NE(ok.body.find("\nfleetwatch_agent_poll_errors_total{dstack_project_name=\"main\","
+                         "dstack_fleet_name=\"local\",dstack_instance_name=\"local-0\"} "),
+            std::string::npos)
+      << ok.body;
+  EXPECT_NE(ok.body.find("\nfleetwatch_build_info{version=\"0.1.0\",revision=\""),
+            std::string::npos)
+      << ok.body;
   EXPECT_EQ(ok.body.find("# EOF"), std::string::npos);
 
   // Prometheus' own parser accepts the scrape.

@@ -141,8 +141,11 @@ class ExpositionUpdaterTest : public ::testing::Test {
                         Point("j-s0", kNow - 31 * kSecond, 7'000'000),
                     })
                     .ok());
-    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_,
-                                                   ExpositionOptions{30 * kSecond});
+    ExpositionOptions options;
+    options.stale_after = 30 * kSecond;
+    options.version = "1.2.3";
+    options.revision = "0123456789ab";
+    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_, options);
   }
 
   static model::Instance Instance(const std::string& id, const std::string& project_id,
@@ -183,7 +186,7 @@ class ExpositionUpdaterTest : public ::testing::Test {
 
   std::string Scrape(uint64_t poll_errors = 0) {
     TickReport report;
-    report.bad_replies_total = poll_errors;
+    if (poll_errors > 0) report.bad_replies["i-g0"] = poll_errors;
     return Scrape(std::move(report));
   }
   // Updates from `report` with the instances and unfinished runs a tick would have read.
@@ -234,7 +237,7 @@ DcgmReport HostDcgm(TimeMicros collected_at, std::string text = {}) {
 // 42 s after submission and one left waiting.
 TickReport FullInputs(uint64_t poll_errors) {
   TickReport inputs;
-  inputs.bad_replies_total = poll_errors;
+  if (poll_errors > 0) inputs.bad_replies["i-g0"] = poll_errors;
   inputs.dcgm.push_back(HostDcgm(kNow - 5 * kSecond));
   inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 42.0});
   inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 15.0});
