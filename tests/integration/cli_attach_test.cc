@@ -235,8 +235,8 @@ TEST_F(CliAttachTest, DetachReturnsAtOnceAndLogsWaitsForTheJob) {
   json::value run = Run("later");
   ASSERT_TRUE(run.is_object());
 
-  // Without -f, logs also waits for the job to start: once it returns, the job has started (or
-  // ended).
+  // Without -f, logs also waits for the job to start: once it returns, the job has been placed
+  // (the server may not have seen its agent report it running yet: statuses lag a poll).
   ProcessResult waited = Cli({"run", "-d", "--name", "waited", "--", "sh", "-c", "echo soon"});
   ASSERT_EQ(waited.exit_code, 0) << Describe(waited);
   ProcessResult once = Cli({"logs", "waited"});
@@ -244,8 +244,7 @@ TEST_F(CliAttachTest, DetachReturnsAtOnceAndLogsWaitsForTheJob) {
   json::value waited_run = Run("waited");
   ASSERT_TRUE(waited_run.is_object());
   const std::string job_status(waited_run.at("jobs").at(0).at("status").as_string());
-  EXPECT_TRUE(job_status != "submitted" && job_status != "provisioning" && job_status != "pulling")
-      << job_status;
+  EXPECT_NE(job_status, "submitted");
 
   // Right after submitting, the job may not have started: logs -f waits for it.
   ProcessResult logs = Cli({"logs", "-f", "later"});
