@@ -4,7 +4,7 @@
 // fleet of those hosts with one running 8-GPU job each into a fresh SQLite file, starts
 // `fleetwatch server` on it with DSTACK_ENABLE_PROMETHEUS_METRICS=1, waits until every job's DCGM
 // samples are on /metrics, then for --seconds scrapes /metrics every --scrape-interval seconds as
-// Prometheus does (OpenMetrics, gzip) while sampling the server's resident set (VmRSS). Last, one
+// Prometheus does (asking for OpenMetrics, with gzip) while sampling the server's resident set (VmRSS). Last, one
 // uncompressed text scrape gives the exposition's size. Prints the RSS (median and max of the
 // samples, and the kernel's high-water mark VmHWM) next to that size. See bench/README.md.
 
@@ -147,7 +147,7 @@ int Main(int argc, char** argv) {
   const double max = *std::max_element(rss.begin(), rss.end());
   std::printf(
       "  exposition: %s uncompressed text (%zu series), %s as Prometheus gets it "
-      "(OpenMetrics, gzip)\n",
+      "(its Accept and gzip)\n",
       Megabytes(size).c_str(), samples, Megabytes(static_cast<double>(gzip_bytes)).c_str());
   std::printf(
       "  server RSS over %d s, a scrape every %d s, DCGM every %d s: median %s (%.2fx the "
