@@ -4,9 +4,10 @@
 // fleet of those hosts with one running 8-GPU job each into a fresh SQLite file, starts
 // `fleetwatch server` on it with DSTACK_ENABLE_PROMETHEUS_METRICS=1, waits until every job's DCGM
 // samples are on /metrics, then for --seconds scrapes /metrics every --scrape-interval seconds as
-// Prometheus does (asking for OpenMetrics, with gzip) while sampling the server's resident set (VmRSS). Last, one
-// uncompressed text scrape gives the exposition's size. Prints the RSS (median and max of the
-// samples, and the kernel's high-water mark VmHWM) next to that size. See bench/README.md.
+// Prometheus does (asking for OpenMetrics, with gzip) while sampling the server's resident set
+// (VmRSS). Last, one uncompressed text scrape gives the exposition's size. Prints the RSS (median
+// and max of the samples, and the kernel's high-water mark VmHWM) next to that size. See
+// bench/README.md.
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
