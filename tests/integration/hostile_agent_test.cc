@@ -238,9 +238,10 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   EXPECT_EQ(Int(stats, "foreign_log_reads"), 0) << json::serialize(stats);
   EXPECT_EQ(Int(stats, "placed"), kHostileRuns);
   EXPECT_GT(Int(stats, "stops") + Int(stats, "forgets"), 0);  // the flood was answered...
-  EXPECT_LE(Int(stats, "max_foreign_commands_between_polls"),
-            kMaxStopsPerHostPerTick);  // ...capped
-  EXPECT_LE(Int(stats, "max_placed_copies_between_polls"), kMaxLogCopiesPerHostPerTick);
+  // ...capped. The caps are per tick; the host counts between its polls, and a poll that comes
+  // back late (a loaded machine) lets the commands of two ticks in between.
+  EXPECT_LE(Int(stats, "max_foreign_commands_between_polls"), 2 * kMaxStopsPerHostPerTick);
+  EXPECT_LE(Int(stats, "max_placed_copies_between_polls"), 2 * kMaxLogCopiesPerHostPerTick);
 
   // Nothing written outside the log dir, nor where the path-shaped ids point.
   for (const fs::path& p :
@@ -283,15 +284,22 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
   EXPECT_EQ(Str(still.json, "status"), "running") << still.body;
   EXPECT_EQ(mallory_->Get("/api/project/main/runs/victim/logs").status, 403);
-  // The replies with path-shaped ids were refused whole and counted.
-  std::smatch errors;
-  const std::string metrics = admin_->Get("/metrics").body;
-  ASSERT_TRUE(std::regex_search(
-      metrics, errors,
-      std::regex(
-          "\nfleetwatch_agent_poll_errors_total\\{[^}]*dstack_fleet_name=\"evil\"[^}]*\\} (\\d+)")))
+  // The replies with path-shaped ids were refused whole and counted, on the host's own series.
+  // The exposition follows the ticks that use the replies, so it may lag the host's poll count.
+  const int64_t counted_polls = Int(stats, "polls");
+  const std::regex evil_errors(
+      "\nfleetwatch_agent_poll_errors_total\\{[^}]*dstack_fleet_name=\"evil\"[^}]*\\} (\\d+)");
+  int64_t errors = -1;
+  std::string metrics;
+  EXPECT_TRUE(WaitUntil([&] {
+    metrics = admin_->Get("/metrics").body;
+    std::smatch match;
+    if (std::regex_search(metrics, match, evil_errors)) errors = std::stoll(match[1]);
+    return errors >= counted_polls / 2 - 2;
+  })) << errors
+      << " of " << counted_polls << "\n"
       << metrics.substr(0, 2000);
-  EXPECT_GE(std::stoll(errors[1]), Int(stats, "polls") / 2 - 2);
+  EXPECT_LE(errors, Int(hostile.Stats(), "polls"));
   // And the server keeps serving.
   EXPECT_EQ(admin_->Get("/api/server/info").status, 200);
   ASSERT_EQ(admin_->PostJson("/api/project/main/runs/sleeper/stop", json::object()).status, 200);
