@@ -11,6 +11,23 @@ namespace {
 using LaneKey = std::pair<std::string, AgentRequestKind>;
 }  // namespace
 
+http::AsyncRequest AgentHttpRequest(const model::Instance& instance, std::string method,
+                                    std::string target, std::string body,
+                                    std::chrono::milliseconds timeout, size_t max_response_bytes) {
+  http::AsyncRequest r;
+  r.host = instance.hostname;
+  r.port = static_cast<uint16_t>(instance.agent_port);
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers = {{"Authorization", "Bearer " + instance.agent_token}};
+  if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
+  r.timeout = timeout;
+  r.max_response_bytes = max_response_bytes;
+  if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
+  return r;
+}
+
 struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
   explicit State(http::AsyncClient& c) : client(c) {}
 

@@ -9,9 +9,16 @@
 #include <vector>
 
 #include "http/async_client.h"
+#include "model/entities.h"
 #include "util/status.h"
 
 namespace fleetwatch::server {
+
+// A request to `instance`'s agent: its address, its bearer token, TLS pinned as the instance says,
+// a JSON body when `body` is not empty. The one place that builds requests to agents.
+http::AsyncRequest AgentHttpRequest(const model::Instance& instance, std::string method,
+                                    std::string target, std::string body,
+                                    std::chrono::milliseconds timeout, size_t max_response_bytes);
 
 // What a request to an agent is for. Each host has one lane per kind.
 enum class AgentRequestKind { kPoll, kInventory, kStart, kStop, kForget, kAcknowledge };

@@ -7,7 +7,6 @@
 
 #include "http/message.h"
 #include "server/acknowledgements.h"
-#include "server/live_logs.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -56,20 +55,6 @@ std::string Describe(const Result<http::Response>& r) {
 
 }  // namespace
 
-// The log of a job on one instance, for LogCopies.
-class InstanceLogSource final : public AgentLogSource {
- public:
-  InstanceLogSource(FleetController& controller, const model::Instance& instance)
-      : controller_(controller), instance_(instance) {}
-  Result<LogChunk> Read(const std::string& job_id, int64_t offset, int64_t limit) override {
-    return controller_.ReadAgentLog(instance_, job_id, offset, limit);
-  }
-
- private:
-  FleetController& controller_;
-  const model::Instance& instance_;
-};
-
 FleetController::FleetController(store::Store& store, const Clock& clock, Mutex& runs_mutex,
                                  http::AsyncClient& client, FleetControllerOptions options)
     : store_(store),
@@ -87,18 +72,8 @@ FleetController::~FleetController() = default;
 http::AsyncRequest FleetController::AgentRequest(const model::Instance& instance,
                                                  std::string method, std::string target,
                                                  std::string body) const {
-  http::AsyncRequest r;
-  r.host = instance.hostname;
-  r.port = static_cast<uint16_t>(instance.agent_port);
-  r.method = std::move(method);
-  r.target = std::move(target);
-  r.body = std::move(body);
-  r.headers = {{"Authorization", "Bearer " + instance.agent_token}};
-  if (!r.body.empty()) r.headers.emplace_back("Content-Type", "application/json");
-  r.timeout = options_.agent_timeout;
-  r.max_response_bytes = options_.max_poll_bytes;
-  if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
-  return r;
+  return AgentHttpRequest(instance, std::move(method), std::move(target), std::move(body),
+                          options_.agent_timeout, options_.max_poll_bytes);
 }
 
 void FleetController::LogHostProblem(const model::Instance& instance, const std::string& what) {
@@ -543,14 +518,6 @@ void FleetController::FailJobs(const std::map<std::string, std::string>& job_err
       if (!s.ok()) spdlog::error("recording refused starts: {}", s.ToString());
     }
   }
-}
-
-Result<LogChunk> FleetController::ReadAgentLog(const model::Instance& instance,
-                                               const std::string& job_id, int64_t offset,
-                                               int64_t limit) {
-  auto reply = client_.SendAll({AgentLogRequest(instance, job_id, offset, limit,
-                                                options_.agent_timeout, options_.max_poll_bytes)});
-  return AgentLogReply(instance, job_id, std::move(reply[0]), offset, limit);
 }
 
 }  // namespace fleetwatch::server

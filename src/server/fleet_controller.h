@@ -138,10 +138,6 @@ class FleetController {
   // Hands the commands to the hosts' lanes (asynchronous; outcomes come with a later tick).
   void Execute(const std::vector<model::Instance>& instances,
                const std::vector<AgentCommand>& commands);
-  // GET /api/jobs/{job_id}/logs on the instance's agent. NotFound when the agent has no such job.
-  Result<LogChunk> ReadAgentLog(const model::Instance& instance, const std::string& job_id,
-                                int64_t offset, int64_t limit);
-  friend class InstanceLogSource;
   void FailJobs(const std::map<std::string, std::string>& job_errors);
   void LogHostProblem(const model::Instance& instance, const std::string& what);
   // Records (or, with an empty `what`, clears) the host's current problem for HostProblems().

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "http/message.h"
+#include "server/agent_lanes.h"
 
 namespace fleetwatch::server {
 
@@ -88,17 +89,10 @@ void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done d
 http::AsyncRequest AgentLogRequest(const model::Instance& instance, const std::string& job_id,
                                    int64_t offset, int64_t limit, std::chrono::milliseconds timeout,
                                    size_t max_response_bytes) {
-  http::AsyncRequest r;
-  r.host = instance.hostname;
-  r.port = static_cast<uint16_t>(instance.agent_port);
-  r.method = "GET";
-  r.target = "/api/jobs/" + http::UrlEncode(job_id) + "/logs?offset=" + std::to_string(offset) +
-             "&limit=" + std::to_string(limit);
-  r.headers = {{"Authorization", "Bearer " + instance.agent_token}};
-  r.timeout = timeout;
-  r.max_response_bytes = max_response_bytes;
-  if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
-  return r;
+  return AgentHttpRequest(instance, "GET",
+                          "/api/jobs/" + http::UrlEncode(job_id) + "/logs?offset=" +
+                              std::to_string(offset) + "&limit=" + std::to_string(limit),
+                          "", timeout, max_response_bytes);
 }
 
 Result<LogChunk> AgentLogReply(const model::Instance& instance, const std::string& job_id,
