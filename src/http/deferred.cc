@@ -40,7 +40,7 @@ std::pair<Response, Responder> DeferResponse() {
 namespace internal {
 
 void DeferredState::Complete(Response response) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (done_) return;
   done_ = true;
   if (deliver_) {
@@ -52,7 +52,7 @@ void DeferredState::Complete(Response response) {
 }
 
 void DeferredState::OnComplete(std::function<void(Response)> deliver) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (ready_) {
     deliver(std::move(*ready_));
     ready_.reset();
@@ -64,7 +64,7 @@ void DeferredState::OnComplete(std::function<void(Response)> deliver) {
 void DeferredState::Abandon() {
   std::function<void(Response)> dropped;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     done_ = true;
     ready_.reset();
     dropped = std::move(deliver_);

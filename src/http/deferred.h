@@ -2,11 +2,11 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <utility>
 
 #include "http/message.h"
+#include "util/mutex.h"
 
 namespace fleetwatch::http {
 
@@ -48,10 +48,10 @@ class DeferredState {
   void Abandon();
 
  private:
-  std::mutex mu_;
-  bool done_ = false;                      // answered or abandoned; guarded by mu_
-  std::optional<Response> ready_;          // answered before anyone waited; guarded by mu_
-  std::function<void(Response)> deliver_;  // guarded by mu_
+  Mutex mu_;
+  bool done_ FW_GUARDED_BY(mu_) = false;              // answered or abandoned
+  std::optional<Response> ready_ FW_GUARDED_BY(mu_);  // answered before anyone waited
+  std::function<void(Response)> deliver_ FW_GUARDED_BY(mu_);
 };
 
 }  // namespace internal

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <map>
-#include <mutex>
 #include <string_view>
 #include <utility>
 
 #include "http/message.h"
 #include "server/agent_lanes.h"
+#include "util/mutex.h"
 
 namespace fleetwatch::server {
 
@@ -22,7 +22,7 @@ struct LiveLogs::Shared {
     Slot(std::shared_ptr<Shared> shared, std::string instance_id)
         : shared_(std::move(shared)), instance_id_(std::move(instance_id)) {}
     ~Slot() {
-      std::lock_guard lock(shared_->mu);
+      MutexLock lock(shared_->mu);
       auto it = shared_->in_flight.find(instance_id_);
       if (it != shared_->in_flight.end() && --it->second == 0) shared_->in_flight.erase(it);
     }
@@ -35,8 +35,8 @@ struct LiveLogs::Shared {
   };
 
   const LogCopies copies;
-  mutable std::mutex mu;
-  std::map<std::string, size_t> in_flight;  // instance id → reads; guarded by mu
+  mutable Mutex mu;
+  std::map<std::string, size_t> in_flight FW_GUARDED_BY(mu);  // instance id → reads
 };
 
 LiveLogs::LiveLogs(store::Store& store, http::AsyncClient& client, LiveLogOptions options)
@@ -58,7 +58,7 @@ void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done d
 
   const size_t limit_per_instance = std::max<size_t>(1, options_.max_reads_per_instance);
   {
-    std::lock_guard lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     size_t& reads = shared_->in_flight[instance->id];
     if (reads >= limit_per_instance) {
       return done({Unavailable("instance " + instance->name + " (" + instance->hostname + ":" +
