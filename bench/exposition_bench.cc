@@ -187,7 +187,9 @@ SyntheticFleet MakeFleet(std::string name, int instances, TimeMicros now) {
       state.run_counts.push_back({project, user, model::RunStatus::kTerminated, 31, 30});
     }
   }
-  state.agent_poll_errors = 3;
+  for (std::size_t i = 0; i < state.instances.size(); i += 50) {
+    state.agent_poll_errors[state.instances[i].id] = 3;
+  }
   return fleet;
 }
 
