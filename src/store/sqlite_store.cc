@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -739,6 +740,7 @@ class SqliteStore final : public Store {
   Status CreateFleet(const model::Fleet& fleet,
                      const std::vector<model::Instance>& instances) override {
     return Write([&]() -> Status {
+      ++instances_version_;  // InstancesVersion
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO fleets (id, project_id, name, status, "
                                              "configuration, created_at) "
@@ -810,6 +812,8 @@ class SqliteStore final : public Store {
 
   Status DeleteFleet(std::string_view project_id, std::string_view name) override {
     return Write([&]() -> Status {
+      ++runs_version_;       // RunsVersion: jobs lose their instance (ON DELETE SET NULL)
+      ++instances_version_;  // InstancesVersion
       std::string fleet_id;
       {
         FW_ASSIGN_OR_RETURN(Query q,
@@ -904,6 +908,7 @@ class SqliteStore final : public Store {
 
   Status UpdateInstance(const model::Instance& instance) override {
     return Write([&]() -> Status {
+      ++instances_version_;  // InstancesVersion
       FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
       FW_ASSIGN_OR_RETURN(
           Query q,
@@ -929,10 +934,27 @@ class SqliteStore final : public Store {
     });
   }
 
+  Status SetInstancesLastSeen(
+      const std::vector<std::pair<std::string, TimeMicros>>& last_seen) override {
+    if (last_seen.empty()) return Status::Ok();
+    return Write([&]() -> Status {
+      ++instances_version_;  // InstancesVersion
+      for (const auto& [id, at] : last_seen) {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE instances SET last_seen_at = ? WHERE id = ?"));
+        q.Bind(at).Bind(id);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      return Status::Ok();
+    });
+  }
+
+  int64_t InstancesVersion() override { return instances_version_.load(); }
+
   // --- runs and jobs ---
 
   Status CreateRun(const model::Run& run) override {
     return Write([&]() -> Status {
+      ++runs_version_;  // RunsVersion
       {
         // Checked first for a clear message; the partial unique index is the real guard.
         FW_ASSIGN_OR_RETURN(Query q,
@@ -1047,6 +1069,7 @@ class SqliteStore final : public Store {
 
   Status UpdateRun(const model::Run& run) override {
     return Write([&]() -> Status {
+      ++runs_version_;  // RunsVersion
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
                                              "finished_at = ?, cost = ? WHERE id = ?"));
@@ -1086,6 +1109,7 @@ class SqliteStore final : public Store {
 
   Status DeleteRun(std::string_view run_id) override {
     return Write([&]() -> Status {
+      ++runs_version_;  // RunsVersion
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT run_name, status FROM runs WHERE id = ?"));
         q.Bind(run_id);
@@ -1104,6 +1128,8 @@ class SqliteStore final : public Store {
       return q.Exec();
     });
   }
+
+  int64_t RunsVersion() override { return runs_version_.load(); }
 
   // --- job metrics ---
 
@@ -1405,6 +1431,11 @@ class SqliteStore final : public Store {
   // Declared before statements_: statements are finalized first.
   DbHandle db_ FW_GUARDED_BY(mu_);
   std::unordered_map<std::string, StatementHandle> statements_ FW_GUARDED_BY(mu_);
+  // Bumped inside the write transactions of runs and jobs (RunsVersion) and of instances
+  // (InstancesVersion); atomic, as those run in functions that the lock analysis sees as
+  // lock-free.
+  std::atomic<int64_t> runs_version_{0};
+  std::atomic<int64_t> instances_version_{0};
 };
 
 Status ExecPragma(sqlite3* db, const char* sql) {

@@ -120,6 +120,15 @@ class Store {
   // Writes the mutable fields of an instance: status, resources, price, the agent's address and
   // token, reachability, last_seen_at and agent_id.
   virtual Status UpdateInstance(const model::Instance& instance) = 0;
+  // Writes only last_seen_at of each (instance id, time), all in one transaction; ids that name
+  // no instance (a fleet deleted meanwhile) are skipped. For the many instances of a tick whose
+  // only change is that their agent answered.
+  virtual Status SetInstancesLastSeen(
+      const std::vector<std::pair<std::string, TimeMicros>>& last_seen) = 0;
+  // As RunsVersion, for instances: raised by one inside each call of CreateFleet, DeleteFleet,
+  // UpdateInstance and SetInstancesLastSeen (with ids), whether or not it then commits. Cheap;
+  // never fails.
+  virtual int64_t InstancesVersion() = 0;
 
   // --- runs and jobs ---
   // Creates the run with its jobs, and deletes (as DeleteRun does) the project's finished runs of
@@ -149,6 +158,15 @@ class Store {
   // once per tick about every job id its agents reported that no unfinished run has.
   virtual Result<std::vector<model::Job>> ListJobsByIds(
       const std::vector<std::string>& job_ids) = 0;
+  // A number that every write of runs or jobs through this store object raises, inside its
+  // transaction (CreateRun, UpdateRun, DeleteRun, and DeleteFleet, which takes jobs off the
+  // fleet's instances): by one per call, whether or not it then commits. So when the number read
+  // before ListRunsWithStatus is read again unchanged, the list would be the same; and an
+  // UpdateRun that succeeds raises it by exactly one, which lets a caller that serializes its
+  // writes tell its own from anyone else's. Usage accounting (ChargeUsage) does not count: it
+  // changes nothing that model::Run or model::Job carries. The database is this process's alone
+  // (its data directory is locked), so nothing writes behind the store's back. Cheap; never fails.
+  virtual int64_t RunsVersion() = 0;
 
   // --- job metrics ---
   // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is
