@@ -348,26 +348,28 @@ int Main(int argc, char** argv) {
     }
   });
 
+  // What a tick reads when the store's runs and instances changed since the last one (a tick
+  // whose store did not change reads neither: the controller keeps them).
   server::ReconcileInput input;
   const Cost reads = MeanCost(5, [&] {
-    input.instances = Must(store->ListInstances(""), "list instances");
     input.instances = Must(store->ListInstances(""), "list instances");
     input.runs = Must(store->ListRunsWithStatus(kUnfinished), "list runs");
   });
   input.now = clock.Now();
   input.observations = observations;
   size_t changed_instances = 0;
+  // As the controller calls it: on the runs it keeps, changed in place (none change here).
   const Cost reconcile = MeanCost(5, [&] {
-    server::ReconcileOutput out = server::Reconcile(input, with_metrics.reconcile);
+    server::ReconcileOutput out = server::ReconcileInPlace(input, with_metrics.reconcile);
     changed_instances = out.instances.size();
   });
-  std::vector<model::Instance> touched = input.instances;
+  // When last_seen_at is due (every 10 s at the defaults): one transaction for every instance.
+  std::vector<std::pair<std::string, TimeMicros>> seen;
   const Cost writes = MeanCost(3, [&] {
-    const TimeMicros seen = clock.Now();
-    for (model::Instance& instance : touched) {
-      instance.last_seen_at = seen;
-      Must(store->UpdateInstance(instance), "update instance");
-    }
+    const TimeMicros at = clock.Now();
+    seen.clear();
+    for (const model::Instance& instance : input.instances) seen.emplace_back(instance.id, at);
+    Must(store->SetInstancesLastSeen(seen), "set last seen");
   });
 
   // b. Ingest. Timestamps far from the ticks' own, so no point collides with theirs.
@@ -423,11 +425,11 @@ int Main(int argc, char** argv) {
              Duration(io.cpu_s), Duration(io.wall_s), Percent(io.cpu_s, on.cpu.mean)});
   parts.Add({"parse: ParseAgentPoll x " + std::to_string(hosts), Duration(parse.cpu_s),
              Duration(parse.wall_s), Percent(parse.cpu_s, on.cpu.mean)});
-  parts.Add({"store reads: ListInstances x2 + ListRunsWithStatus", Duration(reads.cpu_s),
-             Duration(reads.wall_s), Percent(reads.cpu_s, on.cpu.mean)});
-  parts.Add({"Reconcile (pure)", Duration(reconcile.cpu_s), Duration(reconcile.wall_s),
+  parts.Add({"store reads (store changed): ListInstances + ListRunsWithStatus",
+             Duration(reads.cpu_s), Duration(reads.wall_s), Percent(reads.cpu_s, on.cpu.mean)});
+  parts.Add({"ReconcileInPlace (pure)", Duration(reconcile.cpu_s), Duration(reconcile.wall_s),
              Percent(reconcile.cpu_s, on.cpu.mean)});
-  parts.Add({"store writes: UpdateInstance x " + std::to_string(touched.size()),
+  parts.Add({"store writes: SetInstancesLastSeen of " + std::to_string(seen.size()),
              Duration(writes.cpu_s), Duration(writes.wall_s), Percent(writes.cpu_s, on.cpu.mean)});
   parts.Add({"store ingest: AddJobMetricsPoints x " + std::to_string(fleet.job_ids.size()),
              Duration(ingest_cpu), Duration(ingest_wall), Percent(ingest_cpu, on.cpu.mean)});
@@ -440,8 +442,9 @@ int Main(int argc, char** argv) {
   parts.Add({"measured metrics tick (mean, from a.)", Duration(on.cpu.mean), Duration(on.wall.mean),
              "100 %"});
   parts.Print();
-  std::printf("  (Reconcile changed %zu instances per pass: last_seen_at, hence the writes)\n",
-              changed_instances);
+  std::printf(
+      "  (Reconcile changed %zu instances per pass: last_seen_at, written when it moved 10 s)\n",
+      changed_instances);
   return 0;
 }
 

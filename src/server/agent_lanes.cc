@@ -1,5 +1,6 @@
 #include "server/agent_lanes.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 
@@ -103,26 +104,45 @@ AgentLanes::~AgentLanes() {
 
 void AgentLanes::Replace(const std::string& instance_id, AgentRequestKind kind,
                          std::vector<std::pair<std::string, AgentOperation>> operations) {
-  const LaneKey key{instance_id, kind};
+  LaneOperations one;
+  one.emplace(LaneKey{instance_id, kind}, std::move(operations));
+  ReplaceAll({}, std::move(one));
+}
+
+void AgentLanes::ReplaceAll(const std::vector<AgentRequestKind>& kinds, LaneOperations operations) {
+  std::vector<LaneKey> start;
   {
     MutexLock lock(state_->mu);
-    auto it = state_->lanes.find(key);
-    if (it == state_->lanes.end()) {
-      if (operations.empty()) return;
-      it = state_->lanes.emplace(key, State::Lane{}).first;
+    auto& lanes = state_->lanes;
+    for (auto it = lanes.begin(); it != lanes.end();) {
+      const bool listed = std::find(kinds.begin(), kinds.end(), it->first.second) != kinds.end();
+      if (!listed || operations.count(it->first) || it->second.waiting.empty()) {
+        ++it;
+        continue;
+      }
+      it->second.waiting.clear();
+      it = it->second.busy ? std::next(it) : lanes.erase(it);
     }
-    State::Lane& lane = it->second;
-    lane.waiting.clear();
-    for (auto& [op_key, op] : operations) {
-      if (lane.busy && op_key == lane.in_flight_key) continue;
-      lane.waiting.emplace_back(std::move(op_key), std::move(op));
-    }
-    if (!lane.busy && lane.waiting.empty()) {
-      state_->lanes.erase(it);
-      return;
+    for (auto& [key, ops] : operations) {
+      auto it = lanes.find(key);
+      if (it == lanes.end()) {
+        if (ops.empty()) continue;
+        it = lanes.emplace(key, State::Lane{}).first;
+      }
+      State::Lane& lane = it->second;
+      lane.waiting.clear();
+      for (auto& [op_key, op] : ops) {
+        if (lane.busy && op_key == lane.in_flight_key) continue;
+        lane.waiting.emplace_back(std::move(op_key), std::move(op));
+      }
+      if (!lane.busy && lane.waiting.empty()) {
+        lanes.erase(it);
+        continue;
+      }
+      if (!lane.busy) start.push_back(key);
     }
   }
-  state_->StartNext(key);
+  for (const LaneKey& key : start) state_->StartNext(key);
 }
 
 bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kind,

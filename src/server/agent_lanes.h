@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -59,6 +60,12 @@ class AgentLanes {
   // flight is dropped, as it is being done). Starts the first when the lane is idle.
   void Replace(const std::string& instance_id, AgentRequestKind kind,
                std::vector<std::pair<std::string, AgentOperation>> operations);
+  // Replace for many lanes at once, under one lock: each lane of `operations` as Replace does,
+  // and every other lane of one of `kinds` loses what waits there (what is in flight goes on).
+  // The cost follows the lanes that hold or get work, not the number of hosts.
+  using LaneOperations = std::map<std::pair<std::string, AgentRequestKind>,
+                                  std::vector<std::pair<std::string, AgentOperation>>>;
+  void ReplaceAll(const std::vector<AgentRequestKind>& kinds, LaneOperations operations);
   // Starts one request on an idle lane; false (and nothing sent) when the lane is busy.
   bool SendIfIdle(const std::string& instance_id, AgentRequestKind kind,
                   http::AsyncRequest request);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
+#include <unordered_set>
 
 #include "http/message.h"
 #include "server/acknowledgements.h"
@@ -18,7 +20,13 @@ const std::vector<model::RunStatus> kUnfinishedRunStatuses = {
 // The job ids the agents reported that are not jobs of the unfinished runs: ended jobs waiting
 // for their acknowledgement, or ids that are not the server's.
 std::vector<std::string> ReportedOtherJobIds(const ReconcileInput& input) {
-  std::set<std::string_view> known;
+  size_t reported = 0;
+  for (const auto& [instance_id, obs] : input.observations) {
+    if (obs.reached) reported += obs.poll.jobs.size();
+  }
+  if (reported == 0) return {};
+  std::unordered_set<std::string_view> known;
+  known.reserve(reported);
   for (const model::Run& run : input.runs) {
     for (const model::Job& job : run.jobs) known.insert(job.id);
   }
@@ -125,7 +133,7 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
   return obs;
 }
 
-void FleetController::TakeReplies(std::map<std::string, const model::Instance*> by_id,
+void FleetController::TakeReplies(const InstancesById& by_id,
                                   std::map<std::string, std::string>& refused) {
   for (AgentReply& r : lanes_->Take()) {
     auto it = by_id.find(r.instance_id);
@@ -194,13 +202,14 @@ void FleetController::TakeReplies(std::map<std::string, const model::Instance*> 
 std::map<std::string, InstanceObservation> FleetController::Observe(
     const std::vector<model::Instance>& instances, std::map<std::string, std::string>& refused) {
   const auto deadline = std::chrono::steady_clock::now() + options_.tick_budget;
-  std::map<std::string, const model::Instance*> by_id;
+  InstancesById by_id;
+  by_id.reserve(instances.size());
   {
     // Problems of instances that are gone (deleted fleets) are forgotten, and so are their lanes.
     std::set<std::string> known;
     for (const model::Instance& i : instances) {
       known.insert(i.id);
-      by_id[i.id] = &i;
+      by_id.emplace(i.id, &i);
     }
     lanes_->Keep(known);
     std::erase_if(next_metrics_at_, [&](const auto& e) { return !known.contains(e.first); });
@@ -295,57 +304,164 @@ Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now) {
   return report;
 }
 
+Status FleetController::LoadInstances() {
+  // The version first: a write that lands between the two is seen by the next look.
+  const int64_t version = store_.InstancesVersion();
+  if (version == instances_version_) return Status::Ok();
+  instances_version_ = -1;
+  FW_ASSIGN_OR_RETURN(instances_, store_.ListInstances(""));
+  instances_version_ = version;
+  return Status::Ok();
+}
+
+Status FleetController::LoadRuns() {
+  const int64_t version = store_.RunsVersion();
+  if (version == runs_version_) return Status::Ok();
+  runs_version_ = -1;
+  FW_ASSIGN_OR_RETURN(runs_, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+  runs_version_ = version;
+  // Each run's configuration is parsed once, not on every tick; those of runs that ended go.
+  std::unordered_set<std::string_view> unfinished;
+  unfinished.reserve(runs_.size());
+  for (const model::Run& run : runs_) unfinished.insert(run.id);
+  std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
+  return Status::Ok();
+}
+
+namespace {
+
+// Whether `after` differs from `before` in last_seen_at and nothing else that UpdateInstance
+// writes.
+bool OnlyLastSeenMoved(const model::Instance& before, const model::Instance& after) {
+  auto same_gpu = [](const model::Gpu& a, const model::Gpu& b) {
+    return a.index == b.index && a.name == b.name && a.uuid == b.uuid &&
+           a.memory_bytes == b.memory_bytes && a.vendor == b.vendor;
+  };
+  const auto& ga = before.resources.gpus;
+  const auto& gb = after.resources.gpus;
+  return after.last_seen_at.has_value() && before.status == after.status &&
+         before.resources.cpus == after.resources.cpus &&
+         before.resources.memory_bytes == after.resources.memory_bytes &&
+         std::equal(ga.begin(), ga.end(), gb.begin(), gb.end(), same_gpu) &&
+         before.price == after.price && before.hostname == after.hostname &&
+         before.agent_port == after.agent_port && before.agent_token == after.agent_token &&
+         before.unreachable == after.unreachable && before.agent_id == after.agent_id &&
+         before.tls == after.tls && before.tls_ca_cert == after.tls_ca_cert &&
+         before.tls_fingerprint == after.tls_fingerprint;
+}
+
+}  // namespace
+
+Status FleetController::StoreChanges(const ReconcileOutput& out) {
+  // Instances: those whose only change is that their agent answered, all in one statement's
+  // transaction; the others one by one.
+  std::unordered_map<std::string_view, model::Instance*> cached;
+  cached.reserve(instances_.size());
+  for (model::Instance& i : instances_) cached.emplace(i.id, &i);
+  const int64_t instances_before = instances_version_;
+  int64_t instance_writes = 0;
+  bool instances_known = instances_before >= 0;
+  std::vector<std::pair<std::string, TimeMicros>> seen;
+  for (const model::Instance& instance : out.instances) {
+    auto it = cached.find(instance.id);
+    if (it != cached.end() && OnlyLastSeenMoved(*it->second, instance)) {
+      seen.emplace_back(instance.id, *instance.last_seen_at);
+    } else {
+      ++instance_writes;
+      Status s = store_.UpdateInstance(instance);
+      if (!s.ok()) instances_known = false;  // gone meanwhile (NotFound), or worse
+      if (!s.ok() && s.code() != StatusCode::kNotFound) {
+        instances_version_ = -1;
+        return s;
+      }
+    }
+    if (it != cached.end()) *it->second = instance;
+  }
+  if (!seen.empty()) {
+    ++instance_writes;
+    Status s = store_.SetInstancesLastSeen(seen);
+    if (!s.ok()) {
+      instances_version_ = -1;
+      return s;
+    }
+  }
+  // Only this tick's own writes since the cache was read: it is the store's state now.
+  const int64_t instances_after = store_.InstancesVersion();
+  instances_version_ = instances_known && instances_after == instances_before + instance_writes
+                           ? instances_after
+                           : -1;
+
+  // Runs: runs_ holds the changes already.
+  const int64_t runs_before = runs_version_;
+  runs_version_ = -1;  // until every write is done
+  for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+  const int64_t runs_after = store_.RunsVersion();
+  if (runs_before >= 0 && runs_after == runs_before + static_cast<int64_t>(out.runs.size())) {
+    runs_version_ = runs_after;
+  }
+  return Status::Ok();
+}
+
 Result<TickReport> FleetController::Tick() {
   TickReport report;
-  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> polled, store_.ListInstances(""));
+  FW_RETURN_IF_ERROR(LoadInstances());
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
-  std::map<std::string, InstanceObservation> observations = Observe(polled, refused);
+  std::map<std::string, InstanceObservation> observations = Observe(instances_, refused);
   if (!refused.empty()) FailJobs(refused);
 
   ReconcileOutput out;
   {
     MutexLock lock(runs_mutex_);
+    // Instances created or deleted (fleets) while the agents were polled count from now on.
+    FW_RETURN_IF_ERROR(LoadInstances());
+    FW_RETURN_IF_ERROR(LoadRuns());
     ReconcileInput input;
-    FW_ASSIGN_OR_RETURN(input.instances, store_.ListInstances(""));
-    FW_ASSIGN_OR_RETURN(input.runs, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
     input.now = clock_.Now();
     input.observations = std::move(observations);
-    FW_ASSIGN_OR_RETURN(input.ended_jobs, store_.ListJobsByIds(ReportedOtherJobIds(input)));
-    // Each run's configuration is parsed once, not on every tick.
-    std::map<std::string, Result<model::RunConfiguration>> configs;
+    // Lent to the reconciler and given back below, on every path.
+    input.instances = std::move(instances_);
+    input.runs = std::move(runs_);
+    auto give_back = [&] {
+      instances_ = std::move(input.instances);
+      runs_ = std::move(input.runs);
+    };
+    Result<std::vector<model::Job>> ended = store_.ListJobsByIds(ReportedOtherJobIds(input));
+    if (!ended.ok()) {
+      give_back();
+      return ended.status();
+    }
+    input.ended_jobs = std::move(ended).value();
     for (const model::Run& run : input.runs) {
-      auto known = configs_.find(run.id);
-      configs.emplace(run.id, known != configs_.end()
-                                  ? std::move(known->second)
-                                  : model::ParseRunConfiguration(run.configuration_json,
-                                                                 model::ConfigFormat::kJson));
+      if (!configs_.count(run.id)) {
+        configs_.emplace(run.id, model::ParseRunConfiguration(run.configuration_json,
+                                                              model::ConfigFormat::kJson));
+      }
     }
-    configs_ = std::move(configs);
     input.parsed_configs = &configs_;
-    out = Reconcile(input, options_.reconcile);
-    for (const model::Instance& instance : out.instances) {
-      Status s = store_.UpdateInstance(instance);
-      if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+    // The runs that wait for their first placement, for the run events.
+    std::vector<const model::Run*> unplaced;
+    for (const model::Run& run : input.runs) {
+      if (std::none_of(run.jobs.begin(), run.jobs.end(),
+                       [](const model::Job& j) { return j.instance_id.has_value(); })) {
+        unplaced.push_back(&run);
+      }
     }
-    for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
-    report.run_events = NoteRunEvents(input.runs, out.runs);
-    // The state as stored now: the input with this tick's changes.
-    report.instances = std::move(input.instances);
-    std::map<std::string_view, const model::Instance*> changed_instances;
-    for (const model::Instance& i : out.instances) changed_instances[i.id] = &i;
-    for (model::Instance& i : report.instances) {
-      auto it = changed_instances.find(i.id);
-      if (it != changed_instances.end()) i = *it->second;
-    }
-    std::map<std::string_view, const model::Run*> changed_runs;
-    for (const model::Run& r : out.runs) changed_runs[r.id] = &r;
-    for (model::Run& r : input.runs) {
-      auto it = changed_runs.find(r.id);
-      if (it != changed_runs.end()) r = *it->second;
-      if (!model::IsFinished(r.status)) report.runs.push_back(std::move(r));
-    }
+    out = ReconcileInPlace(input, options_.reconcile);
+    report.run_events = NoteRunEvents(input.runs, unplaced);
+    give_back();
+    FW_RETURN_IF_ERROR(StoreChanges(out));
     report.observations = std::move(input.observations);
+    // The state as stored now: the input with this tick's changes.
+    if (std::any_of(runs_.begin(), runs_.end(),
+                    [](const model::Run& r) { return model::IsFinished(r.status); })) {
+      std::erase_if(runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
+      std::unordered_set<std::string_view> unfinished;
+      for (const model::Run& run : runs_) unfinished.insert(run.id);
+      std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
+    }
+    report.instances = instances_;
+    report.runs = runs_;
   }
   for (auto& [instance_id, obs] : report.observations) {
     if (!obs.reached) ++report.bad_replies[instance_id];
@@ -376,7 +492,8 @@ size_t FleetController::Collect(const std::map<std::string, InstanceObservation>
     for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
     last_points_loaded_ = true;
   }
-  std::map<std::string, const std::string*> running_on;  // job id → instance id
+  std::unordered_map<std::string_view, const std::string*> running_on;  // job id → instance id
+  running_on.reserve(runs.size());
   for (const model::Run& run : runs) {
     for (const model::Job& job : run.jobs) {
       if (job.instance_id && !model::IsFinished(job.status)) running_on[job.id] = &*job.instance_id;
@@ -410,47 +527,47 @@ size_t FleetController::Collect(const std::map<std::string, InstanceObservation>
   return batch.size();
 }
 
-RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& before,
-                                         const std::vector<model::Run>& changed) {
+RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& runs,
+                                         const std::vector<const model::Run*>& unplaced) {
   RunEvents events;
   auto placed = [](const model::Run& run) {
     return std::any_of(run.jobs.begin(), run.jobs.end(),
                        [](const model::Job& j) { return j.instance_id.has_value(); });
   };
-  std::map<std::string_view, const model::Run*> after;
-  for (const model::Run& run : changed) after[run.id] = &run;
   TimeMicros now = clock_.Now();
-  for (const model::Run& run : before) {
-    if (placed(run)) continue;
-    auto it = after.find(run.id);
-    const model::Run& now_run = it != after.end() ? *it->second : run;
-    if (placed(now_run)) {
+  for (const model::Run* run : unplaced) {
+    if (placed(*run)) {
       events.provisioned.push_back(
-          {run.project_name, run.type,
-           static_cast<double>(std::max<TimeMicros>(0, now - run.submitted_at)) / 1e6});
-      waiting_runs_.erase(run.id);
-    } else if (!model::IsFinished(now_run.status) && waiting_runs_.insert(run.id).second) {
-      events.pending.push_back({run.project_name, run.type});
+          {run->project_name, run->type,
+           static_cast<double>(std::max<TimeMicros>(0, now - run->submitted_at)) / 1e6});
+      waiting_runs_.erase(run->id);
+    } else if (!model::IsFinished(run->status) && waiting_runs_.insert(run->id).second) {
+      events.pending.push_back({run->project_name, run->type});
     }
   }
   // Runs that ended (here or through the API) without ever being placed stop waiting.
-  std::set<std::string_view> unfinished;
-  for (const model::Run& run : before) unfinished.insert(run.id);
-  std::erase_if(waiting_runs_, [&](const std::string& id) {
-    auto it = after.find(id);
-    return !unfinished.count(id) || (it != after.end() && model::IsFinished(it->second->status));
-  });
+  if (!waiting_runs_.empty()) {
+    std::unordered_map<std::string_view, const model::Run*> by_id;
+    by_id.reserve(runs.size());
+    for (const model::Run& run : runs) by_id.emplace(run.id, &run);
+    std::erase_if(waiting_runs_, [&](const std::string& id) {
+      auto it = by_id.find(id);
+      return it == by_id.end() || model::IsFinished(it->second->status);
+    });
+  }
   return events;
 }
 
 void FleetController::Execute(const std::vector<model::Instance>& known,
                               const std::vector<AgentCommand>& commands) {
-  std::map<std::string, const model::Instance*> instances;
-  for (const model::Instance& i : known) instances[i.id] = &i;
+  InstancesById instances;
+  if (!commands.empty()) {
+    instances.reserve(known.size());
+    for (const model::Instance& i : known) instances.emplace(i.id, &i);
+  }
   // Each (host, kind) lane gets this tick's decisions, in order; what waited there from an
   // earlier tick is replaced (decided again now), and what is in flight is not sent twice.
-  using Lane = std::pair<std::string, AgentRequestKind>;
-  std::map<Lane, std::vector<std::pair<std::string, AgentOperation>>> lanes;
+  AgentLanes::LaneOperations lanes;
   for (const AgentCommand& c : commands) {
     auto it = instances.find(c.instance_id);
     if (it == instances.end()) continue;
@@ -487,15 +604,10 @@ void FleetController::Execute(const std::vector<model::Instance>& known,
       }
     }
   }
-  for (const auto& [id, instance] : instances) {
-    for (AgentRequestKind kind : {AgentRequestKind::kStart, AgentRequestKind::kStop,
-                                  AgentRequestKind::kForget, AgentRequestKind::kAcknowledge}) {
-      auto it = lanes.find({id, kind});
-      lanes_->Replace(id, kind,
-                      it != lanes.end() ? std::move(it->second)
-                                        : std::vector<std::pair<std::string, AgentOperation>>{});
-    }
-  }
+  // Lanes of hosts that are gone were dropped by Observe (AgentLanes::Keep).
+  lanes_->ReplaceAll({AgentRequestKind::kStart, AgentRequestKind::kStop, AgentRequestKind::kForget,
+                      AgentRequestKind::kAcknowledge},
+                     std::move(lanes));
 }
 
 void FleetController::FailJobs(const std::map<std::string, std::string>& job_errors) {

@@ -8,6 +8,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include "http/async_client.h"
 #include "model/entities.h"
@@ -121,10 +124,10 @@ class FleetController {
                                                      bool with_metrics);
   InstanceObservation ObservationOf(const model::Instance& instance,
                                     const Result<http::Response>& reply);
+  using InstancesById = std::unordered_map<std::string_view, const model::Instance*>;
   // Takes what arrived from the agents: poll replies and inventories are kept for the tick,
   // commands' outcomes are logged, and refused starts added to `refused` (job id → why).
-  void TakeReplies(std::map<std::string, const model::Instance*> by_id,
-                   std::map<std::string, std::string>& refused);
+  void TakeReplies(const InstancesById& by_id, std::map<std::string, std::string>& refused);
   // Polls every host that has no poll in flight and waits for the replies and the inventories
   // they call for up to the tick's budget. Returns every poll reply that arrived since the last
   // tick, by instance id.
@@ -133,8 +136,17 @@ class FleetController {
   // Returns how many were stored.
   size_t Collect(const std::map<std::string, InstanceObservation>& observations,
                  const std::vector<model::Run>& runs);
-  RunEvents NoteRunEvents(const std::vector<model::Run>& before,
-                          const std::vector<model::Run>& changed);
+  // `runs`: every unfinished run of the tick, as it is after it; `unplaced`: those of them that
+  // had no job on an instance before the tick.
+  RunEvents NoteRunEvents(const std::vector<model::Run>& runs,
+                          const std::vector<const model::Run*>& unplaced);
+  // Brings instances_ and runs_ up to the store's (when their versions say they are not).
+  Status LoadInstances();
+  Status LoadRuns() FW_REQUIRES(runs_mutex_);
+  // Stores the tick's changes and applies them to instances_ and runs_ (runs_ holds them
+  // already: Reconcile changed it in place); a cache whose store changed meanwhile through
+  // another path is read again by the next tick.
+  Status StoreChanges(const ReconcileOutput& out) FW_REQUIRES(runs_mutex_);
   // Hands the commands to the hosts' lanes (asynchronous; outcomes come with a later tick).
   void Execute(const std::vector<model::Instance>& instances,
                const std::vector<AgentCommand>& commands);
@@ -159,9 +171,19 @@ class FleetController {
   std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
   std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
   std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
-  std::map<std::string, Result<model::RunConfiguration>> configs_;  // of the unfinished runs
+  // What the store holds, kept between ticks and read again only when the store's version of it
+  // moved by more than this controller's own writes (store.h RunsVersion, InstancesVersion); -1:
+  // read at the next use. Every instance of every project; every unfinished run, oldest first.
+  // instances_ is the Tick's thread's; runs_ also changes under runs_mutex_ only.
+  int64_t instances_version_ = -1;
+  std::vector<model::Instance> instances_;
+  int64_t runs_version_ FW_GUARDED_BY(runs_mutex_) = -1;
+  std::vector<model::Run> runs_ FW_GUARDED_BY(runs_mutex_);
+  // Of the unfinished runs, parsed once each.
+  std::unordered_map<std::string, Result<model::RunConfiguration>> configs_
+      FW_GUARDED_BY(runs_mutex_);
   bool last_points_loaded_ = false;
-  std::map<std::string, TimeMicros> last_point_;  // job id → newest stored point
+  std::unordered_map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
   std::unique_ptr<AgentLanes> lanes_;   // every request to the agents, asynchronous

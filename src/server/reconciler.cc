@@ -5,6 +5,8 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "model/run_spec.h"
 #include "server/placement_reasons.h"
@@ -28,39 +30,96 @@ void Finish(Job& job, JobStatus status, std::optional<JobTerminationReason> reas
   job.finished_at = at;
 }
 
+// The fields of a run and its jobs that a tick may change, as they were before it: what tells
+// the changed runs from the others without a copy of every run.
+struct JobFields {
+  JobStatus status;
+  std::optional<JobTerminationReason> termination_reason;
+  std::optional<int> exit_code;
+  std::optional<std::string> instance_id;
+  std::vector<int> gpu_indices;
+  std::optional<TimeMicros> started_at;
+  std::optional<TimeMicros> finished_at;
+  std::optional<std::string> status_detail;
+
+  explicit JobFields(const Job& j)
+      : status(j.status),
+        termination_reason(j.termination_reason),
+        exit_code(j.exit_code),
+        instance_id(j.instance_id),
+        gpu_indices(j.gpu_indices),
+        started_at(j.started_at),
+        finished_at(j.finished_at),
+        status_detail(j.status_detail) {}
+  bool SameAs(const Job& j) const {
+    return status == j.status && termination_reason == j.termination_reason &&
+           exit_code == j.exit_code && instance_id == j.instance_id &&
+           gpu_indices == j.gpu_indices && started_at == j.started_at &&
+           finished_at == j.finished_at && status_detail == j.status_detail;
+  }
+};
+
+struct RunFields {
+  RunStatus status;
+  std::optional<model::RunTerminationReason> termination_reason;
+  std::optional<TimeMicros> finished_at;
+  size_t first_job = 0;  // into the tick's JobFields
+  size_t jobs = 0;
+};
+
 class Tick {
  public:
-  Tick(const ReconcileInput& in, const ReconcileSettings& settings)
-      : in_(in), settings_(settings) {}
+  // `runs` are the input's runs, changed in place (they may be `in.runs` itself, which the tick
+  // then never reads through `in`).
+  Tick(const ReconcileInput& in, std::vector<model::Run>& runs, const ReconcileSettings& settings)
+      : in_(in), settings_(settings) {
+    runs_.reserve(runs.size());
+    for (model::Run& r : runs) runs_.push_back(WorkRun{&r, nullptr});
+  }
 
   ReconcileOutput Run() {
     for (const Instance& i : in_.instances) instances_[i.id] = i;
-    runs_ = in_.runs;
-    std::sort(runs_.begin(), runs_.end(), [](const model::Run& a, const model::Run& b) {
-      return a.submitted_at < b.submitted_at;
-    });
-    for (const model::Run& r : runs_) original_runs_[r.id] = r;
+    instance_by_id_.reserve(instances_.size());
+    for (auto& [id, instance] : instances_) instance_by_id_.emplace(id, &instance);
+    // Oldest first; the store lists them so already, and equal times keep their order.
+    if (!std::is_sorted(runs_.begin(), runs_.end(), SubmittedBefore)) {
+      std::stable_sort(runs_.begin(), runs_.end(), SubmittedBefore);
+    }
+    before_.reserve(runs_.size());
+    for (WorkRun& w : runs_) {
+      w.config = &ParsedConfig(*w.run);
+      before_.push_back(RunFields{w.run->status, w.run->termination_reason, w.run->finished_at,
+                                  jobs_before_.size(), w.run->jobs.size()});
+      for (const Job& j : w.run->jobs) jobs_before_.emplace_back(j);
+    }
 
     FindDuplicateInstances();
+    observations_.reserve(in_.observations.size());
+    for (const auto& [id, obs] : in_.observations) {
+      if (!duplicates_.count(id)) observations_.emplace(id, &obs);
+    }
     FindRestartedAgents();
     ObserveInstances();
-    for (model::Run& run : runs_) ObserveJobs(run);
+    for (WorkRun& w : runs_) ObserveJobs(w);
     FailRunsThatCannotBeRead();
     HandleOtherAgentJobs();
     Schedule();
-    for (model::Run& run : runs_) AggregateRun(run);
+    for (WorkRun& w : runs_) AggregateRun(*w.run);
     UpdateInstanceBusy();
 
     // A job that stopped being provisioned this tick (its run ended) must not be started.
-    std::set<std::string> provisioning;
-    for (const model::Run& run : runs_) {
-      for (const Job& j : run.jobs) {
-        if (j.status == JobStatus::kProvisioning) provisioning.insert(j.id);
+    if (std::any_of(out_.commands.begin(), out_.commands.end(),
+                    [](const AgentCommand& c) { return c.kind == AgentCommand::Kind::kStart; })) {
+      std::unordered_set<std::string_view> provisioning;
+      for (const WorkRun& w : runs_) {
+        for (const Job& j : w.run->jobs) {
+          if (j.status == JobStatus::kProvisioning) provisioning.insert(j.id);
+        }
       }
+      std::erase_if(out_.commands, [&](const AgentCommand& c) {
+        return c.kind == AgentCommand::Kind::kStart && !provisioning.count(c.job_id);
+      });
     }
-    std::erase_if(out_.commands, [&](const AgentCommand& c) {
-      return c.kind == AgentCommand::Kind::kStart && !provisioning.count(c.job_id);
-    });
     // The server's own jobs first, then what the hosts hold that is not the server's.
     for (AgentCommand& c : foreign_commands_) out_.commands.push_back(std::move(c));
     ApplyCaps();
@@ -69,8 +128,8 @@ class Tick {
       const Instance& after = instances_.at(before.id);
       if (Changed(before, after)) out_.instances.push_back(after);
     }
-    for (const model::Run& run : runs_) {
-      if (Changed(original_runs_.at(run.id), run)) out_.runs.push_back(run);
+    for (size_t k = 0; k < runs_.size(); ++k) {
+      if (Changed(before_[k], *runs_[k].run)) out_.runs.push_back(*runs_[k].run);
     }
     return std::move(out_);
   }
@@ -87,30 +146,39 @@ class Tick {
            a.resources.gpus.size() != b.resources.gpus.size();
   }
 
-  static bool Changed(const model::Run& a, const model::Run& b) {
+  bool Changed(const RunFields& a, const model::Run& b) const {
     if (a.status != b.status || a.termination_reason != b.termination_reason ||
-        a.finished_at != b.finished_at || a.jobs.size() != b.jobs.size()) {
+        a.finished_at != b.finished_at || a.jobs != b.jobs.size()) {
       return true;
     }
-    for (size_t i = 0; i < a.jobs.size(); ++i) {
-      const Job& x = a.jobs[i];
-      const Job& y = b.jobs[i];
-      if (x.status != y.status || x.termination_reason != y.termination_reason ||
-          x.exit_code != y.exit_code || x.instance_id != y.instance_id ||
-          x.gpu_indices != y.gpu_indices || x.started_at != y.started_at ||
-          x.finished_at != y.finished_at || x.status_detail != y.status_detail) {
-        return true;
-      }
+    for (size_t i = 0; i < a.jobs; ++i) {
+      if (!jobs_before_[a.first_job + i].SameAs(b.jobs[i])) return true;
     }
     return false;
   }
 
+  // A run of the tick with its configuration as parsed (an error when it does not parse).
+  struct WorkRun {
+    model::Run* run;
+    const Result<model::RunConfiguration>* config;
+  };
+  static bool SubmittedBefore(const WorkRun& a, const WorkRun& b) {
+    return a.run->submitted_at < b.run->submitted_at;
+  }
+  // nullptr when the run's configuration cannot be read.
+  static const model::RunConfiguration* Config(const WorkRun& w) {
+    return w.config->ok() ? &**w.config : nullptr;
+  }
+  Instance* FindInstance(std::string_view id) const {
+    auto it = instance_by_id_.find(id);
+    return it == instance_by_id_.end() ? nullptr : it->second;
+  }
+
   // What the instance's agent said this tick; nullptr when it was not polled, or when its agent
   // answers to an older instance (then it is as good as silent).
-  const InstanceObservation* Observation(const std::string& instance_id) const {
-    if (duplicates_.count(instance_id)) return nullptr;
-    auto it = in_.observations.find(instance_id);
-    return it == in_.observations.end() ? nullptr : &it->second;
+  const InstanceObservation* Observation(std::string_view instance_id) const {
+    auto it = observations_.find(instance_id);
+    return it == observations_.end() ? nullptr : it->second;
   }
 
   // Instances that reached an agent which answers to another, older instance: the stored owner
@@ -252,12 +320,6 @@ class Tick {
     return it->second;
   }
 
-  std::optional<model::RunConfiguration> Config(const model::Run& run) {
-    const Result<model::RunConfiguration>& parsed = ParsedConfig(run);
-    if (!parsed.ok()) return std::nullopt;
-    return *parsed;
-  }
-
   // The run's unfinished jobs end, with `terminated_by_server` unless they already have a reason:
   // those on an instance are stopped there, the others end at once.
   void TerminateUnfinishedJobs(model::Run& run) {
@@ -277,9 +339,10 @@ class Tick {
   // rule newer than the run) can never be placed or started: it fails with `server_error`
   // rather than staying submitted forever.
   void FailRunsThatCannotBeRead() {
-    for (model::Run& run : runs_) {
+    for (WorkRun& w : runs_) {
+      model::Run& run = *w.run;
       if (run.status == RunStatus::kTerminating || model::IsFinished(run.status)) continue;
-      const Result<model::RunConfiguration>& parsed = ParsedConfig(run);
+      const Result<model::RunConfiguration>& parsed = *w.config;
       if (parsed.ok()) continue;
       run.status = RunStatus::kTerminating;
       run.termination_reason = model::RunTerminationReason::kServerError;
@@ -289,9 +352,10 @@ class Tick {
     }
   }
 
-  void StartCommand(const model::Run& run, const Job& job) {
-    std::optional<model::RunConfiguration> config = Config(run);
-    if (!config || !job.instance_id) return;
+  void StartCommand(const WorkRun& w, const Job& job) {
+    const model::Run& run = *w.run;
+    const model::RunConfiguration* config = Config(w);
+    if (config == nullptr || !job.instance_id) return;
     AgentCommand c;
     c.kind = AgentCommand::Kind::kStart;
     c.instance_id = *job.instance_id;
@@ -319,9 +383,9 @@ class Tick {
     std::vector<std::string> ips(static_cast<size_t>(config->nodes));
     for (const Job& other : run.jobs) {
       if (other.replica_num != job.replica_num || !other.instance_id) continue;
-      auto it = instances_.find(*other.instance_id);
-      if (it != instances_.end() && other.job_num < config->nodes) {
-        ips[static_cast<size_t>(other.job_num)] = it->second.hostname;
+      const Instance* instance = FindInstance(*other.instance_id);
+      if (instance != nullptr && other.job_num < config->nodes) {
+        ips[static_cast<size_t>(other.job_num)] = instance->hostname;
       }
     }
     s.cluster.nodes_ips = ips;
@@ -329,30 +393,31 @@ class Tick {
     out_.commands.push_back(std::move(c));
   }
 
-  void ObserveJobs(model::Run& run) {
+  void ObserveJobs(const WorkRun& w) {
+    model::Run& run = *w.run;
     for (Job& job : run.jobs) {
       if (model::IsFinished(job.status) || !job.instance_id) continue;
-      auto it = instances_.find(*job.instance_id);
-      if (it == instances_.end() || it->second.unreachable) {
+      const Instance* instance = FindInstance(*job.instance_id);
+      if (instance == nullptr || instance->unreachable) {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kInstanceUnreachable, in_.now);
         job.status_detail = "instance " + job.instance_name.value_or("?") + " is unreachable";
         Event("job " + job.job_name + " failed: " + *job.status_detail);
         continue;
       }
-      const InstanceObservation* obs = Observation(it->first);
+      const InstanceObservation* obs = Observation(instance->id);
       if (obs == nullptr || !obs->reached) continue;  // wait for the agent
       const AgentJob* aj = AgentJobOf(*obs, job.id);
-      auto restarted = restarted_.find(it->first);
+      auto restarted = restarted_.find(instance->id);
       if (aj == nullptr) {
         if (restarted != restarted_.end() && job.status != JobStatus::kTerminating) {
           // The start may have reached the old agent and run: never start it a second time.
           Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
-          job.status_detail = "the agent of " + it->second.name + " restarted (agent id " +
+          job.status_detail = "the agent of " + instance->name + " restarted (agent id " +
                               restarted->second + ") and does not have it";
           Event("job " + job.job_name + " failed: " + *job.status_detail);
         } else if (job.status == JobStatus::kProvisioning) {
           // Never reached this agent, or unsure: the same agent process dedups starts by job id.
-          StartCommand(run, job);
+          StartCommand(w, job);
         } else if (job.status == JobStatus::kTerminating) {
           Finish(job,
                  model::FinalStatusFor(
@@ -360,7 +425,7 @@ class Tick {
                  std::nullopt, in_.now);
         } else {
           Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, in_.now);
-          job.status_detail = "the agent of " + it->second.name + " no longer has it";
+          job.status_detail = "the agent of " + instance->name + " no longer has it";
           Event("job " + job.job_name + " failed: " + *job.status_detail);
         }
         continue;
@@ -369,10 +434,11 @@ class Tick {
         if (job.status == JobStatus::kProvisioning || job.status == JobStatus::kPulling) {
           job.status = JobStatus::kRunning;
           job.started_at = aj->started_at.value_or(in_.now);
-          Event("job " + job.job_name + " is running on " + it->second.name);
+          Event("job " + job.job_name + " is running on " + instance->name);
         }
-        std::optional<model::RunConfiguration> config = Config(run);
-        if (job.status == JobStatus::kRunning && config && config->max_duration_seconds &&
+        const model::RunConfiguration* config = Config(w);
+        if (job.status == JobStatus::kRunning && config != nullptr &&
+            config->max_duration_seconds &&
             in_.now - job.started_at.value_or(in_.now) >=
                 *config->max_duration_seconds * 1'000'000) {
           job.status = JobStatus::kTerminating;
@@ -381,7 +447,7 @@ class Tick {
           Event("job " + job.job_name + " exceeded its max_duration");
         }
         if (job.status == JobStatus::kTerminating && !aj->stop_requested) {
-          Command(AgentCommand::Kind::kStop, it->first, job.id);
+          Command(AgentCommand::Kind::kStop, instance->id, job.id);
         }
         continue;
       }
@@ -400,7 +466,7 @@ class Tick {
         Finish(job, model::FinalStatusFor(reason), reason, at);
       } else if (aj->state == AgentJobState::kLost) {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kExecutorError, at);
-        job.status_detail = "lost by the agent of " + it->second.name + ": " + aj->error;
+        job.status_detail = "lost by the agent of " + instance->name + ": " + aj->error;
         Event("job " + job.job_name + " was " + *job.status_detail);
       } else if (aj->exit_code && *aj->exit_code == 0) {
         Finish(job, JobStatus::kDone, JobTerminationReason::kDoneByRunner, at);
@@ -408,7 +474,7 @@ class Tick {
         Finish(job, JobStatus::kFailed, JobTerminationReason::kContainerExitedWithError, at);
       }
       Event("job " + job.job_name + " ended " + std::string(model::ToString(job.status)));
-      Command(AgentCommand::Kind::kAcknowledge, it->first, job.id);
+      Command(AgentCommand::Kind::kAcknowledge, instance->id, job.id);
     }
   }
 
@@ -418,10 +484,16 @@ class Tick {
   // else — ids the server never placed there, whoever else they belong to — is stopped or
   // forgotten, and nothing of it is copied.
   void HandleOtherAgentJobs() {
-    std::map<std::string_view, const Job*> jobs;
+    size_t reported = 0;
+    for (const auto& [id, obs] : observations_) {
+      if (obs->reached) reported += obs->poll.jobs.size();
+    }
+    if (reported == 0) return;
+    std::unordered_map<std::string_view, const Job*> jobs;
+    jobs.reserve(in_.ended_jobs.size() + reported);
     for (const Job& job : in_.ended_jobs) jobs[job.id] = &job;
-    for (const model::Run& run : runs_) {
-      for (const Job& job : run.jobs) jobs[job.id] = &job;
+    for (const WorkRun& w : runs_) {
+      for (const Job& job : w.run->jobs) jobs[job.id] = &job;
     }
     for (const auto& [instance_id, unused] : in_.observations) {
       const InstanceObservation* obs = Observation(instance_id);
@@ -445,34 +517,52 @@ class Tick {
   }
 
   void Schedule() {
-    std::map<std::string, Capacity> capacity =
-        FreeCapacity(instances_, runs_, [this](const model::Run& run) { return Config(run); });
-    for (model::Run& run : runs_) {
+    // The free capacity is worked out when the first job waits for a place (most ticks have
+    // none): nothing has changed the runs between the start of the pass and that moment.
+    std::optional<CapacityMap> capacity;
+    for (const WorkRun& w : runs_) {
+      model::Run& run = *w.run;
       if (run.status != RunStatus::kSubmitted && run.status != RunStatus::kProvisioning &&
           run.status != RunStatus::kRunning && run.status != RunStatus::kPending) {
         continue;
       }
-      std::optional<model::RunConfiguration> config = Config(run);
-      if (!config) continue;
+      const model::RunConfiguration* config = Config(w);
+      if (config == nullptr) continue;
       std::map<int, std::vector<Job*>> waiting;  // by replica: the jobs of its nodes
       for (Job& job : run.jobs) {
         if (job.status == JobStatus::kSubmitted && !job.instance_id) {
           waiting[job.replica_num].push_back(&job);
         }
       }
-      for (auto& [replica, jobs] : waiting) Place(run, *config, jobs, capacity);
+      if (waiting.empty()) continue;
+      if (!capacity) {
+        std::vector<std::pair<const model::Run*, const model::RunConfiguration*>> runs;
+        runs.reserve(runs_.size());
+        for (const WorkRun& r : runs_) runs.emplace_back(r.run, Config(r));
+        capacity = FreeCapacity(instances_, runs);
+      }
+      for (auto& [replica, jobs] : waiting) Place(w, *config, jobs, *capacity);
     }
+  }
+
+  // The instances of a project, in the input's order.
+  const std::vector<Instance*>& ProjectInstances(const std::string& project_id) {
+    auto [it, inserted] = project_instances_.try_emplace(project_id);
+    if (inserted) {
+      for (const Instance& original : in_.instances) {
+        Instance& instance = instances_.at(original.id);
+        if (instance.project_id == project_id) it->second.push_back(&instance);
+      }
+    }
+    return it->second;
   }
 
   // Places the jobs of one replica (one per node) all together on distinct instances of one fleet,
   // or none of them.
-  void Place(model::Run& run, const model::RunConfiguration& config, std::vector<Job*>& jobs,
-             std::map<std::string, Capacity>& capacity) {
-    std::vector<Instance*> project_instances;
-    for (const Instance& original : in_.instances) {
-      Instance& instance = instances_.at(original.id);
-      if (instance.project_id == run.project_id) project_instances.push_back(&instance);
-    }
+  void Place(const WorkRun& w, const model::RunConfiguration& config, std::vector<Job*>& jobs,
+             CapacityMap& capacity) {
+    model::Run& run = *w.run;
+    const std::vector<Instance*>& project_instances = ProjectInstances(run.project_id);
     GroupPlacement placement =
         PlaceGroup(config.resources, jobs.size(), project_instances, capacity,
                    [this](const Instance& instance) { return AgentIdSettled(instance.id); });
@@ -519,7 +609,7 @@ class Tick {
       job.status_detail.reset();
       Event("job " + job.job_name + " placed on " + placement.chosen[k].first->name);
     }
-    for (Job* job : jobs) StartCommand(run, *job);
+    for (Job* job : jobs) StartCommand(w, *job);
   }
 
   void AggregateRun(model::Run& run) {
@@ -566,9 +656,10 @@ class Tick {
   }
 
   void UpdateInstanceBusy() {
-    std::set<std::string> busy;
-    for (const model::Run& run : runs_) {
-      for (const Job& j : run.jobs) {
+    std::unordered_set<std::string_view> busy;
+    busy.reserve(instances_.size());
+    for (const WorkRun& w : runs_) {
+      for (const Job& j : w.run->jobs) {
         if (!model::IsFinished(j.status) && j.instance_id) busy.insert(*j.instance_id);
       }
     }
@@ -583,9 +674,13 @@ class Tick {
 
   const ReconcileInput& in_;
   const ReconcileSettings& settings_;
-  std::map<std::string, Instance> instances_;
-  std::vector<model::Run> runs_;
-  std::map<std::string, model::Run> original_runs_;
+  std::map<std::string, Instance> instances_;                       // working copies, by id
+  std::unordered_map<std::string_view, Instance*> instance_by_id_;  // the same, for lookups
+  std::unordered_map<std::string_view, const InstanceObservation*> observations_;  // Observation
+  std::vector<WorkRun> runs_;                                                      // oldest first
+  std::vector<RunFields> before_;  // as runs_, before the tick
+  std::vector<JobFields> jobs_before_;
+  std::map<std::string, std::vector<Instance*>> project_instances_;  // ProjectInstances
   std::map<std::string, Result<model::RunConfiguration>> configs_;
   std::set<std::string> acked_;
   std::map<std::string, std::string> duplicates_;  // instance id → name of the agent's owner
@@ -612,7 +707,12 @@ std::map<std::string, std::string> AgentIdOwners(const std::vector<model::Instan
 }
 
 ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings) {
-  return Tick(input, settings).Run();
+  std::vector<model::Run> runs = input.runs;
+  return Tick(input, runs, settings).Run();
+}
+
+ReconcileOutput ReconcileInPlace(ReconcileInput& input, const ReconcileSettings& settings) {
+  return Tick(input, input.runs, settings).Run();
 }
 
 }  // namespace fleetwatch::server

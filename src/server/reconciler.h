@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "model/entities.h"
@@ -67,7 +68,7 @@ struct ReconcileInput {
   // Optional: the runs' configurations already parsed (model::ParseRunConfiguration of the stored
   // JSON), by run id; a run's configuration never changes, so a caller may keep them between
   // ticks. Runs missing here are parsed by Reconcile.
-  const std::map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
+  const std::unordered_map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
 };
 
 struct ReconcileOutput {
@@ -81,6 +82,11 @@ struct ReconcileOutput {
 };
 
 ReconcileOutput Reconcile(const ReconcileInput& input, const ReconcileSettings& settings);
+
+// The same decisions, with `input.runs` brought to the state after the tick in place (the changed
+// ones are also in the output, as copies): no copy of the unchanged runs, for a caller that keeps
+// the runs between ticks. Only `input.runs` changes.
+ReconcileOutput ReconcileInPlace(ReconcileInput& input, const ReconcileSettings& settings);
 
 // Every agent id that instances have stored → the id of the oldest such instance (by created_at,
 // then id). An agent answers to that instance only: another instance that reaches the same agent

@@ -92,24 +92,24 @@ bool UsableForScheduling(const Instance& instance) {
          (instance.status == InstanceStatus::kIdle || instance.status == InstanceStatus::kBusy);
 }
 
-std::map<std::string, Capacity> FreeCapacity(
-    const std::map<std::string, model::Instance>& instances, const std::vector<model::Run>& runs,
-    const std::function<std::optional<model::RunConfiguration>(const model::Run&)>& config_of) {
-  std::map<std::string, Capacity> capacity;
+CapacityMap FreeCapacity(
+    const std::map<std::string, model::Instance>& instances,
+    const std::vector<std::pair<const model::Run*, const model::RunConfiguration*>>& runs) {
+  CapacityMap capacity;
+  capacity.reserve(instances.size());
   for (const auto& [id, instance] : instances) {
     Capacity cap{instance.resources.cpus, instance.resources.memory_bytes, {}};
     for (const model::Gpu& g : instance.resources.gpus) cap.free_gpus.insert(g.index);
     capacity[id] = std::move(cap);
   }
-  for (const model::Run& run : runs) {
-    std::optional<model::RunConfiguration> config = config_of(run);
-    for (const model::Job& job : run.jobs) {
+  for (const auto& [run, config] : runs) {
+    for (const model::Job& job : run->jobs) {
       if (model::IsFinished(job.status) || !job.instance_id) continue;
       auto cap = capacity.find(*job.instance_id);
       if (cap == capacity.end()) continue;
       // A job whose configuration cannot be read (its run is ending) still holds its GPUs.
       for (int g : job.gpu_indices) cap->second.free_gpus.erase(g);
-      if (!config) continue;
+      if (config == nullptr) continue;
       cap->second.cpus -= config->resources.cpus;
       if (config->resources.memory_bytes) {
         cap->second.memory_bytes -= *config->resources.memory_bytes;
@@ -121,7 +121,7 @@ std::map<std::string, Capacity> FreeCapacity(
 
 GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
                           const std::vector<model::Instance*>& project_instances,
-                          std::map<std::string, Capacity>& capacity,
+                          CapacityMap& capacity,
                           const std::function<bool(const model::Instance&)>& placeable) {
   GroupPlacement result;
   // Fleets of the run's project, with their instances in order.
@@ -138,7 +138,9 @@ GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
     return result;
   }
   for (auto& [fleet_id, members] : fleets) {
-    std::map<std::string, Capacity> trial = capacity;
+    // A trial on the fleet's own instances: only they can receive these jobs.
+    CapacityMap trial;
+    for (const Instance* instance : members) trial.emplace(instance->id, capacity.at(instance->id));
     std::vector<std::pair<Instance*, std::vector<int>>> chosen;
     std::set<std::string> used;
     for (size_t k = 0; k < jobs; ++k) {
@@ -163,7 +165,7 @@ GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
       chosen.emplace_back(best, *best_gpus);
     }
     if (chosen.size() != jobs) continue;
-    capacity = std::move(trial);
+    for (auto& [id, cap] : trial) capacity.at(id) = std::move(cap);
     result.outcome = GroupPlacement::Outcome::kPlaced;
     result.chosen = std::move(chosen);
     return result;

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -33,12 +34,15 @@ bool GpuNameMatches(std::string_view requested, std::string_view gpu_name);
 // Whether new jobs may go to the instance: reachable, resources known, idle or busy.
 bool UsableForScheduling(const model::Instance& instance);
 
+// Free capacity by instance id.
+using CapacityMap = std::unordered_map<std::string, Capacity>;
+
 // The free capacity of each of `instances` (by id): its resources less what the unfinished jobs
-// of `runs` placed on it hold. `config_of` gives a run's configuration, nullopt when it cannot be
+// of `runs` placed on it hold. Each run comes with its configuration, nullptr when it cannot be
 // read (such a job still holds its GPUs).
-std::map<std::string, Capacity> FreeCapacity(
-    const std::map<std::string, model::Instance>& instances, const std::vector<model::Run>& runs,
-    const std::function<std::optional<model::RunConfiguration>(const model::Run&)>& config_of);
+CapacityMap FreeCapacity(
+    const std::map<std::string, model::Instance>& instances,
+    const std::vector<std::pair<const model::Run*, const model::RunConfiguration*>>& runs);
 
 // Where the jobs of one replica (`jobs` of them, one per node) go: distinct instances of one
 // fleet, or nowhere.
@@ -58,7 +62,7 @@ struct GroupPlacement {
 // instance present) is taken from only when the outcome is kPlaced.
 GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
                           const std::vector<model::Instance*>& project_instances,
-                          std::map<std::string, Capacity>& capacity,
+                          CapacityMap& capacity,
                           const std::function<bool(const model::Instance&)>& placeable);
 
 }  // namespace fleetwatch::server
