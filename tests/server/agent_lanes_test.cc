@@ -157,6 +157,34 @@ TEST(AgentLanes, ReplacingAWaitingListNeverResendsWhatIsInFlight) {
   EXPECT_EQ(host.served(), (std::vector<std::string>{"/gate/j1", "/gate/j3"}));
 }
 
+TEST(AgentLanes, ReplaceAllEmptiesTheWaitingListsOfItsKindsThatGetNothingAndOnlyThose) {
+  Host host;
+  http::AsyncClient client(2);
+  AgentLanes lanes(client);
+  // Each lane: one operation in flight (gated), one waiting.
+  lanes.Replace("h1", AgentRequestKind::kStop,
+                {{"a", host.Op("/gate/a")}, {"b", host.Op("/gate/b")}});
+  lanes.Replace("h2", AgentRequestKind::kStop,
+                {{"c", host.Op("/gate/c")}, {"d", host.Op("/gate/d")}});
+  lanes.Replace("h1", AgentRequestKind::kForget,
+                {{"e", host.Op("/gate/e")}, {"f", host.Op("/gate/f")}});
+  while (lanes.in_flight() < 3) std::this_thread::sleep_for(milliseconds(5));
+  // The next tick: h2's stops are decided again (d goes, g comes), h1 gets no stop, and forgets
+  // are not among the kinds handed over, so h1's stay as they were.
+  AgentLanes::LaneOperations next;
+  next[{"h2", AgentRequestKind::kStop}] = {{"c", host.Op("/gate/c")}, {"g", host.Op("/gate/g")}};
+  next[{"h3", AgentRequestKind::kStop}] = {{"h", host.Op("/gate/h")}};
+  lanes.ReplaceAll({AgentRequestKind::kStop, AgentRequestKind::kAcknowledge}, std::move(next));
+  host.Open();
+  std::vector<std::string> bodies = Bodies(TakeAll(lanes, 6));
+  std::sort(bodies.begin(), bodies.end());
+  EXPECT_EQ(bodies, (std::vector<std::string>{"/gate/a", "/gate/c", "/gate/e", "/gate/f", "/gate/g",
+                                              "/gate/h"}));
+  std::this_thread::sleep_for(milliseconds(200));  // nothing else comes
+  EXPECT_TRUE(lanes.Take().empty());
+  EXPECT_EQ(lanes.in_flight(), 0u);
+}
+
 TEST(AgentLanes, WaitIdleReturnsAtItsDeadlineAndSendIfIdleRefusesABusyLane) {
   Host host;
   http::AsyncClient client(2);

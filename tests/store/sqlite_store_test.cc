@@ -1267,5 +1267,96 @@ TEST_F(SqliteStore, NewestMetricsOfUnfinishedJobsComeWholeInOneQuery) {
   EXPECT_EQ(p.gpus_util_percent, (std::vector<int64_t>{50, 60}));
 }
 
+TEST_F(SqliteStore, EveryWriteOfRunsOrJobsRaisesTheRunsVersionAndNothingElseDoes) {
+  auto [fleet, instance] = CreateFleetWithInstance("gpus");
+  int64_t version = store_->RunsVersion();
+  auto raised = [&] {
+    const int64_t now = store_->RunsVersion();
+    const int64_t by = now - version;
+    version = now;
+    return by;
+  };
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 2);
+  run.jobs[0].instance_id = instance.id;
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  EXPECT_EQ(raised(), 1);
+  run.jobs[0].status = JobStatus::kRunning;
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EXPECT_EQ(raised(), 1);  // exactly one per successful UpdateRun, however many jobs
+
+  // Neither instances, points nor usage are runs.
+  instance.last_seen_at = 5;
+  ASSERT_TRUE(store_->UpdateInstance(instance).ok());
+  ASSERT_TRUE(store_->SetInstancesLastSeen({{instance.id, 6}}).ok());
+  model::JobMetricsPoint point;
+  point.job_id = run.jobs[0].id;
+  point.timestamp_micro = 1000;
+  ASSERT_TRUE(store_->AddJobMetricsPoints({point}).ok());
+  ASSERT_TRUE(store_->ChargeUsage({}).ok());
+  EXPECT_EQ(raised(), 0);
+  EXPECT_TRUE(store_->ListRunsWithStatus({RunStatus::kRunning}).ok());
+  EXPECT_EQ(raised(), 0);
+
+  // A write that fails still counts (the number only ever says "maybe changed").
+  model::Run unknown = MakeRun(project_, owner_, "ghost", 100);
+  EXPECT_EQ(store_->UpdateRun(unknown).code(), StatusCode::kNotFound);
+  EXPECT_GE(raised(), 1);
+
+  run.status = RunStatus::kDone;
+  for (model::Job& job : run.jobs) job.status = JobStatus::kDone;
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EXPECT_EQ(raised(), 1);
+  ASSERT_TRUE(store_->DeleteRun(run.id).ok());
+  EXPECT_EQ(raised(), 1);
+  // Deleting the fleet takes the finished job off its instance: a change to a job.
+  ASSERT_TRUE(store_->DeleteFleet(project_.id, "gpus").ok());
+  EXPECT_EQ(raised(), 1);
+}
+
+TEST_F(SqliteStore, EveryWriteOfInstancesRaisesTheInstancesVersionAndNothingElseDoes) {
+  int64_t version = store_->InstancesVersion();
+  auto raised = [&] {
+    const int64_t now = store_->InstancesVersion();
+    const int64_t by = now - version;
+    version = now;
+    return by;
+  };
+  auto [fleet, instance] = CreateFleetWithInstance("gpus");
+  EXPECT_EQ(raised(), 1);
+  instance.status = InstanceStatus::kIdle;
+  ASSERT_TRUE(store_->UpdateInstance(instance).ok());
+  EXPECT_EQ(raised(), 1);
+  ASSERT_TRUE(store_->SetInstancesLastSeen({{instance.id, 7}, {"no-such-instance", 8}}).ok());
+  EXPECT_EQ(raised(), 1);  // one transaction, one step
+  ASSERT_TRUE(store_->SetInstancesLastSeen({}).ok());
+  EXPECT_EQ(raised(), 0);  // nothing to write, nothing written
+
+  ASSERT_TRUE(store_->CreateRun(MakeRun(project_, owner_, "train", 100)).ok());
+  EXPECT_TRUE(store_->ListInstances("").ok());
+  EXPECT_EQ(raised(), 0);
+
+  ASSERT_TRUE(store_->DeleteFleet(project_.id, "gpus").ok());
+  EXPECT_EQ(raised(), 1);
+}
+
+TEST_F(SqliteStore, SetInstancesLastSeenWritesOnlyLastSeenAndSkipsUnknownIds) {
+  auto [fleet, instance] = CreateFleetWithInstance("gpus");
+  model::Fleet second = MakeFleet(project_, "more");
+  model::Instance more = MakeInstance(second, 0);
+  ASSERT_TRUE(store_->CreateFleet(second, {more}).ok());
+  instance.status = InstanceStatus::kBusy;  // not written: only last_seen_at is
+  ASSERT_TRUE(
+      store_->SetInstancesLastSeen({{instance.id, 1234}, {"no-such-instance", 1}, {more.id, 99}})
+          .ok());
+  auto instances = store_->ListInstances(project_.id);
+  ASSERT_TRUE(instances.ok());
+  ASSERT_EQ(instances->size(), 2u);
+  EXPECT_EQ((*instances)[0].last_seen_at, 1234);
+  EXPECT_EQ((*instances)[0].status, InstanceStatus::kIdle);
+  EXPECT_EQ((*instances)[0].resources.gpus.size(), 2u);
+  EXPECT_EQ((*instances)[0].agent_token, instance.agent_token);
+  EXPECT_EQ((*instances)[1].last_seen_at, 99);
+}
+
 }  // namespace
 }  // namespace fleetwatch::store
