@@ -28,6 +28,7 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "bench_support.h"
@@ -358,7 +359,14 @@ int Main(int argc, char** argv) {
   input.now = clock.Now();
   input.observations = observations;
   size_t changed_instances = 0;
-  // As the controller calls it: on the runs it keeps, changed in place (none change here).
+  // As the controller calls it: on the runs it keeps, changed in place (none change here), with
+  // their configurations parsed once (the controller keeps them too).
+  std::unordered_map<std::string, Result<model::RunConfiguration>> configs;
+  for (const model::Run& run : input.runs) {
+    configs.emplace(
+        run.id, model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson));
+  }
+  input.parsed_configs = &configs;
   const Cost reconcile = MeanCost(5, [&] {
     server::ReconcileOutput out = server::ReconcileInPlace(input, with_metrics.reconcile);
     changed_instances = out.instances.size();

@@ -211,6 +211,62 @@ TEST(Reconcile, TwoOneGpuRunsGetDifferentGpusAndAThirdWaits) {
   EXPECT_EQ(FindRun(again, "c"), nullptr);
 }
 
+TEST(Reconcile, InPlaceDecidesTheSameAndLeavesTheRunsAsTheyAreAfterTheTick) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  const char* yaml = "type: task\ncommands: [x]\nresources: {gpu: 1}\n";
+  // Out of submission order on purpose: the decisions go oldest first either way.
+  model::Run running = MakeRun("running", yaml, kNow - 10);
+  running.status = RunStatus::kRunning;
+  running.jobs[0].status = JobStatus::kRunning;
+  running.jobs[0].instance_id = i.id;
+  running.jobs[0].instance_name = i.name;
+  running.jobs[0].gpu_indices = {0};
+  running.jobs[0].started_at = kNow - 5 * kSecond;
+  model::Run ending = running;
+  ending.id = "run-ending";
+  ending.run_name = "ending";
+  ending.submitted_at = kNow - 20;
+  ending.jobs[0].id = "ending-job-0";
+  ending.jobs[0].gpu_indices = {1};
+  ReconcileInput in{
+      kNow,
+      {i},
+      {MakeRun("waits", yaml, kNow - 1), MakeRun("placed", yaml, kNow - 2), running, ending},
+      {{i.id, Reached({Running(running.jobs[0].id), Exited("ending-job-0", 0)})}}};
+  const ReconcileOutput copied = Reconcile(in, {});
+  ReconcileInput kept = in;
+  const ReconcileOutput in_place = ReconcileInPlace(kept, {});
+
+  ASSERT_EQ(in_place.runs.size(), copied.runs.size());
+  for (size_t k = 0; k < copied.runs.size(); ++k) {
+    EXPECT_EQ(in_place.runs[k].run_name, copied.runs[k].run_name);
+    EXPECT_EQ(in_place.runs[k].status, copied.runs[k].status);
+    EXPECT_EQ(in_place.runs[k].jobs[0].status, copied.runs[k].jobs[0].status);
+    EXPECT_EQ(in_place.runs[k].jobs[0].status_detail, copied.runs[k].jobs[0].status_detail);
+  }
+  EXPECT_EQ(in_place.events, copied.events);
+  ASSERT_EQ(in_place.commands.size(), copied.commands.size());
+  // The unchanged run is not in the output; "ending" is done, "placed" placed, "waits" waits.
+  EXPECT_EQ(FindRun(in_place, "running"), nullptr);
+  EXPECT_EQ(FindRun(in_place, "ending")->status, RunStatus::kDone);
+  EXPECT_EQ(FindRun(in_place, "placed")->jobs[0].gpu_indices, std::vector<int>{1});
+  EXPECT_TRUE(FindRun(in_place, "waits")->jobs[0].status_detail.has_value());
+
+  // The kept runs are the input's with the output applied, in the input's order.
+  ASSERT_EQ(kept.runs.size(), in.runs.size());
+  for (size_t k = 0; k < kept.runs.size(); ++k) {
+    EXPECT_EQ(kept.runs[k].id, in.runs[k].id);
+    const model::Run* changed = FindRun(in_place, kept.runs[k].run_name);
+    const model::Run& expected = changed != nullptr ? *changed : in.runs[k];
+    EXPECT_EQ(kept.runs[k].status, expected.status) << expected.run_name;
+    EXPECT_EQ(kept.runs[k].jobs[0].status, expected.jobs[0].status) << expected.run_name;
+    EXPECT_EQ(kept.runs[k].jobs[0].instance_id, expected.jobs[0].instance_id);
+    EXPECT_EQ(kept.runs[k].jobs[0].status_detail, expected.jobs[0].status_detail);
+  }
+  // Deciding again on what is kept changes nothing.
+  EXPECT_TRUE(Reconcile(kept, {}).runs.empty());
+}
+
 TEST(Reconcile, ARequestNoInstanceCouldEverSatisfyFails) {
   model::Instance i = MakeInstance("h0", 8, 2);
   ReconcileInput in{kNow,
