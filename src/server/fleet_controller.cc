@@ -353,6 +353,9 @@ bool OnlyLastSeenMoved(const model::Instance& before, const model::Instance& aft
 }  // namespace
 
 Status FleetController::StoreChanges(const ReconcileOutput& out) {
+  // runs_ holds the changes already: until they are all stored it is not the store's state.
+  const int64_t runs_before = runs_version_;
+  runs_version_ = -1;
   // Instances: those whose only change is that their agent answered, all in one statement's
   // transaction; the others one by one.
   std::unordered_map<std::string_view, model::Instance*> cached;
@@ -391,9 +394,6 @@ Status FleetController::StoreChanges(const ReconcileOutput& out) {
                            ? instances_after
                            : -1;
 
-  // Runs: runs_ holds the changes already.
-  const int64_t runs_before = runs_version_;
-  runs_version_ = -1;  // until every write is done
   for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
   const int64_t runs_after = store_.RunsVersion();
   if (runs_before >= 0 && runs_after == runs_before + static_cast<int64_t>(out.runs.size())) {
@@ -419,16 +419,12 @@ Result<TickReport> FleetController::Tick() {
     ReconcileInput input;
     input.now = clock_.Now();
     input.observations = std::move(observations);
-    // Lent to the reconciler and given back below, on every path.
+    // Lent to the reconciler and taken back after it (an error in between: read again).
     input.instances = std::move(instances_);
     input.runs = std::move(runs_);
-    auto give_back = [&] {
-      instances_ = std::move(input.instances);
-      runs_ = std::move(input.runs);
-    };
     Result<std::vector<model::Job>> ended = store_.ListJobsByIds(ReportedOtherJobIds(input));
     if (!ended.ok()) {
-      give_back();
+      instances_version_ = runs_version_ = -1;
       return ended.status();
     }
     input.ended_jobs = std::move(ended).value();
@@ -449,7 +445,8 @@ Result<TickReport> FleetController::Tick() {
     }
     out = ReconcileInPlace(input, options_.reconcile);
     report.run_events = NoteRunEvents(input.runs, unplaced);
-    give_back();
+    instances_ = std::move(input.instances);
+    runs_ = std::move(input.runs);
     FW_RETURN_IF_ERROR(StoreChanges(out));
     report.observations = std::move(input.observations);
     // The state as stored now: the input with this tick's changes.
