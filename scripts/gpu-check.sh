@@ -101,6 +101,11 @@ for i in 1 2 3; do
   poll '/api/poll?metrics=1' >"$OUT/poll-$i.json"
   sleep 2
 done
+# What one poll with readings costs the agent, as the server sees it (wall seconds per poll).
+for _ in 1 2 3 4 5; do
+  curl -fsS -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$PORT/api/poll?metrics=1"
+done >"$OUT/poll-seconds.txt"
 if command -v nvidia-smi >/dev/null; then nvidia-smi -q >"$OUT/nvidia-smi.q.txt" 2>&1 || true; fi
 
 # A short summary for the log; the JSON files are the result.
