@@ -7,269 +7,22 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <atomic>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <limits>
-#include <map>
-#include <thread>
 
-#include "util/mutex.h"
+#include "agent/nvml_api.h"
+#include "agent/nvml_xid_watcher.h"
 
 namespace fleetwatch::agent {
 namespace {
 
-// The NVML declarations used, written out here so that building needs no NVIDIA headers.
-// Layouts and values follow nvml.h (stable ABI of the versioned entry points).
-using nvmlReturn_t = int;
-using nvmlDevice_t = struct nvmlDevice_st*;
-using nvmlEventSet_t = struct nvmlEventSet_st*;
-struct nvmlMemory_t {
-  unsigned long long total;
-  unsigned long long free;
-  unsigned long long used;
-};
-struct nvmlUtilization_t {
-  unsigned int gpu;
-  unsigned int memory;
-};
-struct nvmlEventData_t {
-  nvmlDevice_t device;
-  unsigned long long eventType;
-  unsigned long long eventData;
-  unsigned int gpuInstanceId;
-  unsigned int computeInstanceId;
-};
-// nvmlProcessInfo_t of the _v2 and _v3 entry points.
-struct nvmlProcessInfo_t {
-  unsigned int pid;
-  unsigned long long usedGpuMemory;
-  unsigned int gpuInstanceId;
-  unsigned int computeInstanceId;
-};
-// nvmlProcessInfo_v1_t of the unversioned entry point.
-struct nvmlProcessInfoV1_t {
-  unsigned int pid;
-  unsigned long long usedGpuMemory;
-};
-constexpr nvmlReturn_t kNvmlSuccess = 0;
-constexpr nvmlReturn_t kNvmlInsufficientSize = 7;
-constexpr nvmlReturn_t kNvmlTimeout = 10;
-constexpr unsigned long long kNvmlValueNotAvailable = ~0ULL;
-constexpr unsigned long long kEventTypeXidCriticalError = 0x8;
-constexpr int kTemperatureGpu = 0;
-constexpr int kMemoryErrorCorrected = 0, kMemoryErrorUncorrected = 1;
-constexpr int kEccCounterVolatile = 0, kEccCounterAggregate = 1;
-constexpr int kRetiredMultipleSingleBit = 0, kRetiredDoubleBit = 1;
-constexpr int kNvlinkDlReplay = 0, kNvlinkDlRecovery = 1, kNvlinkDlCrcFlit = 2,
-              kNvlinkDlCrcData = 3;
-constexpr unsigned int kNvlinkMaxLinks = 18;
+using namespace nvml;  // the C API's names: nvmlDevice_t, kNvmlSuccess, NvmlCore...
+
 // Larger than NVML's own 96-byte buffers; the last byte stays NUL whatever the library writes.
 constexpr unsigned int kTextBuffer = 256;
-// How long the XID thread blocks in one wait: bounds how long destruction waits for it.
-constexpr unsigned int kEventWaitMillis = 500;
 constexpr size_t kMaxProcesses = 4096;
 
-// The functions without which there is no backend.
-struct NvmlCore {
-  nvmlReturn_t (*init)();
-  nvmlReturn_t (*shutdown)();
-  nvmlReturn_t (*get_count)(unsigned int*);
-  nvmlReturn_t (*get_handle)(unsigned int, nvmlDevice_t*);
-  nvmlReturn_t (*get_name)(nvmlDevice_t, char*, unsigned int);
-  nvmlReturn_t (*get_uuid)(nvmlDevice_t, char*, unsigned int);
-  nvmlReturn_t (*get_memory)(nvmlDevice_t, nvmlMemory_t*);
-  nvmlReturn_t (*get_utilization)(nvmlDevice_t, nvmlUtilization_t*);
-};
-
-// The optional ones: each may be null (an older driver), and then its reading is absent.
-struct NvmlOptional {
-  nvmlReturn_t (*power)(nvmlDevice_t, unsigned int*) = nullptr;
-  nvmlReturn_t (*energy)(nvmlDevice_t, unsigned long long*) = nullptr;
-  nvmlReturn_t (*temperature)(nvmlDevice_t, int, unsigned int*) = nullptr;
-  nvmlReturn_t (*clock_events)(nvmlDevice_t, unsigned long long*) = nullptr;
-  nvmlReturn_t (*ecc)(nvmlDevice_t, int, int, unsigned long long*) = nullptr;
-  nvmlReturn_t (*remapped_rows)(nvmlDevice_t, unsigned int*, unsigned int*, unsigned int*,
-                                unsigned int*) = nullptr;
-  nvmlReturn_t (*retired_pages)(nvmlDevice_t, int, unsigned int*, unsigned long long*) = nullptr;
-  nvmlReturn_t (*retired_pending)(nvmlDevice_t, int*) = nullptr;
-  nvmlReturn_t (*nvlink_state)(nvmlDevice_t, unsigned int, int*) = nullptr;
-  nvmlReturn_t (*nvlink_errors)(nvmlDevice_t, unsigned int, int, unsigned long long*) = nullptr;
-  nvmlReturn_t (*processes)(nvmlDevice_t, unsigned int*, nvmlProcessInfo_t*) = nullptr;
-  nvmlReturn_t (*processes_v1)(nvmlDevice_t, unsigned int*, nvmlProcessInfoV1_t*) = nullptr;
-  nvmlReturn_t (*event_set_create)(nvmlEventSet_t*) = nullptr;
-  nvmlReturn_t (*event_set_free)(nvmlEventSet_t) = nullptr;
-  nvmlReturn_t (*supported_events)(nvmlDevice_t, unsigned long long*) = nullptr;
-  nvmlReturn_t (*register_events)(nvmlDevice_t, unsigned long long, nvmlEventSet_t) = nullptr;
-  nvmlReturn_t (*event_wait)(nvmlEventSet_t, nvmlEventData_t*, unsigned int) = nullptr;
-};
-
-template <typename F>
-bool Resolve(void* lib, const char* name, F& out) {
-  void* sym = dlsym(lib, name);
-  if (sym == nullptr) return false;
-  out = reinterpret_cast<F>(sym);
-  return true;
-}
-
-// The first of `names` that the library has (newer names first).
-template <typename F>
-void ResolveOptional(void* lib, std::initializer_list<const char*> names, F& out) {
-  for (const char* name : names) {
-    if (Resolve(lib, name, out)) return;
-  }
-  out = nullptr;
-}
-
-NvmlOptional ResolveOptionals(void* lib) {
-  NvmlOptional o;
-  ResolveOptional(lib, {"nvmlDeviceGetPowerUsage"}, o.power);
-  ResolveOptional(lib, {"nvmlDeviceGetTotalEnergyConsumption"}, o.energy);
-  ResolveOptional(lib, {"nvmlDeviceGetTemperature"}, o.temperature);
-  ResolveOptional(
-      lib, {"nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"},
-      o.clock_events);
-  ResolveOptional(lib, {"nvmlDeviceGetTotalEccErrors"}, o.ecc);
-  ResolveOptional(lib, {"nvmlDeviceGetRemappedRows"}, o.remapped_rows);
-  ResolveOptional(lib, {"nvmlDeviceGetRetiredPages"}, o.retired_pages);
-  ResolveOptional(lib, {"nvmlDeviceGetRetiredPagesPendingStatus"}, o.retired_pending);
-  ResolveOptional(lib, {"nvmlDeviceGetNvLinkState"}, o.nvlink_state);
-  ResolveOptional(lib, {"nvmlDeviceGetNvLinkErrorCounter"}, o.nvlink_errors);
-  ResolveOptional(
-      lib, {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2"},
-      o.processes);
-  if (o.processes == nullptr) {
-    ResolveOptional(lib, {"nvmlDeviceGetComputeRunningProcesses"}, o.processes_v1);
-  }
-  ResolveOptional(lib, {"nvmlEventSetCreate"}, o.event_set_create);
-  ResolveOptional(lib, {"nvmlEventSetFree"}, o.event_set_free);
-  ResolveOptional(lib, {"nvmlDeviceGetSupportedEventTypes"}, o.supported_events);
-  ResolveOptional(lib, {"nvmlDeviceRegisterEvents"}, o.register_events);
-  ResolveOptional(lib, {"nvmlEventSetWait_v2", "nvmlEventSetWait"}, o.event_wait);
-  return o;
-}
-
-int64_t Clamp(unsigned long long v) {
-  constexpr auto kMax = static_cast<unsigned long long>(std::numeric_limits<int64_t>::max());
-  return static_cast<int64_t>(std::min(v, kMax));
-}
-
 std::string Text(const char* buffer) { return DeviceText({buffer, strnlen(buffer, kTextBuffer)}); }
-
-// A call of an optional function: its value when the function exists and succeeds, else absent
-// (missing symbol, NVML_ERROR_NOT_SUPPORTED, or any other failure: "not available").
-template <typename F, typename... Args>
-bool Call(F fn, Args... args) {
-  return fn != nullptr && fn(args...) == kNvmlSuccess;
-}
-
-// XID events of every GPU, gathered by a thread of their own from one NVML event set.
-// Thread-safe.
-class XidWatcher {
- public:
-  // `handles[i]` is GPU i's device. Registers each GPU that supports XID events; starts the
-  // thread only when at least one does. The NVML functions must stay loaded until destruction.
-  XidWatcher(const NvmlOptional& api, const std::vector<nvmlDevice_t>& handles, const Clock& clock)
-      : api_(api), handles_(handles), clock_(clock), watched_(handles.size(), false) {
-    if (api_.event_set_create == nullptr || api_.register_events == nullptr ||
-        api_.event_wait == nullptr || api_.event_set_free == nullptr) {
-      return;
-    }
-    if (api_.event_set_create(&set_) != kNvmlSuccess) {
-      set_ = nullptr;
-      return;
-    }
-    bool any = false;
-    for (size_t i = 0; i < handles_.size(); ++i) {
-      unsigned long long supported = kEventTypeXidCriticalError;
-      if (api_.supported_events != nullptr &&
-          api_.supported_events(handles_[i], &supported) != kNvmlSuccess) {
-        continue;
-      }
-      if ((supported & kEventTypeXidCriticalError) == 0) continue;
-      if (api_.register_events(handles_[i], kEventTypeXidCriticalError, set_) != kNvmlSuccess) {
-        continue;
-      }
-      watched_[i] = true;
-      any = true;
-    }
-    if (!any) {
-      api_.event_set_free(set_);
-      set_ = nullptr;
-      return;
-    }
-    thread_ = std::thread([this] { Run(); });
-  }
-
-  ~XidWatcher() {
-    stop_.store(true);
-    if (thread_.joinable()) thread_.join();
-    if (set_ != nullptr) api_.event_set_free(set_);
-  }
-
-  // GPU `index`'s events so far; absent when its events are not watched.
-  std::optional<model::XidEvents> Events(int index) const {
-    if (index < 0 || static_cast<size_t>(index) >= watched_.size() ||
-        !watched_[static_cast<size_t>(index)]) {
-      return std::nullopt;
-    }
-    MutexLock lock(mu_);
-    model::XidEvents events;
-    auto it = per_gpu_.find(index);
-    if (it == per_gpu_.end()) return events;
-    for (const auto& [xid, count] : it->second.counts) events.counts.push_back({xid, count});
-    events.last = it->second.last;
-    events.last_at = it->second.last_at;
-    return events;
-  }
-
- private:
-  struct PerGpu {
-    std::map<int64_t, int64_t> counts;
-    std::optional<int64_t> last;
-    std::optional<TimeMicros> last_at;
-  };
-
-  void Run() {
-    bool reported = false;
-    while (!stop_.load()) {
-      nvmlEventData_t data{};
-      nvmlReturn_t rc = api_.event_wait(set_, &data, kEventWaitMillis);
-      if (rc == kNvmlTimeout) continue;
-      if (rc != kNvmlSuccess) {
-        if (!reported) spdlog::warn("NVML event wait failed with code {}; retrying", rc);
-        reported = true;
-        // Sleep in short steps so that destruction stays prompt.
-        for (int i = 0; i < 10 && !stop_.load(); ++i) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        }
-        continue;
-      }
-      if ((data.eventType & kEventTypeXidCriticalError) == 0) continue;
-      auto it = std::find(handles_.begin(), handles_.end(), data.device);
-      if (it == handles_.end()) continue;
-      int index = static_cast<int>(it - handles_.begin());
-      int64_t xid = Clamp(data.eventData);
-      TimeMicros now = clock_.Now();
-      MutexLock lock(mu_);
-      PerGpu& gpu = per_gpu_[index];
-      ++gpu.counts[xid];
-      gpu.last = xid;
-      gpu.last_at = now;
-    }
-  }
-
-  const NvmlOptional api_;
-  const std::vector<nvmlDevice_t> handles_;
-  const Clock& clock_;
-  std::vector<bool> watched_;  // written only before the thread starts
-  nvmlEventSet_t set_ = nullptr;
-  std::atomic<bool> stop_{false};
-  mutable Mutex mu_;
-  std::map<int, PerGpu> per_gpu_ FW_GUARDED_BY(mu_);
-  std::thread thread_;
-};
 
 class NvmlBackend final : public GpuBackend {
  public:
@@ -284,7 +37,7 @@ class NvmlBackend final : public GpuBackend {
       api_.get_handle(static_cast<unsigned int>(gpu.index), &device);
       handles.push_back(device);
     }
-    xids_ = std::make_unique<XidWatcher>(optional_, handles, clock);
+    xids_ = std::make_unique<XidWatcher>(optional_, std::move(handles), clock);
   }
   ~NvmlBackend() override {
     xids_.reset();  // its thread waits on NVML: stopped before the shutdown
@@ -482,15 +235,7 @@ std::unique_ptr<GpuBackend> OpenNvmlBackend(const std::string& library, const Cl
     spdlog::info("no NVIDIA GPUs: cannot load {}: {}", library, error != nullptr ? error : "");
     return std::make_unique<NvmlBackend>(nullptr, api, NvmlOptional{}, clock);
   }
-  bool resolved = Resolve(lib, "nvmlInit_v2", api.init) &&
-                  Resolve(lib, "nvmlShutdown", api.shutdown) &&
-                  Resolve(lib, "nvmlDeviceGetCount_v2", api.get_count) &&
-                  Resolve(lib, "nvmlDeviceGetHandleByIndex_v2", api.get_handle) &&
-                  Resolve(lib, "nvmlDeviceGetName", api.get_name) &&
-                  Resolve(lib, "nvmlDeviceGetUUID", api.get_uuid) &&
-                  Resolve(lib, "nvmlDeviceGetMemoryInfo", api.get_memory) &&
-                  Resolve(lib, "nvmlDeviceGetUtilizationRates", api.get_utilization);
-  if (!resolved) {
+  if (!ResolveCore(lib, api)) {
     spdlog::info("no NVIDIA GPUs: {} lacks the NVML functions used", library);
     dlclose(lib);
     return std::make_unique<NvmlBackend>(nullptr, NvmlCore{}, NvmlOptional{}, clock);
@@ -500,7 +245,7 @@ std::unique_ptr<GpuBackend> OpenNvmlBackend(const std::string& library, const Cl
     dlclose(lib);
     return std::make_unique<NvmlBackend>(nullptr, NvmlCore{}, NvmlOptional{}, clock);
   }
-  return std::make_unique<NvmlBackend>(lib, api, ResolveOptionals(lib), clock);
+  return std::make_unique<NvmlBackend>(lib, api, ResolveOptional(lib), clock);
 }
 
 }  // namespace fleetwatch::agent
