@@ -8,8 +8,11 @@ namespace {
 
 namespace json = boost::json;
 
-void Put(json::object& o, std::string_view key, const std::optional<int64_t>& value) {
-  if (value) o[key] = *value;
+// Sets `key` when `value` is present and within [min, max] (model/gpu_reading.h's ranges); a
+// value outside is a driver's sentinel or garbage: left out, "not available".
+void Put(json::object& o, std::string_view key, const std::optional<int64_t>& value,
+         int64_t min = 0, int64_t max = model::kMaxGpuReadingCount) {
+  if (value && *value >= min && *value <= max) o[key] = *value;
 }
 
 }  // namespace
@@ -19,11 +22,11 @@ json::object GpuReadingJson(const model::GpuReading& r) {
   o["index"] = r.index;
   o["uuid"] = r.uuid;
   if (!r.error.empty()) o["error"] = r.error;
-  Put(o, "util_percent", r.util_percent);
-  Put(o, "memory_used_bytes", r.memory_used_bytes);
-  Put(o, "power_mw", r.power_mw);
+  Put(o, "util_percent", r.util_percent, 0, 100);
+  Put(o, "memory_used_bytes", r.memory_used_bytes, 0, model::kMaxGpuReadingBytes);
+  Put(o, "power_mw", r.power_mw, 0, model::kMaxGpuPowerMw);
   Put(o, "energy_mj", r.energy_mj);
-  Put(o, "temperature_c", r.temperature_c);
+  Put(o, "temperature_c", r.temperature_c, model::kMinGpuTemperatureC, model::kMaxGpuTemperatureC);
   if (r.throttle_reasons) {
     json::array names;
     for (const std::string& name : model::ThrottleReasonNames(*r.throttle_reasons)) {
@@ -41,6 +44,7 @@ json::object GpuReadingJson(const model::GpuReading& r) {
     o["ecc"] = std::move(ecc);
   }
   if (r.remapped_rows) {
+    // NVML's unsigned 32-bit counts: always within range.
     o["remapped_rows"] = json::object{{"correctable", r.remapped_rows->correctable},
                                       {"uncorrectable", r.remapped_rows->uncorrectable},
                                       {"pending", r.remapped_rows->pending},
@@ -82,7 +86,7 @@ json::object GpuReadingJson(const model::GpuReading& r) {
     for (const model::GpuProcess& p : *r.processes) {
       json::object process;
       process["pid"] = p.pid;
-      Put(process, "used_memory_bytes", p.used_memory_bytes);
+      Put(process, "used_memory_bytes", p.used_memory_bytes, 0, model::kMaxGpuReadingBytes);
       processes.push_back(std::move(process));
     }
     o["processes"] = std::move(processes);

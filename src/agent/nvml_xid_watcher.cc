@@ -87,6 +87,7 @@ void XidWatcher::Run() {
     if (it == handles_.end()) continue;
     int index = static_cast<int>(it - handles_.begin());
     int64_t xid = Clamp(data.eventData);
+    if (xid > model::kMaxGpuReadingCount) continue;  // not an XID number
     TimeMicros now = clock_.Now();
     MutexLock lock(mu_);
     PerGpu& gpu = per_gpu_[index];

@@ -15,6 +15,14 @@ namespace fleetwatch::model {
 // reading it failed), never zero. Plain data; no invariants beyond the ranges the server's
 // parser enforces.
 
+// The range of each reading (inclusive), shared by the agent, which leaves out a value outside it
+// (a driver's "not available" sentinel, garbage), and the server, which rejects one.
+inline constexpr int64_t kMaxGpuReadingCount = int64_t{1} << 62;  // counters, energy, XIDs
+inline constexpr int64_t kMaxGpuReadingBytes = int64_t{1} << 56;
+inline constexpr int64_t kMaxGpuPowerMw = 100'000'000;  // 100 kW
+inline constexpr int64_t kMinGpuTemperatureC = -273;
+inline constexpr int64_t kMaxGpuTemperatureC = 1000;
+
 // ECC error counts (NVML): volatile since the last driver load, aggregate over the GPU's life.
 struct EccCounts {
   std::optional<int64_t> corrected_volatile;

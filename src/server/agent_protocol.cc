@@ -135,7 +135,7 @@ Result<AgentJob> JobFromJson(const json::object& o) {
 // fails with a message naming the GPU and the field.
 constexpr size_t kMaxGpus = 1024;
 constexpr size_t kMaxListed = 4096;  // processes, XID numbers
-constexpr int64_t kMaxCount = int64_t{1} << 62;
+constexpr int64_t kMaxCount = model::kMaxGpuReadingCount;
 
 Status InGpu(size_t position, const Status& status) {
   std::string message = status.message();
@@ -217,7 +217,7 @@ Result<model::GpuProcess> ProcessFromJson(const json::object& p) {
   model::GpuProcess process;
   FW_ASSIGN_OR_RETURN(process.pid, Integer(p, "pid", 0, (int64_t{1} << 32) - 1));
   FW_ASSIGN_OR_RETURN(process.used_memory_bytes,
-                      OptionalInteger(p, "used_memory_bytes", 0, kMaxBytes));
+                      OptionalInteger(p, "used_memory_bytes", 0, model::kMaxGpuReadingBytes));
   return process;
 }
 
@@ -241,10 +241,13 @@ Result<model::GpuReading> GpuReadingFromJson(const json::object& o) {
     FW_ASSIGN_OR_RETURN(r.error, Text(o, "error", 4096));
   }
   FW_ASSIGN_OR_RETURN(r.util_percent, OptionalInteger(o, "util_percent", 0, 100));
-  FW_ASSIGN_OR_RETURN(r.memory_used_bytes, OptionalInteger(o, "memory_used_bytes", 0, kMaxBytes));
-  FW_ASSIGN_OR_RETURN(r.power_mw, OptionalInteger(o, "power_mw", 0, 100'000'000));
+  FW_ASSIGN_OR_RETURN(r.memory_used_bytes,
+                      OptionalInteger(o, "memory_used_bytes", 0, model::kMaxGpuReadingBytes));
+  FW_ASSIGN_OR_RETURN(r.power_mw, OptionalInteger(o, "power_mw", 0, model::kMaxGpuPowerMw));
   FW_ASSIGN_OR_RETURN(r.energy_mj, OptionalInteger(o, "energy_mj", 0, kMaxCount));
-  FW_ASSIGN_OR_RETURN(r.temperature_c, OptionalInteger(o, "temperature_c", -273, 1000));
+  FW_ASSIGN_OR_RETURN(
+      r.temperature_c,
+      OptionalInteger(o, "temperature_c", model::kMinGpuTemperatureC, model::kMaxGpuTemperatureC));
   FW_ASSIGN_OR_RETURN(const json::object* throttle, OptionalObject(o, "throttle_reasons"));
   if (throttle != nullptr) {
     FW_ASSIGN_OR_RETURN(r.throttle_reasons,

@@ -150,6 +150,19 @@ TEST_F(GpuReadingsTest, FailingAndUnsupportedFunctionsLeaveTheirReadingAbsent) {
             R"("ecc":{"corrected_volatile":1,"uncorrected_volatile":2}})");
 }
 
+TEST_F(GpuReadingsTest, ValuesOutsideTheirRangeAreLeftOut) {
+  // ~0 is NVML's "not available" sentinel; 200 kW and 5000 °C are garbage.
+  WriteFile(gpus_file_,
+            "GPU A|GPU-a|1000|100|55|power=200000000|energy=18446744073709551615|temp=5000"
+            "|ecc=18446744073709551615,0,4611686018427387905,1"
+            "|procs=7:18446744073709551614\n");
+  Build(OpenNvmlBackend(FAKE_NVML_LIBRARY, clock_));
+  EXPECT_EQ(json::serialize(PollGpus()[0]),
+            R"({"index":0,"uuid":"GPU-a","util_percent":55,"memory_used_bytes":100,)"
+            R"("ecc":{"uncorrected_volatile":0,"uncorrected_aggregate":1},)"
+            R"("xid":{"counts":[]},"processes":[{"pid":7}]})");
+}
+
 TEST_F(GpuReadingsTest, AnOldDriverWithoutTheNewerFunctionsReportsWhatItHas) {
   WriteFile(gpus_file_, kFullGpus);
   Build(OpenNvmlBackend(FAKE_NVML_OLD_LIBRARY, clock_));
