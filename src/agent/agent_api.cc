@@ -7,6 +7,7 @@
 #include <charconv>
 
 #include "agent/agent_json.h"
+#include "agent/gpu_reading_json.h"
 #include "agent/job_metrics.h"
 #include "http/bearer.h"
 #include "model/json_text.h"
@@ -65,6 +66,24 @@ json::value DcgmJson(const DcgmExporter* dcgm) {
     out["text"] = *report.text;
   } else {
     out["error"] = report.error;
+  }
+  return out;
+}
+
+// The "gpus" field of a poll reply with metrics (docs/agent-api.md "GPU readings"): every GPU of
+// the inventory, read now; one that cannot be read at all carries only its "error".
+json::array GpuReadingsJson(const GpuBackend& gpus, const std::vector<model::Gpu>& inventory) {
+  json::array out;
+  for (const model::Gpu& gpu : inventory) {
+    Result<model::GpuReading> reading = gpus.Read(gpu.index);
+    if (!reading.ok()) {
+      model::GpuReading failed;
+      failed.index = gpu.index;
+      failed.uuid = gpu.uuid;
+      failed.error = reading.status().message();
+      reading = std::move(failed);
+    }
+    out.push_back(GpuReadingJson(*reading));
   }
   return out;
 }
@@ -182,6 +201,7 @@ http::Response AgentApi::Poll(const http::Request& request) const {
   }
   json::object reply{
       {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}};
+  if (*with_metrics) reply["gpus"] = GpuReadingsJson(gpus_, inventory_.gpus);
   if (*with_dcgm) reply["dcgm"] = DcgmJson(dcgm_);
   return Json(200, std::move(reply));
 }

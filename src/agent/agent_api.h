@@ -26,9 +26,9 @@ struct AgentIdentity {
 // /metrics (the agent's health and the host's DCGM text for Prometheus) has its own optional
 // token instead. Bad
 // bodies and parameters give 400 JSON errors and change nothing. `runtime`, `gpus` (sampled for
-// the metrics points of GET /api/poll?metrics=1), `clock` and `dcgm` (the host's DCGM text for
-// GET /api/poll?dcgm=1; null when DCGM is off) must outlive it. Thread-safe: Handle() may run on
-// many threads at once.
+// the metrics points of GET /api/poll?metrics=1, and read for its "gpus" readings), `clock` and
+// `dcgm` (the host's DCGM text for GET /api/poll?dcgm=1; null when DCGM is off) must outlive it.
+// Thread-safe: Handle() may run on many threads at once.
 class AgentApi {
  public:
   AgentApi(AgentIdentity identity, HostInventory inventory, JobRuntime& runtime,

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/gpu_reading.h"
 #include "util/status.h"
 
 namespace fleetwatch::agent {
@@ -26,6 +27,20 @@ class GpuBackend {
   // The current utilisation and memory use of GPU `index` (an index from ListGpus()).
   // NotFound for an unknown index; Unavailable when the device cannot be read right now.
   virtual Result<GpuSample> Sample(int index) const = 0;
+  // Everything the backend can read of GPU `index` now (model/gpu_reading.h): utilisation and
+  // memory, power, energy, temperature, throttle reasons, error counters, XID events, compute
+  // processes. A reading the driver or GPU does not offer stays absent; it is never an error.
+  // NotFound for an unknown index; Unavailable when the device cannot be opened at all. This
+  // default reports only what Sample() has.
+  virtual Result<model::GpuReading> Read(int index) const {
+    Result<GpuSample> sample = Sample(index);
+    if (!sample.ok()) return sample.status();
+    model::GpuReading reading;
+    reading.index = index;
+    reading.util_percent = sample->util_percent;
+    reading.memory_used_bytes = sample->memory_used_bytes;
+    return reading;
+  }
 };
 
 }  // namespace fleetwatch::agent

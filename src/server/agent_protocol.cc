@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <set>
@@ -129,6 +130,232 @@ Result<AgentJob> JobFromJson(const json::object& o) {
   return job;
 }
 
+// The GPU readings of a poll reply (docs/agent-api.md "GPU readings"). Each reading is absent
+// when its key is missing or null; present, it must have its type and range, else the reply
+// fails with a message naming the GPU and the field.
+constexpr size_t kMaxGpus = 1024;
+constexpr size_t kMaxListed = 4096;  // processes, XID numbers
+constexpr int64_t kMaxCount = model::kMaxGpuReadingCount;
+
+Status InGpu(size_t position, const Status& status) {
+  std::string message = status.message();
+  constexpr std::string_view kPrefix = "bad agent reply: ";
+  if (message.starts_with(kPrefix)) message.erase(0, kPrefix.size());
+  return Bad("gpus[" + std::to_string(position) + "]: " + message);
+}
+
+bool Absent(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v == nullptr || v->is_null();
+}
+
+// An optional nested object: nullptr when absent or null; Bad when not an object.
+Result<const json::object*> OptionalObject(const json::object& o, std::string_view key) {
+  if (Absent(o, key)) return static_cast<const json::object*>(nullptr);
+  if (!o.at(key).is_object()) return Bad("'" + std::string(key) + "' must be an object");
+  return &o.at(key).as_object();
+}
+
+// An optional list: nullptr when absent or null; Bad when not a list or longer than `max`.
+Result<const json::array*> OptionalList(const json::object& o, std::string_view key, size_t max) {
+  if (Absent(o, key)) return static_cast<const json::array*>(nullptr);
+  if (!o.at(key).is_array()) return Bad("'" + std::string(key) + "' must be a list");
+  if (o.at(key).as_array().size() > max) return Bad("'" + std::string(key) + "' is too long");
+  return &o.at(key).as_array();
+}
+
+Result<bool> Boolean(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_bool()) return Bad("'" + std::string(key) + "' must be a boolean");
+  return v->as_bool();
+}
+
+Result<std::optional<bool>> OptionalBoolean(const json::object& o, std::string_view key) {
+  if (Absent(o, key)) return std::optional<bool>();
+  FW_ASSIGN_OR_RETURN(bool b, Boolean(o, key));
+  return std::optional<bool>(b);
+}
+
+// Each element of `list` must be an object; `parse` reads one.
+template <typename T, typename F>
+Result<std::vector<T>> ObjectList(const json::array& list, std::string_view what, F parse) {
+  std::vector<T> out;
+  for (const json::value& v : list) {
+    if (!v.is_object()) return Bad("each entry of '" + std::string(what) + "' must be an object");
+    FW_ASSIGN_OR_RETURN(T item, parse(v.as_object()));
+    out.push_back(std::move(item));
+  }
+  return out;
+}
+
+bool IsRasBlock(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+Result<model::NvlinkErrors> NvlinkFromJson(const json::object& l) {
+  model::NvlinkErrors e;
+  FW_ASSIGN_OR_RETURN(int64_t link, Integer(l, "link", 0, 63));
+  e.link = static_cast<int>(link);
+  FW_ASSIGN_OR_RETURN(e.replay, OptionalInteger(l, "replay", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(e.recovery, OptionalInteger(l, "recovery", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(e.crc_flit, OptionalInteger(l, "crc_flit", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(e.crc_data, OptionalInteger(l, "crc_data", 0, kMaxCount));
+  return e;
+}
+
+Result<model::XidEvents::Count> XidCountFromJson(const json::object& c) {
+  model::XidEvents::Count count;
+  FW_ASSIGN_OR_RETURN(count.xid, Integer(c, "xid", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(count.count, Integer(c, "count", 1, kMaxCount));
+  return count;
+}
+
+Result<model::GpuProcess> ProcessFromJson(const json::object& p) {
+  model::GpuProcess process;
+  FW_ASSIGN_OR_RETURN(process.pid, Integer(p, "pid", 0, (int64_t{1} << 32) - 1));
+  FW_ASSIGN_OR_RETURN(process.used_memory_bytes,
+                      OptionalInteger(p, "used_memory_bytes", 0, model::kMaxGpuReadingBytes));
+  return process;
+}
+
+Result<model::RasErrors> RasFromJson(const json::object& b) {
+  model::RasErrors errors;
+  FW_ASSIGN_OR_RETURN(errors.block, Text(b, "block", 64));
+  if (!IsRasBlock(errors.block)) return Bad("'block' must be 1 to 64 of [A-Za-z0-9_]");
+  FW_ASSIGN_OR_RETURN(errors.correctable, OptionalInteger(b, "correctable", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(errors.uncorrectable, OptionalInteger(b, "uncorrectable", 0, kMaxCount));
+  return errors;
+}
+
+Result<model::GpuReading> GpuReadingFromJson(const json::object& o) {
+  model::GpuReading r;
+  FW_ASSIGN_OR_RETURN(int64_t index, Integer(o, "index", 0, static_cast<int64_t>(kMaxGpus) - 1));
+  r.index = static_cast<int>(index);
+  if (!Absent(o, "uuid")) {
+    FW_ASSIGN_OR_RETURN(r.uuid, Text(o, "uuid", 256));
+  }
+  if (!Absent(o, "error")) {
+    FW_ASSIGN_OR_RETURN(r.error, Text(o, "error", 4096));
+  }
+  FW_ASSIGN_OR_RETURN(r.util_percent, OptionalInteger(o, "util_percent", 0, 100));
+  FW_ASSIGN_OR_RETURN(r.memory_used_bytes,
+                      OptionalInteger(o, "memory_used_bytes", 0, model::kMaxGpuReadingBytes));
+  FW_ASSIGN_OR_RETURN(r.power_mw, OptionalInteger(o, "power_mw", 0, model::kMaxGpuPowerMw));
+  FW_ASSIGN_OR_RETURN(r.energy_mj, OptionalInteger(o, "energy_mj", 0, kMaxCount));
+  FW_ASSIGN_OR_RETURN(
+      r.temperature_c,
+      OptionalInteger(o, "temperature_c", model::kMinGpuTemperatureC, model::kMaxGpuTemperatureC));
+  FW_ASSIGN_OR_RETURN(const json::object* throttle, OptionalObject(o, "throttle_reasons"));
+  if (throttle != nullptr) {
+    FW_ASSIGN_OR_RETURN(r.throttle_reasons,
+                        Integer(*throttle, "mask", 0, std::numeric_limits<int64_t>::max()));
+    // "names" is the mask spelled out for people; the mask is what counts.
+    FW_ASSIGN_OR_RETURN(const json::array* names, OptionalList(*throttle, "names", 64));
+    for (size_t i = 0; names != nullptr && i < names->size(); ++i) {
+      if (!(*names)[i].is_string() || (*names)[i].as_string().size() > 64) {
+        return Bad("'throttle_reasons.names' must be a list of short strings");
+      }
+    }
+  }
+  FW_ASSIGN_OR_RETURN(const json::object* ecc, OptionalObject(o, "ecc"));
+  if (ecc != nullptr) {
+    model::EccCounts counts;
+    FW_ASSIGN_OR_RETURN(counts.corrected_volatile,
+                        OptionalInteger(*ecc, "corrected_volatile", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(counts.uncorrected_volatile,
+                        OptionalInteger(*ecc, "uncorrected_volatile", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(counts.corrected_aggregate,
+                        OptionalInteger(*ecc, "corrected_aggregate", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(counts.uncorrected_aggregate,
+                        OptionalInteger(*ecc, "uncorrected_aggregate", 0, kMaxCount));
+    r.ecc = counts;
+  }
+  FW_ASSIGN_OR_RETURN(const json::object* rows, OptionalObject(o, "remapped_rows"));
+  if (rows != nullptr) {
+    model::RemappedRows remapped;
+    FW_ASSIGN_OR_RETURN(remapped.correctable, Integer(*rows, "correctable", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(remapped.uncorrectable, Integer(*rows, "uncorrectable", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(remapped.pending, Boolean(*rows, "pending"));
+    FW_ASSIGN_OR_RETURN(remapped.failure, Boolean(*rows, "failure"));
+    r.remapped_rows = remapped;
+  }
+  FW_ASSIGN_OR_RETURN(const json::object* retired, OptionalObject(o, "retired_pages"));
+  if (retired != nullptr) {
+    model::RetiredPages pages;
+    FW_ASSIGN_OR_RETURN(pages.single_bit_ecc,
+                        OptionalInteger(*retired, "single_bit_ecc", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(pages.double_bit_ecc,
+                        OptionalInteger(*retired, "double_bit_ecc", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(pages.pending, OptionalBoolean(*retired, "pending"));
+    r.retired_pages = pages;
+  }
+  FW_ASSIGN_OR_RETURN(const json::array* nvlink, OptionalList(o, "nvlink", 64));
+  if (nvlink != nullptr) {
+    FW_ASSIGN_OR_RETURN(r.nvlink,
+                        ObjectList<model::NvlinkErrors>(*nvlink, "nvlink", NvlinkFromJson));
+    std::set<int> links;
+    for (const model::NvlinkErrors& e : *r.nvlink) {
+      if (!links.insert(e.link).second) {
+        return Bad("NVLink link " + std::to_string(e.link) + " is listed twice");
+      }
+    }
+  }
+  FW_ASSIGN_OR_RETURN(const json::object* xid, OptionalObject(o, "xid"));
+  if (xid != nullptr) {
+    model::XidEvents events;
+    const json::value* counts = xid->if_contains("counts");
+    if (counts == nullptr || !counts->is_array()) return Bad("'xid.counts' must be a list");
+    if (counts->as_array().size() > kMaxListed) return Bad("'xid.counts' is too long");
+    FW_ASSIGN_OR_RETURN(events.counts, ObjectList<model::XidEvents::Count>(
+                                           counts->as_array(), "xid.counts", XidCountFromJson));
+    std::set<int64_t> seen;
+    for (const model::XidEvents::Count& c : events.counts) {
+      if (!seen.insert(c.xid).second) {
+        return Bad("XID " + std::to_string(c.xid) + " is listed twice");
+      }
+    }
+    FW_ASSIGN_OR_RETURN(events.last, OptionalInteger(*xid, "last", 0, kMaxCount));
+    FW_ASSIGN_OR_RETURN(events.last_at, OptionalInteger(*xid, "last_at", 0, kMaxTime));
+    if (events.last.has_value() != events.last_at.has_value() ||
+        (events.last && !seen.contains(*events.last))) {
+      return Bad("'xid.last' and 'xid.last_at' must name a counted XID together");
+    }
+    r.xid = std::move(events);
+  }
+  FW_ASSIGN_OR_RETURN(const json::array* processes, OptionalList(o, "processes", kMaxListed));
+  if (processes != nullptr) {
+    FW_ASSIGN_OR_RETURN(r.processes,
+                        ObjectList<model::GpuProcess>(*processes, "processes", ProcessFromJson));
+  }
+  FW_ASSIGN_OR_RETURN(const json::array* ras, OptionalList(o, "ras", 64));
+  if (ras != nullptr) {
+    FW_ASSIGN_OR_RETURN(r.ras, ObjectList<model::RasErrors>(*ras, "ras", RasFromJson));
+  }
+  return r;
+}
+
+// The "gpus" field of a poll reply: nullopt when absent or null.
+Result<std::optional<std::vector<model::GpuReading>>> GpuReadingsFromJson(const json::object& o) {
+  FW_ASSIGN_OR_RETURN(const json::array* list, OptionalList(o, "gpus", kMaxGpus));
+  if (list == nullptr) return std::optional<std::vector<model::GpuReading>>();
+  std::vector<model::GpuReading> readings;
+  std::set<int> indices;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const json::value& g = (*list)[i];
+    if (!g.is_object()) return Bad("each entry of 'gpus' must be an object");
+    Result<model::GpuReading> reading = GpuReadingFromJson(g.as_object());
+    if (!reading.ok()) return InGpu(i, reading.status());
+    if (!indices.insert(reading->index).second) {
+      return Bad("GPU " + std::to_string(reading->index) + " is listed twice in 'gpus'");
+    }
+    readings.push_back(std::move(*reading));
+  }
+  return std::optional<std::vector<model::GpuReading>>(std::move(readings));
+}
+
 }  // namespace
 
 Result<AgentInventory> ParseAgentInventory(std::string_view body) {
@@ -212,6 +439,7 @@ Result<AgentPoll> ParseAgentPoll(std::string_view body) {
   for (const AgentJob& job : poll.jobs) {
     if (!seen.insert(job.job_id).second) return Bad("job '" + job.job_id + "' is listed twice");
   }
+  FW_ASSIGN_OR_RETURN(poll.gpus, GpuReadingsFromJson(o));
   poll.dcgm = DcgmFromJson(o);
   return poll;
 }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "model/gpu_reading.h"
 #include "model/metrics.h"
 #include "util/clock.h"
 #include "util/status.h"
@@ -62,6 +63,11 @@ struct AgentPoll {
   // Present when asked for (dcgm=1) and the host has DCGM. A malformed `dcgm` field fails only
   // this part: it becomes an `error`, the rest of the poll stands.
   std::optional<AgentDcgm> dcgm;
+  // The host's GPU readings (docs/agent-api.md "GPU readings"): present when the agent sent the
+  // "gpus" field (replies with metrics=1 of an agent that reads them). A reading the agent left
+  // out is absent ("not available"); a present one of the wrong type or out of its range fails
+  // the whole reply, like any other field.
+  std::optional<std::vector<model::GpuReading>> gpus;
 };
 
 struct ClusterInfo {

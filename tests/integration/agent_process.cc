@@ -13,7 +13,8 @@ AgentProcess::AgentProcess(AgentProcessOptions options) {
   } else {
     dir_ = options.dir;
   }
-  std::map<std::string, std::string> env = {{"FLEETWATCH_AGENT_TOKEN", kTestAgentToken}};
+  std::map<std::string, std::string> env = options.env;
+  env["FLEETWATCH_AGENT_TOKEN"] = kTestAgentToken;
   if (options.fake_gpus > 0) {
     std::ofstream gpus(dir_ / "gpus.txt");
     for (int i = 0; i < options.fake_gpus; ++i) {

@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@ struct AgentProcessOptions {
   std::string fake_nvml_library;  // the fake NVML's path (FAKE_NVML_LIBRARY of the test target)
   std::filesystem::path dir;      // its files (data dir under it); empty: a TempDir of its own
   int port = 0;                   // 0: the kernel's pick
+  std::map<std::string, std::string> env;  // more environment (e.g. the fake NVML's controls)
 
   static AgentProcessOptions FakeGpus(int count, std::string nvml_library) {
     AgentProcessOptions options;

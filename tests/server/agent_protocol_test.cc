@@ -190,5 +190,160 @@ TEST(AgentProtocol, StartRequestCarriesEverythingTheAgentNeeds) {
   EXPECT_EQ(v.at("cluster").at("nodes_ips").as_array().size(), 2u);
 }
 
+// A poll whose "gpus" list holds `gpus` (the text of its entries).
+Result<AgentPoll> PollWithGpus(const std::string& gpus) {
+  return ParseAgentPoll(R"({"agent_id":"a1","now":5,"jobs":[],"gpus":[)" + gpus + "]}");
+}
+
+TEST(AgentProtocol, GpuReadingsAreParsedWithEveryField) {
+  auto poll = PollWithGpus(
+      R"({"index":0,"uuid":"GPU-a","util_percent":55,"memory_used_bytes":100,)"
+      R"("power_mw":251234,"energy_mj":987654321,"temperature_c":67,)"
+      R"("throttle_reasons":{"mask":68,"names":["sw_power_cap","hw_thermal_slowdown"]},)"
+      R"("ecc":{"corrected_volatile":1,"uncorrected_volatile":2,"corrected_aggregate":30,)"
+      R"("uncorrected_aggregate":40},)"
+      R"("remapped_rows":{"correctable":5,"uncorrectable":1,"pending":true,"failure":false},)"
+      R"("retired_pages":{"single_bit_ecc":3,"double_bit_ecc":2,"pending":true},)"
+      R"("nvlink":[{"link":0,"replay":1,"recovery":2,"crc_flit":3,"crc_data":4},{"link":2}],)"
+      R"("xid":{"counts":[{"xid":13,"count":1},{"xid":79,"count":2}],"last":79,"last_at":9},)"
+      R"("processes":[{"pid":4242,"used_memory_bytes":1048576},{"pid":4343}],)"
+      R"("ras":[{"block":"umc","correctable":17,"uncorrectable":2},{"block":"sdma"}]},)"
+      R"({"index":1,"uuid":"GPU-b","error":"NVML cannot open GPU 1"})");
+  ASSERT_TRUE(poll.ok()) << poll.status().ToString();
+  ASSERT_TRUE(poll->gpus.has_value());
+  ASSERT_EQ(poll->gpus->size(), 2u);
+  const model::GpuReading& a = (*poll->gpus)[0];
+  EXPECT_EQ(a.index, 0);
+  EXPECT_EQ(a.uuid, "GPU-a");
+  EXPECT_EQ(a.util_percent, 55);
+  EXPECT_EQ(a.memory_used_bytes, 100);
+  EXPECT_EQ(a.power_mw, 251234);
+  EXPECT_EQ(a.energy_mj, 987654321);
+  EXPECT_EQ(a.temperature_c, 67);
+  EXPECT_EQ(a.throttle_reasons, 68);
+  EXPECT_EQ(a.ecc, (model::EccCounts{1, 2, 30, 40}));
+  EXPECT_EQ(a.remapped_rows, (model::RemappedRows{5, 1, true, false}));
+  EXPECT_EQ(a.retired_pages, (model::RetiredPages{3, 2, true}));
+  ASSERT_TRUE(a.nvlink.has_value());
+  EXPECT_EQ(*a.nvlink, (std::vector<model::NvlinkErrors>{{0, 1, 2, 3, 4}, {2, {}, {}, {}, {}}}));
+  ASSERT_TRUE(a.xid.has_value());
+  EXPECT_EQ(a.xid->counts, (std::vector<model::XidEvents::Count>{{13, 1}, {79, 2}}));
+  EXPECT_EQ(a.xid->last, 79);
+  EXPECT_EQ(a.xid->last_at, 9);
+  EXPECT_EQ(a.processes, (std::vector<model::GpuProcess>{{4242, 1048576}, {4343, std::nullopt}}));
+  EXPECT_EQ(a.ras, (std::vector<model::RasErrors>{{"umc", 17, 2}, {"sdma", {}, {}}}));
+  const model::GpuReading& b = (*poll->gpus)[1];
+  EXPECT_EQ(b.error, "NVML cannot open GPU 1");
+  model::GpuReading failed;
+  failed.index = 1;
+  failed.uuid = "GPU-b";
+  failed.error = "NVML cannot open GPU 1";
+  EXPECT_EQ(b, failed);
+}
+
+TEST(AgentProtocol, MissingOrNullGpuReadingsAreNotAvailable) {
+  const std::string head = R"({"agent_id":"a1","now":5,"jobs":[])";
+  auto none = ParseAgentPoll(head + "}");  // an agent that reads no GPUs, or an older one
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->gpus.has_value());
+  auto null = ParseAgentPoll(head + R"(,"gpus":null})");
+  ASSERT_TRUE(null.ok());
+  EXPECT_FALSE(null->gpus.has_value());
+  auto empty = ParseAgentPoll(head + R"(,"gpus":[]})");
+  ASSERT_TRUE(empty.ok());
+  ASSERT_TRUE(empty->gpus.has_value());
+  EXPECT_TRUE(empty->gpus->empty());
+
+  auto bare = PollWithGpus(R"({"index":3})");
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  model::GpuReading only_index;
+  only_index.index = 3;
+  EXPECT_EQ((*bare->gpus)[0], only_index);
+  auto nulls = PollWithGpus(
+      R"({"index":0,"uuid":null,"power_mw":null,"energy_mj":null,"temperature_c":null,)"
+      R"("throttle_reasons":null,"ecc":{},"remapped_rows":null,"retired_pages":{},)"
+      R"("nvlink":null,"xid":null,"processes":null,"ras":null,"util_percent":null})");
+  ASSERT_TRUE(nulls.ok()) << nulls.status().ToString();
+  const model::GpuReading& r = (*nulls->gpus)[0];
+  EXPECT_FALSE(r.power_mw || r.energy_mj || r.temperature_c || r.throttle_reasons ||
+               r.remapped_rows || r.nvlink || r.xid || r.processes || r.ras || r.util_percent);
+  EXPECT_EQ(r.ecc, model::EccCounts{});  // present, each count not available
+  EXPECT_EQ(r.retired_pages, model::RetiredPages{});
+}
+
+TEST(AgentProtocol, BadGpuReadingsRejectThePollWithAClearError) {
+  struct Case {
+    std::string gpus;     // the entries of "gpus"
+    std::string message;  // what the error must say
+  };
+  const std::vector<Case> cases = {
+      {R"("x")", "each entry of 'gpus' must be an object"},
+      {R"({})", "gpus[0]: 'index' must be an integer"},
+      {R"({"index":0},{"index":0})", "GPU 0 is listed twice in 'gpus'"},
+      {R"({"index":1024})", "gpus[0]: 'index' is out of range"},
+      {R"({"index":0},{"index":1,"power_mw":"250"})", "gpus[1]: 'power_mw' must be an integer"},
+      {R"({"index":0,"power_mw":-1})", "gpus[0]: 'power_mw' is out of range"},
+      {R"({"index":0,"power_mw":2.5})", "gpus[0]: 'power_mw' must be an integer"},
+      {R"({"index":0,"energy_mj":-5})", "gpus[0]: 'energy_mj' is out of range"},
+      {R"({"index":0,"temperature_c":5000})", "gpus[0]: 'temperature_c' is out of range"},
+      {R"({"index":0,"util_percent":101})", "gpus[0]: 'util_percent' is out of range"},
+      {R"({"index":0,"memory_used_bytes":true})",
+       "gpus[0]: 'memory_used_bytes' must be an integer"},
+      {R"({"index":0,"uuid":7})", "gpus[0]: 'uuid' must be a string"},
+      {R"({"index":0,"throttle_reasons":68})", "gpus[0]: 'throttle_reasons' must be an object"},
+      {R"({"index":0,"throttle_reasons":{"names":[]}})", "gpus[0]: 'mask' must be an integer"},
+      {R"({"index":0,"throttle_reasons":{"mask":1,"names":[1]}})",
+       "gpus[0]: 'throttle_reasons.names' must be a list of short strings"},
+      {R"({"index":0,"ecc":[]})", "gpus[0]: 'ecc' must be an object"},
+      {R"({"index":0,"ecc":{"corrected_volatile":"1"}})",
+       "gpus[0]: 'corrected_volatile' must be an integer"},
+      {R"({"index":0,"remapped_rows":{"correctable":1,"uncorrectable":0,"pending":1,)"
+       R"("failure":false}})",
+       "gpus[0]: 'pending' must be a boolean"},
+      {R"({"index":0,"remapped_rows":{"correctable":1,"pending":false,"failure":false}})",
+       "gpus[0]: 'uncorrectable' must be an integer"},
+      {R"({"index":0,"retired_pages":{"pending":"no"}})", "gpus[0]: 'pending' must be a boolean"},
+      {R"({"index":0,"nvlink":{}})", "gpus[0]: 'nvlink' must be a list"},
+      {R"({"index":0,"nvlink":[{"link":64}]})", "gpus[0]: 'link' is out of range"},
+      {R"({"index":0,"nvlink":[{"link":1},{"link":1}]})", "gpus[0]: NVLink link 1 is listed twice"},
+      {R"({"index":0,"nvlink":[{"link":0,"replay":-1}]})", "gpus[0]: 'replay' is out of range"},
+      {R"({"index":0,"xid":{}})", "gpus[0]: 'xid.counts' must be a list"},
+      {R"({"index":0,"xid":{"counts":[{"xid":79,"count":0}]}})",
+       "gpus[0]: 'count' is out of range"},
+      {R"({"index":0,"xid":{"counts":[{"xid":79,"count":1},{"xid":79,"count":1}]}})",
+       "gpus[0]: XID 79 is listed twice"},
+      {R"({"index":0,"xid":{"counts":[{"xid":79,"count":1}],"last":79}})",
+       "gpus[0]: 'xid.last' and 'xid.last_at' must name a counted XID together"},
+      {R"({"index":0,"xid":{"counts":[{"xid":79,"count":1}],"last":13,"last_at":5}})",
+       "gpus[0]: 'xid.last' and 'xid.last_at' must name a counted XID together"},
+      {R"({"index":0,"xid":{"counts":[],"last":"x","last_at":5}})",
+       "gpus[0]: 'last' must be an integer"},
+      {R"({"index":0,"processes":[7]})", "gpus[0]: each entry of 'processes' must be an object"},
+      {R"({"index":0,"processes":[{"pid":-1}]})", "gpus[0]: 'pid' is out of range"},
+      {R"({"index":0,"processes":[{"pid":1,"used_memory_bytes":"lots"}]})",
+       "gpus[0]: 'used_memory_bytes' must be an integer"},
+      {R"({"index":0,"ras":[{"block":"umc/../x"}]})",
+       "gpus[0]: 'block' must be 1 to 64 of [A-Za-z0-9_]"},
+      {R"({"index":0,"ras":[{"block":"umc","uncorrectable":-2}]})",
+       "gpus[0]: 'uncorrectable' is out of range"},
+  };
+  for (const Case& c : cases) {
+    auto poll = PollWithGpus(c.gpus);
+    ASSERT_FALSE(poll.ok()) << c.gpus;
+    EXPECT_EQ(poll.status().code(), StatusCode::kInvalidArgument) << c.gpus;
+    EXPECT_EQ(poll.status().message(), "bad agent reply: " + c.message) << c.gpus;
+  }
+  // Not a list at all; too many entries.
+  const std::string head = R"({"agent_id":"a1","now":5,"jobs":[])";
+  auto object = ParseAgentPoll(head + R"(,"gpus":{}})");
+  ASSERT_FALSE(object.ok());
+  EXPECT_EQ(object.status().message(), "bad agent reply: 'gpus' must be a list");
+  std::string many;
+  for (int i = 0; i < 1025; ++i) many += (i ? "," : "") + std::string("{\"index\":0}");
+  auto flood = PollWithGpus(many);
+  ASSERT_FALSE(flood.ok());
+  EXPECT_EQ(flood.status().message(), "bad agent reply: 'gpus' is too long");
+}
+
 }  // namespace
 }  // namespace fleetwatch::server
