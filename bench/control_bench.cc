@@ -83,6 +83,9 @@ struct Split {
   // At each tick start: the process's CPU and the stages' totals so far.
   std::vector<double> process_cpu;
   std::vector<std::array<double, 4>> stages;
+  // The exposition update's CPU per tick, split by whether the tick brought DCGM texts or
+  // metrics points (the hosts' metrics polls) or neither.
+  std::vector<double> expose_with_data, expose_plain;
 
   void Start() {
     std::lock_guard lock(mu);
@@ -114,9 +117,14 @@ class TimedStages final : public server::ControlStages {
     return split_.Timed(split_.usage, [&] { return inner_.AccountUsage(); });
   }
   Status Expose(const server::TickReport& report) override {
+    const double before = split_.exposition;
     Status s = split_.Timed(split_.exposition, [&] { return inner_.Expose(report); });
     std::lock_guard lock(split_.mu);
     split_.wall.push_back(SteadySeconds() - split_.starts.back());
+    if (split_.wall.size() > 2) {
+      const bool data = !report.dcgm.empty() || report.points_stored > 0;
+      (data ? split_.expose_with_data : split_.expose_plain).push_back(split_.exposition - before);
+    }
     return s;
   }
   Status Retain(TimeMicros now) override {
@@ -267,6 +275,16 @@ int Main(int argc, char** argv) {
   std::printf("    usage accounting:           %s\n", Ms(stage(1)).c_str());
   std::printf("    exposition update:          %s\n", Ms(stage(2)).c_str());
   std::printf("    retention:                  %s\n", Ms(stage(3)).c_str());
+#if FLEETWATCH_CONTROL_LOOP
+  auto median_of = [](const std::vector<double>& v) {
+    return v.empty() ? std::string("-") : Ms(Median(v));
+  };
+  std::printf(
+      "      exposition, median: %s on the %zu ticks with DCGM texts or points, %s on the %zu "
+      "without\n",
+      median_of(split.expose_with_data).c_str(), split.expose_with_data.size(),
+      median_of(split.expose_plain).c_str(), split.expose_plain.size());
+#endif
   std::printf("    other threads (HTTP I/O):   %s\n", Ms((cpu - loop_thread) / measured).c_str());
   std::printf("  CPU per second (whole run):   %.0f %% of one core\n", 100 * cpu_all / wall);
   std::printf("  tick wall: median %s, max %s\n", Ms(Median(split.wall)).c_str(),

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <tuple>
 #include <utility>
@@ -29,6 +30,46 @@ std::string DcgmKey(const model::Run& run, const model::Job& job) {
   return key;
 }
 
+// The fields of an instance that its families and its jobs' read, copied (not its token, TLS
+// settings or address).
+model::Instance ExportedFields(const model::Instance& i) {
+  model::Instance f;
+  f.id = i.id;
+  f.project_name = i.project_name;
+  f.fleet_id = i.fleet_id;
+  f.fleet_name = i.fleet_name;
+  f.name = i.name;
+  f.status = i.status;
+  f.backend = i.backend;
+  f.price = i.price;
+  f.resources = i.resources;
+  f.created_at = i.created_at;
+  f.unreachable = i.unreachable;
+  return f;
+}
+
+bool SameGpus(const std::vector<model::Gpu>& a, const std::vector<model::Gpu>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const model::Gpu& x, const model::Gpu& y) {
+                      return x.index == y.index && x.name == y.name && x.uuid == y.uuid &&
+                             x.memory_bytes == y.memory_bytes && x.vendor == y.vendor;
+                    });
+}
+
+// Whether the job families of the jobs on `b` read the same as those on `a`.
+bool SameJobFamilies(const model::Instance& a, const model::Instance& b) {
+  return a.backend == b.backend && a.price == b.price &&
+         a.resources.memory_bytes == b.resources.memory_bytes &&
+         SameGpus(a.resources.gpus, b.resources.gpus);
+}
+
+// Whether `b`'s instance families (and its jobs') read the same as `a`'s.
+bool SameInstanceFamilies(const model::Instance& a, const model::Instance& b) {
+  return SameJobFamilies(a, b) && a.id == b.id && a.project_name == b.project_name &&
+         a.fleet_id == b.fleet_id && a.fleet_name == b.fleet_name && a.name == b.name &&
+         a.status == b.status && a.created_at == b.created_at && a.unreachable == b.unreachable;
+}
+
 }  // namespace
 
 ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
@@ -43,24 +84,14 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
     ids_[f.name] = *id;
     server_family_names_.emplace_back(f.name);
   }
-}
-
-Status ExpositionUpdater::Load(const TickReport& report, ExpositionState& state) {
-  state.instances = report.instances;
-  state.unfinished_runs = report.runs;
-  FW_ASSIGN_OR_RETURN(std::vector<model::JobMetricsPoint> newest,
-                      store_.ListNewestMetricsOfUnfinishedJobs());
-  for (model::JobMetricsPoint& p : newest) {
-    std::string job_id = p.job_id;
-    state.newest_points.insert_or_assign(std::move(job_id), std::move(p));
+  for (size_t k = 0; k < kInstanceSampleFamilies; ++k) {
+    instance_ids_[k] = ids_.at(InstanceSampleFamilyNames()[k]);
   }
-  FW_ASSIGN_OR_RETURN(state.run_counts, store_.CountRuns());
-  FW_ASSIGN_OR_RETURN(state.usage, store_.ListUsageTotals());
-  return Status::Ok();
+  for (size_t k = 0; k < kJobSampleFamilies; ++k) job_ids_[k] = ids_.at(JobSampleFamilyNames()[k]);
 }
 
 void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
-                                   const ExpositionState& state) {
+                                   const DcgmInputs& state) {
   std::map<std::string_view, const model::Instance*> instances;
   for (const model::Instance& i : state.instances) instances[i.id] = &i;
   // Jobs that may have DCGM samples: exported ones, by snapshot key.
@@ -129,6 +160,176 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
   }
 }
 
+Status ExpositionUpdater::ReadStore(std::optional<std::vector<model::JobMetricsPoint>>& points,
+                                    std::vector<store::RunCount>& run_counts,
+                                    std::vector<store::UsageTotal>& usage) {
+  if (!points_loaded_) {
+    FW_ASSIGN_OR_RETURN(points, store_.ListNewestMetricsOfUnfinishedJobs());
+  }
+  FW_ASSIGN_OR_RETURN(run_counts, store_.CountRuns());
+  FW_ASSIGN_OR_RETURN(usage, store_.ListUsageTotals());
+  return Status::Ok();
+}
+
+bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instances) {
+  bool changed = false;
+  for (const model::Instance& i : instances) {
+    auto [it, inserted] = instances_.try_emplace(i.id);
+    InstanceEntry& entry = it->second;
+    entry.seen = updates_;
+    entry.current = &i;
+    if (!inserted && SameInstanceFamilies(entry.fields, i)) continue;
+    changed = true;
+    if (inserted || !SameJobFamilies(entry.fields, i)) entry.generation = ++generations_;
+    entry.fields = ExportedFields(i);
+    entry.pairs = InstancePairs(i);
+    entry.poll_pairs = PollErrorPairs(i);
+  }
+  changed |=
+      std::erase_if(instances_, [&](const auto& e) { return e.second.seen != updates_; }) > 0;
+  if (changed) {
+    instance_order_.clear();
+    for (const auto& [id, entry] : instances_) {
+      if (InstanceStatusExported(entry.fields.status)) instance_order_.push_back(&entry);
+    }
+    std::sort(instance_order_.begin(), instance_order_.end(),
+              [](const InstanceEntry* a, const InstanceEntry* b) {
+                return InstanceBefore(a->fields, b->fields);
+              });
+  }
+  return changed;
+}
+
+bool ExpositionUpdater::SyncJobs(const std::vector<model::Run>& runs,
+                                 std::vector<expose::FragmentChange>& changes) {
+  for (const model::Run& run : runs) {
+    for (const model::Job& job : run.jobs) {
+      // Like the store's newest points: of the jobs that are not finished.
+      if (model::IsFinished(job.status)) continue;
+      auto [it, inserted] = jobs_.try_emplace(job.id);
+      JobEntry& e = it->second;
+      e.seen = updates_;
+      e.run = &run;
+      e.job = &job;
+      const InstanceEntry* instance = nullptr;
+      if (job.instance_id) {
+        if (auto i = instances_.find(*job.instance_id); i != instances_.end())
+          instance = &i->second;
+      }
+      const uint64_t generation = instance != nullptr ? instance->generation : 0;
+      if (!inserted && e.project_name == run.project_name && e.user_name == run.user_name &&
+          e.run_name == run.run_name && e.run_type == run.type && e.job_name == job.job_name &&
+          e.job_num == job.job_num && e.replica_num == job.replica_num &&
+          e.exported == JobExported(job.status) && e.instance_id == job.instance_id &&
+          e.gpu_indices == job.gpu_indices && e.submitted_at == job.submitted_at &&
+          e.instance_generation == generation) {
+        continue;
+      }
+      e.project_name = run.project_name;
+      e.user_name = run.user_name;
+      e.run_name = run.run_name;
+      e.run_type = run.type;
+      e.job_name = job.job_name;
+      e.job_num = job.job_num;
+      e.replica_num = job.replica_num;
+      e.exported = JobExported(job.status);
+      e.instance_id = job.instance_id;
+      e.gpu_indices = job.gpu_indices;
+      e.submitted_at = job.submitted_at;
+      e.instance_generation = generation;
+      e.inputs_changed = true;
+    }
+  }
+  bool removed = false;
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    if (it->second.seen == updates_) {
+      ++it;
+      continue;
+    }
+    if (it->second.rendered) {
+      RemoveJobFragments(it->second, changes);
+      removed = true;
+    }
+    it = jobs_.erase(it);
+  }
+  return removed;
+}
+
+const model::ResourcesRequest& ExpositionUpdater::ResourcesOf(const model::Run& run) {
+  auto [it, inserted] = run_resources_.try_emplace(run.id);
+  if (inserted) it->second.first = RunResources(run);
+  it->second.second = updates_;
+  return it->second.first;
+}
+
+void ExpositionUpdater::RemoveJobFragments(JobEntry& job,
+                                           std::vector<expose::FragmentChange>& changes) {
+  for (const expose::FamilyId id : job_ids_) {
+    if (snapshot_.GetFragment(id, job.key)) changes.push_back({id, job.key, {}});
+  }
+  job.rendered = false;
+  job.fresh = false;
+}
+
+bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentChange>& changes) {
+  bool order_changed = false;
+  std::array<std::string, kJobSampleFamilies> texts;
+  std::array<std::string*, kJobSampleFamilies> out{};
+  for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
+  for (auto& [id, e] : jobs_) {
+    // Marks the run's resources as still needed, even when nothing is rendered.
+    if (e.exported) ResourcesOf(*e.run);
+    if (!e.exported) {
+      if (e.rendered) {
+        RemoveJobFragments(e, changes);
+        order_changed = true;
+      }
+      e.inputs_changed = e.point_changed = false;
+      continue;
+    }
+    const bool fresh = e.point && now - e.point->timestamp_micro <= options_.stale_after;
+    if (e.rendered && !e.inputs_changed && fresh == e.fresh && !(fresh && e.point_changed)) {
+      e.point_changed = false;
+      continue;
+    }
+    const model::Instance* instance = nullptr;
+    if (e.job->instance_id) {
+      if (auto i = instances_.find(*e.job->instance_id); i != instances_.end()) {
+        instance = i->second.current;
+      }
+    }
+    if (e.inputs_changed || !e.rendered) {
+      std::string key = JobKey(*e.run, *e.job);
+      if (e.rendered && key != e.key) {
+        RemoveJobFragments(e, changes);
+      }
+      if (!e.rendered) order_changed = true;
+      e.key = std::move(key);
+      e.pairs = JobPairs(*e.run, *e.job, instance);
+    }
+    for (std::string& text : texts) text.clear();
+    AppendJobSamples(*e.job, instance, ResourcesOf(*e.run), fresh ? &*e.point : nullptr, e.pairs,
+                     out);
+    for (size_t k = 0; k < kJobSampleFamilies; ++k) {
+      std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(job_ids_[k], e.key);
+      if (current ? current->text == texts[k] : texts[k].empty()) continue;
+      changes.push_back({job_ids_[k], e.key, expose::Fragment{texts[k], {}}});
+    }
+    e.rendered = true;
+    e.fresh = fresh;
+    e.inputs_changed = e.point_changed = false;
+  }
+  return order_changed;
+}
+
+void ExpositionUpdater::SetWhole(expose::FamilyId family, std::string text,
+                                 std::vector<expose::FragmentChange>& changes) {
+  // Compared with what the snapshot holds, so that the samples are held once, there.
+  std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(family, "all");
+  if (current ? current->text == text : text.empty()) return;
+  changes.push_back(expose::FragmentChange{family, "all", expose::Fragment{std::move(text), {}}});
+}
+
 Status ExpositionUpdater::Update(const TickReport& report) {
   MutexLock lock(mu_);
   for (const RunEvents::Provisioned& p : report.run_events.provisioned) {
@@ -138,40 +339,109 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   for (const RunEvents::Pending& p : report.run_events.pending) {
     ++pending_runs_[{p.project_name, std::string(model::ToString(p.run_type))}];
   }
-  ExpositionState state;
-  FW_RETURN_IF_ERROR(Load(report, state));
-  IngestDcgm(report.dcgm, state);
-  TimeMicros now = clock_.Now();
-  snapshot_.DropExpiredDcgm(now);
-  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
-  if (!report.dcgm.empty()) ReleaseFreedMemory();
-  for (const auto& [instance_id, count] : report.bad_replies) poll_errors_[instance_id] += count;
-  state.agent_poll_errors = poll_errors_;
-  state.dcgm_text_errors = dcgm_text_errors_;
-  state.dcgm_families_dropped = dcgm_families_dropped_;
-  state.submit_to_provision = submit_to_provision_;
-  // Each run's configuration is parsed once, not on every tick.
-  std::map<std::string, model::ResourcesRequest> resources;
-  for (const model::Run& run : state.unfinished_runs) {
-    auto known = run_resources_.find(run.id);
-    resources.emplace(run.id,
-                      known != run_resources_.end() ? std::move(known->second) : RunResources(run));
+  for (const auto& [instance_id, count] : report.bad_replies) {
+    poll_errors_[instance_id] += count;
+    poll_errors_changed_ = true;
   }
-  run_resources_ = std::move(resources);
-  state.run_resources.swap(run_resources_);
-  state.pending_runs = pending_runs_;
-  std::map<std::string, std::string> samples = RenderServerFamilies(state, now, options_);
-  run_resources_.swap(state.run_resources);
+  // The store first: on an error nothing below has changed (but the report's points are lost,
+  // so the next update reads them all again).
+  std::optional<std::vector<model::JobMetricsPoint>> loaded;
+  ExpositionState counters;
+  if (Status s = ReadStore(loaded, counters.run_counts, counters.usage); !s.ok()) {
+    points_loaded_ = false;
+    return s;
+  }
+  ++updates_;
+  const TimeMicros now = clock_.Now();
   std::vector<expose::FragmentChange> changes;
-  for (auto& [name, text] : samples) {
-    // Compared with what the snapshot holds, so that the samples are held once, there.
-    const expose::FamilyId id = ids_.at(name);
-    std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(id, "all");
-    if (current ? current->text == text : text.empty()) continue;
-    // One fragment per family: the samples are already in spec order.
-    changes.push_back(expose::FragmentChange{id, "all", expose::Fragment{std::move(text), {}}});
+
+  const bool instances_changed = SyncInstances(report.instances);
+  bool jobs_changed = SyncJobs(report.runs, changes);
+  if (loaded) {
+    for (model::JobMetricsPoint& p : *loaded) {
+      auto it = jobs_.find(p.job_id);
+      if (it == jobs_.end()) continue;
+      it->second.point = std::move(p);
+      it->second.point_changed = true;
+    }
+    points_loaded_ = true;
+  }
+  for (const model::JobMetricsPoint& p : report.stored_points) {
+    auto it = jobs_.find(p.job_id);
+    if (it == jobs_.end()) continue;
+    JobEntry& e = it->second;
+    if (e.point && e.point->timestamp_micro > p.timestamp_micro) continue;
+    e.point = p;
+    e.point_changed = true;
+  }
+  jobs_changed |= RenderJobs(now, changes);
+  std::erase_if(run_resources_, [&](const auto& r) { return r.second.second != updates_; });
+
+  // DCGM: new texts, and the samples of jobs that are no longer exported.
+  if (!report.dcgm.empty() || jobs_changed) {
+    IngestDcgm(report.dcgm, DcgmInputs{report.instances, report.runs});
+  }
+  snapshot_.DropExpiredDcgm(now);
+
+  if (jobs_changed) {
+    job_order_.clear();
+    for (const auto& [id, e] : jobs_) {
+      if (e.rendered) job_order_.push_back(&e);
+    }
+    std::sort(job_order_.begin(), job_order_.end(),
+              [](const JobEntry* a, const JobEntry* b) { return a->key < b->key; });
+  }
+  // The families that move with the clock, whole.
+  size_t size = 0;
+  for (const JobEntry* e : job_order_) size += e->pairs.size() + 64;
+  std::string durations;
+  durations.reserve(size);
+  for (const JobEntry* e : job_order_) AppendJobDuration(durations, e->pairs, e->submitted_at, now);
+  SetWhole(ids_.at("dstack_job_duration_seconds_total"), std::move(durations), changes);
+  std::string ages;
+  for (const InstanceEntry* i : instance_order_) {
+    if (InstanceExported(i->fields.status)) {
+      AppendInstanceDuration(ages, i->pairs, i->fields.created_at, now);
+    }
+  }
+  SetWhole(ids_.at("dstack_instance_duration_seconds_total"), std::move(ages), changes);
+
+  if (instances_changed) {
+    std::array<std::string, kInstanceSampleFamilies> texts;
+    std::array<std::string*, kInstanceSampleFamilies> out{};
+    for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
+    for (const InstanceEntry* i : instance_order_) AppendInstanceSamples(i->fields, i->pairs, out);
+    for (size_t k = 0; k < texts.size(); ++k) {
+      SetWhole(instance_ids_[k], std::move(texts[k]), changes);
+    }
+  }
+  if (instances_changed || poll_errors_changed_) {
+    poll_errors_changed_ = false;
+    std::string text;
+    for (const InstanceEntry* i : instance_order_) {
+      auto it = poll_errors_.find(i->fields.id);
+      AppendPollErrors(text, i->poll_pairs, it == poll_errors_.end() ? 0 : it->second);
+    }
+    SetWhole(ids_.at("fleetwatch_agent_poll_errors_total"), std::move(text), changes);
+  }
+
+  // The small families: rendered each time, changed when their text did.
+  counters.submit_to_provision = submit_to_provision_;
+  counters.pending_runs = pending_runs_;
+  counters.dcgm_text_errors = dcgm_text_errors_;
+  counters.dcgm_families_dropped = dcgm_families_dropped_;
+  std::map<std::string, std::string> small;
+  RenderRunFamilies(counters.run_counts, small);
+  RenderServerCounters(counters, options_, small);
+  for (const ServerFamily& f : ServerFamilies()) {
+    if (f.section == expose::Section::kRun || f.section == expose::Section::kServer) {
+      if (std::string_view(f.name) == "fleetwatch_agent_poll_errors_total") continue;
+      SetWhole(ids_.at(f.name), std::move(small[f.name]), changes);
+    }
   }
   if (!changes.empty()) snapshot_.Apply(std::move(changes));
+  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
+  if (!report.dcgm.empty()) ReleaseFreedMemory();
   return Status::Ok();
 }
 

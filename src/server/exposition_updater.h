@@ -3,7 +3,11 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -20,12 +24,18 @@
 namespace fleetwatch::server {
 
 // Keeps the server's families in an ExpositionSnapshot current: Update takes a tick's report
-// (instances, unfinished runs, DCGM texts, run events), reads from the store what the report
-// does not hold (the newest point of every unfinished job, run counts, usage totals: three
-// queries however many jobs) and replaces the families whose samples changed, all at once; it
-// relabels each host's new DCGM text for the jobs on that host's GPUs (once per text) and drops
-// the DCGM samples of jobs that ended. Scrapes never touch the store.
-// Thread-safe (Update calls are serialized); meant to run after each FleetController tick.
+// (instances, unfinished runs, points stored, DCGM texts, run events) and changes only what the
+// report changed. Each exported job has a fragment of its own per job family (keyed by JobKey),
+// rendered again only when its run, job, instance or newest point changed or its point turned
+// stale; the durations (instance and job), which move with the clock, are rendered every update
+// from label pairs rendered once. The newest point of every unfinished job is kept in memory:
+// read from the store on the first update (and after an error), then taken from
+// TickReport::stored_points. Run counts and usage totals (small) are read from the store on
+// every update. Each host's new DCGM text is relabeled for the jobs on that host's GPUs (once
+// per text), and the DCGM samples of jobs that ended are dropped. Scrapes never touch the store.
+// Thread-safe (Update calls are serialized); meant to run after each FleetController tick, with
+// every tick's report (a point stored by a tick whose report is not handed over shows once it
+// is superseded, or after an error makes the next update read the store).
 class ExpositionUpdater {
  public:
   // Registers ServerFamilies() in `snapshot`, which must not hold families of those names yet
@@ -33,14 +43,71 @@ class ExpositionUpdater {
   ExpositionUpdater(store::Store& store, const Clock& clock, expose::ExpositionSnapshot& snapshot,
                     ExpositionOptions options);
 
-  // Errors: the store's; the snapshot then keeps its previous samples and the DCGM texts of
-  // `report` are dropped (hosts send new ones every metrics interval); events still count.
+  // Errors: the store's; the snapshot then keeps its previous samples, the DCGM texts and
+  // points of `report` are dropped (hosts send new ones every metrics interval; the next
+  // update reads the newest points from the store); events still count.
   Status Update(const TickReport& report) FW_EXCLUDES(mu_);
 
  private:
-  Status Load(const TickReport& report, ExpositionState& state) FW_REQUIRES(mu_);
-  void IngestDcgm(const std::vector<DcgmReport>& reports, const ExpositionState& state)
+  // What IngestDcgm reads of the tick: the report's instances and unfinished runs.
+  struct DcgmInputs {
+    std::span<const model::Instance> instances;
+    std::span<const model::Run> unfinished_runs;
+  };
+  // An instance of the last report: what its families were rendered from.
+  struct InstanceEntry {
+    model::Instance fields;  // the fields the families read (ExportedFields)
+    std::string pairs;       // InstancePairs
+    std::string poll_pairs;  // PollErrorPairs
+    // Changes whenever a field the job families read changes (unique across instances).
+    uint64_t generation = 0;
+    uint64_t seen = 0;                         // the last update whose report had it
+    const model::Instance* current = nullptr;  // in the report being applied
+  };
+  // An unfinished job of the last report, and what its fragments were rendered from.
+  struct JobEntry {
+    // Run and job fields the job's samples read (the run and job ids never change).
+    std::string project_name, user_name, run_name, job_name;
+    model::RunType run_type = model::RunType::kTask;
+    int job_num = 0, replica_num = 0;
+    bool exported = false;  // JobExported(status)
+    std::optional<std::string> instance_id;
+    std::vector<int> gpu_indices;
+    TimeMicros submitted_at = 0;
+    uint64_t instance_generation = 0;             // of its instance when rendered; 0: none
+    std::optional<model::JobMetricsPoint> point;  // its newest stored point
+
+    std::string key;        // JobKey, when rendered
+    std::string pairs;      // JobPairs, when rendered
+    bool rendered = false;  // its fragments are in the snapshot under `key`
+    bool fresh = false;     // rendered with its point's samples (not stale)
+    bool inputs_changed = true;
+    bool point_changed = false;
+    uint64_t seen = 0;
+    const model::Run* run = nullptr;  // in the report being applied
+    const model::Job* job = nullptr;
+  };
+
+  // Reads what the update needs from the store: the newest points when `points_loaded_` is
+  // false, run counts and usage totals.
+  Status ReadStore(std::optional<std::vector<model::JobMetricsPoint>>& points,
+                   std::vector<store::RunCount>& run_counts, std::vector<store::UsageTotal>& usage)
       FW_REQUIRES(mu_);
+  // Brings `instances_` to the report's; true when an instance family's samples may change.
+  bool SyncInstances(const std::vector<model::Instance>& instances) FW_REQUIRES(mu_);
+  // Brings `jobs_` to the report's unfinished jobs (their points not yet), adding to `changes`
+  // the removal of the fragments of jobs that ended. True when the exported set changed.
+  bool SyncJobs(const std::vector<model::Run>& runs, std::vector<expose::FragmentChange>& changes)
+      FW_REQUIRES(mu_);
+  // Renders the jobs whose samples changed into `changes`; true when the exported set changed.
+  bool RenderJobs(TimeMicros now, std::vector<expose::FragmentChange>& changes) FW_REQUIRES(mu_);
+  void RemoveJobFragments(JobEntry& job, std::vector<expose::FragmentChange>& changes)
+      FW_REQUIRES(mu_);
+  // Adds a change of `family`'s single fragment to `text` when it differs from the snapshot's.
+  void SetWhole(expose::FamilyId family, std::string text,
+                std::vector<expose::FragmentChange>& changes) FW_REQUIRES(mu_);
+  const model::ResourcesRequest& ResourcesOf(const model::Run& run) FW_REQUIRES(mu_);
+  void IngestDcgm(const std::vector<DcgmReport>& reports, const DcgmInputs& state) FW_REQUIRES(mu_);
 
   store::Store& store_;
   const Clock& clock_;
@@ -48,17 +115,32 @@ class ExpositionUpdater {
   ExpositionOptions options_;
   Mutex mu_;
   std::map<std::string, expose::FamilyId> ids_ FW_GUARDED_BY(mu_);  // family name → id
+  // Constant after construction: ids of InstanceSampleFamilyNames() and JobSampleFamilyNames().
+  std::array<expose::FamilyId, kInstanceSampleFamilies> instance_ids_{};
+  std::array<expose::FamilyId, kJobSampleFamilies> job_ids_{};
   std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_
       FW_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_ FW_GUARDED_BY(mu_);
   uint64_t dcgm_text_errors_ FW_GUARDED_BY(mu_) = 0;
   // Instance id → unusable poll replies since the server started.
   std::map<std::string, uint64_t> poll_errors_ FW_GUARDED_BY(mu_);
+  bool poll_errors_changed_ FW_GUARDED_BY(mu_) = false;  // since they were last rendered
   uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
   std::vector<std::string_view> server_family_names_;                // constant after construction
   std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id
-  // Of the unfinished runs.
-  std::map<std::string, model::ResourcesRequest> run_resources_ FW_GUARDED_BY(mu_);
+
+  uint64_t updates_ FW_GUARDED_BY(mu_) = 0;
+  uint64_t generations_ FW_GUARDED_BY(mu_) = 0;
+  bool points_loaded_ FW_GUARDED_BY(mu_) = false;
+  // By id. Node-based: the order vectors point into them.
+  std::unordered_map<std::string, InstanceEntry> instances_ FW_GUARDED_BY(mu_);
+  std::unordered_map<std::string, JobEntry> jobs_ FW_GUARDED_BY(mu_);
+  // The entries whose samples the snapshot shows, in render order (InstanceBefore; key order).
+  std::vector<const InstanceEntry*> instance_order_ FW_GUARDED_BY(mu_);
+  std::vector<const JobEntry*> job_order_ FW_GUARDED_BY(mu_);
+  // Run id → RunResources(run), of the unfinished runs (a run's configuration never changes).
+  std::unordered_map<std::string, std::pair<model::ResourcesRequest, uint64_t>> run_resources_
+      FW_GUARDED_BY(mu_);  // with the last update that saw the run
 };
 
 }  // namespace fleetwatch::server

@@ -469,7 +469,7 @@ Result<TickReport> FleetController::Tick() {
     }
   }
   // Points come with the replies of polls that asked for them, whichever tick uses the reply.
-  report.points_stored = Collect(report.observations, report.runs);
+  report.points_stored = Collect(report.observations, report.runs, report.stored_points);
   for (const std::string& event : out.events) spdlog::info("{}", event);
   Execute(report.instances, out.commands);
   report.bad_replies_total = bad_replies_.load();
@@ -478,7 +478,8 @@ Result<TickReport> FleetController::Tick() {
 }
 
 size_t FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
-                                const std::vector<model::Run>& runs) {
+                                const std::vector<model::Run>& runs,
+                                std::vector<model::JobMetricsPoint>& stored) {
   if (!last_points_loaded_) {
     Result<std::vector<std::pair<std::string, TimeMicros>>> latest =
         store_.LatestMetricsOfUnfinishedJobs();
@@ -521,7 +522,8 @@ size_t FleetController::Collect(const std::map<std::string, InstanceObservation>
   }
   for (const model::JobMetricsPoint& p : batch) last_point_[p.job_id] = p.timestamp_micro;
   points_stored_ += batch.size();
-  return batch.size();
+  stored = std::move(batch);
+  return stored.size();
 }
 
 RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& runs,

@@ -82,6 +82,8 @@ struct TickReport {
   std::vector<DcgmReport> dcgm;                 // hosts' DCGM texts received (collect_dcgm)
   RunEvents run_events;
   size_t points_stored = 0;  // metrics points stored by this tick
+  // Those points, as stored: what a job's newest point is, without reading the store back.
+  std::vector<model::JobMetricsPoint> stored_points;
 };
 
 // A report without polls: the stored instances and unfinished runs, for an exposition that is
@@ -133,9 +135,9 @@ class FleetController {
   // tick, by instance id.
   std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
                                                      std::map<std::string, std::string>& refused);
-  // Returns how many were stored.
+  // Returns how many were stored; `stored` gets them.
   size_t Collect(const std::map<std::string, InstanceObservation>& observations,
-                 const std::vector<model::Run>& runs);
+                 const std::vector<model::Run>& runs, std::vector<model::JobMetricsPoint>& stored);
   // `runs`: every unfinished run of the tick, as it is after it; `unplaced`: those of them that
   // had no job on an instance before the tick.
   RunEvents NoteRunEvents(const std::vector<model::Run>& runs,

@@ -57,6 +57,94 @@ constexpr std::array kAllRunStatuses = {
     model::RunStatus::kFailed,  model::RunStatus::kDone,
 };
 
+double Seconds(TimeMicros micros) { return static_cast<double>(micros) / 1e6; }
+
+std::vector<const model::Instance*> SortedInstances(const std::vector<model::Instance>& all) {
+  std::vector<const model::Instance*> instances;
+  for (const model::Instance& i : all) {
+    if (InstanceStatusExported(i.status)) instances.push_back(&i);
+  }
+  std::sort(instances.begin(), instances.end(),
+            [](const auto* a, const auto* b) { return InstanceBefore(*a, *b); });
+  return instances;
+}
+
+void RenderInstances(const ExpositionState& state, TimeMicros now,
+                     std::map<std::string, std::string>& out) {
+  std::array<std::string*, kInstanceSampleFamilies> texts{};
+  for (size_t k = 0; k < texts.size(); ++k) texts[k] = &out[InstanceSampleFamilyNames()[k]];
+  for (const model::Instance* i : SortedInstances(state.instances)) {
+    const std::string pairs = InstancePairs(*i);
+    if (InstanceExported(i->status)) {
+      AppendInstanceDuration(out[kInstanceDuration], pairs, i->created_at, now);
+    }
+    AppendInstanceSamples(*i, pairs, texts);
+  }
+}
+
+const model::Instance* InstanceOf(const std::map<std::string_view, const model::Instance*>& by_id,
+                                  const model::Job& job) {
+  if (!job.instance_id) return nullptr;
+  auto it = by_id.find(*job.instance_id);
+  return it != by_id.end() ? it->second : nullptr;
+}
+
+void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOptions& options,
+                std::map<std::string, std::string>& out) {
+  std::map<std::string_view, const model::Instance*> instances;
+  for (const model::Instance& i : state.instances) instances[i.id] = &i;
+  struct Entry {
+    const model::Run* run;
+    const model::Job* job;
+  };
+  std::vector<Entry> jobs;
+  for (const model::Run& run : state.unfinished_runs) {
+    for (const model::Job& job : run.jobs) {
+      if (JobExported(job.status)) jobs.push_back({&run, &job});
+    }
+  }
+  std::sort(jobs.begin(), jobs.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.run->project_name, a.job->job_name, a.job->id) <
+           std::tie(b.run->project_name, b.job->job_name, b.job->id);
+  });
+  std::array<std::string*, kJobSampleFamilies> texts{};
+  for (size_t k = 0; k < texts.size(); ++k) texts[k] = &out[JobSampleFamilyNames()[k]];
+  std::map<std::string_view, model::ResourcesRequest> resources;  // run id → requested
+  for (const Entry& e : jobs) {
+    const model::Run& run = *e.run;
+    const model::Job& job = *e.job;
+    const model::Instance* instance = InstanceOf(instances, job);
+    auto [res, inserted] = resources.try_emplace(run.id);
+    if (inserted) {
+      if (auto known = state.run_resources.find(run.id); known != state.run_resources.end()) {
+        res->second = known->second;
+      } else {
+        res->second = RunResources(run);
+      }
+    }
+    const std::string pairs = JobPairs(run, job, instance);
+    AppendJobDuration(out[kJobDuration], pairs, job.submitted_at, now);
+    const model::JobMetricsPoint* point = nullptr;
+    if (auto it = state.newest_points.find(job.id); it != state.newest_points.end()) {
+      if (now - it->second.timestamp_micro <= options.stale_after) point = &it->second;
+    }
+    AppendJobSamples(job, instance, res->second, point, pairs, texts);
+  }
+}
+
+// Per instance, like the instance families (every instance that is not terminated), so that a
+// host whose agent keeps failing is found by its labels, not only seen in a fleet-wide total.
+void RenderPollErrors(const ExpositionState& state, std::map<std::string, std::string>& out) {
+  std::string& text = out[kAgentPollErrors];
+  for (const model::Instance* i : SortedInstances(state.instances)) {
+    auto it = state.agent_poll_errors.find(i->id);
+    AppendPollErrors(text, PollErrorPairs(*i),
+                     it == state.agent_poll_errors.end() ? 0 : it->second);
+  }
+}
+
+}  // namespace
+
 bool InstanceExported(model::InstanceStatus s) {
   return s == model::InstanceStatus::kProvisioning || s == model::InstanceStatus::kIdle ||
          s == model::InstanceStatus::kBusy || s == model::InstanceStatus::kTerminating;
@@ -67,55 +155,136 @@ bool InstanceStatusExported(model::InstanceStatus s) {
   return s != model::InstanceStatus::kTerminated;
 }
 
-double Seconds(TimeMicros micros) { return static_cast<double>(micros) / 1e6; }
+bool InstanceBefore(const model::Instance& a, const model::Instance& b) {
+  return std::tie(a.project_name, a.name, a.id) < std::tie(b.project_name, b.name, b.id);
+}
 
-void RenderInstances(const ExpositionState& state, TimeMicros now,
-                     std::map<std::string, std::string>& out) {
-  std::vector<const model::Instance*> instances;
-  for (const model::Instance& i : state.instances) {
-    if (InstanceStatusExported(i.status)) instances.push_back(&i);
+std::string InstancePairs(const model::Instance& i) {
+  // dstack's values: its short GPU name, and "instance", the type it gives every host of an
+  // SSH fleet (fleetwatch's hosts, the local one included, are all such hosts).
+  const std::string gpu =
+      i.resources.gpus.empty() ? "" : model::ShortGpuName(i.resources.gpus.front());
+  // fleetwatch's instances are hosts with no backend instance type: the label stays empty.
+  const std::array<Label, 8> labels = {{
+      {"dstack_project_name", i.project_name},
+      {"dstack_fleet_name", i.fleet_name},
+      {"dstack_fleet_id", i.fleet_id},
+      {"dstack_instance_name", i.name},
+      {"dstack_instance_id", i.id},
+      {"dstack_instance_type", kHostInstanceType},
+      {"dstack_backend", i.backend},
+      {"dstack_gpu", gpu},
+  }};
+  return expose::RenderLabelPairs(labels);
+}
+
+void AppendInstanceDuration(std::string& out, std::string_view pairs, TimeMicros created_at,
+                            TimeMicros now) {
+  AppendSample(out, kInstanceDuration, pairs, Seconds(std::max<TimeMicros>(0, now - created_at)));
+}
+
+const std::array<const char*, kInstanceSampleFamilies>& InstanceSampleFamilyNames() {
+  static constexpr std::array<const char*, kInstanceSampleFamilies> kNames = {
+      kInstancePrice, kInstanceGpuCount, kInstanceStatus, kInstanceUnreachable};
+  return kNames;
+}
+
+void AppendInstanceSamples(const model::Instance& i, std::string_view pairs,
+                           const std::array<std::string*, kInstanceSampleFamilies>& out) {
+  if (InstanceExported(i.status)) {
+    AppendSample(*out[0], kInstancePrice, pairs, i.price.value_or(0.0));
+    AppendSample(*out[1], kInstanceGpuCount, pairs, static_cast<double>(i.resources.gpus.size()));
   }
-  std::sort(instances.begin(), instances.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->project_name, a->name, a->id) < std::tie(b->project_name, b->name, b->id);
-  });
-  for (const model::Instance* i : instances) {
-    // dstack's values: its short GPU name, and "instance", the type it gives every host of an
-    // SSH fleet (fleetwatch's hosts, the local one included, are all such hosts).
-    std::string gpu =
-        i->resources.gpus.empty() ? "" : model::ShortGpuName(i->resources.gpus.front());
-    // fleetwatch's instances are hosts with no backend instance type: the label stays empty.
-    const std::array<Label, 8> labels = {{
-        {"dstack_project_name", i->project_name},
-        {"dstack_fleet_name", i->fleet_name},
-        {"dstack_fleet_id", i->fleet_id},
-        {"dstack_instance_name", i->name},
-        {"dstack_instance_id", i->id},
-        {"dstack_instance_type", kHostInstanceType},
-        {"dstack_backend", i->backend},
-        {"dstack_gpu", gpu},
-    }};
-    std::string pairs = expose::RenderLabelPairs(labels);
-    if (InstanceExported(i->status)) {
-      AppendSample(out[kInstanceDuration], kInstanceDuration, pairs,
-                   Seconds(std::max<TimeMicros>(0, now - i->created_at)));
-      AppendSample(out[kInstancePrice], kInstancePrice, pairs, i->price.value_or(0.0));
-      AppendSample(out[kInstanceGpuCount], kInstanceGpuCount, pairs,
-                   static_cast<double>(i->resources.gpus.size()));
-    }
-    std::string with_status = pairs;
-    expose::AppendLabelPair(with_status, "status", model::ToString(i->status));
-    AppendSample(out[kInstanceStatus], kInstanceStatus, with_status, 1.0);
-    AppendSample(out[kInstanceUnreachable], kInstanceUnreachable, pairs, i->unreachable ? 1 : 0);
+  std::string with_status(pairs);
+  expose::AppendLabelPair(with_status, "status", model::ToString(i.status));
+  AppendSample(*out[2], kInstanceStatus, with_status, 1.0);
+  AppendSample(*out[3], kInstanceUnreachable, pairs, i.unreachable ? 1 : 0);
+}
+
+std::string PollErrorPairs(const model::Instance& i) {
+  const std::array<Label, 3> labels = {{
+      {"dstack_project_name", i.project_name},
+      {"dstack_fleet_name", i.fleet_name},
+      {"dstack_instance_name", i.name},
+  }};
+  return expose::RenderLabelPairs(labels);
+}
+
+void AppendPollErrors(std::string& out, std::string_view pairs, uint64_t errors) {
+  AppendSample(out, kAgentPollErrors, pairs, static_cast<double>(errors));
+}
+
+std::string JobKey(const model::Run& run, const model::Job& job) {
+  std::string key;
+  key.reserve(run.project_name.size() + job.job_name.size() + job.id.size() + 2);
+  key += run.project_name;
+  key += '\0';
+  key += job.job_name;
+  key += '\0';
+  key += job.id;
+  return key;
+}
+
+std::string JobPairs(const model::Run& run, const model::Job& job,
+                     const model::Instance* instance) {
+  const expose::JobLabelValues values = JobLabelValuesOf(run, job, instance);
+  return expose::RenderLabelPairs(expose::JobLabels(values));
+}
+
+void AppendJobDuration(std::string& out, std::string_view pairs, TimeMicros submitted_at,
+                       TimeMicros now) {
+  AppendSample(out, kJobDuration, pairs, Seconds(std::max<TimeMicros>(0, now - submitted_at)));
+}
+
+const std::array<const char*, kJobSampleFamilies>& JobSampleFamilyNames() {
+  static constexpr std::array<const char*, kJobSampleFamilies> kNames = {
+      kJobPrice,       kJobGpuCount,         kJobCpuCount, kJobCpuTime,        kJobMemoryTotal,
+      kJobMemoryUsage, kJobMemoryWorkingSet, kJobGpuUsage, kJobGpuMemoryTotal, kJobGpuMemoryUsage};
+  return kNames;
+}
+
+void AppendJobSamples(const model::Job& job, const model::Instance* instance,
+                      const model::ResourcesRequest& resources, const model::JobMetricsPoint* point,
+                      std::string_view pairs,
+                      const std::array<std::string*, kJobSampleFamilies>& out) {
+  int64_t memory_total = resources.memory_bytes.value_or(0);
+  if (memory_total == 0 && instance != nullptr) memory_total = instance->resources.memory_bytes;
+  AppendSample(*out[0], kJobPrice, pairs,
+               instance != nullptr ? instance->price.value_or(0.0) : 0.0);
+  AppendSample(*out[1], kJobGpuCount, pairs, static_cast<double>(job.gpu_indices.size()));
+  AppendSample(*out[2], kJobCpuCount, pairs, resources.cpus);
+  AppendSample(*out[4], kJobMemoryTotal, pairs, static_cast<double>(memory_total));
+  if (point == nullptr) return;
+  AppendSample(*out[3], kJobCpuTime, pairs, Seconds(point->cpu_usage_micro));
+  AppendSample(*out[5], kJobMemoryUsage, pairs, static_cast<double>(point->memory_usage_bytes));
+  AppendSample(*out[6], kJobMemoryWorkingSet, pairs,
+               static_cast<double>(point->memory_working_set_bytes));
+  const size_t gpu_samples =
+      std::min(point->gpus_util_percent.size(), point->gpus_memory_usage_bytes.size());
+  for (size_t i = 0; i < gpu_samples; ++i) {
+    std::string gpu_pairs(pairs);
+    expose::AppendLabelPair(gpu_pairs, "dstack_gpu_num", std::to_string(i));
+    AppendSample(*out[7], kJobGpuUsage, gpu_pairs,
+                 static_cast<double>(point->gpus_util_percent[i]) / 100.0);
+    // The job's GPUs are in the order of gpu_indices (the order of the point's GPU vectors).
+    const model::Gpu* gpu = instance != nullptr && i < job.gpu_indices.size()
+                                ? FindGpu(*instance, job.gpu_indices[i])
+                                : nullptr;
+    AppendSample(*out[8], kJobGpuMemoryTotal, gpu_pairs,
+                 gpu != nullptr ? static_cast<double>(gpu->memory_bytes) : 0.0);
+    AppendSample(*out[9], kJobGpuMemoryUsage, gpu_pairs,
+                 static_cast<double>(point->gpus_memory_usage_bytes[i]));
   }
 }
 
-void RenderRuns(const ExpositionState& state, std::map<std::string, std::string>& out) {
+void RenderRunFamilies(const std::vector<store::RunCount>& run_counts,
+                       std::map<std::string, std::string>& out) {
   struct Counts {
     int64_t all = 0, terminated = 0, failed = 0, done = 0;
   };
   std::map<std::pair<std::string, std::string>, Counts> by_user;  // (project, user)
   std::map<std::string, std::map<model::RunStatus, int64_t>> by_project;
-  for (const store::RunCount& c : state.run_counts) {
+  for (const store::RunCount& c : run_counts) {
     Counts& counts = by_user[{c.project_name, c.user_name}];
     counts.all += c.all;
     if (c.status == model::RunStatus::kTerminated) counts.terminated += c.all;
@@ -150,119 +319,11 @@ void RenderRuns(const ExpositionState& state, std::map<std::string, std::string>
   }
 }
 
-const model::Instance* InstanceOf(const std::map<std::string_view, const model::Instance*>& by_id,
-                                  const model::Job& job) {
-  if (!job.instance_id) return nullptr;
-  auto it = by_id.find(*job.instance_id);
-  return it != by_id.end() ? it->second : nullptr;
-}
-
-void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOptions& options,
-                std::map<std::string, std::string>& out) {
-  std::map<std::string_view, const model::Instance*> instances;
-  for (const model::Instance& i : state.instances) instances[i.id] = &i;
-  struct Entry {
-    const model::Run* run;
-    const model::Job* job;
-  };
-  std::vector<Entry> jobs;
-  for (const model::Run& run : state.unfinished_runs) {
-    for (const model::Job& job : run.jobs) {
-      if (JobExported(job.status)) jobs.push_back({&run, &job});
-    }
-  }
-  std::sort(jobs.begin(), jobs.end(), [](const Entry& a, const Entry& b) {
-    return std::tie(a.run->project_name, a.job->job_name, a.job->id) <
-           std::tie(b.run->project_name, b.job->job_name, b.job->id);
-  });
-  std::map<std::string_view, model::ResourcesRequest> resources;  // run id → requested
-  for (const Entry& e : jobs) {
-    const model::Run& run = *e.run;
-    const model::Job& job = *e.job;
-    const model::Instance* instance = InstanceOf(instances, job);
-    auto [res, inserted] = resources.try_emplace(run.id);
-    if (inserted) {
-      if (auto known = state.run_resources.find(run.id); known != state.run_resources.end()) {
-        res->second = known->second;
-      } else {
-        res->second = RunResources(run);
-      }
-    }
-    // The job's GPUs, in the order of gpu_indices (the order of the point's GPU vectors).
-    std::vector<const model::Gpu*> gpus;
-    for (int index : job.gpu_indices) {
-      gpus.push_back(instance != nullptr ? FindGpu(*instance, index) : nullptr);
-    }
-
-    expose::JobLabelValues values = JobLabelValuesOf(run, job, instance);
-    std::array<Label, 11> labels = expose::JobLabels(values);
-    std::string pairs = expose::RenderLabelPairs(labels);
-
-    int64_t memory_total = res->second.memory_bytes.value_or(0);
-    if (memory_total == 0 && instance != nullptr) memory_total = instance->resources.memory_bytes;
-
-    AppendSample(out[kJobDuration], kJobDuration, pairs,
-                 Seconds(std::max<TimeMicros>(0, now - job.submitted_at)));
-    AppendSample(out[kJobPrice], kJobPrice, pairs,
-                 instance != nullptr ? instance->price.value_or(0.0) : 0.0);
-    AppendSample(out[kJobGpuCount], kJobGpuCount, pairs,
-                 static_cast<double>(job.gpu_indices.size()));
-    AppendSample(out[kJobCpuCount], kJobCpuCount, pairs, res->second.cpus);
-    AppendSample(out[kJobMemoryTotal], kJobMemoryTotal, pairs, static_cast<double>(memory_total));
-
-    auto point_it = state.newest_points.find(job.id);
-    if (point_it == state.newest_points.end()) continue;
-    const model::JobMetricsPoint& point = point_it->second;
-    if (now - point.timestamp_micro > options.stale_after) continue;
-    AppendSample(out[kJobCpuTime], kJobCpuTime, pairs, Seconds(point.cpu_usage_micro));
-    AppendSample(out[kJobMemoryUsage], kJobMemoryUsage, pairs,
-                 static_cast<double>(point.memory_usage_bytes));
-    AppendSample(out[kJobMemoryWorkingSet], kJobMemoryWorkingSet, pairs,
-                 static_cast<double>(point.memory_working_set_bytes));
-    size_t gpu_samples =
-        std::min(point.gpus_util_percent.size(), point.gpus_memory_usage_bytes.size());
-    for (size_t i = 0; i < gpu_samples; ++i) {
-      std::string gpu_pairs = pairs;
-      expose::AppendLabelPair(gpu_pairs, "dstack_gpu_num", std::to_string(i));
-      AppendSample(out[kJobGpuUsage], kJobGpuUsage, gpu_pairs,
-                   static_cast<double>(point.gpus_util_percent[i]) / 100.0);
-      const model::Gpu* gpu = i < gpus.size() ? gpus[i] : nullptr;
-      AppendSample(out[kJobGpuMemoryTotal], kJobGpuMemoryTotal, gpu_pairs,
-                   gpu != nullptr ? static_cast<double>(gpu->memory_bytes) : 0.0);
-      AppendSample(out[kJobGpuMemoryUsage], kJobGpuMemoryUsage, gpu_pairs,
-                   static_cast<double>(point.gpus_memory_usage_bytes[i]));
-    }
-  }
-}
-
-// Per instance, like the instance families (every instance that is not terminated), so that a
-// host whose agent keeps failing is found by its labels, not only seen in a fleet-wide total.
-void RenderPollErrors(const ExpositionState& state, std::map<std::string, std::string>& out) {
-  std::vector<const model::Instance*> instances;
-  for (const model::Instance& i : state.instances) {
-    if (InstanceStatusExported(i.status)) instances.push_back(&i);
-  }
-  std::sort(instances.begin(), instances.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->project_name, a->name, a->id) < std::tie(b->project_name, b->name, b->id);
-  });
-  for (const model::Instance* i : instances) {
-    const std::array<Label, 3> labels = {{
-        {"dstack_project_name", i->project_name},
-        {"dstack_fleet_name", i->fleet_name},
-        {"dstack_instance_name", i->name},
-    }};
-    auto it = state.agent_poll_errors.find(i->id);
-    AppendSample(out[kAgentPollErrors], kAgentPollErrors, expose::RenderLabelPairs(labels),
-                 static_cast<double>(it == state.agent_poll_errors.end() ? 0 : it->second));
-  }
-}
-
-void RenderServer(const ExpositionState& state, const ExpositionOptions& options,
-                  std::map<std::string, std::string>& out) {
+void RenderServerCounters(const ExpositionState& state, const ExpositionOptions& options,
+                          std::map<std::string, std::string>& out) {
   const std::array<Label, 2> build = {
       {{"version", options.version}, {"revision", options.revision}}};
   AppendSample(out[kBuildInfo], kBuildInfo, expose::RenderLabelPairs(build), 1.0);
-  RenderPollErrors(state, out);
   for (const auto& [key, histogram] : state.submit_to_provision) {
     const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
     std::string pairs = expose::RenderLabelPairs(labels);
@@ -303,8 +364,6 @@ void RenderServer(const ExpositionState& state, const ExpositionOptions& options
   AppendSample(out[kDcgmFamiliesDropped], kDcgmFamiliesDropped, "",
                static_cast<double>(state.dcgm_families_dropped));
 }
-
-}  // namespace
 
 model::ResourcesRequest RunResources(const model::Run& run) {
   Result<model::RunConfiguration> config =
@@ -410,9 +469,10 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
   std::map<std::string, std::string> out;
   for (const ServerFamily& f : ServerFamilies()) out[f.name];
   RenderInstances(state, now, out);
-  RenderRuns(state, out);
+  RenderRunFamilies(state.run_counts, out);
   RenderJobs(state, now, options, out);
-  RenderServer(state, options, out);
+  RenderPollErrors(state, out);
+  RenderServerCounters(state, options, out);
   return out;
 }
 

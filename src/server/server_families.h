@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -79,10 +80,66 @@ const std::vector<ServerFamily>& ServerFamilies();
 // with status provisioning, idle, busy or terminating, ordered by project name and instance name;
 // run counters per (project, user) that has runs; jobs with status provisioning, pulling,
 // running or terminating, ordered by project name and job name, point families from the newest
-// point only when it is not stale. Pure function; thread-safe.
+// point only when it is not stale. Pure function; thread-safe. Made of the pieces below, which
+// ExpositionUpdater uses to render only what changed.
 std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& state,
                                                         TimeMicros now,
                                                         const ExpositionOptions& options);
+
+// The pieces, all pure functions. Each Append* appends complete sample lines.
+
+// Instance families. dstack_instance_duration_seconds_total, _price_ and _gpu_count for the
+// instances InstanceExported (provisioning, idle, busy, terminating); dstack_instance_status,
+// dstack_instance_unreachable and fleetwatch_agent_poll_errors_total for those
+// InstanceStatusExported (all but terminated); both ordered by InstanceBefore.
+bool InstanceExported(model::InstanceStatus s);
+bool InstanceStatusExported(model::InstanceStatus s);
+bool InstanceBefore(const model::Instance& a, const model::Instance& b);
+// The label pairs of the instance families.
+std::string InstancePairs(const model::Instance& instance);
+// Its dstack_instance_duration_seconds_total sample (the family of the instance's age).
+void AppendInstanceDuration(std::string& out, std::string_view pairs, TimeMicros created_at,
+                            TimeMicros now);
+// The instance families other than the duration, in ServerFamilies() order.
+inline constexpr size_t kInstanceSampleFamilies = 4;
+const std::array<const char*, kInstanceSampleFamilies>& InstanceSampleFamilyNames();
+// Appends the instance's samples of those families to *out[k] (family k of
+// InstanceSampleFamilyNames()); `pairs` is InstancePairs(instance).
+void AppendInstanceSamples(const model::Instance& instance, std::string_view pairs,
+                           const std::array<std::string*, kInstanceSampleFamilies>& out);
+// The label pairs of fleetwatch_agent_poll_errors_total, and its sample.
+std::string PollErrorPairs(const model::Instance& instance);
+void AppendPollErrors(std::string& out, std::string_view pairs, uint64_t errors);
+
+// Job families, of the jobs JobExported, ordered by JobKey.
+// The key the snapshot orders a job's fragments by (its job families' and its DCGM samples):
+// project name, '\0', job name, '\0', job id, which sorts like the spec orders jobs.
+std::string JobKey(const model::Run& run, const model::Job& job);
+// The label pairs of the job families: JobLabelValuesOf's, rendered.
+std::string JobPairs(const model::Run& run, const model::Job& job, const model::Instance* instance);
+// Its dstack_job_duration_seconds_total sample.
+void AppendJobDuration(std::string& out, std::string_view pairs, TimeMicros submitted_at,
+                       TimeMicros now);
+// The job families other than the duration, in ServerFamilies() order: price, GPU count, CPU
+// count and memory total come from the job, its run and its instance, the others from its point.
+inline constexpr size_t kJobSampleFamilies = 10;
+const std::array<const char*, kJobSampleFamilies>& JobSampleFamilyNames();
+// Appends the job's samples of those families to *out[k] (family k of JobSampleFamilyNames()).
+// `instance` (may be null) is the one it is placed on, `resources` what its run requests
+// (RunResources), `fresh_point` its newest point when that is not stale (else null), and `pairs`
+// JobPairs(run, job, instance).
+void AppendJobSamples(const model::Job& job, const model::Instance* instance,
+                      const model::ResourcesRequest& resources,
+                      const model::JobMetricsPoint* fresh_point, std::string_view pairs,
+                      const std::array<std::string*, kJobSampleFamilies>& out);
+
+// The run families (dstack_run_count_*, dstack_runs) from the run counts.
+void RenderRunFamilies(const std::vector<store::RunCount>& run_counts,
+                       std::map<std::string, std::string>& out);
+// The server families other than fleetwatch_agent_poll_errors_total, from `state`'s counters
+// (submit_to_provision, pending_runs, usage, dcgm_text_errors, dcgm_families_dropped).
+void RenderServerCounters(const ExpositionState& state, const ExpositionOptions& options,
+                          std::map<std::string, std::string>& out);
 
 // Whether a job in this status has job samples (provisioning, pulling, running, terminating).
 bool JobExported(model::JobStatus s);

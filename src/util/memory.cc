@@ -1,5 +1,9 @@
 #include "util/memory.h"
 
+// Any C library header defines __GLIBC__ where the library is glibc; without one the checks
+// below would never see it.
+#include <cstdlib>
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif

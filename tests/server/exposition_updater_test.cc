@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -141,11 +142,10 @@ class ExpositionUpdaterTest : public ::testing::Test {
                         Point("j-s0", kNow - 31 * kSecond, 7'000'000),
                     })
                     .ok());
-    ExpositionOptions options;
-    options.stale_after = 30 * kSecond;
-    options.version = "1.2.3";
-    options.revision = "0123456789ab";
-    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_, options);
+    options_.stale_after = 30 * kSecond;
+    options_.version = "1.2.3";
+    options_.revision = "0123456789ab";
+    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_, options_);
   }
 
   static model::Instance Instance(const std::string& id, const std::string& project_id,
@@ -205,6 +205,7 @@ class ExpositionUpdaterTest : public ::testing::Test {
   testing::TempDir dir_;
   std::unique_ptr<store::Store> store_;
   FakeClock clock_{kNow};
+  ExpositionOptions options_;
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<ExpositionUpdater> updater_;
 };
@@ -441,6 +442,165 @@ TEST_F(ExpositionUpdaterTest, ProjectCostAndGpuTimeGrowAndSurviveTheRunsDeletion
   ASSERT_TRUE(usage.Account().ok());
   std::string after = Scrape();
   EXPECT_NE(after.find(gpu + "7820.0\n"), std::string::npos) << after;
+}
+
+// What the whole-state renderer makes of the store's state: the reference the incremental
+// updates must match byte for byte (no DCGM, events or poll errors in these updates).
+std::string FullRender(store::Store& store, TimeMicros now, const ExpositionOptions& options) {
+  ExpositionState state;
+  Result<TickReport> stored = StoredStateReport(store, now);
+  EXPECT_TRUE(stored.ok());
+  state.instances = stored->instances;
+  state.unfinished_runs = stored->runs;
+  Result<std::vector<model::JobMetricsPoint>> points = store.ListNewestMetricsOfUnfinishedJobs();
+  EXPECT_TRUE(points.ok());
+  for (model::JobMetricsPoint& p : *points) state.newest_points[p.job_id] = std::move(p);
+  state.run_counts = *store.CountRuns();
+  state.usage = *store.ListUsageTotals();
+  std::map<std::string, std::string> texts = RenderServerFamilies(state, now, options);
+  expose::ExpositionSnapshot snapshot;
+  for (const ServerFamily& f : ServerFamilies()) {
+    Result<expose::FamilyId> id = snapshot.RegisterFamily(f.section, f.name, f.type, f.help);
+    EXPECT_TRUE(id.ok());
+    snapshot.SetFragment(*id, "all", expose::Fragment{texts[f.name], {}});
+  }
+  return snapshot.Render(expose::Format::kText004, now);
+}
+
+TEST_F(ExpositionUpdaterTest, AStoredPointChangesItsJobsSamplesOnTheNextUpdate) {
+  std::string before = Scrape();
+  EXPECT_NE(before.find("dstack_job_cpu_time_seconds_total{dstack_project_name=\"main\","
+                        "dstack_user_name=\"admin\",dstack_run_name=\"train\""),
+            std::string::npos)
+      << before;
+  EXPECT_NE(before.find("} 12.5\n"), std::string::npos) << before;
+  // The controller stores j-t0's next point and j-p1's first; the report says so.
+  clock_.Advance(10 * kSecond);
+  const model::JobMetricsPoint t0 =
+      Point("j-t0", kNow + 8 * kSecond, 20'250'000, {90, 50}, {int64_t{7} << 30, 0});
+  const model::JobMetricsPoint p1 = Point("j-p1", kNow + 9 * kSecond, 1'000'000);
+  ASSERT_TRUE(store_->AddJobMetricsPoints({t0, p1}).ok());
+  TickReport report;
+  report.stored_points = {t0, p1};
+  std::string after = Scrape(std::move(report));
+  EXPECT_EQ(after.find("} 12.5\n"), std::string::npos) << after;
+  EXPECT_NE(
+      after.find("dstack_job_name=\"train-0-0\",dstack_job_id=\"j-t0\",dstack_job_num=\"0\","
+                 "dstack_replica_num=\"0\",dstack_run_type=\"task\",dstack_backend=\"remote\","
+                 "dstack_gpu=\"A100\"} 20.25\n"),
+      std::string::npos)
+      << after;
+  EXPECT_NE(after.find("dstack_job_id=\"j-p1\",dstack_job_num=\"1\",dstack_replica_num=\"0\","
+                       "dstack_run_type=\"service\",dstack_backend=\"\",dstack_gpu=\"\"} 1.0\n"),
+            std::string::npos)
+      << after;
+  EXPECT_EQ(after, FullRender(*store_, clock_.Now(), options_));
+}
+
+TEST_F(ExpositionUpdaterTest, ARunFinishedThroughTheApiLosesItsSamples) {
+  TickReport with_dcgm;
+  with_dcgm.dcgm.push_back(HostDcgm(kNow - 5 * kSecond));
+  EXPECT_NE(Scrape(std::move(with_dcgm)).find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
+  Result<model::Run> train = store_->GetRunById("r-train");
+  ASSERT_TRUE(train.ok());
+  train->status = model::RunStatus::kTerminated;
+  train->finished_at = kNow;
+  for (model::Job& job : train->jobs) {
+    job.status = model::JobStatus::kTerminated;
+    job.finished_at = kNow;
+  }
+  ASSERT_TRUE(store_->UpdateRun(*train).ok());
+  clock_.Advance(kSecond);
+  std::string after = Scrape();
+  EXPECT_EQ(after.find("dstack_run_name=\"train\""), std::string::npos) << after;
+  EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
+  EXPECT_NE(after.find("dstack_run_name=\"prep\""), std::string::npos) << after;
+  EXPECT_EQ(after, FullRender(*store_, clock_.Now(), options_));
+}
+
+TEST_F(ExpositionUpdaterTest, DurationsAdvanceOnUpdatesWithoutChanges) {
+  Scrape();
+  const uint64_t version = snapshot_.version();
+  clock_.Advance(kSecond);
+  std::string later = Scrape();
+  EXPECT_GT(snapshot_.version(), version);
+  EXPECT_NE(
+      later.find("dstack_job_duration_seconds_total{dstack_project_name=\"main\","
+                 "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r-train\","
+                 "dstack_job_name=\"train-0-0\""),
+      std::string::npos)
+      << later;
+  EXPECT_NE(later.find("dstack_gpu=\"A100\"} 601.0\n"), std::string::npos) << later;
+  EXPECT_NE(later.find("dstack_instance_type=\"instance\",dstack_backend=\"remote\","
+                       "dstack_gpu=\"A100\"} 3601.0\n"),
+            std::string::npos)
+      << later;
+  EXPECT_EQ(later, FullRender(*store_, clock_.Now(), options_));
+}
+
+TEST_F(ExpositionUpdaterTest, ARestartReloadsTheNewestPointsFromTheStore) {
+  Scrape();
+  const model::JobMetricsPoint t0 = Point("j-t0", kNow + kSecond, 30'000'000, {1, 2}, {3, 4});
+  ASSERT_TRUE(store_->AddJobMetricsPoints({t0}).ok());
+  TickReport report;
+  report.stored_points = {t0};
+  Scrape(std::move(report));
+  // A new server on the same store: its first update reads the points back.
+  expose::ExpositionSnapshot snapshot;
+  ExpositionUpdater restarted(*store_, clock_, snapshot, options_);
+  Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(restarted.Update(*stored).ok());
+  const std::string text = snapshot.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_NE(text.find("dstack_gpu=\"A100\"} 30.0\n"), std::string::npos) << text;
+  EXPECT_EQ(text, snapshot_.Render(expose::Format::kText004, clock_.Now()));
+  EXPECT_EQ(text, FullRender(*store_, clock_.Now(), options_));
+}
+
+// Changes of every kind, one update each, always rendered as the whole-state renderer would.
+TEST_F(ExpositionUpdaterTest, IncrementalUpdatesMatchAWholeRender) {
+  EXPECT_EQ(Scrape(), FullRender(*store_, clock_.Now(), options_));
+  // An instance's price (its jobs' price too) and reachability.
+  Result<std::vector<model::Instance>> instances = store_->ListInstances("");
+  ASSERT_TRUE(instances.ok());
+  for (model::Instance& i : *instances) {
+    if (i.id != "i-g0") continue;
+    i.price = 3.0;
+    i.unreachable = true;
+    ASSERT_TRUE(store_->UpdateInstance(i).ok());
+  }
+  clock_.Advance(kSecond);
+  EXPECT_EQ(Scrape(), FullRender(*store_, clock_.Now(), options_));
+  // A job placed and running; another ends.
+  Result<model::Run> prep = store_->GetRunById("r-prep");
+  ASSERT_TRUE(prep.ok());
+  prep->jobs[0].status = model::JobStatus::kRunning;
+  prep->jobs[0].instance_id = "i-g0";
+  prep->jobs[0].gpu_indices = {0};
+  prep->jobs[1].status = model::JobStatus::kFailed;
+  prep->jobs[1].finished_at = clock_.Now();
+  ASSERT_TRUE(store_->UpdateRun(*prep).ok());
+  const model::JobMetricsPoint p0 = Point("j-p0", clock_.Now(), 5'000'000, {7}, {int64_t{1} << 20});
+  ASSERT_TRUE(store_->AddJobMetricsPoints({p0}).ok());
+  TickReport report;
+  report.stored_points = {p0};
+  clock_.Advance(kSecond);
+  EXPECT_EQ(Scrape(std::move(report)), FullRender(*store_, clock_.Now(), options_));
+  // Points turn stale with time alone.
+  clock_.Advance(29 * kSecond);
+  EXPECT_EQ(Scrape(), FullRender(*store_, clock_.Now(), options_));
+  clock_.Advance(2 * kSecond);
+  const std::string stale = Scrape();
+  EXPECT_EQ(stale.find("dstack_job_cpu_time_seconds_total"), std::string::npos) << stale;
+  EXPECT_EQ(stale, FullRender(*store_, clock_.Now(), options_));
+  // A new run with its job placed at once; a run deleted.
+  model::Run fresh = Run("r-new", kMainId, kAdminId, "new", model::RunStatus::kRunning,
+                         "type: task\ncommands: [x]\nresources: {cpu: 2}\n");
+  fresh.jobs = {MakeJob("j-n0", "new", 0, model::JobStatus::kPulling)};
+  fresh.jobs[0].instance_id = "i-c0";
+  ASSERT_TRUE(store_->CreateRun(fresh).ok());
+  ASSERT_TRUE(store_->DeleteRun("r-old").ok());
+  EXPECT_EQ(Scrape(), FullRender(*store_, clock_.Now(), options_));
 }
 
 }  // namespace
