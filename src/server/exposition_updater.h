@@ -57,6 +57,8 @@ class ExpositionUpdater {
   uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
   std::vector<std::string_view> server_family_names_;                // constant after construction
   std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id
+  // The DCGM family headers every job's samples share (IngestDcgm).
+  expose::DcgmHeaderCache dcgm_headers_ FW_GUARDED_BY(mu_);
   // Of the unfinished runs.
   std::map<std::string, model::ResourcesRequest> run_resources_ FW_GUARDED_BY(mu_);
 };

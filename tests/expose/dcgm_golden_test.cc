@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -42,14 +43,17 @@ constexpr std::string_view kServerFamilies[] = {"fleetwatch_agent_poll_errors_to
 Result<std::vector<std::vector<RenderedFamily>>> Ingest(std::string_view text,
                                                         const std::vector<Job>& jobs,
                                                         size_t& foreign) {
-  FW_ASSIGN_OR_RETURN(DcgmText parsed, ParseDcgmText(text));
-  foreign = DropForeignDcgmFamilies(parsed, kServerFamilies);
-  std::vector<std::vector<RenderedFamily>> out;
+  std::vector<std::array<Label, 11>> labels;
+  labels.reserve(jobs.size());
+  std::vector<DcgmJob> dcgm_jobs;
   for (const Job& job : jobs) {
-    const auto labels = JobLabels(job.values);
-    out.push_back(RelabelDcgm(parsed, job.uuids, labels));
+    dcgm_jobs.push_back({job.uuids, labels.emplace_back(JobLabels(job.values))});
   }
-  return out;
+  DcgmHeaderCache headers;
+  FW_ASSIGN_OR_RETURN(RelabeledDcgm relabeled,
+                      RelabelDcgmText(text, dcgm_jobs, kServerFamilies, &headers));
+  foreign = relabeled.foreign_families;
+  return std::move(relabeled.jobs);
 }
 
 const char* FormatName(Format format) {
@@ -66,8 +70,8 @@ std::string Dump(std::string_view text, const std::vector<Job>& jobs) {
     out += "=== job " + std::to_string(j) + "\n";
     for (const RenderedFamily& family : (*ingested)[j]) {
       for (Format format : {Format::kText004, Format::kOpenMetrics100}) {
-        out += "--- " + family.header.name() + " in " + FormatName(format) + "\n";
-        out += family.header.Lines(format);
+        out += "--- " + family.header->name() + " in " + FormatName(format) + "\n";
+        out += family.header->Lines(format);
         out += family.samples.For(format);
       }
     }
