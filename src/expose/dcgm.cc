@@ -572,7 +572,11 @@ class Relabeler {
   Relabeler(std::span<const DcgmJob> jobs, std::span<const std::string_view> server_families)
       : jobs_(jobs), server_families_(server_families), fragments_(jobs.size()) {
     job_pairs_.reserve(jobs.size());
-    for (const DcgmJob& job : jobs) job_pairs_.push_back(RenderLabelPairs(job.labels));
+    for (const DcgmJob& job : jobs) {
+      job_pairs_.push_back(RenderLabelPairs(job.labels));
+      std::vector<size_t>& hashes = uuid_hashes_.emplace_back();
+      for (const std::string& uuid : job.gpu_uuids) hashes.push_back(Hash(uuid));
+    }
   }
 
   void OnSample(const ScannedSample& sample, const std::vector<ScannedFamily>& families) {
@@ -592,13 +596,13 @@ class Relabeler {
       UnescapeLabelValue(uuid->value, scratch_);
       uuid_value = scratch_;
     }
-    bool rendered = false;  // head_ and value_ hold this sample's
+    bool rendered = false;                      // head_ and value_ are this sample's
+    const size_t uuid_hash = Hash(uuid_value);  // UUIDs share their start: compare hashes first
     for (size_t j = 0; j < jobs_.size(); ++j) {
       bool held = false;
-      for (const std::string& u : jobs_[j].gpu_uuids) {
-        // UUIDs share their start ("GPU-"): their last bytes tell most apart at once.
-        held = held || (u.size() == uuid_value.size() &&
-                        (u.empty() || u.back() == uuid_value.back()) && u == uuid_value);
+      const std::span<const std::string> uuids = jobs_[j].gpu_uuids;
+      for (size_t u = 0; u < uuids.size() && !held; ++u) {
+        held = uuid_hashes_[j][u] == uuid_hash && uuids[u] == uuid_value;
       }
       if (!held) continue;
       if (!rendered) {
@@ -645,22 +649,24 @@ class Relabeler {
     bool openmetrics = false;  // whether fragment.openmetrics is kept (timestamps occurred)
   };
 
-  // head_ = `name{l="v",...` for a sample without labels in our namespace.
+  // head_ = `name{l="v",...` for a sample without labels in our namespace: a view into the text
+  // when the line wrote it so, else written in head_buffer_.
   void Head(const ScannedSample& sample) {
-    head_.clear();
     if (!sample.head.empty()) {
       head_ = sample.head;
       return;
     }
-    head_ += sample.name;
-    head_ += '{';
+    head_buffer_.clear();
+    head_buffer_ += sample.name;
+    head_buffer_ += '{';
     for (size_t i = 0; i < sample.labels.size(); ++i) {
-      if (i > 0) head_ += ',';
-      head_ += sample.labels[i].name;
-      head_ += "=\"";
-      head_ += sample.labels[i].value;  // as written: already escaped for output
-      head_ += '"';
+      if (i > 0) head_buffer_ += ',';
+      head_buffer_ += sample.labels[i].name;
+      head_buffer_ += "=\"";
+      head_buffer_ += sample.labels[i].value;  // as written: already escaped for output
+      head_buffer_ += '"';
     }
+    head_ = head_buffer_;
   }
 
   // Appends the sample's line for job `j` up to its value (no timestamp, no end of line).
@@ -742,11 +748,15 @@ class Relabeler {
 
   std::span<const DcgmJob> jobs_;
   std::span<const std::string_view> server_families_;
-  std::vector<std::string> job_pairs_;           // by job: its labels rendered once
-  std::vector<std::vector<Pending>> fragments_;  // by job, then family index
-  std::vector<int8_t> foreign_;                  // by family index: -1 not known yet, 0, 1
+  static size_t Hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
+
+  std::vector<std::string> job_pairs_;            // by job: its labels rendered once
+  std::vector<std::vector<size_t>> uuid_hashes_;  // by job: Hash of each of its gpu_uuids
+  std::vector<std::vector<Pending>> fragments_;   // by job, then family index
+  std::vector<int8_t> foreign_;                   // by family index: -1 not known yet, 0, 1
   std::vector<bool> used_;
-  std::string head_, value_, scratch_;
+  std::string_view head_;
+  std::string head_buffer_, value_, scratch_;
 };
 
 }  // namespace
