@@ -1,10 +1,12 @@
 #include "expose/dcgm.h"
 
+#include <array>
+#include <bit>
 #include <charconv>
+#include <cstring>
 #include <string>
 #include <system_error>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace fleetwatch::expose {
 
@@ -12,10 +14,54 @@ namespace {
 
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
-bool IsNameStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':';
+// [a-zA-Z_] plus ':' (metric names) and/or digits, as tables: the scanner's inner loops test
+// one byte at a time.
+constexpr std::array<bool, 256> CharTable(bool colon, bool digits) {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<size_t>(c)] = true;
+  t['_'] = true;
+  t[':'] = colon;
+  if (digits) {
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<size_t>(c)] = true;
+  }
+  return t;
 }
-bool IsNameChar(char c) { return IsNameStart(c) || (c >= '0' && c <= '9'); }
+constexpr std::array<bool, 256> kNameStart = CharTable(true, false);
+constexpr std::array<bool, 256> kNameChar = CharTable(true, true);
+constexpr std::array<bool, 256> kLabelStart = CharTable(false, false);
+constexpr std::array<bool, 256> kLabelChar = CharTable(false, true);
+
+bool IsNameStart(char c) { return kNameStart[static_cast<uint8_t>(c)]; }
+bool IsNameChar(char c) { return kNameChar[static_cast<uint8_t>(c)]; }
+bool IsLabelStart(char c) { return kLabelStart[static_cast<uint8_t>(c)]; }
+bool IsLabelChar(char c) { return kLabelChar[static_cast<uint8_t>(c)]; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+// The index of the first '"', '\\' or byte >= 0x80 in `s` from `i`, or s.size(): a label value's
+// scan, eight bytes at a time where the machine is little-endian.
+size_t FindQuoteBackslashOrHigh(std::string_view s, size_t i) {
+  if constexpr (std::endian::native == std::endian::little) {
+    constexpr uint64_t kOnes = 0x0101010101010101;
+    constexpr uint64_t kHigh = 0x8080808080808080;
+    while (i + 8 <= s.size()) {
+      uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      const uint64_t quote = w ^ (kOnes * '"');
+      const uint64_t backslash = w ^ (kOnes * '\\');
+      // A byte's high bit is set where it is zero in `quote` or `backslash`, or is >= 0x80 in
+      // `w`; a borrow may flag bytes after a hit too, never one before: the lowest is exact.
+      const uint64_t hits =
+          (((quote - kOnes) & ~quote) | ((backslash - kOnes) & ~backslash) | w) & kHigh;
+      if (hits != 0) return i + static_cast<size_t>(std::countr_zero(hits) / 8);
+      i += 8;
+    }
+  }
+  while (i < s.size() && s[i] != '"' && s[i] != '\\' && (static_cast<uint8_t>(s[i]) & 0x80) == 0) {
+    ++i;
+  }
+  return i;
+}
 
 // A cursor over one line; every read is bounds-checked.
 class LineReader {
@@ -24,6 +70,9 @@ class LineReader {
   bool AtEnd() const { return pos_ >= s_.size(); }
   char Peek() const { return AtEnd() ? '\0' : s_[pos_]; }
   void Advance() { ++pos_; }
+  size_t pos() const { return pos_; }
+  void Seek(size_t pos) { pos_ = pos; }
+  std::string_view line() const { return s_; }
   // Returns whether there was any blank.
   bool SkipBlanks() {
     const size_t start = pos_;
@@ -77,6 +126,57 @@ std::optional<MetricType> ParseType(std::string_view word) {
   return std::nullopt;
 }
 
+// A plain decimal token, [+-]?[0-9]+(.[0-9]+)?, with at most 15 significant digits written
+// (leading zeros of the integer part and trailing zeros of the fraction aside), and not below
+// 1e-4 unless zero: the number it denotes is the double nearest to it, whose shortest round-trip
+// digits are exactly those written, so AppendValue's output can be read off the token.
+struct PlainDecimal {
+  bool negative = false;
+  std::string_view integer;   // without leading zeros; empty when below 1
+  std::string_view fraction;  // without trailing zeros; empty when integral
+};
+
+std::optional<PlainDecimal> ReadPlainDecimal(std::string_view t) {
+  PlainDecimal d;
+  size_t i = 0;
+  if (i < t.size() && (t[i] == '+' || t[i] == '-')) d.negative = t[i++] == '-';
+  const size_t int_begin = i;
+  while (i < t.size() && IsDigit(t[i])) ++i;
+  if (i == int_begin) return std::nullopt;
+  d.integer = t.substr(int_begin, i - int_begin);
+  if (i < t.size()) {
+    if (t[i] != '.') return std::nullopt;
+    const size_t frac_begin = ++i;
+    while (i < t.size() && IsDigit(t[i])) ++i;
+    if (i == frac_begin || i != t.size()) return std::nullopt;
+    d.fraction = t.substr(frac_begin);
+  }
+  while (!d.integer.empty() && d.integer.front() == '0') d.integer.remove_prefix(1);
+  while (!d.fraction.empty() && d.fraction.back() == '0') d.fraction.remove_suffix(1);
+  if (d.integer.size() + d.fraction.size() > 15) return std::nullopt;
+  // Below 1: AppendValue switches to the exponent form below 1e-4 (four zeros after the point).
+  if (d.integer.empty() && d.fraction.size() >= 4 && d.fraction.starts_with("0000")) {
+    return std::nullopt;
+  }
+  return d;
+}
+
+// What AppendValue prints for the number `d` denotes: "1410.0", "61.123", "0.05", "-0.0".
+void AppendPlainDecimal(std::string& out, const PlainDecimal& d) {
+  if (d.negative) out += '-';
+  if (d.integer.empty()) {
+    out += '0';
+  } else {
+    out += d.integer;
+  }
+  out += '.';
+  if (d.fraction.empty()) {
+    out += '0';
+  } else {
+    out += d.fraction;
+  }
+}
+
 // A sample value as Prometheus' parser reads it (Go's ParseFloat): decimal floats with an
 // optional sign, NaN, Inf, Infinity in any case.
 std::optional<double> ParseValue(std::string_view token) {
@@ -108,30 +208,98 @@ std::optional<int64_t> ParseTimestamp(std::string_view token) {
   return ts;
 }
 
-// Unescapes HELP text (\\ and \n); false on any other escape.
-bool UnescapeHelp(std::string_view s, std::string& out) {
+// Whether HELP text holds only the escapes \\ and \n.
+bool ValidHelpEscapes(std::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '\\') {
-      out += s[i];
-      continue;
-    }
-    if (++i == s.size()) return false;
-    if (s[i] == '\\') {
-      out += '\\';
-    } else if (s[i] == 'n') {
-      out += '\n';
-    } else {
-      return false;
-    }
+    if (s[i] != '\\') continue;
+    if (++i == s.size() || (s[i] != '\\' && s[i] != 'n')) return false;
   }
   return true;
 }
 
-class Parser {
- public:
-  Parser(std::string_view text, const DcgmParseLimits& limits) : text_(text), limits_(limits) {}
+// HELP text with its (valid) escapes undone.
+std::string UnescapeHelp(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+      out += s[i] == 'n' ? '\n' : '\\';
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
 
-  Result<DcgmText> Run() {
+// A label value with its (valid) escapes \\ \" \n undone.
+void UnescapeLabelValue(std::string_view s, std::string& out) {
+  out.clear();
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\') {
+      ++i;
+      out += s[i] == 'n' ? '\n' : s[i];
+    } else {
+      out += s[i];
+    }
+  }
+}
+
+// Appends an OpenMetrics timestamp: seconds with millisecond precision ("1700000000.123").
+void AppendSeconds(std::string& out, int64_t ms) {
+  uint64_t abs = ms < 0 ? 0 - static_cast<uint64_t>(ms) : static_cast<uint64_t>(ms);
+  if (ms < 0) out += '-';
+  out += std::to_string(abs / 1000);
+  const auto frac = static_cast<unsigned>(abs % 1000);
+  out += '.';
+  out += static_cast<char>('0' + frac / 100);
+  out += static_cast<char>('0' + frac / 10 % 10);
+  out += static_cast<char>('0' + frac % 10);
+}
+
+// --- the scanner that both ParseDcgmText and RelabelDcgmText read a text with ---
+
+// A family as the text declares it. Views point into the text.
+struct ScannedFamily {
+  std::string_view name;
+  std::string_view help;  // as written: escapes (valid ones) not undone
+  MetricType type = MetricType::kUnknown;
+  bool has_help = false;
+  bool has_type = false;
+  size_t samples = 0;
+};
+
+struct ScannedLabel {
+  std::string_view name;
+  // As written between the quotes: valid escapes (\\ \" \n) not undone, valid UTF-8. Escaping
+  // the unescaped value for output gives these very bytes back.
+  std::string_view value;
+  bool escaped = false;  // whether `value` holds an escape
+};
+
+struct ScannedSample {
+  size_t family = 0;  // index in Scanner::families()
+  std::string_view name;
+  std::span<const ScannedLabel> labels;
+  // `name{l="v",...` exactly as an output line starts (no blanks, no trailing comma), when the
+  // line wrote it so; empty otherwise.
+  std::string_view head;
+  std::string_view value;             // the value token, valid
+  std::optional<PlainDecimal> plain;  // `value` read as a plain decimal, when it is one
+  std::optional<int64_t> timestamp_ms;
+};
+
+// Reads a text line by line, validating it and resolving each sample's family, and hands each
+// sample to a callback as views into the text (nothing is copied).
+class Scanner {
+ public:
+  Scanner(std::string_view text, const DcgmParseLimits& limits) : text_(text), limits_(limits) {}
+
+  // Calls on_sample(const ScannedSample&) for each sample, in text order; the views are valid
+  // for the call only (labels) or as long as the text (the rest). Stops at the first error.
+  template <typename OnSample>
+  Status Read(OnSample&& on_sample) {
     if (text_.size() > limits_.max_bytes) {
       return InvalidArgument("DCGM text is " + std::to_string(text_.size()) +
                              " bytes, more than the limit of " + std::to_string(limits_.max_bytes));
@@ -146,41 +314,38 @@ class Parser {
       if (line.size() > limits_.max_line_bytes) {
         return Error("longer than " + std::to_string(limits_.max_line_bytes) + " bytes");
       }
-      FW_RETURN_IF_ERROR(ParseLine(line));
+      LineReader r(line);
+      r.SkipBlanks();
+      if (r.AtEnd()) continue;
+      if (r.Peek() == '#') {
+        FW_RETURN_IF_ERROR(ScanComment(r));
+        continue;
+      }
+      FW_RETURN_IF_ERROR(ScanSample(r));
+      on_sample(static_cast<const ScannedSample&>(sample_));
     }
-    DcgmText result;
-    result.families.reserve(families_.size());
-    for (DcgmFamily& family : families_) {
-      if (!family.samples.empty()) result.families.push_back(std::move(family));
-    }
-    return result;
+    return Status::Ok();
   }
+
+  // In order of first appearance (a HELP or TYPE line, or a sample), with or without samples.
+  const std::vector<ScannedFamily>& families() const { return families_; }
 
  private:
   Status Error(const std::string& why) const {
     return InvalidArgument("DCGM text line " + std::to_string(line_no_) + ": " + why);
   }
 
-  Status ParseLine(std::string_view line) {
-    LineReader r(line);
-    r.SkipBlanks();
-    if (r.AtEnd()) return Status::Ok();
-    if (r.Peek() == '#') return ParseComment(r);
-    return ParseSample(r);
+  // The family named `name`, created (untyped, without HELP) when new; SIZE_MAX over the cap.
+  size_t FamilyNamed(std::string_view name) {
+    const auto it = index_.find(name);
+    if (it != index_.end()) return it->second;
+    if (families_.size() >= limits_.max_families) return SIZE_MAX;
+    index_.emplace(name, families_.size());
+    families_.emplace_back().name = name;
+    return families_.size() - 1;
   }
 
-  // The family named `name`, created (untyped, without HELP) when new; nullptr over the cap.
-  DcgmFamily* FamilyNamed(std::string_view name) {
-    const auto it = index_.find(std::string(name));
-    if (it != index_.end()) return &families_[it->second];
-    if (families_.size() >= limits_.max_families) return nullptr;
-    index_.emplace(std::string(name), families_.size());
-    families_.emplace_back();
-    families_.back().name = std::string(name);
-    return &families_.back();
-  }
-
-  Status ParseComment(LineReader& r) {
+  Status ScanComment(LineReader& r) {
     r.Advance();  // '#'
     r.SkipBlanks();
     const std::string_view keyword = r.Token();
@@ -191,147 +356,197 @@ class Parser {
     if (name.empty() || !(r.AtEnd() || IsBlank(r.Peek()))) {
       return Error("invalid metric name in " + std::string(keyword));
     }
-    if (owner_.contains(std::string(name))) {
+    if (owner_.contains(name)) {
       return Error(std::string(keyword) + " for " + std::string(name) + " after its samples");
     }
-    DcgmFamily* family = FamilyNamed(name);
-    if (family == nullptr) {
+    const size_t index = FamilyNamed(name);
+    if (index == SIZE_MAX) {
       return Error("more than " + std::to_string(limits_.max_families) + " families");
     }
-    if (!family->samples.empty()) {
+    ScannedFamily& family = families_[index];
+    if (family.samples != 0) {
       return Error(std::string(keyword) + " for " + std::string(name) + " after its samples");
     }
     if (help) {
       r.SkipBlanks();  // Prometheus' parser drops the blanks before the text too
       const std::string_view text = r.Rest();
       if (!IsValidUtf8(text)) return Error("HELP text is not valid UTF-8");
-      if (seen_help_.contains(family->name)) return Error("second HELP for " + family->name);
-      seen_help_.insert(family->name);
-      if (!UnescapeHelp(text, family->help)) return Error("invalid escape in HELP text");
+      if (family.has_help) return Error("second HELP for " + std::string(family.name));
+      if (!ValidHelpEscapes(text)) return Error("invalid escape in HELP text");
+      family.has_help = true;
+      family.help = text;
       return Status::Ok();
     }
     r.SkipBlanks();
     const std::optional<MetricType> type = ParseType(r.Token());
     r.SkipBlanks();
     if (!type || !r.AtEnd()) return Error("invalid TYPE line");
-    if (seen_type_.contains(family->name)) return Error("second TYPE for " + family->name);
-    seen_type_.insert(family->name);
-    family->type = *type;
+    if (family.has_type) return Error("second TYPE for " + std::string(family.name));
+    family.has_type = true;
+    family.type = *type;
     return Status::Ok();
   }
 
   // The family a sample named `name` belongs to: its own, or the histogram/summary it is a
-  // _bucket/_sum/_count of, or a new untyped one.
-  DcgmFamily* FamilyOfSample(std::string_view name) {
-    const auto owner = owner_.find(std::string(name));
-    if (owner != owner_.end()) return &families_[owner->second];
+  // _bucket/_sum/_count of, or a new untyped one; SIZE_MAX over the cap.
+  size_t FamilyOfSample(std::string_view name) {
+    if (name == last_name_) return last_family_;  // consecutive samples of one name: the rule
+    const auto owner = owner_.find(name);
+    if (owner != owner_.end()) {
+      last_name_ = name;
+      last_family_ = owner->second;
+      return owner->second;
+    }
     size_t index;
-    const auto own = index_.find(std::string(name));
+    const auto own = index_.find(name);
     if (own != index_.end()) {
       index = own->second;
     } else {
-      index = families_.size();
+      index = SIZE_MAX;
       for (const std::string_view suffix : {"_bucket", "_sum", "_count"}) {
         if (!name.ends_with(suffix)) continue;
-        const auto base = index_.find(std::string(name.substr(0, name.size() - suffix.size())));
+        const auto base = index_.find(name.substr(0, name.size() - suffix.size()));
         if (base == index_.end()) continue;
         const MetricType t = families_[base->second].type;
         if (t == MetricType::kHistogram || (t == MetricType::kSummary && suffix != "_bucket")) {
           index = base->second;
         }
       }
-      if (index == families_.size() && FamilyNamed(name) == nullptr) return nullptr;
+      if (index == SIZE_MAX) index = FamilyNamed(name);
+      if (index == SIZE_MAX) return SIZE_MAX;
     }
-    owner_.emplace(std::string(name), index);
-    return &families_[index];
+    owner_.emplace(name, index);
+    last_name_ = name;
+    last_family_ = index;
+    return index;
   }
 
-  Status ParseSample(LineReader& r) {
-    const std::string_view name = r.Name();
+  Status ScanSample(LineReader& r) {
+    const size_t name_begin = r.pos();
+    std::string_view name;
+    const std::string_view rest = r.line().substr(name_begin);
+    if (!last_name_.empty() && rest.starts_with(last_name_) &&
+        (rest.size() == last_name_.size() || !IsNameChar(rest[last_name_.size()]))) {
+      name = rest.substr(0, last_name_.size());  // the previous sample's name again
+      r.Seek(name_begin + name.size());
+    } else {
+      name = r.Name();
+    }
     if (name.empty()) return Error("expected a metric name or a comment");
-    DcgmSample sample;
-    sample.name = std::string(name);
+    sample_.name = name;
+    sample_.head = {};
+    sample_.timestamp_ms.reset();
+    labels_.clear();
     bool blank = r.SkipBlanks();
     if (r.Peek() == '{') {
+      bool canonical = !blank;
       r.Advance();
-      FW_RETURN_IF_ERROR(ParseLabels(r, sample));
+      FW_RETURN_IF_ERROR(ScanLabels(r, canonical));
+      // r is past the '}'.
+      if (canonical) sample_.head = r.line().substr(name_begin, r.pos() - 1 - name_begin);
       blank = r.SkipBlanks();
     }
     if (r.AtEnd()) return Error("missing value");
     if (!blank) return Error("invalid metric name or label list");
     const std::string_view value_token = r.Token();
-    const std::optional<double> value = ParseValue(value_token);
-    if (!value) return Error("invalid value \"" + std::string(value_token.substr(0, 40)) + "\"");
-    sample.value = *value;
+    sample_.plain = ReadPlainDecimal(value_token);
+    if (!sample_.plain && !ParseValue(value_token)) {
+      return Error("invalid value \"" + std::string(value_token.substr(0, 40)) + "\"");
+    }
+    sample_.value = value_token;
     r.SkipBlanks();
     if (!r.AtEnd()) {
       const std::optional<int64_t> ts = ParseTimestamp(r.Token());
       if (!ts) return Error("invalid timestamp");
-      sample.timestamp_ms = ts;
+      sample_.timestamp_ms = ts;
       r.SkipBlanks();
       if (!r.AtEnd()) return Error("unexpected text after the timestamp");
     }
-    DcgmFamily* family = FamilyOfSample(sample.name);
-    if (family == nullptr) {
+    const size_t family = FamilyOfSample(name);
+    if (family == SIZE_MAX) {
       return Error("more than " + std::to_string(limits_.max_families) + " families");
     }
-    family->samples.push_back(std::move(sample));
+    ++families_[family].samples;
+    sample_.family = family;
+    sample_.labels = labels_;
     return Status::Ok();
   }
 
-  // After '{': labels up to and including '}'.
-  Status ParseLabels(LineReader& r, DcgmSample& sample) {
+  // After '{': labels up to and including '}'. `canonical` becomes false when the list has
+  // blanks or a trailing comma.
+  Status ScanLabels(LineReader& r, bool& canonical) {
+    const std::string_view line = r.line();
+    bool after_comma = false;
     while (true) {
-      r.SkipBlanks();
+      if (r.SkipBlanks()) canonical = false;
       if (r.AtEnd()) return Error("unclosed label list");
       if (r.Peek() == '}') {
+        if (after_comma) canonical = false;
         r.Advance();
         return Status::Ok();
       }
-      const std::string_view label = r.Name();
-      if (label.empty() || label.find(':') != std::string_view::npos || !IsValidLabelName(label)) {
+      // [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"; a ':' in it makes it invalid.
+      size_t i = r.pos();
+      const size_t label_begin = i;
+      if (IsLabelStart(line[i])) {
+        ++i;
+        while (i < line.size() && IsLabelChar(line[i])) ++i;
+      }
+      const std::string_view label = line.substr(label_begin, i - label_begin);
+      if (label.empty() || (i < line.size() && line[i] == ':') || label.starts_with("__")) {
         return Error("invalid label name");
       }
-      if (sample.labels.size() >= limits_.max_labels) {
+      r.Seek(i);
+      if (labels_.size() >= limits_.max_labels) {
         return Error("more than " + std::to_string(limits_.max_labels) + " labels");
       }
-      for (const auto& [seen, unused] : sample.labels) {
-        if (seen == label) return Error("duplicate label " + std::string(label));
+      for (const ScannedLabel& seen : labels_) {
+        if (seen.name == label) return Error("duplicate label " + std::string(label));
       }
-      r.SkipBlanks();
+      if (r.SkipBlanks()) canonical = false;
       if (r.Peek() != '=') return Error("expected '=' after label " + std::string(label));
       r.Advance();
-      r.SkipBlanks();
+      if (r.SkipBlanks()) canonical = false;
       if (r.Peek() != '"') return Error("expected '\"' to open the value of " + std::string(label));
       r.Advance();
-      std::string value;
+      const size_t begin = r.pos();
+      i = begin;
+      bool escaped = false;
+      bool high = false;
       while (true) {
-        if (r.AtEnd()) return Error("unterminated value of label " + std::string(label));
-        const char c = r.Peek();
-        r.Advance();
+        i = FindQuoteBackslashOrHigh(line, i);
+        if (i >= line.size()) return Error("unterminated value of label " + std::string(label));
+        const char c = line[i];
         if (c == '"') break;
-        if (c != '\\') {
-          value += c;
+        if (c == '\\') {
+          if (i + 1 >= line.size()) {
+            return Error("unterminated value of label " + std::string(label));
+          }
+          const char e = line[i + 1];
+          if (e != '\\' && e != '"' && e != 'n') {
+            return Error("invalid escape in the value of label " + std::string(label));
+          }
+          escaped = true;
+          i += 2;
           continue;
         }
-        if (r.AtEnd()) return Error("unterminated value of label " + std::string(label));
-        const char e = r.Peek();
-        r.Advance();
-        if (e == '\\' || e == '"') {
-          value += e;
-        } else if (e == 'n') {
-          value += '\n';
-        } else {
-          return Error("invalid escape in the value of label " + std::string(label));
-        }
+        high = true;  // a byte >= 0x80
+        ++i;
       }
-      if (!IsValidUtf8(value))
+      const std::string_view value = line.substr(begin, i - begin);
+      // Escapes are ASCII on both sides: the raw bytes are valid UTF-8 exactly when the
+      // unescaped value is.
+      if (high && !IsValidUtf8(value)) {
         return Error("value of label " + std::string(label) + " is not valid UTF-8");
-      sample.labels.emplace_back(std::string(label), std::move(value));
-      r.SkipBlanks();
+      }
+      r.Seek(i + 1);  // past the closing quote
+      labels_.push_back({label, value, escaped});
+      if (r.SkipBlanks()) canonical = false;
       if (r.AtEnd()) return Error("unclosed label list");
+      after_comma = false;
       if (r.Peek() == ',') {
         r.Advance();
+        after_comma = true;
       } else if (r.Peek() != '}') {
         return Error("expected ',' or '}' after the value of label " + std::string(label));
       }
@@ -341,29 +556,240 @@ class Parser {
   std::string_view text_;
   const DcgmParseLimits& limits_;
   size_t line_no_ = 0;
-  std::vector<DcgmFamily> families_;
-  std::unordered_map<std::string, size_t> index_;  // family name -> families_ index
-  std::unordered_map<std::string, size_t> owner_;  // sample name -> families_ index
-  std::unordered_set<std::string> seen_help_;
-  std::unordered_set<std::string> seen_type_;
+  std::vector<ScannedFamily> families_;
+  std::unordered_map<std::string_view, size_t> index_;  // family name -> families_ index
+  std::unordered_map<std::string_view, size_t> owner_;  // sample name -> families_ index
+  std::string_view last_name_;                          // of the previous sample
+  size_t last_family_ = 0;
+  std::vector<ScannedLabel> labels_;  // of the current sample
+  ScannedSample sample_;
 };
 
-// Appends an OpenMetrics timestamp: seconds with millisecond precision ("1700000000.123").
-void AppendSeconds(std::string& out, int64_t ms) {
-  uint64_t abs = ms < 0 ? 0 - static_cast<uint64_t>(ms) : static_cast<uint64_t>(ms);
-  if (ms < 0) out += '-';
-  out += std::to_string(abs / 1000);
-  const auto frac = static_cast<unsigned>(abs % 1000);
-  out += '.';
-  out += static_cast<char>('0' + frac / 100);
-  out += static_cast<char>('0' + frac / 10 % 10);
-  out += static_cast<char>('0' + frac % 10);
-}
+// --- relabeling, one pass for every job on the host ---
+
+class Relabeler {
+ public:
+  Relabeler(std::span<const DcgmJob> jobs, std::span<const std::string_view> server_families)
+      : jobs_(jobs), server_families_(server_families), fragments_(jobs.size()) {
+    job_pairs_.reserve(jobs.size());
+    for (const DcgmJob& job : jobs) {
+      job_pairs_.push_back(RenderLabelPairs(job.labels));
+      std::vector<size_t>& hashes = uuid_hashes_.emplace_back();
+      for (const std::string& uuid : job.gpu_uuids) hashes.push_back(Hash(uuid));
+    }
+  }
+
+  void OnSample(const ScannedSample& sample, const std::vector<ScannedFamily>& families) {
+    if (sample.family >= foreign_.size()) foreign_.resize(families.size(), -1);
+    int8_t& foreign = foreign_[sample.family];
+    if (foreign < 0) foreign = IsForeignDcgmFamily(families[sample.family].name, server_families_);
+    if (foreign != 0) return;
+    const ScannedLabel* uuid = nullptr;
+    bool ours = false;  // a label in our namespace: it may take a job's value
+    for (const ScannedLabel& label : sample.labels) {
+      if (label.name == "UUID") uuid = &label;
+      ours = ours || (label.name.front() == 'd' && label.name.starts_with("dstack_"));
+    }
+    if (uuid == nullptr) return;
+    std::string_view uuid_value = uuid->value;
+    if (uuid->escaped) {
+      UnescapeLabelValue(uuid->value, scratch_);
+      uuid_value = scratch_;
+    }
+    bool rendered = false;                      // head_ and value_ are this sample's
+    const size_t uuid_hash = Hash(uuid_value);  // UUIDs share their start: compare hashes first
+    for (size_t j = 0; j < jobs_.size(); ++j) {
+      bool held = false;
+      const std::span<const std::string> uuids = jobs_[j].gpu_uuids;
+      for (size_t u = 0; u < uuids.size() && !held; ++u) {
+        held = uuid_hashes_[j][u] == uuid_hash && uuids[u] == uuid_value;
+      }
+      if (!held) continue;
+      if (!rendered) {
+        value_.clear();
+        if (sample.plain) {
+          AppendPlainDecimal(value_, *sample.plain);
+        } else {
+          AppendValue(value_, ParseValue(sample.value).value_or(0));
+        }
+        if (!ours) Head(sample);
+        rendered = true;
+      }
+      Append(j, sample, ours);
+    }
+  }
+
+  // The families of each job, headers from `headers`.
+  std::vector<std::vector<RenderedFamily>> Finish(const std::vector<ScannedFamily>& families,
+                                                  DcgmHeaderCache& headers) {
+    std::vector<std::shared_ptr<const FamilyHeader>> shared(families.size());
+    std::vector<std::vector<RenderedFamily>> out(jobs_.size());
+    for (size_t j = 0; j < jobs_.size(); ++j) {
+      size_t count = 0;
+      for (const Pending& p : fragments_[j]) count += !p.fragment.empty();
+      out[j].reserve(count);
+      for (size_t f = 0; f < fragments_[j].size(); ++f) {
+        Pending& p = fragments_[j][f];
+        if (p.fragment.empty()) continue;
+        if (!shared[f]) {
+          const ScannedFamily& family = families[f];
+          const bool escaped = family.help.find('\\') != std::string_view::npos;
+          shared[f] = headers.Get(family.name, family.type,
+                                  escaped ? UnescapeHelp(family.help) : family.help);
+        }
+        out[j].push_back({shared[f], std::move(p.fragment)});
+      }
+    }
+    return out;
+  }
+
+ private:
+  struct Pending {
+    Fragment fragment;
+    bool openmetrics = false;  // whether fragment.openmetrics is kept (timestamps occurred)
+  };
+
+  // head_ = `name{l="v",...` for a sample without labels in our namespace: a view into the text
+  // when the line wrote it so, else written in head_buffer_.
+  void Head(const ScannedSample& sample) {
+    if (!sample.head.empty()) {
+      head_ = sample.head;
+      return;
+    }
+    head_buffer_.clear();
+    head_buffer_ += sample.name;
+    head_buffer_ += '{';
+    for (size_t i = 0; i < sample.labels.size(); ++i) {
+      if (i > 0) head_buffer_ += ',';
+      head_buffer_ += sample.labels[i].name;
+      head_buffer_ += "=\"";
+      head_buffer_ += sample.labels[i].value;  // as written: already escaped for output
+      head_buffer_ += '"';
+    }
+    head_ = head_buffer_;
+  }
+
+  // Appends the sample's line for job `j` up to its value (no timestamp, no end of line).
+  void AppendLine(std::string& out, size_t j, const ScannedSample& sample, bool ours) {
+    const std::string& job_pairs = job_pairs_[j];
+    if (!ours) {
+      out += head_;
+      if (!sample.labels.empty() && !job_pairs.empty()) out += ',';
+      out += job_pairs;
+    } else {
+      // A label named like one of the job's takes the job's value in its own place.
+      const std::span<const Label> labels = jobs_[j].labels;
+      used_.assign(labels.size(), false);
+      out += sample.name;
+      out += '{';
+      bool first = true;
+      for (const ScannedLabel& label : sample.labels) {
+        if (!first) out += ',';
+        first = false;
+        const Label* job_label = nullptr;
+        if (label.name.starts_with("dstack_")) {
+          for (size_t k = 0; k < labels.size(); ++k) {
+            if (labels[k].name == label.name) {
+              job_label = &labels[k];
+              used_[k] = true;
+            }
+          }
+        }
+        out += label.name;
+        out += "=\"";
+        if (job_label != nullptr) {
+          AppendEscapedLabelValue(out, job_label->value);
+        } else {
+          out += label.value;
+        }
+        out += '"';
+      }
+      for (size_t k = 0; k < labels.size(); ++k) {
+        if (used_[k]) continue;
+        if (!first) out += ',';
+        first = false;
+        out += labels[k].name;
+        out += "=\"";
+        AppendEscapedLabelValue(out, labels[k].value);
+        out += '"';
+      }
+    }
+    out += "} ";
+    out += value_;
+  }
+
+  void Append(size_t j, const ScannedSample& sample, bool ours) {
+    std::vector<Pending>& pending = fragments_[j];
+    if (sample.family >= pending.size()) pending.resize(sample.family + 1);
+    Pending& p = pending[sample.family];
+    std::string& text = p.fragment.text;
+    if (text.empty()) {
+      // A family has about one sample per GPU: room for the job's at once.
+      const size_t line =
+          head_.size() + job_pairs_[j].size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
+      text.reserve(line * std::max<size_t>(1, jobs_[j].gpu_uuids.size()));
+    }
+    if (sample.timestamp_ms && !p.openmetrics) {
+      p.openmetrics = true;
+      p.fragment.openmetrics = text;
+    }
+    const size_t start = text.size();
+    AppendLine(text, j, sample, ours);
+    if (p.openmetrics) p.fragment.openmetrics.append(text, start, text.size() - start);
+    if (sample.timestamp_ms) {
+      text += ' ';
+      text += std::to_string(*sample.timestamp_ms);
+      p.fragment.openmetrics += ' ';
+      AppendSeconds(p.fragment.openmetrics, *sample.timestamp_ms);
+    }
+    text += '\n';
+    if (p.openmetrics) p.fragment.openmetrics += '\n';
+  }
+
+  std::span<const DcgmJob> jobs_;
+  std::span<const std::string_view> server_families_;
+  static size_t Hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
+
+  std::vector<std::string> job_pairs_;            // by job: its labels rendered once
+  std::vector<std::vector<size_t>> uuid_hashes_;  // by job: Hash of each of its gpu_uuids
+  std::vector<std::vector<Pending>> fragments_;   // by job, then family index
+  std::vector<int8_t> foreign_;                   // by family index: -1 not known yet, 0, 1
+  std::vector<bool> used_;
+  std::string_view head_;
+  std::string head_buffer_, value_, scratch_;
+};
 
 }  // namespace
 
 Result<DcgmText> ParseDcgmText(std::string_view text, const DcgmParseLimits& limits) {
-  return Parser(text, limits).Run();
+  Scanner scanner(text, limits);
+  std::vector<DcgmFamily> families;  // by scanner family index
+  FW_RETURN_IF_ERROR(scanner.Read([&](const ScannedSample& s) {
+    if (s.family >= families.size()) families.resize(s.family + 1);
+    DcgmSample& sample = families[s.family].samples.emplace_back();
+    sample.name = s.name;
+    sample.labels.reserve(s.labels.size());
+    for (const ScannedLabel& label : s.labels) {
+      auto& [name, value] = sample.labels.emplace_back(label.name, std::string());
+      if (label.escaped) {
+        UnescapeLabelValue(label.value, value);
+      } else {
+        value = label.value;
+      }
+    }
+    sample.value = ParseValue(s.value).value_or(0);  // valid: the scanner read it
+    sample.timestamp_ms = s.timestamp_ms;
+  }));
+  DcgmText result;
+  const std::vector<ScannedFamily>& scanned = scanner.families();
+  for (size_t f = 0; f < families.size(); ++f) {
+    if (families[f].samples.empty()) continue;
+    DcgmFamily& family = result.families.emplace_back(std::move(families[f]));
+    family.name = scanned[f].name;
+    family.type = scanned[f].type;
+    family.help = UnescapeHelp(scanned[f].help);
+  }
+  return result;
 }
 
 std::string_view OpenMetricsBaseName(std::string_view name) {
@@ -376,76 +802,46 @@ std::string_view OpenMetricsBaseName(std::string_view name) {
   return name;
 }
 
-size_t DropForeignDcgmFamilies(DcgmText& text, std::span<const std::string_view> server_families) {
-  const size_t before = text.families.size();
-  std::erase_if(text.families, [&](const DcgmFamily& family) {
-    if (!family.name.starts_with("DCGM_") && !family.name.starts_with("dcgm_")) return true;
-    const std::string_view base = OpenMetricsBaseName(family.name);
-    for (std::string_view server : server_families) {
-      if (base == OpenMetricsBaseName(server) || family.name == server) return true;
-    }
-    return false;
-  });
-  return before - text.families.size();
+bool IsForeignDcgmFamily(std::string_view name, std::span<const std::string_view> server_families) {
+  if (!name.starts_with("DCGM_") && !name.starts_with("dcgm_")) return true;
+  const std::string_view base = OpenMetricsBaseName(name);
+  for (std::string_view server : server_families) {
+    if (base == OpenMetricsBaseName(server) || name == server) return true;
+  }
+  return false;
 }
 
-std::vector<RenderedFamily> RelabelDcgm(const DcgmText& text,
-                                        std::span<const std::string> gpu_uuids,
-                                        std::span<const Label> job_labels) {
-  std::vector<RenderedFamily> out;
-  std::vector<bool> used(job_labels.size());
-  std::string line;
-  for (const DcgmFamily& family : text.families) {
-    if (family.name.starts_with("dstack_")) continue;
-    bool timestamps = false;
-    for (const DcgmSample& s : family.samples) timestamps = timestamps || s.timestamp_ms;
-    Fragment fragment;
-    for (const DcgmSample& sample : family.samples) {
-      const std::string* uuid = nullptr;
-      for (const auto& [name, value] : sample.labels) {
-        if (name == "UUID") uuid = &value;
-      }
-      if (uuid == nullptr) continue;
-      bool ours = false;
-      for (const std::string& u : gpu_uuids) ours = ours || u == *uuid;
-      if (!ours) continue;
+std::shared_ptr<const FamilyHeader> DcgmHeaderCache::Get(std::string_view name, MetricType type,
+                                                         std::string_view help) {
+  key_.assign(name);
+  key_ += '\0';
+  key_ += static_cast<char>('0' + static_cast<int>(type));
+  key_ += help;
+  const auto it = headers_.find(std::string_view(key_));
+  if (it != headers_.end()) return it->second;
+  auto header = std::make_shared<const FamilyHeader>(std::string(name), type, std::string(help));
+  headers_.emplace(key_, header);
+  return header;
+}
 
-      line.clear();
-      line += sample.name;
-      line += '{';
-      std::string pairs;
-      used.assign(job_labels.size(), false);
-      for (const auto& [name, value] : sample.labels) {
-        std::string_view v = value;
-        if (name.starts_with("dstack_")) {
-          for (size_t j = 0; j < job_labels.size(); ++j) {
-            if (job_labels[j].name == name) {
-              v = job_labels[j].value;
-              used[j] = true;
-            }
-          }
-        }
-        AppendLabelPair(pairs, name, v);
-      }
-      for (size_t j = 0; j < job_labels.size(); ++j) {
-        if (!used[j]) AppendLabelPair(pairs, job_labels[j].name, job_labels[j].value);
-      }
-      line += pairs;
-      line += "} ";
-      AppendValue(line, sample.value);
-      fragment.text += line;
-      if (timestamps) fragment.openmetrics += line;
-      if (sample.timestamp_ms) {
-        fragment.text += ' ';
-        fragment.text += std::to_string(*sample.timestamp_ms);
-        fragment.openmetrics += ' ';
-        AppendSeconds(fragment.openmetrics, *sample.timestamp_ms);
-      }
-      fragment.text += '\n';
-      if (timestamps) fragment.openmetrics += '\n';
+void DcgmHeaderCache::Prune() {
+  std::erase_if(headers_, [](const auto& entry) { return entry.second.use_count() == 1; });
+}
+
+Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const DcgmJob> jobs,
+                                      std::span<const std::string_view> server_families,
+                                      DcgmHeaderCache* headers, const DcgmParseLimits& limits) {
+  Scanner scanner(text, limits);
+  Relabeler relabeler(jobs, server_families);
+  FW_RETURN_IF_ERROR(
+      scanner.Read([&](const ScannedSample& s) { relabeler.OnSample(s, scanner.families()); }));
+  DcgmHeaderCache local;
+  RelabeledDcgm out;
+  out.jobs = relabeler.Finish(scanner.families(), headers != nullptr ? *headers : local);
+  for (const ScannedFamily& family : scanner.families()) {
+    if (family.samples != 0 && IsForeignDcgmFamily(family.name, server_families)) {
+      ++out.foreign_families;
     }
-    if (fragment.empty()) continue;
-    out.push_back({FamilyHeader(family.name, family.type, family.help), std::move(fragment)});
   }
   return out;
 }

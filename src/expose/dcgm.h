@@ -2,10 +2,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -15,8 +18,9 @@
 
 namespace fleetwatch::expose {
 
-// dcgm-exporter's text (Prometheus text format 0.0.4), parsed, and relabeled for one job.
-// The text comes from hosts: untrusted. Parsing is all or nothing.
+// dcgm-exporter's text (Prometheus text format 0.0.4): parsed (ParseDcgmText), or parsed and
+// relabeled for the jobs of the host that sent it in one pass (RelabelDcgmText, what the server
+// ingests). The text comes from hosts: untrusted. Parsing is all or nothing.
 
 struct DcgmSample {
   std::string name;  // the sample's metric name (a histogram's end in _bucket/_sum/_count)
@@ -60,29 +64,80 @@ Result<DcgmText> ParseDcgmText(std::string_view text, const DcgmParseLimits& lim
 // names agree after this clash in a strict OpenMetrics parser. Thread-safe (pure function).
 std::string_view OpenMetricsBaseName(std::string_view name);
 
-// Removes the families a host may not add beside the server's own: any whose name is not in
-// dcgm-exporter's namespace (starting with DCGM_ or dcgm_), and any whose OpenMetrics base name
-// equals that of one of `server_families`. Returns how many families were removed. Thread-safe
-// (pure function; `text` is the caller's).
-size_t DropForeignDcgmFamilies(DcgmText& text, std::span<const std::string_view> server_families);
+// Whether a host may not add the family `name` beside the server's own: its name is not in
+// dcgm-exporter's namespace (starting with DCGM_ or dcgm_; so `dstack_*`, fleetwatch's namespace,
+// never is), or its OpenMetrics base name equals that of one of `server_families`.
+// Thread-safe (pure function).
+bool IsForeignDcgmFamily(std::string_view name, std::span<const std::string_view> server_families);
 
 // One family of relabeled DCGM samples, ready to concatenate.
 struct RenderedFamily {
-  FamilyHeader header;
-  Fragment samples;  // complete lines; the OpenMetrics variant only when timestamps occur
+  // Never null. Immutable, and shared by every job and host whose text has the same family
+  // (name, type and HELP): it is held once however many jobs export the family.
+  std::shared_ptr<const FamilyHeader> header;
+  Fragment samples;  // complete lines; the OpenMetrics variant only when they carry timestamps
 };
 
-// The samples of one job: those whose `UUID` label is one of `gpu_uuids` (others, and samples
-// without `UUID`, are dropped), each keeping its own labels in order, then `job_labels` appended
-// in the order given (spec: kJobLabelNames). A sample label whose name is one of `job_labels`
-// takes the job's value in its own position and is not repeated. Every other label of the text —
-// including `job` or `instance` should an exporter emit them — is kept as it is: they are the
-// host's, not ours, and Prometheus will store them as exported_job/exported_instance. Families
-// named `dstack_*` are dropped: that namespace is fleetwatch's, and a host must not be able to
-// inject samples into it. Values are reprinted with AppendValue; timestamps are kept.
-// Families left without samples are omitted. Thread-safe (pure function).
-std::vector<RenderedFamily> RelabelDcgm(const DcgmText& text,
-                                        std::span<const std::string> gpu_uuids,
-                                        std::span<const Label> job_labels);
+// Hands out one FamilyHeader per (name, type, HELP), so that the relabeled families of every job
+// and host share their headers instead of each holding a copy.
+// Not thread-safe: one owner calls it (the headers it hands out are immutable and may be shared
+// with any thread). Memory: the headers it handed out, until Prune finds them unused.
+class DcgmHeaderCache {
+ public:
+  // The header of that family; made when no header of it is cached. `name` must satisfy
+  // IsValidMetricName.
+  std::shared_ptr<const FamilyHeader> Get(std::string_view name, MetricType type,
+                                          std::string_view help);
+  // Forgets the headers that no one but the cache holds any more (so that a host sending ever
+  // new families cannot grow it).
+  void Prune();
+  size_t size() const { return headers_.size(); }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  // Key: name '\0' type HELP (names hold no '\0').
+  std::unordered_map<std::string, std::shared_ptr<const FamilyHeader>, Hash, std::equal_to<>>
+      headers_;
+  std::string key_;  // reused to look a key up without allocating
+};
+
+// A job on the host whose text is relabeled.
+struct DcgmJob {
+  std::span<const std::string> gpu_uuids;  // the UUIDs of its GPUs on that host
+  std::span<const Label> labels;           // appended to its samples (spec: kJobLabelNames)
+};
+
+// One host's text relabeled for every job on the host.
+struct RelabeledDcgm {
+  std::vector<std::vector<RenderedFamily>> jobs;  // by index in the `jobs` given; may be empty
+  size_t foreign_families = 0;  // families with samples dropped by IsForeignDcgmFamily
+};
+
+// Parses one host's dcgm-exporter text (the rules, caps and errors of ParseDcgmText: all or
+// nothing) and relabels its samples for each of `jobs`, in one pass over the text.
+//
+// Families for which IsForeignDcgmFamily(name, server_families) holds are dropped (and counted).
+// A job gets the samples whose `UUID` label is one of its `gpu_uuids` (others, and samples
+// without `UUID`, are dropped; a GPU in two jobs gives its samples to both), each keeping its own
+// labels in order, then the job's `labels` appended in the order given. A sample label whose name
+// is one of the job's labels takes the job's value in its own position and is not repeated.
+// Every other label of the text — including `job` or `instance` should an exporter emit them — is
+// kept as it is: they are the host's, not ours, and Prometheus will store them as
+// exported_job/exported_instance. Values are reprinted as AppendValue prints them; timestamps
+// are kept (milliseconds in text 0.0.4, seconds in the OpenMetrics variant). A job's families
+// come in order of first appearance in the text, each with its samples in text order; families
+// left without samples are omitted.
+//
+// Headers come from `headers` when given (see DcgmHeaderCache), else are shared among the jobs of
+// this call only. Memory: the result, and while it runs tables proportional to the families and
+// labels of the text; nothing refers to `text` after it returns.
+// Thread-safe when `headers` is not shared with another thread.
+Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const DcgmJob> jobs,
+                                      std::span<const std::string_view> server_families,
+                                      DcgmHeaderCache* headers = nullptr,
+                                      const DcgmParseLimits& limits = {});
 
 }  // namespace fleetwatch::expose

@@ -194,9 +194,9 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   std::unordered_map<std::string_view, size_t> merged_index;
   for (const auto& families : dcgm) {
     for (const RenderedFamily& family : *families) {
-      if (names->contains(family.header.name())) continue;
-      const auto [it, inserted] = merged_index.try_emplace(family.header.name(), merged.size());
-      if (inserted) merged.push_back({&family.header, {}});
+      if (names->contains(family.header->name())) continue;
+      const auto [it, inserted] = merged_index.try_emplace(family.header->name(), merged.size());
+      if (inserted) merged.push_back({family.header.get(), {}});
       merged[it->second].fragments.push_back(&family.samples);
     }
   }

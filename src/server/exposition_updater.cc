@@ -122,32 +122,44 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     auto instance_it = instances.find(report.instance_id);
     if (instance_it == instances.end()) continue;
     const model::Instance& instance = *instance_it->second;
-    Result<expose::DcgmText> text = expose::ParseDcgmText(report.dcgm.text);
-    std::vector<std::pair<std::string, const model::Job*>> on_host;
-    if (auto it = keys_on.find(instance.id); it != keys_on.end()) {
-      for (const std::string* key : it->second) on_host.emplace_back(*key, active.at(*key).second);
+    // The jobs on this host, each with its GPUs' UUIDs and its labels (views into `values`,
+    // which is complete before any view is taken).
+    std::vector<const std::string*> keys;
+    if (auto it = keys_on.find(instance.id); it != keys_on.end()) keys = it->second;
+    std::vector<std::vector<std::string>> uuids(keys.size());
+    std::vector<expose::JobLabelValues> values;
+    values.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const auto& [run, job] = active.at(*keys[i]);
+      for (int index : job->gpu_indices) {
+        const model::Gpu* gpu = FindGpu(instance, index);
+        if (gpu != nullptr && !gpu->uuid.empty()) uuids[i].push_back(gpu->uuid);
+      }
+      values.push_back(JobLabelValuesOf(*run, *job, &instance));
     }
-    if (!text.ok()) {
+    std::vector<std::array<expose::Label, 11>> labels;
+    std::vector<expose::DcgmJob> jobs;
+    labels.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      jobs.push_back({uuids[i], labels.emplace_back(expose::JobLabels(values[i]))});
+    }
+    // One pass over the text for every job on the host; nothing refers to the text after it.
+    Result<expose::RelabeledDcgm> relabeled =
+        expose::RelabelDcgmText(report.dcgm.text, jobs, server_family_names_, &dcgm_headers_);
+    if (!relabeled.ok()) {
       ++dcgm_text_errors_;
       spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
-                   text.status().message());
-      for (const auto& [key, job] : on_host) {
-        snapshot_.RemoveDcgm(key);
-        dcgm_keys_.erase(key);
+                   relabeled.status().message());
+      for (const std::string* key : keys) {
+        snapshot_.RemoveDcgm(*key);
+        dcgm_keys_.erase(*key);
       }
       continue;
     }
-    dcgm_families_dropped_ += expose::DropForeignDcgmFamilies(*text, server_family_names_);
-    for (const auto& [key, job] : on_host) {
-      std::vector<std::string> uuids;
-      for (int index : job->gpu_indices) {
-        const model::Gpu* gpu = FindGpu(instance, index);
-        if (gpu != nullptr && !gpu->uuid.empty()) uuids.push_back(gpu->uuid);
-      }
-      const model::Run& run = *active.at(key).first;
-      expose::JobLabelValues values = JobLabelValuesOf(run, *job, &instance);
-      std::array<expose::Label, 11> labels = expose::JobLabels(values);
-      std::vector<expose::RenderedFamily> families = expose::RelabelDcgm(*text, uuids, labels);
+    dcgm_families_dropped_ += relabeled->foreign_families;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const std::string& key = *keys[i];
+      std::vector<expose::RenderedFamily>& families = relabeled->jobs[i];
       if (families.empty()) {
         snapshot_.RemoveDcgm(key);
         dcgm_keys_.erase(key);
@@ -155,9 +167,11 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
       }
       snapshot_.SetDcgm(key, std::move(families),
                         *report.dcgm.collected_at + options_.dcgm_max_age);
-      dcgm_keys_[key] = job->id;
+      dcgm_keys_[key] = active.at(key).second->id;
     }
   }
+  // Headers of families no job exports any more.
+  dcgm_headers_.Prune();
 }
 
 Status ExpositionUpdater::ReadStore(std::optional<std::vector<model::JobMetricsPoint>>& points,

@@ -128,6 +128,8 @@ class ExpositionUpdater {
   uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
   std::vector<std::string_view> server_family_names_;                // constant after construction
   std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id
+  // The DCGM family headers every job's samples share (IngestDcgm).
+  expose::DcgmHeaderCache dcgm_headers_ FW_GUARDED_BY(mu_);
 
   uint64_t updates_ FW_GUARDED_BY(mu_) = 0;
   uint64_t generations_ FW_GUARDED_BY(mu_) = 0;

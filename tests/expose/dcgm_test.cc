@@ -36,12 +36,14 @@ constexpr std::string_view kTrainLabels =
     "dstack_backend=\"remote\",dstack_gpu=\"H100\"";
 
 std::vector<RenderedFamily> Relabel(std::string_view text, std::vector<std::string> uuids) {
-  Result<DcgmText> parsed = ParseDcgmText(text);
-  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
-  if (!parsed.ok()) return {};
   const JobLabelValues job = TrainJob();
   const auto labels = JobLabels(job);
-  return RelabelDcgm(*parsed, uuids, labels);
+  const DcgmJob jobs[] = {{uuids, labels}};
+  Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, {});
+  EXPECT_TRUE(relabeled.ok()) << relabeled.status().ToString();
+  if (!relabeled.ok()) return {};
+  EXPECT_EQ(relabeled->jobs.size(), 1u);
+  return std::move(relabeled->jobs[0]);
 }
 
 TEST(ParseDcgmText, ReadsTheFourGpuFixture) {
@@ -71,13 +73,13 @@ TEST(ParseDcgmText, ReadsTheFourGpuFixture) {
   EXPECT_EQ(parsed->families[3].samples[3].value, 1000);
 }
 
-TEST(RelabelDcgm, KeepsOnlyTheJobsGpusAndAppendsJobLabelsInOrder) {
+TEST(RelabelDcgmText, KeepsOnlyTheJobsGpusAndAppendsJobLabelsInOrder) {
   const std::vector<RenderedFamily> families =
       Relabel(ReadFixture("dcgm_4gpus.txt"), {kUuid3, kUuid1});
   ASSERT_EQ(families.size(), 12u);
   const RenderedFamily& power = families[3];
-  EXPECT_EQ(power.header.name(), "DCGM_FI_DEV_POWER_USAGE");
-  EXPECT_EQ(power.header.Lines(Format::kText004),
+  EXPECT_EQ(power.header->name(), "DCGM_FI_DEV_POWER_USAGE");
+  EXPECT_EQ(power.header->Lines(Format::kText004),
             "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n"
             "# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n");
   const std::string own1 =
@@ -96,20 +98,20 @@ TEST(RelabelDcgm, KeepsOnlyTheJobsGpusAndAppendsJobLabelsInOrder) {
   for (const RenderedFamily& f : families) {
     size_t lines = 0;
     for (char c : f.samples.text) lines += c == '\n';
-    EXPECT_EQ(lines, 2u) << f.header.name();
+    EXPECT_EQ(lines, 2u) << f.header->name();
     EXPECT_EQ(f.samples.text.find("gpu=\"0\""), std::string::npos);
     EXPECT_EQ(f.samples.text.find("gpu=\"2\""), std::string::npos);
   }
-  EXPECT_EQ(families[4].header.type(), MetricType::kCounter);
+  EXPECT_EQ(families[4].header->type(), MetricType::kCounter);
   EXPECT_NE(families[4].samples.text.find("} 8765432110.0\n"), std::string::npos);
 }
 
-TEST(RelabelDcgm, NoMatchingGpuGivesNothing) {
+TEST(RelabelDcgmText, NoMatchingGpuGivesNothing) {
   EXPECT_TRUE(Relabel(ReadFixture("dcgm_4gpus.txt"), {"GPU-unknown"}).empty());
   EXPECT_TRUE(Relabel(ReadFixture("dcgm_4gpus.txt"), {}).empty());
 }
 
-TEST(RelabelDcgm, KeepsLowerCaseHostnameAsItIs) {
+TEST(RelabelDcgmText, KeepsLowerCaseHostnameAsItIs) {
   const auto families = Relabel(
       "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n"
       "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
@@ -122,7 +124,7 @@ TEST(RelabelDcgm, KeepsLowerCaseHostnameAsItIs) {
                                           "} 55.0\n");
 }
 
-TEST(RelabelDcgm, ClashingLabelTakesTheJobsValueInPlace) {
+TEST(RelabelDcgmText, ClashingLabelTakesTheJobsValueInPlace) {
   const auto families = Relabel("DCGM_FI_DEV_GPU_UTIL{dstack_run_name=\"evil\",UUID=\"" + kUuid0 +
                                     "\",dstack_gpu=\"fake\"} 1\n",
                                 {kUuid0});
@@ -134,12 +136,12 @@ TEST(RelabelDcgm, ClashingLabelTakesTheJobsValueInPlace) {
                 "dstack_job_id=\"job-id-1\",dstack_job_num=\"0\",dstack_replica_num=\"0\","
                 "dstack_run_type=\"task\",dstack_backend=\"remote\"} 1.0\n");
   // No family without TYPE line loses its samples: it is untyped.
-  EXPECT_EQ(families[0].header.type(), MetricType::kUnknown);
-  EXPECT_EQ(families[0].header.Lines(Format::kText004),
+  EXPECT_EQ(families[0].header->type(), MetricType::kUnknown);
+  EXPECT_EQ(families[0].header->Lines(Format::kText004),
             "# HELP DCGM_FI_DEV_GPU_UTIL \n# TYPE DCGM_FI_DEV_GPU_UTIL untyped\n");
 }
 
-TEST(RelabelDcgm, KeepsTheHostsJobAndInstanceLabels) {
+TEST(RelabelDcgmText, KeepsTheHostsJobAndInstanceLabels) {
   const auto families =
       Relabel("DCGM_X{UUID=\"" + kUuid0 + "\",job=\"dcgm\",instance=\"h:9400\"} 1\n", {kUuid0});
   ASSERT_EQ(families.size(), 1u);
@@ -148,7 +150,7 @@ TEST(RelabelDcgm, KeepsTheHostsJobAndInstanceLabels) {
                                           std::string(kTrainLabels) + "} 1.0\n");
 }
 
-TEST(RelabelDcgm, DropsFamiliesInOurNamespaceAndSamplesWithoutUuid) {
+TEST(RelabelDcgmText, DropsFamiliesInOurNamespaceAndSamplesWithoutUuid) {
   const auto families = Relabel("dstack_job_gpu_count{UUID=\"" + kUuid0 +
                                     "\"} 99\n"
                                     "DCGM_HOST_LEVEL{host=\"h\"} 3\n"
@@ -156,7 +158,7 @@ TEST(RelabelDcgm, DropsFamiliesInOurNamespaceAndSamplesWithoutUuid) {
                                     kUuid0 + "\"} 3\n",
                                 {kUuid0});
   ASSERT_EQ(families.size(), 1u);
-  EXPECT_EQ(families[0].header.name(), "DCGM_OK");
+  EXPECT_EQ(families[0].header->name(), "DCGM_OK");
 }
 
 TEST(OpenMetricsBaseName, StripsOneSampleSuffix) {
@@ -169,25 +171,152 @@ TEST(OpenMetricsBaseName, StripsOneSampleSuffix) {
   EXPECT_EQ(OpenMetricsBaseName("_total"), "_total");
 }
 
-TEST(DropForeignDcgmFamilies, KeepsDcgmFamiliesAndDropsForeignOrClashingOnes) {
-  Result<DcgmText> parsed = ParseDcgmText(
+TEST(RelabelDcgmText, KeepsDcgmFamiliesAndDropsForeignOrClashingOnes) {
+  const std::string text =
       "DCGM_FI_DEV_GPU_UTIL{UUID=\"u\"} 1\n"
       "dcgm_exporter_build_info{UUID=\"u\"} 1\n"
       "fleetwatch_agent_poll_errors{UUID=\"u\"} 1\n"
       "dstack_job_gpu_count{UUID=\"u\"} 1\n"
       "node_load1{UUID=\"u\"} 1\n"
       "DCGM_SERVER_total{UUID=\"u\"} 1\n"
-      "DCGM_SERVER_created{UUID=\"u\"} 1\n");
-  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+      "DCGM_SERVER_created{UUID=\"u\"} 1\n"
+      "# HELP node_without_samples is not counted\n";
   const std::vector<std::string_view> server = {"fleetwatch_agent_poll_errors_total",
                                                 "DCGM_SERVER"};
-  EXPECT_EQ(DropForeignDcgmFamilies(*parsed, server), 5u);
+  const std::vector<std::string> uuids = {"u"};
+  const JobLabelValues job = TrainJob();
+  const auto labels = JobLabels(job);
+  const DcgmJob jobs[] = {{uuids, labels}};
+  Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, server);
+  ASSERT_TRUE(relabeled.ok()) << relabeled.status().ToString();
+  EXPECT_EQ(relabeled->foreign_families, 5u);
   std::vector<std::string> kept;
-  for (const DcgmFamily& f : parsed->families) kept.push_back(f.name);
+  for (const RenderedFamily& f : relabeled->jobs[0]) kept.push_back(f.header->name());
   EXPECT_EQ(kept, (std::vector<std::string>{"DCGM_FI_DEV_GPU_UTIL", "dcgm_exporter_build_info"}));
+  // Without jobs the text is still read whole: its foreign families are counted, errors found.
+  Result<RelabeledDcgm> no_jobs = RelabelDcgmText(text, {}, server);
+  ASSERT_TRUE(no_jobs.ok());
+  EXPECT_TRUE(no_jobs->jobs.empty());
+  EXPECT_EQ(no_jobs->foreign_families, 5u);
+  EXPECT_FALSE(RelabelDcgmText(text + "x{", {}, server).ok());
 }
 
-TEST(RelabelDcgm, KeepsTimestampsInEachFormatsUnit) {
+TEST(IsForeignDcgmFamily, OnlyDcgmNamesThatDoNotClashWithOurs) {
+  const std::vector<std::string_view> server = {"fleetwatch_agent_poll_errors_total",
+                                                "DCGM_SERVER"};
+  EXPECT_FALSE(IsForeignDcgmFamily("DCGM_FI_DEV_GPU_UTIL", server));
+  EXPECT_FALSE(IsForeignDcgmFamily("dcgm_exporter_build_info", server));
+  EXPECT_TRUE(IsForeignDcgmFamily("dstack_job_gpu_count", server));
+  EXPECT_TRUE(IsForeignDcgmFamily("node_load1", server));
+  EXPECT_TRUE(IsForeignDcgmFamily("DCGM_SERVER_total", server));
+  EXPECT_TRUE(IsForeignDcgmFamily("DCGM_SERVER", server));
+  EXPECT_TRUE(IsForeignDcgmFamily("Dcgm_x", {}));
+}
+
+// Every job on the host is served from one pass: each gets its GPUs' samples, and all share one
+// header per family, across hosts too when a cache is given.
+TEST(RelabelDcgmText, ServesEveryJobOnTheHostAndSharesTheHeaders) {
+  const std::string text = ReadFixture("dcgm_4gpus.txt");
+  const JobLabelValues a = TrainJob();
+  JobLabelValues b = TrainJob();
+  b.job_id = "job-id-2";
+  const auto labels_a = JobLabels(a);
+  const auto labels_b = JobLabels(b);
+  const std::vector<std::string> gpus_a = {kUuid0}, gpus_b = {kUuid1, kUuid3}, none = {};
+  const DcgmJob jobs[] = {{gpus_a, labels_a}, {gpus_b, labels_b}, {none, labels_a}};
+  DcgmHeaderCache headers;
+  Result<RelabeledDcgm> first = RelabelDcgmText(text, jobs, {}, &headers);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  ASSERT_EQ(first->jobs.size(), 3u);
+  ASSERT_EQ(first->jobs[0].size(), 12u);
+  ASSERT_EQ(first->jobs[1].size(), 12u);
+  EXPECT_TRUE(first->jobs[2].empty());
+  EXPECT_EQ(headers.size(), 12u);
+  for (size_t f = 0; f < 12; ++f) {
+    EXPECT_EQ(first->jobs[0][f].header, first->jobs[1][f].header);
+    size_t lines_a = 0, lines_b = 0;
+    for (char c : first->jobs[0][f].samples.text) lines_a += c == '\n';
+    for (char c : first->jobs[1][f].samples.text) lines_b += c == '\n';
+    EXPECT_EQ(lines_a, 1u);
+    EXPECT_EQ(lines_b, 2u);
+    EXPECT_NE(first->jobs[0][f].samples.text.find("dstack_job_id=\"job-id-1\""), std::string::npos);
+    EXPECT_NE(first->jobs[1][f].samples.text.find("dstack_job_id=\"job-id-2\""), std::string::npos);
+  }
+  // Another host with the same families: the same headers.
+  Result<RelabeledDcgm> second = RelabelDcgmText(text, jobs, {}, &headers);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->jobs[0][3].header, first->jobs[0][3].header);
+  EXPECT_EQ(headers.size(), 12u);
+  // Headers no one holds any more are forgotten.
+  headers.Prune();
+  EXPECT_EQ(headers.size(), 12u);
+  first = RelabeledDcgm{};
+  second = RelabeledDcgm{};
+  headers.Prune();
+  EXPECT_EQ(headers.size(), 0u);
+}
+
+// Values are printed as AppendValue prints the number they denote, whichever way the text wrote
+// it (the relabeling reads plain decimals off the token).
+TEST(RelabelDcgmText, PrintsValuesAsAppendValueDoes) {
+  std::mt19937_64 rng(11);
+  const auto digits = [&](size_t n) {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) s += static_cast<char>('0' + rng() % 10);
+    return s;
+  };
+  std::vector<std::string> tokens = {"0",
+                                     "-0",
+                                     "+0",
+                                     "0.0",
+                                     "-0.000",
+                                     "1",
+                                     "007",
+                                     "1.50",
+                                     "0.0001",
+                                     "0.00001",
+                                     "1e3",
+                                     "NaN",
+                                     "-Inf",
+                                     "+Inf",
+                                     "123456789012345",
+                                     "1234567890123456",
+                                     "0.1",
+                                     "0.30000000000000004",
+                                     "999999999999999.9",
+                                     "1000000000000000",
+                                     "100000000000000",
+                                     ".5",
+                                     "5."};
+  for (int i = 0; i < 3000; ++i) {
+    std::string t;
+    if (rng() % 3 == 0) t += rng() % 2 ? "-" : "+";
+    t += digits(rng() % 18);
+    if (t.empty() || t == "-" || t == "+") t += "0";
+    if (rng() % 2) t += "." + digits(1 + rng() % 18);
+    if (rng() % 8 == 0) t += "e" + std::to_string(static_cast<int>(rng() % 40) - 20);
+    tokens.push_back(t);
+  }
+  std::string text;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    text += "DCGM_X{UUID=\"u\",i=\"" + std::to_string(i) + "\"} " + tokens[i] + "\n";
+  }
+  const std::vector<std::string> uuids = {"u"};
+  const std::vector<RenderedFamily> families = Relabel(text, uuids);
+  ASSERT_EQ(families.size(), 1u);
+  std::istringstream lines(families[0].samples.text);
+  std::string line;
+  for (const std::string& token : tokens) {
+    ASSERT_TRUE(std::getline(lines, line));
+    Result<DcgmText> parsed = ParseDcgmText("DCGM_X " + token + "\n");
+    ASSERT_TRUE(parsed.ok()) << token;
+    std::string want;
+    AppendValue(want, parsed->families[0].samples[0].value);
+    EXPECT_EQ(line.substr(line.rfind(' ') + 1), want) << token;
+  }
+}
+
+TEST(RelabelDcgmText, KeepsTimestampsInEachFormatsUnit) {
   const auto families = Relabel("# TYPE DCGM_X gauge\nDCGM_X{UUID=\"" + kUuid0 +
                                     "\"} 1 1700000000123\n"
                                     "DCGM_X{UUID=\"" +
@@ -200,7 +329,7 @@ TEST(RelabelDcgm, KeepsTimestampsInEachFormatsUnit) {
   EXPECT_EQ(families[0].samples.openmetrics, l0 + " 1700000000.123\n" + l1 + "\n");
 }
 
-TEST(RelabelDcgm, EscapesHostileLabelValues) {
+TEST(RelabelDcgmText, EscapesHostileLabelValues) {
   const auto families =
       Relabel("DCGM_X{UUID=\"" + kUuid0 + "\",modelName=\"A\\\"}\\n<script>\\\\\"} 1\n", {kUuid0});
   ASSERT_EQ(families.size(), 1u);
@@ -353,14 +482,20 @@ TEST(ParseDcgmText, MutatedFixturesNeverCrashOrLeakMalformedOutput) {
       if (text.empty()) text = "x";
     }
     Result<DcgmText> parsed = ParseDcgmText(text);
-    if (!parsed.ok()) continue;
-    ++accepted;
     const JobLabelValues job = TrainJob();
     const auto labels = JobLabels(job);
     const std::vector<std::string> uuids = {kUuid0, kUuid1};
+    const DcgmJob jobs[] = {{uuids, labels}};
+    Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, {});
+    ASSERT_EQ(relabeled.ok(), parsed.ok()) << text;
+    if (!parsed.ok()) {
+      EXPECT_EQ(relabeled.status().message(), parsed.status().message());
+      continue;
+    }
+    ++accepted;
     std::string out;
-    for (const RenderedFamily& f : RelabelDcgm(*parsed, uuids, labels)) {
-      AppendFamily(out, f.header, f.samples.text, Format::kText004);
+    for (const RenderedFamily& f : relabeled->jobs[0]) {
+      AppendFamily(out, *f.header, f.samples.text, Format::kText004);
     }
     const auto checked = testing::CheckExposition(out, Format::kText004);
     ASSERT_TRUE(checked.error.empty()) << checked.error << "\n" << out;

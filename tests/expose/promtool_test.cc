@@ -152,11 +152,12 @@ std::string HostileExposition(Format format) {
       "# HELP DCGM_FI_PROF_PCIE_TX_BYTES PCIe \"bytes\" \\\\ \\n.\n"
       "# TYPE DCGM_FI_PROF_PCIE_TX_BYTES counter\n"
       "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"0\",UUID=\"U0\"} 12345 1700000000123\n";
-  Result<DcgmText> parsed = ParseDcgmText(dcgm);
-  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
   const std::vector<std::string> uuids = {"U0"};
   const auto labels = JobLabels(job);
-  snapshot.SetDcgm("job", RelabelDcgm(*parsed, uuids, labels), kNow + 1);
+  const DcgmJob jobs[] = {{uuids, labels}};
+  Result<RelabeledDcgm> relabeled = RelabelDcgmText(dcgm, jobs, {});
+  EXPECT_TRUE(relabeled.ok()) << relabeled.status().ToString();
+  if (relabeled.ok()) snapshot.SetDcgm("job", std::move(relabeled->jobs[0]), kNow + 1);
   return snapshot.Render(format, kNow);
 }
 

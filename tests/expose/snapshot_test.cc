@@ -29,10 +29,12 @@ Fragment Lines(std::string text) { return Fragment{std::move(text), {}}; }
 
 std::vector<RenderedFamily> DcgmFor(std::string_view text, std::vector<std::string> uuids,
                                     const JobLabelValues& job) {
-  Result<DcgmText> parsed = ParseDcgmText(text);
-  EXPECT_TRUE(parsed.ok()) << parsed.status().ToString();
   const auto labels = JobLabels(job);
-  return RelabelDcgm(*parsed, uuids, labels);
+  const DcgmJob jobs[] = {{uuids, labels}};
+  Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, {});
+  EXPECT_TRUE(relabeled.ok()) << relabeled.status().ToString();
+  if (!relabeled.ok()) return {};
+  return std::move(relabeled->jobs[0]);
 }
 
 std::string Gunzip(const std::string& gz) {
