@@ -24,8 +24,9 @@ struct AsyncRequest {
   std::string target;  // path + query, already encoded; starts with '/'
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  // Resolve + connect + write + read, all together, counted from when the request leaves the
-  // queue (see AsyncClient). Name resolution past the deadline fails the request on time, but
+  // Resolve + connect + write + read, all together (a retry on a fresh connection included; a
+  // reused connection skips the first two), counted from when the request leaves the queue
+  // (see AsyncClient). Name resolution past the deadline fails the request on time, but
   // the system resolver may keep a thread busy until it gives up on its own.
   std::chrono::milliseconds timeout{5000};
   size_t max_response_bytes = 8 << 20;  // response body; larger ones fail with PayloadTooLarge
@@ -54,7 +55,8 @@ struct AsyncRequest {
 // http::Server), when it is the oldest idle one and a new connection needs its place, and when
 // the client is destroyed. A reused connection found closed by the server before the request is
 // written is replaced by a fresh one; one that fails before any response byte arrives is
-// retried once as AsyncRequest::retry_on_stale_connection says.
+// retried once as AsyncRequest::retry_on_stale_connection says. A connection goes back to the
+// pool before the request's callback runs, so a request sent from the callback may reuse it.
 //
 // At most `max_in_flight` requests are in flight at a time; further requests wait in a FIFO
 // queue. Open connections (in flight and idle together) never exceed `max_in_flight`, so 10,000
