@@ -99,7 +99,8 @@ Status Cancelled(const std::string& origin) {
 constexpr size_t kMaxIdlePerEndpoint = 2;
 
 // Which requests may share a connection: scheme, host, port and, for HTTPS, every setting that
-// decides how the server was checked (the full CA text, not a hash of it).
+// decides how the server was checked (the full CA text, not a hash of it). The host has no line
+// breaks (Validate); the fingerprint's length keeps it apart from the CA text whatever it holds.
 std::string EndpointKey(const AsyncRequest& request) {
   std::string key = request.tls ? "https\n" : "http\n";
   key += StripBrackets(request.host);
@@ -107,6 +108,8 @@ std::string EndpointKey(const AsyncRequest& request) {
   key += std::to_string(request.port);
   if (request.tls) {
     key += '\n';
+    key += std::to_string(request.tls->fingerprint.size());
+    key += ':';
     key += request.tls->fingerprint;
     key += '\n';
     key += request.tls->ca_certificates_pem;
