@@ -15,12 +15,16 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <cerrno>
 #include <deque>
 #include <exception>
+#include <map>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 #include <variant>
+
+#include <sys/socket.h>
 
 namespace fleetwatch::http {
 namespace {
@@ -92,11 +96,79 @@ Status Cancelled(const std::string& origin) {
   return Unavailable("request to " + origin + " cancelled: the client is shutting down");
 }
 
+constexpr size_t kMaxIdlePerEndpoint = 2;
+
+// Which requests may share a connection: scheme, host, port and, for HTTPS, every setting that
+// decides how the server was checked (the full CA text, not a hash of it). The host has no line
+// breaks (Validate); the fingerprint's length keeps it apart from the CA text whatever it holds.
+std::string EndpointKey(const AsyncRequest& request) {
+  std::string key = request.tls ? "https\n" : "http\n";
+  key += StripBrackets(request.host);
+  key += '\n';
+  key += std::to_string(request.port);
+  if (request.tls) {
+    key += '\n';
+    key += std::to_string(request.tls->fingerprint.size());
+    key += ':';
+    key += request.tls->fingerprint;
+    key += '\n';
+    key += request.tls->ca_certificates_pem;
+  }
+  return key;
+}
+
+bool IdempotentMethod(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+         method == "OPTIONS" || method == "TRACE";
+}
+
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// One connection to one endpoint, plain or TLS. Used by one operation at a time, or idle in the
+// client's pool; its members are touched on `strand` only, except `idle_id` (the client's mutex).
+struct Connection {
+  Connection(Strand s, std::string k)
+      : strand(std::move(s)),
+        stream(std::in_place_index<0>, strand),
+        idle_timer(strand),
+        key(std::move(k)) {}
+
+  beast::tcp_stream& Tcp() {
+    return std::visit([](auto& s) -> beast::tcp_stream& { return beast::get_lowest_layer(s); },
+                      stream);
+  }
+
+  // True when the server has neither closed the connection nor sent anything unasked since the
+  // last response (a non-blocking peek), so a request may go on it.
+  bool LooksReusable() {
+    auto& socket = Tcp().socket();
+    if (!socket.is_open()) return false;
+    char byte;
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+
+  // No TLS close_notify: the connection is given up on or idle, and the server expects neither.
+  void Close() {
+    idle_timer.cancel();
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
+  }
+
+  Strand strand;
+  std::shared_ptr<asio::ssl::context> tls_context;  // https only; outlives the stream
+  std::variant<beast::tcp_stream, TlsStream> stream;
+  asio::steady_timer idle_timer;
+  const std::string key;
+  uint64_t idle_id = 0;  // guarded by the client's mutex: its place in the idle pool, 0 if none
+};
+
 }  // namespace
 
 class AsyncClient::Impl {
  public:
-  Impl(int threads, size_t max_in_flight);
+  Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout);
   ~Impl();
 
   void Send(AsyncRequest request, Callback done) FW_EXCLUDES(mutex_);
@@ -105,16 +177,29 @@ class AsyncClient::Impl {
   class Operation;
   struct Pending {
     AsyncRequest request;
+    std::string key;
     Callback done;
   };
 
-  // Creates, registers and starts an operation; requires a slot counted.
-  void StartLocked(AsyncRequest request, Callback done) FW_REQUIRES(mutex_);
+  // Creates, registers and starts an operation on an idle connection to its endpoint, or on a
+  // fresh one (closing the oldest idle connection when `max_in_flight_` are open); requires a
+  // slot counted in `in_flight_`.
+  void StartLocked(AsyncRequest request, std::string key, Callback done) FW_REQUIRES(mutex_);
+  // Called once by every started operation, on its strand, before its callback: keeps
+  // `connection` (may be null) idle for reuse when `reusable`, closes it otherwise.
+  void ReleaseConnection(std::shared_ptr<Connection> connection, bool reusable) FW_EXCLUDES(mutex_);
+  // Removes an idle connection from the pool (false when it is no longer there).
+  bool TakeIdleLocked(Connection& connection) FW_REQUIRES(mutex_);
+  // The idle timer of `connection` fired for its idle period `idle_id`: closes it, unless it
+  // was taken for a request or closed since.
+  void ExpireIdle(const std::shared_ptr<Connection>& connection, uint64_t idle_id)
+      FW_EXCLUDES(mutex_);
   // Called once by every started operation, after its callback: frees its slot or hands it to
   // the next queued request.
   void OnFinished(Operation* operation) FW_EXCLUDES(mutex_);
 
   const size_t max_in_flight_;
+  const std::chrono::milliseconds idle_timeout_;
   asio::io_context io_context_;  // declared first: outlives everything that uses it
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
@@ -124,25 +209,36 @@ class AsyncClient::Impl {
   size_t in_flight_ FW_GUARDED_BY(mutex_) = 0;  // started and not finished
   std::deque<Pending> queue_ FW_GUARDED_BY(mutex_);
   std::unordered_map<Operation*, std::shared_ptr<Operation>> active_ FW_GUARDED_BY(mutex_);
+  // Connections held by operations (one each until ReleaseConnection) plus idle ones; at most
+  // max_in_flight_.
+  size_t connections_ FW_GUARDED_BY(mutex_) = 0;
+  // Idle connections by idle id (increasing: the first is the oldest), and their ids by
+  // endpoint (at most kMaxIdlePerEndpoint each, the newest last).
+  uint64_t next_idle_id_ FW_GUARDED_BY(mutex_) = 0;
+  std::map<uint64_t, std::shared_ptr<Connection>> idle_ FW_GUARDED_BY(mutex_);
+  std::unordered_map<std::string, std::vector<uint64_t>> idle_by_endpoint_ FW_GUARDED_BY(mutex_);
   internal::ClientContextCache tls_contexts_;
 };
 
-// One request: resolve (names only), connect, TLS handshake (https), write, read, on a strand of
-// its own. Every step
-// checks `finished_` first, so a late completion after a timeout or cancellation does nothing,
-// and Finish() runs the callback exactly once.
+// One request: an idle connection to reuse or resolve (names only), connect and TLS handshake
+// (https); then write, read, on the strand of its connection. Every step checks `finished_`
+// first, so a late completion after a timeout or cancellation does nothing, and Finish() runs
+// the callback exactly once.
 class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operation> {
  public:
-  Operation(Impl& client, AsyncRequest request, Callback done)
+  Operation(Impl& client, AsyncRequest request, std::string key, std::shared_ptr<Connection> idle,
+            Callback done)
       : client_(client),
-        strand_(asio::make_strand(client.io_context_)),
-        stream_(std::in_place_index<0>, strand_),
+        strand_(idle ? idle->strand : asio::make_strand(client.io_context_)),
+        connection_(std::move(idle)),
         resolver_(strand_),
         resolve_timer_(strand_),
         request_(std::move(request)),
+        key_(std::move(key)),
         done_(std::move(done)),
         origin_(Origin(request_)),
-        timeout_text_(std::to_string(request_.timeout.count()) + " ms") {}
+        timeout_text_(std::to_string(request_.timeout.count()) + " ms"),
+        may_retry_(IdempotentMethod(request_.method) || request_.retry_on_stale_connection) {}
 
   // Starts the request on its strand; never runs it inline.
   void Run() {
@@ -159,15 +255,35 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     if (finished_) return;
     deadline_ = std::chrono::steady_clock::now() + request_.timeout;
     BuildMessage();
+    if (connection_) {
+      connection_->idle_timer.cancel();
+      if (connection_->LooksReusable()) {
+        reused_ = true;
+        Write();
+        return;
+      }
+      connection_->Close();  // closed by the server while idle: its slot goes to a fresh one
+      connection_.reset();
+    }
+    Open();
+  }
+
+  // A fresh connection (this operation's slot is counted already).
+  void Open() {
+    connection_ = std::make_shared<Connection>(strand_, key_);
     const std::string host(StripBrackets(request_.host));
     if (request_.tls) {
       Result<std::shared_ptr<asio::ssl::context>> context =
           client_.tls_contexts_.Get(*request_.tls);
       if (!context.ok()) return Finish(context.status());
-      tls_context_ = std::move(context).value();
-      TlsStream& tls = stream_.emplace<TlsStream>(strand_, *tls_context_);
+      connection_->tls_context = std::move(context).value();
+      TlsStream& tls = connection_->stream.emplace<TlsStream>(strand_, *connection_->tls_context);
       Status prepared = internal::PrepareClient(tls.native_handle(), *request_.tls, host);
       if (!prepared.ok()) return Finish(prepared);
+    }
+    if (!endpoints_.empty()) {  // resolved for a connection before
+      Connect();
+      return;
     }
     beast::error_code address_error;
     const auto address = asio::ip::make_address(host, address_error);
@@ -209,11 +325,21 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     message_.erase(bhttp::field::transfer_encoding);
     message_.body() = std::move(request_.body);
     message_.content_length(message_.body().size());
-    message_.keep_alive(false);
+    if (client_.idle_timeout_.count() > 0) {
+      message_.set(bhttp::field::connection, "keep-alive");
+    } else {
+      message_.keep_alive(false);
+    }
+    head_ = verb == bhttp::verb::head;
+    NewParser();
+  }
 
-    parser_.header_limit(kResponseHeaderLimitBytes);
-    parser_.body_limit(request_.max_response_bytes);
-    if (verb == bhttp::verb::head) parser_.skip(true);
+  void NewParser() {
+    parser_.emplace();
+    parser_->header_limit(kResponseHeaderLimitBytes);
+    parser_->body_limit(request_.max_response_bytes);
+    if (head_) parser_->skip(true);
+    buffer_.clear();
   }
 
   void OnResolve(beast::error_code ec, const tcp::resolver::results_type& found) {
@@ -227,11 +353,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     Connect();
   }
 
-  beast::tcp_stream& Tcp() {
-    return std::visit(
-        [](auto& stream) -> beast::tcp_stream& { return beast::get_lowest_layer(stream); },
-        stream_);
-  }
+  beast::tcp_stream& Tcp() { return connection_->Tcp(); }
 
   void Connect() {
     Tcp().expires_at(deadline_);
@@ -249,7 +371,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     }
     if (ec) return Finish(Unavailable("cannot reach " + origin_ + ": " + ec.message()));
     Tcp().expires_at(deadline_);
-    if (auto* tls = std::get_if<TlsStream>(&stream_)) {
+    if (auto* tls = std::get_if<TlsStream>(&connection_->stream)) {
       tls->async_handshake(
           asio::ssl::stream_base::client,
           [self = shared_from_this()](beast::error_code error) { self->OnHandshake(error); });
@@ -260,7 +382,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   void OnHandshake(beast::error_code ec) {
     if (finished_) return;
-    TlsStream& tls = std::get<TlsStream>(stream_);
+    TlsStream& tls = std::get<TlsStream>(connection_->stream);
     if (ec == beast::error::timeout) {
       return Finish(Unavailable("no TLS handshake with " + origin_ + " within " + timeout_text_));
     }
@@ -282,27 +404,27 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
                                self->OnWrite(error);
                              });
         },
-        stream_);
+        connection_->stream);
   }
 
   void OnWrite(beast::error_code ec) {
     if (finished_) return;
-    if (ec) return Finish(IoError(ec));
+    if (ec) return RetryOrFinish(ec);
     Tcp().expires_at(deadline_);
     std::visit(
         [this](auto& stream) {
-          bhttp::async_read(stream, buffer_, parser_,
+          bhttp::async_read(stream, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code error, size_t) {
                               self->OnRead(error);
                             });
         },
-        stream_);
+        connection_->stream);
   }
 
   void OnRead(beast::error_code ec) {
     if (finished_) return;
-    if (ec) return Finish(IoError(ec));
-    auto& message = parser_.get();
+    if (ec) return RetryOrFinish(ec);
+    auto& message = parser_->get();
     Response response;
     response.status = static_cast<int>(message.result_int());
     response.content_type = std::string(message[bhttp::field::content_type]);
@@ -310,7 +432,24 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
       response.headers.emplace_back(ToLower(field.name_string()), std::string(field.value()));
     }
     response.body = std::move(message.body());
+    // Reusable when the server keeps it open, the body had a length and nothing else arrived.
+    reusable_ = message.keep_alive() && !parser_->need_eof() && buffer_.size() == 0;
     Finish(std::move(response));
+  }
+
+  // A reused connection that ends before any byte of the response was most likely closed by the
+  // server while idle: the request goes once more on a fresh connection when that is safe.
+  void RetryOrFinish(beast::error_code ec) {
+    const bool nothing_received = !parser_->got_some() && buffer_.size() == 0;
+    if (reused_ && may_retry_ && nothing_received && ec != beast::error::timeout) {
+      reused_ = false;
+      connection_->Close();
+      connection_.reset();
+      NewParser();
+      Open();
+      return;
+    }
+    Finish(IoError(ec));
   }
 
   // A failure while writing the request or reading the response.
@@ -343,37 +482,39 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     finished_ = true;
     resolve_timer_.cancel();
     resolver_.cancel();
-    // No TLS close_notify: the response is complete (or given up on), and the server closes
-    // the connection after it anyway (Connection: close).
-    beast::error_code ignored;
-    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    Tcp().close();
+    // Back to the pool before the callback, so that a request the callback sends can reuse it.
+    client_.ReleaseConnection(std::move(connection_), reusable_ && result.ok());
     Callback done = std::move(done_);
     Deliver(done, std::move(result));
     client_.OnFinished(this);
   }
 
   Impl& client_;
-  asio::strand<asio::io_context::executor_type> strand_;
-  std::shared_ptr<asio::ssl::context> tls_context_;  // https only; outlives the stream
-  std::variant<beast::tcp_stream, TlsStream> stream_;
+  Strand strand_;
+  std::shared_ptr<Connection> connection_;  // null before Begin unless reused, and after Finish
   tcp::resolver resolver_;
   asio::steady_timer resolve_timer_;
   AsyncRequest request_;
+  const std::string key_;
   Callback done_;
   const std::string origin_;
   const std::string timeout_text_;
+  const bool may_retry_;
 
   std::chrono::steady_clock::time_point deadline_;
   std::vector<tcp::endpoint> endpoints_;
   bhttp::request<bhttp::string_body> message_;
-  bhttp::response_parser<bhttp::string_body> parser_;
+  bool head_ = false;
+  std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   beast::flat_buffer buffer_;
+  bool reused_ = false;    // on an idle connection and not retried yet
+  bool reusable_ = false;  // the response leaves the connection fit for another request
   bool finished_ = false;
 };
 
-AsyncClient::Impl::Impl(int threads, size_t max_in_flight)
+AsyncClient::Impl::Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout)
     : max_in_flight_(std::max<size_t>(max_in_flight, 1)),
+      idle_timeout_(std::max(idle_timeout, std::chrono::milliseconds(0))),
       io_context_(std::max(threads, 1)),
       work_(io_context_.get_executor()) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
@@ -384,14 +525,26 @@ AsyncClient::Impl::Impl(int threads, size_t max_in_flight)
 AsyncClient::Impl::~Impl() {
   std::deque<Pending> queued;
   std::vector<std::shared_ptr<Operation>> active;
+  std::vector<std::shared_ptr<Connection>> idle;
   {
     MutexLock lock(mutex_);
     shutting_down_ = true;
     queued.swap(queue_);
     for (const auto& [key, operation] : active_) active.push_back(operation);
+    for (auto& [id, connection] : idle_) {
+      connection->idle_id = 0;
+      idle.push_back(std::move(connection));
+    }
+    connections_ -= idle_.size();
+    idle_.clear();
+    idle_by_endpoint_.clear();
   }
   for (const auto& operation : active) operation->Cancel();
   active.clear();
+  for (std::shared_ptr<Connection>& connection : idle) {
+    Strand strand = connection->strand;
+    asio::post(strand, [connection = std::move(connection)] { connection->Close(); });
+  }
   for (Pending& pending : queued) {
     asio::post(io_context_, [done = std::move(pending.done), origin = Origin(pending.request)] {
       Deliver(done, Cancelled(origin));
@@ -404,6 +557,7 @@ AsyncClient::Impl::~Impl() {
 
 void AsyncClient::Impl::Send(AsyncRequest request, Callback done) {
   Status invalid = Validate(request);
+  std::string key = invalid.ok() ? EndpointKey(request) : std::string();
   MutexLock lock(mutex_);
   if (shutting_down_) {
     // Only a callback racing the destructor gets here; it runs on an I/O thread already.
@@ -417,19 +571,84 @@ void AsyncClient::Impl::Send(AsyncRequest request, Callback done) {
     return;
   }
   if (in_flight_ >= max_in_flight_) {
-    queue_.push_back({std::move(request), std::move(done)});
+    queue_.push_back({std::move(request), std::move(key), std::move(done)});
     return;
   }
   ++in_flight_;
-  StartLocked(std::move(request), std::move(done));
+  StartLocked(std::move(request), std::move(key), std::move(done));
 }
 
-void AsyncClient::Impl::StartLocked(AsyncRequest request, Callback done) {
-  auto operation = std::make_shared<Operation>(*this, std::move(request), std::move(done));
+void AsyncClient::Impl::StartLocked(AsyncRequest request, std::string key, Callback done) {
+  std::shared_ptr<Connection> idle;
+  if (auto found = idle_by_endpoint_.find(key); found != idle_by_endpoint_.end()) {
+    idle = idle_.at(found->second.back());
+    TakeIdleLocked(*idle);  // its slot passes to this operation
+  } else {
+    if (connections_ >= max_in_flight_ && !idle_.empty()) {
+      std::shared_ptr<Connection> oldest = idle_.begin()->second;
+      TakeIdleLocked(*oldest);
+      --connections_;
+      Strand strand = oldest->strand;
+      asio::post(strand, [oldest = std::move(oldest)] { oldest->Close(); });
+    }
+    ++connections_;
+  }
+  auto operation = std::make_shared<Operation>(*this, std::move(request), std::move(key),
+                                               std::move(idle), std::move(done));
   active_.emplace(operation.get(), operation);
   // Posted while the lock is held, so the destructor cannot release the threads before this
   // operation is both visible to it and queued on the context.
   operation->Run();
+}
+
+bool AsyncClient::Impl::TakeIdleLocked(Connection& connection) {
+  if (connection.idle_id == 0) return false;
+  auto ids = idle_by_endpoint_.find(connection.key);
+  FW_CHECK(ids != idle_by_endpoint_.end(), "an idle connection missing from its endpoint");
+  std::erase(ids->second, connection.idle_id);
+  if (ids->second.empty()) idle_by_endpoint_.erase(ids);
+  idle_.erase(connection.idle_id);
+  connection.idle_id = 0;
+  return true;
+}
+
+void AsyncClient::Impl::ReleaseConnection(std::shared_ptr<Connection> connection, bool reusable) {
+  uint64_t idle_id = 0;
+  {
+    MutexLock lock(mutex_);
+    if (connection && reusable && !shutting_down_ && idle_timeout_.count() > 0) {
+      std::vector<uint64_t>& ids = idle_by_endpoint_[connection->key];
+      if (ids.size() < kMaxIdlePerEndpoint) {
+        idle_id = ++next_idle_id_;
+        ids.push_back(idle_id);
+        idle_.emplace(idle_id, connection);
+        connection->idle_id = idle_id;
+      }
+    }
+    if (idle_id == 0) --connections_;
+  }
+  if (!connection) return;
+  if (idle_id == 0) {
+    connection->Close();
+    return;
+  }
+  // On the connection's strand (the caller's): nothing else touches it before this returns.
+  connection->Tcp().expires_never();
+  connection->idle_timer.expires_after(idle_timeout_);
+  connection->idle_timer.async_wait([this, connection, idle_id](beast::error_code ec) {
+    if (!ec) ExpireIdle(connection, idle_id);
+  });
+}
+
+void AsyncClient::Impl::ExpireIdle(const std::shared_ptr<Connection>& connection,
+                                   uint64_t idle_id) {
+  {
+    MutexLock lock(mutex_);
+    if (connection->idle_id != idle_id) return;  // taken for a request, or closed
+    TakeIdleLocked(*connection);
+    --connections_;
+  }
+  connection->Close();
 }
 
 void AsyncClient::Impl::OnFinished(Operation* operation) {
@@ -441,11 +660,11 @@ void AsyncClient::Impl::OnFinished(Operation* operation) {
   }
   Pending next = std::move(queue_.front());
   queue_.pop_front();
-  StartLocked(std::move(next.request), std::move(next.done));
+  StartLocked(std::move(next.request), std::move(next.key), std::move(next.done));
 }
 
-AsyncClient::AsyncClient(int threads, size_t max_in_flight)
-    : impl_(std::make_unique<Impl>(threads, max_in_flight)) {}
+AsyncClient::AsyncClient(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout)
+    : impl_(std::make_unique<Impl>(threads, max_in_flight, idle_timeout)) {}
 
 AsyncClient::~AsyncClient() = default;
 

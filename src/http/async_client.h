@@ -24,42 +24,70 @@ struct AsyncRequest {
   std::string target;  // path + query, already encoded; starts with '/'
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  // Resolve + connect + write + read, all together, counted from when the request leaves the
-  // queue (see AsyncClient). Name resolution past the deadline fails the request on time, but
+  // Resolve + connect + write + read, all together (a retry on a fresh connection included; a
+  // reused connection skips the first two), counted from when the request leaves the queue
+  // (see AsyncClient). Name resolution past the deadline fails the request on time, but
   // the system resolver may keep a thread busy until it gives up on its own.
   std::chrono::milliseconds timeout{5000};
   size_t max_response_bytes = 8 << 20;  // response body; larger ones fail with PayloadTooLarge
   // Set: HTTPS, the server checked as these options say (tls_options.h). Unset: plain HTTP.
   std::optional<TlsClientOptions> tls;
+  // A request sent on a reused connection that the server had closed while it was idle (the
+  // connection ends before any byte of the response) is sent once more on a fresh connection
+  // when its method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) or this is set: set
+  // it for a POST or PATCH that the server treats as idempotent (e.g. keyed by an id), never
+  // for one that must not run twice. Unset, such a request fails with Unavailable "connection
+  // to ... closed before a complete response" (or "... failed: ...") and is not sent again.
+  bool retry_on_stale_connection = false;
 };
 
 // A pool of I/O threads sending requests asynchronously (Boost.Beast), made for polling
 // thousands of hosts at once: every request has its own deadline and response-size cap, so one
-// slow or broken host never delays the others. One connection per request (Connection: close);
-// no connection reuse, which at one request per host per tick would buy little. At most
-// `max_in_flight` connections are open at a time; further requests wait in a FIFO queue, so
-// 10,000 hosts do not exhaust file descriptors (each open request holds one: keep
-// max_in_flight well below the process's RLIMIT_NOFILE, which is often 1024 by default).
+// slow or broken host never delays the others.
+//
+// Connections are kept alive and reused (Connection: keep-alive): after a complete response
+// that the server did not end with Connection: close and that had a length (Content-Length or
+// chunked, not "until the connection closes"), the connection waits idle for the next request
+// to the same endpoint: the same host (as written in the request), port and TLS setting,
+// pinned fingerprint and CA certificates included, so a connection is never shared between
+// different ways of checking the server. At most 2 idle connections per endpoint; an idle one
+// is closed after `idle_timeout` (keep it below the servers' own idle deadline, 30 s for
+// http::Server), when it is the oldest idle one and a new connection needs its place, and when
+// the client is destroyed. A reused connection found closed by the server before the request is
+// written is replaced by a fresh one; one that fails before any response byte arrives is
+// retried once as AsyncRequest::retry_on_stale_connection says. A connection goes back to the
+// pool before the request's callback runs, so a request sent from the callback may reuse it.
+//
+// At most `max_in_flight` requests are in flight at a time; further requests wait in a FIFO
+// queue. Open connections (in flight and idle together) never exceed `max_in_flight`, so 10,000
+// hosts do not exhaust file descriptors (each holds one: keep max_in_flight well below the
+// process's RLIMIT_NOFILE, which is often 1024 by default); idle connections never delay a
+// request, the oldest is closed to make room.
 //
 // HTTPS requests share one OpenSSL context per distinct verification setting, built on first use
-// and kept for the client's lifetime; every request still makes its own TLS handshake.
+// and kept for the client's lifetime; a TLS handshake (and the certificate check) happens once
+// per connection, so a reused connection skips both.
 //
 // Requests carry Host, User-Agent: fleetwatch (unless given), Content-Length and
-// Connection: close. Any HTTP status is a successful Response; its `headers` hold all response
-// headers, names lowercased.
+// Connection: keep-alive (Connection: close when idle_timeout is 0: no reuse at all). Any HTTP
+// status is a successful Response; its `headers` hold all response headers, names lowercased.
 //
-// Thread-safe: Send and SendAll may be called from any thread, Send also from a callback.
+// Owns its threads, connections and TLS contexts. Thread-safe: Send and SendAll may be called
+// from any thread, Send also from a callback.
 class AsyncClient {
  public:
-  explicit AsyncClient(int threads = 2, size_t max_in_flight = 4096);
-  // Cancels what is in flight or queued (those callbacks get Unavailable "... cancelled") and
-  // joins the threads. Every callback has been called when it returns. Must not be called from
-  // a callback.
+  // `idle_timeout`: how long a connection may wait idle for reuse; 0 turns reuse off.
+  explicit AsyncClient(int threads = 2, size_t max_in_flight = 4096,
+                       std::chrono::milliseconds idle_timeout = std::chrono::seconds(20));
+  // Cancels what is in flight or queued (those callbacks get Unavailable "... cancelled"),
+  // closes the idle connections and joins the threads. Every callback has been called when it
+  // returns. Must not be called from a callback.
   ~AsyncClient();
   AsyncClient(const AsyncClient&) = delete;
   AsyncClient& operator=(const AsyncClient&) = delete;
 
-  // Calls `done` exactly once, on an I/O thread, with the response or:
+  // Calls `done` exactly once, on an I/O thread, with the response or (the timeout counts
+  // everything, a retry on a fresh connection included):
   //  - InvalidArgument: empty host, port 0, bad method, target or header, CA certificates that
   //    do not load;
   //  - Unavailable: "cannot reach http://host:port: ..." (resolve or connect failed or timed

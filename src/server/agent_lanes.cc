@@ -26,6 +26,9 @@ http::AsyncRequest AgentHttpRequest(const model::Instance& instance, std::string
   r.timeout = timeout;
   r.max_response_bytes = max_response_bytes;
   if (instance.tls) r.tls = http::TlsClientOptions{instance.tls_fingerprint, instance.tls_ca_cert};
+  // Every agent endpoint is idempotent (docs/agent-api.md: a start names its job id, a second
+  // one answers 200), so a POST that met a connection the agent had just closed goes again.
+  r.retry_on_stale_connection = true;
   return r;
 }
 

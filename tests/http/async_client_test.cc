@@ -116,6 +116,17 @@ class ScriptedServer {
     return accepted_changed_.wait_for(lock, kGenerous, [&] { return accepted_ >= count; });
   }
 
+  // Waits until the scripts of `count` connections have returned; false after kGenerous.
+  bool WaitForFinished(int count) {
+    std::unique_lock lock(mutex_);
+    return accepted_changed_.wait_for(lock, kGenerous, [&] { return finished_ >= count; });
+  }
+
+  int accepted() {
+    std::lock_guard lock(mutex_);
+    return accepted_;
+  }
+
  private:
   void AcceptLoop() {
     while (true) {
@@ -133,8 +144,10 @@ class ScriptedServer {
         {
           std::lock_guard lock(mutex_);
           open_.erase(fd);
+          ::close(fd);
+          ++finished_;
         }
-        ::close(fd);
+        accepted_changed_.notify_all();
       });
     }
   }
@@ -148,6 +161,7 @@ class ScriptedServer {
   std::condition_variable accepted_changed_;
   std::set<int> open_;  // guarded by mutex_
   int accepted_ = 0;    // guarded by mutex_
+  int finished_ = 0;    // guarded by mutex_
 };
 
 // --- Helpers ---------------------------------------------------------------------------------
@@ -514,6 +528,203 @@ TEST_F(AsyncClientTest, DestructorCancelsInFlightAndQueuedRequestsPromptly) {
     EXPECT_EQ(statuses[i].code(), StatusCode::kUnavailable) << i;
     EXPECT_THAT(statuses[i].message(), HasSubstr("cancelled")) << i;
   }
+}
+
+// --- Connection reuse --------------------------------------------------------------------------
+
+constexpr std::string_view kKeptOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+// Answers every request on the connection with kKeptOk until the client closes it.
+void AnswerEveryRequest(int fd) {
+  while (ReadRequestHead(fd) && SendBytes(fd, kKeptOk)) {
+  }
+}
+
+// Answers the connection's first request and keeps it open; closes it when the next request
+// arrives, without a byte of response, as a server does that closed an idle connection just as
+// the client reused it.
+void AnswerOnceThenCloseOnTheNext(int fd) {
+  if (!ReadRequestHead(fd) || !SendBytes(fd, kKeptOk)) return;
+  ReadRequestHead(fd);
+}
+
+// Like AnswerEveryRequest, but holds the first answer on each connection until `count` first
+// requests have arrived, so that a test's requests are in flight at once on that many
+// connections.
+ScriptedServer::Script AnswerOnceAllHaveArrived(int count) {
+  auto arrived = std::make_shared<std::atomic<int>>(0);
+  return [arrived, count](int fd) {
+    if (!ReadRequestHead(fd)) return;
+    arrived->fetch_add(1);
+    const auto give_up = Clock::now() + kGenerous;
+    while (arrived->load() < count && Clock::now() < give_up) std::this_thread::sleep_for(1ms);
+    if (SendBytes(fd, kKeptOk)) AnswerEveryRequest(fd);
+  };
+}
+
+TEST_F(AsyncClientTest, SequentialRequestsShareOneConnection) {
+  test_support::CountingProxy proxy(StartServer());
+  AsyncClient client;
+  for (int i = 0; i < 5; ++i) {
+    std::vector<Result<Response>> results =
+        client.SendAll({Get(proxy.port(), "/" + std::to_string(i))});
+    ASSERT_TRUE(results[0].ok()) << i << ": " << results[0].status().ToString();
+    json::value echo = json::parse(results[0]->body);
+    EXPECT_EQ(echo.at("target").as_string(), "/" + std::to_string(i));
+    EXPECT_EQ(echo.at("headers").at("connection").as_string(), "keep-alive");
+  }
+  EXPECT_EQ(proxy.accepted(), 1);
+}
+
+TEST_F(AsyncClientTest, ARequestSentFromTheCallbackReusesTheConnection) {
+  test_support::CountingProxy proxy(StartServer());
+  AsyncClient client;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<int> statuses;
+  client.Send(Get(proxy.port(), "/first"), [&](Result<Response> first) {
+    {
+      std::lock_guard lock(mutex);
+      statuses.push_back(first.ok() ? first->status : -1);
+    }
+    client.Send(Get(proxy.port(), "/second"), [&](Result<Response> second) {
+      std::lock_guard lock(mutex);
+      statuses.push_back(second.ok() ? second->status : -1);
+      changed.notify_all();
+    });
+  });
+  std::unique_lock lock(mutex);
+  ASSERT_TRUE(changed.wait_for(lock, kGenerous, [&] { return statuses.size() == 2; }));
+  EXPECT_THAT(statuses, ::testing::ElementsAre(200, 200));
+  EXPECT_EQ(proxy.accepted(), 1);
+}
+
+TEST_F(AsyncClientTest, NoReuseWhenTheIdleTimeoutIsZero) {
+  test_support::CountingProxy proxy(StartServer());
+  AsyncClient client(2, 4096, 0ms);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<Result<Response>> results = client.SendAll({Get(proxy.port())});
+    ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+    EXPECT_EQ(json::parse(results[0]->body).at("headers").at("connection").as_string(), "close");
+  }
+  EXPECT_EQ(proxy.accepted(), 3);
+}
+
+TEST_F(AsyncClientTest, ConnectionClosedByTheServerWhileIdleIsReplaced) {
+  test_support::CountingProxy proxy(StartServer());
+  AsyncClient client;
+  ASSERT_TRUE(client.SendAll({Get(proxy.port())})[0].ok());
+  proxy.CloseAll();
+  ASSERT_TRUE(proxy.WaitForClosed(1));
+  std::vector<Result<Response>> results = client.SendAll({Get(proxy.port())});
+  ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+  EXPECT_EQ(proxy.accepted(), 2);
+}
+
+TEST_F(AsyncClientTest, StaleConnectionIsRetriedOnceForIdempotentRequestsOnly) {
+  ScriptedServer server(AnswerOnceThenCloseOnTheNext);
+  AsyncClient client;
+  auto post = [&](bool retry) {
+    AsyncRequest request = Get(server.port(), "/api/jobs");
+    request.method = "POST";
+    request.retry_on_stale_connection = retry;
+    return request;
+  };
+
+  // A POST is not sent twice unless the request says it may be.
+  ASSERT_TRUE(client.SendAll({Get(server.port())})[0].ok());
+  std::vector<Result<Response>> results = client.SendAll({post(false)});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(results[0].status().message(), HasSubstr("connection to http://127.0.0.1:"));
+  EXPECT_EQ(server.accepted(), 1);
+
+  // A GET on a fresh connection, then one that finds it closed: retried on a third.
+  ASSERT_TRUE(client.SendAll({Get(server.port())})[0].ok());
+  EXPECT_EQ(server.accepted(), 2);
+  results = client.SendAll({Get(server.port())});
+  ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+  EXPECT_EQ(results[0]->body, "ok");
+  EXPECT_EQ(server.accepted(), 3);
+
+  // A POST that says it may be sent twice is retried too.
+  results = client.SendAll({post(true)});
+  ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+  EXPECT_EQ(server.accepted(), 4);
+}
+
+TEST_F(AsyncClientTest, ResponsesThatEndTheConnectionAreNotReused) {
+  ScriptedServer closing([](int fd) {
+    AnswerWith(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+  });
+  ScriptedServer unframed([](int fd) { AnswerWith(fd, "HTTP/1.1 200 OK\r\n\r\nuntil close"); });
+  AsyncClient client;
+  for (int i = 0; i < 2; ++i) {
+    std::vector<Result<Response>> results =
+        client.SendAll({Get(closing.port()), Get(unframed.port())});
+    ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+    EXPECT_EQ(results[0]->body, "ok");
+    ASSERT_TRUE(results[1].ok()) << results[1].status().ToString();
+    EXPECT_EQ(results[1]->body, "until close");
+  }
+  EXPECT_EQ(closing.accepted(), 2);
+  EXPECT_EQ(unframed.accepted(), 2);
+}
+
+TEST_F(AsyncClientTest, ReusedConnectionKeepsTheDeadlineAndIsNotRetriedAfterIt) {
+  ScriptedServer server([](int fd) {
+    if (!ReadRequestHead(fd) || !SendBytes(fd, kKeptOk)) return;
+    DrainUntilClosed(fd);  // the second request gets no answer
+  });
+  AsyncClient client;
+  ASSERT_TRUE(client.SendAll({Get(server.port())})[0].ok());
+  const auto start = Clock::now();
+  std::vector<Result<Response>> results = client.SendAll({Get(server.port(), "/", 500ms)});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(results[0].status().message(),
+              HasSubstr("no response from http://127.0.0.1:" + std::to_string(server.port()) +
+                        " within 500 ms"));
+  EXPECT_LT(Clock::now() - start, kGenerous);
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST_F(AsyncClientTest, IdleConnectionsCloseAfterTheIdleTimeoutAndWithTheClient) {
+  ScriptedServer quick(AnswerEveryRequest);
+  {
+    AsyncClient client(2, 4096, 50ms);
+    ASSERT_TRUE(client.SendAll({Get(quick.port())})[0].ok());
+    EXPECT_TRUE(quick.WaitForFinished(1));  // closed by the client once idle for 50 ms
+  }
+
+  ScriptedServer pair(AnswerOnceAllHaveArrived(2));
+  auto client = std::make_unique<AsyncClient>();  // the default idle timeout: 20 s
+  std::vector<Result<Response>> results = client->SendAll({Get(pair.port()), Get(pair.port())});
+  for (const Result<Response>& result : results) ASSERT_TRUE(result.ok());
+  ASSERT_TRUE(client->SendAll({Get(pair.port())})[0].ok());
+  EXPECT_EQ(pair.accepted(), 2);  // two at once, then one of them again
+  client.reset();
+  EXPECT_TRUE(pair.WaitForFinished(2));
+}
+
+TEST_F(AsyncClientTest, IdleConnectionsPerEndpointAndInAllAreBounded) {
+  ScriptedServer first(AnswerOnceAllHaveArrived(3));
+  ScriptedServer second(AnswerOnceAllHaveArrived(2));
+  AsyncClient client(2, /*max_in_flight=*/3);
+  // Three at once to one endpoint: two stay idle, the third is closed.
+  std::vector<Result<Response>> results =
+      client.SendAll({Get(first.port()), Get(first.port()), Get(first.port())});
+  for (const Result<Response>& result : results) ASSERT_TRUE(result.ok());
+  ASSERT_EQ(first.accepted(), 3);
+  EXPECT_TRUE(first.WaitForFinished(1));
+  // Two at once to another endpoint: with three connections at most, the older idle one to the
+  // first goes to make room for the second.
+  results = client.SendAll({Get(second.port()), Get(second.port())});
+  for (const Result<Response>& result : results) ASSERT_TRUE(result.ok());
+  EXPECT_EQ(second.accepted(), 2);
+  EXPECT_TRUE(first.WaitForFinished(2));
+  ASSERT_TRUE(client.SendAll({Get(first.port())})[0].ok());
+  EXPECT_EQ(first.accepted(), 3);  // the one left is reused
 }
 
 }  // namespace

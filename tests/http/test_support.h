@@ -1,7 +1,8 @@
 #pragma once
 
 // Helpers for http tests: a raw blocking TCP connection (to send exactly the bytes a test wants)
-// and a minimal HTTP/1.1 response reader. Not thread-safe; one per test thread.
+// and a minimal HTTP/1.1 response reader (not thread-safe; one per test thread), and a TCP proxy
+// that counts the connections a client opens.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,12 +12,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
+#include <vector>
 
 namespace fleetwatch::http::test_support {
 
@@ -198,5 +204,120 @@ inline uint16_t ClosedPort() {
   ::close(fd);
   return ntohs(address.sin_port);
 }
+
+// A loopback TCP proxy to 127.0.0.1:`upstream` that counts the connections it accepts, so that
+// a test sees how many connections a client opened (plain or TLS alike: bytes pass unchanged).
+// Each accepted connection gets one upstream connection and a thread copying both ways until
+// either side closes; CloseAll() and the destructor close the open ones. Thread-safe.
+class CountingProxy {
+ public:
+  explicit CountingProxy(uint16_t upstream) : upstream_(upstream) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listen_fd_, 128);
+    socklen_t size = sizeof address;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+  }
+  ~CountingProxy() {
+    ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+    accept_thread_.join();
+    CloseAll();
+    for (std::thread& pump : pumps_) pump.join();
+    ::close(listen_fd_);
+  }
+  CountingProxy(const CountingProxy&) = delete;
+  CountingProxy& operator=(const CountingProxy&) = delete;
+
+  uint16_t port() const { return port_; }
+
+  int accepted() const {
+    std::lock_guard lock(mutex_);
+    return accepted_;
+  }
+
+  // Shuts down every open connection on both sides (as a server closing idle ones would).
+  void CloseAll() {
+    std::lock_guard lock(mutex_);
+    for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+  }
+
+  // Waits until `count` proxied connections have ended; false after kSocketTimeoutSeconds.
+  bool WaitForClosed(int count) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, std::chrono::seconds(kSocketTimeoutSeconds),
+                             [&] { return closed_ >= count; });
+  }
+
+ private:
+  void AcceptLoop() {
+    while (true) {
+      int client = ::accept(listen_fd_, nullptr, nullptr);
+      if (client < 0 && errno == EINTR) continue;
+      if (client < 0) return;  // shut down
+      int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(upstream_);
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(server, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        ::close(server);
+        ::close(client);
+        continue;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        ++accepted_;
+        open_.push_back(client);
+        open_.push_back(server);
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+
+  void Pump(int client, int server) {
+    char chunk[16384];
+    bool open = true;
+    while (open) {
+      pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      for (int i = 0; i < 2 && open; ++i) {
+        if (fds[i].revents == 0) continue;
+        const int from = fds[i].fd;
+        const int to = from == client ? server : client;
+        ssize_t n = ::recv(from, chunk, sizeof chunk, 0);
+        if (n < 0 && errno == EINTR) continue;
+        open = n > 0 && ::send(to, chunk, static_cast<size_t>(n), MSG_NOSIGNAL) == n;
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      std::erase(open_, client);
+      std::erase(open_, server);
+      ++closed_;
+    }
+    changed_.notify_all();
+    ::close(client);
+    ::close(server);
+  }
+
+  const uint16_t upstream_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread accept_thread_;
+  std::vector<std::thread> pumps_;  // touched by the accept thread only, until it is joined
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<int> open_;  // guarded by mutex_
+  int accepted_ = 0;       // guarded by mutex_
+  int closed_ = 0;         // guarded by mutex_
+};
 
 }  // namespace fleetwatch::http::test_support

@@ -188,6 +188,50 @@ TEST_F(TlsTest, BlockingClientSpeaksHttpsWithItsCa) {
   EXPECT_THAT(refused.status().message(), HasSubstr("certificate verify failed"));
 }
 
+TEST_F(TlsTest, ConnectionsAreReusedWithOneHandshake) {
+  test_support::CountingProxy proxy(port_);
+  AsyncRequest request = Request(TlsClientOptions{"", ca_.certificate_pem});
+  request.port = proxy.port();
+  for (int i = 0; i < 4; ++i) {
+    Result<Response> reply = SendOne(request);
+    ASSERT_TRUE(reply.ok()) << i << ": " << reply.status().ToString();
+    EXPECT_EQ(reply->body, "hello /ping");
+  }
+  EXPECT_EQ(proxy.accepted(), 1);
+}
+
+TEST_F(TlsTest, DifferentVerificationSettingsNeverShareAConnection) {
+  test_support::CountingProxy proxy(port_);
+  auto through_proxy = [&](TlsClientOptions tls) {
+    AsyncRequest request = Request(std::move(tls));
+    request.port = proxy.port();
+    return request;
+  };
+  const AsyncRequest by_ca = through_proxy(TlsClientOptions{"", ca_.certificate_pem});
+  const AsyncRequest by_pin = through_proxy(TlsClientOptions{server_certificate_.fingerprint, ""});
+  const std::string wrong_pin = "sha256:" + std::string(64, 'a');
+  const AsyncRequest by_wrong_pin = through_proxy(TlsClientOptions{wrong_pin, ""});
+  SelfSignedCertificate other = NewCa("other CA");
+  const AsyncRequest by_other_ca = through_proxy(TlsClientOptions{"", other.certificate_pem});
+
+  for (int round = 0; round < 2; ++round) {
+    Result<Response> ca_reply = SendOne(by_ca);
+    ASSERT_TRUE(ca_reply.ok()) << ca_reply.status().ToString();
+    Result<Response> pin_reply = SendOne(by_pin);
+    ASSERT_TRUE(pin_reply.ok()) << pin_reply.status().ToString();
+    // Idle connections checked one way are never handed to a request that checks another.
+    Result<Response> wrong = SendOne(by_wrong_pin);
+    ASSERT_FALSE(wrong.ok());
+    EXPECT_THAT(wrong.status().message(), HasSubstr("does not match the pinned " + wrong_pin));
+    Result<Response> untrusted = SendOne(by_other_ca);
+    ASSERT_FALSE(untrusted.ok());
+    EXPECT_THAT(untrusted.status().message(), HasSubstr("certificate verify failed: "));
+  }
+  // One connection each for the CA and the pin, reused in the second round; a new one for every
+  // refused request.
+  EXPECT_EQ(proxy.accepted(), 6);
+}
+
 TEST(TlsServer, TlsClientToAPlainServerSaysSo) {
   Server plain(ServerOptions{}, Hello());
   Result<uint16_t> port = plain.Start();
