@@ -381,46 +381,6 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<std::vector<RunCount>> CountRuns() override {
-    return Read([&]() -> Result<std::vector<RunCount>> {
-      FW_ASSIGN_OR_RETURN(
-          Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
-                           "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
-                           "JOIN projects p ON p.id = r.project_id "
-                           "JOIN users u ON u.id = r.user_id "
-                           "GROUP BY p.name, u.name, r.status ORDER BY p.name, u.name, r.status"));
-      std::vector<RunCount> out;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(q.Text(2));
-        if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
-        out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
-      }
-      return out;
-    });
-  }
-
-  Result<std::vector<model::Job>> ListJobsByIds(const std::vector<std::string>& job_ids) override {
-    if (job_ids.empty()) return std::vector<model::Job>();
-    // One statement for any number of ids: they travel as one JSON array.
-    boost::json::array ids(job_ids.begin(), job_ids.end());
-    const std::string ids_json = boost::json::serialize(ids);
-    return Read([&]() -> Result<std::vector<model::Job>> {
-      FW_ASSIGN_OR_RETURN(Query q,
-                          Prepare(Sql(kSelectJob, "WHERE id IN (SELECT value FROM json_each(?))")));
-      q.Bind(ids_json);
-      std::vector<model::Job> jobs;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
-        jobs.push_back(std::move(job));
-      }
-      return jobs;
-    });
-  }
-
   Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) override {
     return Read([&]() -> Result<std::vector<model::Instance>> {
       constexpr std::string_view kOrder = "ORDER BY p.name, f.name, i.instance_num";
@@ -648,6 +608,46 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<RunCount>> CountRuns() override {
+    return Read([&]() -> Result<std::vector<RunCount>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
+                           "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
+                           "JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "GROUP BY p.name, u.name, r.status ORDER BY p.name, u.name, r.status"));
+      std::vector<RunCount> out;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(q.Text(2));
+        if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
+        out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<model::Job>> ListJobsByIds(const std::vector<std::string>& job_ids) override {
+    if (job_ids.empty()) return std::vector<model::Job>();
+    // One statement for any number of ids: they travel as one JSON array.
+    boost::json::array ids(job_ids.begin(), job_ids.end());
+    const std::string ids_json = boost::json::serialize(ids);
+    return Read([&]() -> Result<std::vector<model::Job>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectJob, "WHERE id IN (SELECT value FROM json_each(?))")));
+      q.Bind(ids_json);
+      std::vector<model::Job> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
+    });
+  }
+
   // --- job metrics ---
 
   Status AddJobMetricsPoints(const std::vector<model::JobMetricsPoint>& points) override {
@@ -670,78 +670,6 @@ class SqliteStore final : public Store {
             WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
       }
       return Status::Ok();
-    });
-  }
-
-  Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() override {
-    return Read([&]() -> Result<std::vector<UnaccountedJob>> {
-      // The WHERE repeats the partial index's condition word for word so SQLite uses it.
-      FW_ASSIGN_OR_RETURN(
-          Query q, Prepare("SELECT j.id, p.name, u.name, j.gpu_indices, i.price, j.started_at, "
-                           "j.finished_at, j.usage_accounted_until FROM jobs j "
-                           "JOIN runs r ON r.id = j.run_id JOIN projects p ON p.id = r.project_id "
-                           "JOIN users u ON u.id = r.user_id "
-                           "LEFT JOIN instances i ON i.id = j.instance_id "
-                           "WHERE j.started_at IS NOT NULL "
-                           "AND (j.finished_at IS NULL OR j.usage_accounted_until IS NULL "
-                           "OR j.usage_accounted_until < j.finished_at) ORDER BY j.id"));
-      std::vector<UnaccountedJob> jobs;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        UnaccountedJob job;
-        job.job_id = q.Text(0);
-        job.project_name = q.Text(1);
-        job.user_name = q.Text(2);
-        FW_ASSIGN_OR_RETURN(std::vector<int> gpus, GpuIndicesFromJson(q.Text(3)));
-        job.gpu_count = static_cast<int>(gpus.size());
-        job.price = q.OptionalDouble(4);
-        job.started_at = q.Int64(5);
-        job.finished_at = q.OptionalInt64(6);
-        job.accounted_until = q.OptionalInt64(7);
-        jobs.push_back(std::move(job));
-      }
-      return jobs;
-    });
-  }
-
-  Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) override {
-    if (charges.empty()) return 0;
-    return Write([&]() -> Result<int> {
-      int applied = 0;
-      for (const UsageCharge& c : charges) {
-        FW_ASSIGN_OR_RETURN(Query mark,
-                            Prepare("UPDATE jobs SET usage_accounted_until = ? WHERE id = ? AND "
-                                    "usage_accounted_until IS ?"));
-        mark.Bind(c.new_accounted_until).Bind(c.job_id).Bind(c.accounted_until);
-        FW_RETURN_IF_ERROR(WithContext(mark.Exec(), "account job '" + c.job_id + "'"));
-        if (mark.Changes() == 0) continue;
-        FW_ASSIGN_OR_RETURN(
-            Query add,
-            Prepare("INSERT INTO usage_totals (project_name, user_name, cost_dollars, "
-                    "gpu_seconds) VALUES (?, ?, ?, ?) ON CONFLICT (project_name, user_name) DO "
-                    "UPDATE SET cost_dollars = cost_dollars + excluded.cost_dollars, "
-                    "gpu_seconds = gpu_seconds + excluded.gpu_seconds"));
-        add.Bind(c.project_name).Bind(c.user_name).Bind(c.cost_dollars).Bind(c.gpu_seconds);
-        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add usage of job '" + c.job_id + "'"));
-        ++applied;
-      }
-      return applied;
-    });
-  }
-
-  Result<std::vector<UsageTotal>> ListUsageTotals() override {
-    return Read([&]() -> Result<std::vector<UsageTotal>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, cost_dollars, "
-                                           "gpu_seconds FROM usage_totals "
-                                           "ORDER BY project_name, user_name"));
-      std::vector<UsageTotal> totals;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        totals.push_back(UsageTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3)});
-      }
-      return totals;
     });
   }
 
@@ -819,6 +747,80 @@ class SqliteStore final : public Store {
       FW_RETURN_IF_ERROR(q.Exec());
       deleted += q.Changes();
       return deleted;
+    });
+  }
+
+  // --- usage (cost and GPU time) ---
+
+  Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() override {
+    return Read([&]() -> Result<std::vector<UnaccountedJob>> {
+      // The WHERE repeats the partial index's condition word for word so SQLite uses it.
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT j.id, p.name, u.name, j.gpu_indices, i.price, j.started_at, "
+                           "j.finished_at, j.usage_accounted_until FROM jobs j "
+                           "JOIN runs r ON r.id = j.run_id JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "LEFT JOIN instances i ON i.id = j.instance_id "
+                           "WHERE j.started_at IS NOT NULL "
+                           "AND (j.finished_at IS NULL OR j.usage_accounted_until IS NULL "
+                           "OR j.usage_accounted_until < j.finished_at) ORDER BY j.id"));
+      std::vector<UnaccountedJob> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        UnaccountedJob job;
+        job.job_id = q.Text(0);
+        job.project_name = q.Text(1);
+        job.user_name = q.Text(2);
+        FW_ASSIGN_OR_RETURN(std::vector<int> gpus, GpuIndicesFromJson(q.Text(3)));
+        job.gpu_count = static_cast<int>(gpus.size());
+        job.price = q.OptionalDouble(4);
+        job.started_at = q.Int64(5);
+        job.finished_at = q.OptionalInt64(6);
+        job.accounted_until = q.OptionalInt64(7);
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
+    });
+  }
+
+  Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) override {
+    if (charges.empty()) return 0;
+    return Write([&]() -> Result<int> {
+      int applied = 0;
+      for (const UsageCharge& c : charges) {
+        FW_ASSIGN_OR_RETURN(Query mark,
+                            Prepare("UPDATE jobs SET usage_accounted_until = ? WHERE id = ? AND "
+                                    "usage_accounted_until IS ?"));
+        mark.Bind(c.new_accounted_until).Bind(c.job_id).Bind(c.accounted_until);
+        FW_RETURN_IF_ERROR(WithContext(mark.Exec(), "account job '" + c.job_id + "'"));
+        if (mark.Changes() == 0) continue;
+        FW_ASSIGN_OR_RETURN(
+            Query add,
+            Prepare("INSERT INTO usage_totals (project_name, user_name, cost_dollars, "
+                    "gpu_seconds) VALUES (?, ?, ?, ?) ON CONFLICT (project_name, user_name) DO "
+                    "UPDATE SET cost_dollars = cost_dollars + excluded.cost_dollars, "
+                    "gpu_seconds = gpu_seconds + excluded.gpu_seconds"));
+        add.Bind(c.project_name).Bind(c.user_name).Bind(c.cost_dollars).Bind(c.gpu_seconds);
+        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add usage of job '" + c.job_id + "'"));
+        ++applied;
+      }
+      return applied;
+    });
+  }
+
+  Result<std::vector<UsageTotal>> ListUsageTotals() override {
+    return Read([&]() -> Result<std::vector<UsageTotal>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, cost_dollars, "
+                                           "gpu_seconds FROM usage_totals "
+                                           "ORDER BY project_name, user_name"));
+      std::vector<UsageTotal> totals;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        totals.push_back(UsageTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3)});
+      }
+      return totals;
     });
   }
 
