@@ -1,4 +1,4 @@
-#include "store/sqlite_rows.h"
+#include "store/row_mapping.h"
 
 #include <charconv>
 #include <cstdint>
@@ -17,9 +17,8 @@
 #include "model/entities.h"
 #include "model/status.h"
 #include "store/secret_cipher.h"
-#include "store/sqlite_query.h"
 
-namespace fleetwatch::store::sqlite {
+namespace fleetwatch::store::rows {
 namespace {
 
 // GPU names and the like come from hosts: bytes are kept as they are, valid UTF-8 or not.
@@ -118,60 +117,10 @@ Result<std::vector<int64_t>> Int64ListFromText(std::string_view text) {
   return values;
 }
 
-// The rows of a query whose columns are job_id, timestamp_micro, cpu_usage_micro,
-// memory_usage_bytes, memory_working_set_bytes, gpus_memory_usage_bytes, gpus_util_percent.
-Result<std::vector<model::JobMetricsPoint>> PointsOf(Query& q) {
-  std::vector<model::JobMetricsPoint> points;
-  while (true) {
-    FW_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    model::JobMetricsPoint p;
-    p.job_id = q.Text(0);
-    p.timestamp_micro = q.Int64(1);
-    p.cpu_usage_micro = q.Int64(2);
-    p.memory_usage_bytes = q.Int64(3);
-    p.memory_working_set_bytes = q.Int64(4);
-    FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
-    FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
-    points.push_back(std::move(p));
-  }
-  return points;
-}
-
 std::string Sql(std::string_view select, std::string_view rest) {
   std::string sql(select);
   sql += rest;
   return sql;
-}
-
-Result<model::User> ReadUser(const Query& q) {
-  model::User user;
-  user.id = q.Text(0);
-  user.name = q.Text(1);
-  FW_ASSIGN_OR_RETURN(user.global_role, ParseColumn<model::GlobalRole>(q, 2, "global role"));
-  user.created_at = q.Int64(3);
-  return user;
-}
-
-model::Project ReadProject(const Query& q) {
-  model::Project project;
-  project.id = q.Text(0);
-  project.name = q.Text(1);
-  project.owner_id = q.Text(2);
-  project.created_at = q.Int64(3);
-  return project;
-}
-
-Result<model::Fleet> ReadFleet(const Query& q) {
-  model::Fleet fleet;
-  fleet.id = q.Text(0);
-  fleet.project_id = q.Text(1);
-  fleet.project_name = q.Text(2);
-  fleet.name = q.Text(3);
-  FW_ASSIGN_OR_RETURN(fleet.status, ParseColumn<model::FleetStatus>(q, 4, "fleet status"));
-  fleet.configuration_json = q.Text(5);
-  fleet.created_at = q.Int64(6);
-  return fleet;
 }
 
 // An agent token as stored: always encrypted (a copy of the database alone reveals none).
@@ -185,70 +134,4 @@ Result<std::string> DecryptAgentToken(const SecretCipher& cipher, std::string_vi
   return token;
 }
 
-Result<model::Instance> ReadInstance(const Query& q, const SecretCipher& cipher) {
-  model::Instance instance;
-  instance.id = q.Text(0);
-  instance.project_id = q.Text(1);
-  instance.project_name = q.Text(2);
-  instance.fleet_id = q.Text(3);
-  instance.fleet_name = q.Text(4);
-  instance.name = q.Text(5);
-  instance.instance_num = q.Int(6);
-  FW_ASSIGN_OR_RETURN(instance.status, ParseColumn<model::InstanceStatus>(q, 7, "instance status"));
-  instance.backend = q.Text(8);
-  instance.hostname = q.Text(9);
-  instance.agent_port = q.Int(10);
-  FW_ASSIGN_OR_RETURN(instance.agent_token, DecryptAgentToken(cipher, q.Text(11), instance.name));
-  instance.price = q.OptionalDouble(12);
-  FW_ASSIGN_OR_RETURN(instance.resources, ResourcesFromJson(q.Text(13)));
-  instance.created_at = q.Int64(14);
-  instance.unreachable = q.Int(15) != 0;
-  instance.last_seen_at = q.OptionalInt64(16);
-  instance.agent_id = q.Text(17);
-  instance.tls = q.Int(18) != 0;
-  instance.tls_ca_cert = q.Text(19);
-  instance.tls_fingerprint = q.Text(20);
-  return instance;
-}
-
-Result<model::Run> ReadRun(const Query& q) {
-  model::Run run;
-  run.id = q.Text(0);
-  run.project_id = q.Text(1);
-  run.project_name = q.Text(2);
-  run.user_id = q.Text(3);
-  run.user_name = q.Text(4);
-  run.run_name = q.Text(5);
-  FW_ASSIGN_OR_RETURN(run.type, ParseColumn<model::RunType>(q, 6, "run type"));
-  FW_ASSIGN_OR_RETURN(run.status, ParseColumn<model::RunStatus>(q, 7, "run status"));
-  FW_ASSIGN_OR_RETURN(run.termination_reason, ParseOptionalColumn<model::RunTerminationReason>(
-                                                  q, 8, "run termination reason"));
-  run.submitted_at = q.Int64(9);
-  run.finished_at = q.OptionalInt64(10);
-  run.configuration_json = q.Text(11);
-  run.cost = q.Double(12);
-  return run;
-}
-
-Result<model::Job> ReadJob(const Query& q) {
-  model::Job job;
-  job.id = q.Text(0);
-  job.run_id = q.Text(1);
-  job.job_name = q.Text(2);
-  job.job_num = q.Int(3);
-  job.replica_num = q.Int(4);
-  FW_ASSIGN_OR_RETURN(job.status, ParseColumn<model::JobStatus>(q, 5, "job status"));
-  FW_ASSIGN_OR_RETURN(job.termination_reason, ParseOptionalColumn<model::JobTerminationReason>(
-                                                  q, 6, "job termination reason"));
-  job.exit_code = q.OptionalInt(7);
-  job.instance_id = q.OptionalText(8);
-  job.instance_name = q.OptionalText(9);
-  FW_ASSIGN_OR_RETURN(job.gpu_indices, GpuIndicesFromJson(q.Text(10)));
-  job.submitted_at = q.Int64(11);
-  job.finished_at = q.OptionalInt64(12);
-  job.started_at = q.OptionalInt64(13);
-  job.status_detail = q.OptionalText(14);
-  return job;
-}
-
-}  // namespace fleetwatch::store::sqlite
+}  // namespace fleetwatch::store::rows
