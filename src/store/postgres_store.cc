@@ -1009,7 +1009,8 @@ Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url,
     return Unavailable("cannot connect to the database: " + message);
   }
   // Notices ("relation already exists, skipping") are not errors: libpq would print them.
-  PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn.get(), [](void*, const char*) {}, nullptr);
   // Every timestamp is UTC micros in BIGINT columns; the encoding is the one text is checked in.
   FW_RETURN_IF_ERROR(postgres::ExecSimple(conn.get(), "SET client_encoding = 'UTF8'"));
   FW_RETURN_IF_ERROR(postgres::WithContext(MigratePostgresSchema(conn.get()), "migrate schema"));
