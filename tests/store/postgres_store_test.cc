@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -214,6 +215,80 @@ TEST_F(PostgresStore, TextThatIsNotUtf8IsInvalidArgumentAndStoresNothing) {
   Status status = (*opened)->CreateUser(MakeUser("bad\xff\xfe"), "hash-bad");
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
   EXPECT_TRUE((*opened)->ListUsers()->empty());
+}
+
+// Every statement of the per-tick paths, planned with sequential scans priced out
+// (enable_seqscan off): a "Seq Scan" on a table that grows then means that no index can serve the
+// statement. The plans come from auto_explain in the server's log, so these are the store's own
+// statements, not copies of them.
+TEST_F(PostgresStore, HotQueriesUseAnIndexOnEveryTableThatGrows) {
+  PostgresCluster* cluster = PostgresCluster::Shared();
+  ASSERT_NE(cluster, nullptr);
+  const std::string url = factory_.url() +
+                          "&options=-c%20enable_seqscan%3Doff%20-c%20session_preload_libraries%3D"
+                          "auto_explain%20-c%20auto_explain.log_min_duration%3D0";
+  auto opened = OpenPostgresStore(url, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  model::User owner = MakeUser("alice");
+  ASSERT_TRUE(store.CreateUser(owner, "hash-alice").ok());
+  model::Project project = MakeProject("main", owner);
+  ASSERT_TRUE(store.CreateProject(project).ok());
+  auto [fleet, instance] = CreateFleetWithInstance(store, project, "gpus");
+  std::vector<model::Run> runs;
+  for (int i = 0; i < 20; ++i) {
+    model::Run run = MakeRun(project, owner, "run-" + std::to_string(i), 100 + i,
+                             i % 2 == 0 ? RunStatus::kRunning : RunStatus::kDone, 2);
+    for (model::Job& job : run.jobs) {
+      job.status = i % 2 == 0 ? JobStatus::kRunning : JobStatus::kDone;
+      job.instance_id = instance.id;
+      job.started_at = 100 + i;
+    }
+    ASSERT_TRUE(store.CreateRun(run).ok());
+    runs.push_back(std::move(run));
+  }
+  std::vector<model::JobMetricsPoint> points;
+  for (const model::Run& run : runs) {
+    for (const model::Job& job : run.jobs) {
+      for (TimeMicros t = 1000; t < 4000; t += 1000) {
+        model::JobMetricsPoint p;
+        p.job_id = job.id;
+        p.timestamp_micro = t;
+        points.push_back(p);
+      }
+    }
+  }
+  const size_t log_start = testing::ReadFile(cluster->LogPath()).size();
+
+  ASSERT_TRUE(store.AddJobMetricsPoints(points).ok());
+  ASSERT_TRUE(store.ListRunsWithStatus({RunStatus::kRunning}).ok());
+  ASSERT_TRUE(store.ListInstances("").ok());
+  ASSERT_TRUE(store.ListInstances(project.id).ok());
+  ASSERT_TRUE(store.UpdateInstance(instance).ok());
+  ASSERT_TRUE(store.UpdateRun(runs[0]).ok());
+  ASSERT_TRUE(store.ListJobsByIds({runs[0].jobs[0].id, "unknown"}).ok());
+  ASSERT_TRUE(store.ListNewestMetricsOfUnfinishedJobs().ok());
+  ASSERT_TRUE(store.LatestMetricsOfUnfinishedJobs().ok());
+  ASSERT_TRUE(store.ListJobMetricsPoints(runs[0].jobs[0].id, 0, 5000, 10).ok());
+  auto unaccounted = store.ListUnaccountedJobs();
+  ASSERT_TRUE(unaccounted.ok());
+  ASSERT_FALSE(unaccounted->empty());
+  UsageCharge charge;
+  charge.job_id = unaccounted->front().job_id;
+  charge.new_accounted_until = 200;
+  charge.project_name = "main";
+  charge.user_name = "alice";
+  ASSERT_TRUE(store.ChargeUsage({charge}).ok());
+  ASSERT_TRUE(store.DeleteJobMetricsPoints(1500, 2500).ok());
+  ASSERT_TRUE(store.GetRun(project.id, "run-0").ok());
+  ASSERT_TRUE(store.GetRunById(runs[1].id).ok());
+  ASSERT_TRUE(store.ListRuns(Filter(project.id)).ok());
+  ASSERT_TRUE(store.CountRuns().ok());
+
+  const std::string log = testing::ReadFile(cluster->LogPath()).substr(log_start);
+  EXPECT_NE(log.find("plan:"), std::string::npos) << "auto_explain logged no plan:\n" << log;
+  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances)\b)");
+  EXPECT_FALSE(std::regex_search(log, seq_scan)) << log;
 }
 
 TEST(PostgresStoreOpen, AServerThatIsNotThereIsUnavailable) {

@@ -164,7 +164,7 @@ PostgresCluster* PostgresCluster::Shared(std::string* error) {
 }
 
 bool PostgresCluster::Start(std::string* error) {
-  const std::string log = (dir_.path() / "postgres.log").string();
+  const std::string log = LogPath();
   // A free port can be taken between the pick and the bind: a few tries.
   for (int attempt = 0; attempt < 5; ++attempt) {
     const uint16_t port = port_ != 0 && attempt == 0 ? port_ : FreePort();

@@ -40,6 +40,9 @@ class PostgresCluster {
   // A new, empty database; returns its connection URL
   // ("postgresql://fleetwatch@127.0.0.1:PORT/NAME"), or empty with `error` set on failure.
   std::string CreateDatabase(std::string* error = nullptr);
+  // The server's log (its stderr): errors, and what a connection asks to be logged (e.g. plans
+  // through auto_explain).
+  std::string LogPath() const { return (dir_.path() / "postgres.log").string(); }
   // The connection URL of the cluster's maintenance database `postgres`.
   std::string AdminUrl() const;
   // Sends the postmaster `signal` (SIGINT: fast shutdown) and waits for it to exit; Start()
