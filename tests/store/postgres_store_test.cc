@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <signal.h>
 
 #include <memory>
 #include <optional>
@@ -289,6 +290,26 @@ TEST_F(PostgresStore, HotQueriesUseAnIndexOnEveryTableThatGrows) {
   EXPECT_NE(log.find("plan:"), std::string::npos) << "auto_explain logged no plan:\n" << log;
   const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances)\b)");
   EXPECT_FALSE(std::regex_search(log, seq_scan)) << log;
+}
+
+TEST_F(PostgresStore, AStoreReconnectsAfterTheServerRestarts) {
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  ASSERT_TRUE(store.CreateUser(MakeUser("alice"), "hash-alice").ok());
+  PostgresCluster* cluster = PostgresCluster::Shared();
+  ASSERT_NE(cluster, nullptr);
+  cluster->Stop(SIGINT);  // fast shutdown: every session is cut
+  Status down = store.CreateUser(MakeUser("bob"), "hash-bob");
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
+  std::string error;
+  ASSERT_TRUE(cluster->Start(&error)) << error;
+  // The next call reconnects; what failed was not stored, what was committed is there.
+  auto users = store.ListUsers();
+  ASSERT_TRUE(users.ok()) << users.status().ToString();
+  ASSERT_EQ(users->size(), 1u);
+  EXPECT_EQ(users->front().name, "alice");
+  EXPECT_TRUE(store.CreateUser(MakeUser("bob"), "hash-bob").ok());
 }
 
 TEST(PostgresStoreOpen, AServerThatIsNotThereIsUnavailable) {

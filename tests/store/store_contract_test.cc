@@ -868,6 +868,62 @@ TEST_P(StoreContract, ADeletedUserLosesTokenAndMembershipsButTheirRunsStayCounte
   EXPECT_TRUE(store_->GetProject("main").ok());
 }
 
+// --- several stores on one database (replicas) ---
+
+TEST_P(StoreContract, TwoStoresChargingOneJobAtOnceChargeItOnce) {
+  auto second = factory_->Open();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
+  run.jobs[0].status = JobStatus::kRunning;
+  run.jobs[0].started_at = 100;
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  constexpr int kRounds = 20;
+  std::optional<TimeMicros> accounted;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(round);
+    // Both stores read the same accounted time and charge the same interval at once.
+    const UsageCharge charge{run.jobs[0].id, accounted, 200 + round, "main", "alice", 1.5, 2.0};
+    std::optional<Result<int>> first;
+    std::optional<Result<int>> other;
+    std::thread a([&] { first.emplace(store_->ChargeUsage({charge})); });
+    std::thread b([&] { other.emplace((*second)->ChargeUsage({charge})); });
+    a.join();
+    b.join();
+    ASSERT_TRUE(first->ok()) << first->status().ToString();
+    ASSERT_TRUE(other->ok()) << other->status().ToString();
+    EXPECT_EQ(**first + **other, 1);
+    accounted = charge.new_accounted_until;
+  }
+  auto totals = store_->ListUsageTotals();
+  ASSERT_TRUE(totals.ok());
+  ASSERT_EQ(totals->size(), 1u);
+  EXPECT_DOUBLE_EQ(totals->front().cost_dollars, 1.5 * kRounds);
+  EXPECT_DOUBLE_EQ(totals->front().gpu_seconds, 2.0 * kRounds);
+}
+
+TEST_P(StoreContract, TwoStoresDemotingTheLastTwoAdminsAtOnceKeepOne) {
+  auto second = factory_->Open();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  model::User root = MakeUser("root", GlobalRole::kAdmin);
+  ASSERT_TRUE(store_->CreateUser(root, "hash-root").ok());
+  ASSERT_TRUE(store_->SetUserGlobalRole(owner_.id, GlobalRole::kAdmin).ok());
+  Status first;
+  Status other;
+  std::thread a([&] { first = store_->SetUserGlobalRole(owner_.id, GlobalRole::kUser); });
+  std::thread b([&] { other = (*second)->SetUserGlobalRole(root.id, GlobalRole::kUser); });
+  a.join();
+  b.join();
+  // Exactly one demotion wins; the other finds the last admin and is refused.
+  EXPECT_NE(first.ok(), other.ok()) << first.ToString() << " / " << other.ToString();
+  EXPECT_EQ((first.ok() ? other : first).code(), StatusCode::kFailedPrecondition);
+  int admins = 0;
+  const std::vector<model::User> users = store_->ListUsers().value();
+  for (const model::User& user : users) {
+    admins += user.global_role == GlobalRole::kAdmin ? 1 : 0;
+  }
+  EXPECT_EQ(admins, 1);
+}
+
 // --- jobs by id and newest metrics ---
 
 TEST_P(StoreContract, ListJobsByIdsFindsJobsOfAnyRunInOneQuery) {
