@@ -80,8 +80,20 @@ Status ExecSimple(PGconn* conn, const char* sql) {
   return Status::Ok();
 }
 
+Status PrepareStatement(PGconn* conn, const std::string& name,
+                        std::string_view sql_with_question_marks) {
+  const std::string sql = Numbered(sql_with_question_marks);
+  ResultHandle result(PQprepare(conn, name.c_str(), sql.c_str(), 0, nullptr));
+  if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) return PgError(conn, result.get());
+  return Status::Ok();
+}
+
 Query::Query(PGconn* conn, std::string_view sql_with_question_marks)
     : conn_(conn), sql_(Numbered(sql_with_question_marks)) {}
+
+Query Query::OfPrepared(PGconn* conn, std::string statement_name) {
+  return Query(conn, std::move(statement_name), /*prepared=*/true);
+}
 
 Query& Query::Bind(std::string_view text) {
   if (text.find('\0') != std::string_view::npos && bind_error_.ok()) {
@@ -117,8 +129,12 @@ Status Query::Run() {
   for (const std::optional<std::string>& param : params_) {
     values.push_back(param.has_value() ? param->c_str() : nullptr);
   }
-  result_.reset(PQexecParams(conn_, sql_.c_str(), static_cast<int>(values.size()), nullptr,
-                             values.data(), nullptr, nullptr, /*resultFormat=text*/ 0));
+  const int count = static_cast<int>(values.size());
+  result_.reset(prepared_
+                    ? PQexecPrepared(conn_, sql_.c_str(), count, values.data(), nullptr, nullptr,
+                                     /*resultFormat=text*/ 0)
+                    : PQexecParams(conn_, sql_.c_str(), count, nullptr, values.data(), nullptr,
+                                   nullptr, /*resultFormat=text*/ 0));
   const ExecStatusType status = PQresultStatus(result_.get());
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Status error = PgError(conn_, result_.get());

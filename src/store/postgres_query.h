@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "util/status.h"
@@ -40,6 +41,11 @@ bool IsRetryable(const Status& status);
 // inside a quoted literal or identifier stays as it is.
 std::string Numbered(std::string_view sql);
 
+// Prepares `sql_with_question_marks` on `conn` as the named statement `name`; it lives as long as
+// the session (a reconnect forgets it).
+Status PrepareStatement(PGconn* conn, const std::string& name,
+                        std::string_view sql_with_question_marks);
+
 // Runs `sql` (no parameters, no rows wanted).
 Status ExecSimple(PGconn* conn, const char* sql);
 
@@ -49,6 +55,8 @@ Status ExecSimple(PGconn* conn, const char* sql);
 class Query {
  public:
   Query(PGconn* conn, std::string_view sql_with_question_marks);
+  // A use of the statement prepared on `conn` under `statement_name` (PrepareStatement).
+  static Query OfPrepared(PGconn* conn, std::string statement_name);
 
   Query& Bind(std::string_view text);
   Query& Bind(const char* text) { return Bind(std::string_view(text)); }
@@ -82,8 +90,12 @@ class Query {
  private:
   Status Run();
 
+  Query(PGconn* conn, std::string statement_name, bool prepared)
+      : conn_(conn), sql_(std::move(statement_name)), prepared_(prepared) {}
+
   PGconn* conn_;
-  std::string sql_;
+  std::string sql_;  // the SQL, or the prepared statement's name
+  bool prepared_ = false;
   std::vector<std::optional<std::string>> params_;
   Status bind_error_;
   ResultHandle result_;

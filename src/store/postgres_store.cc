@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -870,6 +871,7 @@ class PostgresStore final : public Store {
     constexpr int kAttempts = 8;
     for (int attempt = 1;; ++attempt) {
       if (PQstatus(conn_.get()) != CONNECTION_OK) {
+        statements_.clear();  // prepared statements die with their session
         PQreset(conn_.get());
         if (PQstatus(conn_.get()) != CONNECTION_OK) {
           return Unavailable(std::string("cannot reconnect to the database: ") +
@@ -896,12 +898,19 @@ class PostgresStore final : public Store {
     return InTransaction(false, std::forward<Fn>(fn));
   }
 
-  // A query on the connection. Requires mu_.
+  // A use of the prepared statement for `sql`, prepared on first use in this session and kept
+  // (the server parses and plans it once). Requires mu_.
   Result<Query> Prepare(const std::string& sql) {
     // Called from the functions that InTransaction runs, which the analysis sees as lock-free:
     // checked at run time instead.
     mu_.AssertHeld();
-    return Query(conn_.get(), sql);
+    auto it = statements_.find(sql);
+    if (it == statements_.end()) {
+      std::string name = "fw" + std::to_string(statements_.size() + 1);
+      FW_RETURN_IF_ERROR(PrepareStatement(conn_.get(), name, sql));
+      it = statements_.emplace(sql, std::move(name)).first;
+    }
+    return Query::OfPrepared(conn_.get(), it->second);
   }
 
   // The helpers below require mu_ and an open transaction.
@@ -990,6 +999,8 @@ class PostgresStore final : public Store {
   const SecretCipher cipher_;
   Mutex mu_;
   ConnHandle conn_ FW_GUARDED_BY(mu_);
+  // SQL -> name of its prepared statement in the current session.
+  std::unordered_map<std::string, std::string> statements_ FW_GUARDED_BY(mu_);
 };
 
 }  // namespace
