@@ -878,8 +878,9 @@ class PostgresStore final : public Store {
                              PQerrorMessage(conn_.get()));
         }
       }
+      PGconn* conn = conn_.get();  // read under the lock: the lambda is opaque to the analysis
       auto result = [&]() -> decltype(fn()) {
-        Transaction transaction(conn_.get());
+        Transaction transaction(conn);
         FW_RETURN_IF_ERROR(transaction.Begin(write));
         auto inner = fn();
         if (!inner.ok()) return inner;
