@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <filesystem>
+#include <memory>
 #include <string>
 
 namespace fleetwatch::testing {
@@ -48,6 +50,27 @@ TEST(PostgresCluster, StartsOnLoopbackAndHandsOutSeparateDatabases) {
             std::string::npos);
   EXPECT_EQ(QueryOne(a, "SHOW fsync"), "off");
   EXPECT_EQ(QueryOne(a, "SELECT current_setting('server_encoding')"), "UTF8");
+}
+
+// What a test run by hand (no ctest fixture) gets, and what a test that restarts the server uses.
+TEST(PostgresCluster, APrivateClusterIsSeparateAndRemovedWithItsObject) {
+  if (PostgresCluster::FindBinDir().empty()) {
+    GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
+  }
+  std::string error;
+  std::unique_ptr<PostgresCluster> own = PostgresCluster::StartPrivate(&error);
+  ASSERT_NE(own, nullptr) << error;
+  PostgresCluster* shared = PostgresCluster::Shared(&error);
+  ASSERT_NE(shared, nullptr) << error;
+  EXPECT_NE(own->port(), shared->port());
+  const std::string url = own->CreateDatabase(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  EXPECT_EQ(QueryOne(url, "SELECT 1"), "1");
+  const std::string log = own->LogPath();
+  EXPECT_TRUE(std::filesystem::exists(log));
+  own.reset();
+  EXPECT_FALSE(std::filesystem::exists(log));
+  EXPECT_NE(QueryOne(url, "SELECT 1").find("connect:"), std::string::npos);
 }
 
 }  // namespace

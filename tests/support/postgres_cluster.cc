@@ -12,10 +12,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,9 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& cwd, const 
       if (::prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || ::getppid() != parent) ::_exit(126);
     }
     if (::chdir(cwd.c_str()) != 0) ::_exit(126);
+    // Nothing else of the parent's (e.g. ctest's output pipe, which a detached server would
+    // otherwise hold open).
+    ::close_range(3, ~0U, 0);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
@@ -113,18 +118,23 @@ std::string PostgresCluster::FindBinDir() {
   return best.string();
 }
 
-PostgresCluster* PostgresCluster::Shared(std::string* error) {
-  std::lock_guard<std::mutex> lock(SharedMutex());
-  static std::unique_ptr<PostgresCluster> cluster;
-  static std::string failure;
-  if (cluster != nullptr) return cluster.get();
-  if (!failure.empty()) {
-    if (error != nullptr) *error = failure;
-    return nullptr;
-  }
+std::unique_ptr<PostgresCluster> PostgresCluster::Create(bool detached, std::string* error) {
   std::unique_ptr<PostgresCluster> made(new PostgresCluster());
+  made->detached_ = detached;
+  std::string failure;
+  {
+    std::string pattern = (fs::temp_directory_path() /
+                           ("fleetwatch-postgres-" + std::to_string(::getpid()) + "-XXXXXX"))
+                              .string();
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      failure = "cannot create a directory for PostgreSQL: " + std::string(std::strerror(errno));
+    }
+    made->dir_ = pattern;
+  }
   made->bin_dir_ = FindBinDir();
-  if (made->bin_dir_.empty()) {
+  if (!failure.empty()) {
+    made->owned_ = false;  // nothing to remove
+  } else if (made->bin_dir_.empty()) {
     failure = "no PostgreSQL binaries under /usr/lib/postgresql/*/bin";
   } else {
     made->uid_ = ::getuid();
@@ -138,20 +148,20 @@ PostgresCluster* PostgresCluster::Shared(std::string* error) {
         made->switch_user_ = true;
         made->uid_ = account->pw_uid;
         made->gid_ = account->pw_gid;
-        if (::chown(made->dir_.path().c_str(), made->uid_, made->gid_) != 0) {
-          failure = "cannot hand " + made->dir_.str() +
+        if (::chown(made->dir_.c_str(), made->uid_, made->gid_) != 0) {
+          failure = "cannot hand " + made->dir_.string() +
                     " to the PostgreSQL account: " + std::strerror(errno);
         }
       }
     }
   }
   if (failure.empty()) {
-    const std::string log = (made->dir_.path() / "initdb.log").string();
-    const pid_t pid = Spawn(
-        {made->bin_dir_ + "/initdb", "-D", (made->dir_.path() / "data").string(), "-U",
-         "fleetwatch", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
-        made->dir_.str(), log, made->switch_user_, made->uid_, made->gid_,
-        /*die_with_parent=*/false);
+    const std::string log = (made->dir_ / "initdb.log").string();
+    const pid_t pid =
+        Spawn({made->bin_dir_ + "/initdb", "-D", (made->dir_ / "data").string(), "-U", "fleetwatch",
+               "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"},
+              made->dir_.string(), log, made->switch_user_, made->uid_, made->gid_,
+              /*die_with_parent=*/false);
     if (pid < 0 || WaitFor(pid) != 0) failure = "initdb failed:\n" + ReadFile(log);
   }
   if (failure.empty()) made->Start(&failure);
@@ -159,20 +169,109 @@ PostgresCluster* PostgresCluster::Shared(std::string* error) {
     if (error != nullptr) *error = failure;
     return nullptr;
   }
-  cluster = std::move(made);
+  return made;
+}
+
+std::unique_ptr<PostgresCluster> PostgresCluster::Attach(const std::string& file) {
+  const std::string text = ReadFile(file);
+  std::unique_ptr<PostgresCluster> attached(new PostgresCluster());
+  attached->owned_ = false;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq);
+    const std::string value = line.substr(eq + 1);
+    if (key == "port") attached->port_ = static_cast<uint16_t>(std::atoi(value.c_str()));
+    if (key == "dir") attached->dir_ = value;
+  }
+  if (attached->port_ == 0 || attached->dir_.empty()) return nullptr;
+  return attached;
+}
+
+PostgresCluster* PostgresCluster::Shared(std::string* error) {
+  std::lock_guard<std::mutex> lock(SharedMutex());
+  static std::unique_ptr<PostgresCluster> cluster;
+  static std::string failure;
+  if (cluster != nullptr) return cluster.get();
+  if (!failure.empty()) {
+    if (error != nullptr) *error = failure;
+    return nullptr;
+  }
+  if (const char* file = std::getenv(kEnvironmentVariable); file != nullptr && *file != '\0') {
+    cluster = Attach(file);
+    if (cluster != nullptr) return cluster.get();
+    // The fixture did not run (or found no PostgreSQL): as when run by hand.
+  }
+  cluster = Create(/*detached=*/false, &failure);
+  if (cluster == nullptr && error != nullptr) *error = failure;
   return cluster.get();
 }
 
+std::unique_ptr<PostgresCluster> PostgresCluster::StartPrivate(std::string* error) {
+  return Create(/*detached=*/false, error);
+}
+
+bool PostgresCluster::StartDetached(const std::string& file, std::string* error) {
+  if (!StopDetached(file, error)) return false;
+  std::unique_ptr<PostgresCluster> cluster = Create(/*detached=*/true, error);
+  if (cluster == nullptr) return false;
+  WriteFile(file, "port=" + std::to_string(cluster->port_) + "\ndir=" + cluster->dir_.string() +
+                      "\npid=" + std::to_string(cluster->postmaster_) + "\n");
+  // Left running for the tests: the cleanup test stops it.
+  cluster->owned_ = false;
+  cluster->postmaster_ = -1;
+  return true;
+}
+
+bool PostgresCluster::StopDetached(const std::string& file, std::string* error) {
+  std::unique_ptr<PostgresCluster> cluster = Attach(file);
+  std::error_code ec;
+  if (cluster == nullptr) {
+    fs::remove(file, ec);
+    return true;
+  }
+  pid_t pid = -1;
+  {
+    std::istringstream lines(ReadFile(file));
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.starts_with("pid=")) pid = static_cast<pid_t>(std::atoi(line.c_str() + 4));
+    }
+  }
+  // The postmaster removes postmaster.pid as it finishes its shutdown. It is not this process'
+  // child, so that file (not waitpid) tells when it is gone.
+  const fs::path pid_file = cluster->dir_ / "data" / "postmaster.pid";
+  if (pid > 0 && fs::exists(pid_file)) {
+    ::kill(pid, SIGINT);
+    if (!WaitUntil([&] { return !fs::exists(pid_file); })) {
+      ::kill(pid, SIGQUIT);
+      if (!WaitUntil([&] { return !fs::exists(pid_file); })) {
+        if (error != nullptr) *error = "PostgreSQL (pid " + std::to_string(pid) + ") did not stop";
+        return false;
+      }
+    }
+  }
+  fs::remove_all(cluster->dir_, ec);
+  fs::remove(file, ec);
+  return true;
+}
+
 bool PostgresCluster::Start(std::string* error) {
+  if (!owned_) {
+    if (error != nullptr) *error = "the shared test cluster is not restarted by a test";
+    return false;
+  }
   const std::string log = LogPath();
   // A free port can be taken between the pick and the bind: a few tries.
   for (int attempt = 0; attempt < 5; ++attempt) {
     const uint16_t port = port_ != 0 && attempt == 0 ? port_ : FreePort();
     postmaster_ = Spawn(
-        {bin_dir_ + "/postgres", "-D", (dir_.path() / "data").string(), "-p", std::to_string(port),
-         "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
-         "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"},
-        dir_.str(), log, switch_user_, uid_, gid_, /*die_with_parent=*/true);
+        {bin_dir_ + "/postgres", "-D", (dir_ / "data").string(), "-p", std::to_string(port), "-c",
+         "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off", "-c",
+         "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200"},
+        dir_.string(), log, switch_user_, uid_, gid_, /*die_with_parent=*/!detached_);
     if (postmaster_ < 0) break;
     const std::string url = Url(port, "postgres");
     bool exited = false;
@@ -205,7 +304,23 @@ void PostgresCluster::Stop(int signal) {
   postmaster_ = -1;
 }
 
-PostgresCluster::~PostgresCluster() { Stop(SIGINT); }
+PostgresCluster::~PostgresCluster() {
+  if (!databases_.empty()) {
+    // The test's sessions are closed by now; FORCE ends any that is not.
+    PGconn* conn = PQconnectdb(AdminUrl().c_str());
+    if (PQstatus(conn) == CONNECTION_OK) {
+      for (const std::string& name : databases_) {
+        PQclear(PQexec(conn, ("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)").c_str()));
+      }
+    }
+    PQfinish(conn);
+  }
+  Stop(SIGINT);
+  if (owned_ && !dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
 
 std::string PostgresCluster::AdminUrl() const { return Url(port_, "postgres"); }
 
@@ -213,7 +328,8 @@ std::string PostgresCluster::CreateDatabase(std::string* error) {
   std::string name;
   {
     std::lock_guard<std::mutex> lock(SharedMutex());
-    name = "fleetwatch_test_" + std::to_string(next_database_++);
+    // The pid keeps the names of test processes sharing the fixture's cluster apart.
+    name = "fleetwatch_test_" + std::to_string(::getpid()) + "_" + std::to_string(next_database_++);
   }
   PGconn* conn = PQconnectdb(AdminUrl().c_str());
   std::string failure;
@@ -231,6 +347,10 @@ std::string PostgresCluster::CreateDatabase(std::string* error) {
   if (!failure.empty()) {
     if (error != nullptr) *error = failure;
     return {};
+  }
+  if (!owned_) {
+    std::lock_guard<std::mutex> lock(SharedMutex());
+    databases_.push_back(name);
   }
   return Url(port_, name);
 }
