@@ -20,6 +20,9 @@ struct ServerConfig {
   // The key that encrypts agent tokens in the database, as given (FLEETWATCH_ENCRYPTION_KEY:
   // base64 or hex of 32 bytes). Unset: `secret.key` in the data dir, created on first start.
   std::optional<std::string> encryption_key;
+  // The PostgreSQL database to keep the state in (FLEETWATCH_DATABASE_URL or --database-url:
+  // postgresql://user:password@host:port/database); unset: SQLite, fleetwatch.db in data_dir.
+  std::optional<std::string> database_url;
   std::optional<std::string> admin_token;  // used only on the first start
   int http_threads = 4;
   std::chrono::milliseconds poll_interval{1000};  // one poll of every agent per interval
