@@ -60,9 +60,10 @@ class ServerApp {
   // agent (supervised from then on). The data dir and its logs dir get mode 0700 (a looser
   // existing one is tightened, with a warning). Errors: FailedPrecondition "another fleetwatch
   // server (pid N) uses DIR" when another server holds the data dir (nothing in it is touched),
-  // InvalidArgument for a malformed encryption key, FailedPrecondition for a key that does not
-  // decrypt the stored agent tokens, Unavailable when the data dir cannot be made or the port
-  // is taken (no admin is made then), and the store's and the HTTP server's errors. A local
+  // InvalidArgument for a malformed encryption key or a database_url that is not PostgreSQL's,
+  // FailedPrecondition for a key that does not decrypt the stored agent tokens, Unavailable when
+  // the data dir cannot be made, the database cannot be reached or the port is taken (no admin
+  // is made then), and the store's and the HTTP server's errors. A local
   // agent that fails to start is not an error: it is logged and tried again.
   static Result<std::unique_ptr<ServerApp>> Start(const ServerConfig& config, const Clock& clock);
   virtual ~ServerApp() = default;
