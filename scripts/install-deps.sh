@@ -8,6 +8,8 @@ packages=(
   clang-format         # `make test` checks that the sources are formatted (.clang-format)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev  # HTTP (Beast/Asio), JSON, URLs
   libsqlite3-dev       # the default store
+  libpq-dev            # the PostgreSQL store (several server replicas on one database)
+  postgresql           # tests start a private PostgreSQL cluster (initdb + postgres on loopback)
   libyaml-cpp-dev      # run and fleet configurations
   libcli11-dev         # command line
   libspdlog-dev        # logging

@@ -161,7 +161,8 @@ void AddUserRoutes(http::Router& router, const Services& s) {
   router.Add("GET", "/api/server/info", Authed(s, [&s](http::Request&, const model::User&) {
                return JsonResponse(json::object{{"version", BuildVersion()},
                                                 {"revision", BuildRevision()},
-                                                {"server_time", FormatTimestamp(s.clock.Now())}});
+                                                {"server_time", FormatTimestamp(s.clock.Now())},
+                                                {"database", s.database}});
              }));
   router.Add("GET", "/api/users/me", Authed(s, [](http::Request&, const model::User& user) {
                return JsonResponse(UserToJson(user));

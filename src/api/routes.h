@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string_view>
+
 #include "http/router.h"
 #include "server/auth.h"
 #include "server/fleet_controller.h"
@@ -24,6 +26,7 @@ struct Services {
   server::LiveLogs& live_logs;
   server::JobMetricsService& metrics;
   const Clock& clock;
+  std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
 };
 
 // Registers every /api/ route of docs/api.md on `router`.

@@ -30,9 +30,10 @@ namespace {
 
 class ServerAppImpl final : public ServerApp {
  public:
-  ServerAppImpl(std::unique_ptr<store::Store> store, const Clock& clock, DataDirLock lock)
-      : lock_(std::move(lock)),
-        store_(std::move(store)),
+  ServerAppImpl(ServerDataDir dir, const Clock& clock)
+      : lock_(std::move(dir.lock)),
+        store_(std::move(dir.store)),
+        database_(std::move(dir.database)),
         auth_(*store_),
         users_(*store_, clock),
         projects_(*store_, auth_, clock),
@@ -71,8 +72,9 @@ class ServerAppImpl final : public ServerApp {
         server::LiveLogOptions{.log_dir = options.log_dir,
                                .agent_timeout = options.agent_timeout,
                                .max_reads_per_instance = config.max_log_reads_per_host});
-    services_ = std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_,
-                                                    *controller_, *live_logs_, metrics_, clock_});
+    services_ =
+        std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_, *controller_,
+                                            *live_logs_, metrics_, clock_, database_});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -151,6 +153,7 @@ class ServerAppImpl final : public ServerApp {
  private:
   DataDirLock lock_;
   std::unique_ptr<store::Store> store_;
+  const std::string database_;  // "sqlite" or "postgresql"
   server::AuthService auth_;
   server::UserService users_;
   server::ProjectService projects_;
@@ -178,8 +181,9 @@ class ServerAppImpl final : public ServerApp {
 
 Result<std::unique_ptr<ServerApp>> ServerApp::Start(const ServerConfig& config,
                                                     const Clock& clock) {
-  FW_ASSIGN_OR_RETURN(ServerDataDir dir, OpenServerDataDir(config.data_dir, config.encryption_key));
-  auto app = std::make_unique<ServerAppImpl>(std::move(dir.store), clock, std::move(dir.lock));
+  FW_ASSIGN_OR_RETURN(ServerDataDir dir, OpenServerDataDir(config.data_dir, config.encryption_key,
+                                                           config.database_url));
+  auto app = std::make_unique<ServerAppImpl>(std::move(dir), clock);
   FW_RETURN_IF_ERROR(app->Start(config));
   return std::unique_ptr<ServerApp>(std::move(app));
 }

@@ -20,6 +20,9 @@ struct ServerConfig {
   // The key that encrypts agent tokens in the database, as given (FLEETWATCH_ENCRYPTION_KEY:
   // base64 or hex of 32 bytes). Unset: `secret.key` in the data dir, created on first start.
   std::optional<std::string> encryption_key;
+  // The PostgreSQL database to keep the state in (FLEETWATCH_DATABASE_URL or --database-url:
+  // postgresql://user:password@host:port/database); unset: SQLite, fleetwatch.db in data_dir.
+  std::optional<std::string> database_url;
   std::optional<std::string> admin_token;  // used only on the first start
   int http_threads = 4;
   std::chrono::milliseconds poll_interval{1000};  // one poll of every agent per interval
@@ -57,9 +60,10 @@ class ServerApp {
   // agent (supervised from then on). The data dir and its logs dir get mode 0700 (a looser
   // existing one is tightened, with a warning). Errors: FailedPrecondition "another fleetwatch
   // server (pid N) uses DIR" when another server holds the data dir (nothing in it is touched),
-  // InvalidArgument for a malformed encryption key, FailedPrecondition for a key that does not
-  // decrypt the stored agent tokens, Unavailable when the data dir cannot be made or the port
-  // is taken (no admin is made then), and the store's and the HTTP server's errors. A local
+  // InvalidArgument for a malformed encryption key or a database_url that is not PostgreSQL's,
+  // FailedPrecondition for a key that does not decrypt the stored agent tokens, Unavailable when
+  // the data dir cannot be made, the database cannot be reached or the port is taken (no admin
+  // is made then), and the store's and the HTTP server's errors. A local
   // agent that fails to start is not an error: it is logged and tried again.
   static Result<std::unique_ptr<ServerApp>> Start(const ServerConfig& config, const Clock& clock);
   virtual ~ServerApp() = default;

@@ -19,6 +19,7 @@
 #include "api/server_data_dir.h"
 #include "cli/config.h"
 #include "server/users.h"
+#include "store/database_url.h"
 #include "util/logging.h"
 #include "util/memory.h"
 #include "util/signals.h"
@@ -34,6 +35,7 @@ struct ServerFlags {
   bool no_local_fleet = false;
   std::string tls_cert;
   std::string tls_key;
+  std::string database_url;
   bool reset_admin_token = false;
 };
 
@@ -100,12 +102,14 @@ void UpdateClientConfigToken(const std::string& url, const std::string& token) {
 // `fleetwatch server --reset-admin-token`: gives user `admin` a new token while no server runs
 // on the data dir (its lock says so), and prints it; the old token stops working.
 int ResetAdminToken(const ServerConfig& config, const std::string& url) {
-  if (std::error_code ec; !std::filesystem::exists(DatabaseFile(config.data_dir), ec)) {
+  if (std::error_code ec;
+      !config.database_url && !std::filesystem::exists(DatabaseFile(config.data_dir), ec)) {
     std::cerr << "error: no fleetwatch server data in " << config.data_dir
               << " (a server makes its admin token at its first start)\n";
     return 1;
   }
-  Result<ServerDataDir> dir = OpenServerDataDir(config.data_dir, config.encryption_key);
+  Result<ServerDataDir> dir =
+      OpenServerDataDir(config.data_dir, config.encryption_key, config.database_url);
   if (!dir.ok()) {
     std::cerr << "error: " << dir.status().message() << "\n";
     return 1;
@@ -154,8 +158,11 @@ int RunServer(const ServerFlags& flags) {
   if (const char* key = std::getenv("FLEETWATCH_ENCRYPTION_KEY"); key != nullptr && *key != '\0') {
     config.encryption_key = key;
   }
-  // Read once; the local agent and its jobs, started later, must not inherit it.
+  // The flag wins over the variable (CLI11 reads the variable only without the flag).
+  if (!flags.database_url.empty()) config.database_url = flags.database_url;
+  // Read once; the local agent and its jobs, started later, must not inherit them.
   ::unsetenv("FLEETWATCH_ENCRYPTION_KEY");
+  ::unsetenv("FLEETWATCH_DATABASE_URL");
   if (const char* token = std::getenv("FLEETWATCH_SERVER_ADMIN_TOKEN"); token && *token) {
     config.admin_token = token;
   }
@@ -209,6 +216,10 @@ int RunServer(const ServerFlags& flags) {
       (config.tls ? "https://" : "http://") + flags.host + ":" + std::to_string((*app)->port());
   std::cout << "fleetwatch server 0.1.0\n"
             << "  Data:  " << config.data_dir << "\n"
+            << "  Database: "
+            << (config.database_url ? store::RedactDatabaseUrl(*config.database_url)
+                                    : DatabaseFile(config.data_dir).string())
+            << "\n"
             << "  UI:    " << url << "/\n"
             << "  API:   " << url << "/api\n";
   if (config.prometheus_metrics) std::cout << "  Metrics: " << url << "/metrics\n";
@@ -247,6 +258,10 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
       ->envname("FLEETWATCH_TLS_CERT");
   cmd->add_option("--tls-key", flags->tls_key, "PEM private key of --tls-cert")
       ->envname("FLEETWATCH_TLS_KEY");
+  cmd->add_option("--database-url", flags->database_url,
+                  "PostgreSQL database to keep the state in (postgresql://user:password@host:port/"
+                  "database); unset: SQLite in the data dir")
+      ->envname("FLEETWATCH_DATABASE_URL");
   cmd->add_flag("--no-local-fleet", flags->no_local_fleet,
                 "Do not run an agent for this machine (fleet `local` of project `main`)");
   cmd->add_flag("--reset-admin-token", flags->reset_admin_token,

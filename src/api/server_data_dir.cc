@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "store/database_url.h"
+#include "store/postgres_store.h"
 #include "store/sqlite_store.h"
 
 namespace fleetwatch::api {
@@ -45,7 +47,9 @@ std::filesystem::path DatabaseFile(const std::filesystem::path& data_dir) {
 }
 
 Result<ServerDataDir> OpenServerDataDir(const std::filesystem::path& data_dir,
-                                        const std::optional<std::string>& encryption_key) {
+                                        const std::optional<std::string>& encryption_key,
+                                        const std::optional<std::string>& database_url) {
+  if (database_url) FW_RETURN_IF_ERROR(store::CheckPostgresUrl(*database_url));
   store::SqliteStoreOptions store_options;
   if (encryption_key) {
     FW_ASSIGN_OR_RETURN(store_options.secret_key,
@@ -56,13 +60,37 @@ Result<ServerDataDir> OpenServerDataDir(const std::filesystem::path& data_dir,
   Result<DataDirLock> lock = DataDirLock::Acquire(data_dir, "server");
   if (!lock.ok()) return lock.status();
   FW_RETURN_IF_ERROR(MakePrivateDirectory(data_dir / "logs", "log directory"));
-  Result<std::unique_ptr<store::Store>> store =
-      store::OpenSqliteStore(DatabaseFile(data_dir).string(), store_options);
+  Result<std::unique_ptr<store::Store>> store = Internal("no store");
+  std::string database;
+  if (database_url) {
+    database = "postgresql";
+    store::PostgresStoreOptions postgres_options;
+    if (store_options.secret_key) {
+      postgres_options.secret_key = *store_options.secret_key;
+    } else {
+      // As with SQLite: the key beside the data, made on the first start.
+      Result<std::array<uint8_t, store::SecretCipher::kKeyBytes>> key =
+          store::LoadOrCreateKeyFile(data_dir / "secret.key");
+      if (!key.ok()) return key.status();
+      postgres_options.secret_key = *key;
+      OPENSSL_cleanse(key->data(), key->size());
+    }
+    store = store::OpenPostgresStore(*database_url, postgres_options);
+    OPENSSL_cleanse(postgres_options.secret_key.data(), postgres_options.secret_key.size());
+    if (!store.ok()) {
+      // libpq names the host and port; this keeps a password out even should it echo one.
+      store = Status(store.status().code(),
+                     store::RedactPassword(store.status().message(), *database_url));
+    }
+  } else {
+    database = "sqlite";
+    store = store::OpenSqliteStore(DatabaseFile(data_dir).string(), store_options);
+  }
   if (store_options.secret_key) {
     OPENSSL_cleanse(store_options.secret_key->data(), store_options.secret_key->size());
   }
   if (!store.ok()) return store.status();
-  return ServerDataDir{std::move(lock).value(), std::move(store).value()};
+  return ServerDataDir{std::move(lock).value(), std::move(store).value(), std::move(database)};
 }
 
 }  // namespace fleetwatch::api

@@ -10,21 +10,17 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <cstdint>
 #include <cstring>
-#include <exception>
 #include <filesystem>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -32,466 +28,13 @@
 #include "model/status.h"
 #include "store/secret_cipher.h"
 #include "store/sqlite_migrations.h"
+#include "store/sqlite_query.h"
+#include "store/sqlite_rows.h"
 #include "util/mutex.h"
 
 namespace fleetwatch::store {
+namespace sqlite {
 namespace {
-
-// ---------------------------------------------------------------------------------------------
-// SQLite plumbing: error mapping, owned handles, a bound statement, a transaction.
-
-std::string ErrorMessage(sqlite3* db) { return sqlite3_errmsg(db); }
-
-// Maps a failed SQLite call (`rc`, extended) to the Store error policy.
-Status SqliteError(sqlite3* db, int rc) {
-  std::string message = ErrorMessage(db);
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return Unavailable("database is busy: " + message);
-    default:
-      break;
-  }
-  switch (rc) {
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-      return AlreadyExists(std::move(message));
-    case SQLITE_CONSTRAINT_FOREIGNKEY:
-      return NotFound("a referenced row does not exist: " + message);
-    default:
-      return Internal("database error: " + message);
-  }
-}
-
-// Prefixes a non-ok status's message with what was being done.
-Status WithContext(const Status& status, const std::string& context) {
-  if (status.ok()) return status;
-  return {status.code(), context + ": " + status.message()};
-}
-
-struct DbCloser {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-using DbHandle = std::unique_ptr<sqlite3, DbCloser>;
-
-struct StatementFinalizer {
-  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
-};
-using StatementHandle = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
-
-// One use of a cached prepared statement: binds parameters left to right, steps, reads columns,
-// and on destruction resets the statement for its next use. Bind errors surface at Step().
-class Query {
- public:
-  Query(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Query(Query&& other) noexcept
-      : db_(other.db_),
-        stmt_(std::exchange(other.stmt_, nullptr)),
-        next_(other.next_),
-        bind_rc_(other.bind_rc_) {}
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-  Query& operator=(Query&&) = delete;
-  ~Query() {
-    if (stmt_ == nullptr) return;
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  Query& Bind(std::string_view text) {
-    // An empty string_view may have a null data pointer, which SQLite would bind as NULL.
-    const char* data = text.data() != nullptr ? text.data() : "";
-    return Check(
-        sqlite3_bind_text64(stmt_, next_++, data, text.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
-  }
-  Query& Bind(int64_t value) { return Check(sqlite3_bind_int64(stmt_, next_++, value)); }
-  Query& Bind(int value) { return Bind(static_cast<int64_t>(value)); }
-  Query& Bind(double value) { return Check(sqlite3_bind_double(stmt_, next_++, value)); }
-  Query& BindNull() { return Check(sqlite3_bind_null(stmt_, next_++)); }
-  template <typename T>
-  Query& Bind(const std::optional<T>& value) {
-    return value.has_value() ? Bind(*value) : BindNull();
-  }
-
-  // Advances to the next row: true when there is one, false when the statement is done.
-  Result<bool> Step() {
-    if (bind_rc_ != SQLITE_OK) return SqliteError(db_, bind_rc_);
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return SqliteError(db_, rc);
-  }
-  // Runs a statement that returns no rows.
-  Status Exec() {
-    FW_ASSIGN_OR_RETURN(bool row, Step());
-    (void)row;
-    return Status::Ok();
-  }
-  // Rows changed by the last Exec().
-  int Changes() const { return sqlite3_changes(db_); }
-
-  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::string Text(int col) const {
-    const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    const int size = sqlite3_column_bytes(stmt_, col);
-    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
-  }
-  int64_t Int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  int Int(int col) const { return sqlite3_column_int(stmt_, col); }
-  double Double(int col) const { return sqlite3_column_double(stmt_, col); }
-  std::optional<std::string> OptionalText(int col) const {
-    if (IsNull(col)) return std::nullopt;
-    return Text(col);
-  }
-  std::optional<int64_t> OptionalInt64(int col) const {
-    if (IsNull(col)) return std::nullopt;
-    return Int64(col);
-  }
-  std::optional<int> OptionalInt(int col) const {
-    if (IsNull(col)) return std::nullopt;
-    return Int(col);
-  }
-  std::optional<double> OptionalDouble(int col) const {
-    if (IsNull(col)) return std::nullopt;
-    return Double(col);
-  }
-
- private:
-  Query& Check(int rc) {
-    if (rc != SQLITE_OK && bind_rc_ == SQLITE_OK) bind_rc_ = rc;
-    return *this;
-  }
-
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-  int next_ = 1;
-  int bind_rc_ = SQLITE_OK;
-};
-
-// A transaction on `db` that is rolled back on destruction unless committed.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {}
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  ~Transaction() {
-    // SQLite rolls some failures (e.g. SQLITE_FULL) back by itself; autocommit tells.
-    if (open_ && sqlite3_get_autocommit(db_) == 0) {
-      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    }
-  }
-
-  // Writers take the write lock up front (IMMEDIATE) so they wait in the busy handler instead of
-  // failing with SQLITE_BUSY when upgrading a read lock; readers only need a snapshot.
-  Status Begin(bool write) {
-    FW_RETURN_IF_ERROR(Exec(write ? "BEGIN IMMEDIATE" : "BEGIN"));
-    open_ = true;
-    return Status::Ok();
-  }
-  Status Commit() {
-    FW_RETURN_IF_ERROR(Exec("COMMIT"));
-    open_ = false;
-    return Status::Ok();
-  }
-
- private:
-  Status Exec(const char* sql) {
-    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) return SqliteError(db_, sqlite3_extended_errcode(db_));
-    return Status::Ok();
-  }
-
-  sqlite3* db_;
-  bool open_ = false;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Column values: enums as their model text, resources and GPU indices as JSON.
-
-template <typename Enum>
-Result<Enum> ParseColumn(const Query& q, int col, std::string_view what) {
-  const std::string text = q.Text(col);
-  std::optional<Enum> value = model::Parse<Enum>(text);
-  if (!value) return Internal("stored " + std::string(what) + " '" + text + "' is unknown");
-  return *value;
-}
-
-template <typename Enum>
-Result<std::optional<Enum>> ParseOptionalColumn(const Query& q, int col, std::string_view what) {
-  if (q.IsNull(col)) return std::optional<Enum>();
-  FW_ASSIGN_OR_RETURN(Enum value, ParseColumn<Enum>(q, col, what));
-  return std::optional<Enum>(value);
-}
-
-template <typename Enum>
-std::optional<std::string_view> OptionalText(const std::optional<Enum>& value) {
-  if (!value) return std::nullopt;
-  return model::ToString(*value);
-}
-
-// GPU names and the like come from hosts: bytes are kept as they are, valid UTF-8 or not.
-Result<boost::json::value> ParseJson(std::string_view text, std::string_view what) {
-  boost::json::parse_options options;
-  options.allow_invalid_utf8 = true;
-  std::error_code ec;
-  boost::json::value value = boost::json::parse(text, ec, {}, options);
-  if (ec) return Internal("stored " + std::string(what) + " is not JSON: " + ec.message());
-  return value;
-}
-
-std::string StdString(const boost::json::string& s) { return std::string(s.data(), s.size()); }
-
-std::string ResourcesToJson(const model::InstanceResources& resources) {
-  boost::json::array gpus;
-  for (const model::Gpu& gpu : resources.gpus) {
-    gpus.push_back(boost::json::object{{"index", gpu.index},
-                                       {"name", gpu.name},
-                                       {"uuid", gpu.uuid},
-                                       {"memory_bytes", gpu.memory_bytes},
-                                       {"vendor", gpu.vendor}});
-  }
-  return boost::json::serialize(boost::json::object{{"cpus", resources.cpus},
-                                                    {"memory_bytes", resources.memory_bytes},
-                                                    {"gpus", std::move(gpus)}});
-}
-
-Result<model::InstanceResources> ResourcesFromJson(std::string_view text) {
-  FW_ASSIGN_OR_RETURN(boost::json::value value, ParseJson(text, "instance resources"));
-  try {
-    const boost::json::object& object = value.as_object();
-    model::InstanceResources resources;
-    resources.cpus = static_cast<int>(object.at("cpus").as_int64());
-    resources.memory_bytes = object.at("memory_bytes").as_int64();
-    for (const boost::json::value& item : object.at("gpus").as_array()) {
-      const boost::json::object& g = item.as_object();
-      model::Gpu gpu;
-      gpu.index = static_cast<int>(g.at("index").as_int64());
-      gpu.name = StdString(g.at("name").as_string());
-      gpu.uuid = StdString(g.at("uuid").as_string());
-      gpu.memory_bytes = g.at("memory_bytes").as_int64();
-      gpu.vendor = StdString(g.at("vendor").as_string());
-      resources.gpus.push_back(std::move(gpu));
-    }
-    return resources;
-  } catch (const std::exception& e) {
-    return Internal(std::string("stored instance resources are malformed: ") + e.what());
-  }
-}
-
-std::string GpuIndicesToJson(const std::vector<int>& indices) {
-  boost::json::array array;
-  for (int index : indices) array.push_back(index);
-  return boost::json::serialize(array);
-}
-
-Result<std::vector<int>> GpuIndicesFromJson(std::string_view text) {
-  FW_ASSIGN_OR_RETURN(boost::json::value value, ParseJson(text, "job GPU indices"));
-  try {
-    std::vector<int> indices;
-    for (const boost::json::value& item : value.as_array()) {
-      indices.push_back(static_cast<int>(item.as_int64()));
-    }
-    return indices;
-  } catch (const std::exception& e) {
-    return Internal(std::string("stored job GPU indices are malformed: ") + e.what());
-  }
-}
-
-// GPU figures of a metrics point: "12,0,100" (empty for none). Plain text keeps ingest cheap.
-std::string Int64ListToText(const std::vector<int64_t>& values) {
-  std::string out;
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(values[i]);
-  }
-  return out;
-}
-
-Result<std::vector<int64_t>> Int64ListFromText(std::string_view text) {
-  std::vector<int64_t> values;
-  while (!text.empty()) {
-    size_t comma = text.find(',');
-    std::string_view item = text.substr(0, comma);
-    int64_t v = 0;
-    auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || ptr != item.data() + item.size()) {
-      return Internal("stored metrics point is malformed");
-    }
-    values.push_back(v);
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
-  }
-  return values;
-}
-
-// The rows of a query whose columns are job_id, timestamp_micro, cpu_usage_micro,
-// memory_usage_bytes, memory_working_set_bytes, gpus_memory_usage_bytes, gpus_util_percent.
-Result<std::vector<model::JobMetricsPoint>> PointsOf(Query& q) {
-  std::vector<model::JobMetricsPoint> points;
-  while (true) {
-    FW_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (!row) break;
-    model::JobMetricsPoint p;
-    p.job_id = q.Text(0);
-    p.timestamp_micro = q.Int64(1);
-    p.cpu_usage_micro = q.Int64(2);
-    p.memory_usage_bytes = q.Int64(3);
-    p.memory_working_set_bytes = q.Int64(4);
-    FW_ASSIGN_OR_RETURN(p.gpus_memory_usage_bytes, Int64ListFromText(q.Text(5)));
-    FW_ASSIGN_OR_RETURN(p.gpus_util_percent, Int64ListFromText(q.Text(6)));
-    points.push_back(std::move(p));
-  }
-  return points;
-}
-
-// "?, ?, ?": placeholders only; values are always bound.
-std::string Placeholders(size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// SQL. Column lists are shared by the statements that read a whole entity; the Read* functions
-// below depend on their order.
-
-constexpr std::string_view kFinishedRunStatuses = "('terminated', 'failed', 'done')";
-constexpr std::string_view kFinishedJobStatuses = "('terminated', 'aborted', 'failed', 'done')";
-
-constexpr std::string_view kSelectUser =
-    "SELECT u.id, u.name, u.global_role, u.created_at FROM users u ";
-constexpr std::string_view kSelectProject =
-    "SELECT p.id, p.name, p.owner_id, p.created_at FROM projects p ";
-constexpr std::string_view kSelectFleet =
-    "SELECT f.id, f.project_id, p.name, f.name, f.status, f.configuration, f.created_at "
-    "FROM fleets f JOIN projects p ON p.id = f.project_id ";
-constexpr std::string_view kSelectInstance =
-    "SELECT i.id, i.project_id, p.name, i.fleet_id, f.name, i.name, i.instance_num, i.status, "
-    "i.backend, i.hostname, i.agent_port, i.agent_token, i.price, i.resources, i.created_at, "
-    "i.unreachable, i.last_seen_at, i.agent_id, i.tls, i.tls_ca_cert, i.tls_fingerprint "
-    "FROM instances i JOIN fleets f ON f.id = i.fleet_id JOIN projects p ON p.id = i.project_id ";
-constexpr std::string_view kSelectRun =
-    "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
-    "r.termination_reason, r.submitted_at, r.finished_at, r.configuration, r.cost "
-    "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
-constexpr std::string_view kSelectJob =
-    "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
-    "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at, "
-    "status_detail FROM jobs ";
-
-std::string Sql(std::string_view select, std::string_view rest) {
-  std::string sql(select);
-  sql += rest;
-  return sql;
-}
-
-Result<model::User> ReadUser(const Query& q) {
-  model::User user;
-  user.id = q.Text(0);
-  user.name = q.Text(1);
-  FW_ASSIGN_OR_RETURN(user.global_role, ParseColumn<model::GlobalRole>(q, 2, "global role"));
-  user.created_at = q.Int64(3);
-  return user;
-}
-
-model::Project ReadProject(const Query& q) {
-  model::Project project;
-  project.id = q.Text(0);
-  project.name = q.Text(1);
-  project.owner_id = q.Text(2);
-  project.created_at = q.Int64(3);
-  return project;
-}
-
-Result<model::Fleet> ReadFleet(const Query& q) {
-  model::Fleet fleet;
-  fleet.id = q.Text(0);
-  fleet.project_id = q.Text(1);
-  fleet.project_name = q.Text(2);
-  fleet.name = q.Text(3);
-  FW_ASSIGN_OR_RETURN(fleet.status, ParseColumn<model::FleetStatus>(q, 4, "fleet status"));
-  fleet.configuration_json = q.Text(5);
-  fleet.created_at = q.Int64(6);
-  return fleet;
-}
-
-// An agent token as stored: always encrypted (a copy of the database alone reveals none).
-Result<std::string> DecryptAgentToken(const SecretCipher& cipher, std::string_view stored,
-                                      std::string_view instance_name) {
-  Result<std::string> token = cipher.Decrypt(stored);
-  if (!token.ok()) {
-    return Internal("stored agent token of instance '" + std::string(instance_name) +
-                    "' cannot be decrypted: " + token.status().message());
-  }
-  return token;
-}
-
-Result<model::Instance> ReadInstance(const Query& q, const SecretCipher& cipher) {
-  model::Instance instance;
-  instance.id = q.Text(0);
-  instance.project_id = q.Text(1);
-  instance.project_name = q.Text(2);
-  instance.fleet_id = q.Text(3);
-  instance.fleet_name = q.Text(4);
-  instance.name = q.Text(5);
-  instance.instance_num = q.Int(6);
-  FW_ASSIGN_OR_RETURN(instance.status, ParseColumn<model::InstanceStatus>(q, 7, "instance status"));
-  instance.backend = q.Text(8);
-  instance.hostname = q.Text(9);
-  instance.agent_port = q.Int(10);
-  FW_ASSIGN_OR_RETURN(instance.agent_token, DecryptAgentToken(cipher, q.Text(11), instance.name));
-  instance.price = q.OptionalDouble(12);
-  FW_ASSIGN_OR_RETURN(instance.resources, ResourcesFromJson(q.Text(13)));
-  instance.created_at = q.Int64(14);
-  instance.unreachable = q.Int(15) != 0;
-  instance.last_seen_at = q.OptionalInt64(16);
-  instance.agent_id = q.Text(17);
-  instance.tls = q.Int(18) != 0;
-  instance.tls_ca_cert = q.Text(19);
-  instance.tls_fingerprint = q.Text(20);
-  return instance;
-}
-
-Result<model::Run> ReadRun(const Query& q) {
-  model::Run run;
-  run.id = q.Text(0);
-  run.project_id = q.Text(1);
-  run.project_name = q.Text(2);
-  run.user_id = q.Text(3);
-  run.user_name = q.Text(4);
-  run.run_name = q.Text(5);
-  FW_ASSIGN_OR_RETURN(run.type, ParseColumn<model::RunType>(q, 6, "run type"));
-  FW_ASSIGN_OR_RETURN(run.status, ParseColumn<model::RunStatus>(q, 7, "run status"));
-  FW_ASSIGN_OR_RETURN(run.termination_reason, ParseOptionalColumn<model::RunTerminationReason>(
-                                                  q, 8, "run termination reason"));
-  run.submitted_at = q.Int64(9);
-  run.finished_at = q.OptionalInt64(10);
-  run.configuration_json = q.Text(11);
-  run.cost = q.Double(12);
-  return run;
-}
-
-Result<model::Job> ReadJob(const Query& q) {
-  model::Job job;
-  job.id = q.Text(0);
-  job.run_id = q.Text(1);
-  job.job_name = q.Text(2);
-  job.job_num = q.Int(3);
-  job.replica_num = q.Int(4);
-  FW_ASSIGN_OR_RETURN(job.status, ParseColumn<model::JobStatus>(q, 5, "job status"));
-  FW_ASSIGN_OR_RETURN(job.termination_reason, ParseOptionalColumn<model::JobTerminationReason>(
-                                                  q, 6, "job termination reason"));
-  job.exit_code = q.OptionalInt(7);
-  job.instance_id = q.OptionalText(8);
-  job.instance_name = q.OptionalText(9);
-  FW_ASSIGN_OR_RETURN(job.gpu_indices, GpuIndicesFromJson(q.Text(10)));
-  job.submitted_at = q.Int64(11);
-  job.finished_at = q.OptionalInt64(12);
-  job.started_at = q.OptionalInt64(13);
-  job.status_detail = q.OptionalText(14);
-  return job;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 // Thread-safe: every public method takes mu_ for its whole transaction.
 class SqliteStore final : public Store {
@@ -842,46 +385,6 @@ class SqliteStore final : public Store {
     });
   }
 
-  Result<std::vector<RunCount>> CountRuns() override {
-    return Read([&]() -> Result<std::vector<RunCount>> {
-      FW_ASSIGN_OR_RETURN(
-          Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
-                           "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
-                           "JOIN projects p ON p.id = r.project_id "
-                           "JOIN users u ON u.id = r.user_id "
-                           "GROUP BY p.name, u.name, r.status ORDER BY p.name, u.name, r.status"));
-      std::vector<RunCount> out;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(q.Text(2));
-        if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
-        out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
-      }
-      return out;
-    });
-  }
-
-  Result<std::vector<model::Job>> ListJobsByIds(const std::vector<std::string>& job_ids) override {
-    if (job_ids.empty()) return std::vector<model::Job>();
-    // One statement for any number of ids: they travel as one JSON array.
-    boost::json::array ids(job_ids.begin(), job_ids.end());
-    const std::string ids_json = boost::json::serialize(ids);
-    return Read([&]() -> Result<std::vector<model::Job>> {
-      FW_ASSIGN_OR_RETURN(Query q,
-                          Prepare(Sql(kSelectJob, "WHERE id IN (SELECT value FROM json_each(?))")));
-      q.Bind(ids_json);
-      std::vector<model::Job> jobs;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
-        jobs.push_back(std::move(job));
-      }
-      return jobs;
-    });
-  }
-
   Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) override {
     return Read([&]() -> Result<std::vector<model::Instance>> {
       constexpr std::string_view kOrder = "ORDER BY p.name, f.name, i.instance_num";
@@ -1129,6 +632,46 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<RunCount>> CountRuns() override {
+    return Read([&]() -> Result<std::vector<RunCount>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
+                           "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
+                           "JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "GROUP BY p.name, u.name, r.status ORDER BY p.name, u.name, r.status"));
+      std::vector<RunCount> out;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        std::optional<model::RunStatus> status = model::Parse<model::RunStatus>(q.Text(2));
+        if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
+        out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
+      }
+      return out;
+    });
+  }
+
+  Result<std::vector<model::Job>> ListJobsByIds(const std::vector<std::string>& job_ids) override {
+    if (job_ids.empty()) return std::vector<model::Job>();
+    // One statement for any number of ids: they travel as one JSON array.
+    boost::json::array ids(job_ids.begin(), job_ids.end());
+    const std::string ids_json = boost::json::serialize(ids);
+    return Read([&]() -> Result<std::vector<model::Job>> {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare(Sql(kSelectJob, "WHERE id IN (SELECT value FROM json_each(?))")));
+      q.Bind(ids_json);
+      std::vector<model::Job> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(q));
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
+    });
+  }
+
   int64_t RunsVersion() override { return runs_version_.load(); }
 
   // --- job metrics ---
@@ -1153,78 +696,6 @@ class SqliteStore final : public Store {
             WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
       }
       return Status::Ok();
-    });
-  }
-
-  Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() override {
-    return Read([&]() -> Result<std::vector<UnaccountedJob>> {
-      // The WHERE repeats the partial index's condition word for word so SQLite uses it.
-      FW_ASSIGN_OR_RETURN(
-          Query q, Prepare("SELECT j.id, p.name, u.name, j.gpu_indices, i.price, j.started_at, "
-                           "j.finished_at, j.usage_accounted_until FROM jobs j "
-                           "JOIN runs r ON r.id = j.run_id JOIN projects p ON p.id = r.project_id "
-                           "JOIN users u ON u.id = r.user_id "
-                           "LEFT JOIN instances i ON i.id = j.instance_id "
-                           "WHERE j.started_at IS NOT NULL "
-                           "AND (j.finished_at IS NULL OR j.usage_accounted_until IS NULL "
-                           "OR j.usage_accounted_until < j.finished_at) ORDER BY j.id"));
-      std::vector<UnaccountedJob> jobs;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        UnaccountedJob job;
-        job.job_id = q.Text(0);
-        job.project_name = q.Text(1);
-        job.user_name = q.Text(2);
-        FW_ASSIGN_OR_RETURN(std::vector<int> gpus, GpuIndicesFromJson(q.Text(3)));
-        job.gpu_count = static_cast<int>(gpus.size());
-        job.price = q.OptionalDouble(4);
-        job.started_at = q.Int64(5);
-        job.finished_at = q.OptionalInt64(6);
-        job.accounted_until = q.OptionalInt64(7);
-        jobs.push_back(std::move(job));
-      }
-      return jobs;
-    });
-  }
-
-  Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) override {
-    if (charges.empty()) return 0;
-    return Write([&]() -> Result<int> {
-      int applied = 0;
-      for (const UsageCharge& c : charges) {
-        FW_ASSIGN_OR_RETURN(Query mark,
-                            Prepare("UPDATE jobs SET usage_accounted_until = ? WHERE id = ? AND "
-                                    "usage_accounted_until IS ?"));
-        mark.Bind(c.new_accounted_until).Bind(c.job_id).Bind(c.accounted_until);
-        FW_RETURN_IF_ERROR(WithContext(mark.Exec(), "account job '" + c.job_id + "'"));
-        if (mark.Changes() == 0) continue;
-        FW_ASSIGN_OR_RETURN(
-            Query add,
-            Prepare("INSERT INTO usage_totals (project_name, user_name, cost_dollars, "
-                    "gpu_seconds) VALUES (?, ?, ?, ?) ON CONFLICT (project_name, user_name) DO "
-                    "UPDATE SET cost_dollars = cost_dollars + excluded.cost_dollars, "
-                    "gpu_seconds = gpu_seconds + excluded.gpu_seconds"));
-        add.Bind(c.project_name).Bind(c.user_name).Bind(c.cost_dollars).Bind(c.gpu_seconds);
-        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add usage of job '" + c.job_id + "'"));
-        ++applied;
-      }
-      return applied;
-    });
-  }
-
-  Result<std::vector<UsageTotal>> ListUsageTotals() override {
-    return Read([&]() -> Result<std::vector<UsageTotal>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, cost_dollars, "
-                                           "gpu_seconds FROM usage_totals "
-                                           "ORDER BY project_name, user_name"));
-      std::vector<UsageTotal> totals;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        totals.push_back(UsageTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3)});
-      }
-      return totals;
     });
   }
 
@@ -1302,6 +773,80 @@ class SqliteStore final : public Store {
       FW_RETURN_IF_ERROR(q.Exec());
       deleted += q.Changes();
       return deleted;
+    });
+  }
+
+  // --- usage (cost and GPU time) ---
+
+  Result<std::vector<UnaccountedJob>> ListUnaccountedJobs() override {
+    return Read([&]() -> Result<std::vector<UnaccountedJob>> {
+      // The WHERE repeats the partial index's condition word for word so SQLite uses it.
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("SELECT j.id, p.name, u.name, j.gpu_indices, i.price, j.started_at, "
+                           "j.finished_at, j.usage_accounted_until FROM jobs j "
+                           "JOIN runs r ON r.id = j.run_id JOIN projects p ON p.id = r.project_id "
+                           "JOIN users u ON u.id = r.user_id "
+                           "LEFT JOIN instances i ON i.id = j.instance_id "
+                           "WHERE j.started_at IS NOT NULL "
+                           "AND (j.finished_at IS NULL OR j.usage_accounted_until IS NULL "
+                           "OR j.usage_accounted_until < j.finished_at) ORDER BY j.id"));
+      std::vector<UnaccountedJob> jobs;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        UnaccountedJob job;
+        job.job_id = q.Text(0);
+        job.project_name = q.Text(1);
+        job.user_name = q.Text(2);
+        FW_ASSIGN_OR_RETURN(std::vector<int> gpus, GpuIndicesFromJson(q.Text(3)));
+        job.gpu_count = static_cast<int>(gpus.size());
+        job.price = q.OptionalDouble(4);
+        job.started_at = q.Int64(5);
+        job.finished_at = q.OptionalInt64(6);
+        job.accounted_until = q.OptionalInt64(7);
+        jobs.push_back(std::move(job));
+      }
+      return jobs;
+    });
+  }
+
+  Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) override {
+    if (charges.empty()) return 0;
+    return Write([&]() -> Result<int> {
+      int applied = 0;
+      for (const UsageCharge& c : charges) {
+        FW_ASSIGN_OR_RETURN(Query mark,
+                            Prepare("UPDATE jobs SET usage_accounted_until = ? WHERE id = ? AND "
+                                    "usage_accounted_until IS ?"));
+        mark.Bind(c.new_accounted_until).Bind(c.job_id).Bind(c.accounted_until);
+        FW_RETURN_IF_ERROR(WithContext(mark.Exec(), "account job '" + c.job_id + "'"));
+        if (mark.Changes() == 0) continue;
+        FW_ASSIGN_OR_RETURN(
+            Query add,
+            Prepare("INSERT INTO usage_totals (project_name, user_name, cost_dollars, "
+                    "gpu_seconds) VALUES (?, ?, ?, ?) ON CONFLICT (project_name, user_name) DO "
+                    "UPDATE SET cost_dollars = cost_dollars + excluded.cost_dollars, "
+                    "gpu_seconds = gpu_seconds + excluded.gpu_seconds"));
+        add.Bind(c.project_name).Bind(c.user_name).Bind(c.cost_dollars).Bind(c.gpu_seconds);
+        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add usage of job '" + c.job_id + "'"));
+        ++applied;
+      }
+      return applied;
+    });
+  }
+
+  Result<std::vector<UsageTotal>> ListUsageTotals() override {
+    return Read([&]() -> Result<std::vector<UsageTotal>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, cost_dollars, "
+                                           "gpu_seconds FROM usage_totals "
+                                           "ORDER BY project_name, user_name"));
+      std::vector<UsageTotal> totals;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        totals.push_back(UsageTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3)});
+      }
+      return totals;
     });
   }
 
@@ -1446,6 +991,7 @@ Status ExecPragma(sqlite3* db, const char* sql) {
 }
 
 }  // namespace
+}  // namespace sqlite
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
                                                const SqliteStoreOptions& options) {
@@ -1482,25 +1028,25 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path,
   const int rc =
       sqlite3_open_v2(path.c_str(), &raw,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  DbHandle db(raw);  // owns the handle even when opening failed
+  sqlite::DbHandle db(raw);  // owns the handle even when opening failed
   if (rc != SQLITE_OK) {
     return Internal("cannot open database " + path + ": " +
-                    (raw != nullptr ? ErrorMessage(raw) : sqlite3_errstr(rc)));
+                    (raw != nullptr ? sqlite::ErrorMessage(raw) : sqlite3_errstr(rc)));
   }
   sqlite3_extended_result_codes(db.get(), 1);
   sqlite3_busy_timeout(db.get(), 5000);
   // journal_mode answers with a row; sqlite3_exec discards it. Also the first statement to read
   // the file, so "not a database" surfaces here.
-  FW_RETURN_IF_ERROR(
-      WithContext(ExecPragma(db.get(), "PRAGMA journal_mode = WAL"), "open database " + path));
-  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA synchronous = NORMAL"));
-  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA foreign_keys = ON"));
+  FW_RETURN_IF_ERROR(sqlite::WithContext(sqlite::ExecPragma(db.get(), "PRAGMA journal_mode = WAL"),
+                                         "open database " + path));
+  FW_RETURN_IF_ERROR(sqlite::ExecPragma(db.get(), "PRAGMA synchronous = NORMAL"));
+  FW_RETURN_IF_ERROR(sqlite::ExecPragma(db.get(), "PRAGMA foreign_keys = ON"));
   // Deleted and overwritten content (a token re-encrypted, a deleted user's hash) is zeroed, not
   // left in free space for a copy of the file to reveal.
-  FW_RETURN_IF_ERROR(ExecPragma(db.get(), "PRAGMA secure_delete = ON"));
-  FW_RETURN_IF_ERROR(WithContext(MigrateSqliteSchema(db.get()), path));
-  auto store = std::make_unique<SqliteStore>(std::move(db), cipher);
-  FW_RETURN_IF_ERROR(WithContext(store->SealAgentTokens(), path));
+  FW_RETURN_IF_ERROR(sqlite::ExecPragma(db.get(), "PRAGMA secure_delete = ON"));
+  FW_RETURN_IF_ERROR(sqlite::WithContext(MigrateSqliteSchema(db.get()), path));
+  auto store = std::make_unique<sqlite::SqliteStore>(std::move(db), cipher);
+  FW_RETURN_IF_ERROR(sqlite::WithContext(store->SealAgentTokens(), path));
   return std::unique_ptr<Store>(std::move(store));
 }
 

@@ -164,8 +164,10 @@ class Store {
   // before ListRunsWithStatus is read again unchanged, the list would be the same; and an
   // UpdateRun that succeeds raises it by exactly one, which lets a caller that serializes its
   // writes tell its own from anyone else's. Usage accounting (ChargeUsage) does not count: it
-  // changes nothing that model::Run or model::Job carries. The database is this process's alone
-  // (its data directory is locked), so nothing writes behind the store's back. Cheap; never fails.
+  // changes nothing that model::Run or model::Job carries. It counts this store object's writes:
+  // the SQLite database is this process's alone (its data directory is locked), and a PostgreSQL
+  // database is used by one server until replicas share their versions through the database.
+  // Cheap; never fails.
   virtual int64_t RunsVersion() = 0;
 
   // --- job metrics ---

@@ -1,0 +1,205 @@
+#include "store/postgres_migrations.h"
+
+#include <libpq-fe.h>
+
+#include <array>
+#include <string>
+
+#include "store/postgres_query.h"
+
+namespace fleetwatch::store {
+namespace {
+
+// Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
+// new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
+// bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
+// a query joins or filters on has an index whose first column is that key.
+constexpr std::array<const char*, 1> kMigrations = {
+    // 1: the schema of SQLite's steps 1-7, at once.
+    R"sql(
+CREATE TABLE users (
+  id          TEXT COLLATE "C" PRIMARY KEY,
+  name        TEXT COLLATE "C" NOT NULL UNIQUE,
+  global_role TEXT COLLATE "C" NOT NULL,
+  token_hash  TEXT COLLATE "C" NOT NULL UNIQUE,
+  created_at  BIGINT NOT NULL,
+  deleted     INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE projects (
+  id         TEXT COLLATE "C" PRIMARY KEY,
+  name       TEXT COLLATE "C" NOT NULL UNIQUE,
+  owner_id   TEXT COLLATE "C" NOT NULL REFERENCES users (id),
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX projects_by_owner ON projects (owner_id);
+
+CREATE TABLE members (
+  project_id TEXT COLLATE "C" NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+  user_id    TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  role       TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (project_id, user_id)
+);
+CREATE INDEX members_by_user ON members (user_id);
+
+CREATE TABLE fleets (
+  id            TEXT COLLATE "C" PRIMARY KEY,
+  project_id    TEXT COLLATE "C" NOT NULL REFERENCES projects (id),
+  name          TEXT COLLATE "C" NOT NULL,
+  status        TEXT COLLATE "C" NOT NULL,
+  configuration TEXT COLLATE "C" NOT NULL,
+  created_at    BIGINT NOT NULL,
+  UNIQUE (project_id, name)
+);
+
+CREATE TABLE instances (
+  id              TEXT COLLATE "C" PRIMARY KEY,
+  project_id      TEXT COLLATE "C" NOT NULL REFERENCES projects (id),
+  fleet_id        TEXT COLLATE "C" NOT NULL REFERENCES fleets (id) ON DELETE CASCADE,
+  name            TEXT COLLATE "C" NOT NULL,
+  instance_num    INTEGER NOT NULL,
+  status          TEXT COLLATE "C" NOT NULL,
+  backend         TEXT COLLATE "C" NOT NULL,
+  hostname        TEXT COLLATE "C" NOT NULL,
+  agent_port      INTEGER NOT NULL,
+  agent_token     TEXT COLLATE "C" NOT NULL,
+  price           DOUBLE PRECISION,
+  resources       TEXT COLLATE "C" NOT NULL,
+  created_at      BIGINT NOT NULL,
+  unreachable     INTEGER NOT NULL DEFAULT 0,
+  last_seen_at    BIGINT,
+  agent_id        TEXT COLLATE "C" NOT NULL DEFAULT '',
+  tls             INTEGER NOT NULL DEFAULT 0,
+  tls_ca_cert     TEXT COLLATE "C" NOT NULL DEFAULT '',
+  tls_fingerprint TEXT COLLATE "C" NOT NULL DEFAULT '',
+  UNIQUE (fleet_id, instance_num),
+  UNIQUE (fleet_id, name)
+);
+CREATE INDEX instances_by_project ON instances (project_id);
+
+CREATE TABLE runs (
+  id                 TEXT COLLATE "C" PRIMARY KEY,
+  project_id         TEXT COLLATE "C" NOT NULL REFERENCES projects (id),
+  user_id            TEXT COLLATE "C" NOT NULL REFERENCES users (id),
+  run_name           TEXT COLLATE "C" NOT NULL,
+  run_type           TEXT COLLATE "C" NOT NULL,
+  status             TEXT COLLATE "C" NOT NULL,
+  termination_reason TEXT COLLATE "C",
+  submitted_at       BIGINT NOT NULL,
+  finished_at        BIGINT,
+  configuration      TEXT COLLATE "C" NOT NULL,
+  cost               DOUBLE PRECISION NOT NULL DEFAULT 0,
+  deleted            INTEGER NOT NULL DEFAULT 0
+);
+-- At most one unfinished, undeleted run per (project, name); finished runs may share the name.
+CREATE UNIQUE INDEX runs_unfinished_name ON runs (project_id, run_name)
+  WHERE deleted = 0 AND status NOT IN ('terminated', 'failed', 'done');
+CREATE INDEX runs_by_project_submitted ON runs (project_id, submitted_at DESC);
+CREATE INDEX runs_by_status_submitted ON runs (status, submitted_at);
+CREATE INDEX runs_by_user ON runs (user_id);
+
+CREATE TABLE jobs (
+  id                    TEXT COLLATE "C" PRIMARY KEY,
+  run_id                TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+  job_name              TEXT COLLATE "C" NOT NULL,
+  job_num               INTEGER NOT NULL,
+  replica_num           INTEGER NOT NULL,
+  status                TEXT COLLATE "C" NOT NULL,
+  termination_reason    TEXT COLLATE "C",
+  exit_code             INTEGER,
+  instance_id           TEXT COLLATE "C" REFERENCES instances (id) ON DELETE SET NULL,
+  instance_name         TEXT COLLATE "C",
+  gpu_indices           TEXT COLLATE "C" NOT NULL,
+  submitted_at          BIGINT NOT NULL,
+  finished_at           BIGINT,
+  started_at            BIGINT,
+  usage_accounted_until BIGINT,
+  status_detail         TEXT COLLATE "C"
+);
+-- Serves "jobs of a run in order" and keeps (job_num, replica_num) unique within a run.
+CREATE UNIQUE INDEX jobs_by_run ON jobs (run_id, job_num, replica_num);
+CREATE INDEX jobs_by_instance ON jobs (instance_id);
+CREATE INDEX jobs_by_status ON jobs (status);
+-- Only the jobs with running time not yet accounted: the accounting pass reads this index.
+CREATE INDEX jobs_unaccounted ON jobs (id)
+  WHERE started_at IS NOT NULL
+    AND (finished_at IS NULL OR usage_accounted_until IS NULL
+         OR usage_accounted_until < finished_at);
+
+CREATE TABLE job_metrics_points (
+  job_id                   TEXT COLLATE "C" NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+  timestamp_micro          BIGINT NOT NULL,
+  cpu_usage_micro          BIGINT NOT NULL,
+  memory_usage_bytes       BIGINT NOT NULL,
+  memory_working_set_bytes BIGINT NOT NULL,
+  gpus_memory_usage_bytes  TEXT COLLATE "C" NOT NULL,
+  gpus_util_percent        TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (job_id, timestamp_micro)
+);
+CREATE INDEX job_metrics_points_by_time ON job_metrics_points (timestamp_micro);
+
+-- Money and GPU time per (project, user); names, not ids, so totals outlive deleted projects and
+-- users (counters never go down).
+CREATE TABLE usage_totals (
+  project_name TEXT COLLATE "C" NOT NULL,
+  user_name    TEXT COLLATE "C" NOT NULL,
+  cost_dollars DOUBLE PRECISION NOT NULL,
+  gpu_seconds  DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
+)sql",
+};
+
+// Any constant shared by every fleetwatch binary: the key of the migration advisory lock.
+constexpr const char* kLockKey = "7415993170581128193";
+
+Status ApplyMissingSteps(PGconn* conn) {
+  FW_RETURN_IF_ERROR(postgres::ExecSimple(conn,
+                                          "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                          "version INTEGER PRIMARY KEY, "
+                                          "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"));
+  int version = 0;
+  {
+    postgres::Query q(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (row) version = q.Int(0);
+  }
+  const int latest = LatestPostgresSchemaVersion();
+  if (version > latest) {
+    return FailedPrecondition("database schema version " + std::to_string(version) +
+                              " is newer than this fleetwatch (" + std::to_string(latest) + ")");
+  }
+  for (int step = version + 1; step <= latest; ++step) {
+    postgres::Transaction transaction(conn);
+    FW_RETURN_IF_ERROR(transaction.Begin(/*write=*/true));
+    const std::string what = "apply schema migration " + std::to_string(step);
+    Status applied = postgres::ExecSimple(conn, kMigrations[step - 1]);
+    if (!applied.ok()) return {applied.code(), what + ": " + applied.message()};
+    postgres::Query mark(conn, "INSERT INTO schema_migrations (version) VALUES (?)");
+    mark.Bind(step);
+    FW_RETURN_IF_ERROR(mark.Exec());
+    FW_RETURN_IF_ERROR(transaction.Commit());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+int LatestPostgresSchemaVersion() { return static_cast<int>(kMigrations.size()); }
+
+Status MigratePostgresSchema(PGconn* conn) {
+  {
+    postgres::Query lock(conn, "SELECT pg_advisory_lock(?::bigint)");
+    lock.Bind(kLockKey);
+    FW_RETURN_IF_ERROR(lock.Exec());
+  }
+  Status status = ApplyMissingSteps(conn);
+  postgres::Query unlock(conn, "SELECT pg_advisory_unlock(?::bigint)");
+  unlock.Bind(kLockKey);
+  Status unlocked = unlock.Exec();
+  // A failed unlock leaves the lock to the connection's end, which releases it.
+  FW_RETURN_IF_ERROR(status);
+  return unlocked;
+}
+
+}  // namespace fleetwatch::store

@@ -1,0 +1,328 @@
+#include "store/postgres_store.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <signal.h>
+
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "model/entities.h"
+#include "store/postgres_migrations.h"
+#include "store/store_contract.h"
+#include "support/postgres_cluster.h"
+#include "support/process.h"
+
+namespace fleetwatch::store {
+namespace {
+
+using testing::PostgresCluster;
+
+PostgresStoreOptions Options(uint8_t key_byte = 0x17) {
+  PostgresStoreOptions options;
+  options.secret_key.fill(key_byte);
+  return options;
+}
+
+// Direct libpq access to a database, for what the Store interface cannot show.
+class RawPg {
+ public:
+  explicit RawPg(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
+    EXPECT_EQ(PQstatus(conn_), CONNECTION_OK) << PQerrorMessage(conn_);
+  }
+  ~RawPg() { PQfinish(conn_); }
+  RawPg(const RawPg&) = delete;
+  RawPg& operator=(const RawPg&) = delete;
+
+  void Exec(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    EXPECT_TRUE(PQresultStatus(result) == PGRES_COMMAND_OK ||
+                PQresultStatus(result) == PGRES_TUPLES_OK)
+        << sql << ": " << PQerrorMessage(conn_);
+    PQclear(result);
+  }
+  // The first column of the first row as text ("" when there is none).
+  std::string QueryText(const std::string& sql) {
+    PGresult* result = PQexec(conn_, sql.c_str());
+    EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << sql << ": " << PQerrorMessage(conn_);
+    std::string out;
+    if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0) {
+      out = PQgetvalue(result, 0, 0);
+    }
+    PQclear(result);
+    return out;
+  }
+  int64_t QueryInt(const std::string& sql) {
+    const std::string text = QueryText(sql);
+    return text.empty() ? -1 : std::stoll(text);
+  }
+
+ private:
+  PGconn* conn_;
+};
+
+// A database of its own in the process' private cluster. Skips only when PostgreSQL is not
+// installed; a cluster that is installed but does not start is a failure.
+class PostgresFactory : public StoreFactory {
+ public:
+  PostgresFactory() {
+    if (PostgresCluster::FindBinDir().empty()) {
+      unavailable_ =
+          "PostgreSQL is not installed (no initdb/postgres under /usr/lib/postgresql/*/bin): "
+          "scripts/install-deps.sh installs it";
+      return;
+    }
+    std::string error;
+    PostgresCluster* cluster = PostgresCluster::Shared(&error);
+    if (cluster != nullptr) url_ = cluster->CreateDatabase(&error);
+    if (url_.empty()) {
+      ADD_FAILURE() << error;
+      unavailable_ = "the test PostgreSQL cluster failed: " + error;
+    }
+  }
+
+  std::string Unavailable() const override { return unavailable_; }
+  bool StoresAnyBytes() const override { return false; }
+  Result<std::unique_ptr<Store>> Open() override { return OpenPostgresStore(url_, Options()); }
+  void Exec(const std::string& sql) override { RawPg(url_).Exec(sql); }
+  int64_t QueryInt(const std::string& sql) override { return RawPg(url_).QueryInt(sql); }
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string unavailable_;
+  std::string url_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Postgres, StoreContract,
+                         ::testing::Values(StoreKind{
+                             "postgres", [] { return std::make_unique<PostgresFactory>(); }}),
+                         KindName);
+
+// What only PostgreSQL has: migrations under an advisory lock, its catalog, its text.
+class PostgresStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = factory_.Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  }
+  PostgresFactory factory_;
+};
+
+TEST_F(PostgresStore, ReplicasStartingTogetherMigrateOnce) {
+  constexpr int kReplicas = 6;
+  std::vector<std::optional<Result<std::unique_ptr<Store>>>> results(kReplicas);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back(
+        [&, r] { results[r].emplace(OpenPostgresStore(factory_.url(), Options())); });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::vector<std::unique_ptr<Store>> opened;
+  for (auto& result : results) {
+    ASSERT_TRUE(result->ok()) << result->status().ToString();
+    opened.push_back(std::move(*result).value());
+  }
+  RawPg raw(factory_.url());
+  // One row per step: a second application would have failed on its CREATE TABLE or on the
+  // version's primary key.
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM schema_migrations"), LatestPostgresSchemaVersion());
+  EXPECT_EQ(raw.QueryInt("SELECT MAX(version) FROM schema_migrations"),
+            LatestPostgresSchemaVersion());
+  // Every replica works on the one schema.
+  for (int r = 0; r < kReplicas; ++r) {
+    const std::string name = "user-" + std::to_string(r);
+    EXPECT_TRUE(opened[r]->CreateUser(MakeUser(name), "hash-" + name).ok());
+  }
+  EXPECT_EQ(opened[0]->ListUsers()->size(), static_cast<size_t>(kReplicas));
+}
+
+TEST_F(PostgresStore, ReopeningAMigratedDatabaseAppliesNothing) {
+  ASSERT_TRUE(factory_.Open().ok());
+  RawPg raw(factory_.url());
+  const std::string applied_at = raw.QueryText("SELECT MAX(applied_at) FROM schema_migrations");
+  auto again = factory_.Open();
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(raw.QueryText("SELECT MAX(applied_at) FROM schema_migrations"), applied_at);
+}
+
+TEST_F(PostgresStore, TooNewSchemaVersionIsRefusedWithAClearMessage) {
+  ASSERT_TRUE(factory_.Open().ok());
+  const int newer = LatestPostgresSchemaVersion() + 7;
+  factory_.Exec("INSERT INTO schema_migrations (version) VALUES (" + std::to_string(newer) + ")");
+  auto opened = factory_.Open();
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("database schema version " + std::to_string(newer) +
+                                           " is newer than this fleetwatch (" +
+                                           std::to_string(LatestPostgresSchemaVersion()) + ")"),
+            std::string::npos)
+      << opened.status().message();
+  // The lock was released: a fixed database opens again at once.
+  factory_.Exec("DELETE FROM schema_migrations WHERE version = " + std::to_string(newer));
+  EXPECT_TRUE(factory_.Open().ok());
+}
+
+TEST_F(PostgresStore, EveryForeignKeyLeadsAnIndex) {
+  ASSERT_TRUE(factory_.Open().ok());
+  RawPg raw(factory_.url());
+  // Foreign keys (all single-column) with no index whose first column is the key.
+  const std::string unindexed = raw.QueryText(
+      "SELECT COALESCE(string_agg(c.conrelid::regclass || '.' || a.attname, ', '), '') "
+      "FROM pg_constraint c JOIN pg_attribute a "
+      "ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+      "WHERE c.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_index i "
+      "WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1])");
+  EXPECT_EQ(unindexed, "");
+  EXPECT_GE(raw.QueryInt("SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f'"), 10);
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM pg_constraint WHERE contype = 'f' "
+                         "AND array_length(conkey, 1) <> 1"),
+            0);
+}
+
+TEST_F(PostgresStore, AgentTokensAreStoredOnlyEncryptedAndAWrongKeyIsRefused) {
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  model::User owner = MakeUser("alice");
+  ASSERT_TRUE((*opened)->CreateUser(owner, "hash-alice").ok());
+  model::Project project = MakeProject("main", owner);
+  ASSERT_TRUE((*opened)->CreateProject(project).ok());
+  CreateFleetWithInstance(**opened, project, "gpus");
+  RawPg raw(factory_.url());
+  EXPECT_TRUE(raw.QueryText("SELECT agent_token FROM instances").starts_with("enc:v1:"));
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM instances WHERE agent_token LIKE '%agent-token%'"),
+            0);
+
+  auto wrong = OpenPostgresStore(factory_.url(), Options(0x42));
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(wrong.status().message().find("FLEETWATCH_ENCRYPTION_KEY"), std::string::npos)
+      << wrong.status().message();
+
+  // Tokens stored in clear are encrypted at open.
+  raw.Exec("UPDATE instances SET agent_token = 'clear-token'");
+  auto reopened = factory_.Open();
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_TRUE(raw.QueryText("SELECT agent_token FROM instances").starts_with("enc:v1:"));
+  EXPECT_EQ((*reopened)->ListInstances(project.id)->front().agent_token, "clear-token");
+}
+
+TEST_F(PostgresStore, TextThatIsNotUtf8IsInvalidArgumentAndStoresNothing) {
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Status status = (*opened)->CreateUser(MakeUser("bad\xff\xfe"), "hash-bad");
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument) << status.ToString();
+  EXPECT_TRUE((*opened)->ListUsers()->empty());
+}
+
+// Every statement of the per-tick paths, planned with sequential scans priced out
+// (enable_seqscan off): a "Seq Scan" on a table that grows then means that no index can serve the
+// statement. The plans come from auto_explain in the server's log, so these are the store's own
+// statements, not copies of them.
+TEST_F(PostgresStore, HotQueriesUseAnIndexOnEveryTableThatGrows) {
+  PostgresCluster* cluster = PostgresCluster::Shared();
+  ASSERT_NE(cluster, nullptr);
+  const std::string url = factory_.url() +
+                          "&options=-c%20enable_seqscan%3Doff%20-c%20session_preload_libraries%3D"
+                          "auto_explain%20-c%20auto_explain.log_min_duration%3D0";
+  auto opened = OpenPostgresStore(url, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  model::User owner = MakeUser("alice");
+  ASSERT_TRUE(store.CreateUser(owner, "hash-alice").ok());
+  model::Project project = MakeProject("main", owner);
+  ASSERT_TRUE(store.CreateProject(project).ok());
+  auto [fleet, instance] = CreateFleetWithInstance(store, project, "gpus");
+  std::vector<model::Run> runs;
+  for (int i = 0; i < 20; ++i) {
+    model::Run run = MakeRun(project, owner, "run-" + std::to_string(i), 100 + i,
+                             i % 2 == 0 ? RunStatus::kRunning : RunStatus::kDone, 2);
+    for (model::Job& job : run.jobs) {
+      job.status = i % 2 == 0 ? JobStatus::kRunning : JobStatus::kDone;
+      job.instance_id = instance.id;
+      job.started_at = 100 + i;
+    }
+    ASSERT_TRUE(store.CreateRun(run).ok());
+    runs.push_back(std::move(run));
+  }
+  std::vector<model::JobMetricsPoint> points;
+  for (const model::Run& run : runs) {
+    for (const model::Job& job : run.jobs) {
+      for (TimeMicros t = 1000; t < 4000; t += 1000) {
+        model::JobMetricsPoint p;
+        p.job_id = job.id;
+        p.timestamp_micro = t;
+        points.push_back(p);
+      }
+    }
+  }
+  const size_t log_start = testing::ReadFile(cluster->LogPath()).size();
+
+  ASSERT_TRUE(store.AddJobMetricsPoints(points).ok());
+  ASSERT_TRUE(store.ListRunsWithStatus({RunStatus::kRunning}).ok());
+  ASSERT_TRUE(store.ListInstances("").ok());
+  ASSERT_TRUE(store.ListInstances(project.id).ok());
+  ASSERT_TRUE(store.UpdateInstance(instance).ok());
+  ASSERT_TRUE(store.UpdateRun(runs[0]).ok());
+  ASSERT_TRUE(store.ListJobsByIds({runs[0].jobs[0].id, "unknown"}).ok());
+  ASSERT_TRUE(store.ListNewestMetricsOfUnfinishedJobs().ok());
+  ASSERT_TRUE(store.LatestMetricsOfUnfinishedJobs().ok());
+  ASSERT_TRUE(store.ListJobMetricsPoints(runs[0].jobs[0].id, 0, 5000, 10).ok());
+  auto unaccounted = store.ListUnaccountedJobs();
+  ASSERT_TRUE(unaccounted.ok());
+  ASSERT_FALSE(unaccounted->empty());
+  UsageCharge charge;
+  charge.job_id = unaccounted->front().job_id;
+  charge.new_accounted_until = 200;
+  charge.project_name = "main";
+  charge.user_name = "alice";
+  ASSERT_TRUE(store.ChargeUsage({charge}).ok());
+  ASSERT_TRUE(store.DeleteJobMetricsPoints(1500, 2500).ok());
+  ASSERT_TRUE(store.GetRun(project.id, "run-0").ok());
+  ASSERT_TRUE(store.GetRunById(runs[1].id).ok());
+  ASSERT_TRUE(store.ListRuns(Filter(project.id)).ok());
+  ASSERT_TRUE(store.CountRuns().ok());
+
+  const std::string log = testing::ReadFile(cluster->LogPath()).substr(log_start);
+  EXPECT_NE(log.find("plan:"), std::string::npos) << "auto_explain logged no plan:\n" << log;
+  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances)\b)");
+  EXPECT_FALSE(std::regex_search(log, seq_scan)) << log;
+}
+
+// On a cluster of its own: stopping the shared one would cut the other tests' sessions.
+TEST_F(PostgresStore, AStoreReconnectsAfterTheServerRestarts) {
+  std::string error;
+  std::unique_ptr<PostgresCluster> cluster = PostgresCluster::StartPrivate(&error);
+  ASSERT_NE(cluster, nullptr) << error;
+  const std::string url = cluster->CreateDatabase(&error);
+  ASSERT_FALSE(url.empty()) << error;
+  auto opened = OpenPostgresStore(url, Options());
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  ASSERT_TRUE(store.CreateUser(MakeUser("alice"), "hash-alice").ok());
+  cluster->Stop(SIGINT);  // fast shutdown: every session is cut
+  Status down = store.CreateUser(MakeUser("bob"), "hash-bob");
+  EXPECT_EQ(down.code(), StatusCode::kUnavailable) << down.ToString();
+  ASSERT_TRUE(cluster->Start(&error)) << error;
+  // The next call reconnects; what failed was not stored, what was committed is there.
+  auto users = store.ListUsers();
+  ASSERT_TRUE(users.ok()) << users.status().ToString();
+  ASSERT_EQ(users->size(), 1u);
+  EXPECT_EQ(users->front().name, "alice");
+  EXPECT_TRUE(store.CreateUser(MakeUser("bob"), "hash-bob").ok());
+}
+
+TEST(PostgresStoreOpen, AServerThatIsNotThereIsUnavailable) {
+  const uint16_t port = testing::FreePort();
+  auto opened = OpenPostgresStore(
+      "postgresql://fleetwatch@127.0.0.1:" + std::to_string(port) + "/none?connect_timeout=5",
+      Options());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kUnavailable) << opened.status().ToString();
+}
+
+}  // namespace
+}  // namespace fleetwatch::store
