@@ -313,7 +313,7 @@ class PostgresStore final : public Store {
 
   Status CreateFleet(const model::Fleet& fleet,
                      const std::vector<model::Instance>& instances) override {
-    return Write([&]() -> Status {
+    return Write({&instances_version_}, [&]() -> Status {
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO fleets (id, project_id, name, status, "
                                              "configuration, created_at) "
@@ -353,7 +353,7 @@ class PostgresStore final : public Store {
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create instance '" + instance.name + "'"));
       }
       return Status::Ok();
-    }, {&instances_version_});
+    });
   }
 
   Result<model::Fleet> GetFleet(std::string_view project_id, std::string_view name) override {
@@ -384,7 +384,7 @@ class PostgresStore final : public Store {
   }
 
   Status DeleteFleet(std::string_view project_id, std::string_view name) override {
-    return Write([&]() -> Status {
+    return Write({&runs_version_, &instances_version_}, [&]() -> Status {
       std::string fleet_id;
       {
         FW_ASSIGN_OR_RETURN(Query q,
@@ -410,7 +410,7 @@ class PostgresStore final : public Store {
       FW_ASSIGN_OR_RETURN(Query q, Prepare("DELETE FROM fleets WHERE id = ?"));
       q.Bind(fleet_id);
       return q.Exec();
-    }, {&runs_version_, &instances_version_});
+    });
   }
 
   Result<std::vector<model::Instance>> ListInstances(std::string_view project_id) override {
@@ -438,7 +438,7 @@ class PostgresStore final : public Store {
   }
 
   Status UpdateInstance(const model::Instance& instance) override {
-    return Write([&]() -> Status {
+    return Write({&instances_version_}, [&]() -> Status {
       FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
       FW_ASSIGN_OR_RETURN(
           Query q,
@@ -461,23 +461,20 @@ class PostgresStore final : public Store {
       FW_RETURN_IF_ERROR(q.Exec());
       if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");
       return Status::Ok();
-    }, {&instances_version_});
+    });
   }
 
   Status SetInstancesLastSeen(
       const std::vector<std::pair<std::string, TimeMicros>>& last_seen) override {
     if (last_seen.empty()) return Status::Ok();
-    return Write(
-        [&]() -> Status {
-          for (const auto& [id, at] : last_seen) {
-            FW_ASSIGN_OR_RETURN(Query q,
-                                Prepare("UPDATE instances SET last_seen_at = ? WHERE id = ?"));
-            q.Bind(at).Bind(id);
-            FW_RETURN_IF_ERROR(q.Exec());
-          }
-          return Status::Ok();
-        },
-        {&instances_version_});
+    return Write({&instances_version_}, [&]() -> Status {
+      for (const auto& [id, at] : last_seen) {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE instances SET last_seen_at = ? WHERE id = ?"));
+        q.Bind(at).Bind(id);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
+      return Status::Ok();
+    });
   }
 
   int64_t InstancesVersion() override { return instances_version_.load(); }
@@ -485,7 +482,7 @@ class PostgresStore final : public Store {
   // --- runs and jobs ---
 
   Status CreateRun(const model::Run& run) override {
-    return Write([&]() -> Status {
+    return Write({&runs_version_}, [&]() -> Status {
       {
         // Checked first for a clear message; the partial unique index is the real guard.
         FW_ASSIGN_OR_RETURN(Query q,
@@ -548,7 +545,7 @@ class PostgresStore final : public Store {
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create job '" + job.job_name + "'"));
       }
       return Status::Ok();
-    }, {&runs_version_});
+    });
   }
 
   Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) override {
@@ -599,7 +596,7 @@ class PostgresStore final : public Store {
   }
 
   Status UpdateRun(const model::Run& run) override {
-    return Write([&]() -> Status {
+    return Write({&runs_version_}, [&]() -> Status {
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
                                              "finished_at = ?, cost = ? WHERE id = ?"));
@@ -634,11 +631,11 @@ class PostgresStore final : public Store {
         }
       }
       return Status::Ok();
-    }, {&runs_version_});
+    });
   }
 
   Status DeleteRun(std::string_view run_id) override {
-    return Write([&]() -> Status {
+    return Write({&runs_version_}, [&]() -> Status {
       {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT run_name, status FROM runs WHERE id = ?"));
         q.Bind(run_id);
@@ -655,7 +652,7 @@ class PostgresStore final : public Store {
       FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE id = ?"));
       q.Bind(run_id);
       return q.Exec();
-    }, {&runs_version_});
+    });
   }
 
   Result<std::vector<RunCount>> CountRuns() override {
@@ -917,8 +914,12 @@ class PostgresStore final : public Store {
     }
   }
   template <typename Fn>
-  auto Write(Fn&& fn, std::initializer_list<std::atomic<int64_t>*> versions = {})
-      -> decltype(fn()) {
+  auto Write(Fn&& fn) -> decltype(fn()) {
+    return InTransaction(true, std::forward<Fn>(fn));
+  }
+  // A write that raises `versions` (RunsVersion, InstancesVersion).
+  template <typename Fn>
+  auto Write(std::initializer_list<std::atomic<int64_t>*> versions, Fn&& fn) -> decltype(fn()) {
     return InTransaction(true, std::forward<Fn>(fn), versions);
   }
   template <typename Fn>
