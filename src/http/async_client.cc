@@ -357,10 +357,11 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   void Connect() {
     Tcp().expires_at(deadline_);
-    Tcp().async_connect(endpoints_,
-                        [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
-                          self->OnConnect(ec);
-                        });
+    Tcp().async_connect(endpoints_, [self = shared_from_this(), connection = connection_](
+                                        beast::error_code ec, const tcp::endpoint&) {
+      (void)connection;  // the stream lives until its handler ran, even if Finish let it go
+      self->OnConnect(ec);
+    });
   }
 
   void OnConnect(beast::error_code ec) {
@@ -374,7 +375,10 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     if (auto* tls = std::get_if<TlsStream>(&connection_->stream)) {
       tls->async_handshake(
           asio::ssl::stream_base::client,
-          [self = shared_from_this()](beast::error_code error) { self->OnHandshake(error); });
+          [self = shared_from_this(), connection = connection_](beast::error_code error) {
+            (void)connection;  // as in Connect
+            self->OnHandshake(error);
+          });
       return;
     }
     Write();
@@ -400,7 +404,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     std::visit(
         [this](auto& stream) {
           bhttp::async_write(stream, message_,
-                             [self = shared_from_this()](beast::error_code error, size_t) {
+                             [self = shared_from_this(), connection = connection_](
+                                 beast::error_code error, size_t) {
+                               (void)connection;  // as in Connect
                                self->OnWrite(error);
                              });
         },
@@ -414,7 +420,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     std::visit(
         [this](auto& stream) {
           bhttp::async_read(stream, buffer_, *parser_,
-                            [self = shared_from_this()](beast::error_code error, size_t) {
+                            [self = shared_from_this(), connection = connection_](
+                                beast::error_code error, size_t) {
+                              (void)connection;  // as in Connect
                               self->OnRead(error);
                             });
         },

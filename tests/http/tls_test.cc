@@ -3,10 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -273,6 +276,50 @@ TEST(TlsServer, CertificateOrKeyThatDoesNotLoadFailsStart) {
     EXPECT_EQ(port.status().code(), StatusCode::kInvalidArgument);
     EXPECT_THAT(port.status().message(), HasSubstr(c.message));
   }
+}
+
+// The client's end while an HTTPS reply is awaited: the pending TLS read ends with the cancelled
+// request, and nothing of the connection is used after it is gone (a sanitizer build checks).
+TEST_F(TlsTest, DestroyingTheClientWhileAnHttpsReplyIsAwaitedIsClean) {
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool entered = false;
+  bool release = false;
+  ServerOptions options;
+  options.read_timeout = 5s;
+  options.tls = TlsServerOptions{(dir_.path() / "server.crt").string(),
+                                 (dir_.path() / "server.key").string()};
+  Server slow(options, [&](http::Request&) {
+    std::unique_lock lock(mutex);
+    entered = true;
+    changed.notify_all();
+    changed.wait_for(lock, 10s, [&] { return release; });
+    return Response{};
+  });
+  Result<uint16_t> port = slow.Start();
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  std::atomic<int> calls{0};
+  Status status;
+  auto client = std::make_unique<AsyncClient>(2);
+  AsyncRequest request = Request(TlsClientOptions{"", ca_.certificate_pem});
+  request.port = *port;
+  client->Send(std::move(request), [&](Result<Response> result) {
+    status = result.status();
+    calls.fetch_add(1);
+  });
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, 20s, [&] { return entered; }));
+  }
+  client.reset();
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_THAT(status.message(), HasSubstr("cancelled"));
+  {
+    std::lock_guard lock(mutex);
+    release = true;
+  }
+  changed.notify_all();
+  slow.Stop();
 }
 
 }  // namespace
