@@ -653,6 +653,10 @@ async function main() {
       await config.waitFor();
       const pre = page.locator('[data-test=configuration]');
       expect(!(await pre.isVisible()), 'the configuration is folded at first');
+      // Filled once the run's resources are worked out, which may come after the section.
+      await page.waitForFunction(
+          () => document.querySelector('[data-test=resources-summary]')?.textContent !== '',
+          null, {timeout: 10000}).catch(() => {});
       const summary = await page.textContent('[data-test=resources-summary]');
       expectEqual(summary, 'CPUs: 1 · Memory: 256MB (limit) · GPUs: none', 'the folded summary');
       await page.click('[data-test=config] summary');
