@@ -32,7 +32,7 @@ build-test: deps
 build-tsan: deps
 	@cmake -S . -B $(TSAN_DIR) $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++-14 \
 		-DFLEETWATCH_TSAN=ON >/dev/null
-	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_SUITES:%=tests/%/all)
+	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_SUITES:%=tests/%/all) fleetwatch-test-postgres
 
 # The Release binary is built too, so CI proves that `make run` builds (optimized builds warn
 # differently). Then the TSan suites (labelled by their tests/ directory): every process writes

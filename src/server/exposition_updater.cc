@@ -199,8 +199,8 @@ bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instan
     entry.pairs = InstancePairs(i);
     entry.poll_pairs = PollErrorPairs(i);
   }
-  changed |=
-      std::erase_if(instances_, [&](const auto& e) { return e.second.seen != updates_; }) > 0;
+  const uint64_t update = updates_;  // the lambda is opaque to the lock analysis
+  changed |= std::erase_if(instances_, [&](const auto& e) { return e.second.seen != update; }) > 0;
   if (changed) {
     instance_order_.clear();
     for (const auto& [id, entry] : instances_) {
@@ -389,7 +389,8 @@ Status ExpositionUpdater::Update(const TickReport& report) {
     e.point_changed = true;
   }
   jobs_changed |= RenderJobs(now, changes);
-  std::erase_if(run_resources_, [&](const auto& r) { return r.second.second != updates_; });
+  const uint64_t update = updates_;  // the lambda is opaque to the lock analysis
+  std::erase_if(run_resources_, [&](const auto& r) { return r.second.second != update; });
 
   // DCGM: new texts, and the samples of jobs that are no longer exported.
   if (!report.dcgm.empty() || jobs_changed) {
