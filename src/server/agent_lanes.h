@@ -69,7 +69,8 @@ class AgentLanes {
   // Starts one request on an idle lane; false (and nothing sent) when the lane is busy.
   bool SendIfIdle(const std::string& instance_id, AgentRequestKind kind,
                   http::AsyncRequest request);
-  // Waits until none of these lanes has an operation in flight or waiting, or until `deadline`.
+  // Waits until each of these lanes has been seen with no operation in flight or waiting (what
+  // starts on a lane after that is not waited for), or until `deadline`.
   void WaitIdle(const std::vector<std::pair<std::string, AgentRequestKind>>& lanes,
                 std::chrono::steady_clock::time_point deadline);
   // The outcomes that arrived since the last call, in arrival order.
