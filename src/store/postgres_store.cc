@@ -46,6 +46,7 @@ using rows::kSelectUser;
 using rows::OptionalText;
 using rows::ParseColumn;
 using rows::ParseOptionalColumn;
+using rows::Placeholders;
 using rows::PointsOf;
 using rows::ReadFleet;
 using rows::ReadInstance;
@@ -55,18 +56,7 @@ using rows::ReadRun;
 using rows::ReadUser;
 using rows::ResourcesToJson;
 using rows::Sql;
-
-// Prefixes a non-ok status's message with what was being done.
-Status WithContext(const Status& status, const std::string& context) {
-  if (status.ok()) return status;
-  return {status.code(), context + ": " + status.message()};
-}
-
-std::string Placeholders(size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
-  return out;
-}
+using rows::WithContext;
 
 const Status& StatusOf(const Status& status) { return status; }
 template <typename T>

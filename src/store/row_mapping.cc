@@ -134,4 +134,15 @@ Result<std::string> DecryptAgentToken(const SecretCipher& cipher, std::string_vi
   return token;
 }
 
+Status WithContext(const Status& status, const std::string& context) {
+  if (status.ok()) return status;
+  return {status.code(), context + ": " + status.message()};
+}
+
+std::string Placeholders(size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
+  return out;
+}
+
 }  // namespace fleetwatch::store::rows

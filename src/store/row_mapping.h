@@ -210,4 +210,10 @@ Result<std::vector<model::JobMetricsPoint>> PointsOf(Cursor& q) {
   return points;
 }
 
+// Prefixes a non-ok status's message with what was being done.
+Status WithContext(const Status& status, const std::string& context);
+
+// "?, ?, ?": placeholders only; values are always bound.
+std::string Placeholders(size_t n);
+
 }  // namespace fleetwatch::store::rows

@@ -32,17 +32,4 @@ Status SqliteError(sqlite3* db, int rc) {
   }
 }
 
-// Prefixes a non-ok status's message with what was being done.
-Status WithContext(const Status& status, const std::string& context) {
-  if (status.ok()) return status;
-  return {status.code(), context + ": " + status.message()};
-}
-
-// "?, ?, ?": placeholders only; values are always bound.
-std::string Placeholders(size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) out += i == 0 ? "?" : ", ?";
-  return out;
-}
-
 }  // namespace fleetwatch::store::sqlite

@@ -21,12 +21,6 @@ std::string ErrorMessage(sqlite3* db);
 // Maps a failed SQLite call (`rc`, extended) to the Store error policy.
 Status SqliteError(sqlite3* db, int rc);
 
-// Prefixes a non-ok status's message with what was being done.
-Status WithContext(const Status& status, const std::string& context);
-
-// "?, ?, ?": placeholders only; values are always bound.
-std::string Placeholders(size_t n);
-
 struct DbCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 };

@@ -21,6 +21,7 @@ using rows::kSelectUser;
 using rows::OptionalText;
 using rows::ParseColumn;
 using rows::ParseOptionalColumn;
+using rows::Placeholders;
 using rows::PointsOf;
 using rows::ReadFleet;
 using rows::ReadInstance;
@@ -31,5 +32,6 @@ using rows::ReadUser;
 using rows::ResourcesFromJson;
 using rows::ResourcesToJson;
 using rows::Sql;
+using rows::WithContext;
 
 }  // namespace fleetwatch::store::sqlite
