@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/async_client.h"
 #include "model/entities.h"
 #include "model/run_spec.h"
 #include "store/store.h"
@@ -278,6 +279,23 @@ class ChildProcess {
  private:
   pid_t pid_ = 0;
 };
+
+// GET /metrics of the server on 127.0.0.1:`port` with `headers`; Fail()s unless it answers 200.
+inline http::Response FetchMetrics(http::AsyncClient& client, uint16_t port,
+                                   std::vector<std::pair<std::string, std::string>> headers,
+                                   std::chrono::seconds timeout, size_t max_response_bytes) {
+  http::AsyncRequest request;
+  request.host = "127.0.0.1";
+  request.port = port;
+  request.target = "/metrics";
+  request.headers = std::move(headers);
+  request.timeout = timeout;
+  request.max_response_bytes = max_response_bytes;
+  Result<http::Response> reply = std::move(client.SendAll({request}).front());
+  if (!reply.ok()) Fail("GET /metrics: " + reply.status().ToString());
+  if (reply->status != 200) Fail("GET /metrics answered " + std::to_string(reply->status));
+  return std::move(reply).value();
+}
 
 // The port of a `fleetwatch server --port 0` child whose output goes to `log`, once its log says
 // it listens; fails when it exits first or takes over 60 s.

@@ -633,17 +633,9 @@ struct WrkOptions {
 };
 
 http::Response Get(http::AsyncClient& client, uint16_t port, bool gzip) {
-  http::AsyncRequest request;
-  request.host = "127.0.0.1";
-  request.port = port;
-  request.target = "/metrics";
-  if (gzip) request.headers = {{"Accept-Encoding", "gzip"}};
-  request.timeout = std::chrono::seconds(30);
-  request.max_response_bytes = size_t{1} << 30;
-  Result<http::Response> reply = std::move(client.SendAll({request}).front());
-  if (!reply.ok()) Fail("GET /metrics: " + reply.status().ToString());
-  if (reply->status != 200) Fail("GET /metrics answered " + std::to_string(reply->status));
-  return std::move(reply).value();
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (gzip) headers.emplace_back("Accept-Encoding", "gzip");
+  return FetchMetrics(client, port, std::move(headers), std::chrono::seconds(30), size_t{1} << 30);
 }
 
 size_t CountPrefix(std::string_view text, std::string_view prefix) {

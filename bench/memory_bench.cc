@@ -43,20 +43,11 @@ double ProcStatusBytes(pid_t pid, std::string_view field) {
 }
 
 http::Response Scrape(http::AsyncClient& client, uint16_t port, bool prometheus) {
-  http::AsyncRequest request;
-  request.host = "127.0.0.1";
-  request.port = port;
-  request.target = "/metrics";
-  if (prometheus) {
-    request.headers = {{"Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"},
-                       {"Accept-Encoding", "gzip"}};
-  }
-  request.timeout = std::chrono::seconds(60);
-  request.max_response_bytes = size_t{2} << 30;
-  Result<http::Response> reply = std::move(client.SendAll({request}).front());
-  if (!reply.ok()) Fail("GET /metrics: " + reply.status().ToString());
-  if (reply->status != 200) Fail("GET /metrics answered " + std::to_string(reply->status));
-  return std::move(reply).value();
+  if (!prometheus) return FetchMetrics(client, port, {}, std::chrono::seconds(60), size_t{2} << 30);
+  return FetchMetrics(client, port,
+                      {{"Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"},
+                       {"Accept-Encoding", "gzip"}},
+                      std::chrono::seconds(60), size_t{2} << 30);
 }
 
 size_t CountLines(std::string_view text, std::string_view prefix) {

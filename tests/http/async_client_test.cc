@@ -83,15 +83,7 @@ class ScriptedServer {
   using Script = std::function<void(int fd)>;
 
   explicit ScriptedServer(Script script) : script_(std::move(script)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listen_fd_, 128);
-    socklen_t size = sizeof address;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size);
-    port_ = ntohs(address.sin_port);
+    port_ = test_support::ListenOnLoopback(listen_fd_);
     accept_thread_ = std::thread([this] { AcceptLoop(); });
   }
 

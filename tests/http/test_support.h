@@ -192,6 +192,20 @@ class SilentListener {
   uint16_t port_ = 0;
 };
 
+// A listening socket on 127.0.0.1 with a port the kernel picks: sets `fd`, returns the port.
+// For the test servers that accept by hand.
+inline uint16_t ListenOnLoopback(int& fd) {
+  fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  ::listen(fd, 128);
+  socklen_t size = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  return ntohs(address.sin_port);
+}
+
 // A loopback port that nothing listens on (bound once, then released).
 inline uint16_t ClosedPort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -212,15 +226,7 @@ inline uint16_t ClosedPort() {
 class CountingProxy {
  public:
   explicit CountingProxy(uint16_t upstream) : upstream_(upstream) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listen_fd_, 128);
-    socklen_t size = sizeof address;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size);
-    port_ = ntohs(address.sin_port);
+    port_ = ListenOnLoopback(listen_fd_);
     accept_thread_ = std::thread([this] { AcceptLoop(); });
   }
   ~CountingProxy() {
