@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "server/exposition_updater.h"
+#include "server/gpu_ledger.h"
 #include "server/usage.h"
 
 namespace fleetwatch::server {
@@ -45,6 +46,7 @@ TimeMicros ControlLoop::RunDue() {
     next_usage_ = start + Micros(options_.usage_interval);
     Warn("usage accounting", stages_.AccountUsage());
   }
+  if (report.ok()) Warn("GPU state ledger", stages_.AccountGpus(*report));
   // Runs changed through the API show up here too, at most one tick late.
   if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
   if (start >= next_retention_) {
@@ -124,6 +126,10 @@ ServerStages::ServerStages(FleetController& controller, UsageAccountant& usage,
 Result<TickReport> ServerStages::Control() { return controller_.Tick(); }
 
 Status ServerStages::AccountUsage() { return usage_.Account(); }
+
+Status ServerStages::AccountGpus(const TickReport& report) {
+  return gpu_ledger_ != nullptr ? gpu_ledger_->Account(report) : Status::Ok();
+}
 
 Status ServerStages::Expose(const TickReport& report) {
   return exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();

@@ -13,6 +13,7 @@
 namespace fleetwatch::server {
 
 class ExpositionUpdater;
+class GpuLedger;
 class UsageAccountant;
 
 // The stages a ControlLoop runs, in its order. ServerStages adapts the server's components; tests
@@ -26,6 +27,8 @@ class ControlStages {
   virtual Status AccountUsage() = 0;
   // Brings /metrics' snapshot up to date with the tick (ExpositionUpdater::Update).
   virtual Status Expose(const TickReport& report) = 0;
+  // Charges the tick's GPU readings to the GPU state ledger (GpuLedger::Account).
+  virtual Status AccountGpus(const TickReport& /*report*/) { return Status::Ok(); }
   // Deletes expired metrics points as of `now`.
   virtual Status Retain(TimeMicros now) = 0;
 };
@@ -49,8 +52,8 @@ struct ControlLoopStats {
 // start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
 // loop skip them rather than run late ticks back to back. Each tick runs, in this order:
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
-// → Expose; Retain runs after the first tick, then after a tick when retention_interval has
-// passed since the last. A failing stage is logged and
+// → AccountGpus → Expose; Retain runs after the first tick, then after a tick when
+// retention_interval has passed since the last. A failing stage is logged and
 // the others still run (Expose is skipped only when Control failed: there is no report).
 // Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue without the
 // thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
@@ -104,6 +107,10 @@ class ServerStages final : public ControlStages {
   Status AccountUsage() override;
   Status Expose(const TickReport& report) override;
   Status Retain(TimeMicros now) override;
+  Status AccountGpus(const TickReport& report) override;
+
+  // The GPU state ledger (null: none); must outlive this.
+  void SetGpuLedger(GpuLedger* ledger) { gpu_ledger_ = ledger; }
 
  private:
   FleetController& controller_;
@@ -112,6 +119,7 @@ class ServerStages final : public ControlStages {
   store::Store& store_;
   const TimeMicros running_ttl_;
   const TimeMicros finished_ttl_;
+  GpuLedger* gpu_ledger_ = nullptr;
 };
 
 }  // namespace fleetwatch::server

@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -147,6 +147,43 @@ CREATE TABLE usage_totals (
   gpu_seconds  DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 2: the GPU state ledger and the hourly GPU time of runs (idle GPU time and its cost).
+    R"sql(
+-- The GPU state ledger (server/gpu_ledger.h): each GPU's seconds per state, ever, and up to when
+-- they are accounted (so a restart never counts an interval twice).
+CREATE TABLE gpu_ledger (
+  instance_id           TEXT COLLATE "C" NOT NULL,
+  gpu                   INTEGER NOT NULL,
+  accounted_until       BIGINT NOT NULL,
+  busy_seconds          DOUBLE PRECISION NOT NULL DEFAULT 0,
+  idle_held_seconds     DOUBLE PRECISION NOT NULL DEFAULT 0,
+  reserved_idle_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+  free_seconds          DOUBLE PRECISION NOT NULL DEFAULT 0,
+  unhealthy_seconds     DOUBLE PRECISION NOT NULL DEFAULT 0,
+  PRIMARY KEY (instance_id, gpu)
+);
+-- Held-but-idle GPU time and its cost per (project, user), like usage_totals.
+CREATE TABLE gpu_idle_totals (
+  project_name      TEXT COLLATE "C" NOT NULL,
+  user_name         TEXT COLLATE "C" NOT NULL,
+  idle_seconds      DOUBLE PRECISION NOT NULL,
+  idle_cost_dollars DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
+-- GPU time held by each run's jobs and its idle part, per hour (the hour's start, UTC micros).
+CREATE TABLE gpu_run_hours (
+  run_id            TEXT COLLATE "C" NOT NULL,
+  hour              BIGINT NOT NULL,
+  project_name      TEXT COLLATE "C" NOT NULL,
+  user_name         TEXT COLLATE "C" NOT NULL,
+  run_name          TEXT COLLATE "C" NOT NULL,
+  held_seconds      DOUBLE PRECISION NOT NULL,
+  idle_seconds      DOUBLE PRECISION NOT NULL,
+  idle_cost_dollars DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (run_id, hour)
+);
+CREATE INDEX gpu_run_hours_by_hour ON gpu_run_hours (hour);
 )sql",
 };
 

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include "model/entities.h"
 #include "model/status.h"
+#include "store/gpu_ledger_rows.h"
 #include "store/postgres_migrations.h"
 #include "store/postgres_query.h"
 #include "store/row_mapping.h"
@@ -869,6 +871,31 @@ class PostgresStore final : public Store {
     });
   }
 
+  // --- GPU state ledger (store/gpu_ledger_rows.h) ---
+
+  Result<std::vector<GpuLedgerEntry>> ListGpuLedger() override {
+    return Read([&] { return rows::ListGpuLedger(Preparer()); });
+  }
+
+  Result<int> ChargeGpuLedger(const std::vector<GpuLedgerCharge>& charges) override {
+    FW_RETURN_IF_ERROR(rows::CheckGpuCharges(charges));
+    if (charges.empty()) return 0;
+    return Write([&] { return rows::ChargeGpuLedger(Preparer(), charges); });
+  }
+
+  Result<std::vector<GpuIdleTotal>> ListGpuIdleTotals() override {
+    return Read([&] { return rows::ListGpuIdleTotals(Preparer()); });
+  }
+
+  Result<std::vector<RunGpuTime>> ListRunGpuTime(const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<RunGpuTime>();
+    return Read([&] { return rows::ListRunGpuTime(Preparer(), run_ids); });
+  }
+
+  Result<std::vector<RunGpuTime>> ListGpuTimeSince(TimeMicros since) override {
+    return Read([&] { return rows::ListGpuTimeSince(Preparer(), since); });
+  }
+
  private:
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects SERIALIZABLE; a write that loses a serialization conflict to another
@@ -917,6 +944,10 @@ class PostgresStore final : public Store {
     return InTransaction(false, std::forward<Fn>(fn));
   }
 
+  // Prepare as a callable, for the shared statements of store/gpu_ledger_rows.h.
+  std::function<Result<Query>(const std::string&)> Preparer() {
+    return [this](const std::string& sql) { return Prepare(sql); };
+  }
   // A use of the prepared statement for `sql`, prepared on first use in this session and kept
   // (the server parses and plans it once). Requires mu_.
   Result<Query> Prepare(const std::string& sql) {

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 7> kMigrations = {
+constexpr std::array<const char*, 8> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -157,6 +157,43 @@ ALTER TABLE users ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
     // 7: the server's words on why a job waits or ended (the API's status_message).
     R"sql(
 ALTER TABLE jobs ADD COLUMN status_detail TEXT;
+)sql",
+    // 8: the GPU state ledger and the hourly GPU time of runs (idle GPU time and its cost).
+    R"sql(
+-- The GPU state ledger (server/gpu_ledger.h): each GPU's seconds per state, ever, and up to when
+-- they are accounted (so a restart never counts an interval twice).
+CREATE TABLE gpu_ledger (
+  instance_id           TEXT NOT NULL,
+  gpu                   INTEGER NOT NULL,
+  accounted_until       BIGINT NOT NULL,
+  busy_seconds          DOUBLE PRECISION NOT NULL DEFAULT 0,
+  idle_held_seconds     DOUBLE PRECISION NOT NULL DEFAULT 0,
+  reserved_idle_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+  free_seconds          DOUBLE PRECISION NOT NULL DEFAULT 0,
+  unhealthy_seconds     DOUBLE PRECISION NOT NULL DEFAULT 0,
+  PRIMARY KEY (instance_id, gpu)
+);
+-- Held-but-idle GPU time and its cost per (project, user), like usage_totals.
+CREATE TABLE gpu_idle_totals (
+  project_name      TEXT NOT NULL,
+  user_name         TEXT NOT NULL,
+  idle_seconds      DOUBLE PRECISION NOT NULL,
+  idle_cost_dollars DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
+-- GPU time held by each run's jobs and its idle part, per hour (the hour's start, UTC micros).
+CREATE TABLE gpu_run_hours (
+  run_id            TEXT NOT NULL,
+  hour              BIGINT NOT NULL,
+  project_name      TEXT NOT NULL,
+  user_name         TEXT NOT NULL,
+  run_name          TEXT NOT NULL,
+  held_seconds      DOUBLE PRECISION NOT NULL,
+  idle_seconds      DOUBLE PRECISION NOT NULL,
+  idle_cost_dollars DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (run_id, hour)
+);
+CREATE INDEX gpu_run_hours_by_hour ON gpu_run_hours (hour);
 )sql",
 };
 

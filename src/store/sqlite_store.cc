@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -26,6 +27,7 @@
 
 #include "model/entities.h"
 #include "model/status.h"
+#include "store/gpu_ledger_rows.h"
 #include "store/secret_cipher.h"
 #include "store/sqlite_migrations.h"
 #include "store/sqlite_query.h"
@@ -850,6 +852,31 @@ class SqliteStore final : public Store {
     });
   }
 
+  // --- GPU state ledger (store/gpu_ledger_rows.h) ---
+
+  Result<std::vector<GpuLedgerEntry>> ListGpuLedger() override {
+    return Read([&] { return rows::ListGpuLedger(Preparer()); });
+  }
+
+  Result<int> ChargeGpuLedger(const std::vector<GpuLedgerCharge>& charges) override {
+    FW_RETURN_IF_ERROR(rows::CheckGpuCharges(charges));
+    if (charges.empty()) return 0;
+    return Write([&] { return rows::ChargeGpuLedger(Preparer(), charges); });
+  }
+
+  Result<std::vector<GpuIdleTotal>> ListGpuIdleTotals() override {
+    return Read([&] { return rows::ListGpuIdleTotals(Preparer()); });
+  }
+
+  Result<std::vector<RunGpuTime>> ListRunGpuTime(const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<RunGpuTime>();
+    return Read([&] { return rows::ListRunGpuTime(Preparer(), run_ids); });
+  }
+
+  Result<std::vector<RunGpuTime>> ListGpuTimeSince(TimeMicros since) override {
+    return Read([&] { return rows::ListGpuTimeSince(Preparer(), since); });
+  }
+
  private:
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects BEGIN IMMEDIATE.
@@ -872,6 +899,10 @@ class SqliteStore final : public Store {
     return InTransaction(false, std::forward<Fn>(fn));
   }
 
+  // Prepare as a callable, for the shared statements of store/gpu_ledger_rows.h.
+  std::function<Result<Query>(const std::string&)> Preparer() {
+    return [this](const std::string& sql) { return Prepare(sql); };
+  }
   // A use of the prepared statement for `sql`, compiled on first use and kept. Requires mu_.
   Result<Query> Prepare(const std::string& sql) {
     // Called from the functions that InTransaction runs, which the analysis sees as lock-free:

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,60 @@ struct UsageTotal {
   std::string user_name;
   double cost_dollars = 0;
   double gpu_seconds = 0;
+};
+
+// --- the GPU state ledger (server/gpu_ledger.h) ---
+
+// The states a GPU spends a metrics interval in, in the order of GpuLedgerEntry::state_seconds.
+inline constexpr int kGpuStateCount = 5;  // busy, idle_held, reserved_idle, free, unhealthy
+
+// One GPU's persisted ledger: seconds per state ever, and up to when they are accounted.
+struct GpuLedgerEntry {
+  std::string instance_id;
+  int gpu = 0;  // the GPU's index on its instance
+  TimeMicros accounted_until = 0;
+  std::array<double, kGpuStateCount> state_seconds{};
+};
+
+// The job that held a GPU during a charged interval, and what of it was idle.
+struct GpuHolder {
+  std::string project_name;
+  std::string user_name;
+  std::string run_id;
+  std::string run_name;
+  bool idle = false;        // the GPU was idle_held or reserved_idle
+  double cost_dollars = 0;  // the job's cost of this GPU over the interval (its share of price)
+};
+
+// One interval of one GPU added to its ledger (and, when a job held it, to the job's run and
+// (project, user) idle totals and to the run's hourly bucket of the interval's end).
+struct GpuLedgerCharge {
+  std::string instance_id;
+  int gpu = 0;
+  std::optional<TimeMicros> accounted_until;  // as read; the charge applies only if unchanged
+  TimeMicros new_accounted_until = 0;
+  int state = 0;  // index into GpuLedgerEntry::state_seconds
+  double seconds = 0;
+  std::optional<GpuHolder> holder;
+};
+
+// Idle GPU time and its cost of one (project, user), ever: persisted, never decreasing.
+struct GpuIdleTotal {
+  std::string project_name;
+  std::string user_name;
+  double idle_seconds = 0;
+  double idle_cost_dollars = 0;
+};
+
+// GPU time one run's jobs held, and how much of it was idle, over some hours.
+struct RunGpuTime {
+  std::string run_id;
+  std::string project_name;
+  std::string user_name;
+  std::string run_name;
+  double held_seconds = 0;
+  double idle_seconds = 0;
+  double idle_cost_dollars = 0;
 };
 
 class Store {
@@ -198,6 +253,23 @@ class Store {
   virtual Result<int> ChargeUsage(const std::vector<UsageCharge>& charges) = 0;
   // Every (project, user) ever charged, ordered by project name and user name.
   virtual Result<std::vector<UsageTotal>> ListUsageTotals() = 0;
+
+  // --- GPU state ledger ---
+  // Every GPU ever charged, ordered by instance id and GPU index.
+  virtual Result<std::vector<GpuLedgerEntry>> ListGpuLedger() = 0;
+  // Applies the charges in one transaction; a charge whose GPU's accounted time is no longer
+  // `accounted_until` (another replica charged it; none: the GPU already has a ledger) is
+  // skipped. Returns how many applied. InvalidArgument (nothing applied) for a state outside
+  // 0..kGpuStateCount-1 or negative seconds or cost.
+  virtual Result<int> ChargeGpuLedger(const std::vector<GpuLedgerCharge>& charges) = 0;
+  // Every (project, user) whose jobs ever held a GPU, ordered by project name and user name.
+  virtual Result<std::vector<GpuIdleTotal>> ListGpuIdleTotals() = 0;
+  // The GPU time of these runs, ever; runs without any are left out. Ordered by run id.
+  virtual Result<std::vector<RunGpuTime>> ListRunGpuTime(
+      const std::vector<std::string>& run_ids) = 0;
+  // The GPU time of every run in the hourly buckets that end after `since` (the hour that holds
+  // `since` counts whole), ordered by project name, user name, run name, run id.
+  virtual Result<std::vector<RunGpuTime>> ListGpuTimeSince(TimeMicros since) = 0;
 };
 
 }  // namespace fleetwatch::store

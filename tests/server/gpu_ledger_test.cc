@@ -1,0 +1,292 @@
+// The GPU state ledger: classifying a GPU's interval, the charges of a tick (gap cap, holders,
+// cost share), and charging a real SQLite store across a restart, with the families rendered.
+#include "server/gpu_ledger.h"
+
+#include <gtest/gtest.h>
+
+#include "expose/snapshot.h"
+#include "server/gpu_ledger_families.h"
+#include "server/gpu_waste.h"
+#include "store/sqlite_store.h"
+#include "support/process.h"
+
+namespace fleetwatch::server {
+namespace {
+
+constexpr TimeMicros kSecond = 1'000'000;
+constexpr TimeMicros kNow = 1'700'000'000 * kSecond;
+constexpr double kThreshold = 5;
+
+model::GpuReading Reading(int index, std::optional<int64_t> util, int64_t memory_used) {
+  model::GpuReading r;
+  r.index = index;
+  r.uuid = "GPU-" + std::to_string(index);
+  r.util_percent = util;
+  r.memory_used_bytes = memory_used;
+  return r;
+}
+
+TEST(ClassifyGpu, EachReadingIsInExactlyOneState) {
+  EXPECT_EQ(ClassifyGpu(Reading(0, 90, 1 << 30), true, false, kThreshold), GpuState::kBusy);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 5, 1 << 30), true, false, kThreshold), GpuState::kBusy);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 4, 1 << 30), true, false, kThreshold), GpuState::kIdleHeld);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 0, 0), true, false, kThreshold), GpuState::kReservedIdle);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 90, 1 << 30), false, false, kThreshold), GpuState::kFree);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 0, 0), false, false, kThreshold), GpuState::kFree);
+  // Unhealthy wins over everything: an error in the reading, or another component's verdict.
+  model::GpuReading broken;
+  broken.error = "GPU is lost";
+  EXPECT_EQ(ClassifyGpu(broken, true, false, kThreshold), GpuState::kUnhealthy);
+  EXPECT_EQ(ClassifyGpu(broken, false, false, kThreshold), GpuState::kUnhealthy);
+  EXPECT_EQ(ClassifyGpu(Reading(0, 90, 1), true, true, kThreshold), GpuState::kUnhealthy);
+  // No utilization reading: nothing says it is idle.
+  EXPECT_EQ(ClassifyGpu(Reading(0, std::nullopt, 0), true, false, kThreshold), GpuState::kBusy);
+  // A process list decides whether memory is in use (the driver's own reservation is not).
+  model::GpuReading no_process = Reading(0, 0, 500 << 20);
+  no_process.processes.emplace();
+  EXPECT_EQ(ClassifyGpu(no_process, true, false, kThreshold), GpuState::kReservedIdle);
+  no_process.processes->push_back({.pid = 42, .used_memory_bytes = 1 << 20});
+  EXPECT_EQ(ClassifyGpu(no_process, true, false, kThreshold), GpuState::kIdleHeld);
+  // The threshold is configurable.
+  EXPECT_EQ(ClassifyGpu(Reading(0, 30, 1), true, false, 50), GpuState::kIdleHeld);
+}
+
+TEST(GpuStateName, NamesTheLabelValues) {
+  std::vector<std::string_view> names;
+  for (GpuState s : kAllGpuStates) names.push_back(GpuStateName(s));
+  EXPECT_EQ(names, (std::vector<std::string_view>{"busy", "idle_held", "reserved_idle", "free",
+                                                  "unhealthy"}));
+}
+
+// One instance "i" (4 GPUs, $7.2/h) of project main; a run "train" of alice whose job holds GPUs
+// 0 and 1 and started at kNow - 100 s.
+TickReport Report(TimeMicros now, std::vector<model::GpuReading> readings) {
+  TickReport report;
+  report.started_at = now;
+  model::Instance instance;
+  instance.id = "i";
+  instance.project_name = "main";
+  instance.fleet_name = "gpus";
+  instance.name = "gpus-0";
+  instance.status = model::InstanceStatus::kBusy;
+  instance.price = 7.2;
+  for (int g = 0; g < 4; ++g) {
+    instance.resources.gpus.push_back({.index = g,
+                                       .name = "NVIDIA H100 80GB HBM3",
+                                       .uuid = "GPU-" + std::to_string(g),
+                                       .memory_bytes = 80LL << 30,
+                                       .vendor = "nvidia"});
+  }
+  report.instances = {instance};
+  model::Run run;
+  run.id = "r";
+  run.project_name = "main";
+  run.user_name = "alice";
+  run.run_name = "train";
+  run.status = model::RunStatus::kRunning;
+  model::Job job;
+  job.id = "j";
+  job.run_id = "r";
+  job.status = model::JobStatus::kRunning;
+  job.instance_id = "i";
+  job.gpu_indices = {0, 1};
+  job.started_at = kNow - 100 * kSecond;
+  run.jobs = {job};
+  report.runs = {run};
+  InstanceObservation observation;
+  observation.reached = true;
+  observation.poll.gpus = std::move(readings);
+  report.observations["i"] = observation;
+  return report;
+}
+
+const GpuLedgerOptions kOptions{.idle_threshold_percent = 5, .metrics_interval = 10 * kSecond};
+
+TEST(GpuLedgerCharges, AFirstReadingStartsTheLedgerWithoutTime) {
+  auto charges = GpuLedgerCharges(Report(kNow, {Reading(0, 90, 1)}), kNow, {}, kOptions, {});
+  ASSERT_EQ(charges.size(), 1u);
+  EXPECT_FALSE(charges[0].accounted_until.has_value());
+  EXPECT_EQ(charges[0].new_accounted_until, kNow);
+  EXPECT_EQ(charges[0].seconds, 0);
+}
+
+TEST(GpuLedgerCharges, TheIntervalSinceTheLastReadingGoesToTheReadingsState) {
+  const std::map<std::pair<std::string, int>, TimeMicros> marks = {{{"i", 0}, kNow - 10 * kSecond},
+                                                                   {{"i", 1}, kNow - 10 * kSecond},
+                                                                   {{"i", 2}, kNow - 10 * kSecond}};
+  auto charges =
+      GpuLedgerCharges(Report(kNow, {Reading(0, 90, 1), Reading(1, 0, 1 << 30), Reading(2, 0, 0)}),
+                       kNow, marks, kOptions, {});
+  ASSERT_EQ(charges.size(), 3u);
+  EXPECT_EQ(charges[0].state, static_cast<int>(GpuState::kBusy));
+  EXPECT_EQ(charges[1].state, static_cast<int>(GpuState::kIdleHeld));
+  EXPECT_EQ(charges[2].state, static_cast<int>(GpuState::kFree));  // no job holds GPU 2
+  for (const auto& c : charges) {
+    EXPECT_EQ(c.accounted_until, kNow - 10 * kSecond);
+    EXPECT_DOUBLE_EQ(c.seconds, 10);
+  }
+  ASSERT_TRUE(charges[1].holder.has_value());
+  EXPECT_EQ(charges[1].holder->run_id, "r");
+  EXPECT_EQ(charges[1].holder->user_name, "alice");
+  EXPECT_TRUE(charges[1].holder->idle);
+  EXPECT_FALSE(charges[0].holder->idle);
+  // $7.2/h is $0.002/s for the job, shared by its two GPUs: 10 s of one GPU is $0.01.
+  EXPECT_DOUBLE_EQ(charges[1].holder->cost_dollars, 0.01);
+  EXPECT_FALSE(charges[2].holder.has_value());
+}
+
+TEST(GpuLedgerCharges, AGapCountsAtMostTwoIntervalsAndTimeBeforeTheMarkNever) {
+  const std::map<std::pair<std::string, int>, TimeMicros> marks = {
+      {{"i", 0}, kNow - 300 * kSecond}, {{"i", 1}, kNow}, {{"i", 2}, kNow + kSecond}};
+  auto charges =
+      GpuLedgerCharges(Report(kNow, {Reading(0, 0, 0), Reading(1, 0, 0), Reading(2, 0, 0)}), kNow,
+                       marks, kOptions, {});
+  ASSERT_EQ(charges.size(), 1u);  // GPUs 1 and 2 are accounted up to now (or later) already
+  EXPECT_DOUBLE_EQ(charges[0].seconds, 20);
+  EXPECT_EQ(charges[0].accounted_until, kNow - 300 * kSecond);
+  EXPECT_EQ(charges[0].new_accounted_until, kNow);
+}
+
+TEST(GpuLedgerCharges, UnreachedHostsAndPollsWithoutReadingsChargeNothing) {
+  TickReport unreached = Report(kNow, {Reading(0, 0, 0)});
+  unreached.observations["i"].reached = false;
+  EXPECT_TRUE(GpuLedgerCharges(unreached, kNow, {}, kOptions, {}).empty());
+  TickReport plain = Report(kNow, {});
+  plain.observations["i"].poll.gpus.reset();
+  EXPECT_TRUE(GpuLedgerCharges(plain, kNow, {}, kOptions, {}).empty());
+}
+
+TEST(GpuLedgerCharges, TheUnhealthyHookMarksAGpuAndAJobNotStartedCostsNothing) {
+  TickReport report = Report(kNow, {Reading(0, 90, 1), Reading(1, 0, 0)});
+  report.runs[0].jobs[0].started_at.reset();
+  report.runs[0].jobs[0].status = model::JobStatus::kPulling;
+  const std::map<std::pair<std::string, int>, TimeMicros> marks = {{{"i", 0}, kNow - 10 * kSecond},
+                                                                   {{"i", 1}, kNow - 10 * kSecond}};
+  auto charges = GpuLedgerCharges(report, kNow, marks, kOptions,
+                                  [](std::string_view instance, const model::GpuReading& r) {
+                                    return instance == "i" && r.index == 0;
+                                  });
+  ASSERT_EQ(charges.size(), 2u);
+  EXPECT_EQ(charges[0].state, static_cast<int>(GpuState::kUnhealthy));
+  EXPECT_EQ(charges[1].state, static_cast<int>(GpuState::kReservedIdle));
+  EXPECT_EQ(charges[1].holder->cost_dollars, 0);
+}
+
+class GpuLedgerStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::move(store::OpenSqliteStore((dir_.path() / "db").string())).value();
+  }
+  double StateSeconds(int gpu, GpuState state) {
+    const std::vector<store::GpuLedgerEntry> ledger = store_->ListGpuLedger().value();
+    for (const auto& e : ledger) {
+      if (e.instance_id == "i" && e.gpu == gpu) return e.state_seconds[static_cast<int>(state)];
+    }
+    return -1;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST_F(GpuLedgerStore, ARestartNeverCountsAnIntervalTwice) {
+  auto readings = [] { return std::vector{Reading(0, 90, 1), Reading(1, 1, 1 << 30)}; };
+  {
+    GpuLedger ledger(*store_, nullptr, kOptions);
+    ASSERT_TRUE(ledger.Account(Report(kNow, readings())).ok());
+    ASSERT_TRUE(ledger.Account(Report(kNow + 10 * kSecond, readings())).ok());
+  }
+  EXPECT_DOUBLE_EQ(StateSeconds(0, GpuState::kBusy), 10);
+  EXPECT_DOUBLE_EQ(StateSeconds(1, GpuState::kIdleHeld), 10);
+  // A new server on the same database: the same tick again counts nothing; the next one counts
+  // its interval only, and a long silence at most two intervals.
+  GpuLedger restarted(*store_, nullptr, kOptions);
+  ASSERT_TRUE(restarted.Account(Report(kNow + 10 * kSecond, readings())).ok());
+  EXPECT_DOUBLE_EQ(StateSeconds(0, GpuState::kBusy), 10);
+  ASSERT_TRUE(restarted.Account(Report(kNow + 20 * kSecond, readings())).ok());
+  EXPECT_DOUBLE_EQ(StateSeconds(0, GpuState::kBusy), 20);
+  ASSERT_TRUE(restarted.Account(Report(kNow + 620 * kSecond, readings())).ok());
+  EXPECT_DOUBLE_EQ(StateSeconds(0, GpuState::kBusy), 40);
+  EXPECT_DOUBLE_EQ(StateSeconds(1, GpuState::kIdleHeld), 40);
+
+  // GPU 1 was idle for 40 of the run's 80 held GPU seconds; 40 GPU-s at $0.001/GPU-s is $0.04.
+  auto idle = store_->ListGpuIdleTotals().value();
+  ASSERT_EQ(idle.size(), 1u);
+  EXPECT_EQ(idle[0].project_name, "main");
+  EXPECT_EQ(idle[0].user_name, "alice");
+  EXPECT_DOUBLE_EQ(idle[0].idle_seconds, 40);
+  EXPECT_NEAR(idle[0].idle_cost_dollars, 0.04, 1e-12);
+  auto runs = store_->ListRunGpuTime({"r", "other"}).value();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_DOUBLE_EQ(runs[0].held_seconds, 80);
+  EXPECT_DOUBLE_EQ(runs[0].idle_seconds, 40);
+}
+
+TEST_F(GpuLedgerStore, TheFamiliesAreRenderedFromThePersistedTotals) {
+  expose::ExpositionSnapshot snapshot;
+  GpuLedger ledger(*store_, &snapshot, kOptions);
+  auto readings = [] { return std::vector{Reading(0, 90, 1), Reading(1, 1, 0)}; };
+  ASSERT_TRUE(ledger.Account(Report(kNow, readings())).ok());
+  ASSERT_TRUE(ledger.Account(Report(kNow + 10 * kSecond, readings())).ok());
+  const std::string text = snapshot.Render(expose::Format::kText004, kNow);
+  const std::string gpu1 =
+      R"(dstack_project_name="main",dstack_fleet_name="gpus",dstack_instance_name="gpus-0",)"
+      R"(dstack_gpu="H100",gpu="1")";
+  EXPECT_NE(text.find("# TYPE fleetwatch_gpu_state_seconds_total counter\n"), std::string::npos);
+  EXPECT_NE(
+      text.find("fleetwatch_gpu_state_seconds_total{" + gpu1 + R"(,state="reserved_idle"} 10.0)"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fleetwatch_gpu_state_seconds_total{" + gpu1 + R"(,state="busy"} 0.0)"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(fleetwatch_run_gpu_idle_ratio{dstack_project_name="main",)"
+                      R"(dstack_user_name="alice",dstack_run_name="train",dstack_run_id="r",)"
+                      R"(dstack_run_type="task"} 0.5)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(fleetwatch_project_gpu_idle_seconds_total{dstack_project_name="main",)"
+                      R"(dstack_user_name="alice"} 10.0)"),
+            std::string::npos);
+  EXPECT_NE(text.find("fleetwatch_project_idle_cost_dollars_total{"), std::string::npos);
+  // A finished run leaves the run gauge with the next readings.
+  TickReport ended = Report(kNow + 20 * kSecond, readings());
+  ended.runs.clear();
+  ASSERT_TRUE(ledger.Account(ended).ok());
+  EXPECT_EQ(snapshot.Render(expose::Format::kText004, kNow).find("fleetwatch_run_gpu_idle_ratio{"),
+            std::string::npos);
+}
+
+TEST(WasteQuery, BadSinceAndByAreRefusedClearly) {
+  EXPECT_EQ(ParseWasteSince("7d").value(), 7 * 86'400 * kSecond);
+  EXPECT_EQ(ParseWasteSince("36h").value(), 36 * 3600 * kSecond);
+  EXPECT_EQ(ParseWasteSince("2w").value(), 14 * 86'400 * kSecond);
+  for (const char* bad : {"", "d", "7", "-7d", "0d", "7x", "7 d", "garbage", "99999999999999w"}) {
+    Result<TimeMicros> parsed = ParseWasteSince(bad);
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(ParseWasteSince("x").status().message().find("'since'"), std::string::npos);
+  EXPECT_EQ(ParseWasteGrouping("user").value(), WasteGrouping::kUser);
+  EXPECT_EQ(ParseWasteGrouping("garbage").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(GroupWaste, SumsRunsPerGroupInNameOrder) {
+  std::vector<store::RunGpuTime> runs = {{"r1", "main", "bob", "a", 100, 50, 1},
+                                         {"r2", "main", "alice", "b", 100, 10, 2},
+                                         {"r3", "main", "bob", "c", 100, 0, 0},
+                                         {"r4", "ml", "bob", "d", 10, 10, 4}};
+  auto by_project = GroupWaste(runs, WasteGrouping::kProject);
+  ASSERT_EQ(by_project.size(), 2u);
+  EXPECT_EQ(by_project[0].project_name, "main");
+  EXPECT_DOUBLE_EQ(by_project[0].held_seconds, 300);
+  EXPECT_DOUBLE_EQ(by_project[0].idle_seconds, 60);
+  EXPECT_DOUBLE_EQ(by_project[0].idle_cost_dollars, 3);
+  EXPECT_EQ(by_project[0].user_name, "");
+  auto by_user = GroupWaste(runs, WasteGrouping::kUser);
+  ASSERT_EQ(by_user.size(), 3u);
+  EXPECT_EQ(by_user[0].user_name, "alice");
+  EXPECT_DOUBLE_EQ(by_user[1].held_seconds, 200);
+  EXPECT_EQ(GroupWaste(runs, WasteGrouping::kRun).size(), 4u);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
