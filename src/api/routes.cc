@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <string>
@@ -155,6 +156,78 @@ bool IsEmptyBody(std::string_view body) {
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return true;
   Result<json::object> object = ParseJsonObject(body, {});
   return object.ok() && object->empty();
+}
+
+// Adds each run's idle GPU share and its cost ("gpu_idle_ratio": null while its jobs have held no
+// GPU; "idle_cost": USD) to the runs' JSON objects (same order as `runs`).
+Status AddGpuIdleFields(const Services& s, const std::vector<model::Run>& runs,
+                        std::vector<json::value*> objects) {
+  if (s.waste == nullptr) return Status::Ok();
+  std::vector<std::string> ids;
+  ids.reserve(runs.size());
+  for (const model::Run& r : runs) ids.push_back(r.id);
+  FW_ASSIGN_OR_RETURN(auto times, s.waste->RunTimes(ids));
+  for (size_t k = 0; k < runs.size() && k < objects.size(); ++k) {
+    json::object& o = objects[k]->as_object();
+    auto it = times.find(runs[k].id);
+    const bool held = it != times.end() && it->second.held_seconds > 0;
+    o["gpu_idle_ratio"] =
+        held ? json::value(std::clamp(it->second.idle_seconds / it->second.held_seconds, 0.0, 1.0))
+             : json::value(nullptr);
+    o["idle_cost"] = it != times.end() ? it->second.idle_cost_dollars : 0.0;
+  }
+  return Status::Ok();
+}
+
+// A waste report's JSON: its grouping, its start, one item per group and their total.
+json::value WasteToJson(const std::vector<server::WasteRow>& rows, std::string_view by,
+                        TimeMicros since) {
+  auto item = [](const server::WasteRow& r) {
+    json::object o{
+        {"held_seconds", r.held_seconds},
+        {"idle_seconds", r.idle_seconds},
+        {"idle_ratio", r.held_seconds > 0
+                           ? json::value(std::clamp(r.idle_seconds / r.held_seconds, 0.0, 1.0))
+                           : json::value(nullptr)},
+        {"idle_cost", r.idle_cost_dollars}};
+    return o;
+  };
+  json::array items;
+  server::WasteRow total;
+  for (const server::WasteRow& r : rows) {
+    json::object o{{"project_name", r.project_name}};
+    if (by != "project") o["user_name"] = r.user_name;
+    if (by == "run") {
+      o["run_name"] = r.run_name;
+      o["run_id"] = r.run_id;
+    }
+    for (auto& [k, v] : item(r)) o[k] = v;
+    items.push_back(std::move(o));
+    total.held_seconds += r.held_seconds;
+    total.idle_seconds += r.idle_seconds;
+    total.idle_cost_dollars += r.idle_cost_dollars;
+  }
+  return json::object{{"by", by},
+                      {"since", FormatTimestamp(since)},
+                      {"items", std::move(items)},
+                      {"total", item(total)}};
+}
+
+// The waste report a request asks for (?since=7d&by=project), of `project` or of all projects.
+http::Response WasteResponse(const Services& s, const http::Request& req,
+                             const std::optional<std::string>& project) {
+  if (s.waste == nullptr) return ErrorResponse(NotFound("waste reports are not available"));
+  auto since_it = req.query.find("since");
+  Result<TimeMicros> since = server::ParseWasteSince(
+      since_it != req.query.end() ? std::string_view(since_it->second) : std::string_view("7d"));
+  if (!since.ok()) return ErrorResponse(since.status());
+  auto by_it = req.query.find("by");
+  const std::string by = by_it != req.query.end() ? by_it->second : std::string("project");
+  Result<server::WasteGrouping> grouping = server::ParseWasteGrouping(by);
+  if (!grouping.ok()) return ErrorResponse(grouping.status());
+  auto rows = s.waste->Report(project, *since, *grouping);
+  if (!rows.ok()) return ErrorResponse(rows.status());
+  return JsonResponse(WasteToJson(*rows, by, s.clock.Now() - *since));
 }
 
 void AddUserRoutes(http::Router& router, const Services& s) {
@@ -354,6 +427,11 @@ void AddRunRoutes(http::Router& router, const Services& s) {
                if (!runs.ok()) return ErrorResponse(runs.status());
                json::array items;
                for (const auto& r : *runs) items.push_back(RunToJson(r, *configuration == 1));
+               std::vector<json::value*> objects;
+               for (json::value& v : items) objects.push_back(&v);
+               if (Status idle = AddGpuIdleFields(s, *runs, objects); !idle.ok()) {
+                 return ErrorResponse(idle);
+               }
                return JsonResponse(Items(std::move(items)));
              }));
   router.Add("POST", "/api/project/{project}/runs",
@@ -374,7 +452,11 @@ void AddRunRoutes(http::Router& router, const Services& s) {
                                const server::ProjectAccess& access) {
                auto run = s.runs.Get(access, req.path_params.at("run"));
                if (!run.ok()) return ErrorResponse(run.status());
-               return JsonResponse(RunToJson(*run));
+               json::value out = RunToJson(*run);
+               if (Status idle = AddGpuIdleFields(s, {*run}, {&out}); !idle.ok()) {
+                 return ErrorResponse(idle);
+               }
+               return JsonResponse(out);
              }));
   router.Add("DELETE", "/api/project/{project}/runs/{run}",
              InProject(s, [&s](http::Request& req, const model::User& user,
@@ -479,6 +561,23 @@ void AddMetricsRoutes(http::Router& router, const Services& s) {
           }));
 }
 
+void AddWasteRoutes(http::Router& router, const Services& s) {
+  // Project members read their project's waste; the whole server's is for global admins.
+  router.Add("GET", "/api/project/{project}/waste",
+             InProject(s, [&s](http::Request& req, const model::User&,
+                               const server::ProjectAccess& access) {
+               return WasteResponse(s, req, access.project.name);
+             }));
+  router.Add("GET", "/api/waste", Authed(s, [&s](http::Request& req, const model::User& user) {
+               if (user.global_role != model::GlobalRole::kAdmin) {
+                 return ErrorResponse(
+                     PermissionDenied("only global admins see every project's "
+                                      "waste; ask for one project's instead"));
+               }
+               return WasteResponse(s, req, std::nullopt);
+             }));
+}
+
 }  // namespace
 
 http::Response ErrorResponse(const Status& status) { return http::ErrorResponseFor(status); }
@@ -495,6 +594,7 @@ void AddApiRoutes(http::Router& router, const Services& services) {
   AddFleetRoutes(router, services);
   AddRunRoutes(router, services);
   AddMetricsRoutes(router, services);
+  AddWasteRoutes(router, services);
 }
 
 }  // namespace fleetwatch::api

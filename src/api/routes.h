@@ -6,6 +6,7 @@
 #include "server/auth.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/gpu_waste.h"
 #include "server/job_metrics.h"
 #include "server/live_logs.h"
 #include "server/projects.h"
@@ -27,6 +28,8 @@ struct Services {
   server::JobMetricsService& metrics;
   const Clock& clock;
   std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
+  // The GPU ledger's totals: waste reports and the runs' idle share (null: not shown).
+  const server::GpuWasteService* waste = nullptr;
 };
 
 // Registers every /api/ route of docs/api.md on `router`.

@@ -15,6 +15,8 @@
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/gpu_ledger.h"
+#include "server/gpu_waste.h"
 #include "server/job_metrics.h"
 #include "server/live_logs.h"
 #include "server/local_agent.h"
@@ -74,7 +76,7 @@ class ServerAppImpl final : public ServerApp {
                                .max_reads_per_instance = config.max_log_reads_per_host});
     services_ =
         std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_, *controller_,
-                                            *live_logs_, metrics_, clock_, database_});
+                                            *live_logs_, metrics_, clock_, database_, &waste_});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -124,6 +126,14 @@ class ServerAppImpl final : public ServerApp {
     }
     stages_ = std::make_unique<server::ServerStages>(*controller_, usage_, updater_.get(), *store_,
                                                      config.running_ttl, config.finished_ttl);
+    gpu_ledger_ = std::make_unique<server::GpuLedger>(
+        *store_, config.prometheus_metrics ? &snapshot_ : nullptr,
+        server::GpuLedgerOptions{
+            .idle_threshold_percent = config.gpu_idle_threshold_percent,
+            .metrics_interval =
+                std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
+                    .count()});
+    stages_->SetGpuLedger(gpu_ledger_.get());
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
     loop_ = std::make_unique<server::ControlLoop>(
@@ -161,6 +171,7 @@ class ServerAppImpl final : public ServerApp {
   server::RunService runs_;
   server::JobMetricsService metrics_;
   const Clock& clock_;
+  server::GpuWasteService waste_{*store_, clock_};
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
   std::unique_ptr<server::FleetController> controller_;
@@ -171,6 +182,7 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
+  std::unique_ptr<server::GpuLedger> gpu_ledger_;  // the control loop's thread only
   std::unique_ptr<server::ServerStages> stages_;
   std::unique_ptr<server::ControlLoop> loop_;
   uint16_t port_ = 0;

@@ -35,6 +35,9 @@ struct ServerConfig {
   std::chrono::seconds retention_interval{300};        // how often old points are deleted
   std::chrono::seconds running_ttl{3600};              // points of running jobs kept this long
   std::chrono::seconds finished_ttl{604'800};          // points of finished jobs kept this long
+  // A GPU held by a job below this utilization (percent) over a metrics interval is idle
+  // (FLEETWATCH_GPU_IDLE_THRESHOLD_PERCENT; server/gpu_ledger.h).
+  double gpu_idle_threshold_percent = 5;
   std::string binary;  // the fleetwatch executable, for the local agent
   // GET /metrics (spec/METRICS.md): served when enabled (DSTACK_ENABLE_PROMETHEUS_METRICS);
   // the token, when set, is required even while disabled (DSTACK_PROMETHEUS_AUTH_TOKEN).

@@ -177,6 +177,8 @@ int RunServer(const ServerFlags& flags) {
   config.local_fleet = !flags.no_local_fleet;
   config.metrics_interval =
       std::chrono::seconds(EnvInt("FLEETWATCH_METRICS_INTERVAL_SECONDS", 10, 1, 3600));
+  config.gpu_idle_threshold_percent =
+      static_cast<double>(EnvInt("FLEETWATCH_GPU_IDLE_THRESHOLD_PERCENT", 5, 0, 100));
   config.retention_interval =
       std::chrono::seconds(EnvInt("FLEETWATCH_METRICS_RETENTION_INTERVAL_SECONDS", 300, 1, 86'400));
   config.running_ttl = std::chrono::seconds(

@@ -1,5 +1,7 @@
 #include "cli/display_format.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include "util/time_format.h"
@@ -52,6 +54,13 @@ std::string FormatBytes(int64_t bytes) {
 std::string FormatPrice(std::optional<double> price) {
   if (!price) return "-";
   return "$" + TrimmedDecimal(*price, 4);
+}
+
+std::string FormatDollars(double dollars) {
+  if (!std::isfinite(dollars)) return "-";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "$%.2f", std::clamp(dollars, -1e15, 1e15));
+  return buf;
 }
 
 }  // namespace fleetwatch::cli

@@ -23,4 +23,7 @@ std::string FormatBytes(int64_t bytes);
 // A price per hour: "$1.5", "$0.125"; "-" when absent.
 std::string FormatPrice(std::optional<double> price);
 
+// An amount of money: "$1.20", "$0.00".
+std::string FormatDollars(double dollars);
+
 }  // namespace fleetwatch::cli

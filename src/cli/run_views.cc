@@ -1,9 +1,11 @@
 #include "cli/run_views.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "cli/display_format.h"
 #include "cli/json_fields.h"
+#include "cli/metrics_view.h"
 #include "cli/terminal_text.h"
 #include "model/status.h"
 #include "util/time_format.h"
@@ -35,6 +37,16 @@ bool JobFinished(const std::string& status) {
 
 std::string OrDash(std::string text) { return text.empty() ? "-" : text; }
 
+// The run's idle GPU share ("37%") and its cost ("$1.20"); "-" when the server says none.
+std::string IdleShareText(const boost::json::value& run) {
+  std::optional<double> ratio = NumberField(run, "gpu_idle_ratio");
+  return ratio ? FormatPercent(std::clamp(*ratio, 0.0, 1.0) * 100.0) : "-";
+}
+std::string IdleCostText(const boost::json::value& run) {
+  std::optional<double> cost = NumberField(run, "idle_cost");
+  return cost ? FormatDollars(*cost) : "-";
+}
+
 }  // namespace
 
 std::string FormatGpuRequest(const boost::json::value* gpu) {
@@ -61,7 +73,8 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now, size_t status_wi
     return TruncateToWidth(SanitizeForTerminal(message), status_width);
   };
   Table table;
-  table.headers = {"run", "user", "type", "status", "instance", "gpu", "submitted", "duration"};
+  table.headers = {"run", "user",      "type",     "status", "instance",
+                   "gpu", "submitted", "duration", "idle",   "idle cost"};
   for (const boost::json::value& run : runs) {
     // Lists carry "resources" and leave "configuration" out; older servers sent only the latter.
     const boost::json::value* configuration = Field(run, "configuration");
@@ -84,6 +97,8 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now, size_t status_wi
         FormatGpuRequest(resources != nullptr ? Field(*resources, "gpu") : nullptr),
         FormatAge(StringField(run, "submitted_at"), now),
         DurationText(run, RunFinished(status), now),
+        IdleShareText(run),
+        IdleCostText(run),
     });
     if (jobs.size() < 2) continue;
     for (const boost::json::value& job : jobs) {
@@ -100,6 +115,8 @@ Table RunsTable(const boost::json::array& runs, TimeMicros now, size_t status_wi
           "",
           FormatAge(StringField(job, "submitted_at"), now),
           DurationText(job, JobFinished(job_status), now),
+          "",
+          "",
       });
     }
   }

@@ -6,6 +6,7 @@
 #include "cli/account_views.h"
 #include "cli/fleet_views.h"
 #include "cli/run_views.h"
+#include "cli/waste_views.h"
 #include "util/time_format.h"
 
 namespace fleetwatch::cli {
@@ -21,16 +22,18 @@ TEST(RunsTable, OneRowPerRunWithRelativeTimesAndDurations) {
   boost::json::array runs = Items(R"({"items": [
     {"run_name": "train", "user_name": "alice", "run_type": "task", "status": "running",
      "submitted_at": "2026-11-30T11:58:00.000000Z", "finished_at": null,
+     "gpu_idle_ratio": 0.25, "idle_cost": 1.5,
      "configuration": {"type": "task", "resources": {"gpu": {"name": "A100", "count": 2}}},
      "jobs": [{"job_num": 0, "replica_num": 0, "status": "running", "instance_name": "gpu-0"}]},
     {"run_name": "old", "user_name": "bob", "run_type": "task", "status": "done",
      "submitted_at": "2026-11-30T09:00:00Z", "finished_at": "2026-11-30T10:30:00Z",
      "configuration": {"type": "task", "resources": {"gpu": 0}}, "jobs": []}
   ]})");
-  EXPECT_EQ(RenderTable(RunsTable(runs, kNow), 200),
-            "RUN    USER   TYPE  STATUS   INSTANCE  GPU     SUBMITTED    DURATION\n"
-            "train  alice  task  running  gpu-0     A100:2  2 min ago    2m 0s\n"
-            "old    bob    task  done               -       3 hours ago  1h 30m\n");
+  EXPECT_EQ(
+      RenderTable(RunsTable(runs, kNow), 200),
+      "RUN    USER   TYPE  STATUS   INSTANCE  GPU     SUBMITTED    DURATION  IDLE  IDLE COST\n"
+      "train  alice  task  running  gpu-0     A100:2  2 min ago    2m 0s     25%   $1.50\n"
+      "old    bob    task  done               -       3 hours ago  1h 30m    -     -\n");
 }
 
 TEST(RunsTable, ListsWithoutConfigurationTakeTheGpuFromResources) {
@@ -41,8 +44,8 @@ TEST(RunsTable, ListsWithoutConfigurationTakeTheGpuFromResources) {
      "resources": {"cpu": 1, "gpu": {"name": "H100", "count": 8}}, "jobs": []}
   ]})");
   EXPECT_EQ(RenderTable(RunsTable(runs, kNow), 200),
-            "RUN    USER   TYPE  STATUS  INSTANCE  GPU     SUBMITTED  DURATION\n"
-            "train  alice  task  done              H100:8  2 min ago  1m 0s\n");
+            "RUN    USER   TYPE  STATUS  INSTANCE  GPU     SUBMITTED  DURATION  IDLE  IDLE COST\n"
+            "train  alice  task  done              H100:8  2 min ago  1m 0s     -     -\n");
 }
 
 TEST(RunsTable, MultiJobRunsGetOneIndentedRowPerJob) {
@@ -56,11 +59,13 @@ TEST(RunsTable, MultiJobRunsGetOneIndentedRowPerJob) {
        {"job_num": 1, "replica_num": 0, "status": "terminated", "instance_name": null,
         "submitted_at": "2026-11-30T11:00:00Z", "finished_at": "2026-11-30T11:00:05Z"}]}
   ]})");
-  EXPECT_EQ(RenderTable(RunsTable(runs, kNow), 200),
-            "RUN                USER   TYPE  STATUS       INSTANCE  GPU  SUBMITTED   DURATION\n"
-            "dist               alice  task  terminating            -    1 hour ago  1h 0m\n"
-            "  job=0 replica=0               terminating  h-0            1 hour ago  1h 0m\n"
-            "  job=1 replica=0               terminated   -              1 hour ago  5s\n");
+  EXPECT_EQ(
+      RenderTable(RunsTable(runs, kNow), 200),
+      "RUN                USER   TYPE  STATUS       INSTANCE  GPU  SUBMITTED   DURATION  IDLE  "
+      "IDLE COST\n"
+      "dist               alice  task  terminating            -    1 hour ago  1h 0m     -     -\n"
+      "  job=0 replica=0               terminating  h-0            1 hour ago  1h 0m\n"
+      "  job=1 replica=0               terminated   -              1 hour ago  5s\n");
 }
 
 TEST(RunsTable, UntrustedTextCannotEscapeItsCell) {
@@ -73,6 +78,25 @@ TEST(RunsTable, UntrustedTextCannotEscapeItsCell) {
   EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 2);
   EXPECT_NE(out.find("u?[31m"), std::string::npos);
   EXPECT_NE(out.find("running?fake row"), std::string::npos);
+}
+
+TEST(WasteTable, NameColumnsOfTheGroupingFiguresAndATotalLine) {
+  boost::json::value report = boost::json::parse(R"({"by": "run", "items": [
+    {"project_name": "main", "user_name": "alice", "run_name": "train", "run_id": "r1",
+     "held_seconds": 7200, "idle_seconds": 1800, "idle_ratio": 0.25, "idle_cost": 1.5},
+    {"project_name": "main", "user_name": "b\u001b[31m", "run_name": "x\ny", "run_id": "r2",
+     "held_seconds": 0, "idle_seconds": 0, "idle_ratio": null, "idle_cost": 0}],
+    "total": {"held_seconds": 7200, "idle_seconds": 1800, "idle_ratio": 0.25, "idle_cost": 1.5}})");
+  EXPECT_EQ(RenderTable(WasteTable(report), 200),
+            "PROJECT  USER    RUN    GPU HOURS  IDLE HOURS  IDLE %  IDLE COST\n"
+            "main     alice   train  2.00       0.50        25%     $1.50\n"
+            "main     b?[31m  x?y    0.00       0.00        -       $0.00\n"
+            "total                   2.00       0.50        25%     $1.50\n");
+  boost::json::value by_project = boost::json::parse(R"({"by": "project", "items": [],
+    "total": {"held_seconds": 0, "idle_seconds": 0, "idle_ratio": null, "idle_cost": 0}})");
+  EXPECT_EQ(RenderTable(WasteTable(by_project), 200),
+            "PROJECT  GPU HOURS  IDLE HOURS  IDLE %  IDLE COST\n"
+            "total    0.00       0.00        -       $0.00\n");
 }
 
 TEST(FormatGpuRequest, UnderstandsEveryForm) {

@@ -74,6 +74,7 @@ const std::vector<std::vector<std::string>> kAllCommands = {
     {"delete"},
     {"logs"},
     {"metrics"},
+    {"waste"},
     {"server"},
     {"agent"},
 };
