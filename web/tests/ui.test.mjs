@@ -688,6 +688,25 @@ async function main() {
     });
   });
 
+  await step("the run page shows the run's idle GPU share and its cost", async () => {
+    // The real reply of train, its idle figures replaced by known ones.
+    const trainReplies = (url) => url.pathname === '/api/project/main/runs/train';
+    await page.route(trainReplies, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      expect('gpu_idle_ratio' in body && 'idle_cost' in body,
+             `the run API gives the idle share and cost: ${JSON.stringify(body).slice(0, 200)}`);
+      body.gpu_idle_ratio = 0.375;
+      body.idle_cost = 1.5;
+      await route.fulfill({response, json: body});
+    });
+    await page.goto(base + '/#/p/main/runs/train');
+    await page.locator('[data-test=gpu-idle]').waitFor();
+    expectEqual(await page.textContent('[data-test=gpu-idle]'), '38%', 'the idle GPU share');
+    expectEqual(await page.textContent('[data-test=idle-cost]'), '$1.50', 'the idle cost');
+    await page.unroute(trainReplies);
+  });
+
   await step('fleets show instances with GPUs, and a hostile GPU name is only text', async () => {
     await page.click('[data-nav=fleets]');
     await page.locator('[data-test=instances-table]').waitFor();

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 
 import {errorFromReply, query} from '../src/js/api.js';
-import {formatAge, formatBytes, formatCost, formatDuration, formatGpuRequest, formatPercent,
-        formatPrice, groupGpus} from '../src/js/format.js';
+import {formatAge, formatBytes, formatCost, formatDuration, formatGpuRequest, formatIdleShare,
+        formatPercent, formatPrice, groupGpus} from '../src/js/format.js';
 import {byteAxisTop, chartData, latest} from '../src/js/metrics.js';
 import {configurationText, hasMemoryLimit, requestedGpuCount,
         resourceRows} from '../src/js/resources.js';
@@ -26,6 +26,10 @@ test('percentages, money and prices', () => {
   assert.equal(formatCost(0), '$0.00');
   assert.equal(formatCost(0.004), '<$0.01');
   assert.equal(formatCost(12.345), '$12.35');
+  assert.equal(formatIdleShare(0.375), '38%');
+  assert.equal(formatIdleShare(0.04), '4%');
+  assert.equal(formatIdleShare(null), '—');
+  assert.equal(formatIdleShare(7), '100%');
   assert.equal(formatPrice(2.5), '$2.5/h');
   assert.equal(formatPrice(null), '—');
 });

@@ -27,6 +27,12 @@ export function formatPercent(value) {
   return (value >= 10 || value === 0 ? Math.round(value) : trimmed(value, 1)) + '%';
 }
 
+// A run's idle share of its held GPU time (0.0-1.0) as a percent; null (no GPU held yet) is —.
+export function formatIdleShare(ratio) {
+  if (ratio === null || ratio === undefined || !Number.isFinite(ratio)) return '—';
+  return formatPercent(Math.min(1, Math.max(0, ratio)) * 100);
+}
+
 // Money so far: $12.34; amounts under a cent are still visible as <$0.01.
 export function formatCost(dollars) {
   if (dollars === null || dollars === undefined || !Number.isFinite(dollars)) return '—';

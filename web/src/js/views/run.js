@@ -3,7 +3,7 @@
 import {ChartCard} from '../charts.js';
 import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatBytes, formatCost, formatDateTime, formatDuration, formatGpuRequest,
-        formatPercent, parseTime} from '../format.js';
+        formatIdleShare, formatPercent, parseTime} from '../format.js';
 import {chartData, latest} from '../metrics.js';
 import {poll} from '../poll.js';
 import {configurationText, hasMemoryLimit, requestedGpuCount, resourceRows} from '../resources.js';
@@ -85,6 +85,8 @@ export function mountRun(main, ctx, runName, tab) {
       fact('User', run.user_name),
       fact('GPUs', formatGpuRequest(run)),
       fact('Cost so far', formatCost(run.cost)),
+      fact('GPU idle', el('span', {'data-test': 'gpu-idle'}, formatIdleShare(run.gpu_idle_ratio))),
+      fact('Idle cost', el('span', {'data-test': 'idle-cost'}, formatCost(run.idle_cost))),
       fact('Submitted', el('span', {title: formatDateTime(submitted)}, formatAge(submitted, now))),
       fact('Duration', formatDuration(runDuration(run, now))));
     config.update(run);
