@@ -89,11 +89,11 @@ TEST(StatusMessage, TablesCutLongMessagesWithAnEllipsis) {
                                 .as_array();
   EXPECT_EQ(RenderTable(RunsTable(runs, now), 200),
             "RUN      USER   TYPE  STATUS                                    INSTANCE  GPU     "
-            "SUBMITTED  DURATION\n"
+            "SUBMITTED  DURATION  IDLE  IDLE COST\n"
             "bananas  alice  task  failed (no capacity: no instance of pro…            banana  "
-            "2 min ago  1s\n"
+            "2 min ago  1s        -     -\n"
             "exit3    alice  task  failed (exit 3)                           local     -       "
-            "1 min ago  30s\n");
+            "1 min ago  30s       -     -\n");
   // Whole, for ps -v.
   const std::string whole = RenderTable(RunsTable(runs, now, std::string::npos), 1000);
   EXPECT_NE(whole.find("failed (no capacity: no instance of project ml has a GPU named banana)  "),

@@ -702,7 +702,9 @@ async function main() {
     });
     await page.goto(base + '/#/p/main/runs/train');
     await page.locator('[data-test=gpu-idle]').waitFor();
-    expectEqual(await page.textContent('[data-test=gpu-idle]'), '38%', 'the idle GPU share');
+    // The page may show the run as it had it until its next refresh.
+    await waitUntil(async () => (await page.textContent('[data-test=gpu-idle]')) === '38%', 15000,
+                    'the idle GPU share of the replaced reply');
     expectEqual(await page.textContent('[data-test=idle-cost]'), '$1.50', 'the idle cost');
     await page.unroute(trainReplies);
   });
