@@ -6,6 +6,7 @@
 #include "server/auth.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
+#include "server/gpu_health.h"
 #include "server/job_metrics.h"
 #include "server/live_logs.h"
 #include "server/projects.h"
@@ -27,6 +28,8 @@ struct Services {
   server::JobMetricsService& metrics;
   const Clock& clock;
   std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
+  // The instances' GPU health, shown with each instance; null: none shown.
+  const server::GpuHealthMonitor* gpu_health = nullptr;
 };
 
 // Registers every /api/ route of docs/api.md on `router`.

@@ -1,5 +1,5 @@
 // The project's fleets and their instances, refreshed every 10 s. Unreachable instances stand
-// out: a red row with an "unreachable" label.
+// out: a red row with an "unreachable" label. Each instance shows its GPU health and why.
 import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatBytes, formatDateTime, formatDuration, formatPrice, groupGpus,
         parseTime} from '../format.js';
@@ -29,6 +29,20 @@ function statusCell(instance) {
             instance.unreachable === true ? badge('unreachable', 'bad') : null);
 }
 
+// GPU health: a badge (healthy, degraded, unhealthy) with the reason and the last XID below it,
+// all as text; "—" while the server has no readings of the instance.
+const HEALTH_TONES = {healthy: 'ok', degraded: 'wait', unhealthy: 'bad'};
+function healthCell(instance) {
+  const h = instance.health;
+  if (!h || typeof h !== 'object') return el('span', {class: 'muted'}, '—');
+  const tone = HEALTH_TONES[h.status] || 'off';
+  return el('div', {class: 'health', 'data-test': 'health'},
+    badge(h.status, tone),
+    h.reason ? el('div', {class: 'small', 'data-test': 'health-reason'}, h.reason) : null,
+    h.last_event ? el('div', {class: 'muted small', title: h.last_event_at || ''},
+                      `last: ${h.last_event}`) : null);
+}
+
 function resourcesCell(instance) {
   const r = instance.resources || {};
   if (!r.cpus && !r.memory_bytes) return el('span', {class: 'muted'}, 'not yet known');
@@ -38,14 +52,15 @@ function resourcesCell(instance) {
 function fleetCard(fleet, now) {
   const instances = fleet.instances || [];
   const columns = [
-    {label: 'Instance'}, {label: 'Status'}, {label: 'Backend'}, {label: 'GPUs'},
+    {label: 'Instance'}, {label: 'Status'}, {label: 'Health'}, {label: 'Backend'}, {label: 'GPUs'},
     {label: 'CPU · memory', className: 'hide-narrow'}, {label: 'Price', className: 'num'},
     {label: 'Host'}, {label: 'Running for', className: 'num'},
   ];
   const rows = instances.map((i) => ({
     attrs: {'data-instance': i.name, class: i.unreachable === true ? 'unreachable' : null},
     cells: [
-      el('span', {class: 'strong'}, i.name), statusCell(i), i.backend || '—', gpuCell(i),
+      el('span', {class: 'strong'}, i.name), statusCell(i), healthCell(i), i.backend || '—',
+      gpuCell(i),
       resourcesCell(i), formatPrice(i.price), hostCell(i),
       i.status === 'terminated' ? '—'
                                 : formatDuration((now - parseTime(i.created_at)) / 1000),
