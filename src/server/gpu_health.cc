@@ -205,18 +205,25 @@ void GpuHealthMonitor::Observe(const std::vector<model::Instance>& instances,
                                const std::map<std::string, InstanceObservation>& observations,
                                TimeMicros now) {
   MutexLock lock(mu_);
-  std::map<std::string, HostState, std::less<>> next;
+  ++ticks_;
   bool changed = false;
+  // In place: most ticks bring no readings (status polls) and change nothing but `seen`.
   for (const model::Instance& instance : instances) {
     if (instance.status == model::InstanceStatus::kTerminated) continue;
-    auto old = hosts_.find(instance.id);
-    HostState host = old != hosts_.end() ? std::move(old->second) : HostState{};
-    if (old == hosts_.end()) changed = true;
-    if (host.instance.name != instance.name || host.instance.fleet_name != instance.fleet_name ||
-        host.instance.project_name != instance.project_name) {
+    auto [it, inserted] = hosts_.try_emplace(instance.id);
+    HostState& host = it->second;
+    host.seen = ticks_;
+    bool recompute = inserted;
+    if (inserted || host.labels.name != instance.name ||
+        host.labels.fleet_name != instance.fleet_name ||
+        host.labels.project_name != instance.project_name) {
+      // Only what the families' labels and the reasons read.
+      host.labels.id = instance.id;
+      host.labels.name = instance.name;
+      host.labels.fleet_name = instance.fleet_name;
+      host.labels.project_name = instance.project_name;
       changed = true;
     }
-    host.instance = instance;
     auto obs = observations.find(instance.id);
     if (obs != observations.end() && obs->second.reached) {
       const AgentPoll& poll = obs->second.poll;
@@ -227,27 +234,37 @@ void GpuHealthMonitor::Observe(const std::vector<model::Instance>& instances,
           for (auto& [xid, counter] : gpu.xids) counter.Restart();
         }
       }
-      host.agent_id = poll.agent_id;
+      if (host.agent_id != poll.agent_id) host.agent_id = poll.agent_id;
       if (poll.gpus) {
         Take(host, *poll.gpus);
         host.readings_at = now;
-        changed = true;
+        recompute = changed = true;
       }
     }
-    InstanceHealth health = Combine(host);
     const TimeMicros since = host.readings_at.value_or(host.first_reached_at.value_or(now));
-    if (!instance.resources.gpus.empty() && host.first_reached_at &&
-        now - since >= options_.no_readings_after && !instance.unreachable) {
+    const bool overdue = !instance.resources.gpus.empty() && host.first_reached_at &&
+                         now - since >= options_.no_readings_after && !instance.unreachable;
+    if (overdue != host.overdue) {
+      host.overdue = overdue;
+      recompute = true;
+    }
+    if (!recompute) continue;
+    InstanceHealth health = Combine(host);
+    if (overdue) {
       health.status = std::max(health.status, GpuHealthStatus::kDegraded);
       if (health.reason.empty()) health.reason = std::string(kNoReadings);
     }
     if (!(health == host.health)) changed = true;
     host.health = std::move(health);
-    next.emplace(instance.id, std::move(host));
   }
-  if (next.size() != hosts_.size()) changed = true;
-  hosts_ = std::move(next);
-  if (changed) ++version_;
+  // Instances no longer listed (deleted, terminated) are forgotten.
+  if (std::erase_if(hosts_, [&](const auto& entry) { return entry.second.seen != ticks_; }) > 0) {
+    changed = true;
+  }
+  if (changed) {
+    ++version_;
+    UpdateExcluded();
+  }
 }
 
 bool GpuHealthMonitor::Known(const HostState& host) const {
@@ -264,18 +281,21 @@ bool GpuHealthMonitor::IsGpuUnhealthy(std::string_view instance_id, int gpu) con
 
 ExcludedGpus GpuHealthMonitor::Excluded() const {
   MutexLock lock(mu_);
-  ExcludedGpus out;
+  return excluded_;
+}
+
+void GpuHealthMonitor::UpdateExcluded() {
+  excluded_.clear();
   for (const auto& [id, host] : hosts_) {
     for (const auto& [index, gpu] : host.gpus) {
       const GpuHealthStatus s = gpu.health.status;
       if (s == GpuHealthStatus::kUnhealthy ||
           (s == GpuHealthStatus::kDegraded && options_.degraded == DegradedGpuPolicy::kAvoid)) {
-        out[id][index] = "GPU " + std::to_string(index) + " of " + host.instance.name + " is " +
-                         std::string(ToString(s)) + ": " + gpu.health.reason;
+        excluded_[id][index] = "GPU " + std::to_string(index) + " of " + host.labels.name + " is " +
+                               std::string(ToString(s)) + ": " + gpu.health.reason;
       }
     }
   }
-  return out;
 }
 
 std::optional<InstanceHealth> GpuHealthMonitor::HealthOf(std::string_view instance_id) const {
@@ -300,7 +320,7 @@ std::map<std::string, InstanceExport> GpuHealthMonitor::Export() const {
   for (const auto& [id, host] : hosts_) {
     if (!Known(host)) continue;
     InstanceExport& e = out[id];
-    e.instance = host.instance;
+    e.instance = host.labels;
     e.health = host.health;
     for (const auto& [index, gpu] : host.gpus) {
       GpuExport g;

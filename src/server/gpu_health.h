@@ -84,7 +84,7 @@ struct GpuExport {
 };
 
 struct InstanceExport {
-  model::Instance instance;  // the labels' source
+  model::Instance instance;  // the labels' source: id, name, fleet and project names only
   InstanceHealth health;
   std::vector<GpuExport> gpus;  // by index
 };
@@ -148,7 +148,9 @@ class GpuHealthMonitor {
     std::optional<Monotonic> ecc_uncorrected;
   };
   struct HostState {
-    model::Instance instance;
+    model::Instance labels;  // id, name, fleet and project names only
+    uint64_t seen = 0;       // the last Observe that listed it
+    bool overdue = false;    // "agent reports no readings"
     std::string agent_id;
     std::optional<TimeMicros> first_reached_at;
     std::optional<TimeMicros> readings_at;
@@ -158,11 +160,14 @@ class GpuHealthMonitor {
   void Take(HostState& host, const std::vector<model::GpuReading>& readings);
   static InstanceHealth Combine(const HostState& host);
   bool Known(const HostState& host) const;
+  void UpdateExcluded() FW_REQUIRES(mu_);
 
   const GpuHealthOptions options_;
   mutable Mutex mu_;
   std::map<std::string, HostState, std::less<>> hosts_ FW_GUARDED_BY(mu_);
   uint64_t version_ FW_GUARDED_BY(mu_) = 0;
+  uint64_t ticks_ FW_GUARDED_BY(mu_) = 0;     // Observe calls
+  ExcludedGpus excluded_ FW_GUARDED_BY(mu_);  // Excluded(), brought up to date by Observe
 };
 
 }  // namespace fleetwatch::server

@@ -888,7 +888,7 @@ TEST(ReconcileUtilizationPolicy, ALowUtilizationJobIsStoppedWithTheReasonAndMess
   EXPECT_EQ(r->jobs[0].status, JobStatus::kTerminating);
   EXPECT_EQ(r->jobs[0].termination_reason, JobTerminationReason::kTerminatedDueToUtilizationPolicy);
   EXPECT_EQ(r->jobs[0].status_detail, why);
-  EXPECT_EQ(r->status, RunStatus::kTerminating);
+  EXPECT_EQ(r->status, RunStatus::kRunning);  // until its job has ended
   EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
 
   // The agent reports the process gone: the job and the run end terminated.
