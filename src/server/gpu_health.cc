@@ -41,6 +41,14 @@ std::string Count(int64_t n, std::string_view one, std::string_view many) {
   return std::to_string(n) + " " + std::string(n == 1 ? one : many);
 }
 
+// The first `max` bytes of valid UTF-8 `text`, cut before a character rather than inside one.
+std::string Cut(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end)) + "...";
+}
+
 std::string XidWords(const XidEntry& e) {
   return "XID " + std::to_string(e.xid) + " (" + e.meaning + "; action " +
          std::string(ToString(e.action)) + ")";
@@ -54,8 +62,7 @@ GpuHealth ClassifyGpu(const model::GpuReading& r, const HealthThresholds& t) {
   h.index = r.index;
   Findings f;
   if (!r.error.empty()) {
-    std::string error = r.error.substr(0, kMaxAgentText);
-    f.Add(kUnhealthy, "cannot be read: " + error);
+    f.Add(kUnhealthy, "cannot be read: " + Cut(r.error, kMaxAgentText));
   }
   if (r.xid) {
     h.last_xid = r.xid->last;

@@ -28,7 +28,7 @@ struct GpuHealth {
   GpuHealthStatus status = GpuHealthStatus::kHealthy;
   // Empty when healthy; else the findings of the worst status, "; "-separated, e.g.
   // "XID 79 (GPU has fallen off the bus; action reboot)". Agent text in it (a reading's error)
-  // is cut to 200 bytes; renderers escape it.
+  // is cut to 200 bytes (at a character boundary, "..." added); renderers escape it.
   std::string reason;
   std::optional<int64_t> last_xid;        // the newest XID the agent saw on this GPU
   std::optional<TimeMicros> last_xid_at;  // when it saw it

@@ -24,7 +24,8 @@ namespace fleetwatch::server {
 //     GPU's aggregate counts)
 //   fleetwatch_gpu_remapped_rows{...,gpu,kind}      gauge, kind correctable|uncorrectable
 //   fleetwatch_gpu_power_watts, fleetwatch_gpu_temperature_celsius  gauges
-//   fleetwatch_gpu_throttle{...,gpu,reason}         1 for each active reason, 0 for the others
+//   fleetwatch_gpu_throttle{...,gpu,reason}         1 for each active reason (the others have
+//     no sample)
 // Counters never go backwards across agent restarts (GpuCounters: offsets in memory).
 
 inline constexpr size_t kGpuHealthFamilies = 8;

@@ -23,6 +23,12 @@ std::map<std::string, std::string> UtilizationPolicyTracker::Observe(
     const std::unordered_map<std::string, Result<model::RunConfiguration>>& configs,
     const std::map<std::string, InstanceObservation>& observations, TimeMicros now) {
   std::map<std::string, std::string> terminate;
+  // Most ticks are status polls without readings: nothing to decide (jobs that ended meanwhile
+  // are forgotten at the next tick with readings).
+  if (std::none_of(observations.begin(), observations.end(),
+                   [](const auto& o) { return o.second.reached && o.second.poll.gpus; })) {
+    return terminate;
+  }
   std::unordered_set<std::string_view> watched;
   for (const model::Run& run : runs) {
     auto config = configs.find(run.id);

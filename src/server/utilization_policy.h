@@ -36,7 +36,8 @@ class UtilizationPolicyTracker {
   // Takes one tick's observations of the unfinished `runs` (with their parsed configurations,
   // by run id; runs missing there or failing to parse have no policy) as of `now`. Returns the
   // jobs to terminate, by job id → why, e.g. "GPUs 0,1 stayed below 10 % for 30m (max 3 %)".
-  // Jobs that are not running (or whose run has no policy) are forgotten.
+  // Jobs that are not running (or whose run has no policy) are forgotten by the next tick that
+  // brings readings.
   std::map<std::string, std::string> Observe(
       const std::vector<model::Run>& runs,
       const std::unordered_map<std::string, Result<model::RunConfiguration>>& configs,

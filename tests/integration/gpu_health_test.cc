@@ -28,9 +28,10 @@ const std::filesystem::path kSource = FLEETWATCH_SOURCE_DIR;
 
 class GpuHealthTest : public ::testing::Test {
  protected:
-  void StartServer() {
+  void StartServer(std::vector<std::string> args = {}) {
+    args.push_back("--no-local-fleet");
     server_ = std::make_unique<ServerProcess>(
-        data_.str(), home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
+        data_.str(), home_.str(), kAdminToken, args,
         std::map<std::string, std::string>{{"FLEETWATCH_POLL_INTERVAL_MS", "200"},
                                            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
                                            {"FLEETWATCH_STOP_GRACE_SECONDS", "2"},
@@ -220,6 +221,54 @@ TEST_F(GpuHealthTest, AnUnhealthyGpuIsShownExportedAndSkippedAndCountersSurviveA
                       R"(,gpu="1",xid="79",action="reboot"} 1.0)"),
             std::string::npos)
       << body;
+}
+
+TEST_F(GpuHealthTest, UnderAvoidADegradedGpuTakesNoNewJob) {
+  // GPU 0 slows down for heat (hw_thermal_slowdown, bit 6): degraded.
+  std::unique_ptr<AgentProcess> agent = StartAgent(
+      "NVIDIA A100-SXM4-80GB|GPU-fake-0|85899345920|1073741824|0|throttle=64\n"
+      "NVIDIA A100-SXM4-80GB|GPU-fake-1|85899345920|1073741824|0\n");
+  ASSERT_GT(agent->port(), 0) << agent->Output();
+  StartServer({"--degraded-gpus=avoid"});
+  ApplyFleet(*agent);
+  json::value list = WaitFor("/api/project/ml/instances", [](const json::value& v) {
+    const json::value& h = v.at("items").at(0).at("health");
+    return h.is_object() && Str(h, "status") == "degraded";
+  });
+  EXPECT_EQ(Str(list.at("items").at(0).at("health"), "reason"),
+            "GPU 0: throttled: hw_thermal_slowdown");
+  Submit(
+      "type: task\nname: one\ncommands: ['echo gpu=$CUDA_VISIBLE_DEVICES']\n"
+      "resources: {gpu: 1}\n");
+  WaitFor("/api/project/ml/runs/one",
+          [](const json::value& v) { return Str(v, "status") == "done"; });
+  EXPECT_EQ(admin_->Get("/api/project/ml/runs/one/logs").body, "gpu=1\n");
+  Submit("type: task\nname: both\ncommands: ['true']\nresources: {gpu: 2}\n");
+  json::value both = WaitFor("/api/project/ml/runs/both", [](const json::value& v) {
+    return Str(v, "status_message").find("degraded") != std::string::npos;
+  });
+  EXPECT_EQ(Str(both, "status_message"),
+            "submitted (waiting: 1 of 2 GPUs free on gpus (GPU 0 of gpus-0 is degraded: "
+            "throttled: hw_thermal_slowdown))");
+  admin_->PostJson("/api/project/ml/runs/both/stop", {{"abort", true}});
+}
+
+TEST_F(GpuHealthTest, ABadDegradedGpusPolicyRefusesToStartAndMakesNothing) {
+  const std::filesystem::path data = data_.path() / "never";
+  for (const auto& [args, env] :
+       std::vector<std::pair<std::vector<std::string>, std::map<std::string, std::string>>>{
+           {{"--degraded-gpus", "sometimes"}, {}},
+           {{}, {{"FLEETWATCH_DEGRADED_GPUS", "sometimes"}}}}) {
+    std::vector<std::string> argv = {"server", "--port", "0", "--data-dir", data.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::map<std::string, std::string> full_env = env;
+    full_env["HOME"] = home_.str();
+    ProcessResult r = RunProcess(FLEETWATCH_BINARY, argv, full_env, "", 60);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("--degraded-gpus"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("sometimes"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(data));
+  }
 }
 
 }  // namespace

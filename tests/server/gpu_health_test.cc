@@ -174,6 +174,13 @@ TEST(ClassifyGpu, CannedReadings) {
   }
 }
 
+TEST(ClassifyGpu, LongAgentTextIsCutAtACharacterBoundary) {
+  model::GpuReading r;
+  r.error = std::string(199, 'x') + "\xc3\xa9" + std::string(50, 'y');  // é across byte 200
+  GpuHealth h = ClassifyGpu(r);
+  EXPECT_EQ(h.reason, "cannot be read: " + std::string(199, 'x') + "...");
+}
+
 TEST(ClassifyGpu, AbsentReadingsCountAsNothingWrong) {
   model::GpuReading r;
   r.index = 0;
@@ -316,8 +323,9 @@ TEST(GpuHealthFamilies, SamplesOfOneHostAndHostileNamesEscaped) {
   EXPECT_EQ(texts[6], "fleetwatch_gpu_temperature_celsius{" + labels +
                           R"(,gpu="0"} 71.0)"
                           "\n");
-  EXPECT_NE(texts[7].find(R"(reason="hw_thermal_slowdown"} 1.0)"), std::string::npos);
-  EXPECT_NE(texts[7].find(R"(reason="gpu_idle"} 0.0)"), std::string::npos);
+  EXPECT_EQ(texts[7], "fleetwatch_gpu_throttle{" + labels +
+                          R"(,gpu="0",reason="hw_thermal_slowdown"} 1.0)"
+                          "\n");
   // Every line is one sample: the hostile name did not break out of its label.
   for (const std::string& text : texts) {
     size_t start = 0;
