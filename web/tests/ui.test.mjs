@@ -723,7 +723,7 @@ async function main() {
     const badges = await page.locator('tr.unreachable .badges .badge').allTextContents();
     expectEqual(badges, ['busy', 'unreachable'], 'badges of an unreachable instance');
     expectEqual(await page.locator('tr.unreachable [data-test=health] .badge').textContent(),
-                'unhealthy', 'the health badge');
+                'GPUs unhealthy', 'the health badge');
     expectEqual(await page.locator('tr.unreachable [data-test=health-reason]').textContent(),
                 `GPU 0: cannot be read: ${HOSTILE_GPU}`, 'the health reason, as text');
     expectEqual(await page.locator('img[src=x]').count(), 0, 'images made from a health reason');

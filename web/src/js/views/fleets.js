@@ -24,22 +24,26 @@ function hostCell(instance) {
   return instance.port ? `${instance.hostname}:${instance.port}` : instance.hostname;
 }
 
+// The status badges, then the GPU health below them.
 function statusCell(instance) {
-  return el('span', {class: 'badges'}, badge(instance.status),
-            instance.unreachable === true ? badge('unreachable', 'bad') : null);
+  return el('div', {class: 'status-cell'},
+            el('span', {class: 'badges'}, badge(instance.status),
+               instance.unreachable === true ? badge('unreachable', 'bad') : null),
+            healthCell(instance));
 }
 
-// GPU health: a badge (healthy, degraded, unhealthy) with the reason and the last XID below it,
-// all as text; "—" while the server has no readings of the instance.
+// GPU health: a badge ("GPUs healthy", "GPUs degraded", "GPUs unhealthy") with the reason and
+// the last XID below it, all as text; nothing while the server has no readings of the instance.
 const HEALTH_TONES = {healthy: 'ok', degraded: 'wait', unhealthy: 'bad'};
 function healthCell(instance) {
   const h = instance.health;
-  if (!h || typeof h !== 'object') return el('span', {class: 'muted'}, '—');
+  if (!h || typeof h !== 'object') return null;
   const tone = HEALTH_TONES[h.status] || 'off';
+  const text = `GPUs ${h.status || 'unknown'}`;
   return el('div', {class: 'health', 'data-test': 'health'},
-    badge(h.status, tone),
-    h.reason ? el('div', {class: 'small', 'data-test': 'health-reason'}, h.reason) : null,
-    h.last_event ? el('div', {class: 'muted small', title: h.last_event_at || ''},
+    el('span', {class: `badge tone-${tone}`, 'data-status': h.status || 'unknown'}, text),
+    h.reason ? el('div', {class: 'small reason', 'data-test': 'health-reason'}, h.reason) : null,
+    h.last_event ? el('div', {class: 'muted small reason', title: h.last_event_at || ''},
                       `last: ${h.last_event}`) : null);
 }
 
@@ -52,15 +56,14 @@ function resourcesCell(instance) {
 function fleetCard(fleet, now) {
   const instances = fleet.instances || [];
   const columns = [
-    {label: 'Instance'}, {label: 'Status'}, {label: 'Health'}, {label: 'Backend'}, {label: 'GPUs'},
+    {label: 'Instance'}, {label: 'Status', className: 'wrap'}, {label: 'Backend'}, {label: 'GPUs'},
     {label: 'CPU · memory', className: 'hide-narrow'}, {label: 'Price', className: 'num'},
     {label: 'Host'}, {label: 'Running for', className: 'num'},
   ];
   const rows = instances.map((i) => ({
     attrs: {'data-instance': i.name, class: i.unreachable === true ? 'unreachable' : null},
     cells: [
-      el('span', {class: 'strong'}, i.name), statusCell(i), healthCell(i), i.backend || '—',
-      gpuCell(i),
+      el('span', {class: 'strong'}, i.name), statusCell(i), i.backend || '—', gpuCell(i),
       resourcesCell(i), formatPrice(i.price), hostCell(i),
       i.status === 'terminated' ? '—'
                                 : formatDuration((now - parseTime(i.created_at)) / 1000),
