@@ -63,21 +63,17 @@ std::map<std::string, std::string> UtilizationPolicyTracker::Observe(
           w->second.max = std::max(w->second.max, util);
         }
       }
+      // As dstack: one GPU idle for the whole window is enough (its GPUs are the job's to use).
       const TimeMicros window = policy.time_window_seconds * 1'000'000;
-      bool all_idle = true;
+      std::vector<int> idle;
       int64_t max = 0;
-      for (int g : job.gpu_indices) {
-        auto w = windows.find(g);
-        if (w == windows.end() || w->second.last - w->second.since < window) {
-          all_idle = false;
-          break;
-        }
-        max = std::max(max, w->second.max);
+      for (const auto& [g, w] : windows) {
+        if (w.last - w.since < window) continue;
+        idle.push_back(g);  // ascending: a map's order
+        max = std::max(max, w.max);
       }
-      if (all_idle) {
-        std::vector<int> gpus = job.gpu_indices;
-        std::sort(gpus.begin(), gpus.end());
-        terminate[job.id] = LowUtilizationMessage(gpus, policy.min_gpu_utilization,
+      if (!idle.empty()) {
+        terminate[job.id] = LowUtilizationMessage(idle, policy.min_gpu_utilization,
                                                   policy.time_window_seconds, max);
       }
       if (windows.empty()) jobs_.erase(job.id);

@@ -15,16 +15,17 @@
 namespace fleetwatch::server {
 
 // Runs' utilization policies (`utilization_policy: {min_gpu_utilization: N, time_window: D}`):
-// a running job whose every GPU stayed below N % for the whole window is terminated
-// (terminated_due_to_utilization_policy), like dstack does.
+// a running job any of whose GPUs stayed below N % for the whole window is terminated
+// (terminated_due_to_utilization_policy), as dstack defines it ("if any GPU has utilization
+// below min_gpu_utilization during the whole time window, the run is terminated").
 //
 // Decided from the GPU readings as they arrive with the metrics polls (AgentPoll::gpus), one
 // window per job and GPU, in memory: a GPU's window opens at its first reading below N while the
 // job runs and lasts while readings keep coming below N; a reading at or above N, a poll with
 // readings that lack the GPU or its utilization, or a gap between readings longer than
-// `max_gap` closes it (missing readings never count as idle). A job is terminated once every
-// one of its GPUs has had an open window for at least the time window. After a server restart
-// the windows start again.
+// `max_gap` closes it (missing readings never count as idle). A job is terminated once one of
+// its GPUs has had an open window for at least the time window; the message names every GPU
+// whose window is full. After a server restart the windows start again.
 //
 // Not thread-safe: the control loop's thread only.
 class UtilizationPolicyTracker {

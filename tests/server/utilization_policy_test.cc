@@ -67,24 +67,35 @@ TEST_F(UtilizationPolicyTest, EveryGpuBelowForTheWholeWindowTerminatesWithTheFig
   EXPECT_EQ(decision["job-1"], "GPUs 0,1 stayed below 10 % for 1m (max 3 %)");
 }
 
-TEST_F(UtilizationPolicyTest, OneBusyGpuKeepsTheJob) {
-  EXPECT_TRUE(Idle(kStart, 300, 0, 10).empty());  // 10 is not below 10
-  EXPECT_TRUE(Idle(kStart + 400 * kSecond, 300, 95, 0).empty());
+TEST_F(UtilizationPolicyTest, OneIdleGpuIsEnoughAsInDstack) {
+  std::map<std::string, std::string> decision = Idle(kStart, 300, 95, 2);
+  ASSERT_EQ(decision.size(), 1u);
+  EXPECT_EQ(decision["job-1"], "GPU 1 stayed below 10 % for 1m (max 2 %)");
+}
+
+TEST_F(UtilizationPolicyTest, NoIdleGpuKeepsTheJob) {
+  EXPECT_TRUE(Idle(kStart, 300, 10, 50).empty());  // 10 is not below 10
 }
 
 TEST_F(UtilizationPolicyTest, ABusyReadingStartsTheWindowAgain) {
   for (int s = 0; s < 50; s += 10) EXPECT_TRUE(Poll(kStart + s * kSecond, 0, 0).empty());
-  EXPECT_TRUE(Poll(kStart + 50 * kSecond, 0, 50).empty());
-  // The window of GPU 1 restarts at 60 s: it is full at 120 s, not before.
+  EXPECT_TRUE(Poll(kStart + 50 * kSecond, 50, 50).empty());
+  // The windows restart at 60 s: they are full at 120 s, not before.
   for (int s = 60; s < 120; s += 10) EXPECT_TRUE(Poll(kStart + s * kSecond, 0, 0).empty()) << s;
   EXPECT_EQ(Poll(kStart + 120 * kSecond, 0, 0).size(), 1u);
 }
 
 TEST_F(UtilizationPolicyTest, MissingReadingsNeverTerminate) {
-  // A GPU without a utilization reading, for ever: no decision.
+  // GPUs without a utilization reading, for ever: no decision.
   for (int s = 0; s <= 600; s += 10) {
-    EXPECT_TRUE(Poll(kStart + s * kSecond, 0, std::nullopt).empty()) << s;
+    EXPECT_TRUE(Poll(kStart + s * kSecond, std::nullopt, std::nullopt).empty()) << s;
   }
+  // A GPU that is read says it is idle; the one without readings is not named.
+  std::map<std::string, std::string> decision;
+  for (int s = 0; s <= 120 && decision.empty(); s += 10) {
+    decision = Poll(kStart + 700 * kSecond + s * kSecond, 0, std::nullopt);
+  }
+  EXPECT_EQ(decision["job-1"], "GPU 0 stayed below 10 % for 1m (max 0 %)");
   // Readings with a gap longer than max_gap do not cover the time between them.
   TimeMicros t = kStart + 1000 * kSecond;
   EXPECT_TRUE(Poll(t, 0, 0).empty());
