@@ -45,7 +45,28 @@ json::value ProjectToJson(const server::ProjectWithMembers& project) {
                       {"members", std::move(members)}};
 }
 
-json::value InstanceToJson(const model::Instance& instance, const HostProblems& problems) {
+json::value HealthToJson(const server::InstanceHealth& health) {
+  auto text_or_null = [](const std::string& text) -> json::value {
+    if (text.empty()) return nullptr;
+    return json::value(text);
+  };
+  json::array gpus;
+  for (const server::GpuHealth& g : health.gpus) {
+    gpus.push_back(json::object{{"index", g.index},
+                                {"status", server::ToString(g.status)},
+                                {"reason", text_or_null(g.reason)}});
+  }
+  json::value last_event_at = nullptr;
+  if (health.last_event_at) last_event_at = FormatTimestamp(*health.last_event_at);
+  return json::object{{"status", server::ToString(health.status)},
+                      {"reason", text_or_null(health.reason)},
+                      {"last_event", text_or_null(health.last_event)},
+                      {"last_event_at", last_event_at},
+                      {"gpus", std::move(gpus)}};
+}
+
+json::value InstanceToJson(const model::Instance& instance, const HostProblems& problems,
+                           const HostHealth& health) {
   json::array gpus;
   for (const auto& g : instance.resources.gpus) {
     gpus.push_back(json::object{{"index", g.index},
@@ -62,6 +83,8 @@ json::value InstanceToJson(const model::Instance& instance, const HostProblems& 
   if (auto it = problems.find(instance.id); it != problems.end()) error = it->second;
   json::value fingerprint = nullptr;
   if (!instance.tls_fingerprint.empty()) fingerprint = instance.tls_fingerprint;
+  json::value gpu_health = nullptr;
+  if (auto it = health.find(instance.id); it != health.end()) gpu_health = HealthToJson(it->second);
   return json::object{{"id", instance.id},
                       {"name", instance.name},
                       {"fleet_name", instance.fleet_name},
@@ -79,12 +102,14 @@ json::value InstanceToJson(const model::Instance& instance, const HostProblems& 
                       {"last_seen_at", last_seen},
                       {"error", error},
                       {"tls", instance.tls},
-                      {"tls_fingerprint", fingerprint}};
+                      {"tls_fingerprint", fingerprint},
+                      {"health", std::move(gpu_health)}};
 }
 
-json::value FleetToJson(const server::FleetWithInstances& fleet, const HostProblems& problems) {
+json::value FleetToJson(const server::FleetWithInstances& fleet, const HostProblems& problems,
+                        const HostHealth& health) {
   json::array instances;
-  for (const auto& i : fleet.instances) instances.push_back(InstanceToJson(i, problems));
+  for (const auto& i : fleet.instances) instances.push_back(InstanceToJson(i, problems, health));
   return json::object{{"id", fleet.fleet.id},
                       {"name", fleet.fleet.name},
                       {"project_name", fleet.fleet.project_name},

@@ -9,6 +9,7 @@
 
 #include "model/entities.h"
 #include "server/fleets.h"
+#include "server/gpu_health.h"
 #include "server/projects.h"
 #include "util/status.h"
 
@@ -20,10 +21,15 @@ boost::json::value UserToJson(const model::User& user);
 boost::json::value ProjectToJson(const server::ProjectWithMembers& project);
 // Host problems (FleetController::HostProblems) show as each instance's "error" (null when none).
 using HostProblems = std::map<std::string, std::string>;
+// GPU health (GpuHealthMonitor::AllHealth) shows as each instance's "health": {"status",
+// "reason", "last_event", "last_event_at", "gpus": [{"index", "status", "reason"}]}, null when
+// unknown (no readings yet).
+using HostHealth = std::map<std::string, server::InstanceHealth>;
 boost::json::value InstanceToJson(const model::Instance& instance,
-                                  const HostProblems& problems = {});
+                                  const HostProblems& problems = {}, const HostHealth& health = {});
 boost::json::value FleetToJson(const server::FleetWithInstances& fleet,
-                               const HostProblems& problems = {});
+                               const HostProblems& problems = {}, const HostHealth& health = {});
+boost::json::value HealthToJson(const server::InstanceHealth& health);
 boost::json::value JobToJson(const model::Job& job);
 // Without `with_configuration` the "configuration" key is left out (run lists, unless asked:
 // configurations are up to 1 MiB each); "resources", the configuration's requested resources, is

@@ -21,6 +21,10 @@ namespace fleetwatch::api {
 namespace json = boost::json;
 namespace {
 
+HostHealth HealthOf(const Services& s) {
+  return s.gpu_health != nullptr ? s.gpu_health->AllHealth() : HostHealth{};
+}
+
 http::Response JsonResponse(const json::value& value, int status = 200) {
   http::Response r;
   r.status = status;
@@ -366,7 +370,8 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
         if (!fleets.ok()) return ErrorResponse(fleets.status());
         json::array items;
         const HostProblems problems = s.controller.HostProblems();
-        for (const auto& f : *fleets) items.push_back(FleetToJson(f, problems));
+        const HostHealth health = HealthOf(s);
+        for (const auto& f : *fleets) items.push_back(FleetToJson(f, problems, health));
         return JsonResponse(Items(std::move(items)));
       }));
   router.Add(
@@ -391,7 +396,7 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
                                const server::ProjectAccess& access) {
                auto fleet = s.fleets.Get(access, req.path_params.at("fleet"));
                if (!fleet.ok()) return ErrorResponse(fleet.status());
-               return JsonResponse(FleetToJson(*fleet, s.controller.HostProblems()));
+               return JsonResponse(FleetToJson(*fleet, s.controller.HostProblems(), HealthOf(s)));
              }));
   router.Add("DELETE", "/api/project/{project}/fleets/{fleet}",
              InProject(s, [&s](http::Request& req, const model::User&,
@@ -407,7 +412,8 @@ void AddFleetRoutes(http::Router& router, const Services& s) {
         if (!instances.ok()) return ErrorResponse(instances.status());
         json::array items;
         const HostProblems problems = s.controller.HostProblems();
-        for (const auto& i : *instances) items.push_back(InstanceToJson(i, problems));
+        const HostHealth health = HealthOf(s);
+        for (const auto& i : *instances) items.push_back(InstanceToJson(i, problems, health));
         return JsonResponse(Items(std::move(items)));
       }));
 }

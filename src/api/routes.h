@@ -7,6 +7,7 @@
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/gpu_waste.h"
+#include "server/gpu_health.h"
 #include "server/job_metrics.h"
 #include "server/live_logs.h"
 #include "server/projects.h"
@@ -30,6 +31,8 @@ struct Services {
   std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
   // The GPU ledger's totals: waste reports and the runs' idle share (null: not shown).
   const server::GpuWasteService* waste = nullptr;
+  // The instances' GPU health, shown with each instance; null: none shown.
+  const server::GpuHealthMonitor* gpu_health = nullptr;
 };
 
 // Registers every /api/ route of docs/api.md on `router`.

@@ -17,6 +17,8 @@
 #include "server/fleets.h"
 #include "server/gpu_ledger.h"
 #include "server/gpu_waste.h"
+#include "server/gpu_health.h"
+#include "server/gpu_health_families.h"
 #include "server/job_metrics.h"
 #include "server/live_logs.h"
 #include "server/local_agent.h"
@@ -24,6 +26,7 @@
 #include "server/runs.h"
 #include "server/usage.h"
 #include "server/users.h"
+#include "server/utilization_policy.h"
 #include "ui/ui_route.h"
 #include "util/build_info.h"
 
@@ -69,14 +72,22 @@ class ServerAppImpl final : public ServerApp {
     options.collect_dcgm = config.prometheus_metrics;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
+    // GPU health and utilization policies, from the readings of every metrics poll; a gap of
+    // three metrics intervals means the readings stopped.
+    const TimeMicros readings_gap =
+        3 * std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
+    gpu_health_ = std::make_unique<server::GpuHealthMonitor>(server::GpuHealthOptions{
+        .degraded = config.degraded_gpus, .no_readings_after = readings_gap});
+    utilization_ = std::make_unique<server::UtilizationPolicyTracker>(readings_gap);
+    controller_->SetGpuGuards(gpu_health_.get(), utilization_.get());
     live_logs_ = std::make_unique<server::LiveLogs>(
         *store_, *agent_client_,
         server::LiveLogOptions{.log_dir = options.log_dir,
                                .agent_timeout = options.agent_timeout,
                                .max_reads_per_instance = config.max_log_reads_per_host});
-    services_ =
-        std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_, *controller_,
-                                            *live_logs_, metrics_, clock_, database_, &waste_});
+    services_ = std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_,
+                                                    *controller_, *live_logs_, metrics_, clock_,
+                                                    database_, &waste_, gpu_health_.get()});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -89,6 +100,8 @@ class ServerAppImpl final : public ServerApp {
       FW_ASSIGN_OR_RETURN(server::TickReport stored,
                           server::StoredStateReport(*store_, clock_.Now()));
       FW_RETURN_IF_ERROR(updater_->Update(stored));
+      gpu_health_exposition_ =
+          std::make_unique<server::GpuHealthExposition>(*gpu_health_, snapshot_);
     }
     const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token,
                                         config.openmetrics};
@@ -134,6 +147,17 @@ class ServerAppImpl final : public ServerApp {
                 std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
                     .count()});
     stages_->SetGpuLedger(gpu_ledger_.get());
+    // A GPU the health monitor finds unhealthy is counted in the ledger's `unhealthy` state.
+    gpu_ledger_->SetUnhealthyCheck(
+        [health = gpu_health_.get()](std::string_view instance_id, const model::GpuReading& r) {
+          return health->IsGpuUnhealthy(instance_id, r.index);
+        });
+    if (gpu_health_exposition_) {
+      stages_->AddExposer([this](const server::TickReport&) {
+        gpu_health_exposition_->Update();
+        return Status::Ok();
+      });
+    }
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
     loop_ = std::make_unique<server::ControlLoop>(
@@ -174,11 +198,14 @@ class ServerAppImpl final : public ServerApp {
   server::GpuWasteService waste_{*store_, clock_};
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
+  std::unique_ptr<server::GpuHealthMonitor> gpu_health_;
+  std::unique_ptr<server::UtilizationPolicyTracker> utilization_;
   std::unique_ptr<server::FleetController> controller_;
   std::unique_ptr<server::LiveLogs> live_logs_;
   expose::ExpositionSnapshot snapshot_;
   std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
-  server::UsageAccountant usage_{*store_, clock_};      // the control loop's thread only
+  std::unique_ptr<server::GpuHealthExposition> gpu_health_exposition_;  // likewise
+  server::UsageAccountant usage_{*store_, clock_};  // the control loop's thread only
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "http/tls_options.h"
+#include "server/gpu_health.h"
 #include "util/clock.h"
 #include "util/status.h"
 
@@ -53,6 +54,8 @@ struct ServerConfig {
   // Live log reads in flight to one host at once (FLEETWATCH_MAX_LOG_READS_PER_HOST); more are
   // answered 503 at once, with Retry-After.
   size_t max_log_reads_per_host = 4;
+  // Whether degraded GPUs take new jobs (--degraded-gpus, FLEETWATCH_DEGRADED_GPUS).
+  server::DegradedGpuPolicy degraded_gpus = server::DegradedGpuPolicy::kUse;
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

@@ -37,6 +37,7 @@ struct ServerFlags {
   std::string tls_key;
   std::string database_url;
   bool reset_admin_token = false;
+  std::string degraded_gpus = "use";
 };
 
 // A positive integer from the environment, or `fallback` (with a warning when malformed).
@@ -195,6 +196,14 @@ int RunServer(const ServerFlags& flags) {
   // Set at all, even empty, enables (spec/METRICS.md).
   config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;
   config.openmetrics = EnvInt("FLEETWATCH_OPENMETRICS", 0, 0, 1) == 1;
+  if (Result<server::DegradedGpuPolicy> policy =
+          server::ParseDegradedGpuPolicy(flags.degraded_gpus);
+      policy.ok()) {
+    config.degraded_gpus = *policy;
+  } else {
+    std::cerr << "error: --degraded-gpus: " << policy.status().message() << "\n";
+    return 1;
+  }
   if (const char* token = std::getenv("DSTACK_PROMETHEUS_AUTH_TOKEN"); token != nullptr) {
     config.prometheus_auth_token = token;
   }
@@ -264,6 +273,11 @@ void AddServerCommand(CLI::App& app, int& exit_code) {
                   "PostgreSQL database to keep the state in (postgresql://user:password@host:port/"
                   "database); unset: SQLite in the data dir")
       ->envname("FLEETWATCH_DATABASE_URL");
+  cmd->add_option("--degraded-gpus", flags->degraded_gpus,
+                  "Whether degraded GPUs take new jobs: use or avoid (unhealthy ones never do)")
+      ->check(CLI::IsMember({"use", "avoid"}))
+      ->envname("FLEETWATCH_DEGRADED_GPUS")
+      ->capture_default_str();
   cmd->add_flag("--no-local-fleet", flags->no_local_fleet,
                 "Do not run an agent for this machine (fleet `local` of project `main`)");
   cmd->add_flag("--reset-admin-token", flags->reset_admin_token,

@@ -30,6 +30,18 @@ std::string InstanceStatusText(const boost::json::value& instance) {
   return text;
 }
 
+// The instance's GPU health: "-" while unknown, else its status and, unless healthy, why
+// ("unhealthy: GPU 1: XID 79 (GPU has fallen off the bus; action reboot)"). Agent text in it is
+// made safe by the table.
+std::string InstanceHealthText(const boost::json::value& instance) {
+  const boost::json::value* health = Field(instance, "health");
+  if (health == nullptr || !health->is_object()) return "-";
+  std::string text = OrDash(StringField(*health, "status"));
+  std::string reason = StringField(*health, "reason");
+  if (!reason.empty()) text += ": " + reason;
+  return text;
+}
+
 }  // namespace
 
 std::string FormatInstanceGpus(const boost::json::value& instance) {
@@ -66,13 +78,14 @@ std::string FormatInstanceGpus(const boost::json::value& instance) {
 
 Table FleetsTable(const boost::json::array& fleets, TimeMicros now) {
   Table table;
-  table.headers = {"fleet", "instance", "backend", "host", "gpu", "price", "status", "created"};
+  table.headers = {"fleet", "instance", "backend", "host",   "gpu",
+                   "price", "status",   "health",  "created"};
   for (const boost::json::value& fleet : fleets) {
     std::string fleet_name = StringField(fleet, "name");
     const boost::json::array& instances = ArrayField(fleet, "instances");
     if (instances.empty()) {
       table.rows.push_back({fleet_name, "-", "-", "-", "-", "-",
-                            OrDash(StringField(fleet, "status")),
+                            OrDash(StringField(fleet, "status")), "-",
                             FormatAge(StringField(fleet, "created_at"), now)});
       continue;
     }
@@ -85,6 +98,7 @@ Table FleetsTable(const boost::json::array& fleets, TimeMicros now) {
           FormatInstanceGpus(instance),
           FormatPrice(NumberField(instance, "price")),
           InstanceStatusText(instance),
+          InstanceHealthText(instance),
           FormatAge(StringField(instance, "created_at"), now),
       });
     }

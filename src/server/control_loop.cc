@@ -132,7 +132,16 @@ Status ServerStages::AccountGpus(const TickReport& report) {
 }
 
 Status ServerStages::Expose(const TickReport& report) {
-  return exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
+  Status status = exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
+  for (const auto& exposer : exposers_) {
+    Status s = exposer(report);
+    if (status.ok()) status = std::move(s);
+  }
+  return status;
+}
+
+void ServerStages::AddExposer(std::function<Status(const TickReport&)> exposer) {
+  exposers_.push_back(std::move(exposer));
 }
 
 Status ServerStages::Retain(TimeMicros now) {

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <thread>
+#include <vector>
 
 #include "server/fleet_controller.h"
 #include "store/store.h"
@@ -112,7 +114,12 @@ class ServerStages final : public ControlStages {
   // The GPU state ledger (null: none); must outlive this.
   void SetGpuLedger(GpuLedger* ledger) { gpu_ledger_ = ledger; }
 
+  // Another exposition stage, run by Expose after the ExpositionUpdater (when /metrics is on),
+  // in the order added; an error is returned after the others ran. Add before the loop starts.
+  void AddExposer(std::function<Status(const TickReport&)> exposer);
+
  private:
+  std::vector<std::function<Status(const TickReport&)>> exposers_;
   FleetController& controller_;
   UsageAccountant& usage_;
   ExpositionUpdater* exposition_;

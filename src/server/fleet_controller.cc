@@ -9,6 +9,8 @@
 
 #include "http/message.h"
 #include "server/acknowledgements.h"
+#include "server/gpu_health.h"
+#include "server/utilization_policy.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -402,6 +404,12 @@ Status FleetController::StoreChanges(const ReconcileOutput& out) {
   return Status::Ok();
 }
 
+void FleetController::SetGpuGuards(GpuHealthMonitor* health,
+                                   UtilizationPolicyTracker* utilization) {
+  gpu_health_ = health;
+  utilization_ = utilization;
+}
+
 Result<TickReport> FleetController::Tick() {
   TickReport report;
   FW_RETURN_IF_ERROR(LoadInstances());
@@ -435,6 +443,14 @@ Result<TickReport> FleetController::Tick() {
       }
     }
     input.parsed_configs = &configs_;
+    if (gpu_health_ != nullptr) {
+      gpu_health_->Observe(input.instances, input.observations, input.now);
+      input.excluded_gpus = gpu_health_->Excluded();
+    }
+    if (utilization_ != nullptr) {
+      input.low_utilization =
+          utilization_->Observe(input.runs, configs_, input.observations, input.now);
+    }
     // The runs that wait for their first placement, for the run events.
     std::vector<const model::Run*> unplaced;
     for (const model::Run& run : input.runs) {

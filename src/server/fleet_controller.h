@@ -24,6 +24,9 @@
 
 namespace fleetwatch::server {
 
+class GpuHealthMonitor;
+class UtilizationPolicyTracker;
+
 struct FleetControllerOptions {
   std::chrono::milliseconds agent_timeout{5000};  // per request to an agent
   size_t max_poll_bytes = 16 << 20;               // a larger poll reply loses that host's tick
@@ -109,6 +112,12 @@ class FleetController {
   // returns an error only when the store fails.
   Result<TickReport> Tick();
 
+  // Optional GPU guards, consulted by every tick before it decides (either may be null):
+  // `health` (gpu_health.h) takes the tick's readings and says which GPUs take no new jobs;
+  // `utilization` (utilization_policy.h) says which running jobs end under their run's
+  // utilization policy. Call before the first Tick; both must outlive the controller.
+  void SetGpuGuards(GpuHealthMonitor* health, UtilizationPolicyTracker* utilization);
+
   // Hosts whose poll reply was not usable (unreachable, HTTP error, malformed), counted per tick.
   uint64_t bad_replies() const { return bad_replies_.load(); }
   // Metrics points stored so far.
@@ -188,8 +197,10 @@ class FleetController {
   std::unordered_map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
-  std::unique_ptr<AgentLanes> lanes_;   // every request to the agents, asynchronous
-  std::set<std::string> waiting_runs_;  // counted as pending, not yet placed (Tick's thread)
+  std::unique_ptr<AgentLanes> lanes_;       // every request to the agents, asynchronous
+  std::set<std::string> waiting_runs_;      // counted as pending, not yet placed (Tick's thread)
+  GpuHealthMonitor* gpu_health_ = nullptr;  // SetGpuGuards
+  UtilizationPolicyTracker* utilization_ = nullptr;  // SetGpuGuards (Tick's thread)
 };
 
 }  // namespace fleetwatch::server

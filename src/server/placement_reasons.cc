@@ -145,8 +145,19 @@ std::string WaitReason(const std::vector<InstanceFree>& instances,
              FormatMemory(i.resources.memory_bytes) + " memory free on " + Where(f);
     }
     std::string gpus = req.gpu.name ? " GPUs named " + *req.gpu.name : std::string(" GPUs");
-    return std::to_string(MatchingGpus(i, req.gpu, true, &f.free_gpus)) + " of " +
-           std::to_string(MatchingGpus(i, req.gpu, true)) + gpus + " free on " + Where(f);
+    std::string text = std::to_string(MatchingGpus(i, req.gpu, true, &f.free_gpus)) + " of " +
+                       std::to_string(MatchingGpus(i, req.gpu, true)) + gpus + " free on " +
+                       Where(f);
+    // Name the matching GPUs that take no new jobs, and why.
+    std::string excluded;
+    if (f.excluded_gpus != nullptr) {
+      for (const model::Gpu& g : i.resources.gpus) {
+        auto why = f.excluded_gpus->find(g.index);
+        if (why == f.excluded_gpus->end() || !GpuMatches(g, req.gpu, true)) continue;
+        excluded += (excluded.empty() ? "" : "; ") + why->second;
+      }
+    }
+    return excluded.empty() ? text : text + " (" + excluded + ")";
   }
   for (const InstanceFree& f : instances) {
     const Instance& i = *f.instance;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -36,14 +37,18 @@ struct InstanceFree {
   bool usable = false;  // reachable, resources known, may take jobs now
   int cpus = 0;
   int64_t memory_bytes = 0;
-  std::set<int> free_gpus;
+  std::set<int> free_gpus;  // excluded GPUs are not free
+  // Its GPUs that take no new jobs (ExcludedGpus' entry for it), by index → why; may be null.
+  const std::map<int, std::string>* excluded_gpus = nullptr;
 };
 
 // Why `nodes` jobs asking for `req` wait although some fleet could hold them once idle: what is
 // short on the instance closest to fitting, e.g.
 //   "0 of 8 CPUs free on local", "12GB of 64GB memory free on gpus-1",
 //   "0 of 2 GPUs named A100 free on gpus", "1 of 2 instances free in fleet pair",
-//   "instance gpus-0 is unreachable", "waiting for the agent of gpus-0 to answer".
+//   "instance gpus-0 is unreachable", "waiting for the agent of gpus-0 to answer",
+//   "0 of 1 GPUs free on gpus (GPU 0 of gpus-0 is unhealthy: XID 79 (...))" when GPUs it would
+//   need are excluded.
 std::string WaitReason(const std::vector<InstanceFree>& instances,
                        const model::ResourcesRequest& req, int nodes);
 

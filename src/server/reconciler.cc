@@ -446,6 +446,16 @@ class Tick {
           job.status_detail = "max duration " + DurationWords(*config->max_duration_seconds);
           Event("job " + job.job_name + " exceeded its max_duration");
         }
+        if (job.status == JobStatus::kRunning) {
+          auto idle = in_.low_utilization.find(job.id);
+          if (idle != in_.low_utilization.end()) {
+            job.status = JobStatus::kTerminating;
+            job.termination_reason = JobTerminationReason::kTerminatedDueToUtilizationPolicy;
+            job.status_detail = idle->second;
+            Event("job " + job.job_name +
+                  " is terminated by its utilization policy: " + idle->second);
+          }
+        }
         if (job.status == JobStatus::kTerminating && !aj->stop_requested) {
           Command(AgentCommand::Kind::kStop, instance->id, job.id);
         }
@@ -540,6 +550,7 @@ class Tick {
         runs.reserve(runs_.size());
         for (const WorkRun& r : runs_) runs.emplace_back(r.run, Config(r));
         capacity = FreeCapacity(instances_, runs);
+        ExcludeGpus(*capacity, in_.excluded_gpus);
       }
       for (auto& [replica, jobs] : waiting) Place(w, *config, jobs, *capacity);
     }
@@ -587,9 +598,11 @@ class Tick {
         std::vector<InstanceFree> free;
         for (const Instance* i : project_instances) {
           const Capacity& c = capacity.at(i->id);
+          auto excluded = in_.excluded_gpus.find(i->id);
           free.push_back({i, fleet_sizes[i->fleet_id],
                           UsableForScheduling(*i) && AgentIdSettled(i->id), c.cpus, c.memory_bytes,
-                          c.free_gpus});
+                          c.free_gpus,
+                          excluded == in_.excluded_gpus.end() ? nullptr : &excluded->second});
         }
         const std::string why = WaitReason(free, config.resources, config.nodes);
         for (Job* job : jobs) job->status_detail = why;

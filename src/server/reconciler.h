@@ -69,6 +69,13 @@ struct ReconcileInput {
   // JSON), by run id; a run's configuration never changes, so a caller may keep them between
   // ticks. Runs missing here are parsed by Reconcile.
   const std::unordered_map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
+  // GPUs that take no new jobs this tick (GpuHealthMonitor::Excluded): placement skips them, and
+  // a job that could fit only with them waits, its status detail naming them and why.
+  ExcludedGpus excluded_gpus = {};
+  // Running jobs to end under their run's utilization policy (UtilizationPolicyTracker), by job
+  // id → the message kept as the job's status detail: they are stopped with termination reason
+  // terminated_due_to_utilization_policy. Ids of jobs that are not running are ignored.
+  std::map<std::string, std::string> low_utilization = {};
 };
 
 struct ReconcileOutput {

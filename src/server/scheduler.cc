@@ -119,6 +119,14 @@ CapacityMap FreeCapacity(
   return capacity;
 }
 
+void ExcludeGpus(CapacityMap& capacity, const ExcludedGpus& excluded) {
+  for (const auto& [instance_id, gpus] : excluded) {
+    auto cap = capacity.find(instance_id);
+    if (cap == capacity.end()) continue;
+    for (const auto& [index, why] : gpus) cap->second.free_gpus.erase(index);
+  }
+}
+
 GroupPlacement PlaceGroup(const model::ResourcesRequest& req, size_t jobs,
                           const std::vector<model::Instance*>& project_instances,
                           CapacityMap& capacity,

@@ -37,6 +37,14 @@ bool UsableForScheduling(const model::Instance& instance);
 // Free capacity by instance id.
 using CapacityMap = std::unordered_map<std::string, Capacity>;
 
+// GPUs that take no new jobs (gpu_health.h): instance id → GPU index → why, e.g.
+// "GPU 1 of gpus-0 is unhealthy: XID 79 (GPU has fallen off the bus; action reboot)".
+using ExcludedGpus = std::map<std::string, std::map<int, std::string>>;
+
+// Takes the `excluded` GPUs out of `capacity`'s free GPUs, so that no job is placed on them.
+// They still count for whether a job could ever fit: a job that needs them waits for them.
+void ExcludeGpus(CapacityMap& capacity, const ExcludedGpus& excluded);
+
 // The free capacity of each of `instances` (by id): its resources less what the unfinished jobs
 // of `runs` placed on it hold. Each run comes with its configuration, nullptr when it cannot be
 // read (such a job still holds its GPUs).

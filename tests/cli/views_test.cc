@@ -125,19 +125,21 @@ TEST(FleetsTable, OneRowPerInstanceOrPerEmptyFleet) {
         "resources": {"cpus": 8, "memory_bytes": 1, "gpus": [
           {"index": 0, "name": "H100", "memory_bytes": 85899345920},
           {"index": 1, "name": "H100", "memory_bytes": 85899345920},
-          {"index": 2, "name": "L4", "memory_bytes": 25769803776}]}}]},
+          {"index": 2, "name": "L4", "memory_bytes": 25769803776}]},
+        "health": {"status": "healthy", "reason": null, "last_event": null,
+                   "last_event_at": null, "gpus": []}}]},
     {"name": "empty", "status": "submitted", "created_at": "2026-11-30T11:00:00Z",
      "instances": []}
   ]})");
   EXPECT_EQ(RenderTable(FleetsTable(fleets, kNow), 200),
             "FLEET  INSTANCE  BACKEND  HOST             GPU                         PRICE  "
-            "STATUS     CREATED\n"
+            "STATUS     HEALTH   CREATED\n"
             "lab    lab-0     remote   127.0.0.1:10998  -                           $1.5   "
-            "pending    30 sec ago\n"
+            "pending    -        30 sec ago\n"
             "lab    lab-1     remote   10.0.0.2:10999   2xH100 (80GB), 1xL4 (24GB)  -      "
-            "idle       30 sec ago\n"
+            "idle       healthy  30 sec ago\n"
             "empty  -         -        -                -                           -      "
-            "submitted  1 hour ago\n");
+            "submitted  -        1 hour ago\n");
 }
 
 TEST(FleetsTable, AnInstanceTheServerCannotUseSaysWhy) {
@@ -155,6 +157,21 @@ TEST(FleetsTable, AnInstanceTheServerCannotUseSaysWhy) {
             std::string::npos)
       << table;
   EXPECT_NE(table.find("idle: the agent answered HTTP 500"), std::string::npos) << table;
+}
+
+TEST(FleetsTable, GpuHealthShowsItsReasonAndHostileTextStaysText) {
+  boost::json::array fleets = Items(R"({"items": [
+    {"name": "lab", "status": "active", "created_at": "2026-11-30T11:59:30Z",
+     "instances": [
+       {"name": "lab-0", "status": "idle", "backend": "remote", "hostname": "10.0.0.1",
+        "port": 10998, "price": null, "resources": null, "created_at": "2026-11-30T11:59:30Z",
+        "health": {"status": "unhealthy",
+                   "reason": "GPU 1: cannot be read: \u001b[2J\u001b]0;owned\u0007lost",
+                   "gpus": []}}]}]})");
+  const std::string table = RenderTable(FleetsTable(fleets, kNow), 300);
+  EXPECT_NE(table.find("unhealthy: GPU 1: cannot be read: "), std::string::npos) << table;
+  EXPECT_EQ(table.find('\x1b'), std::string::npos) << table;
+  EXPECT_EQ(table.find('\x07'), std::string::npos) << table;
 }
 
 TEST(ProjectsTable, ListsMembersWithRoles) {

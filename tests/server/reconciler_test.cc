@@ -830,3 +830,80 @@ TEST(RunCost, PriceTimesRunningTimeOfEachJob) {
 
 }  // namespace
 }  // namespace fleetwatch::server
+
+namespace fleetwatch::server {
+namespace {
+
+TEST(ReconcileGpuHealth, AnExcludedGpuTakesNoJobAndTheWaitNamesItAndWhy) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  const char* yaml = "type: task\ncommands: [x]\nresources: {gpu: 1}\n";
+  ReconcileInput in{
+      kNow, {i}, {MakeRun("a", yaml, kNow - 2), MakeRun("b", yaml, kNow - 1)}, {{i.id, Reached()}}};
+  in.excluded_gpus[i.id][0] = "GPU 0 of h0 is unhealthy: XID 79 (GPU has fallen off the bus)";
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* a = FindRun(out, "a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->jobs[0].gpu_indices, std::vector<int>{1});  // never GPU 0
+  const model::Run* b = FindRun(out, "b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->jobs[0].status, JobStatus::kSubmitted);  // waits: the GPU may be repaired
+  EXPECT_EQ(b->jobs[0].status_detail,
+            "0 of 2 GPUs free on f1 (GPU 0 of h0 is unhealthy: XID 79 (GPU has fallen off the "
+            "bus))");
+}
+
+TEST(ReconcileGpuHealth, AJobThatCanNeverFitStillFailsWithTheUsualReason) {
+  model::Instance i = MakeInstance("h0", 8, 1);
+  ReconcileInput in{kNow,
+                    {i},
+                    {MakeRun("a", "type: task\ncommands: [x]\nresources: {gpu: 2}\n")},
+                    {{i.id, Reached()}}};
+  in.excluded_gpus[i.id][0] = "GPU 0 of h0 is unhealthy: row remapping failed";
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* a = FindRun(out, "a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->jobs[0].status, JobStatus::kFailed);
+  EXPECT_EQ(a->jobs[0].termination_reason, JobTerminationReason::kFailedToStartDueToNoCapacity);
+}
+
+TEST(ReconcileUtilizationPolicy, ALowUtilizationJobIsStoppedWithTheReasonAndMessage) {
+  model::Instance i = MakeInstance("h0", 8, 2);
+  model::Run run = MakeRun("idle",
+                           "type: task\ncommands: [x]\nresources: {gpu: 2}\n"
+                           "utilization_policy: {min_gpu_utilization: 10, time_window: 30m}\n");
+  run.status = RunStatus::kRunning;
+  model::Job& job = run.jobs[0];
+  job.status = JobStatus::kRunning;
+  job.instance_id = i.id;
+  job.instance_name = i.name;
+  job.gpu_indices = {0, 1};
+  job.started_at = kNow - 3600 * kSecond;
+  ReconcileInput in{kNow, {i}, {run}, {{i.id, Reached({Running(job.id)})}}};
+  const std::string why = "GPUs 0,1 stayed below 10 % for 30m (max 3 %)";
+  in.low_utilization[job.id] = why;
+  in.low_utilization["not-running"] = "ignored";
+  ReconcileOutput out = Reconcile(in, {});
+  const model::Run* r = FindRun(out, "idle");
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->jobs[0].status, JobStatus::kTerminating);
+  EXPECT_EQ(r->jobs[0].termination_reason, JobTerminationReason::kTerminatedDueToUtilizationPolicy);
+  EXPECT_EQ(r->jobs[0].status_detail, why);
+  EXPECT_EQ(r->status, RunStatus::kRunning);  // until its job has ended
+  EXPECT_EQ(CountCommands(out, AgentCommand::Kind::kStop), 1);
+
+  // The agent reports the process gone: the job and the run end terminated.
+  in.runs = {*r};
+  in.low_utilization.clear();
+  AgentJob gone = Exited(job.id, 143);
+  in.observations = {{i.id, Reached({gone})}};
+  ReconcileOutput after = Reconcile(in, {});
+  const model::Run* ended = FindRun(after, "idle");
+  ASSERT_NE(ended, nullptr);
+  EXPECT_EQ(ended->jobs[0].status, JobStatus::kTerminated);
+  EXPECT_EQ(ended->jobs[0].termination_reason,
+            JobTerminationReason::kTerminatedDueToUtilizationPolicy);
+  EXPECT_EQ(ended->status, RunStatus::kTerminated);
+}
+
+}  // namespace
+}  // namespace fleetwatch::server

@@ -170,5 +170,19 @@ TEST(WaitReason, NamesWhatIsShortOnTheInstanceClosestToFitting) {
             "waiting for the agent of gpus-0 to answer");
 }
 
+TEST(WaitReason, NamesTheExcludedGpusAJobWouldNeedAndWhy) {
+  model::Instance gpu0 = MakeInstance("gpus-0", "gpus", 8, 2);
+  const std::map<int, std::string> excluded = {
+      {1, "GPU 1 of gpus-0 is unhealthy: XID 79 (GPU has fallen off the bus; action reboot)"}};
+  InstanceFree free{&gpu0, 2, true, 8, int64_t{64} << 30, {0}, &excluded};
+  EXPECT_EQ(WaitReason({free}, Request(1, {}, 2), 1),
+            "1 of 2 GPUs free on gpus-0 (GPU 1 of gpus-0 is unhealthy: XID 79 (GPU has fallen off "
+            "the bus; action reboot))");
+  // With a named request: the excluded GPU matches it, so it is named.
+  EXPECT_EQ(WaitReason({free}, Request(1, {}, 2, "A100", int64_t{80} << 30), 1),
+            "1 of 2 GPUs named A100 free on gpus-0 (GPU 1 of gpus-0 is unhealthy: XID 79 (GPU has "
+            "fallen off the bus; action reboot))");
+}
+
 }  // namespace
 }  // namespace fleetwatch::server

@@ -728,15 +728,26 @@ async function main() {
       const response = await route.fetch();
       const body = await response.json();
       for (const fleet of body.items) {
-        for (const instance of fleet.instances) instance.unreachable = true;
+        for (const instance of fleet.instances) {
+          instance.unreachable = true;
+          // GPU health with agent text in its reason: shown as text, never as markup.
+          instance.health = {status: 'unhealthy', reason: `GPU 0: cannot be read: ${HOSTILE_GPU}`,
+                             last_event: 'XID 79 on GPU 0: GPU has fallen off the bus',
+                             last_event_at: '2026-11-30T12:00:00Z', gpus: []};
+        }
       }
       await route.fulfill({response, json: body});
     });
     await page.click('[data-nav=runs]');
     await page.click('[data-nav=fleets]');
     await page.locator('tr.unreachable[data-instance]').waitFor();
-    const badges = await page.locator('tr.unreachable .badge').allTextContents();
+    const badges = await page.locator('tr.unreachable .badges .badge').allTextContents();
     expectEqual(badges, ['busy', 'unreachable'], 'badges of an unreachable instance');
+    expectEqual(await page.locator('tr.unreachable [data-test=health] .badge').textContent(),
+                'GPUs unhealthy', 'the health badge');
+    expectEqual(await page.locator('tr.unreachable [data-test=health-reason]').textContent(),
+                `GPU 0: cannot be read: ${HOSTILE_GPU}`, 'the health reason, as text');
+    expectEqual(await page.locator('img[src=x]').count(), 0, 'images made from a health reason');
     const tint = await page.locator('tr.unreachable').evaluate(
         (row) => getComputedStyle(row).backgroundColor);
     expect(tint !== 'rgba(0, 0, 0, 0)', 'an unreachable row is tinted');

@@ -1,5 +1,5 @@
 // The project's fleets and their instances, refreshed every 10 s. Unreachable instances stand
-// out: a red row with an "unreachable" label.
+// out: a red row with an "unreachable" label. Each instance shows its GPU health and why.
 import {el, replace, replaceKeepingScroll, table} from '../dom.js';
 import {formatAge, formatBytes, formatDateTime, formatDuration, formatPrice, groupGpus,
         parseTime} from '../format.js';
@@ -24,9 +24,27 @@ function hostCell(instance) {
   return instance.port ? `${instance.hostname}:${instance.port}` : instance.hostname;
 }
 
+// The status badges, then the GPU health below them.
 function statusCell(instance) {
-  return el('span', {class: 'badges'}, badge(instance.status),
-            instance.unreachable === true ? badge('unreachable', 'bad') : null);
+  return el('div', {class: 'status-cell'},
+            el('span', {class: 'badges'}, badge(instance.status),
+               instance.unreachable === true ? badge('unreachable', 'bad') : null),
+            healthCell(instance));
+}
+
+// GPU health: a badge ("GPUs healthy", "GPUs degraded", "GPUs unhealthy") with the reason and
+// the last XID below it, all as text; nothing while the server has no readings of the instance.
+const HEALTH_TONES = {healthy: 'ok', degraded: 'wait', unhealthy: 'bad'};
+function healthCell(instance) {
+  const h = instance.health;
+  if (!h || typeof h !== 'object') return null;
+  const tone = HEALTH_TONES[h.status] || 'off';
+  const text = `GPUs ${h.status || 'unknown'}`;
+  return el('div', {class: 'health', 'data-test': 'health'},
+    el('span', {class: `badge tone-${tone}`, 'data-status': h.status || 'unknown'}, text),
+    h.reason ? el('div', {class: 'small reason', 'data-test': 'health-reason'}, h.reason) : null,
+    h.last_event ? el('div', {class: 'muted small reason', title: h.last_event_at || ''},
+                      `last: ${h.last_event}`) : null);
 }
 
 function resourcesCell(instance) {
@@ -38,7 +56,7 @@ function resourcesCell(instance) {
 function fleetCard(fleet, now) {
   const instances = fleet.instances || [];
   const columns = [
-    {label: 'Instance'}, {label: 'Status'}, {label: 'Backend'}, {label: 'GPUs'},
+    {label: 'Instance'}, {label: 'Status', className: 'wrap'}, {label: 'Backend'}, {label: 'GPUs'},
     {label: 'CPU · memory', className: 'hide-narrow'}, {label: 'Price', className: 'num'},
     {label: 'Host'}, {label: 'Running for', className: 'num'},
   ];
