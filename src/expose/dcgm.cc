@@ -730,9 +730,15 @@ class Relabeler {
     Pending& p = pending[sample.family];
     std::string& text = p.fragment.text;
     if (text.empty()) {
-      // A family has about one sample per GPU: room for the job's at once.
+      // A family has about one sample per GPU: room for the job's at once. The line's exact
+      // length where it is known, so that a one-GPU job's fragment is already as small as the
+      // snapshot keeps it (it trims each fragment, which copies one with room to spare).
+      const std::string& pairs = job_pairs_[j];
       const size_t line =
-          head_.size() + job_pairs_[j].size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
+          !ours && !sample.timestamp_ms
+              ? head_.size() + (!sample.labels.empty() && !pairs.empty()) + pairs.size() + 2 +
+                    value_.size() + 1
+              : head_.size() + pairs.size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
       text.reserve(line * std::max<size_t>(1, jobs_[j].gpu_uuids.size()));
     }
     if (sample.timestamp_ms && !p.openmetrics) {
