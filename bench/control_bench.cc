@@ -6,7 +6,7 @@
 // for --seconds at the server's defaults (a poll every second, metrics every 10 s, /metrics on),
 // with the real clock. Prints CPU per tick (the whole process: the AsyncClient's I/O threads
 // included) and its split by stage, the process's RSS, and the real tick period against the
-// configured one.
+// configured one. --no-dcgm runs the same without DCGM texts: the difference is what they cost.
 //
 // The same file builds against a tree without server/control_loop.h, where the server ran the
 // stages from a periodic task that waited `poll interval` after each pass; there it measures that
@@ -145,6 +145,7 @@ int Main(int argc, char** argv) {
   int poll_ms = 1000;
   int metrics_s = 10;
   std::string sim_agents = FLEETWATCH_SIM_AGENTS;
+  bool no_dcgm = false;
   app.add_option("--hosts", hosts, "Simulated hosts")->check(CLI::Range(1, 20000));
   app.add_option("--jobs-per-host", jobs_per_host, "Running jobs per host")
       ->check(CLI::Range(1, 8));
@@ -152,6 +153,8 @@ int Main(int argc, char** argv) {
   app.add_option("--poll-ms", poll_ms, "Poll interval")->check(CLI::Range(100, 60'000));
   app.add_option("--metrics-seconds", metrics_s, "Metrics interval")->check(CLI::Range(1, 3600));
   app.add_option("--sim-agents", sim_agents, "The fleetwatch-sim-agents to run");
+  app.add_flag("--no-dcgm", no_dcgm,
+               "Metrics polls without DCGM text (what a metrics round costs without it)");
   CLI11_PARSE(app, argc, argv);
   std::string command_line;
   for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
@@ -171,12 +174,12 @@ int Main(int argc, char** argv) {
   std::printf("  machine: %u CPUs, %s\n", std::thread::hardware_concurrency(), CpuModel().c_str());
   std::fflush(stdout);
 
-  SimAgents sim(sim_agents, hosts, jobs_per_host, 1, token, dir.path(), /*dcgm=*/true);
+  SimAgents sim(sim_agents, hosts, jobs_per_host, 1, token, dir.path(), /*dcgm=*/!no_dcgm);
   std::unique_ptr<store::Store> store =
       Must(store::OpenSqliteStore((dir.path() / "fleetwatch.db").string()), "open store");
   SimFleet fleet = CreateSimFleet(*store, sim.ports(), jobs_per_host, 1, token, clock.Now());
-  std::printf("  setup:   %d sim hosts with DCGM text, %zu running jobs\n", hosts,
-              fleet.job_ids.size());
+  std::printf("  setup:   %d sim hosts %s DCGM text, %zu running jobs\n", hosts,
+              no_dcgm ? "without" : "with", fleet.job_ids.size());
   std::fflush(stdout);
 
   // Wired as api/server_app.cc wires the server.
@@ -188,7 +191,7 @@ int Main(int argc, char** argv) {
   options.metrics_interval = metrics;
   options.min_point_spacing =
       std::chrono::duration_cast<std::chrono::microseconds>(metrics).count() * 9 / 10;
-  options.collect_dcgm = true;
+  options.collect_dcgm = !no_dcgm;
   options.log_dir = (dir.path() / "logs").string();
 #if FLEETWATCH_CONTROL_LOOP
   options.tick_budget = std::max(poll / 2, std::chrono::milliseconds(50));
@@ -268,8 +271,8 @@ int Main(int argc, char** argv) {
     return (split.stages[last][k] - split.stages[first][k]) / measured;
   };
   const double loop_thread = (stage(0) + stage(1) + stage(2) + stage(3)) * measured;
-  std::printf("\n%zu ticks in %.1f s, %d hosts x %d jobs, DCGM text on every metrics poll\n", ticks,
-              wall, hosts, jobs_per_host);
+  std::printf("\n%zu ticks in %.1f s, %d hosts x %d jobs, %s\n", ticks, wall, hosts, jobs_per_host,
+              no_dcgm ? "no DCGM text" : "DCGM text on every metrics poll");
   std::printf("  CPU per tick (process, ticks 3 to %zu): %s\n", last, Ms(cpu / measured).c_str());
   std::printf("    controller (loop thread):   %s\n", Ms(stage(0)).c_str());
   std::printf("    usage accounting:           %s\n", Ms(stage(1)).c_str());

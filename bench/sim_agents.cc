@@ -14,7 +14,7 @@
 // Host i is named "sim-<i>"; with --preload-jobs N it already runs jobs "sim-<i>-job-<k>",
 // k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. With --dcgm a poll that asks
 // for dcgm=1 carries the host's dcgm-exporter text (dcgm_text.h: 49 fields x 8 GPUs, new values
-// every 10 s). SIGTERM or SIGINT stops it.
+// every 10 s), after the JSON with dcgm_raw=1 as the agent sends it. SIGTERM or SIGINT stops it.
 
 #include <sys/resource.h>
 
@@ -240,19 +240,26 @@ class SimHost {
   }
 
   // `,"dcgm":{"collected_at":...,"text":"..."}`: the host's dcgm-exporter text, made again when
-  // it is 10 s old. Requires mu_.
-  void AppendDcgm(std::string& out, int64_t now) {
+  // it is 10 s old; with `raw` (dcgm_raw=1) the text is "" and goes after the JSON instead
+  // (`raw_text` is set to it). Requires mu_.
+  void AppendDcgm(std::string& out, int64_t now, bool raw, const std::string** raw_text) {
     if (dcgm_text_.empty() || now - dcgm_collected_at_ >= 10'000'000) {
       std::vector<DcgmGpu> gpus;
       for (int g = 0; g < kGpusPerHost; ++g) gpus.push_back({g, GpuUuid(g)});
       std::mt19937_64 rng(static_cast<uint64_t>(index_) * 7919 + static_cast<uint64_t>(now));
-      dcgm_text_ = http::JsonEscape(DcgmExporterText(hostname_, gpus, rng));
+      dcgm_text_ = DcgmExporterText(hostname_, gpus, rng);
+      dcgm_escaped_.clear();
       dcgm_collected_at_ = now;
     }
     out += R"(,"dcgm":{"collected_at":)";
     AppendInt(out, dcgm_collected_at_);
     out += R"(,"text":")";
-    out += dcgm_text_;
+    if (raw) {
+      *raw_text = &dcgm_text_;
+    } else {
+      if (dcgm_escaped_.empty()) dcgm_escaped_ = http::JsonEscape(dcgm_text_);
+      out += dcgm_escaped_;
+    }
     out += R"("})";
   }
 
@@ -291,6 +298,8 @@ class SimHost {
     if (auto it = request.query.find("dcgm"); it != request.query.end()) {
       with_dcgm = dcgm_ && with_metrics && it->second == "1";
     }
+    const auto raw = request.query.find("dcgm_raw");
+    const bool dcgm_raw = raw != request.query.end() && raw->second == "1";
     const int64_t now = NowMicros();
     std::string body;
     body.reserve(256 + jobs_.size() * 420);
@@ -315,9 +324,16 @@ class SimHost {
       body += '}';
     }
     body += ']';
-    if (with_dcgm) AppendDcgm(body, now);
+    const std::string* raw_text = nullptr;
+    if (with_dcgm) AppendDcgm(body, now, dcgm_raw, &raw_text);
     body += '}';
-    return Json(200, std::move(body));
+    if (raw_text == nullptr) return Json(200, std::move(body));
+    // As the agent sends it with dcgm_raw=1: the text after the JSON, its length in a header.
+    body += *raw_text;
+    http::Response response = Json(200, std::move(body));
+    response.content_type = "application/vnd.fleetwatch.poll+dcgm";
+    response.headers.emplace_back("Fleetwatch-Dcgm-Text-Bytes", std::to_string(raw_text->size()));
+    return response;
   }
 
   http::Response JobReply(int status, const SimJob& job) const {
@@ -399,7 +415,8 @@ class SimHost {
   http::Router router_;
   mutable std::mutex mu_;
   std::map<std::string, SimJob> jobs_;  // by job id
-  std::string dcgm_text_;               // JSON-escaped; guarded by mu_
+  std::string dcgm_text_;               // guarded by mu_
+  std::string dcgm_escaped_;            // dcgm_text_ JSON-escaped, once asked for; guarded by mu_
   int64_t dcgm_collected_at_ = 0;       // guarded by mu_
 };
 

@@ -1,10 +1,12 @@
 // The server's parsers of agent replies (server/agent_protocol.h) on arbitrary bodies: agents
 // are remote hosts, their replies untrusted. The first byte picks the parser: poll, inventory
-// or job (its value modulo 3).
+// or job (its value modulo 3). A poll is parsed as JSON only and again as a reply whose last
+// bytes are raw DCGM text (server/dcgm_poll_reply.h), their count (16 x the first byte / 3) in
+// the header.
 //
 // Oracle: no crash or sanitizer report; an error is InvalidArgument; a reply that parses keeps
 // the documented promises: valid ids, no job listed twice, at most 10,000 jobs, error texts of
-// at most 4096 bytes, DCGM text empty when an error is given.
+// at most 4096 bytes, DCGM text empty when an error is given; a raw text is the body's tail.
 
 #include <set>
 #include <string>
@@ -12,6 +14,7 @@
 #include "fuzz_support.h"
 #include "model/names.h"
 #include "server/agent_protocol.h"
+#include "server/dcgm_poll_reply.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -28,6 +31,21 @@ void CheckError(const Result<T>& result) {
   }
 }
 
+void CheckPoll(const Result<AgentPoll>& poll) {
+  CheckError(poll);
+  if (!poll.ok()) return;
+  FW_CHECK(model::IsValidAgentId(poll->agent_id), "an invalid agent id");
+  FW_CHECK(poll->jobs.size() <= 10'000, "over 10,000 jobs");
+  std::set<std::string> ids;
+  for (const AgentJob& job : poll->jobs) {
+    CheckJob(job);
+    FW_CHECK(ids.insert(job.job_id).second, "a job listed twice");
+  }
+  if (poll->dcgm && !poll->dcgm->error.empty()) {
+    FW_CHECK(poll->dcgm->text.empty(), "DCGM text beside an error");
+  }
+}
+
 }  // namespace
 }  // namespace fleetwatch::server
 
@@ -38,18 +56,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body = fuzz::AsText(data + 1, size - 1);
   switch (data[0] % 3) {
     case 0: {
-      Result<AgentPoll> poll = ParseAgentPoll(body);
-      CheckError(poll);
-      if (!poll.ok()) return 0;
-      FW_CHECK(model::IsValidAgentId(poll->agent_id), "an invalid agent id");
-      FW_CHECK(poll->jobs.size() <= 10'000, "over 10,000 jobs");
-      std::set<std::string> ids;
-      for (const AgentJob& job : poll->jobs) {
-        CheckJob(job);
-        FW_CHECK(ids.insert(job.job_id).second, "a job listed twice");
-      }
-      if (poll->dcgm && !poll->dcgm->error.empty()) {
-        FW_CHECK(poll->dcgm->text.empty(), "DCGM text beside an error");
+      CheckPoll(ParseAgentPoll(body));
+      const size_t text_bytes = static_cast<size_t>(data[0] / 3) * 16;
+      http::Response reply;
+      reply.body = std::string(body);
+      reply.headers.emplace_back("fleetwatch-dcgm-text-bytes", std::to_string(text_bytes));
+      Result<AgentPoll> raw = ParsePollReply(reply);
+      CheckPoll(raw);
+      if (raw.ok()) {
+        FW_CHECK(text_bytes <= body.size(), "a text longer than the body");
+        FW_CHECK(raw->dcgm.has_value(), "a raw text without a dcgm field");
+        if (raw->dcgm->error.empty()) {
+          FW_CHECK(raw->dcgm->text == body.substr(body.size() - text_bytes),
+                   "a raw text that is not the body's tail");
+        }
       }
       break;
     }

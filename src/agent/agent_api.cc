@@ -52,10 +52,11 @@ Result<bool> QueryFlag(const http::Request& request, const std::string& name) {
   return it->second == "1";
 }
 
-// The "dcgm" field of a poll reply (docs/agent-api.md): null when DCGM is off.
-json::value DcgmJson(const DcgmExporter* dcgm) {
-  if (dcgm == nullptr) return nullptr;
-  DcgmReport report = dcgm->Report();
+// The "dcgm" field of a poll reply (docs/agent-api.md) for `report`: null when DCGM is off. With
+// `raw`, a text is left out of the JSON ("text": ""): the reply carries it after the JSON.
+json::value DcgmJson(const std::optional<DcgmReport>& dcgm, bool raw) {
+  if (!dcgm) return nullptr;
+  const DcgmReport& report = *dcgm;
   json::object out;
   if (report.collected_at) {
     out["collected_at"] = *report.collected_at;
@@ -63,7 +64,7 @@ json::value DcgmJson(const DcgmExporter* dcgm) {
     out["collected_at"] = nullptr;
   }
   if (report.text) {
-    out["text"] = *report.text;
+    out["text"] = raw ? std::string_view() : std::string_view(*report.text);
   } else {
     out["error"] = report.error;
   }
@@ -182,6 +183,8 @@ http::Response AgentApi::Poll(const http::Request& request) const {
   if (!with_metrics.ok()) return Error(with_metrics.status());
   Result<bool> with_dcgm = QueryFlag(request, "dcgm");
   if (!with_dcgm.ok()) return Error(with_dcgm.status());
+  Result<bool> dcgm_raw = QueryFlag(request, "dcgm_raw");
+  if (!dcgm_raw.ok()) return Error(dcgm_raw.status());
   json::array jobs;
   if (!*with_metrics) {
     // The 1-second status polls: no metrics key, no file reads.
@@ -202,8 +205,19 @@ http::Response AgentApi::Poll(const http::Request& request) const {
   json::object reply{
       {"agent_id", identity_.agent_id}, {"now", clock_.Now()}, {"jobs", std::move(jobs)}};
   if (*with_metrics) reply["gpus"] = GpuReadingsJson(gpus_, inventory_.gpus);
-  if (*with_dcgm) reply["dcgm"] = DcgmJson(dcgm_);
-  return Json(200, std::move(reply));
+  if (!*with_dcgm) return Json(200, std::move(reply));
+  std::optional<DcgmReport> dcgm;
+  if (dcgm_ != nullptr) dcgm = dcgm_->Report();
+  reply["dcgm"] = DcgmJson(dcgm, *dcgm_raw);
+  http::Response response = Json(200, std::move(reply));
+  if (*dcgm_raw && dcgm && dcgm->text) {
+    // The text after the JSON, as dcgm-exporter served it: nothing to escape here or to unescape
+    // on the server.
+    response.body += *dcgm->text;
+    response.content_type = "application/vnd.fleetwatch.poll+dcgm";
+    response.headers.emplace_back("Fleetwatch-Dcgm-Text-Bytes", std::to_string(dcgm->text->size()));
+  }
+  return response;
 }
 
 http::Response AgentApi::StartJob(const http::Request& request) {

@@ -1,5 +1,6 @@
 #include "expose/dcgm.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <charconv>
@@ -619,6 +620,11 @@ class Relabeler {
     }
   }
 
+  // Families with samples that IsForeignDcgmFamily dropped.
+  size_t foreign_families() const {
+    return static_cast<size_t>(std::count(foreign_.begin(), foreign_.end(), int8_t{1}));
+  }
+
   // The families of each job, headers from `headers`.
   std::vector<std::vector<RenderedFamily>> Finish(const std::vector<ScannedFamily>& families,
                                                   DcgmHeaderCache& headers) {
@@ -724,9 +730,15 @@ class Relabeler {
     Pending& p = pending[sample.family];
     std::string& text = p.fragment.text;
     if (text.empty()) {
-      // A family has about one sample per GPU: room for the job's at once.
+      // A family has about one sample per GPU: room for the job's at once. The line's exact
+      // length where it is known, so that a one-GPU job's fragment is already as small as the
+      // snapshot keeps it (it trims each fragment, which copies one with room to spare).
+      const std::string& pairs = job_pairs_[j];
       const size_t line =
-          head_.size() + job_pairs_[j].size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
+          !ours && !sample.timestamp_ms
+              ? head_.size() + (!sample.labels.empty() && !pairs.empty()) + pairs.size() + 2 +
+                    value_.size() + 1
+              : head_.size() + pairs.size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
       text.reserve(line * std::max<size_t>(1, jobs_[j].gpu_uuids.size()));
     }
     if (sample.timestamp_ms && !p.openmetrics) {
@@ -831,18 +843,21 @@ void DcgmHeaderCache::Prune() {
 Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const DcgmJob> jobs,
                                       std::span<const std::string_view> server_families,
                                       DcgmHeaderCache* headers, const DcgmParseLimits& limits) {
+  // Only a server family in dcgm-exporter's namespace can clash with a family that is in it (its
+  // OpenMetrics base name starts with the "DCGM"/"dcgm" that the host's name starts with): the
+  // others need not be compared with each family of each text.
+  std::vector<std::string_view> clashing;
+  for (std::string_view name : server_families) {
+    if (name.starts_with("DCGM") || name.starts_with("dcgm")) clashing.push_back(name);
+  }
   Scanner scanner(text, limits);
-  Relabeler relabeler(jobs, server_families);
+  Relabeler relabeler(jobs, clashing);
   FW_RETURN_IF_ERROR(
       scanner.Read([&](const ScannedSample& s) { relabeler.OnSample(s, scanner.families()); }));
   DcgmHeaderCache local;
   RelabeledDcgm out;
   out.jobs = relabeler.Finish(scanner.families(), headers != nullptr ? *headers : local);
-  for (const ScannedFamily& family : scanner.families()) {
-    if (family.samples != 0 && IsForeignDcgmFamily(family.name, server_families)) {
-      ++out.foreign_families;
-    }
-  }
+  out.foreign_families = relabeler.foreign_families();
   return out;
 }
 

@@ -92,17 +92,21 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
 
 void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
                                    const DcgmInputs& state) {
-  std::map<std::string_view, const model::Instance*> instances;
+  std::unordered_map<std::string_view, const model::Instance*> instances;
+  instances.reserve(state.instances.size());
   for (const model::Instance& i : state.instances) instances[i.id] = &i;
-  // Jobs that may have DCGM samples: exported ones, by snapshot key.
-  std::map<std::string, std::pair<const model::Run*, const model::Job*>> active;
-  // Their keys by instance: a host's text goes to the jobs on that host only.
-  std::map<std::string_view, std::vector<const std::string*>> keys_on;
+  // Jobs that may have DCGM samples: exported ones, by snapshot key (hashed: the keys of a
+  // project's jobs share long prefixes, which ordered lookups compare again and again).
+  using ActiveJobs =
+      std::unordered_map<std::string, std::pair<const model::Run*, const model::Job*>>;
+  ActiveJobs active;
+  // Their entries by instance: a host's text goes to the jobs on that host only.
+  std::unordered_map<std::string_view, std::vector<const ActiveJobs::value_type*>> keys_on;
   for (const model::Run& run : state.unfinished_runs) {
     for (const model::Job& job : run.jobs) {
       if (!JobExported(job.status)) continue;
       auto it = active.emplace(DcgmKey(run, job), std::make_pair(&run, &job)).first;
-      if (job.instance_id) keys_on[*job.instance_id].push_back(&it->first);
+      if (job.instance_id) keys_on[*job.instance_id].push_back(&*it);
     }
   }
   // Jobs that ended lose their DCGM samples now rather than when they expire.
@@ -124,13 +128,13 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     const model::Instance& instance = *instance_it->second;
     // The jobs on this host, each with its GPUs' UUIDs and its labels (views into `values`,
     // which is complete before any view is taken).
-    std::vector<const std::string*> keys;
+    std::vector<const ActiveJobs::value_type*> keys;
     if (auto it = keys_on.find(instance.id); it != keys_on.end()) keys = it->second;
     std::vector<std::vector<std::string>> uuids(keys.size());
     std::vector<expose::JobLabelValues> values;
     values.reserve(keys.size());
     for (size_t i = 0; i < keys.size(); ++i) {
-      const auto& [run, job] = active.at(*keys[i]);
+      const auto& [run, job] = keys[i]->second;
       for (int index : job->gpu_indices) {
         const model::Gpu* gpu = FindGpu(instance, index);
         if (gpu != nullptr && !gpu->uuid.empty()) uuids[i].push_back(gpu->uuid);
@@ -150,15 +154,15 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
       ++dcgm_text_errors_;
       spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
                    relabeled.status().message());
-      for (const std::string* key : keys) {
-        snapshot_.RemoveDcgm(*key);
-        dcgm_keys_.erase(*key);
+      for (const ActiveJobs::value_type* entry : keys) {
+        snapshot_.RemoveDcgm(entry->first);
+        dcgm_keys_.erase(entry->first);
       }
       continue;
     }
     dcgm_families_dropped_ += relabeled->foreign_families;
     for (size_t i = 0; i < keys.size(); ++i) {
-      const std::string& key = *keys[i];
+      const std::string& key = keys[i]->first;
       std::vector<expose::RenderedFamily>& families = relabeled->jobs[i];
       if (families.empty()) {
         snapshot_.RemoveDcgm(key);
@@ -167,7 +171,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
       }
       snapshot_.SetDcgm(key, std::move(families),
                         *report.dcgm.collected_at + options_.dcgm_max_age);
-      dcgm_keys_[key] = active.at(key).second->id;
+      dcgm_keys_[key] = keys[i]->second.second->id;
     }
   }
   // Headers of families no job exports any more.

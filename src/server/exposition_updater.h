@@ -126,8 +126,9 @@ class ExpositionUpdater {
   std::map<std::string, uint64_t> poll_errors_ FW_GUARDED_BY(mu_);
   bool poll_errors_changed_ FW_GUARDED_BY(mu_) = false;  // since they were last rendered
   uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
-  std::vector<std::string_view> server_family_names_;                // constant after construction
-  std::map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);  // snapshot DCGM key → job id
+  std::vector<std::string_view> server_family_names_;  // constant after construction
+  // Snapshot DCGM key → job id.
+  std::unordered_map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);
   // The DCGM family headers every job's samples share (IngestDcgm).
   expose::DcgmHeaderCache dcgm_headers_ FW_GUARDED_BY(mu_);
 

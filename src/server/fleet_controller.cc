@@ -9,6 +9,7 @@
 
 #include "http/message.h"
 #include "server/acknowledgements.h"
+#include "server/dcgm_poll_reply.h"
 #include "server/gpu_health.h"
 #include "server/utilization_policy.h"
 
@@ -111,7 +112,7 @@ std::map<std::string, std::string> FleetController::HostProblems() const {
 }
 
 InstanceObservation FleetController::ObservationOf(const model::Instance& instance,
-                                                   const Result<http::Response>& reply) {
+                                                   Result<http::Response>& reply) {
   InstanceObservation obs;
   if (!reply.ok() || reply->status != 200) {
     obs.error = Describe(reply);
@@ -120,7 +121,8 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
     ++bad_replies_;
     return obs;
   }
-  Result<AgentPoll> poll = ParseAgentPoll(reply->body);
+  // Consumes the body: a DCGM text after the JSON becomes the poll's without a copy.
+  Result<AgentPoll> poll = ParsePollReply(*reply);
   if (!poll.ok()) {
     // A malformed or partial reply loses this host's tick, nothing else.
     obs.error = poll.status().message();
@@ -240,7 +242,7 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
     TimeMicros& metrics_at = next_metrics_at_[i.id];
     const bool with_metrics = now >= metrics_at;
     const char* target = !with_metrics           ? "/api/poll"
-                         : options_.collect_dcgm ? "/api/poll?metrics=1&dcgm=1"
+                         : options_.collect_dcgm ? "/api/poll?metrics=1&dcgm=1&dcgm_raw=1"
                                                  : "/api/poll?metrics=1";
     if (!lanes_->SendIfIdle(i.id, AgentRequestKind::kPoll, AgentRequest(i, "GET", target))) {
       continue;

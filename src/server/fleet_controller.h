@@ -133,8 +133,8 @@ class FleetController {
   struct PollState;
   std::map<std::string, InstanceObservation> Observe(const std::vector<model::Instance>& instances,
                                                      bool with_metrics);
-  InstanceObservation ObservationOf(const model::Instance& instance,
-                                    const Result<http::Response>& reply);
+  // Consumes the reply's body.
+  InstanceObservation ObservationOf(const model::Instance& instance, Result<http::Response>& reply);
   using InstancesById = std::unordered_map<std::string_view, const model::Instance*>;
   // Takes what arrived from the agents: poll replies and inventories are kept for the tick,
   // commands' outcomes are logged, and refused starts added to `refused` (job id → why).

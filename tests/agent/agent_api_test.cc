@@ -366,7 +366,8 @@ TEST_F(AgentApiTest, PollWithMetricsAddsAPointToRunningJobsOnly) {
 // in dcgm_exporter_test.cc).
 TEST_F(AgentApiTest, PollWithDcgmIsNullWhenDcgmIsOff) {
   ASSERT_EQ(Send("POST", "/api/jobs", R"({"job_id":"j","commands":["sleep 600"]})").status, 201);
-  for (const char* target : {"/api/poll?metrics=1&dcgm=1", "/api/poll?dcgm=1"}) {
+  for (const char* target : {"/api/poll?metrics=1&dcgm=1", "/api/poll?dcgm=1",
+                             "/api/poll?metrics=1&dcgm=1&dcgm_raw=1"}) {
     Reply poll = Send("GET", target);
     ASSERT_EQ(poll.status, 200) << target << ": " << poll.body;
     ASSERT_TRUE(poll.json.as_object().contains("dcgm")) << target << ": " << poll.body;
@@ -378,8 +379,8 @@ TEST_F(AgentApiTest, PollWithDcgmIsNullWhenDcgmIsOff) {
     ASSERT_EQ(poll.status, 200) << target;
     EXPECT_FALSE(poll.json.as_object().contains("dcgm")) << target << ": " << poll.body;
   }
-  for (const char* target :
-       {"/api/poll?dcgm=2", "/api/poll?metrics=1&dcgm=", "/api/poll?dcgm=yes"}) {
+  for (const char* target : {"/api/poll?dcgm=2", "/api/poll?metrics=1&dcgm=", "/api/poll?dcgm=yes",
+                             "/api/poll?metrics=1&dcgm=1&dcgm_raw=2"}) {
     Reply bad = Send("GET", target);
     EXPECT_EQ(bad.status, 400) << target;
     EXPECT_EQ(bad.json.at("error").at("code").as_string(), "invalid_argument") << target;

@@ -308,15 +308,19 @@ class DcgmExporterTest : public ::testing::Test {
                                       *gpus_, clock_, dcgm);
   }
 
-  static json::value Poll(AgentApi& api, std::map<std::string, std::string> query,
-                          int* status = nullptr) {
+  static http::Response PollResponse(AgentApi& api, std::map<std::string, std::string> query) {
     http::Request request;
     request.method = "GET";
     request.path = "/api/poll";
     request.target = "/api/poll";
     request.query = std::move(query);
     request.headers.emplace_back("authorization", "Bearer t");
-    http::Response response = api.Handle(request);
+    return api.Handle(request);
+  }
+
+  static json::value Poll(AgentApi& api, std::map<std::string, std::string> query,
+                          int* status = nullptr) {
+    http::Response response = PollResponse(api, std::move(query));
     if (status != nullptr) *status = response.status;
     return json::parse(response.body);
   }
@@ -385,7 +389,28 @@ TEST_F(DcgmExporterTest, ManagedModeRunsTheExporterWithTheCountersFileAndServesI
     json::value reply = Poll(*api, {{"metrics", "1"}, {"dcgm", bad}}, &status);
     EXPECT_EQ(status, 400) << bad;
     EXPECT_EQ(reply.at("error").at("code").as_string(), "invalid_argument");
+    reply = Poll(*api, {{"metrics", "1"}, {"dcgm", "1"}, {"dcgm_raw", bad}}, &status);
+    EXPECT_EQ(status, 400) << bad;
+    EXPECT_EQ(reply.at("error").at("code").as_string(), "invalid_argument");
   }
+
+  // dcgm_raw=1: the same text, verbatim after the JSON (whose "text" is empty), its length in
+  // the Fleetwatch-Dcgm-Text-Bytes header. Without dcgm=1 there is no text and no header.
+  const std::string text = ReadFile(kFourGpus);
+  http::Response raw = PollResponse(*api, {{"metrics", "1"}, {"dcgm", "1"}, {"dcgm_raw", "1"}});
+  ASSERT_EQ(raw.status, 200) << raw.body;
+  ASSERT_EQ(raw.headers.size(), 1u);
+  EXPECT_EQ(raw.headers[0].first, "Fleetwatch-Dcgm-Text-Bytes");
+  EXPECT_EQ(raw.headers[0].second, std::to_string(text.size()));
+  ASSERT_GT(raw.body.size(), text.size());
+  EXPECT_EQ(raw.body.substr(raw.body.size() - text.size()), text);
+  json::value head = json::parse(raw.body.substr(0, raw.body.size() - text.size()));
+  EXPECT_EQ(head.at("dcgm"), (json::object{{"collected_at", kStart}, {"text", ""}}));
+  EXPECT_EQ(head.at("jobs"), poll.at("jobs"));
+  http::Response none = PollResponse(*api, {{"metrics", "1"}, {"dcgm_raw", "1"}});
+  ASSERT_EQ(none.status, 200);
+  EXPECT_TRUE(none.headers.empty());
+  EXPECT_FALSE(json::parse(none.body).as_object().contains("dcgm")) << none.body;
 
   // Stop: SIGTERM, the fake ends at once; it is reaped and its pid file removed.
   const pid_t pid = dcgm->exporter_pid();

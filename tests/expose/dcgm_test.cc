@@ -201,6 +201,24 @@ TEST(RelabelDcgmText, KeepsDcgmFamiliesAndDropsForeignOrClashingOnes) {
   EXPECT_FALSE(RelabelDcgmText(text + "x{", {}, server).ok());
 }
 
+// Only server families named DCGM*/dcgm* can clash with a host's: a bare "dcgm" is one of them
+// (it is the OpenMetrics base name of "dcgm_sum").
+TEST(RelabelDcgmText, AServerFamilyNamedLikeADcgmBaseNameStillClashes) {
+  const std::string text =
+      "dcgm_sum{UUID=\"u\"} 1\n"
+      "DCGM_FI_DEV_GPU_UTIL{UUID=\"u\"} 1\n";
+  const std::vector<std::string_view> server = {"fleetwatch_agent_poll_errors_total", "dcgm"};
+  const std::vector<std::string> uuids = {"u"};
+  const JobLabelValues job = TrainJob();
+  const auto labels = JobLabels(job);
+  const DcgmJob jobs[] = {{uuids, labels}};
+  Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, server);
+  ASSERT_TRUE(relabeled.ok()) << relabeled.status().ToString();
+  EXPECT_EQ(relabeled->foreign_families, 1u);
+  ASSERT_EQ(relabeled->jobs[0].size(), 1u);
+  EXPECT_EQ(relabeled->jobs[0][0].header->name(), "DCGM_FI_DEV_GPU_UTIL");
+}
+
 TEST(IsForeignDcgmFamily, OnlyDcgmNamesThatDoNotClashWithOurs) {
   const std::vector<std::string_view> server = {"fleetwatch_agent_poll_errors_total",
                                                 "DCGM_SERVER"};
