@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 1> kMigrations = {
+constexpr std::array<const char*, 2> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -147,6 +147,21 @@ CREATE TABLE usage_totals (
   gpu_seconds  DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 2: replicas and instance leases (store.h "replicas and instance leases"), as SQLite's
+    // step 8.
+    R"sql(
+CREATE TABLE replicas (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  started_at   BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL,
+  version      TEXT COLLATE "C" NOT NULL
+);
+ALTER TABLE instances ADD COLUMN lock_owner TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN lock_token TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
+CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
+ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
 )sql",
 };
 

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 7> kMigrations = {
+constexpr std::array<const char*, 8> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -157,6 +157,22 @@ ALTER TABLE users ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
     // 7: the server's words on why a job waits or ended (the API's status_message).
     R"sql(
 ALTER TABLE jobs ADD COLUMN status_detail TEXT;
+)sql",
+    // 8: replicas and instance leases (store.h "replicas and instance leases"): each server
+    // process registers a heartbeat row, polls only the instances it leases, and writes runs
+    // conditionally on their row version.
+    R"sql(
+CREATE TABLE replicas (
+  id           TEXT PRIMARY KEY,
+  started_at   BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL,
+  version      TEXT NOT NULL
+);
+ALTER TABLE instances ADD COLUMN lock_owner TEXT;
+ALTER TABLE instances ADD COLUMN lock_token TEXT;
+ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
+CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
+ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
 )sql",
 };
 
