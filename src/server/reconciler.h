@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "model/entities.h"
@@ -69,6 +70,9 @@ struct ReconcileInput {
   // JSON), by run id; a run's configuration never changes, so a caller may keep them between
   // ticks. Runs missing here are parsed by Reconcile.
   const std::unordered_map<std::string, Result<model::RunConfiguration>>* parsed_configs = nullptr;
+  // Optional: the only instances that new jobs may be placed on (those this replica leases, so
+  // that two replicas never place onto one host's capacity); nullptr: any.
+  const std::unordered_set<std::string>* placeable_instances = nullptr;
 };
 
 struct ReconcileOutput {
