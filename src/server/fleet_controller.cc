@@ -370,10 +370,7 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
   for (const model::Instance& instance : out.instances) {
     // --- replicas: only the leased instances' changes are this replica's to store ---
     auto lease = held_.find(instance.id);
-    if (leasing() && lease == held_.end()) {
-      instances_known = false;
-      continue;
-    }
+    if (leasing() && lease == held_.end()) continue;  // its holder stores it; the cache stays
     auto it = cached.find(instance.id);
     if (it != cached.end() && OnlyLastSeenMoved(*it->second, instance)) {
       seen.emplace_back(instance.id, *instance.last_seen_at);

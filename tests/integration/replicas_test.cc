@@ -82,7 +82,8 @@ class ReplicasTest : public ::testing::Test {
     url_ = cluster->CreateDatabase(&error);
     ASSERT_FALSE(url_.empty()) << error;
     for (int i = 0; i < kHosts; ++i) {
-      agents_.push_back(std::make_unique<AgentProcess>());
+      agents_.push_back(
+          std::make_unique<AgentProcess>(AgentProcessOptions::FakeGpus(1, FAKE_NVML_LIBRARY)));
       ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
     }
   }
@@ -95,6 +96,7 @@ class ReplicasTest : public ::testing::Test {
             // Every replica on one database is given the same key.
             {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
             {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
             {"FLEETWATCH_LEASE_SECONDS", std::to_string(kLeaseSeconds)},
             {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "60"},
             {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
@@ -103,10 +105,11 @@ class ReplicasTest : public ::testing::Test {
   static json::value Info(const ApiClient& client) { return client.Get("/api/server/info").json; }
 
   void SubmitRun(const ApiClient& client, const std::string& name, int seconds) {
-    ApiReply r = client.Send(
-        "POST", "/api/project/main/runs",
-        "type: task\nname: " + name + "\ncommands:\n  - sleep " + std::to_string(seconds) + "\n",
-        "application/yaml");
+    ApiReply r =
+        client.Send("POST", "/api/project/main/runs",
+                    "type: task\nname: " + name + "\nresources: {gpu: 1}\ncommands:\n  - sleep " +
+                        std::to_string(seconds) + "\n",
+                    "application/yaml");
     ASSERT_EQ(r.status, 201) << r.body;
   }
 
@@ -201,6 +204,23 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   EXPECT_EQ(starts.size(), job_ids.size());
   EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM jobs WHERE status = 'done'"),
             std::vector<std::string>{std::to_string(names.size())});
+
+  // GPU time accounted exactly once, though both replicas account every job: the totals come to
+  // the jobs' running time (one GPU each), not more.
+  const std::string expected =
+      "SELECT SUM(finished_at - started_at) FROM jobs WHERE status = 'done'";
+  const std::string charged = "SELECT COALESCE(SUM(gpu_seconds), 0) FROM usage_totals";
+  double want = 0, got = 0;
+  const bool accounted = WaitUntil([&] {
+    std::vector<std::string> w = QueryColumn(url_, expected), g = QueryColumn(url_, charged);
+    if (w.size() != 1 || g.size() != 1) return false;
+    want = std::stod(w[0]) / 1e6;
+    got = std::stod(g[0]);
+    return got >= want - 1e-6;
+  });
+  EXPECT_TRUE(accounted) << "charged " << got << " GPU seconds of " << want;
+  EXPECT_NEAR(got, want, 1e-6);
+  std::printf("GPU seconds charged %.6f, jobs ran %.6f\n", got, want);
 
   // A graceful stop releases the leases at once.
   EXPECT_EQ(a->Stop(SIGTERM), 0) << a->Output();
