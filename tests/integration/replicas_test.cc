@@ -167,10 +167,21 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   })) << a->Output()
       << b->Output();
 
-  // Runs submitted through either replica; one of them runs across the kill.
-  SubmitRun(admin_b, "across", 6);
-  ApiReply across = WaitForRunStatus(admin_a, "main", "across", "running");
-  ASSERT_EQ(Str(across.json, "status"), "running") << across.body;
+  // A run on every host (one GPU each), submitted through either replica: two of them run on
+  // hosts of the replica that is then killed, and run on across the kill.
+  for (int i = 0; i < kHosts; ++i) {
+    SubmitRun(i % 2 == 0 ? admin_a : admin_b, "across-" + std::to_string(i), 6);
+  }
+  for (int i = 0; i < kHosts; ++i) {
+    ApiReply across = WaitForRunStatus(admin_a, "main", "across-" + std::to_string(i), "running");
+    ASSERT_EQ(Str(across.json, "status"), "running") << across.body << a->Output();
+  }
+  const std::vector<std::string> on_b = QueryColumn(
+      url_,
+      "SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance_id WHERE j.status = "
+      "'running' AND i.lock_owner = '" +
+          id_b + "'");
+  EXPECT_GE(on_b.size(), 1u);
 
   ASSERT_EQ(b->Stop(SIGKILL), 128 + SIGKILL);
   const auto killed_at = steady_clock::now();
@@ -190,8 +201,11 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   EXPECT_EQ(owners, std::vector<std::string>{id_a});
 
   // Every run done, each job started once by one agent.
-  std::vector<std::string> names = {"across"};
-  for (int i = 0; i < kHosts; ++i) names.push_back("after-" + std::to_string(i));
+  std::vector<std::string> names;
+  for (int i = 0; i < kHosts; ++i) {
+    names.push_back("across-" + std::to_string(i));
+    names.push_back("after-" + std::to_string(i));
+  }
   std::set<std::string> job_ids;
   for (const std::string& name : names) {
     ApiReply run = WaitForRunStatus(admin_a, "main", name, "done", std::chrono::seconds(120));
@@ -201,6 +215,7 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   // An agent logs a start as it happens; the runs are done, so every start is in the logs.
   std::map<std::string, int> starts = Starts(agents_);
   for (const std::string& id : job_ids) EXPECT_EQ(starts[id], 1) << "job " << id;
+  for (const std::string& id : on_b) EXPECT_TRUE(job_ids.count(id)) << "job " << id;
   EXPECT_EQ(starts.size(), job_ids.size());
   EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM jobs WHERE status = 'done'"),
             std::vector<std::string>{std::to_string(names.size())});
