@@ -1089,8 +1089,8 @@ class PostgresStore final : public Store {
   // SQL -> name of its prepared statement in the current session.
   std::unordered_map<std::string, std::string> statements_ FW_GUARDED_BY(mu_);
   // Raised under mu_ by the writes of runs and jobs (RunsVersion) and of instances
-  // (InstancesVersion). They count this object's writes only: until replicas share versions
-  // through the database, one server uses a database.
+  // (InstancesVersion). They count this object's writes only (store.h: replicas read again
+  // while others are live).
   std::atomic<int64_t> runs_version_{0};
   std::atomic<int64_t> instances_version_{0};
 };

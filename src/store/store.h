@@ -198,9 +198,9 @@ class Store {
   // UpdateRun that succeeds raises it by exactly one, which lets a caller that serializes its
   // writes tell its own from anyone else's. Usage accounting (ChargeUsage) does not count: it
   // changes nothing that model::Run or model::Job carries. It counts this store object's writes:
-  // the SQLite database is this process's alone (its data directory is locked), and a PostgreSQL
-  // database is used by one server until replicas share their versions through the database.
-  // Cheap; never fails.
+  // the SQLite database is this process's alone (its data directory is locked); on a PostgreSQL
+  // database shared by replicas, other replicas' writes do not move it, so a caller reads again
+  // while other replicas are live (LeaseState::live_replicas). Cheap; never fails.
   virtual int64_t RunsVersion() = 0;
 
   // --- job metrics ---
