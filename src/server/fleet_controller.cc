@@ -455,8 +455,13 @@ Result<TickReport> FleetController::Tick() {
   std::unordered_set<std::string> lost_instances;  // whose lease was lost since the tick began
   {
     MutexLock lock(runs_mutex_);
-    // Other replicas' writes do not move this store object's versions: read again each tick.
-    if (reread_) runs_version_ = -1;
+    // Other replicas' writes do not move this store object's versions: while they are live,
+    // the runs are read again when the database's mark of run writes moved.
+    if (reread_) {
+      Result<std::pair<int64_t, int64_t>> mark = store_.RunsChangeMark();
+      if (!mark.ok() || mark.value() != runs_mark_) runs_version_ = -1;
+      runs_mark_ = mark.ok() ? mark.value() : std::pair<int64_t, int64_t>{-1, -1};
+    }
     // Instances created or deleted (fleets) while the agents were polled count from now on.
     FW_RETURN_IF_ERROR(LoadInstances());
     FW_RETURN_IF_ERROR(LoadRuns());

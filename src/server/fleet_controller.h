@@ -223,7 +223,8 @@ class FleetController {
   std::unordered_map<std::string, std::string> held_;
   std::unordered_set<std::string> placeable_;
   bool shared_ = false;
-  bool reread_ = false;  // this tick reads instances and runs again (shared_ now or before)
+  bool reread_ = false;  // this tick reads instances again, and runs when runs_mark_ moved
+  std::pair<int64_t, int64_t> runs_mark_ FW_GUARDED_BY(runs_mutex_){-1, -1};  // RunsChangeMark
   std::atomic<int> live_replicas_{1};
   std::atomic<size_t> leased_{0};
 };

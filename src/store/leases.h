@@ -206,4 +206,12 @@ Status CheckRunVersion(Prepare&& prepare, const model::Run& run) {
   return Status::Ok();
 }
 
+template <typename Prepare>
+Result<std::pair<int64_t, int64_t>> RunsMark(Prepare&& prepare) {
+  FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT COUNT(*), COALESCE(SUM(row_version), 0) FROM runs"));
+  FW_ASSIGN_OR_RETURN(bool row, q.Step());
+  if (!row) return std::pair<int64_t, int64_t>{0, 0};
+  return std::pair<int64_t, int64_t>{q.Int64(0), q.Int64(1)};
+}
+
 }  // namespace fleetwatch::store::leases

@@ -866,6 +866,10 @@ class PostgresStore final : public Store {
     return Read([&] { return leases::CountLive(Preparer(), now, lease_micros); });
   }
 
+  Result<std::pair<int64_t, int64_t>> RunsChangeMark() override {
+    return Read([&] { return leases::RunsMark(Preparer()); });
+  }
+
   Result<std::vector<std::pair<std::string, InstanceLease>>> ListLeases() override {
     return Read([&] { return leases::List(Preparer()); });
   }

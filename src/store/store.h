@@ -255,6 +255,11 @@ class Store {
   // Every lease of every instance (expired ones included), by instance id: who holds what.
   // For tests and diagnostics.
   virtual Result<std::vector<std::pair<std::string, InstanceLease>>> ListLeases() = 0;
+  // A mark of every committed write of runs and jobs by any replica: (number of runs, sum of
+  // their row versions). Every such write adds a run or raises a row version, so the mark read
+  // again is unchanged only when no run or job changed in between. One query over the runs, for
+  // a replica that keeps runs between ticks while other replicas write.
+  virtual Result<std::pair<int64_t, int64_t>> RunsChangeMark() = 0;
   // UpdateInstance, applied only while `token` is the instance's lease token: FailedPrecondition
   // (nothing written) when the lease was lost, NotFound when the instance is gone.
   virtual Status UpdateInstanceIfLeased(const model::Instance& instance,

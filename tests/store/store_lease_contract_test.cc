@@ -238,6 +238,33 @@ TEST_P(StoreContract, ConditionalRunWritesApplyOnceOnTheVersionTheyRead) {
   EXPECT_EQ(store_->UpdateRunIfCurrent(gone, {}).code(), StatusCode::kNotFound);
 }
 
+TEST_P(StoreContract, TheRunsChangeMarkMovesWithEveryRunWriteOfAnyConnection) {
+  auto other = factory_->Open();
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  auto mark = [&] {
+    auto m = store_->RunsChangeMark();
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? *m : std::pair<int64_t, int64_t>{-1, -1};
+  };
+  const auto empty = mark();
+  model::Run run = MakeRun(project_, owner_, "train", kT0);
+  ASSERT_TRUE((*other)->CreateRun(run).ok());
+  const auto created = mark();
+  EXPECT_NE(created, empty);
+  // Reads and usage charges leave it.
+  ASSERT_TRUE(store_->ListRunsWithStatus({RunStatus::kSubmitted}).ok());
+  EXPECT_EQ(mark(), created);
+  auto stored = (*other)->GetRunById(run.id);
+  ASSERT_TRUE(stored.ok());
+  stored->jobs[0].status = JobStatus::kTerminated;
+  stored->status = RunStatus::kTerminated;
+  ASSERT_TRUE((*other)->UpdateRunIfCurrent(*stored, {}).ok());
+  const auto updated = mark();
+  EXPECT_NE(updated, created);
+  ASSERT_TRUE((*other)->DeleteRun(run.id).ok());
+  EXPECT_NE(mark(), updated);
+}
+
 TEST_P(StoreContract, ReplicasTakingAtOnceOnTheirOwnConnectionsNeverShareAnInstance) {
   CreatePool(*store_, project_, 40);
   constexpr int kReplicas = 4;
