@@ -494,10 +494,17 @@ Result<TickReport> FleetController::Tick() {
       }
     }
     out = ReconcileInPlace(input, options_.reconcile);
-    report.run_events = NoteRunEvents(input.runs, unplaced);
     instances_ = std::move(input.instances);
-    runs_ = std::move(input.runs);
+    runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
     FW_RETURN_IF_ERROR(StoreChanges(out, dropped_jobs, lost_instances));
+    if (!dropped_jobs.empty()) {
+      // A run whose placement was not stored is neither provisioned nor waiting yet.
+      std::erase_if(unplaced, [&](const model::Run* run) {
+        return std::any_of(run->jobs.begin(), run->jobs.end(),
+                           [&](const model::Job& j) { return dropped_jobs.count(j.id) > 0; });
+      });
+    }
+    report.run_events = NoteRunEvents(runs_, unplaced);
     report.observations = std::move(input.observations);
     // The state as stored now: the input with this tick's changes.
     if (std::any_of(runs_.begin(), runs_.end(),
