@@ -34,10 +34,8 @@ namespace fleetwatch::api {
 namespace {
 
 // This process' replica id: host name, pid and a random part (a restarted process is a new
-// replica). With SQLite the data dir's lock admits one server, which is always the same replica:
-// a restart keeps the leases of the one before.
-std::string ReplicaId(std::string_view database) {
-  if (database == "sqlite") return "local";
+// replica).
+std::string ReplicaId() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, 5, "host");
   return std::string(host) + "-" + std::to_string(::getpid()) + "-" + NewId().substr(0, 8);
@@ -60,18 +58,21 @@ class ServerAppImpl final : public ServerApp {
   ~ServerAppImpl() override { Stop(); }
 
   Status Start(const ServerConfig& config) {
-    if (config.lease_time < 2 * config.poll_interval) {
+    if (database_ == "postgresql" && config.lease_time < 2 * config.poll_interval) {
       return InvalidArgument("FLEETWATCH_LEASE_SECONDS (" +
                              std::to_string(config.lease_time.count()) +
                              " s) must be at least twice the poll interval (" +
                              std::to_string(config.poll_interval.count()) + " ms)");
     }
-    // A replica from the start: registered (with its heartbeat) before it serves or polls.
-    replica_id_ = ReplicaId(database_);
-    FW_RETURN_IF_ERROR(
-        store_->RegisterReplica({replica_id_, clock_.Now(), std::string(BuildVersion())}));
-    spdlog::info("replica {} on {}, lease time {} s", replica_id_, database_,
-                 config.lease_time.count());
+    // On PostgreSQL, a replica from the start: registered (with its heartbeat) before it serves
+    // or polls. With SQLite the data dir's lock admits one server, the only replica trivially:
+    // it takes no leases (and an idle tick writes nothing).
+    if (database_ == "postgresql") {
+      replica_id_ = ReplicaId();
+      FW_RETURN_IF_ERROR(
+          store_->RegisterReplica({replica_id_, clock_.Now(), std::string(BuildVersion())}));
+      spdlog::info("replica {}, lease time {} s", replica_id_, config.lease_time.count());
+    }
     agent_client_ = std::make_unique<http::AsyncClient>(2);
     server::FleetControllerOptions options;
     options.reconcile.unreachable_after =

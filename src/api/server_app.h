@@ -52,7 +52,7 @@ struct ServerConfig {
   size_t max_log_reads_per_host = 4;
   // Replicas on one database (docs/scale-out.md): an instance lease, and a replica's heartbeat,
   // count this long (FLEETWATCH_LEASE_SECONDS); a killed replica's hosts are taken over after
-  // it. At least twice the poll interval.
+  // it. On PostgreSQL at least twice the poll interval (SQLite takes no leases).
   std::chrono::seconds lease_time{10};
 };
 
@@ -64,8 +64,8 @@ class ServerApp {
   // agent (supervised from then on). The data dir and its logs dir get mode 0700 (a looser
   // existing one is tightened, with a warning). Errors: FailedPrecondition "another fleetwatch
   // server (pid N) uses DIR" when another server holds the data dir (nothing in it is touched),
-  // InvalidArgument for a malformed encryption key, a database_url that is not PostgreSQL's or a
-  // lease time shorter than twice the poll interval,
+  // InvalidArgument for a malformed encryption key, a database_url that is not PostgreSQL's or (on
+  // PostgreSQL) a lease time shorter than twice the poll interval,
   // FailedPrecondition for a key that does not decrypt the stored agent tokens, Unavailable when
   // the data dir cannot be made, the database cannot be reached or the port is taken (no admin
   // is made then), and the store's and the HTTP server's errors. A local

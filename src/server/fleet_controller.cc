@@ -433,6 +433,7 @@ Result<TickReport> FleetController::Tick() {
   TickReport report;
   FW_RETURN_IF_ERROR(TakeLeases());
   FW_RETURN_IF_ERROR(LoadInstances());
+  if (!leasing()) leased_ = instances_.size();  // the only replica: every instance is its own
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
   // --- replicas: only the leased instances are polled, and only their replies are used ---

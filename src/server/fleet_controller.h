@@ -52,9 +52,9 @@ struct FleetControllerOptions {
 
 // What the controller knows of the replicas on its database, as of its last tick.
 struct ReplicaView {
-  std::string id;         // empty: not a replica (FleetControllerOptions::replica_id)
+  std::string id;         // empty: the only server (FleetControllerOptions::replica_id)
   int live_replicas = 1;  // itself included
-  size_t leased = 0;      // instances it holds
+  size_t leased = 0;      // instances it holds (without replicas: every instance)
 };
 
 // A host's DCGM text as its agent last reported it.
