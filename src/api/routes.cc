@@ -236,10 +236,15 @@ http::Response WasteResponse(const Services& s, const http::Request& req,
 
 void AddUserRoutes(http::Router& router, const Services& s) {
   router.Add("GET", "/api/server/info", Authed(s, [&s](http::Request&, const model::User&) {
+               // Replicas as of this replica's last tick (docs/scale-out.md).
+               const server::ReplicaView replica = s.controller.Replica();
                return JsonResponse(json::object{{"version", BuildVersion()},
                                                 {"revision", BuildRevision()},
                                                 {"server_time", FormatTimestamp(s.clock.Now())},
-                                                {"database", s.database}});
+                                                {"database", s.database},
+                                                {"replicas", replica.live_replicas},
+                                                {"replica_id", replica.id},
+                                                {"leased_instances", replica.leased}});
              }));
   router.Add("GET", "/api/users/me", Authed(s, [](http::Request&, const model::User& user) {
                return JsonResponse(UserToJson(user));

@@ -2,7 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
+#include <string>
 
 #include "api/metrics_route.h"
 #include "api/routes.h"
@@ -29,9 +33,18 @@
 #include "server/utilization_policy.h"
 #include "ui/ui_route.h"
 #include "util/build_info.h"
+#include "util/ids.h"
 
 namespace fleetwatch::api {
 namespace {
+
+// This process' replica id: host name, pid and a random part (a restarted process is a new
+// replica).
+std::string ReplicaId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, 5, "host");
+  return std::string(host) + "-" + std::to_string(::getpid()) + "-" + NewId().substr(0, 8);
+}
 
 class ServerAppImpl final : public ServerApp {
  public:
@@ -50,6 +63,21 @@ class ServerAppImpl final : public ServerApp {
   ~ServerAppImpl() override { Stop(); }
 
   Status Start(const ServerConfig& config) {
+    if (database_ == "postgresql" && config.lease_time < 2 * config.poll_interval) {
+      return InvalidArgument("FLEETWATCH_LEASE_SECONDS (" +
+                             std::to_string(config.lease_time.count()) +
+                             " s) must be at least twice the poll interval (" +
+                             std::to_string(config.poll_interval.count()) + " ms)");
+    }
+    // On PostgreSQL, a replica from the start: registered (with its heartbeat) before it serves
+    // or polls. With SQLite the data dir's lock admits one server, the only replica trivially:
+    // it takes no leases (and an idle tick writes nothing).
+    if (database_ == "postgresql") {
+      replica_id_ = ReplicaId();
+      FW_RETURN_IF_ERROR(
+          store_->RegisterReplica({replica_id_, clock_.Now(), std::string(BuildVersion())}));
+      spdlog::info("replica {}, lease time {} s", replica_id_, config.lease_time.count());
+    }
     agent_client_ = std::make_unique<http::AsyncClient>(2);
     server::FleetControllerOptions options;
     options.reconcile.unreachable_after =
@@ -70,6 +98,8 @@ class ServerAppImpl final : public ServerApp {
         std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count() * 9 /
         10;
     options.collect_dcgm = config.prometheus_metrics;
+    options.replica_id = replica_id_;
+    options.lease_time = config.lease_time;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
     // GPU health and utilization policies, from the readings of every metrics poll; a gap of
@@ -177,6 +207,13 @@ class ServerAppImpl final : public ServerApp {
   void Stop() override {
     StopLeavingAgent();
     if (local_agent_) local_agent_->Stop();
+    if (!replica_id_.empty()) {
+      // Its hosts go to the other replicas now rather than after the lease time.
+      if (Status s = store_->RemoveReplica(replica_id_); !s.ok()) {
+        spdlog::warn("releasing the leases of replica {}: {}", replica_id_, s.ToString());
+      }
+      replica_id_.clear();
+    }
   }
 
   void StopLeavingAgent() override {
@@ -188,6 +225,7 @@ class ServerAppImpl final : public ServerApp {
   DataDirLock lock_;
   std::unique_ptr<store::Store> store_;
   const std::string database_;  // "sqlite" or "postgresql"
+  std::string replica_id_;      // registered in the store while it runs (Stop removes it)
   server::AuthService auth_;
   server::UserService users_;
   server::ProjectService projects_;

@@ -56,6 +56,10 @@ struct ServerConfig {
   size_t max_log_reads_per_host = 4;
   // Whether degraded GPUs take new jobs (--degraded-gpus, FLEETWATCH_DEGRADED_GPUS).
   server::DegradedGpuPolicy degraded_gpus = server::DegradedGpuPolicy::kUse;
+  // Replicas on one database (docs/scale-out.md): an instance lease, and a replica's heartbeat,
+  // count this long (FLEETWATCH_LEASE_SECONDS); a killed replica's hosts are taken over after
+  // it. On PostgreSQL at least twice the poll interval (SQLite takes no leases).
+  std::chrono::seconds lease_time{10};
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.
@@ -66,7 +70,8 @@ class ServerApp {
   // agent (supervised from then on). The data dir and its logs dir get mode 0700 (a looser
   // existing one is tightened, with a warning). Errors: FailedPrecondition "another fleetwatch
   // server (pid N) uses DIR" when another server holds the data dir (nothing in it is touched),
-  // InvalidArgument for a malformed encryption key or a database_url that is not PostgreSQL's,
+  // InvalidArgument for a malformed encryption key, a database_url that is not PostgreSQL's or (on
+  // PostgreSQL) a lease time shorter than twice the poll interval,
   // FailedPrecondition for a key that does not decrypt the stored agent tokens, Unavailable when
   // the data dir cannot be made, the database cannot be reached or the port is taken (no admin
   // is made then), and the store's and the HTTP server's errors. A local
@@ -78,8 +83,9 @@ class ServerApp {
   // The admin token when this start created the admin user, else nullopt.
   virtual const std::optional<std::string>& new_admin_token() const = 0;
   // Stops serving (letting requests in flight finish), background work and the local agent if
-  // this server started it (it stops its jobs; one an earlier server started is left running).
-  // Idempotent.
+  // this server started it (it stops its jobs; one an earlier server started is left running),
+  // and releases this replica's instance leases so that other replicas take its hosts over at
+  // once. Idempotent.
   virtual void Stop() = 0;
   // Stops serving and background work but leaves the local agent and its jobs running, as a
   // crash would. For tests of restart safety.

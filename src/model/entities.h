@@ -119,6 +119,9 @@ struct Run {
   std::string configuration_json;  // the normalized run configuration (run_spec.h)
   double cost = 0;                 // USD spent so far
   std::vector<Job> jobs;           // ordered by job_num, replica_num
+  // Raised by the store on every write of the run or its jobs; a conditional write
+  // (Store::UpdateRunIfCurrent) applies only while it is still the one read.
+  int64_t row_version = 0;
 };
 
 }  // namespace fleetwatch::model

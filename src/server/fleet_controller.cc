@@ -356,7 +356,9 @@ bool OnlyLastSeenMoved(const model::Instance& before, const model::Instance& aft
 
 }  // namespace
 
-Status FleetController::StoreChanges(const ReconcileOutput& out) {
+Status FleetController::StoreChanges(const ReconcileOutput& out,
+                                     std::unordered_set<std::string>& dropped_jobs,
+                                     std::unordered_set<std::string>& lost_instances) {
   // runs_ holds the changes already: until they are all stored it is not the store's state.
   const int64_t runs_before = runs_version_;
   runs_version_ = -1;
@@ -370,13 +372,22 @@ Status FleetController::StoreChanges(const ReconcileOutput& out) {
   bool instances_known = instances_before >= 0;
   std::vector<std::pair<std::string, TimeMicros>> seen;
   for (const model::Instance& instance : out.instances) {
+    // --- replicas: only the leased instances' changes are this replica's to store ---
+    auto lease = held_.find(instance.id);
+    if (leasing() && lease == held_.end()) continue;  // its holder stores it; the cache stays
     auto it = cached.find(instance.id);
     if (it != cached.end() && OnlyLastSeenMoved(*it->second, instance)) {
       seen.emplace_back(instance.id, *instance.last_seen_at);
     } else {
       ++instance_writes;
-      Status s = store_.UpdateInstance(instance);
+      Status s = leasing() ? store_.UpdateInstanceIfLeased(instance, lease->second)
+                           : store_.UpdateInstance(instance);
       if (!s.ok()) instances_known = false;  // gone meanwhile (NotFound), or worse
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        spdlog::warn("instance {}: this tick's result dropped: {}", instance.name, s.message());
+        lost_instances.insert(instance.id);
+        continue;
+      }
       if (!s.ok() && s.code() != StatusCode::kNotFound) {
         instances_version_ = -1;
         return s;
@@ -398,9 +409,25 @@ Status FleetController::StoreChanges(const ReconcileOutput& out) {
                            ? instances_after
                            : -1;
 
-  for (const model::Run& run : out.runs) FW_RETURN_IF_ERROR(store_.UpdateRun(run));
+  // Each run on the row version it was decided on: another replica's (or the API's) write since
+  // wins, and this tick's decision on that run is dropped and made again from the stored state.
+  std::unordered_map<std::string_view, model::Run*> cached_runs;
+  cached_runs.reserve(runs_.size());
+  for (model::Run& r : runs_) cached_runs.emplace(r.id, &r);
+  bool runs_known = runs_before >= 0;
+  for (const model::Run& run : out.runs) {
+    Status s = store_.UpdateRunIfCurrent(run, LeasesOf(run));
+    if (s.code() == StatusCode::kFailedPrecondition || s.code() == StatusCode::kNotFound) {
+      spdlog::warn("run {}: this tick's result dropped: {}", run.run_name, s.message());
+      for (const model::Job& job : run.jobs) dropped_jobs.insert(job.id);
+      runs_known = false;
+      continue;
+    }
+    FW_RETURN_IF_ERROR(s);
+    if (auto it = cached_runs.find(run.id); it != cached_runs.end()) ++it->second->row_version;
+  }
   const int64_t runs_after = store_.RunsVersion();
-  if (runs_before >= 0 && runs_after == runs_before + static_cast<int64_t>(out.runs.size())) {
+  if (runs_known && runs_after == runs_before + static_cast<int64_t>(out.runs.size())) {
     runs_version_ = runs_after;
   }
   return Status::Ok();
@@ -414,15 +441,38 @@ void FleetController::SetGpuGuards(GpuHealthMonitor* health,
 
 Result<TickReport> FleetController::Tick() {
   TickReport report;
+  FW_RETURN_IF_ERROR(TakeLeases());
   FW_RETURN_IF_ERROR(LoadInstances());
+  if (!leasing()) leased_ = instances_.size();  // the only replica: every instance is its own
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
-  std::map<std::string, InstanceObservation> observations = Observe(instances_, refused);
+  // --- replicas: only the leased instances are polled, and only their replies are used ---
+  std::vector<model::Instance> leased;
+  if (leasing()) {
+    leased.reserve(held_.size());
+    for (const model::Instance& i : instances_) {
+      if (held_.count(i.id)) leased.push_back(i);
+    }
+  }
+  std::map<std::string, InstanceObservation> observations =
+      Observe(leasing() ? leased : instances_, refused);
+  if (leasing()) {
+    std::erase_if(observations, [&](const auto& entry) { return !held_.count(entry.first); });
+  }
   if (!refused.empty()) FailJobs(refused);
 
   ReconcileOutput out;
+  std::unordered_set<std::string> dropped_jobs;    // of runs whose write was refused
+  std::unordered_set<std::string> lost_instances;  // whose lease was lost since the tick began
   {
     MutexLock lock(runs_mutex_);
+    // Other replicas' writes do not move this store object's versions: while they are live,
+    // the runs are read again when the database's mark of run writes moved.
+    if (reread_) {
+      Result<std::pair<int64_t, int64_t>> mark = store_.RunsChangeMark();
+      if (!mark.ok() || mark.value() != runs_mark_) runs_version_ = -1;
+      runs_mark_ = mark.ok() ? mark.value() : std::pair<int64_t, int64_t>{-1, -1};
+    }
     // Instances created or deleted (fleets) while the agents were polled count from now on.
     FW_RETURN_IF_ERROR(LoadInstances());
     FW_RETURN_IF_ERROR(LoadRuns());
@@ -445,6 +495,7 @@ Result<TickReport> FleetController::Tick() {
       }
     }
     input.parsed_configs = &configs_;
+    if (leasing()) input.placeable_instances = &placeable_;
     if (gpu_health_ != nullptr) {
       gpu_health_->Observe(input.instances, input.observations, input.now);
       input.excluded_gpus = gpu_health_->Excluded();
@@ -462,10 +513,17 @@ Result<TickReport> FleetController::Tick() {
       }
     }
     out = ReconcileInPlace(input, options_.reconcile);
-    report.run_events = NoteRunEvents(input.runs, unplaced);
     instances_ = std::move(input.instances);
-    runs_ = std::move(input.runs);
-    FW_RETURN_IF_ERROR(StoreChanges(out));
+    runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
+    FW_RETURN_IF_ERROR(StoreChanges(out, dropped_jobs, lost_instances));
+    if (!dropped_jobs.empty()) {
+      // A run whose placement was not stored is neither provisioned nor waiting yet.
+      std::erase_if(unplaced, [&](const model::Run* run) {
+        return std::any_of(run->jobs.begin(), run->jobs.end(),
+                           [&](const model::Job& j) { return dropped_jobs.count(j.id) > 0; });
+      });
+    }
+    report.run_events = NoteRunEvents(runs_, unplaced);
     report.observations = std::move(input.observations);
     // The state as stored now: the input with this tick's changes.
     if (std::any_of(runs_.begin(), runs_.end(),
@@ -489,6 +547,13 @@ Result<TickReport> FleetController::Tick() {
   // Points come with the replies of polls that asked for them, whichever tick uses the reply.
   report.points_stored = Collect(report.observations, report.runs, report.stored_points);
   for (const std::string& event : out.events) spdlog::info("{}", event);
+  // --- replicas: commands go to leased hosts only, and none for a decision that was dropped ---
+  if (leasing() || !dropped_jobs.empty()) {
+    std::erase_if(out.commands, [&](const AgentCommand& c) {
+      return (leasing() && !held_.count(c.instance_id)) || lost_instances.count(c.instance_id) ||
+             dropped_jobs.count(c.job_id);
+    });
+  }
   Execute(report.instances, out.commands);
   report.bad_replies_total = bad_replies_.load();
   report.ended_at = clock_.Now();
@@ -627,6 +692,64 @@ void FleetController::Execute(const std::vector<model::Instance>& known,
                      std::move(lanes));
 }
 
+// --- replicas ---
+
+Status FleetController::TakeLeases() {
+  if (!leasing()) return Status::Ok();
+  store::LeaseRequest request;
+  request.owner = options_.replica_id;
+  request.now = clock_.Now();
+  request.lease_micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(options_.lease_time).count();
+  Result<store::LeaseState> state = store_.TakeLeases(request);
+  if (!state.ok()) {
+    // Without a fresh lease nothing is polled or decided: another replica may hold it now.
+    held_.clear();
+    placeable_.clear();
+    leased_ = 0;
+    return state.status();
+  }
+  if (state->taken > 0 || state->released > 0) {
+    spdlog::info("replica {}: holds {} of {} instances ({} taken, {} given up), {} live replicas",
+                 options_.replica_id, state->held.size(), state->instances, state->taken,
+                 state->released, state->live_replicas);
+  }
+  held_.clear();
+  placeable_.clear();
+  for (const store::InstanceLease& lease : state->held) {
+    held_.emplace(lease.instance_id, lease.token);
+    placeable_.insert(lease.instance_id);
+  }
+  const bool shared = state->live_replicas > 1;
+  // Read again while others write, and once more after the last of them stopped.
+  reread_ = shared || shared_;
+  if (reread_) instances_version_ = -1;
+  shared_ = shared;
+  live_replicas_ = state->live_replicas;
+  leased_ = held_.size();
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, std::string>> FleetController::LeasesOf(
+    const model::Run& run) const {
+  std::vector<std::pair<std::string, std::string>> leases;
+  if (!leasing()) return leases;
+  for (const model::Job& job : run.jobs) {
+    if (!job.instance_id) continue;
+    auto it = held_.find(*job.instance_id);
+    if (it == held_.end()) continue;
+    if (std::none_of(leases.begin(), leases.end(),
+                     [&](const auto& l) { return l.first == it->first; })) {
+      leases.emplace_back(it->first, it->second);
+    }
+  }
+  return leases;
+}
+
+ReplicaView FleetController::Replica() const {
+  return ReplicaView{options_.replica_id, live_replicas_.load(), leased_.load()};
+}
+
 void FleetController::FailJobs(const std::map<std::string, std::string>& job_errors) {
   MutexLock lock(runs_mutex_);
   Result<std::vector<model::Run>> runs = store_.ListRunsWithStatus(kUnfinishedRunStatuses);
@@ -643,7 +766,8 @@ void FleetController::FailJobs(const std::map<std::string, std::string>& job_err
       changed = true;
     }
     if (changed) {
-      Status s = store_.UpdateRun(run);
+      // On the version just read: a replica that wrote the run since decides again.
+      Status s = store_.UpdateRunIfCurrent(run, LeasesOf(run));
       if (!s.ok()) spdlog::error("recording refused starts: {}", s.ToString());
     }
   }

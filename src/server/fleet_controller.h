@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "http/async_client.h"
@@ -43,6 +44,20 @@ struct FleetControllerOptions {
   TimeMicros min_point_spacing = 9'000'000;
   // Metrics polls also ask for the host's DCGM text (dcgm=1), handed on in TickReport::dcgm.
   bool collect_dcgm = false;
+  // Replicas (store.h "replicas and instance leases", docs/scale-out.md). Set: this server is
+  // one of the replicas on its database: each tick renews and takes instance leases first, polls,
+  // commands and places jobs onto only the instances it leases, and stores results only while
+  // their lease tokens and the runs' row versions are still the ones it read (a stale result is
+  // dropped and logged). Empty: every instance is this controller's (tests, benchmarks).
+  std::string replica_id;
+  std::chrono::milliseconds lease_time{10'000};  // a lease and a heartbeat count this long
+};
+
+// What the controller knows of the replicas on its database, as of its last tick.
+struct ReplicaView {
+  std::string id;         // empty: the only server (FleetControllerOptions::replica_id)
+  int live_replicas = 1;  // itself included
+  size_t leased = 0;      // instances it holds (without replicas: every instance)
 };
 
 // A host's DCGM text as its agent last reported it.
@@ -126,6 +141,8 @@ class FleetController {
   // certificate fingerprint sha256:... does not match the pinned sha256:..."); hosts whose
   // last poll succeeded are absent. Kept in memory only.
   std::map<std::string, std::string> HostProblems() const;
+  // Thread-safe.
+  ReplicaView Replica() const;
 
  private:
   http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
@@ -156,8 +173,18 @@ class FleetController {
   Status LoadRuns() FW_REQUIRES(runs_mutex_);
   // Stores the tick's changes and applies them to instances_ and runs_ (runs_ holds them
   // already: Reconcile changed it in place); a cache whose store changed meanwhile through
-  // another path is read again by the next tick.
-  Status StoreChanges(const ReconcileOutput& out) FW_REQUIRES(runs_mutex_);
+  // another path is read again by the next tick. Changes to runs go in only on the row version
+  // they were decided on (and, for a replica, only while its leases of their instances hold);
+  // the jobs of those refused go to `dropped_jobs`, the instances whose lease was lost to
+  // `lost_instances`, and their commands are not sent.
+  Status StoreChanges(const ReconcileOutput& out, std::unordered_set<std::string>& dropped_jobs,
+                      std::unordered_set<std::string>& lost_instances) FW_REQUIRES(runs_mutex_);
+  // --- replicas (FleetControllerOptions::replica_id) ---
+  // Heartbeat, renewals and takes (Store::TakeLeases); fills held_. An error leaves it empty.
+  Status TakeLeases();
+  bool leasing() const { return !options_.replica_id.empty(); }
+  // The (instance id, token) leases a write of `run` depends on: those of its jobs' instances.
+  std::vector<std::pair<std::string, std::string>> LeasesOf(const model::Run& run) const;
   // Hands the commands to the hosts' lanes (asynchronous; outcomes come with a later tick).
   void Execute(const std::vector<model::Instance>& instances,
                const std::vector<AgentCommand>& commands);
@@ -201,6 +228,16 @@ class FleetController {
   std::set<std::string> waiting_runs_;      // counted as pending, not yet placed (Tick's thread)
   GpuHealthMonitor* gpu_health_ = nullptr;  // SetGpuGuards
   UtilizationPolicyTracker* utilization_ = nullptr;  // SetGpuGuards (Tick's thread)
+  // Replicas (Tick's thread): instance id → lease token of what this replica holds; the same ids
+  // for the reconciler's placement; whether other replicas were live at the last tick (their
+  // writes do not move this store object's versions, so the caches are read again each tick).
+  std::unordered_map<std::string, std::string> held_;
+  std::unordered_set<std::string> placeable_;
+  bool shared_ = false;
+  bool reread_ = false;  // this tick reads instances again, and runs when runs_mark_ moved
+  std::pair<int64_t, int64_t> runs_mark_ FW_GUARDED_BY(runs_mutex_){-1, -1};  // RunsChangeMark
+  std::atomic<int> live_replicas_{1};
+  std::atomic<size_t> leased_{0};
 };
 
 }  // namespace fleetwatch::server

@@ -574,9 +574,12 @@ class Tick {
              CapacityMap& capacity) {
     model::Run& run = *w.run;
     const std::vector<Instance*>& project_instances = ProjectInstances(run.project_id);
-    GroupPlacement placement =
-        PlaceGroup(config.resources, jobs.size(), project_instances, capacity,
-                   [this](const Instance& instance) { return AgentIdSettled(instance.id); });
+    GroupPlacement placement = PlaceGroup(
+        config.resources, jobs.size(), project_instances, capacity,
+        [this](const Instance& instance) {
+          return AgentIdSettled(instance.id) && (in_.placeable_instances == nullptr ||
+                                                 in_.placeable_instances->count(instance.id) > 0);
+        });
     switch (placement.outcome) {
       case GroupPlacement::Outcome::kNeverFits: {
         std::vector<Instance> project;

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "model/entities.h"
@@ -76,6 +77,9 @@ struct ReconcileInput {
   // id → the message kept as the job's status detail: they are stopped with termination reason
   // terminated_due_to_utilization_policy. Ids of jobs that are not running are ignored.
   std::map<std::string, std::string> low_utilization = {};
+  // Optional: the only instances that new jobs may be placed on (those this replica leases, so
+  // that two replicas never place onto one host's capacity); nullptr: any.
+  const std::unordered_set<std::string>* placeable_instances = nullptr;
 };
 
 struct ReconcileOutput {

@@ -185,6 +185,21 @@ CREATE TABLE gpu_run_hours (
 );
 CREATE INDEX gpu_run_hours_by_hour ON gpu_run_hours (hour);
 )sql",
+    // 3: replicas and instance leases (store.h "replicas and instance leases"), as SQLite's
+    // step 9.
+    R"sql(
+CREATE TABLE replicas (
+  id           TEXT COLLATE "C" PRIMARY KEY,
+  started_at   BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL,
+  version      TEXT COLLATE "C" NOT NULL
+);
+ALTER TABLE instances ADD COLUMN lock_owner TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN lock_token TEXT COLLATE "C";
+ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
+CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
+ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
+)sql",
 };
 
 // Any constant shared by every fleetwatch binary: the key of the migration advisory lock.

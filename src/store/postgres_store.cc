@@ -24,6 +24,7 @@
 #include "model/entities.h"
 #include "model/status.h"
 #include "store/gpu_ledger_rows.h"
+#include "store/leases.h"
 #include "store/postgres_migrations.h"
 #include "store/postgres_query.h"
 #include "store/row_mapping.h"
@@ -68,6 +69,13 @@ Status StatusOf(const Result<T>& result) {
 
 // Thread-safe: every public method takes mu_ for its whole transaction.
 class PostgresStore final : public Store {
+  // `Prepare` as a callable, for the shared lease statements (leases.h).
+  struct Preparing {
+    PostgresStore* store;
+    auto operator()(const std::string& sql) const { return store->Prepare(sql); }
+  };
+  Preparing Preparer() { return Preparing{this}; }
+
  public:
   PostgresStore(ConnHandle conn, const SecretCipher& cipher)
       : cipher_(cipher), conn_(std::move(conn)) {}
@@ -399,6 +407,16 @@ class PostgresStore final : public Store {
                                     q.Text(0) + "'");
         }
       }
+      {
+        // The runs whose ended jobs lose their instance (ON DELETE SET NULL) change: a
+        // conditional write read before this one must not apply (UpdateRunIfCurrent).
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET row_version = row_version + 1 "
+                                             "WHERE id IN (SELECT j.run_id FROM jobs j JOIN "
+                                             "instances i ON i.id = j.instance_id WHERE "
+                                             "i.fleet_id = ?)"));
+        q.Bind(fleet_id);
+        FW_RETURN_IF_ERROR(q.Exec());
+      }
       FW_ASSIGN_OR_RETURN(Query q, Prepare("DELETE FROM fleets WHERE id = ?"));
       q.Bind(fleet_id);
       return q.Exec();
@@ -430,29 +448,13 @@ class PostgresStore final : public Store {
   }
 
   Status UpdateInstance(const model::Instance& instance) override {
+    return Write({&instances_version_}, [&]() -> Status { return UpdateInstanceRow(instance); });
+  }
+
+  Status UpdateInstanceIfLeased(const model::Instance& instance, std::string_view token) override {
     return Write({&instances_version_}, [&]() -> Status {
-      FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
-      FW_ASSIGN_OR_RETURN(
-          Query q,
-          Prepare("UPDATE instances SET status = ?, resources = ?, price = ?, hostname = ?, "
-                  "agent_port = ?, agent_token = ?, unreachable = ?, last_seen_at = ?, "
-                  "agent_id = ?, tls = ?, tls_ca_cert = ?, tls_fingerprint = ? WHERE id = ?"));
-      q.Bind(model::ToString(instance.status))
-          .Bind(ResourcesToJson(instance.resources))
-          .Bind(instance.price)
-          .Bind(instance.hostname)
-          .Bind(instance.agent_port)
-          .Bind(agent_token)
-          .Bind(instance.unreachable ? 1 : 0)
-          .Bind(instance.last_seen_at)
-          .Bind(instance.agent_id)
-          .Bind(instance.tls ? 1 : 0)
-          .Bind(instance.tls_ca_cert)
-          .Bind(instance.tls_fingerprint)
-          .Bind(instance.id);
-      FW_RETURN_IF_ERROR(q.Exec());
-      if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");
-      return Status::Ok();
+      FW_RETURN_IF_ERROR(leases::Check(Preparer(), {{instance.id, std::string(token)}}));
+      return UpdateInstanceRow(instance);
     });
   }
 
@@ -588,41 +590,16 @@ class PostgresStore final : public Store {
   }
 
   Status UpdateRun(const model::Run& run) override {
+    return Write({&runs_version_}, [&]() -> Status { return UpdateRunRows(run); });
+  }
+
+  Status UpdateRunIfCurrent(
+      const model::Run& run,
+      const std::vector<std::pair<std::string, std::string>>& leases) override {
     return Write({&runs_version_}, [&]() -> Status {
-      {
-        FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
-                                             "finished_at = ?, cost = ? WHERE id = ?"));
-        q.Bind(model::ToString(run.status))
-            .Bind(OptionalText(run.termination_reason))
-            .Bind(run.finished_at)
-            .Bind(run.cost)
-            .Bind(run.id);
-        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update run '" + run.run_name + "'"));
-        if (q.Changes() == 0) return NotFound("run '" + run.id + "' does not exist");
-      }
-      for (const model::Job& job : run.jobs) {
-        FW_ASSIGN_OR_RETURN(
-            Query q,
-            Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
-                    "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ?, "
-                    "started_at = ?, status_detail = ? WHERE id = ? AND run_id = ?"));
-        q.Bind(model::ToString(job.status))
-            .Bind(OptionalText(job.termination_reason))
-            .Bind(job.exit_code)
-            .Bind(job.instance_id)
-            .Bind(job.instance_name)
-            .Bind(GpuIndicesToJson(job.gpu_indices))
-            .Bind(job.finished_at)
-            .Bind(job.started_at)
-            .Bind(job.status_detail)
-            .Bind(job.id)
-            .Bind(run.id);
-        FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update job '" + job.job_name + "'"));
-        if (q.Changes() == 0) {
-          return NotFound("job '" + job.id + "' of run '" + run.id + "' does not exist");
-        }
-      }
-      return Status::Ok();
+      FW_RETURN_IF_ERROR(leases::Check(Preparer(), leases));
+      FW_RETURN_IF_ERROR(leases::CheckRunVersion(Preparer(), run));
+      return UpdateRunRows(run);
     });
   }
 
@@ -641,7 +618,9 @@ class PostgresStore final : public Store {
                                     "; only a finished run can be deleted");
         }
       }
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE id = ?"));
+      FW_ASSIGN_OR_RETURN(
+          Query q,
+          Prepare("UPDATE runs SET deleted = 1, row_version = row_version + 1 WHERE id = ?"));
       q.Bind(run_id);
       return q.Exec();
     });
@@ -896,7 +875,100 @@ class PostgresStore final : public Store {
     return Read([&] { return rows::ListGpuTimeSince(Preparer(), since); });
   }
 
+  // --- replicas and instance leases ---
+
+  Status RegisterReplica(const ReplicaInfo& replica) override {
+    return Write([&] { return leases::Register(Preparer(), replica); });
+  }
+
+  Result<LeaseState> TakeLeases(const LeaseRequest& request) override {
+    return Write([&] { return leases::Take(Preparer(), leases::Dialect::kPostgres, request); });
+  }
+
+  Status RemoveReplica(std::string_view replica_id) override {
+    return Write([&] { return leases::Remove(Preparer(), replica_id); });
+  }
+
+  Result<int> CountLiveReplicas(TimeMicros now, TimeMicros lease_micros) override {
+    return Read([&] { return leases::CountLive(Preparer(), now, lease_micros); });
+  }
+
+  Result<std::pair<int64_t, int64_t>> RunsChangeMark() override {
+    return Read([&] { return leases::RunsMark(Preparer()); });
+  }
+
+  Result<std::vector<std::pair<std::string, InstanceLease>>> ListLeases() override {
+    return Read([&] { return leases::List(Preparer()); });
+  }
+
  private:
+  // Writes the mutable fields of an instance (UpdateInstance). Requires mu_ and an open
+  // transaction.
+  Status UpdateInstanceRow(const model::Instance& instance) {
+    FW_ASSIGN_OR_RETURN(std::string agent_token, cipher_.Encrypt(instance.agent_token));
+    FW_ASSIGN_OR_RETURN(
+        Query q,
+        Prepare("UPDATE instances SET status = ?, resources = ?, price = ?, hostname = ?, "
+                "agent_port = ?, agent_token = ?, unreachable = ?, last_seen_at = ?, "
+                "agent_id = ?, tls = ?, tls_ca_cert = ?, tls_fingerprint = ? WHERE id = ?"));
+    q.Bind(model::ToString(instance.status))
+        .Bind(ResourcesToJson(instance.resources))
+        .Bind(instance.price)
+        .Bind(instance.hostname)
+        .Bind(instance.agent_port)
+        .Bind(agent_token)
+        .Bind(instance.unreachable ? 1 : 0)
+        .Bind(instance.last_seen_at)
+        .Bind(instance.agent_id)
+        .Bind(instance.tls ? 1 : 0)
+        .Bind(instance.tls_ca_cert)
+        .Bind(instance.tls_fingerprint)
+        .Bind(instance.id);
+    FW_RETURN_IF_ERROR(q.Exec());
+    if (q.Changes() == 0) return NotFound("instance '" + instance.name + "' does not exist");
+    return Status::Ok();
+  }
+
+  // Writes the mutable fields of a run and its jobs and raises its row version (UpdateRun).
+  // Requires mu_ and an open transaction.
+  Status UpdateRunRows(const model::Run& run) {
+    {
+      FW_ASSIGN_OR_RETURN(Query q,
+                          Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
+                                  "finished_at = ?, cost = ?, row_version = row_version + 1 "
+                                  "WHERE id = ?"));
+      q.Bind(model::ToString(run.status))
+          .Bind(OptionalText(run.termination_reason))
+          .Bind(run.finished_at)
+          .Bind(run.cost)
+          .Bind(run.id);
+      FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update run '" + run.run_name + "'"));
+      if (q.Changes() == 0) return NotFound("run '" + run.id + "' does not exist");
+    }
+    for (const model::Job& job : run.jobs) {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare("UPDATE jobs SET status = ?, termination_reason = ?, exit_code = ?, "
+                           "instance_id = ?, instance_name = ?, gpu_indices = ?, finished_at = ?, "
+                           "started_at = ?, status_detail = ? WHERE id = ? AND run_id = ?"));
+      q.Bind(model::ToString(job.status))
+          .Bind(OptionalText(job.termination_reason))
+          .Bind(job.exit_code)
+          .Bind(job.instance_id)
+          .Bind(job.instance_name)
+          .Bind(GpuIndicesToJson(job.gpu_indices))
+          .Bind(job.finished_at)
+          .Bind(job.started_at)
+          .Bind(job.status_detail)
+          .Bind(job.id)
+          .Bind(run.id);
+      FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update job '" + job.job_name + "'"));
+      if (q.Changes() == 0) {
+        return NotFound("job '" + job.id + "' of run '" + run.id + "' does not exist");
+      }
+    }
+    return Status::Ok();
+  }
+
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects SERIALIZABLE; a write that loses a serialization conflict to another
   // replica is run again from the start (fn reads everything it decides on inside the
@@ -1052,8 +1124,8 @@ class PostgresStore final : public Store {
   // SQL -> name of its prepared statement in the current session.
   std::unordered_map<std::string, std::string> statements_ FW_GUARDED_BY(mu_);
   // Raised under mu_ by the writes of runs and jobs (RunsVersion) and of instances
-  // (InstancesVersion). They count this object's writes only: until replicas share versions
-  // through the database, one server uses a database.
+  // (InstancesVersion). They count this object's writes only (store.h: replicas read again
+  // while others are live).
   std::atomic<int64_t> runs_version_{0};
   std::atomic<int64_t> instances_version_{0};
 };

@@ -72,8 +72,9 @@ inline constexpr std::string_view kSelectInstance =
     "FROM instances i JOIN fleets f ON f.id = i.fleet_id JOIN projects p ON p.id = i.project_id ";
 inline constexpr std::string_view kSelectRun =
     "SELECT r.id, r.project_id, p.name, r.user_id, u.name, r.run_name, r.run_type, r.status, "
-    "r.termination_reason, r.submitted_at, r.finished_at, r.configuration, r.cost "
-    "FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id ";
+    "r.termination_reason, r.submitted_at, r.finished_at, r.configuration, r.cost, "
+    "r.row_version FROM runs r JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = "
+    "r.user_id ";
 inline constexpr std::string_view kSelectJob =
     "SELECT id, run_id, job_name, job_num, replica_num, status, termination_reason, exit_code, "
     "instance_id, instance_name, gpu_indices, submitted_at, finished_at, started_at, "
@@ -163,6 +164,7 @@ Result<model::Run> ReadRun(const Row& q) {
   run.finished_at = q.OptionalInt64(10);
   run.configuration_json = q.Text(11);
   run.cost = q.Double(12);
+  run.row_version = q.Int64(13);
   return run;
 }
 

@@ -195,6 +195,22 @@ CREATE TABLE gpu_run_hours (
 );
 CREATE INDEX gpu_run_hours_by_hour ON gpu_run_hours (hour);
 )sql",
+    // 9: replicas and instance leases (store.h "replicas and instance leases"): each server
+    // process registers a heartbeat row, polls only the instances it leases, and writes runs
+    // conditionally on their row version.
+    R"sql(
+CREATE TABLE replicas (
+  id           TEXT PRIMARY KEY,
+  started_at   BIGINT NOT NULL,
+  heartbeat_at BIGINT NOT NULL,
+  version      TEXT NOT NULL
+);
+ALTER TABLE instances ADD COLUMN lock_owner TEXT;
+ALTER TABLE instances ADD COLUMN lock_token TEXT;
+ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
+CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
+ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
+)sql",
 };
 
 Status Error(sqlite3* db, const std::string& what) {

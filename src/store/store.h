@@ -119,6 +119,39 @@ struct RunGpuTime {
   double idle_cost_dollars = 0;
 };
 
+// A server process sharing the database with others (a replica).
+struct ReplicaInfo {
+  std::string id;  // unique per process start, e.g. hostname-pid-random
+  TimeMicros started_at = 0;
+  std::string version;  // the fleetwatch build
+};
+
+// An instance leased to one replica: only the holder polls and commands that host, and its
+// results apply only while the token is still the instance's (a taken-over lease has a new one).
+struct InstanceLease {
+  std::string instance_id;
+  std::string token;
+  TimeMicros expires_at = 0;
+};
+
+// One replica's pass over the leases (TakeLeases).
+struct LeaseRequest {
+  std::string owner;  // the replica's id (RegisterReplica)
+  TimeMicros now = 0;
+  TimeMicros lease_micros = 10'000'000;  // how long a lease and a heartbeat count
+  // A replica holds at most ceil(instances / live replicas) + slack instances.
+  int slack = 1;
+};
+
+// What a replica holds after TakeLeases.
+struct LeaseState {
+  std::vector<InstanceLease> held;  // by instance id
+  int live_replicas = 1;            // with a heartbeat younger than the lease time, itself included
+  int instances = 0;                // every instance of every project
+  int taken = 0;                    // leases new to the owner in this call (not renewals)
+  int released = 0;                 // leases it gave up in this call, above its share
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -220,9 +253,9 @@ class Store {
   // UpdateRun that succeeds raises it by exactly one, which lets a caller that serializes its
   // writes tell its own from anyone else's. Usage accounting (ChargeUsage) does not count: it
   // changes nothing that model::Run or model::Job carries. It counts this store object's writes:
-  // the SQLite database is this process's alone (its data directory is locked), and a PostgreSQL
-  // database is used by one server until replicas share their versions through the database.
-  // Cheap; never fails.
+  // the SQLite database is this process's alone (its data directory is locked); on a PostgreSQL
+  // database shared by replicas, other replicas' writes do not move it, so a caller reads again
+  // while other replicas are live (LeaseState::live_replicas). Cheap; never fails.
   virtual int64_t RunsVersion() = 0;
 
   // --- job metrics ---
@@ -270,6 +303,45 @@ class Store {
   // The GPU time of every run in the hourly buckets that end after `since` (the hour that holds
   // `since` counts whole), ordered by project name, user name, run name, run id.
   virtual Result<std::vector<RunGpuTime>> ListGpuTimeSince(TimeMicros since) = 0;
+
+  // --- replicas and instance leases ---
+  // Several servers (replicas) may share one database and split the instances without a leader:
+  // each registers a heartbeat row and, each tick, TakeLeases. Times are the callers' clocks, so
+  // replicas' clocks must agree to well within the lease time (NTP).
+  //
+  // Inserts the replica's row (or replaces one of the same id) with heartbeat_at = started_at.
+  virtual Status RegisterReplica(const ReplicaInfo& replica) = 0;
+  // One short transaction: writes the owner's heartbeat (re-inserting its row when it is gone);
+  // renews the owner's unexpired leases that are past half their time (a renewal keeps the
+  // token); gives up, when it holds more than its share (ceil(instances / live replicas) +
+  // slack), its surplus (highest instance ids first); then takes, up to its share, instances whose
+  // lease is absent or expired, each with a new random token (PostgreSQL: FOR NO KEY UPDATE SKIP
+  // LOCKED, so replicas taking at once never wait for, or take, the same rows). Returns what the
+  // owner holds afterwards. InvalidArgument for an empty owner or a lease time <= 0.
+  virtual Result<LeaseState> TakeLeases(const LeaseRequest& request) = 0;
+  // Releases every lease the replica holds and deletes its row (a graceful stop). Unknown ids
+  // change nothing.
+  virtual Status RemoveReplica(std::string_view replica_id) = 0;
+  // Replicas whose heartbeat is at most `lease_micros` old at `now` (0 when none).
+  virtual Result<int> CountLiveReplicas(TimeMicros now, TimeMicros lease_micros) = 0;
+  // Every lease of every instance (expired ones included), by instance id: who holds what.
+  // For tests and diagnostics.
+  virtual Result<std::vector<std::pair<std::string, InstanceLease>>> ListLeases() = 0;
+  // A mark of every committed write of runs and jobs by any replica: (number of runs, sum of
+  // their row versions). Every such write adds a run or raises a row version, so the mark read
+  // again is unchanged only when no run or job changed in between. One query over the runs, for
+  // a replica that keeps runs between ticks while other replicas write.
+  virtual Result<std::pair<int64_t, int64_t>> RunsChangeMark() = 0;
+  // UpdateInstance, applied only while `token` is the instance's lease token: FailedPrecondition
+  // (nothing written) when the lease was lost, NotFound when the instance is gone.
+  virtual Status UpdateInstanceIfLeased(const model::Instance& instance,
+                                        std::string_view token) = 0;
+  // UpdateRun, applied only while the stored run's row_version is still `run.row_version` and each
+  // (instance id, token) of `leases` is still that instance's lease token: FailedPrecondition
+  // (nothing written) otherwise, NotFound when the run is gone. UpdateRun and this raise the
+  // row version by one; so two replicas that decided on the same version never both apply.
+  virtual Status UpdateRunIfCurrent(
+      const model::Run& run, const std::vector<std::pair<std::string, std::string>>& leases) = 0;
 };
 
 }  // namespace fleetwatch::store

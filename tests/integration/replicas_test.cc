@@ -1,0 +1,277 @@
+// Two `fleetwatch server` replicas on one PostgreSQL database (docs/scale-out.md): real server
+// processes, real agents on 127.0.0.1 and the ctest run's PostgreSQL. The replicas split the
+// hosts without a leader (each host leased to exactly one), one is SIGKILLed, the other takes its
+// hosts over after the lease time, and every job is started exactly once and finishes once.
+#include <libpq-fe.h>
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "integration/agent_process.h"
+#include "integration/api_client.h"
+#include "support/postgres_cluster.h"
+#include "support/process.h"
+
+namespace fleetwatch::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::steady_clock;
+
+constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
+constexpr int kHosts = 4;
+constexpr int kLeaseSeconds = 3;
+
+// The first column of each row of `sql` on `url`; empty on any failure.
+std::vector<std::string> QueryColumn(const std::string& url, const std::string& sql) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  std::vector<std::string> out;
+  if (PQstatus(conn) == CONNECTION_OK) {
+    PGresult* result = PQexec(conn, sql.c_str());
+    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(result); ++i) out.emplace_back(PQgetvalue(result, i, 0));
+    }
+    PQclear(result);
+  }
+  PQfinish(conn);
+  return out;
+}
+
+int64_t Int(const json::value& v, std::string_view key) {
+  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+  if (field == nullptr || !field->is_number()) return -1;
+  json::error_code ec;
+  int64_t n = field->to_number<int64_t>(ec);
+  return ec ? -1 : n;
+}
+
+// How often each job id appears in "job <id> started" lines of the agents' logs.
+std::map<std::string, int> Starts(const std::vector<std::unique_ptr<AgentProcess>>& agents) {
+  static const std::regex kStarted("job ([0-9a-f-]+) started, pid");
+  std::map<std::string, int> starts;
+  for (const auto& agent : agents) {
+    const std::string out = agent->Output();
+    for (auto it = std::sregex_iterator(out.begin(), out.end(), kStarted);
+         it != std::sregex_iterator(); ++it) {
+      ++starts[(*it)[1].str()];
+    }
+  }
+  return starts;
+}
+
+class ReplicasTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (PostgresCluster::FindBinDir().empty()) {
+      GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
+    }
+    std::string error;
+    PostgresCluster* cluster = PostgresCluster::Shared(&error);
+    ASSERT_NE(cluster, nullptr) << error;
+    url_ = cluster->CreateDatabase(&error);
+    ASSERT_FALSE(url_.empty()) << error;
+    for (int i = 0; i < kHosts; ++i) {
+      agents_.push_back(
+          std::make_unique<AgentProcess>(AgentProcessOptions::FakeGpus(1, FAKE_NVML_LIBRARY)));
+      ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
+    }
+  }
+
+  std::unique_ptr<ServerProcess> StartReplica(TempDir& data) {
+    return std::make_unique<ServerProcess>(
+        data.str(), home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
+        std::map<std::string, std::string>{
+            {"FLEETWATCH_DATABASE_URL", url_},
+            // Every replica on one database is given the same key.
+            {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
+            {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
+            {"FLEETWATCH_LEASE_SECONDS", std::to_string(kLeaseSeconds)},
+            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "60"},
+            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+  }
+
+  static json::value Info(const ApiClient& client) { return client.Get("/api/server/info").json; }
+
+  void SubmitRun(const ApiClient& client, const std::string& name, int seconds) {
+    ApiReply r =
+        client.Send("POST", "/api/project/main/runs",
+                    "type: task\nname: " + name + "\nresources: {gpu: 1}\ncommands:\n  - sleep " +
+                        std::to_string(seconds) + "\n",
+                    "application/yaml");
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  std::string url_;
+  std::vector<std::unique_ptr<AgentProcess>> agents_;
+  TempDir data_a_;
+  TempDir data_b_;
+  TempDir home_;
+};
+
+TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesHosts) {
+  std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
+  ASSERT_TRUE(a->started()) << a->Output();
+  ApiClient admin_a(a->url(), kAdminToken);
+  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
+                      std::string(kTestAgentToken) + "\n  hosts:\n";
+  for (const auto& agent : agents_) {
+    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
+  }
+  ApiReply created = admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
+  ASSERT_EQ(created.status, 201) << created.body;
+
+  std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
+  ASSERT_TRUE(b->started()) << b->Output();
+  ApiClient admin_b(b->url(), kAdminToken);
+
+  // Both replicas live, the hosts split between them: each host leased to exactly one.
+  json::value info_a, info_b;
+  const bool split = WaitUntil([&] {
+    info_a = Info(admin_a);
+    info_b = Info(admin_b);
+    return Int(info_a, "replicas") == 2 && Int(info_b, "replicas") == 2 &&
+           Int(info_a, "leased_instances") >= 1 && Int(info_b, "leased_instances") >= 1 &&
+           Int(info_a, "leased_instances") + Int(info_b, "leased_instances") == kHosts;
+  });
+  ASSERT_TRUE(split) << json::serialize(info_a) << "\n"
+                     << json::serialize(info_b) << "\n"
+                     << a->Output() << b->Output();
+  EXPECT_EQ(Str(info_a, "database"), "postgresql");
+  const std::string id_a = Str(info_a, "replica_id");
+  const std::string id_b = Str(info_b, "replica_id");
+  EXPECT_NE(id_a, id_b);
+  std::printf("replica %s holds %lld hosts, replica %s %lld\n", id_a.c_str(),
+              static_cast<long long>(Int(info_a, "leased_instances")), id_b.c_str(),
+              static_cast<long long>(Int(info_b, "leased_instances")));
+  std::vector<std::string> owners = QueryColumn(
+      url_, "SELECT lock_owner FROM instances WHERE lock_owner IS NOT NULL ORDER BY id");
+  EXPECT_EQ(owners.size(), static_cast<size_t>(kHosts));
+  EXPECT_EQ(std::set<std::string>(owners.begin(), owners.end()),
+            (std::set<std::string>{id_a, id_b}));
+  // Every host came up, through whichever replica holds it.
+  ASSERT_TRUE(WaitUntil([&] {
+    return QueryColumn(url_, "SELECT COUNT(*) FROM instances WHERE status = 'idle'") ==
+           std::vector<std::string>{std::to_string(kHosts)};
+  })) << a->Output()
+      << b->Output();
+
+  // A run on every host (one GPU each), submitted through either replica: two of them run on
+  // hosts of the replica that is then killed, and run on across the kill.
+  for (int i = 0; i < kHosts; ++i) {
+    SubmitRun(i % 2 == 0 ? admin_a : admin_b, "across-" + std::to_string(i), 6);
+  }
+  for (int i = 0; i < kHosts; ++i) {
+    ApiReply across = WaitForRunStatus(admin_a, "main", "across-" + std::to_string(i), "running");
+    ASSERT_EQ(Str(across.json, "status"), "running") << across.body << a->Output();
+  }
+  const std::vector<std::string> on_b = QueryColumn(
+      url_,
+      "SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance_id WHERE j.status = "
+      "'running' AND i.lock_owner = '" +
+          id_b + "'");
+  EXPECT_GE(on_b.size(), 1u);
+
+  ASSERT_EQ(b->Stop(SIGKILL), 128 + SIGKILL);
+  const auto killed_at = steady_clock::now();
+  for (int i = 0; i < kHosts; ++i) SubmitRun(admin_a, "after-" + std::to_string(i), 1);
+
+  // The survivor alone, holding every host: the killed one's leases expired and were taken.
+  const bool took_over = WaitUntil([&] {
+    info_a = Info(admin_a);
+    return Int(info_a, "replicas") == 1 && Int(info_a, "leased_instances") == kHosts;
+  });
+  ASSERT_TRUE(took_over) << json::serialize(info_a) << "\n" << a->Output();
+  std::printf(
+      "replica %s took over the killed replica's hosts %.1f s after the kill (lease %d s)\n",
+      id_a.c_str(), std::chrono::duration<double>(steady_clock::now() - killed_at).count(),
+      kLeaseSeconds);
+  owners = QueryColumn(url_, "SELECT DISTINCT lock_owner FROM instances");
+  EXPECT_EQ(owners, std::vector<std::string>{id_a});
+
+  // Every run done, each job started once by one agent.
+  std::vector<std::string> names;
+  for (int i = 0; i < kHosts; ++i) {
+    names.push_back("across-" + std::to_string(i));
+    names.push_back("after-" + std::to_string(i));
+  }
+  std::set<std::string> job_ids;
+  for (const std::string& name : names) {
+    ApiReply run = WaitForRunStatus(admin_a, "main", name, "done", std::chrono::seconds(120));
+    ASSERT_EQ(Str(run.json, "status"), "done") << name << ": " << run.body << "\n" << a->Output();
+    job_ids.insert(Str(run.json.at("jobs").at(0), "id"));
+  }
+  // An agent logs a start as it happens; the runs are done, so every start is in the logs.
+  std::map<std::string, int> starts = Starts(agents_);
+  for (const std::string& id : job_ids) EXPECT_EQ(starts[id], 1) << "job " << id;
+  for (const std::string& id : on_b) EXPECT_TRUE(job_ids.count(id)) << "job " << id;
+  EXPECT_EQ(starts.size(), job_ids.size());
+  EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM jobs WHERE status = 'done'"),
+            std::vector<std::string>{std::to_string(names.size())});
+
+  // GPU time accounted exactly once, though both replicas account every job. Each charge moves
+  // its job's accounted time on by what it charges, so once every job is accounted to its end the
+  // totals equal the accounted stretches (one GPU each): a charge applied twice would make them
+  // more. The stretches cover the jobs' running time (a running job is charged up to the tick
+  // that sees it end, so they may exceed it by that much).
+  const std::string pending =
+      "SELECT COUNT(*) FROM jobs WHERE started_at IS NOT NULL AND (usage_accounted_until IS NULL "
+      "OR usage_accounted_until < finished_at)";
+  ASSERT_TRUE(WaitUntil([&] {
+    return QueryColumn(url_, pending) == std::vector<std::string>{"0"};
+  })) << a->Output();
+  auto seconds = [&](const std::string& sql) {
+    std::vector<std::string> v = QueryColumn(url_, sql);
+    return v.size() == 1 && !v[0].empty() ? std::stod(v[0]) : -1.0;
+  };
+  const double accounted = seconds(
+      "SELECT SUM(usage_accounted_until - started_at) / 1e6 FROM jobs WHERE started_at IS NOT "
+      "NULL");
+  const double ran = seconds(
+      "SELECT SUM(finished_at - started_at) / 1e6 FROM jobs WHERE status = "
+      "'done'");
+  const double charged = seconds("SELECT COALESCE(SUM(gpu_seconds), 0) FROM usage_totals");
+  EXPECT_NEAR(charged, accounted, 1e-6);
+  EXPECT_GE(charged, ran - 1e-6);
+  std::printf("GPU seconds charged %.6f, accounted stretches %.6f, jobs ran %.6f\n", charged,
+              accounted, ran);
+
+  // A graceful stop releases the leases at once.
+  EXPECT_EQ(a->Stop(SIGTERM), 0) << a->Output();
+  EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM instances WHERE lock_owner IS NOT NULL"),
+            std::vector<std::string>{"0"});
+  EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM replicas WHERE id = '" + id_a + "'"),
+            std::vector<std::string>{"0"});
+}
+
+TEST_F(ReplicasTest, ALeaseShorterThanTwoPollIntervalsIsRefused) {
+  ProcessResult refused = RunProcess(FLEETWATCH_BINARY,
+                                     {"server", "--host", "127.0.0.1", "--port", "0", "--data-dir",
+                                      data_a_.str(), "--no-local-fleet"},
+                                     {{"HOME", home_.str()},
+                                      {"FLEETWATCH_DATABASE_URL", url_},
+                                      {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
+                                      {"FLEETWATCH_POLL_INTERVAL_MS", "1000"},
+                                      {"FLEETWATCH_LEASE_SECONDS", "1"}});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("FLEETWATCH_LEASE_SECONDS (1 s) must be at least twice the poll "
+                             "interval (1000 ms)"),
+            std::string::npos)
+      << refused.err;
+  // Nothing registered.
+  EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM replicas"), std::vector<std::string>{"0"});
+}
+
+}  // namespace
+}  // namespace fleetwatch::testing
