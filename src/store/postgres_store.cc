@@ -69,7 +69,8 @@ Status StatusOf(const Result<T>& result) {
 
 // Thread-safe: every public method takes mu_ for its whole transaction.
 class PostgresStore final : public Store {
-  // `Prepare` as a callable, for the shared lease statements (leases.h).
+  // `Prepare` as a callable, for the statements shared by both stores (leases.h,
+  // gpu_ledger_rows.h).
   struct Preparing {
     PostgresStore* store;
     auto operator()(const std::string& sql) const { return store->Prepare(sql); }
@@ -1016,10 +1017,6 @@ class PostgresStore final : public Store {
     return InTransaction(false, std::forward<Fn>(fn));
   }
 
-  // Prepare as a callable, for the shared statements of store/gpu_ledger_rows.h.
-  std::function<Result<Query>(const std::string&)> Preparer() {
-    return [this](const std::string& sql) { return Prepare(sql); };
-  }
   // A use of the prepared statement for `sql`, prepared on first use in this session and kept
   // (the server parses and plans it once). Requires mu_.
   Result<Query> Prepare(const std::string& sql) {

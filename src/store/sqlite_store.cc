@@ -41,7 +41,8 @@ namespace {
 
 // Thread-safe: every public method takes mu_ for its whole transaction.
 class SqliteStore final : public Store {
-  // `Prepare` as a callable, for the shared lease statements (leases.h).
+  // `Prepare` as a callable, for the statements shared by both stores (leases.h,
+  // gpu_ledger_rows.h).
   struct Preparing {
     SqliteStore* store;
     auto operator()(const std::string& sql) const { return store->Prepare(sql); }
@@ -977,10 +978,6 @@ class SqliteStore final : public Store {
     return InTransaction(false, std::forward<Fn>(fn));
   }
 
-  // Prepare as a callable, for the shared statements of store/gpu_ledger_rows.h.
-  std::function<Result<Query>(const std::string&)> Preparer() {
-    return [this](const std::string& sql) { return Prepare(sql); };
-  }
   // A use of the prepared statement for `sql`, compiled on first use and kept. Requires mu_.
   Result<Query> Prepare(const std::string& sql) {
     // Called from the functions that InTransaction runs, which the analysis sees as lock-free:
