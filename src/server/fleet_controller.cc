@@ -509,6 +509,14 @@ size_t FleetController::Collect(const std::map<std::string, InstanceObservation>
     for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
     last_points_loaded_ = true;
   }
+  // Most ticks carry no points (plain polls): nothing to look at then. Jobs that ended are
+  // forgotten by the next tick that has points, before it looks at their spacing.
+  const bool any_points = std::any_of(observations.begin(), observations.end(), [](const auto& e) {
+    return e.second.reached &&
+           std::any_of(e.second.poll.jobs.begin(), e.second.poll.jobs.end(),
+                       [](const AgentJob& aj) { return aj.metrics.has_value(); });
+  });
+  if (!any_points) return 0;
   std::unordered_map<std::string_view, const std::string*> running_on;  // job id → instance id
   running_on.reserve(runs.size());
   for (const model::Run& run : runs) {
