@@ -231,13 +231,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
       : client_(client),
         strand_(idle ? idle->strand : asio::make_strand(client.io_context_)),
         connection_(std::move(idle)),
-        resolver_(strand_),
-        resolve_timer_(strand_),
         request_(std::move(request)),
         key_(std::move(key)),
         done_(std::move(done)),
-        origin_(Origin(request_)),
-        timeout_text_(std::to_string(request_.timeout.count()) + " ms"),
         may_retry_(IdempotentMethod(request_.method) || request_.retry_on_stale_connection) {}
 
   // Starts the request on its strand; never runs it inline.
@@ -247,7 +243,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   // Ends the request with Unavailable (unless it has ended already).
   void Cancel() {
-    asio::post(strand_, [self = shared_from_this()] { self->Finish(Cancelled(self->origin_)); });
+    asio::post(strand_, [self = shared_from_this()] { self->Finish(Cancelled(self->origin())); });
   }
 
  private:
@@ -292,18 +288,19 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
       Connect();
       return;
     }
-    // The resolver is not bound by the stream's deadline, so a timer of its own ends the wait.
-    resolve_timer_.expires_at(deadline_);
-    resolve_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    resolving_ = std::make_unique<Resolving>(strand_);
+    resolving_->timer.expires_at(deadline_);
+    resolving_->timer.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->finished_) return;
-      self->Finish(Unavailable("cannot reach " + self->origin_ + ": cannot resolve host within " +
-                               self->timeout_text_));
+      self->Finish(Unavailable("cannot reach " + self->origin() + ": cannot resolve host within " +
+                               self->timeout_text()));
     });
-    resolver_.async_resolve(host, std::to_string(request_.port),
-                            [self = shared_from_this()](beast::error_code ec,
-                                                        const tcp::resolver::results_type& found) {
-                              self->OnResolve(ec, found);
-                            });
+    resolving_->resolver.async_resolve(
+        host, std::to_string(request_.port),
+        [self = shared_from_this()](beast::error_code ec,
+                                    const tcp::resolver::results_type& found) {
+          self->OnResolve(ec, found);
+        });
   }
 
   void BuildMessage() {
@@ -344,10 +341,10 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   void OnResolve(beast::error_code ec, const tcp::resolver::results_type& found) {
     if (finished_) return;
-    resolve_timer_.cancel();
+    resolving_->timer.cancel();
     if (ec) {
       return Finish(
-          Unavailable("cannot reach " + origin_ + ": cannot resolve host: " + ec.message()));
+          Unavailable("cannot reach " + origin() + ": cannot resolve host: " + ec.message()));
     }
     for (const auto& entry : found) endpoints_.push_back(entry.endpoint());
     Connect();
@@ -368,9 +365,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     if (finished_) return;
     if (ec == beast::error::timeout) {
       return Finish(
-          Unavailable("cannot reach " + origin_ + ": no connection within " + timeout_text_));
+          Unavailable("cannot reach " + origin() + ": no connection within " + timeout_text()));
     }
-    if (ec) return Finish(Unavailable("cannot reach " + origin_ + ": " + ec.message()));
+    if (ec) return Finish(Unavailable("cannot reach " + origin() + ": " + ec.message()));
     Tcp().expires_at(deadline_);
     if (auto* tls = std::get_if<TlsStream>(&connection_->stream)) {
       tls->async_handshake(
@@ -388,14 +385,14 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     if (finished_) return;
     TlsStream& tls = std::get<TlsStream>(connection_->stream);
     if (ec == beast::error::timeout) {
-      return Finish(Unavailable("no TLS handshake with " + origin_ + " within " + timeout_text_));
+      return Finish(Unavailable("no TLS handshake with " + origin() + " within " + timeout_text()));
     }
     if (ec) {
       return Finish(Unavailable(
-          origin_ + ": " + internal::HandshakeFailure(tls.native_handle(), ec, *request_.tls)));
+          origin() + ": " + internal::HandshakeFailure(tls.native_handle(), ec, *request_.tls)));
     }
     Status checked = internal::CheckPeer(tls.native_handle(), *request_.tls);
-    if (!checked.ok()) return Finish(Unavailable(origin_ + ": " + checked.message()));
+    if (!checked.ok()) return Finish(Unavailable(origin() + ": " + checked.message()));
     Write();
   }
 
@@ -463,33 +460,35 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   // A failure while writing the request or reading the response.
   Status IoError(beast::error_code ec) const {
     if (ec == beast::error::timeout) {
-      return Unavailable("no response from " + origin_ + " within " + timeout_text_);
+      return Unavailable("no response from " + origin() + " within " + timeout_text());
     }
     if (ec == bhttp::error::body_limit) {
-      return Status(StatusCode::kPayloadTooLarge, "response from " + origin_ + " exceeds " +
+      return Status(StatusCode::kPayloadTooLarge, "response from " + origin() + " exceeds " +
                                                       std::to_string(request_.max_response_bytes) +
                                                       " bytes");
     }
     if (ec == bhttp::error::header_limit) {
-      return Status(StatusCode::kPayloadTooLarge, "response headers from " + origin_ + " exceed " +
+      return Status(StatusCode::kPayloadTooLarge, "response headers from " + origin() + " exceed " +
                                                       std::to_string(kResponseHeaderLimitBytes) +
                                                       " bytes");
     }
     if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
         ec == asio::ssl::error::stream_truncated) {
-      return Unavailable("connection to " + origin_ + " closed before a complete response");
+      return Unavailable("connection to " + origin() + " closed before a complete response");
     }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_version).category()) {
-      return Unavailable("malformed response from " + origin_ + ": " + ec.message());
+      return Unavailable("malformed response from " + origin() + ": " + ec.message());
     }
-    return Unavailable("connection to " + origin_ + " failed: " + ec.message());
+    return Unavailable("connection to " + origin() + " failed: " + ec.message());
   }
 
   void Finish(Result<Response> result) {
     if (finished_) return;
     finished_ = true;
-    resolve_timer_.cancel();
-    resolver_.cancel();
+    if (resolving_) {
+      resolving_->timer.cancel();
+      resolving_->resolver.cancel();
+    }
     // Back to the pool before the callback, so that a request the callback sends can reuse it.
     client_.ReleaseConnection(std::move(connection_), reusable_ && result.ok());
     Callback done = std::move(done_);
@@ -497,16 +496,24 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     client_.OnFinished(this);
   }
 
+  // For messages only: built when one is.
+  std::string origin() const { return Origin(request_); }
+  std::string timeout_text() const { return std::to_string(request_.timeout.count()) + " ms"; }
+
   Impl& client_;
   Strand strand_;
   std::shared_ptr<Connection> connection_;  // null before Begin unless reused, and after Finish
-  tcp::resolver resolver_;
-  asio::steady_timer resolve_timer_;
+  // Name resolution, made only for a host that is not an IP literal: the operation stays small
+  // (one is allocated per request).
+  struct Resolving {
+    explicit Resolving(const Strand& strand) : resolver(strand), timer(strand) {}
+    tcp::resolver resolver;
+    asio::steady_timer timer;  // the resolver is not bound by the stream's deadline
+  };
+  std::unique_ptr<Resolving> resolving_;
   AsyncRequest request_;
   const std::string key_;
   Callback done_;
-  const std::string origin_;
-  const std::string timeout_text_;
   const bool may_retry_;
 
   std::chrono::steady_clock::time_point deadline_;

@@ -1,7 +1,6 @@
 #include "server/agent_lanes.h"
 
 #include <algorithm>
-#include <deque>
 #include <map>
 
 #include "util/mutex.h"
@@ -38,7 +37,9 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
   struct Lane {
     bool busy = false;
     std::string in_flight_key;
-    std::deque<std::pair<std::string, AgentOperation>> waiting;
+    // In order, the next first. A vector, not a deque: a lane is made for each poll of each tick
+    // and mostly holds one operation, and an empty vector allocates nothing.
+    std::vector<std::pair<std::string, AgentOperation>> waiting;
   };
 
   http::AsyncClient& client;
@@ -61,7 +62,7 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
       Lane& lane = it->second;
       op_key = std::move(lane.waiting.front().first);
       op = std::move(lane.waiting.front().second);
-      lane.waiting.pop_front();
+      lane.waiting.erase(lane.waiting.begin());
       lane.busy = true;
       lane.in_flight_key = op_key;
       ++in_flight;

@@ -444,6 +444,69 @@ Result<AgentPoll> ParseAgentPoll(std::string_view body) {
   return poll;
 }
 
+namespace {
+
+// The digits of the one key "now" in `body`: [begin, end), or nullopt when the key is not written
+// exactly once as "now": followed by digits, or the body has a backslash (an escaped key could
+// spell "now" too).
+std::optional<std::pair<size_t, size_t>> NowDigits(std::string_view body) {
+  constexpr std::string_view kKey = "\"now\"";
+  if (body.find('\\') != std::string_view::npos) return std::nullopt;
+  const size_t at = body.find(kKey);
+  if (at == std::string_view::npos || body.find(kKey, at + 1) != std::string_view::npos) {
+    return std::nullopt;
+  }
+  size_t begin = at + kKey.size();
+  if (begin >= body.size() || body[begin] != ':') return std::nullopt;
+  ++begin;
+  size_t end = begin;
+  while (end < body.size() && body[end] >= '0' && body[end] <= '9') ++end;
+  if (end == begin) return std::nullopt;
+  return std::make_pair(begin, end);
+}
+
+bool Plain(const AgentPoll& poll) {
+  return !poll.dcgm && !poll.gpus &&
+         std::none_of(poll.jobs.begin(), poll.jobs.end(),
+                      [](const AgentJob& j) { return j.metrics.has_value(); });
+}
+
+}  // namespace
+
+Result<AgentPoll> AgentPollParser::Parse(std::string_view body) {
+  last_reused_ = false;
+  if (!body_.empty() && body.size() + (now_end_ - now_begin_) >= body_.size() + 1 &&
+      body.compare(0, now_begin_, body_, 0, now_begin_) == 0) {
+    // Same up to now's digits: a run of digits, then the rest exactly as remembered.
+    const std::string_view rest = std::string_view(body_).substr(now_end_);
+    size_t end = now_begin_;
+    while (end < body.size() && body[end] >= '0' && body[end] <= '9') ++end;
+    const size_t digits = end - now_begin_;
+    int64_t now = 0;
+    // JSON has no leading zeros; an integer out of int64's range fails from_chars.
+    if (digits >= 1 && (digits == 1 || body[now_begin_] != '0') && body.substr(end) == rest) {
+      auto [ptr, ec] = std::from_chars(body.data() + now_begin_, body.data() + end, now);
+      if (ec == std::errc() && ptr == body.data() + end && now <= kMaxTime) {
+        AgentPoll poll = poll_;
+        poll.now = now;
+        last_reused_ = true;
+        return poll;
+      }
+    }
+  }
+  Result<AgentPoll> poll = ParseAgentPoll(body);
+  if (!poll.ok() || !Plain(*poll)) return poll;
+  if (auto now = NowDigits(body)) {
+    body_.assign(body);
+    now_begin_ = now->first;
+    now_end_ = now->second;
+    poll_ = *poll;
+  } else {
+    body_.clear();
+  }
+  return poll;
+}
+
 Result<AgentJob> ParseAgentJob(std::string_view body) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(body));
   return JobFromJson(o);

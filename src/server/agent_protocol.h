@@ -102,6 +102,26 @@ struct LogChunk {
 Result<AgentInventory> ParseAgentInventory(std::string_view body);
 Result<AgentPoll> ParseAgentPoll(std::string_view body);
 Result<AgentJob> ParseAgentJob(std::string_view body);
+
+// ParseAgentPoll for one agent's replies, one after another: an agent answers a plain poll with
+// the same body tick after tick but for the digits of `now`, and such a reply is not parsed
+// again: it is the last parsed poll with the new `now`, exactly what ParseAgentPoll would make of
+// it. What is remembered is the last successful reply without metrics, DCGM text or GPU readings
+// whose body has no backslash and names the key "now" once (so that key is the top-level one);
+// any other reply is parsed in full, and a reply that fails leaves the remembered one in place.
+// Not thread-safe: one per agent, on one thread.
+class AgentPollParser {
+ public:
+  Result<AgentPoll> Parse(std::string_view body);
+  // Whether the last Parse reused the remembered poll (for tests).
+  bool last_reused() const { return last_reused_; }
+
+ private:
+  std::string body_;                    // empty: nothing remembered
+  size_t now_begin_ = 0, now_end_ = 0;  // the digits of `now` in body_
+  AgentPoll poll_;
+  bool last_reused_ = false;
+};
 // A reply of GET /api/jobs/{id}/logs?offset=&limit=: its body and its X-Log-Size header. Fails
 // when the body is longer than `limit` or the size is missing, malformed or smaller than
 // offset + body.

@@ -32,8 +32,13 @@ std::optional<std::string_view> TextBytesHeader(const http::Response& reply) {
 }  // namespace
 
 Result<AgentPoll> ParsePollReply(http::Response& reply) {
+  AgentPollParser parser;
+  return ParsePollReply(reply, parser);
+}
+
+Result<AgentPoll> ParsePollReply(http::Response& reply, AgentPollParser& parser) {
   const std::optional<std::string_view> header = TextBytesHeader(reply);
-  if (!header) return ParseAgentPoll(reply.body);
+  if (!header) return parser.Parse(reply.body);
   size_t text_bytes = 0;
   const auto [end, ec] =
       std::from_chars(header->data(), header->data() + header->size(), text_bytes);
@@ -45,7 +50,7 @@ Result<AgentPoll> ParsePollReply(http::Response& reply) {
   }
   const size_t json_bytes = reply.body.size() - text_bytes;
   FW_ASSIGN_OR_RETURN(AgentPoll poll,
-                      ParseAgentPoll(std::string_view(reply.body).substr(0, json_bytes)));
+                      parser.Parse(std::string_view(reply.body).substr(0, json_bytes)));
   if (!poll.dcgm || !poll.dcgm->error.empty() || !poll.dcgm->text.empty()) {
     return Bad(
         "DCGM text after a reply whose 'dcgm' field is not {\"collected_at\": T, "

@@ -26,5 +26,8 @@ inline constexpr std::string_view kDcgmTextBytesHeader = "Fleetwatch-Dcgm-Text-B
 // DCGM cap (4 MiB) fails only the DCGM part, like an over-long `text` field: `dcgm.error` says
 // so and the rest of the poll stands. Thread-safe (pure function).
 Result<AgentPoll> ParsePollReply(http::Response& reply);
+// The same, with the JSON part parsed by `parser` (one per agent: a plain poll like the agent's
+// last one is not parsed again; agent_protocol.h AgentPollParser). Not thread-safe for `parser`.
+Result<AgentPoll> ParsePollReply(http::Response& reply, AgentPollParser& parser);
 
 }  // namespace fleetwatch::server

@@ -398,7 +398,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
 
   // DCGM: new texts, and the samples of jobs that are no longer exported.
   if (!report.dcgm.empty() || jobs_changed) {
-    IngestDcgm(report.dcgm, DcgmInputs{report.instances, report.runs});
+    IngestDcgm(report.dcgm, DcgmInputs{report.instances.get(), report.runs.get()});
   }
   snapshot_.DropExpiredDcgm(now);
 

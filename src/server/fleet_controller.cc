@@ -20,19 +20,10 @@ const std::vector<model::RunStatus> kUnfinishedRunStatuses = {
     model::RunStatus::kPending, model::RunStatus::kSubmitted, model::RunStatus::kProvisioning,
     model::RunStatus::kRunning, model::RunStatus::kTerminating};
 
-// The job ids the agents reported that are not jobs of the unfinished runs: ended jobs waiting
-// for their acknowledgement, or ids that are not the server's.
-std::vector<std::string> ReportedOtherJobIds(const ReconcileInput& input) {
-  size_t reported = 0;
-  for (const auto& [instance_id, obs] : input.observations) {
-    if (obs.reached) reported += obs.poll.jobs.size();
-  }
-  if (reported == 0) return {};
-  std::unordered_set<std::string_view> known;
-  known.reserve(reported);
-  for (const model::Run& run : input.runs) {
-    for (const model::Job& job : run.jobs) known.insert(job.id);
-  }
+// The job ids the agents reported that are not jobs of the unfinished runs (`known`): ended jobs
+// waiting for their acknowledgement, or ids that are not the server's.
+std::vector<std::string> ReportedOtherJobIds(const ReconcileInput& input,
+                                             const std::unordered_set<std::string>& known) {
   std::set<std::string_view> other;
   for (const auto& [instance_id, obs] : input.observations) {
     if (!obs.reached) continue;
@@ -122,7 +113,7 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
     return obs;
   }
   // Consumes the body: a DCGM text after the JSON becomes the poll's without a copy.
-  Result<AgentPoll> poll = ParsePollReply(*reply);
+  Result<AgentPoll> poll = ParsePollReply(*reply, poll_parsers_[instance.id]);
   if (!poll.ok()) {
     // A malformed or partial reply loses this host's tick, nothing else.
     obs.error = poll.status().message();
@@ -218,6 +209,7 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
     lanes_->Keep(known);
     std::erase_if(next_metrics_at_, [&](const auto& e) { return !known.contains(e.first); });
     std::erase_if(inventories_, [&](const auto& e) { return !known.contains(e.first); });
+    std::erase_if(poll_parsers_, [&](const auto& e) { return !known.contains(e.first); });
     MutexLock lock(log_mu_);
     std::erase_if(host_problems_, [&](const auto& entry) { return !known.contains(entry.first); });
   }
@@ -308,12 +300,25 @@ Result<TickReport> StoredStateReport(store::Store& store, TimeMicros now) {
   return report;
 }
 
+std::vector<model::Instance>& FleetController::MutableInstances() {
+  if (instances_.use_count() > 1) {
+    instances_ = std::make_shared<std::vector<model::Instance>>(*instances_);
+  }
+  return *instances_;
+}
+
+std::vector<model::Run>& FleetController::MutableRuns() {
+  if (runs_.use_count() > 1) runs_ = std::make_shared<std::vector<model::Run>>(*runs_);
+  return *runs_;
+}
+
 Status FleetController::LoadInstances() {
   // The version first: a write that lands between the two is seen by the next look.
   const int64_t version = store_.InstancesVersion();
   if (version == instances_version_) return Status::Ok();
   instances_version_ = -1;
-  FW_ASSIGN_OR_RETURN(instances_, store_.ListInstances(""));
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> instances, store_.ListInstances(""));
+  instances_ = std::make_shared<std::vector<model::Instance>>(std::move(instances));
   instances_version_ = version;
   return Status::Ok();
 }
@@ -322,12 +327,15 @@ Status FleetController::LoadRuns() {
   const int64_t version = store_.RunsVersion();
   if (version == runs_version_) return Status::Ok();
   runs_version_ = -1;
-  FW_ASSIGN_OR_RETURN(runs_, store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs,
+                      store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+  runs_ = std::make_shared<std::vector<model::Run>>(std::move(runs));
   runs_version_ = version;
+  run_job_ids_stale_ = true;
   // Each run's configuration is parsed once, not on every tick; those of runs that ended go.
   std::unordered_set<std::string_view> unfinished;
-  unfinished.reserve(runs_.size());
-  for (const model::Run& run : runs_) unfinished.insert(run.id);
+  unfinished.reserve(runs_->size());
+  for (const model::Run& run : *runs_) unfinished.insert(run.id);
   std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
   return Status::Ok();
 }
@@ -365,8 +373,9 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
   // Instances: those whose only change is that their agent answered, all in one statement's
   // transaction; the others one by one.
   std::unordered_map<std::string_view, model::Instance*> cached;
-  cached.reserve(instances_.size());
-  for (model::Instance& i : instances_) cached.emplace(i.id, &i);
+  std::vector<model::Instance>& instances = MutableInstances();
+  cached.reserve(instances.size());
+  for (model::Instance& i : instances) cached.emplace(i.id, &i);
   const int64_t instances_before = instances_version_;
   int64_t instance_writes = 0;
   bool instances_known = instances_before >= 0;
@@ -412,8 +421,8 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
   // Each run on the row version it was decided on: another replica's (or the API's) write since
   // wins, and this tick's decision on that run is dropped and made again from the stored state.
   std::unordered_map<std::string_view, model::Run*> cached_runs;
-  cached_runs.reserve(runs_.size());
-  for (model::Run& r : runs_) cached_runs.emplace(r.id, &r);
+  cached_runs.reserve(runs_->size());
+  for (model::Run& r : *runs_) cached_runs.emplace(r.id, &r);
   bool runs_known = runs_before >= 0;
   for (const model::Run& run : out.runs) {
     Status s = store_.UpdateRunIfCurrent(run, LeasesOf(run));
@@ -443,19 +452,19 @@ Result<TickReport> FleetController::Tick() {
   TickReport report;
   FW_RETURN_IF_ERROR(TakeLeases());
   FW_RETURN_IF_ERROR(LoadInstances());
-  if (!leasing()) leased_ = instances_.size();  // the only replica: every instance is its own
+  if (!leasing()) leased_ = instances_->size();  // the only replica: every instance is its own
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
   // --- replicas: only the leased instances are polled, and only their replies are used ---
   std::vector<model::Instance> leased;
   if (leasing()) {
     leased.reserve(held_.size());
-    for (const model::Instance& i : instances_) {
+    for (const model::Instance& i : *instances_) {
       if (held_.count(i.id)) leased.push_back(i);
     }
   }
   std::map<std::string, InstanceObservation> observations =
-      Observe(leasing() ? leased : instances_, refused);
+      Observe(leasing() ? leased : *instances_, refused);
   if (leasing()) {
     std::erase_if(observations, [&](const auto& entry) { return !held_.count(entry.first); });
   }
@@ -480,9 +489,17 @@ Result<TickReport> FleetController::Tick() {
     input.now = clock_.Now();
     input.observations = std::move(observations);
     // Lent to the reconciler and taken back after it (an error in between: read again).
-    input.instances = std::move(instances_);
-    input.runs = std::move(runs_);
-    Result<std::vector<model::Job>> ended = store_.ListJobsByIds(ReportedOtherJobIds(input));
+    input.instances = std::move(MutableInstances());
+    input.runs = std::move(MutableRuns());
+    if (run_job_ids_stale_) {
+      run_job_ids_.clear();
+      for (const model::Run& run : input.runs) {
+        for (const model::Job& job : run.jobs) run_job_ids_.insert(job.id);
+      }
+      run_job_ids_stale_ = false;
+    }
+    Result<std::vector<model::Job>> ended =
+        store_.ListJobsByIds(ReportedOtherJobIds(input, run_job_ids_));
     if (!ended.ok()) {
       instances_version_ = runs_version_ = -1;
       return ended.status();
@@ -513,8 +530,8 @@ Result<TickReport> FleetController::Tick() {
       }
     }
     out = ReconcileInPlace(input, options_.reconcile);
-    instances_ = std::move(input.instances);
-    runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
+    *instances_ = std::move(input.instances);
+    *runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
     FW_RETURN_IF_ERROR(StoreChanges(out, dropped_jobs, lost_instances));
     if (!dropped_jobs.empty()) {
       // A run whose placement was not stored is neither provisioned nor waiting yet.
@@ -523,18 +540,20 @@ Result<TickReport> FleetController::Tick() {
                            [&](const model::Job& j) { return dropped_jobs.count(j.id) > 0; });
       });
     }
-    report.run_events = NoteRunEvents(runs_, unplaced);
+    report.run_events = NoteRunEvents(*runs_, unplaced);
     report.observations = std::move(input.observations);
     // The state as stored now: the input with this tick's changes.
-    if (std::any_of(runs_.begin(), runs_.end(),
+    if (std::any_of(runs_->begin(), runs_->end(),
                     [](const model::Run& r) { return model::IsFinished(r.status); })) {
-      std::erase_if(runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
+      std::erase_if(*runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
+      run_job_ids_stale_ = true;
       std::unordered_set<std::string_view> unfinished;
-      for (const model::Run& run : runs_) unfinished.insert(run.id);
+      for (const model::Run& run : *runs_) unfinished.insert(run.id);
       std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
     }
-    report.instances = instances_;
-    report.runs = runs_;
+    // Shared, not copied: the next tick copies a list only if a report still holds it.
+    report.instances = SharedList<model::Instance>(instances_);
+    report.runs = SharedList<model::Run>(runs_);
   }
   for (auto& [instance_id, obs] : report.observations) {
     if (!obs.reached) ++report.bad_replies[instance_id];
@@ -573,6 +592,14 @@ size_t FleetController::Collect(const std::map<std::string, InstanceObservation>
     for (const auto& [job_id, at] : *latest) last_point_[job_id] = at;
     last_points_loaded_ = true;
   }
+  // Most ticks carry no points (plain polls): nothing to look at then. Jobs that ended are
+  // forgotten by the next tick that has points, before it looks at their spacing.
+  const bool any_points = std::any_of(observations.begin(), observations.end(), [](const auto& e) {
+    return e.second.reached &&
+           std::any_of(e.second.poll.jobs.begin(), e.second.poll.jobs.end(),
+                       [](const AgentJob& aj) { return aj.metrics.has_value(); });
+  });
+  if (!any_points) return 0;
   std::unordered_map<std::string_view, const std::string*> running_on;  // job id → instance id
   running_on.reserve(runs.size());
   for (const model::Run& run : runs) {

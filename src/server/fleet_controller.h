@@ -82,16 +82,46 @@ struct RunEvents {
   std::vector<Pending> pending;
 };
 
+// An immutable list that readers share: copying one copies a pointer, never the items. Reads like
+// a const std::vector (and converts to one). Its items never change once made; a writer that keeps
+// such a list makes a new one for a change (FleetController copies only when a reader still holds
+// the old one). Thread-safe as shared_ptr is: each SharedList object is one thread's at a time.
+template <typename T>
+class SharedList {
+ public:
+  SharedList() = default;
+  SharedList(std::vector<T> items)  // NOLINT(google-explicit-constructor): reads as a vector
+      : items_(std::make_shared<const std::vector<T>>(std::move(items))) {}
+  explicit SharedList(std::shared_ptr<const std::vector<T>> items) : items_(std::move(items)) {}
+
+  const std::vector<T>& get() const { return items_ ? *items_ : Empty(); }
+  operator const std::vector<T>&() const { return get(); }  // NOLINT(google-explicit-constructor)
+  size_t size() const { return get().size(); }
+  bool empty() const { return get().empty(); }
+  typename std::vector<T>::const_iterator begin() const { return get().begin(); }
+  typename std::vector<T>::const_iterator end() const { return get().end(); }
+  const T& operator[](size_t i) const { return get()[i]; }
+  const T& at(size_t i) const { return get().at(i); }
+
+ private:
+  static const std::vector<T>& Empty() {
+    static const std::vector<T> empty;
+    return empty;
+  }
+  std::shared_ptr<const std::vector<T>> items_;
+};
+
 // What one tick saw and decided, handed to whatever comes after the controller (usage
-// accounting, the exposition). Plain data, owned by the caller.
+// accounting, the exposition). Plain data, owned by the caller; `instances` and `runs` are shared
+// with the controller (SharedList) and never copied.
 struct TickReport {
   TimeMicros started_at = 0;
   TimeMicros ended_at = 0;
   // Every instance of every project and every unfinished run (with its jobs) as stored at the
   // end of the tick, this tick's decisions included. Runs submitted or changed through the API
   // during the tick show up in the next one.
-  std::vector<model::Instance> instances;
-  std::vector<model::Run> runs;
+  SharedList<model::Instance> instances;
+  SharedList<model::Run> runs;
   // The poll replies used by this tick, by instance id (unusable ones with `reached` false);
   // their DCGM texts are in `dcgm` instead.
   std::map<std::string, InstanceObservation> observations;
@@ -168,6 +198,9 @@ class FleetController {
   // had no job on an instance before the tick.
   RunEvents NoteRunEvents(const std::vector<model::Run>& runs,
                           const std::vector<const model::Run*>& unplaced);
+  // instances_ and runs_ to be changed: copies when a report still holds them.
+  std::vector<model::Instance>& MutableInstances();
+  std::vector<model::Run>& MutableRuns() FW_REQUIRES(runs_mutex_);
   // Brings instances_ and runs_ up to the store's (when their versions say they are not).
   Status LoadInstances();
   Status LoadRuns() FW_REQUIRES(runs_mutex_);
@@ -209,17 +242,26 @@ class FleetController {
   std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
   std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
   std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
+  // Instance id → its poll replies' parser, which parses an unchanged reply only once.
+  std::unordered_map<std::string, AgentPollParser> poll_parsers_;
   // What the store holds, kept between ticks and read again only when the store's version of it
   // moved by more than this controller's own writes (store.h RunsVersion, InstancesVersion); -1:
   // read at the next use. Every instance of every project; every unfinished run, oldest first.
-  // instances_ is the Tick's thread's; runs_ also changes under runs_mutex_ only.
+  // instances_ is the Tick's thread's; runs_ also changes under runs_mutex_ only. Reports share
+  // both lists (TickReport): a list still shared is copied before it changes (Mutable*).
   int64_t instances_version_ = -1;
-  std::vector<model::Instance> instances_;
+  std::shared_ptr<std::vector<model::Instance>> instances_ =
+      std::make_shared<std::vector<model::Instance>>();
   int64_t runs_version_ FW_GUARDED_BY(runs_mutex_) = -1;
-  std::vector<model::Run> runs_ FW_GUARDED_BY(runs_mutex_);
+  std::shared_ptr<std::vector<model::Run>> runs_ FW_GUARDED_BY(runs_mutex_) =
+      std::make_shared<std::vector<model::Run>>();
   // Of the unfinished runs, parsed once each.
   std::unordered_map<std::string, Result<model::RunConfiguration>> configs_
       FW_GUARDED_BY(runs_mutex_);
+  // The ids of the jobs of runs_ (a run's jobs never change), made again when runs_ gains or
+  // loses runs: what tells the other jobs the agents report from the runs' own.
+  std::unordered_set<std::string> run_job_ids_ FW_GUARDED_BY(runs_mutex_);
+  bool run_job_ids_stale_ FW_GUARDED_BY(runs_mutex_) = true;
   bool last_points_loaded_ = false;
   std::unordered_map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};

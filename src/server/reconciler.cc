@@ -407,6 +407,11 @@ class Tick {
       const InstanceObservation* obs = Observation(instance->id);
       if (obs == nullptr || !obs->reached) continue;  // wait for the agent
       const AgentJob* aj = AgentJobOf(*obs, job.id);
+      if (aj != nullptr) {
+        std::vector<const Job*>& matched = matched_[obs];
+        if (matched.empty()) matched.assign(obs->poll.jobs.size(), nullptr);
+        matched[static_cast<size_t>(aj - obs->poll.jobs.data())] = &job;
+      }
       auto restarted = restarted_.find(instance->id);
       if (aj == nullptr) {
         if (restarted != restarted_.end() && job.status != JobStatus::kTerminating) {
@@ -499,26 +504,38 @@ class Tick {
       if (obs->reached) reported += obs->poll.jobs.size();
     }
     if (reported == 0) return;
+    // The agent jobs ObserveJobs matched with a job of the runs are found without a lookup; the
+    // others (ended jobs, ids that are not the server's) in a map made only if there are any.
     std::unordered_map<std::string_view, const Job*> jobs;
-    jobs.reserve(in_.ended_jobs.size() + reported);
-    for (const Job& job : in_.ended_jobs) jobs[job.id] = &job;
-    for (const WorkRun& w : runs_) {
-      for (const Job& job : w.run->jobs) jobs[job.id] = &job;
-    }
+    auto find_job = [&](const AgentJob& aj) -> const Job* {
+      if (jobs.empty()) {
+        jobs.reserve(in_.ended_jobs.size() + reported);
+        for (const Job& job : in_.ended_jobs) jobs[job.id] = &job;
+        for (const WorkRun& w : runs_) {
+          for (const Job& job : w.run->jobs) jobs[job.id] = &job;
+        }
+      }
+      auto it = jobs.find(aj.job_id);
+      return it == jobs.end() ? nullptr : it->second;
+    };
     for (const auto& [instance_id, unused] : in_.observations) {
       const InstanceObservation* obs = Observation(instance_id);
       if (obs == nullptr || !obs->reached) continue;
-      for (const AgentJob& aj : obs->poll.jobs) {
-        auto it = jobs.find(aj.job_id);
-        bool placed_here = it != jobs.end() && it->second->instance_id == instance_id;
-        if (placed_here && !model::IsFinished(it->second->status)) continue;  // ObserveJobs'
+      auto m = matched_.find(obs);
+      const std::vector<const Job*>* matched = m == matched_.end() ? nullptr : &m->second;
+      for (size_t k = 0; k < obs->poll.jobs.size(); ++k) {
+        const AgentJob& aj = obs->poll.jobs[k];
+        const Job* job = matched != nullptr ? (*matched)[k] : nullptr;
+        if (job == nullptr) job = find_job(aj);
+        bool placed_here = job != nullptr && job->instance_id == instance_id;
+        if (placed_here && !model::IsFinished(job->status)) continue;  // ObserveJobs'
         if (aj.state == AgentJobState::kRunning) {
           if (!aj.stop_requested) {
             Command(AgentCommand::Kind::kStop, instance_id, aj.job_id, placed_here);
           }
         } else if (placed_here) {
           // The store's id, not the reply's text: the log copy's path is built from it.
-          Command(AgentCommand::Kind::kAcknowledge, instance_id, it->second->id);
+          Command(AgentCommand::Kind::kAcknowledge, instance_id, job->id);
         } else {
           Command(AgentCommand::Kind::kForget, instance_id, aj.job_id, false);
         }
@@ -701,7 +718,10 @@ class Tick {
   std::set<std::string> acked_;
   std::map<std::string, std::string> duplicates_;  // instance id → name of the agent's owner
   std::map<std::string, std::string> restarted_;   // instance id → "old agent id -> new"
-  std::vector<AgentCommand> foreign_commands_;     // for jobs that are not the server's there
+  // Per observation, per job of its poll (same index): the job of the runs ObserveJobs matched
+  // it with, placed on that instance; nullptr where none.
+  std::unordered_map<const InstanceObservation*, std::vector<const Job*>> matched_;
+  std::vector<AgentCommand> foreign_commands_;  // for jobs that are not the server's there
   ReconcileOutput out_;
 };
 

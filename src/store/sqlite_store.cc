@@ -448,7 +448,7 @@ class SqliteStore final : public Store {
   Status SetInstancesLastSeen(
       const std::vector<std::pair<std::string, TimeMicros>>& last_seen) override {
     if (last_seen.empty()) return Status::Ok();
-    return Write([&]() -> Status {
+    return WriteKeepingRunCounts([&]() -> Status {
       ++instances_version_;  // InstancesVersion
       for (const auto& [id, at] : last_seen) {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE instances SET last_seen_at = ? WHERE id = ?"));
@@ -622,6 +622,15 @@ class SqliteStore final : public Store {
 
   Result<std::vector<RunCount>> CountRuns() override {
     return Read([&]() -> Result<std::vector<RunCount>> {
+      mu_.AssertHeld();  // as in Prepare
+      // Counted again only after a write that may change a count, this store's or another
+      // connection's (data_version moves with the commits of other connections only): the
+      // exposition asks every tick, and the scan over every run ever made grows with the table.
+      FW_ASSIGN_OR_RETURN(Query version, Prepare("PRAGMA data_version"));
+      FW_ASSIGN_OR_RETURN(bool has_version, version.Step());
+      if (!has_version) return Internal("PRAGMA data_version returned nothing");
+      const std::pair<uint64_t, int64_t> at{count_writes_, version.Int64(0)};
+      if (run_counts_ && run_counts_->first == at) return run_counts_->second;
       FW_ASSIGN_OR_RETURN(
           Query q, Prepare("SELECT p.name, u.name, r.status, COUNT(*), "
                            "SUM(CASE WHEN r.deleted = 0 THEN 1 ELSE 0 END) FROM runs r "
@@ -636,6 +645,7 @@ class SqliteStore final : public Store {
         if (!status) return Internal("unknown run status '" + q.Text(2) + "' in the database");
         out.push_back(RunCount{q.Text(0), q.Text(1), *status, q.Int64(3), q.Int64(4)});
       }
+      run_counts_.emplace(at, out);
       return out;
     });
   }
@@ -666,7 +676,7 @@ class SqliteStore final : public Store {
 
   Status AddJobMetricsPoints(const std::vector<model::JobMetricsPoint>& points) override {
     if (points.empty()) return Status::Ok();
-    return Write([&]() -> Status {
+    return WriteKeepingRunCounts([&]() -> Status {
       for (const model::JobMetricsPoint& p : points) {
         FW_ASSIGN_OR_RETURN(
             Query q, Prepare("INSERT OR REPLACE INTO job_metrics_points (job_id, timestamp_micro, "
@@ -740,7 +750,7 @@ class SqliteStore final : public Store {
 
   Result<int64_t> DeleteJobMetricsPoints(TimeMicros running_cutoff,
                                          TimeMicros finished_cutoff) override {
-    return Write([&]() -> Result<int64_t> {
+    return WriteKeepingRunCounts([&]() -> Result<int64_t> {
       int64_t deleted = 0;
       {
         FW_ASSIGN_OR_RETURN(
@@ -960,8 +970,10 @@ class SqliteStore final : public Store {
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects BEGIN IMMEDIATE.
   template <typename Fn>
-  auto InTransaction(bool write, Fn&& fn) -> decltype(fn()) {
+  auto InTransaction(bool write, Fn&& fn, bool keeps_run_counts = false) -> decltype(fn()) {
     MutexLock lock(mu_);
+    // Before it runs: a write that fails or rolls back counts too.
+    if (write && !keeps_run_counts) ++count_writes_;
     Transaction transaction(db_.get());
     FW_RETURN_IF_ERROR(transaction.Begin(write));
     auto result = fn();
@@ -972,6 +984,12 @@ class SqliteStore final : public Store {
   template <typename Fn>
   auto Write(Fn&& fn) -> decltype(fn()) {
     return InTransaction(true, std::forward<Fn>(fn));
+  }
+  // A write that touches no run, job, project or user row (metrics points, instances'
+  // last_seen_at): CountRuns' kept result stays valid.
+  template <typename Fn>
+  auto WriteKeepingRunCounts(Fn&& fn) -> decltype(fn()) {
+    return InTransaction(true, std::forward<Fn>(fn), /*keeps_run_counts=*/true);
   }
   template <typename Fn>
   auto Read(Fn&& fn) -> decltype(fn()) {
@@ -1082,6 +1100,11 @@ class SqliteStore final : public Store {
   // Declared before statements_: statements are finalized first.
   DbHandle db_ FW_GUARDED_BY(mu_);
   std::unordered_map<std::string, StatementHandle> statements_ FW_GUARDED_BY(mu_);
+  // Write transactions that may change what CountRuns counts (all but WriteKeepingRunCounts),
+  // and CountRuns' last result with that number and the database's data_version it was read at.
+  uint64_t count_writes_ FW_GUARDED_BY(mu_) = 0;
+  std::optional<std::pair<std::pair<uint64_t, int64_t>, std::vector<RunCount>>> run_counts_
+      FW_GUARDED_BY(mu_);
   // Bumped inside the write transactions of runs and jobs (RunsVersion) and of instances
   // (InstancesVersion); atomic, as those run in functions that the lock analysis sees as
   // lock-free.

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <string>
+#include <vector>
 
 namespace fleetwatch::server {
 namespace {
@@ -343,6 +345,114 @@ TEST(AgentProtocol, BadGpuReadingsRejectThePollWithAClearError) {
   auto flood = PollWithGpus(many);
   ASSERT_FALSE(flood.ok());
   EXPECT_EQ(flood.status().message(), "bad agent reply: 'gpus' is too long");
+}
+
+}  // namespace
+}  // namespace fleetwatch::server
+
+namespace fleetwatch::server {
+namespace {
+
+// What AgentPollParser makes of a reply is what ParseAgentPoll makes of it.
+void ExpectSameAsFullParse(const Result<AgentPoll>& got, std::string_view body) {
+  Result<AgentPoll> want = ParseAgentPoll(body);
+  ASSERT_EQ(got.ok(), want.ok()) << body;
+  if (!want.ok()) {
+    EXPECT_EQ(got.status().message(), want.status().message());
+    return;
+  }
+  EXPECT_EQ(got->agent_id, want->agent_id);
+  EXPECT_EQ(got->now, want->now);
+  ASSERT_EQ(got->jobs.size(), want->jobs.size());
+  for (size_t i = 0; i < want->jobs.size(); ++i) {
+    EXPECT_EQ(got->jobs[i].job_id, want->jobs[i].job_id);
+    EXPECT_EQ(got->jobs[i].state, want->jobs[i].state);
+    EXPECT_EQ(got->jobs[i].exit_code, want->jobs[i].exit_code);
+    EXPECT_EQ(got->jobs[i].signal, want->jobs[i].signal);
+    EXPECT_EQ(got->jobs[i].stop_requested, want->jobs[i].stop_requested);
+    EXPECT_EQ(got->jobs[i].started_at, want->jobs[i].started_at);
+    EXPECT_EQ(got->jobs[i].finished_at, want->jobs[i].finished_at);
+    EXPECT_EQ(got->jobs[i].error, want->jobs[i].error);
+    EXPECT_EQ(got->jobs[i].metrics.has_value(), want->jobs[i].metrics.has_value());
+  }
+  EXPECT_EQ(got->dcgm.has_value(), want->dcgm.has_value());
+  EXPECT_EQ(got->gpus.has_value(), want->gpus.has_value());
+}
+
+std::string Poll(std::string_view now, std::string_view state = "running") {
+  return std::string(R"({"agent_id":"a1","now":)") + std::string(now) +
+         R"(,"jobs":[{"job_id":"j1","state":")" + std::string(state) +
+         R"(","started_at":3,"finished_at":null}]})";
+}
+
+TEST(AgentPollParser, AReplyThatDiffersOnlyInNowIsTheLastPollWithTheNewNow) {
+  AgentPollParser parser;
+  for (std::string_view now : {"5", "5", "6", "1000", "7", "0"}) {
+    const std::string body = Poll(now);
+    ExpectSameAsFullParse(parser.Parse(body), body);
+  }
+  EXPECT_TRUE(parser.last_reused());
+  // A changed job after identical replies is parsed, and is what counts from then on.
+  const std::string exited = Poll("8", "exited");
+  Result<AgentPoll> changed = parser.Parse(exited);
+  EXPECT_FALSE(parser.last_reused());
+  ExpectSameAsFullParse(changed, exited);
+  EXPECT_EQ(changed->jobs.at(0).state, AgentJobState::kExited);
+  const std::string again = Poll("9", "exited");
+  ExpectSameAsFullParse(parser.Parse(again), again);
+  EXPECT_TRUE(parser.last_reused());
+}
+
+TEST(AgentPollParser, ANowThatIsNotAValidIntegerFailsAsAFullParseWould) {
+  AgentPollParser parser;
+  ASSERT_TRUE(parser.Parse(Poll("5")).ok());
+  // Leading zeros, out of range, not a number, negative, fractional, empty.
+  for (std::string_view now :
+       {"05", "00", "99999999999999999999", "4611686018427387904", "-5", "5.5", "5e3", ""}) {
+    const std::string body = Poll(now);
+    ExpectSameAsFullParse(parser.Parse(body), body);
+    EXPECT_FALSE(parser.last_reused()) << now;
+  }
+  // The remembered reply survives the failures.
+  ASSERT_TRUE(parser.Parse(Poll("6")).ok());
+  EXPECT_TRUE(parser.last_reused());
+}
+
+TEST(AgentPollParser, RepliesWhoseNowCannotBeFoundByItsTextAreAlwaysParsed) {
+  // A second "now" key (nested, or a duplicate), an escaped key, a backslash anywhere, a space
+  // before the colon: parsed in full every time, whatever changes.
+  const std::vector<std::string> bodies = {
+      R"({"agent_id":"a1","now":NOW,"jobs":[{"job_id":"j1","state":"running","x":{"now":1}}]})",
+      R"({"agent_id":"a1","x":{"now":NOW},"now":5,"jobs":[]})",
+      R"({"agent_id":"a1","\u006eow":5,"x":{"now":NOW},"jobs":[]})",
+      R"({"agent_id":"a1","now":NOW,"jobs":[{"job_id":"j1","state":"lost","error":"a\"b"}]})",
+      R"({"agent_id":"a1","now" :NOW,"jobs":[]})",
+  };
+  for (const std::string& pattern : bodies) {
+    AgentPollParser parser;
+    for (std::string_view now : {"5", "5", "6"}) {
+      std::string body = pattern;
+      body.replace(body.find("NOW"), 3, now);
+      ExpectSameAsFullParse(parser.Parse(body), body);
+      EXPECT_FALSE(parser.last_reused()) << body;
+    }
+  }
+}
+
+TEST(AgentPollParser, PollsWithMetricsAreParsedAndKeepThePlainReplyRemembered) {
+  AgentPollParser parser;
+  ASSERT_TRUE(parser.Parse(Poll("5")).ok());
+  const std::string with_metrics =
+      R"({"agent_id":"a1","now":6,"jobs":[{"job_id":"j1","state":"running","started_at":3,)"
+      R"("metrics":{"timestamp_micro":6,"cpu_usage_micro":1,"memory_usage_bytes":2,)"
+      R"("memory_working_set_bytes":3,"gpus":[]}}]})";
+  for (int i = 0; i < 2; ++i) {
+    ExpectSameAsFullParse(parser.Parse(with_metrics), with_metrics);
+    EXPECT_FALSE(parser.last_reused());
+  }
+  const std::string plain = Poll("7");
+  ExpectSameAsFullParse(parser.Parse(plain), plain);
+  EXPECT_TRUE(parser.last_reused());
 }
 
 }  // namespace

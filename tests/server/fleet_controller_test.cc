@@ -184,10 +184,18 @@ TEST_F(FleetControllerTest, RunsWrittenThroughTheApiBetweenTicksAreSeenByTheNext
 
   // Stopped through the API between ticks: the next tick sees it and stops the job on the agent;
   // the one after that sees the job end and the run finish.
+  // The agent's reply is the same as the last ones (its parse is reused): the change in the runs
+  // is acted on all the same.
   ASSERT_TRUE(runs_->Stop(Access(), admin_, "train", /*abort=*/false).ok());
   TickReport stopping = Tick();
   ASSERT_EQ(stopping.runs.size(), 1u);
   EXPECT_EQ(stopping.runs[0].status, model::RunStatus::kTerminating);
+  // Reports share the controller's lists: one taken earlier still says what its tick saw.
+  EXPECT_EQ(quiet.runs[0].status, model::RunStatus::kRunning);
+  EXPECT_EQ(running.runs[0].jobs[0].status, model::JobStatus::kRunning);
+  EXPECT_EQ(placed.runs[0].jobs[0].status, model::JobStatus::kProvisioning);
+  EXPECT_TRUE(first.runs.empty());
+  // After replies that stayed the same, the one that says the job exited is acted on.
   bool ended = false;
   for (int tick = 0; tick < 20 && !ended; ++tick) {
     TickReport report = Tick();

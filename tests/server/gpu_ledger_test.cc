@@ -77,7 +77,7 @@ TickReport Report(TimeMicros now, std::vector<model::GpuReading> readings) {
                                        .memory_bytes = 80LL << 30,
                                        .vendor = "nvidia"});
   }
-  report.instances = {instance};
+  report.instances = std::vector<model::Instance>{instance};
   model::Run run;
   run.id = "r";
   run.project_name = "main";
@@ -92,7 +92,7 @@ TickReport Report(TimeMicros now, std::vector<model::GpuReading> readings) {
   job.gpu_indices = {0, 1};
   job.started_at = kNow - 100 * kSecond;
   run.jobs = {job};
-  report.runs = {run};
+  report.runs = std::vector<model::Run>{run};
   InstanceObservation observation;
   observation.reached = true;
   observation.poll.gpus = std::move(readings);
@@ -158,8 +158,10 @@ TEST(GpuLedgerCharges, UnreachedHostsAndPollsWithoutReadingsChargeNothing) {
 
 TEST(GpuLedgerCharges, TheUnhealthyHookMarksAGpuAndAJobNotStartedCostsNothing) {
   TickReport report = Report(kNow, {Reading(0, 90, 1), Reading(1, 0, 0)});
-  report.runs[0].jobs[0].started_at.reset();
-  report.runs[0].jobs[0].status = model::JobStatus::kPulling;
+  std::vector<model::Run> runs = report.runs;
+  runs[0].jobs[0].started_at.reset();
+  runs[0].jobs[0].status = model::JobStatus::kPulling;
+  report.runs = std::move(runs);
   const std::map<std::pair<std::string, int>, TimeMicros> marks = {{{"i", 0}, kNow - 10 * kSecond},
                                                                    {{"i", 1}, kNow - 10 * kSecond}};
   auto charges = GpuLedgerCharges(report, kNow, marks, kOptions,
@@ -250,7 +252,7 @@ TEST_F(GpuLedgerStore, TheFamiliesAreRenderedFromThePersistedTotals) {
   EXPECT_NE(text.find("fleetwatch_project_idle_cost_dollars_total{"), std::string::npos);
   // A finished run leaves the run gauge with the next readings.
   TickReport ended = Report(kNow + 20 * kSecond, readings());
-  ended.runs.clear();
+  ended.runs = std::vector<model::Run>{};
   ASSERT_TRUE(ledger.Account(ended).ok());
   EXPECT_EQ(snapshot.Render(expose::Format::kText004, kNow).find("fleetwatch_run_gpu_idle_ratio{"),
             std::string::npos);

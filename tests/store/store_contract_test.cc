@@ -868,6 +868,47 @@ TEST_P(StoreContract, ADeletedUserLosesTokenAndMembershipsButTheirRunsStayCounte
   EXPECT_TRUE(store_->GetProject("main").ok());
 }
 
+TEST_P(StoreContract, RunCountsFollowEveryWriteOfARunWhateverCameBetween) {
+  // (undeleted, all) runs of the project with that status.
+  auto counted = [&](RunStatus status) {
+    std::pair<int64_t, int64_t> n{0, 0};
+    const std::vector<RunCount> counts = store_->CountRuns().value();
+    for (const RunCount& c : counts) {
+      if (c.project_name != project_.name || c.status != status) continue;
+      n.first += c.undeleted;
+      n.second += c.all;
+    }
+    return n;
+  };
+  using Counts = std::pair<int64_t, int64_t>;
+  auto [fleet, instance] = CreateFleetWithInstance("gpus");
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  EXPECT_EQ(counted(RunStatus::kRunning), Counts(1, 1));
+  // Writes that change no count, then one that does: the counts follow the last.
+  model::JobMetricsPoint point;
+  point.job_id = run.jobs[0].id;
+  point.timestamp_micro = 150;
+  point.gpus_memory_usage_bytes = {1};
+  point.gpus_util_percent = {50};
+  ASSERT_TRUE(store_->AddJobMetricsPoints({point}).ok());
+  ASSERT_TRUE(store_->SetInstancesLastSeen({{instance.id, 160}}).ok());
+  EXPECT_EQ(counted(RunStatus::kRunning), Counts(1, 1));
+  run.status = RunStatus::kDone;
+  run.finished_at = 200;
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EXPECT_EQ(counted(RunStatus::kRunning), Counts(0, 0));
+  EXPECT_EQ(counted(RunStatus::kDone), Counts(1, 1));
+  ASSERT_TRUE(store_->DeleteRun(run.id).ok());
+  EXPECT_EQ(counted(RunStatus::kDone), Counts(0, 1));
+  // Another store object on the same database: its writes are counted too.
+  auto second = factory_->Open();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  model::Run other = MakeRun(project_, owner_, "other", 300, RunStatus::kRunning, 1);
+  ASSERT_TRUE((*second)->CreateRun(other).ok());
+  EXPECT_EQ(counted(RunStatus::kRunning), Counts(1, 1));
+}
+
 // --- several stores on one database (replicas) ---
 
 TEST_P(StoreContract, TwoStoresChargingOneJobAtOnceChargeItOnce) {
