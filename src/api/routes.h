@@ -7,6 +7,7 @@
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
+#include "server/job_summary_service.h"
 #include "server/live_logs.h"
 #include "server/projects.h"
 #include "server/runs.h"
@@ -25,6 +26,7 @@ struct Services {
   server::FleetController& controller;
   server::LiveLogs& live_logs;
   server::JobMetricsService& metrics;
+  server::JobSummaryService& summaries;
   const Clock& clock;
   std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
 };

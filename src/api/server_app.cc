@@ -12,10 +12,12 @@
 #include "http/server.h"
 #include "server/auth.h"
 #include "server/control_loop.h"
+#include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
 #include "server/job_metrics.h"
+#include "server/job_summary_service.h"
 #include "server/live_logs.h"
 #include "server/local_agent.h"
 #include "server/projects.h"
@@ -40,6 +42,7 @@ class ServerAppImpl final : public ServerApp {
         fleets_(*store_, clock),
         runs_(*store_, clock),
         metrics_(*store_),
+        summaries_(*store_, clock),
         clock_(clock) {}
 
   ~ServerAppImpl() override { Stop(); }
@@ -74,7 +77,7 @@ class ServerAppImpl final : public ServerApp {
                                .max_reads_per_instance = config.max_log_reads_per_host});
     services_ =
         std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_, *controller_,
-                                            *live_logs_, metrics_, clock_, database_});
+                                            *live_logs_, metrics_, summaries_, clock_, database_});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -124,6 +127,11 @@ class ServerAppImpl final : public ServerApp {
     }
     stages_ = std::make_unique<server::ServerStages>(*controller_, usage_, updater_.get(), *store_,
                                                      config.running_ttl, config.finished_ttl);
+    // After the exposition's families: the energy families render after them.
+    energy_ = std::make_unique<server::EnergyAccountant>(
+        *store_, clock_, server::EnergyOptions{config.carbon_intensity},
+        config.prometheus_metrics ? &snapshot_ : nullptr);
+    stages_->set_energy(energy_.get());
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
     loop_ = std::make_unique<server::ControlLoop>(
@@ -160,6 +168,7 @@ class ServerAppImpl final : public ServerApp {
   server::FleetService fleets_;
   server::RunService runs_;
   server::JobMetricsService metrics_;
+  server::JobSummaryService summaries_;
   const Clock& clock_;
   std::unique_ptr<http::AsyncClient> agent_client_;
   std::unique_ptr<server::LocalAgent> local_agent_;
@@ -171,6 +180,7 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
+  std::unique_ptr<server::EnergyAccountant> energy_;  // the control loop's thread only
   std::unique_ptr<server::ServerStages> stages_;
   std::unique_ptr<server::ControlLoop> loop_;
   uint16_t port_ = 0;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <exception>
 
+#include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/usage.h"
 
@@ -45,6 +46,7 @@ TimeMicros ControlLoop::RunDue() {
     next_usage_ = start + Micros(options_.usage_interval);
     Warn("usage accounting", stages_.AccountUsage());
   }
+  if (report.ok()) Warn("energy and job summaries", stages_.Summarize(*report));
   // Runs changed through the API show up here too, at most one tick late.
   if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
   if (start >= next_retention_) {
@@ -124,6 +126,10 @@ ServerStages::ServerStages(FleetController& controller, UsageAccountant& usage,
 Result<TickReport> ServerStages::Control() { return controller_.Tick(); }
 
 Status ServerStages::AccountUsage() { return usage_.Account(); }
+
+Status ServerStages::Summarize(const TickReport& report) {
+  return energy_ != nullptr ? energy_->Update(report) : Status::Ok();
+}
 
 Status ServerStages::Expose(const TickReport& report) {
   return exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
