@@ -21,7 +21,7 @@ constexpr double kCpuBoundMaxGpuUtil = 30;        // percent
 constexpr double kMemoryNearLimitShare = 0.90;
 constexpr char kUtilizationPolicyReason[] = "terminated_due_to_utilization_policy";
 // Common GPU memory sizes, GB, smallest first.
-constexpr std::array<int64_t, 6> kGpuSizesGb = {16, 24, 40, 48, 80, 141};
+constexpr std::array<int64_t, 6> kGpuSizesGb = {24, 40, 48, 80, 94, 141};
 
 constexpr double kGb = 1e9;
 

@@ -368,7 +368,7 @@ TEST(ParseFleetConfiguration, RefusesDefaultsThatNormalizeToOverOneMebibyte) {
 }
 
 TEST(ParseFleetConfiguration, ReadsCarbonIntensity) {
-  const std::string hosts = "ssh_config: {token: t, hosts: [h]}\n";
+  const std::string hosts = "ssh_config: {token: t, tls: false, hosts: [h]}\n";
   FleetConfiguration fleet = MustParse("type: fleet\nname: f\ncarbon_intensity: 400\n" + hosts);
   EXPECT_EQ(fleet.carbon_intensity, 400.0);
   EXPECT_EQ(CarbonIntensityOf(ToJson(fleet)), 400.0);
@@ -380,7 +380,7 @@ TEST(ParseFleetConfiguration, ReadsCarbonIntensity) {
 }
 
 TEST(ParseFleetConfiguration, RefusesBadCarbonIntensity) {
-  const std::string hosts = "ssh_config: {token: t, hosts: [h]}\n";
+  const std::string hosts = "ssh_config: {token: t, tls: false, hosts: [h]}\n";
   for (std::string bad : {"-1", "10001", ".nan", ".inf"}) {
     EXPECT_THAT(ErrorOf("type: fleet\nname: f\ncarbon_intensity: " + bad + "\n" + hosts),
                 HasSubstr("carbon_intensity: must be between 0 and 10000 (grams of CO2e per kWh)"))
