@@ -19,5 +19,6 @@ void AddPsCommand(CLI::App& app, int& exit_code);             // ps_command.cc
 void AddRunLifecycleCommands(CLI::App& app, int& exit_code);  // run_lifecycle_commands.cc
 void AddLogsCommand(CLI::App& app, int& exit_code);           // logs_command.cc
 void AddMetricsCommand(CLI::App& app, int& exit_code);        // metrics_command.cc
+void AddStatsCommand(CLI::App& app, int& exit_code);          // stats_command.cc
 
 }  // namespace fleetwatch::cli

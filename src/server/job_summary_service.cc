@@ -58,9 +58,9 @@ Result<RunSummary> JobSummaryService::Get(const ProjectAccess& access, std::stri
     out.energy_joules += summary->energy_joules;
     out.energy_estimated |= summary->energy_estimated;
     out.carbon_grams += summary->carbon_grams;
+    out.cost_dollars += summary->cost_dollars;
     out.jobs.push_back(std::move(*summary));
   }
-  out.cost_dollars = run->cost;
   out.run = std::move(run).value();
   out.run.jobs.clear();
   return out;

@@ -20,7 +20,7 @@ struct RunSummary {
   double energy_joules = 0;
   bool energy_estimated = false;  // some of it is power × time
   double carbon_grams = 0;
-  double cost_dollars = 0;        // the run's cost so far (as the runs API reports it)
+  double cost_dollars = 0;        // its jobs' running time × their instances' price
 };
 
 // GET /api/project/{p}/runs/{run}/summary: an ended job's stored summary; a running job's so far,

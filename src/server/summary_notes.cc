@@ -23,7 +23,7 @@ constexpr char kUtilizationPolicyReason[] = "terminated_due_to_utilization_polic
 // Common GPU memory sizes, GB, smallest first.
 constexpr std::array<int64_t, 6> kGpuSizesGb = {24, 40, 48, 80, 94, 141};
 
-constexpr double kGb = 1e9;
+constexpr double kGb = 1024.0 * 1024 * 1024;  // GPU sizes are powers of 1024 ("80 GB" is 80 GiB)
 
 int64_t RoundGb(int64_t bytes) { return std::llround(static_cast<double>(bytes) / kGb); }
 

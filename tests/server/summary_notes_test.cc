@@ -17,7 +17,7 @@ namespace {
 
 constexpr TimeMicros kSecond = 1'000'000;
 constexpr TimeMicros kStart = 1'700'000'000 * kSecond;
-constexpr int64_t kGb = 1'000'000'000;
+constexpr int64_t kGb = int64_t{1} << 30;
 constexpr int kPoints = 30;  // every 10 s: five minutes
 
 struct Trace {
