@@ -3,13 +3,18 @@
 #include "server/energy.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "expose/snapshot.h"
 #include "server/energy_accountant.h"
 #include "server/job_summary.h"
 #include "server/job_summary_service.h"
@@ -319,6 +324,56 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   EXPECT_DOUBLE_EQ(run.energy_joules, summary.energy_joules);
   EXPECT_FALSE(run.jobs[1].final);  // still running: its summary so far
   EXPECT_EQ(service.Get(access, "nope").status().code(), StatusCode::kNotFound);
+}
+
+// Runs `promtool check metrics` on `exposition`; its output, or nullopt without promtool.
+std::optional<std::string> Promtool(const std::string& exposition, const testing::TempDir& dir) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) return std::nullopt;
+  const std::string file = (dir.path() / "metrics.txt").string();
+  std::ofstream(file, std::ios::binary) << exposition;
+  std::string output;
+  FILE* pipe = ::popen(("promtool check metrics < '" + file + "' 2>&1").c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) output.append(buf, n);
+  const int status = ::pclose(pipe);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) output += "\n(promtool failed)";
+  return output;
+}
+
+TEST_F(EnergyAccounting, TheEnergyFamiliesShowTheRunAndTheProjectTotalsLintClean) {
+  expose::ExpositionSnapshot snapshot;
+  EnergyAccountant accountant(*store_, clock_, {}, &snapshot);
+  for (int tick = 0; tick <= 2; ++tick) {
+    ASSERT_TRUE(accountant.Update(Report({Reading(0, tick * 7'000'000, 700'000)})).ok());
+    clock_.Advance(10 * kSecond);
+  }
+  const std::string text = snapshot.Render(expose::Format::kText004, clock_.Now());
+  std::printf("%s", text.c_str());
+  EXPECT_NE(text.find("fleetwatch_run_gpu_energy_joules{dstack_project_name=\"main\","
+                      "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r\","
+                      "dstack_run_type=\"task\"} 14000.0\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("fleetwatch_project_gpu_energy_joules_total{dstack_project_name=\"main\","
+                      "dstack_user_name=\"admin\"} 14000.0\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("# TYPE fleetwatch_project_carbon_grams_total counter"), std::string::npos);
+  EXPECT_NE(text.find("fleetwatch_project_gpu_busy_seconds_total{"), std::string::npos);
+  // The run ends: its gauge goes, the counters stay.
+  Finish("j0");
+  Finish("j1");
+  model::Run run = store_->GetRunById("r").value();
+  run.status = model::RunStatus::kDone;
+  run.finished_at = clock_.Now();
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  const std::string after = snapshot.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_EQ(after.find("fleetwatch_run_gpu_energy_joules{"), std::string::npos) << after;
+  EXPECT_NE(after.find("fleetwatch_project_gpu_energy_joules_total{"), std::string::npos);
+  if (std::optional<std::string> lint = Promtool(text, dir_)) {
+    EXPECT_EQ(*lint, "") << text;
+  }
 }
 
 }  // namespace
