@@ -64,9 +64,9 @@ std::string RenderStats(const boost::json::value& s, size_t width) {
                     FormatEnergy(Number(s, "energy_joules"), Flag(s, "energy_estimated")) +
                     ", carbon " + FormatCarbon(Number(s, "carbon_grams")) + ", cost $" +
                     Fixed(Number(s, "cost_dollars"), 2) + "\n\n";
-  Table jobs{{"job", "status", "duration", "cpu mean/peak", "memory peak", "energy", "carbon",
-              "cost"},
-             {}};
+  Table jobs{
+      {"job", "status", "duration", "cpu mean/peak", "memory peak", "energy", "carbon", "cost"},
+      {}};
   Table gpus{{"job", "gpu", "util mean/max", "idle", "memory peak", "energy", "xid"}, {}};
   std::string notes;
   for (const boost::json::value& job : ArrayField(s, "jobs")) {

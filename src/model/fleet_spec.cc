@@ -279,9 +279,8 @@ Result<FleetHost> ReadHost(const boost::json::value& value, const std::string& p
 }
 
 Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
-  FW_RETURN_IF_ERROR(
-      config::CheckKeys(root, "", {"type", "name", "ssh_config", "carbon_intensity"},
-                        kUnsupportedFleetKeys));
+  FW_RETURN_IF_ERROR(config::CheckKeys(root, "", {"type", "name", "ssh_config", "carbon_intensity"},
+                                       kUnsupportedFleetKeys));
   FleetConfiguration fleet;
 
   const boost::json::value* type = Find(root, "type");

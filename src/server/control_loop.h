@@ -56,12 +56,11 @@ struct ControlLoopStats {
 // start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
 // loop skip them rather than run late ticks back to back. Each tick runs, in this order:
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
-// → Summarize → Expose; Retain runs after the first tick, then after a tick when retention_interval has
-// passed since the last. A failing stage is logged and
-// the others still run (Summarize and Expose are skipped only when Control failed: there is no
-// report).
-// Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue without the
-// thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
+// → Summarize → Expose; Retain runs after the first tick, then after a tick when retention_interval
+// has passed since the last. A failing stage is logged and the others still run (Summarize and
+// Expose are skipped only when Control failed: there is no report). Time comes from `clock`, so
+// tests drive the loop with a FakeClock through RunDue without the thread. Thread-safe: Start/Stop
+// from any thread, stats() from any thread.
 class ControlLoop {
  public:
   // `stages` and `clock` must outlive the loop.

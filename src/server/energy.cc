@@ -29,9 +29,7 @@ EnergyStep EnergyBetween(const std::optional<EnergySample>& previous, const Ener
   return step;
 }
 
-double CarbonGrams(double joules, double grams_per_kwh) {
-  return joules / 3.6e6 * grams_per_kwh;
-}
+double CarbonGrams(double joules, double grams_per_kwh) { return joules / 3.6e6 * grams_per_kwh; }
 
 Result<double> ParseCarbonIntensity(std::string_view text) {
   double value = 0;

@@ -15,9 +15,9 @@ namespace fleetwatch::server {
 
 // What one reading says about energy.
 struct EnergySample {
-  TimeMicros at = 0;                  // when the agent took it (its clock)
-  std::optional<int64_t> energy_mj;   // cumulative counter (NVML; AMD where the driver has one)
-  std::optional<int64_t> power_mw;    // current draw
+  TimeMicros at = 0;                 // when the agent took it (its clock)
+  std::optional<int64_t> energy_mj;  // cumulative counter (NVML; AMD where the driver has one)
+  std::optional<int64_t> power_mw;   // current draw
 };
 
 // The energy between two readings of the same GPU.

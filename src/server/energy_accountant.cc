@@ -118,8 +118,7 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
     }
     auto instance = instances.find(*job->instance_id);
     OpenJob fresh;
-    fresh.aggregates =
-        Fresh(*run, *job, instance == instances.end() ? nullptr : instance->second);
+    fresh.aggregates = Fresh(*run, *job, instance == instances.end() ? nullptr : instance->second);
     fresh.pending.changed = true;
     open_[job->id] = std::move(fresh);
   }
@@ -240,7 +239,8 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
 void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
   if (snapshot_ == nullptr) return;
   std::map<std::string, double> by_run;  // of the jobs held
-  for (const auto& [id, open] : open_) by_run[open.aggregates.run_id] += open.aggregates.energy_joules;
+  for (const auto& [id, open] : open_)
+    by_run[open.aggregates.run_id] += open.aggregates.energy_joules;
   std::vector<RunEnergy> runs;
   std::map<std::string, double> kept;  // ended jobs' energy, of the runs still going
   for (const model::Run& run : report.runs) {

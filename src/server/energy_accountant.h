@@ -64,7 +64,7 @@ class EnergyAccountant {
   std::vector<expose::FamilyId> families_;
   bool loaded_ = false;
   bool exposed_ = false;
-  std::unordered_map<std::string, OpenJob> open_;                  // job id → its aggregates
+  std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
   std::map<std::string, double> ended_energy_;  // run id → joules of its jobs that have ended
 };

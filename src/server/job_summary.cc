@@ -165,8 +165,8 @@ AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, 
   if (gpu.last_reading_at && same_gpu) {
     previous = EnergySample{*gpu.last_reading_at, gpu.last_energy_mj, std::nullopt};
   }
-  const EnergyStep step =
-      EnergyBetween(previous, EnergySample{at, reading.energy_mj, reading.power_mw}, kMaxChargedGap);
+  const EnergyStep step = EnergyBetween(
+      previous, EnergySample{at, reading.energy_mj, reading.power_mw}, kMaxChargedGap);
   gpu.energy_joules += step.joules;
   gpu.energy_estimated |= step.estimated;
   delta.energy_joules = step.joules;

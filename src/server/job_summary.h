@@ -33,9 +33,9 @@ struct GpuAggregate {
   std::optional<TimeMicros> last_reading_at;  // the energy baseline's time
   std::optional<int64_t> last_energy_mj;      // the energy baseline's counter
   double energy_joules = 0;
-  bool energy_estimated = false;              // some of it is power × time
-  std::optional<int64_t> last_xid_total;      // the XID events the agent had counted then
-  int64_t xid_events = 0;                     // seen while the job held the GPU
+  bool energy_estimated = false;          // some of it is power × time
+  std::optional<int64_t> last_xid_total;  // the XID events the agent had counted then
+  int64_t xid_events = 0;                 // seen while the job held the GPU
 };
 
 // Below this utilization a GPU sample counts as idle.
@@ -53,9 +53,9 @@ struct JobAggregates {
   std::string project_name;
   std::string user_name;
   std::string instance_id;
-  std::optional<double> price;  // USD/hour of its instance
-  double carbon_intensity = 0;  // gCO2e/kWh of its fleet's grid
-  int cpus = 0;                 // of its instance
+  std::optional<double> price;     // USD/hour of its instance
+  double carbon_intensity = 0;     // gCO2e/kWh of its fleet's grid
+  int cpus = 0;                    // of its instance
   int64_t memory_limit_bytes = 0;  // its cgroup's limit, else its instance's memory (0: unknown)
   std::optional<TimeMicros> started_at;
   // From its metrics points.
@@ -120,7 +120,7 @@ struct SummaryNote {
 
 // How the job ended, from its stored record.
 struct JobEnd {
-  std::string status;                            // model::ToString(JobStatus)
+  std::string status;                             // model::ToString(JobStatus)
   std::optional<std::string> termination_reason;  // model::ToString(JobTerminationReason)
   std::optional<TimeMicros> finished_at;          // none: still running
 };

@@ -15,12 +15,12 @@ namespace fleetwatch::server {
 
 // A run's summary: each job's (job_summary.h) and the run's totals.
 struct RunSummary {
-  model::Run run;                 // without its jobs' records
-  std::vector<JobSummary> jobs;   // by job_num, replica_num
+  model::Run run;                // without its jobs' records
+  std::vector<JobSummary> jobs;  // by job_num, replica_num
   double energy_joules = 0;
   bool energy_estimated = false;  // some of it is power × time
   double carbon_grams = 0;
-  double cost_dollars = 0;        // its jobs' running time × their instances' price
+  double cost_dollars = 0;  // its jobs' running time × their instances' price
 };
 
 // GET /api/project/{p}/runs/{run}/summary: an ended job's stored summary; a running job's so far,

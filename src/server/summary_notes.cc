@@ -12,12 +12,12 @@ namespace {
 
 // Fewer samples than this say too little about a job to advise on it.
 constexpr int64_t kMinSamples = 3;
-constexpr int64_t kUnusedGpuMaxUtil = 5;          // percent: "stayed below 5 %"
-constexpr double kOversizedMemoryShare = 0.25;    // peak <= a quarter of the GPU
-constexpr double kMemoryHeadroom = 1.25;          // a GPU suggested has 25 % above the peak
+constexpr int64_t kUnusedGpuMaxUtil = 5;        // percent: "stayed below 5 %"
+constexpr double kOversizedMemoryShare = 0.25;  // peak <= a quarter of the GPU
+constexpr double kMemoryHeadroom = 1.25;        // a GPU suggested has 25 % above the peak
 constexpr double kCpuBoundMinCores = 0.85;
 constexpr double kCpuBoundMaxCores = 1.15;
-constexpr double kCpuBoundMaxGpuUtil = 30;        // percent
+constexpr double kCpuBoundMaxGpuUtil = 30;  // percent
 constexpr double kMemoryNearLimitShare = 0.90;
 constexpr char kUtilizationPolicyReason[] = "terminated_due_to_utilization_policy";
 // Common GPU memory sizes, GB, smallest first.
@@ -61,9 +61,8 @@ std::optional<std::string> GpuMemoryOversized(const JobSummary& s) {
       break;
     }
   }
-  std::string text =
-      fmt::format("peak {} GB of {} GB", std::max<int64_t>(RoundGb(peak), peak > 0 ? 1 : 0),
-                  RoundGb(size));
+  std::string text = fmt::format("peak {} GB of {} GB",
+                                 std::max<int64_t>(RoundGb(peak), peak > 0 ? 1 : 0), RoundGb(size));
   text += fits ? fmt::format(": a {} GB GPU or a MIG slice would fit", *fits)
                : std::string(": a MIG slice or a smaller GPU would fit");
   return text;

@@ -894,8 +894,10 @@ class PostgresStore final : public Store {
         } else {
           FW_ASSIGN_OR_RETURN(
               Query update,
-              Prepare("UPDATE job_aggregates SET revision = job_aggregates.revision + 1, state = ?, "
-                      "summary = COALESCE(job_aggregates.summary, ?) WHERE job_id = ? AND revision = ?"));
+              Prepare(
+                  "UPDATE job_aggregates SET revision = job_aggregates.revision + 1, state = ?, "
+                  "summary = COALESCE(job_aggregates.summary, ?) WHERE job_id = ? AND revision = "
+                  "?"));
           update.Bind(u.state_json).Bind(u.summary_json).Bind(u.job_id).Bind(u.revision);
           FW_RETURN_IF_ERROR(WithContext(update.Exec(), what));
           changes = update.Changes();
@@ -906,7 +908,8 @@ class PostgresStore final : public Store {
             Query add,
             Prepare("INSERT INTO energy_totals (project_name, user_name, energy_joules, "
                     "busy_gpu_seconds, carbon_grams) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
-                    "(project_name, user_name) DO UPDATE SET energy_joules = energy_totals.energy_joules + "
+                    "(project_name, user_name) DO UPDATE SET energy_joules = "
+                    "energy_totals.energy_joules + "
                     "excluded.energy_joules, busy_gpu_seconds = energy_totals.busy_gpu_seconds + "
                     "excluded.busy_gpu_seconds, carbon_grams = energy_totals.carbon_grams + "
                     "excluded.carbon_grams"));

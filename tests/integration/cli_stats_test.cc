@@ -62,7 +62,8 @@ class CliStatsTest : public ::testing::Test {
   }
 
   // `stats RUN --json` until `done` holds of it (or 60 s pass); returns the last document.
-  json::value WaitForStats(const std::string& run, const std::function<bool(const json::value&)>& done) {
+  json::value WaitForStats(const std::string& run,
+                           const std::function<bool(const json::value&)>& done) {
     json::value last;
     std::string described;
     for (auto deadline = steady_clock::now() + std::chrono::seconds(60);
@@ -107,20 +108,19 @@ TEST_F(CliStatsTest, ARunningRunShowsItsSummarySoFarAndAFinishedOneItsFinalSumma
   ProcessResult configured =
       Cli({"config", "--url", server_->url(), "--token", kAdminToken, "--project", "main"});
   ASSERT_EQ(configured.exit_code, 0) << Describe(configured);
-  ProcessResult fleet = Cli({"apply", "-f", "-"},
-                            "type: fleet\nname: gpus\nssh_config:\n  tls: false\n  token: " +
-                                std::string(kTestAgentToken) +
-                                "\n  hosts:\n    - hostname: 127.0.0.1\n      port: " +
-                                std::to_string(gpu_host.port()) + "\n      price: 3.6\n");
+  ProcessResult fleet =
+      Cli({"apply", "-f", "-"}, "type: fleet\nname: gpus\nssh_config:\n  tls: false\n  token: " +
+                                    std::string(kTestAgentToken) +
+                                    "\n  hosts:\n    - hostname: 127.0.0.1\n      port: " +
+                                    std::to_string(gpu_host.port()) + "\n      price: 3.6\n");
   ASSERT_EQ(fleet.exit_code, 0) << Describe(fleet);
 
   // A job on one GPU that holds it until the test opens the gate.
   ::chmod(shared_.path().c_str(), 01777);
   const std::string gate = (shared_.path() / "gate").string();
-  ProcessResult submitted = Cli(
-      {"apply", "-d", "-f", "-"},
-      "type: task\nname: train\ncommands: ['while [ ! -e " + gate +
-          " ]; do sleep 0.1; done']\nresources: {gpu: A100:1}\n");
+  ProcessResult submitted =
+      Cli({"apply", "-d", "-f", "-"}, "type: task\nname: train\ncommands: ['while [ ! -e " + gate +
+                                          " ]; do sleep 0.1; done']\nresources: {gpu: A100:1}\n");
   ASSERT_EQ(submitted.exit_code, 0) << Describe(submitted);
 
   // Running, with readings: the counter moves by 4 kJ, which the summary so far shows.
@@ -147,9 +147,8 @@ TEST_F(CliStatsTest, ARunningRunShowsItsSummarySoFarAndAFinishedOneItsFinalSumma
   EXPECT_NE(table.out.find("UTIL MEAN/MAX"), std::string::npos) << table.out;
 
   std::ofstream(gate).put('x');
-  json::value finished = WaitForStats("train", [](const json::value& s) {
-    return s.at("jobs").at(0).at("final") == true;
-  });
+  json::value finished = WaitForStats(
+      "train", [](const json::value& s) { return s.at("jobs").at(0).at("final") == true; });
   EXPECT_EQ(finished.at("status"), "done");
   EXPECT_EQ(Num(finished, "energy_joules"), 4000);
   // GPU utilization stayed at 2 %: the job's GPU was requested but never used.
@@ -171,12 +170,11 @@ TEST_F(CliStatsTest, AnUnknownRunIsOneErrorLineAndExitOne) {
       data_.str(), server_home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
       std::map<std::string, std::string>{{"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvml.so"}});
   ASSERT_TRUE(server_->started()) << server_->Output();
-  ASSERT_EQ(
-      Cli({"config", "--url", server_->url(), "--token", kAdminToken, "--project", "main"})
-          .exit_code,
-      0);
-  for (std::vector<std::string> args :
-       {std::vector<std::string>{"stats", "nope"}, std::vector<std::string>{"stats", "nope", "--json"}}) {
+  ASSERT_EQ(Cli({"config", "--url", server_->url(), "--token", kAdminToken, "--project", "main"})
+                .exit_code,
+            0);
+  for (std::vector<std::string> args : {std::vector<std::string>{"stats", "nope"},
+                                        std::vector<std::string>{"stats", "nope", "--json"}}) {
     ProcessResult r = Cli(args);
     EXPECT_EQ(r.exit_code, 1) << Describe(r);
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << Describe(r);

@@ -43,8 +43,8 @@ TEST(EnergyBetween, CountsTheCounterIncreaseAndAResetAsCountedFromZero) {
 
 TEST(EnergyBetween, WithoutACounterEstimatesPowerTimesTimeUpToTheGap) {
   const EnergySample first{kStart, std::nullopt, 700'000};
-  EnergyStep step = EnergyBetween(first, {kStart + 10 * kSecond, std::nullopt, 700'000},
-                                  60 * kSecond);
+  EnergyStep step =
+      EnergyBetween(first, {kStart + 10 * kSecond, std::nullopt, 700'000}, 60 * kSecond);
   EXPECT_DOUBLE_EQ(step.joules, 7000);
   EXPECT_TRUE(step.estimated);
   // A host out of reach for an hour is charged one gap at most.
@@ -136,12 +136,11 @@ class EnergyAccounting : public ::testing::Test {
     TickReport report;
     report.started_at = clock_.Now();
     report.instances = store_->ListInstances("").value();
-    report.runs = store_
-                      ->ListRunsWithStatus({model::RunStatus::kSubmitted,
-                                            model::RunStatus::kProvisioning,
-                                            model::RunStatus::kRunning,
-                                            model::RunStatus::kTerminating})
-                      .value();
+    report.runs =
+        store_
+            ->ListRunsWithStatus({model::RunStatus::kSubmitted, model::RunStatus::kProvisioning,
+                                  model::RunStatus::kRunning, model::RunStatus::kTerminating})
+            .value();
     if (!readings.empty()) {
       InstanceObservation& o = report.observations["i"];
       o.reached = true;
@@ -237,7 +236,7 @@ TEST_F(EnergyAccounting, ACounterResetMidJobIsNeitherNegativeNorCountedTwice) {
   int64_t counter = 50'000'000;
   double last_total = 0;
   for (int tick = 0; tick <= 360; ++tick) {
-    if (tick > 0) counter += 7'000'000;  // 700 W for 10 s
+    if (tick > 0) counter += 7'000'000;    // 700 W for 10 s
     if (tick == 180) counter = 3'500'000;  // driver reloaded 5 s ago: counting from zero since
     ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
     const double total = AggregatesOf("j0").energy_joules;
@@ -307,9 +306,8 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   // Eight days later retention deletes the points; the summary stays as it was.
   clock_.Advance(8 * 86'400 * kSecond);
   const TimeMicros now = clock_.Now();
-  EXPECT_EQ(store_->DeleteJobMetricsPoints(now - 3600 * kSecond, now - 7 * 86'400 * kSecond)
-                .value(),
-            31);
+  EXPECT_EQ(
+      store_->DeleteJobMetricsPoints(now - 3600 * kSecond, now - 7 * 86'400 * kSecond).value(), 31);
   ASSERT_TRUE(accountant.Update(Report({})).ok());
   EXPECT_EQ(Stored("j0")->summary_json, row->summary_json);
   JobSummaryService service(*store_, clock_);

@@ -51,11 +51,12 @@ TEST_P(StoreContract, JobAggregatesApplyOnlyFromTheRevisionTheyWereMadeFrom) {
   EXPECT_FALSE(row->summary_json);
 
   // One update per revision; a stale one (and only it) is skipped in the same batch.
-  EXPECT_EQ(store_->UpdateJobAggregates({Update(job, 1, "{\"a\":2}", 50),
-                                         Update(job, 1, "{\"a\":3}", 50),
-                                         Update(run.jobs[1].id, 0, "{}", 25)})
-                .value(),
-            (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(
+      store_
+          ->UpdateJobAggregates({Update(job, 1, "{\"a\":2}", 50), Update(job, 1, "{\"a\":3}", 50),
+                                 Update(run.jobs[1].id, 0, "{}", 25)})
+          .value(),
+      (std::vector<bool>{true, false, true}));
   EXPECT_EQ(AggregateOf(*store_, job)->state_json, "{\"a\":2}");
 
   std::vector<EnergyTotal> totals = store_->ListEnergyTotals().value();
