@@ -129,7 +129,12 @@ class ServerAppImpl final : public ServerApp {
                                                      config.running_ttl, config.finished_ttl);
     // After the exposition's families: the energy families render after them.
     energy_ = std::make_unique<server::EnergyAccountant>(
-        *store_, clock_, server::EnergyOptions{config.carbon_intensity},
+        *store_, clock_,
+        server::EnergyOptions{
+            .default_carbon_intensity = config.carbon_intensity,
+            .store_interval =
+                std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
+                    .count()},
         config.prometheus_metrics ? &snapshot_ : nullptr);
     stages_->set_energy(energy_.get());
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so

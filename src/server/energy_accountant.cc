@@ -35,7 +35,7 @@ Status EnergyAccountant::LoadOpen() {
                    aggregates.status().message());
       continue;
     }
-    open_[row.job_id] = OpenJob{row.revision, std::move(aggregates).value(), {}};
+    open_[row.job_id] = OpenJob{row.revision, std::move(aggregates).value(), {}, std::nullopt};
   }
   loaded_ = true;
   return Status::Ok();
@@ -113,7 +113,8 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
       if (row->second->summary_json) continue;  // ended already (another replica saw it)
       Result<JobAggregates> aggregates = JobAggregatesFromJson(row->second->state_json);
       if (!aggregates.ok()) continue;
-      open_[job->id] = OpenJob{row->second->revision, std::move(aggregates).value(), {}};
+      open_[job->id] =
+          OpenJob{row->second->revision, std::move(aggregates).value(), {}, std::nullopt};
       continue;
     }
     auto instance = instances.find(*job->instance_id);
@@ -192,7 +193,10 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
   std::vector<std::string> ids;
   for (auto& [id, open] : open_) {
     auto end = ended.find(id);
-    if (!open.pending.changed && end == ended.end()) continue;
+    if (end == ended.end()) {
+      if (!open.pending.changed) continue;
+      if (open.stored_at && now - *open.stored_at < options_.store_interval) continue;
+    }
     store::JobAggregateUpdate u;
     u.job_id = id;
     u.revision = open.revision;
@@ -229,6 +233,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       } else {
         ++it->second.revision;
         it->second.pending = {};
+        it->second.stored_at = now;
       }
       totals_changed |= applied[i];
     }

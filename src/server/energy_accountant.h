@@ -20,6 +20,10 @@ struct EnergyOptions {
   // gCO2e/kWh for the fleets that do not set their own carbon_intensity: an estimate the operator
   // supplies (FLEETWATCH_CARBON_INTENSITY), 0 when not given.
   double default_carbon_intensity = 0;
+  // A running job's changed aggregates are stored at most this often (its end at once). What a
+  // restart loses of that window comes back from the energy counters at the next reading; only
+  // its utilization samples (and power × time estimates) are lost.
+  TimeMicros store_interval = 10'000'000;
 };
 
 // Keeps every running job's aggregates (job_summary.h) up to date from each tick's metrics
@@ -44,7 +48,8 @@ class EnergyAccountant {
   struct OpenJob {
     int64_t revision = 0;  // as stored; 0: not stored yet
     JobAggregates aggregates;
-    AggregateDelta pending;  // added since the last stored revision
+    AggregateDelta pending;               // added since the last stored revision
+    std::optional<TimeMicros> stored_at;  // by this accountant
   };
   Status LoadOpen();
   // The stored aggregates (or fresh ones) of running jobs the accountant does not hold yet.
