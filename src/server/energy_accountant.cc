@@ -221,7 +221,17 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
   }
   bool totals_changed = !exposed_;
   if (!updates.empty()) {
-    FW_ASSIGN_OR_RETURN(std::vector<bool> applied, store_.UpdateJobAggregates(updates));
+    Result<std::vector<bool>> result = store_.UpdateJobAggregates(updates);
+    if (result.status().code() == StatusCode::kNotFound) {
+      // A job that is gone (its run removed): forget it, so that the others are stored next time.
+      FW_ASSIGN_OR_RETURN(std::vector<model::Job> jobs, store_.ListJobsByIds(ids));
+      std::set<std::string> found;
+      for (const model::Job& job : jobs) found.insert(job.id);
+      for (const std::string& id : ids) {
+        if (!found.contains(id)) open_.erase(id);
+      }
+    }
+    FW_ASSIGN_OR_RETURN(std::vector<bool> applied, std::move(result));
     for (size_t i = 0; i < ids.size(); ++i) {
       auto it = open_.find(ids[i]);
       // Lost to another writer: its state is the stored one, read again when next needed.
