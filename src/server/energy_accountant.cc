@@ -122,6 +122,7 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
     fresh.aggregates = Fresh(*run, *job, instance == instances.end() ? nullptr : instance->second);
     fresh.pending.changed = true;
     open_[job->id] = std::move(fresh);
+    runs_gauge_dirty_ = true;
   }
   return Status::Ok();
 }
@@ -146,7 +147,8 @@ Status EnergyAccountant::Update(const TickReport& report) {
       for (int index : job.gpu_indices) holders[{*job.instance_id, index}] = job.id;
     }
   }
-  auto add = [](OpenJob& open, const AggregateDelta& d) {
+  auto add = [this](OpenJob& open, const AggregateDelta& d) {
+    if (d.energy_joules > 0) runs_gauge_dirty_ = true;
     open.pending.energy_joules += d.energy_joules;
     open.pending.busy_gpu_seconds += d.busy_gpu_seconds;
     open.pending.carbon_grams += d.carbon_grams;
@@ -179,7 +181,9 @@ Status EnergyAccountant::Update(const TickReport& report) {
       if (model::IsFinished(job.status)) ended[job.id] = std::move(job);
     }
     for (const std::string& id : gone) {
-      if (!found.contains(id)) open_.erase(id);  // its run was removed: nothing to summarize
+      if (!found.contains(id) && open_.erase(id) > 0) {  // its run was removed
+        runs_gauge_dirty_ = true;
+      }
     }
   }
   FW_ASSIGN_OR_RETURN(bool totals_changed, Store(ended));
@@ -228,7 +232,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       std::set<std::string> found;
       for (const model::Job& job : jobs) found.insert(job.id);
       for (const std::string& id : ids) {
-        if (!found.contains(id)) open_.erase(id);
+        if (!found.contains(id) && open_.erase(id) > 0) runs_gauge_dirty_ = true;
       }
     }
     FW_ASSIGN_OR_RETURN(std::vector<bool> applied, std::move(result));
@@ -240,6 +244,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       }
       if (!applied[i] || updates[i].summary_json) {
         open_.erase(it);
+        runs_gauge_dirty_ = true;
       } else {
         ++it->second.revision;
         it->second.pending = {};
@@ -251,11 +256,11 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
   return totals_changed;
 }
 
-void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
-  if (snapshot_ == nullptr) return;
+std::vector<RunEnergy> EnergyAccountant::RunsEnergy(const TickReport& report) {
   std::map<std::string, double> by_run;  // of the jobs held
-  for (const auto& [id, open] : open_)
+  for (const auto& [id, open] : open_) {
     by_run[open.aggregates.run_id] += open.aggregates.energy_joules;
+  }
   std::vector<RunEnergy> runs;
   std::map<std::string, double> kept;  // ended jobs' energy, of the runs still going
   for (const model::Run& run : report.runs) {
@@ -273,8 +278,17 @@ void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
     return std::tie(a.project_name, a.run_name, a.run_id) <
            std::tie(b.project_name, b.run_name, b.run_id);
   });
+  return runs;
+}
+
+void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
+  if (snapshot_ == nullptr) return;
   std::vector<expose::FragmentChange> changes;
-  changes.push_back({families_[0], "all", expose::Fragment{RenderRunEnergy(runs), {}}});
+  if (runs_gauge_dirty_) {
+    runs_gauge_dirty_ = false;
+    changes.push_back(
+        {families_[0], "all", expose::Fragment{RenderRunEnergy(RunsEnergy(report)), {}}});
+  }
   if (totals_changed) {
     Result<std::vector<store::EnergyTotal>> totals = store_.ListEnergyTotals();
     if (totals.ok()) {
@@ -287,7 +301,7 @@ void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
       spdlog::warn("energy totals: {}", totals.status().ToString());
     }
   }
-  snapshot_->Apply(std::move(changes));
+  if (!changes.empty()) snapshot_->Apply(std::move(changes));
 }
 
 }  // namespace fleetwatch::server

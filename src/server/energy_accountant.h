@@ -8,6 +8,7 @@
 
 #include "expose/snapshot.h"
 #include "model/entities.h"
+#include "server/energy_families.h"
 #include "server/fleet_controller.h"
 #include "server/job_summary.h"
 #include "store/store.h"
@@ -61,6 +62,9 @@ class EnergyAccountant {
   // Returns whether the persisted totals changed (or were never exposed).
   Result<bool> Store(const std::map<std::string, model::Job>& ended);
   void Expose(const TickReport& report, bool totals_changed);
+  // The energy of the active runs that have some, ordered by project name and run name; keeps
+  // ended_energy_ to those runs.
+  std::vector<RunEnergy> RunsEnergy(const TickReport& report);
 
   store::Store& store_;
   const Clock& clock_;
@@ -72,6 +76,7 @@ class EnergyAccountant {
   std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
   std::map<std::string, double> ended_energy_;  // run id → joules of its jobs that have ended
+  bool runs_gauge_dirty_ = true;  // fleetwatch_run_gpu_energy_joules must be rendered again
 };
 
 }  // namespace fleetwatch::server
