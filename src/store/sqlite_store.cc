@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -857,6 +858,7 @@ class SqliteStore final : public Store {
     if (updates.empty()) return std::vector<bool>();
     return Write([&]() -> Result<std::vector<bool>> {
       std::vector<bool> applied;
+      std::map<std::pair<std::string, std::string>, std::array<double, 3>> totals;
       for (const JobAggregateUpdate& u : updates) {
         const std::string what = "update the aggregates of job '" + u.job_id + "'";
         int changes = 0;
@@ -883,6 +885,13 @@ class SqliteStore final : public Store {
         }
         applied.push_back(changes > 0);
         if (changes == 0) continue;
+        // Summed per (project, user): one upsert each, however many jobs.
+        std::array<double, 3>& sum = totals[{u.project_name, u.user_name}];
+        sum[0] += std::max(0.0, u.energy_joules);
+        sum[1] += std::max(0.0, u.busy_gpu_seconds);
+        sum[2] += std::max(0.0, u.carbon_grams);
+      }
+      for (const auto& [key, sum] : totals) {
         FW_ASSIGN_OR_RETURN(
             Query add,
             Prepare("INSERT INTO energy_totals (project_name, user_name, energy_joules, "
@@ -891,12 +900,9 @@ class SqliteStore final : public Store {
                     "excluded.energy_joules, busy_gpu_seconds = busy_gpu_seconds + "
                     "excluded.busy_gpu_seconds, carbon_grams = carbon_grams + "
                     "excluded.carbon_grams"));
-        add.Bind(u.project_name)
-            .Bind(u.user_name)
-            .Bind(std::max(0.0, u.energy_joules))
-            .Bind(std::max(0.0, u.busy_gpu_seconds))
-            .Bind(std::max(0.0, u.carbon_grams));
-        FW_RETURN_IF_ERROR(WithContext(add.Exec(), "add energy of job '" + u.job_id + "'"));
+        add.Bind(key.first).Bind(key.second).Bind(sum[0]).Bind(sum[1]).Bind(sum[2]);
+        FW_RETURN_IF_ERROR(
+            WithContext(add.Exec(), "add energy of " + key.first + "/" + key.second));
       }
       return applied;
     });
