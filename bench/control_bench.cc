@@ -30,6 +30,7 @@
 #include "bench_support.h"
 #include "expose/snapshot.h"
 #include "http/async_client.h"
+#include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/usage.h"
@@ -77,12 +78,12 @@ double SteadySeconds() {
 // CPU of the loop's thread per stage, seconds in all.
 struct Split {
   std::mutex mu;
-  double control = 0, usage = 0, exposition = 0, retention = 0;
+  double control = 0, usage = 0, exposition = 0, retention = 0, energy = 0;
   std::vector<double> starts;  // tick starts, steady seconds
   std::vector<double> wall;    // tick lengths, seconds
   // At each tick start: the process's CPU and the stages' totals so far.
   std::vector<double> process_cpu;
-  std::vector<std::array<double, 4>> stages;
+  std::vector<std::array<double, 5>> stages;
   // The exposition update's CPU per tick, split by whether the tick brought DCGM texts or
   // metrics points (the hosts' metrics polls) or neither.
   std::vector<double> expose_with_data, expose_plain;
@@ -91,7 +92,7 @@ struct Split {
     std::lock_guard lock(mu);
     starts.push_back(SteadySeconds());
     process_cpu.push_back(ProcessCpuSeconds());
-    stages.push_back({control, usage, exposition, retention});
+    stages.push_back({control, usage, exposition, retention, energy});
   }
 
   template <typename F>
@@ -115,6 +116,9 @@ class TimedStages final : public server::ControlStages {
   }
   Status AccountUsage() override {
     return split_.Timed(split_.usage, [&] { return inner_.AccountUsage(); });
+  }
+  Status Summarize(const server::TickReport& report) override {
+    return split_.Timed(split_.energy, [&] { return inner_.Summarize(report); });
   }
   Status Expose(const server::TickReport& report) override {
     const double before = split_.exposition;
@@ -205,6 +209,12 @@ int Main(int argc, char** argv) {
       3 * std::chrono::duration_cast<std::chrono::microseconds>(metrics).count();
   server::ExpositionUpdater updater(*store, clock, snapshot, exposition_options);
   server::UsageAccountant usage(*store, clock);
+  server::EnergyAccountant energy(
+      *store, clock,
+      server::EnergyOptions{
+          .default_carbon_intensity = 400,
+          .store_interval = std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()},
+      &snapshot);
   Split split;
 
   const double cpu_before = ProcessCpuSeconds();
@@ -212,6 +222,7 @@ int Main(int argc, char** argv) {
 #if FLEETWATCH_CONTROL_LOOP
   server::ServerStages stages(controller, usage, &updater, *store, std::chrono::hours(1),
                               std::chrono::hours(24 * 7));
+  stages.set_energy(&energy);
   TimedStages timed(stages, split);
   server::ControlLoop loop(
       timed, clock,
@@ -270,7 +281,7 @@ int Main(int argc, char** argv) {
   auto stage = [&](size_t k) {
     return (split.stages[last][k] - split.stages[first][k]) / measured;
   };
-  const double loop_thread = (stage(0) + stage(1) + stage(2) + stage(3)) * measured;
+  const double loop_thread = (stage(0) + stage(1) + stage(2) + stage(3) + stage(4)) * measured;
   std::printf("\n%zu ticks in %.1f s, %d hosts x %d jobs, %s\n", ticks, wall, hosts, jobs_per_host,
               no_dcgm ? "no DCGM text" : "DCGM text on every metrics poll");
   std::printf("  CPU per tick (process, ticks 3 to %zu): %s\n", last, Ms(cpu / measured).c_str());
@@ -278,6 +289,7 @@ int Main(int argc, char** argv) {
   std::printf("    usage accounting:           %s\n", Ms(stage(1)).c_str());
   std::printf("    exposition update:          %s\n", Ms(stage(2)).c_str());
   std::printf("    retention:                  %s\n", Ms(stage(3)).c_str());
+  std::printf("    energy and job summaries:   %s\n", Ms(stage(4)).c_str());
 #if FLEETWATCH_CONTROL_LOOP
   auto median_of = [](const std::vector<double>& v) {
     return v.empty() ? std::string("-") : Ms(Median(v));

@@ -570,6 +570,23 @@ void AddMetricsRoutes(http::Router& router, const Services& s) {
             }
             return JsonResponse(json::object{{"metrics", std::move(metrics)}});
           }));
+  // docs/api.md "Run summary": each job's summary (a running job's so far).
+  router.Add(
+      "GET", "/api/project/{project}/runs/{run}/summary",
+      InProject(
+          s, [&s](http::Request& req, const model::User&, const server::ProjectAccess& access) {
+            Result<server::RunSummary> summary = s.summaries.Get(access, req.path_params.at("run"));
+            if (!summary.ok()) {
+              if (summary.status().code() == StatusCode::kNotFound) {
+                return http::JsonError(400, "resource_not_exists", summary.status().message());
+              }
+              return ErrorResponse(summary.status());
+            }
+            http::Response response;
+            response.status = 200;
+            response.body = server::ToJson(*summary);
+            return response;
+          }));
 }
 
 void AddWasteRoutes(http::Router& router, const Services& s) {

@@ -9,6 +9,7 @@
 #include "server/gpu_waste.h"
 #include "server/gpu_health.h"
 #include "server/job_metrics.h"
+#include "server/job_summary_service.h"
 #include "server/live_logs.h"
 #include "server/projects.h"
 #include "server/runs.h"
@@ -27,6 +28,7 @@ struct Services {
   server::FleetController& controller;
   server::LiveLogs& live_logs;
   server::JobMetricsService& metrics;
+  server::JobSummaryService& summaries;
   const Clock& clock;
   std::string_view database;  // "sqlite" or "postgresql", for GET /api/server/info
   // The GPU ledger's totals: waste reports and the runs' idle share (null: not shown).

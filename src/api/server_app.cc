@@ -16,14 +16,16 @@
 #include "http/server.h"
 #include "server/auth.h"
 #include "server/control_loop.h"
+#include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
-#include "server/gpu_ledger.h"
-#include "server/gpu_waste.h"
 #include "server/gpu_health.h"
 #include "server/gpu_health_families.h"
+#include "server/gpu_ledger.h"
+#include "server/gpu_waste.h"
 #include "server/job_metrics.h"
+#include "server/job_summary_service.h"
 #include "server/live_logs.h"
 #include "server/local_agent.h"
 #include "server/projects.h"
@@ -58,6 +60,7 @@ class ServerAppImpl final : public ServerApp {
         fleets_(*store_, clock),
         runs_(*store_, clock),
         metrics_(*store_),
+        summaries_(*store_, clock),
         clock_(clock) {}
 
   ~ServerAppImpl() override { Stop(); }
@@ -116,8 +119,8 @@ class ServerAppImpl final : public ServerApp {
                                .agent_timeout = options.agent_timeout,
                                .max_reads_per_instance = config.max_log_reads_per_host});
     services_ = std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_,
-                                                    *controller_, *live_logs_, metrics_, clock_,
-                                                    database_, &waste_, gpu_health_.get()});
+                                                    *controller_, *live_logs_, metrics_, summaries_,
+                                                    clock_, database_, &waste_, gpu_health_.get()});
     if (config.prometheus_metrics) {
       server::ExpositionOptions exposition;
       exposition.stale_after =
@@ -188,6 +191,16 @@ class ServerAppImpl final : public ServerApp {
         return Status::Ok();
       });
     }
+    // After the exposition's families: the energy families render after them.
+    energy_ = std::make_unique<server::EnergyAccountant>(
+        *store_, clock_,
+        server::EnergyOptions{
+            .default_carbon_intensity = config.carbon_intensity,
+            .store_interval =
+                std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
+                    .count()},
+        config.prometheus_metrics ? &snapshot_ : nullptr);
+    stages_->set_energy(energy_.get());
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
     loop_ = std::make_unique<server::ControlLoop>(
@@ -232,6 +245,7 @@ class ServerAppImpl final : public ServerApp {
   server::FleetService fleets_;
   server::RunService runs_;
   server::JobMetricsService metrics_;
+  server::JobSummaryService summaries_;
   const Clock& clock_;
   server::GpuWasteService waste_{*store_, clock_};
   std::unique_ptr<http::AsyncClient> agent_client_;
@@ -247,7 +261,8 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
-  std::unique_ptr<server::GpuLedger> gpu_ledger_;  // the control loop's thread only
+  std::unique_ptr<server::GpuLedger> gpu_ledger_;     // the control loop's thread only
+  std::unique_ptr<server::EnergyAccountant> energy_;  // the control loop's thread only
   std::unique_ptr<server::ServerStages> stages_;
   std::unique_ptr<server::ControlLoop> loop_;
   uint16_t port_ = 0;

@@ -45,6 +45,9 @@ struct ServerConfig {
   bool prometheus_metrics = false;
   std::optional<std::string> prometheus_auth_token;
   bool openmetrics = false;  // FLEETWATCH_OPENMETRICS=1 (MetricsEndpointOptions::openmetrics)
+  // gCO2e/kWh of the grid for fleets without their own carbon_intensity: an estimate the
+  // operator supplies (FLEETWATCH_CARBON_INTENSITY); 0 when not given.
+  double carbon_intensity = 0;
   // Set: the API, UI and /metrics are served over HTTPS only, with these PEM files.
   std::optional<http::TlsServerOptions> tls;
   // Connections open at once (FLEETWATCH_MAX_CONNECTIONS), and per client address those that

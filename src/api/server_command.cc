@@ -18,6 +18,7 @@
 #include "api/server_app.h"
 #include "api/server_data_dir.h"
 #include "cli/config.h"
+#include "server/energy.h"
 #include "server/users.h"
 #include "store/database_url.h"
 #include "util/logging.h"
@@ -207,6 +208,14 @@ int RunServer(const ServerFlags& flags) {
   }
   if (const char* token = std::getenv("DSTACK_PROMETHEUS_AUTH_TOKEN"); token != nullptr) {
     config.prometheus_auth_token = token;
+  }
+  if (const char* carbon = std::getenv("FLEETWATCH_CARBON_INTENSITY"); carbon && *carbon) {
+    Result<double> intensity = server::ParseCarbonIntensity(carbon);
+    if (!intensity.ok()) {
+      std::cerr << "error: FLEETWATCH_CARBON_INTENSITY " << intensity.status().message() << "\n";
+      return 1;
+    }
+    config.carbon_intensity = *intensity;
   }
 
   if (!flags.tls_cert.empty()) config.tls = http::TlsServerOptions{flags.tls_cert, flags.tls_key};

@@ -20,5 +20,6 @@ void AddRunLifecycleCommands(CLI::App& app, int& exit_code);  // run_lifecycle_c
 void AddLogsCommand(CLI::App& app, int& exit_code);           // logs_command.cc
 void AddMetricsCommand(CLI::App& app, int& exit_code);        // metrics_command.cc
 void AddWasteCommand(CLI::App& app, int& exit_code);          // waste_command.cc
+void AddStatsCommand(CLI::App& app, int& exit_code);          // stats_command.cc
 
 }  // namespace fleetwatch::cli

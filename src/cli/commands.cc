@@ -16,6 +16,7 @@ void AddClientCommands(CLI::App& app, int& exit_code) {
   AddLogsCommand(app, exit_code);
   AddMetricsCommand(app, exit_code);
   AddWasteCommand(app, exit_code);
+  AddStatsCommand(app, exit_code);
 }
 
 }  // namespace fleetwatch::cli

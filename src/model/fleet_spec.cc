@@ -15,6 +15,7 @@
 
 #include "model/config_fields.h"
 #include "model/config_tree.h"
+#include "model/json_text.h"
 #include "model/json_writer.h"
 #include "model/names.h"
 #include "util/certificates.h"
@@ -34,6 +35,7 @@ constexpr std::size_t kMaxHosts = 1000;
 constexpr std::size_t kMaxTokenBytes = 256;
 constexpr double kMaxPrice = 1'000'000;  // USD per hour
 constexpr std::size_t kMaxCaCertBytes = 64 * 1024;
+constexpr double kMaxCarbonIntensity = 10'000;  // gCO2e/kWh; coal is about 1,000
 
 constexpr std::string_view kNotOverSsh =
     "is not supported: fleetwatch talks to the host's agent, not over SSH";
@@ -277,8 +279,8 @@ Result<FleetHost> ReadHost(const boost::json::value& value, const std::string& p
 }
 
 Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
-  FW_RETURN_IF_ERROR(
-      config::CheckKeys(root, "", {"type", "name", "ssh_config"}, kUnsupportedFleetKeys));
+  FW_RETURN_IF_ERROR(config::CheckKeys(root, "", {"type", "name", "ssh_config", "carbon_intensity"},
+                                       kUnsupportedFleetKeys));
   FleetConfiguration fleet;
 
   const boost::json::value* type = Find(root, "type");
@@ -291,6 +293,19 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
   FW_ASSIGN_OR_RETURN(fleet.name, config::ReadString(*name, "name"));
   Status valid = ValidateName("fleet name", fleet.name);
   if (!valid.ok()) return Error("name", valid.message());
+
+  if (const boost::json::value* carbon = Find(root, "carbon_intensity")) {
+    Result<double> intensity =
+        config::ReadNumber(*carbon, "carbon_intensity", 0, kMaxCarbonIntensity);
+    if (!intensity.ok()) {
+      return Error("carbon_intensity",
+                   carbon->is_number()
+                       ? std::string("must be between 0 and 10000 (grams of CO2e per kWh)")
+                       : "must be a number of grams of CO2e per kWh (got " +
+                             std::string(config::KindName(*carbon)) + ")");
+    }
+    fleet.carbon_intensity = *intensity;
+  }
 
   const boost::json::value* ssh = Find(root, "ssh_config");
   if (ssh == nullptr) return Error("ssh_config", "is required (list hosts under ssh_config.hosts)");
@@ -350,6 +365,16 @@ Result<FleetConfiguration> FleetFromTree(const boost::json::object& root) {
 
 }  // namespace
 
+std::optional<double> CarbonIntensityOf(std::string_view configuration_json) {
+  Result<boost::json::value> root = ParseStrictJson(configuration_json);
+  if (!root.ok() || !root->is_object()) return std::nullopt;
+  const boost::json::value* value = root->get_object().if_contains("carbon_intensity");
+  if (value == nullptr || !value->is_number()) return std::nullopt;
+  const double d = value->to_number<double>();
+  if (!(d >= 0 && d <= kMaxCarbonIntensity)) return std::nullopt;
+  return d;
+}
+
 Result<FleetConfiguration> ParseFleetConfiguration(std::string_view text, ConfigFormat format) {
   FW_ASSIGN_OR_RETURN(boost::json::object root, config::ParseConfigTree(text, format));
   FW_ASSIGN_OR_RETURN(FleetConfiguration fleet, FleetFromTree(root));
@@ -362,6 +387,10 @@ std::string ToJson(const FleetConfiguration& config) {
   out.BeginObject();
   out.Key("name");
   out.String(config.name);
+  if (config.carbon_intensity) {
+    out.Key("carbon_intensity");
+    out.Number(*config.carbon_intensity);
+  }
   out.Key("hosts");
   out.BeginArray();
   for (const FleetHost& host : config.hosts) {

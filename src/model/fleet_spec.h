@@ -13,6 +13,9 @@ namespace fleetwatch::model {
 // A fleet of hosts that each run `fleetwatch agent` (DESIGN.md "Fleet configuration"):
 //   type: fleet
 //   name: my-fleet
+//   carbon_intensity: 400  # optional: the grid's gCO2e per kWh where the hosts run (an estimate
+//                          # the operator supplies; default: the server's
+//                          # FLEETWATCH_CARBON_INTENSITY)
 //   ssh_config:
 //     port: 10998          # optional defaults for every host
 //     token: secret
@@ -48,7 +51,13 @@ struct FleetHost {
 struct FleetConfiguration {
   std::string name;
   std::vector<FleetHost> hosts;  // at least one, no duplicate hostname:port
+  // Grams of CO2e per kWh of the grid that powers the hosts, 0..10000; none: the server's default.
+  std::optional<double> carbon_intensity;
 };
+
+// The carbon intensity (gCO2e/kWh) of a fleet stored as ToJson wrote it, or nullopt when it has
+// none or the JSON does not parse. Thread-safe.
+std::optional<double> CarbonIntensityOf(std::string_view configuration_json);
 
 // Parses and validates; same error policy as ParseRunConfiguration. Thread-safe.
 Result<FleetConfiguration> ParseFleetConfiguration(std::string_view text, ConfigFormat format);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <exception>
 
+#include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/gpu_ledger.h"
 #include "server/usage.h"
@@ -47,6 +48,7 @@ TimeMicros ControlLoop::RunDue() {
     Warn("usage accounting", stages_.AccountUsage());
   }
   if (report.ok()) Warn("GPU state ledger", stages_.AccountGpus(*report));
+  if (report.ok()) Warn("energy and job summaries", stages_.Summarize(*report));
   // Runs changed through the API show up here too, at most one tick late.
   if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
   if (start >= next_retention_) {
@@ -129,6 +131,10 @@ Status ServerStages::AccountUsage() { return usage_.Account(); }
 
 Status ServerStages::AccountGpus(const TickReport& report) {
   return gpu_ledger_ != nullptr ? gpu_ledger_->Account(report) : Status::Ok();
+}
+
+Status ServerStages::Summarize(const TickReport& report) {
+  return energy_ != nullptr ? energy_->Update(report) : Status::Ok();
 }
 
 Status ServerStages::Expose(const TickReport& report) {

@@ -14,6 +14,7 @@
 
 namespace fleetwatch::server {
 
+class EnergyAccountant;
 class ExpositionUpdater;
 class GpuLedger;
 class UsageAccountant;
@@ -27,6 +28,12 @@ class ControlStages {
   virtual Result<TickReport> Control() = 0;
   // Brings the persisted cost and GPU time up to `now` (UsageAccountant::Account).
   virtual Status AccountUsage() = 0;
+  // Brings job energy, aggregates and summaries up to date with the tick
+  // (EnergyAccountant::Update). Does nothing unless a stage set provides it.
+  virtual Status Summarize(const TickReport& report) {
+    (void)report;
+    return Status::Ok();
+  }
   // Brings /metrics' snapshot up to date with the tick (ExpositionUpdater::Update).
   virtual Status Expose(const TickReport& report) = 0;
   // Charges the tick's GPU readings to the GPU state ledger (GpuLedger::Account).
@@ -54,11 +61,11 @@ struct ControlLoopStats {
 // start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
 // loop skip them rather than run late ticks back to back. Each tick runs, in this order:
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
-// → AccountGpus → Expose; Retain runs after the first tick, then after a tick when
-// retention_interval has passed since the last. A failing stage is logged and
-// the others still run (Expose is skipped only when Control failed: there is no report).
-// Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue without the
-// thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
+// → AccountGpus → Summarize → Expose; Retain runs after the first tick, then after a tick when
+// retention_interval has passed since the last. A failing stage is logged and the others still
+// run (AccountGpus, Summarize and Expose are skipped only when Control failed: there is no
+// report). Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue
+// without the thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
 class ControlLoop {
  public:
   // `stages` and `clock` must outlive the loop.
@@ -107,6 +114,7 @@ class ServerStages final : public ControlStages {
 
   Result<TickReport> Control() override;
   Status AccountUsage() override;
+  Status Summarize(const TickReport& report) override;
   Status Expose(const TickReport& report) override;
   Status Retain(TimeMicros now) override;
   Status AccountGpus(const TickReport& report) override;
@@ -118,11 +126,15 @@ class ServerStages final : public ControlStages {
   // in the order added; an error is returned after the others ran. Add before the loop starts.
   void AddExposer(std::function<Status(const TickReport&)> exposer);
 
+  // Energy accounting and job summaries (null: none). Set before the loop starts.
+  void set_energy(EnergyAccountant* energy) { energy_ = energy; }
+
  private:
   std::vector<std::function<Status(const TickReport&)>> exposers_;
   FleetController& controller_;
   UsageAccountant& usage_;
   ExpositionUpdater* exposition_;
+  EnergyAccountant* energy_ = nullptr;
   store::Store& store_;
   const TimeMicros running_ttl_;
   const TimeMicros finished_ttl_;

@@ -164,7 +164,8 @@ Status RegisterFleet(store::Store& store, const Clock& clock, const AgentAddress
   TimeMicros now = clock.Now();
   model::FleetConfiguration config{
       kFleetName,
-      {{address.host, address.port, "", std::nullopt, !fingerprint.empty(), "", fingerprint}}};
+      {{address.host, address.port, "", std::nullopt, !fingerprint.empty(), "", fingerprint}},
+      std::nullopt};
   model::Fleet f{
       NewId(), main.id, main.name, kFleetName, model::FleetStatus::kActive, model::ToJson(config),
       now};

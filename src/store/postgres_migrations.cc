@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -199,6 +199,26 @@ ALTER TABLE instances ADD COLUMN lock_token TEXT COLLATE "C";
 ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
 CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
 ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
+)sql",
+    // 4: energy and job summaries (SQLite's step 10). Each job's running aggregates and, once it
+    // has ended, its summary, kept as long as the job's run whatever metrics retention deletes;
+    // energy, utilization-weighted GPU time and carbon per (project, user), by name.
+    R"sql(
+CREATE TABLE job_aggregates (
+  job_id   TEXT COLLATE "C" PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  revision BIGINT NOT NULL,
+  state    TEXT NOT NULL,
+  summary  TEXT
+);
+CREATE INDEX job_aggregates_open ON job_aggregates (job_id) WHERE summary IS NULL;
+CREATE TABLE energy_totals (
+  project_name     TEXT COLLATE "C" NOT NULL,
+  user_name        TEXT COLLATE "C" NOT NULL,
+  energy_joules    DOUBLE PRECISION NOT NULL,
+  busy_gpu_seconds DOUBLE PRECISION NOT NULL,
+  carbon_grams     DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
 )sql",
 };
 

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 9> kMigrations = {
+constexpr std::array<const char*, 10> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -210,6 +210,27 @@ ALTER TABLE instances ADD COLUMN lock_token TEXT;
 ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
 CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
 ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
+)sql",
+    // 10: energy and job summaries. Each job's running aggregates (GPU energy, utilization,
+    // peaks) and, once it has ended, its summary: kept as long as the job's run, whatever metrics
+    // retention deletes. Energy, utilization-weighted GPU time and carbon per (project, user),
+    // by name like usage_totals (counters never go down).
+    R"sql(
+CREATE TABLE job_aggregates (
+  job_id   TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  revision INTEGER NOT NULL,
+  state    TEXT NOT NULL,
+  summary  TEXT
+);
+CREATE INDEX job_aggregates_open ON job_aggregates (job_id) WHERE summary IS NULL;
+CREATE TABLE energy_totals (
+  project_name     TEXT NOT NULL,
+  user_name        TEXT NOT NULL,
+  energy_joules    REAL NOT NULL,
+  busy_gpu_seconds REAL NOT NULL,
+  carbon_grams     REAL NOT NULL,
+  PRIMARY KEY (project_name, user_name)
+);
 )sql",
 };
 

@@ -152,6 +152,38 @@ struct LeaseState {
   int released = 0;                 // leases it gave up in this call, above its share
 };
 
+// A job's running aggregates (server/job_summary.h) as stored: JSON the server owns, guarded by
+// a revision so that two writers never both apply an update made from the same state.
+struct JobAggregate {
+  std::string job_id;
+  int64_t revision = 0;                     // raised by one by every update applied
+  std::string state_json;                   // the aggregates
+  std::optional<std::string> summary_json;  // the job's final summary, once it has ended
+};
+
+// One update of a job's aggregates, with what it adds to its (project, user) energy totals.
+struct JobAggregateUpdate {
+  std::string job_id;
+  int64_t revision = 0;  // as read; 0: the job has none stored yet. Applies only if unchanged.
+  std::string state_json;
+  std::optional<std::string> summary_json;  // set: the job's final summary (stored once)
+  std::string project_name;
+  std::string user_name;
+  double energy_joules = 0;
+  double busy_gpu_seconds = 0;
+  double carbon_grams = 0;
+};
+
+// GPU energy, utilization-weighted GPU time and carbon of the jobs of one (project, user), ever:
+// persisted, never decreasing.
+struct EnergyTotal {
+  std::string project_name;
+  std::string user_name;
+  double energy_joules = 0;
+  double busy_gpu_seconds = 0;
+  double carbon_grams = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -342,6 +374,23 @@ class Store {
   // row version by one; so two replicas that decided on the same version never both apply.
   virtual Status UpdateRunIfCurrent(
       const model::Run& run, const std::vector<std::pair<std::string, std::string>>& leases) = 0;
+
+  // --- energy and job summaries ---
+  // Applies the updates in one transaction: each one whose job's stored revision is still
+  // `revision` (none stored for 0) stores its state (and summary, when set: a summary, once
+  // stored, is never replaced) and adds its figures to the (project, user) totals; the others
+  // (another writer got there first) change nothing. Aggregates and summaries are never deleted
+  // with metrics points. Returns, per update, whether it applied. NotFound when an applied
+  // update names no job (nothing changes then).
+  virtual Result<std::vector<bool>> UpdateJobAggregates(
+      const std::vector<JobAggregateUpdate>& updates) = 0;
+  // The aggregates of these jobs (those that have some), in no particular order.
+  virtual Result<std::vector<JobAggregate>> ListJobAggregates(
+      const std::vector<std::string>& job_ids) = 0;
+  // The aggregates of every job without a summary yet, in no particular order.
+  virtual Result<std::vector<JobAggregate>> ListOpenJobAggregates() = 0;
+  // Every (project, user) ever charged energy, ordered by project name and user name.
+  virtual Result<std::vector<EnergyTotal>> ListEnergyTotals() = 0;
 };
 
 }  // namespace fleetwatch::store

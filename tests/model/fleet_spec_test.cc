@@ -367,5 +367,31 @@ TEST(ParseFleetConfiguration, RefusesDefaultsThatNormalizeToOverOneMebibyte) {
   EXPECT_EQ(ErrorOf(text), "configuration is too large (over 1 MiB as normalized JSON)");
 }
 
+TEST(ParseFleetConfiguration, ReadsCarbonIntensity) {
+  const std::string hosts = "ssh_config: {token: t, tls: false, hosts: [h]}\n";
+  FleetConfiguration fleet = MustParse("type: fleet\nname: f\ncarbon_intensity: 400\n" + hosts);
+  EXPECT_EQ(fleet.carbon_intensity, 400.0);
+  EXPECT_EQ(CarbonIntensityOf(ToJson(fleet)), 400.0);
+  FleetConfiguration plain = MustParse("type: fleet\nname: f\n" + hosts);
+  EXPECT_EQ(plain.carbon_intensity, std::nullopt);
+  EXPECT_EQ(CarbonIntensityOf(ToJson(plain)), std::nullopt);
+  EXPECT_EQ(MustParse("type: fleet\nname: f\ncarbon_intensity: 0\n" + hosts).carbon_intensity, 0.0);
+  EXPECT_EQ(CarbonIntensityOf("not json"), std::nullopt);
+}
+
+TEST(ParseFleetConfiguration, RefusesBadCarbonIntensity) {
+  const std::string hosts = "ssh_config: {token: t, tls: false, hosts: [h]}\n";
+  for (std::string bad : {"-1", "10001", ".nan", ".inf"}) {
+    EXPECT_THAT(ErrorOf("type: fleet\nname: f\ncarbon_intensity: " + bad + "\n" + hosts),
+                HasSubstr("carbon_intensity: must be between 0 and 10000 (grams of CO2e per kWh)"))
+        << bad;
+  }
+  EXPECT_THAT(ErrorOf("type: fleet\nname: f\ncarbon_intensity: \"400\"\n" + hosts),
+              HasSubstr("carbon_intensity: must be a number of grams of CO2e per kWh (got a "
+                        "string)"));
+  EXPECT_THAT(ErrorOf("type: fleet\nname: f\ncarbon_intensity: [1]\n" + hosts),
+              HasSubstr("carbon_intensity: must be a number"));
+}
+
 }  // namespace
 }  // namespace fleetwatch::model

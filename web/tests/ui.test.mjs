@@ -381,6 +381,30 @@ async function main() {
     await screenshot('03-run-overview');
   });
 
+  await step('a run page has a Summary, its notes shown as text', async () => {
+    await waitUntil(async () => (await page.locator('[data-test=summary-jobs] tbody tr').count()) > 0,
+                    15000, 'the summary table');
+    const totals = await page.locator('[data-test=summary-totals] .fact-label').allTextContents();
+    expectEqual(totals, ['GPU energy', 'Carbon (estimate)', 'Cost'], 'the summary totals');
+    const row = await page.locator('[data-test=summary-jobs] tbody tr').first().locator('td')
+                    .allTextContents();
+    expectEqual(row[0], 'train-0-0', 'the summary job');
+    // A note with markup (answered by the page's own request, the server's reply amended).
+    const summaryReply = /\/api\/project\/main\/runs\/train\/summary$/;
+    await page.route(summaryReply, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      body.jobs[0].notes = [{rule: 'cpu_bound', text: HOSTILE_TEXT}];
+      await route.fulfill({response, json: body});
+    });
+    await page.reload();
+    const note = page.locator('[data-test=summary-notes] li').first();
+    await note.waitFor();
+    expectEqual(await note.textContent(), `train-0-0: ${HOSTILE_TEXT}`, 'the note as text');
+    expectEqual(await note.evaluate((n) => n.children.length), 0, 'elements in the note');
+    await page.unroute(summaryReply);
+  });
+
   await step('the Metrics tab draws four charts with data points', async () => {
     await page.click('[data-tab=metrics]');
     const charts = ['cpu', 'memory', 'gpu-util', 'gpu-memory'];

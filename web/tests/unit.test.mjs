@@ -208,3 +208,31 @@ test('status reasons: the server\'s status_message, else composed as the CLI doe
                              exit_code: 0}), '');
   assert.equal(statusReason(null), '');
 });
+
+test('a run summary becomes the rows of the run page, text left as text', async () => {
+  const {formatCarbon, formatEnergy, summaryRows} = await import('../src/js/summary.js');
+  assert.equal(formatEnergy(850), '850 J');
+  assert.equal(formatEnergy(12500), '12.5 kJ');
+  assert.equal(formatEnergy(2.52e6), '2.52 MJ');
+  assert.equal(formatEnergy(2.52e6, true), '~2.52 MJ');
+  assert.equal(formatCarbon(280), '280 g');
+  assert.equal(formatCarbon(12300), '12.3 kg');
+  const hostile = '<img src=x onerror=alert(1)>';
+  const rows = summaryRows({
+    energy_joules: 2.52e6, energy_estimated: false, carbon_grams: 280, cost_dollars: 3.6,
+    jobs: [{job_name: hostile, status: 'done', duration_seconds: 3600, cpu_mean_cores: 1,
+            cpu_peak_cores: 1.2, memory_peak_bytes: 2 * 1024 ** 3, memory_limit_bytes: 64 * 1024 ** 3,
+            energy_joules: 2.52e6, carbon_grams: 280, cost_dollars: 3.6,
+            gpus: [{index: 0, util_mean_percent: 12, util_max_percent: 40, idle_share: 0.5,
+                    memory_peak_bytes: 9 * 1024 ** 3, memory_total_bytes: 80 * 1024 ** 3,
+                    energy_joules: 2.52e6, xid_events: 2}],
+            notes: [{rule: 'cpu_bound', text: hostile}]}],
+  });
+  assert.deepEqual(rows.totals, [['GPU energy', '2.52 MJ'], ['Carbon (estimate)', '280 g'],
+                                 ['Cost', '$3.60']]);
+  assert.deepEqual(rows.jobs[0], [hostile, 'done', '1h 0m', '1.0 / 1.2', '2GB / 64GB', '2.52 MJ',
+                                  '280 g', '$3.60']);
+  assert.deepEqual(rows.gpus[0], [hostile, '0', '12% / 40%', '50%', '9GB / 80GB', '2.52 MJ', '2']);
+  assert.deepEqual(rows.notes, [{job: hostile, rule: 'cpu_bound', text: hostile}]);
+  assert.deepEqual(summaryRows(null).jobs, []);
+});

@@ -122,6 +122,11 @@ export class Api {
     return this.get(projectPath(project, '/fleets')).then((r) => r.items || []);
   }
 
+  // A run's summary: each job's figures and notes (docs/api.md "Run summary").
+  runSummary(project, run) {
+    return this.get(projectPath(project, `/runs/${encodeURIComponent(run)}/summary`));
+  }
+
   jobMetrics(project, run, {runId, jobNum, replicaNum, limit}) {
     return this.get(projectPath(project, `/metrics/job/${encodeURIComponent(run)}`) +
                     query({run_id: runId, job_num: jobNum, replica_num: replicaNum, limit}))

@@ -10,6 +10,7 @@ import {configurationText, hasMemoryLimit, requestedGpuCount, resourceRows} from
 import {isFinal, statusMessage, statusReason} from '../status.js';
 import {badge, errorBanner, freshness, link, orDash} from './common.js';
 import {runDuration} from './runs.js';
+import {summarySection} from './summary.js';
 
 const RUN_REFRESH_MS = 5000;
 const LOG_REFRESH_MS = 2000;
@@ -50,6 +51,7 @@ export function mountRun(main, ctx, runName, tab) {
   const panel = el('div', {class: 'tab-panel'});
   const factsCard = el('div', {class: 'card'}, facts);
   const config = configSection();
+  const summary = summarySection(ctx);
   const tabsRow = el('div', {class: 'tabs-row'}, tabs, jobPickerLabel);
   replace(main,
     el('nav', {class: 'crumbs'}, link(ctx.href('runs'), 'Runs'), el('span', null, '/'),
@@ -57,7 +59,7 @@ export function mountRun(main, ctx, runName, tab) {
     el('div', {class: 'page-head'},
        el('div', {class: 'run-heading'}, title, statusSlot, reasonSlot),
        el('div', {class: 'page-actions'}, updated.node)),
-    errors.node, factsCard, config.node, tabsRow, panel);
+    errors.node, factsCard, summary.node, config.node, tabsRow, panel);
   document.title = `${runName} · ${ctx.project} · fleetwatch`;
 
   let run = null;
@@ -105,12 +107,15 @@ export function mountRun(main, ctx, runName, tab) {
       run = await ctx.api.run(ctx.project, runName);
     } catch (e) {
       errors.show(e, `Could not load run ${runName}. `);
-      for (const part of [factsCard, config.node, tabsRow, panel]) part.hidden = !run;
+      for (const part of [factsCard, summary.node, config.node, tabsRow, panel]) {
+        part.hidden = !run;
+      }
       return !run || !isFinal(run.status);  // a missing run: keep trying (it may appear)
     }
     errors.clear();
-    for (const part of [factsCard, config.node, tabsRow, panel]) part.hidden = false;
+    for (const part of [factsCard, summary.node, config.node, tabsRow, panel]) part.hidden = false;
     render();
+    summary.update(run);
     if (!child) {
       child = tab === 'metrics' ? metricsPanel(panel, ctx, run) : overviewPanel(panel, ctx);
     }

@@ -1,0 +1,307 @@
+#include "server/energy_accountant.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "model/fleet_spec.h"
+#include "model/run_spec.h"
+#include "model/status.h"
+#include "server/energy_families.h"
+#include "util/check.h"
+
+namespace fleetwatch::server {
+
+EnergyAccountant::EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options,
+                                   expose::ExpositionSnapshot* snapshot)
+    : store_(store), clock_(clock), options_(options), snapshot_(snapshot) {
+  if (snapshot_ == nullptr) return;
+  for (const EnergyFamily& f : EnergyFamilies()) {
+    Result<expose::FamilyId> id = snapshot_->RegisterFamily(f.section, f.name, f.type, f.help);
+    FW_CHECK(id.ok(), "energy family registered twice");
+    families_.push_back(*id);
+  }
+}
+
+Status EnergyAccountant::LoadOpen() {
+  FW_ASSIGN_OR_RETURN(std::vector<store::JobAggregate> rows, store_.ListOpenJobAggregates());
+  for (const store::JobAggregate& row : rows) {
+    Result<JobAggregates> aggregates = JobAggregatesFromJson(row.state_json);
+    if (!aggregates.ok()) {
+      spdlog::warn("job {}: stored aggregates unreadable, left as they are: {}", row.job_id,
+                   aggregates.status().message());
+      continue;
+    }
+    open_[row.job_id] = OpenJob{row.revision, std::move(aggregates).value(), {}, std::nullopt};
+  }
+  loaded_ = true;
+  return Status::Ok();
+}
+
+double EnergyAccountant::CarbonIntensityOf(const model::Instance* instance) {
+  if (instance == nullptr) return options_.default_carbon_intensity;
+  auto it = fleet_intensity_.find(instance->fleet_id);
+  if (it == fleet_intensity_.end()) {
+    Result<model::Fleet> fleet = store_.GetFleet(instance->project_id, instance->fleet_name);
+    if (!fleet.ok() || fleet->id != instance->fleet_id) return options_.default_carbon_intensity;
+    it = fleet_intensity_.emplace(fleet->id, model::CarbonIntensityOf(fleet->configuration_json))
+             .first;
+  }
+  return it->second.value_or(options_.default_carbon_intensity);
+}
+
+JobAggregates EnergyAccountant::Fresh(const model::Run& run, const model::Job& job,
+                                      const model::Instance* instance) {
+  JobAggregates a;
+  a.job_id = job.id;
+  a.run_id = run.id;
+  a.run_name = run.run_name;
+  a.run_type = std::string(model::ToString(run.type));
+  a.job_name = job.job_name;
+  a.job_num = job.job_num;
+  a.replica_num = job.replica_num;
+  a.project_name = run.project_name;
+  a.user_name = run.user_name;
+  a.instance_id = job.instance_id.value_or("");
+  a.started_at = job.started_at;
+  a.carbon_intensity = CarbonIntensityOf(instance);
+  Result<model::RunConfiguration> config =
+      model::ParseRunConfiguration(run.configuration_json, model::ConfigFormat::kJson);
+  if (config.ok()) a.memory_limit_bytes = config->resources.memory_bytes.value_or(0);
+  if (instance != nullptr) {
+    a.price = instance->price;
+    a.cpus = instance->resources.cpus;
+    if (a.memory_limit_bytes == 0) a.memory_limit_bytes = instance->resources.memory_bytes;
+  }
+  for (int index : job.gpu_indices) {
+    GpuAggregate g;
+    g.index = index;
+    if (instance != nullptr) {
+      for (const model::Gpu& gpu : instance->resources.gpus) {
+        if (gpu.index != index) continue;
+        g.memory_total_bytes = gpu.memory_bytes;
+        g.uuid = gpu.uuid;
+      }
+    }
+    a.gpus.push_back(std::move(g));
+  }
+  return a;
+}
+
+Status EnergyAccountant::Adopt(const TickReport& report) {
+  std::map<std::string, const model::Instance*> instances;
+  for (const model::Instance& i : report.instances) instances[i.id] = &i;
+  std::vector<std::pair<const model::Run*, const model::Job*>> candidates;
+  for (const model::Run& run : report.runs) {
+    for (const model::Job& job : run.jobs) {
+      if (!job.started_at || !job.instance_id || model::IsFinished(job.status)) continue;
+      if (!open_.contains(job.id)) candidates.emplace_back(&run, &job);
+    }
+  }
+  if (candidates.empty()) return Status::Ok();
+  std::vector<std::string> ids;
+  for (const auto& [run, job] : candidates) ids.push_back(job->id);
+  FW_ASSIGN_OR_RETURN(std::vector<store::JobAggregate> stored, store_.ListJobAggregates(ids));
+  std::map<std::string, const store::JobAggregate*> by_id;
+  for (const store::JobAggregate& row : stored) by_id[row.job_id] = &row;
+  for (const auto& [run, job] : candidates) {
+    auto row = by_id.find(job->id);
+    if (row != by_id.end()) {
+      if (row->second->summary_json) continue;  // ended already (another replica saw it)
+      Result<JobAggregates> aggregates = JobAggregatesFromJson(row->second->state_json);
+      if (!aggregates.ok()) continue;
+      open_[job->id] =
+          OpenJob{row->second->revision, std::move(aggregates).value(), {}, std::nullopt};
+      continue;
+    }
+    auto instance = instances.find(*job->instance_id);
+    OpenJob fresh;
+    fresh.aggregates = Fresh(*run, *job, instance == instances.end() ? nullptr : instance->second);
+    fresh.pending.changed = true;
+    open_[job->id] = std::move(fresh);
+    runs_gauge_dirty_ = true;
+  }
+  return Status::Ok();
+}
+
+Status EnergyAccountant::Update(const TickReport& report) {
+  if (!loaded_) FW_RETURN_IF_ERROR(LoadOpen());
+  FW_RETURN_IF_ERROR(Adopt(report));
+
+  // Which job holds each GPU: (instance id, GPU index) → job id.
+  std::map<std::pair<std::string, int>, std::string> holders;
+  std::set<std::string> running;
+  std::map<std::string, model::Job> ended;
+  for (const model::Run& run : report.runs) {
+    for (const model::Job& job : run.jobs) {
+      if (!open_.contains(job.id)) continue;
+      if (model::IsFinished(job.status)) {
+        ended[job.id] = job;
+        continue;
+      }
+      running.insert(job.id);
+      if (!job.instance_id) continue;
+      for (int index : job.gpu_indices) holders[{*job.instance_id, index}] = job.id;
+    }
+  }
+  auto add = [this](OpenJob& open, const AggregateDelta& d) {
+    if (d.energy_joules > 0) runs_gauge_dirty_ = true;
+    open.pending.energy_joules += d.energy_joules;
+    open.pending.busy_gpu_seconds += d.busy_gpu_seconds;
+    open.pending.carbon_grams += d.carbon_grams;
+    open.pending.changed |= d.changed;
+  };
+  for (const model::JobMetricsPoint& point : report.stored_points) {
+    auto it = open_.find(point.job_id);
+    if (it != open_.end()) add(it->second, AddPoint(it->second.aggregates, point));
+  }
+  for (const auto& [instance_id, observation] : report.observations) {
+    if (!observation.reached || !observation.poll.gpus) continue;
+    const TimeMicros at = observation.poll.now > 0 ? observation.poll.now : report.started_at;
+    for (const model::GpuReading& reading : *observation.poll.gpus) {
+      auto holder = holders.find({instance_id, reading.index});
+      if (holder == holders.end()) continue;
+      OpenJob& open = open_.at(holder->second);
+      add(open, AddReading(open.aggregates, reading, at));
+    }
+  }
+  // Held jobs that are in no unfinished run any more: their records say how they ended.
+  std::vector<std::string> gone;
+  for (const auto& [id, open] : open_) {
+    if (!running.contains(id) && !ended.contains(id)) gone.push_back(id);
+  }
+  if (!gone.empty()) {
+    FW_ASSIGN_OR_RETURN(std::vector<model::Job> jobs, store_.ListJobsByIds(gone));
+    std::set<std::string> found;
+    for (model::Job& job : jobs) {
+      found.insert(job.id);
+      if (model::IsFinished(job.status)) ended[job.id] = std::move(job);
+    }
+    for (const std::string& id : gone) {
+      if (!found.contains(id) && open_.erase(id) > 0) {  // its run was removed
+        runs_gauge_dirty_ = true;
+      }
+    }
+  }
+  FW_ASSIGN_OR_RETURN(bool totals_changed, Store(ended));
+  Expose(report, totals_changed);
+  return Status::Ok();
+}
+
+Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& ended) {
+  const TimeMicros now = clock_.Now();
+  std::vector<store::JobAggregateUpdate> updates;
+  std::vector<std::string> ids;
+  for (auto& [id, open] : open_) {
+    auto end = ended.find(id);
+    if (end == ended.end()) {
+      if (!open.pending.changed) continue;
+      if (open.stored_at && now - *open.stored_at < options_.store_interval) continue;
+    }
+    store::JobAggregateUpdate u;
+    u.job_id = id;
+    u.revision = open.revision;
+    u.state_json = ToJson(open.aggregates);
+    if (end != ended.end()) {
+      const model::Job& job = end->second;
+      JobEnd how;
+      how.status = std::string(model::ToString(job.status));
+      if (job.termination_reason) {
+        how.termination_reason = std::string(model::ToString(*job.termination_reason));
+      }
+      how.finished_at = job.finished_at.value_or(now);
+      u.summary_json = ToJson(SummaryOf(open.aggregates, how, now));
+    }
+    u.project_name = open.aggregates.project_name;
+    u.user_name = open.aggregates.user_name;
+    u.energy_joules = open.pending.energy_joules;
+    u.busy_gpu_seconds = open.pending.busy_gpu_seconds;
+    u.carbon_grams = open.pending.carbon_grams;
+    updates.push_back(std::move(u));
+    ids.push_back(id);
+  }
+  bool totals_changed = !exposed_;
+  if (!updates.empty()) {
+    Result<std::vector<bool>> result = store_.UpdateJobAggregates(updates);
+    if (result.status().code() == StatusCode::kNotFound) {
+      // A job that is gone (its run removed): forget it, so that the others are stored next time.
+      FW_ASSIGN_OR_RETURN(std::vector<model::Job> jobs, store_.ListJobsByIds(ids));
+      std::set<std::string> found;
+      for (const model::Job& job : jobs) found.insert(job.id);
+      for (const std::string& id : ids) {
+        if (!found.contains(id) && open_.erase(id) > 0) runs_gauge_dirty_ = true;
+      }
+    }
+    FW_ASSIGN_OR_RETURN(std::vector<bool> applied, std::move(result));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      auto it = open_.find(ids[i]);
+      // Lost to another writer: its state is the stored one, read again when next needed.
+      if (applied[i] && updates[i].summary_json) {
+        ended_energy_[it->second.aggregates.run_id] += it->second.aggregates.energy_joules;
+      }
+      if (!applied[i] || updates[i].summary_json) {
+        open_.erase(it);
+        runs_gauge_dirty_ = true;
+      } else {
+        ++it->second.revision;
+        it->second.pending = {};
+        it->second.stored_at = now;
+      }
+      totals_changed |= applied[i];
+    }
+  }
+  return totals_changed;
+}
+
+std::vector<RunEnergy> EnergyAccountant::RunsEnergy(const TickReport& report) {
+  std::map<std::string, double> by_run;  // of the jobs held
+  for (const auto& [id, open] : open_) {
+    by_run[open.aggregates.run_id] += open.aggregates.energy_joules;
+  }
+  std::vector<RunEnergy> runs;
+  std::map<std::string, double> kept;  // ended jobs' energy, of the runs still going
+  for (const model::Run& run : report.runs) {
+    auto held = by_run.find(run.id);
+    auto ended = ended_energy_.find(run.id);
+    if (held == by_run.end() && ended == ended_energy_.end()) continue;
+    double joules = 0;
+    if (held != by_run.end()) joules += held->second;
+    if (ended != ended_energy_.end()) joules += kept[run.id] = ended->second;
+    runs.push_back(RunEnergy{run.project_name, run.user_name, run.run_name, run.id,
+                             std::string(model::ToString(run.type)), joules});
+  }
+  ended_energy_ = std::move(kept);
+  std::sort(runs.begin(), runs.end(), [](const RunEnergy& a, const RunEnergy& b) {
+    return std::tie(a.project_name, a.run_name, a.run_id) <
+           std::tie(b.project_name, b.run_name, b.run_id);
+  });
+  return runs;
+}
+
+void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
+  if (snapshot_ == nullptr) return;
+  std::vector<expose::FragmentChange> changes;
+  if (runs_gauge_dirty_) {
+    runs_gauge_dirty_ = false;
+    changes.push_back(
+        {families_[0], "all", expose::Fragment{RenderRunEnergy(RunsEnergy(report)), {}}});
+  }
+  if (totals_changed) {
+    Result<std::vector<store::EnergyTotal>> totals = store_.ListEnergyTotals();
+    if (totals.ok()) {
+      std::vector<std::string> texts = RenderProjectEnergy(*totals);
+      for (size_t k = 0; k < texts.size(); ++k) {
+        changes.push_back({families_[k + 1], "all", expose::Fragment{std::move(texts[k]), {}}});
+      }
+      exposed_ = true;
+    } else {
+      spdlog::warn("energy totals: {}", totals.status().ToString());
+    }
+  }
+  if (!changes.empty()) snapshot_->Apply(std::move(changes));
+}
+
+}  // namespace fleetwatch::server

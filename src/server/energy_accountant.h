@@ -1,0 +1,82 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "expose/snapshot.h"
+#include "model/entities.h"
+#include "server/energy_families.h"
+#include "server/fleet_controller.h"
+#include "server/job_summary.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/status.h"
+
+namespace fleetwatch::server {
+
+struct EnergyOptions {
+  // gCO2e/kWh for the fleets that do not set their own carbon_intensity: an estimate the operator
+  // supplies (FLEETWATCH_CARBON_INTENSITY), 0 when not given.
+  double default_carbon_intensity = 0;
+  // A running job's changed aggregates are stored at most this often (its end at once). What a
+  // restart loses of that window comes back from the energy counters at the next reading; only
+  // its utilization samples (and power × time estimates) are lost.
+  TimeMicros store_interval = 10'000'000;
+};
+
+// Keeps every running job's aggregates (job_summary.h) up to date from each tick's metrics
+// points and GPU readings, charges the GPU energy, utilization-weighted GPU time and carbon to
+// the persisted (project, user) totals, and writes a job's summary at the first tick that sees it
+// ended. Each update is stored with the revision it was made from (store::UpdateJobAggregates),
+// so an interval is charged once even with several server replicas; a restarted server reads the
+// open aggregates back and goes on from the last stored readings (what its GPUs drew while no
+// server read them is charged from the counter at the next reading). With a snapshot, also
+// exposes the energy families (energy_families.h). Not thread-safe: the control loop's thread.
+class EnergyAccountant {
+ public:
+  // `store`, `clock` and `snapshot` (may be null: /metrics off) must outlive it. Registers the
+  // energy families on `snapshot`: construct it after the exposition's own families.
+  EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options,
+                   expose::ExpositionSnapshot* snapshot);
+
+  // One tick. Errors: the store's (what was not stored is kept and stored by a later tick).
+  Status Update(const TickReport& report);
+
+ private:
+  struct OpenJob {
+    int64_t revision = 0;  // as stored; 0: not stored yet
+    JobAggregates aggregates;
+    AggregateDelta pending;               // added since the last stored revision
+    std::optional<TimeMicros> stored_at;  // by this accountant
+  };
+  Status LoadOpen();
+  // The stored aggregates (or fresh ones) of running jobs the accountant does not hold yet.
+  Status Adopt(const TickReport& report);
+  JobAggregates Fresh(const model::Run& run, const model::Job& job,
+                      const model::Instance* instance);
+  double CarbonIntensityOf(const model::Instance* instance);
+  // Summaries of the held jobs that have ended: `ended` maps job id → its stored record.
+  // Returns whether the persisted totals changed (or were never exposed).
+  Result<bool> Store(const std::map<std::string, model::Job>& ended);
+  void Expose(const TickReport& report, bool totals_changed);
+  // The energy of the active runs that have some, ordered by project name and run name; keeps
+  // ended_energy_ to those runs.
+  std::vector<RunEnergy> RunsEnergy(const TickReport& report);
+
+  store::Store& store_;
+  const Clock& clock_;
+  const EnergyOptions options_;
+  expose::ExpositionSnapshot* snapshot_;
+  std::vector<expose::FamilyId> families_;
+  bool loaded_ = false;
+  bool exposed_ = false;
+  std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
+  std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
+  std::map<std::string, double> ended_energy_;  // run id → joules of its jobs that have ended
+  bool runs_gauge_dirty_ = true;  // fleetwatch_run_gpu_energy_joules must be rendered again
+};
+
+}  // namespace fleetwatch::server

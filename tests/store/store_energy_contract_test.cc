@@ -1,0 +1,143 @@
+// The store contract on job aggregates, summaries and energy totals (store.h "energy and job
+// summaries"), run on every implementation with the rest of the contract.
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/store.h"
+#include "store/store_contract.h"
+
+namespace fleetwatch::store {
+namespace {
+
+JobAggregateUpdate Update(const std::string& job_id, int64_t revision, std::string state,
+                          double joules) {
+  JobAggregateUpdate u;
+  u.job_id = job_id;
+  u.revision = revision;
+  u.state_json = std::move(state);
+  u.project_name = "main";
+  u.user_name = "alice";
+  u.energy_joules = joules;
+  u.busy_gpu_seconds = joules / 10;
+  u.carbon_grams = joules / 100;
+  return u;
+}
+
+std::optional<JobAggregate> AggregateOf(Store& store, const std::string& job_id) {
+  std::vector<JobAggregate> rows = store.ListJobAggregates({job_id}).value();
+  if (rows.empty()) return std::nullopt;
+  return rows.front();
+}
+
+TEST_P(StoreContract, JobAggregatesApplyOnlyFromTheRevisionTheyWereMadeFrom) {
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 2);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  const std::string job = run.jobs[0].id;
+  EXPECT_TRUE(store_->ListJobAggregates({job}).value().empty());
+
+  EXPECT_EQ(store_->UpdateJobAggregates({Update(job, 0, "{\"a\":1}", 100)}).value(),
+            std::vector<bool>{true});
+  // A second writer that read "none stored" too loses, and adds nothing.
+  EXPECT_EQ(store_->UpdateJobAggregates({Update(job, 0, "{\"b\":1}", 100)}).value(),
+            std::vector<bool>{false});
+  std::optional<JobAggregate> row = AggregateOf(*store_, job);
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->revision, 1);
+  EXPECT_EQ(row->state_json, "{\"a\":1}");
+  EXPECT_FALSE(row->summary_json);
+
+  // One update per revision; a stale one (and only it) is skipped in the same batch.
+  EXPECT_EQ(
+      store_
+          ->UpdateJobAggregates({Update(job, 1, "{\"a\":2}", 50), Update(job, 1, "{\"a\":3}", 50),
+                                 Update(run.jobs[1].id, 0, "{}", 25)})
+          .value(),
+      (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(AggregateOf(*store_, job)->state_json, "{\"a\":2}");
+
+  std::vector<EnergyTotal> totals = store_->ListEnergyTotals().value();
+  ASSERT_EQ(totals.size(), 1u);
+  EXPECT_EQ(totals[0].project_name, "main");
+  EXPECT_EQ(totals[0].user_name, "alice");
+  EXPECT_DOUBLE_EQ(totals[0].energy_joules, 175);
+  EXPECT_DOUBLE_EQ(totals[0].busy_gpu_seconds, 17.5);
+  EXPECT_DOUBLE_EQ(totals[0].carbon_grams, 1.75);
+}
+
+TEST_P(StoreContract, AnUpdateOfAnUnknownJobIsNotFoundAndChangesNothing) {
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  Result<std::vector<bool>> r = store_->UpdateJobAggregates(
+      {Update(run.jobs[0].id, 0, "{}", 10), Update("no-such-job", 0, "{}", 10)});
+  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->ListJobAggregates({run.jobs[0].id}).value().empty());
+  EXPECT_TRUE(store_->ListEnergyTotals().value().empty());
+}
+
+TEST_P(StoreContract, ASummaryIsStoredOnceAndOutlivesMetricsRetentionAndReopening) {
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
+  run.jobs[0].status = JobStatus::kRunning;
+  run.jobs[0].started_at = 100;
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  const std::string job = run.jobs[0].id;
+  ASSERT_TRUE(store_->UpdateJobAggregates({Update(job, 0, "{\"s\":1}", 1)}).ok());
+  EXPECT_EQ(store_->ListOpenJobAggregates().value().size(), 1u);
+
+  JobAggregateUpdate final_update = Update(job, 1, "{\"s\":2}", 1);
+  final_update.summary_json = "{\"final\":true}";
+  EXPECT_EQ(store_->UpdateJobAggregates({final_update}).value(), std::vector<bool>{true});
+  // A later update keeps the summary.
+  JobAggregateUpdate late = Update(job, 2, "{\"s\":3}", 0);
+  late.summary_json = "{\"final\":\"other\"}";
+  EXPECT_EQ(store_->UpdateJobAggregates({late}).value(), std::vector<bool>{true});
+  EXPECT_TRUE(store_->ListOpenJobAggregates().value().empty());
+
+  model::JobMetricsPoint point;
+  point.job_id = job;
+  point.timestamp_micro = 200;
+  ASSERT_TRUE(store_->AddJobMetricsPoints({point}).ok());
+  run.status = RunStatus::kDone;
+  run.finished_at = 300;
+  run.jobs[0].status = JobStatus::kDone;
+  run.jobs[0].finished_at = 300;
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EXPECT_EQ(store_->DeleteJobMetricsPoints(1'000'000, 1'000'000).value(), 1);
+  Reopen();
+  std::optional<JobAggregate> row = AggregateOf(*store_, job);
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->summary_json, "{\"final\":true}");
+  EXPECT_EQ(row->revision, 3);
+  ASSERT_EQ(store_->ListEnergyTotals().value().size(), 1u);
+  EXPECT_DOUBLE_EQ(store_->ListEnergyTotals().value()[0].energy_joules, 2);
+}
+
+TEST_P(StoreContract, TwoStoresUpdatingOneJobFromOneRevisionApplyOnce) {
+  auto second = factory_->Open();
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  constexpr int kRounds = 10;
+  int64_t revision = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    SCOPED_TRACE(round);
+    const JobAggregateUpdate u = Update(run.jobs[0].id, revision, "{}", 3);
+    std::optional<Result<std::vector<bool>>> first;
+    std::optional<Result<std::vector<bool>>> other;
+    std::thread a([&] { first.emplace(store_->UpdateJobAggregates({u})); });
+    std::thread b([&] { other.emplace((*second)->UpdateJobAggregates({u})); });
+    a.join();
+    b.join();
+    ASSERT_TRUE(first->ok()) << first->status().ToString();
+    ASSERT_TRUE(other->ok()) << other->status().ToString();
+    EXPECT_NE((**first)[0], (**other)[0]);
+    ++revision;
+  }
+  EXPECT_DOUBLE_EQ(store_->ListEnergyTotals().value()[0].energy_joules, 3.0 * kRounds);
+}
+
+}  // namespace
+}  // namespace fleetwatch::store
