@@ -166,18 +166,19 @@ void GpuHealthMonitor::Take(HostState& host, const std::vector<model::GpuReading
     if (r.xid) {
       for (const model::XidEvents::Count& c : r.xid->counts) state.xids[c.xid].Update(c.count);
       // An XID that no longer shows was counted by an agent that restarted.
-      for (auto& [xid, counter] : state.xids) {
+      for (auto& entry : state.xids) {
+        const int64_t xid = entry.first;
         const bool listed = std::any_of(r.xid->counts.begin(), r.xid->counts.end(),
-                                        [&](const auto& c) { return c.xid == xid; });
-        if (!listed && counter.last != 0) counter.Update(0);
+                                        [xid](const auto& c) { return c.xid == xid; });
+        if (!listed && entry.second.last != 0) entry.second.Update(0);
       }
     }
     if (r.ecc && r.ecc->corrected_aggregate) {
-      if (!state.ecc_corrected) state.ecc_corrected.emplace();
+      if (!state.ecc_corrected) state.ecc_corrected = Monotonic{};
       state.ecc_corrected->Update(*r.ecc->corrected_aggregate);
     }
     if (r.ecc && r.ecc->uncorrected_aggregate) {
-      if (!state.ecc_uncorrected) state.ecc_uncorrected.emplace();
+      if (!state.ecc_uncorrected) state.ecc_uncorrected = Monotonic{};
       state.ecc_uncorrected->Update(*r.ecc->uncorrected_aggregate);
     }
     host.gpus[r.index] = std::move(state);
@@ -265,7 +266,8 @@ void GpuHealthMonitor::Observe(const std::vector<model::Instance>& instances,
     host.health = std::move(health);
   }
   // Instances no longer listed (deleted, terminated) are forgotten.
-  if (std::erase_if(hosts_, [&](const auto& entry) { return entry.second.seen != ticks_; }) > 0) {
+  const uint64_t tick = ticks_;
+  if (std::erase_if(hosts_, [tick](const auto& entry) { return entry.second.seen != tick; }) > 0) {
     changed = true;
   }
   if (changed) {
