@@ -14,13 +14,14 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "store/row_mapping.h"
 #include "store/store.h"
 #include "util/ids.h"
 #include "util/status.h"
 
 namespace fleetwatch::store::leases {
 
-enum class Dialect { kSqlite, kPostgres };
+using Dialect = rows::Dialect;
 
 template <typename Prepare>
 Status Register(Prepare&& prepare, const ReplicaInfo& replica) {

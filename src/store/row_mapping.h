@@ -21,6 +21,9 @@
 // JSON/text, is Internal. Stateless; thread-safe as far as the row is.
 namespace fleetwatch::store::rows {
 
+// The SQL dialect, where the two stores' statements differ (row locks, JSON functions).
+enum class Dialect { kSqlite, kPostgres };
+
 template <typename Enum, typename Row>
 Result<Enum> ParseColumn(const Row& q, int col, std::string_view what) {
   const std::string text = q.Text(col);

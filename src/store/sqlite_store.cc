@@ -29,6 +29,7 @@
 #include "model/entities.h"
 #include "model/status.h"
 #include "store/gpu_ledger_rows.h"
+#include "store/job_aggregate_rows.h"
 #include "store/leases.h"
 #include "store/secret_cipher.h"
 #include "store/sqlite_migrations.h"
@@ -969,110 +970,30 @@ class SqliteStore final : public Store {
   }
 
  public:
-  // --- energy and job summaries ---
+  // --- energy and job summaries (store/job_aggregate_rows.h) ---
 
   Result<std::vector<bool>> UpdateJobAggregates(
       const std::vector<JobAggregateUpdate>& updates) override {
     if (updates.empty()) return std::vector<bool>();
-    return Write([&]() -> Result<std::vector<bool>> {
-      std::vector<bool> applied;
-      std::map<std::pair<std::string, std::string>, std::array<double, 3>> totals;
-      for (const JobAggregateUpdate& u : updates) {
-        const std::string what = "update the aggregates of job '" + u.job_id + "'";
-        int changes = 0;
-        if (u.revision == 0) {
-          FW_ASSIGN_OR_RETURN(Query exists, Prepare("SELECT 1 FROM jobs WHERE id = ?"));
-          exists.Bind(u.job_id);
-          FW_ASSIGN_OR_RETURN(bool found, exists.Step());
-          if (!found) return NotFound("no job with id '" + u.job_id + "'");
-          FW_ASSIGN_OR_RETURN(
-              Query insert,
-              Prepare("INSERT INTO job_aggregates (job_id, revision, state, summary) VALUES "
-                      "(?, 1, ?, ?) ON CONFLICT (job_id) DO NOTHING"));
-          insert.Bind(u.job_id).Bind(u.state_json).Bind(u.summary_json);
-          FW_RETURN_IF_ERROR(WithContext(insert.Exec(), what));
-          changes = insert.Changes();
-        } else {
-          FW_ASSIGN_OR_RETURN(
-              Query update,
-              Prepare("UPDATE job_aggregates SET revision = revision + 1, state = ?, "
-                      "summary = COALESCE(summary, ?) WHERE job_id = ? AND revision = ?"));
-          update.Bind(u.state_json).Bind(u.summary_json).Bind(u.job_id).Bind(u.revision);
-          FW_RETURN_IF_ERROR(WithContext(update.Exec(), what));
-          changes = update.Changes();
-        }
-        applied.push_back(changes > 0);
-        if (changes == 0) continue;
-        // Summed per (project, user): one upsert each, however many jobs.
-        std::array<double, 3>& sum = totals[{u.project_name, u.user_name}];
-        sum[0] += std::max(0.0, u.energy_joules);
-        sum[1] += std::max(0.0, u.busy_gpu_seconds);
-        sum[2] += std::max(0.0, u.carbon_grams);
-      }
-      for (const auto& [key, sum] : totals) {
-        FW_ASSIGN_OR_RETURN(
-            Query add,
-            Prepare("INSERT INTO energy_totals (project_name, user_name, energy_joules, "
-                    "busy_gpu_seconds, carbon_grams) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
-                    "(project_name, user_name) DO UPDATE SET energy_joules = energy_joules + "
-                    "excluded.energy_joules, busy_gpu_seconds = busy_gpu_seconds + "
-                    "excluded.busy_gpu_seconds, carbon_grams = carbon_grams + "
-                    "excluded.carbon_grams"));
-        add.Bind(key.first).Bind(key.second).Bind(sum[0]).Bind(sum[1]).Bind(sum[2]);
-        FW_RETURN_IF_ERROR(
-            WithContext(add.Exec(), "add energy of " + key.first + "/" + key.second));
-      }
-      return applied;
-    });
+    return Write([&] { return rows::UpdateJobAggregates(Preparer(), updates); });
   }
 
   Result<std::vector<JobAggregate>> ListJobAggregates(
       const std::vector<std::string>& job_ids) override {
     if (job_ids.empty()) return std::vector<JobAggregate>();
-    boost::json::array ids(job_ids.begin(), job_ids.end());
-    const std::string ids_json = boost::json::serialize(ids);
-    return Read([&]() -> Result<std::vector<JobAggregate>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT job_id, revision, state, summary FROM "
-                                           "job_aggregates WHERE job_id IN "
-                                           "(SELECT value FROM json_each(?))"));
-      q.Bind(ids_json);
-      return ReadAggregates(q);
-    });
+    return Read(
+        [&] { return rows::ListJobAggregates(Preparer(), rows::Dialect::kSqlite, job_ids); });
   }
 
   Result<std::vector<JobAggregate>> ListOpenJobAggregates() override {
-    return Read([&]() -> Result<std::vector<JobAggregate>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT job_id, revision, state, summary FROM "
-                                           "job_aggregates WHERE summary IS NULL"));
-      return ReadAggregates(q);
-    });
+    return Read([&] { return rows::ListOpenJobAggregates(Preparer()); });
   }
 
   Result<std::vector<EnergyTotal>> ListEnergyTotals() override {
-    return Read([&]() -> Result<std::vector<EnergyTotal>> {
-      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT project_name, user_name, energy_joules, "
-                                           "busy_gpu_seconds, carbon_grams FROM energy_totals "
-                                           "ORDER BY project_name, user_name"));
-      std::vector<EnergyTotal> totals;
-      while (true) {
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) break;
-        totals.push_back(EnergyTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3), q.Double(4)});
-      }
-      return totals;
-    });
+    return Read([&] { return rows::ListEnergyTotals(Preparer()); });
   }
 
  private:
-  static Result<std::vector<JobAggregate>> ReadAggregates(Query& q) {
-    std::vector<JobAggregate> rows;
-    while (true) {
-      FW_ASSIGN_OR_RETURN(bool row, q.Step());
-      if (!row) break;
-      rows.push_back(JobAggregate{q.Text(0), q.Int64(1), q.Text(2), q.OptionalText(3)});
-    }
-    return rows;
-  }
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects BEGIN IMMEDIATE.
   template <typename Fn>
