@@ -7,8 +7,10 @@ datasource that every panel, target and query variable uses, a description on ev
 (rows aside), and a non-empty expr on every target. Every PromQL expression — panel targets and
 the series selectors inside label_values() of query variables — must parse (checked with
 `promtool check rules` on a generated rules file), name only families fleetwatch exports
-(spec/METRICS.md) or recording rules of deploy/prometheus/rules, and use dashboard variables
-only as `label=~"$var"`, so that substituting `.+` for them gives a query over every value.
+(spec/METRICS.md; the GPU ledger, energy and GPU health families of docs/api.md,
+docs/job-summaries.md and docs/gpu-health.md) or recording rules of deploy/prometheus/rules, and
+use dashboard variables only as `label=~"$var"`, so that substituting `.+` for them gives a query
+over every value.
 
 The substituted queries are listed as JSON (--queries-out, or compared with --expected, which
 tests/deploy/dashboard_queries.json is): every one of them can be run against a Prometheus that
@@ -42,6 +44,14 @@ DSTACK_FAMILIES = {
     "dstack_pending_runs_total",
     "dstack_project_cost_dollars_total", "dstack_project_gpu_seconds_total",
     "fleetwatch_agent_poll_errors_total",
+    # GPU ledger, energy and GPU health (docs/api.md, docs/job-summaries.md, docs/gpu-health.md).
+    "fleetwatch_gpu_state_seconds_total", "fleetwatch_run_gpu_idle_ratio",
+    "fleetwatch_project_gpu_idle_seconds_total", "fleetwatch_project_idle_cost_dollars_total",
+    "fleetwatch_project_gpu_energy_joules_total", "fleetwatch_project_gpu_busy_seconds_total",
+    "fleetwatch_project_carbon_grams_total", "fleetwatch_run_gpu_energy_joules",
+    "fleetwatch_instance_health", "fleetwatch_gpu_health", "fleetwatch_gpu_xid_errors_total",
+    "fleetwatch_gpu_ecc_errors_total", "fleetwatch_gpu_remapped_rows",
+    "fleetwatch_gpu_power_watts", "fleetwatch_gpu_temperature_celsius", "fleetwatch_gpu_throttle",
     "up",
 }
 HISTOGRAMS = {"dstack_submit_to_provision_duration_seconds"}

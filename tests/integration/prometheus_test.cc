@@ -120,14 +120,20 @@ class PrometheusIntegrationTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus is missing";
     ASSERT_TRUE(fs::exists("/usr/bin/python3")) << "Debian's python3 is missing";
-    // Four GPUs, the first with a hostile name; GPU i at 10·(i+1) % and (i+1) GiB used.
+    // Four GPUs, the first with a hostile name; GPU i at 10·(i+1) % and (i+1) GiB used, drawing
+    // 100·(i+1) W at 50+i °C, capped by software power limits, with a few corrected ECC errors
+    // and one row remapped after a correctable error (all of which leave a GPU healthy), so that
+    // the GPU health and energy families have samples.
     std::string gpus;
     for (int i = 0; i < 4; ++i) {
       gpus += NvmlEscaped(i == 0 ? kHostileGpu : "NVIDIA H100 80GB HBM3") + "|" + Uuid(i) + "|" +
               std::to_string(int64_t{80} << 30) + "|" + std::to_string(int64_t{i + 1} << 30) + "|" +
-              std::to_string(10 * (i + 1)) + "\n";
+              std::to_string(10 * (i + 1)) + "|power=" + std::to_string(100000 * (i + 1)) +
+              "|temp=" + std::to_string(50 + i) + "|throttle=4|ecc=2,0,2,0|rows=1,0,0,0\n";
     }
     WriteFile(dir_.path() / "gpus.txt", gpus);
+    // One application fault (XID 13, which leaves the GPU healthy) on GPU 3, which no job holds.
+    WriteFile(dir_.path() / "xids.txt", "3 13\n");
     // The exporter's fixture, its Hostname made hostile.
     std::string fixture = ReadFile(kDcgmTestdata / "four-gpus.txt");
     ASSERT_FALSE(fixture.empty());
@@ -148,11 +154,15 @@ class PrometheusIntegrationTest : public ::testing::Test {
         {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
         {"FLEETWATCH_NVML_LIBRARY", FAKE_NVML_LIBRARY},
         {"FAKE_NVML_FILE", (dir_.path() / "gpus.txt").string()},
+        {"FAKE_NVML_XID_FILE", (dir_.path() / "xids.txt").string()},
         {"FAKE_DCGM_FIXTURE", (dir_.path() / "dcgm.txt").string()},
         {"FAKE_DCGM_STARTS", (dir_.path() / "dcgm-starts").string()},
         {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
         {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
         {"PATH", (dir_.path() / "bin").string() + ":" + std::getenv("PATH")},
+        // GPU 0 (10 %, memory in use) counts as idle and GPU 1 (20 %) as busy, so that a job on
+        // both has idle GPU time, idle cost and busy time in the GPU ledger.
+        {"FLEETWATCH_GPU_IDLE_THRESHOLD_PERCENT", "15"},
         {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
         {"DSTACK_PROMETHEUS_AUTH_TOKEN", kScrapeToken},
     };
