@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 #include "model/fleet_spec.h"
@@ -92,8 +93,6 @@ JobAggregates EnergyAccountant::Fresh(const model::Run& run, const model::Job& j
 }
 
 Status EnergyAccountant::Adopt(const TickReport& report) {
-  std::map<std::string, const model::Instance*> instances;
-  for (const model::Instance& i : report.instances) instances[i.id] = &i;
   std::vector<std::pair<const model::Run*, const model::Job*>> candidates;
   for (const model::Run& run : report.runs) {
     for (const model::Job& job : run.jobs) {
@@ -102,6 +101,8 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
     }
   }
   if (candidates.empty()) return Status::Ok();
+  std::unordered_map<std::string_view, const model::Instance*> instances;
+  for (const model::Instance& i : report.instances) instances[i.id] = &i;
   std::vector<std::string> ids;
   for (const auto& [run, job] : candidates) ids.push_back(job->id);
   FW_ASSIGN_OR_RETURN(std::vector<store::JobAggregate> stored, store_.ListJobAggregates(ids));
@@ -131,20 +132,25 @@ Status EnergyAccountant::Update(const TickReport& report) {
   if (!loaded_) FW_RETURN_IF_ERROR(LoadOpen());
   FW_RETURN_IF_ERROR(Adopt(report));
 
-  // Which job holds each GPU: (instance id, GPU index) → job id.
-  std::map<std::pair<std::string, int>, std::string> holders;
-  std::set<std::string> running;
+  // Which job holds each GPU (instance id → GPU index → its open job), on ticks with readings
+  // only; every open job still listed unfinished is marked seen by this update.
+  const bool readings =
+      std::any_of(report.observations.begin(), report.observations.end(),
+                  [](const auto& entry) { return entry.second.reached && entry.second.poll.gpus; });
+  std::unordered_map<std::string_view, std::unordered_map<int, OpenJob*>> holders;
   std::map<std::string, model::Job> ended;
+  const uint64_t update = ++updates_;
   for (const model::Run& run : report.runs) {
     for (const model::Job& job : run.jobs) {
-      if (!open_.contains(job.id)) continue;
+      auto open = open_.find(job.id);
+      if (open == open_.end()) continue;
       if (model::IsFinished(job.status)) {
         ended[job.id] = job;
         continue;
       }
-      running.insert(job.id);
-      if (!job.instance_id) continue;
-      for (int index : job.gpu_indices) holders[{*job.instance_id, index}] = job.id;
+      open->second.seen = update;
+      if (!readings || !job.instance_id) continue;
+      for (int index : job.gpu_indices) holders[*job.instance_id][index] = &open->second;
     }
   }
   auto add = [this](OpenJob& open, const AggregateDelta& d) {
@@ -161,17 +167,18 @@ Status EnergyAccountant::Update(const TickReport& report) {
   for (const auto& [instance_id, observation] : report.observations) {
     if (!observation.reached || !observation.poll.gpus) continue;
     const TimeMicros at = observation.poll.now > 0 ? observation.poll.now : report.started_at;
+    auto host = holders.find(instance_id);
+    if (host == holders.end()) continue;
     for (const model::GpuReading& reading : *observation.poll.gpus) {
-      auto holder = holders.find({instance_id, reading.index});
-      if (holder == holders.end()) continue;
-      OpenJob& open = open_.at(holder->second);
-      add(open, AddReading(open.aggregates, reading, at));
+      auto holder = host->second.find(reading.index);
+      if (holder == host->second.end()) continue;
+      add(*holder->second, AddReading(holder->second->aggregates, reading, at));
     }
   }
   // Held jobs that are in no unfinished run any more: their records say how they ended.
   std::vector<std::string> gone;
   for (const auto& [id, open] : open_) {
-    if (!running.contains(id) && !ended.contains(id)) gone.push_back(id);
+    if (open.seen != update && !ended.contains(id)) gone.push_back(id);
   }
   if (!gone.empty()) {
     FW_ASSIGN_OR_RETURN(std::vector<model::Job> jobs, store_.ListJobsByIds(gone));

@@ -51,6 +51,7 @@ class EnergyAccountant {
     JobAggregates aggregates;
     AggregateDelta pending;               // added since the last stored revision
     std::optional<TimeMicros> stored_at;  // by this accountant
+    uint64_t seen = 0;                    // the last Update whose runs listed it unfinished
   };
   Status LoadOpen();
   // The stored aggregates (or fresh ones) of running jobs the accountant does not hold yet.
@@ -72,6 +73,7 @@ class EnergyAccountant {
   expose::ExpositionSnapshot* snapshot_;
   std::vector<expose::FamilyId> families_;
   bool loaded_ = false;
+  uint64_t updates_ = 0;  // Update calls, for OpenJob::seen
   bool exposed_ = false;
   std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
