@@ -337,6 +337,10 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     parser_->body_limit(request_.max_response_bytes);
     if (head_) parser_->skip(true);
     buffer_.clear();
+    if (request_.read_buffer_bytes > 0) {
+      buffer_.reserve(std::min(request_.read_buffer_bytes,
+                               request_.max_response_bytes + kResponseHeaderLimitBytes));
+    }
   }
 
   void OnResolve(beast::error_code ec, const tcp::resolver::results_type& found) {

@@ -39,6 +39,11 @@ struct AsyncRequest {
   // for one that must not run twice. Unset, such a request fails with Unavailable "connection
   // to ... closed before a complete response" (or "... failed: ...") and is not sent again.
   bool retry_on_stale_connection = false;
+  // Bytes reserved for receiving the response (capped at max_response_bytes + 64 KiB); 0: the
+  // receive buffer starts small and each read takes at most its free space (512 bytes at first),
+  // so a 100 KB response costs hundreds of reads. Set it near the expected size of a large
+  // response; it is held only while the request is in flight.
+  size_t read_buffer_bytes = 0;
 };
 
 // A pool of I/O threads sending requests asynchronously (Boost.Beast), made for polling

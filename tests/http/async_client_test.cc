@@ -412,6 +412,33 @@ TEST_F(AsyncClientTest, BodyOverTheCapIsPayloadTooLarge) {
   EXPECT_EQ(results[1]->body.size(), size_t{2} << 20);
 }
 
+// A reserved receive buffer changes how a response is read, never what is received: every byte
+// of a body larger than the buffer arrives, the cap still holds, and the connection is reused.
+TEST_F(AsyncClientTest, AReservedReadBufferReceivesTheSameBodyAndKeepsTheCap) {
+  std::string big;
+  for (int i = 0; big.size() < (300 << 10); ++i) big += std::to_string(i) + ",";
+  test_support::CountingProxy proxy(StartServer([&big](Request&) {
+    Response response;
+    response.body = big;
+    return response;
+  }));
+  AsyncClient client;
+  for (size_t reserve : {size_t{0}, size_t{1}, size_t{32} << 10, size_t{1} << 30}) {
+    AsyncRequest request = Get(proxy.port());
+    request.read_buffer_bytes = reserve;
+    std::vector<Result<Response>> results = client.SendAll({request});
+    ASSERT_TRUE(results[0].ok()) << reserve << ": " << results[0].status().ToString();
+    EXPECT_EQ(results[0]->body, big) << reserve;
+  }
+  EXPECT_EQ(proxy.accepted(), 1);
+  AsyncRequest capped = Get(proxy.port());
+  capped.read_buffer_bytes = size_t{1} << 20;
+  capped.max_response_bytes = 100 << 10;
+  std::vector<Result<Response>> results = client.SendAll({capped});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), StatusCode::kPayloadTooLarge);
+}
+
 TEST_F(AsyncClientTest, EndlessHeadersArePayloadTooLarge) {
   ScriptedServer endless([](int fd) {
     if (!ReadRequestHead(fd)) return;
