@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
 #include "expose/snapshot.h"
 #include "expose/text_format.h"
+#include "server/agent_protocol.h"
 #include "server/gpu_health_catalogue.h"
 #include "server/gpu_health_families.h"
 #include "server/placement_reasons.h"
@@ -175,6 +177,23 @@ TEST(ClassifyGpu, CannedReadings) {
     EXPECT_EQ(h.reason, c.reason) << c.name;
     EXPECT_EQ(h.index, c.reading.index) << c.name;
   }
+}
+
+// The reading the agent makes of its AMD RAS fixture (tests/agent/testdata/amd_ras, checked by
+// the agent's AmdRasFixtureGivesTheSharedReading), parsed as a poll: the GPU is unhealthy.
+TEST(ClassifyGpu, TheAgentsAmdRasReadingIsUnhealthy) {
+  std::ifstream in(std::string(FLEETWATCH_SOURCE_DIR) +
+                   "/tests/agent/testdata/amd_ras/reading.json");
+  std::string reading;
+  std::getline(in, reading);
+  ASSERT_FALSE(reading.empty());
+  Result<AgentPoll> poll =
+      ParseAgentPoll(R"({"agent_id":"a1","now":5,"jobs":[],"gpus":[)" + reading + "]}");
+  ASSERT_TRUE(poll.ok()) << poll.status().ToString();
+  ASSERT_EQ(poll->gpus->size(), 1u);
+  GpuHealth health = ClassifyGpu((*poll->gpus)[0]);
+  EXPECT_EQ(health.status, GpuHealthStatus::kUnhealthy);
+  EXPECT_EQ(health.reason, "RAS umc: 3 uncorrectable errors");
 }
 
 TEST(ClassifyGpu, LongAgentTextIsCutAtACharacterBoundary) {
