@@ -123,8 +123,8 @@ GpuHealth ClassifyGpu(const model::GpuReading& r, const HealthThresholds& t) {
   }
   if (r.ras) {
     for (const model::RasErrors& block : *r.ras) {
-      if (block.uncorrectable.value_or(0) >= t.ras_uncorrectable_degraded) {
-        f.Add(kDegraded,
+      if (block.uncorrectable.value_or(0) >= t.ras_uncorrectable_unhealthy) {
+        f.Add(kUnhealthy,
               "RAS " + block.block + ": " +
                   Count(*block.uncorrectable, "uncorrectable error", "uncorrectable errors"));
       }

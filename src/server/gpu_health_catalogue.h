@@ -70,8 +70,9 @@ struct HealthThresholds {
   // went down; floods of CRC errors mean a bad cable, bridge or port.
   int64_t nvlink_recovery_degraded = 1;
   int64_t nvlink_crc_degraded = 1'000;
-  // AMD RAS uncorrectable errors of any block.
-  int64_t ras_uncorrectable_degraded = 1;
+  // AMD RAS uncorrectable errors of any block: memory or logic the jobs used is corrupt and the
+  // driver must reset the GPU (as NVIDIA's double-bit and uncontained ECC XIDs, 48 and 95).
+  int64_t ras_uncorrectable_unhealthy = 1;
 };
 const HealthThresholds& DefaultHealthThresholds();
 

@@ -265,6 +265,19 @@ TEST_F(GpuReadingsTest, AmdReadingsFromSysfsAndHwmon) {
             R"({"index":2,"uuid":"amd-card2","power_mw":90000,"ras":[]})");
 }
 
+// The AMD fixture of tests/agent/testdata/amd_ras (umc: 3 uncorrectable RAS errors) gives
+// exactly the reading of amd_ras/reading.json, which the server's health test classifies.
+TEST_F(GpuReadingsTest, AmdRasFixtureGivesTheSharedReading) {
+  const std::filesystem::path fixture = std::filesystem::path(AGENT_TESTDATA_DIR) / "amd_ras";
+  Build(OpenHostGpuBackend("/nonexistent/libnvidia-ml.so.1", fixture / "sys"));
+  json::array gpus = PollGpus();
+  ASSERT_EQ(gpus.size(), 1u);
+  std::ifstream in(fixture / "reading.json");
+  std::string expected;
+  std::getline(in, expected);
+  EXPECT_EQ(json::serialize(gpus[0]), expected);
+}
+
 TEST_F(GpuReadingsTest, NoGpusAnEmptyList) {
   Build(OpenNvmlBackend("/nonexistent/libnvidia-ml.so.1", clock_));
   EXPECT_TRUE(PollGpus().empty());

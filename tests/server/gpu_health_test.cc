@@ -4,12 +4,16 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 
 #include "expose/snapshot.h"
 #include "expose/text_format.h"
+#include "server/agent_protocol.h"
 #include "server/gpu_health_catalogue.h"
 #include "server/gpu_health_families.h"
+#include "server/placement_reasons.h"
+#include "server/scheduler.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -76,6 +80,7 @@ TEST(XidCatalogue, ActionsAndHealthOfKnownAndUnknownXids) {
       {43, XidAction::kNone, GpuHealthStatus::kHealthy},
       {48, XidAction::kResetGpu, GpuHealthStatus::kUnhealthy},
       {63, XidAction::kResetGpu, GpuHealthStatus::kDegraded},
+      {64, XidAction::kResetGpu, GpuHealthStatus::kUnhealthy},
       {74, XidAction::kResetGpu, GpuHealthStatus::kUnhealthy},
       {79, XidAction::kReboot, GpuHealthStatus::kUnhealthy},
       {92, XidAction::kNone, GpuHealthStatus::kDegraded},
@@ -164,7 +169,7 @@ TEST(ClassifyGpu, CannedReadings) {
   {
     model::GpuReading r = Reading(0);
     r.ras = std::vector<model::RasErrors>{{"umc", 4, 1}};
-    cases.push_back({"AMD RAS", r, GpuHealthStatus::kDegraded, "RAS umc: 1 uncorrectable error"});
+    cases.push_back({"AMD RAS", r, GpuHealthStatus::kUnhealthy, "RAS umc: 1 uncorrectable error"});
   }
   for (const Case& c : cases) {
     GpuHealth h = ClassifyGpu(c.reading);
@@ -172,6 +177,23 @@ TEST(ClassifyGpu, CannedReadings) {
     EXPECT_EQ(h.reason, c.reason) << c.name;
     EXPECT_EQ(h.index, c.reading.index) << c.name;
   }
+}
+
+// The reading the agent makes of its AMD RAS fixture (tests/agent/testdata/amd_ras, checked by
+// the agent's AmdRasFixtureGivesTheSharedReading), parsed as a poll: the GPU is unhealthy.
+TEST(ClassifyGpu, TheAgentsAmdRasReadingIsUnhealthy) {
+  std::ifstream in(std::string(FLEETWATCH_SOURCE_DIR) +
+                   "/tests/agent/testdata/amd_ras/reading.json");
+  std::string reading;
+  std::getline(in, reading);
+  ASSERT_FALSE(reading.empty());
+  Result<AgentPoll> poll =
+      ParseAgentPoll(R"({"agent_id":"a1","now":5,"jobs":[],"gpus":[)" + reading + "]}");
+  ASSERT_TRUE(poll.ok()) << poll.status().ToString();
+  ASSERT_EQ(poll->gpus->size(), 1u);
+  GpuHealth health = ClassifyGpu((*poll->gpus)[0]);
+  EXPECT_EQ(health.status, GpuHealthStatus::kUnhealthy);
+  EXPECT_EQ(health.reason, "RAS umc: 3 uncorrectable errors");
 }
 
 TEST(ClassifyGpu, LongAgentTextIsCutAtACharacterBoundary) {
@@ -221,6 +243,59 @@ TEST(GpuHealthMonitor, InstanceHealthIsTheWorstGpuAndTheQueryAnswersPerGpu) {
                 {1,
                  "GPU 1 of gpus-0 is unhealthy: XID 79 (GPU has fallen off the bus; action "
                  "reboot)"}}));
+}
+
+// XID 79 on GPU 3 of a 4-GPU host, from the monitor to placement: the counter rises, GPU 3 and
+// the instance are unhealthy, a run asking for 4 GPUs waits with a reason naming GPU 3, and one
+// asking for 3 is placed on GPUs 0-2.
+TEST(GpuHealthMonitor, Xid79OnGpu3KeepsFourGpusWaitingAndPlacesThreeOnGpus0To2) {
+  GpuHealthMonitor monitor;
+  model::Instance host = Host("gpus-0", 4);
+  host.resources.memory_bytes = int64_t{64} << 30;
+  monitor.Observe({host}, {{host.id, Poll({Reading(0), Reading(1), Reading(2), Reading(3)})}},
+                  kNow);
+  EXPECT_EQ(monitor.HealthOf(host.id)->status, GpuHealthStatus::kHealthy);
+  EXPECT_TRUE(monitor.Excluded().empty());
+  model::GpuReading fallen = Reading(3);
+  fallen.xid->counts = {{79, 1}};
+  fallen.xid->last = 79;
+  fallen.xid->last_at = kNow + 5 * kSecond;
+  monitor.Observe({host}, {{host.id, Poll({Reading(0), Reading(1), Reading(2), fallen})}},
+                  kNow + 10 * kSecond);
+
+  const std::map<std::string, InstanceExport> exported = monitor.Export();
+  ASSERT_EQ(exported.at(host.id).gpus.size(), 4u);
+  EXPECT_EQ(exported.at(host.id).gpus[3].counters.xid_totals,
+            (std::map<int64_t, int64_t>{{79, 1}}));
+  for (int g = 0; g < 3; ++g) {
+    EXPECT_TRUE(exported.at(host.id).gpus[g].counters.xid_totals.empty()) << g;
+    EXPECT_FALSE(monitor.IsGpuUnhealthy(host.id, g)) << g;
+  }
+  EXPECT_TRUE(monitor.IsGpuUnhealthy(host.id, 3));
+  EXPECT_EQ(monitor.HealthOf(host.id)->status, GpuHealthStatus::kUnhealthy);
+  EXPECT_EQ(monitor.HealthOf(host.id)->reason,
+            "GPU 3: XID 79 (GPU has fallen off the bus; action reboot)");
+
+  const ExcludedGpus excluded = monitor.Excluded();
+  auto place = [&](int gpus) {
+    model::ResourcesRequest req;
+    req.gpu.count = gpus;
+    CapacityMap capacity = FreeCapacity({{host.id, host}}, {});
+    ExcludeGpus(capacity, excluded);
+    GroupPlacement placement =
+        PlaceGroup(req, 1, {&host}, capacity, [](const model::Instance&) { return true; });
+    const Capacity& left = capacity.at(host.id);
+    InstanceFree free{
+        &host, 1, true, left.cpus, left.memory_bytes, left.free_gpus, &excluded.at(host.id)};
+    return std::pair{placement, WaitReason({free}, req, 1)};
+  };
+  auto [four, why] = place(4);
+  EXPECT_EQ(four.outcome, GroupPlacement::Outcome::kNoCapacity);
+  EXPECT_NE(why.find("GPU 3 of gpus-0 is unhealthy: XID 79"), std::string::npos) << why;
+  auto [three, unused] = place(3);
+  ASSERT_EQ(three.outcome, GroupPlacement::Outcome::kPlaced);
+  ASSERT_EQ(three.chosen.size(), 1u);
+  EXPECT_EQ(three.chosen[0].second, (std::vector<int>{0, 1, 2}));
 }
 
 TEST(GpuHealthMonitor, DegradedGpusAreExcludedOnlyUnderAvoid) {

@@ -4,11 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdio>
+
 #include "expose/snapshot.h"
 #include "server/gpu_ledger_families.h"
 #include "server/gpu_waste.h"
 #include "store/sqlite_store.h"
 #include "support/process.h"
+#include "util/clock.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -256,6 +260,99 @@ TEST_F(GpuLedgerStore, TheFamiliesAreRenderedFromThePersistedTotals) {
   ASSERT_TRUE(ledger.Account(ended).ok());
   EXPECT_EQ(snapshot.Render(expose::Format::kText004, kNow).find("fleetwatch_run_gpu_idle_ratio{"),
             std::string::npos);
+}
+
+// 600 simulated seconds at the metrics interval on a fake clock, the server restarted halfway (a
+// new store and ledger on the same SQLite file). The instance ($7.2/h, 4 GPUs) holds one job on
+// GPUs 0, 1 and 3: GPU 0 busy throughout, GPU 1 idle_held (memory in use) for the first half and
+// reserved_idle (no memory in use) for the second, GPU 2 free (held by no job), GPU 3 unhealthy
+// through the ledger's unhealthy hook. Price rule (GpuLedgerCharges): the job pays the
+// instance's price while it runs, shared equally by the GPUs it holds, so a held GPU here costs
+// $7.2/h / 3 = $2.4/h.
+TEST(GpuLedgerSimulation, SixHundredSecondsOfFourGpusInEveryStateAcrossARestart) {
+  constexpr TimeMicros kInterval = 10 * kSecond;
+  constexpr double kWall = 600;
+  constexpr int kGpus = 4;
+  constexpr double kGpuPricePerHour = 7.2 / 3;
+  testing::TempDir dir;
+  const std::string path = (dir.path() / "db").string();
+  FakeClock clock(kNow);
+  auto tick = [&](TimeMicros now) {
+    const bool first_half = now - kNow <= 300 * kSecond;
+    TickReport report =
+        Report(now, {Reading(0, 90, 1 << 30), Reading(1, 1, first_half ? 1 << 30 : 0),
+                     Reading(2, 0, 0), Reading(3, 90, 1 << 30)});
+    model::Run run = report.runs[0];
+    run.jobs[0].gpu_indices = {0, 1, 3};
+    report.runs = std::vector<model::Run>{run};
+    return report;
+  };
+  auto unhealthy = [](std::string_view, const model::GpuReading& r) { return r.index == 3; };
+  // Every state's total over all GPUs, and the idle dollars, as the store has them.
+  struct Totals {
+    std::array<double, store::kGpuStateCount> seconds{};
+    double idle_seconds = 0;
+    double idle_dollars = 0;
+  };
+  auto read = [](store::Store& s) {
+    Totals t;
+    const std::vector<store::GpuLedgerEntry> ledger = s.ListGpuLedger().value();
+    for (const store::GpuLedgerEntry& e : ledger) {
+      for (size_t k = 0; k < t.seconds.size(); ++k) t.seconds[k] += e.state_seconds[k];
+    }
+    const auto idle = s.ListGpuIdleTotals().value();
+    for (const auto& i : idle) {
+      t.idle_seconds += i.idle_seconds;
+      t.idle_dollars += i.idle_cost_dollars;
+    }
+    return t;
+  };
+  auto expect_no_decrease = [](const Totals& before, const Totals& after, TimeMicros at) {
+    for (size_t k = 0; k < before.seconds.size(); ++k) {
+      EXPECT_GE(after.seconds[k], before.seconds[k]) << "state " << k << " at " << at;
+    }
+    EXPECT_GE(after.idle_seconds, before.idle_seconds) << at;
+    EXPECT_GE(after.idle_dollars, before.idle_dollars) << at;
+  };
+
+  Totals last;
+  for (int life = 0; life < 2; ++life) {
+    std::unique_ptr<store::Store> store = std::move(store::OpenSqliteStore(path)).value();
+    GpuLedger ledger(*store, nullptr, kOptions);
+    ledger.SetUnhealthyCheck(unhealthy);
+    const Totals reopened = read(*store);
+    expect_no_decrease(last, reopened, clock.Now());
+    // The first life runs 0..300 s; the second repeats the tick at 300 s (counted once) and goes
+    // on to 600 s.
+    if (life == 1) clock.Set(kNow + 300 * kSecond);
+    const TimeMicros end = kNow + (life == 0 ? 300 : 600) * kSecond;
+    for (; clock.Now() <= end; clock.Advance(kInterval)) {
+      ASSERT_TRUE(ledger.Account(tick(clock.Now())).ok());
+      const Totals now = read(*store);
+      expect_no_decrease(last, now, clock.Now());
+      last = now;
+    }
+  }
+
+  const std::array<double, store::kGpuStateCount> share = {
+      kWall,      // busy: GPU 0
+      kWall / 2,  // idle_held: GPU 1, first half
+      kWall / 2,  // reserved_idle: GPU 1, second half
+      kWall,      // free: GPU 2
+      kWall};     // unhealthy: GPU 3
+  double sum = 0;
+  for (GpuState s : kAllGpuStates) {
+    const double got = last.seconds[static_cast<int>(s)];
+    std::printf("%s: %.1f s\n", std::string(GpuStateName(s)).c_str(), got);
+    EXPECT_NEAR(got, share[static_cast<int>(s)], 0.01 * share[static_cast<int>(s)])
+        << GpuStateName(s);
+    sum += got;
+  }
+  EXPECT_NEAR(sum, kGpus * kWall, 0.005 * kGpus * kWall);
+  EXPECT_NEAR(last.idle_seconds, kWall, 0.01 * kWall);
+  const double expected_dollars = last.idle_seconds * kGpuPricePerHour / 3600;
+  EXPECT_NEAR(last.idle_dollars, expected_dollars, 0.005 * expected_dollars);
+  EXPECT_NEAR(last.idle_dollars, 0.4, 0.005 * 0.4);  // 600 idle GPU-s at $2.4/h
 }
 
 TEST(WasteQuery, BadSinceAndByAreRefusedClearly) {

@@ -85,6 +85,62 @@ TEST_F(UtilizationPolicyTest, ABusyReadingStartsTheWindowAgain) {
   EXPECT_EQ(Poll(kStart + 120 * kSecond, 0, 0).size(), 1u);
 }
 
+// Canned traces of GPU 0 (one reading every 10 s from the job's start, GPU 1 busy throughout),
+// each classified exactly: the second of the poll that terminates the job (min 10 %, window 1m),
+// or none. A trace that crosses the threshold once is spared for another full window.
+TEST_F(UtilizationPolicyTest, CannedTracesAreClassifiedExactly) {
+  constexpr std::optional<int64_t> kNoReading;
+  struct Row {
+    const char* name;
+    std::vector<std::optional<int64_t>> trace;  // GPU 0, one per 10 s
+    std::optional<int> terminated_at;           // seconds after the start
+  };
+  const std::vector<std::optional<int64_t>> zeros(13, 0);  // 0..120 s
+  auto with = [&](std::vector<std::pair<int, std::optional<int64_t>>> changes) {
+    std::vector<std::optional<int64_t>> t = zeros;
+    for (auto [second, util] : changes) t[second / 10] = util;
+    return t;
+  };
+  const Row rows[] = {
+      {"idle throughout", zeros, 60},
+      {"just below the threshold", std::vector<std::optional<int64_t>>(13, 9), 60},
+      {"at the threshold", std::vector<std::optional<int64_t>>(13, 10), std::nullopt},
+      {"busy at the start only", with({{0, 80}}), 70},
+      {"crosses once mid-window", with({{50, 50}}), 120},
+      {"crosses once as the window fills", with({{60, 90}}), std::nullopt},
+      {"a reading without utilization", with({{30, kNoReading}}), 100},
+      {"crosses every other poll", {0, 50, 0, 50, 0, 50, 0, 50, 0, 50, 0, 50, 0}, std::nullopt},
+  };
+  for (const Row& row : rows) {
+    UtilizationPolicyTracker tracker(kGap);
+    std::optional<int> terminated_at;
+    std::string why;
+    for (size_t k = 0; k < row.trace.size() && !terminated_at; ++k) {
+      InstanceObservation obs;
+      obs.reached = true;
+      obs.poll.gpus.emplace();
+      for (auto [index, util] :
+           {std::pair{0, row.trace[k]}, std::pair{1, std::optional<int64_t>{95}}}) {
+        model::GpuReading r;
+        r.index = index;
+        r.util_percent = util;
+        obs.poll.gpus->push_back(r);
+      }
+      const int second = static_cast<int>(k) * 10;
+      auto decision =
+          tracker.Observe({run_}, configs_, {{"host-1", obs}}, kStart + second * kSecond);
+      if (!decision.empty()) {
+        terminated_at = second;
+        why = decision["job-1"];
+      }
+    }
+    EXPECT_EQ(terminated_at, row.terminated_at) << row.name;
+    if (terminated_at) {
+      EXPECT_EQ(why.rfind("GPU 0 stayed below 10 % for 1m", 0), 0u) << why;
+    }
+  }
+}
+
 TEST_F(UtilizationPolicyTest, MissingReadingsNeverTerminate) {
   // GPUs without a utilization reading, for ever: no decision.
   for (int s = 0; s <= 600; s += 10) {
