@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -31,6 +32,16 @@ class GpuWasteIntegrationTest : public ::testing::Test {
     WriteFile(dir_.path() / "gpus.txt",
               "NVIDIA H100 80GB HBM3|GPU-0|85899345920|1073741824|90\n"
               "NVIDIA H100 80GB HBM3|GPU-1|85899345920|0|0\n");
+    StartServer();
+  }
+
+  void TearDown() override {
+    // A SIGKILLed server leaves its local agent running, by design.
+    if (server_) server_->StopLeftoverLocalAgent();
+  }
+
+  // Starts the server on the test's data dir (again, after a kill).
+  void StartServer() {
     server_ = std::make_unique<ServerProcess>(
         (dir_.path() / "data").string(), home_.str(), kAdminToken, std::vector<std::string>{},
         std::map<std::string, std::string>{
@@ -191,6 +202,54 @@ TEST_F(GpuWasteIntegrationTest, AnIdleHalfOfAJobsGpusShowsInMetricsApiAndCli) {
   ProcessResult bad = Cli({"waste", "--since", "garbage"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("'since'"), std::string::npos) << bad.err;
+}
+
+// Every sample of the persisted GPU-time families (per GPU state, idle seconds and idle dollars
+// per project and user), by series.
+std::map<std::string, double> LedgerSamples(const std::string& body) {
+  std::map<std::string, double> samples;
+  std::istringstream lines(body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("fleetwatch_gpu_state_seconds_total{", 0) != 0 &&
+        line.rfind("fleetwatch_project_gpu_idle_seconds_total{", 0) != 0 &&
+        line.rfind("fleetwatch_project_idle_cost_dollars_total{", 0) != 0) {
+      continue;
+    }
+    const size_t space = line.rfind(' ');
+    samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return samples;
+}
+
+// The counters never go backwards when the server is SIGKILLed: what was charged is persisted
+// with the time it covers, and the restarted server goes on from there.
+TEST_F(GpuWasteIntegrationTest, NoCounterDecreasesAcrossASigkillOfTheServer) {
+  ApiReply submitted =
+      admin_->Send("POST", "/api/project/main/runs",
+                   "type: task\nname: train\ncommands: ['sleep 300']\nresources: {gpu: 2}\n",
+                   "application/yaml");
+  ASSERT_EQ(submitted.status, 201) << submitted.body;
+  const std::string busy =
+      R"(fleetwatch_gpu_state_seconds_total{dstack_project_name="main",dstack_fleet_name="local",)"
+      R"(dstack_instance_name="local-0",dstack_gpu="H100",gpu="0",state="busy"})";
+  std::map<std::string, double> before;
+  ASSERT_TRUE(WaitUntil([&] {
+    before = LedgerSamples(Scrape());
+    return before[busy] > 2 && before.size() >= 12;
+  })) << server_->Output();
+
+  ASSERT_EQ(server_->Stop(SIGKILL), 128 + SIGKILL);
+  StartServer();
+  std::map<std::string, double> after;
+  ASSERT_TRUE(WaitUntil([&] {
+    after = LedgerSamples(Scrape());
+    return after[busy] > before[busy] && after.size() >= before.size();
+  })) << server_->Output();
+  for (const auto& [series, value] : before) {
+    ASSERT_TRUE(after.count(series)) << series;
+    EXPECT_GE(after[series], value) << series;
+  }
 }
 
 }  // namespace
