@@ -93,13 +93,18 @@ JobAggregates EnergyAccountant::Fresh(const model::Run& run, const model::Job& j
 }
 
 Status EnergyAccountant::Adopt(const TickReport& report) {
+  // Running jobs, and jobs that ended before any Update saw them running (shorter than a tick):
+  // those get their summary too.
   std::vector<std::pair<const model::Run*, const model::Job*>> candidates;
-  for (const model::Run& run : report.runs) {
+  auto consider = [&](const model::Run& run) {
     for (const model::Job& job : run.jobs) {
-      if (!job.started_at || !job.instance_id || model::IsFinished(job.status)) continue;
-      if (!open_.contains(job.id)) candidates.emplace_back(&run, &job);
+      if (!job.started_at || !job.instance_id || open_.contains(job.id)) continue;
+      if (model::IsFinished(job.status) && closed_.contains(job.id)) continue;
+      candidates.emplace_back(&run, &job);
     }
-  }
+  };
+  for (const model::Run& run : report.runs) consider(run);
+  for (const model::Run& run : report.finished_runs) consider(run);
   if (candidates.empty()) return Status::Ok();
   std::unordered_map<std::string_view, const model::Instance*> instances;
   for (const model::Instance& i : report.instances) instances[i.id] = &i;
@@ -111,7 +116,10 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
   for (const auto& [run, job] : candidates) {
     auto row = by_id.find(job->id);
     if (row != by_id.end()) {
-      if (row->second->summary_json) continue;  // ended already (another replica saw it)
+      if (row->second->summary_json) {  // ended already (summed up earlier, or by another replica)
+        if (model::IsFinished(job->status)) closed_[job->id] = updates_;
+        continue;
+      }
       Result<JobAggregates> aggregates = JobAggregatesFromJson(row->second->state_json);
       if (!aggregates.ok()) continue;
       open_[job->id] =
@@ -140,10 +148,14 @@ Status EnergyAccountant::Update(const TickReport& report) {
   std::unordered_map<std::string_view, std::unordered_map<int, OpenJob*>> holders;
   std::map<std::string, model::Job> ended;
   const uint64_t update = ++updates_;
-  for (const model::Run& run : report.runs) {
+  auto note = [&](const model::Run& run) {
     for (const model::Job& job : run.jobs) {
       auto open = open_.find(job.id);
-      if (open == open_.end()) continue;
+      if (open == open_.end()) {
+        auto closed = closed_.find(job.id);
+        if (closed != closed_.end()) closed->second = update;
+        continue;
+      }
       if (model::IsFinished(job.status)) {
         ended[job.id] = job;
         continue;
@@ -152,6 +164,11 @@ Status EnergyAccountant::Update(const TickReport& report) {
       if (!readings || !job.instance_id) continue;
       for (int index : job.gpu_indices) holders[*job.instance_id][index] = &open->second;
     }
+  };
+  for (const model::Run& run : report.runs) note(run);
+  for (const model::Run& run : report.finished_runs) note(run);
+  if (!closed_.empty()) {
+    std::erase_if(closed_, [update](const auto& entry) { return entry.second != update; });
   }
   auto add = [this](OpenJob& open, const AggregateDelta& d) {
     if (d.energy_joules > 0) runs_gauge_dirty_ = true;
@@ -248,6 +265,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       // Lost to another writer: its state is the stored one, read again when next needed.
       if (applied[i] && updates[i].summary_json) {
         ended_energy_[it->second.aggregates.run_id] += it->second.aggregates.energy_joules;
+        closed_[ids[i]] = updates_;
       }
       if (!applied[i] || updates[i].summary_json) {
         open_.erase(it);

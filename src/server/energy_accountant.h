@@ -74,6 +74,9 @@ class EnergyAccountant {
   std::vector<expose::FamilyId> families_;
   bool loaded_ = false;
   uint64_t updates_ = 0;  // Update calls, for OpenJob::seen
+  // Ended jobs whose summary is stored (by this accountant or found so), still listed in an
+  // unfinished run → the last Update that listed them; forgotten once no run lists them.
+  std::unordered_map<std::string, uint64_t> closed_;
   bool exposed_ = false;
   std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any

@@ -548,6 +548,9 @@ Result<TickReport> FleetController::Tick() {
     // The state as stored now: the input with this tick's changes.
     if (std::any_of(runs_->begin(), runs_->end(),
                     [](const model::Run& r) { return model::IsFinished(r.status); })) {
+      for (const model::Run& r : *runs_) {
+        if (model::IsFinished(r.status)) report.finished_runs.push_back(r);
+      }
       std::erase_if(*runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
       run_job_ids_stale_ = true;
       std::unordered_set<std::string_view> unfinished;

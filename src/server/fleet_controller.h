@@ -132,6 +132,9 @@ struct TickReport {
   size_t points_stored = 0;  // metrics points stored by this tick
   // Those points, as stored: what a job's newest point is, without reading the store back.
   std::vector<model::JobMetricsPoint> stored_points;
+  // The runs that finished in this tick, as stored (no longer in `runs`): their jobs' ends, for
+  // whatever sums a job up when it ends, however short it ran.
+  std::vector<model::Run> finished_runs;
 };
 
 // A report without polls: the stored instances and unfinished runs, for an exposition that is

@@ -324,6 +324,44 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   EXPECT_EQ(service.Get(access, "nope").status().code(), StatusCode::kNotFound);
 }
 
+// A job that starts and ends between two ticks is never seen running: it still gets its
+// summary, once, whether its run goes on or ended in the same tick.
+TEST_F(EnergyAccounting, AJobShorterThanATickStillGetsItsSummaryOnce) {
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  clock_.Advance(5 * kSecond);
+  Finish("j0");  // ran 5 s; its run goes on with j1
+  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  std::optional<store::JobAggregate> row = Stored("j0");
+  ASSERT_TRUE(row && row->summary_json) << "no summary for a job that ended within a tick";
+  const JobSummary summary = JobSummaryFromJson(*row->summary_json).value();
+  EXPECT_TRUE(summary.final);
+  EXPECT_EQ(summary.status, "done");
+  EXPECT_DOUBLE_EQ(summary.duration_seconds, 5);
+  // Listed again while its run goes on, it is summed up once.
+  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  EXPECT_EQ(Stored("j0")->revision, row->revision);
+  EXPECT_EQ(Stored("j0")->summary_json, row->summary_json);
+}
+
+TEST_F(EnergyAccounting, TheJobsOfARunThatEndedWithinATickGetTheirSummaries) {
+  clock_.Advance(3 * kSecond);
+  Finish("j0");
+  Finish("j1");
+  model::Run run = store_->GetRunById("r").value();
+  run.status = model::RunStatus::kDone;
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  TickReport report = Report({});
+  EXPECT_TRUE(report.runs.empty());  // a finished run is no longer listed with the others
+  report.finished_runs = {store_->GetRunById("r").value()};
+  ASSERT_TRUE(accountant.Update(report).ok());
+  for (const char* job : {"j0", "j1"}) {
+    std::optional<store::JobAggregate> row = Stored(job);
+    ASSERT_TRUE(row && row->summary_json) << job;
+    EXPECT_DOUBLE_EQ(JobSummaryFromJson(*row->summary_json).value().duration_seconds, 3) << job;
+  }
+}
+
 // Runs `promtool check metrics` on `exposition`; its output, or nullopt without promtool.
 std::optional<std::string> Promtool(const std::string& exposition, const testing::TempDir& dir) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) return std::nullopt;
