@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 5> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -219,6 +219,11 @@ CREATE TABLE energy_totals (
   carbon_grams     DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 5: jobs by finish time, for the right-sizing notes of the jobs that ended in a window
+    // (SQLite's step 11).
+    R"sql(
+CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 )sql",
 };
 

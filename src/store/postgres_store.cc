@@ -996,6 +996,11 @@ class PostgresStore final : public Store {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
   }
 
+  Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) override {
+    return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
+  }
+
  private:
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects SERIALIZABLE; a write that loses a serialization conflict to another

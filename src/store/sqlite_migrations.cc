@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 10> kMigrations = {
+constexpr std::array<const char*, 11> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -231,6 +231,10 @@ CREATE TABLE energy_totals (
   carbon_grams     REAL NOT NULL,
   PRIMARY KEY (project_name, user_name)
 );
+)sql",
+    // 11: jobs by finish time, for the right-sizing notes of the jobs that ended in a window.
+    R"sql(
+CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 )sql",
 };
 

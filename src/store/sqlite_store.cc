@@ -993,6 +993,11 @@ class SqliteStore final : public Store {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
   }
 
+  Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) override {
+    return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
+  }
+
  private:
   // Runs `fn` inside one transaction under mu_: committed when it succeeds, rolled back when it
   // fails. `write` selects BEGIN IMMEDIATE.

@@ -174,6 +174,17 @@ struct JobAggregateUpdate {
   double carbon_grams = 0;
 };
 
+// An ended job's stored summary, with the run, project and user it belongs to (their names now).
+struct StoredJobSummary {
+  std::string job_id;
+  std::string run_id;
+  std::string run_name;
+  std::string project_name;
+  std::string user_name;
+  TimeMicros finished_at = 0;
+  std::string summary_json;  // as stored (server/job_summary.h)
+};
+
 // GPU energy, utilization-weighted GPU time and carbon of the jobs of one (project, user), ever:
 // persisted, never decreasing.
 struct EnergyTotal {
@@ -391,6 +402,11 @@ class Store {
   virtual Result<std::vector<JobAggregate>> ListOpenJobAggregates() = 0;
   // Every (project, user) ever charged energy, ordered by project name and user name.
   virtual Result<std::vector<EnergyTotal>> ListEnergyTotals() = 0;
+  // The stored summaries of the jobs that finished at or after `since`, of the project named
+  // `project_name` (nullopt: of every project), deleted runs' jobs included; newest finish first
+  // (then by job id).
+  virtual Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) = 0;
 };
 
 }  // namespace fleetwatch::store
