@@ -46,7 +46,9 @@ Status ShowWaste(const WasteArgs& args) {
 void AddWasteCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<WasteArgs>();
   CLI::App* waste = app.add_subcommand(
-      "waste", "GPU time held by jobs, how much of it was idle, and what that cost");
+      "waste",
+      "GPU time held by jobs, how much of it was idle and what that cost, and the right-sizing "
+      "notes of the jobs that ended in the window, per project");
   waste
       ->add_option("--since", args->since,
                    "How far back: a number and s, m, h, d or w (whole hours are counted)")
