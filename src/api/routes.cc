@@ -229,7 +229,7 @@ json::array NotesToJson(const std::vector<server::ProjectNotes>& projects) {
           {"jobs", n.jobs},
           {"runs", n.runs},
           {"held_seconds", n.held_seconds},
-          {"cost", n.cost_dollars},
+          {"cost", n.cost_known ? json::value(n.cost_dollars) : json::value(nullptr)},
           {"example_runs", json::array(n.example_runs.begin(), n.example_runs.end())}});
     }
     out.push_back(json::object{

@@ -240,6 +240,7 @@ void VisitSummary(Io& io, Summary& s) {
   io("carbon_intensity", s.carbon_intensity);
   io("carbon_grams", s.carbon_grams);
   io("cost_dollars", s.cost_dollars);
+  io.Defaulted("price", s.price);
   io.Array("notes", "a note", s.notes, [](auto& nio, auto& n) {
     nio("rule", n.rule);
     nio("text", n.text);
@@ -436,6 +437,7 @@ JobSummary SummaryOf(const JobAggregates& job, const JobEnd& end, TimeMicros now
   s.carbon_intensity = job.carbon_intensity;
   s.carbon_grams = job.carbon_grams;
   s.cost_dollars = std::max(0.0, job.price.value_or(0.0)) * s.duration_seconds / 3600.0;
+  s.price = job.price;
   s.notes = SummaryNotes(s);
   return s;
 }

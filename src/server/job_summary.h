@@ -167,6 +167,8 @@ struct JobSummary {
   double carbon_intensity = 0;
   double carbon_grams = 0;
   double cost_dollars = 0;
+  // USD/hour of its instance; none: unknown (no price, or a summary stored before it was kept).
+  std::optional<double> price;
   std::vector<SummaryNote> notes;
 };
 

@@ -54,6 +54,7 @@ std::vector<ProjectNotes> SumNotes(const std::vector<store::StoredJobSummary>& j
       ++total.jobs;
       total.held_seconds += held;
       total.cost_dollars += std::max(0.0, summary->cost_dollars);
+      total.cost_known |= summary->price.has_value() || summary->cost_dollars > 0;
       if (b.run_ids[k].insert(job.run_id).second) ++total.runs;
       if (total.example_runs.size() < kNoteExampleRuns &&
           std::find(total.example_runs.begin(), total.example_runs.end(), job.run_name) ==

@@ -22,7 +22,8 @@ struct NoteTotal {
   int64_t runs = 0;  // the distinct runs of those jobs
   // GPU time those jobs held: each job's GPUs × its running time.
   double held_seconds = 0;
-  double cost_dollars = 0;                // their running time × their instances' price
+  double cost_dollars = 0;  // their running time × their instances' price
+  bool cost_known = false;  // some of them had a price (else cost_dollars says nothing)
   std::vector<std::string> example_runs;  // distinct run names, newest finish first
 };
 

@@ -80,6 +80,15 @@ TEST(JobSummary, AggregatesAndSummariesReadBackAsWritten) {
   ASSERT_TRUE(summary_back.ok()) << summary_back.status().ToString();
   EXPECT_EQ(ToJson(*summary_back), summary_text);
   EXPECT_EQ(summary_back->termination_reason, "done_by_runner");
+  EXPECT_EQ(summary_back->price, 3.5);
+  // A summary stored before the price was kept reads as of an unknown price.
+  std::string old = summary_text;
+  const size_t at = old.find(",\"price\":");
+  ASSERT_NE(at, std::string::npos) << old;
+  old.erase(at, old.find_first_of(",}", at + 1) - at);
+  Result<JobSummary> older = JobSummaryFromJson(old);
+  ASSERT_TRUE(older.ok()) << older.status().ToString() << "\n" << old;
+  EXPECT_FALSE(older->price);
   EXPECT_EQ(summary_back->notes, summary.notes);
 }
 

@@ -20,6 +20,7 @@ store::StoredJobSummary Stored(const std::string& project, const std::string& ru
   s.final = true;
   s.duration_seconds = seconds;
   s.cost_dollars = cost;
+  if (cost > 0) s.price = 1.0;
   for (int g = 0; g < gpus; ++g) {
     GpuSummary gpu;
     gpu.index = g;
@@ -54,6 +55,7 @@ TEST(SumNotes, CountsJobsRunsHeldGpuTimeAndCostPerProjectAndRule) {
       Stored("main", "r2", "eval", 1, 7200, 0, {"unused_gpus", "unknown_rule"}),
       Stored("main", "r3", "a", 1, 60, 0, {"unused_gpus"}),
       Stored("main", "r4", "b", 1, 60, 0, {"unused_gpus", "unused_gpus"}),
+      Stored("main", "r6", "policy", 1, 60, 0, {"utilization_policy"}),
       Stored("main", "r5", "quiet", 8, 100, 1, {}),
   };
   store::StoredJobSummary broken = jobs.back();
@@ -65,7 +67,7 @@ TEST(SumNotes, CountsJobsRunsHeldGpuTimeAndCostPerProjectAndRule) {
   EXPECT_EQ(projects[0].project_name, "lab");
   EXPECT_EQ(projects[1].project_name, "main");
   const ProjectNotes& main = projects[1];
-  EXPECT_EQ(main.jobs, 6);  // the unreadable summary is left out
+  EXPECT_EQ(main.jobs, 7);  // the unreadable summary is left out
   ASSERT_EQ(main.notes.size(), 5u);
   EXPECT_EQ(main.notes[0].rule, "unused_gpus");
   EXPECT_EQ(main.notes[4].rule, "utilization_policy");
@@ -75,6 +77,10 @@ TEST(SumNotes, CountsJobsRunsHeldGpuTimeAndCostPerProjectAndRule) {
   EXPECT_EQ(unused.runs, 4);
   EXPECT_DOUBLE_EQ(unused.held_seconds, 2 * 3600 + 2 * 1800 + 7200 + 60 + 60);
   EXPECT_DOUBLE_EQ(unused.cost_dollars, 6.0);
+  EXPECT_TRUE(unused.cost_known);
+  // No price on any of its jobs: the cost is unknown, not zero.
+  EXPECT_EQ(Rule(main, "utilization_policy").jobs, 1);
+  EXPECT_FALSE(Rule(main, "utilization_policy").cost_known);
   // Distinct run names, newest first, at most kNoteExampleRuns.
   EXPECT_EQ(unused.example_runs, (std::vector<std::string>{"train", "eval", "a"}));
 
