@@ -310,9 +310,10 @@ int Main(int argc, char** argv) {
               static_cast<unsigned long long>(skipped));
   std::printf("  RSS: %.0f MiB now, %.0f MiB peak\n", ProcStatusBytes("VmRSS") / (1 << 20),
               ProcStatusBytes("VmHWM") / (1 << 20));
-  std::printf("  points stored: %llu, bad poll replies: %llu\n",
+  std::printf("  points stored: %llu, bad poll replies: %llu, quiet ticks: %llu\n",
               static_cast<unsigned long long>(controller.points_stored()),
-              static_cast<unsigned long long>(controller.bad_replies()));
+              static_cast<unsigned long long>(controller.bad_replies()),
+              static_cast<unsigned long long>(controller.quiet_ticks()));
   return 0;
 }
 
