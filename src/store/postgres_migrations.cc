@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 4> kMigrations = {
+constexpr std::array<const char*, 5> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -218,6 +218,24 @@ CREATE TABLE energy_totals (
   busy_gpu_seconds DOUBLE PRECISION NOT NULL,
   carbon_grams     DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (project_name, user_name)
+);
+)sql",
+    // 5: run events that the server's counters count (SQLite's step 11): each (run, kind) once,
+    // whichever replica saw it, and their totals per (project, run type, kind, bucket).
+    R"sql(
+CREATE TABLE run_events (
+  run_id TEXT COLLATE "C" NOT NULL,
+  kind   TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE run_event_totals (
+  project_name TEXT COLLATE "C" NOT NULL,
+  run_type     TEXT COLLATE "C" NOT NULL,
+  kind         TEXT COLLATE "C" NOT NULL,
+  bucket       INTEGER NOT NULL,
+  count        BIGINT NOT NULL,
+  seconds      DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, run_type, kind, bucket)
 );
 )sql",
 };
