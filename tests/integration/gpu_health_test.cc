@@ -92,8 +92,9 @@ class GpuHealthTest : public ::testing::Test {
 
   json::value Instance() { return admin_->Get("/api/project/ml/instances").json.at("items").at(0); }
 
+  // The GPU health families: the server's own readings of the hosts it polls.
   std::string Metrics() {
-    ApiReply r = admin_->Get("/metrics");
+    ApiReply r = admin_->Get("/metrics/replica");
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body;
   }
