@@ -36,7 +36,7 @@ inline constexpr std::string_view kReplicaMetricsPath = "/metrics/replica";
 
 // Registers GET /metrics from `snapshot` (the fleet's families: the same on every server replica)
 // and GET /metrics/replica from `replica` (what this server process alone saw: its polls' errors,
-// the GPU health of the hosts it polls...; docs/metrics.md), both outside /api/, without the
+// the GPU health of the hosts it polls...; docs/api.md), both outside /api/, without the
 // API's user auth, with the same switches and token. `snapshot`, `replica` and `clock` must
 // outlive the router.
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
