@@ -209,7 +209,9 @@ struct LoadedFleet {
   size_t ingest_one_gpu_jobs_hosts = 0;         // hosts timed for ingest_one_gpu_jobs_s
 };
 
-void Load(const SyntheticFleet& fleet, TimeMicros now, LoadedFleet& out) {
+// `timed_durations`: the durations as the server holds them, time-valued samples each render
+// evaluates; false: as fixed text rendered at `now` (for comparing what the evaluation costs).
+void Load(const SyntheticFleet& fleet, TimeMicros now, bool timed_durations, LoadedFleet& out) {
   for (const server::ServerFamily& f : server::ServerFamilies()) {
     out.ids[f.name] =
         Must(out.snapshot.RegisterFamily(f.section, f.name, f.type, f.help), "register family");
@@ -218,7 +220,7 @@ void Load(const SyntheticFleet& fleet, TimeMicros now, LoadedFleet& out) {
     if (!samples.empty()) out.snapshot.SetFragment(out.ids.at(name), "all", {samples, {}});
   }
   // The durations as the server holds them: time-valued samples the scrape evaluates.
-  {
+  if (timed_durations) {
     expose::Fragment ages;
     std::vector<const model::Instance*> instances;
     for (const model::Instance& i : fleet.state.instances) {
@@ -420,6 +422,7 @@ struct Runs {
   int scrape = 15;
   int peer = 7;
   bool with_peer = true;
+  bool timed_durations = true;  // Load's
 };
 
 // Writes `text` to `path`, or fails.
@@ -435,7 +438,7 @@ void BenchFleet(const std::string& name, int instances, Runs runs, const std::st
   auto setup_start = std::chrono::steady_clock::now();
   SyntheticFleet fleet = MakeFleet(name, instances, now);
   LoadedFleet loaded;
-  Load(fleet, now, loaded);
+  Load(fleet, now, runs.timed_durations, loaded);
   fleet = SyntheticFleet{};  // the snapshot holds all it needs: free the texts before the peer
   const double setup_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count();
@@ -803,6 +806,7 @@ int Main(int argc, char** argv) {
   bool no_wrk = false;
   bool only_wrk = false;
   bool no_peer = false;
+  bool durations_as_text = false;
   std::string dump_dir;
   app.add_option("--fleets", fleets, "Instances of each synthetic fleet (fleet-N)")
       ->check(CLI::Range(1, 10000));
@@ -821,6 +825,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--no-wrk", no_wrk, "Skip b. (wrk)");
   app.add_flag("--only-wrk", only_wrk, "Skip a. (the synthetic fleets)");
   app.add_flag("--no-peer", no_peer, "Time only ours in a. (for profiling it)");
+  app.add_flag("--durations-as-text", durations_as_text,
+               "Hold the durations as fixed text, not as samples each render evaluates (to "
+               "measure what evaluating them costs)");
   app.add_option("--dump", dump_dir, "Write each fleet's two texts (ours, prometheus-cpp's) here");
   CLI11_PARSE(app, argc, argv);
   std::string command_line;
@@ -845,6 +852,7 @@ int Main(int argc, char** argv) {
         r.peer = std::max(3, r.peer / large_runs_divisor);
       }
       r.with_peer = !no_peer;
+      r.timed_durations = !durations_as_text;
       BenchFleet("fleet-" + std::to_string(instances), instances, r, dump_dir);
     }
   }
