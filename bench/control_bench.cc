@@ -207,7 +207,8 @@ int Main(int argc, char** argv) {
   server::ExpositionOptions exposition_options;
   exposition_options.stale_after =
       3 * std::chrono::duration_cast<std::chrono::microseconds>(metrics).count();
-  server::ExpositionUpdater updater(*store, clock, snapshot, exposition_options);
+  expose::ExpositionSnapshot replica_snapshot;  // GET /metrics/replica, as the server has it
+  server::ExpositionUpdater updater(*store, clock, snapshot, &replica_snapshot, exposition_options);
   server::UsageAccountant usage(*store, clock);
   server::EnergyAccountant energy(
       *store, clock,

@@ -760,11 +760,11 @@ RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& runs,
   for (const model::Run* run : unplaced) {
     if (placed(*run)) {
       events.provisioned.push_back(
-          {run->project_name, run->type,
+          {run->id, run->project_name, run->type,
            static_cast<double>(std::max<TimeMicros>(0, now - run->submitted_at)) / 1e6});
       waiting_runs_.erase(run->id);
     } else if (!model::IsFinished(run->status) && waiting_runs_.insert(run->id).second) {
-      events.pending.push_back({run->project_name, run->type});
+      events.pending.push_back({run->id, run->project_name, run->type});
     }
   }
   // Runs that ended (here or through the API) without ever being placed stop waiting.

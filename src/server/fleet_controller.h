@@ -69,11 +69,13 @@ struct DcgmReport {
 // Run transitions that feed the server's own metric families.
 struct RunEvents {
   struct Provisioned {
+    std::string run_id;
     std::string project_name;
     model::RunType run_type;
     double seconds;  // from submission to the first job placed on an instance
   };
   struct Pending {
+    std::string run_id;
     std::string project_name;
     model::RunType run_type;
   };

@@ -225,6 +225,24 @@ CREATE TABLE energy_totals (
     R"sql(
 CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 )sql",
+    // 6: run events that the server's counters count (SQLite's step 12): each (run, kind) once,
+    // whichever replica saw it, and their totals per (project, run type, kind, bucket).
+    R"sql(
+CREATE TABLE run_events (
+  run_id TEXT COLLATE "C" NOT NULL,
+  kind   TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE run_event_totals (
+  project_name TEXT COLLATE "C" NOT NULL,
+  run_type     TEXT COLLATE "C" NOT NULL,
+  kind         TEXT COLLATE "C" NOT NULL,
+  bucket       INTEGER NOT NULL,
+  count        BIGINT NOT NULL,
+  seconds      DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
 };
 
 // Any constant shared by every fleetwatch binary: the key of the migration advisory lock.

@@ -236,6 +236,26 @@ CREATE TABLE energy_totals (
     R"sql(
 CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 )sql",
+    // 12: run events that the server's counters count (dstack_pending_runs_total,
+    // dstack_submit_to_provision_duration_seconds): each (run, kind) once, whichever server saw
+    // it, and their totals per (project, run type, kind, histogram bucket), by name like
+    // usage_totals (counters never go down, whatever is deleted).
+    R"sql(
+CREATE TABLE run_events (
+  run_id TEXT NOT NULL,
+  kind   TEXT NOT NULL,
+  PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE run_event_totals (
+  project_name TEXT NOT NULL,
+  run_type     TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  bucket       INTEGER NOT NULL,
+  count        INTEGER NOT NULL,
+  seconds      REAL NOT NULL,
+  PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
 };
 
 Status Error(sqlite3* db, const std::string& what) {

@@ -195,6 +195,31 @@ struct EnergyTotal {
   double carbon_grams = 0;
 };
 
+// A run transition that a server metric family counts (spec/METRICS.md "Server families"): a run
+// that waits for capacity (dstack_pending_runs_total) or that got its first job placed
+// (dstack_submit_to_provision_duration_seconds). Each (run, kind) counts once, whichever server
+// records it and however often.
+struct RunEvent {
+  std::string run_id;
+  std::string kind;          // kRunEventPending or kRunEventProvisioned
+  std::string project_name;  // labels of the counted series, as of the event
+  std::string run_type;      // model::ToString(run type)
+  int bucket = 0;            // kRunEventProvisioned: the histogram bucket's index (the caller's)
+  double seconds = 0;        // kRunEventProvisioned: from submission to the first job placed
+};
+inline constexpr char kRunEventPending[] = "pending";
+inline constexpr char kRunEventProvisioned[] = "provisioned";
+
+// The events of one (project, run type, kind, bucket), ever: persisted, never decreasing.
+struct RunEventTotal {
+  std::string project_name;
+  std::string run_type;
+  std::string kind;
+  int bucket = 0;
+  int64_t count = 0;
+  double seconds = 0;  // their `seconds`, summed
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -300,6 +325,17 @@ class Store {
   // database shared by replicas, other replicas' writes do not move it, so a caller reads again
   // while other replicas are live (LeaseState::live_replicas). Cheap; never fails.
   virtual int64_t RunsVersion() = 0;
+
+  // --- run events (the server's counters of run transitions) ---
+  // Records `events` in one transaction: each (run_id, kind) not recorded before adds one to its
+  // (project, run type, kind, bucket) total and its seconds to that total's sum; one recorded
+  // before (by this or another server) changes nothing. Returns how many counted.
+  // InvalidArgument for an event with an empty run id, project or run type, an unknown kind, a
+  // negative bucket or negative or non-finite seconds; NotFound when a run does not exist
+  // (nothing is recorded then).
+  virtual Result<int> RecordRunEvents(const std::vector<RunEvent>& events) = 0;
+  // Every total, ordered by project name, run type, kind and bucket.
+  virtual Result<std::vector<RunEventTotal>> ListRunEventTotals() = 0;
 
   // --- job metrics ---
   // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is
