@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 5> kMigrations = {
+constexpr std::array<const char*, 6> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (

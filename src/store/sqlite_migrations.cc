@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 11> kMigrations = {
+constexpr std::array<const char*, 12> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
