@@ -478,6 +478,9 @@ class Scanner {
   Status ScanLabels(LineReader& r, bool& canonical) {
     const std::string_view line = r.line();
     bool after_comma = false;
+    // A bit per (length, first character) of the names seen: a name whose bit is clear is no
+    // duplicate, without comparing it with every earlier one.
+    uint64_t seen_names = 0;
     while (true) {
       if (r.SkipBlanks()) canonical = false;
       if (r.AtEnd()) return Error("unclosed label list");
@@ -501,9 +504,14 @@ class Scanner {
       if (labels_.size() >= limits_.max_labels) {
         return Error("more than " + std::to_string(limits_.max_labels) + " labels");
       }
-      for (const ScannedLabel& seen : labels_) {
-        if (seen.name == label) return Error("duplicate label " + std::string(label));
+      const uint64_t bit = uint64_t{1}
+                           << ((label.size() * 7 + static_cast<unsigned char>(label[0])) & 63);
+      if ((seen_names & bit) != 0) {
+        for (const ScannedLabel& seen : labels_) {
+          if (seen.name == label) return Error("duplicate label " + std::string(label));
+        }
       }
+      seen_names |= bit;
       if (r.SkipBlanks()) canonical = false;
       if (r.Peek() != '=') return Error("expected '=' after label " + std::string(label));
       r.Advance();

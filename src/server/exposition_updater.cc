@@ -428,8 +428,13 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   const TimeMicros now = clock_.Now();
   std::vector<expose::FragmentChange> changes;
 
-  const bool instances_changed = SyncInstances(report.instances);
-  bool jobs_changed = SyncJobs(report.runs, changes);
+  // The very lists the last update synced, unchanged (a quiet tick's): nothing to sync; the
+  // entries still point into them.
+  const bool same_lists =
+      report.state_generation != 0 && report.state_generation == synced_generation_;
+  synced_generation_ = 0;
+  const bool instances_changed = !same_lists && SyncInstances(report.instances);
+  bool jobs_changed = !same_lists && SyncJobs(report.runs, changes);
   if (loaded) {
     for (model::JobMetricsPoint& p : *loaded) {
       auto it = jobs_.find(p.job_id);
@@ -507,6 +512,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   UpdateReplica(instances_changed);
   // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
   if (!report.dcgm.empty()) ReleaseFreedMemory();
+  synced_generation_ = report.state_generation;
   return Status::Ok();
 }
 

@@ -151,6 +151,8 @@ class ExpositionUpdater {
   uint64_t updates_ FW_GUARDED_BY(mu_) = 0;
   uint64_t generations_ FW_GUARDED_BY(mu_) = 0;
   bool points_loaded_ FW_GUARDED_BY(mu_) = false;
+  // TickReport::state_generation of the last update that synced and applied its report whole.
+  uint64_t synced_generation_ FW_GUARDED_BY(mu_) = 0;
   // By id. Node-based: the order vectors point into them.
   std::unordered_map<std::string, InstanceEntry> instances_ FW_GUARDED_BY(mu_);
   std::unordered_map<std::string, JobEntry> jobs_ FW_GUARDED_BY(mu_);

@@ -462,6 +462,7 @@ Result<TickReport> FleetController::Tick() {
   if (!leasing()) leased_ = instances_->size();  // the only replica: every instance is its own
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
+  bool quiet = false;
   // --- replicas: only the leased instances are polled, and only their replies are used ---
   std::vector<model::Instance> leased;
   if (leasing()) {
@@ -514,6 +515,7 @@ Result<TickReport> FleetController::Tick() {
       FW_RETURN_IF_ERROR(CheckQuiet(observations, excluded_gpus, now));
 #endif
       ++quiet_ticks_;
+      quiet = true;
       report.observations = std::move(observations);
       report.instances = SharedList<model::Instance>(instances_);
       report.runs = SharedList<model::Run>(runs_);
@@ -602,6 +604,8 @@ Result<TickReport> FleetController::Tick() {
   }
   Execute(report.instances, out.commands);
   report.bad_replies_total = bad_replies_.load();
+  if (!quiet) ++state_generation_;
+  report.state_generation = state_generation_;
   report.ended_at = clock_.Now();
   return report;
 }

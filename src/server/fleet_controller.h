@@ -137,6 +137,9 @@ struct TickReport {
   // The runs that finished in this tick, as stored (no longer in `runs`): their jobs' ends, for
   // whatever sums a job up when it ends, however short it ran.
   std::vector<model::Run> finished_runs;
+  // The same for two reports only when their `instances` and `runs` are the very same lists,
+  // unchanged in between (a quiet tick's: FleetController::QuietTick); 0: not known.
+  uint64_t state_generation = 0;
 };
 
 // A report without polls: the stored instances and unfinished runs, for an exposition that is
@@ -300,6 +303,7 @@ class FleetController {
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
   std::atomic<uint64_t> quiet_ticks_{0};
+  uint64_t state_generation_ = 0;  // TickReport::state_generation (Tick's thread)
   QuietBasis quiet_ FW_GUARDED_BY(runs_mutex_);
   std::unique_ptr<AgentLanes> lanes_;       // every request to the agents, asynchronous
   std::set<std::string> waiting_runs_;      // counted as pending, not yet placed (Tick's thread)
