@@ -1,6 +1,7 @@
 // Runs that really run: the real server, real agents (the embedded local one and ones the test
 // starts), real processes in real cgroups, fake NVML GPUs loaded through the agent's dlopen path.
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -515,6 +516,39 @@ TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
     close(m->fd);
     m->thread.join();
   }
+}
+
+TEST_F(JobsTest, ALogCopyAnOlderVersionKeptOnDiskIsServedFromTheDatabaseAfterAnUpgrade) {
+  StartServer();
+  Submit("main", "type: task\nname: old\ncommands: ['echo new copy']\n");
+  json::value run = WaitForStatus("main", "old", "done");
+  const std::string job_id = Str(run.at("jobs").at(0), "id");
+  const std::filesystem::path logs = data_.path() / "logs";
+  ASSERT_TRUE(WaitUntil([&] {
+    std::error_code ec;
+    return std::filesystem::is_directory(logs, ec) && std::filesystem::is_empty(logs, ec);
+  })) << server_->Output();
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+
+  // As an older version left it: no copy in the database, a file in the log dir.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((data_.path() / "fleetwatch.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10'000);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM job_log_chunks; DELETE FROM job_logs", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const std::string older = "kept by an older version \xff\xfe\n";
+  const std::filesystem::path file = logs / (job_id + ".log");
+  { std::ofstream(file, std::ios::binary) << older; }
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+
+  StartServer();
+  EXPECT_NE(server_->Output().find("moved 1 log copies"), std::string::npos) << server_->Output();
+  EXPECT_EQ(Logs("main", "old"), older);
+  EXPECT_FALSE(std::filesystem::exists(file));
 }
 
 // --- secrets at rest ---
