@@ -28,6 +28,7 @@
 #include "server/job_summary_service.h"
 #include "server/live_logs.h"
 #include "server/local_agent.h"
+#include "server/log_copies.h"
 #include "server/projects.h"
 #include "server/runs.h"
 #include "server/usage.h"
@@ -91,6 +92,21 @@ class ServerAppImpl final : public ServerApp {
         std::min<TimeMicros>(10'000'000, options.reconcile.unreachable_after / 4);
     options.log_dir = (std::filesystem::path(config.data_dir) / "logs").string();
     options.max_log_copy_bytes = config.max_log_bytes;
+    // Log copies an older version kept in the data directory go into the database, where every
+    // replica serves them, before this server copies any.
+    {
+      const server::LogCopies copies(
+          server::LogCopyOptions{.dir = options.log_dir, .store = store_.get()});
+      FW_ASSIGN_OR_RETURN(server::LogCopies::MoveReport moved, copies.MoveFileCopiesIntoStore());
+      if (moved.moved + moved.dropped > 0) {
+        spdlog::info("moved {} log copies from {} into the database ({} of deleted runs dropped)",
+                     moved.moved, options.log_dir, moved.dropped);
+      }
+      if (moved.failed > 0) {
+        spdlog::warn("{} log copies in {} stay there until the next start: {}", moved.failed,
+                     options.log_dir, moved.first_error);
+      }
+    }
     options.metrics_interval = config.metrics_interval;
     // Half the tick interval for the polls: the other half is for deciding, storing and the
     // exposition, so that ticks keep their fixed rate.
@@ -115,8 +131,7 @@ class ServerAppImpl final : public ServerApp {
     controller_->SetGpuGuards(gpu_health_.get(), utilization_.get());
     live_logs_ = std::make_unique<server::LiveLogs>(
         *store_, *agent_client_,
-        server::LiveLogOptions{.log_dir = options.log_dir,
-                               .agent_timeout = options.agent_timeout,
+        server::LiveLogOptions{.agent_timeout = options.agent_timeout,
                                .max_reads_per_instance = config.max_log_reads_per_host});
     services_ = std::make_unique<Services>(Services{auth_, users_, projects_, fleets_, runs_,
                                                     *controller_, *live_logs_, metrics_, summaries_,

@@ -69,6 +69,7 @@ FleetController::FleetController(store::Store& store, const Clock& clock, Mutex&
       client_(client),
       options_(std::move(options)),
       log_copies_(LogCopyOptions{.dir = options_.log_dir,
+                                 .store = &store_,
                                  .max_bytes = options_.max_log_copy_bytes,
                                  .deadline = options_.log_copy_deadline}),
       lanes_(std::make_unique<AgentLanes>(client)) {}

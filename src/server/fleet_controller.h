@@ -32,7 +32,7 @@ struct FleetControllerOptions {
   std::chrono::milliseconds agent_timeout{5000};  // per request to an agent
   size_t max_poll_bytes = 16 << 20;               // a larger poll reply loses that host's tick
   ReconcileSettings reconcile;
-  std::string log_dir;                    // copies of ended jobs' logs, one file per job
+  std::string log_dir;                    // ended jobs' log copies are staged here (LogCopies)
   int64_t max_log_copy_bytes = 64 << 20;  // per job; longer logs keep their tail (log_copies.h)
   std::chrono::seconds log_copy_deadline{30};  // per copy; a slower one is retried later
   // Metrics: polls ask for points this often; a job with a stored point younger than

@@ -11,10 +11,19 @@
 
 namespace fleetwatch::server {
 
-// What the replies share with the LiveLogs: the copies to fall back on and the count of reads
-// in flight per instance.
+// What the replies share with the LiveLogs: the store that keeps the copies to fall back on and
+// the count of reads in flight per instance.
 struct LiveLogs::Shared {
-  explicit Shared(const LiveLogOptions& options) : copies(LogCopyOptions{.dir = options.log_dir}) {}
+  explicit Shared(store::Store& s) : store(s) {}
+
+  // The job's stored copy: set when there is one, nullopt when there is none, or the store's
+  // error.
+  Result<std::optional<LogChunk>> Copy(const std::string& job_id, int64_t offset, int64_t limit) {
+    FW_ASSIGN_OR_RETURN(std::optional<store::JobLogPart> part,
+                        store.ReadJobLog(job_id, offset, limit));
+    if (!part) return std::optional<LogChunk>();
+    return std::optional<LogChunk>(LogChunk{std::move(part->data), part->size});
+  }
 
   // One read counted against its instance while it is alive.
   class Slot {
@@ -34,7 +43,7 @@ struct LiveLogs::Shared {
     const std::string instance_id_;
   };
 
-  const LogCopies copies;
+  store::Store& store;
   mutable Mutex mu;
   std::map<std::string, size_t> in_flight FW_GUARDED_BY(mu);  // instance id → reads
 };
@@ -43,12 +52,15 @@ LiveLogs::LiveLogs(store::Store& store, http::AsyncClient& client, LiveLogOption
     : store_(store),
       client_(client),
       options_(std::move(options)),
-      shared_(std::make_shared<Shared>(options_)) {}
+      shared_(std::make_shared<Shared>(store)) {}
 
 void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done done) {
-  if (std::optional<LogChunk> copy = shared_->copies.Read(job.id, offset, limit)) {
-    return done({std::move(*copy), std::nullopt});
+  if (offset < 0 || limit < 0) {
+    return done({InvalidArgument("a log's offset and limit cannot be negative"), std::nullopt});
   }
+  Result<std::optional<LogChunk>> copy = shared_->Copy(job.id, offset, limit);
+  if (!copy.ok()) return done({copy.status(), std::nullopt});
+  if (*copy) return done({std::move(**copy), std::nullopt});
   if (!job.instance_id) return done({LogChunk{}, std::nullopt});
   Result<std::vector<model::Instance>> instances = store_.ListInstances("");
   if (!instances.ok()) return done({instances.status(), std::nullopt});
@@ -78,8 +90,11 @@ void LiveLogs::Read(const model::Job& job, int64_t offset, int64_t limit, Done d
                  Result<LogChunk> chunk =
                      AgentLogReply(instance, job_id, std::move(reply), offset, limit);
                  if (!chunk.ok() && chunk.status().code() == StatusCode::kNotFound) {
-                   // The job ended and was acknowledged meanwhile: its log was copied just before.
-                   chunk = shared->copies.Read(job_id, offset, limit).value_or(LogChunk{});
+                   // The job ended and was acknowledged meanwhile: its log was copied just before
+                   // (by whichever replica holds the host).
+                   Result<std::optional<LogChunk>> kept = shared->Copy(job_id, offset, limit);
+                   chunk = kept.ok() ? std::move(*kept).value_or(LogChunk{})
+                                     : Result<LogChunk>(kept.status());
                  }
                  slot.reset();  // the host's read is over before anyone hears of it
                  done({std::move(chunk), std::nullopt});

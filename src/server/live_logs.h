@@ -18,7 +18,6 @@
 namespace fleetwatch::server {
 
 struct LiveLogOptions {
-  std::string log_dir;  // the server's copies of ended jobs' logs (LogCopies), read first
   std::chrono::milliseconds agent_timeout{5000};  // per read from an agent
   // Reads from one instance's agent in flight at once (FLEETWATCH_MAX_LOG_READS_PER_HOST); a
   // read beyond it is refused at once. At least 1.
@@ -34,17 +33,17 @@ struct LiveLogResult {
   std::optional<int> retry_after_seconds;
 };
 
-// A job's output for the API: from the server's copy once the job has ended and been
-// acknowledged (LogCopies), else from its agent (GET /api/jobs/{id}/logs), asynchronously: no
-// thread waits for a slow host. Each instance has at most max_reads_per_instance reads in
-// flight; one more fails fast instead of piling up. What the agent says is untrusted
+// A job's output for the API: from the copy in the store once the job has ended and been
+// acknowledged (LogCopies; any replica's copy), else from its agent (GET /api/jobs/{id}/logs),
+// asynchronously: no thread waits for a slow host. Each instance has at most max_reads_per_instance
+// reads in flight; one more fails fast instead of piling up. What the agent says is untrusted
 // (ParseAgentLogChunk). Thread-safe. Replies that arrive after the LiveLogs is gone still find
 // what they need (it is shared with them), so it may go before the AsyncClient.
 class LiveLogs {
  public:
   using Done = std::function<void(LiveLogResult)>;
 
-  // `store` and `client` must outlive it.
+  // `store` and `client` must outlive it, and `store` must outlive `client` (replies read it).
   LiveLogs(store::Store& store, http::AsyncClient& client, LiveLogOptions options);
 
   // At most `limit` bytes of `job`'s log from `offset`, and the log's size. An unplaced job, or
@@ -52,7 +51,8 @@ class LiveLogs {
   // thread when the answer needs no agent (a copy, no instance, a store error, the instance
   // busy), else on one of the client's I/O threads once the agent answered or agent_timeout
   // passed; `done` must be quick and must not throw. Errors: Unavailable ("cannot read the log
-  // from <instance>: ...", or the instance busy, see LiveLogResult) and the store's errors.
+  // from <instance>: ...", or the instance busy, see LiveLogResult), InvalidArgument for a
+  // negative offset or limit, and the store's errors.
   void Read(const model::Job& job, int64_t offset, int64_t limit, Done done);
 
  private:

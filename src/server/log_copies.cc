@@ -8,7 +8,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "model/names.h"
 
@@ -33,30 +35,53 @@ class Fd {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
   }
-  // Closes now, reporting the error a late write may surface only here.
-  bool Close() { return ::close(std::exchange(fd_, -1)) == 0; }
 
  private:
   int fd_;
 };
 
-// A temporary file beside its destination, created 0600 before anything is written and removed
-// unless Commit renames it into place.
-class TempCopy {
+// Reads a file's bytes for Store::PutJobLog; the file stays open (and unchanged) meanwhile.
+class FileLogReader : public store::JobLogReader {
  public:
-  TempCopy(fs::path tmp, fs::path dest) : tmp_(std::move(tmp)), dest_(std::move(dest)) {}
-  TempCopy(const TempCopy&) = delete;
-  TempCopy& operator=(const TempCopy&) = delete;
-  ~TempCopy() {
-    if (opened_ && !committed_) ::unlink(tmp_.c_str());
+  FileLogReader(int fd, int64_t size, fs::path path)
+      : fd_(fd), size_(size), path_(std::move(path)) {}
+  int64_t size() const override { return size_; }
+  Result<std::string> Read(int64_t offset, int64_t length) override {
+    std::string data(static_cast<size_t>(length), '\0');
+    size_t got = 0;
+    while (got < data.size()) {
+      ssize_t n = ::pread(fd_, data.data() + got, data.size() - got,
+                          static_cast<off_t>(offset + static_cast<int64_t>(got)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return DiskError("cannot read", path_);
+      if (n == 0) return Internal("cannot read " + path_.string() + ": it is shorter than before");
+      got += static_cast<size_t>(n);
+    }
+    return data;
+  }
+
+ private:
+  const int fd_;
+  const int64_t size_;
+  const fs::path path_;
+};
+
+// A staging file, created 0600 before anything is written and removed on destruction.
+class StagedCopy {
+ public:
+  explicit StagedCopy(fs::path path) : path_(std::move(path)) {}
+  StagedCopy(const StagedCopy&) = delete;
+  StagedCopy& operator=(const StagedCopy&) = delete;
+  ~StagedCopy() {
+    if (opened_) ::unlink(path_.c_str());
   }
 
   Status Open() {
-    // A temp file left by a crash would make O_EXCL fail; only the controller's thread writes
-    // here. O_EXCL also refuses a symbolic link planted in its place.
-    ::unlink(tmp_.c_str());
-    fd_.Reset(::open(tmp_.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (fd_.get() < 0) return DiskError("cannot create", tmp_);
+    // A staging file left by a crash would make O_EXCL fail; one copy per job runs at a time.
+    // O_EXCL also refuses a symbolic link planted in its place.
+    ::unlink(path_.c_str());
+    fd_.Reset(::open(path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (fd_.get() < 0) return DiskError("cannot create", path_);
     opened_ = true;
     return Status::Ok();
   }
@@ -65,29 +90,30 @@ class TempCopy {
     while (!data.empty()) {
       ssize_t n = ::write(fd_.get(), data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return DiskError("cannot write", tmp_);
+      if (n <= 0) return DiskError("cannot write", path_);
       data.remove_prefix(static_cast<size_t>(n));
+      written_ += n;
     }
     return Status::Ok();
   }
 
-  Status Commit() {
-    if (::fsync(fd_.get()) != 0) return DiskError("cannot sync", tmp_);
-    if (!fd_.Close()) return DiskError("cannot close", tmp_);
-    if (::rename(tmp_.c_str(), dest_.c_str()) != 0) return DiskError("cannot rename to", dest_);
-    committed_ = true;
-    // The rename itself survives a crash once the directory is synced.
-    Fd dir(::open(dest_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir.get() >= 0) ::fsync(dir.get());
+  // Stores what was written as the job's log, then removes the file. `replace` as
+  // Store::PutJobLog's; a job that is gone (or whose run was deleted) needs no copy.
+  Status Keep(store::Store& target, const std::string& job_id, bool replace) {
+    FileLogReader reader(fd_.get(), written_, path_);
+    Status stored = target.PutJobLog(job_id, reader, replace);
+    if (!stored.ok() && stored.code() != StatusCode::kNotFound) return stored;
+    fd_.Reset(-1);
+    ::unlink(path_.c_str());
+    opened_ = false;
     return Status::Ok();
   }
 
  private:
-  fs::path tmp_;
-  fs::path dest_;
+  fs::path path_;
   Fd fd_;
+  int64_t written_ = 0;
   bool opened_ = false;
-  bool committed_ = false;
 };
 
 Status EnsureDir(const fs::path& dir) {
@@ -106,10 +132,13 @@ std::string LogCopies::DroppedMarker(int64_t dropped_bytes) {
 }
 
 struct LogCopy::State {
-  State(fs::path tmp, fs::path dest) : copy(std::move(tmp), std::move(dest)) {}
-  TempCopy copy;
-  bool first = true;  // the first piece is not in yet
-  bool done = false;  // nothing more to fetch
+  explicit State(fs::path staged) : copy(std::move(staged)) {}
+  StagedCopy copy;
+  store::Store* store = nullptr;
+  std::string job_id;
+  bool missing = false;  // the agent has no such job: an empty copy that replaces nothing
+  bool first = true;     // the first piece is not in yet
+  bool done = false;     // nothing more to fetch
   std::chrono::steady_clock::time_point deadline;
   int64_t piece = 1;
   int64_t max_bytes = 0;
@@ -144,6 +173,7 @@ Status LogCopy::Feed(Result<LogChunk> chunk) {
     FW_RETURN_IF_ERROR(s.copy.Open());
     if (!chunk.ok()) {
       s.done = true;  // the agent has no log: an empty copy
+      s.missing = true;
       return Status::Ok();
     }
     if (static_cast<int64_t>(chunk->data.size()) > s.piece) {
@@ -185,21 +215,23 @@ Status LogCopy::Feed(Result<LogChunk> chunk) {
 
 Status LogCopy::Commit() {
   if (Next()) return FailedPrecondition("the log copy is not complete");
-  if (state_->first) return Status::Ok();  // copies are off (no directory)
-  return state_->copy.Commit();
+  if (state_->first) return Status::Ok();  // copies are off (no directory or store)
+  return state_->copy.Keep(*state_->store, state_->job_id, /*replace=*/!state_->missing);
 }
 
 Result<std::unique_ptr<LogCopy>> LogCopies::Begin(const std::string& job_id) const {
   if (!model::IsValidJobId(job_id)) return InvalidArgument("not a job id");
-  fs::path tmp, dest;
-  if (!options_.dir.empty()) {
+  const bool on = !options_.dir.empty() && options_.store != nullptr;
+  fs::path staged;
+  if (on) {
     const fs::path dir(options_.dir);
     FW_RETURN_IF_ERROR(EnsureDir(dir));
-    tmp = dir / (job_id + ".log.tmp");
-    dest = dir / (job_id + ".log");
+    staged = dir / (job_id + ".log.tmp");
   }
-  auto state = std::make_unique<LogCopy::State>(std::move(tmp), std::move(dest));
-  state->done = options_.dir.empty();
+  auto state = std::make_unique<LogCopy::State>(std::move(staged));
+  state->store = options_.store;
+  state->job_id = job_id;
+  state->done = !on;
   state->deadline = std::chrono::steady_clock::now() + options_.deadline;
   state->deadline_length = options_.deadline;
   state->piece = std::max<int64_t>(1, options_.piece_bytes);
@@ -215,30 +247,50 @@ Status LogCopies::Copy(const std::string& job_id, AgentLogSource& source) const 
   return copy->Commit();
 }
 
-std::optional<LogChunk> LogCopies::Read(const std::string& job_id, int64_t offset,
-                                        int64_t limit) const {
-  if (options_.dir.empty() || !model::IsValidJobId(job_id) || offset < 0 || limit < 0) {
-    return std::nullopt;
+Result<LogCopies::MoveReport> LogCopies::MoveFileCopiesIntoStore() const {
+  MoveReport report;
+  if (options_.dir.empty() || options_.store == nullptr) return report;
+  const fs::path dir(options_.dir);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return report;
+  std::vector<std::string> names;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    names.push_back(it->path().filename().string());
   }
-  const fs::path path = fs::path(options_.dir) / (job_id + ".log");
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  struct stat st {};
-  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  LogChunk chunk;
-  chunk.size = static_cast<int64_t>(st.st_size);
-  if (offset < chunk.size) {
-    chunk.data.resize(static_cast<size_t>(std::min(limit, chunk.size - offset)));
-    size_t got = 0;
-    while (got < chunk.data.size()) {
-      ssize_t n = ::pread(fd.get(), chunk.data.data() + got, chunk.data.size() - got,
-                          static_cast<off_t>(offset + static_cast<int64_t>(got)));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
+  if (ec) return Internal("cannot list " + dir.string() + ": " + ec.message());
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const fs::path path = dir / name;
+    if (name.ends_with(".log.tmp") &&
+        model::IsValidJobId(name.substr(0, name.size() - std::string_view(".log.tmp").size()))) {
+      ::unlink(path.c_str());  // a copy cut off by a crash: fetched again by the next tick
+      continue;
     }
-    chunk.data.resize(got);
+    if (!name.ends_with(".log")) continue;
+    const std::string job_id = name.substr(0, name.size() - std::string_view(".log").size());
+    if (!model::IsValidJobId(job_id)) continue;
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    struct stat st {};
+    if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      ++report.failed;
+      if (report.first_error.empty()) report.first_error = DiskError("cannot open", path).message();
+      continue;
+    }
+    FileLogReader reader(fd.get(), static_cast<int64_t>(st.st_size), path);
+    Status stored = options_.store->PutJobLog(job_id, reader, /*replace=*/false);
+    if (!stored.ok() && stored.code() != StatusCode::kNotFound) {
+      ++report.failed;
+      if (report.first_error.empty()) report.first_error = name + ": " + stored.message();
+      continue;
+    }
+    ++(stored.ok() ? report.moved : report.dropped);
+    if (::unlink(path.c_str()) != 0) {
+      ++report.failed;
+      if (report.first_error.empty())
+        report.first_error = DiskError("cannot remove", path).message();
+    }
   }
-  return chunk;
+  return report;
 }
 
 }  // namespace fleetwatch::server

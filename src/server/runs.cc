@@ -29,6 +29,16 @@ Status CheckMayChange(const ProjectAccess& access, const model::User& caller,
                           "'; only its owner or a project admin or manager may change it");
 }
 
+// The API's changes of a run are written only on the row version they read (replicas decide on
+// runs too): a run that another writer changed meanwhile is read again, this many times at most.
+constexpr int kConditionalWriteAttempts = 5;
+
+Status KeptChanging(const model::Run& run, const std::string& what) {
+  return Unavailable("run '" + run.run_name + "' kept changing while it was being " + what + " (" +
+                     std::to_string(kConditionalWriteAttempts) +
+                     " attempts, each overtaken by another server's write); try again");
+}
+
 Status NameTaken(const model::Run& run) {
   return AlreadyExists("run '" + run.run_name + "' is " + std::string(model::ToString(run.status)) +
                        "; stop it (fleetwatch stop " + run.run_name + ") or choose another name");
@@ -144,43 +154,56 @@ Result<model::Run> RunService::Get(const ProjectAccess& access, std::string_view
 Result<model::Run> RunService::Stop(const ProjectAccess& access, const model::User& caller,
                                     std::string_view run_name, bool abort) {
   MutexLock lock(mu_);
-  FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
-  FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
-  if (model::IsFinished(run.status)) return run;
-  if (run.status == model::RunStatus::kTerminating && !abort) return run;
-  TimeMicros now = clock_.Now();
-  run.status = model::RunStatus::kTerminating;
-  run.termination_reason = abort ? model::RunTerminationReason::kAbortedByUser
-                                 : model::RunTerminationReason::kStoppedByUser;
-  model::JobTerminationReason job_reason = abort ? model::JobTerminationReason::kAbortedByUser
-                                                 : model::JobTerminationReason::kTerminatedByUser;
-  for (model::Job& job : run.jobs) {
-    if (model::IsFinished(job.status)) continue;
-    job.termination_reason = job_reason;
-    job.status_detail = (abort ? "aborted by " : "stopped by ") + caller.name;
-    if (!job.instance_id) {
-      // Nothing runs anywhere: the job ends now.
-      job.status = model::FinalStatusFor(job_reason);
-      job.finished_at = now;
-    } else {
-      job.status = model::JobStatus::kTerminating;
+  // Conditional on the run as read: a replica's decision stored meanwhile (a job placed, or
+  // ended) is read again and the stop applied on top of it, never written over.
+  for (int attempt = 1;; ++attempt) {
+    FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
+    FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
+    if (model::IsFinished(run.status)) return run;
+    if (run.status == model::RunStatus::kTerminating && !abort) return run;
+    TimeMicros now = clock_.Now();
+    run.status = model::RunStatus::kTerminating;
+    run.termination_reason = abort ? model::RunTerminationReason::kAbortedByUser
+                                   : model::RunTerminationReason::kStoppedByUser;
+    model::JobTerminationReason job_reason = abort ? model::JobTerminationReason::kAbortedByUser
+                                                   : model::JobTerminationReason::kTerminatedByUser;
+    for (model::Job& job : run.jobs) {
+      if (model::IsFinished(job.status)) continue;
+      job.termination_reason = job_reason;
+      job.status_detail = (abort ? "aborted by " : "stopped by ") + caller.name;
+      if (!job.instance_id) {
+        // Nothing runs anywhere: the job ends now.
+        job.status = model::FinalStatusFor(job_reason);
+        job.finished_at = now;
+      } else {
+        job.status = model::JobStatus::kTerminating;
+      }
     }
+    Status written = store_.UpdateRunIfCurrent(run, {});
+    if (written.ok()) {
+      ++run.row_version;
+      return run;
+    }
+    if (written.code() != StatusCode::kFailedPrecondition) return written;
+    if (attempt == kConditionalWriteAttempts) return KeptChanging(run, "stopped");
   }
-  FW_RETURN_IF_ERROR(store_.UpdateRun(run));
-  return run;
 }
 
 Status RunService::Delete(const ProjectAccess& access, const model::User& caller,
                           std::string_view run_name) {
   MutexLock lock(mu_);
-  FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
-  FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
-  if (!model::IsFinished(run.status)) {
-    return FailedPrecondition("run '" + run.run_name + "' is " +
-                              std::string(model::ToString(run.status)) +
-                              "; only finished runs can be deleted (stop it first)");
+  for (int attempt = 1;; ++attempt) {
+    FW_ASSIGN_OR_RETURN(model::Run run, GetLocked(access, run_name));
+    FW_RETURN_IF_ERROR(CheckMayChange(access, caller, run));
+    if (!model::IsFinished(run.status)) {
+      return FailedPrecondition("run '" + run.run_name + "' is " +
+                                std::string(model::ToString(run.status)) +
+                                "; only finished runs can be deleted (stop it first)");
+    }
+    Status deleted = store_.DeleteRunIfCurrent(run);
+    if (deleted.code() != StatusCode::kFailedPrecondition) return deleted;
+    if (attempt == kConditionalWriteAttempts) return KeptChanging(run, "deleted");
   }
-  return store_.DeleteRun(run.id);
 }
 
 }  // namespace fleetwatch::server

@@ -35,10 +35,14 @@ class RunService {
   Result<model::Run> Get(const ProjectAccess& access, std::string_view run_name);
   // Moves an unfinished run to `terminating` (reason stopped_by_user or aborted_by_user); jobs
   // that were never placed on an instance end at once. A finished run is returned unchanged.
-  // Project users may stop only their own runs.
+  // Project users may stop only their own runs. Written only on the row version read
+  // (Store::UpdateRunIfCurrent): when another replica changed the run meanwhile, the run is read
+  // again and the stop applied to what it decided, a few times; Unavailable ("kept changing ...
+  // try again") when every attempt was overtaken, with nothing written.
   Result<model::Run> Stop(const ProjectAccess& access, const model::User& caller,
                           std::string_view run_name, bool abort) FW_EXCLUDES(mu_);
-  // Deletes a finished run (FailedPrecondition otherwise). Same permissions as Stop.
+  // Deletes a finished run (FailedPrecondition otherwise), its stored logs with it. Same
+  // permissions as Stop, and conditional on the row version read as Stop is.
   Status Delete(const ProjectAccess& access, const model::User& caller, std::string_view run_name)
       FW_EXCLUDES(mu_);
 

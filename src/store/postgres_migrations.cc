@@ -3,6 +3,8 @@
 #include <libpq-fe.h>
 
 #include <array>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "store/postgres_query.h"
@@ -11,12 +13,15 @@ namespace fleetwatch::store {
 namespace {
 
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
-// new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
-// bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
-// a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 6> kMigrations = {
+// new one at the end, and say whether it is additive (store/schema_steps.h has the rule: replicas
+// of the previous version keep working on a database with an additive step, so they can run
+// beside new ones during a rolling upgrade; steps 1-4 predate the rule and are marked not
+// additive). Text columns compare and sort bytewise (COLLATE "C"), as SQLite's do, whatever the
+// database's locale. Every foreign key that a query joins or filters on has an index whose first
+// column is that key.
+constexpr std::array<SchemaStep, 7> kMigrations = {{
     // 1: the schema of SQLite's steps 1-7, at once.
-    R"sql(
+    {R"sql(
 CREATE TABLE users (
   id          TEXT COLLATE "C" PRIMARY KEY,
   name        TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -148,8 +153,9 @@ CREATE TABLE usage_totals (
   PRIMARY KEY (project_name, user_name)
 );
 )sql",
+     /*additive=*/false},
     // 2: the GPU state ledger and the hourly GPU time of runs (idle GPU time and its cost).
-    R"sql(
+    {R"sql(
 -- The GPU state ledger (server/gpu_ledger.h): each GPU's seconds per state, ever, and up to when
 -- they are accounted (so a restart never counts an interval twice).
 CREATE TABLE gpu_ledger (
@@ -185,9 +191,10 @@ CREATE TABLE gpu_run_hours (
 );
 CREATE INDEX gpu_run_hours_by_hour ON gpu_run_hours (hour);
 )sql",
+     /*additive=*/false},
     // 3: replicas and instance leases (store.h "replicas and instance leases"), as SQLite's
     // step 9.
-    R"sql(
+    {R"sql(
 CREATE TABLE replicas (
   id           TEXT COLLATE "C" PRIMARY KEY,
   started_at   BIGINT NOT NULL,
@@ -200,10 +207,11 @@ ALTER TABLE instances ADD COLUMN lock_expires_at BIGINT;
 CREATE INDEX instances_by_lock_owner ON instances (lock_owner);
 ALTER TABLE runs ADD COLUMN row_version BIGINT NOT NULL DEFAULT 0;
 )sql",
+     /*additive=*/false},
     // 4: energy and job summaries (SQLite's step 10). Each job's running aggregates and, once it
     // has ended, its summary, kept as long as the job's run whatever metrics retention deletes;
     // energy, utilization-weighted GPU time and carbon per (project, user), by name.
-    R"sql(
+    {R"sql(
 CREATE TABLE job_aggregates (
   job_id   TEXT COLLATE "C" PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
   revision BIGINT NOT NULL,
@@ -220,14 +228,32 @@ CREATE TABLE energy_totals (
   PRIMARY KEY (project_name, user_name)
 );
 )sql",
-    // 5: jobs by finish time, for the right-sizing notes of the jobs that ended in a window
-    // (SQLite's step 11).
-    R"sql(
+     /*additive=*/false},
+    // 5: logs of ended jobs (SQLite's step 11): a row per log and its bytes in rows of at most
+    // chunk_bytes, keyed by (job_id, seq).
+    {R"sql(
+CREATE TABLE job_logs (
+  job_id      TEXT COLLATE "C" PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+  size        BIGINT NOT NULL,
+  chunk_bytes BIGINT NOT NULL
+);
+CREATE TABLE job_log_chunks (
+  job_id TEXT COLLATE "C" NOT NULL REFERENCES job_logs (job_id) ON DELETE CASCADE,
+  seq    BIGINT NOT NULL,
+  data   BYTEA NOT NULL,
+  PRIMARY KEY (job_id, seq)
+);
+)sql",
+     /*additive=*/true},
+    // 6: jobs by finish time, for the right-sizing notes of the jobs that ended in a window
+    // (SQLite's step 12).
+    {R"sql(
 CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 )sql",
-    // 6: run events that the server's counters count (SQLite's step 12): each (run, kind) once,
+     /*additive=*/true},
+    // 7: run events that the server's counters count (SQLite's step 13): each (run, kind) once,
     // whichever replica saw it, and their totals per (project, run type, kind, bucket).
-    R"sql(
+    {R"sql(
 CREATE TABLE run_events (
   run_id TEXT COLLATE "C" NOT NULL,
   kind   TEXT COLLATE "C" NOT NULL,
@@ -243,35 +269,47 @@ CREATE TABLE run_event_totals (
   PRIMARY KEY (project_name, run_type, kind, bucket)
 );
 )sql",
-};
+     /*additive=*/true},
+}};
 
 // Any constant shared by every fleetwatch binary: the key of the migration advisory lock.
 constexpr const char* kLockKey = "7415993170581128193";
 
-Status ApplyMissingSteps(PGconn* conn) {
+Status ApplyMissingSteps(PGconn* conn, std::span<const SchemaStep> steps) {
   FW_RETURN_IF_ERROR(postgres::ExecSimple(conn,
                                           "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                           "version INTEGER PRIMARY KEY, "
                                           "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"));
+  // Per step applied, the oldest binary schema version that can use the database migrated to it
+  // (schema_steps.h); NULL where nothing recorded it (steps applied by older binaries).
+  FW_RETURN_IF_ERROR(postgres::ExecSimple(
+      conn,
+      "ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS oldest_binary_version INTEGER"));
   int version = 0;
+  std::optional<int> oldest;
   {
-    postgres::Query q(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    postgres::Query q(conn,
+                      "SELECT version, oldest_binary_version FROM schema_migrations ORDER BY "
+                      "version DESC LIMIT 1");
     FW_ASSIGN_OR_RETURN(bool row, q.Step());
-    if (row) version = q.Int(0);
+    if (row) {
+      version = q.Int(0);
+      oldest = q.OptionalInt(1);
+    }
   }
-  const int latest = LatestPostgresSchemaVersion();
-  if (version > latest) {
-    return FailedPrecondition("database schema version " + std::to_string(version) +
-                              " is newer than this fleetwatch (" + std::to_string(latest) + ")");
-  }
+  const int latest = static_cast<int>(steps.size());
+  // A newer binary migrated it: usable when what it added is additive (nothing is applied).
+  if (version > latest) return CheckSchemaCompatible(latest, version, oldest);
   for (int step = version + 1; step <= latest; ++step) {
     postgres::Transaction transaction(conn);
     FW_RETURN_IF_ERROR(transaction.Begin(/*write=*/true));
     const std::string what = "apply schema migration " + std::to_string(step);
-    Status applied = postgres::ExecSimple(conn, kMigrations[step - 1]);
+    Status applied = postgres::ExecSimple(conn, steps[static_cast<size_t>(step - 1)].sql);
     if (!applied.ok()) return {applied.code(), what + ": " + applied.message()};
-    postgres::Query mark(conn, "INSERT INTO schema_migrations (version) VALUES (?)");
-    mark.Bind(step);
+    postgres::Query mark(conn,
+                         "INSERT INTO schema_migrations (version, oldest_binary_version) "
+                         "VALUES (?, ?)");
+    mark.Bind(step).Bind(OldestCompatibleVersion(steps, step));
     FW_RETURN_IF_ERROR(mark.Exec());
     FW_RETURN_IF_ERROR(transaction.Commit());
   }
@@ -280,15 +318,19 @@ Status ApplyMissingSteps(PGconn* conn) {
 
 }  // namespace
 
+std::span<const SchemaStep> PostgresSchemaSteps() { return kMigrations; }
+
 int LatestPostgresSchemaVersion() { return static_cast<int>(kMigrations.size()); }
 
-Status MigratePostgresSchema(PGconn* conn) {
+Status MigratePostgresSchema(PGconn* conn) { return MigratePostgresSchema(conn, kMigrations); }
+
+Status MigratePostgresSchema(PGconn* conn, std::span<const SchemaStep> steps) {
   {
     postgres::Query lock(conn, "SELECT pg_advisory_lock(?::bigint)");
     lock.Bind(kLockKey);
     FW_RETURN_IF_ERROR(lock.Exec());
   }
-  Status status = ApplyMissingSteps(conn);
+  Status status = ApplyMissingSteps(conn, steps);
   postgres::Query unlock(conn, "SELECT pg_advisory_unlock(?::bigint)");
   unlock.Bind(kLockKey);
   Status unlocked = unlock.Exec();

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,11 +101,19 @@ Query& Query::Bind(std::string_view text) {
     bind_error_ = InvalidArgument("text with a NUL byte cannot be stored in PostgreSQL");
   }
   params_.emplace_back(std::string(text));
+  formats_.push_back(0);
+  return *this;
+}
+
+Query& Query::BindBytes(std::string_view bytes) {
+  params_.emplace_back(std::string(bytes));
+  formats_.push_back(1);
   return *this;
 }
 
 Query& Query::Bind(int64_t value) {
   params_.emplace_back(std::to_string(value));
+  formats_.push_back(0);
   return *this;
 }
 
@@ -114,27 +123,32 @@ Query& Query::Bind(double value) {
   auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
   if (ec != std::errc() && bind_error_.ok()) bind_error_ = InvalidArgument("unprintable number");
   params_.emplace_back(std::string(buffer, ec == std::errc() ? end : buffer));
+  formats_.push_back(0);
   return *this;
 }
 
 Query& Query::BindNull() {
   params_.emplace_back(std::nullopt);
+  formats_.push_back(0);
   return *this;
 }
 
 Status Query::Run() {
   FW_RETURN_IF_ERROR(bind_error_);
   std::vector<const char*> values;
+  std::vector<int> lengths;  // read by libpq for binary parameters only
   values.reserve(params_.size());
+  lengths.reserve(params_.size());
   for (const std::optional<std::string>& param : params_) {
     values.push_back(param.has_value() ? param->c_str() : nullptr);
+    lengths.push_back(param.has_value() ? static_cast<int>(param->size()) : 0);
   }
   const int count = static_cast<int>(values.size());
-  result_.reset(prepared_
-                    ? PQexecPrepared(conn_, sql_.c_str(), count, values.data(), nullptr, nullptr,
-                                     /*resultFormat=text*/ 0)
-                    : PQexecParams(conn_, sql_.c_str(), count, nullptr, values.data(), nullptr,
-                                   nullptr, /*resultFormat=text*/ 0));
+  result_.reset(prepared_ ? PQexecPrepared(conn_, sql_.c_str(), count, values.data(),
+                                           lengths.data(), formats_.data(),
+                                           /*resultFormat=text*/ 0)
+                          : PQexecParams(conn_, sql_.c_str(), count, nullptr, values.data(),
+                                         lengths.data(), formats_.data(), /*resultFormat=text*/ 0));
   const ExecStatusType status = PQresultStatus(result_.get());
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     Status error = PgError(conn_, result_.get());
@@ -168,6 +182,17 @@ bool Query::IsNull(int col) const { return PQgetisnull(result_.get(), row_, col)
 std::string Query::Text(int col) const {
   return std::string(PQgetvalue(result_.get(), row_, col),
                      static_cast<size_t>(PQgetlength(result_.get(), row_, col)));
+}
+
+std::string Query::Bytes(int col) const {
+  // Text-format results carry BYTEA escaped (hex, or the older escape format): libpq decodes both.
+  size_t size = 0;
+  unsigned char* raw = PQunescapeBytea(
+      reinterpret_cast<const unsigned char*>(PQgetvalue(result_.get(), row_, col)), &size);
+  if (raw == nullptr) throw std::bad_alloc();  // as a std::string that cannot allocate
+  std::string out(reinterpret_cast<const char*>(raw), size);
+  PQfreemem(raw);
+  return out;
 }
 
 int64_t Query::Int64(int col) const {

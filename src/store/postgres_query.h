@@ -65,6 +65,8 @@ class Query {
   Query& Bind(int value) { return Bind(static_cast<int64_t>(value)); }
   Query& Bind(double value);
   Query& BindNull();
+  // Any bytes, for a BYTEA parameter (sent in binary: no escaping, no NUL check).
+  Query& BindBytes(std::string_view bytes);
   template <typename T>
   Query& Bind(const std::optional<T>& value) {
     return value.has_value() ? Bind(*value) : BindNull();
@@ -79,6 +81,8 @@ class Query {
 
   bool IsNull(int col) const;
   std::string Text(int col) const;
+  // A BYTEA column's bytes.
+  std::string Bytes(int col) const;
   int64_t Int64(int col) const;
   int Int(int col) const { return static_cast<int>(Int64(col)); }
   double Double(int col) const;
@@ -97,6 +101,7 @@ class Query {
   std::string sql_;  // the SQL, or the prepared statement's name
   bool prepared_ = false;
   std::vector<std::optional<std::string>> params_;
+  std::vector<int> formats_;  // per parameter: 0 text, 1 binary (BindBytes)
   Status bind_error_;
   ResultHandle result_;
   int row_ = -1;

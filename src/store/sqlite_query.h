@@ -60,6 +60,11 @@ class Query {
   Query& Bind(int value) { return Bind(static_cast<int64_t>(value)); }
   Query& Bind(double value) { return Check(sqlite3_bind_double(stmt_, next_++, value)); }
   Query& BindNull() { return Check(sqlite3_bind_null(stmt_, next_++)); }
+  // Any bytes, as a BLOB.
+  Query& BindBytes(std::string_view bytes) {
+    return Check(sqlite3_bind_blob64(stmt_, next_++, bytes.data() != nullptr ? bytes.data() : "",
+                                     bytes.size(), SQLITE_TRANSIENT));
+  }
   template <typename T>
   Query& Bind(const std::optional<T>& value) {
     return value.has_value() ? Bind(*value) : BindNull();
@@ -85,6 +90,12 @@ class Query {
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string Text(int col) const {
     const auto* data = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
+    const int size = sqlite3_column_bytes(stmt_, col);
+    return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
+  }
+  // A BLOB column's bytes.
+  std::string Bytes(int col) const {
+    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
     const int size = sqlite3_column_bytes(stmt_, col);
     return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
   }

@@ -30,6 +30,7 @@
 #include "model/status.h"
 #include "store/gpu_ledger_rows.h"
 #include "store/job_aggregate_rows.h"
+#include "store/job_log_rows.h"
 #include "store/leases.h"
 #include "store/run_event_rows.h"
 #include "store/secret_cipher.h"
@@ -481,7 +482,8 @@ class SqliteStore final : public Store {
       }
       {
         // The name's finished runs are deleted with the new run's creation, as a resubmission
-        // does; soft-deleted, so the run counters never go down.
+        // does; soft-deleted, so the run counters never go down. Their logs go.
+        FW_RETURN_IF_ERROR(rows::DeleteLogsOfRunsNamed(Preparer(), run.project_id, run.run_name));
         FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1 WHERE project_id = ? AND "
                                              "run_name = ? AND deleted = 0"));
         q.Bind(run.project_id).Bind(run.run_name);
@@ -602,27 +604,44 @@ class SqliteStore final : public Store {
   Status DeleteRun(std::string_view run_id) override {
     return Write([&]() -> Status {
       ++runs_version_;  // RunsVersion
-      {
-        FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT run_name, status FROM runs WHERE id = ?"));
-        q.Bind(run_id);
-        FW_ASSIGN_OR_RETURN(bool row, q.Step());
-        if (!row) return NotFound("run '" + std::string(run_id) + "' does not exist");
-        FW_ASSIGN_OR_RETURN(model::RunStatus status,
-                            ParseColumn<model::RunStatus>(q, 1, "run status"));
-        if (!model::IsFinished(status)) {
-          return FailedPrecondition("run '" + q.Text(0) + "' is " +
-                                    std::string(model::ToString(status)) +
-                                    "; only a finished run can be deleted");
-        }
-      }
-      FW_ASSIGN_OR_RETURN(
-          Query q,
-          Prepare("UPDATE runs SET deleted = 1, row_version = row_version + 1 WHERE id = ?"));
-      q.Bind(run_id);
-      return q.Exec();
+      return DeleteRunRows(run_id, nullptr);
     });
   }
 
+  Status DeleteRunIfCurrent(const model::Run& run) override {
+    return Write([&]() -> Status {
+      ++runs_version_;  // RunsVersion
+      return DeleteRunRows(run.id, &run);
+    });
+  }
+
+ private:
+  // Requires mu_ and an open transaction. `current`, when set: the run as read, whose row version
+  // must still be the stored one.
+  Status DeleteRunRows(std::string_view run_id, const model::Run* current) {
+    {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT run_name, status FROM runs WHERE id = ?"));
+      q.Bind(run_id);
+      FW_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) return NotFound("run '" + std::string(run_id) + "' does not exist");
+      FW_ASSIGN_OR_RETURN(model::RunStatus status,
+                          ParseColumn<model::RunStatus>(q, 1, "run status"));
+      if (!model::IsFinished(status)) {
+        return FailedPrecondition("run '" + q.Text(0) + "' is " +
+                                  std::string(model::ToString(status)) +
+                                  "; only a finished run can be deleted");
+      }
+    }
+    if (current) FW_RETURN_IF_ERROR(leases::CheckRunVersion(Preparer(), *current));
+    FW_RETURN_IF_ERROR(rows::DeleteRunLogs(Preparer(), run_id));
+    FW_ASSIGN_OR_RETURN(
+        Query q,
+        Prepare("UPDATE runs SET deleted = 1, row_version = row_version + 1 WHERE id = ?"));
+    q.Bind(run_id);
+    return q.Exec();
+  }
+
+ public:
   Result<std::vector<RunCount>> CountRuns() override {
     return Read([&]() -> Result<std::vector<RunCount>> {
       mu_.AssertHeld();  // as in Prepare
@@ -1009,6 +1028,18 @@ class SqliteStore final : public Store {
   Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
       TimeMicros since, const std::optional<std::string>& project_name) override {
     return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
+  }
+
+  // --- logs of ended jobs (store/job_log_rows.h) ---
+
+  Status PutJobLog(std::string_view job_id, JobLogReader& reader, bool replace) override {
+    return WriteKeepingRunCounts(
+        [&] { return rows::PutJobLog(Preparer(), job_id, reader, replace); });
+  }
+
+  Result<std::optional<JobLogPart>> ReadJobLog(std::string_view job_id, int64_t offset,
+                                               int64_t limit) override {
+    return Read([&] { return rows::ReadJobLog(Preparer(), job_id, offset, limit); });
   }
 
  private:

@@ -220,6 +220,29 @@ struct RunEventTotal {
   double seconds = 0;  // their `seconds`, summed
 };
 
+// --- logs of ended jobs ---
+
+// A stored log is split into rows of this many bytes (the last row may be shorter).
+inline constexpr int64_t kJobLogChunkBytes = 256 << 10;
+
+// Where PutJobLog takes a log's bytes from, one chunk at a time: the store asks for
+// [offset, offset + length) pieces in order, each at most kJobLogChunkBytes, and may ask again
+// from the start (a PostgreSQL write retried after a conflict). Used by one thread at a time.
+class JobLogReader {
+ public:
+  virtual ~JobLogReader() = default;
+  // The log's size in bytes; the same on every call.
+  virtual int64_t size() const = 0;
+  // Exactly `length` bytes from `offset`, or the reader's error.
+  virtual Result<std::string> Read(int64_t offset, int64_t length) = 0;
+};
+
+// A piece of a stored log and the log's whole size.
+struct JobLogPart {
+  std::string data;
+  int64_t size = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -287,9 +310,9 @@ class Store {
   virtual int64_t InstancesVersion() = 0;
 
   // --- runs and jobs ---
-  // Creates the run with its jobs, and deletes (as DeleteRun does) the project's finished runs of
-  // the same name in the same transaction. AlreadyExists when an unfinished, undeleted run of the
-  // project has the same name (then nothing changes).
+  // Creates the run with its jobs, and deletes (as DeleteRun does, logs included) the project's
+  // finished runs of the same name in the same transaction. AlreadyExists when an unfinished,
+  // undeleted run of the project has the same name (then nothing changes).
   virtual Status CreateRun(const model::Run& run) = 0;
   // The newest undeleted run of that name in the project, with its jobs.
   virtual Result<model::Run> GetRun(std::string_view project_id, std::string_view run_name) = 0;
@@ -302,9 +325,13 @@ class Store {
   // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, started_at,
   // finished_at, status_detail).
   virtual Status UpdateRun(const model::Run& run) = 0;
-  // Marks a run deleted; it disappears from GetRun and ListRuns. FailedPrecondition unless the
-  // run is finished.
+  // Marks a run deleted; it disappears from GetRun and ListRuns, and its jobs' stored logs are
+  // deleted. FailedPrecondition unless the run is finished.
   virtual Status DeleteRun(std::string_view run_id) = 0;
+  // DeleteRun, applied only while the stored run's row_version is still `run.row_version` (the
+  // API's delete of the run it read): FailedPrecondition (nothing written) when it changed or the
+  // run is unfinished, NotFound when the run is gone.
+  virtual Status DeleteRunIfCurrent(const model::Run& run) = 0;
   // Run counts per (project, user, status), ordered by project name, user name, status text.
   // Deleted runs count in `all`: runs are soft-deleted, so these counts are persisted and
   // monotonic per status except for status changes of unfinished runs.
@@ -443,6 +470,23 @@ class Store {
   // (then by job id).
   virtual Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
       TimeMicros since, const std::optional<std::string>& project_name) = 0;
+
+  // --- logs of ended jobs ---
+  // A finished job's log, kept in the database so that every replica serves it: rows of
+  // kJobLogChunkBytes keyed by (job id, sequence number). The caller bounds its size (the server
+  // keeps at most FLEETWATCH_MAX_LOG_BYTES of each log, see server/log_copies.h).
+  //
+  // Stores the log `reader` gives as the job's, in one transaction, reading and writing one
+  // chunk at a time (never the whole log in memory). `replace`: an earlier stored log of the
+  // job is replaced; otherwise it is kept and nothing is written. NotFound when no job has that
+  // id or its run is deleted; InvalidArgument for a negative size; the reader's errors; nothing
+  // is stored on any error.
+  virtual Status PutJobLog(std::string_view job_id, JobLogReader& reader, bool replace) = 0;
+  // At most `limit` bytes of the job's stored log from `offset` (none past its end), with the
+  // log's size; nullopt when the job has no stored log. One snapshot: a log replaced meanwhile is
+  // read whole from one version. InvalidArgument for a negative offset or limit.
+  virtual Result<std::optional<JobLogPart>> ReadJobLog(std::string_view job_id, int64_t offset,
+                                                       int64_t limit) = 0;
 };
 
 }  // namespace fleetwatch::store

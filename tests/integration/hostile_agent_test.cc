@@ -2,6 +2,7 @@
 // (tools/hostile_agent.cc) that one user registers in their own project, while a victim's jobs
 // run on the server's real local agent in project `main`.
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -66,13 +68,30 @@ std::map<std::string, uintmax_t> Listing(const fs::path& root, const fs::path& s
   return out;
 }
 
-uintmax_t DirBytes(const fs::path& dir) {
-  uintmax_t total = 0;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.is_regular_file()) total += entry.file_size();
+// The log copy the server keeps in its database for `job_id` (store.h "logs of ended jobs"),
+// whole; nullopt when there is none.
+std::optional<std::string> StoredLog(const fs::path& database, const std::string& job_id) {
+  sqlite3* db = nullptr;
+  std::optional<std::string> log;
+  if (sqlite3_open_v2(database.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 10'000);
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT c.data FROM job_logs l LEFT JOIN job_log_chunks c ON "
+                           "c.job_id = l.job_id WHERE l.job_id = ? ORDER BY c.seq",
+                           -1, &stmt, nullptr) == SQLITE_OK) {
+      sqlite3_bind_text(stmt, 1, job_id.c_str(), -1, SQLITE_TRANSIENT);
+      while (sqlite3_step(stmt) == SQLITE_ROW) {
+        if (!log) log.emplace();
+        const void* data = sqlite3_column_blob(stmt, 0);
+        if (data != nullptr)
+          log->append(static_cast<const char*>(data), sqlite3_column_bytes(stmt, 0));
+      }
+      sqlite3_finalize(stmt);
+    }
   }
-  return total;
+  sqlite3_close(db);
+  return log;
 }
 
 // The hostile agent, on 127.0.0.1 with a port of its choosing.
@@ -199,12 +218,12 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   const std::string victim_id = Str(victim.at("jobs").at(0), "id");
   const std::string sleeper_id = Str(sleeper.at("jobs").at(0), "id");
   ASSERT_FALSE(victim_id.empty());
-  const fs::path victim_copy = log_dir_ / (victim_id + ".log");
-  const std::string victim_copy_before = ReadFile(victim_copy);
-  ASSERT_EQ(victim_copy_before, "victim says hi\n");
+  const fs::path database = data_dir_ / "fleetwatch.db";
+  ASSERT_TRUE(WaitUntil([&] { return StoredLog(database, victim_id).has_value(); }))
+      << server_->Output();
+  ASSERT_EQ(StoredLog(database, victim_id), "victim says hi\n");
 
   const auto outside_before = Listing(parent_, data_dir_);
-  const uintmax_t log_dir_before = DirBytes(log_dir_);
   const fs::path abs_target = root_.path() / "abs" / "x";
   HostileAgent hostile({"--path-ids", "../../x", "/abs/path/x", abs_target.string(),
                         "../../../../../../../tmp/hostile-x", "--victim-ids", victim_id, sleeper_id,
@@ -250,22 +269,28 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
     EXPECT_FALSE(fs::exists(p)) << p;
   }
   EXPECT_EQ(Listing(parent_, data_dir_), outside_before);
-  // The log dir holds only copies named by the server's own job ids, each 0600.
+  // The log dir holds only copies being staged, named by the server's own job ids, each 0600.
   for (const auto& entry : fs::directory_iterator(log_dir_)) {
     std::string name = entry.path().filename().string();
-    EXPECT_TRUE(std::regex_match(name, std::regex("[0-9a-f-]{36}\\.log"))) << name;
+    EXPECT_TRUE(std::regex_match(name, std::regex("[0-9a-f-]{36}\\.log\\.tmp"))) << name;
     EXPECT_EQ(entry.status().permissions() & fs::perms::all,
               fs::perms::owner_read | fs::perms::owner_write)
         << name;
   }
-  // It grew by no more than the caps allow: one capped copy per placed job.
+  // No more was kept than the caps allow: one capped copy per placed job.
   const std::string marker = "[fleetwatch: the first " +
                              std::to_string(kHostileLogBytes - kMaxLogBytes) +
                              " bytes of this log were dropped; its end follows]\n";
-  const uintmax_t growth = DirBytes(log_dir_) - log_dir_before;
-  std::cout << "log dir grew by " << growth << " bytes for " << kHostileRuns
+  int64_t kept = 0;
+  for (int k = 0; k < kHostileRuns; ++k) {
+    ApiReply r = mallory_->Get("/api/project/evil/runs/evil-" + std::to_string(k) +
+                               "/logs?offset=" + std::to_string(int64_t{1} << 30));
+    ASSERT_EQ(r.status, 200) << r.body;
+    kept += std::stoll(r.Header("x-log-size"));
+  }
+  std::cout << "kept " << kept << " log bytes for " << kHostileRuns
             << " placed jobs; the hostile agent saw " << json::serialize(stats) << "\n";
-  EXPECT_LE(growth, kHostileRuns * (kMaxLogBytes + marker.size()));
+  EXPECT_LE(kept, kHostileRuns * static_cast<int64_t>(kMaxLogBytes + marker.size()));
   // A placed job's copy is the tail of its log under the marker, served page by page.
   std::string evil_log;
   for (std::string page = "-"; !page.empty(); evil_log += page) {
@@ -279,7 +304,7 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   EXPECT_NE(evil_log.find("hostile log line", marker.size()), std::string::npos);
 
   // The victims are untouched: the stored log, the running job, the project.
-  EXPECT_EQ(ReadFile(victim_copy), victim_copy_before);
+  EXPECT_EQ(StoredLog(database, victim_id), "victim says hi\n");
   EXPECT_EQ(Logs(*admin_, "main", "victim"), "victim says hi\n");
   ApiReply still = admin_->Get("/api/project/main/runs/sleeper");
   EXPECT_EQ(Str(still.json, "status"), "running") << still.body;

@@ -1,6 +1,7 @@
 // Runs that really run: the real server, real agents (the embedded local one and ones the test
 // starts), real processes in real cgroups, fake NVML GPUs loaded through the agent's dlopen path.
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -517,6 +518,39 @@ TEST_F(JobsTest, BrokenAgentsNeverStallTheOthers) {
   }
 }
 
+TEST_F(JobsTest, ALogCopyAnOlderVersionKeptOnDiskIsServedFromTheDatabaseAfterAnUpgrade) {
+  StartServer();
+  Submit("main", "type: task\nname: old\ncommands: ['echo new copy']\n");
+  json::value run = WaitForStatus("main", "old", "done");
+  const std::string job_id = Str(run.at("jobs").at(0), "id");
+  const std::filesystem::path logs = data_.path() / "logs";
+  ASSERT_TRUE(WaitUntil([&] {
+    std::error_code ec;
+    return std::filesystem::is_directory(logs, ec) && std::filesystem::is_empty(logs, ec);
+  })) << server_->Output();
+  EXPECT_EQ(server_->Stop(SIGTERM), 0) << server_->Output();
+
+  // As an older version left it: no copy in the database, a file in the log dir.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((data_.path() / "fleetwatch.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10'000);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM job_log_chunks; DELETE FROM job_logs", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const std::string older = "kept by an older version \xff\xfe\n";
+  const std::filesystem::path file = logs / (job_id + ".log");
+  { std::ofstream(file, std::ios::binary) << older; }
+  ASSERT_EQ(::chmod(file.c_str(), 0600), 0);
+
+  StartServer();
+  EXPECT_NE(server_->Output().find("moved 1 log copies"), std::string::npos) << server_->Output();
+  EXPECT_EQ(Logs("main", "old"), older);
+  EXPECT_FALSE(std::filesystem::exists(file));
+}
+
 // --- secrets at rest ---
 
 // Mode bits (without the file type) of `path`; -1 when it does not exist.
@@ -537,20 +571,27 @@ TEST_F(JobsTest, EverythingTheServerCreatesIsTheOwnersAlone) {
   EXPECT_EQ(Logs("main", "hello"), "hi\n");
 
   const std::filesystem::path data = data_.path();
+  // The job's log copied: staged in the log dir, then kept in the database.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::error_code ec;
+    return std::filesystem::is_directory(data / "logs", ec) &&
+           std::filesystem::is_empty(data / "logs", ec);
+  })) << server_->Output();
   EXPECT_EQ(ModeOf(data), 0700);
   for (const char* file : {"fleetwatch.db", "fleetwatch.db-wal", "fleetwatch.db-shm", "secret.key",
                            "local-agent.json"}) {
     EXPECT_EQ(ModeOf(data / file), 0600) << file;
   }
   EXPECT_EQ(ModeOf(data / "logs"), 0700);
-  // Nothing anywhere under the data dir is open to group or others: log copies, agent state.
-  size_t log_copies = 0;
+  // Nothing anywhere under the data dir is open to group or others: log copies being staged,
+  // agent state. A finished copy is in the database, none is left in the log dir.
+  size_t log_files = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(data)) {
     const int mode = ModeOf(entry.path());
     EXPECT_EQ(mode & 077, 0) << entry.path() << " has mode " << std::oct << mode;
-    if (entry.path().parent_path() == data / "logs" && entry.is_regular_file()) ++log_copies;
+    if (entry.path().parent_path() == data / "logs" && entry.is_regular_file()) ++log_files;
   }
-  EXPECT_GT(log_copies, 0u);
+  EXPECT_EQ(log_files, 0u);
   // The CLI configuration the first start wrote for its user.
   EXPECT_EQ(ModeOf(home_.path() / ".fleetwatch"), 0700);
   EXPECT_EQ(ModeOf(home_.path() / ".fleetwatch" / "config.yml"), 0600);

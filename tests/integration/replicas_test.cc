@@ -255,6 +255,94 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
             std::vector<std::string>{"0"});
 }
 
+// The whole log of `run` through `client`, page by page (each at most the route's 1 MiB).
+std::string ReadLog(const ApiClient& client, const std::string& run, int64_t offset = 0) {
+  std::string log;
+  for (int pages = 0; pages < 100; ++pages) {
+    ApiReply r = client.Get("/api/project/main/runs/" + run +
+                            "/logs?offset=" + std::to_string(offset + log.size()));
+    EXPECT_EQ(r.status, 200) << r.body;
+    if (r.status != 200 || r.body.empty()) break;
+    log += r.body;
+  }
+  return log;
+}
+
+TEST_F(ReplicasTest, AFinishedJobsLogIsServedWhoseverHostItRanOn) {
+  std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
+  ASSERT_TRUE(a->started()) << a->Output();
+  ApiClient admin_a(a->url(), kAdminToken);
+  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
+                      std::string(kTestAgentToken) + "\n  hosts:\n";
+  for (const auto& agent : agents_) {
+    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
+  }
+  ApiReply created = admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
+  ASSERT_EQ(created.status, 201) << created.body;
+  std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
+  ASSERT_TRUE(b->started()) << b->Output();
+  ApiClient admin_b(b->url(), kAdminToken);
+  json::value info_a, info_b;
+  ASSERT_TRUE(WaitUntil([&] {
+    info_a = Info(admin_a);
+    info_b = Info(admin_b);
+    return Int(info_a, "leased_instances") >= 1 && Int(info_b, "leased_instances") >= 1 &&
+           Int(info_a, "leased_instances") + Int(info_b, "leased_instances") == kHosts;
+  })) << json::serialize(info_a)
+      << "\n"
+      << json::serialize(info_b);
+  const std::string id_a = Str(info_a, "replica_id");
+
+  // More than one stored chunk (256 KiB) of bytes that are not UTF-8, on whichever host.
+  constexpr int kLines = 50'000;
+  std::string line = "\xff\xfe ok \x80\n";
+  std::string expected;
+  for (int i = 0; i < kLines; ++i) expected += line;
+  ApiReply submitted =
+      admin_a.Send("POST", "/api/project/main/runs",
+                   "type: task\nname: bytes\nresources: {gpu: 1}\ncommands:\n  - 'yes \"$(printf "
+                   "''\\377\\376 ok \\200'')\" | head -n " +
+                       std::to_string(kLines) + "'\n",
+                   "application/yaml");
+  ASSERT_EQ(submitted.status, 201) << submitted.body;
+  ApiReply done = WaitForRunStatus(admin_a, "main", "bytes", "done", std::chrono::seconds(120));
+  ASSERT_EQ(Str(done.json, "status"), "done") << done.body << a->Output() << b->Output();
+  const std::string job_id = Str(done.json.at("jobs").at(0), "id");
+  // Acknowledged by the replica that holds the host: its log copied into the database.
+  ASSERT_TRUE(WaitUntil([&] {
+    return QueryColumn(url_, "SELECT size FROM job_logs WHERE job_id = '" + job_id + "'") ==
+           std::vector<std::string>{std::to_string(expected.size())};
+  })) << a->Output()
+      << b->Output();
+  EXPECT_EQ(
+      QueryColumn(url_, "SELECT COUNT(*) FROM job_log_chunks WHERE job_id = '" + job_id + "'"),
+      std::vector<std::string>{"2"});
+  const std::vector<std::string> holder = QueryColumn(
+      url_,
+      "SELECT i.lock_owner FROM jobs j JOIN instances i ON i.id = j.instance_id WHERE j.id "
+      "= '" +
+          job_id + "'");
+  ASSERT_EQ(holder.size(), 1u);
+  const bool a_holds = holder[0] == id_a;
+  ServerProcess& holding = a_holds ? *a : *b;
+  const ApiClient& other = a_holds ? admin_b : admin_a;
+  std::printf("the job ran on a host of replica %s; its %zu log bytes are read through the other\n",
+              holder[0].c_str(), expected.size());
+
+  EXPECT_TRUE(ReadLog(other, "bytes") == expected);
+  EXPECT_TRUE(ReadLog(other, "bytes", static_cast<int64_t>(expected.size()) - 9) ==
+              expected.substr(expected.size() - 9));
+  // The holder gone, its data directory with it: the log is the database's.
+  ASSERT_EQ(holding.Stop(SIGKILL), 128 + SIGKILL);
+  EXPECT_TRUE(ReadLog(other, "bytes") == expected);
+
+  // Deleting the run deletes its log.
+  ASSERT_EQ(other.Delete("/api/project/main/runs/bytes").status / 100, 2);
+  EXPECT_EQ(
+      QueryColumn(url_, "SELECT COUNT(*) FROM job_log_chunks WHERE job_id = '" + job_id + "'"),
+      std::vector<std::string>{"0"});
+}
+
 TEST_F(ReplicasTest, ALeaseShorterThanTwoPollIntervalsIsRefused) {
   ProcessResult refused = RunProcess(FLEETWATCH_BINARY,
                                      {"server", "--host", "127.0.0.1", "--port", "0", "--data-dir",

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <set>
 #include <thread>
@@ -191,6 +192,93 @@ TEST_F(ServicesTest, AbortEndsJobsAsAborted) {
   EXPECT_EQ(runs_->Get(access, "train")->status, model::RunStatus::kTerminated);
   EXPECT_EQ(runs_->Get(access, "train")->termination_reason,
             model::RunTerminationReason::kAbortedByUser);
+}
+
+// A clock whose next reading first runs a hook: what another replica stores between the API's
+// read of a run and its write (RunService::Stop reads the time in between). Single-threaded.
+class InterleavingClock final : public Clock {
+ public:
+  TimeMicros Now() const override {
+    if (hook_) hook_();
+    return kStart;
+  }
+  void SetHook(std::function<void()> hook) { hook_ = std::move(hook); }
+
+ private:
+  std::function<void()> hook_;
+};
+
+TEST_F(ServicesTest, AStopOvertakenByAnotherReplicasPlacementStopsThePlacedJob) {
+  constexpr char kFleet[] =
+      "type: fleet\nname: gpus\nssh_config:\n  token: secret\n  tls: false\n"
+      "  hosts: [10.0.0.1]\n";
+  auto fleet = fleets_->Apply(Access(admin_), kFleet, model::ConfigFormat::kYaml);
+  ASSERT_TRUE(fleet.ok()) << fleet.status().ToString();
+  const std::string instance_id = fleet->instances[0].id;
+  ProjectAccess access = Access(admin_);
+  auto submitted = runs_->Submit(access, admin_, "type: task\nname: train\ncommands: [echo]\n",
+                                 model::ConfigFormat::kYaml);
+  ASSERT_TRUE(submitted.ok());
+
+  // Another replica, on its own connection to the database, places the job on its host after
+  // the stop read the run (unplaced) and before the stop writes.
+  auto replica = store::OpenSqliteStore((dir_.path() / "fleetwatch.db").string());
+  ASSERT_TRUE(replica.ok()) << replica.status().ToString();
+  InterleavingClock clock;
+  int placements = 0;
+  clock.SetHook([&] {
+    if (placements > 0) return;
+    model::Run run = (*replica)->GetRunById(submitted->id).value();
+    run.status = model::RunStatus::kProvisioning;
+    run.jobs[0].status = model::JobStatus::kProvisioning;
+    run.jobs[0].instance_id = instance_id;
+    ASSERT_TRUE((*replica)->UpdateRunIfCurrent(run, {}).ok());
+    ++placements;
+  });
+  RunService api(*store_, clock);
+  auto stopped = api.Stop(access, admin_, "train", /*abort=*/false);
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  EXPECT_EQ(placements, 1);
+  // The stop won, applied to what the replica decided: the placed job is stopped on its host,
+  // not ended as if it had never been placed (which would leave it running there unseen).
+  model::Run stored = store_->GetRunById(submitted->id).value();
+  EXPECT_EQ(stored.status, model::RunStatus::kTerminating);
+  EXPECT_EQ(stored.termination_reason, model::RunTerminationReason::kStoppedByUser);
+  EXPECT_EQ(stored.jobs[0].status, model::JobStatus::kTerminating);
+  EXPECT_EQ(stored.jobs[0].instance_id, instance_id);
+  EXPECT_EQ(stored.jobs[0].termination_reason, model::JobTerminationReason::kTerminatedByUser);
+  EXPECT_EQ(stopped->row_version, stored.row_version);
+  EXPECT_EQ(stopped->jobs[0].status, model::JobStatus::kTerminating);
+}
+
+TEST_F(ServicesTest, AStopOvertakenOnEveryAttemptSaysSoAndWritesNothing) {
+  ProjectAccess access = Access(admin_);
+  auto submitted = runs_->Submit(access, admin_, "type: task\nname: train\ncommands: [echo]\n",
+                                 model::ConfigFormat::kYaml);
+  ASSERT_TRUE(submitted.ok());
+  auto replica = store::OpenSqliteStore((dir_.path() / "fleetwatch.db").string());
+  ASSERT_TRUE(replica.ok()) << replica.status().ToString();
+  InterleavingClock clock;
+  int writes = 0;
+  clock.SetHook([&] {  // a replica that writes the run between every read and write
+    model::Run run = (*replica)->GetRunById(submitted->id).value();
+    run.jobs[0].status_detail = "busy " + std::to_string(++writes);
+    ASSERT_TRUE((*replica)->UpdateRunIfCurrent(run, {}).ok());
+  });
+  RunService api(*store_, clock);
+  auto refused = api.Stop(access, admin_, "train", /*abort=*/false);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("try again"), std::string::npos)
+      << refused.status().ToString();
+  EXPECT_GE(writes, 2);
+  model::Run stored = store_->GetRunById(submitted->id).value();
+  EXPECT_EQ(stored.status, model::RunStatus::kSubmitted);
+  EXPECT_FALSE(stored.termination_reason.has_value());
+
+  clock.SetHook(nullptr);  // the replica is quiet now: the stop goes through
+  auto stopped = api.Stop(access, admin_, "train", /*abort=*/false);
+  ASSERT_TRUE(stopped.ok()) << stopped.status().ToString();
+  EXPECT_EQ(store_->GetRunById(submitted->id)->status, model::RunStatus::kTerminating);
 }
 
 TEST_F(ServicesTest, UsersMayChangeOnlyTheirOwnRunsManagersAny) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -66,11 +67,23 @@ class RawPg {
   PGconn* conn_;
 };
 
+// Migrates the database at `url` with `steps` (a newer binary's list), as that binary would.
+Status MigrateWith(const std::string& url, std::span<const SchemaStep> steps) {
+  PGconn* conn = PQconnectdb(url.c_str());
+  Status migrated = PQstatus(conn) == CONNECTION_OK
+                        ? MigratePostgresSchema(conn, steps)
+                        : Unavailable(std::string("cannot connect: ") + PQerrorMessage(conn));
+  PQfinish(conn);
+  return migrated;
+}
+
 // A database of its own in the process' private cluster. Skips only when PostgreSQL is not
-// installed; a cluster that is installed but does not start is a failure.
+// installed; a cluster that is installed but does not start is a failure. `newer`: the database
+// is first migrated by a newer binary whose extra step is additive, then used by this one (the
+// old replicas of a rolling upgrade).
 class PostgresFactory : public StoreFactory {
  public:
-  PostgresFactory() {
+  explicit PostgresFactory(bool newer = false) : newer_(newer) {
     if (PostgresCluster::FindBinDir().empty()) {
       unavailable_ =
           "PostgreSQL is not installed (no initdb/postgres under /usr/lib/postgresql/*/bin): "
@@ -88,7 +101,13 @@ class PostgresFactory : public StoreFactory {
 
   std::string Unavailable() const override { return unavailable_; }
   bool StoresAnyBytes() const override { return false; }
-  Result<std::unique_ptr<Store>> Open() override { return OpenPostgresStore(url_, Options()); }
+  Result<std::unique_ptr<Store>> Open() override {
+    if (newer_ && !migrated_) {
+      FW_RETURN_IF_ERROR(MigrateWith(url_, WithFutureStep(PostgresSchemaSteps(), true)));
+      migrated_ = true;
+    }
+    return OpenPostgresStore(url_, Options());
+  }
   void Exec(const std::string& sql) override { RawPg(url_).Exec(sql); }
   int64_t QueryInt(const std::string& sql) override { return RawPg(url_).QueryInt(sql); }
   const std::string& url() const { return url_; }
@@ -96,12 +115,16 @@ class PostgresFactory : public StoreFactory {
  private:
   std::string unavailable_;
   std::string url_;
+  const bool newer_;
+  bool migrated_ = false;
 };
 
-INSTANTIATE_TEST_SUITE_P(Postgres, StoreContract,
-                         ::testing::Values(StoreKind{
-                             "postgres", [] { return std::make_unique<PostgresFactory>(); }}),
-                         KindName);
+INSTANTIATE_TEST_SUITE_P(
+    Postgres, StoreContract,
+    ::testing::Values(StoreKind{"postgres", [] { return std::make_unique<PostgresFactory>(); }},
+                      StoreKind{"postgres_migrated_by_a_newer_version",
+                                [] { return std::make_unique<PostgresFactory>(/*newer=*/true); }}),
+    KindName);
 
 // What only PostgreSQL has: migrations under an advisory lock, its catalog, its text.
 class PostgresStore : public ::testing::Test {
@@ -164,6 +187,49 @@ TEST_F(PostgresStore, TooNewSchemaVersionIsRefusedWithAClearMessage) {
   // The lock was released: a fixed database opens again at once.
   factory_.Exec("DELETE FROM schema_migrations WHERE version = " + std::to_string(newer));
   EXPECT_TRUE(factory_.Open().ok());
+}
+
+TEST_F(PostgresStore, ReplicasOfTheVersionBeforeAnAdditiveStepKeepWorking) {
+  // A replica of this version runs; a newer one starts and migrates; this version's replicas
+  // still start and work, beside the newer one.
+  auto old_replica = factory_.Open();
+  ASSERT_TRUE(old_replica.ok()) << old_replica.status().ToString();
+  ASSERT_TRUE(MigrateWith(factory_.url(), WithFutureStep(PostgresSchemaSteps(), true)).ok());
+  const int newer = LatestPostgresSchemaVersion() + 1;
+  RawPg raw(factory_.url());
+  EXPECT_EQ(raw.QueryInt("SELECT MAX(version) FROM schema_migrations"), newer);
+  EXPECT_EQ(raw.QueryInt("SELECT oldest_binary_version FROM schema_migrations WHERE version = " +
+                         std::to_string(newer)),
+            OldestCompatibleVersion(PostgresSchemaSteps(), LatestPostgresSchemaVersion()));
+  auto restarted = factory_.Open();
+  ASSERT_TRUE(restarted.ok()) << restarted.status().ToString();
+  model::User user = MakeUser("bob");
+  ASSERT_TRUE((*old_replica)->CreateUser(user, "hash-bob").ok());
+  model::Project project = MakeProject("main", user);
+  ASSERT_TRUE((*restarted)->CreateProject(project).ok());
+  model::Run run = MakeRun(project, user, "train", 100, RunStatus::kDone);
+  ASSERT_TRUE((*restarted)->CreateRun(run).ok());
+  EXPECT_EQ(raw.QueryInt("SELECT future_priority FROM runs WHERE id = '" + run.id + "'"), 0);
+  EXPECT_EQ(raw.QueryInt("SELECT MAX(version) FROM schema_migrations"), newer);
+  EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM schema_migrations"), newer);
+}
+
+TEST_F(PostgresStore, AStepThatIsNotAdditiveMakesOlderReplicasRefuseClearly) {
+  ASSERT_TRUE(factory_.Open().ok());
+  ASSERT_TRUE(MigrateWith(factory_.url(), WithFutureStep(PostgresSchemaSteps(), false)).ok());
+  const int newer = LatestPostgresSchemaVersion() + 1;
+  auto opened = factory_.Open();
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find(
+                "database schema version " + std::to_string(newer) +
+                " is newer than this fleetwatch (" + std::to_string(LatestPostgresSchemaVersion()) +
+                ") and needs a fleetwatch of schema version " + std::to_string(newer) +
+                " or newer: upgrade this server"),
+            std::string::npos)
+      << opened.status().message();
+  // The newer binary itself opens it, applying nothing.
+  EXPECT_TRUE(MigrateWith(factory_.url(), WithFutureStep(PostgresSchemaSteps(), false)).ok());
 }
 
 TEST_F(PostgresStore, EveryForeignKeyLeadsAnIndex) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -58,22 +59,49 @@ class RawDb {
   sqlite3* db_ = nullptr;
 };
 
-// The contract suite on a SQLite file under a directory that does not exist yet.
+// Migrates the file at `path` with `steps` (a newer binary's list), as that binary would.
+Status MigrateWith(const fs::path& path, std::span<const SchemaStep> steps) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) {
+    sqlite3_close(db);
+    return Internal("cannot open " + path.string());
+  }
+  sqlite3_busy_timeout(db, 5000);
+  Status migrated = MigrateSqliteSchema(db, steps);
+  sqlite3_close(db);
+  return migrated;
+}
+
+// The contract suite on a SQLite file under a directory that does not exist yet. `newer`: the
+// file is first migrated by a newer binary whose extra step is additive, and then used by this
+// one (a rolling upgrade's old replicas, or a downgrade).
 class SqliteFactory : public StoreFactory {
  public:
-  Result<std::unique_ptr<Store>> Open() override { return OpenSqliteStore(path_.string()); }
+  explicit SqliteFactory(bool newer = false) : newer_(newer) {}
+  Result<std::unique_ptr<Store>> Open() override {
+    if (newer_ && !migrated_) {
+      fs::create_directories(path_.parent_path());
+      FW_RETURN_IF_ERROR(MigrateWith(path_, WithFutureStep(SqliteSchemaSteps(), true)));
+      migrated_ = true;
+    }
+    return OpenSqliteStore(path_.string());
+  }
   void Exec(const std::string& sql) override { RawDb(path_).Exec(sql); }
   int64_t QueryInt(const std::string& sql) override { return RawDb(path_).QueryInt(sql); }
 
  private:
   testing::TempDir dir_;
   fs::path path_ = dir_.path() / "nested" / "server" / "fleetwatch.db";
+  const bool newer_;
+  bool migrated_ = false;
 };
 
-INSTANTIATE_TEST_SUITE_P(Sqlite, StoreContract,
-                         ::testing::Values(StoreKind{
-                             "sqlite", [] { return std::make_unique<SqliteFactory>(); }}),
-                         KindName);
+INSTANTIATE_TEST_SUITE_P(
+    Sqlite, StoreContract,
+    ::testing::Values(StoreKind{"sqlite", [] { return std::make_unique<SqliteFactory>(); }},
+                      StoreKind{"sqlite_migrated_by_a_newer_version",
+                                [] { return std::make_unique<SqliteFactory>(/*newer=*/true); }}),
+    KindName);
 
 // What only a SQLite file has: its modes, WAL, its schema version, its key file.
 class SqliteStore : public ::testing::Test {
@@ -138,6 +166,48 @@ TEST_F(SqliteStore, TooNewSchemaVersionIsRefusedWithAClearMessage) {
   EXPECT_NE(opened.status().message().find("database schema version " + std::to_string(newer) +
                                            " is newer than this fleetwatch (" +
                                            std::to_string(LatestSqliteSchemaVersion()) + ")"),
+            std::string::npos)
+      << opened.status().message();
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), newer);  // left as it was
+}
+
+TEST_F(SqliteStore, ANewerSchemaWhoseNewStepsAreAdditiveIsUsedAsItIs) {
+  store_.reset();
+  ASSERT_TRUE(MigrateWith(db_path_, WithFutureStep(SqliteSchemaSteps(), true)).ok());
+  const int newer = LatestSqliteSchemaVersion() + 1;
+  {
+    RawDb raw(db_path_);
+    EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), newer);
+    EXPECT_EQ(raw.QueryInt("SELECT oldest_binary_version FROM schema_compatibility WHERE "
+                           "version = " +
+                           std::to_string(newer)),
+              OldestCompatibleVersion(SqliteSchemaSteps(), LatestSqliteSchemaVersion()));
+  }
+  Reopen();  // this binary, one step behind
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kDone);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  EXPECT_EQ(store_->GetRun(project_.id, "train")->jobs.size(), 1u);
+  RawDb raw(db_path_);
+  EXPECT_EQ(raw.QueryInt("PRAGMA user_version"), newer);  // nothing applied, nothing undone
+  EXPECT_EQ(raw.QueryInt("SELECT future_priority FROM runs WHERE id = '" + run.id + "'"), 0);
+  // The newer binary, back again, finds nothing to apply.
+  store_.reset();
+  EXPECT_TRUE(MigrateWith(db_path_, WithFutureStep(SqliteSchemaSteps(), true)).ok());
+}
+
+TEST_F(SqliteStore, ANewerSchemaWithAStepThatIsNotAdditiveIsRefusedClearly) {
+  store_.reset();
+  ASSERT_TRUE(MigrateWith(db_path_, WithFutureStep(SqliteSchemaSteps(), false)).ok());
+  const int newer = LatestSqliteSchemaVersion() + 1;
+  auto opened = OpenSqliteStore(db_path_.string());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find(
+                "database schema version " + std::to_string(newer) +
+                " is newer than this fleetwatch (" + std::to_string(LatestSqliteSchemaVersion()) +
+                ") and needs a fleetwatch of schema version " + std::to_string(newer) +
+                " or newer: upgrade this server"),
             std::string::npos)
       << opened.status().message();
   RawDb raw(db_path_);

@@ -10,12 +10,14 @@
 #include <functional>
 #include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "model/entities.h"
 #include "model/status.h"
+#include "store/schema_steps.h"
 #include "store/store.h"
 #include "util/ids.h"
 #include "util/status.h"
@@ -51,6 +53,25 @@ inline void PrintTo(const StoreKind& kind, std::ostream* os) { *os << kind.name;
 
 inline std::string KindName(const ::testing::TestParamInfo<StoreKind>& info) {
   return info.param.name;
+}
+
+// A step a newer fleetwatch might add, in SQL both databases accept: a new table, new columns
+// with a default or nullable, an index. Additive by the rule of schema_steps.h.
+inline constexpr const char* kFutureStepSql = R"sql(
+CREATE TABLE future_run_notes (
+  run_id TEXT PRIMARY KEY REFERENCES runs (id),
+  note   TEXT NOT NULL
+);
+ALTER TABLE runs ADD COLUMN future_priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN future_hint TEXT;
+CREATE INDEX runs_by_future_priority ON runs (future_priority);
+)sql";
+
+// A newer binary's list of steps: `steps` and the future step, marked as `additive` says.
+inline std::vector<SchemaStep> WithFutureStep(std::span<const SchemaStep> steps, bool additive) {
+  std::vector<SchemaStep> newer(steps.begin(), steps.end());
+  newer.push_back(SchemaStep{kFutureStepSql, additive});
+  return newer;
 }
 
 using model::FleetStatus;
