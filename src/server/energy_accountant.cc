@@ -246,6 +246,13 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       if (!open.pending.changed) continue;
       if (open.stored_at && now - *open.stored_at < options_.store_interval) continue;
     }
+    if (end != ended.end()) {
+      // What its GPUs drew after their last readings, up to its end (AddEnd charges it once,
+      // even if this store fails and is tried again).
+      const AggregateDelta tail = AddEnd(open.aggregates, end->second.finished_at.value_or(now));
+      open.pending.energy_joules += tail.energy_joules;
+      open.pending.carbon_grams += tail.carbon_grams;
+    }
     store::JobAggregateUpdate u;
     u.job_id = id;
     u.revision = open.revision;

@@ -197,6 +197,7 @@ void VisitAggregates(Io& io, Job& job) {
     gio("memory_peak_bytes", g.memory_peak_bytes);
     gio("last_reading_at", g.last_reading_at);
     gio("last_energy_mj", g.last_energy_mj);
+    gio("last_power_mw", g.last_power_mw);
     gio("energy_joules", g.energy_joules);
     gio("energy_estimated", g.energy_estimated);
     gio("last_xid_total", g.last_xid_total);
@@ -366,6 +367,7 @@ AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, 
   job.carbon_grams += delta.carbon_grams;
   gpu.last_reading_at = at;
   gpu.last_energy_mj = reading.energy_mj;
+  gpu.last_power_mw = reading.power_mw;
   if (!reading.uuid.empty()) gpu.uuid = reading.uuid;
   // XID events: counted by the agent since it started; fewer than before means it restarted.
   if (reading.xid) {
@@ -375,6 +377,28 @@ AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, 
     }
     gpu.last_xid_total = total;
   }
+  return delta;
+}
+
+AggregateDelta AddEnd(JobAggregates& job, TimeMicros finished_at) {
+  AggregateDelta delta;
+  for (GpuAggregate& gpu : job.gpus) {
+    if (!gpu.last_reading_at || !gpu.last_power_mw || *gpu.last_power_mw <= 0 ||
+        finished_at <= *gpu.last_reading_at) {
+      continue;
+    }
+    const TimeMicros span = std::min(finished_at - *gpu.last_reading_at, kMaxChargedGap);
+    const double joules = static_cast<double>(*gpu.last_power_mw) / 1000.0 *
+                          (static_cast<double>(span) / 1'000'000.0);
+    gpu.energy_joules += joules;
+    gpu.energy_estimated = true;
+    gpu.last_reading_at = finished_at;  // charged up to here: never again
+    delta.energy_joules += joules;
+    delta.changed = true;
+  }
+  delta.carbon_grams = CarbonGrams(delta.energy_joules, job.carbon_intensity);
+  job.energy_joules += delta.energy_joules;
+  job.carbon_grams += delta.carbon_grams;
   return delta;
 }
 

@@ -37,6 +37,7 @@ struct GpuAggregate {
   // From the host's GPU readings.
   std::optional<TimeMicros> last_reading_at;  // the energy baseline's time
   std::optional<int64_t> last_energy_mj;      // the energy baseline's counter
+  std::optional<int64_t> last_power_mw;       // the last reading's draw (for the job's tail)
   double energy_joules = 0;
   bool energy_estimated = false;          // some of it is power × time
   std::optional<int64_t> last_xid_total;  // the XID events the agent had counted then
@@ -107,9 +108,15 @@ struct GpuBaseline {
 // reading, of the same GPU, older than `at`), the energy between the two shared by time (the
 // part after max(job start, before's time)); without it, the first reading's power × (at − job
 // start), at most kMaxChargedGap, marked estimated. The part of the interval before the job
-// started is nobody's (the previous holder was charged up to its own last reading only).
+// started is nobody's (the previous holder was charged up to its own end only: AddEnd).
 AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, TimeMicros at,
                           const std::optional<GpuBaseline>& before = std::nullopt);
+
+// Charges, when the job ended at `finished_at`, what each of its GPUs drew after its last
+// reading: that reading's power × (finished_at − its time), at most kMaxChargedGap, marked
+// estimated (no later reading is the job's). A GPU without a power reading gets nothing; called
+// once, when the job's end is known (the reading after it is the next holder's, from its start).
+AggregateDelta AddEnd(JobAggregates& job, TimeMicros finished_at);
 
 std::string ToJson(const JobAggregates& job);
 // InvalidArgument when `text` is not what ToJson writes.

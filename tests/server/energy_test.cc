@@ -302,7 +302,8 @@ TEST_F(EnergyAccounting, AFirstReadingWithoutAnEarlierOneChargesPowerTimesTimeEs
 }
 
 // A GPU handed from one job to the next: the interval between the first job's last reading and
-// the next one's first is shared by time, the first job charged none of it, nothing counted twice.
+// the next one's first is shared: the first job gets its tail up to its end (power × time), the
+// next one the counter's increase after its start, the time between nobody; nothing twice.
 TEST_F(EnergyAccounting, AGpuHandedOverChargesTheIntervalOnceAndOnlyAfterTheNextJobsStart) {
   ChangeRun([](model::Run& run) {
     run.jobs[1].started_at.reset();
@@ -323,9 +324,33 @@ TEST_F(EnergyAccounting, AGpuHandedOverChargesTheIntervalOnceAndOnlyAfterTheNext
   ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
   std::optional<store::JobAggregate> first = Stored("j0");
   ASSERT_TRUE(first && first->summary_json);
-  EXPECT_DOUBLE_EQ(JobSummaryFromJson(*first->summary_json).value().energy_joules, 7000.0);
+  EXPECT_DOUBLE_EQ(JobSummaryFromJson(*first->summary_json).value().energy_joules, 7000.0 + 1400.0);
   EXPECT_DOUBLE_EQ(AggregatesOf("j1").energy_joules, 2800.0);
-  EXPECT_DOUBLE_EQ(Totals().energy_joules, 7000.0 + 2800.0);
+  EXPECT_DOUBLE_EQ(Totals().energy_joules, 7000.0 + 1400.0 + 2800.0);
+}
+
+TEST_F(EnergyAccounting, AJobsEndChargesWhatItsGpuDrewAfterItsLastReadingOnce) {
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  // 700 W, read every 10 s from the job's start to 60 s; the job ends 5 s after the last reading.
+  for (int tick = 0; tick <= 6; ++tick) {
+    ASSERT_TRUE(accountant.Update(Report({Reading(0, tick * 7'000'000, 700'000)})).ok());
+    if (tick < 6) clock_.Advance(10 * kSecond);
+  }
+  EXPECT_DOUBLE_EQ(AggregatesOf("j0").energy_joules, 6 * 7000.0);
+  clock_.Advance(5 * kSecond);
+  Finish("j0");
+  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  const std::optional<store::JobAggregate> stored = Stored("j0");
+  ASSERT_TRUE(stored && stored->summary_json);
+  const JobAggregates a = AggregatesOf("j0");
+  EXPECT_DOUBLE_EQ(a.energy_joules, 6 * 7000.0 + 5 * 700.0);
+  EXPECT_TRUE(a.gpus[0].energy_estimated);
+  // The next reading of the GPU is nobody's: the job is summed up, and nothing is charged twice.
+  clock_.Advance(5 * kSecond);
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, 7 * 7'000'000, 700'000)})).ok());
+  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  EXPECT_DOUBLE_EQ(AggregatesOf("j0").energy_joules, 6 * 7000.0 + 5 * 700.0);
+  EXPECT_DOUBLE_EQ(Totals().energy_joules, 6 * 7000.0 + 5 * 700.0);
 }
 
 TEST_F(EnergyAccounting, ARestartedServerGoesOnFromTheStoredAggregates) {
@@ -377,9 +402,10 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   // Time-weighted: 15 of the 30 intervals were idle (the first point covers none).
   EXPECT_NEAR(summary.gpus[0].idle_share, 15.0 / 30.0, 1e-9);
   EXPECT_NEAR(summary.gpus[0].util_mean, (15 * 20 + 15 * 2) / 30.0, 1e-9);
-  EXPECT_DOUBLE_EQ(summary.energy_joules, 30 * 7000.0);
+  // 30 intervals between readings, and the 10 s from the last reading to the job's end.
+  EXPECT_DOUBLE_EQ(summary.energy_joules, 31 * 7000.0);
   EXPECT_NEAR(summary.cost_dollars, 3.6 * 310 / 3600, 1e-9);
-  EXPECT_NEAR(summary.carbon_grams, CarbonGrams(30 * 7000.0, 400), 1e-9);
+  EXPECT_NEAR(summary.carbon_grams, CarbonGrams(31 * 7000.0, 400), 1e-9);
   std::vector<std::string> rules;
   for (const SummaryNote& n : summary.notes) rules.push_back(n.rule);
   EXPECT_EQ(rules, (std::vector<std::string>{"gpu_memory_oversized", "cpu_bound"}));
