@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 10> kMigrations = {
+constexpr std::array<const char*, 11> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -230,6 +230,18 @@ CREATE TABLE energy_totals (
   busy_gpu_seconds REAL NOT NULL,
   carbon_grams     REAL NOT NULL,
   PRIMARY KEY (project_name, user_name)
+);
+)sql",
+    // 11: shared render state: each host's DCGM text as last stored (store.h HostDcgm). One
+    // server on SQLite: stored so that both stores keep one contract.
+    R"sql(
+CREATE TABLE host_dcgm (
+  instance_id  TEXT PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+  version      INTEGER NOT NULL,
+  collected_at INTEGER,
+  dcgm_text    TEXT NOT NULL,
+  dcgm_error   TEXT NOT NULL,
+  received_at  INTEGER NOT NULL
 );
 )sql",
 };
