@@ -134,7 +134,8 @@ Status SharedRenderState::Share(TickReport& report) {
 
 void SharedRenderState::LogLoad(TimeMicros now) {
   const SharedRenderStats total = stats();
-  const double seconds = std::max(1.0, static_cast<double>(now - logged_at_) / 1e6);
+  const double seconds = static_cast<double>(now - logged_at_) / 1e6;
+  if (logged_at_ != 0 && seconds < 10) return;  // resyncs close together: one line for both
   if (logged_at_ != 0) {
     spdlog::info(
         "shared render state, last {:.0f} s: wrote {} DCGM texts ({:.1f} KB/s), read {} texts "
