@@ -288,10 +288,19 @@ TEST_F(PostgresStore, HotQueriesUseAnIndexOnEveryTableThatGrows) {
   ASSERT_TRUE(store.GetRunById(runs[1].id).ok());
   ASSERT_TRUE(store.ListRuns(Filter(project.id)).ok());
   ASSERT_TRUE(store.CountRuns().ok());
+  ASSERT_TRUE(store.ListNewestMetricsOfJobs({runs[0].jobs[0].id, runs[2].jobs[1].id}).ok());
+  ASSERT_TRUE(store
+                  .WriteHostDcgm({HostDcgm{.instance_id = instance.id,
+                                           .collected_at = 100,
+                                           .text = "x 1\n",
+                                           .error = {},
+                                           .received_at = 100}})
+                  .ok());
+  ASSERT_TRUE(store.ListHostDcgm({instance.id}).ok());
 
   const std::string log = testing::ReadFile(cluster->LogPath()).substr(log_start);
   EXPECT_NE(log.find("plan:"), std::string::npos) << "auto_explain logged no plan:\n" << log;
-  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances)\b)");
+  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances|host_dcgm)\b)");
   EXPECT_FALSE(std::regex_search(log, seq_scan)) << log;
 }
 
