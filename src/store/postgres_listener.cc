@@ -108,7 +108,11 @@ void PostgresListener::Run() {
   postgres::ConnHandle conn;
   while (!Stopping()) {
     if (conn == nullptr) {
-      conn.reset(PQconnectdb(options_.url.c_str()));
+      // A server that does not answer holds the thread (and so the destructor) for at most 10 s
+      // a try, unless the URL says otherwise (its own parameters come after, and win).
+      const char* keywords[] = {"connect_timeout", "dbname", nullptr};
+      const char* values[] = {"10", options_.url.c_str(), nullptr};
+      conn.reset(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
       Status status;
       if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
         status = Unavailable(Message(conn.get()));

@@ -32,7 +32,8 @@ struct PostgresListenerOptions {
 // is re-established with backoff; as notifications sent meanwhile are lost, every connection made
 // (the first included) makes the next Take say resync. Needs a session of its own through
 // PgBouncer: session pooling or a direct connection (transaction pooling drops LISTEN).
-// Thread-safe; the destructor stops the thread.
+// A connection attempt waits at most 10 s unless the URL sets connect_timeout. Thread-safe; the
+// destructor stops the thread (waiting for a connection attempt in progress).
 class PostgresListener final : public ChangeListener {
  public:
   // Starts the thread, which connects at once (and retries with backoff when it cannot). Errors:
