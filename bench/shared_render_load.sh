@@ -75,6 +75,8 @@ for r in $(seq "$replicas"); do
   echo "replica $r: $(grep -c 'holds' "$work/server$r.log") lease lines; last: $(grep 'holds' "$work/server$r.log" | tail -n 1 | sed 's/.*: holds/holds/')"
   grep "shared render state" "$work/server$r.log" | sed "s/^/  /"
 done
+pgdir=$(sed -n 's/^dir=//p' "$work/pg")
+echo "postgres: $(grep -c 'could not serialize access' "$pgdir/postgres.log" || true) serialization failures (retried) in all"
 paste -d' ' <(echo "$before" | tr '|' '\n') <(echo "$after" | tr '|' '\n') |
   awk -v s="$elapsed" 'BEGIN { split("commits/s rows-read/s rows-written/s host_dcgm-writes/s", n, " ") }
     { printf "postgres %s: %.1f\n", n[NR], ($2 - $1) / s }'
