@@ -207,7 +207,8 @@ int Main(int argc, char** argv) {
   server::ExpositionOptions exposition_options;
   exposition_options.stale_after =
       3 * std::chrono::duration_cast<std::chrono::microseconds>(metrics).count();
-  server::ExpositionUpdater updater(*store, clock, snapshot, exposition_options);
+  expose::ExpositionSnapshot replica_snapshot;  // GET /metrics/replica, as the server has it
+  server::ExpositionUpdater updater(*store, clock, snapshot, &replica_snapshot, exposition_options);
   server::UsageAccountant usage(*store, clock);
   server::EnergyAccountant energy(
       *store, clock,
@@ -310,9 +311,10 @@ int Main(int argc, char** argv) {
               static_cast<unsigned long long>(skipped));
   std::printf("  RSS: %.0f MiB now, %.0f MiB peak\n", ProcStatusBytes("VmRSS") / (1 << 20),
               ProcStatusBytes("VmHWM") / (1 << 20));
-  std::printf("  points stored: %llu, bad poll replies: %llu\n",
+  std::printf("  points stored: %llu, bad poll replies: %llu, quiet ticks: %llu\n",
               static_cast<unsigned long long>(controller.points_stored()),
-              static_cast<unsigned long long>(controller.bad_replies()));
+              static_cast<unsigned long long>(controller.bad_replies()),
+              static_cast<unsigned long long>(controller.quiet_ticks()));
   return 0;
 }
 

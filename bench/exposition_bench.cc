@@ -21,6 +21,7 @@
 #include <zlib.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <array>
 #include <cinttypes>
 #include <cmath>
@@ -64,7 +65,8 @@ using expose::MetricType;
 constexpr TimeMicros kSecond = 1'000'000;
 constexpr int kGpusPerHost = 8;
 constexpr char kGpuModel[] = "NVIDIA H100 80GB HBM3";
-constexpr char kPollErrors[] = "fleetwatch_agent_poll_errors_total";
+// The family the scrape timing changes before each call (a small one, as a tick would).
+constexpr char kChangedFamily[] = "dstack_pending_runs_total";
 
 // --- the synthetic fleet ---
 
@@ -175,9 +177,16 @@ SyntheticFleet MakeFleet(std::string name, int instances, TimeMicros now) {
     char project[32];
     std::snprintf(project, sizeof project, "project-%02d", p);
     for (const char* type : {"task", "service", "dev-environment"}) {
-      server::DurationHistogram& h = state.submit_to_provision[{project, type}];
-      for (int k = 0; k < 50; ++k) h.Observe(20.0 + 37.0 * k);
-      state.pending_runs[{project, type}] = 2;
+      // 50 provisioned runs, 20 s to 1833 s, and 2 pending, as the store totals them.
+      std::map<int, store::RunEventTotal> buckets;
+      for (int k = 0; k < 50; ++k) {
+        const double seconds = 20.0 + 37.0 * k;
+        const int bucket = server::SubmitToProvisionBucket(seconds);
+        store::RunEventTotal& t = buckets[bucket];
+        t = {project, type, store::kRunEventProvisioned, bucket, t.count + 1, t.seconds + seconds};
+      }
+      for (auto& [bucket, total] : buckets) state.run_events.push_back(std::move(total));
+      state.run_events.push_back({project, type, store::kRunEventPending, 0, 2, 0});
     }
     for (const char* user : kUsers) {
       state.usage.push_back({project, user, 12'345.67 + p, 3.2e7 + p});
@@ -186,9 +195,6 @@ SyntheticFleet MakeFleet(std::string name, int instances, TimeMicros now) {
       state.run_counts.push_back({project, user, model::RunStatus::kFailed, 12, 10});
       state.run_counts.push_back({project, user, model::RunStatus::kTerminated, 31, 30});
     }
-  }
-  for (std::size_t i = 0; i < state.instances.size(); i += 50) {
-    state.agent_poll_errors[state.instances[i].id] = 3;
   }
   return fleet;
 }
@@ -203,13 +209,45 @@ struct LoadedFleet {
   size_t ingest_one_gpu_jobs_hosts = 0;         // hosts timed for ingest_one_gpu_jobs_s
 };
 
-void Load(const SyntheticFleet& fleet, TimeMicros now, LoadedFleet& out) {
+// `timed_durations`: the durations as the server holds them, time-valued samples each render
+// evaluates; false: as fixed text rendered at `now` (for comparing what the evaluation costs).
+void Load(const SyntheticFleet& fleet, TimeMicros now, bool timed_durations, LoadedFleet& out) {
   for (const server::ServerFamily& f : server::ServerFamilies()) {
     out.ids[f.name] =
         Must(out.snapshot.RegisterFamily(f.section, f.name, f.type, f.help), "register family");
   }
   for (auto& [name, samples] : server::RenderServerFamilies(fleet.state, now, {})) {
     if (!samples.empty()) out.snapshot.SetFragment(out.ids.at(name), "all", {samples, {}});
+  }
+  // The durations as the server holds them: time-valued samples the scrape evaluates.
+  if (timed_durations) {
+    expose::Fragment ages;
+    std::vector<const model::Instance*> instances;
+    for (const model::Instance& i : fleet.state.instances) {
+      if (server::InstanceExported(i.status)) instances.push_back(&i);
+    }
+    std::sort(instances.begin(), instances.end(),
+              [](const auto* a, const auto* b) { return server::InstanceBefore(*a, *b); });
+    for (const model::Instance* i : instances) {
+      ages.timed.push_back(server::InstanceDuration(server::InstancePairs(*i), i->created_at));
+    }
+    out.snapshot.SetFragment(out.ids.at("dstack_instance_duration_seconds_total"), "all",
+                             std::move(ages));
+    std::map<std::string, expose::TimedSample> jobs;  // by JobKey
+    std::map<std::string_view, const model::Instance*> by_id;
+    for (const model::Instance& i : fleet.state.instances) by_id[i.id] = &i;
+    for (const model::Run& run : fleet.state.unfinished_runs) {
+      for (const model::Job& job : run.jobs) {
+        if (!server::JobExported(job.status)) continue;
+        const model::Instance* on = job.instance_id ? by_id.at(*job.instance_id) : nullptr;
+        jobs.emplace(server::JobKey(run, job),
+                     server::JobDuration(server::JobPairs(run, job, on), job.submitted_at));
+      }
+    }
+    expose::Fragment durations;
+    for (auto& entry : jobs) durations.timed.push_back(std::move(entry.second));
+    out.snapshot.SetFragment(out.ids.at("dstack_job_duration_seconds_total"), "all",
+                             std::move(durations));
   }
   const model::Instance* hosts = fleet.state.instances.data();
   std::vector<std::string_view> server_families;
@@ -384,6 +422,7 @@ struct Runs {
   int scrape = 15;
   int peer = 7;
   bool with_peer = true;
+  bool timed_durations = true;  // Load's
 };
 
 // Writes `text` to `path`, or fails.
@@ -399,7 +438,7 @@ void BenchFleet(const std::string& name, int instances, Runs runs, const std::st
   auto setup_start = std::chrono::steady_clock::now();
   SyntheticFleet fleet = MakeFleet(name, instances, now);
   LoadedFleet loaded;
-  Load(fleet, now, loaded);
+  Load(fleet, now, runs.timed_durations, loaded);
   fleet = SyntheticFleet{};  // the snapshot holds all it needs: free the texts before the peer
   const double setup_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - setup_start).count();
@@ -429,7 +468,7 @@ void BenchFleet(const std::string& name, int instances, Runs runs, const std::st
   // Ours: the scrape a Prometheus makes (Accept-Encoding: gzip), with a cold cache: a changed
   // fragment before each call. The previous bodies are held until after the clock stops, so the
   // timed call does not free them.
-  const expose::FamilyId poll_errors = loaded.ids.at(kPollErrors);
+  const expose::FamilyId changed = loaded.ids.at(kChangedFamily);
   double errors = 3;
   std::shared_ptr<const std::string> held_plain, held_gzip;
   size_t gzip_size = 0;
@@ -439,8 +478,8 @@ void BenchFleet(const std::string& name, int instances, Runs runs, const std::st
         held_plain = snapshot.Body(Format::kText004, false, now);
         held_gzip = snapshot.Body(Format::kText004, true, now);
         std::string samples;
-        expose::AppendSample(samples, kPollErrors, "", ++errors);
-        snapshot.SetFragment(poll_errors, "all", {samples, {}});
+        expose::AppendSample(samples, kChangedFamily, "", ++errors);
+        snapshot.SetFragment(changed, "all", {samples, {}});
       },
       [&] {
         auto gz = snapshot.Body(Format::kText004, true, now);
@@ -767,6 +806,7 @@ int Main(int argc, char** argv) {
   bool no_wrk = false;
   bool only_wrk = false;
   bool no_peer = false;
+  bool durations_as_text = false;
   std::string dump_dir;
   app.add_option("--fleets", fleets, "Instances of each synthetic fleet (fleet-N)")
       ->check(CLI::Range(1, 10000));
@@ -785,6 +825,9 @@ int Main(int argc, char** argv) {
   app.add_flag("--no-wrk", no_wrk, "Skip b. (wrk)");
   app.add_flag("--only-wrk", only_wrk, "Skip a. (the synthetic fleets)");
   app.add_flag("--no-peer", no_peer, "Time only ours in a. (for profiling it)");
+  app.add_flag("--durations-as-text", durations_as_text,
+               "Hold the durations as fixed text, not as samples each render evaluates (to "
+               "measure what evaluating them costs)");
   app.add_option("--dump", dump_dir, "Write each fleet's two texts (ours, prometheus-cpp's) here");
   CLI11_PARSE(app, argc, argv);
   std::string command_line;
@@ -809,6 +852,7 @@ int Main(int argc, char** argv) {
         r.peer = std::max(3, r.peer / large_runs_divisor);
       }
       r.with_peer = !no_peer;
+      r.timed_durations = !durations_as_text;
       BenchFleet("fleet-" + std::to_string(instances), instances, r, dump_dir);
     }
   }

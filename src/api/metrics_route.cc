@@ -97,10 +97,14 @@ http::Response ServeMetrics(const http::Request& request, const MetricsEndpointO
 }
 
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
-                     const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
-  router.Add("GET", "/metrics",
-             [switches = std::move(options), &snapshot, &clock](http::Request& request) {
-               return ServeMetrics(request, switches, snapshot, clock);
+                     const expose::ExpositionSnapshot& snapshot,
+                     const expose::ExpositionSnapshot& replica, const Clock& clock) {
+  router.Add("GET", "/metrics", [switches = options, &snapshot, &clock](http::Request& request) {
+    return ServeMetrics(request, switches, snapshot, clock);
+  });
+  router.Add("GET", std::string(kReplicaMetricsPath),
+             [switches = std::move(options), &replica, &clock](http::Request& request) {
+               return ServeMetrics(request, switches, replica, clock);
              });
 }
 

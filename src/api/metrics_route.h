@@ -32,10 +32,16 @@ bool AcceptsGzip(std::string_view accept_encoding);
 http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
                             const expose::ExpositionSnapshot& snapshot, const Clock& clock);
 
-// Registers GET /metrics (outside /api/, without the API's user auth). `snapshot` and `clock`
-// must outlive the router.
+inline constexpr std::string_view kReplicaMetricsPath = "/metrics/replica";
+
+// Registers GET /metrics from `snapshot` (the fleet's families: the same on every server replica)
+// and GET /metrics/replica from `replica` (what this server process alone saw: its polls' errors,
+// the GPU health of the hosts it polls...; docs/api.md), both outside /api/, without the
+// API's user auth, with the same switches and token. `snapshot`, `replica` and `clock` must
+// outlive the router.
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
-                     const expose::ExpositionSnapshot& snapshot, const Clock& clock);
+                     const expose::ExpositionSnapshot& snapshot,
+                     const expose::ExpositionSnapshot& replica, const Clock& clock);
 
 // Prometheus HTTP service discovery (GET /api/prometheus/sd): one target group per reachable
 // instance (idle or busy, its agent answering) naming its agent's /metrics, with labels

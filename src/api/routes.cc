@@ -217,6 +217,27 @@ json::value WasteToJson(const std::vector<server::WasteRow>& rows, std::string_v
                       {"total", item(total)}};
 }
 
+// The right-sizing notes section of a waste report: per project, each note's jobs, runs, GPU time
+// held, cost and a few example runs.
+json::array NotesToJson(const std::vector<server::ProjectNotes>& projects) {
+  json::array out;
+  for (const server::ProjectNotes& p : projects) {
+    json::array items;
+    for (const server::NoteTotal& n : p.notes) {
+      items.push_back(json::object{
+          {"rule", n.rule},
+          {"jobs", n.jobs},
+          {"runs", n.runs},
+          {"held_seconds", n.held_seconds},
+          {"cost", n.cost_known ? json::value(n.cost_dollars) : json::value(nullptr)},
+          {"example_runs", json::array(n.example_runs.begin(), n.example_runs.end())}});
+    }
+    out.push_back(json::object{
+        {"project_name", p.project_name}, {"jobs", p.jobs}, {"items", std::move(items)}});
+  }
+  return out;
+}
+
 // The waste report a request asks for (?since=7d&by=project), of `project` or of all projects.
 http::Response WasteResponse(const Services& s, const http::Request& req,
                              const std::optional<std::string>& project) {
@@ -231,7 +252,11 @@ http::Response WasteResponse(const Services& s, const http::Request& req,
   if (!grouping.ok()) return ErrorResponse(grouping.status());
   auto rows = s.waste->Report(project, *since, *grouping);
   if (!rows.ok()) return ErrorResponse(rows.status());
-  return JsonResponse(WasteToJson(*rows, by, s.clock.Now() - *since));
+  auto notes = s.waste->Notes(project, *since);
+  if (!notes.ok()) return ErrorResponse(notes.status());
+  json::value report = WasteToJson(*rows, by, s.clock.Now() - *since);
+  report.as_object()["notes"] = NotesToJson(*notes);
+  return JsonResponse(report);
 }
 
 void AddUserRoutes(http::Router& router, const Services& s) {

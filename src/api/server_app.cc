@@ -130,17 +130,19 @@ class ServerAppImpl final : public ServerApp {
           std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
       exposition.version = std::string(BuildVersion());
       exposition.revision = std::string(BuildRevision());
-      updater_ =
-          std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_, exposition);
+      exposition.replica_id = replica_id_;
+      updater_ = std::make_unique<server::ExpositionUpdater>(*store_, clock_, snapshot_,
+                                                             &replica_snapshot_, exposition);
       FW_ASSIGN_OR_RETURN(server::TickReport stored,
                           server::StoredStateReport(*store_, clock_.Now()));
       FW_RETURN_IF_ERROR(updater_->Update(stored));
+      // The GPU health of the hosts this replica polls: its own readings (/metrics/replica).
       gpu_health_exposition_ =
-          std::make_unique<server::GpuHealthExposition>(*gpu_health_, snapshot_);
+          std::make_unique<server::GpuHealthExposition>(*gpu_health_, replica_snapshot_);
     }
     const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token,
                                         config.openmetrics};
-    AddMetricsRoute(router_, scrape, snapshot_, clock_);
+    AddMetricsRoute(router_, scrape, snapshot_, replica_snapshot_, clock_);
     AddPrometheusSdRoute(router_, scrape, *store_);
     AddApiRoutes(router_, *services_);
     ui::AddUiRoutes(router_);  // GET / and /assets/*: the web UI
@@ -265,7 +267,8 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<server::UtilizationPolicyTracker> utilization_;
   std::unique_ptr<server::FleetController> controller_;
   std::unique_ptr<server::LiveLogs> live_logs_;
-  expose::ExpositionSnapshot snapshot_;
+  expose::ExpositionSnapshot snapshot_;                 // GET /metrics: the fleet's families
+  expose::ExpositionSnapshot replica_snapshot_;         // GET /metrics/replica: this process' own
   std::unique_ptr<server::ExpositionUpdater> updater_;  // only when /metrics is enabled
   std::unique_ptr<server::GpuHealthExposition> gpu_health_exposition_;  // likewise
   server::UsageAccountant usage_{*store_, clock_};  // the control loop's thread only

@@ -1,5 +1,6 @@
 // `fleetwatch waste [--since 7d] [--by project|user|run] [--all-projects] [--json]`: GPU time
-// held by jobs, how much of it was idle and what the idle part cost (docs/cli.md).
+// held by jobs, how much of it was idle and what the idle part cost, then the right-sizing notes
+// of the jobs that ended in the window, summed per project (docs/api.md "GPU waste").
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <iostream>
@@ -8,6 +9,7 @@
 
 #include "cli/command_groups.h"
 #include "cli/command_support.h"
+#include "cli/terminal_text.h"
 #include "cli/waste_views.h"
 #include "http/message.h"
 #include "model/json_text.h"
@@ -35,6 +37,7 @@ Status ShowWaste(const WasteArgs& args) {
     return Status::Ok();
   }
   PrintTable(WasteTable(reply));
+  std::cout << RenderWasteNotes(reply, TerminalWidth());
   return Status::Ok();
 }
 
@@ -43,7 +46,9 @@ Status ShowWaste(const WasteArgs& args) {
 void AddWasteCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<WasteArgs>();
   CLI::App* waste = app.add_subcommand(
-      "waste", "GPU time held by jobs, how much of it was idle, and what that cost");
+      "waste",
+      "GPU time held by jobs, how much of it was idle and what that cost, and the right-sizing "
+      "notes of the jobs that ended in the window, per project");
   waste
       ->add_option("--since", args->since,
                    "How far back: a number and s, m, h, d or w (whole hours are counted)")

@@ -57,4 +57,34 @@ Table WasteTable(const boost::json::value& report) {
   return table;
 }
 
+std::string RenderWasteNotes(const boost::json::value& report, size_t width) {
+  const boost::json::value* notes = Field(report, "notes");
+  if (notes == nullptr || !notes->is_array()) return "";
+  int64_t jobs = 0;
+  Table table;
+  table.headers = {"project", "note", "jobs", "runs", "gpu hours", "cost", "example runs"};
+  for (const boost::json::value& project : notes->get_array()) {
+    jobs += IntField(project, "jobs").value_or(0);
+    for (const boost::json::value& item : ArrayField(project, "items")) {
+      const int64_t note_jobs = IntField(item, "jobs").value_or(0);
+      if (note_jobs <= 0) continue;
+      std::string examples;
+      for (const boost::json::value& run : ArrayField(item, "example_runs")) {
+        if (!run.is_string()) continue;
+        if (!examples.empty()) examples += ", ";
+        examples += std::string(run.get_string());
+      }
+      const std::optional<double> cost = NumberField(item, "cost");
+      table.rows.push_back(
+          {StringField(project, "project_name"), StringField(item, "rule"),
+           std::to_string(note_jobs), std::to_string(IntField(item, "runs").value_or(0)),
+           Hours(NumberField(item, "held_seconds")), cost ? FormatDollars(*cost) : "-", examples});
+    }
+  }
+  const std::string ended =
+      std::to_string(jobs) + (jobs == 1 ? " job" : " jobs") + " that ended in the window";
+  if (table.rows.empty()) return "\nno right-sizing notes on the " + ended + "\n";
+  return "\nright-sizing notes of the " + ended + ":\n" + RenderTable(table, width);
+}
+
 }  // namespace fleetwatch::cli

@@ -119,6 +119,14 @@ void AppendFamily(std::string& out, const FamilyHeader& header, std::string_view
   out += samples;
 }
 
+void AppendTimedSamples(std::string& out, const std::vector<TimedSample>& samples, TimeMicros at) {
+  for (const TimedSample& sample : samples) {
+    out += sample.prefix;
+    AppendValue(out, static_cast<double>(std::max<TimeMicros>(0, at - sample.anchor)) / 1e6);
+    out += '\n';
+  }
+}
+
 void AppendEnd(std::string& out, Format format) {
   if (format == Format::kOpenMetrics100) out += "# EOF\n";
 }

@@ -2,8 +2,11 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "expose/text_format.h"
+#include "util/clock.h"
 
 namespace fleetwatch::expose {
 
@@ -27,18 +30,44 @@ std::string_view ContentType(Format format);
 // gets OpenMetrics.
 Format NegotiateFormat(std::string_view accept_header);
 
+// A sample whose value is the time from `anchor` to the moment a scrape evaluates it, in seconds
+// (never below 0.0): an age or a duration that moves with the clock (dstack_*_duration_seconds_
+// total). Its line is `prefix` (`name{pairs} `, rendered once), the value, '\n'. Same in both
+// formats (no timestamp).
+struct TimedSample {
+  std::string prefix;
+  TimeMicros anchor = 0;
+
+  bool operator==(const TimedSample&) const = default;
+};
+
+// Appends the lines of `samples` as of `at`.
+void AppendTimedSamples(std::string& out, const std::vector<TimedSample>& samples, TimeMicros at);
+
 // A group of sample lines, pre-rendered once and concatenated by every scrape. `text` holds
 // complete lines (each ending in '\n') in text 0.0.4. `openmetrics` holds the same samples for
 // OpenMetrics when they differ (only when they carry timestamps: milliseconds there, seconds
-// here); empty means "same as text".
+// here); empty means "same as text". `timed` samples follow `text`, their values computed when a
+// scrape renders them (ExpositionSnapshot).
 struct Fragment {
+  Fragment() = default;
+  // NOLINTNEXTLINE(google-explicit-constructor): reads as the aggregate it extends
+  Fragment(std::string text_lines, std::string openmetrics_lines = {},
+           std::vector<TimedSample> timed_samples = {})
+      : text(std::move(text_lines)),
+        openmetrics(std::move(openmetrics_lines)),
+        timed(std::move(timed_samples)) {}
+
   std::string text;
   std::string openmetrics;
+  std::vector<TimedSample> timed;
 
   const std::string& For(Format format) const {
     return format == Format::kOpenMetrics100 && !openmetrics.empty() ? openmetrics : text;
   }
-  bool empty() const { return text.empty(); }
+  bool empty() const { return text.empty() && timed.empty(); }
+  // The same samples (both formats' texts and the timed samples).
+  bool operator==(const Fragment&) const = default;
 };
 
 // Name, type and HELP of a metric family, with its header lines rendered once per format.

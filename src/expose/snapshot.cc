@@ -30,9 +30,24 @@ namespace {
 void Trim(Fragment& fragment) {
   fragment.text.shrink_to_fit();
   fragment.openmetrics.shrink_to_fit();
+  for (TimedSample& sample : fragment.timed) sample.prefix.shrink_to_fit();
+  fragment.timed.shrink_to_fit();
 }
 
+// The bytes a timed sample's value and line end take at most ("-1.2345678901234567e+308\n").
+constexpr size_t kTimedValueBytes = 26;
+
 }  // namespace
+
+ExpositionSnapshot::ExpositionSnapshot(TimeMicros time_step) : time_step_(time_step) {
+  FW_CHECK(time_step > 0, "a snapshot's time step must be positive");
+}
+
+TimeMicros ExpositionSnapshot::EvaluationTime(TimeMicros now) const {
+  TimeMicros at = now - now % time_step_;
+  if (now < 0 && now % time_step_ != 0) at -= time_step_;
+  return at;
+}
 
 Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string name,
                                                     MetricType type, std::string help) {
@@ -56,12 +71,18 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
 void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment fragment) {
   FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
+  const auto it = fragments.find(key);
+  if (it != fragments.end()) timed_samples_ -= it->second->timed.size();
   if (fragment.empty()) {
-    const auto it = fragments.find(key);
     if (it != fragments.end()) fragments.erase(it);
+    return;
+  }
+  timed_samples_ += fragment.timed.size();
+  auto made = std::make_shared<const Fragment>(std::move(fragment));
+  if (it != fragments.end()) {
+    it->second = std::move(made);
   } else {
-    fragments.insert_or_assign(std::move(key),
-                               std::make_shared<const Fragment>(std::move(fragment)));
+    fragments.emplace(std::move(key), std::move(made));
   }
 }
 
@@ -93,6 +114,7 @@ void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
     auto& fragments = slots_[family].fragments;
     const auto it = fragments.find(key);
     if (it == fragments.end()) return;  // nothing changes: keep the cached bodies
+    timed_samples_ -= it->second->timed.size();
     fragments.erase(it);
     version = ++version_;
   }
@@ -164,6 +186,7 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   std::vector<std::shared_ptr<const std::vector<RenderedFamily>>> dcgm;
   std::shared_ptr<const std::unordered_set<std::string>> names;
   Rendered rendered{{}, 0, std::numeric_limits<TimeMicros>::max()};
+  const TimeMicros evaluated_at = EvaluationTime(now);
   {
     // Only pointer copies under the lock; the bytes are written after it is released.
     MutexLock lock(mu_);
@@ -177,6 +200,8 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
       family.fragments.reserve(slot.fragments.size());
       for (const auto& [key, fragment] : slot.fragments) family.fragments.push_back(fragment);
     }
+    // Timed samples' values hold for this time step only.
+    if (timed_samples_ > 0) rendered.valid_until = evaluated_at + time_step_;
     dcgm.reserve(dcgm_.size());
     for (const auto& [key, entry] : dcgm_) {
       if (entry.expires_at <= now) continue;
@@ -204,7 +229,10 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   size_t size = 16;
   for (const StaticFamily& f : statics) {
     size += f.header->Lines(format).size();
-    for (const auto& fragment : f.fragments) size += fragment->For(format).size();
+    for (const auto& fragment : f.fragments) {
+      size += fragment->For(format).size();
+      for (const TimedSample& t : fragment->timed) size += t.prefix.size() + kTimedValueBytes;
+    }
   }
   for (const MergedFamily& f : merged) {
     size += f.header->Lines(format).size();
@@ -225,7 +253,10 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   for (const StaticFamily& f : statics) {
     if (!dcgm_written && f.section > Section::kJob) write_dcgm();
     out += f.header->Lines(format);
-    for (const auto& fragment : f.fragments) out += fragment->For(format);
+    for (const auto& fragment : f.fragments) {
+      out += fragment->For(format);
+      if (!fragment->timed.empty()) AppendTimedSamples(out, fragment->timed, evaluated_at);
+    }
   }
   if (!dcgm_written) write_dcgm();
   AppendEnd(out, format);

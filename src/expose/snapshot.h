@@ -48,6 +48,13 @@ struct FragmentChange {
 // per key (a job) with an expiry; DCGM families of all keys merge by name, HELP/TYPE from the
 // first key that has the family, in first-seen order.
 //
+// Time-valued samples (Fragment::timed: ages, durations) are the one thing a scrape computes:
+// each render evaluates them at its `now` rounded down to the snapshot's time step, from the
+// anchors the writer stored. So two snapshots holding the same fragments render the same bytes
+// for the same clock reading however long ago each was written, and a later render never shows
+// a smaller value than an earlier one, whichever snapshot (server replica) it comes from, as long
+// as their clocks agree. A body is cached only for the step it was evaluated in.
+//
 // Thread-safe: any number of writers and renderers at once. Fragments are immutable and shared,
 // so a render holds the lock only to collect pointers, never while writing bytes or compressing;
 // a writer waits at most for that collection.
@@ -59,7 +66,13 @@ struct FragmentChange {
 // plus the bodies scrapers asked for, and during a scrape one body more.
 class ExpositionSnapshot {
  public:
+  // The step time-valued samples are evaluated at: 1 s, the resolution of the tick that used to
+  // render them, and what lets concurrent scrapes share one body.
+  static constexpr TimeMicros kDefaultTimeStep = 1'000'000;
+
   ExpositionSnapshot() = default;
+  // `time_step` > 0 (checked).
+  explicit ExpositionSnapshot(TimeMicros time_step);
   ExpositionSnapshot(const ExpositionSnapshot&) = delete;
   ExpositionSnapshot& operator=(const ExpositionSnapshot&) = delete;
 
@@ -89,13 +102,17 @@ class ExpositionSnapshot {
   // Counts every change; a render reflects one version.
   uint64_t version() const;
 
-  // The whole exposition in `format` as of `now` (which only decides DCGM expiry): families in
-  // section order, each with one HELP and TYPE and its samples contiguous, families without
-  // samples omitted, "# EOF" last in OpenMetrics.
+  // The whole exposition in `format` as of `now` (which decides DCGM expiry and, rounded down to
+  // the time step, the values of time-valued samples): families in section order, each with one
+  // HELP and TYPE and its samples contiguous, families without samples omitted, "# EOF" last in
+  // OpenMetrics.
   std::string Render(Format format, TimeMicros now) const;
+  // The time `now`'s time-valued samples are evaluated at: `now` rounded down to the time step.
+  TimeMicros EvaluationTime(TimeMicros now) const;
 
   // The body to answer a scrape with: Render(format, now), gzip'd (libdeflate level 1) when
-  // `gzip`. Cached per (format, gzip) until the next change or the next DCGM expiry; concurrent
+  // `gzip`. Cached per (format, gzip) until the next change, the next DCGM expiry or, while the
+  // snapshot holds time-valued samples, the end of the time step; concurrent
   // callers wanting the same body wait for one render instead of each doing it. A gzip'd body is
   // made from the cached plain one when that is current, else from a render that is not kept.
   // Never null.
@@ -114,7 +131,8 @@ class ExpositionSnapshot {
   struct Rendered {
     std::string body;
     uint64_t version;
-    TimeMicros valid_until;  // the first DCGM expiry after `now`
+    // The first DCGM expiry after `now`, or the end of its time step when it has timed samples.
+    TimeMicros valid_until;
   };
   struct CachedBody {
     std::shared_ptr<const std::string> body;  // null: none
@@ -148,6 +166,8 @@ class ExpositionSnapshot {
       std::make_shared<const std::unordered_set<std::string>>();
   std::map<std::string, DcgmEntry, std::less<>> dcgm_ FW_GUARDED_BY(mu_);
   uint64_t version_ FW_GUARDED_BY(mu_) = 0;
+  size_t timed_samples_ FW_GUARDED_BY(mu_) = 0;  // in all fragments
+  const TimeMicros time_step_ = kDefaultTimeStep;
 
   mutable std::array<CacheSlot, 4> cache_;  // [format][gzip]
   // Guards the slots' `cached`; held only to swap pointers, never while rendering. Lock order:

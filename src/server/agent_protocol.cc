@@ -494,6 +494,7 @@ Result<AgentPoll> AgentPollParser::Parse(std::string_view body) {
       }
     }
   }
+  ++generation_;
   Result<AgentPoll> poll = ParseAgentPoll(body);
   if (!poll.ok() || !Plain(*poll)) return poll;
   if (auto now = NowDigits(body)) {

@@ -115,12 +115,16 @@ class AgentPollParser {
   Result<AgentPoll> Parse(std::string_view body);
   // Whether the last Parse reused the remembered poll (for tests).
   bool last_reused() const { return last_reused_; }
+  // Changes with every Parse that did not reuse the remembered poll: two parses with the same
+  // generation gave the same poll but for `now`.
+  uint64_t generation() const { return generation_; }
 
  private:
   std::string body_;                    // empty: nothing remembered
   size_t now_begin_ = 0, now_end_ = 0;  // the digits of `now` in body_
   AgentPoll poll_;
   bool last_reused_ = false;
+  uint64_t generation_ = 0;
 };
 // A reply of GET /api/jobs/{id}/logs?offset=&limit=: its body and its X-Log-Size header. Fails
 // when the body is longer than `limit` or the size is missing, malformed or smaller than

@@ -20,7 +20,7 @@ EnergyAccountant::EnergyAccountant(store::Store& store, const Clock& clock, Ener
                                    expose::ExpositionSnapshot* snapshot)
     : store_(store), clock_(clock), options_(options), snapshot_(snapshot) {
   if (snapshot_ == nullptr) return;
-  for (const EnergyFamily& f : EnergyFamilies()) {
+  for (const ServerFamily& f : EnergyFamilies()) {
     Result<expose::FamilyId> id = snapshot_->RegisterFamily(f.section, f.name, f.type, f.help);
     FW_CHECK(id.ok(), "energy family registered twice");
     families_.push_back(*id);
@@ -185,12 +185,33 @@ Status EnergyAccountant::Update(const TickReport& report) {
     if (!observation.reached || !observation.poll.gpus) continue;
     const TimeMicros at = observation.poll.now > 0 ? observation.poll.now : report.started_at;
     auto host = holders.find(instance_id);
-    if (host == holders.end()) continue;
+    std::vector<std::optional<GpuBaseline>>& baselines = baselines_[instance_id];
     for (const model::GpuReading& reading : *observation.poll.gpus) {
-      auto holder = host->second.find(reading.index);
-      if (holder == host->second.end()) continue;
-      add(*holder->second, AddReading(holder->second->aggregates, reading, at));
+      const bool tracked = reading.index >= 0 && reading.index < kMaxGpuIndex;
+      const size_t index = tracked ? static_cast<size_t>(reading.index) : 0;
+      if (tracked && baselines.size() <= index) baselines.resize(index + 1);
+      if (host != holders.end()) {
+        auto holder = host->second.find(reading.index);
+        if (holder != host->second.end()) {
+          add(*holder->second,
+              AddReading(holder->second->aggregates, reading, at,
+                         tracked ? baselines[index] : std::optional<GpuBaseline>()));
+        }
+      }
+      if (!tracked) continue;
+      std::optional<GpuBaseline>& baseline = baselines[index];
+      if (reading.error.empty() && (!baseline || baseline->at < at)) {
+        if (!baseline) baseline.emplace();
+        baseline->at = at;
+        baseline->energy_mj = reading.energy_mj;
+        baseline->uuid = reading.uuid;
+      }
     }
+  }
+  if (baselines_.size() > 2 * report.instances.size() + 16) {  // instances removed meanwhile
+    std::set<std::string_view> known;
+    for (const model::Instance& i : report.instances) known.insert(i.id);
+    std::erase_if(baselines_, [&](const auto& entry) { return !known.contains(entry.first); });
   }
   // Held jobs that are in no unfinished run any more: their records say how they ended.
   std::vector<std::string> gone;

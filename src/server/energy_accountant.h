@@ -30,11 +30,13 @@ struct EnergyOptions {
 // Keeps every running job's aggregates (job_summary.h) up to date from each tick's metrics
 // points and GPU readings, charges the GPU energy, utilization-weighted GPU time and carbon to
 // the persisted (project, user) totals, and writes a job's summary at the first tick that sees it
-// ended. Each update is stored with the revision it was made from (store::UpdateJobAggregates),
-// so an interval is charged once even with several server replicas; a restarted server reads the
-// open aggregates back and goes on from the last stored readings (what its GPUs drew while no
-// server read them is charged from the counter at the next reading). With a snapshot, also
-// exposes the energy families (energy_families.h). Not thread-safe: the control loop's thread.
+// ended. A job's first reading of a GPU also charges what the GPU drew since the job started
+// (AddReading), from the GPU's previous reading whoever held it. Each update is stored with the
+// revision it was made from (store::UpdateJobAggregates), so an interval is charged once even with
+// several server replicas; a restarted server reads the open aggregates back and goes on from the
+// last stored readings (what its GPUs drew while no server read them is charged from the counter at
+// the next reading). With a snapshot, also exposes the energy families (energy_families.h). Not
+// thread-safe: the control loop's thread.
 class EnergyAccountant {
  public:
   // `store`, `clock` and `snapshot` (may be null: /metrics off) must outlive it. Registers the
@@ -81,6 +83,11 @@ class EnergyAccountant {
   std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
   std::map<std::string, double> ended_energy_;  // run id → joules of its jobs that have ended
+  // Instance id → each GPU's last reading (by index), whoever held it: a job's first reading of
+  // a GPU is charged from it (AddReading). Not persisted: after a restart a job's first reading
+  // is charged power × time since its start until the GPUs have been read once.
+  std::unordered_map<std::string, std::vector<std::optional<GpuBaseline>>> baselines_;
+  static constexpr int kMaxGpuIndex = 1024;  // readings of higher indexes set no baseline
   bool runs_gauge_dirty_ = true;  // fleetwatch_run_gpu_energy_joules must be rendered again
 };
 

@@ -14,10 +14,10 @@ constexpr char kProjectCarbon[] = "fleetwatch_project_carbon_grams_total";
 
 }  // namespace
 
-const std::vector<EnergyFamily>& EnergyFamilies() {
+const std::vector<ServerFamily>& EnergyFamilies() {
   using expose::MetricType;
   using expose::Section;
-  static const std::vector<EnergyFamily> families = {
+  static const std::vector<ServerFamily> families = {
       {Section::kRun, kRunEnergy, MetricType::kGauge,
        "GPU energy drawn by the jobs of an active run so far, joules"},
       {Section::kServer, kProjectEnergy, MetricType::kCounter,

@@ -5,6 +5,7 @@
 
 #include "expose/family.h"
 #include "expose/snapshot.h"
+#include "server/server_families.h"
 #include "store/store.h"
 
 namespace fleetwatch::server {
@@ -12,17 +13,10 @@ namespace fleetwatch::server {
 // The energy families (spec/METRICS.md "Energy and carbon"): their names, types and help, and
 // their samples. Pure functions; thread-safe.
 
-struct EnergyFamily {
-  expose::Section section;
-  const char* name;
-  expose::MetricType type;
-  const char* help;
-};
-
 // In registration (= render) order: fleetwatch_run_gpu_energy_joules (run section), then
 // fleetwatch_project_gpu_energy_joules_total, fleetwatch_project_gpu_busy_seconds_total and
 // fleetwatch_project_carbon_grams_total (server section).
-const std::vector<EnergyFamily>& EnergyFamilies();
+const std::vector<ServerFamily>& EnergyFamilies();
 
 // The GPU energy of one active run so far.
 struct RunEnergy {

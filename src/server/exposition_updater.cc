@@ -74,16 +74,25 @@ bool SameInstanceFamilies(const model::Instance& a, const model::Instance& b) {
 
 ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
                                      expose::ExpositionSnapshot& snapshot,
-                                     ExpositionOptions options)
-    : store_(store), clock_(clock), snapshot_(snapshot), options_(options) {
-  for (const ServerFamily& f : ServerFamilies()) {
-    Result<expose::FamilyId> id = snapshot_.RegisterFamily(f.section, f.name, f.type, f.help);
+                                     expose::ExpositionSnapshot* replica, ExpositionOptions options)
+    : store_(store), clock_(clock), snapshot_(snapshot), replica_(replica), options_(options) {
+  const auto register_in = [this](expose::ExpositionSnapshot& into, const ServerFamily& f) {
+    Result<expose::FamilyId> id = into.RegisterFamily(f.section, f.name, f.type, f.help);
     if (!id.ok()) spdlog::critical("cannot register {}: {}", f.name, id.status().ToString());
     // Constant, valid names registered once: a failure is a programming error.
     FW_CHECK(id.ok(), "a server family could not be registered");
-    ids_[f.name] = *id;
     server_family_names_.emplace_back(f.name);
+    return *id;
+  };
+  for (const ServerFamily& f : ServerFamilies()) ids_[f.name] = register_in(snapshot_, f);
+  for (const ServerFamily& f : ReplicaFamilies()) {
+    if (replica_ != nullptr) {
+      replica_ids_[f.name] = register_in(*replica_, f);
+    } else {
+      server_family_names_.emplace_back(f.name);
+    }
   }
+  own_.replica_id = options_.replica_id;
   for (size_t k = 0; k < kInstanceSampleFamilies; ++k) {
     instance_ids_[k] = ids_.at(InstanceSampleFamilyNames()[k]);
   }
@@ -151,7 +160,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     Result<expose::RelabeledDcgm> relabeled =
         expose::RelabelDcgmText(report.dcgm.text, jobs, server_family_names_, &dcgm_headers_);
     if (!relabeled.ok()) {
-      ++dcgm_text_errors_;
+      ++own_.dcgm_text_errors;
       spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
                    relabeled.status().message());
       for (const ActiveJobs::value_type* entry : keys) {
@@ -160,7 +169,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
       }
       continue;
     }
-    dcgm_families_dropped_ += relabeled->foreign_families;
+    own_.dcgm_families_dropped += relabeled->foreign_families;
     for (size_t i = 0; i < keys.size(); ++i) {
       const std::string& key = keys[i]->first;
       std::vector<expose::RenderedFamily>& families = relabeled->jobs[i];
@@ -178,15 +187,55 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
   dcgm_headers_.Prune();
 }
 
+Status ExpositionUpdater::RecordRunEvents() {
+  if (unrecorded_events_.empty()) return Status::Ok();
+  Result<int> recorded = store_.RecordRunEvents(unrecorded_events_);
+  if (!recorded.ok()) {
+    const StatusCode code = recorded.status().code();
+    if (code != StatusCode::kInvalidArgument && code != StatusCode::kNotFound) {
+      return recorded.status();  // kept for the next update
+    }
+    // Never recordable as they are (a run deleted meanwhile leaves its row): dropped.
+    spdlog::warn("{} run events dropped: {}", unrecorded_events_.size(),
+                 recorded.status().ToString());
+  }
+  unrecorded_events_.clear();
+  return Status::Ok();
+}
+
 Status ExpositionUpdater::ReadStore(std::optional<std::vector<model::JobMetricsPoint>>& points,
-                                    std::vector<store::RunCount>& run_counts,
-                                    std::vector<store::UsageTotal>& usage) {
+                                    ExpositionState& counters) {
   if (!points_loaded_) {
     FW_ASSIGN_OR_RETURN(points, store_.ListNewestMetricsOfUnfinishedJobs());
   }
-  FW_ASSIGN_OR_RETURN(run_counts, store_.CountRuns());
-  FW_ASSIGN_OR_RETURN(usage, store_.ListUsageTotals());
+  FW_ASSIGN_OR_RETURN(counters.run_counts, store_.CountRuns());
+  FW_ASSIGN_OR_RETURN(counters.usage, store_.ListUsageTotals());
+  FW_ASSIGN_OR_RETURN(counters.run_events, store_.ListRunEventTotals());
   return Status::Ok();
+}
+
+void ExpositionUpdater::UpdateReplica(bool instances_changed) {
+  if (replica_ == nullptr) return;
+  std::vector<expose::FragmentChange> changes;
+  const auto set = [&](const std::string& name, std::string text) {
+    const expose::FamilyId id = replica_ids_.at(name);
+    std::shared_ptr<const expose::Fragment> current = replica_->GetFragment(id, "all");
+    if (current ? current->text == text : text.empty()) return;
+    changes.push_back(expose::FragmentChange{id, "all", expose::Fragment{std::move(text), {}, {}}});
+  };
+  if (instances_changed || poll_errors_changed_) {
+    poll_errors_changed_ = false;
+    std::string text;
+    for (const InstanceEntry* i : instance_order_) {
+      auto it = own_.agent_poll_errors.find(i->fields.id);
+      AppendPollErrors(text, i->poll_pairs, it == own_.agent_poll_errors.end() ? 0 : it->second);
+    }
+    set("fleetwatch_agent_poll_errors_total", std::move(text));
+  }
+  std::map<std::string, std::string> small;
+  RenderReplicaCounters(own_, options_, small);
+  for (auto& [name, text] : small) set(name, std::move(text));
+  if (!changes.empty()) replica_->Apply(std::move(changes));
 }
 
 bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instances) {
@@ -206,6 +255,7 @@ bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instan
   const uint64_t update = updates_;  // the lambda is opaque to the lock analysis
   changed |= std::erase_if(instances_, [&](const auto& e) { return e.second.seen != update; }) > 0;
   if (changed) {
+    durations_dirty_ = true;
     instance_order_.clear();
     for (const auto& [id, entry] : instances_) {
       if (InstanceStatusExported(entry.fields.status)) instance_order_.push_back(&entry);
@@ -324,6 +374,7 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
       if (!e.rendered) order_changed = true;
       e.key = std::move(key);
       e.pairs = JobPairs(*e.run, *e.job, instance);
+      durations_dirty_ = true;
     }
     for (std::string& text : texts) text.clear();
     AppendJobSamples(*e.job, instance, ResourcesOf(*e.run), fresh ? &*e.point : nullptr, e.pairs,
@@ -331,7 +382,7 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
     for (size_t k = 0; k < kJobSampleFamilies; ++k) {
       std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(job_ids_[k], e.key);
       if (current ? current->text == texts[k] : texts[k].empty()) continue;
-      changes.push_back({job_ids_[k], e.key, expose::Fragment{texts[k], {}}});
+      changes.push_back({job_ids_[k], e.key, expose::Fragment{texts[k], {}, {}}});
     }
     e.rendered = true;
     e.fresh = fresh;
@@ -340,32 +391,36 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
   return order_changed;
 }
 
-void ExpositionUpdater::SetWhole(expose::FamilyId family, std::string text,
+void ExpositionUpdater::SetWhole(expose::FamilyId family, expose::Fragment fragment,
                                  std::vector<expose::FragmentChange>& changes) {
   // Compared with what the snapshot holds, so that the samples are held once, there.
   std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(family, "all");
-  if (current ? current->text == text : text.empty()) return;
-  changes.push_back(expose::FragmentChange{family, "all", expose::Fragment{std::move(text), {}}});
+  if (current ? *current == fragment : fragment.empty()) return;
+  changes.push_back(expose::FragmentChange{family, "all", std::move(fragment)});
 }
 
 Status ExpositionUpdater::Update(const TickReport& report) {
   MutexLock lock(mu_);
   for (const RunEvents::Provisioned& p : report.run_events.provisioned) {
-    submit_to_provision_[{p.project_name, std::string(model::ToString(p.run_type))}].Observe(
-        p.seconds);
+    unrecorded_events_.push_back(store::RunEvent{
+        p.run_id, store::kRunEventProvisioned, p.project_name,
+        std::string(model::ToString(p.run_type)), SubmitToProvisionBucket(p.seconds), p.seconds});
   }
   for (const RunEvents::Pending& p : report.run_events.pending) {
-    ++pending_runs_[{p.project_name, std::string(model::ToString(p.run_type))}];
+    unrecorded_events_.push_back(store::RunEvent{p.run_id, store::kRunEventPending, p.project_name,
+                                                 std::string(model::ToString(p.run_type)), 0, 0});
   }
   for (const auto& [instance_id, count] : report.bad_replies) {
-    poll_errors_[instance_id] += count;
+    own_.agent_poll_errors[instance_id] += count;
     poll_errors_changed_ = true;
   }
   // The store first: on an error nothing below has changed (but the report's points are lost,
   // so the next update reads them all again).
   std::optional<std::vector<model::JobMetricsPoint>> loaded;
   ExpositionState counters;
-  if (Status s = ReadStore(loaded, counters.run_counts, counters.usage); !s.ok()) {
+  Status s = RecordRunEvents();
+  if (s.ok()) s = ReadStore(loaded, counters);
+  if (!s.ok()) {
     points_loaded_ = false;
     return s;
   }
@@ -403,6 +458,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   snapshot_.DropExpiredDcgm(now);
 
   if (jobs_changed) {
+    durations_dirty_ = true;
     job_order_.clear();
     for (const auto& [id, e] : jobs_) {
       if (e.rendered) job_order_.push_back(&e);
@@ -410,20 +466,23 @@ Status ExpositionUpdater::Update(const TickReport& report) {
     std::sort(job_order_.begin(), job_order_.end(),
               [](const JobEntry* a, const JobEntry* b) { return a->key < b->key; });
   }
-  // The families that move with the clock, whole.
-  size_t size = 0;
-  for (const JobEntry* e : job_order_) size += e->pairs.size() + 64;
-  std::string durations;
-  durations.reserve(size);
-  for (const JobEntry* e : job_order_) AppendJobDuration(durations, e->pairs, e->submitted_at, now);
-  SetWhole(ids_.at("dstack_job_duration_seconds_total"), std::move(durations), changes);
-  std::string ages;
-  for (const InstanceEntry* i : instance_order_) {
-    if (InstanceExported(i->fields.status)) {
-      AppendInstanceDuration(ages, i->pairs, i->fields.created_at, now);
+  // The durations: time-valued samples the scrape evaluates, made again only when an exported
+  // instance or job, its labels or its anchor changed.
+  if (durations_dirty_) {
+    durations_dirty_ = false;
+    expose::Fragment jobs;
+    jobs.timed.reserve(job_order_.size());
+    for (const JobEntry* e : job_order_)
+      jobs.timed.push_back(JobDuration(e->pairs, e->submitted_at));
+    SetWhole(ids_.at("dstack_job_duration_seconds_total"), std::move(jobs), changes);
+    expose::Fragment ages;
+    for (const InstanceEntry* i : instance_order_) {
+      if (InstanceExported(i->fields.status)) {
+        ages.timed.push_back(InstanceDuration(i->pairs, i->fields.created_at));
+      }
     }
+    SetWhole(ids_.at("dstack_instance_duration_seconds_total"), std::move(ages), changes);
   }
-  SetWhole(ids_.at("dstack_instance_duration_seconds_total"), std::move(ages), changes);
 
   if (instances_changed) {
     std::array<std::string, kInstanceSampleFamilies> texts;
@@ -431,34 +490,21 @@ Status ExpositionUpdater::Update(const TickReport& report) {
     for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
     for (const InstanceEntry* i : instance_order_) AppendInstanceSamples(i->fields, i->pairs, out);
     for (size_t k = 0; k < texts.size(); ++k) {
-      SetWhole(instance_ids_[k], std::move(texts[k]), changes);
+      SetWhole(instance_ids_[k], expose::Fragment{std::move(texts[k]), {}, {}}, changes);
     }
-  }
-  if (instances_changed || poll_errors_changed_) {
-    poll_errors_changed_ = false;
-    std::string text;
-    for (const InstanceEntry* i : instance_order_) {
-      auto it = poll_errors_.find(i->fields.id);
-      AppendPollErrors(text, i->poll_pairs, it == poll_errors_.end() ? 0 : it->second);
-    }
-    SetWhole(ids_.at("fleetwatch_agent_poll_errors_total"), std::move(text), changes);
   }
 
   // The small families: rendered each time, changed when their text did.
-  counters.submit_to_provision = submit_to_provision_;
-  counters.pending_runs = pending_runs_;
-  counters.dcgm_text_errors = dcgm_text_errors_;
-  counters.dcgm_families_dropped = dcgm_families_dropped_;
   std::map<std::string, std::string> small;
   RenderRunFamilies(counters.run_counts, small);
   RenderServerCounters(counters, options_, small);
   for (const ServerFamily& f : ServerFamilies()) {
     if (f.section == expose::Section::kRun || f.section == expose::Section::kServer) {
-      if (std::string_view(f.name) == "fleetwatch_agent_poll_errors_total") continue;
-      SetWhole(ids_.at(f.name), std::move(small[f.name]), changes);
+      SetWhole(ids_.at(f.name), expose::Fragment{std::move(small[f.name]), {}, {}}, changes);
     }
   }
   if (!changes.empty()) snapshot_.Apply(std::move(changes));
+  UpdateReplica(instances_changed);
   // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
   if (!report.dcgm.empty()) ReleaseFreedMemory();
   return Status::Ok();

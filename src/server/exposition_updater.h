@@ -27,25 +27,33 @@ namespace fleetwatch::server {
 // (instances, unfinished runs, points stored, DCGM texts, run events) and changes only what the
 // report changed. Each exported job has a fragment of its own per job family (keyed by JobKey),
 // rendered again only when its run, job, instance or newest point changed or its point turned
-// stale; the durations (instance and job), which move with the clock, are rendered every update
-// from label pairs rendered once. The newest point of every unfinished job is kept in memory:
-// read from the store on the first update (and after an error), then taken from
-// TickReport::stored_points. Run counts and usage totals (small) are read from the store on
-// every update. Each host's new DCGM text is relabeled for the jobs on that host's GPUs (once
-// per text), and the DCGM samples of jobs that ended are dropped. Scrapes never touch the store.
+// stale; the durations (instance and job) are time-valued samples (expose::TimedSample) anchored
+// at the stored created_at and submitted_at, which the scrape evaluates, so every replica renders
+// the same values at the same moment whenever it last updated. The newest point of every
+// unfinished job is kept in memory: read from the store on the first update (and after an error),
+// then taken from TickReport::stored_points. The report's run events are recorded in the store
+// (each run's once, whichever replica records it); run counts, usage totals and run-event totals
+// (small) are read from the store on every update. Each host's new DCGM text is relabeled for the
+// jobs on that host's GPUs (once per text), and the DCGM samples of jobs that ended are dropped.
+// What this process alone saw (poll errors per instance, DCGM texts that did not parse, families
+// dropped from them) goes to the replica snapshot (GET /metrics/replica), never to the fleet's.
+// Scrapes never touch the store.
 // Thread-safe (Update calls are serialized); meant to run after each FleetController tick, with
 // every tick's report (a point stored by a tick whose report is not handed over shows once it
 // is superseded, or after an error makes the next update read the store).
 class ExpositionUpdater {
  public:
-  // Registers ServerFamilies() in `snapshot`, which must not hold families of those names yet
-  // (a clash is a programming error and aborts). `store`, `clock` and `snapshot` must outlive it.
+  // Registers ServerFamilies() in `snapshot` and ReplicaFamilies() in `replica` (null: this
+  // process' own counts are not exposed), which must not hold families of those names yet (a
+  // clash is a programming error and aborts). `store`, `clock` and the snapshots must outlive it.
   ExpositionUpdater(store::Store& store, const Clock& clock, expose::ExpositionSnapshot& snapshot,
-                    ExpositionOptions options);
+                    expose::ExpositionSnapshot* replica, ExpositionOptions options);
 
   // Errors: the store's; the snapshot then keeps its previous samples, the DCGM texts and
   // points of `report` are dropped (hosts send new ones every metrics interval; the next
-  // update reads the newest points from the store); events still count.
+  // update reads the newest points from the store); its run events are recorded by the next
+  // update (unless the store refused them as malformed or of an unknown run: then they are
+  // dropped and logged), its poll errors still count.
   Status Update(const TickReport& report) FW_EXCLUDES(mu_);
 
  private:
@@ -88,11 +96,14 @@ class ExpositionUpdater {
     const model::Job* job = nullptr;
   };
 
+  // Records the run events not recorded yet (`unrecorded_events_`).
+  Status RecordRunEvents() FW_REQUIRES(mu_);
   // Reads what the update needs from the store: the newest points when `points_loaded_` is
-  // false, run counts and usage totals.
+  // false, run counts, usage totals and run-event totals.
   Status ReadStore(std::optional<std::vector<model::JobMetricsPoint>>& points,
-                   std::vector<store::RunCount>& run_counts, std::vector<store::UsageTotal>& usage)
-      FW_REQUIRES(mu_);
+                   ExpositionState& counters) FW_REQUIRES(mu_);
+  // The replica families (a no-op without a replica snapshot).
+  void UpdateReplica(bool instances_changed) FW_REQUIRES(mu_);
   // Brings `instances_` to the report's; true when an instance family's samples may change.
   bool SyncInstances(const std::vector<model::Instance>& instances) FW_REQUIRES(mu_);
   // Brings `jobs_` to the report's unfinished jobs (their points not yet), adding to `changes`
@@ -104,7 +115,7 @@ class ExpositionUpdater {
   void RemoveJobFragments(JobEntry& job, std::vector<expose::FragmentChange>& changes)
       FW_REQUIRES(mu_);
   // Adds a change of `family`'s single fragment to `text` when it differs from the snapshot's.
-  void SetWhole(expose::FamilyId family, std::string text,
+  void SetWhole(expose::FamilyId family, expose::Fragment fragment,
                 std::vector<expose::FragmentChange>& changes) FW_REQUIRES(mu_);
   const model::ResourcesRequest& ResourcesOf(const model::Run& run) FW_REQUIRES(mu_);
   void IngestDcgm(const std::vector<DcgmReport>& reports, const DcgmInputs& state) FW_REQUIRES(mu_);
@@ -112,21 +123,26 @@ class ExpositionUpdater {
   store::Store& store_;
   const Clock& clock_;
   expose::ExpositionSnapshot& snapshot_;
+  expose::ExpositionSnapshot* const replica_;  // may be null
   ExpositionOptions options_;
   Mutex mu_;
   std::map<std::string, expose::FamilyId> ids_ FW_GUARDED_BY(mu_);  // family name → id
   // Constant after construction: ids of InstanceSampleFamilyNames() and JobSampleFamilyNames().
   std::array<expose::FamilyId, kInstanceSampleFamilies> instance_ids_{};
   std::array<expose::FamilyId, kJobSampleFamilies> job_ids_{};
-  std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision_
-      FW_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, std::string>, uint64_t> pending_runs_ FW_GUARDED_BY(mu_);
-  uint64_t dcgm_text_errors_ FW_GUARDED_BY(mu_) = 0;
-  // Instance id → unusable poll replies since the server started.
-  std::map<std::string, uint64_t> poll_errors_ FW_GUARDED_BY(mu_);
+  // Replica family name → id in `replica_`; constant after construction.
+  std::map<std::string, expose::FamilyId> replica_ids_;
+  // Run events of reports whose recording has not succeeded yet.
+  std::vector<store::RunEvent> unrecorded_events_ FW_GUARDED_BY(mu_);
+  // This process' own counts (the replica families).
+  ReplicaState own_ FW_GUARDED_BY(mu_);
   bool poll_errors_changed_ FW_GUARDED_BY(mu_) = false;  // since they were last rendered
-  uint64_t dcgm_families_dropped_ FW_GUARDED_BY(mu_) = 0;
-  std::vector<std::string_view> server_family_names_;  // constant after construction
+  // The durations' samples need rendering again (an exported instance or job, its labels or
+  // anchor changed).
+  bool durations_dirty_ FW_GUARDED_BY(mu_) = true;
+  // Names of the families of both snapshots (DCGM texts cannot use them); constant after
+  // construction.
+  std::vector<std::string_view> server_family_names_;
   // Snapshot DCGM key → job id.
   std::unordered_map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);
   // The DCGM family headers every job's samples share (IngestDcgm).

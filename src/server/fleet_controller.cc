@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <string_view>
 #include <unordered_set>
@@ -12,6 +13,7 @@
 #include "server/dcgm_poll_reply.h"
 #include "server/gpu_health.h"
 #include "server/utilization_policy.h"
+#include "util/check.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -115,7 +117,8 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
     return obs;
   }
   // Consumes the body: a DCGM text after the JSON becomes the poll's without a copy.
-  Result<AgentPoll> poll = ParsePollReply(*reply, poll_parsers_[instance.id]);
+  AgentPollParser& parser = poll_parsers_[instance.id];
+  Result<AgentPoll> poll = ParsePollReply(*reply, parser);
   if (!poll.ok()) {
     // A malformed or partial reply loses this host's tick, nothing else.
     obs.error = poll.status().message();
@@ -127,6 +130,7 @@ InstanceObservation FleetController::ObservationOf(const model::Instance& instan
   NoteHostProblem(instance.id, "");
   obs.reached = true;
   obs.poll = std::move(poll).value();
+  obs.poll_generation = parser.generation();
   return obs;
 }
 
@@ -488,78 +492,95 @@ Result<TickReport> FleetController::Tick() {
     // Instances created or deleted (fleets) while the agents were polled count from now on.
     FW_RETURN_IF_ERROR(LoadInstances());
     FW_RETURN_IF_ERROR(LoadRuns());
-    ReconcileInput input;
-    input.now = clock_.Now();
-    input.observations = std::move(observations);
-    // Lent to the reconciler and taken back after it (an error in between: read again).
-    input.instances = std::move(MutableInstances());
-    input.runs = std::move(MutableRuns());
-    if (run_job_ids_stale_) {
-      run_job_ids_.clear();
-      for (const model::Run& run : input.runs) {
-        for (const model::Job& job : run.jobs) run_job_ids_.insert(job.id);
-      }
-      run_job_ids_stale_ = false;
-    }
-    Result<std::vector<model::Job>> ended =
-        store_.ListJobsByIds(ReportedOtherJobIds(input, run_job_ids_));
-    if (!ended.ok()) {
-      instances_version_ = runs_version_ = -1;
-      return ended.status();
-    }
-    input.ended_jobs = std::move(ended).value();
-    for (const model::Run& run : input.runs) {
+    const TimeMicros now = clock_.Now();
+    for (const model::Run& run : *runs_) {
       if (!configs_.count(run.id)) {
         configs_.emplace(run.id, model::ParseRunConfiguration(run.configuration_json,
                                                               model::ConfigFormat::kJson));
       }
     }
-    input.parsed_configs = &configs_;
-    if (leasing()) input.placeable_instances = &placeable_;
+    // The guards keep state across ticks: they observe every tick, quiet or not.
+    ExcludedGpus excluded_gpus;
     if (gpu_health_ != nullptr) {
-      gpu_health_->Observe(input.instances, input.observations, input.now);
-      input.excluded_gpus = gpu_health_->Excluded();
+      gpu_health_->Observe(*instances_, observations, now);
+      excluded_gpus = gpu_health_->Excluded();
     }
+    std::map<std::string, std::string> low_utilization;
     if (utilization_ != nullptr) {
-      input.low_utilization =
-          utilization_->Observe(input.runs, configs_, input.observations, input.now);
+      low_utilization = utilization_->Observe(*runs_, configs_, observations, now);
     }
-    // The runs that wait for their first placement, for the run events.
-    std::vector<const model::Run*> unplaced;
-    for (const model::Run& run : input.runs) {
-      if (std::none_of(run.jobs.begin(), run.jobs.end(),
-                       [](const model::Job& j) { return j.instance_id.has_value(); })) {
-        unplaced.push_back(&run);
+    if (refused.empty() && low_utilization.empty() && QuietTick(observations, excluded_gpus, now)) {
+#ifndef NDEBUG
+      FW_RETURN_IF_ERROR(CheckQuiet(observations, excluded_gpus, now));
+#endif
+      ++quiet_ticks_;
+      report.observations = std::move(observations);
+      report.instances = SharedList<model::Instance>(instances_);
+      report.runs = SharedList<model::Run>(runs_);
+    } else {
+      ReconcileInput input;
+      input.now = now;
+      input.observations = std::move(observations);
+      // Lent to the reconciler and taken back after it (an error in between: read again).
+      input.instances = std::move(MutableInstances());
+      input.runs = std::move(MutableRuns());
+      if (run_job_ids_stale_) {
+        run_job_ids_.clear();
+        for (const model::Run& run : input.runs) {
+          for (const model::Job& job : run.jobs) run_job_ids_.insert(job.id);
+        }
+        run_job_ids_stale_ = false;
       }
-    }
-    out = ReconcileInPlace(input, options_.reconcile);
-    *instances_ = std::move(input.instances);
-    *runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
-    FW_RETURN_IF_ERROR(StoreChanges(out, dropped_jobs, lost_instances));
-    if (!dropped_jobs.empty()) {
-      // A run whose placement was not stored is neither provisioned nor waiting yet.
-      std::erase_if(unplaced, [&](const model::Run* run) {
-        return std::any_of(run->jobs.begin(), run->jobs.end(),
-                           [&](const model::Job& j) { return dropped_jobs.count(j.id) > 0; });
-      });
-    }
-    report.run_events = NoteRunEvents(*runs_, unplaced);
-    report.observations = std::move(input.observations);
-    // The state as stored now: the input with this tick's changes.
-    if (std::any_of(runs_->begin(), runs_->end(),
-                    [](const model::Run& r) { return model::IsFinished(r.status); })) {
-      for (const model::Run& r : *runs_) {
-        if (model::IsFinished(r.status)) report.finished_runs.push_back(r);
+      Result<std::vector<model::Job>> ended =
+          store_.ListJobsByIds(ReportedOtherJobIds(input, run_job_ids_));
+      if (!ended.ok()) {
+        instances_version_ = runs_version_ = -1;
+        return ended.status();
       }
-      std::erase_if(*runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
-      run_job_ids_stale_ = true;
-      std::unordered_set<std::string_view> unfinished;
-      for (const model::Run& run : *runs_) unfinished.insert(run.id);
-      std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
+      input.ended_jobs = std::move(ended).value();
+      input.parsed_configs = &configs_;
+      if (leasing()) input.placeable_instances = &placeable_;
+      input.excluded_gpus = excluded_gpus;
+      input.low_utilization = std::move(low_utilization);
+      // The runs that wait for their first placement, for the run events.
+      std::vector<const model::Run*> unplaced;
+      for (const model::Run& run : input.runs) {
+        if (std::none_of(run.jobs.begin(), run.jobs.end(),
+                         [](const model::Job& j) { return j.instance_id.has_value(); })) {
+          unplaced.push_back(&run);
+        }
+      }
+      out = ReconcileInPlace(input, options_.reconcile);
+      *instances_ = std::move(input.instances);
+      *runs_ = std::move(input.runs);  // the pointers in `unplaced` stay valid
+      FW_RETURN_IF_ERROR(StoreChanges(out, dropped_jobs, lost_instances));
+      if (!dropped_jobs.empty()) {
+        // A run whose placement was not stored is neither provisioned nor waiting yet.
+        std::erase_if(unplaced, [&](const model::Run* run) {
+          return std::any_of(run->jobs.begin(), run->jobs.end(),
+                             [&](const model::Job& j) { return dropped_jobs.count(j.id) > 0; });
+        });
+      }
+      report.run_events = NoteRunEvents(*runs_, unplaced);
+      report.observations = std::move(input.observations);
+      // The state as stored now: the input with this tick's changes.
+      if (std::any_of(runs_->begin(), runs_->end(),
+                      [](const model::Run& r) { return model::IsFinished(r.status); })) {
+        for (const model::Run& r : *runs_) {
+          if (model::IsFinished(r.status)) report.finished_runs.push_back(r);
+        }
+        std::erase_if(*runs_, [](const model::Run& r) { return model::IsFinished(r.status); });
+        run_job_ids_stale_ = true;
+        std::unordered_set<std::string_view> unfinished;
+        for (const model::Run& run : *runs_) unfinished.insert(run.id);
+        std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
+      }
+      NoteQuietBasis(out, !dropped_jobs.empty() || !lost_instances.empty(), report.observations,
+                     std::move(excluded_gpus));
+      // Shared, not copied: the next tick copies a list only if a report still holds it.
+      report.instances = SharedList<model::Instance>(instances_);
+      report.runs = SharedList<model::Run>(runs_);
     }
-    // Shared, not copied: the next tick copies a list only if a report still holds it.
-    report.instances = SharedList<model::Instance>(instances_);
-    report.runs = SharedList<model::Run>(runs_);
   }
   for (auto& [instance_id, obs] : report.observations) {
     if (!obs.reached) ++report.bad_replies[instance_id];
@@ -583,6 +604,92 @@ Result<TickReport> FleetController::Tick() {
   report.bad_replies_total = bad_replies_.load();
   report.ended_at = clock_.Now();
   return report;
+}
+
+bool FleetController::QuietTick(const std::map<std::string, InstanceObservation>& observations,
+                                const ExcludedGpus& excluded, TimeMicros now) const {
+  const QuietBasis& q = quiet_;
+  if (!q.valid || leasing() || reread_ || now >= q.until ||
+      instances_version_ != q.instances_version || runs_version_ != q.runs_version ||
+      observations.size() != q.generations.size() || excluded != q.excluded) {
+    return false;
+  }
+  for (const auto& [id, obs] : observations) {
+    auto it = q.generations.find(id);
+    if (it == q.generations.end() || !obs.reached || obs.inventory ||
+        obs.poll_generation != it->second) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void FleetController::NoteQuietBasis(const ReconcileOutput& out, bool dropped,
+                                     const std::map<std::string, InstanceObservation>& observations,
+                                     ExcludedGpus excluded) {
+  QuietBasis& q = quiet_;
+  q.valid = false;
+  q.generations.clear();
+  if (leasing() || reread_ || dropped || !out.instances.empty() || !out.runs.empty() ||
+      !out.commands.empty() || !out.events.empty() || instances_version_ < 0 || runs_version_ < 0) {
+    return;
+  }
+  // Every instance that is polled answered, with a poll whose content is known.
+  size_t polled = 0;
+  TimeMicros until = std::numeric_limits<TimeMicros>::max();
+  for (const model::Instance& i : *instances_) {
+    if (i.status == model::InstanceStatus::kTerminated) continue;
+    ++polled;
+    auto obs = observations.find(i.id);
+    if (obs == observations.end() || !obs->second.reached || obs->second.inventory ||
+        obs->second.poll_generation == 0 || !i.last_seen_at) {
+      q.generations.clear();
+      return;
+    }
+    q.generations.emplace(i.id, obs->second.poll_generation);
+    // Reconciler: last_seen_at is stored again once it moved by the resolution.
+    until = std::min(until, *i.last_seen_at + options_.reconcile.last_seen_resolution);
+  }
+  if (polled != observations.size()) {
+    q.generations.clear();
+    return;
+  }
+  // Reconciler: a running job ends once it has run for its max_duration.
+  for (const model::Run& run : *runs_) {
+    auto config = configs_.find(run.id);
+    if (config == configs_.end() || !config->second.ok() || !config->second->max_duration_seconds) {
+      continue;
+    }
+    for (const model::Job& job : run.jobs) {
+      if (job.status != model::JobStatus::kRunning || !job.started_at) continue;
+      until = std::min(until, *job.started_at + *config->second->max_duration_seconds * 1'000'000);
+    }
+  }
+  q.instances_version = instances_version_;
+  q.runs_version = runs_version_;
+  q.excluded = std::move(excluded);
+  q.until = until;
+  q.valid = true;
+}
+
+Status FleetController::CheckQuiet(const std::map<std::string, InstanceObservation>& observations,
+                                   const ExcludedGpus& excluded, TimeMicros now) {
+  ReconcileInput input;
+  input.now = now;
+  input.observations = observations;
+  input.instances = *instances_;
+  input.runs = *runs_;
+  std::unordered_set<std::string> job_ids;
+  for (const model::Run& run : input.runs) {
+    for (const model::Job& job : run.jobs) job_ids.insert(job.id);
+  }
+  FW_ASSIGN_OR_RETURN(input.ended_jobs, store_.ListJobsByIds(ReportedOtherJobIds(input, job_ids)));
+  input.parsed_configs = &configs_;
+  input.excluded_gpus = excluded;
+  const ReconcileOutput out = ReconcileInPlace(input, options_.reconcile);
+  FW_CHECK(out.instances.empty() && out.runs.empty() && out.commands.empty() && out.events.empty(),
+           "a quiet tick's reconcile changed something");
+  return Status::Ok();
 }
 
 size_t FleetController::Collect(const std::map<std::string, InstanceObservation>& observations,
@@ -653,11 +760,11 @@ RunEvents FleetController::NoteRunEvents(const std::vector<model::Run>& runs,
   for (const model::Run* run : unplaced) {
     if (placed(*run)) {
       events.provisioned.push_back(
-          {run->project_name, run->type,
+          {run->id, run->project_name, run->type,
            static_cast<double>(std::max<TimeMicros>(0, now - run->submitted_at)) / 1e6});
       waiting_runs_.erase(run->id);
     } else if (!model::IsFinished(run->status) && waiting_runs_.insert(run->id).second) {
-      events.pending.push_back({run->project_name, run->type});
+      events.pending.push_back({run->id, run->project_name, run->type});
     }
   }
   // Runs that ended (here or through the API) without ever being placed stop waiting.

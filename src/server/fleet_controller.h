@@ -69,11 +69,13 @@ struct DcgmReport {
 // Run transitions that feed the server's own metric families.
 struct RunEvents {
   struct Provisioned {
+    std::string run_id;
     std::string project_name;
     model::RunType run_type;
     double seconds;  // from submission to the first job placed on an instance
   };
   struct Pending {
+    std::string run_id;
     std::string project_name;
     model::RunType run_type;
   };
@@ -170,6 +172,8 @@ class FleetController {
   uint64_t bad_replies() const { return bad_replies_.load(); }
   // Metrics points stored so far.
   uint64_t points_stored() const { return points_stored_.load(); }
+  // Ticks that skipped the reconciler because nothing it reads had changed (QuietTick).
+  uint64_t quiet_ticks() const { return quiet_ticks_.load(); }
   // Why each host's last poll failed (instance id → message, e.g. "https://10.0.0.1:10998:
   // certificate fingerprint sha256:... does not match the pinned sha256:..."); hosts whose
   // last poll succeeded are absent. Kept in memory only.
@@ -213,6 +217,32 @@ class FleetController {
   // they were decided on (and, for a replica, only while its leases of their instances hold);
   // the jobs of those refused go to `dropped_jobs`, the instances whose lease was lost to
   // `lost_instances`, and their commands are not sent.
+  // --- quiet ticks ---
+  // A tick whose reconcile would change nothing is quiet: the last full reconcile changed,
+  // stored, commanded and logged nothing (its basis, below), and this tick's input is the same
+  // but for the clock: the stored instances and runs did not move, every polled instance
+  // answered with the same poll as then (AgentPollParser::generation), no start was refused, no
+  // job is due to end under its utilization policy, the excluded GPUs are the same, and the
+  // clock has not reached a moment where a rule of time (max_duration, the last_seen_at
+  // resolution) may act. A quiet tick skips the reconciler and its store writes; its report has
+  // the same instances and runs. Replicas never skip (other replicas' writes move the state).
+  struct QuietBasis {
+    bool valid = false;
+    int64_t instances_version = -1, runs_version = -1;
+    std::unordered_map<std::string, uint64_t> generations;  // instance id → poll generation
+    ExcludedGpus excluded;
+    TimeMicros until = 0;  // the first moment a rule of time may act
+  };
+  bool QuietTick(const std::map<std::string, InstanceObservation>& observations,
+                 const ExcludedGpus& excluded, TimeMicros now) const FW_REQUIRES(runs_mutex_);
+  // Records the basis after a full reconcile that produced `out`.
+  void NoteQuietBasis(const ReconcileOutput& out, bool dropped,
+                      const std::map<std::string, InstanceObservation>& observations,
+                      ExcludedGpus excluded) FW_REQUIRES(runs_mutex_);
+  // Debug builds: runs the reconciler on copies and aborts if it changes anything (a quiet tick
+  // that was not).
+  Status CheckQuiet(const std::map<std::string, InstanceObservation>& observations,
+                    const ExcludedGpus& excluded, TimeMicros now) FW_REQUIRES(runs_mutex_);
   Status StoreChanges(const ReconcileOutput& out, std::unordered_set<std::string>& dropped_jobs,
                       std::unordered_set<std::string>& lost_instances) FW_REQUIRES(runs_mutex_);
   // --- replicas (FleetControllerOptions::replica_id) ---
@@ -269,6 +299,8 @@ class FleetController {
   std::unordered_map<std::string, TimeMicros> last_point_;  // job id → newest stored point
   std::atomic<uint64_t> bad_replies_{0};
   std::atomic<uint64_t> points_stored_{0};
+  std::atomic<uint64_t> quiet_ticks_{0};
+  QuietBasis quiet_ FW_GUARDED_BY(runs_mutex_);
   std::unique_ptr<AgentLanes> lanes_;       // every request to the agents, asynchronous
   std::set<std::string> waiting_runs_;      // counted as pending, not yet placed (Tick's thread)
   GpuHealthMonitor* gpu_health_ = nullptr;  // SetGpuGuards

@@ -16,21 +16,23 @@ using expose::MetricType;
 
 }  // namespace
 
-const std::array<GpuHealthFamily, kGpuHealthFamilies>& GpuHealthFamilies() {
-  static constexpr std::array<GpuHealthFamily, kGpuHealthFamilies> kFamilies = {{
-      {"fleetwatch_instance_health", MetricType::kGauge,
+const std::array<ServerFamily, kGpuHealthFamilies>& GpuHealthFamilies() {
+  constexpr expose::Section kInstance = expose::Section::kInstance;
+  static constexpr std::array<ServerFamily, kGpuHealthFamilies> kFamilies = {{
+      {kInstance, "fleetwatch_instance_health", MetricType::kGauge,
        "Instance health (the worst of its GPUs), 1 for the current status"},
-      {"fleetwatch_gpu_health", MetricType::kGauge, "GPU health, 1 for the current status"},
-      {"fleetwatch_gpu_xid_errors_total", MetricType::kCounter,
+      {kInstance, "fleetwatch_gpu_health", MetricType::kGauge,
+       "GPU health, 1 for the current status"},
+      {kInstance, "fleetwatch_gpu_xid_errors_total", MetricType::kCounter,
        "XID errors reported for the GPU, with the recommended action"},
-      {"fleetwatch_gpu_ecc_errors_total", MetricType::kCounter,
+      {kInstance, "fleetwatch_gpu_ecc_errors_total", MetricType::kCounter,
        "ECC errors over the GPU's life, by type"},
-      {"fleetwatch_gpu_remapped_rows", MetricType::kGauge,
+      {kInstance, "fleetwatch_gpu_remapped_rows", MetricType::kGauge,
        "Memory rows remapped by the GPU, by the kind of error that caused it"},
-      {"fleetwatch_gpu_power_watts", MetricType::kGauge, "GPU power draw in watts"},
-      {"fleetwatch_gpu_temperature_celsius", MetricType::kGauge,
+      {kInstance, "fleetwatch_gpu_power_watts", MetricType::kGauge, "GPU power draw in watts"},
+      {kInstance, "fleetwatch_gpu_temperature_celsius", MetricType::kGauge,
        "GPU core temperature in degrees Celsius"},
-      {"fleetwatch_gpu_throttle", MetricType::kGauge,
+      {kInstance, "fleetwatch_gpu_throttle", MetricType::kGauge,
        "GPU clock throttle reasons, 1 for each active reason"},
   }};
   return kFamilies;
@@ -111,8 +113,8 @@ GpuHealthExposition::GpuHealthExposition(const GpuHealthMonitor& monitor,
     : monitor_(monitor), snapshot_(snapshot) {
   const auto& families = GpuHealthFamilies();
   for (size_t k = 0; k < kGpuHealthFamilies; ++k) {
-    Result<expose::FamilyId> id = snapshot_.RegisterFamily(
-        expose::Section::kInstance, families[k].name, families[k].type, families[k].help);
+    Result<expose::FamilyId> id = snapshot_.RegisterFamily(families[k].section, families[k].name,
+                                                           families[k].type, families[k].help);
     // Constant, valid names registered once: a failure is a programming error.
     FW_CHECK(id.ok(), "a GPU health family could not be registered");
     ids_[k] = *id;

@@ -9,6 +9,7 @@
 #include "expose/family.h"
 #include "expose/snapshot.h"
 #include "server/gpu_health.h"
+#include "server/server_families.h"
 #include "util/mutex.h"
 
 namespace fleetwatch::server {
@@ -30,12 +31,8 @@ namespace fleetwatch::server {
 
 inline constexpr size_t kGpuHealthFamilies = 8;
 
-struct GpuHealthFamily {
-  const char* name;
-  expose::MetricType type;
-  const char* help;
-};
-const std::array<GpuHealthFamily, kGpuHealthFamilies>& GpuHealthFamilies();
+// All in the instance section.
+const std::array<ServerFamily, kGpuHealthFamilies>& GpuHealthFamilies();
 
 // The samples of one instance, family k's into *out[k] (complete lines). Pure.
 void AppendGpuHealthSamples(const InstanceExport& instance,

@@ -123,7 +123,7 @@ GpuLedger::GpuLedger(store::Store& store, expose::ExpositionSnapshot* snapshot,
                      GpuLedgerOptions options)
     : store_(store), snapshot_(snapshot), options_(options) {
   if (snapshot_ == nullptr) return;
-  for (const GpuLedgerFamily& f : GpuLedgerFamilies()) {
+  for (const ServerFamily& f : GpuLedgerFamilies()) {
     Result<expose::FamilyId> id = snapshot_->RegisterFamily(f.section, f.name, f.type, f.help);
     if (!id.ok()) {
       spdlog::critical("register {}: {}", f.name, id.status().ToString());

@@ -23,10 +23,10 @@ constexpr char kProjectIdleCost[] = "fleetwatch_project_idle_cost_dollars_total"
 
 }  // namespace
 
-const std::vector<GpuLedgerFamily>& GpuLedgerFamilies() {
+const std::vector<ServerFamily>& GpuLedgerFamilies() {
   using expose::MetricType;
   using expose::Section;
-  static const std::vector<GpuLedgerFamily> families = {
+  static const std::vector<ServerFamily> families = {
       {Section::kInstance, kGpuStateSeconds, MetricType::kCounter,
        "Time each GPU spent in each state (busy, idle_held, reserved_idle, free, unhealthy), "
        "seconds"},

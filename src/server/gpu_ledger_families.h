@@ -6,6 +6,7 @@
 #include "expose/family.h"
 #include "expose/snapshot.h"
 #include "model/entities.h"
+#include "server/server_families.h"
 #include "store/store.h"
 
 namespace fleetwatch::server {
@@ -18,13 +19,7 @@ namespace fleetwatch::server {
 //     dstack_run_id, dstack_run_type} (run section): unfinished runs whose jobs held GPUs;
 //   fleetwatch_project_gpu_idle_seconds_total and fleetwatch_project_idle_cost_dollars_total
 //     {dstack_project_name, dstack_user_name} (server section).
-struct GpuLedgerFamily {
-  expose::Section section;
-  const char* name;
-  expose::MetricType type;
-  const char* help;
-};
-const std::vector<GpuLedgerFamily>& GpuLedgerFamilies();
+const std::vector<ServerFamily>& GpuLedgerFamilies();
 
 // The persisted totals the families are rendered from.
 struct GpuLedgerTotals {

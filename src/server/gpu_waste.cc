@@ -82,6 +82,13 @@ Result<std::vector<WasteRow>> GpuWasteService::Report(const std::optional<std::s
   return GroupWaste(runs, by);
 }
 
+Result<std::vector<ProjectNotes>> GpuWasteService::Notes(const std::optional<std::string>& project,
+                                                         TimeMicros since) const {
+  FW_ASSIGN_OR_RETURN(std::vector<store::StoredJobSummary> jobs,
+                      store_.ListJobSummariesSince(clock_.Now() - since, project));
+  return SumNotes(jobs);
+}
+
 Result<std::map<std::string, store::RunGpuTime>> GpuWasteService::RunTimes(
     const std::vector<std::string>& run_ids) const {
   FW_ASSIGN_OR_RETURN(std::vector<store::RunGpuTime> runs, store_.ListRunGpuTime(run_ids));

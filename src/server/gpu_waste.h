@@ -8,6 +8,7 @@
 
 #include "model/entities.h"
 #include "server/auth.h"
+#include "server/note_totals.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/status.h"
@@ -40,7 +41,8 @@ struct WasteRow {
 std::vector<WasteRow> GroupWaste(const std::vector<store::RunGpuTime>& runs, WasteGrouping by);
 
 // Reads the persisted GPU ledger's hourly totals for the waste reports and the runs' idle share
-// (server/gpu_ledger.h writes them). Thread-safe (the store is); no state of its own.
+// (server/gpu_ledger.h writes them), and the stored job summaries for the reports' notes.
+// Thread-safe (the store is); no state of its own.
 class GpuWasteService {
  public:
   // `store` and `clock` must outlive it.
@@ -50,6 +52,10 @@ class GpuWasteService {
   // since `now - since` (the first one whole). Errors: the store's.
   Result<std::vector<WasteRow>> Report(const std::optional<std::string>& project, TimeMicros since,
                                        WasteGrouping by) const;
+  // The right-sizing notes of the jobs of `project` (nullopt: every project) that ended since
+  // `now - since`, summed per project (note_totals.h). Errors: the store's.
+  Result<std::vector<ProjectNotes>> Notes(const std::optional<std::string>& project,
+                                          TimeMicros since) const;
   // Run id → its GPU time ever, for the runs that have any. Errors: the store's.
   Result<std::map<std::string, store::RunGpuTime>> RunTimes(
       const std::vector<std::string>& run_ids) const;

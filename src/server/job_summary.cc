@@ -1,7 +1,12 @@
 #include "server/job_summary.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -19,80 +24,236 @@ namespace json = boost::json;
 
 double Seconds(TimeMicros micros) { return static_cast<double>(micros) / 1e6; }
 
-// Readers of the fields ToJson writes; each records the first problem in `error`.
-class Fields {
- public:
-  Fields(const json::object& object, std::string& error) : object_(object), error_(error) {}
+// The JSON of aggregates and summaries is written and read from one field list per struct
+// (VisitAggregates, VisitSummary below): each list calls `io(key, member)` per field,
+// `io.Defaulted` for a field that older servers did not write (missing: the member keeps its
+// default) and `io.Array` for a list of objects. JsonWriter writes them; JsonReader reads them back
+// and records the first problem.
 
-  int64_t Int(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v != nullptr && v->is_int64()) return v->get_int64();
-    if (v != nullptr && v->is_uint64() && v->get_uint64() <= INT64_MAX) {
-      return static_cast<int64_t>(v->get_uint64());
+// Numbers as JSON writes them: finite only (a NaN would not parse back).
+double Finite(double d) { return std::isfinite(d) ? d : 0; }
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(json::object& object) : object_(object) {}
+
+  template <typename T>
+  void operator()(std::string_view key, const T& value) {
+    object_[key] = Value(value);
+  }
+  template <typename T>
+  void Defaulted(std::string_view key, const T& value) {
+    (*this)(key, value);
+  }
+  template <typename T, typename Visit>
+  void Array(std::string_view key, std::string_view /*what*/, const std::vector<T>& items,
+             Visit&& visit) {
+    json::array out;
+    for (const T& item : items) {
+      json::object o;
+      JsonWriter w(o);
+      visit(w, item);
+      out.push_back(std::move(o));
     }
-    Fail(key);
-    return 0;
-  }
-  std::optional<int64_t> OptionalInt(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v == nullptr || v->is_null()) return std::nullopt;
-    return Int(key);
-  }
-  double Number(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v != nullptr && v->is_number()) return v->to_number<double>();
-    Fail(key);
-    return 0;
-  }
-  std::optional<double> OptionalNumber(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v == nullptr || v->is_null()) return std::nullopt;
-    return Number(key);
-  }
-  bool Bool(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v != nullptr && v->is_bool()) return v->get_bool();
-    Fail(key);
-    return false;
-  }
-  std::string String(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v != nullptr && v->is_string()) return std::string(v->get_string());
-    Fail(key);
-    return {};
-  }
-  std::optional<std::string> OptionalString(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v == nullptr || v->is_null()) return std::nullopt;
-    return String(key);
-  }
-  const json::array* Array(std::string_view key) {
-    const json::value* v = object_.if_contains(key);
-    if (v != nullptr && v->is_array()) return &v->get_array();
-    Fail(key);
-    return nullptr;
+    object_[key] = std::move(out);
   }
 
  private:
+  static json::value Value(const std::string& v) { return json::value(v); }
+  static json::value Value(bool v) { return json::value(v); }
+  static json::value Value(int v) { return json::value(v); }
+  static json::value Value(int64_t v) { return json::value(v); }
+  static json::value Value(double v) { return json::value(Finite(v)); }
+  template <typename T>
+  static json::value Value(const std::optional<T>& v) {
+    return v ? Value(*v) : json::value(nullptr);
+  }
+
+  json::object& object_;
+};
+
+class JsonReader {
+ public:
+  JsonReader(const json::object& object, std::string& error) : object_(object), error_(error) {}
+
+  template <typename T>
+  void operator()(std::string_view key, T& value) {
+    Read(key, object_.if_contains(key), value);
+  }
+  template <typename T>
+  void Defaulted(std::string_view key, T& value) {
+    if (const json::value* v = object_.if_contains(key)) Read(key, v, value);
+  }
+  template <typename T, typename Visit>
+  void Array(std::string_view key, std::string_view what, std::vector<T>& items, Visit&& visit) {
+    const json::value* v = object_.if_contains(key);
+    if (v == nullptr || !v->is_array()) return Fail(key);
+    for (const json::value& item : v->get_array()) {
+      if (!item.is_object()) {
+        if (error_.empty()) error_ = std::string(what) + " is not an object";
+        return;
+      }
+      T t{};
+      JsonReader r(item.get_object(), error_);
+      visit(r, t);
+      items.push_back(std::move(t));
+    }
+  }
+
+ private:
+  void Read(std::string_view key, const json::value* v, int64_t& out) {
+    if (v != nullptr && v->is_int64()) {
+      out = v->get_int64();
+    } else if (v != nullptr && v->is_uint64() && v->get_uint64() <= INT64_MAX) {
+      out = static_cast<int64_t>(v->get_uint64());
+    } else {
+      Fail(key);
+    }
+  }
+  void Read(std::string_view key, const json::value* v, int& out) {
+    int64_t wide = 0;
+    Read(key, v, wide);
+    if (wide < INT_MIN || wide > INT_MAX) return Fail(key);
+    out = static_cast<int>(wide);
+  }
+  void Read(std::string_view key, const json::value* v, double& out) {
+    if (v != nullptr && v->is_number()) {
+      out = v->to_number<double>();
+    } else {
+      Fail(key);
+    }
+  }
+  void Read(std::string_view key, const json::value* v, bool& out) {
+    if (v != nullptr && v->is_bool()) {
+      out = v->get_bool();
+    } else {
+      Fail(key);
+    }
+  }
+  void Read(std::string_view key, const json::value* v, std::string& out) {
+    if (v != nullptr && v->is_string()) {
+      out = std::string(v->get_string());
+    } else {
+      Fail(key);
+    }
+  }
+  template <typename T>
+  void Read(std::string_view key, const json::value* v, std::optional<T>& out) {
+    if (v == nullptr || v->is_null()) {
+      out.reset();
+      return;
+    }
+    T t{};
+    Read(key, v, t);
+    out = std::move(t);
+  }
   void Fail(std::string_view key) {
     if (error_.empty()) error_ = "field '" + std::string(key) + "' is missing or of the wrong type";
   }
+
   const json::object& object_;
   std::string& error_;
 };
 
-json::value Optional(const std::optional<int64_t>& v) {
-  return v ? json::value(*v) : json::value(nullptr);
-}
-json::value Optional(const std::optional<double>& v) {
-  return v ? json::value(*v) : json::value(nullptr);
-}
-json::value Optional(const std::optional<std::string>& v) {
-  return v ? json::value(*v) : json::value(nullptr);
+// The fields of JobAggregates (`Job`: it, const or not) and of its GPUs.
+template <typename Io, typename Job>
+void VisitAggregates(Io& io, Job& job) {
+  io("job_id", job.job_id);
+  io("run_id", job.run_id);
+  io("run_name", job.run_name);
+  io("run_type", job.run_type);
+  io("job_name", job.job_name);
+  io("job_num", job.job_num);
+  io("replica_num", job.replica_num);
+  io("project_name", job.project_name);
+  io("user_name", job.user_name);
+  io("instance_id", job.instance_id);
+  io("price", job.price);
+  io("carbon_intensity", job.carbon_intensity);
+  io("cpus", job.cpus);
+  io("memory_limit_bytes", job.memory_limit_bytes);
+  io("started_at", job.started_at);
+  io("points", job.points);
+  io("last_point_at", job.last_point_at);
+  io("last_cpu_micro", job.last_cpu_micro);
+  io("cpu_core_seconds", job.cpu_core_seconds);
+  io("cpu_span_seconds", job.cpu_span_seconds);
+  io("cpu_peak_cores", job.cpu_peak_cores);
+  io("memory_peak_bytes", job.memory_peak_bytes);
+  io("energy_joules", job.energy_joules);
+  io("busy_gpu_seconds", job.busy_gpu_seconds);
+  io("carbon_grams", job.carbon_grams);
+  io.Array("gpus", "a GPU", job.gpus, [](auto& gio, auto& g) {
+    gio("index", g.index);
+    gio("uuid", g.uuid);
+    gio("memory_total_bytes", g.memory_total_bytes);
+    gio("samples", g.samples);
+    gio("util_sum", g.util_sum);
+    gio("util_max", g.util_max);
+    gio("idle_samples", g.idle_samples);
+    gio.Defaulted("covered_seconds", g.covered_seconds);
+    gio.Defaulted("util_percent_seconds", g.util_percent_seconds);
+    gio.Defaulted("idle_seconds", g.idle_seconds);
+    gio("memory_peak_bytes", g.memory_peak_bytes);
+    gio("last_reading_at", g.last_reading_at);
+    gio("last_energy_mj", g.last_energy_mj);
+    gio("energy_joules", g.energy_joules);
+    gio("energy_estimated", g.energy_estimated);
+    gio("last_xid_total", g.last_xid_total);
+    gio("xid_events", g.xid_events);
+  });
 }
 
-// Numbers as JSON writes them: finite only (a NaN would not parse back).
-double Finite(double d) { return std::isfinite(d) ? d : 0; }
+// The fields of JobSummary (`Summary`: it, const or not), of its GPUs and of its notes.
+template <typename Io, typename Summary>
+void VisitSummary(Io& io, Summary& s) {
+  io("job_id", s.job_id);
+  io("job_name", s.job_name);
+  io("job_num", s.job_num);
+  io("replica_num", s.replica_num);
+  io("status", s.status);
+  io("termination_reason", s.termination_reason);
+  io("final", s.final);
+  io("started_at", s.started_at);
+  io("finished_at", s.finished_at);
+  io("duration_seconds", s.duration_seconds);
+  io("cpus", s.cpus);
+  io("cpu_mean_cores", s.cpu_mean_cores);
+  io("cpu_peak_cores", s.cpu_peak_cores);
+  io("memory_peak_bytes", s.memory_peak_bytes);
+  io("memory_limit_bytes", s.memory_limit_bytes);
+  io.Array("gpus", "a GPU", s.gpus, [](auto& gio, auto& g) {
+    gio("index", g.index);
+    gio("memory_total_bytes", g.memory_total_bytes);
+    gio("samples", g.samples);
+    gio("util_mean_percent", g.util_mean);
+    gio("util_max_percent", g.util_max);
+    gio("memory_peak_bytes", g.memory_peak_bytes);
+    gio("energy_joules", g.energy_joules);
+    gio("energy_estimated", g.energy_estimated);
+    gio("idle_share", g.idle_share);
+    gio("xid_events", g.xid_events);
+  });
+  io("energy_joules", s.energy_joules);
+  io("energy_estimated", s.energy_estimated);
+  io("busy_gpu_seconds", s.busy_gpu_seconds);
+  io("carbon_intensity", s.carbon_intensity);
+  io("carbon_grams", s.carbon_grams);
+  io("cost_dollars", s.cost_dollars);
+  io.Defaulted("price", s.price);
+  io.Array("notes", "a note", s.notes, [](auto& nio, auto& n) {
+    nio("rule", n.rule);
+    nio("text", n.text);
+  });
+}
+
+template <typename T, typename Visit>
+std::string WriteJson(const T& value, Visit&& visit) {
+  json::object o;
+  JsonWriter w(o);
+  visit(w, value);
+  return json::serialize(o);
+}
 
 Result<json::object> ParseObject(std::string_view text, std::string_view what) {
   Result<json::value> root = model::ParseStrictJson(text);
@@ -109,12 +270,35 @@ int64_t XidTotal(const model::XidEvents& xid) {
   return total;
 }
 
+// What a GPU drew between the job's start and its first reading of it, `current` (docs on
+// AddReading).
+EnergyStep EnergyBeforeFirstReading(TimeMicros started_at, const EnergySample& current,
+                                    const std::optional<GpuBaseline>& before,
+                                    std::string_view job_uuid, std::string_view reading_uuid) {
+  auto same = [](std::string_view a, std::string_view b) {
+    return a.empty() || b.empty() || a == b;
+  };
+  if (before && before->at < current.at && same(before->uuid, reading_uuid) &&
+      same(before->uuid, job_uuid)) {
+    EnergyStep step = EnergyBetween(EnergySample{before->at, before->energy_mj, std::nullopt},
+                                    current, kMaxChargedGap);
+    const TimeMicros from = std::max(started_at, before->at);
+    step.joules *=
+        static_cast<double>(current.at - from) / static_cast<double>(current.at - before->at);
+    return step;
+  }
+  // No earlier reading: the first one's power over the time since the start.
+  return EnergyBetween(EnergySample{started_at, std::nullopt, std::nullopt},
+                       EnergySample{current.at, std::nullopt, current.power_mw}, kMaxChargedGap);
+}
+
 }  // namespace
 
 AggregateDelta AddPoint(JobAggregates& job, const model::JobMetricsPoint& point) {
   AggregateDelta delta;
   if (job.last_point_at && point.timestamp_micro <= *job.last_point_at) return delta;
   delta.changed = true;
+  double charged = 0;  // the seconds this point's samples cover
   if (job.last_point_at) {
     const TimeMicros span = point.timestamp_micro - *job.last_point_at;
     const int64_t cpu = point.cpu_usage_micro - job.last_cpu_micro;
@@ -125,7 +309,7 @@ AggregateDelta AddPoint(JobAggregates& job, const model::JobMetricsPoint& point)
       job.cpu_peak_cores = std::max(job.cpu_peak_cores, cores);
     }
     // Utilization-weighted GPU time: each GPU's utilization over the interval that ends here.
-    const double charged = Seconds(std::min(span, kMaxChargedGap));
+    charged = Seconds(std::min(span, kMaxChargedGap));
     for (size_t i = 0; i < point.gpus_util_percent.size() && i < job.gpus.size(); ++i) {
       const int64_t util = std::clamp<int64_t>(point.gpus_util_percent[i], 0, 100);
       delta.busy_gpu_seconds += static_cast<double>(util) / 100.0 * charged;
@@ -143,6 +327,9 @@ AggregateDelta AddPoint(JobAggregates& job, const model::JobMetricsPoint& point)
       gpu.util_sum += util;
       gpu.util_max = std::max(gpu.util_max, util);
       if (util < kIdleUtilPercent) ++gpu.idle_samples;
+      gpu.covered_seconds += charged;
+      gpu.util_percent_seconds += static_cast<double>(util) * charged;
+      if (util < kIdleUtilPercent) gpu.idle_seconds += charged;
     }
     if (i < point.gpus_memory_usage_bytes.size()) {
       gpu.memory_peak_bytes = std::max(gpu.memory_peak_bytes, point.gpus_memory_usage_bytes[i]);
@@ -152,7 +339,8 @@ AggregateDelta AddPoint(JobAggregates& job, const model::JobMetricsPoint& point)
   return delta;
 }
 
-AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, TimeMicros at) {
+AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, TimeMicros at,
+                          const std::optional<GpuBaseline>& before) {
   AggregateDelta delta;
   auto it = std::find_if(job.gpus.begin(), job.gpus.end(),
                          [&](const GpuAggregate& g) { return g.index == reading.index; });
@@ -161,12 +349,15 @@ AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, 
   if (gpu.last_reading_at && at <= *gpu.last_reading_at) return delta;
   delta.changed = true;
   const bool same_gpu = gpu.uuid.empty() || reading.uuid.empty() || gpu.uuid == reading.uuid;
-  std::optional<EnergySample> previous;
-  if (gpu.last_reading_at && same_gpu) {
-    previous = EnergySample{*gpu.last_reading_at, gpu.last_energy_mj, std::nullopt};
+  const EnergySample current{at, reading.energy_mj, reading.power_mw};
+  EnergyStep step;
+  if (gpu.last_reading_at) {
+    std::optional<EnergySample> previous;
+    if (same_gpu) previous = EnergySample{*gpu.last_reading_at, gpu.last_energy_mj, std::nullopt};
+    step = EnergyBetween(previous, current, kMaxChargedGap);
+  } else if (job.started_at && *job.started_at < at) {
+    step = EnergyBeforeFirstReading(*job.started_at, current, before, gpu.uuid, reading.uuid);
   }
-  const EnergyStep step = EnergyBetween(
-      previous, EnergySample{at, reading.energy_mj, reading.power_mw}, kMaxChargedGap);
   gpu.energy_joules += step.joules;
   gpu.energy_estimated |= step.estimated;
   delta.energy_joules = step.joules;
@@ -188,107 +379,15 @@ AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, 
 }
 
 std::string ToJson(const JobAggregates& job) {
-  json::object o;
-  o["job_id"] = job.job_id;
-  o["run_id"] = job.run_id;
-  o["run_name"] = job.run_name;
-  o["run_type"] = job.run_type;
-  o["job_name"] = job.job_name;
-  o["job_num"] = job.job_num;
-  o["replica_num"] = job.replica_num;
-  o["project_name"] = job.project_name;
-  o["user_name"] = job.user_name;
-  o["instance_id"] = job.instance_id;
-  o["price"] = Optional(job.price);
-  o["carbon_intensity"] = Finite(job.carbon_intensity);
-  o["cpus"] = job.cpus;
-  o["memory_limit_bytes"] = job.memory_limit_bytes;
-  o["started_at"] = Optional(job.started_at);
-  o["points"] = job.points;
-  o["last_point_at"] = Optional(job.last_point_at);
-  o["last_cpu_micro"] = job.last_cpu_micro;
-  o["cpu_core_seconds"] = Finite(job.cpu_core_seconds);
-  o["cpu_span_seconds"] = Finite(job.cpu_span_seconds);
-  o["cpu_peak_cores"] = Finite(job.cpu_peak_cores);
-  o["memory_peak_bytes"] = job.memory_peak_bytes;
-  o["energy_joules"] = Finite(job.energy_joules);
-  o["busy_gpu_seconds"] = Finite(job.busy_gpu_seconds);
-  o["carbon_grams"] = Finite(job.carbon_grams);
-  json::array gpus;
-  for (const GpuAggregate& g : job.gpus) {
-    json::object x;
-    x["index"] = g.index;
-    x["uuid"] = g.uuid;
-    x["memory_total_bytes"] = g.memory_total_bytes;
-    x["samples"] = g.samples;
-    x["util_sum"] = g.util_sum;
-    x["util_max"] = g.util_max;
-    x["idle_samples"] = g.idle_samples;
-    x["memory_peak_bytes"] = g.memory_peak_bytes;
-    x["last_reading_at"] = Optional(g.last_reading_at);
-    x["last_energy_mj"] = Optional(g.last_energy_mj);
-    x["energy_joules"] = Finite(g.energy_joules);
-    x["energy_estimated"] = g.energy_estimated;
-    x["last_xid_total"] = Optional(g.last_xid_total);
-    x["xid_events"] = g.xid_events;
-    gpus.push_back(std::move(x));
-  }
-  o["gpus"] = std::move(gpus);
-  return json::serialize(o);
+  return WriteJson(job, [](auto& io, const JobAggregates& j) { VisitAggregates(io, j); });
 }
 
 Result<JobAggregates> JobAggregatesFromJson(std::string_view text) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(text, "job aggregates"));
   std::string error;
-  Fields f(o, error);
+  JsonReader reader(o, error);
   JobAggregates job;
-  job.job_id = f.String("job_id");
-  job.run_id = f.String("run_id");
-  job.run_name = f.String("run_name");
-  job.run_type = f.String("run_type");
-  job.job_name = f.String("job_name");
-  job.job_num = static_cast<int>(f.Int("job_num"));
-  job.replica_num = static_cast<int>(f.Int("replica_num"));
-  job.project_name = f.String("project_name");
-  job.user_name = f.String("user_name");
-  job.instance_id = f.String("instance_id");
-  job.price = f.OptionalNumber("price");
-  job.carbon_intensity = f.Number("carbon_intensity");
-  job.cpus = static_cast<int>(f.Int("cpus"));
-  job.memory_limit_bytes = f.Int("memory_limit_bytes");
-  job.started_at = f.OptionalInt("started_at");
-  job.points = f.Int("points");
-  job.last_point_at = f.OptionalInt("last_point_at");
-  job.last_cpu_micro = f.Int("last_cpu_micro");
-  job.cpu_core_seconds = f.Number("cpu_core_seconds");
-  job.cpu_span_seconds = f.Number("cpu_span_seconds");
-  job.cpu_peak_cores = f.Number("cpu_peak_cores");
-  job.memory_peak_bytes = f.Int("memory_peak_bytes");
-  job.energy_joules = f.Number("energy_joules");
-  job.busy_gpu_seconds = f.Number("busy_gpu_seconds");
-  job.carbon_grams = f.Number("carbon_grams");
-  if (const json::array* gpus = f.Array("gpus")) {
-    for (const json::value& v : *gpus) {
-      if (!v.is_object()) return InvalidArgument("job aggregates: a GPU is not an object");
-      Fields g(v.get_object(), error);
-      GpuAggregate gpu;
-      gpu.index = static_cast<int>(g.Int("index"));
-      gpu.uuid = g.String("uuid");
-      gpu.memory_total_bytes = g.Int("memory_total_bytes");
-      gpu.samples = g.Int("samples");
-      gpu.util_sum = g.Int("util_sum");
-      gpu.util_max = g.Int("util_max");
-      gpu.idle_samples = g.Int("idle_samples");
-      gpu.memory_peak_bytes = g.Int("memory_peak_bytes");
-      gpu.last_reading_at = g.OptionalInt("last_reading_at");
-      gpu.last_energy_mj = g.OptionalInt("last_energy_mj");
-      gpu.energy_joules = g.Number("energy_joules");
-      gpu.energy_estimated = g.Bool("energy_estimated");
-      gpu.last_xid_total = g.OptionalInt("last_xid_total");
-      gpu.xid_events = g.Int("xid_events");
-      job.gpus.push_back(std::move(gpu));
-    }
-  }
+  VisitAggregates(reader, job);
   if (!error.empty()) return InvalidArgument("job aggregates: " + error);
   return job;
 }
@@ -318,7 +417,10 @@ JobSummary SummaryOf(const JobAggregates& job, const JobEnd& end, TimeMicros now
     gs.index = g.index;
     gs.memory_total_bytes = g.memory_total_bytes;
     gs.samples = g.samples;
-    if (g.samples > 0) {
+    if (g.covered_seconds > 0) {
+      gs.util_mean = g.util_percent_seconds / g.covered_seconds;
+      gs.idle_share = g.idle_seconds / g.covered_seconds;
+    } else if (g.samples > 0) {
       gs.util_mean = static_cast<double>(g.util_sum) / static_cast<double>(g.samples);
       gs.idle_share = static_cast<double>(g.idle_samples) / static_cast<double>(g.samples);
     }
@@ -335,108 +437,21 @@ JobSummary SummaryOf(const JobAggregates& job, const JobEnd& end, TimeMicros now
   s.carbon_intensity = job.carbon_intensity;
   s.carbon_grams = job.carbon_grams;
   s.cost_dollars = std::max(0.0, job.price.value_or(0.0)) * s.duration_seconds / 3600.0;
+  s.price = job.price;
   s.notes = SummaryNotes(s);
   return s;
 }
 
-std::string ToJson(const JobSummary& s) {
-  json::object o;
-  o["job_id"] = s.job_id;
-  o["job_name"] = s.job_name;
-  o["job_num"] = s.job_num;
-  o["replica_num"] = s.replica_num;
-  o["status"] = s.status;
-  o["termination_reason"] = Optional(s.termination_reason);
-  o["final"] = s.final;
-  o["started_at"] = Optional(s.started_at);
-  o["finished_at"] = Optional(s.finished_at);
-  o["duration_seconds"] = Finite(s.duration_seconds);
-  o["cpus"] = s.cpus;
-  o["cpu_mean_cores"] = Finite(s.cpu_mean_cores);
-  o["cpu_peak_cores"] = Finite(s.cpu_peak_cores);
-  o["memory_peak_bytes"] = s.memory_peak_bytes;
-  o["memory_limit_bytes"] = s.memory_limit_bytes;
-  json::array gpus;
-  for (const GpuSummary& g : s.gpus) {
-    json::object x;
-    x["index"] = g.index;
-    x["memory_total_bytes"] = g.memory_total_bytes;
-    x["samples"] = g.samples;
-    x["util_mean_percent"] = Finite(g.util_mean);
-    x["util_max_percent"] = g.util_max;
-    x["memory_peak_bytes"] = g.memory_peak_bytes;
-    x["energy_joules"] = Finite(g.energy_joules);
-    x["energy_estimated"] = g.energy_estimated;
-    x["idle_share"] = Finite(g.idle_share);
-    x["xid_events"] = g.xid_events;
-    gpus.push_back(std::move(x));
-  }
-  o["gpus"] = std::move(gpus);
-  o["energy_joules"] = Finite(s.energy_joules);
-  o["energy_estimated"] = s.energy_estimated;
-  o["busy_gpu_seconds"] = Finite(s.busy_gpu_seconds);
-  o["carbon_intensity"] = Finite(s.carbon_intensity);
-  o["carbon_grams"] = Finite(s.carbon_grams);
-  o["cost_dollars"] = Finite(s.cost_dollars);
-  json::array notes;
-  for (const SummaryNote& n : s.notes) {
-    notes.push_back(json::object{{"rule", n.rule}, {"text", n.text}});
-  }
-  o["notes"] = std::move(notes);
-  return json::serialize(o);
+std::string ToJson(const JobSummary& summary) {
+  return WriteJson(summary, [](auto& io, const JobSummary& s) { VisitSummary(io, s); });
 }
 
 Result<JobSummary> JobSummaryFromJson(std::string_view text) {
   FW_ASSIGN_OR_RETURN(json::object o, ParseObject(text, "job summary"));
   std::string error;
-  Fields f(o, error);
+  JsonReader reader(o, error);
   JobSummary s;
-  s.job_id = f.String("job_id");
-  s.job_name = f.String("job_name");
-  s.job_num = static_cast<int>(f.Int("job_num"));
-  s.replica_num = static_cast<int>(f.Int("replica_num"));
-  s.status = f.String("status");
-  s.termination_reason = f.OptionalString("termination_reason");
-  s.final = f.Bool("final");
-  s.started_at = f.OptionalInt("started_at");
-  s.finished_at = f.OptionalInt("finished_at");
-  s.duration_seconds = f.Number("duration_seconds");
-  s.cpus = static_cast<int>(f.Int("cpus"));
-  s.cpu_mean_cores = f.Number("cpu_mean_cores");
-  s.cpu_peak_cores = f.Number("cpu_peak_cores");
-  s.memory_peak_bytes = f.Int("memory_peak_bytes");
-  s.memory_limit_bytes = f.Int("memory_limit_bytes");
-  if (const json::array* gpus = f.Array("gpus")) {
-    for (const json::value& v : *gpus) {
-      if (!v.is_object()) return InvalidArgument("job summary: a GPU is not an object");
-      Fields g(v.get_object(), error);
-      GpuSummary gs;
-      gs.index = static_cast<int>(g.Int("index"));
-      gs.memory_total_bytes = g.Int("memory_total_bytes");
-      gs.samples = g.Int("samples");
-      gs.util_mean = g.Number("util_mean_percent");
-      gs.util_max = g.Int("util_max_percent");
-      gs.memory_peak_bytes = g.Int("memory_peak_bytes");
-      gs.energy_joules = g.Number("energy_joules");
-      gs.energy_estimated = g.Bool("energy_estimated");
-      gs.idle_share = g.Number("idle_share");
-      gs.xid_events = g.Int("xid_events");
-      s.gpus.push_back(gs);
-    }
-  }
-  s.energy_joules = f.Number("energy_joules");
-  s.energy_estimated = f.Bool("energy_estimated");
-  s.busy_gpu_seconds = f.Number("busy_gpu_seconds");
-  s.carbon_intensity = f.Number("carbon_intensity");
-  s.carbon_grams = f.Number("carbon_grams");
-  s.cost_dollars = f.Number("cost_dollars");
-  if (const json::array* notes = f.Array("notes")) {
-    for (const json::value& v : *notes) {
-      if (!v.is_object()) return InvalidArgument("job summary: a note is not an object");
-      Fields n(v.get_object(), error);
-      s.notes.push_back(SummaryNote{n.String("rule"), n.String("text")});
-    }
-  }
+  VisitSummary(reader, s);
   if (!error.empty()) return InvalidArgument("job summary: " + error);
   return s;
 }

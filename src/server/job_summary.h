@@ -28,6 +28,11 @@ struct GpuAggregate {
   int64_t util_sum = 0;      // percent, summed over the samples
   int64_t util_max = 0;      // percent
   int64_t idle_samples = 0;  // samples below kIdleUtilPercent
+  // Time-weighted: each sample covers the interval since the job's previous point (at most
+  // kMaxChargedGap), as busy_gpu_seconds does; the first point's covers none.
+  double covered_seconds = 0;       // the time the samples cover
+  double util_percent_seconds = 0;  // utilization × the time it covers
+  double idle_seconds = 0;          // covered by samples below kIdleUtilPercent
   int64_t memory_peak_bytes = 0;
   // From the host's GPU readings.
   std::optional<TimeMicros> last_reading_at;  // the energy baseline's time
@@ -88,9 +93,23 @@ inline constexpr TimeMicros kMaxChargedGap = 60'000'000;
 // Adds one of the job's metrics points (its GPU vectors follow the job's GPUs). A point not newer
 // than the last one is ignored.
 AggregateDelta AddPoint(JobAggregates& job, const model::JobMetricsPoint& point);
+// The last reading of a GPU, whoever held it then (nobody, another job): what the energy drawn
+// between a job's start and its first reading of the GPU is charged from.
+struct GpuBaseline {
+  TimeMicros at = 0;
+  std::optional<int64_t> energy_mj;
+  std::string uuid;  // empty: not reported
+};
+
 // Adds a reading of one of the job's GPUs (matched by index), taken at `at`. A reading of a GPU
-// the job does not hold, or not newer than the last one, is ignored.
-AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, TimeMicros at);
+// the job does not hold, or not newer than the last one, is ignored. The job's first reading of
+// a GPU also charges what the GPU drew since the job started: with `before` (the GPU's previous
+// reading, of the same GPU, older than `at`), the energy between the two shared by time (the
+// part after max(job start, before's time)); without it, the first reading's power × (at − job
+// start), at most kMaxChargedGap, marked estimated. The part of the interval before the job
+// started is nobody's (the previous holder was charged up to its own last reading only).
+AggregateDelta AddReading(JobAggregates& job, const model::GpuReading& reading, TimeMicros at,
+                          const std::optional<GpuBaseline>& before = std::nullopt);
 
 std::string ToJson(const JobAggregates& job);
 // InvalidArgument when `text` is not what ToJson writes.
@@ -102,12 +121,12 @@ struct GpuSummary {
   int index = 0;
   int64_t memory_total_bytes = 0;
   int64_t samples = 0;
-  double util_mean = 0;  // percent
+  double util_mean = 0;  // percent, time-weighted (per sample while no interval is covered)
   int64_t util_max = 0;
   int64_t memory_peak_bytes = 0;
   double energy_joules = 0;
   bool energy_estimated = false;
-  double idle_share = 0;  // 0..1: samples below kIdleUtilPercent
+  double idle_share = 0;  // 0..1: the share of that time (or samples) below kIdleUtilPercent
   int64_t xid_events = 0;
 };
 
@@ -148,6 +167,8 @@ struct JobSummary {
   double carbon_intensity = 0;
   double carbon_grams = 0;
   double cost_dollars = 0;
+  // USD/hour of its instance; none: unknown (no price, or a summary stored before it was kept).
+  std::optional<double> price;
   std::vector<SummaryNote> notes;
 };
 

@@ -35,6 +35,9 @@ struct ReconcileSettings {
 struct InstanceObservation {
   bool reached = false;  // the poll succeeded and parsed
   AgentPoll poll;
+  // Reached: the host's parser's AgentPollParser::generation after this poll (equal across two
+  // observations: the same poll but for `now`); 0: not known.
+  uint64_t poll_generation = 0;
   std::optional<AgentInventory> inventory;  // fetched this tick (first contact, agent restart)
   std::string error;                        // why not reached
 };

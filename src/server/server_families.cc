@@ -59,6 +59,14 @@ constexpr std::array kAllRunStatuses = {
 
 double Seconds(TimeMicros micros) { return static_cast<double>(micros) / 1e6; }
 
+constexpr char kReplicaInfo[] = "fleetwatch_replica_info";
+
+// A time-valued sample's line as a scrape at `now` renders it.
+void AppendTimedAt(std::string& out, expose::TimedSample sample, TimeMicros now) {
+  const std::vector<expose::TimedSample> one = {std::move(sample)};
+  expose::AppendTimedSamples(out, one, now);
+}
+
 std::vector<const model::Instance*> SortedInstances(const std::vector<model::Instance>& all) {
   std::vector<const model::Instance*> instances;
   for (const model::Instance& i : all) {
@@ -76,7 +84,7 @@ void RenderInstances(const ExpositionState& state, TimeMicros now,
   for (const model::Instance* i : SortedInstances(state.instances)) {
     const std::string pairs = InstancePairs(*i);
     if (InstanceExported(i->status)) {
-      AppendInstanceDuration(out[kInstanceDuration], pairs, i->created_at, now);
+      AppendTimedAt(out[kInstanceDuration], InstanceDuration(pairs, i->created_at), now);
     }
     AppendInstanceSamples(*i, pairs, texts);
   }
@@ -123,23 +131,12 @@ void RenderJobs(const ExpositionState& state, TimeMicros now, const ExpositionOp
       }
     }
     const std::string pairs = JobPairs(run, job, instance);
-    AppendJobDuration(out[kJobDuration], pairs, job.submitted_at, now);
+    AppendTimedAt(out[kJobDuration], JobDuration(pairs, job.submitted_at), now);
     const model::JobMetricsPoint* point = nullptr;
     if (auto it = state.newest_points.find(job.id); it != state.newest_points.end()) {
       if (now - it->second.timestamp_micro <= options.stale_after) point = &it->second;
     }
     AppendJobSamples(job, instance, res->second, point, pairs, texts);
-  }
-}
-
-// Per instance, like the instance families (every instance that is not terminated), so that a
-// host whose agent keeps failing is found by its labels, not only seen in a fleet-wide total.
-void RenderPollErrors(const ExpositionState& state, std::map<std::string, std::string>& out) {
-  std::string& text = out[kAgentPollErrors];
-  for (const model::Instance* i : SortedInstances(state.instances)) {
-    auto it = state.agent_poll_errors.find(i->id);
-    AppendPollErrors(text, PollErrorPairs(*i),
-                     it == state.agent_poll_errors.end() ? 0 : it->second);
   }
 }
 
@@ -178,9 +175,12 @@ std::string InstancePairs(const model::Instance& i) {
   return expose::RenderLabelPairs(labels);
 }
 
-void AppendInstanceDuration(std::string& out, std::string_view pairs, TimeMicros created_at,
-                            TimeMicros now) {
-  AppendSample(out, kInstanceDuration, pairs, Seconds(std::max<TimeMicros>(0, now - created_at)));
+expose::TimedSample InstanceDuration(std::string_view pairs, TimeMicros created_at) {
+  // The sample line up to its value: AppendSample's, cut before the value.
+  std::string line;
+  AppendSample(line, kInstanceDuration, pairs, 0);
+  line.resize(line.size() - 4);  // "0.0\n"
+  return expose::TimedSample{std::move(line), created_at};
 }
 
 const std::array<const char*, kInstanceSampleFamilies>& InstanceSampleFamilyNames() {
@@ -231,9 +231,11 @@ std::string JobPairs(const model::Run& run, const model::Job& job,
   return expose::RenderLabelPairs(expose::JobLabels(values));
 }
 
-void AppendJobDuration(std::string& out, std::string_view pairs, TimeMicros submitted_at,
-                       TimeMicros now) {
-  AppendSample(out, kJobDuration, pairs, Seconds(std::max<TimeMicros>(0, now - submitted_at)));
+expose::TimedSample JobDuration(std::string_view pairs, TimeMicros submitted_at) {
+  std::string line;
+  AppendSample(line, kJobDuration, pairs, 0);
+  line.resize(line.size() - 4);  // "0.0\n"
+  return expose::TimedSample{std::move(line), submitted_at};
 }
 
 const std::array<const char*, kJobSampleFamilies>& JobSampleFamilyNames() {
@@ -324,12 +326,32 @@ void RenderServerCounters(const ExpositionState& state, const ExpositionOptions&
   const std::array<Label, 2> build = {
       {{"version", options.version}, {"revision", options.revision}}};
   AppendSample(out[kBuildInfo], kBuildInfo, expose::RenderLabelPairs(build), 1.0);
-  for (const auto& [key, histogram] : state.submit_to_provision) {
+  // The histogram and the pending runs per (project, run type), from the persisted totals.
+  struct Histogram {
+    std::array<int64_t, kSubmitToProvisionBuckets.size() + 1> counts{};
+    double sum = 0;
+    int64_t count = 0;
+  };
+  std::map<std::pair<std::string, std::string>, Histogram> provisioned;
+  std::map<std::pair<std::string, std::string>, int64_t> pending;
+  for (const store::RunEventTotal& t : state.run_events) {
+    if (t.kind == store::kRunEventPending) {
+      pending[{t.project_name, t.run_type}] += t.count;
+    } else if (t.kind == store::kRunEventProvisioned) {
+      Histogram& h = provisioned[{t.project_name, t.run_type}];
+      const size_t bucket = std::min<size_t>(static_cast<size_t>(std::max(0, t.bucket)),
+                                             kSubmitToProvisionBuckets.size());
+      h.counts[bucket] += t.count;
+      h.sum += t.seconds;
+      h.count += t.count;
+    }
+  }
+  const std::string bucket_name = std::string(kSubmitToProvision) + "_bucket";
+  for (const auto& [key, histogram] : provisioned) {
     const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
     std::string pairs = expose::RenderLabelPairs(labels);
     std::string& text = out[kSubmitToProvision];
-    const std::string bucket = std::string(kSubmitToProvision) + "_bucket";
-    uint64_t cumulative = 0;
+    int64_t cumulative = 0;
     for (size_t b = 0; b < histogram.counts.size(); ++b) {
       cumulative += histogram.counts[b];
       std::string le = "+Inf";
@@ -339,13 +361,13 @@ void RenderServerCounters(const ExpositionState& state, const ExpositionOptions&
       }
       std::string with_le = pairs;
       expose::AppendLabelPair(with_le, "le", le);
-      AppendSample(text, bucket, with_le, static_cast<double>(cumulative));
+      AppendSample(text, bucket_name, with_le, static_cast<double>(cumulative));
     }
     AppendSample(text, std::string(kSubmitToProvision) + "_sum", pairs, histogram.sum);
     AppendSample(text, std::string(kSubmitToProvision) + "_count", pairs,
                  static_cast<double>(histogram.count));
   }
-  for (const auto& [key, count] : state.pending_runs) {
+  for (const auto& [key, count] : pending) {
     const std::array<Label, 2> labels = {{{"project_name", key.first}, {"run_type", key.second}}};
     AppendSample(out[kPendingRuns], kPendingRuns, expose::RenderLabelPairs(labels),
                  static_cast<double>(count));
@@ -359,6 +381,14 @@ void RenderServerCounters(const ExpositionState& state, const ExpositionOptions&
     AppendSample(out[kProjectCost], kProjectCost, pairs, u.cost_dollars);
     AppendSample(out[kProjectGpuSeconds], kProjectGpuSeconds, pairs, u.gpu_seconds);
   }
+}
+
+void RenderReplicaCounters(const ReplicaState& state, const ExpositionOptions& options,
+                           std::map<std::string, std::string>& out) {
+  const std::array<Label, 3> info = {{{"replica_id", state.replica_id},
+                                      {"version", options.version},
+                                      {"revision", options.revision}}};
+  AppendSample(out[kReplicaInfo], kReplicaInfo, expose::RenderLabelPairs(info), 1.0);
   AppendSample(out[kDcgmTextErrors], kDcgmTextErrors, "",
                static_cast<double>(state.dcgm_text_errors));
   AppendSample(out[kDcgmFamiliesDropped], kDcgmFamiliesDropped, "",
@@ -383,12 +413,10 @@ bool JobExported(model::JobStatus s) {
          s == model::JobStatus::kRunning || s == model::JobStatus::kTerminating;
 }
 
-void DurationHistogram::Observe(double seconds) {
+int SubmitToProvisionBucket(double seconds) {
   size_t b = 0;
   while (b < kSubmitToProvisionBuckets.size() && seconds > kSubmitToProvisionBuckets[b]) ++b;
-  ++counts[b];
-  sum += seconds;
-  ++count;
+  return static_cast<int>(b);
 }
 
 expose::JobLabelValues JobLabelValuesOf(const model::Run& run, const model::Job& job,
@@ -452,13 +480,24 @@ const std::vector<ServerFamily>& ServerFamilies() {
        "GPU time used by the jobs of a project's user, running and finished, seconds"},
       {Section::kServer, kBuildInfo, MetricType::kGauge,
        "What the server was built from: its version and git revision (always 1)"},
+  };
+  return kFamilies;
+}
+
+const std::vector<ServerFamily>& ReplicaFamilies() {
+  static const std::vector<ServerFamily> kFamilies = {
+      {Section::kServer, kReplicaInfo, MetricType::kGauge,
+       "This server process (replica): its id (empty for the only server), version and git "
+       "revision (always 1)"},
       {Section::kServer, kAgentPollErrors, MetricType::kCounter,
-       "Agent polls of an instance whose reply was not usable (unreachable, HTTP error or "
-       "malformed), since the server started"},
+       "Agent polls of an instance by this server whose reply was not usable (unreachable, HTTP "
+       "error or malformed), since it started"},
       {Section::kServer, kDcgmTextErrors, MetricType::kCounter,
-       "DCGM texts from hosts that did not parse; those hosts' DCGM samples were dropped"},
+       "DCGM texts from hosts this server polled that did not parse; those hosts' DCGM samples "
+       "were dropped"},
       {Section::kServer, kDcgmFamiliesDropped, MetricType::kCounter,
-       "Families in hosts' DCGM texts dropped for a name outside DCGM's or one of the server's"},
+       "Families in DCGM texts from hosts this server polled dropped for a name outside DCGM's "
+       "or one of the server's"},
   };
   return kFamilies;
 }
@@ -471,7 +510,6 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
   RenderInstances(state, now, out);
   RenderRunFamilies(state.run_counts, out);
   RenderJobs(state, now, options, out);
-  RenderPollErrors(state, out);
   RenderServerCounters(state, options, out);
   return out;
 }

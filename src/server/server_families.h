@@ -24,13 +24,9 @@ namespace fleetwatch::server {
 inline constexpr std::array<double, 17> kSubmitToProvisionBuckets = {
     15, 30, 45, 60, 90, 120, 180, 240, 300, 360, 420, 480, 540, 600, 900, 1200, 1800};
 
-// Observations of one (project, run type): per-bucket (not cumulative) counts, +Inf last.
-struct DurationHistogram {
-  std::array<uint64_t, kSubmitToProvisionBuckets.size() + 1> counts{};
-  double sum = 0;
-  uint64_t count = 0;
-  void Observe(double seconds);
-};
+// The index of the bucket `seconds` falls in (per-bucket, not cumulative): the first upper bound
+// >= seconds, kSubmitToProvisionBuckets.size() for +Inf. What store::RunEvent::bucket holds.
+int SubmitToProvisionBucket(double seconds);
 
 // What the server's own families (spec/METRICS.md: instance, run, job, server) are rendered from.
 struct ExpositionState {
@@ -39,14 +35,9 @@ struct ExpositionState {
   std::map<std::string, model::JobMetricsPoint> newest_points;  // job id → its newest point
   std::vector<store::RunCount> run_counts;
   std::vector<store::UsageTotal> usage;  // persisted cost and GPU seconds per (project, user)
-  // By (project name, run type text): since this server started, like dstack's.
-  std::map<std::pair<std::string, std::string>, DurationHistogram> submit_to_provision;
-  std::map<std::pair<std::string, std::string>, uint64_t> pending_runs;
-  // Instance id → its unusable poll replies since this server started (TickReport::bad_replies
-  // summed); instances without any are absent and read 0.
-  std::map<std::string, uint64_t> agent_poll_errors;
-  uint64_t dcgm_text_errors = 0;       // hosts' DCGM texts that did not parse
-  uint64_t dcgm_families_dropped = 0;  // expose::DropForeignDcgmFamilies, all texts so far
+  // Persisted counts of run events (store::RunEvent): the provisioning histogram and the pending
+  // runs, per (project, run type), whichever server saw them.
+  std::vector<store::RunEventTotal> run_events;
   // Run id → RunResources(run), for the runs whose configuration was parsed before (a run's
   // configuration never changes); runs missing here are parsed while rendering.
   std::map<std::string, model::ResourcesRequest> run_resources;
@@ -60,6 +51,8 @@ struct ExpositionOptions {
   // fleetwatch_build_info's labels: what the server was built from (util/build_info.h).
   std::string version;
   std::string revision;
+  // fleetwatch_replica_info's replica_id: this process' replica id (empty: the only server).
+  std::string replica_id;
 };
 
 // The 11 job labels' values of `job` of `run`, placed on `instance` (may be null).
@@ -73,10 +66,27 @@ struct ServerFamily {
   expose::MetricType type;
   const char* help;
 };
+// GET /metrics: the fleet's families, the same whichever server replica renders them (fleet state
+// from the database; ages and durations as time-valued samples).
 const std::vector<ServerFamily>& ServerFamilies();
+// GET /metrics/replica: what one server process (replica) saw itself: fleetwatch_replica_info,
+// fleetwatch_agent_poll_errors_total (the instances it polled), fleetwatch_dcgm_text_errors_total
+// and fleetwatch_dcgm_families_dropped_total (the DCGM texts it received), since it started.
+const std::vector<ServerFamily>& ReplicaFamilies();
+
+// What the replica families are rendered from: this process' own counts.
+struct ReplicaState {
+  std::string replica_id;  // empty: the only server (SQLite)
+  // Instance id → its unusable poll replies since this server started (TickReport::bad_replies
+  // summed); instances without any are absent and read 0.
+  std::map<std::string, uint64_t> agent_poll_errors;
+  uint64_t dcgm_text_errors = 0;       // hosts' DCGM texts that did not parse
+  uint64_t dcgm_families_dropped = 0;  // expose::DropForeignDcgmFamilies, all texts so far
+};
 
 // Sample lines (text 0.0.4, which OpenMetrics shares here: no timestamps) of every family of
-// ServerFamilies() as of `now`, by family name; a family without samples maps to "". Instances
+// ServerFamilies() as of `now` (the durations as a snapshot renders their time-valued samples at
+// `now`), by family name; a family without samples maps to "". Instances
 // with status provisioning, idle, busy or terminating, ordered by project name and instance name;
 // run counters per (project, user) that has runs; jobs with status provisioning, pulling,
 // running or terminating, ordered by project name and job name, point families from the newest
@@ -97,9 +107,9 @@ bool InstanceStatusExported(model::InstanceStatus s);
 bool InstanceBefore(const model::Instance& a, const model::Instance& b);
 // The label pairs of the instance families.
 std::string InstancePairs(const model::Instance& instance);
-// Its dstack_instance_duration_seconds_total sample (the family of the instance's age).
-void AppendInstanceDuration(std::string& out, std::string_view pairs, TimeMicros created_at,
-                            TimeMicros now);
+// Its dstack_instance_duration_seconds_total sample (the family of the instance's age), valued
+// when a scrape renders it: now − created_at.
+expose::TimedSample InstanceDuration(std::string_view pairs, TimeMicros created_at);
 // The instance families other than the duration, in ServerFamilies() order.
 inline constexpr size_t kInstanceSampleFamilies = 4;
 const std::array<const char*, kInstanceSampleFamilies>& InstanceSampleFamilyNames();
@@ -107,7 +117,7 @@ const std::array<const char*, kInstanceSampleFamilies>& InstanceSampleFamilyName
 // InstanceSampleFamilyNames()); `pairs` is InstancePairs(instance).
 void AppendInstanceSamples(const model::Instance& instance, std::string_view pairs,
                            const std::array<std::string*, kInstanceSampleFamilies>& out);
-// The label pairs of fleetwatch_agent_poll_errors_total, and its sample.
+// The label pairs of fleetwatch_agent_poll_errors_total (a replica family), and its sample.
 std::string PollErrorPairs(const model::Instance& instance);
 void AppendPollErrors(std::string& out, std::string_view pairs, uint64_t errors);
 
@@ -117,9 +127,9 @@ void AppendPollErrors(std::string& out, std::string_view pairs, uint64_t errors)
 std::string JobKey(const model::Run& run, const model::Job& job);
 // The label pairs of the job families: JobLabelValuesOf's, rendered.
 std::string JobPairs(const model::Run& run, const model::Job& job, const model::Instance* instance);
-// Its dstack_job_duration_seconds_total sample.
-void AppendJobDuration(std::string& out, std::string_view pairs, TimeMicros submitted_at,
-                       TimeMicros now);
+// Its dstack_job_duration_seconds_total sample, valued when a scrape renders it: now −
+// submitted_at.
+expose::TimedSample JobDuration(std::string_view pairs, TimeMicros submitted_at);
 // The job families other than the duration, in ServerFamilies() order: price, GPU count, CPU
 // count and memory total come from the job, its run and its instance, the others from its point.
 inline constexpr size_t kJobSampleFamilies = 10;
@@ -136,10 +146,14 @@ void AppendJobSamples(const model::Job& job, const model::Instance* instance,
 // The run families (dstack_run_count_*, dstack_runs) from the run counts.
 void RenderRunFamilies(const std::vector<store::RunCount>& run_counts,
                        std::map<std::string, std::string>& out);
-// The server families other than fleetwatch_agent_poll_errors_total, from `state`'s counters
-// (submit_to_provision, pending_runs, usage, dcgm_text_errors, dcgm_families_dropped).
+// The server-section families, from `state`'s persisted counters (run_events, usage) and the
+// build.
 void RenderServerCounters(const ExpositionState& state, const ExpositionOptions& options,
                           std::map<std::string, std::string>& out);
+// The replica families but fleetwatch_agent_poll_errors_total (whose samples follow the
+// instances: AppendPollErrors), by family name.
+void RenderReplicaCounters(const ReplicaState& state, const ExpositionOptions& options,
+                           std::map<std::string, std::string>& out);
 
 // Whether a job in this status has job samples (provisioning, pulling, running, terminating).
 bool JobExported(model::JobStatus s);

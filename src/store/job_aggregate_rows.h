@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,11 +15,11 @@
 #include "util/status.h"
 
 // The energy and job-summary statements (Store: UpdateJobAggregates, ListJobAggregates,
-// ListOpenJobAggregates, ListEnergyTotals), shared by the SQLite and PostgreSQL stores: the SQL is
-// what both accept but for the JSON list of ids (Dialect). Each function runs inside the caller's
-// transaction; `prepare(sql)` returns the store's Result<Query> (Bind, Exec, Step, Changes and the
-// row readers of row_mapping.h). Errors: the database's; NotFound when an update names no job.
-// Stateless.
+// ListOpenJobAggregates, ListEnergyTotals, ListJobSummariesSince), shared by the SQLite and
+// PostgreSQL stores: the SQL is what both accept but for the JSON list of ids (Dialect). Each
+// function runs inside the caller's transaction; `prepare(sql)` returns the store's Result<Query>
+// (Bind, Exec, Step, Changes and the row readers of row_mapping.h). Errors: the database's;
+// NotFound when an update names no job. Stateless.
 namespace fleetwatch::store::rows {
 
 template <typename Prepare>
@@ -118,6 +119,30 @@ Result<std::vector<EnergyTotal>> ListEnergyTotals(Prepare&& prepare) {
     totals.push_back(EnergyTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3), q.Double(4)});
   }
   return totals;
+}
+
+template <typename Prepare>
+Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+    Prepare&& prepare, TimeMicros since, const std::optional<std::string>& project_name) {
+  // From the jobs that finished in the window (jobs_by_finished_at) to their summaries.
+  std::string sql =
+      "SELECT j.id, r.id, r.run_name, p.name, u.name, j.finished_at, a.summary FROM jobs j "
+      "JOIN job_aggregates a ON a.job_id = j.id JOIN runs r ON r.id = j.run_id "
+      "JOIN projects p ON p.id = r.project_id JOIN users u ON u.id = r.user_id "
+      "WHERE j.finished_at >= ? AND a.summary IS NOT NULL";
+  if (project_name) sql += " AND p.name = ?";
+  sql += " ORDER BY j.finished_at DESC, j.id";
+  FW_ASSIGN_OR_RETURN(auto q, prepare(sql));
+  q.Bind(since);
+  if (project_name) q.Bind(*project_name);
+  std::vector<StoredJobSummary> out;
+  while (true) {
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back(StoredJobSummary{q.Text(0), q.Text(1), q.Text(2), q.Text(3), q.Text(4),
+                                   q.Int64(5), q.Text(6)});
+  }
+  return out;
 }
 
 }  // namespace fleetwatch::store::rows

@@ -14,7 +14,7 @@ namespace {
 // new one, additive within a release (see postgres_migrations.h). Text columns compare and sort
 // bytewise (COLLATE "C"), as SQLite's do, whatever the database's locale. Every foreign key that
 // a query joins or filters on has an index whose first column is that key.
-constexpr std::array<const char*, 5> kMigrations = {
+constexpr std::array<const char*, 7> kMigrations = {
     // 1: the schema of SQLite's steps 1-7, at once.
     R"sql(
 CREATE TABLE users (
@@ -220,7 +220,30 @@ CREATE TABLE energy_totals (
   PRIMARY KEY (project_name, user_name)
 );
 )sql",
-    // 5: shared render state (SQLite's step 11): each host's DCGM text as the replica that polls
+    // 5: jobs by finish time, for the right-sizing notes of the jobs that ended in a window
+    // (SQLite's step 11).
+    R"sql(
+CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+)sql",
+    // 6: run events that the server's counters count (SQLite's step 12): each (run, kind) once,
+    // whichever replica saw it, and their totals per (project, run type, kind, bucket).
+    R"sql(
+CREATE TABLE run_events (
+  run_id TEXT COLLATE "C" NOT NULL,
+  kind   TEXT COLLATE "C" NOT NULL,
+  PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE run_event_totals (
+  project_name TEXT COLLATE "C" NOT NULL,
+  run_type     TEXT COLLATE "C" NOT NULL,
+  kind         TEXT COLLATE "C" NOT NULL,
+  bucket       INTEGER NOT NULL,
+  count        BIGINT NOT NULL,
+  seconds      DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
+    // 7: shared render state (SQLite's step 13): each host's DCGM text as the replica that polls
     // it last stored it, for every replica's /metrics. UNLOGGED: refreshed every metrics interval,
     // so not worth the WAL; a crash empties it and the next texts fill it again.
     R"sql(

@@ -32,6 +32,7 @@
 #include "store/postgres_migrations.h"
 #include "store/postgres_query.h"
 #include "store/row_mapping.h"
+#include "store/run_event_rows.h"
 #include "store/secret_cipher.h"
 #include "util/mutex.h"
 
@@ -1015,6 +1016,18 @@ class PostgresStore final : public Store {
   }
 
  public:
+  // --- run events (store/run_event_rows.h) ---
+
+  Result<int> RecordRunEvents(const std::vector<RunEvent>& events) override {
+    FW_RETURN_IF_ERROR(rows::CheckRunEvents(events));
+    if (events.empty()) return 0;
+    return Write([&] { return rows::RecordRunEvents(Preparer(), events); });
+  }
+
+  Result<std::vector<RunEventTotal>> ListRunEventTotals() override {
+    return Read([&] { return rows::ListRunEventTotals(Preparer()); });
+  }
+
   // --- energy and job summaries (store/job_aggregate_rows.h) ---
 
   Result<std::vector<bool>> UpdateJobAggregates(
@@ -1036,6 +1049,11 @@ class PostgresStore final : public Store {
 
   Result<std::vector<EnergyTotal>> ListEnergyTotals() override {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
+  }
+
+  Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) override {
+    return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
   }
 
  private:

@@ -11,7 +11,7 @@ namespace {
 // Numbered schema steps; step i (from 1) is kMigrations[i - 1]. Never edit a released step: add a
 // new one. The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT micros, DOUBLE
 // PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<const char*, 11> kMigrations = {
+constexpr std::array<const char*, 13> kMigrations = {
     // 1: initial schema.
     R"sql(
 CREATE TABLE users (
@@ -232,7 +232,31 @@ CREATE TABLE energy_totals (
   PRIMARY KEY (project_name, user_name)
 );
 )sql",
-    // 11: shared render state: each host's DCGM text as last stored (store.h HostDcgm). One
+    // 11: jobs by finish time, for the right-sizing notes of the jobs that ended in a window.
+    R"sql(
+CREATE INDEX jobs_by_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+)sql",
+    // 12: run events that the server's counters count (dstack_pending_runs_total,
+    // dstack_submit_to_provision_duration_seconds): each (run, kind) once, whichever server saw
+    // it, and their totals per (project, run type, kind, histogram bucket), by name like
+    // usage_totals (counters never go down, whatever is deleted).
+    R"sql(
+CREATE TABLE run_events (
+  run_id TEXT NOT NULL,
+  kind   TEXT NOT NULL,
+  PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE run_event_totals (
+  project_name TEXT NOT NULL,
+  run_type     TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  bucket       INTEGER NOT NULL,
+  count        INTEGER NOT NULL,
+  seconds      REAL NOT NULL,
+  PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
+    // 13: shared render state: each host's DCGM text as last stored (store.h HostDcgm). One
     // server on SQLite: stored so that both stores keep one contract.
     R"sql(
 CREATE TABLE host_dcgm (

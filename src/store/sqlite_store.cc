@@ -32,6 +32,7 @@
 #include "store/host_dcgm_rows.h"
 #include "store/job_aggregate_rows.h"
 #include "store/leases.h"
+#include "store/run_event_rows.h"
 #include "store/secret_cipher.h"
 #include "store/sqlite_migrations.h"
 #include "store/sqlite_query.h"
@@ -997,6 +998,18 @@ class SqliteStore final : public Store {
   }
 
  public:
+  // --- run events (store/run_event_rows.h) ---
+
+  Result<int> RecordRunEvents(const std::vector<RunEvent>& events) override {
+    FW_RETURN_IF_ERROR(rows::CheckRunEvents(events));
+    if (events.empty()) return 0;
+    return WriteKeepingRunCounts([&] { return rows::RecordRunEvents(Preparer(), events); });
+  }
+
+  Result<std::vector<RunEventTotal>> ListRunEventTotals() override {
+    return Read([&] { return rows::ListRunEventTotals(Preparer()); });
+  }
+
   // --- energy and job summaries (store/job_aggregate_rows.h) ---
 
   Result<std::vector<bool>> UpdateJobAggregates(
@@ -1018,6 +1031,11 @@ class SqliteStore final : public Store {
 
   Result<std::vector<EnergyTotal>> ListEnergyTotals() override {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
+  }
+
+  Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) override {
+    return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
   }
 
  private:

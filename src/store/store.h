@@ -174,6 +174,17 @@ struct JobAggregateUpdate {
   double carbon_grams = 0;
 };
 
+// An ended job's stored summary, with the run, project and user it belongs to (their names now).
+struct StoredJobSummary {
+  std::string job_id;
+  std::string run_id;
+  std::string run_name;
+  std::string project_name;
+  std::string user_name;
+  TimeMicros finished_at = 0;
+  std::string summary_json;  // as stored (server/job_summary.h)
+};
+
 // GPU energy, utilization-weighted GPU time and carbon of the jobs of one (project, user), ever:
 // persisted, never decreasing.
 struct EnergyTotal {
@@ -182,6 +193,31 @@ struct EnergyTotal {
   double energy_joules = 0;
   double busy_gpu_seconds = 0;
   double carbon_grams = 0;
+};
+
+// A run transition that a server metric family counts (spec/METRICS.md "Server families"): a run
+// that waits for capacity (dstack_pending_runs_total) or that got its first job placed
+// (dstack_submit_to_provision_duration_seconds). Each (run, kind) counts once, whichever server
+// records it and however often.
+struct RunEvent {
+  std::string run_id;
+  std::string kind;          // kRunEventPending or kRunEventProvisioned
+  std::string project_name;  // labels of the counted series, as of the event
+  std::string run_type;      // model::ToString(run type)
+  int bucket = 0;            // kRunEventProvisioned: the histogram bucket's index (the caller's)
+  double seconds = 0;        // kRunEventProvisioned: from submission to the first job placed
+};
+inline constexpr char kRunEventPending[] = "pending";
+inline constexpr char kRunEventProvisioned[] = "provisioned";
+
+// The events of one (project, run type, kind, bucket), ever: persisted, never decreasing.
+struct RunEventTotal {
+  std::string project_name;
+  std::string run_type;
+  std::string kind;
+  int bucket = 0;
+  int64_t count = 0;
+  double seconds = 0;  // their `seconds`, summed
 };
 
 // --- shared render state (docs/scale-out.md): what every replica's /metrics shows of hosts that
@@ -314,6 +350,17 @@ class Store {
   // while other replicas are live (LeaseState::live_replicas). Cheap; never fails.
   virtual int64_t RunsVersion() = 0;
 
+  // --- run events (the server's counters of run transitions) ---
+  // Records `events` in one transaction: each (run_id, kind) not recorded before adds one to its
+  // (project, run type, kind, bucket) total and its seconds to that total's sum; one recorded
+  // before (by this or another server) changes nothing. Returns how many counted.
+  // InvalidArgument for an event with an empty run id, project or run type, an unknown kind, a
+  // negative bucket or negative or non-finite seconds; NotFound when a run does not exist
+  // (nothing is recorded then).
+  virtual Result<int> RecordRunEvents(const std::vector<RunEvent>& events) = 0;
+  // Every total, ordered by project name, run type, kind and bucket.
+  virtual Result<std::vector<RunEventTotal>> ListRunEventTotals() = 0;
+
   // --- job metrics ---
   // Stores a batch of points in one transaction (on PostgreSQL notifying kJobPointsChannel with
   // their job ids in it). NotFound when a job does not exist (nothing is stored then).
@@ -434,6 +481,11 @@ class Store {
   virtual Result<std::vector<JobAggregate>> ListOpenJobAggregates() = 0;
   // Every (project, user) ever charged energy, ordered by project name and user name.
   virtual Result<std::vector<EnergyTotal>> ListEnergyTotals() = 0;
+  // The stored summaries of the jobs that finished at or after `since`, of the project named
+  // `project_name` (nullopt: of every project), deleted runs' jobs included; newest finish first
+  // (then by job id).
+  virtual Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
+      TimeMicros since, const std::optional<std::string>& project_name) = 0;
 };
 
 }  // namespace fleetwatch::store

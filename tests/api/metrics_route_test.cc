@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "expose/gzip.h"
+#include "http/router.h"
 
 namespace fleetwatch::api {
 namespace {
@@ -96,6 +97,44 @@ TEST_F(ServeMetricsTest, TheCachedBodyIsSharedNotCopied) {
   http::Response b = ServeMetrics(request, {true, std::nullopt}, snapshot_, clock_);
   ASSERT_NE(a.shared_body, nullptr);
   EXPECT_EQ(a.shared_body.get(), b.shared_body.get());
+}
+
+// GET /metrics serves the fleet's snapshot, GET /metrics/replica the process' own, with the same
+// token and switch.
+TEST_F(ServeMetricsTest, TheReplicaRouteServesItsOwnSnapshotUnderTheSameRules) {
+  expose::ExpositionSnapshot replica;
+  const expose::FamilyId id =
+      *replica.RegisterFamily(expose::Section::kServer, "fleetwatch_agent_poll_errors_total",
+                              expose::MetricType::kCounter, "Errors");
+  replica.SetFragment(id, "all", expose::Fragment{"fleetwatch_agent_poll_errors_total 2.0\n"});
+  for (const bool enabled : {true, false}) {
+    http::Router router;
+    AddMetricsRoute(router, {enabled, "secret"}, snapshot_, replica, clock_);
+    const auto get = [&router](const std::string& path, const std::string& authorization) {
+      http::Request request;
+      request.method = "GET";
+      request.path = request.target = path;
+      if (!authorization.empty()) request.headers.emplace_back("authorization", authorization);
+      http::Response response = router.Dispatch(request);
+      if (response.shared_body) response.body = *response.shared_body;
+      return response;
+    };
+    for (const std::string path : {"/metrics", "/metrics/replica"}) {
+      EXPECT_EQ(get(path, "").status, 403) << path;
+      EXPECT_EQ(get(path, "Bearer wrong").status, 403) << path;
+      EXPECT_EQ(get(path, "Bearer secret").status, enabled ? 200 : 404) << path;
+    }
+    if (!enabled) continue;
+    const http::Response fleet = get("/metrics", "Bearer secret");
+    const http::Response own = get("/metrics/replica", "Bearer secret");
+    EXPECT_NE(fleet.body.find("dstack_run_count_total 1.0\n"), std::string::npos) << fleet.body;
+    EXPECT_EQ(fleet.body.find("fleetwatch_agent_poll_errors_total"), std::string::npos);
+    EXPECT_EQ(own.body,
+              "# HELP fleetwatch_agent_poll_errors_total Errors\n"
+              "# TYPE fleetwatch_agent_poll_errors_total counter\n"
+              "fleetwatch_agent_poll_errors_total 2.0\n");
+    EXPECT_EQ(own.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  }
 }
 
 TEST(AcceptsGzip, ReadsCodingsAndRefusals) {

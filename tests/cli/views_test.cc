@@ -99,6 +99,33 @@ TEST(WasteTable, NameColumnsOfTheGroupingFiguresAndATotalLine) {
             "total    0.00       0.00        -       $0.00\n");
 }
 
+TEST(RenderWasteNotes, OneRowPerNoteSomeJobGotWithItsFigures) {
+  boost::json::value report = boost::json::parse(R"({"by": "project", "items": [], "notes": [
+    {"project_name": "lab", "jobs": 1, "items": [
+      {"rule": "unused_gpus", "jobs": 0, "runs": 0, "held_seconds": 0, "cost": 0,
+       "example_runs": []}]},
+    {"project_name": "main", "jobs": 7, "items": [
+      {"rule": "unused_gpus", "jobs": 3, "runs": 2, "held_seconds": 36000, "cost": 12.5,
+       "example_runs": ["train", "e\u001b[2Jval"]},
+      {"rule": "cpu_bound", "jobs": 1, "runs": 1, "held_seconds": 1800, "cost": null,
+       "example_runs": ["prep"]},
+      {"rule": "memory_near_limit", "jobs": 0, "runs": 0, "held_seconds": 0, "cost": 0,
+       "example_runs": []}]}]})");
+  EXPECT_EQ(RenderWasteNotes(report, 200),
+            "\nright-sizing notes of the 8 jobs that ended in the window:\n"
+            "PROJECT  NOTE         JOBS  RUNS  GPU HOURS  COST    EXAMPLE RUNS\n"
+            "main     unused_gpus  3     2     10.00      $12.50  train, e?[2Jval\n"
+            "main     cpu_bound    1     1     0.50       -       prep\n");
+  // Jobs ended, none with a note; no job ended; an older server without the section.
+  EXPECT_EQ(RenderWasteNotes(boost::json::parse(R"({"notes": [{"project_name": "main", "jobs": 1,
+    "items": [{"rule": "cpu_bound", "jobs": 0}]}]})"),
+                             200),
+            "\nno right-sizing notes on the 1 job that ended in the window\n");
+  EXPECT_EQ(RenderWasteNotes(boost::json::parse(R"({"notes": []})"), 200),
+            "\nno right-sizing notes on the 0 jobs that ended in the window\n");
+  EXPECT_EQ(RenderWasteNotes(boost::json::parse(R"({"items": []})"), 200), "");
+}
+
 TEST(FormatGpuRequest, UnderstandsEveryForm) {
   auto gpu = [](std::string_view json) {
     boost::json::value v = boost::json::parse(json);

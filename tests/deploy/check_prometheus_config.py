@@ -77,8 +77,9 @@ def main():
             with_tls, n = TLS_LINE_RE.subn(r"\1\2", enabled)
             with_tls, m = re.subn(r"^(\s*)insecure_skip_verify: true$",
                                   r"\1ca_file: fleetwatch-agents-ca.pem", with_tls, flags=re.M)
-            if n != 5 or m != 1:
-                problems.append(f"prometheus.yml: expected 5 commented-out HTTPS lines and the "
+            # server (3), replicas (3), the agents' service discovery (2)
+            if n != 8 or m != 1:
+                problems.append(f"prometheus.yml: expected 8 commented-out HTTPS lines and the "
                                 f"agents' insecure_skip_verify, found {n} and {m}")
             else:
                 for name in CA_FILES:

@@ -311,6 +311,63 @@ TEST(ExpositionSnapshot, AChangeLetsGoOfTheBodiesItMadeStale) {
   EXPECT_FALSE(Gunzip(*held).empty());
 }
 
+// Ages and durations are evaluated by the render, at its time rounded down to the step, after
+// the fragment's text; clamped at 0.0; the same in both formats.
+TEST(ExpositionSnapshot, TimedSamplesAreEvaluatedWhenRendered) {
+  ExpositionSnapshot s;
+  const FamilyId id =
+      *s.RegisterFamily(Section::kInstance, "age_seconds_total", MetricType::kCounter, "Age");
+  Fragment fragment{"age_seconds_total{k=\"fixed\"} 1.0\n"};
+  fragment.timed.push_back({"age_seconds_total{k=\"a\"} ", kNow - 3600 * kSecond - 250'000});
+  fragment.timed.push_back({"age_seconds_total{k=\"future\"} ", kNow + 10 * kSecond});
+  s.SetFragment(id, "all", std::move(fragment));
+  const std::string header = "# HELP age_seconds_total Age\n# TYPE age_seconds_total counter\n";
+  const std::string fixed = "age_seconds_total{k=\"fixed\"} 1.0\n";
+  EXPECT_EQ(
+      s.Render(Format::kText004, kNow + 999'999),
+      header + fixed + "age_seconds_total{k=\"a\"} 3600.25\nage_seconds_total{k=\"future\"} 0.0\n");
+  EXPECT_EQ(s.Render(Format::kText004, kNow + 61 * kSecond + 5),
+            header + fixed +
+                "age_seconds_total{k=\"a\"} 3661.25\nage_seconds_total{k=\"future\"} 51.0\n");
+  EXPECT_EQ(s.Render(Format::kOpenMetrics100, kNow),
+            "# HELP age_seconds Age\n# TYPE age_seconds counter\n" + fixed +
+                "age_seconds_total{k=\"a\"} 3600.25\nage_seconds_total{k=\"future\"} 0.0\n# EOF\n");
+  // Replacing and removing the fragment forgets its timed samples: the body is cached as long as
+  // before.
+  s.SetFragment(id, "all", Fragment{fixed});
+  const auto body = s.Body(Format::kText004, false, kNow);
+  EXPECT_EQ(s.Body(Format::kText004, false, kNow + 5 * kSecond), body);
+}
+
+// Two snapshots written at different moments with the same anchors render the same bytes at the
+// same time; a body with timed samples is served again within its step only; a later render is
+// never smaller than an earlier one from either.
+TEST(ExpositionSnapshot, TimedBodiesAreCachedForTheirStepOnly) {
+  ExpositionSnapshot a;
+  ExpositionSnapshot b(kSecond);
+  for (ExpositionSnapshot* s : {&a, &b}) {
+    const FamilyId id = *s->RegisterFamily(Section::kJob, "job_duration_seconds_total",
+                                           MetricType::kCounter, "Duration");
+    Fragment fragment;
+    fragment.timed.push_back({"job_duration_seconds_total{job=\"x\"} ", kNow - 90 * kSecond});
+    s->SetFragment(id, "all", std::move(fragment));
+  }
+  const auto first = a.Body(Format::kText004, false, kNow + 100);
+  EXPECT_NE(first->find("} 90.0\n"), std::string::npos) << *first;
+  EXPECT_EQ(a.Body(Format::kText004, false, kNow + 999'999), first);
+  EXPECT_EQ(*b.Body(Format::kText004, false, kNow + 500'000), *first);
+  const auto next = a.Body(Format::kText004, false, kNow + kSecond);
+  EXPECT_NE(next, first);
+  EXPECT_NE(next->find("} 91.0\n"), std::string::npos) << *next;
+  EXPECT_EQ(a.Body(Format::kText004, false, kNow + kSecond + 1), next);
+  // Gzip'd bodies follow the same steps.
+  EXPECT_EQ(Gunzip(*a.Body(Format::kText004, true, kNow + 3 * kSecond + 7)),
+            *b.Body(Format::kText004, false, kNow + 3 * kSecond));
+  ExpositionSnapshot fine(250'000);
+  EXPECT_EQ(fine.EvaluationTime(kNow + 600'000), kNow + 500'000);
+  EXPECT_EQ(fine.EvaluationTime(-1), -250'000);
+}
+
 TEST(ExpositionSnapshot, GetFragmentReturnsWhatIsHeldTrimmedToItsSize) {
   ExpositionSnapshot s;
   const FamilyId id = *s.RegisterFamily(Section::kServer, "x", MetricType::kGauge, "h");

@@ -1,6 +1,7 @@
 // `fleetwatch stats` end to end: the real binary against a real server whose fleet is a real
 // agent on the fake NVML, whose energy counter the test moves; a running run shows its summary
-// so far, a finished one the summary the server wrote at its end.
+// so far, a finished one the summary the server wrote at its end, and `fleetwatch waste` sums its
+// notes per project.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -93,7 +94,7 @@ double Num(const json::value& v, std::string_view key) {
   return f != nullptr && f->is_number() ? f->to_number<double>() : -1;
 }
 
-TEST_F(CliStatsTest, ARunningRunShowsItsSummarySoFarAndAFinishedOneItsFinalSummary) {
+TEST_F(CliStatsTest, ARunningRunShowsItsSummarySoFarAFinishedOneItsFinalOneAndWasteItsNotes) {
   AgentProcess gpu_host(AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY));
   ASSERT_GT(gpu_host.port(), 0) << gpu_host.Output();
   const std::filesystem::path gpus = gpu_host.dir() / "gpus.txt";
@@ -163,6 +164,68 @@ TEST_F(CliStatsTest, ARunningRunShowsItsSummarySoFarAndAFinishedOneItsFinalSumma
   EXPECT_NE(final_table.out.find("asked for 1 GPU, 1 stayed below 5 %"), std::string::npos)
       << final_table.out;
   std::printf("%s", final_table.out.c_str());
+
+  // The waste report sums the notes of the project's ended jobs.
+  ApiClient admin(server_->url(), kAdminToken);
+  ApiReply waste = admin.Get("/api/project/main/waste?since=1d");
+  ASSERT_EQ(waste.status, 200) << waste.body;
+  const json::array& notes = waste.json.at("notes").as_array();
+  ASSERT_EQ(notes.size(), 1u) << waste.body;
+  EXPECT_EQ(notes[0].at("project_name"), "main");
+  EXPECT_EQ(notes[0].at("jobs"), 1);
+  const json::array& items = notes[0].at("items").as_array();
+  ASSERT_EQ(items.size(), 5u) << waste.body;
+  EXPECT_EQ(items[0].at("rule"), "unused_gpus");
+  EXPECT_EQ(items[0].at("jobs"), 1);
+  EXPECT_EQ(items[0].at("runs"), 1);
+  EXPECT_EQ(items[0].at("example_runs"), json::array{"train"});
+  // One GPU for the job's running time, at the instance's $3.60 an hour.
+  const double held = Num(items[0], "held_seconds");
+  const double duration = Num(finished.at("jobs").at(0), "duration_seconds");
+  EXPECT_GT(held, 0);
+  EXPECT_NEAR(held, duration, 1e-6);
+  EXPECT_NEAR(Num(items[0], "cost"), duration / 3600 * 3.6, 1e-6);
+  EXPECT_EQ(items[3].at("rule"), "memory_near_limit");
+  EXPECT_EQ(items[3].at("jobs"), 0);
+  // The same in the server-wide report, whatever its grouping.
+  ApiReply all = admin.Get("/api/waste?since=1d&by=user");
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(all.json.at("notes"), waste.json.at("notes"));
+
+  ProcessResult report = Cli({"waste", "--since", "1d"});
+  ASSERT_EQ(report.exit_code, 0) << Describe(report);
+  EXPECT_NE(report.out.find("\nright-sizing notes of the 1 job that ended in the window:\n"
+                            "PROJECT  NOTE                  JOBS  RUNS  GPU HOURS  COST"),
+            std::string::npos)
+      << report.out;
+  EXPECT_NE(report.out.find("\nmain     unused_gpus           1     1     "), std::string::npos)
+      << report.out;
+  EXPECT_EQ(report.out.find("memory_near_limit"), std::string::npos) << report.out;
+  std::printf("%s", report.out.c_str());
+  ProcessResult as_json = Cli({"waste", "--since", "1d", "--json"});
+  ASSERT_EQ(as_json.exit_code, 0) << Describe(as_json);
+  EXPECT_EQ(json::parse(as_json.out).at("notes"), waste.json.at("notes"));
+
+  // Bad input: a clear 400 (one error line from the client), nothing else.
+  ApiReply bad = admin.Get("/api/project/main/waste?since=0d");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  ProcessResult bad_cli = Cli({"waste", "--since", "soon"});
+  EXPECT_EQ(bad_cli.exit_code, 1) << Describe(bad_cli);
+  EXPECT_NE(bad_cli.err.find("'since'"), std::string::npos) << Describe(bad_cli);
+  EXPECT_EQ(bad_cli.out, "");
+
+  // A user outside the project sees none of its notes: not its report, not the server's, and not
+  // in the report of a project of their own.
+  ApiReply user = admin.Send("POST", "/api/users", R"({"name": "bob"})", "application/json");
+  ASSERT_EQ(user.status, 201) << user.body;
+  ApiClient bob(server_->url(), std::string(user.json.at("token").as_string()));
+  EXPECT_EQ(bob.Get("/api/project/main/waste?since=1d").status, 403);
+  EXPECT_EQ(bob.Get("/api/waste?since=1d").status, 403);
+  ApiReply lab = bob.Send("POST", "/api/projects", R"({"name": "lab"})", "application/json");
+  ASSERT_EQ(lab.status, 201) << lab.body;
+  ApiReply own = bob.Get("/api/project/lab/waste?since=1d");
+  ASSERT_EQ(own.status, 200) << own.body;
+  EXPECT_EQ(own.json.at("notes"), json::array()) << own.body;
 }
 
 TEST_F(CliStatsTest, AnUnknownRunIsOneErrorLineAndExitOne) {

@@ -92,8 +92,10 @@ class GpuHealthTest : public ::testing::Test {
 
   json::value Instance() { return admin_->Get("/api/project/ml/instances").json.at("items").at(0); }
 
-  std::string Metrics() {
-    ApiReply r = admin_->Get("/metrics");
+  // GET /metrics, or /metrics/replica, where the GPU health families are: the server's own
+  // readings of the hosts it polls.
+  std::string Metrics(const std::string& path = "/metrics/replica") {
+    ApiReply r = admin_->Get(path);
     EXPECT_EQ(r.status, 200) << r.body;
     return r.body;
   }
@@ -126,7 +128,7 @@ TEST_F(GpuHealthTest, AnIdleRunIsTerminatedByItsUtilizationPolicy) {
   EXPECT_EQ(Str(job, "termination_reason"), "terminated_due_to_utilization_policy");
   EXPECT_EQ(Str(job, "status_message"), "terminated (GPUs 0,1 stayed below 10 % for 1m (max 0 %))");
   // It counts like any termination.
-  const std::string body = Metrics();
+  const std::string body = Metrics("/metrics");
   EXPECT_NE(body.find("dstack_run_count_terminated_total{dstack_project_name=\"ml\""),
             std::string::npos)
       << body;

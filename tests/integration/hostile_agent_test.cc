@@ -292,7 +292,7 @@ TEST_F(HostileAgentTest, ForgedIdsWriteNothingOutsideTheLogDirAndTouchNoOtherPro
   int64_t errors = -1;
   std::string metrics;
   EXPECT_TRUE(WaitUntil([&] {
-    metrics = admin_->Get("/metrics").body;
+    metrics = admin_->Get("/metrics/replica").body;
     std::smatch match;
     if (std::regex_search(metrics, match, evil_errors)) errors = std::stoll(match[1]);
     return errors >= counted_polls / 2 - 2;

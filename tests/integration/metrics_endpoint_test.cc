@@ -89,10 +89,10 @@ class MetricsEndpointTest : public ::testing::Test {
     }
   }
 
-  http::Response Scrape(const Headers& headers) {
+  http::Response Scrape(const Headers& headers, const std::string& path = "/metrics") {
     Result<http::Client> client = http::Client::Create(server_->url());
     EXPECT_TRUE(client.ok());
-    Result<http::Response> r = client->Send("GET", "/metrics", {}, headers);
+    Result<http::Response> r = client->Send("GET", path, {}, headers);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? *r : http::Response{};
   }
@@ -122,6 +122,9 @@ TEST_F(MetricsEndpointTest, NotFoundWithoutTheSwitchButTheTokenIsCheckedFirst) {
   http::Response no_token = Scrape({});
   EXPECT_EQ(no_token.status, 403);
   EXPECT_NE(no_token.body.find("Access denied"), std::string::npos) << no_token.body;
+  // The replica's own figures follow the same rules.
+  EXPECT_EQ(Scrape(Bearer(kScrapeToken), "/metrics/replica").status, 404);
+  EXPECT_EQ(Scrape({}, "/metrics/replica").status, 403);
 }
 
 TEST_F(MetricsEndpointTest, ServesTheRunningJobToTheRightTokenOnly) {
@@ -170,10 +173,21 @@ TEST_F(MetricsEndpointTest, ServesTheRunningJobToTheRightTokenOnly) {
                          "dstack_fleet_name=\"local\","),
             std::string::npos)
       << ok.body;
-  EXPECT_NE(ok.body.find("\nfleetwatch_agent_poll_errors_total{dstack_project_name=\"main\","
-                         "dstack_fleet_name=\"local\",dstack_instance_name=\"local-0\"} "),
+  // What this server process saw itself is on /metrics/replica, not /metrics.
+  EXPECT_EQ(ok.body.find("fleetwatch_agent_poll_errors_total"), std::string::npos) << ok.body;
+  EXPECT_EQ(Scrape({}, "/metrics/replica").status, 403);
+  EXPECT_EQ(Scrape(Bearer("not-the-token"), "/metrics/replica").status, 403);
+  http::Response own = Scrape(Bearer(kScrapeToken), "/metrics/replica");
+  ASSERT_EQ(own.status, 200) << own.body;
+  EXPECT_EQ(Header(own, "content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(own.body.find("\nfleetwatch_agent_poll_errors_total{dstack_project_name=\"main\","
+                          "dstack_fleet_name=\"local\",dstack_instance_name=\"local-0\"} "),
             std::string::npos)
-      << ok.body;
+      << own.body;
+  EXPECT_NE(own.body.find("fleetwatch_replica_info{replica_id=\"\",version=\"0.1.0\","),
+            std::string::npos)
+      << own.body;
+  EXPECT_EQ(own.body.find("dstack_run_count_total"), std::string::npos) << own.body;
   EXPECT_NE(ok.body.find("\nfleetwatch_build_info{version=\"0.1.0\",revision=\""),
             std::string::npos)
       << ok.body;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -187,6 +188,13 @@ class EnergyAccounting : public ::testing::Test {
     return totals.empty() ? store::EnergyTotal{} : totals.front();
   }
 
+  // Changes the stored run "r" (its jobs) as `change` says.
+  void ChangeRun(const std::function<void(model::Run&)>& change) {
+    model::Run run = store_->GetRunById("r").value();
+    change(run);
+    ASSERT_TRUE(store_->UpdateRun(run).ok());
+  }
+
   JobAggregates AggregatesOf(const std::string& job_id) {
     return JobAggregatesFromJson(Stored(job_id)->state_json).value();
   }
@@ -249,6 +257,77 @@ TEST_F(EnergyAccounting, ACounterResetMidJobIsNeitherNegativeNorCountedTwice) {
   EXPECT_DOUBLE_EQ(Totals().energy_joules, last_total);
 }
 
+// A job that starts between two readings of its GPU is charged, at its first reading, the part
+// of the counter's increase after its start; the reading before it was nobody's.
+TEST_F(EnergyAccounting, AFirstReadingChargesTheCounterSinceTheJobsStartSharedByTime) {
+  ChangeRun([](model::Run& run) { run.jobs[0].started_at.reset(); });
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  int64_t counter = 40'000'000;
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());  // GPU 0 free
+  clock_.Advance(4 * kSecond);
+  ChangeRun([&](model::Run& run) { run.jobs[0].started_at = clock_.Now(); });
+  clock_.Advance(6 * kSecond);
+  counter += 7'000'000;  // 7 kJ over the 10 s, 6 s of them the job's
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
+  clock_.Advance(10 * kSecond);
+  counter += 7'000'000;
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
+  const JobAggregates a = AggregatesOf("j0");
+  EXPECT_DOUBLE_EQ(a.energy_joules, 4200.0 + 7000.0);
+  EXPECT_FALSE(a.gpus[0].energy_estimated);
+  EXPECT_DOUBLE_EQ(Totals().energy_joules, 4200.0 + 7000.0);
+}
+
+// Without an earlier reading of the GPU (a server that just started), the first reading's power
+// × the time since the job's start is charged, marked estimated, at most the longest charged gap.
+TEST_F(EnergyAccounting, AFirstReadingWithoutAnEarlierOneChargesPowerTimesTimeEstimated) {
+  ChangeRun([](model::Run& run) {
+    run.jobs[0].started_at = kStart - 4 * kSecond;
+    run.jobs[1].started_at = kStart - 3600 * kSecond;
+  });
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  ASSERT_TRUE(
+      accountant.Update(Report({Reading(0, 1'000'000, 700'000), Reading(1, 5'000'000, 100'000)}))
+          .ok());
+  clock_.Advance(10 * kSecond);
+  ASSERT_TRUE(
+      accountant.Update(Report({Reading(0, 8'000'000, 700'000), Reading(1, 6'000'000, 100'000)}))
+          .ok());
+  const JobAggregates a = AggregatesOf("j0");
+  const JobAggregates b = AggregatesOf("j1");
+  EXPECT_DOUBLE_EQ(a.energy_joules, 700.0 * 4 + 7000.0);
+  EXPECT_TRUE(a.gpus[0].energy_estimated);
+  EXPECT_DOUBLE_EQ(b.energy_joules, 100.0 * static_cast<double>(kMaxChargedGap / kSecond) + 1000.0);
+  EXPECT_DOUBLE_EQ(Totals().energy_joules, a.energy_joules + b.energy_joules);
+}
+
+// A GPU handed from one job to the next: the interval between the first job's last reading and
+// the next one's first is shared by time, the first job charged none of it, nothing counted twice.
+TEST_F(EnergyAccounting, AGpuHandedOverChargesTheIntervalOnceAndOnlyAfterTheNextJobsStart) {
+  ChangeRun([](model::Run& run) {
+    run.jobs[1].started_at.reset();
+    run.jobs[1].gpu_indices = {0};
+  });
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  int64_t counter = 0;
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
+  clock_.Advance(10 * kSecond);
+  counter += 7'000'000;
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
+  clock_.Advance(2 * kSecond);
+  Finish("j0");
+  clock_.Advance(4 * kSecond);
+  ChangeRun([&](model::Run& run) { run.jobs[1].started_at = clock_.Now(); });
+  clock_.Advance(4 * kSecond);
+  counter += 7'000'000;  // 10 s since j0's last reading: j1 ran the last 4 of them
+  ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
+  std::optional<store::JobAggregate> first = Stored("j0");
+  ASSERT_TRUE(first && first->summary_json);
+  EXPECT_DOUBLE_EQ(JobSummaryFromJson(*first->summary_json).value().energy_joules, 7000.0);
+  EXPECT_DOUBLE_EQ(AggregatesOf("j1").energy_joules, 2800.0);
+  EXPECT_DOUBLE_EQ(Totals().energy_joules, 7000.0 + 2800.0);
+}
+
 TEST_F(EnergyAccounting, ARestartedServerGoesOnFromTheStoredAggregates) {
   int64_t counter = 0;
   {
@@ -295,7 +374,9 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   ASSERT_EQ(summary.gpus.size(), 1u);
   EXPECT_EQ(summary.gpus[0].memory_peak_bytes, 9 * kGb);
   EXPECT_EQ(summary.gpus[0].util_max, 20);
-  EXPECT_NEAR(summary.gpus[0].idle_share, 15.0 / 31.0, 1e-9);
+  // Time-weighted: 15 of the 30 intervals were idle (the first point covers none).
+  EXPECT_NEAR(summary.gpus[0].idle_share, 15.0 / 30.0, 1e-9);
+  EXPECT_NEAR(summary.gpus[0].util_mean, (15 * 20 + 15 * 2) / 30.0, 1e-9);
   EXPECT_DOUBLE_EQ(summary.energy_joules, 30 * 7000.0);
   EXPECT_NEAR(summary.cost_dollars, 3.6 * 310 / 3600, 1e-9);
   EXPECT_NEAR(summary.carbon_grams, CarbonGrams(30 * 7000.0, 400), 1e-9);

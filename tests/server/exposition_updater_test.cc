@@ -145,7 +145,7 @@ class ExpositionUpdaterTest : public ::testing::Test {
     options_.stale_after = 30 * kSecond;
     options_.version = "1.2.3";
     options_.revision = "0123456789ab";
-    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_, options_);
+    updater_ = std::make_unique<ExpositionUpdater>(*store_, clock_, snapshot_, &replica_, options_);
   }
 
   static model::Instance Instance(const std::string& id, const std::string& project_id,
@@ -201,12 +201,15 @@ class ExpositionUpdaterTest : public ::testing::Test {
     EXPECT_TRUE(Update(std::move(report)).ok());
     return snapshot_.Render(expose::Format::kText004, clock_.Now());
   }
+  // GET /metrics/replica's body as of now.
+  std::string ScrapeReplica() { return replica_.Render(expose::Format::kText004, clock_.Now()); }
 
   testing::TempDir dir_;
   std::unique_ptr<store::Store> store_;
   FakeClock clock_{kNow};
   ExpositionOptions options_;
   expose::ExpositionSnapshot snapshot_;
+  expose::ExpositionSnapshot replica_;
   std::unique_ptr<ExpositionUpdater> updater_;
 };
 
@@ -240,10 +243,10 @@ TickReport FullInputs(uint64_t poll_errors) {
   TickReport inputs;
   if (poll_errors > 0) inputs.bad_replies["i-g0"] = poll_errors;
   inputs.dcgm.push_back(HostDcgm(kNow - 5 * kSecond));
-  inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 42.0});
-  inputs.run_events.provisioned.push_back({"main", model::RunType::kTask, 15.0});
-  inputs.run_events.provisioned.push_back({"ml", model::RunType::kService, 4000.0});
-  inputs.run_events.pending.push_back({"main", model::RunType::kTask});
+  inputs.run_events.provisioned.push_back({"r-train", "main", model::RunType::kTask, 42.0});
+  inputs.run_events.provisioned.push_back({"r-stale", "main", model::RunType::kTask, 15.0});
+  inputs.run_events.provisioned.push_back({"r-prep", "main", model::RunType::kService, 4000.0});
+  inputs.run_events.pending.push_back({"r-queued", "main", model::RunType::kTask});
   return inputs;
 }
 
@@ -321,11 +324,96 @@ TEST_F(ExpositionUpdaterTest, RunCountersSurviveDeletion) {
 
 TEST_F(ExpositionUpdaterTest, AnUnchangedStateLeavesTheSnapshotVersionAlone) {
   Scrape();
-  uint64_t version = snapshot_.version();
+  const uint64_t version = snapshot_.version();
+  const uint64_t replica_version = replica_.version();
+  clock_.Advance(kSecond);  // the durations move, evaluated by the scrape
   Scrape();
   EXPECT_EQ(snapshot_.version(), version);
-  Scrape(1);  // only the poll error counter moved
-  EXPECT_EQ(snapshot_.version(), version + 1);
+  EXPECT_EQ(replica_.version(), replica_version);
+  Scrape(1);  // only this replica's poll error counter moved
+  EXPECT_EQ(snapshot_.version(), version);
+  EXPECT_EQ(replica_.version(), replica_version + 1);
+}
+
+// What one process saw itself is served on /metrics/replica, never on /metrics.
+TEST_F(ExpositionUpdaterTest, PollErrorsAndTheReplicaGoToTheReplicaSnapshotOnly) {
+  const std::string fleet = Scrape(FullInputs(3));
+  EXPECT_EQ(fleet.find("fleetwatch_agent_poll_errors_total"), std::string::npos) << fleet;
+  EXPECT_EQ(fleet.find("fleetwatch_dcgm_"), std::string::npos) << fleet;
+  EXPECT_EQ(fleet.find("fleetwatch_replica_info"), std::string::npos) << fleet;
+  const std::string own = ScrapeReplica();
+  EXPECT_NE(own.find("fleetwatch_agent_poll_errors_total{dstack_project_name=\"main\","
+                     "dstack_fleet_name=\"gpus\",dstack_instance_name=\"gpus-0\"} 3.0\n"),
+            std::string::npos)
+      << own;
+  EXPECT_NE(own.find("fleetwatch_replica_info{replica_id=\"\",version=\"1.2.3\","
+                     "revision=\"0123456789ab\"} 1.0\n"),
+            std::string::npos)
+      << own;
+  EXPECT_NE(own.find("fleetwatch_dcgm_text_errors_total 0.0\n"), std::string::npos) << own;
+}
+
+// Two replicas on one database, updated at different moments (and one of them restarted), render
+// the same /metrics for the same scrape time: the durations are evaluated by the scrape from the
+// stored anchors, the counters come from the database.
+TEST_F(ExpositionUpdaterTest, TwoReplicasUpdatedAtDifferentMomentsRenderTheSameMetrics) {
+  UsageAccountant usage(*store_, clock_);
+  ASSERT_TRUE(usage.Account().ok());
+  TickReport inputs = FullInputs(3);
+  inputs.dcgm.clear();  // the hosts' DCGM texts reach every replica from the database (elsewhere)
+  ASSERT_TRUE(Update(std::move(inputs)).ok());
+
+  clock_.Advance(700'000);  // 0.7 s later, the other replica's tick: it saw one event too
+  expose::ExpositionSnapshot other_snapshot;
+  expose::ExpositionSnapshot other_replica;
+  ExpositionOptions other_options = options_;
+  other_options.replica_id = "replica-b";
+  ExpositionUpdater other(*store_, clock_, other_snapshot, &other_replica, other_options);
+  Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+  ASSERT_TRUE(stored.ok());
+  stored->run_events.pending.push_back({"r-queued", "main", model::RunType::kTask});
+  ASSERT_TRUE(other.Update(*stored).ok());
+
+  for (const TimeMicros later :
+       {TimeMicros{0}, TimeMicros{300000}, 5 * kSecond + 1, 3600 * kSecond}) {
+    const TimeMicros at = clock_.Now() + later;
+    const std::string mine = snapshot_.Render(expose::Format::kText004, at);
+    EXPECT_EQ(mine, other_snapshot.Render(expose::Format::kText004, at));
+    EXPECT_EQ(mine, snapshot_.Render(expose::Format::kText004, at));  // cached: the same
+  }
+  // The wait the other replica saw again counted once; its own figures stay its own.
+  const std::string text = other_snapshot.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_NE(text.find("dstack_pending_runs_total{project_name=\"main\",run_type=\"task\"} 1.0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(ScrapeReplica().find("gpus-0\"} 3.0\n"), std::string::npos);
+  const std::string others = other_replica.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_NE(others.find("gpus-0\"} 0.0\n"), std::string::npos) << others;
+  EXPECT_NE(others.find("replica_id=\"replica-b\""), std::string::npos) << others;
+}
+
+// A scrape never sees a duration smaller than an earlier scrape's, whichever replica answers,
+// and values move by whole time steps.
+TEST_F(ExpositionUpdaterTest, DurationsNeverGoBackAcrossReplicasAndSteps) {
+  Scrape();
+  expose::ExpositionSnapshot other_snapshot;
+  clock_.Advance(400'000);
+  ExpositionUpdater other(*store_, clock_, other_snapshot, nullptr, options_);
+  Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(other.Update(*stored).ok());
+  const std::string job = "dstack_gpu=\"A100\"} ";
+  double last = 0;
+  for (TimeMicros at = kNow; at < kNow + 3 * kSecond; at += 250'000) {
+    const expose::ExpositionSnapshot& answering = (at / 250'000) % 2 ? snapshot_ : other_snapshot;
+    const std::string text = answering.Render(expose::Format::kText004, at);
+    const size_t pos = text.find(job, text.find("dstack_job_duration_seconds_total{"));
+    ASSERT_NE(pos, std::string::npos) << text;
+    const double value = std::stod(text.substr(pos + job.size()));
+    EXPECT_GE(value, last) << at;
+    EXPECT_EQ(value, 600.0 + static_cast<double>((at - kNow) / kSecond)) << at;
+    last = value;
+  }
 }
 
 TEST_F(ExpositionUpdaterTest, DcgmSamplesExpireTenMinutesAfterCollection) {
@@ -344,7 +432,7 @@ TEST_F(ExpositionUpdaterTest, TextThatDoesNotParseLosesOnlyThatHostsDcgmAndIsCou
   bad.dcgm.push_back(HostDcgm(kNow, "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-0\" 81\n"));
   std::string after = Scrape(std::move(bad));
   EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
-  EXPECT_NE(after.find("fleetwatch_dcgm_text_errors_total 1.0\n"), std::string::npos) << after;
+  EXPECT_NE(ScrapeReplica().find("fleetwatch_dcgm_text_errors_total 1.0\n"), std::string::npos);
   // The rest of the scrape is intact.
   EXPECT_NE(after.find("dstack_job_gpu_usage_ratio{"), std::string::npos) << after;
   // The next good text brings them back.
@@ -370,7 +458,8 @@ TEST_F(ExpositionUpdaterTest, DcgmFamiliesOutsideDcgmOrNamedLikeTheServersAreDro
   EXPECT_EQ(text.find("fleetwatch_agent_poll_errors{"), std::string::npos) << text;
   EXPECT_EQ(text.find("node_cpu_seconds"), std::string::npos) << text;
   EXPECT_NE(text.find("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\""), std::string::npos) << text;
-  EXPECT_NE(text.find("fleetwatch_dcgm_families_dropped_total 2.0\n"), std::string::npos) << text;
+  EXPECT_NE(ScrapeReplica().find("fleetwatch_dcgm_families_dropped_total 2.0\n"),
+            std::string::npos);
 
   // An independent strict parser (python3-prometheus-client) reads the OpenMetrics body.
   const std::string openmetrics = snapshot_.Render(expose::Format::kOpenMetrics100, clock_.Now());
@@ -392,7 +481,7 @@ TEST_F(ExpositionUpdaterTest, AnAgentErrorKeepsTheLastTextUntilItExpires) {
   down.dcgm.push_back({"i-g0", error});
   std::string after = Scrape(std::move(down));
   EXPECT_NE(after.find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos) << after;
-  EXPECT_NE(after.find("fleetwatch_dcgm_text_errors_total 0.0\n"), std::string::npos) << after;
+  EXPECT_NE(ScrapeReplica().find("fleetwatch_dcgm_text_errors_total 0.0\n"), std::string::npos);
 }
 
 TEST_F(ExpositionUpdaterTest, AJobThatEndsLosesItsDcgmSamples) {
@@ -457,6 +546,7 @@ std::string FullRender(store::Store& store, TimeMicros now, const ExpositionOpti
   for (model::JobMetricsPoint& p : *points) state.newest_points[p.job_id] = std::move(p);
   state.run_counts = *store.CountRuns();
   state.usage = *store.ListUsageTotals();
+  state.run_events = *store.ListRunEventTotals();
   std::map<std::string, std::string> texts = RenderServerFamilies(state, now, options);
   expose::ExpositionSnapshot snapshot;
   for (const ServerFamily& f : ServerFamilies()) {
@@ -518,12 +608,12 @@ TEST_F(ExpositionUpdaterTest, ARunFinishedThroughTheApiLosesItsSamples) {
   EXPECT_EQ(after, FullRender(*store_, clock_.Now(), options_));
 }
 
-TEST_F(ExpositionUpdaterTest, DurationsAdvanceOnUpdatesWithoutChanges) {
+TEST_F(ExpositionUpdaterTest, DurationsAdvanceWithTheScrapesClockWithoutUpdates) {
   Scrape();
   const uint64_t version = snapshot_.version();
   clock_.Advance(kSecond);
-  std::string later = Scrape();
-  EXPECT_GT(snapshot_.version(), version);
+  std::string later = snapshot_.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_EQ(snapshot_.version(), version);
   EXPECT_NE(
       later.find("dstack_job_duration_seconds_total{dstack_project_name=\"main\","
                  "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r-train\","
@@ -547,7 +637,7 @@ TEST_F(ExpositionUpdaterTest, ARestartReloadsTheNewestPointsFromTheStore) {
   Scrape(std::move(report));
   // A new server on the same store: its first update reads the points back.
   expose::ExpositionSnapshot snapshot;
-  ExpositionUpdater restarted(*store_, clock_, snapshot, options_);
+  ExpositionUpdater restarted(*store_, clock_, snapshot, nullptr, options_);
   Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
   ASSERT_TRUE(stored.ok());
   ASSERT_TRUE(restarted.Update(*stored).ok());

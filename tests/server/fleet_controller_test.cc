@@ -254,5 +254,48 @@ TEST_F(FleetControllerTest, FleetsAddedOrDeletedBetweenTicksAreSeenByTheNextTick
   EXPECT_EQ(after.instances[0].name, "b-0");
 }
 
+TEST_F(FleetControllerTest, ATickWithNothingNewSkipsTheReconcilerButNotItsRulesOfTime) {
+  FakeAgent agent;
+  AddFleet("gpus", agent);
+  auto submitted = runs_->Submit(
+      Access(), admin_, "type: task\nname: train\nmax_duration: 1m\ncommands: [sleep 600]\n",
+      model::ConfigFormat::kYaml);
+  ASSERT_TRUE(submitted.ok()) << submitted.status().ToString();
+  const std::string job_id = submitted->jobs.at(0).id;
+  Tick();  // placed
+  ASSERT_TRUE(testing::WaitUntil([&] { return agent.HasJob(job_id); }, std::chrono::seconds(30)));
+  bool running = false;
+  for (int tick = 0; tick < 20 && !running; ++tick) {
+    TickReport report = Tick();
+    running = report.runs.size() == 1 && report.runs[0].status == model::RunStatus::kRunning;
+  }
+  ASSERT_TRUE(running);
+  // Nothing new: the ticks are quiet, and report the same state.
+  Tick();
+  const uint64_t quiet_before = controller_->quiet_ticks();
+  clock_.Advance(kSecond);
+  TickReport quiet = Tick();
+  EXPECT_EQ(controller_->quiet_ticks(), quiet_before + 1);
+  ASSERT_EQ(quiet.runs.size(), 1u);
+  EXPECT_EQ(quiet.runs[0].jobs[0].status, model::JobStatus::kRunning);
+  ASSERT_EQ(quiet.observations.size(), 1u);
+  EXPECT_TRUE(quiet.observations.begin()->second.reached);
+
+  // The agent's replies stay the same, but the clock passes max_duration: the job is stopped.
+  clock_.Advance(61 * kSecond);
+  TickReport due = Tick();
+  EXPECT_EQ(controller_->quiet_ticks(), quiet_before + 1);
+  ASSERT_EQ(due.runs.size(), 1u);
+  EXPECT_EQ(due.runs[0].jobs[0].status, model::JobStatus::kTerminating);
+  EXPECT_EQ(due.runs[0].jobs[0].termination_reason,
+            model::JobTerminationReason::kMaxDurationExceeded);
+  // And the last_seen_at resolution passed too: the instance's time is stored.
+  EXPECT_EQ(fleets_->ListInstances(Access())->at(0).last_seen_at, clock_.Now());
+  bool ended = false;
+  for (int tick = 0; tick < 20 && !ended; ++tick) ended = Tick().runs.empty();
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(runs_->Get(Access(), "train")->status, model::RunStatus::kTerminated);
+}
+
 }  // namespace
 }  // namespace fleetwatch::server

@@ -139,5 +139,80 @@ TEST_P(StoreContract, TwoStoresUpdatingOneJobFromOneRevisionApplyOnce) {
   EXPECT_DOUBLE_EQ(store_->ListEnergyTotals().value()[0].energy_joules, 3.0 * kRounds);
 }
 
+// A run of `project` whose jobs ended at `finished_at` (none: still running), each with its
+// aggregates stored and, when ended, a summary naming the job.
+model::Run RunWithSummaries(Store& store, const model::Project& project, const model::User& user,
+                            const std::string& name, std::optional<TimeMicros> finished_at,
+                            int jobs = 1) {
+  model::Run run = MakeRun(project, user, name, 100, RunStatus::kRunning, jobs);
+  for (model::Job& job : run.jobs) {
+    job.status = JobStatus::kRunning;
+    job.started_at = 100;
+  }
+  EXPECT_TRUE(store.CreateRun(run).ok());
+  if (finished_at) {
+    run.status = RunStatus::kDone;
+    run.finished_at = finished_at;
+    for (model::Job& job : run.jobs) {
+      job.status = JobStatus::kDone;
+      job.finished_at = finished_at;
+    }
+    EXPECT_TRUE(store.UpdateRun(run).ok());
+  }
+  for (const model::Job& job : run.jobs) {
+    JobAggregateUpdate u = Update(job.id, 0, "{}", 1);
+    if (finished_at) u.summary_json = "{\"job\":\"" + job.job_name + "\"}";
+    EXPECT_EQ(store.UpdateJobAggregates({u}).value(), std::vector<bool>{true});
+  }
+  return run;
+}
+
+TEST_P(StoreContract, JobSummariesSinceAreTheEndedJobsOfTheWindowNewestFirst) {
+  model::User bob = MakeUser("bob");
+  ASSERT_TRUE(store_->CreateUser(bob, "hash-bob").ok());
+  model::Project lab = MakeProject("lab", bob);
+  ASSERT_TRUE(store_->CreateProject(lab).ok());
+  RunWithSummaries(*store_, project_, owner_, "old", 1'000);
+  model::Run train = RunWithSummaries(*store_, project_, owner_, "train", 5'000, 2);
+  model::Run eval = RunWithSummaries(*store_, project_, owner_, "eval", 7'000);
+  model::Run other = RunWithSummaries(*store_, lab, bob, "sweep", 6'000);
+  RunWithSummaries(*store_, project_, owner_, "running", std::nullopt);
+  // An ended job whose summary is not stored yet is left out.
+  model::Run unsummed = MakeRun(project_, owner_, "unsummed", 100, RunStatus::kDone, 1);
+  unsummed.finished_at = 8'000;
+  unsummed.jobs[0].status = JobStatus::kDone;
+  unsummed.jobs[0].finished_at = 8'000;
+  ASSERT_TRUE(store_->CreateRun(unsummed).ok());
+
+  std::vector<StoredJobSummary> all = store_->ListJobSummariesSince(5'000, std::nullopt).value();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].run_name, "eval");
+  EXPECT_EQ(all[0].job_id, eval.jobs[0].id);
+  EXPECT_EQ(all[0].run_id, eval.id);
+  EXPECT_EQ(all[0].project_name, "main");
+  EXPECT_EQ(all[0].user_name, "alice");
+  EXPECT_EQ(all[0].finished_at, 7'000);
+  EXPECT_EQ(all[0].summary_json, "{\"job\":\"eval-0-0\"}");
+  EXPECT_EQ(all[1].run_id, other.id);
+  EXPECT_EQ(all[1].project_name, "lab");
+  EXPECT_EQ(all[1].user_name, "bob");
+  // Ties on the finish time by job id.
+  EXPECT_EQ(all[2].run_id, train.id);
+  EXPECT_EQ(all[3].run_id, train.id);
+  EXPECT_LT(all[2].job_id, all[3].job_id);
+
+  std::vector<StoredJobSummary> main_only =
+      store_->ListJobSummariesSince(0, std::string("main")).value();
+  ASSERT_EQ(main_only.size(), 4u);
+  for (const StoredJobSummary& s : main_only) EXPECT_EQ(s.project_name, "main");
+  EXPECT_EQ(main_only.back().run_name, "old");
+  EXPECT_TRUE(store_->ListJobSummariesSince(0, std::string("nobody")).value().empty());
+  EXPECT_TRUE(store_->ListJobSummariesSince(7'001, std::nullopt).value().empty());
+
+  // A deleted run's jobs still count: their GPU time was spent.
+  ASSERT_TRUE(store_->DeleteRun(eval.id).ok());
+  EXPECT_EQ(store_->ListJobSummariesSince(7'000, std::nullopt).value().size(), 1u);
+}
+
 }  // namespace
 }  // namespace fleetwatch::store
