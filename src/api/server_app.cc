@@ -31,9 +31,11 @@
 #include "server/log_copies.h"
 #include "server/projects.h"
 #include "server/runs.h"
+#include "server/shared_render_state.h"
 #include "server/usage.h"
 #include "server/users.h"
 #include "server/utilization_policy.h"
+#include "store/postgres_listener.h"
 #include "ui/ui_route.h"
 #include "util/build_info.h"
 #include "util/ids.h"
@@ -218,6 +220,15 @@ class ServerAppImpl final : public ServerApp {
                     .count()},
         config.prometheus_metrics ? &snapshot_ : nullptr);
     stages_->set_energy(energy_.get());
+    // Replicas: /metrics shows every host, those other replicas poll included (scale-out.md).
+    if (!replica_id_.empty() && config.prometheus_metrics && config.database_url) {
+      FW_ASSIGN_OR_RETURN(listener_,
+                          store::PostgresListener::Start(
+                              {.url = *config.database_url,
+                               .channels = {store::kHostDcgmChannel, store::kJobPointsChannel}}));
+      shared_render_ = std::make_unique<server::SharedRenderState>(*store_, *listener_, clock_);
+      stages_->set_shared_render(shared_render_.get());
+    }
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
     loop_ = std::make_unique<server::ControlLoop>(
@@ -279,8 +290,10 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
-  std::unique_ptr<server::GpuLedger> gpu_ledger_;     // the control loop's thread only
-  std::unique_ptr<server::EnergyAccountant> energy_;  // the control loop's thread only
+  std::unique_ptr<server::GpuLedger> gpu_ledger_;             // the control loop's thread only
+  std::unique_ptr<server::EnergyAccountant> energy_;          // the control loop's thread only
+  std::unique_ptr<store::PostgresListener> listener_;         // replicas with /metrics only
+  std::unique_ptr<server::SharedRenderState> shared_render_;  // likewise (the loop's thread)
   std::unique_ptr<server::ServerStages> stages_;
   std::unique_ptr<server::ControlLoop> loop_;
   uint16_t port_ = 0;

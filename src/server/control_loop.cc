@@ -9,6 +9,7 @@
 #include "server/energy_accountant.h"
 #include "server/exposition_updater.h"
 #include "server/gpu_ledger.h"
+#include "server/shared_render_state.h"
 #include "server/usage.h"
 
 namespace fleetwatch::server {
@@ -49,6 +50,7 @@ TimeMicros ControlLoop::RunDue() {
   }
   if (report.ok()) Warn("GPU state ledger", stages_.AccountGpus(*report));
   if (report.ok()) Warn("energy and job summaries", stages_.Summarize(*report));
+  if (report.ok()) Warn("shared render state", stages_.Share(*report));
   // Runs changed through the API show up here too, at most one tick late.
   if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
   if (start >= next_retention_) {
@@ -135,6 +137,10 @@ Status ServerStages::AccountGpus(const TickReport& report) {
 
 Status ServerStages::Summarize(const TickReport& report) {
   return energy_ != nullptr ? energy_->Update(report) : Status::Ok();
+}
+
+Status ServerStages::Share(TickReport& report) {
+  return shared_render_ != nullptr ? shared_render_->Share(report) : Status::Ok();
 }
 
 Status ServerStages::Expose(const TickReport& report) {

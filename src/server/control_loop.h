@@ -16,6 +16,7 @@ namespace fleetwatch::server {
 
 class EnergyAccountant;
 class ExpositionUpdater;
+class SharedRenderState;
 class GpuLedger;
 class UsageAccountant;
 
@@ -31,6 +32,12 @@ class ControlStages {
   // Brings job energy, aggregates and summaries up to date with the tick
   // (EnergyAccountant::Update). Does nothing unless a stage set provides it.
   virtual Status Summarize(const TickReport& report) {
+    (void)report;
+    return Status::Ok();
+  }
+  // Adds to the report what other replicas on the database polled, for Expose to show
+  // (SharedRenderState::Share). Does nothing unless a stage set provides it.
+  virtual Status Share(TickReport& report) {
     (void)report;
     return Status::Ok();
   }
@@ -61,10 +68,10 @@ struct ControlLoopStats {
 // start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
 // loop skip them rather than run late ticks back to back. Each tick runs, in this order:
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
-// → AccountGpus → Summarize → Expose; Retain runs after the first tick, then after a tick when
-// retention_interval has passed since the last. A failing stage is logged and the others still
-// run (AccountGpus, Summarize and Expose are skipped only when Control failed: there is no
-// report). Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue
+// → AccountGpus → Summarize → Share → Expose; Retain runs after the first tick, then after a tick
+// when retention_interval has passed since the last. A failing stage is logged and the others
+// still run (AccountGpus, Summarize, Share and Expose are skipped only when Control failed: there
+// is no report). Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue
 // without the thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
 class ControlLoop {
  public:
@@ -115,6 +122,7 @@ class ServerStages final : public ControlStages {
   Result<TickReport> Control() override;
   Status AccountUsage() override;
   Status Summarize(const TickReport& report) override;
+  Status Share(TickReport& report) override;
   Status Expose(const TickReport& report) override;
   Status Retain(TimeMicros now) override;
   Status AccountGpus(const TickReport& report) override;
@@ -128,6 +136,8 @@ class ServerStages final : public ControlStages {
 
   // Energy accounting and job summaries (null: none). Set before the loop starts.
   void set_energy(EnergyAccountant* energy) { energy_ = energy; }
+  // What other replicas polled, for the exposition (null: none). Set before the loop starts.
+  void set_shared_render(SharedRenderState* shared) { shared_render_ = shared; }
 
  private:
   std::vector<std::function<Status(const TickReport&)>> exposers_;
@@ -135,6 +145,7 @@ class ServerStages final : public ControlStages {
   UsageAccountant& usage_;
   ExpositionUpdater* exposition_;
   EnergyAccountant* energy_ = nullptr;
+  SharedRenderState* shared_render_ = nullptr;
   store::Store& store_;
   const TimeMicros running_ttl_;
   const TimeMicros finished_ttl_;

@@ -19,7 +19,7 @@ namespace {
 // additive). Text columns compare and sort bytewise (COLLATE "C"), as SQLite's do, whatever the
 // database's locale. Every foreign key that a query joins or filters on has an index whose first
 // column is that key.
-constexpr std::array<SchemaStep, 7> kMigrations = {{
+constexpr std::array<SchemaStep, 8> kMigrations = {{
     // 1: the schema of SQLite's steps 1-7, at once.
     {R"sql(
 CREATE TABLE users (
@@ -267,6 +267,20 @@ CREATE TABLE run_event_totals (
   count        BIGINT NOT NULL,
   seconds      DOUBLE PRECISION NOT NULL,
   PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
+     /*additive=*/true},
+    // 8: shared render state (SQLite's step 14): each host's DCGM text as the replica that polls
+    // it last stored it, for every replica's /metrics. UNLOGGED: refreshed every metrics interval,
+    // so not worth the WAL; a crash empties it and the next texts fill it again.
+    {R"sql(
+CREATE UNLOGGED TABLE host_dcgm (
+  instance_id  TEXT COLLATE "C" PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+  version      BIGINT NOT NULL,
+  collected_at BIGINT,
+  dcgm_text    TEXT NOT NULL,
+  dcgm_error   TEXT NOT NULL,
+  received_at  BIGINT NOT NULL
 );
 )sql",
      /*additive=*/true},

@@ -24,7 +24,9 @@
 
 #include "model/entities.h"
 #include "model/status.h"
+#include "store/change_keys.h"
 #include "store/gpu_ledger_rows.h"
+#include "store/host_dcgm_rows.h"
 #include "store/job_aggregate_rows.h"
 #include "store/job_log_rows.h"
 #include "store/leases.h"
@@ -713,7 +715,14 @@ class PostgresStore final : public Store {
         FW_RETURN_IF_ERROR(
             WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
       }
-      return Status::Ok();
+      std::map<std::string_view, TimeMicros> newest;
+      for (const model::JobMetricsPoint& p : points) {
+        auto [it, inserted] = newest.try_emplace(p.job_id, p.timestamp_micro);
+        if (!inserted) it->second = std::max(it->second, p.timestamp_micro);
+      }
+      std::vector<std::string> keys;
+      for (const auto& [job_id, at] : newest) keys.push_back(VersionedKey(job_id, at));
+      return Notify(kJobPointsChannel, keys);
     });
   }
 
@@ -749,6 +758,39 @@ class PostgresStore final : public Store {
                                   " ORDER BY m.job_id, m.timestamp_micro DESC"));
       return PointsOf(q);
     });
+  }
+
+  Result<std::vector<model::JobMetricsPoint>> ListNewestMetricsOfJobs(
+      const std::vector<std::string>& job_ids) override {
+    if (job_ids.empty()) return std::vector<model::JobMetricsPoint>();
+    return Read([&] {
+      return rows::ListNewestMetricsOfJobs(Preparer(), rows::Dialect::kPostgres, job_ids);
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, int64_t>>> WriteHostDcgm(
+      const std::vector<HostDcgm>& texts) override {
+    FW_RETURN_IF_ERROR(rows::CheckHostDcgm(texts));
+    if (texts.empty()) return std::vector<std::pair<std::string, int64_t>>();
+    return Write([&]() -> Result<std::vector<std::pair<std::string, int64_t>>> {
+      FW_ASSIGN_OR_RETURN(auto written,
+                          rows::WriteHostDcgm(Preparer(), rows::Dialect::kPostgres, texts));
+      std::vector<std::string> keys;
+      for (const auto& [id, version] : written) keys.push_back(VersionedKey(id, version));
+      FW_RETURN_IF_ERROR(Notify(kHostDcgmChannel, keys));
+      return written;
+    });
+  }
+
+  Result<std::vector<std::pair<std::string, int64_t>>> ListHostDcgmVersions() override {
+    return Read([&] { return rows::ListHostDcgmVersions(Preparer()); });
+  }
+
+  Result<std::vector<HostDcgm>> ListHostDcgm(
+      const std::vector<std::string>& instance_ids) override {
+    if (instance_ids.empty()) return std::vector<HostDcgm>();
+    return Read(
+        [&] { return rows::ListHostDcgm(Preparer(), rows::Dialect::kPostgres, instance_ids); });
   }
 
   Result<std::vector<std::pair<std::string, TimeMicros>>> LatestMetricsOfUnfinishedJobs() override {
@@ -1103,6 +1145,16 @@ class PostgresStore final : public Store {
   }
 
   // The helpers below require mu_ and an open transaction.
+
+  // Notifies `channel` with `keys` (change_keys.h), delivered when the transaction commits.
+  Status Notify(const char* channel, const std::vector<std::string>& keys) {
+    for (const std::string& payload : ChangePayloads(keys)) {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT pg_notify(?, ?)"));
+      q.Bind(channel).Bind(payload);
+      FW_RETURN_IF_ERROR(WithContext(q.Exec(), std::string("notify ") + channel));
+    }
+    return Status::Ok();
+  }
 
   Status InsertUser(const model::User& user, std::string_view token_hash) {
     FW_ASSIGN_OR_RETURN(Query q, Prepare("INSERT INTO users (id, name, global_role, token_hash, "

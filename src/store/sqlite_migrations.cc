@@ -15,7 +15,7 @@ namespace {
 // binary keeps working on a database with an additive step; steps 1-10 predate the rule and are
 // marked not additive). The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT
 // micros, DOUBLE PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<SchemaStep, 13> kMigrations = {{
+constexpr std::array<SchemaStep, 14> kMigrations = {{
     // 1: initial schema.
     {R"sql(
 CREATE TABLE users (
@@ -285,6 +285,19 @@ CREATE TABLE run_event_totals (
   count        INTEGER NOT NULL,
   seconds      REAL NOT NULL,
   PRIMARY KEY (project_name, run_type, kind, bucket)
+);
+)sql",
+     /*additive=*/true},
+    // 14: shared render state: each host's DCGM text as last stored (store.h HostDcgm). One
+    // server on SQLite: stored so that both stores keep one contract.
+    {R"sql(
+CREATE TABLE host_dcgm (
+  instance_id  TEXT PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
+  version      INTEGER NOT NULL,
+  collected_at INTEGER,
+  dcgm_text    TEXT NOT NULL,
+  dcgm_error   TEXT NOT NULL,
+  received_at  INTEGER NOT NULL
 );
 )sql",
      /*additive=*/true},

@@ -29,6 +29,7 @@
 #include "model/entities.h"
 #include "model/status.h"
 #include "store/gpu_ledger_rows.h"
+#include "store/host_dcgm_rows.h"
 #include "store/job_aggregate_rows.h"
 #include "store/job_log_rows.h"
 #include "store/leases.h"
@@ -751,6 +752,32 @@ class SqliteStore final : public Store {
                                   " GROUP BY m.job_id"));
       return PointsOf(q);
     });
+  }
+
+  Result<std::vector<model::JobMetricsPoint>> ListNewestMetricsOfJobs(
+      const std::vector<std::string>& job_ids) override {
+    if (job_ids.empty()) return std::vector<model::JobMetricsPoint>();
+    return Read(
+        [&] { return rows::ListNewestMetricsOfJobs(Preparer(), rows::Dialect::kSqlite, job_ids); });
+  }
+
+  Result<std::vector<std::pair<std::string, int64_t>>> WriteHostDcgm(
+      const std::vector<HostDcgm>& texts) override {
+    FW_RETURN_IF_ERROR(rows::CheckHostDcgm(texts));
+    if (texts.empty()) return std::vector<std::pair<std::string, int64_t>>();
+    return WriteKeepingRunCounts(
+        [&] { return rows::WriteHostDcgm(Preparer(), rows::Dialect::kSqlite, texts); });
+  }
+
+  Result<std::vector<std::pair<std::string, int64_t>>> ListHostDcgmVersions() override {
+    return Read([&] { return rows::ListHostDcgmVersions(Preparer()); });
+  }
+
+  Result<std::vector<HostDcgm>> ListHostDcgm(
+      const std::vector<std::string>& instance_ids) override {
+    if (instance_ids.empty()) return std::vector<HostDcgm>();
+    return Read(
+        [&] { return rows::ListHostDcgm(Preparer(), rows::Dialect::kSqlite, instance_ids); });
   }
 
   Result<std::vector<std::pair<std::string, TimeMicros>>> LatestMetricsOfUnfinishedJobs() override {

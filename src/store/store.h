@@ -243,6 +243,30 @@ struct JobLogPart {
   int64_t size = 0;
 };
 
+// --- shared render state (docs/scale-out.md): what every replica's /metrics shows of hosts that
+// other replicas poll ---
+
+// A host's DCGM text as the replica that polls it stored it: one row per instance, replaced by
+// each write. On PostgreSQL the table is UNLOGGED (a text is refreshed every metrics interval; a
+// database crash empties it, which readers see as versions that moved).
+struct HostDcgm {
+  std::string instance_id;
+  int64_t version = 0;  // set by the store: raised by one by every write of the row
+  std::optional<TimeMicros> collected_at;
+  std::string text;            // dcgm-exporter's text, as the agent sent it (untrusted)
+  std::string error;           // why the host has no recent text; `text` is empty then
+  TimeMicros received_at = 0;  // when the writing replica received it
+};
+
+// The PostgreSQL channels the store notifies in the transaction of a write, with the written rows'
+// keys (change_keys.h: joined by ',', several notifications when they are many; never data):
+// WriteHostDcgm sends "<instance id>@<new version>" of each text, AddJobMetricsPoints
+// "<job id>@<newest timestamp_micro of the batch>" of each job, so that a reader skips what it
+// has (its own writes included) without reading it. The SQLite store, one server's alone,
+// notifies nothing.
+inline constexpr char kHostDcgmChannel[] = "fleetwatch_host_dcgm";
+inline constexpr char kJobPointsChannel[] = "fleetwatch_job_points";
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -365,8 +389,8 @@ class Store {
   virtual Result<std::vector<RunEventTotal>> ListRunEventTotals() = 0;
 
   // --- job metrics ---
-  // Stores a batch of points in one transaction. NotFound when a job does not exist (nothing is
-  // stored then).
+  // Stores a batch of points in one transaction (on PostgreSQL notifying kJobPointsChannel with
+  // their job ids in it). NotFound when a job does not exist (nothing is stored then).
   virtual Status AddJobMetricsPoints(const std::vector<model::JobMetricsPoint>& points) = 0;
   // The newest `limit` points of a job with after <= timestamp < before, newest first.
   virtual Result<std::vector<model::JobMetricsPoint>> ListJobMetricsPoints(
@@ -378,6 +402,10 @@ class Store {
   // The newest point's time of every unfinished job that has points.
   virtual Result<std::vector<std::pair<std::string, TimeMicros>>>
   LatestMetricsOfUnfinishedJobs() = 0;
+  // The newest point of each of these jobs that has points, in no particular order; ids that name
+  // no job, or a job without points, are left out. One query however many ids.
+  virtual Result<std::vector<model::JobMetricsPoint>> ListNewestMetricsOfJobs(
+      const std::vector<std::string>& job_ids) = 0;
   // Deletes points older than `running_cutoff` of unfinished jobs and older than
   // `finished_cutoff` of finished ones. Returns how many were deleted.
   virtual Result<int64_t> DeleteJobMetricsPoints(TimeMicros running_cutoff,
@@ -448,6 +476,21 @@ class Store {
   // row version by one; so two replicas that decided on the same version never both apply.
   virtual Status UpdateRunIfCurrent(
       const model::Run& run, const std::vector<std::pair<std::string, std::string>>& leases) = 0;
+
+  // --- shared render state ---
+  // Stores each host's DCGM text (replacing the instance's row, raising its version) in one
+  // transaction, and notifies kHostDcgmChannel with their instance ids in it. Texts of instances
+  // that do not exist (a fleet deleted meanwhile) are skipped; an instance's row goes with it.
+  // Returns (instance id, new version) of each text stored, in the order given. InvalidArgument
+  // (nothing stored) for an empty instance id or an id given twice.
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> WriteHostDcgm(
+      const std::vector<HostDcgm>& texts) = 0;
+  // (instance id, version) of every stored DCGM text, by instance id: what a reader compares with
+  // the versions it has, to read only the texts that moved.
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> ListHostDcgmVersions() = 0;
+  // The stored DCGM texts of these instances, by instance id; ids without one are left out.
+  virtual Result<std::vector<HostDcgm>> ListHostDcgm(
+      const std::vector<std::string>& instance_ids) = 0;
 
   // --- energy and job summaries ---
   // Applies the updates in one transaction: each one whose job's stored revision is still

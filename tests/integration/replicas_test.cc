@@ -11,10 +11,13 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -70,6 +73,24 @@ std::map<std::string, int> Starts(const std::vector<std::unique_ptr<AgentProcess
   return starts;
 }
 
+// The DCGM text of host `host`'s one fake GPU (the agents' fake NVML names it GPU-fake-0): its
+// Hostname label tells the hosts apart in /metrics.
+std::string DcgmFixture(int host) {
+  const std::string labels =
+      "{gpu=\"0\",UUID=\"GPU-fake-0\",device=\"nvidia0\",modelName=\"NVIDIA "
+      "A100-SXM4-80GB\",Hostname=\"host-" +
+      std::to_string(host) + "\"}";
+  return "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n"
+         "# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n"
+         "DCGM_FI_DEV_GPU_UTIL" +
+         labels + " " + std::to_string(40 + host) +
+         "\n"
+         "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n"
+         "# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n"
+         "DCGM_FI_DEV_POWER_USAGE" +
+         labels + " " + std::to_string(300 + host) + "\n";
+}
+
 class ReplicasTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -82,24 +103,49 @@ class ReplicasTest : public ::testing::Test {
     url_ = cluster->CreateDatabase(&error);
     ASSERT_FALSE(url_.empty()) << error;
     for (int i = 0; i < kHosts; ++i) {
-      agents_.push_back(
-          std::make_unique<AgentProcess>(AgentProcessOptions::FakeGpus(1, FAKE_NVML_LIBRARY)));
+      AgentProcessOptions options = AgentProcessOptions::FakeGpus(1, FAKE_NVML_LIBRARY);
+      if (with_dcgm_) {
+        // The fake dcgm-exporter (the hardware edge) on PATH, serving this host's text.
+        const std::filesystem::path dir = dcgm_dir_.path() / std::to_string(i);
+        std::filesystem::create_directories(dir / "bin");
+        std::filesystem::create_symlink(std::filesystem::path(FLEETWATCH_SOURCE_DIR) /
+                                            "tests/agent/testdata/dcgm/fake-dcgm-exporter",
+                                        dir / "bin/dcgm-exporter");
+        WriteFile(dir / "dcgm.txt", DcgmFixture(i));
+        options.env = {{"FAKE_DCGM_FIXTURE", (dir / "dcgm.txt").string()},
+                       {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
+                       {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
+                       {"PATH", (dir / "bin").string() + ":" + std::getenv("PATH")}};
+      }
+      agents_.push_back(std::make_unique<AgentProcess>(std::move(options)));
       ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
     }
   }
 
   std::unique_ptr<ServerProcess> StartReplica(TempDir& data) {
-    return std::make_unique<ServerProcess>(
-        data.str(), home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
-        std::map<std::string, std::string>{
-            {"FLEETWATCH_DATABASE_URL", url_},
-            // Every replica on one database is given the same key.
-            {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
-            {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
-            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
-            {"FLEETWATCH_LEASE_SECONDS", std::to_string(kLeaseSeconds)},
-            {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "60"},
-            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+    std::map<std::string, std::string> env{
+        {"FLEETWATCH_DATABASE_URL", url_},
+        // Every replica on one database is given the same key.
+        {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
+        {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+        {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
+        {"FLEETWATCH_LEASE_SECONDS", std::to_string(kLeaseSeconds)},
+        {"FLEETWATCH_INSTANCE_UNREACHABLE_SECONDS", "60"},
+        {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}};
+    if (with_dcgm_) env["DSTACK_ENABLE_PROMETHEUS_METRICS"] = "";
+    return std::make_unique<ServerProcess>(data.str(), home_.str(), kAdminToken,
+                                           std::vector<std::string>{"--no-local-fleet"}, env);
+  }
+
+  // Creates the fleet of every agent's host through `admin`.
+  void CreateFleet(const ApiClient& admin) {
+    std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
+                        std::string(kTestAgentToken) + "\n  hosts:\n";
+    for (const auto& agent : agents_) {
+      fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
+    }
+    ApiReply created = admin.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
+    ASSERT_EQ(created.status, 201) << created.body;
   }
 
   static json::value Info(const ApiClient& client) { return client.Get("/api/server/info").json; }
@@ -113,10 +159,13 @@ class ReplicasTest : public ::testing::Test {
     ASSERT_EQ(r.status, 201) << r.body;
   }
 
+  bool with_dcgm_ = false;  // agents with a DCGM exporter, replicas with /metrics
   std::string url_;
+  TempDir dcgm_dir_;
   std::vector<std::unique_ptr<AgentProcess>> agents_;
   TempDir data_a_;
   TempDir data_b_;
+  TempDir data_c_;
   TempDir home_;
 };
 
@@ -124,13 +173,7 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
   ASSERT_TRUE(a->started()) << a->Output();
   ApiClient admin_a(a->url(), kAdminToken);
-  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
-                      std::string(kTestAgentToken) + "\n  hosts:\n";
-  for (const auto& agent : agents_) {
-    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
-  }
-  ApiReply created = admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
-  ASSERT_EQ(created.status, 201) << created.body;
+  ASSERT_NO_FATAL_FAILURE(CreateFleet(admin_a));
 
   std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
   ASSERT_TRUE(b->started()) << b->Output();
@@ -341,6 +384,145 @@ TEST_F(ReplicasTest, AFinishedJobsLogIsServedWhoseverHostItRanOn) {
   EXPECT_EQ(
       QueryColumn(url_, "SELECT COUNT(*) FROM job_log_chunks WHERE job_id = '" + job_id + "'"),
       std::vector<std::string>{"0"});
+}
+
+// Replicas with /metrics, on hosts whose agents run a DCGM exporter.
+class SharedMetricsTest : public ReplicasTest {
+ protected:
+  SharedMetricsTest() { with_dcgm_ = true; }
+};
+
+// The families (name prefixes) whose samples are each replica's own on /metrics, skipped when the
+// replicas' /metrics are compared: the GPU ledger's idle ratio and the energy families, which a
+// replica refreshes from the readings of the hosts it polls (docs/scale-out.md "Not done yet").
+const std::vector<std::string> kPerReplicaFamilies = {
+    "fleetwatch_run_gpu_idle_ratio",
+    "fleetwatch_run_gpu_energy_joules",
+    "fleetwatch_project_gpu_energy_joules_total",
+    "fleetwatch_project_gpu_busy_seconds_total",
+    "fleetwatch_project_carbon_grams_total",
+};
+
+// The sample lines of an exposition as "series value", or only "series" for families whose
+// values move with time or with each replica's view (durations, counters of work done).
+std::set<std::string> Series(const std::string& body) {
+  std::set<std::string> out;
+  std::istringstream lines(body);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t name_end = line.find_first_of("{ ");
+    const std::string name = line.substr(0, name_end);
+    bool skipped = false;
+    for (const std::string& family : kPerReplicaFamilies) {
+      skipped |= name.rfind(family, 0) == 0;
+    }
+    if (skipped) continue;
+    const size_t value_at = line.rfind(' ');
+    const bool dcgm = name.rfind("DCGM_", 0) == 0;
+    out.insert(dcgm ? line : line.substr(0, value_at));
+  }
+  return out;
+}
+
+std::string Difference(const std::set<std::string>& a, const std::set<std::string>& b) {
+  std::string out;
+  for (const std::string& line : a) {
+    if (!b.count(line)) out += "  - " + line + "\n";
+  }
+  for (const std::string& line : b) {
+    if (!a.count(line)) out += "  + " + line + "\n";
+  }
+  return out;
+}
+
+TEST_F(SharedMetricsTest, EveryReplicaServesEveryHostsDcgmSamplesAndJobPoints) {
+  std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
+  ASSERT_TRUE(a->started()) << a->Output();
+  ApiClient admin_a(a->url(), kAdminToken);
+  ASSERT_NO_FATAL_FAILURE(CreateFleet(admin_a));
+  std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
+  ASSERT_TRUE(b->started()) << b->Output();
+  std::unique_ptr<ServerProcess> c = StartReplica(data_c_);
+  ASSERT_TRUE(c->started()) << c->Output();
+  std::vector<ApiClient> clients{admin_a, ApiClient(b->url(), kAdminToken),
+                                 ApiClient(c->url(), kAdminToken)};
+  auto outputs = [&] { return a->Output() + b->Output() + c->Output(); };
+
+  // Three live replicas holding every host, at least two of them some (a third may hold none:
+  // replicas give hosts up only above their share plus one).
+  std::vector<int64_t> leased(3);
+  ASSERT_TRUE(WaitUntil([&] {
+    int64_t total = 0, holding = 0;
+    for (size_t r = 0; r < clients.size(); ++r) {
+      json::value info = Info(clients[r]);
+      if (Int(info, "replicas") != 3) return false;
+      leased[r] = Int(info, "leased_instances");
+      total += leased[r];
+      holding += leased[r] > 0 ? 1 : 0;
+    }
+    return total == kHosts && holding >= 2;
+  })) << outputs();
+  std::printf("replicas hold %lld, %lld and %lld hosts\n", static_cast<long long>(leased[0]),
+              static_cast<long long>(leased[1]), static_cast<long long>(leased[2]));
+
+  // A job on every host (DCGM samples are exported for the GPUs jobs hold).
+  for (int i = 0; i < kHosts; ++i) SubmitRun(clients[i % 3], "share-" + std::to_string(i), 300);
+  for (int i = 0; i < kHosts; ++i) {
+    ApiReply run = WaitForRunStatus(admin_a, "main", "share-" + std::to_string(i), "running");
+    ASSERT_EQ(Str(run.json, "status"), "running") << run.body << outputs();
+  }
+
+  // Every replica's /metrics: every host's DCGM samples (relabeled for its job) and every job's
+  // newest point, whichever replica polls the host.
+  auto complete = [](const std::string& body, std::string* missing) {
+    missing->clear();
+    for (int i = 0; i < kHosts; ++i) {
+      // Host i's text (relabeled for whichever job runs there), job i's DCGM samples and point.
+      const std::string n = std::to_string(i);
+      const std::regex host("\nDCGM_FI_DEV_GPU_UTIL\\{[^\n]*Hostname=\"host-" + n + "\"");
+      const std::regex dcgm("\nDCGM_FI_DEV_GPU_UTIL\\{[^\n]*dstack_run_name=\"share-" + n + "\"");
+      const std::regex point("\ndstack_job_gpu_usage_ratio\\{[^\n]*dstack_run_name=\"share-" + n +
+                             "\"");
+      if (!std::regex_search(body, host)) *missing += " DCGM of host-" + n;
+      if (!std::regex_search(body, dcgm)) *missing += " DCGM of share-" + n;
+      if (!std::regex_search(body, point)) *missing += " point of share-" + n;
+    }
+    return missing->empty();
+  };
+  const auto start = steady_clock::now();
+  for (size_t r = 0; r < clients.size(); ++r) {
+    std::string body, missing;
+    const bool all = WaitUntil([&] {
+      body = clients[r].Get("/metrics").body;
+      return complete(body, &missing);
+    });
+    ASSERT_TRUE(all) << "replica " << r << " lacks" << missing << "\n" << body << outputs();
+    std::printf("replica %zu (%lld hosts) shows all %d hosts after %.1f s\n", r,
+                static_cast<long long>(leased[r]), kHosts,
+                std::chrono::duration<double>(steady_clock::now() - start).count());
+  }
+  // Shared through the database: one text per host.
+  EXPECT_EQ(QueryColumn(url_, "SELECT COUNT(*) FROM host_dcgm WHERE dcgm_text <> ''"),
+            std::vector<std::string>{std::to_string(kHosts)});
+
+  // Scraped together, the replicas show the same series (and the same DCGM values), but for the
+  // families that are each replica's own.
+  std::string diff;
+  const bool same = WaitUntil(
+      [&] {
+        std::vector<std::set<std::string>> series;
+        for (const ApiClient& client : clients)
+          series.push_back(Series(client.Get("/metrics").body));
+        diff = Difference(series[0], series[1]) + Difference(series[0], series[2]);
+        return diff.empty();
+      },
+      std::chrono::seconds(30));
+  EXPECT_TRUE(same) << "replicas differ:\n" << diff;
+
+  for (auto* replica : {a.get(), b.get(), c.get()}) {
+    EXPECT_EQ(replica->Stop(SIGTERM), 0) << replica->Output();
+  }
 }
 
 TEST_F(ReplicasTest, ALeaseShorterThanTwoPollIntervalsIsRefused) {

@@ -28,8 +28,17 @@ class RecordingStages final : public ControlStages {
     calls.push_back("usage");
     return fail_usage ? Unavailable("no usage") : Status::Ok();
   }
-  Status Expose(const TickReport&) override {
+  Status Share(TickReport& report) override {
+    if (!record_share) return Status::Ok();
+    calls.push_back("share");
+    model::JobMetricsPoint point;
+    point.job_id = "shared";
+    report.stored_points.push_back(point);
+    return Status::Ok();
+  }
+  Status Expose(const TickReport& report) override {
     calls.push_back("expose");
+    if (record_share) calls.push_back("exposed " + std::to_string(report.stored_points.size()));
     return Status::Ok();
   }
   Status Retain(TimeMicros now) override {
@@ -41,6 +50,7 @@ class RecordingStages final : public ControlStages {
   TimeMicros control_takes = 10 * kMs;
   bool fail_control = false;
   bool fail_usage = false;
+  bool record_share = false;
 
  private:
   FakeClock& clock_;
@@ -73,6 +83,13 @@ TEST_F(ControlLoopTest, EachTickRunsControlThenUsageThenExpositionAndRetentionOn
   EXPECT_EQ(loop_.stats().ticks, 6u);
   EXPECT_EQ(loop_.stats().skipped_beats, 0u);
   EXPECT_EQ(loop_.stats().mean_period_micros, 1000 * kMs);
+}
+
+TEST_F(ControlLoopTest, WhatOtherReplicasPolledIsAddedToTheReportJustBeforeTheExposition) {
+  stages_.record_share = true;
+  loop_.RunDue();
+  EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@0", "usage", "share", "expose",
+                                                     "exposed 1", "retain@0"}));
 }
 
 TEST_F(ControlLoopTest, TicksStartOnAFixedGridWhateverTheyTake) {

@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "model/entities.h"
+#include "store/change_keys.h"
+#include "store/postgres_listener.h"
 #include "store/postgres_migrations.h"
 #include "store/store_contract.h"
 #include "support/postgres_cluster.h"
@@ -351,10 +354,19 @@ TEST_F(PostgresStore, HotQueriesUseAnIndexOnEveryTableThatGrows) {
   ASSERT_TRUE(store.GetRunById(runs[1].id).ok());
   ASSERT_TRUE(store.ListRuns(Filter(project.id)).ok());
   ASSERT_TRUE(store.CountRuns().ok());
+  ASSERT_TRUE(store.ListNewestMetricsOfJobs({runs[0].jobs[0].id, runs[2].jobs[1].id}).ok());
+  ASSERT_TRUE(store
+                  .WriteHostDcgm({HostDcgm{.instance_id = instance.id,
+                                           .collected_at = 100,
+                                           .text = "x 1\n",
+                                           .error = {},
+                                           .received_at = 100}})
+                  .ok());
+  ASSERT_TRUE(store.ListHostDcgm({instance.id}).ok());
 
   const std::string log = testing::ReadFile(cluster->LogPath()).substr(log_start);
   EXPECT_NE(log.find("plan:"), std::string::npos) << "auto_explain logged no plan:\n" << log;
-  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances)\b)");
+  const std::regex seq_scan(R"(Seq Scan on (runs|jobs|job_metrics_points|instances|host_dcgm)\b)");
   EXPECT_FALSE(std::regex_search(log, seq_scan)) << log;
 }
 
@@ -379,6 +391,132 @@ TEST_F(PostgresStore, AStoreReconnectsAfterTheServerRestarts) {
   ASSERT_EQ(users->size(), 1u);
   EXPECT_EQ(users->front().name, "alice");
   EXPECT_TRUE(store.CreateUser(MakeUser("bob"), "hash-bob").ok());
+}
+
+// --- change notifications (postgres_listener.h) ---
+
+// Takes from `listener` until `channel` has had `key` (true) or a minute passed; everything taken
+// is added to `seen`.
+bool TakeUntil(PostgresListener& listener, const std::string& channel, const std::string& key,
+               ChangeBatch& seen) {
+  return testing::WaitUntil([&] {
+    ChangeBatch batch = listener.Take();
+    seen.resync |= batch.resync;
+    for (auto& [name, keys] : batch.keys) seen.keys[name].insert(keys.begin(), keys.end());
+    return seen.keys[channel].count(key) > 0;
+  });
+}
+
+std::unique_ptr<PostgresListener> Listen(const std::string& url) {
+  auto listener = PostgresListener::Start({.url = url,
+                                           .channels = {kHostDcgmChannel, kJobPointsChannel},
+                                           .min_backoff = std::chrono::milliseconds(50)});
+  EXPECT_TRUE(listener.ok()) << listener.status().ToString();
+  if (!listener.ok()) return nullptr;
+  EXPECT_TRUE(testing::WaitUntil([&] { return (*listener)->connected(); }));
+  return std::move(listener).value();
+}
+
+TEST_F(PostgresStore, WritesNotifyTheirKeysOnCommitAndHostDcgmIsUnlogged) {
+  std::unique_ptr<PostgresListener> listener = Listen(factory_.url());
+  ASSERT_NE(listener, nullptr);
+  EXPECT_TRUE(listener->Take().resync);  // nothing read before: read everything
+  EXPECT_FALSE(listener->Take().resync);
+
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  const model::User alice = MakeUser("alice");
+  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
+  const model::Project project = MakeProject("main", alice);
+  ASSERT_TRUE(store.CreateProject(project).ok());
+  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
+  ASSERT_TRUE(store
+                  .WriteHostDcgm({HostDcgm{.instance_id = instance.id,
+                                           .collected_at = 100,
+                                           .text = "DCGM_FI_DEV_GPU_UTIL 1\n",
+                                           .error = {},
+                                           .received_at = 101}})
+                  .ok());
+  ChangeBatch seen;
+  EXPECT_TRUE(TakeUntil(*listener, kHostDcgmChannel, VersionedKey(instance.id, 1), seen));
+
+  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store.CreateRun(run).ok());
+  model::JobMetricsPoint p1, p2;
+  p1.job_id = p2.job_id = run.jobs[0].id;
+  p1.timestamp_micro = 2000;
+  p2.timestamp_micro = 1000;
+  ASSERT_TRUE(store.AddJobMetricsPoints({p1, p2}).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kJobPointsChannel, VersionedKey(run.jobs[0].id, 2000), seen));
+  // One key per job: the batch's newest point.
+  EXPECT_EQ(seen.keys[kJobPointsChannel].size(), 1u);
+
+  // Nothing from a transaction that rolls back: notifications go out in commit order, so once
+  // the later one is in, the rolled-back one would have been too.
+  RawPg raw(factory_.url());
+  raw.Exec("BEGIN");
+  raw.Exec("SELECT pg_notify('fleetwatch_host_dcgm', 'rolled-back@1')");
+  raw.Exec("ROLLBACK");
+  raw.Exec("SELECT pg_notify('fleetwatch_host_dcgm', 'committed@1')");
+  EXPECT_TRUE(TakeUntil(*listener, kHostDcgmChannel, "committed@1", seen));
+  EXPECT_EQ(seen.keys[kHostDcgmChannel].count("rolled-back@1"), 0u);
+  EXPECT_FALSE(seen.resync);
+
+  EXPECT_EQ(raw.QueryText("SELECT relpersistence FROM pg_class WHERE relname = 'host_dcgm'"), "u");
+}
+
+TEST_F(PostgresStore, AListenerReconnectsAfterItsBackendIsTerminatedAndAsksForAResync) {
+  std::unique_ptr<PostgresListener> listener = Listen(factory_.url());
+  ASSERT_NE(listener, nullptr);
+  EXPECT_TRUE(listener->Take().resync);
+  EXPECT_EQ(listener->connections(), 1u);
+  RawPg raw(factory_.url());
+  // The listener's session: the one whose last statement was a LISTEN on this database.
+  const int64_t terminated = raw.QueryInt(
+      "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+      "current_database() AND query LIKE 'LISTEN fleetwatch_%'");
+  EXPECT_EQ(terminated, 1);
+  ASSERT_TRUE(testing::WaitUntil([&] { return listener->connections() == 2; }));
+  // Notifications sent while it was away are lost: its reader is told to read everything (and
+  // until it has taken that, keys are not gathered: what it reads then includes them).
+  EXPECT_TRUE(listener->Take().resync);
+  ChangeBatch seen;
+  raw.Exec("SELECT pg_notify('fleetwatch_job_points', 'after-reconnect@5')");
+  EXPECT_TRUE(TakeUntil(*listener, kJobPointsChannel, "after-reconnect@5", seen));
+  EXPECT_FALSE(seen.resync);
+}
+
+TEST(PostgresListenerStart, ABadChannelNameIsRefused) {
+  for (const std::string& channel :
+       std::vector<std::string>{"", "Upper", "semi;colon", std::string(64, 'a')}) {
+    auto listener =
+        PostgresListener::Start({.url = "postgresql://127.0.0.1:1/none", .channels = {channel}});
+    ASSERT_FALSE(listener.ok()) << channel;
+    EXPECT_EQ(listener.status().code(), StatusCode::kInvalidArgument) << channel;
+  }
+  auto none = PostgresListener::Start({.url = "postgresql://127.0.0.1:1/none", .channels = {}});
+  EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ChangeKeys, ManyKeysGoOutAsSeveralPayloadsUnderTheLimitAndComeBackInOrder) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 1000; ++i) keys.push_back(VersionedKey("instance-" + std::to_string(i), i));
+  std::vector<std::string> payloads = ChangePayloads(keys, 100);
+  EXPECT_GT(payloads.size(), 1u);
+  std::vector<std::string> back;
+  for (const std::string& payload : payloads) {
+    EXPECT_LE(payload.size(), 100u);
+    for (std::string& key : ChangeKeys(payload)) back.push_back(std::move(key));
+  }
+  EXPECT_EQ(back, keys);
+  EXPECT_TRUE(ChangePayloads({}).empty());
+  EXPECT_TRUE(ChangeKeys("").empty());
+  EXPECT_EQ(ChangeKeys(",a,,b,"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(ParseVersionedKey("job@1@42"), std::make_pair(std::string("job@1"), int64_t{42}));
+  for (const char* bad : {"", "job", "@3", "job@", "job@x", "job@3x"}) {
+    EXPECT_FALSE(ParseVersionedKey(bad)) << bad;
+  }
 }
 
 TEST(PostgresStoreOpen, AServerThatIsNotThereIsUnavailable) {
