@@ -146,8 +146,10 @@ Status GpuLedger::Account(const TickReport& report) {
   std::vector<store::GpuLedgerCharge> charges =
       GpuLedgerCharges(report, now, marks_, options_, unhealthy_);
   if (charges.empty()) {
-    // The run gauges follow the runs' ends even without readings.
-    return rendered_ ? Status::Ok() : Render(report);
+    // The run gauges follow the runs' ends even without readings; what other replicas charged
+    // (their hosts) shows within a metrics interval.
+    const bool due = !rendered_ || now - rendered_at_ >= options_.metrics_interval;
+    return due ? Render(report) : Status::Ok();
   }
   Result<int> applied = store_.ChargeGpuLedger(charges);
   if (!applied.ok() || *applied != static_cast<int>(charges.size())) {
@@ -179,6 +181,7 @@ Status GpuLedger::Render(const TickReport& report) {
   }
   snapshot_->Apply(std::move(changes));
   rendered_ = true;
+  rendered_at_ = report.started_at;
   return Status::Ok();
 }
 

@@ -105,6 +105,7 @@ class GpuLedger {
   std::vector<expose::FamilyId> families_;  // GpuLedgerFamilies() order
   bool marks_loaded_ = false;
   bool rendered_ = false;
+  TimeMicros rendered_at_ = 0;  // the report time of the last Render
   std::map<std::pair<std::string, int>, TimeMicros> marks_;
 };
 
