@@ -19,12 +19,7 @@ namespace fleetwatch::server {
 EnergyAccountant::EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options,
                                    expose::ExpositionSnapshot* snapshot)
     : store_(store), clock_(clock), options_(options), snapshot_(snapshot) {
-  if (snapshot_ == nullptr) return;
-  for (const ServerFamily& f : EnergyFamilies()) {
-    Result<expose::FamilyId> id = snapshot_->RegisterFamily(f.section, f.name, f.type, f.help);
-    FW_CHECK(id.ok(), "energy family registered twice");
-    families_.push_back(*id);
-  }
+  if (snapshot_ != nullptr) families_ = RegisterFamilies(*snapshot_, EnergyFamilies());
 }
 
 Status EnergyAccountant::LoadOpen() {

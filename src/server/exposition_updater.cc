@@ -77,12 +77,8 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
                                      expose::ExpositionSnapshot* replica, ExpositionOptions options)
     : store_(store), clock_(clock), snapshot_(snapshot), replica_(replica), options_(options) {
   const auto register_in = [this](expose::ExpositionSnapshot& into, const ServerFamily& f) {
-    Result<expose::FamilyId> id = into.RegisterFamily(f.section, f.name, f.type, f.help);
-    if (!id.ok()) spdlog::critical("cannot register {}: {}", f.name, id.status().ToString());
-    // Constant, valid names registered once: a failure is a programming error.
-    FW_CHECK(id.ok(), "a server family could not be registered");
     server_family_names_.emplace_back(f.name);
-    return *id;
+    return RegisterFamilies(into, std::span<const ServerFamily>(&f, 1)).front();
   };
   for (const ServerFamily& f : ServerFamilies()) ids_[f.name] = register_in(snapshot_, f);
   for (const ServerFamily& f : ReplicaFamilies()) {

@@ -1,5 +1,6 @@
 #include "server/gpu_health_families.h"
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
@@ -111,14 +112,8 @@ void AppendGpuHealthSamples(const InstanceExport& e,
 GpuHealthExposition::GpuHealthExposition(const GpuHealthMonitor& monitor,
                                          expose::ExpositionSnapshot& snapshot)
     : monitor_(monitor), snapshot_(snapshot) {
-  const auto& families = GpuHealthFamilies();
-  for (size_t k = 0; k < kGpuHealthFamilies; ++k) {
-    Result<expose::FamilyId> id = snapshot_.RegisterFamily(families[k].section, families[k].name,
-                                                           families[k].type, families[k].help);
-    // Constant, valid names registered once: a failure is a programming error.
-    FW_CHECK(id.ok(), "a GPU health family could not be registered");
-    ids_[k] = *id;
-  }
+  const std::vector<expose::FamilyId> ids = RegisterFamilies(snapshot_, GpuHealthFamilies());
+  std::copy(ids.begin(), ids.end(), ids_.begin());
 }
 
 void GpuHealthExposition::Update() {

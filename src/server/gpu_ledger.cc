@@ -122,15 +122,7 @@ std::vector<store::GpuLedgerCharge> GpuLedgerCharges(
 GpuLedger::GpuLedger(store::Store& store, expose::ExpositionSnapshot* snapshot,
                      GpuLedgerOptions options)
     : store_(store), snapshot_(snapshot), options_(options) {
-  if (snapshot_ == nullptr) return;
-  for (const ServerFamily& f : GpuLedgerFamilies()) {
-    Result<expose::FamilyId> id = snapshot_->RegisterFamily(f.section, f.name, f.type, f.help);
-    if (!id.ok()) {
-      spdlog::critical("register {}: {}", f.name, id.status().ToString());
-      std::abort();
-    }
-    families_.push_back(*id);
-  }
+  if (snapshot_ != nullptr) families_ = RegisterFamilies(*snapshot_, GpuLedgerFamilies());
 }
 
 Status GpuLedger::Account(const TickReport& report) {

@@ -1,5 +1,7 @@
 #include "server/server_families.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <string_view>
@@ -10,6 +12,7 @@
 #include "model/gpu_names.h"
 #include "model/run_spec.h"
 #include "model/status.h"
+#include "util/check.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -512,6 +515,19 @@ std::map<std::string, std::string> RenderServerFamilies(const ExpositionState& s
   RenderJobs(state, now, options, out);
   RenderServerCounters(state, options, out);
   return out;
+}
+
+std::vector<expose::FamilyId> RegisterFamilies(expose::ExpositionSnapshot& snapshot,
+                                               std::span<const ServerFamily> families) {
+  std::vector<expose::FamilyId> ids;
+  ids.reserve(families.size());
+  for (const ServerFamily& f : families) {
+    Result<expose::FamilyId> id = snapshot.RegisterFamily(f.section, f.name, f.type, f.help);
+    if (!id.ok()) spdlog::critical("cannot register {}: {}", f.name, id.status().ToString());
+    FW_CHECK(id.ok(), "a server family could not be registered");
+    ids.push_back(*id);
+  }
+  return ids;
 }
 
 }  // namespace fleetwatch::server

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -73,6 +74,12 @@ const std::vector<ServerFamily>& ServerFamilies();
 // fleetwatch_agent_poll_errors_total (the instances it polled), fleetwatch_dcgm_text_errors_total
 // and fleetwatch_dcgm_families_dropped_total (the DCGM texts it received), since it started.
 const std::vector<ServerFamily>& ReplicaFamilies();
+
+// Registers `families` in `snapshot`, in order, and returns their ids in the same order. The
+// names are the program's constants: one that cannot be registered (already there, invalid) is
+// a programming error and aborts (FW_CHECK).
+std::vector<expose::FamilyId> RegisterFamilies(expose::ExpositionSnapshot& snapshot,
+                                               std::span<const ServerFamily> families);
 
 // What the replica families are rendered from: this process' own counts.
 struct ReplicaState {
