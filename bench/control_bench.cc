@@ -106,10 +106,21 @@ struct Split {
 };
 
 #if FLEETWATCH_CONTROL_LOOP
-// ServerStages, timed.
+// ServerStages, timed: each report stage counts as energy ("energy and job summaries") or as
+// exposition (the rest: the bench adds no ledger or sharing).
 class TimedStages final : public server::ControlStages {
  public:
-  TimedStages(server::ServerStages& inner, Split& split) : inner_(inner), split_(split) {}
+  TimedStages(server::ServerStages& inner, Split& split) : inner_(inner), split_(split) {
+    for (const server::ReportStage& stage : inner_.report_stages()) {
+      const bool energy = stage.name == "energy and job summaries";
+      const bool last = &stage == &inner_.report_stages().back();
+      timed_.push_back({stage.name, [this, &stage, energy, last](server::TickReport& report) {
+                          return energy ? split_.Timed(split_.energy,
+                                                       [&] { return stage.run(report); })
+                                        : Expose(stage, report, last);
+                        }});
+    }
+  }
   Result<server::TickReport> Control() override {
     split_.Start();
     return split_.Timed(split_.control, [&] { return inner_.Control(); });
@@ -117,12 +128,17 @@ class TimedStages final : public server::ControlStages {
   Status AccountUsage() override {
     return split_.Timed(split_.usage, [&] { return inner_.AccountUsage(); });
   }
-  Status Summarize(const server::TickReport& report) override {
-    return split_.Timed(split_.energy, [&] { return inner_.Summarize(report); });
+  const std::vector<server::ReportStage>& report_stages() const override { return timed_; }
+  Status Retain(TimeMicros now) override {
+    return split_.Timed(split_.retention, [&] { return inner_.Retain(now); });
   }
-  Status Expose(const server::TickReport& report) override {
+
+ private:
+  // The exposition's share of the tick; after the last stage, the tick's wall time.
+  Status Expose(const server::ReportStage& stage, server::TickReport& report, bool last) {
     const double before = split_.exposition;
-    Status s = split_.Timed(split_.exposition, [&] { return inner_.Expose(report); });
+    Status s = split_.Timed(split_.exposition, [&] { return stage.run(report); });
+    if (!last) return s;
     std::lock_guard lock(split_.mu);
     split_.wall.push_back(SteadySeconds() - split_.starts.back());
     if (split_.wall.size() > 2) {
@@ -131,13 +147,10 @@ class TimedStages final : public server::ControlStages {
     }
     return s;
   }
-  Status Retain(TimeMicros now) override {
-    return split_.Timed(split_.retention, [&] { return inner_.Retain(now); });
-  }
 
- private:
   server::ServerStages& inner_;
   Split& split_;
+  std::vector<server::ReportStage> timed_;
 };
 #endif
 
@@ -221,9 +234,12 @@ int Main(int argc, char** argv) {
   const double cpu_before = ProcessCpuSeconds();
   const double wall_before = SteadySeconds();
 #if FLEETWATCH_CONTROL_LOOP
-  server::ServerStages stages(controller, usage, &updater, *store, std::chrono::hours(1),
+  server::ServerStages stages(controller, usage, *store, std::chrono::hours(1),
                               std::chrono::hours(24 * 7));
-  stages.set_energy(&energy);
+  stages.AddReportStage("energy and job summaries",
+                        [&energy](server::TickReport& r) { return energy.Update(r); });
+  stages.AddReportStage("metrics exposition",
+                        [&updater](server::TickReport& r) { return updater.Update(r); });
   TimedStages timed(stages, split);
   server::ControlLoop loop(
       timed, clock,

@@ -189,7 +189,7 @@ class ServerAppImpl final : public ServerApp {
         spdlog::error("the local agent: {}", s.message());
       local_agent_->Supervise();
     }
-    stages_ = std::make_unique<server::ServerStages>(*controller_, usage_, updater_.get(), *store_,
+    stages_ = std::make_unique<server::ServerStages>(*controller_, usage_, *store_,
                                                      config.running_ttl, config.finished_ttl);
     gpu_ledger_ = std::make_unique<server::GpuLedger>(
         *store_, config.prometheus_metrics ? &snapshot_ : nullptr,
@@ -198,18 +198,11 @@ class ServerAppImpl final : public ServerApp {
             .metrics_interval =
                 std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
                     .count()});
-    stages_->SetGpuLedger(gpu_ledger_.get());
     // A GPU the health monitor finds unhealthy is counted in the ledger's `unhealthy` state.
     gpu_ledger_->SetUnhealthyCheck(
         [health = gpu_health_.get()](std::string_view instance_id, const model::GpuReading& r) {
           return health->IsGpuUnhealthy(instance_id, r.index);
         });
-    if (gpu_health_exposition_) {
-      stages_->AddExposer([this](const server::TickReport&) {
-        gpu_health_exposition_->Update();
-        return Status::Ok();
-      });
-    }
     // After the exposition's families: the energy families render after them.
     energy_ = std::make_unique<server::EnergyAccountant>(
         *store_, clock_,
@@ -219,7 +212,6 @@ class ServerAppImpl final : public ServerApp {
                 std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
                     .count()},
         config.prometheus_metrics ? &snapshot_ : nullptr);
-    stages_->set_energy(energy_.get());
     // Replicas: /metrics shows every host, those other replicas poll included (scale-out.md).
     if (!replica_id_.empty() && config.prometheus_metrics && config.database_url) {
       FW_ASSIGN_OR_RETURN(listener_,
@@ -227,7 +219,31 @@ class ServerAppImpl final : public ServerApp {
                               {.url = *config.database_url,
                                .channels = {store::kHostDcgmChannel, store::kJobPointsChannel}}));
       shared_render_ = std::make_unique<server::SharedRenderState>(*store_, *listener_, clock_);
-      stages_->set_shared_render(shared_render_.get());
+    }
+    // The report stages, in their order: the tick's GPU readings are charged to the ledger and
+    // to energy before other replicas' texts join the report (they charge their own), and the
+    // exposition renders last, with everything the report then holds.
+    stages_->AddReportStage(
+        "GPU state ledger",
+        [ledger = gpu_ledger_.get()](server::TickReport& r) { return ledger->Account(r); });
+    stages_->AddReportStage(
+        "energy and job summaries",
+        [energy = energy_.get()](server::TickReport& r) { return energy->Update(r); });
+    if (shared_render_) {
+      stages_->AddReportStage(
+          "shared render state",
+          [shared = shared_render_.get()](server::TickReport& r) { return shared->Share(r); });
+    }
+    if (updater_) {
+      stages_->AddReportStage(
+          "metrics exposition",
+          [updater = updater_.get()](server::TickReport& r) { return updater->Update(r); });
+    }
+    if (gpu_health_exposition_) {
+      stages_->AddReportStage("GPU health exposition", [this](server::TickReport&) {
+        gpu_health_exposition_->Update();
+        return Status::Ok();
+      });
     }
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.

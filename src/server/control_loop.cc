@@ -6,10 +6,6 @@
 #include <chrono>
 #include <exception>
 
-#include "server/energy_accountant.h"
-#include "server/exposition_updater.h"
-#include "server/gpu_ledger.h"
-#include "server/shared_render_state.h"
 #include "server/usage.h"
 
 namespace fleetwatch::server {
@@ -48,11 +44,12 @@ TimeMicros ControlLoop::RunDue() {
     next_usage_ = start + Micros(options_.usage_interval);
     Warn("usage accounting", stages_.AccountUsage());
   }
-  if (report.ok()) Warn("GPU state ledger", stages_.AccountGpus(*report));
-  if (report.ok()) Warn("energy and job summaries", stages_.Summarize(*report));
-  if (report.ok()) Warn("shared render state", stages_.Share(*report));
-  // Runs changed through the API show up here too, at most one tick late.
-  if (report.ok()) Warn("metrics exposition", stages_.Expose(*report));
+  if (report.ok()) {
+    // Runs changed through the API show up in the exposition too, at most one tick late.
+    for (const ReportStage& stage : stages_.report_stages()) {
+      Warn(stage.name.c_str(), stage.run(*report));
+    }
+  }
   if (start >= next_retention_) {
     next_retention_ = start + Micros(options_.retention_interval);
     Warn("metrics retention", stages_.Retain(start));
@@ -117,12 +114,10 @@ ControlLoopStats ControlLoop::stats() const {
   return stats_;
 }
 
-ServerStages::ServerStages(FleetController& controller, UsageAccountant& usage,
-                           ExpositionUpdater* exposition, store::Store& store,
+ServerStages::ServerStages(FleetController& controller, UsageAccountant& usage, store::Store& store,
                            std::chrono::seconds running_ttl, std::chrono::seconds finished_ttl)
     : controller_(controller),
       usage_(usage),
-      exposition_(exposition),
       store_(store),
       running_ttl_(std::chrono::duration_cast<std::chrono::microseconds>(running_ttl).count()),
       finished_ttl_(std::chrono::duration_cast<std::chrono::microseconds>(finished_ttl).count()) {}
@@ -131,29 +126,8 @@ Result<TickReport> ServerStages::Control() { return controller_.Tick(); }
 
 Status ServerStages::AccountUsage() { return usage_.Account(); }
 
-Status ServerStages::AccountGpus(const TickReport& report) {
-  return gpu_ledger_ != nullptr ? gpu_ledger_->Account(report) : Status::Ok();
-}
-
-Status ServerStages::Summarize(const TickReport& report) {
-  return energy_ != nullptr ? energy_->Update(report) : Status::Ok();
-}
-
-Status ServerStages::Share(TickReport& report) {
-  return shared_render_ != nullptr ? shared_render_->Share(report) : Status::Ok();
-}
-
-Status ServerStages::Expose(const TickReport& report) {
-  Status status = exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
-  for (const auto& exposer : exposers_) {
-    Status s = exposer(report);
-    if (status.ok()) status = std::move(s);
-  }
-  return status;
-}
-
-void ServerStages::AddExposer(std::function<Status(const TickReport&)> exposer) {
-  exposers_.push_back(std::move(exposer));
+void ServerStages::AddReportStage(std::string name, std::function<Status(TickReport&)> run) {
+  report_stages_.push_back(ReportStage{std::move(name), std::move(run)});
 }
 
 Status ServerStages::Retain(TimeMicros now) {

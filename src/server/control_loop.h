@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,11 +15,15 @@
 
 namespace fleetwatch::server {
 
-class EnergyAccountant;
-class ExpositionUpdater;
-class SharedRenderState;
-class GpuLedger;
 class UsageAccountant;
+
+// A stage a tick runs on the controller's report, after Control and usage accounting: GPU state
+// accounting, energy and job summaries, what other replicas polled (which adds to the report),
+// the exposition. Plain data.
+struct ReportStage {
+  std::string name;  // what the log names when it fails ("metrics exposition")
+  std::function<Status(TickReport&)> run;
+};
 
 // The stages a ControlLoop runs, in its order. ServerStages adapts the server's components; tests
 // substitute their own. Called on the loop's thread only, one at a time.
@@ -29,22 +34,9 @@ class ControlStages {
   virtual Result<TickReport> Control() = 0;
   // Brings the persisted cost and GPU time up to `now` (UsageAccountant::Account).
   virtual Status AccountUsage() = 0;
-  // Brings job energy, aggregates and summaries up to date with the tick
-  // (EnergyAccountant::Update). Does nothing unless a stage set provides it.
-  virtual Status Summarize(const TickReport& report) {
-    (void)report;
-    return Status::Ok();
-  }
-  // Adds to the report what other replicas on the database polled, for Expose to show
-  // (SharedRenderState::Share). Does nothing unless a stage set provides it.
-  virtual Status Share(TickReport& report) {
-    (void)report;
-    return Status::Ok();
-  }
-  // Brings /metrics' snapshot up to date with the tick (ExpositionUpdater::Update).
-  virtual Status Expose(const TickReport& report) = 0;
-  // Charges the tick's GPU readings to the GPU state ledger (GpuLedger::Account).
-  virtual Status AccountGpus(const TickReport& /*report*/) { return Status::Ok(); }
+  // The stages run on each tick's report, in this order. The list does not change once the loop
+  // has started.
+  virtual const std::vector<ReportStage>& report_stages() const = 0;
   // Deletes expired metrics points as of `now`.
   virtual Status Retain(TimeMicros now) = 0;
 };
@@ -68,11 +60,11 @@ struct ControlLoopStats {
 // start, on a grid fixed by the first tick); a tick that runs past one or more beats makes the
 // loop skip them rather than run late ticks back to back. Each tick runs, in this order:
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
-// → AccountGpus → Summarize → Share → Expose; Retain runs after the first tick, then after a tick
-// when retention_interval has passed since the last. A failing stage is logged and the others
-// still run (AccountGpus, Summarize, Share and Expose are skipped only when Control failed: there
-// is no report). Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue
-// without the thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
+// → the report stages in their order; Retain runs after the first tick, then after a tick when
+// retention_interval has passed since the last. A failing stage is logged and the others still
+// run (the report stages are skipped only when Control failed: there is no report). Time comes from
+// `clock`, so tests drive the loop with a FakeClock through RunDue without the thread. Thread-safe:
+// Start/Stop from any thread, stats() from any thread.
 class ControlLoop {
  public:
   // `stages` and `clock` must outlive the loop.
@@ -109,47 +101,31 @@ class ControlLoop {
   std::thread thread_;
 };
 
-// The server's stages: the controller, usage accounting, the exposition (null when /metrics is
-// off) and metrics retention (points of unfinished jobs older than `running_ttl`, of finished
-// ones older than `finished_ttl`). Every reference must outlive it. Not thread-safe (the loop's
-// thread).
+// The server's stages: the controller, usage accounting, the report stages added (in server_app:
+// the GPU state ledger, energy and job summaries, shared render state, the exposition and the
+// families rendered after it) and metrics retention (points of unfinished jobs older than
+// `running_ttl`, of finished ones older than `finished_ttl`). Every reference must outlive it.
+// Not thread-safe (the loop's thread).
 class ServerStages final : public ControlStages {
  public:
-  ServerStages(FleetController& controller, UsageAccountant& usage, ExpositionUpdater* exposition,
-               store::Store& store, std::chrono::seconds running_ttl,
-               std::chrono::seconds finished_ttl);
+  ServerStages(FleetController& controller, UsageAccountant& usage, store::Store& store,
+               std::chrono::seconds running_ttl, std::chrono::seconds finished_ttl);
 
   Result<TickReport> Control() override;
   Status AccountUsage() override;
-  Status Summarize(const TickReport& report) override;
-  Status Share(TickReport& report) override;
-  Status Expose(const TickReport& report) override;
+  const std::vector<ReportStage>& report_stages() const override { return report_stages_; }
   Status Retain(TimeMicros now) override;
-  Status AccountGpus(const TickReport& report) override;
 
-  // The GPU state ledger (null: none); must outlive this.
-  void SetGpuLedger(GpuLedger* ledger) { gpu_ledger_ = ledger; }
-
-  // Another exposition stage, run by Expose after the ExpositionUpdater (when /metrics is on),
-  // in the order added; an error is returned after the others ran. Add before the loop starts.
-  void AddExposer(std::function<Status(const TickReport&)> exposer);
-
-  // Energy accounting and job summaries (null: none). Set before the loop starts.
-  void set_energy(EnergyAccountant* energy) { energy_ = energy; }
-  // What other replicas polled, for the exposition (null: none). Set before the loop starts.
-  void set_shared_render(SharedRenderState* shared) { shared_render_ = shared; }
+  // Appends a report stage; they run in the order added. Add before the loop starts.
+  void AddReportStage(std::string name, std::function<Status(TickReport&)> run);
 
  private:
-  std::vector<std::function<Status(const TickReport&)>> exposers_;
   FleetController& controller_;
   UsageAccountant& usage_;
-  ExpositionUpdater* exposition_;
-  EnergyAccountant* energy_ = nullptr;
-  SharedRenderState* shared_render_ = nullptr;
   store::Store& store_;
   const TimeMicros running_ttl_;
   const TimeMicros finished_ttl_;
-  GpuLedger* gpu_ledger_ = nullptr;
+  std::vector<ReportStage> report_stages_;
 };
 
 }  // namespace fleetwatch::server

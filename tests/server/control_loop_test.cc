@@ -28,19 +28,7 @@ class RecordingStages final : public ControlStages {
     calls.push_back("usage");
     return fail_usage ? Unavailable("no usage") : Status::Ok();
   }
-  Status Share(TickReport& report) override {
-    if (!record_share) return Status::Ok();
-    calls.push_back("share");
-    model::JobMetricsPoint point;
-    point.job_id = "shared";
-    report.stored_points.push_back(point);
-    return Status::Ok();
-  }
-  Status Expose(const TickReport& report) override {
-    calls.push_back("expose");
-    if (record_share) calls.push_back("exposed " + std::to_string(report.stored_points.size()));
-    return Status::Ok();
-  }
+  const std::vector<ReportStage>& report_stages() const override { return report_stages_; }
   Status Retain(TimeMicros now) override {
     calls.push_back("retain@" + std::to_string((now - kStart) / kMs));
     return Status::Ok();
@@ -51,9 +39,27 @@ class RecordingStages final : public ControlStages {
   bool fail_control = false;
   bool fail_usage = false;
   bool record_share = false;
+  bool fail_share = false;
 
  private:
   FakeClock& clock_;
+  // A stage that adds to the report (as sharing does), then the exposition, which must see it.
+  const std::vector<ReportStage> report_stages_{
+      {"share",
+       [this](TickReport& report) {
+         if (!record_share) return Status::Ok();
+         calls.push_back("share");
+         model::JobMetricsPoint point;
+         point.job_id = "shared";
+         report.stored_points.push_back(point);
+         return fail_share ? Unavailable("the listener is down") : Status::Ok();
+       }},
+      {"exposition", [this](TickReport& report) {
+         calls.push_back("expose");
+         if (record_share)
+           calls.push_back("exposed " + std::to_string(report.stored_points.size()));
+         return Status::Ok();
+       }}};
 };
 
 class ControlLoopTest : public ::testing::Test {
@@ -87,6 +93,14 @@ TEST_F(ControlLoopTest, EachTickRunsControlThenUsageThenExpositionAndRetentionOn
 
 TEST_F(ControlLoopTest, WhatOtherReplicasPolledIsAddedToTheReportJustBeforeTheExposition) {
   stages_.record_share = true;
+  loop_.RunDue();
+  EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@0", "usage", "share", "expose",
+                                                     "exposed 1", "retain@0"}));
+}
+
+TEST_F(ControlLoopTest, AFailingReportStageDoesNotKeepTheLaterOnesFromTheReport) {
+  stages_.record_share = true;
+  stages_.fail_share = true;
   loop_.RunDue();
   EXPECT_EQ(stages_.calls, (std::vector<std::string>{"control@0", "usage", "share", "expose",
                                                      "exposed 1", "retain@0"}));
@@ -159,9 +173,10 @@ TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
       return TickReport{};
     }
     Status AccountUsage() override { return Status::Ok(); }
-    Status Expose(const TickReport&) override { return Status::Ok(); }
+    const std::vector<ReportStage>& report_stages() const override { return none; }
     Status Retain(TimeMicros) override { return Status::Ok(); }
     std::atomic<int> ticks{0};
+    const std::vector<ReportStage> none;
   } stages;
   ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
   loop.Start();
