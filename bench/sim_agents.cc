@@ -14,7 +14,11 @@
 // Host i is named "sim-<i>"; with --preload-jobs N it already runs jobs "sim-<i>-job-<k>",
 // k = 0..N-1, job k on GPUs [k*G, k*G+G) for G = --gpus-per-job. With --dcgm a poll that asks
 // for dcgm=1 carries the host's dcgm-exporter text (dcgm_text.h: 49 fields x 8 GPUs, new values
-// every 10 s), after the JSON with dcgm_raw=1 as the agent sends it. SIGTERM or SIGINT stops it.
+// every 10 s), after the JSON with dcgm_raw=1 as the agent sends it. With --job-seconds S a job
+// started through the API exits by itself (code 0) S seconds after its start. With --record FILE
+// it appends a line per start it accepted ("start <host> <job id> <micros>") and per poll it
+// answered ("poll <host> <micros begun> <micros answered> <User-Agent>"), for a test to check
+// who polled each host when and that no job was started twice. SIGTERM or SIGINT stops it.
 
 #include <sys/resource.h>
 
@@ -100,6 +104,8 @@ struct SimJob {
   int64_t pid = 0;
   int64_t started_at = 0;
   bool exited = false;
+  bool exited_by_itself = false;  // --job-seconds: exit code 0, no signal
+  bool preloaded = false;         // --preload-jobs: runs until stopped
   bool stop_requested = false;
   int64_t finished_at = 0;
   // The load shape: mean busy cores, a slow wobble around it, a resident set.
@@ -109,11 +115,38 @@ struct SimJob {
   uint64_t seed = 0;
 };
 
+// --record: appends lines to a file, each whole. Thread-safe.
+class Recorder {
+ public:
+  explicit Recorder(const std::string& path) : file_(std::fopen(path.c_str(), "a")) {}
+  ~Recorder() {
+    if (file_ != nullptr) std::fclose(file_);
+  }
+  Recorder(const Recorder&) = delete;
+  Recorder& operator=(const Recorder&) = delete;
+  bool ok() const { return file_ != nullptr; }
+  void Line(const std::string& line) {
+    std::lock_guard lock(mu_);
+    std::fputs(line.c_str(), file_);
+    std::fputc('\n', file_);
+    std::fflush(file_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::FILE* file_;
+};
+
 // One fake agent. Thread-safe: its connections may be served on any I/O thread at once.
 class SimHost {
  public:
-  SimHost(int index, std::string token, bool dcgm)
-      : index_(index), token_(std::move(token)), dcgm_(dcgm) {
+  // `recorder` (null: none) must outlive it.
+  SimHost(int index, std::string token, bool dcgm, int64_t job_micros, Recorder* recorder)
+      : index_(index),
+        token_(std::move(token)),
+        dcgm_(dcgm),
+        job_micros_(job_micros),
+        recorder_(recorder) {
     hostname_ = "sim-" + std::to_string(index);
     agent_id_ = NewId();
     started_at_ = NowMicros();
@@ -133,6 +166,7 @@ class SimHost {
   void Preload(const std::string& job_id, std::vector<int> gpu_indices) {
     std::lock_guard lock(mu_);
     SimJob& job = NewJob(job_id, std::move(gpu_indices));
+    job.preloaded = true;
     job.started_at -= static_cast<int64_t>(Mix(job.seed) % 3'600'000'000ULL);
   }
 
@@ -146,6 +180,17 @@ class SimHost {
       http::Response response =
           http::JsonError(401, "unauthenticated", "missing or wrong agent token");
       response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return response;
+    }
+    if (recorder_ != nullptr && request.path == "/api/poll") {
+      const int64_t begun = NowMicros();
+      http::Response response = router_.Dispatch(request);
+      std::string user_agent(request.Header("user-agent"));
+      for (char& c : user_agent) {
+        if (c == '\n' || c == '\r') c = ' ';
+      }
+      recorder_->Line("poll " + hostname_ + " " + std::to_string(begun) + " " +
+                      std::to_string(NowMicros()) + " " + user_agent);
       return response;
     }
     return router_.Dispatch(request);
@@ -181,8 +226,10 @@ class SimHost {
     out += job.exited ? "exited" : "running";
     out += R"(","pid":)";
     AppendInt(out, job.pid);
-    out += R"(,"exit_code":null,"signal":)";
-    out += job.exited ? "15" : "null";
+    out += R"(,"exit_code":)";
+    out += job.exited_by_itself ? "0" : "null";
+    out += R"(,"signal":)";
+    out += job.exited && !job.exited_by_itself ? "15" : "null";
     out += R"(,"stop_requested":)";
     out += job.stop_requested ? "true" : "false";
     out += R"(,"started_at":)";
@@ -310,7 +357,12 @@ class SimHost {
     body += R"(,"jobs":[)";
     std::lock_guard lock(mu_);
     bool first = true;
-    for (const auto& [id, job] : jobs_) {
+    for (auto& [id, job] : jobs_) {
+      if (job_micros_ > 0 && !job.exited && !job.preloaded && now - job.started_at >= job_micros_) {
+        job.exited = true;
+        job.exited_by_itself = true;
+        job.finished_at = job.started_at + job_micros_;
+      }
       if (!first) body += ',';
       first = false;
       AppendJobState(body, job);
@@ -367,7 +419,11 @@ class SimHost {
     const std::string job_id(id->as_string());
     std::lock_guard lock(mu_);
     if (auto it = jobs_.find(job_id); it != jobs_.end()) return JobReply(200, it->second);
-    return JobReply(201, NewJob(job_id, std::move(gpus)));
+    SimJob& job = NewJob(job_id, std::move(gpus));
+    if (recorder_ != nullptr) {
+      recorder_->Line("start " + hostname_ + " " + job_id + " " + std::to_string(job.started_at));
+    }
+    return JobReply(201, job);
   }
 
   http::Response Stop(const http::Request& request) {
@@ -408,7 +464,9 @@ class SimHost {
 
   const int index_;
   const std::string token_;
-  const bool dcgm_;  // --dcgm: polls with dcgm=1 carry DCGM text
+  const bool dcgm_;           // --dcgm: polls with dcgm=1 carry DCGM text
+  const int64_t job_micros_;  // --job-seconds (0: started jobs run until stopped)
+  Recorder* const recorder_;
   std::string hostname_;
   std::string agent_id_;
   int64_t started_at_ = 0;
@@ -558,6 +616,8 @@ int Main(int argc, char** argv) {
   std::string ports_file;
   int threads = 2;
   bool dcgm = false;
+  double job_seconds = 0;
+  std::string record;
   app.add_option("--hosts", hosts, "Number of simulated hosts (one port each)")
       ->check(CLI::Range(1, 60000));
   app.add_option("--jobs-per-host", jobs_per_host,
@@ -575,7 +635,20 @@ int Main(int argc, char** argv) {
       ->required();
   app.add_option("--threads", threads, "I/O threads shared by all hosts")->check(CLI::Range(1, 64));
   app.add_flag("--dcgm", dcgm, "Polls with metrics=1&dcgm=1 carry dcgm-exporter text");
+  app.add_option("--job-seconds", job_seconds,
+                 "A job started through the API exits (code 0) this long after its start; 0: "
+                 "it runs until stopped")
+      ->check(CLI::Range(0.0, 86400.0));
+  app.add_option("--record", record, "Append each accepted start and each answered poll here");
   CLI11_PARSE(app, argc, argv);
+  std::unique_ptr<Recorder> recorder;
+  if (!record.empty()) {
+    recorder = std::make_unique<Recorder>(record);
+    if (!recorder->ok()) {
+      std::fprintf(stderr, "cannot open %s\n", record.c_str());
+      return 2;
+    }
+  }
   if (preload_jobs > jobs_per_host) {
     std::fprintf(stderr, "--preload-jobs must not exceed --jobs-per-host\n");
     return 2;
@@ -593,7 +666,8 @@ int Main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<SimHost>> sim_hosts;
   for (int i = 0; i < hosts; ++i) {
-    auto host = std::make_unique<SimHost>(i, token, dcgm);
+    auto host = std::make_unique<SimHost>(i, token, dcgm, static_cast<int64_t>(job_seconds * 1e6),
+                                          recorder.get());
     for (int k = 0; k < preload_jobs; ++k) {
       std::vector<int> gpus;
       for (int g = 0; g < gpus_per_job; ++g) gpus.push_back(k * gpus_per_job + g);

@@ -84,7 +84,9 @@ class ServerAppImpl final : public ServerApp {
           store_->RegisterReplica({replica_id_, clock_.Now(), std::string(BuildVersion())}));
       spdlog::info("replica {}, lease time {} s", replica_id_, config.lease_time.count());
     }
-    agent_client_ = std::make_unique<http::AsyncClient>(2);
+    agent_client_ = std::make_unique<http::AsyncClient>(
+        2, 4096, std::chrono::seconds(20),
+        replica_id_.empty() ? "fleetwatch" : "fleetwatch replica " + replica_id_);
     server::FleetControllerOptions options;
     options.reconcile.unreachable_after =
         std::chrono::duration_cast<std::chrono::microseconds>(config.unreachable_after).count();

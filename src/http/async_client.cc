@@ -168,7 +168,8 @@ struct Connection {
 
 class AsyncClient::Impl {
  public:
-  Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout);
+  Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout,
+       std::string user_agent);
   ~Impl();
 
   void Send(AsyncRequest request, Callback done) FW_EXCLUDES(mutex_);
@@ -200,6 +201,7 @@ class AsyncClient::Impl {
 
   const size_t max_in_flight_;
   const std::chrono::milliseconds idle_timeout_;
+  const std::string user_agent_;
   asio::io_context io_context_;  // declared first: outlives everything that uses it
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
@@ -317,7 +319,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
       message_.set(bhttp::field::host, HostPort(request_.host, request_.port));
     }
     if (message_.find(bhttp::field::user_agent) == message_.end()) {
-      message_.set(bhttp::field::user_agent, "fleetwatch");
+      message_.set(bhttp::field::user_agent, client_.user_agent_);
     }
     message_.erase(bhttp::field::transfer_encoding);
     message_.body() = std::move(request_.body);
@@ -531,9 +533,11 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   bool finished_ = false;
 };
 
-AsyncClient::Impl::Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout)
+AsyncClient::Impl::Impl(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout,
+                        std::string user_agent)
     : max_in_flight_(std::max<size_t>(max_in_flight, 1)),
       idle_timeout_(std::max(idle_timeout, std::chrono::milliseconds(0))),
+      user_agent_(std::move(user_agent)),
       io_context_(std::max(threads, 1)),
       work_(io_context_.get_executor()) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
@@ -682,8 +686,9 @@ void AsyncClient::Impl::OnFinished(Operation* operation) {
   StartLocked(std::move(next.request), std::move(next.key), std::move(next.done));
 }
 
-AsyncClient::AsyncClient(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout)
-    : impl_(std::make_unique<Impl>(threads, max_in_flight, idle_timeout)) {}
+AsyncClient::AsyncClient(int threads, size_t max_in_flight, std::chrono::milliseconds idle_timeout,
+                         std::string user_agent)
+    : impl_(std::make_unique<Impl>(threads, max_in_flight, idle_timeout, std::move(user_agent))) {}
 
 AsyncClient::~AsyncClient() = default;
 

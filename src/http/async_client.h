@@ -82,8 +82,11 @@ struct AsyncRequest {
 class AsyncClient {
  public:
   // `idle_timeout`: how long a connection may wait idle for reuse; 0 turns reuse off.
+  // `user_agent`: the User-Agent of requests that set none (a replica names itself in it, so the
+  // far side can tell which replica spoke to it).
   explicit AsyncClient(int threads = 2, size_t max_in_flight = 4096,
-                       std::chrono::milliseconds idle_timeout = std::chrono::seconds(20));
+                       std::chrono::milliseconds idle_timeout = std::chrono::seconds(20),
+                       std::string user_agent = "fleetwatch");
   // Cancels what is in flight or queued (those callbacks get Unavailable "... cancelled"),
   // closes the idle connections and joins the threads. Every callback has been called when it
   // returns. Must not be called from a callback.
