@@ -13,9 +13,12 @@
 // The statements of ended jobs' logs (Store: PutJobLog, ReadJobLog, and the deletion of a run's
 // logs), shared by the SQLite and PostgreSQL stores: the same SQL for both (BLOB/BYTEA columns
 // bound with BindBytes and read with Bytes). A log is a `job_logs` row (job id, size, the chunk
-// size it was written with) and its `job_log_chunks` rows (job id, seq, data). Each function
-// runs inside the caller's transaction; `prepare(sql)` returns the store's Result<Query>.
-// Errors: the database's, and those each function names. Stateless.
+// size it was written with, the token of its writer while it is written) and its `job_log_chunks`
+// rows (job id, seq, data). A log is stored a chunk per transaction (BeginJobLog, PutJobLogChunk,
+// EndJobLog), so that a 64 MiB copy never holds the store's connection for long; readers see it
+// only once it is complete. Each function runs inside the caller's transaction; `prepare(sql)`
+// returns the store's Result<Query>. Errors: the database's, and those each function names.
+// Stateless.
 namespace fleetwatch::store::rows {
 
 template <typename Prepare>
@@ -30,11 +33,13 @@ Status DeleteJobLog(Prepare&& prepare, std::string_view job_id) {
   return q.Exec();
 }
 
+// The first step of storing a log (Store::PutJobLog): checks the job, and unless a complete log is
+// stored and `replace` is false (then false: nothing to write), replaces what is stored by an
+// empty log of `size` bytes being written by `writer` (a token of this write).
 template <typename Prepare>
-Status PutJobLog(Prepare&& prepare, std::string_view job_id, JobLogReader& reader, bool replace) {
-  const int64_t size = reader.size();
+Result<bool> BeginJobLog(Prepare&& prepare, std::string_view job_id, int64_t size,
+                         std::string_view writer, bool replace) {
   if (size < 0) return InvalidArgument("a log cannot have a negative size");
-  const std::string what = "store the log of job '" + std::string(job_id) + "'";
   {
     FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT r.deleted FROM jobs j JOIN runs r ON "
                                         "r.id = j.run_id WHERE j.id = ?"));
@@ -46,30 +51,52 @@ Status PutJobLog(Prepare&& prepare, std::string_view job_id, JobLogReader& reade
     }
   }
   {
-    FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT 1 FROM job_logs WHERE job_id = ?"));
+    // A log another write left unfinished (its writer died) is written again.
+    FW_ASSIGN_OR_RETURN(auto q,
+                        prepare("SELECT 1 FROM job_logs WHERE job_id = ? AND writer IS NULL"));
     q.Bind(job_id);
     FW_ASSIGN_OR_RETURN(bool stored, q.Step());
-    if (stored && !replace) return Status::Ok();
+    if (stored && !replace) return false;
   }
   FW_RETURN_IF_ERROR(DeleteJobLog(prepare, job_id));
+  FW_ASSIGN_OR_RETURN(auto q, prepare("INSERT INTO job_logs (job_id, size, chunk_bytes, writer) "
+                                      "VALUES (?, ?, ?, ?)"));
+  q.Bind(job_id).Bind(size).Bind(kJobLogChunkBytes).Bind(writer);
+  FW_RETURN_IF_ERROR(WithContext(q.Exec(), "store the log of job '" + std::string(job_id) + "'"));
+  return true;
+}
+
+// Stores chunk `seq` (`data`) of the log `writer` is writing. FailedPrecondition when the log is no
+// longer that writer's (the run was deleted, or another write replaced it).
+template <typename Prepare>
+Status PutJobLogChunk(Prepare&& prepare, std::string_view job_id, std::string_view writer,
+                      int64_t seq, const std::string& data) {
   {
-    FW_ASSIGN_OR_RETURN(
-        auto q, prepare("INSERT INTO job_logs (job_id, size, chunk_bytes) VALUES (?, ?, ?)"));
-    q.Bind(job_id).Bind(size).Bind(kJobLogChunkBytes);
-    FW_RETURN_IF_ERROR(WithContext(q.Exec(), what));
-  }
-  for (int64_t offset = 0, seq = 0; offset < size; offset += kJobLogChunkBytes, ++seq) {
-    const int64_t length = std::min(kJobLogChunkBytes, size - offset);
-    FW_ASSIGN_OR_RETURN(std::string data, reader.Read(offset, length));
-    if (static_cast<int64_t>(data.size()) != length) {
-      return Internal(what + ": the log's source gave " + std::to_string(data.size()) +
-                      " bytes at offset " + std::to_string(offset) + ", not " +
-                      std::to_string(length));
+    FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT 1 FROM job_logs WHERE job_id = ? AND writer = ?"));
+    q.Bind(job_id).Bind(writer);
+    FW_ASSIGN_OR_RETURN(bool mine, q.Step());
+    if (!mine) {
+      return FailedPrecondition("the log of job '" + std::string(job_id) +
+                                "' was deleted or replaced while it was stored");
     }
-    FW_ASSIGN_OR_RETURN(auto q,
-                        prepare("INSERT INTO job_log_chunks (job_id, seq, data) VALUES (?, ?, ?)"));
-    q.Bind(job_id).Bind(seq).BindBytes(data);
-    FW_RETURN_IF_ERROR(WithContext(q.Exec(), what));
+  }
+  FW_ASSIGN_OR_RETURN(auto q,
+                      prepare("INSERT INTO job_log_chunks (job_id, seq, data) VALUES (?, ?, ?)"));
+  q.Bind(job_id).Bind(seq).BindBytes(data);
+  return WithContext(q.Exec(), "store the log of job '" + std::string(job_id) + "'");
+}
+
+// Marks the log `writer` wrote complete: readers see it from now on. FailedPrecondition as
+// PutJobLogChunk.
+template <typename Prepare>
+Status EndJobLog(Prepare&& prepare, std::string_view job_id, std::string_view writer) {
+  FW_ASSIGN_OR_RETURN(auto q,
+                      prepare("UPDATE job_logs SET writer = NULL WHERE job_id = ? AND writer = ?"));
+  q.Bind(job_id).Bind(writer);
+  FW_RETURN_IF_ERROR(q.Exec());
+  if (q.Changes() != 1) {
+    return FailedPrecondition("the log of job '" + std::string(job_id) +
+                              "' was deleted or replaced while it was stored");
   }
   return Status::Ok();
 }
@@ -83,7 +110,9 @@ Result<std::optional<JobLogPart>> ReadJobLog(Prepare&& prepare, std::string_view
   JobLogPart part;
   int64_t chunk_bytes = 0;
   {
-    FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT size, chunk_bytes FROM job_logs WHERE job_id = ?"));
+    // A log still being written is not there yet.
+    FW_ASSIGN_OR_RETURN(auto q, prepare("SELECT size, chunk_bytes FROM job_logs WHERE job_id = ? "
+                                        "AND writer IS NULL"));
     q.Bind(job_id);
     FW_ASSIGN_OR_RETURN(bool row, q.Step());
     if (!row) return std::optional<JobLogPart>();

@@ -19,7 +19,7 @@ namespace {
 // additive). Text columns compare and sort bytewise (COLLATE "C"), as SQLite's do, whatever the
 // database's locale. Every foreign key that a query joins or filters on has an index whose first
 // column is that key.
-constexpr std::array<SchemaStep, 8> kMigrations = {{
+constexpr std::array<SchemaStep, 9> kMigrations = {{
     // 1: the schema of SQLite's steps 1-7, at once.
     {R"sql(
 CREATE TABLE users (
@@ -284,6 +284,9 @@ CREATE UNLOGGED TABLE host_dcgm (
 );
 )sql",
      /*additive=*/true},
+    // 9: a log copy is written a chunk per transaction (SQLite's step 15); its writer's token is
+    // set until the last chunk is in (NULL: complete, as every older row is).
+    {"ALTER TABLE job_logs ADD COLUMN IF NOT EXISTS writer TEXT;", /*additive=*/true},
 }};
 
 // Any constant shared by every fleetwatch binary: the key of the migration advisory lock.

@@ -23,6 +23,7 @@
 #include "store/run_event_rows.h"
 #include "store/secret_cipher.h"
 #include "store/store.h"
+#include "util/ids.h"
 #include "util/status.h"
 
 // The Store methods the SQLite and PostgreSQL stores share: one body each, written in the SQL both
@@ -878,9 +879,28 @@ class SqlStore : public Store {
     return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
   }
 
+  // A transaction per chunk (job_log_rows.h): other store calls get the connection in between.
   Status PutJobLog(std::string_view job_id, JobLogReader& reader, bool replace) override {
-    return WriteKeepingRunCounts(
-        [&] { return rows::PutJobLog(Preparer(), job_id, reader, replace); });
+    const int64_t size = reader.size();
+    const std::string writer = NewId();
+    FW_ASSIGN_OR_RETURN(bool begun, WriteKeepingRunCounts([&] {
+                          return rows::BeginJobLog(Preparer(), job_id, size, writer, replace);
+                        }));
+    if (!begun) return Status::Ok();
+    const std::string what = "store the log of job '" + std::string(job_id) + "'";
+    for (int64_t offset = 0, seq = 0; offset < size; offset += kJobLogChunkBytes, ++seq) {
+      const int64_t length = std::min(kJobLogChunkBytes, size - offset);
+      // Read outside the transaction: the source may be slow.
+      FW_ASSIGN_OR_RETURN(std::string data, reader.Read(offset, length));
+      if (static_cast<int64_t>(data.size()) != length) {
+        return Internal(what + ": the log's source gave " + std::to_string(data.size()) +
+                        " bytes at offset " + std::to_string(offset) + ", not " +
+                        std::to_string(length));
+      }
+      FW_RETURN_IF_ERROR(WriteKeepingRunCounts(
+          [&] { return rows::PutJobLogChunk(Preparer(), job_id, writer, seq, data); }));
+    }
+    return WriteKeepingRunCounts([&] { return rows::EndJobLog(Preparer(), job_id, writer); });
   }
 
   Result<std::optional<JobLogPart>> ReadJobLog(std::string_view job_id, int64_t offset,

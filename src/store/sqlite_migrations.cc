@@ -15,7 +15,7 @@ namespace {
 // binary keeps working on a database with an additive step; steps 1-10 predate the rule and are
 // marked not additive). The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT
 // micros, DOUBLE PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<SchemaStep, 14> kMigrations = {{
+constexpr std::array<SchemaStep, 15> kMigrations = {{
     // 1: initial schema.
     {R"sql(
 CREATE TABLE users (
@@ -301,6 +301,9 @@ CREATE TABLE host_dcgm (
 );
 )sql",
      /*additive=*/true},
+    // 15: a log copy is written a chunk per transaction; its writer's token is set until the last
+    // chunk is in (NULL: complete, as every older row is).
+    {"ALTER TABLE job_logs ADD COLUMN writer TEXT;", /*additive=*/true},
 }};
 
 Status Error(sqlite3* db, const std::string& what) {

@@ -519,11 +519,14 @@ class Store {
   // kJobLogChunkBytes keyed by (job id, sequence number). The caller bounds its size (the server
   // keeps at most FLEETWATCH_MAX_LOG_BYTES of each log, see server/log_copies.h).
   //
-  // Stores the log `reader` gives as the job's, in one transaction, reading and writing one
-  // chunk at a time (never the whole log in memory). `replace`: an earlier stored log of the
-  // job is replaced; otherwise it is kept and nothing is written. NotFound when no job has that
-  // id or its run is deleted; InvalidArgument for a negative size; the reader's errors; nothing
-  // is stored on any error.
+  // Stores the log `reader` gives as the job's, a transaction per chunk (so that a long log never
+  // holds the store for long), reading and writing one chunk at a time (never the whole log in
+  // memory). Readers see the log only once its last chunk is in; one left unfinished (an error,
+  // a process that died) stays unseen and is written again by the next PutJobLog. `replace`: an
+  // earlier stored log of the job is replaced; otherwise it is kept and nothing is written.
+  // NotFound when no job has that id or its run is deleted; FailedPrecondition when the run was
+  // deleted or another PutJobLog replaced the log while this one wrote; InvalidArgument for a
+  // negative size; the reader's errors.
   virtual Status PutJobLog(std::string_view job_id, JobLogReader& reader, bool replace) = 0;
   // At most `limit` bytes of the job's stored log from `offset` (none past its end), with the
   // log's size; nullopt when the job has no stored log. One snapshot: a log replaced meanwhile is

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -120,27 +121,88 @@ TEST_P(StoreContract, AJobLogIsReplacedOrKeptAsAsked) {
   EXPECT_TRUE(read->data.empty());
 }
 
-TEST_P(StoreContract, AJobLogThatCannotBeStoredChangesNothing) {
+TEST_P(StoreContract, AJobLogThatCannotBeStoredIsNeverSeenInPart) {
   model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kDone);
   ASSERT_TRUE(store_->CreateRun(run).ok());
   const std::string& job = run.jobs[0].id;
   StringReader kept("kept\n");
   ASSERT_TRUE(store_->PutJobLog(job, kept, true).ok());
 
+  // A copy that would not replace the stored log reads nothing and keeps it.
+  StringReader unread(AnyBytes(3 * kJobLogChunkBytes));
+  unread.fail_at = 0;
+  EXPECT_TRUE(store_->PutJobLog(job, unread, /*replace=*/false).ok());
+  EXPECT_EQ(ReadLog(*store_, job, 0, 100)->data, "kept\n");
+
+  // A replacement whose source fails half way leaves no log to read, never a part of one.
   StringReader broken(AnyBytes(3 * kJobLogChunkBytes));
   broken.fail_at = 2 * kJobLogChunkBytes;
   EXPECT_EQ(store_->PutJobLog(job, broken, true).code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(ReadLog(*store_, job, 0, 100).has_value());
   StringReader liar(AnyBytes(3 * kJobLogChunkBytes));
   liar.short_at = kJobLogChunkBytes;
   EXPECT_EQ(store_->PutJobLog(job, liar, true).code(), StatusCode::kInternal);
-  EXPECT_EQ(ReadLog(*store_, job, 0, 100)->data, "kept\n");
-  EXPECT_EQ(factory_->QueryInt("SELECT COUNT(*) FROM job_log_chunks"), 1);
+  EXPECT_FALSE(ReadLog(*store_, job, 0, 100).has_value());
+  // The next copy, even one that would not replace a stored log, writes it whole.
+  const std::string log = AnyBytes(3 * kJobLogChunkBytes);
+  StringReader whole(log);
+  ASSERT_TRUE(store_->PutJobLog(job, whole, /*replace=*/false).ok());
+  EXPECT_EQ(ReadLog(*store_, job, 0, 3 * kJobLogChunkBytes)->data, log);
+  EXPECT_EQ(factory_->QueryInt("SELECT COUNT(*) FROM job_log_chunks"), 3);
 
   StringReader any("x");
   EXPECT_EQ(store_->PutJobLog(NewId(), any, true).code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->ReadJobLog(job, -1, 10).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store_->ReadJobLog(job, 0, -1).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(factory_->QueryInt("SELECT COUNT(*) FROM job_logs"), 1);
+}
+
+// A source that runs `between` before it gives the second chunk: other store calls in the middle
+// of a PutJobLog.
+class InterruptedReader : public StringReader {
+ public:
+  InterruptedReader(std::string log, std::function<void()> between)
+      : StringReader(std::move(log)), between_(std::move(between)) {}
+  Result<std::string> Read(int64_t offset, int64_t length) override {
+    if (offset == kJobLogChunkBytes && between_) std::exchange(between_, nullptr)();
+    return StringReader::Read(offset, length);
+  }
+
+ private:
+  std::function<void()> between_;
+};
+
+TEST_P(StoreContract, AJobLogIsWrittenAChunkPerTransactionAndReadOnlyOnceComplete) {
+  model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kDone);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  const std::string& job = run.jobs[0].id;
+  const std::string log = AnyBytes(3 * kJobLogChunkBytes);
+
+  // Between two chunks the store serves other calls, and the log is not there yet.
+  bool ran_between = false;
+  InterruptedReader reader(log, [&] {
+    ran_between = true;
+    EXPECT_FALSE(ReadLog(*store_, job, 0, 10).has_value());
+    EXPECT_TRUE(store_->ListUsers().ok());
+  });
+  ASSERT_TRUE(store_->PutJobLog(job, reader, true).ok());
+  EXPECT_TRUE(ran_between);
+  EXPECT_EQ(ReadLog(*store_, job, 0, 3 * kJobLogChunkBytes)->data, log);
+
+  // A write that another replaces while it writes gives way: the other's log is the one kept.
+  const std::string other = AnyBytes(kJobLogChunkBytes + 7).substr(3);
+  InterruptedReader replaced(log, [&] {
+    StringReader newer(other);
+    EXPECT_TRUE(store_->PutJobLog(job, newer, true).ok());
+  });
+  EXPECT_EQ(store_->PutJobLog(job, replaced, true).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadLog(*store_, job, 0, 3 * kJobLogChunkBytes)->data, other);
+
+  // A run deleted while its log is written keeps none.
+  InterruptedReader deleted(log, [&] { EXPECT_TRUE(store_->DeleteRun(run.id).ok()); });
+  EXPECT_EQ(store_->PutJobLog(job, deleted, true).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(factory_->QueryInt("SELECT COUNT(*) FROM job_logs"), 0);
+  EXPECT_EQ(factory_->QueryInt("SELECT COUNT(*) FROM job_log_chunks"), 0);
 }
 
 TEST_P(StoreContract, DeletingARunDeletesItsLogsAndADeletedRunGetsNone) {
