@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -37,6 +38,18 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 using Callback = std::function<void(Result<Response>)>;
 
 constexpr uint32_t kResponseHeaderLimitBytes = 64 * 1024;
+// A connection's receive buffer starts at this size, so a small response (a status poll's
+// JSON, a few KB) arrives in one read rather than several of 512 bytes; a connection keeps a
+// buffer of this size between requests and gives back a larger one (AsyncRequest::
+// read_buffer_bytes) when it goes idle.
+constexpr size_t kReadBufferBytes = 4096;
+
+// ASCII case-insensitive equality of header names.
+bool SameName(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
+         });
+}
 
 // "[::1]" → "::1"; anything else unchanged.
 std::string_view StripBrackets(std::string_view host) {
@@ -126,6 +139,10 @@ using Strand = asio::strand<asio::io_context::executor_type>;
 
 // One connection to one endpoint, plain or TLS. Used by one operation at a time, or idle in the
 // client's pool; its members are touched on `strand` only, except `idle_id` (the client's mutex).
+// Its idle timer is armed when it first goes idle and not moved by each reuse: when it fires,
+// the connection is closed if it is still idle past `idle_deadline`, the timer armed again for
+// the deadline if it went idle again since, and left alone while a request uses it (the next
+// release arms it again); one timer wait per idle period, not one per request.
 struct Connection {
   Connection(Strand s, std::string k)
       : strand(std::move(s)),
@@ -151,6 +168,7 @@ struct Connection {
   // No TLS close_notify: the connection is given up on or idle, and the server expects neither.
   void Close() {
     idle_timer.cancel();
+    idle_timer_armed = false;
     beast::error_code ignored;
     Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
     Tcp().close();
@@ -160,6 +178,9 @@ struct Connection {
   std::shared_ptr<asio::ssl::context> tls_context;  // https only; outlives the stream
   std::variant<beast::tcp_stream, TlsStream> stream;
   asio::steady_timer idle_timer;
+  bool idle_timer_armed = false;                        // a wait on idle_timer is pending
+  std::chrono::steady_clock::time_point idle_deadline;  // when it may close if still idle
+  beast::flat_buffer buffer;                            // receives responses; empty between them
   const std::string key;
   uint64_t idle_id = 0;  // guarded by the client's mutex: its place in the idle pool, 0 if none
 };
@@ -191,10 +212,11 @@ class AsyncClient::Impl {
   void ReleaseConnection(std::shared_ptr<Connection> connection, bool reusable) FW_EXCLUDES(mutex_);
   // Removes an idle connection from the pool (false when it is no longer there).
   bool TakeIdleLocked(Connection& connection) FW_REQUIRES(mutex_);
-  // The idle timer of `connection` fired for its idle period `idle_id`: closes it, unless it
-  // was taken for a request or closed since.
-  void ExpireIdle(const std::shared_ptr<Connection>& connection, uint64_t idle_id)
-      FW_EXCLUDES(mutex_);
+  // Waits on the idle timer of `connection` (on its strand) until its idle_deadline.
+  void ArmIdleTimer(const std::shared_ptr<Connection>& connection);
+  // The idle timer of `connection` fired (on its strand): closes it when it is idle and past its
+  // idle deadline, waits again when it is idle and not yet past it.
+  void ExpireIdle(const std::shared_ptr<Connection>& connection) FW_EXCLUDES(mutex_);
   // Called once by every started operation, after its callback: frees its slot or hands it to
   // the next queued request.
   void OnFinished(Operation* operation) FW_EXCLUDES(mutex_);
@@ -254,7 +276,6 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     deadline_ = std::chrono::steady_clock::now() + request_.timeout;
     BuildMessage();
     if (connection_) {
-      connection_->idle_timer.cancel();
       if (connection_->LooksReusable()) {
         reused_ = true;
         Write();
@@ -305,32 +326,41 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
         });
   }
 
+  // The request's bytes: its line, the caller's headers (but Transfer-Encoding, Content-Length
+  // and Connection), Host and User-Agent unless given, Content-Length, Connection; then the
+  // body. Validate checked every part, so none can break the framing.
   void BuildMessage() {
-    const bhttp::verb verb = bhttp::string_to_verb(request_.method);
-    if (verb == bhttp::verb::unknown) {
-      message_.method_string(request_.method);
-    } else {
-      message_.method(verb);
+    head_ = request_.method == "HEAD";
+    wire_.clear();
+    wire_.reserve(256 + request_.target.size() + request_.body.size());
+    wire_ += request_.method;
+    wire_ += ' ';
+    wire_ += request_.target;
+    wire_ += " HTTP/1.1\r\n";
+    bool has_host = false, has_user_agent = false;
+    for (const auto& [name, value] : request_.headers) {
+      if (SameName(name, "Transfer-Encoding") || SameName(name, "Content-Length") ||
+          SameName(name, "Connection")) {
+        continue;
+      }
+      has_host |= SameName(name, "Host");
+      has_user_agent |= SameName(name, "User-Agent");
+      AppendHeader(name, value);
     }
-    message_.target(request_.target);
-    message_.version(11);
-    for (const auto& [name, value] : request_.headers) message_.insert(name, value);
-    if (message_.find(bhttp::field::host) == message_.end()) {
-      message_.set(bhttp::field::host, HostPort(request_.host, request_.port));
-    }
-    if (message_.find(bhttp::field::user_agent) == message_.end()) {
-      message_.set(bhttp::field::user_agent, client_.user_agent_);
-    }
-    message_.erase(bhttp::field::transfer_encoding);
-    message_.body() = std::move(request_.body);
-    message_.content_length(message_.body().size());
-    if (client_.idle_timeout_.count() > 0) {
-      message_.set(bhttp::field::connection, "keep-alive");
-    } else {
-      message_.keep_alive(false);
-    }
-    head_ = verb == bhttp::verb::head;
+    if (!has_host) AppendHeader("Host", HostPort(request_.host, request_.port));
+    if (!has_user_agent) AppendHeader("User-Agent", client_.user_agent_);
+    AppendHeader("Content-Length", std::to_string(request_.body.size()));
+    AppendHeader("Connection", client_.idle_timeout_.count() > 0 ? "keep-alive" : "close");
+    wire_ += "\r\n";
+    wire_ += request_.body;
     NewParser();
+  }
+
+  void AppendHeader(std::string_view name, std::string_view value) {
+    wire_ += name;
+    wire_ += ": ";
+    wire_ += value;
+    wire_ += "\r\n";
   }
 
   void NewParser() {
@@ -338,11 +368,16 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     parser_->header_limit(kResponseHeaderLimitBytes);
     parser_->body_limit(request_.max_response_bytes);
     if (head_) parser_->skip(true);
-    buffer_.clear();
-    if (request_.read_buffer_bytes > 0) {
-      buffer_.reserve(std::min(request_.read_buffer_bytes,
-                               request_.max_response_bytes + kResponseHeaderLimitBytes));
-    }
+  }
+
+  // The connection's receive buffer, empty and as large as this request asks for.
+  beast::flat_buffer& ReadBuffer() {
+    beast::flat_buffer& buffer = connection_->buffer;
+    buffer.clear();
+    buffer.reserve(std::max(kReadBufferBytes,
+                            std::min(request_.read_buffer_bytes,
+                                     request_.max_response_bytes + kResponseHeaderLimitBytes)));
+    return buffer;
   }
 
   void OnResolve(beast::error_code ec, const tcp::resolver::results_type& found) {
@@ -406,12 +441,12 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     Tcp().expires_at(deadline_);
     std::visit(
         [this](auto& stream) {
-          bhttp::async_write(stream, message_,
-                             [self = shared_from_this(), connection = connection_](
-                                 beast::error_code error, size_t) {
-                               (void)connection;  // as in Connect
-                               self->OnWrite(error);
-                             });
+          asio::async_write(stream, asio::buffer(wire_),
+                            [self = shared_from_this(), connection = connection_](
+                                beast::error_code error, size_t) {
+                              (void)connection;  // as in Connect
+                              self->OnWrite(error);
+                            });
         },
         connection_->stream);
   }
@@ -422,7 +457,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     Tcp().expires_at(deadline_);
     std::visit(
         [this](auto& stream) {
-          bhttp::async_read(stream, buffer_, *parser_,
+          bhttp::async_read(stream, ReadBuffer(), *parser_,
                             [self = shared_from_this(), connection = connection_](
                                 beast::error_code error, size_t) {
                               (void)connection;  // as in Connect
@@ -444,14 +479,14 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     }
     response.body = std::move(message.body());
     // Reusable when the server keeps it open, the body had a length and nothing else arrived.
-    reusable_ = message.keep_alive() && !parser_->need_eof() && buffer_.size() == 0;
+    reusable_ = message.keep_alive() && !parser_->need_eof() && connection_->buffer.size() == 0;
     Finish(std::move(response));
   }
 
   // A reused connection that ends before any byte of the response was most likely closed by the
   // server while idle: the request goes once more on a fresh connection when that is safe.
   void RetryOrFinish(beast::error_code ec) {
-    const bool nothing_received = !parser_->got_some() && buffer_.size() == 0;
+    const bool nothing_received = !parser_->got_some() && connection_->buffer.size() == 0;
     if (reused_ && may_retry_ && nothing_received && ec != beast::error::timeout) {
       reused_ = false;
       connection_->Close();
@@ -524,10 +559,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   std::chrono::steady_clock::time_point deadline_;
   std::vector<tcp::endpoint> endpoints_;
-  bhttp::request<bhttp::string_body> message_;
+  std::string wire_;  // the request as sent (BuildMessage)
   bool head_ = false;
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
-  beast::flat_buffer buffer_;
   bool reused_ = false;    // on an idle connection and not retried yet
   bool reusable_ = false;  // the response leaves the connection fit for another request
   bool finished_ = false;
@@ -657,17 +691,28 @@ void AsyncClient::Impl::ReleaseConnection(std::shared_ptr<Connection> connection
   }
   // On the connection's strand (the caller's): nothing else touches it before this returns.
   connection->Tcp().expires_never();
-  connection->idle_timer.expires_after(idle_timeout_);
-  connection->idle_timer.async_wait([this, connection, idle_id](beast::error_code ec) {
-    if (!ec) ExpireIdle(connection, idle_id);
+  if (connection->buffer.capacity() > kReadBufferBytes) connection->buffer = beast::flat_buffer();
+  connection->idle_deadline = std::chrono::steady_clock::now() + idle_timeout_;
+  if (!connection->idle_timer_armed) ArmIdleTimer(connection);
+}
+
+void AsyncClient::Impl::ArmIdleTimer(const std::shared_ptr<Connection>& connection) {
+  connection->idle_timer_armed = true;
+  connection->idle_timer.expires_at(connection->idle_deadline);
+  connection->idle_timer.async_wait([this, connection](beast::error_code ec) {
+    if (!ec) ExpireIdle(connection);
   });
 }
 
-void AsyncClient::Impl::ExpireIdle(const std::shared_ptr<Connection>& connection,
-                                   uint64_t idle_id) {
+void AsyncClient::Impl::ExpireIdle(const std::shared_ptr<Connection>& connection) {
+  connection->idle_timer_armed = false;
   {
     MutexLock lock(mutex_);
-    if (connection->idle_id != idle_id) return;  // taken for a request, or closed
+    if (connection->idle_id == 0) return;  // taken for a request (its release arms the timer)
+    if (std::chrono::steady_clock::now() < connection->idle_deadline) {
+      ArmIdleTimer(connection);  // idle again since the timer was armed
+      return;
+    }
     TakeIdleLocked(*connection);
     --connections_;
   }

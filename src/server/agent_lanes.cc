@@ -34,8 +34,15 @@ http::AsyncRequest AgentHttpRequest(const model::Instance& instance, std::string
 struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
   explicit State(http::AsyncClient& c) : client(c) {}
 
+  // A WaitIdle call: how many of its lanes it has not seen idle yet.
+  struct Waiter {
+    size_t remaining = 0;
+  };
+
   struct Lane {
     bool busy = false;
+    // The WaitIdle calls waiting for this lane to be idle (mostly none or one).
+    std::vector<Waiter*> waiters;
     std::string in_flight_key;
     // In order, the next first. A vector, not a deque: a lane is made for each poll of each tick
     // and mostly holds one operation, and an empty vector allocates nothing.
@@ -49,6 +56,17 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
   std::map<LaneKey, Lane> lanes FW_GUARDED_BY(mu);
   std::vector<AgentReply> inbox FW_GUARDED_BY(mu);
   size_t in_flight FW_GUARDED_BY(mu) = 0;
+
+  // Removes an idle lane (or one being emptied) and tells its waiters; returns the next lane.
+  // Wakes the WaitIdle calls whose last lane this was, so a tick waiting on a thousand polls is
+  // woken once, not once per reply.
+  std::map<LaneKey, Lane>::iterator EraseLane(std::map<LaneKey, Lane>::iterator it)
+      FW_REQUIRES(mu) {
+    bool wake = false;
+    for (Waiter* waiter : it->second.waiters) wake |= --waiter->remaining == 0;
+    if (wake) changed.NotifyAll();
+    return lanes.erase(it);
+  }
 
   // Starts the lane's next operation when it is idle and has one.
   void StartNext(const LaneKey& key) {
@@ -90,10 +108,9 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
         if (it != self->lanes.end()) {
           it->second.busy = false;
           it->second.in_flight_key.clear();
-          if (it->second.waiting.empty()) self->lanes.erase(it);
+          if (it->second.waiting.empty()) self->EraseLane(it);
         }
       }
-      self->changed.NotifyAll();
       self->StartNext(key);
     });
   }
@@ -125,7 +142,7 @@ void AgentLanes::ReplaceAll(const std::vector<AgentRequestKind>& kinds, LaneOper
         continue;
       }
       it->second.waiting.clear();
-      it = it->second.busy ? std::next(it) : lanes.erase(it);
+      it = it->second.busy ? std::next(it) : state_->EraseLane(it);
     }
     for (auto& [key, ops] : operations) {
       auto it = lanes.find(key);
@@ -140,7 +157,7 @@ void AgentLanes::ReplaceAll(const std::vector<AgentRequestKind>& kinds, LaneOper
         lane.waiting.emplace_back(std::move(op_key), std::move(op));
       }
       if (!lane.busy && lane.waiting.empty()) {
-        lanes.erase(it);
+        state_->EraseLane(it);
         continue;
       }
       if (!lane.busy) start.push_back(key);
@@ -170,14 +187,25 @@ bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kin
 void AgentLanes::WaitIdle(const std::vector<std::pair<std::string, AgentRequestKind>>& lanes,
                           std::chrono::steady_clock::time_point deadline) {
   MutexLock lock(state_->mu);
-  // Each wake-up checks from the first lane not yet seen idle: a tick waits on a thousand polls
-  // that end one by one, and rescanning every lane at each end would cost a million lookups.
-  // A lane seen idle is not looked at again (what starts on it later is not waited for).
-  size_t next = 0;
-  while (true) {
-    while (next < lanes.size() && !state_->lanes.count(lanes[next])) ++next;  // busy or waiting
-    if (next == lanes.size() || !state_->changed.WaitUntil(state_->mu, deadline)) return;
+  // The lanes that are busy or hold waiting operations count this call as a waiter; each one
+  // that becomes idle (is removed) counts down, and the last one wakes it. A lane seen idle is
+  // not looked at again (what starts on it later is not waited for).
+  State::Waiter waiter;
+  for (const auto& key : lanes) {
+    auto it = state_->lanes.find(key);
+    if (it == state_->lanes.end()) continue;
+    State::Lane& lane = it->second;
+    if (std::find(lane.waiters.begin(), lane.waiters.end(), &waiter) != lane.waiters.end()) {
+      continue;  // listed twice
+    }
+    lane.waiters.push_back(&waiter);
+    ++waiter.remaining;
   }
+  while (waiter.remaining > 0 && state_->changed.WaitUntil(state_->mu, deadline)) {
+  }
+  if (waiter.remaining == 0) return;
+  // Timed out: the lanes still busy or waiting forget this waiter.
+  for (auto& [key, lane] : state_->lanes) std::erase(lane.waiters, &waiter);
 }
 
 std::vector<AgentReply> AgentLanes::Take() {
@@ -187,15 +215,15 @@ std::vector<AgentReply> AgentLanes::Take() {
   return out;
 }
 
-void AgentLanes::Keep(const std::set<std::string>& instance_ids) {
+void AgentLanes::Keep(const std::function<bool(const std::string&)>& keep) {
   MutexLock lock(state_->mu);
   for (auto it = state_->lanes.begin(); it != state_->lanes.end();) {
-    if (instance_ids.count(it->first.first)) {
+    if (keep(it->first.first)) {
       ++it;
       continue;
     }
     it->second.waiting.clear();
-    it = it->second.busy ? std::next(it) : state_->lanes.erase(it);
+    it = it->second.busy ? std::next(it) : state_->EraseLane(it);
   }
 }
 

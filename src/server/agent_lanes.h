@@ -75,9 +75,10 @@ class AgentLanes {
                 std::chrono::steady_clock::time_point deadline);
   // The outcomes that arrived since the last call, in arrival order.
   std::vector<AgentReply> Take();
-  // Lanes of other hosts than these are dropped (what waits there is discarded; what is in
-  // flight still ends in the inbox).
-  void Keep(const std::set<std::string>& instance_ids);
+  // Lanes of the hosts `keep` says no to are dropped (what waits there is discarded; what is in
+  // flight still ends in the inbox). `keep` is called under the lanes' lock: it must not call
+  // back into them.
+  void Keep(const std::function<bool(const std::string&)>& keep);
   // Operations in flight, all lanes together.
   size_t in_flight() const;
 

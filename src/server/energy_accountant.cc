@@ -87,7 +87,7 @@ JobAggregates EnergyAccountant::Fresh(const model::Run& run, const model::Job& j
   return a;
 }
 
-Status EnergyAccountant::Adopt(const TickReport& report) {
+Status EnergyAccountant::Adopt(const TickReport& report, bool& adopted_none) {
   // Running jobs, and jobs that ended before any Update saw them running (shorter than a tick):
   // those get their summary too.
   std::vector<std::pair<const model::Run*, const model::Job*>> candidates;
@@ -100,6 +100,7 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
   };
   for (const model::Run& run : report.runs) consider(run);
   for (const model::Run& run : report.finished_runs) consider(run);
+  adopted_none = candidates.empty();
   if (candidates.empty()) return Status::Ok();
   std::unordered_map<std::string_view, const model::Instance*> instances;
   for (const model::Instance& i : report.instances) instances[i.id] = &i;
@@ -133,13 +134,28 @@ Status EnergyAccountant::Adopt(const TickReport& report) {
 
 Status EnergyAccountant::Update(const TickReport& report) {
   if (!loaded_) FW_RETURN_IF_ERROR(LoadOpen());
-  FW_RETURN_IF_ERROR(Adopt(report));
-
-  // Which job holds each GPU (instance id → GPU index → its open job), on ticks with readings
-  // only; every open job still listed unfinished is marked seen by this update.
   const bool readings =
       std::any_of(report.observations.begin(), report.observations.end(),
                   [](const auto& entry) { return entry.second.reached && entry.second.poll.gpus; });
+  // The same runs as the last update, which found every job of them held or closed, none ended
+  // and none gone, and let go of none: adopting, noting and looking for gone jobs would find
+  // the same again, so only the points are added and the due aggregates stored.
+  const bool same_runs = settled_ && !readings && report.state_generation != 0 &&
+                         report.state_generation == settled_generation_ &&
+                         report.finished_runs.empty();
+  settled_ = false;
+  if (same_runs) {
+    AddPoints(report);
+    FW_ASSIGN_OR_RETURN(bool totals_changed, Store({}));
+    Expose(report, totals_changed);
+    settled_ = !open_released_;
+    return Status::Ok();
+  }
+  bool adopted_none = false;
+  FW_RETURN_IF_ERROR(Adopt(report, adopted_none));
+
+  // Which job holds each GPU (instance id → GPU index → its open job), on ticks with readings
+  // only; every open job still listed unfinished is marked seen by this update.
   std::unordered_map<std::string_view, std::unordered_map<int, OpenJob*>> holders;
   std::map<std::string, model::Job> ended;
   const uint64_t update = ++updates_;
@@ -165,17 +181,7 @@ Status EnergyAccountant::Update(const TickReport& report) {
   if (!closed_.empty()) {
     std::erase_if(closed_, [update](const auto& entry) { return entry.second != update; });
   }
-  auto add = [this](OpenJob& open, const AggregateDelta& d) {
-    if (d.energy_joules > 0) runs_gauge_dirty_ = true;
-    open.pending.energy_joules += d.energy_joules;
-    open.pending.busy_gpu_seconds += d.busy_gpu_seconds;
-    open.pending.carbon_grams += d.carbon_grams;
-    open.pending.changed |= d.changed;
-  };
-  for (const model::JobMetricsPoint& point : report.stored_points) {
-    auto it = open_.find(point.job_id);
-    if (it != open_.end()) add(it->second, AddPoint(it->second.aggregates, point));
-  }
+  AddPoints(report);
   for (const auto& [instance_id, observation] : report.observations) {
     if (!observation.reached || !observation.poll.gpus) continue;
     const TimeMicros at = observation.poll.now > 0 ? observation.poll.now : report.started_at;
@@ -188,7 +194,7 @@ Status EnergyAccountant::Update(const TickReport& report) {
       if (host != holders.end()) {
         auto holder = host->second.find(reading.index);
         if (holder != host->second.end()) {
-          add(*holder->second,
+          Add(*holder->second,
               AddReading(holder->second->aggregates, reading, at,
                          tracked ? baselines[index] : std::optional<GpuBaseline>()));
         }
@@ -226,13 +232,32 @@ Status EnergyAccountant::Update(const TickReport& report) {
       }
     }
   }
+  const bool nothing_ended = ended.empty() && gone.empty();
   FW_ASSIGN_OR_RETURN(bool totals_changed, Store(ended));
   Expose(report, totals_changed);
+  settled_ = adopted_none && nothing_ended && !open_released_;
+  settled_generation_ = report.state_generation;
   return Status::Ok();
+}
+
+void EnergyAccountant::Add(OpenJob& open, const AggregateDelta& d) {
+  if (d.energy_joules > 0) runs_gauge_dirty_ = true;
+  open.pending.energy_joules += d.energy_joules;
+  open.pending.busy_gpu_seconds += d.busy_gpu_seconds;
+  open.pending.carbon_grams += d.carbon_grams;
+  open.pending.changed |= d.changed;
+}
+
+void EnergyAccountant::AddPoints(const TickReport& report) {
+  for (const model::JobMetricsPoint& point : report.stored_points) {
+    auto it = open_.find(point.job_id);
+    if (it != open_.end()) Add(it->second, AddPoint(it->second.aggregates, point));
+  }
 }
 
 Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& ended) {
   const TimeMicros now = clock_.Now();
+  open_released_ = false;
   std::vector<store::JobAggregateUpdate> updates;
   std::vector<std::string> ids;
   for (auto& [id, open] : open_) {
@@ -281,6 +306,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       for (const std::string& id : ids) {
         if (!found.contains(id) && open_.erase(id) > 0) runs_gauge_dirty_ = true;
       }
+      open_released_ = true;
     }
     FW_ASSIGN_OR_RETURN(std::vector<bool> applied, std::move(result));
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -292,6 +318,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       }
       if (!applied[i] || updates[i].summary_json) {
         open_.erase(it);
+        open_released_ = true;
         runs_gauge_dirty_ = true;
       } else {
         ++it->second.revision;

@@ -56,8 +56,12 @@ class EnergyAccountant {
     uint64_t seen = 0;                    // the last Update whose runs listed it unfinished
   };
   Status LoadOpen();
-  // The stored aggregates (or fresh ones) of running jobs the accountant does not hold yet.
-  Status Adopt(const TickReport& report);
+  // The stored aggregates (or fresh ones) of running jobs the accountant does not hold yet;
+  // `adopted_none`: there were none.
+  Status Adopt(const TickReport& report, bool& adopted_none);
+  void Add(OpenJob& open, const AggregateDelta& delta);
+  // The report's stored points, to their open jobs.
+  void AddPoints(const TickReport& report);
   JobAggregates Fresh(const model::Run& run, const model::Job& job,
                       const model::Instance* instance);
   double CarbonIntensityOf(const model::Instance* instance);
@@ -89,6 +93,11 @@ class EnergyAccountant {
   std::unordered_map<std::string, std::vector<std::optional<GpuBaseline>>> baselines_;
   static constexpr int kMaxGpuIndex = 1024;  // readings of higher indexes set no baseline
   bool runs_gauge_dirty_ = true;  // fleetwatch_run_gpu_energy_joules must be rendered again
+  // The last Update read runs of TickReport::state_generation `settled_generation_` and found
+  // nothing to adopt, nothing ended or gone, and let go of no held job (Update's shortcut).
+  bool settled_ = false;
+  uint64_t settled_generation_ = 0;
+  bool open_released_ = false;  // the last Store let go of a held job
 };
 
 }  // namespace fleetwatch::server

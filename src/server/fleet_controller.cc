@@ -208,17 +208,14 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
   by_id.reserve(instances.size());
   {
     // Problems of instances that are gone (deleted fleets) are forgotten, and so are their lanes.
-    std::set<std::string> known;
-    for (const model::Instance& i : instances) {
-      known.insert(i.id);
-      by_id.emplace(i.id, &i);
-    }
+    for (const model::Instance& i : instances) by_id.emplace(i.id, &i);
+    auto known = [&](const std::string& id) { return by_id.contains(id); };
     lanes_->Keep(known);
-    std::erase_if(next_metrics_at_, [&](const auto& e) { return !known.contains(e.first); });
-    std::erase_if(inventories_, [&](const auto& e) { return !known.contains(e.first); });
-    std::erase_if(poll_parsers_, [&](const auto& e) { return !known.contains(e.first); });
+    std::erase_if(next_metrics_at_, [&](const auto& e) { return !known(e.first); });
+    std::erase_if(inventories_, [&](const auto& e) { return !known(e.first); });
+    std::erase_if(poll_parsers_, [&](const auto& e) { return !known(e.first); });
     MutexLock lock(log_mu_);
-    std::erase_if(host_problems_, [&](const auto& entry) { return !known.contains(entry.first); });
+    std::erase_if(host_problems_, [&](const auto& entry) { return !known(entry.first); });
   }
   // What arrived since the last tick: late polls, inventories, the commands' outcomes.
   TakeReplies(by_id, refused);
@@ -258,12 +255,14 @@ std::map<std::string, InstanceObservation> FleetController::Observe(
   // First contact or a restarted agent: the inventory, asked for now and waited for within the
   // same budget; one that comes later is used by the next tick whose poll has the same agent id.
   // An agent that answers to another instance gets no inventory request (reconciler.h).
-  const std::map<std::string, std::string> owners = AgentIdOwners(instances);
+  // Made only when a host may need one (rarely: most ticks have none).
+  std::optional<std::map<std::string, std::string>> owners;
   auto needs_inventory = [&](const model::Instance& instance, const InstanceObservation& obs) {
     if (!obs.reached) return false;
-    auto owner = owners.find(obs.poll.agent_id);
-    if (owner != owners.end() && owner->second != instance.id) return false;
-    return instance.resources.cpus == 0 || obs.poll.agent_id != instance.agent_id;
+    if (instance.resources.cpus != 0 && obs.poll.agent_id == instance.agent_id) return false;
+    if (!owners) owners = AgentIdOwners(instances);
+    auto owner = owners->find(obs.poll.agent_id);
+    return owner == owners->end() || owner->second == instance.id;
   };
   std::vector<std::pair<std::string, AgentRequestKind>> inventories;
   for (const model::Instance& instance : instances) {

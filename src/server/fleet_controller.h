@@ -273,11 +273,12 @@ class FleetController {
   std::map<std::string, TimeMicros> last_logged_ FW_GUARDED_BY(log_mu_);
   // Instance id → last poll's error.
   std::map<std::string, std::string> host_problems_ FW_GUARDED_BY(log_mu_);
-  std::set<std::string> plain_http_warned_;  // instance ids warned about tls: false (Tick only)
+  // Instance ids warned about tls: false (Tick only).
+  std::unordered_set<std::string> plain_http_warned_;
   // Tick's thread only: no lock.
-  std::map<std::string, TimeMicros> next_metrics_at_;   // instance id → next metrics poll
-  std::map<std::string, InstanceObservation> replies_;  // polls not used by a tick yet
-  std::map<std::string, AgentInventory> inventories_;   // arrived, not used by a tick yet
+  std::unordered_map<std::string, TimeMicros> next_metrics_at_;  // instance id → next metrics poll
+  std::map<std::string, InstanceObservation> replies_;           // polls not used by a tick yet
+  std::map<std::string, AgentInventory> inventories_;            // arrived, not used by a tick yet
   // Instance id → its poll replies' parser, which parses an unchanged reply only once.
   std::unordered_map<std::string, AgentPollParser> poll_parsers_;
   // What the store holds, kept between ticks and read again only when the store's version of it

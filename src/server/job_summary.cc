@@ -1,11 +1,13 @@
 #include "server/job_summary.h"
 
 #include <algorithm>
+#include <charconv>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <boost/json/array.hpp>
@@ -33,13 +35,19 @@ double Seconds(TimeMicros micros) { return static_cast<double>(micros) / 1e6; }
 // Numbers as JSON writes them: finite only (a NaN would not parse back).
 double Finite(double d) { return std::isfinite(d) ? d : 0; }
 
+// Writes the JSON text directly (no JSON tree: a tick stores thousands of aggregates): keys in
+// the order visited, numbers in their shortest form that reads back the same (std::to_chars),
+// strings escaped as JSON requires.
 class JsonWriter {
  public:
-  explicit JsonWriter(json::object& object) : object_(object) {}
+  explicit JsonWriter(std::string& out) : out_(out) { out_ += '{'; }
+  // Closes the object.
+  void End() { out_ += '}'; }
 
   template <typename T>
   void operator()(std::string_view key, const T& value) {
-    object_[key] = Value(value);
+    Key(key);
+    Value(value);
   }
   template <typename T>
   void Defaulted(std::string_view key, const T& value) {
@@ -48,28 +56,84 @@ class JsonWriter {
   template <typename T, typename Visit>
   void Array(std::string_view key, std::string_view /*what*/, const std::vector<T>& items,
              Visit&& visit) {
-    json::array out;
-    for (const T& item : items) {
-      json::object o;
-      JsonWriter w(o);
-      visit(w, item);
-      out.push_back(std::move(o));
+    Key(key);
+    out_ += '[';
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) out_ += ',';
+      JsonWriter w(out_);
+      visit(w, items[i]);
+      w.End();
     }
-    object_[key] = std::move(out);
+    out_ += ']';
   }
 
  private:
-  static json::value Value(const std::string& v) { return json::value(v); }
-  static json::value Value(bool v) { return json::value(v); }
-  static json::value Value(int v) { return json::value(v); }
-  static json::value Value(int64_t v) { return json::value(v); }
-  static json::value Value(double v) { return json::value(Finite(v)); }
+  void Key(std::string_view key) {
+    if (!first_) out_ += ',';
+    first_ = false;
+    String(key);
+    out_ += ':';
+  }
+  void String(std::string_view text) {
+    out_ += '"';
+    for (const char c : text) {
+      switch (c) {
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
+        case '\b':
+          out_ += "\\b";
+          break;
+        case '\f':
+          out_ += "\\f";
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            static constexpr char kHex[] = "0123456789abcdef";
+            out_ += "\\u00";
+            out_ += kHex[(c >> 4) & 0xf];
+            out_ += kHex[c & 0xf];
+          } else {
+            out_ += c;
+          }
+      }
+    }
+    out_ += '"';
+  }
+  template <typename N>
+  void Number(N n) {
+    char buffer[32];
+    const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, n);
+    out_.append(buffer, ec == std::errc() ? end : buffer);
+  }
+  void Value(const std::string& v) { String(v); }
+  void Value(bool v) { out_ += v ? "true" : "false"; }
+  void Value(int v) { Number(v); }
+  void Value(int64_t v) { Number(v); }
+  void Value(double v) { Number(Finite(v)); }
   template <typename T>
-  static json::value Value(const std::optional<T>& v) {
-    return v ? Value(*v) : json::value(nullptr);
+  void Value(const std::optional<T>& v) {
+    if (v) {
+      Value(*v);
+    } else {
+      out_ += "null";
+    }
   }
 
-  json::object& object_;
+  std::string& out_;
+  bool first_ = true;
 };
 
 class JsonReader {
@@ -250,10 +314,12 @@ void VisitSummary(Io& io, Summary& s) {
 
 template <typename T, typename Visit>
 std::string WriteJson(const T& value, Visit&& visit) {
-  json::object o;
-  JsonWriter w(o);
+  std::string out;
+  out.reserve(1024);
+  JsonWriter w(out);
   visit(w, value);
-  return json::serialize(o);
+  w.End();
+  return out;
 }
 
 Result<json::object> ParseObject(std::string_view text, std::string_view what) {

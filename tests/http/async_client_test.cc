@@ -241,6 +241,32 @@ TEST_F(AsyncClientTest, SendsMethodBodyAndHeaders) {
   EXPECT_EQ(headers.at("content-type").as_string(), "application/json");
 }
 
+TEST_F(AsyncClientTest, FramingHeadersAreTheClientsAndTheCallersHostAndUserAgentStand) {
+  const uint16_t port = StartServer();
+  AsyncRequest request = Get(port, "/framing");
+  request.method = "PUT";
+  request.body = "payload";
+  request.headers = {{"content-length", "99"},
+                     {"Transfer-Encoding", "chunked"},
+                     {"CONNECTION", "close"},
+                     {"host", "agent.example:10998"},
+                     {"User-Agent", "probe"}};
+  AsyncClient client;
+  for (int i = 0; i < 2; ++i) {  // the second on the kept connection
+    std::vector<Result<Response>> results = client.SendAll({request});
+    ASSERT_TRUE(results[0].ok()) << results[0].status().ToString();
+    json::value echo = json::parse(results[0]->body);
+    EXPECT_EQ(echo.at("method").as_string(), "PUT");
+    EXPECT_EQ(echo.at("body").as_string(), "payload");
+    const json::object& headers = echo.at("headers").as_object();
+    EXPECT_EQ(headers.at("content-length").as_string(), "7");
+    EXPECT_FALSE(headers.contains("transfer-encoding"));
+    EXPECT_EQ(headers.at("connection").as_string(), "keep-alive");
+    EXPECT_EQ(headers.at("host").as_string(), "agent.example:10998");
+    EXPECT_EQ(headers.at("user-agent").as_string(), "probe");
+  }
+}
+
 TEST_F(AsyncClientTest, ServerErrorIsASuccessfulResponse) {
   const uint16_t port =
       StartServer([](Request&) { return JsonError(500, "internal", "agent broke"); });

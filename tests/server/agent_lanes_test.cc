@@ -203,6 +203,38 @@ TEST(AgentLanes, WaitIdleReturnsAtItsDeadlineAndSendIfIdleRefusesABusyLane) {
   EXPECT_TRUE(lanes.SendIfIdle("h", AgentRequestKind::kPoll, host.Request("/fast/again")));
 }
 
+TEST(AgentLanes, WaitIdleReturnsOnceEveryListedLaneHasBeenIdle) {
+  Host host;
+  http::AsyncClient client(2);
+  AgentLanes lanes(client);
+  // h1's start lane holds two operations (idle after both), h2's poll is listed twice, h3's poll
+  // lane has nothing at all.
+  lanes.Replace("h1", AgentRequestKind::kStart,
+                {{"a", host.Op("/gate/a")}, {"b", host.Op("/fast/b")}});
+  ASSERT_TRUE(lanes.SendIfIdle("h2", AgentRequestKind::kPoll, host.Request("/gate/p")));
+  std::thread opener([&host] {
+    std::this_thread::sleep_for(milliseconds(50));
+    host.Open();
+  });
+  const auto deadline = steady_clock::now() + std::chrono::seconds(60);
+  lanes.WaitIdle({{"h1", AgentRequestKind::kStart},
+                  {"h2", AgentRequestKind::kPoll},
+                  {"h2", AgentRequestKind::kPoll},
+                  {"h3", AgentRequestKind::kPoll}},
+                 deadline);
+  opener.join();
+  EXPECT_LT(steady_clock::now(), deadline);
+  std::vector<std::string> bodies = Bodies(lanes.Take());
+  std::sort(bodies.begin(), bodies.end());
+  EXPECT_EQ(bodies, (std::vector<std::string>{"/fast/b", "/gate/a", "/gate/p"}));
+  EXPECT_EQ(lanes.in_flight(), 0u);
+  // The lanes are usable again, and a wait on idle lanes returns at once.
+  ASSERT_TRUE(lanes.SendIfIdle("h2", AgentRequestKind::kPoll, host.Request("/fast/again")));
+  lanes.WaitIdle({{"h2", AgentRequestKind::kPoll}}, deadline);
+  EXPECT_EQ(Bodies(lanes.Take()), (std::vector<std::string>{"/fast/again"}));
+  lanes.WaitIdle({{"h2", AgentRequestKind::kPoll}}, deadline);
+}
+
 TEST(AgentLanes, NothingStartsOnceTheLanesAreGone) {
   Host host;
   http::AsyncClient client(2);

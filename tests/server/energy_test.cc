@@ -431,6 +431,42 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
   EXPECT_EQ(service.Get(access, "nope").status().code(), StatusCode::kNotFound);
 }
 
+// Quiet ticks hand over the very same runs (the same TickReport::state_generation): their points
+// and readings still count, and the job's end is still seen at the next tick of another state.
+TEST_F(EnergyAccounting, TicksOfTheSameRunsStillCountTheirPointsAndReadingsAndSeeTheEnd) {
+  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  for (int tick = 0; tick <= 6; ++tick) {
+    model::JobMetricsPoint p;
+    p.job_id = "j0";
+    p.timestamp_micro = clock_.Now();
+    p.cpu_usage_micro = tick * 10 * kSecond;
+    p.memory_usage_bytes = 2 * kGb;
+    p.gpus_util_percent = {50};
+    p.gpus_memory_usage_bytes = {9 * kGb};
+    std::vector<model::GpuReading> readings;
+    if (tick % 2 == 0) readings.push_back(Reading(0, tick * 7'000'000, 700'000));
+    TickReport report = Report(std::move(readings), {p});
+    report.state_generation = 7;
+    ASSERT_TRUE(accountant.Update(report).ok()) << tick;
+    clock_.Advance(10 * kSecond);
+  }
+  const JobAggregates stored = AggregatesOf("j0");
+  EXPECT_EQ(stored.points, 7);
+  EXPECT_DOUBLE_EQ(stored.energy_joules, 6 * 7000.0);
+  EXPECT_FALSE(Stored("j0")->summary_json);
+  TickReport same = Report({});
+  same.state_generation = 7;
+  ASSERT_TRUE(accountant.Update(same).ok());
+  Finish("j0");
+  TickReport next = Report({});
+  next.state_generation = 8;
+  ASSERT_TRUE(accountant.Update(next).ok());
+  std::optional<store::JobAggregate> row = Stored("j0");
+  ASSERT_TRUE(row->summary_json) << "no summary one tick after the job's end";
+  EXPECT_EQ(JobSummaryFromJson(*row->summary_json).value().status, "done");
+  EXPECT_FALSE(Stored("j1")->summary_json);
+}
+
 // A job that starts and ends between two ticks is never seen running: it still gets its
 // summary, once, whether its run goes on or ended in the same tick.
 TEST_F(EnergyAccounting, AJobShorterThanATickStillGetsItsSummaryOnce) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 namespace fleetwatch::server {
@@ -108,6 +110,32 @@ TEST(JobSummary, AggregatesStoredBeforeTimeWeightingStillReadWithThoseAtZero) {
   // Its mean is the per-sample one until an interval is covered.
   EXPECT_DOUBLE_EQ(
       SummaryOf(*old, JobEnd{"running", std::nullopt, std::nullopt}, kStart).gpus[0].util_mean, 30);
+}
+
+TEST(JobSummary, TextsAndNumbersOfEveryKindReadBackTheSame) {
+  JobAggregates job = OneGpuJob();
+  job.run_name = std::string("q\"b\\n\nr\rt\tb\bf\f") + '\x01' + "\x1f \xc3\xa9 end";
+  job.project_name = "";
+  job.price = 0.1;
+  job.carbon_intensity = 1e-300;
+  job.energy_joules = 1.7976931348623157e308;
+  job.cpu_core_seconds = 123456789.125;
+  job.memory_limit_bytes = INT64_MAX;
+  job.last_cpu_micro = INT64_MIN;
+  job.gpus[0].energy_joules = std::nan("");  // written as 0: a NaN would not parse back
+  const std::string text = ToJson(job);
+  Result<JobAggregates> back = JobAggregatesFromJson(text);
+  ASSERT_TRUE(back.ok()) << back.status().ToString() << "\n" << text;
+  EXPECT_EQ(back->run_name, job.run_name);
+  EXPECT_EQ(back->project_name, "");
+  EXPECT_EQ(back->price, 0.1);
+  EXPECT_EQ(back->carbon_intensity, 1e-300);
+  EXPECT_EQ(back->energy_joules, 1.7976931348623157e308);
+  EXPECT_EQ(back->cpu_core_seconds, 123456789.125);
+  EXPECT_EQ(back->memory_limit_bytes, INT64_MAX);
+  EXPECT_EQ(back->last_cpu_micro, INT64_MIN);
+  EXPECT_EQ(back->gpus[0].energy_joules, 0);
+  EXPECT_EQ(ToJson(*back), text);
 }
 
 TEST(JobSummary, MalformedJsonIsRefusedNamingTheProblem) {
