@@ -435,6 +435,27 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<model::Instance>> ListInstancesByIds(
+      const std::vector<std::string>& instance_ids) override {
+    if (instance_ids.empty()) return std::vector<model::Instance>();
+    boost::json::array ids(instance_ids.begin(), instance_ids.end());
+    const std::string ids_json = boost::json::serialize(ids);
+    return Read([&]() -> Result<std::vector<model::Instance>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectInstance,
+                                               "WHERE i.id IN (SELECT value FROM json_each(?)) "
+                                               "ORDER BY p.name, f.name, i.instance_num")));
+      q.Bind(ids_json);
+      std::vector<model::Instance> instances;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Instance instance, ReadInstance(q, cipher_));
+        instances.push_back(std::move(instance));
+      }
+      return instances;
+    });
+  }
+
   Status UpdateInstance(const model::Instance& instance) override {
     return Write([&]() -> Status {
       ++instances_version_;  // InstancesVersion
@@ -580,6 +601,19 @@ class SqliteStore final : public Store {
           Query q, Prepare(Sql(kSelectRun, "WHERE r.status IN (" + Placeholders(statuses.size()) +
                                                ") ORDER BY r.submitted_at, r.id")));
       for (model::RunStatus status : statuses) q.Bind(model::ToString(status));
+      return ReadRuns(q);
+    });
+  }
+
+  Result<std::vector<model::Run>> ListRunsByIds(const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<model::Run>();
+    boost::json::array ids(run_ids.begin(), run_ids.end());
+    const std::string ids_json = boost::json::serialize(ids);
+    return Read([&]() -> Result<std::vector<model::Run>> {
+      FW_ASSIGN_OR_RETURN(Query q, Prepare(Sql(kSelectRun,
+                                               "WHERE r.id IN (SELECT value FROM json_each(?)) "
+                                               "ORDER BY r.submitted_at, r.id")));
+      q.Bind(ids_json);
       return ReadRuns(q);
     });
   }
