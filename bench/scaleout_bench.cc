@@ -8,7 +8,9 @@
 // holds some. Then, for --seconds, it measures each replica's CPU time (utime + stime of
 // /proc/PID/stat) per tick and the database's connections (pg_stat_activity). Last it SIGKILLs the
 // newest replica and times until the survivors see it gone and hold every host between them
-// (bounded below by the lease time). See bench/README.md.
+// (bounded below by the lease time). With --ramp it measures with 1, 2, ... --replicas replicas in
+// turn, starting one more before each window, and adds the database's own CPU time (its
+// processes' utime + stime) and transactions per second to each window. See bench/README.md.
 
 #include <libpq-fe.h>
 #include <signal.h>
@@ -18,6 +20,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -54,20 +57,62 @@ double ProcessCpuSeconds(pid_t pid) {
          static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// The first column of the first row of `sql` on `url` as an integer; -1 on any failure.
-int64_t PgInt(const std::string& url, const std::string& sql) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  int64_t out = -1;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    PGresult* result = PQexec(conn, sql.c_str());
-    if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0) {
+// The parent pid of `pid` (field 4 of /proc/PID/stat); -1 when it cannot be read.
+pid_t ParentPid(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t name_end = stat.rfind(')');
+  if (name_end == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(name_end + 1));
+  std::string state;
+  pid_t parent = -1;
+  fields >> state >> parent;
+  return fields ? parent : -1;
+}
+
+// utime + stime of the postmaster `postmaster` and all its children (the backends, the
+// checkpointer, the WAL writer, autovacuum...), in seconds. A backend that exited since an
+// earlier reading takes its time with it: the replicas' connections last.
+double PostgresCpuSeconds(pid_t postmaster) {
+  double total = std::max(0.0, ProcessCpuSeconds(postmaster));
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (ParentPid(pid) == postmaster) total += std::max(0.0, ProcessCpuSeconds(pid));
+  }
+  return total;
+}
+
+// One connection of the bench's own to the database, for its samples.
+class Sampler {
+ public:
+  explicit Sampler(const std::string& url) : conn_(PQconnectdb(url.c_str())) {}
+  ~Sampler() { PQfinish(conn_); }
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+  // The first column of the first row of `sql` as an integer; -1 on any failure.
+  int64_t Int(const char* sql) {
+    int64_t out = -1;
+    PGresult* result = PQexec(conn_, sql);
+    if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0 &&
+        !PQgetisnull(result, 0, 0)) {
       out = std::stoll(PQgetvalue(result, 0, 0));
     }
     PQclear(result);
+    return out;
   }
-  PQfinish(conn);
-  return out;
-}
+  // Committed and rolled-back transactions of the database so far (pg_stat_database, which
+  // the server updates about once a second).
+  int64_t Transactions() {
+    return Int(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = "
+        "current_database()");
+  }
+
+ private:
+  PGconn* conn_;
+};
 
 struct ReplicaView {
   int64_t replicas = -1;  // live, as of the replica's last tick
@@ -115,6 +160,7 @@ int Main(int argc, char** argv) {
   int seconds = 30;
   int poll_ms = 1000;
   int lease_seconds = 10;
+  bool ramp = false;
   std::string server_binary = FLEETWATCH_BINARY;
   app.add_option("--replicas", replicas, "Server replicas (at least 1)")->check(CLI::Range(1, 32));
   app.add_option("--hosts", hosts, "Simulated hosts")->check(CLI::Range(1, 10000));
@@ -126,6 +172,9 @@ int Main(int argc, char** argv) {
   app.add_option("--lease-seconds", lease_seconds, "FLEETWATCH_LEASE_SECONDS")
       ->check(CLI::Range(1, 3600));
   app.add_option("--fleetwatch", server_binary, "The fleetwatch executable to measure");
+  app.add_flag("--ramp", ramp,
+               "Measure with 1, 2, ... --replicas replicas in turn (one window each, one more "
+               "replica started before each), with the database's CPU and transactions");
   CLI11_PARSE(app, argc, argv);
 
   TempDir dir;
@@ -143,7 +192,8 @@ int Main(int argc, char** argv) {
   auto start_replica = [&](int i) {
     Replica r;
     r.data = dir.path() / ("replica-" + std::to_string(i));
-    r.log = dir.path() / ("replica-" + std::to_string(i) + ".log");
+    static int starts = 0;  // a restarted replica logs to a new file (its port is read there)
+    r.log = dir.path() / ("replica-" + std::to_string(i) + "-" + std::to_string(starts++) + ".log");
     fs::create_directories(r.data);
     r.process = std::make_unique<ChildProcess>(
         std::vector<std::string>{server_binary, "server", "--host", "127.0.0.1", "--port", "0",
@@ -158,8 +208,12 @@ int Main(int argc, char** argv) {
     r.port = WaitForServerPort(*r.process, r.log);
     started.push_back(std::move(r));
   };
-  // The first replica creates the schema and the admin; then the fleet goes in.
+  // The first replica creates the schema and the admin and stops; the fleet and its runs go in;
+  // then it starts again, as a replica does on a populated database (reading it all at start,
+  // and not racing the bulk creation's writes).
   start_replica(0);
+  started.front().process->Stop();
+  started.clear();
   {
     store::PostgresStoreOptions options;
     options.secret_key.fill(0xaa);  // FLEETWATCH_ENCRYPTION_KEY above
@@ -167,58 +221,85 @@ int Main(int argc, char** argv) {
         Must(store::OpenPostgresStore(url, options), "open the database");
     CreateSimFleet(*store, sim.ports(), jobs_per_host, 1, token, SystemClock::Get().Now());
   }
-  for (int i = 1; i < replicas; ++i) start_replica(i);
-
-  // Every host leased, each replica holding some.
-  const auto split_deadline = steady_clock::now() + std::chrono::seconds(300);
-  const auto split_started = steady_clock::now();
-  while (true) {
-    int64_t leased = 0;
-    bool each = true;
-    for (Replica& r : started) {
-      const ReplicaView view = Info(client, r.port);
-      each = each && view.replicas == replicas && view.leased >= 1;
-      leased += std::max<int64_t>(view.leased, 0);
-    }
-    if (each && leased == hosts) break;
-    if (steady_clock::now() > split_deadline) Fail("the hosts were not split in 300 s");
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  const double split_seconds =
-      std::chrono::duration<double>(steady_clock::now() - split_started).count();
-  std::printf(
-      "%d replicas of %s on one PostgreSQL; %d sim hosts x %d running jobs; poll %d ms, lease "
-      "%d s; hosts split %.1f s after the last replica started\n",
-      replicas, server_binary.c_str(), hosts, jobs_per_host, poll_ms, lease_seconds, split_seconds);
+  start_replica(0);
+  Sampler sampler(url);
+  const pid_t postmaster = ParentPid(static_cast<pid_t>(sampler.Int("SELECT pg_backend_pid()")));
+  if (postmaster <= 1) Fail("cannot find the PostgreSQL postmaster");
+  std::printf("%d sim hosts x %d running jobs; poll %d ms, lease %d s; %s\n", hosts, jobs_per_host,
+              poll_ms, lease_seconds, server_binary.c_str());
   std::printf("CPU: %s\n", CpuModel().c_str());
 
-  // CPU per tick of each replica over the window, and the database's connections.
-  std::vector<double> cpu_before;
-  for (Replica& r : started) cpu_before.push_back(ProcessCpuSeconds(r.process->pid()));
-  const auto window_start = steady_clock::now();
-  int64_t max_connections = 0;
-  while (steady_clock::now() < window_start + std::chrono::seconds(seconds)) {
-    max_connections = std::max(
-        max_connections,
-        PgInt(url, "SELECT COUNT(*) - 1 FROM pg_stat_activity WHERE datname = current_database()"));
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Starts replicas up to `count`, waits until every host is leased and each holds some, then
+  // measures one window.
+  auto measure = [&](int count) {
+    while (static_cast<int>(started.size()) < count) {
+      start_replica(static_cast<int>(started.size()));
+    }
+    const auto split_deadline = steady_clock::now() + std::chrono::seconds(300);
+    const auto split_started = steady_clock::now();
+    while (true) {
+      int64_t leased = 0;
+      bool each = true;
+      for (Replica& r : started) {
+        const ReplicaView view = Info(client, r.port);
+        each = each && view.replicas == count && view.leased >= 1;
+        leased += std::max<int64_t>(view.leased, 0);
+      }
+      if (each && leased == hosts) break;
+      if (steady_clock::now() > split_deadline) Fail("the hosts were not split in 300 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    const double split_seconds =
+        std::chrono::duration<double>(steady_clock::now() - split_started).count();
+    // Settle: the leases' moves and the first full reads are not the steady state.
+    std::this_thread::sleep_for(std::chrono::seconds(std::max(3, lease_seconds / 2)));
+    std::vector<double> cpu_before;
+    for (Replica& r : started) cpu_before.push_back(ProcessCpuSeconds(r.process->pid()));
+    const double pg_before = PostgresCpuSeconds(postmaster);
+    const int64_t xact_before = sampler.Transactions();
+    const auto window_start = steady_clock::now();
+    int64_t max_connections = 0;
+    while (steady_clock::now() < window_start + std::chrono::seconds(seconds)) {
+      max_connections = std::max(
+          max_connections, sampler.Int("SELECT COUNT(*) - 1 FROM pg_stat_activity WHERE datname = "
+                                       "current_database()"));
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    const double window = std::chrono::duration<double>(steady_clock::now() - window_start).count();
+    const double pg_cpu = PostgresCpuSeconds(postmaster) - pg_before;
+    const int64_t xacts = sampler.Transactions() - xact_before;
+    const double ticks = window * 1000.0 / poll_ms;
+    std::printf("\n%d replica(s); hosts split %.1f s after the last one started; window %.0f s\n",
+                count, split_seconds, window);
+    Table table({"replica", "hosts held", "CPU per tick", "CPU % of a core", "millicores/host"});
+    double total = 0;
+    for (size_t i = 0; i < started.size(); ++i) {
+      const double cpu = ProcessCpuSeconds(started[i].process->pid()) - cpu_before[i];
+      total += cpu;
+      const ReplicaView view = Info(client, started[i].port);
+      char per_host[32];
+      std::snprintf(
+          per_host, sizeof(per_host), "%.3f",
+          view.leased > 0 ? 1000.0 * cpu / window / static_cast<double>(view.leased) : 0.0);
+      table.Add({std::to_string(i), std::to_string(view.leased), Ms(cpu / ticks),
+                 std::to_string(static_cast<int>(100 * cpu / window + 0.5)) + " %", per_host});
+    }
+    char all_per_host[32];
+    std::snprintf(all_per_host, sizeof(all_per_host), "%.3f", 1000.0 * total / window / hosts);
+    table.Add({"all", std::to_string(hosts), Ms(total / ticks),
+               std::to_string(static_cast<int>(100 * total / window + 0.5)) + " %", all_per_host});
+    table.Print();
+    std::printf(
+        "PostgreSQL: CPU %.1f %% of a core (%.3f millicores/host), %.1f transactions/s; "
+        "connections (the replicas' and their listeners'): at most %lld\n",
+        100 * pg_cpu / window, 1000 * pg_cpu / window / hosts, static_cast<double>(xacts) / window,
+        static_cast<long long>(max_connections));
+  };
+  if (ramp) {
+    for (int count = 1; count <= replicas; ++count) measure(count);
+  } else {
+    measure(replicas);
   }
-  const double window = std::chrono::duration<double>(steady_clock::now() - window_start).count();
-  const double ticks = window * 1000.0 / poll_ms;
-  Table table({"replica", "hosts held", "CPU per tick", "CPU % of a core"});
-  double total = 0;
-  for (size_t i = 0; i < started.size(); ++i) {
-    const double cpu = ProcessCpuSeconds(started[i].process->pid()) - cpu_before[i];
-    total += cpu;
-    const ReplicaView view = Info(client, started[i].port);
-    table.Add({std::to_string(i), std::to_string(view.leased), Ms(cpu / ticks),
-               std::to_string(static_cast<int>(100 * cpu / window + 0.5)) + " %"});
-  }
-  table.Add({"all", std::to_string(hosts), Ms(total / ticks),
-             std::to_string(static_cast<int>(100 * total / window + 0.5)) + " %"});
-  table.Print();
-  std::printf("database connections (the replicas'): at most %lld over %.0f s\n",
-              static_cast<long long>(max_connections), window);
 
   if (replicas < 2) return 0;
   // Takeover: the newest replica killed; the survivors hold every host again.

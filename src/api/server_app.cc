@@ -125,6 +125,14 @@ class ServerAppImpl final : public ServerApp {
     options.lease_time = config.lease_time;
     controller_ = std::make_unique<server::FleetController>(*store_, clock_, runs_.mutex(),
                                                             *agent_client_, options);
+    // Replicas: the instances and runs others change come as notifications (scale-out.md).
+    if (!replica_id_.empty() && config.database_url) {
+      FW_ASSIGN_OR_RETURN(changes_,
+                          store::PostgresListener::Start(
+                              {.url = *config.database_url,
+                               .channels = {store::kInstancesChannel, store::kRunsChannel}}));
+      controller_->SetChangeListener(changes_.get());
+    }
     // GPU health and utilization policies, from the readings of every metrics poll; a gap of
     // three metrics intervals means the readings stopped.
     const TimeMicros readings_gap =
@@ -298,6 +306,7 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<server::LocalAgent> local_agent_;
   std::unique_ptr<server::GpuHealthMonitor> gpu_health_;
   std::unique_ptr<server::UtilizationPolicyTracker> utilization_;
+  std::unique_ptr<store::PostgresListener> changes_;  // replicas: the controller's (outlives it)
   std::unique_ptr<server::FleetController> controller_;
   std::unique_ptr<server::LiveLogs> live_logs_;
   expose::ExpositionSnapshot snapshot_;                 // GET /metrics: the fleet's families

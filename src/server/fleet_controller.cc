@@ -13,6 +13,7 @@
 #include "server/dcgm_poll_reply.h"
 #include "server/gpu_health.h"
 #include "server/utilization_policy.h"
+#include "store/change_keys.h"
 #include "util/check.h"
 
 namespace fleetwatch::server {
@@ -347,6 +348,74 @@ Status FleetController::LoadRuns() {
   return Status::Ok();
 }
 
+void FleetController::SetChangeListener(store::ChangeListener* listener) { changes_ = listener; }
+
+void FleetController::RunsChanged() {
+  run_job_ids_stale_ = true;
+  std::unordered_set<std::string_view> unfinished;
+  unfinished.reserve(runs_->size());
+  for (const model::Run& run : *runs_) unfinished.insert(run.id);
+  std::erase_if(configs_, [&](const auto& entry) { return !unfinished.count(entry.first); });
+}
+
+Status FleetController::SyncChanges() {
+  // Taken before anything is read: a change committed after this is in the next batch.
+  store::ChangeBatch batch = changes_->Take();
+  if (batch.resync || instances_version_ < 0 || runs_version_ < 0 ||
+      clock_.Now() >= next_resync_at_) {
+    return Resync();
+  }
+  std::set<std::string> instance_ids;
+  instance_ids.swap(stale_instances_);
+  if (auto it = batch.keys.find(store::kInstancesChannel); it != batch.keys.end()) {
+    instance_ids.insert(it->second.begin(), it->second.end());
+  }
+  std::set<std::string> run_ids;
+  run_ids.swap(stale_runs_);
+  if (auto it = batch.keys.find(store::kRunsChannel); it != batch.keys.end()) {
+    std::unordered_map<std::string_view, int64_t> have;  // run id → row version of the copy
+    have.reserve(runs_->size());
+    for (const model::Run& run : *runs_) have.emplace(run.id, run.row_version);
+    for (const std::string& key : it->second) {
+      std::optional<std::pair<std::string, int64_t>> run = store::ParseVersionedKey(key);
+      if (!run) continue;  // not a key of this channel's form: nothing to read by it
+      auto copy = have.find(run->first);
+      if (copy != have.end() && copy->second >= run->second) continue;  // its own write, or older
+      run_ids.insert(std::move(run->first));
+    }
+  }
+  if (Status s = ReadInstances(instance_ids); !s.ok()) {
+    instances_version_ = -1;  // a full read next time: the keys taken are not kept
+    return s;
+  }
+  if (Status s = ReadRuns(run_ids); !s.ok()) {
+    runs_version_ = -1;
+    return s;
+  }
+  return Status::Ok();
+}
+
+Status FleetController::Resync() {
+  instances_version_ = runs_version_ = -1;
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> instances, store_.ListInstances(""));
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs,
+                      store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+  instances_ = std::make_shared<std::vector<model::Instance>>(std::move(instances));
+  runs_ = std::make_shared<std::vector<model::Run>>(std::move(runs));
+  // With notifications the copies are the store's; the versions only say "known".
+  instances_version_ = runs_version_ = 0;
+  stale_instances_.clear();
+  stale_runs_.clear();
+  suspects_.clear();
+  next_resync_at_ =
+      clock_.Now() +
+      std::chrono::duration_cast<std::chrono::microseconds>(options_.resync_interval).count();
+  ++resyncs_;
+  ++copies_epoch_;
+  RunsChanged();
+  return Status::Ok();
+}
+
 namespace {
 
 // Whether `after` differs from `before` in last_seen_at and nothing else that UpdateInstance
@@ -369,7 +438,136 @@ bool OnlyLastSeenMoved(const model::Instance& before, const model::Instance& aft
          before.tls_fingerprint == after.tls_fingerprint;
 }
 
+// Whether the two are the same but perhaps for last_seen_at (SetInstancesLastSeen notifies
+// nothing).
+bool SameButLastSeen(model::Instance a, model::Instance b) {
+  a.last_seen_at = b.last_seen_at = 0;
+  return a.id == b.id && a.name == b.name && a.fleet_id == b.fleet_id && OnlyLastSeenMoved(a, b);
+}
+
 }  // namespace
+
+Status FleetController::ReadInstances(const std::set<std::string>& ids) {
+  if (ids.empty()) return Status::Ok();
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> read,
+                      store_.ListInstancesByIds({ids.begin(), ids.end()}));
+  std::unordered_map<std::string_view, const model::Instance*> fresh;
+  fresh.reserve(read.size());
+  for (const model::Instance& i : read) fresh.emplace(i.id, &i);
+  // What changed: a copy that differs, one that is gone, one that is new.
+  size_t matched = 0;
+  bool changed = false;
+  for (const model::Instance& i : *instances_) {
+    if (!ids.count(i.id)) continue;
+    auto it = fresh.find(i.id);
+    if (it == fresh.end()) {
+      changed = true;
+      continue;
+    }
+    ++matched;
+    if (!SameButLastSeen(i, *it->second) || i.last_seen_at != it->second->last_seen_at) {
+      changed = true;
+    }
+  }
+  if (matched < read.size()) {
+    // A new instance (a fleet created): its place in the order is ListInstances', read whole.
+    FW_ASSIGN_OR_RETURN(std::vector<model::Instance> all, store_.ListInstances(""));
+    instances_ = std::make_shared<std::vector<model::Instance>>(std::move(all));
+    ++copies_epoch_;
+    return Status::Ok();
+  }
+  if (!changed) return Status::Ok();  // e.g. this replica's own write, read back
+  std::vector<model::Instance>& instances = MutableInstances();
+  for (model::Instance& i : instances) {
+    auto it = fresh.find(i.id);
+    if (it != fresh.end()) i = *it->second;
+  }
+  std::erase_if(instances, [&](const model::Instance& i) {
+    return ids.count(i.id) > 0 && !fresh.count(i.id);  // deleted with its fleet
+  });
+  ++copies_epoch_;
+  return Status::Ok();
+}
+
+Status FleetController::ReadRuns(const std::set<std::string>& ids) {
+  if (ids.empty()) return Status::Ok();
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> read, store_.ListRunsByIds({ids.begin(), ids.end()}));
+  std::unordered_map<std::string, model::Run> fresh;  // the unfinished ones
+  for (model::Run& run : read) {
+    if (!model::IsFinished(run.status)) fresh.emplace(run.id, std::move(run));
+  }
+  std::vector<model::Run>& runs = MutableRuns();
+  std::unordered_set<std::string> gone;
+  for (model::Run& run : runs) {
+    if (!ids.count(run.id)) continue;
+    auto it = fresh.find(run.id);
+    if (it == fresh.end()) {
+      gone.insert(run.id);  // finished or deleted meanwhile
+    } else {
+      run = std::move(it->second);
+      fresh.erase(it);
+    }
+  }
+  if (!gone.empty()) {
+    std::erase_if(runs, [&](const model::Run& run) { return gone.count(run.id) > 0; });
+  }
+  // New runs, in ListRunsWithStatus' order (oldest first).
+  auto older = [](const model::Run& a, const model::Run& b) {
+    return std::tie(a.submitted_at, a.id) < std::tie(b.submitted_at, b.id);
+  };
+  for (auto& [id, run] : fresh) {
+    runs.insert(std::upper_bound(runs.begin(), runs.end(), run, older), std::move(run));
+  }
+  RunsChanged();
+  ++copies_epoch_;
+  return Status::Ok();
+}
+
+Status FleetController::VerifyCopies(TimeMicros now) {
+  FW_ASSIGN_OR_RETURN(std::vector<model::Instance> instances, store_.ListInstances(""));
+  FW_ASSIGN_OR_RETURN(std::vector<model::Run> runs,
+                      store_.ListRunsWithStatus(kUnfinishedRunStatuses));
+  std::set<std::string> differ;
+  {
+    std::unordered_map<std::string_view, const model::Instance*> mine;
+    for (const model::Instance& i : *instances_) mine.emplace(i.id, &i);
+    for (const model::Instance& i : instances) {
+      auto it = mine.find(i.id);
+      if (it == mine.end() || !SameButLastSeen(*it->second, i)) {
+        differ.insert("instance " + i.id);
+      }
+      if (it != mine.end()) mine.erase(it);
+    }
+    for (const auto& [id, i] : mine) differ.insert("instance " + std::string(id));
+  }
+  {
+    std::unordered_map<std::string_view, const model::Run*> mine;
+    for (const model::Run& r : *runs_) mine.emplace(r.id, &r);
+    for (const model::Run& r : runs) {
+      auto it = mine.find(r.id);
+      if (it == mine.end() || it->second->row_version != r.row_version) {
+        differ.insert("run " + r.id);
+      }
+      if (it != mine.end()) mine.erase(it);
+    }
+    for (const auto& [id, r] : mine) differ.insert("run " + std::string(id));
+  }
+  // A change shows here as soon as it commits and in the copies once its notification came: a
+  // difference that outlives a few quiet ticks and seconds was never notified.
+  std::erase_if(suspects_, [&](const auto& entry) { return !differ.count(entry.first); });
+  for (const std::string& key : differ) {
+    auto [it, first] = suspects_.try_emplace(key, now, 0);
+    if (!first) ++it->second.second;
+    if (it->second.second >= 5 && now - it->second.first >= 10'000'000) {
+      spdlog::critical(
+          "replica {}: its copy of {} differs from the store's and no notification "
+          "named it",
+          options_.replica_id, key);
+      FW_CHECK(false, "a replica's copy differs from the store's and no notification named it");
+    }
+  }
+  return Status::Ok();
+}
 
 Status FleetController::StoreChanges(const ReconcileOutput& out,
                                      std::unordered_set<std::string>& dropped_jobs,
@@ -399,6 +597,7 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
       Status s = leasing() ? store_.UpdateInstanceIfLeased(instance, lease->second)
                            : store_.UpdateInstance(instance);
       if (!s.ok()) instances_known = false;  // gone meanwhile (NotFound), or worse
+      if (!s.ok() && notified()) stale_instances_.insert(instance.id);
       if (s.code() == StatusCode::kFailedPrecondition) {
         spdlog::warn("instance {}: this tick's result dropped: {}", instance.name, s.message());
         lost_instances.insert(instance.id);
@@ -437,6 +636,7 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
       spdlog::warn("run {}: this tick's result dropped: {}", run.run_name, s.message());
       for (const model::Job& job : run.jobs) dropped_jobs.insert(job.id);
       runs_known = false;
+      if (notified()) stale_runs_.insert(run.id);  // the copy holds what was not stored
       continue;
     }
     FW_RETURN_IF_ERROR(s);
@@ -445,6 +645,12 @@ Status FleetController::StoreChanges(const ReconcileOutput& out,
   const int64_t runs_after = store_.RunsVersion();
   if (runs_known && runs_after == runs_before + static_cast<int64_t>(out.runs.size())) {
     runs_version_ = runs_after;
+  }
+  if (notified()) {
+    // The copies hold this tick's stored writes; what was refused is read again (stale_*), and
+    // everyone else's writes come as notifications.
+    instances_version_ = instances_before >= 0 ? 0 : -1;
+    runs_version_ = runs_before >= 0 ? 0 : -1;
   }
   return Status::Ok();
 }
@@ -458,7 +664,12 @@ void FleetController::SetGpuGuards(GpuHealthMonitor* health,
 Result<TickReport> FleetController::Tick() {
   TickReport report;
   FW_RETURN_IF_ERROR(TakeLeases());
-  FW_RETURN_IF_ERROR(LoadInstances());
+  if (notified()) {
+    MutexLock lock(runs_mutex_);
+    FW_RETURN_IF_ERROR(SyncChanges());
+  } else {
+    FW_RETURN_IF_ERROR(LoadInstances());
+  }
   if (!leasing()) leased_ = instances_->size();  // the only replica: every instance is its own
   report.started_at = clock_.Now();
   std::map<std::string, std::string> refused;  // job id → why the agent refused to start it
@@ -491,8 +702,12 @@ Result<TickReport> FleetController::Tick() {
       runs_mark_ = mark.ok() ? mark.value() : std::pair<int64_t, int64_t>{-1, -1};
     }
     // Instances created or deleted (fleets) while the agents were polled count from now on.
-    FW_RETURN_IF_ERROR(LoadInstances());
-    FW_RETURN_IF_ERROR(LoadRuns());
+    if (notified()) {
+      FW_RETURN_IF_ERROR(SyncChanges());
+    } else {
+      FW_RETURN_IF_ERROR(LoadInstances());
+      FW_RETURN_IF_ERROR(LoadRuns());
+    }
     const TimeMicros now = clock_.Now();
     for (const model::Run& run : *runs_) {
       if (!configs_.count(run.id)) {
@@ -511,9 +726,10 @@ Result<TickReport> FleetController::Tick() {
       low_utilization = utilization_->Observe(*runs_, configs_, observations, now);
     }
     if (refused.empty() && low_utilization.empty() && QuietTick(observations, excluded_gpus, now)) {
-#ifndef NDEBUG
-      FW_RETURN_IF_ERROR(CheckQuiet(observations, excluded_gpus, now));
-#endif
+      if (options_.verify_quiet_ticks) {
+        FW_RETURN_IF_ERROR(CheckQuiet(observations, excluded_gpus, now));
+        if (notified()) FW_RETURN_IF_ERROR(VerifyCopies(now));
+      }
       ++quiet_ticks_;
       quiet = true;
       report.observations = std::move(observations);
@@ -613,9 +829,10 @@ Result<TickReport> FleetController::Tick() {
 bool FleetController::QuietTick(const std::map<std::string, InstanceObservation>& observations,
                                 const ExcludedGpus& excluded, TimeMicros now) const {
   const QuietBasis& q = quiet_;
-  if (!q.valid || leasing() || reread_ || now >= q.until ||
+  if (!q.valid || (leasing() && !notified()) || reread_ || now >= q.until ||
       instances_version_ != q.instances_version || runs_version_ != q.runs_version ||
-      observations.size() != q.generations.size() || excluded != q.excluded) {
+      copies_epoch_ != q.copies_epoch || observations.size() != q.generations.size() ||
+      excluded != q.excluded) {
     return false;
   }
   for (const auto& [id, obs] : observations) {
@@ -634,8 +851,9 @@ void FleetController::NoteQuietBasis(const ReconcileOutput& out, bool dropped,
   QuietBasis& q = quiet_;
   q.valid = false;
   q.generations.clear();
-  if (leasing() || reread_ || dropped || !out.instances.empty() || !out.runs.empty() ||
-      !out.commands.empty() || !out.events.empty() || instances_version_ < 0 || runs_version_ < 0) {
+  if ((leasing() && !notified()) || reread_ || dropped || !out.instances.empty() ||
+      !out.runs.empty() || !out.commands.empty() || !out.events.empty() || instances_version_ < 0 ||
+      runs_version_ < 0) {
     return;
   }
   // Every instance that is polled answered, with a poll whose content is known.
@@ -643,6 +861,7 @@ void FleetController::NoteQuietBasis(const ReconcileOutput& out, bool dropped,
   TimeMicros until = std::numeric_limits<TimeMicros>::max();
   for (const model::Instance& i : *instances_) {
     if (i.status == model::InstanceStatus::kTerminated) continue;
+    if (leasing() && !held_.count(i.id)) continue;  // another replica's to poll
     ++polled;
     auto obs = observations.find(i.id);
     if (obs == observations.end() || !obs->second.reached || obs->second.inventory ||
@@ -671,6 +890,7 @@ void FleetController::NoteQuietBasis(const ReconcileOutput& out, bool dropped,
   }
   q.instances_version = instances_version_;
   q.runs_version = runs_version_;
+  q.copies_epoch = copies_epoch_;
   q.excluded = std::move(excluded);
   q.until = until;
   q.valid = true;
@@ -858,15 +1078,25 @@ Status FleetController::TakeLeases() {
                  options_.replica_id, state->held.size(), state->instances, state->taken,
                  state->released, state->live_replicas);
   }
-  held_.clear();
+  std::unordered_map<std::string, std::string> before;
+  before.swap(held_);
   placeable_.clear();
+  bool moved = before.size() != state->held.size();
   for (const store::InstanceLease& lease : state->held) {
     held_.emplace(lease.instance_id, lease.token);
     placeable_.insert(lease.instance_id);
+    auto was = before.find(lease.instance_id);
+    if (was == before.end() || was->second != lease.token) {
+      moved = true;
+      // Taken over: its last_seen_at, which notifies nothing, as the last holder stored it.
+      if (notified()) stale_instances_.insert(lease.instance_id);
+    }
   }
+  if (moved) ++copies_epoch_;  // what this replica polls and places onto changed
   const bool shared = state->live_replicas > 1;
-  // Read again while others write, and once more after the last of them stopped.
-  reread_ = shared || shared_;
+  // Without notifications: read again while others write, and once more after the last of them
+  // stopped.
+  reread_ = !notified() && (shared || shared_);
   if (reread_) instances_version_ = -1;
   shared_ = shared;
   live_replicas_ = state->live_replicas;

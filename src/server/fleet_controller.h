@@ -18,6 +18,7 @@
 #include "server/agent_lanes.h"
 #include "server/log_copies.h"
 #include "server/reconciler.h"
+#include "store/change_listener.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/mutex.h"
@@ -51,6 +52,18 @@ struct FleetControllerOptions {
   // dropped and logged). Empty: every instance is this controller's (tests, benchmarks).
   std::string replica_id;
   std::chrono::milliseconds lease_time{10'000};  // a lease and a heartbeat count this long
+  // Replicas with a change listener (SetChangeListener): the instances and unfinished runs are
+  // read whole at the first tick, after the listener (re)connected, and this often anyway; in
+  // between only the rows that notifications name are read again.
+  std::chrono::milliseconds resync_interval{60'000};
+  // Quiet ticks are checked by reconciling copies (QuietTick); for a replica with a change
+  // listener also by comparing its copies with the store's rows, so that a change that was never
+  // notified aborts the process (a bug). On by default in debug builds.
+#ifdef NDEBUG
+  bool verify_quiet_ticks = false;
+#else
+  bool verify_quiet_ticks = true;
+#endif
 };
 
 // What the controller knows of the replicas on its database, as of its last tick.
@@ -184,6 +197,19 @@ class FleetController {
   // Thread-safe.
   ReplicaView Replica() const;
 
+  // Replicas (FleetControllerOptions::replica_id) only: `listener` delivers the keys of
+  // store.h kInstancesChannel and kRunsChannel (the PostgreSQL store notifies them in the
+  // transaction of each write, whoever writes). The controller then keeps its copies of the
+  // instances and unfinished runs between ticks, reads again only the rows named (skipping the
+  // runs it holds at that row version already: its own writes), reads everything at the first
+  // tick, when the listener says resync and every `resync_interval`, and takes quiet ticks as a
+  // lone server does. Without one, a replica reads the instances every tick and the runs whenever
+  // any run changed. Call before the first Tick; the listener must outlive the controller, and
+  // no other reader may Take from it.
+  void SetChangeListener(store::ChangeListener* listener);
+  // Full reads of the instances and runs by a replica with a change listener, the first included.
+  uint64_t resyncs() const { return resyncs_.load(); }
+
  private:
   http::AsyncRequest AgentRequest(const model::Instance& instance, std::string method,
                                   std::string target, std::string body = {}) const;
@@ -214,6 +240,20 @@ class FleetController {
   // Brings instances_ and runs_ up to the store's (when their versions say they are not).
   Status LoadInstances();
   Status LoadRuns() FW_REQUIRES(runs_mutex_);
+  // --- replicas with a change listener (SetChangeListener) ---
+  bool notified() const { return leasing() && changes_ != nullptr; }
+  // Applies what the listener gathered: reads the named rows again (or everything, for a resync
+  // or when a copy is not known), and the instances whose lease this replica took since.
+  Status SyncChanges() FW_REQUIRES(runs_mutex_);
+  Status Resync() FW_REQUIRES(runs_mutex_);
+  Status ReadInstances(const std::set<std::string>& ids);
+  Status ReadRuns(const std::set<std::string>& ids) FW_REQUIRES(runs_mutex_);
+  // After runs_ lost or gained runs: their jobs' ids and parsed configurations follow.
+  void RunsChanged() FW_REQUIRES(runs_mutex_);
+  // Debug check of a quiet tick (verify_quiet_ticks): the copies against the store's rows. A row
+  // that differs is suspect; one that still differs after 5 quiet ticks and 10 s (a notification
+  // takes milliseconds) was changed without one: aborts.
+  Status VerifyCopies(TimeMicros now) FW_REQUIRES(runs_mutex_);
   // Stores the tick's changes and applies them to instances_ and runs_ (runs_ holds them
   // already: Reconcile changed it in place); a cache whose store changed meanwhile through
   // another path is read again by the next tick. Changes to runs go in only on the row version
@@ -232,6 +272,7 @@ class FleetController {
   struct QuietBasis {
     bool valid = false;
     int64_t instances_version = -1, runs_version = -1;
+    uint64_t copies_epoch = 0;  // copies_epoch_ (replicas with a change listener)
     std::unordered_map<std::string, uint64_t> generations;  // instance id → poll generation
     ExcludedGpus excluded;
     TimeMicros until = 0;  // the first moment a rule of time may act
@@ -318,6 +359,17 @@ class FleetController {
   bool shared_ = false;
   bool reread_ = false;  // this tick reads instances again, and runs when runs_mark_ moved
   std::pair<int64_t, int64_t> runs_mark_ FW_GUARDED_BY(runs_mutex_){-1, -1};  // RunsChangeMark
+  // Replicas with a change listener: the feed; when the next full read is due; rows to read again
+  // (instances whose lease was just taken or whose write failed, runs whose write was refused);
+  // raised by every change of the copies that is not this replica's own decision (QuietBasis);
+  // VerifyCopies' suspects (key → first seen, quiet ticks since).
+  store::ChangeListener* changes_ = nullptr;
+  TimeMicros next_resync_at_ = 0;
+  std::set<std::string> stale_instances_;
+  std::set<std::string> stale_runs_ FW_GUARDED_BY(runs_mutex_);
+  uint64_t copies_epoch_ = 0;
+  std::map<std::string, std::pair<TimeMicros, int>> suspects_;
+  std::atomic<uint64_t> resyncs_{0};
   std::atomic<int> live_replicas_{1};
   std::atomic<size_t> leased_{0};
 };

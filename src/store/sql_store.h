@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -315,7 +316,9 @@ class SqlStore : public Store {
             .Bind(instance.tls_fingerprint);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create instance '" + instance.name + "'"));
       }
-      return Status::Ok();
+      std::vector<std::string> keys;
+      for (const model::Instance& instance : instances) keys.push_back(instance.id);
+      return self().Notify(kInstancesChannel, keys);
     });
   }
 
@@ -370,19 +373,36 @@ class SqlStore : public Store {
                                     q.Text(0) + "'");
         }
       }
+      std::vector<std::string> run_keys;
       {
         // The runs whose ended jobs lose their instance (ON DELETE SET NULL) change: a
         // conditional write read before this one must not apply (UpdateRunIfCurrent).
         FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET row_version = row_version + 1 "
                                              "WHERE id IN (SELECT j.run_id FROM jobs j JOIN "
                                              "instances i ON i.id = j.instance_id WHERE "
-                                             "i.fleet_id = ?)"));
+                                             "i.fleet_id = ?) RETURNING id, row_version"));
         q.Bind(fleet_id);
-        FW_RETURN_IF_ERROR(q.Exec());
+        while (true) {
+          FW_ASSIGN_OR_RETURN(bool row, q.Step());
+          if (!row) break;
+          run_keys.push_back(VersionedKey(q.Text(0), q.Int64(1)));
+        }
+      }
+      std::vector<std::string> instance_keys;
+      {
+        FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT id FROM instances WHERE fleet_id = ?"));
+        q.Bind(fleet_id);
+        while (true) {
+          FW_ASSIGN_OR_RETURN(bool row, q.Step());
+          if (!row) break;
+          instance_keys.push_back(q.Text(0));
+        }
       }
       FW_ASSIGN_OR_RETURN(Query q, Prepare("DELETE FROM fleets WHERE id = ?"));
       q.Bind(fleet_id);
-      return q.Exec();
+      FW_RETURN_IF_ERROR(q.Exec());
+      FW_RETURN_IF_ERROR(self().Notify(kRunsChannel, run_keys));
+      return self().Notify(kInstancesChannel, instance_keys);
     });
   }
 
@@ -410,14 +430,40 @@ class SqlStore : public Store {
     });
   }
 
+  Result<std::vector<model::Instance>> ListInstancesByIds(
+      const std::vector<std::string>& instance_ids) override {
+    if (instance_ids.empty()) return std::vector<model::Instance>();
+    const std::string ids_json = rows::JsonIds(instance_ids);
+    return Read([&]() -> Result<std::vector<model::Instance>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q,
+          Prepare(Sql(kSelectInstance, "WHERE i.id IN " + rows::InJsonIds(Derived::kDialect) +
+                                           " ORDER BY p.name, f.name, "
+                                           "i.instance_num")));
+      q.Bind(ids_json);
+      std::vector<model::Instance> instances;
+      while (true) {
+        FW_ASSIGN_OR_RETURN(bool row, q.Step());
+        if (!row) break;
+        FW_ASSIGN_OR_RETURN(model::Instance instance, ReadInstance(q, cipher_));
+        instances.push_back(std::move(instance));
+      }
+      return instances;
+    });
+  }
+
   Status UpdateInstance(const model::Instance& instance) override {
-    return Write({&instances_version_}, [&]() -> Status { return UpdateInstanceRow(instance); });
+    return Write({&instances_version_}, [&]() -> Status {
+      FW_RETURN_IF_ERROR(UpdateInstanceRow(instance));
+      return self().Notify(kInstancesChannel, {instance.id});
+    });
   }
 
   Status UpdateInstanceIfLeased(const model::Instance& instance, std::string_view token) override {
     return Write({&instances_version_}, [&]() -> Status {
       FW_RETURN_IF_ERROR(leases::Check(Preparer(), {{instance.id, std::string(token)}}));
-      return UpdateInstanceRow(instance);
+      FW_RETURN_IF_ERROR(UpdateInstanceRow(instance));
+      return self().Notify(kInstancesChannel, {instance.id});
     });
   }
 
@@ -502,7 +548,7 @@ class SqlStore : public Store {
             .Bind(job.status_detail);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create job '" + job.job_name + "'"));
       }
-      return Status::Ok();
+      return self().Notify(kRunsChannel, {VersionedKey(run.id, 0)});  // a new run's row version
     });
   }
 
@@ -549,6 +595,18 @@ class SqlStore : public Store {
           Query q, Prepare(Sql(kSelectRun, "WHERE r.status IN (" + Placeholders(statuses.size()) +
                                                ") ORDER BY r.submitted_at, r.id")));
       for (model::RunStatus status : statuses) q.Bind(model::ToString(status));
+      return ReadRuns(q);
+    });
+  }
+
+  Result<std::vector<model::Run>> ListRunsByIds(const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<model::Run>();
+    const std::string ids_json = rows::JsonIds(run_ids);
+    return Read([&]() -> Result<std::vector<model::Run>> {
+      FW_ASSIGN_OR_RETURN(
+          Query q, Prepare(Sql(kSelectRun, "WHERE r.id IN " + rows::InJsonIds(Derived::kDialect) +
+                                               " ORDER BY r.submitted_at, r.id")));
+      q.Bind(ids_json);
       return ReadRuns(q);
     });
   }
@@ -997,11 +1055,12 @@ class SqlStore : public Store {
     }
     if (current) FW_RETURN_IF_ERROR(leases::CheckRunVersion(Preparer(), *current));
     FW_RETURN_IF_ERROR(rows::DeleteRunLogs(Preparer(), run_id));
-    FW_ASSIGN_OR_RETURN(
-        Query q,
-        Prepare("UPDATE runs SET deleted = 1, row_version = row_version + 1 WHERE id = ?"));
+    FW_ASSIGN_OR_RETURN(Query q, Prepare("UPDATE runs SET deleted = 1, row_version = "
+                                         "row_version + 1 WHERE id = ? RETURNING row_version"));
     q.Bind(run_id);
-    return q.Exec();
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) return NotFound("run '" + std::string(run_id) + "' does not exist");
+    return self().Notify(kRunsChannel, {VersionedKey(run_id, q.Int64(0))});
   }
 
   // Writes the mutable fields of an instance (UpdateInstance). Requires mu_ and an open
@@ -1038,14 +1097,16 @@ class SqlStore : public Store {
       FW_ASSIGN_OR_RETURN(Query q,
                           Prepare("UPDATE runs SET status = ?, termination_reason = ?, "
                                   "finished_at = ?, cost = ?, row_version = row_version + 1 "
-                                  "WHERE id = ?"));
+                                  "WHERE id = ? RETURNING row_version"));
       q.Bind(model::ToString(run.status))
           .Bind(OptionalText(run.termination_reason))
           .Bind(run.finished_at)
           .Bind(run.cost)
           .Bind(run.id);
-      FW_RETURN_IF_ERROR(WithContext(q.Exec(), "update run '" + run.run_name + "'"));
-      if (q.Changes() == 0) return NotFound("run '" + run.id + "' does not exist");
+      Result<bool> row = q.Step();
+      if (!row.ok()) return WithContext(row.status(), "update run '" + run.run_name + "'");
+      if (!*row) return NotFound("run '" + run.id + "' does not exist");
+      FW_RETURN_IF_ERROR(self().Notify(kRunsChannel, {VersionedKey(run.id, q.Int64(0))}));
     }
     for (const model::Job& job : run.jobs) {
       FW_ASSIGN_OR_RETURN(
@@ -1130,8 +1191,9 @@ class SqlStore : public Store {
     return Status::Ok();
   }
 
-  // Reads every row of a kSelectRun query, then the jobs of each run (one jobs query per run keeps
-  // the statements plain SQL that both dialects take).
+  // Reads every row of a kSelectRun query, then the jobs of all of them in one query (a query
+  // per run costs a round trip each on PostgreSQL: thousands for a replica's full read of the
+  // unfinished runs).
   Result<std::vector<model::Run>> ReadRuns(Query& q) {
     std::vector<model::Run> runs;
     while (true) {
@@ -1140,7 +1202,27 @@ class SqlStore : public Store {
       FW_ASSIGN_OR_RETURN(model::Run run, ReadRun(q));
       runs.push_back(std::move(run));
     }
-    for (model::Run& run : runs) FW_RETURN_IF_ERROR(LoadJobs(run));
+    if (runs.empty()) return runs;
+    std::unordered_map<std::string_view, model::Run*> by_id;
+    std::vector<std::string> ids;
+    by_id.reserve(runs.size());
+    ids.reserve(runs.size());
+    for (model::Run& run : runs) {
+      by_id.emplace(run.id, &run);
+      ids.push_back(run.id);
+    }
+    FW_ASSIGN_OR_RETURN(
+        Query jobs,
+        Prepare(Sql(kSelectJob, "WHERE run_id IN " + rows::InJsonIds(Derived::kDialect) +
+                                    " ORDER BY run_id, job_num, replica_num")));
+    jobs.Bind(rows::JsonIds(ids));
+    while (true) {
+      FW_ASSIGN_OR_RETURN(bool row, jobs.Step());
+      if (!row) break;
+      FW_ASSIGN_OR_RETURN(model::Job job, ReadJob(jobs));
+      auto it = by_id.find(job.run_id);
+      if (it != by_id.end()) it->second->jobs.push_back(std::move(job));
+    }
     return runs;
   }
 

@@ -266,6 +266,16 @@ struct HostDcgm {
 // notifies nothing.
 inline constexpr char kHostDcgmChannel[] = "fleetwatch_host_dcgm";
 inline constexpr char kJobPointsChannel[] = "fleetwatch_job_points";
+// Instances: "<instance id>" of each instance that CreateFleet made, DeleteFleet removed, or
+// UpdateInstance / UpdateInstanceIfLeased wrote. SetInstancesLastSeen and the lease operations
+// notify nothing (only last_seen_at or the lease columns move; a replica that takes a lease reads
+// that instance itself).
+inline constexpr char kInstancesChannel[] = "fleetwatch_instances";
+// Runs: "<run id>@<row version after the write>" of each run that CreateRun made (and each older
+// run of the name it deleted), UpdateRun / UpdateRunIfCurrent wrote, DeleteRun /
+// DeleteRunIfCurrent deleted, or DeleteFleet changed; a reader that holds the run at that row
+// version or newer (its own write) skips it.
+inline constexpr char kRunsChannel[] = "fleetwatch_runs";
 
 class Store {
  public:
@@ -328,6 +338,11 @@ class Store {
   // only change is that their agent answered.
   virtual Status SetInstancesLastSeen(
       const std::vector<std::pair<std::string, TimeMicros>>& last_seen) = 0;
+  // The instances with these ids (ListInstances' rows), in ListInstances' order; ids that name
+  // no instance are left out. One query however many ids: a replica reads the instances that
+  // kInstancesChannel named.
+  virtual Result<std::vector<model::Instance>> ListInstancesByIds(
+      const std::vector<std::string>& instance_ids) = 0;
   // As RunsVersion, for instances: raised by one inside each call of CreateFleet, DeleteFleet,
   // UpdateInstance and SetInstancesLastSeen (with ids), whether or not it then commits. Cheap;
   // never fails.
@@ -345,6 +360,11 @@ class Store {
   // Runs of any project whose status is one of `statuses`, oldest first, with jobs.
   virtual Result<std::vector<model::Run>> ListRunsWithStatus(
       const std::vector<model::RunStatus>& statuses) = 0;
+  // The runs with these ids, with their jobs, whatever their status (deleted ones included),
+  // oldest first (submitted_at, then id); ids that name no run are left out. Two queries however
+  // many ids: a replica reads the runs that kRunsChannel named.
+  virtual Result<std::vector<model::Run>> ListRunsByIds(
+      const std::vector<std::string>& run_ids) = 0;
   // Writes the mutable fields of the run (status, termination_reason, finished_at, cost) and of
   // each of its jobs (status, termination_reason, exit_code, instance, gpu_indices, started_at,
   // finished_at, status_detail).

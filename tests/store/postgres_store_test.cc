@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <regex>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -464,6 +465,62 @@ TEST_F(PostgresStore, WritesNotifyTheirKeysOnCommitAndHostDcgmIsUnlogged) {
   EXPECT_FALSE(seen.resync);
 
   EXPECT_EQ(raw.QueryText("SELECT relpersistence FROM pg_class WHERE relname = 'host_dcgm'"), "u");
+}
+
+TEST_F(PostgresStore, InstanceAndRunWritesNotifyTheirKeysOnCommit) {
+  auto listener = PostgresListener::Start({.url = factory_.url(),
+                                           .channels = {kInstancesChannel, kRunsChannel},
+                                           .min_backoff = std::chrono::milliseconds(50)});
+  ASSERT_TRUE(listener.ok()) << listener.status().ToString();
+  ASSERT_TRUE(testing::WaitUntil([&] { return (*listener)->connected(); }));
+  EXPECT_TRUE((*listener)->Take().resync);
+
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  const model::User alice = MakeUser("alice");
+  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
+  const model::Project project = MakeProject("main", alice);
+  ASSERT_TRUE(store.CreateProject(project).ok());
+  ChangeBatch seen;
+  // Instances: by id, when made, written (not when only last_seen_at or a lease moves) and
+  // deleted with their fleet.
+  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
+  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
+  seen = {};
+  ASSERT_TRUE(store.SetInstancesLastSeen({{instance.id, 500}}).ok());
+  ASSERT_TRUE(store.TakeLeases({.owner = "a", .now = 1000, .lease_micros = 10'000}).ok());
+  instance.unreachable = true;
+  ASSERT_TRUE(store.UpdateInstance(instance).ok());
+  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
+  // Notifications come in commit order: had the two writes before notified, they were in.
+  EXPECT_EQ(seen.keys[kInstancesChannel].size(), 1u);
+
+  // Runs: "<id>@<row version after the write>".
+  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store.CreateRun(run).ok());
+  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 0), seen));
+  run.jobs[0].instance_id = instance.id;
+  ASSERT_TRUE(store.UpdateRunIfCurrent(run, {}).ok());
+  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 1), seen));
+  run.row_version = 1;
+  run.status = RunStatus::kDone;
+  run.jobs[0].status = model::JobStatus::kDone;
+  ASSERT_TRUE(store.UpdateRun(run).ok());
+  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 2), seen));
+  // A refused write notifies nothing; the fleet's deletion names its instances and the runs it
+  // changed (their jobs lose the instance).
+  EXPECT_EQ(store.UpdateRunIfCurrent(run, {}).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store.DeleteFleet(project.id, "pool").ok());
+  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 3), seen));
+  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
+  ASSERT_TRUE(store.DeleteRun(run.id).ok());
+  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 4), seen));
+  EXPECT_EQ(seen.keys[kRunsChannel],
+            (std::set<std::string>{VersionedKey(run.id, 0), VersionedKey(run.id, 1),
+                                   VersionedKey(run.id, 2), VersionedKey(run.id, 3),
+                                   VersionedKey(run.id, 4)}));
+  EXPECT_FALSE(seen.resync);
 }
 
 TEST_F(PostgresStore, AListenerReconnectsAfterItsBackendIsTerminatedAndAsksForAResync) {

@@ -990,6 +990,47 @@ TEST_P(StoreContract, ListJobsByIdsFindsJobsOfAnyRunInOneQuery) {
                        {running.jobs[1].id, running.jobs[1].status}}));
 }
 
+TEST_P(StoreContract, RunsAndInstancesAreReadByIdWithTheirJobsInListOrder) {
+  model::Run late = MakeRun(project_, owner_, "late", 300, RunStatus::kRunning, 3);
+  model::Run early = MakeRun(project_, owner_, "early", 100, RunStatus::kSubmitted, 2);
+  model::Run other = MakeRun(project_, owner_, "other", 200, RunStatus::kRunning, 1);
+  model::Run done = MakeRun(project_, owner_, "done", 50, RunStatus::kRunning, 1);
+  for (const model::Run* run : {&late, &early, &other, &done}) {
+    ASSERT_TRUE(store_->CreateRun(*run).ok());
+  }
+  done.status = RunStatus::kDone;
+  done.jobs[0].status = model::JobStatus::kDone;
+  ASSERT_TRUE(store_->UpdateRun(done).ok());
+  ASSERT_TRUE(store_->DeleteRun(done.id).ok());
+
+  EXPECT_TRUE(store_->ListRunsByIds({})->empty());
+  // Oldest first whatever the order asked; unknown and hostile ids are left out; deleted and
+  // finished runs are found, with their row versions.
+  auto runs = store_->ListRunsByIds({late.id, "no-such-run", done.id, early.id, "'); --"});
+  ASSERT_TRUE(runs.ok()) << runs.status().ToString();
+  EXPECT_EQ(RunNames(*runs), (std::vector<std::string>{"done", "early", "late"}));
+  EXPECT_EQ((*runs)[0].status, RunStatus::kDone);
+  EXPECT_EQ((*runs)[0].row_version, 2);
+  ASSERT_EQ((*runs)[2].jobs.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*runs)[2].jobs[i].id, late.jobs[i].id) << i;
+    EXPECT_EQ((*runs)[2].jobs[i].job_num, i);
+  }
+  ASSERT_EQ((*runs)[1].jobs.size(), 2u);
+  EXPECT_EQ((*runs)[1].jobs[0].run_id, early.id);
+
+  auto [fleet_b, b] = CreateFleetWithInstance("b");
+  auto [fleet_a, a] = CreateFleetWithInstance("a");
+  EXPECT_TRUE(store_->ListInstancesByIds({})->empty());
+  auto instances = store_->ListInstancesByIds({b.id, "no-such-instance", a.id});
+  ASSERT_TRUE(instances.ok()) << instances.status().ToString();
+  ASSERT_EQ(instances->size(), 2u);
+  EXPECT_EQ((*instances)[0].id, a.id);  // ListInstances' order: by fleet name
+  EXPECT_EQ((*instances)[1].id, b.id);
+  EXPECT_EQ((*instances)[1].agent_token, b.agent_token);  // decrypted, as ListInstances does
+  EXPECT_EQ((*instances)[1].fleet_name, "b");
+}
+
 TEST_P(StoreContract, NewestMetricsOfUnfinishedJobsComeWholeInOneQuery) {
   model::Run running = MakeRun(project_, owner_, "running", 100, RunStatus::kRunning, 2);
   model::Run finished = MakeRun(project_, owner_, "finished", 200, RunStatus::kRunning, 1);
