@@ -19,7 +19,7 @@ namespace {
 // additive). Text columns compare and sort bytewise (COLLATE "C"), as SQLite's do, whatever the
 // database's locale. Every foreign key that a query joins or filters on has an index whose first
 // column is that key.
-constexpr std::array<SchemaStep, 8> kMigrations = {{
+constexpr std::array<SchemaStep, 9> kMigrations = {{
     // 1: the schema of SQLite's steps 1-7, at once.
     {R"sql(
 CREATE TABLE users (
@@ -282,6 +282,13 @@ CREATE UNLOGGED TABLE host_dcgm (
   dcgm_error   TEXT NOT NULL,
   received_at  BIGINT NOT NULL
 );
+)sql",
+     /*additive=*/true},
+    // 9: each job's GPU energy as stored with its aggregates (SQLite's step 15), so that every
+    // replica renders a run's energy from the store. Rows stored before have 0 until their job's
+    // next store.
+    {R"sql(
+ALTER TABLE job_aggregates ADD COLUMN energy_joules DOUBLE PRECISION NOT NULL DEFAULT 0;
 )sql",
      /*additive=*/true},
 }};

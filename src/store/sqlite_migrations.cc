@@ -15,7 +15,7 @@ namespace {
 // binary keeps working on a database with an additive step; steps 1-10 predate the rule and are
 // marked not additive). The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT
 // micros, DOUBLE PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<SchemaStep, 14> kMigrations = {{
+constexpr std::array<SchemaStep, 15> kMigrations = {{
     // 1: initial schema.
     {R"sql(
 CREATE TABLE users (
@@ -299,6 +299,12 @@ CREATE TABLE host_dcgm (
   dcgm_error   TEXT NOT NULL,
   received_at  INTEGER NOT NULL
 );
+)sql",
+     /*additive=*/true},
+    // 15: each job's GPU energy as stored with its aggregates (store.h ListRunEnergy). Rows stored
+    // before have 0 until their job's next store.
+    {R"sql(
+ALTER TABLE job_aggregates ADD COLUMN energy_joules REAL NOT NULL DEFAULT 0;
 )sql",
      /*additive=*/true},
 }};

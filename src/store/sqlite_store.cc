@@ -1052,6 +1052,12 @@ class SqliteStore final : public Store {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
   }
 
+  Result<std::vector<RunEnergyTotal>> ListRunEnergy(
+      const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<RunEnergyTotal>();
+    return Read([&] { return rows::ListRunEnergy(Preparer(), rows::Dialect::kSqlite, run_ids); });
+  }
+
   Result<std::vector<StoredJobSummary>> ListJobSummariesSince(
       TimeMicros since, const std::optional<std::string>& project_name) override {
     return Read([&] { return rows::ListJobSummariesSince(Preparer(), since, project_name); });
