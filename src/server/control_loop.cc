@@ -83,6 +83,10 @@ TimeMicros ControlLoop::RunDue() {
 }
 
 void ControlLoop::Start() {
+  {
+    MutexLock lock(mu_);
+    running_ = true;
+  }
   thread_ = std::thread([this] {
     MutexLock lock(mu_);
     while (!stopping_) {
@@ -97,10 +101,49 @@ void ControlLoop::Start() {
       lock.Lock();
       const auto deadline = std::chrono::steady_clock::now() +
                             std::chrono::microseconds(std::max<TimeMicros>(0, next - clock_.Now()));
-      while (!stopping_ && cv_.WaitUntil(mu_, deadline)) {
+      while (!stopping_) {
+        if (catch_ups_requested_ != catch_ups_done_) {
+          // Between ticks: the catch-ups asked for so far, in one.
+          const uint64_t serving = catch_ups_requested_;
+          lock.Unlock();
+          RunCatchUp();
+          lock.Lock();
+          catch_ups_done_ = serving;
+          cv_.NotifyAll();
+          continue;
+        }
+        if (!cv_.WaitUntil(mu_, deadline)) break;
       }
     }
+    running_ = false;
+    cv_.NotifyAll();
   });
+}
+
+void ControlLoop::RunCatchUp() {
+  try {
+    Warn("metrics catch-up", stages_.CatchUp());
+  } catch (const std::exception& e) {
+    spdlog::error("control loop: metrics catch-up: {}", e.what());
+  }
+}
+
+uint64_t ControlLoop::RequestCatchUp() {
+  uint64_t number = 0;
+  {
+    MutexLock lock(mu_);
+    number = ++catch_ups_requested_;
+  }
+  cv_.NotifyAll();
+  return number;
+}
+
+bool ControlLoop::WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline) {
+  MutexLock lock(mu_);
+  while (catch_ups_done_ < number) {
+    if (stopping_ || !running_ || !cv_.WaitUntil(mu_, deadline)) return catch_ups_done_ >= number;
+  }
+  return true;
 }
 
 void ControlLoop::Stop() {
@@ -143,7 +186,26 @@ Status ServerStages::Share(TickReport& report) {
   return shared_render_ != nullptr ? shared_render_->Share(report) : Status::Ok();
 }
 
+Status ServerStages::CatchUp() {
+  if (!last_) return Status::Ok();
+  TickReport report;
+  report.started_at = last_->started_at;
+  report.ended_at = last_->ended_at;
+  report.instances = last_->instances;
+  report.runs = last_->runs;
+  report.state_generation = last_->state_generation;
+  Status shared = Share(report);
+  Status exposed = Expose(report);
+  return shared.ok() ? exposed : shared;
+}
+
 Status ServerStages::Expose(const TickReport& report) {
+  if (!last_) last_.emplace();
+  last_->started_at = report.started_at;
+  last_->ended_at = report.ended_at;
+  last_->instances = report.instances;
+  last_->runs = report.runs;
+  last_->state_generation = report.state_generation;
   Status status = exposition_ != nullptr ? exposition_->Update(report) : Status::Ok();
   for (const auto& exposer : exposers_) {
     Status s = exposer(report);

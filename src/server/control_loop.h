@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -47,6 +48,10 @@ class ControlStages {
   virtual Status AccountGpus(const TickReport& /*report*/) { return Status::Ok(); }
   // Deletes expired metrics points as of `now`.
   virtual Status Retain(TimeMicros now) = 0;
+  // Brings /metrics' snapshot up to what the store holds now, between ticks: Share and Expose on
+  // the last tick's instances and runs, nothing polled (ControlLoop::RequestCatchUp). Does
+  // nothing unless a stage set provides it.
+  virtual Status CatchUp() { return Status::Ok(); }
 };
 
 struct ControlLoopOptions {
@@ -71,8 +76,9 @@ struct ControlLoopStats {
 // → AccountGpus → Summarize → Share → Expose; Retain runs after the first tick, then after a tick
 // when retention_interval has passed since the last. A failing stage is logged and the others
 // still run (AccountGpus, Summarize, Share and Expose are skipped only when Control failed: there
-// is no report). Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue
-// without the thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
+// is no report). Between ticks the thread also runs the catch-ups asked for (RequestCatchUp).
+// Time comes from `clock`, so tests drive the loop with a FakeClock through RunDue without the
+// thread. Thread-safe: Start/Stop from any thread, stats() from any thread.
 class ControlLoop {
  public:
   // `stages` and `clock` must outlive the loop.
@@ -92,13 +98,27 @@ class ControlLoop {
 
   ControlLoopStats stats() const;
 
+  // Asks the loop's thread for a ControlStages::CatchUp, run as soon as no tick is in progress,
+  // and returns the request's number. Requests made before a catch-up starts share it.
+  uint64_t RequestCatchUp() FW_EXCLUDES(mu_);
+  // Waits until a catch-up that started after request `number` has ended (true), or `deadline`
+  // (false; at once when the loop has stopped).
+  bool WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline)
+      FW_EXCLUDES(mu_);
+
  private:
+  // One ControlStages::CatchUp, its failure logged. The loop's thread, without `mu_`.
+  void RunCatchUp() FW_EXCLUDES(mu_);
+
   ControlStages& stages_;
   const Clock& clock_;
   const ControlLoopOptions options_;
   mutable Mutex mu_;
   CondVar cv_;
   bool stopping_ FW_GUARDED_BY(mu_) = false;
+  bool running_ FW_GUARDED_BY(mu_) = false;  // the thread is started and not stopped
+  uint64_t catch_ups_requested_ FW_GUARDED_BY(mu_) = 0;
+  uint64_t catch_ups_done_ FW_GUARDED_BY(mu_) = 0;  // every request up to it has been served
   ControlLoopStats stats_ FW_GUARDED_BY(mu_);
   // RunDue's own state: only one thread calls it at a time.
   bool started_ = false;
@@ -126,6 +146,9 @@ class ServerStages final : public ControlStages {
   Status Expose(const TickReport& report) override;
   Status Retain(TimeMicros now) override;
   Status AccountGpus(const TickReport& report) override;
+  // Share and Expose on the instances and runs of the last report Expose took (nothing before
+  // the first).
+  Status CatchUp() override;
 
   // The GPU state ledger (null: none); must outlive this.
   void SetGpuLedger(GpuLedger* ledger) { gpu_ledger_ = ledger; }
@@ -150,6 +173,8 @@ class ServerStages final : public ControlStages {
   const TimeMicros running_ttl_;
   const TimeMicros finished_ttl_;
   GpuLedger* gpu_ledger_ = nullptr;
+  // The state the last Expose showed: its instances, runs and times (no polls), for CatchUp.
+  std::optional<TickReport> last_;
 };
 
 }  // namespace fleetwatch::server

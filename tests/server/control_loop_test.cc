@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fleetwatch::server {
@@ -169,6 +172,43 @@ TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
   loop.Stop();  // does not wait for the next beat, an hour away
   EXPECT_EQ(stages.ticks.load(), 1);
   EXPECT_EQ(loop.stats().ticks, 1u);
+}
+
+// What RequestCatchUp asks for runs on the loop's thread between ticks, and WaitCatchUp says when
+// it has; a stopped loop answers a wait at once.
+TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAStoppedLoopAnswersAtOnce) {
+  const Clock& clock = SystemClock::Get();
+  class Counting final : public ControlStages {
+   public:
+    Result<TickReport> Control() override {
+      ++ticks;
+      return TickReport{};
+    }
+    Status AccountUsage() override { return Status::Ok(); }
+    Status Expose(const TickReport&) override { return Status::Ok(); }
+    Status Retain(TimeMicros) override { return Status::Ok(); }
+    Status CatchUp() override {
+      ++catch_ups;
+      return Status::Ok();
+    }
+    std::atomic<int> ticks{0};
+    std::atomic<int> catch_ups{0};
+  } stages;
+  ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
+  const auto far = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(60); };
+  loop.Start();
+  while (stages.ticks.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const uint64_t first = loop.RequestCatchUp();
+  EXPECT_TRUE(loop.WaitCatchUp(first, far()));
+  EXPECT_EQ(stages.catch_ups.load(), 1);
+  const uint64_t second = loop.RequestCatchUp();
+  EXPECT_GT(second, first);
+  EXPECT_TRUE(loop.WaitCatchUp(second, far()));
+  EXPECT_EQ(stages.catch_ups.load(), 2);
+  EXPECT_EQ(stages.ticks.load(), 1);  // no tick for them: the next beat is an hour away
+  loop.Stop();
+  EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));  // at once, not in a minute
+  EXPECT_EQ(stages.catch_ups.load(), 2);
 }
 
 }  // namespace
