@@ -238,9 +238,9 @@ TEST_F(ReplicaPrometheusTest, CountersNeverGoBackWhenScrapesGoToEachReplicaInTur
          {"fleetwatch_scrape_barrier_scrapes_total", "fleetwatch_scrape_barrier_expired_total",
           "fleetwatch_scrape_barrier_wait_seconds_total"}) {
       const size_t at = own->body.find(std::string("\n") + name + " ");
-      std::printf("  %s %s\n", name,
+      std::printf("  %s\n",
                   at == std::string::npos
-                      ? "absent"
+                      ? (std::string(name) + " absent").c_str()
                       : own->body.substr(at + 1, own->body.find('\n', at + 1) - at - 1).c_str());
     }
   }
