@@ -115,9 +115,11 @@ class ReplicaPrometheusTest : public ::testing::Test {
           std::map<std::string, std::string>{
               {"FLEETWATCH_DATABASE_URL", url_},
               {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
-              {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
+              // Ticks longer than the scrape interval: without the barrier, replicas' snapshots
+              // are up to 2 s apart, and scrapes in turn see counters go back.
+              {"FLEETWATCH_POLL_INTERVAL_MS", "2000"},
               {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
-              {"FLEETWATCH_LEASE_SECONDS", "3"},
+              {"FLEETWATCH_LEASE_SECONDS", "5"},
               // Under Prometheus' 1 s scrape timeout.
               {"FLEETWATCH_METRICS_BARRIER_MS", "900"},
               {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
