@@ -106,9 +106,10 @@ void ControlLoop::Start() {
           // Between ticks: the catch-ups asked for so far, in one.
           const uint64_t serving = catch_ups_requested_;
           lock.Unlock();
-          RunCatchUp();
+          const bool ok = RunCatchUp();
           lock.Lock();
           catch_ups_done_ = serving;
+          if (ok) catch_ups_ok_ = serving;
           cv_.NotifyAll();
           continue;
         }
@@ -120,11 +121,14 @@ void ControlLoop::Start() {
   });
 }
 
-void ControlLoop::RunCatchUp() {
+bool ControlLoop::RunCatchUp() {
   try {
-    Warn("metrics catch-up", stages_.CatchUp());
+    Status s = stages_.CatchUp();
+    Warn("metrics catch-up", s);
+    return s.ok();
   } catch (const std::exception& e) {
     spdlog::error("control loop: metrics catch-up: {}", e.what());
+    return false;
   }
 }
 
@@ -141,9 +145,9 @@ uint64_t ControlLoop::RequestCatchUp() {
 bool ControlLoop::WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline) {
   MutexLock lock(mu_);
   while (catch_ups_done_ < number) {
-    if (stopping_ || !running_ || !cv_.WaitUntil(mu_, deadline)) return catch_ups_done_ >= number;
+    if (stopping_ || !running_ || !cv_.WaitUntil(mu_, deadline)) break;
   }
-  return true;
+  return catch_ups_ok_ >= number;
 }
 
 void ControlLoop::Stop() {

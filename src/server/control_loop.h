@@ -101,14 +101,16 @@ class ControlLoop {
   // Asks the loop's thread for a ControlStages::CatchUp, run as soon as no tick is in progress,
   // and returns the request's number. Requests made before a catch-up starts share it.
   uint64_t RequestCatchUp() FW_EXCLUDES(mu_);
-  // Waits until a catch-up that started after request `number` has ended (true), or `deadline`
-  // (false; at once when the loop has stopped).
+  // Waits until a catch-up that started after request `number` has ended: true when it
+  // succeeded; false when it failed (logged), at `deadline`, and at once when the loop has
+  // stopped.
   bool WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline)
       FW_EXCLUDES(mu_);
 
  private:
-  // One ControlStages::CatchUp, its failure logged. The loop's thread, without `mu_`.
-  void RunCatchUp() FW_EXCLUDES(mu_);
+  // One ControlStages::CatchUp, its failure logged; whether it succeeded. The loop's thread,
+  // without `mu_`.
+  bool RunCatchUp() FW_EXCLUDES(mu_);
 
   ControlStages& stages_;
   const Clock& clock_;
@@ -119,6 +121,7 @@ class ControlLoop {
   bool running_ FW_GUARDED_BY(mu_) = false;  // the thread is started and not stopped
   uint64_t catch_ups_requested_ FW_GUARDED_BY(mu_) = 0;
   uint64_t catch_ups_done_ FW_GUARDED_BY(mu_) = 0;  // every request up to it has been served
+  uint64_t catch_ups_ok_ FW_GUARDED_BY(mu_) = 0;    // ... by a catch-up that succeeded
   ControlLoopStats stats_ FW_GUARDED_BY(mu_);
   // RunDue's own state: only one thread calls it at a time.
   bool started_ = false;

@@ -37,12 +37,12 @@ struct ScrapeBarrierStats {
 //  2. a catch-up of the control loop (ControlLoop::RequestCatchUp: Share and Expose of the keys
 //     gathered, and the counters read from the store again),
 // then every scrape of the round is answered from the snapshot. A scrape not served by its
-// deadline (a slow database, a long tick) is answered with what the snapshot has and counted as
-// expired. Its figures go to the replica snapshot (GET /metrics/replica):
-// fleetwatch_scrape_barrier_scrapes_total, fleetwatch_scrape_barrier_expired_total and
-// fleetwatch_scrape_barrier_wait_seconds_total. Before Attach, and while no other replica is live,
-// scrapes need no barrier (Needed). Thread-safe; the destructor stops the thread, answering the
-// scrapes still waiting.
+// deadline (a slow database, a long tick), or whose catch-up failed (a store error), is answered
+// with what the snapshot has and counted as expired. Its figures go to the replica snapshot (GET
+// /metrics/replica): fleetwatch_scrape_barrier_scrapes_total,
+// fleetwatch_scrape_barrier_expired_total and fleetwatch_scrape_barrier_wait_seconds_total. Before
+// Attach, and while no other replica is live, scrapes need no barrier (Needed). Thread-safe; the
+// destructor stops the thread, answering the scrapes still waiting.
 class ScrapeBarrier {
  public:
   // Registers its families in `replica` (a clash is a programming error and aborts), which must

@@ -175,8 +175,8 @@ TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
 }
 
 // What RequestCatchUp asks for runs on the loop's thread between ticks, and WaitCatchUp says when
-// it has; a stopped loop answers a wait at once.
-TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAStoppedLoopAnswersAtOnce) {
+// it has; a failed catch-up is no pass, and a stopped loop answers a wait at once.
+TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAFailedOrStoppedOneIsNoPass) {
   const Clock& clock = SystemClock::Get();
   class Counting final : public ControlStages {
    public:
@@ -189,10 +189,11 @@ TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAStoppedLoopAnswersA
     Status Retain(TimeMicros) override { return Status::Ok(); }
     Status CatchUp() override {
       ++catch_ups;
-      return Status::Ok();
+      return failing.load() ? Unavailable("database down") : Status::Ok();
     }
     std::atomic<int> ticks{0};
     std::atomic<int> catch_ups{0};
+    std::atomic<bool> failing{false};
   } stages;
   ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
   const auto far = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(60); };
@@ -206,9 +207,14 @@ TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAStoppedLoopAnswersA
   EXPECT_TRUE(loop.WaitCatchUp(second, far()));
   EXPECT_EQ(stages.catch_ups.load(), 2);
   EXPECT_EQ(stages.ticks.load(), 1);  // no tick for them: the next beat is an hour away
+  // A catch-up that fails says so to its waiters.
+  stages.failing = true;
+  EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));
+  EXPECT_EQ(stages.catch_ups.load(), 3);
+  stages.failing = false;
   loop.Stop();
   EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));  // at once, not in a minute
-  EXPECT_EQ(stages.catch_ups.load(), 2);
+  EXPECT_EQ(stages.catch_ups.load(), 3);
 }
 
 }  // namespace
