@@ -12,6 +12,7 @@
 
 #include "expose/family.h"
 #include "http/bearer.h"
+#include "http/deferred.h"
 #include "model/entities.h"
 #include "model/gpu_names.h"
 #include "model/status.h"
@@ -80,28 +81,56 @@ bool AcceptsGzip(std::string_view accept_encoding) {
   return false;
 }
 
+namespace {
+
+// What a scrape that passed the checks asked for.
+struct ScrapeFormat {
+  expose::Format format = expose::Format::kText004;
+  bool gzip = false;
+};
+
+ScrapeFormat FormatOf(const http::Request& request, const MetricsEndpointOptions& options) {
+  return ScrapeFormat{options.openmetrics ? expose::NegotiateFormat(request.Header("accept"))
+                                          : expose::Format::kText004,
+                      AcceptsGzip(request.Header("accept-encoding"))};
+}
+
+http::Response Body(ScrapeFormat f, const expose::ExpositionSnapshot& snapshot,
+                    const Clock& clock) {
+  std::shared_ptr<const std::string> body = snapshot.Body(f.format, f.gzip, clock.Now());
+  http::Response response;
+  response.content_type = std::string(expose::ContentType(f.format));
+  response.shared_body = std::move(body);  // no copy: the cached body is immutable
+  response.headers.emplace_back("Vary", "Accept, Accept-Encoding");
+  if (f.gzip) response.headers.emplace_back("Content-Encoding", "gzip");
+  return response;
+}
+
+}  // namespace
+
 http::Response ServeMetrics(const http::Request& request, const MetricsEndpointOptions& options,
                             const expose::ExpositionSnapshot& snapshot, const Clock& clock) {
   if (std::optional<http::Response> refused = RefuseScrape(request, options)) return *refused;
-
-  expose::Format format = options.openmetrics ? expose::NegotiateFormat(request.Header("accept"))
-                                              : expose::Format::kText004;
-  bool gzip = AcceptsGzip(request.Header("accept-encoding"));
-  std::shared_ptr<const std::string> body = snapshot.Body(format, gzip, clock.Now());
-  http::Response response;
-  response.content_type = std::string(expose::ContentType(format));
-  response.shared_body = std::move(body);  // no copy: the cached body is immutable
-  response.headers.emplace_back("Vary", "Accept, Accept-Encoding");
-  if (gzip) response.headers.emplace_back("Content-Encoding", "gzip");
-  return response;
+  return Body(FormatOf(request, options), snapshot, clock);
 }
 
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
                      const expose::ExpositionSnapshot& snapshot,
-                     const expose::ExpositionSnapshot& replica, const Clock& clock) {
-  router.Add("GET", "/metrics", [switches = options, &snapshot, &clock](http::Request& request) {
-    return ServeMetrics(request, switches, snapshot, clock);
-  });
+                     const expose::ExpositionSnapshot& replica, const Clock& clock,
+                     server::ScrapeBarrier* barrier) {
+  router.Add("GET", "/metrics",
+             [switches = options, &snapshot, &clock, barrier](http::Request& request) {
+               if (barrier == nullptr || !barrier->Needed()) {
+                 return ServeMetrics(request, switches, snapshot, clock);
+               }
+               if (std::optional<http::Response> refused = RefuseScrape(request, switches)) {
+                 return *refused;
+               }
+               auto [now, later] = http::DeferResponse();
+               barrier->Await([later = std::move(later), f = FormatOf(request, switches), &snapshot,
+                               &clock](bool) { later.Send(Body(f, snapshot, clock)); });
+               return std::move(now);
+             });
   router.Add("GET", std::string(kReplicaMetricsPath),
              [switches = std::move(options), &replica, &clock](http::Request& request) {
                return ServeMetrics(request, switches, replica, clock);

@@ -7,6 +7,7 @@
 #include "expose/snapshot.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "server/scrape_barrier.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -37,11 +38,15 @@ inline constexpr std::string_view kReplicaMetricsPath = "/metrics/replica";
 // Registers GET /metrics from `snapshot` (the fleet's families: the same on every server replica)
 // and GET /metrics/replica from `replica` (what this server process alone saw: its polls' errors,
 // the GPU health of the hosts it polls...; docs/api.md), both outside /api/, without the
-// API's user auth, with the same switches and token. `snapshot`, `replica` and `clock` must
-// outlive the router.
+// API's user auth, with the same switches and token. With a `barrier` (server replicas on
+// PostgreSQL; null: none) a GET /metrics that passed the checks while it is Needed is answered
+// later (http::DeferResponse), from the barrier's thread, once the snapshot shows every change
+// committed before the scrape began (or at the barrier's deadline): no HTTP thread waits.
+// `snapshot`, `replica`, `clock` and `barrier` must outlive the router.
 void AddMetricsRoute(http::Router& router, MetricsEndpointOptions options,
                      const expose::ExpositionSnapshot& snapshot,
-                     const expose::ExpositionSnapshot& replica, const Clock& clock);
+                     const expose::ExpositionSnapshot& replica, const Clock& clock,
+                     server::ScrapeBarrier* barrier = nullptr);
 
 // Prometheus HTTP service discovery (GET /api/prometheus/sd): one target group per reachable
 // instance (idle or busy, its agent answering) naming its agent's /metrics, with labels

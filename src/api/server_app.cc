@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "api/metrics_route.h"
@@ -17,6 +18,7 @@
 #include "server/auth.h"
 #include "server/control_loop.h"
 #include "server/energy_accountant.h"
+#include "server/energy_families.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/fleets.h"
@@ -31,6 +33,7 @@
 #include "server/log_copies.h"
 #include "server/projects.h"
 #include "server/runs.h"
+#include "server/scrape_barrier.h"
 #include "server/shared_render_state.h"
 #include "server/usage.h"
 #include "server/users.h"
@@ -167,7 +170,13 @@ class ServerAppImpl final : public ServerApp {
     }
     const MetricsEndpointOptions scrape{config.prometheus_metrics, config.prometheus_auth_token,
                                         config.openmetrics};
-    AddMetricsRoute(router_, scrape, snapshot_, replica_snapshot_, clock_);
+    if (!replica_id_.empty() && config.prometheus_metrics && config.database_url) {
+      // Replicas: a scrape shows every change committed before it (scale-out.md); attached to
+      // the listener and the loop once they exist.
+      scrape_barrier_ = std::make_unique<server::ScrapeBarrier>(
+          replica_snapshot_, server::ScrapeBarrierOptions{.deadline = config.metrics_barrier});
+    }
+    AddMetricsRoute(router_, scrape, snapshot_, replica_snapshot_, clock_, scrape_barrier_.get());
     AddPrometheusSdRoute(router_, scrape, *store_);
     AddApiRoutes(router_, *services_);
     ui::AddUiRoutes(router_);  // GET / and /assets/*: the web UI
@@ -213,26 +222,27 @@ class ServerAppImpl final : public ServerApp {
         [health = gpu_health_.get()](std::string_view instance_id, const model::GpuReading& r) {
           return health->IsGpuUnhealthy(instance_id, r.index);
         });
-    // After the exposition's families: the energy families render after them.
+    const TimeMicros metrics_interval =
+        std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval).count();
+    // Renders nothing itself: the energy families are rendered from the store (below).
     energy_ = std::make_unique<server::EnergyAccountant>(
         *store_, clock_,
-        server::EnergyOptions{
-            .default_carbon_intensity = config.carbon_intensity,
-            .store_interval =
-                std::chrono::duration_cast<std::chrono::microseconds>(config.metrics_interval)
-                    .count()},
-        config.prometheus_metrics ? &snapshot_ : nullptr);
+        server::EnergyOptions{.default_carbon_intensity = config.carbon_intensity,
+                              .store_interval = metrics_interval},
+        nullptr);
     // Replicas: /metrics shows every host, those other replicas poll included (scale-out.md).
     if (!replica_id_.empty() && config.prometheus_metrics && config.database_url) {
       FW_ASSIGN_OR_RETURN(listener_,
                           store::PostgresListener::Start(
                               {.url = *config.database_url,
-                               .channels = {store::kHostDcgmChannel, store::kJobPointsChannel}}));
+                               .channels = {store::kHostDcgmChannel, store::kJobPointsChannel,
+                                            store::kTotalsChannel}}));
       shared_render_ = std::make_unique<server::SharedRenderState>(*store_, *listener_, clock_);
     }
     // The report stages, in their order: the tick's GPU readings are charged to the ledger and
     // to energy before other replicas' texts join the report (they charge their own), and the
-    // exposition renders last, with everything the report then holds.
+    // exposition renders last, with everything the report then holds. The stages that bring
+    // /metrics up to the store also run in a scrape barrier's catch-up (on_catch_up).
     stages_->AddReportStage(
         "GPU state ledger",
         [ledger = gpu_ledger_.get()](server::TickReport& r) { return ledger->Account(r); });
@@ -242,18 +252,40 @@ class ServerAppImpl final : public ServerApp {
     if (shared_render_) {
       stages_->AddReportStage(
           "shared render state",
-          [shared = shared_render_.get()](server::TickReport& r) { return shared->Share(r); });
+          [shared = shared_render_.get()](server::TickReport& r) { return shared->Share(r); },
+          /*on_catch_up=*/true);
     }
     if (updater_) {
       stages_->AddReportStage(
           "metrics exposition",
-          [updater = updater_.get()](server::TickReport& r) { return updater->Update(r); });
+          [updater = updater_.get()](server::TickReport& r) { return updater->Update(r); },
+          /*on_catch_up=*/true);
     }
     if (gpu_health_exposition_) {
-      stages_->AddReportStage("GPU health exposition", [this](server::TickReport&) {
-        gpu_health_exposition_->Update();
-        return Status::Ok();
-      });
+      stages_->AddReportStage(
+          "GPU health exposition",
+          [this](server::TickReport&) {
+            gpu_health_exposition_->Update();
+            return Status::Ok();
+          },
+          /*on_catch_up=*/true);
+    }
+    if (config.prometheus_metrics) {
+      // After the exposition's families: the GPU ledger's and the energy families, rendered from
+      // the store, again when another writer's (or this server's) change notification says they
+      // moved (scale-out.md).
+      energy_families_ =
+          std::make_unique<server::StoredEnergyFamilies>(*store_, snapshot_, metrics_interval);
+      stages_->AddReportStage(
+          "GPU ledger and energy families",
+          [this](server::TickReport& report) {
+            const std::set<std::string> moved =
+                shared_render_ ? shared_render_->TakeMovedTotals() : std::set<std::string>();
+            Status ledger = gpu_ledger_->Refresh(report, moved.contains(store::kGpuLedgerKey));
+            Status energy = energy_families_->Refresh(report, moved.contains(store::kEnergyKey));
+            return ledger.ok() ? energy : ledger;
+          },
+          /*on_catch_up=*/true);
     }
     // Cost and GPU time are accounted every metrics interval, whether /metrics is on or not, so
     // that switching it on later shows what was spent meanwhile.
@@ -264,6 +296,11 @@ class ServerAppImpl final : public ServerApp {
             .usage_interval = config.metrics_interval,
             .retention_interval =
                 std::chrono::duration_cast<std::chrono::milliseconds>(config.retention_interval)});
+    if (scrape_barrier_ && listener_) {
+      scrape_barrier_->Attach(*listener_, *loop_, [controller = controller_.get()] {
+        return controller->Replica().live_replicas > 1;
+      });
+    }
     loop_->Start();
     return Status::Ok();
   }
@@ -285,6 +322,7 @@ class ServerAppImpl final : public ServerApp {
 
   void StopLeavingAgent() override {
     if (http_) http_->Stop();
+    if (scrape_barrier_) scrape_barrier_->Stop();
     if (loop_) loop_->Stop();
   }
 
@@ -317,12 +355,15 @@ class ServerAppImpl final : public ServerApp {
   std::unique_ptr<Services> services_;
   http::Router router_;
   std::unique_ptr<http::Server> http_;
-  std::unique_ptr<server::GpuLedger> gpu_ledger_;             // the control loop's thread only
-  std::unique_ptr<server::EnergyAccountant> energy_;          // the control loop's thread only
-  std::unique_ptr<store::PostgresListener> listener_;         // replicas with /metrics only
-  std::unique_ptr<server::SharedRenderState> shared_render_;  // likewise (the loop's thread)
+  std::unique_ptr<server::GpuLedger> gpu_ledger_;                  // the control loop's thread only
+  std::unique_ptr<server::EnergyAccountant> energy_;               // the control loop's thread only
+  std::unique_ptr<server::StoredEnergyFamilies> energy_families_;  // likewise; /metrics only
+  std::unique_ptr<store::PostgresListener> listener_;              // replicas with /metrics only
+  std::unique_ptr<server::SharedRenderState> shared_render_;       // likewise (the loop's thread)
   std::unique_ptr<server::ServerStages> stages_;
   std::unique_ptr<server::ControlLoop> loop_;
+  // Replicas with /metrics only; uses listener_ and loop_, so it goes before them.
+  std::unique_ptr<server::ScrapeBarrier> scrape_barrier_;
   uint16_t port_ = 0;
   std::optional<std::string> new_admin_token_;
 };

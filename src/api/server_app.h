@@ -63,6 +63,9 @@ struct ServerConfig {
   // count this long (FLEETWATCH_LEASE_SECONDS); a killed replica's hosts are taken over after
   // it. On PostgreSQL at least twice the poll interval (SQLite takes no leases).
   std::chrono::seconds lease_time{10};
+  // Replicas on PostgreSQL with /metrics: how long a scrape waits for the replica to show every
+  // change committed before it (FLEETWATCH_METRICS_BARRIER_MS; docs/scale-out.md).
+  std::chrono::milliseconds metrics_barrier{2000};
 };
 
 // The whole server: store, services, REST API, background work. Thread-safe.

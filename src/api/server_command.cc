@@ -194,6 +194,8 @@ int RunServer(const ServerFlags& flags) {
   config.max_log_reads_per_host =
       static_cast<size_t>(EnvInt("FLEETWATCH_MAX_LOG_READS_PER_HOST", 4, 1, 10'000));
   config.lease_time = std::chrono::seconds(EnvInt("FLEETWATCH_LEASE_SECONDS", 10, 1, 3600));
+  config.metrics_barrier =
+      std::chrono::milliseconds(EnvInt("FLEETWATCH_METRICS_BARRIER_MS", 2000, 1, 60'000));
   config.binary = SelfExecutable();
   // Set at all, even empty, enables (spec/METRICS.md).
   config.prometheus_metrics = std::getenv("DSTACK_ENABLE_PROMETHEUS_METRICS") != nullptr;

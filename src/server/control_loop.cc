@@ -49,6 +49,12 @@ TimeMicros ControlLoop::RunDue() {
     for (const ReportStage& stage : stages_.report_stages()) {
       Warn(stage.name.c_str(), stage.run(*report));
     }
+    if (!last_report_) last_report_.emplace();
+    last_report_->started_at = report->started_at;
+    last_report_->ended_at = report->ended_at;
+    last_report_->instances = std::move(report->instances);
+    last_report_->runs = std::move(report->runs);
+    last_report_->state_generation = report->state_generation;
   }
   if (start >= next_retention_) {
     next_retention_ = start + Micros(options_.retention_interval);
@@ -80,6 +86,10 @@ TimeMicros ControlLoop::RunDue() {
 }
 
 void ControlLoop::Start() {
+  {
+    MutexLock lock(mu_);
+    running_ = true;
+  }
   thread_ = std::thread([this] {
     MutexLock lock(mu_);
     while (!stopping_) {
@@ -94,10 +104,67 @@ void ControlLoop::Start() {
       lock.Lock();
       const auto deadline = std::chrono::steady_clock::now() +
                             std::chrono::microseconds(std::max<TimeMicros>(0, next - clock_.Now()));
-      while (!stopping_ && cv_.WaitUntil(mu_, deadline)) {
+      while (!stopping_) {
+        if (catch_ups_requested_ != catch_ups_done_) {
+          // Between ticks: the catch-ups asked for so far, in one.
+          const uint64_t serving = catch_ups_requested_;
+          lock.Unlock();
+          const bool ok = RunCatchUp();
+          lock.Lock();
+          catch_ups_done_ = serving;
+          if (ok) catch_ups_ok_ = serving;
+          cv_.NotifyAll();
+          continue;
+        }
+        if (!cv_.WaitUntil(mu_, deadline)) break;
       }
     }
+    running_ = false;
+    cv_.NotifyAll();
   });
+}
+
+bool ControlLoop::RunCatchUp() {
+  if (!last_report_) return true;
+  try {
+    TickReport report;
+    report.started_at = last_report_->started_at;
+    report.ended_at = last_report_->ended_at;
+    report.instances = last_report_->instances;
+    report.runs = last_report_->runs;
+    report.state_generation = last_report_->state_generation;
+    bool ok = true;
+    for (const ReportStage& stage : stages_.report_stages()) {
+      if (!stage.on_catch_up) continue;
+      Status s = stage.run(report);
+      if (!s.ok()) {
+        spdlog::warn("metrics catch-up: {}: {}", stage.name, s.ToString());
+        ok = false;
+      }
+    }
+    return ok;
+  } catch (const std::exception& e) {
+    spdlog::error("control loop: metrics catch-up: {}", e.what());
+    return false;
+  }
+}
+
+uint64_t ControlLoop::RequestCatchUp() {
+  uint64_t number = 0;
+  {
+    MutexLock lock(mu_);
+    number = ++catch_ups_requested_;
+  }
+  cv_.NotifyAll();
+  return number;
+}
+
+bool ControlLoop::WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline) {
+  MutexLock lock(mu_);
+  while (catch_ups_done_ < number) {
+    if (stopping_ || !running_ || !cv_.WaitUntil(mu_, deadline)) break;
+  }
+  return catch_ups_ok_ >= number;
 }
 
 void ControlLoop::Stop() {
@@ -126,8 +193,9 @@ Result<TickReport> ServerStages::Control() { return controller_.Tick(); }
 
 Status ServerStages::AccountUsage() { return usage_.Account(); }
 
-void ServerStages::AddReportStage(std::string name, std::function<Status(TickReport&)> run) {
-  report_stages_.push_back(ReportStage{std::move(name), std::move(run)});
+void ServerStages::AddReportStage(std::string name, std::function<Status(TickReport&)> run,
+                                  bool on_catch_up) {
+  report_stages_.push_back(ReportStage{std::move(name), std::move(run), on_catch_up});
 }
 
 Status ServerStages::Retain(TimeMicros now) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,10 @@ class UsageAccountant;
 struct ReportStage {
   std::string name;  // what the log names when it fails ("metrics exposition")
   std::function<Status(TickReport&)> run;
+  // Also run by a catch-up between ticks (ControlLoop::RequestCatchUp), on a report of the last
+  // tick's instances and runs with nothing polled: the stages that bring /metrics up to what the
+  // store holds (sharing, the exposition), not those that account what a tick polled.
+  bool on_catch_up = false;
 };
 
 // The stages a ControlLoop runs, in its order. ServerStages adapts the server's components; tests
@@ -62,7 +67,8 @@ struct ControlLoopStats {
 // Control → AccountUsage (on the first tick, then when usage_interval has passed since the last)
 // → the report stages in their order; Retain runs after the first tick, then after a tick when
 // retention_interval has passed since the last. A failing stage is logged and the others still
-// run (the report stages are skipped only when Control failed: there is no report). Time comes from
+// run (the report stages are skipped only when Control failed: there is no report). Between ticks
+// the thread also runs the catch-ups asked for (RequestCatchUp). Time comes from
 // `clock`, so tests drive the loop with a FakeClock through RunDue without the thread. Thread-safe:
 // Start/Stop from any thread, stats() from any thread.
 class ControlLoop {
@@ -84,13 +90,31 @@ class ControlLoop {
 
   ControlLoopStats stats() const;
 
+  // Asks the loop's thread for a catch-up (the report stages marked on_catch_up, on the last
+  // tick's instances and runs), run as soon as no tick is in progress, and returns the request's
+  // number. Requests made before a catch-up starts share it.
+  uint64_t RequestCatchUp() FW_EXCLUDES(mu_);
+  // Waits until a catch-up that started after request `number` has ended: true when it
+  // succeeded; false when it failed (logged), at `deadline`, and at once when the loop has
+  // stopped.
+  bool WaitCatchUp(uint64_t number, std::chrono::steady_clock::time_point deadline)
+      FW_EXCLUDES(mu_);
+
  private:
+  // One catch-up, its failure logged; whether it succeeded (true when there is no tick yet to
+  // catch up from). The loop's thread, without `mu_`.
+  bool RunCatchUp() FW_EXCLUDES(mu_);
+
   ControlStages& stages_;
   const Clock& clock_;
   const ControlLoopOptions options_;
   mutable Mutex mu_;
   CondVar cv_;
   bool stopping_ FW_GUARDED_BY(mu_) = false;
+  bool running_ FW_GUARDED_BY(mu_) = false;  // the thread is started and not stopped
+  uint64_t catch_ups_requested_ FW_GUARDED_BY(mu_) = 0;
+  uint64_t catch_ups_done_ FW_GUARDED_BY(mu_) = 0;  // every request up to it has been served
+  uint64_t catch_ups_ok_ FW_GUARDED_BY(mu_) = 0;    // ... by a catch-up that succeeded
   ControlLoopStats stats_ FW_GUARDED_BY(mu_);
   // RunDue's own state: only one thread calls it at a time.
   bool started_ = false;
@@ -98,6 +122,9 @@ class ControlLoop {
   TimeMicros next_beat_ = 0;
   TimeMicros next_usage_ = 0;
   TimeMicros next_retention_ = 0;
+  // The last tick's report but what it polled (instances, runs, times, state generation): what a
+  // catch-up starts from. The loop's thread only.
+  std::optional<TickReport> last_report_;
   std::thread thread_;
 };
 
@@ -117,7 +144,8 @@ class ServerStages final : public ControlStages {
   Status Retain(TimeMicros now) override;
 
   // Appends a report stage; they run in the order added. Add before the loop starts.
-  void AddReportStage(std::string name, std::function<Status(TickReport&)> run);
+  void AddReportStage(std::string name, std::function<Status(TickReport&)> run,
+                      bool on_catch_up = false);
 
  private:
   FleetController& controller_;

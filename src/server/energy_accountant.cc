@@ -290,6 +290,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
     u.project_name = open.aggregates.project_name;
     u.user_name = open.aggregates.user_name;
     u.energy_joules = open.pending.energy_joules;
+    u.job_energy_joules = open.aggregates.energy_joules;
     u.busy_gpu_seconds = open.pending.busy_gpu_seconds;
     u.carbon_grams = open.pending.carbon_grams;
     updates.push_back(std::move(u));

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/energy_families.h"
 #include "server/gpu_ledger_families.h"
 
 namespace fleetwatch::server {
@@ -137,13 +138,9 @@ Status GpuLedger::Account(const TickReport& report) {
   const TimeMicros now = report.started_at;
   std::vector<store::GpuLedgerCharge> charges =
       GpuLedgerCharges(report, now, marks_, options_, unhealthy_);
-  if (charges.empty()) {
-    // The run gauges follow the runs' ends even without readings; what other replicas charged
-    // (their hosts) shows within a metrics interval.
-    const bool due = !rendered_ || now - rendered_at_ >= options_.metrics_interval;
-    return due ? Render(report) : Status::Ok();
-  }
+  if (charges.empty()) return Status::Ok();
   Result<int> applied = store_.ChargeGpuLedger(charges);
+  if (applied.ok() && *applied > 0) dirty_ = true;
   if (!applied.ok() || *applied != static_cast<int>(charges.size())) {
     // Another writer charged some GPU meanwhile (or the store failed): read the marks again.
     marks_loaded_ = false;
@@ -152,12 +149,22 @@ Status GpuLedger::Account(const TickReport& report) {
       marks_[{c.instance_id, c.gpu}] = c.new_accounted_until;
     }
   }
-  FW_RETURN_IF_ERROR(applied.status());
-  return Render(report);
+  return applied.status();
+}
+
+Status GpuLedger::Refresh(const TickReport& report, bool moved) {
+  if (snapshot_ == nullptr) return Status::Ok();
+  const uint64_t signature = RunSetSignature(report.runs);
+  dirty_ |= moved || signature != runs_signature_ ||
+            report.started_at - rendered_at_ >= options_.metrics_interval;
+  if (!dirty_) return Status::Ok();
+  FW_RETURN_IF_ERROR(Render(report));
+  dirty_ = false;
+  runs_signature_ = signature;
+  return Status::Ok();
 }
 
 Status GpuLedger::Render(const TickReport& report) {
-  if (snapshot_ == nullptr) return Status::Ok();
   GpuLedgerTotals totals;
   FW_ASSIGN_OR_RETURN(totals.ledger, store_.ListGpuLedger());
   FW_ASSIGN_OR_RETURN(totals.idle, store_.ListGpuIdleTotals());
@@ -172,7 +179,6 @@ Status GpuLedger::Render(const TickReport& report) {
         expose::FragmentChange{families_[k], "", expose::Fragment{std::move(texts[k]), {}}});
   }
   snapshot_->Apply(std::move(changes));
-  rendered_ = true;
   rendered_at_ = report.started_at;
   return Status::Ok();
 }

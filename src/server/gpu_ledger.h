@@ -77,11 +77,12 @@ std::vector<store::GpuLedgerCharge> GpuLedgerCharges(
 
 // The GPU state ledger: every tick that brought GPU readings is charged to the store's persisted
 // ledger (store::Store::ChargeGpuLedger: per GPU and state, idle GPU time and cost per (project,
-// user), hourly GPU time per run), and, when `snapshot` is given, its families are rendered from
-// the store's totals after each charge (gpu_ledger_families.h). Each GPU's accounted time is kept
-// in memory, read from the store on the first tick and after any failure, so a restart or a
-// second replica never counts an interval twice. Not thread-safe: the control loop's thread
-// (SetUnhealthyCheck before the loop starts).
+// user), hourly GPU time per run), and, when `snapshot` is given, Refresh renders its families
+// from the store's totals alone (gpu_ledger_families.h), so that every server replica shows the
+// same samples whoever charged them. Each GPU's accounted time is kept in memory, read from the
+// store on the first tick and after any failure, so a restart or a second replica never counts an
+// interval twice. Not thread-safe: the control loop's thread (SetUnhealthyCheck before the loop
+// starts).
 class GpuLedger {
  public:
   // Registers the ledger's families in `snapshot` (may be null: /metrics is off); names that are
@@ -91,9 +92,16 @@ class GpuLedger {
   // Another component's verdict on a GPU's health, added to the reading's `error`.
   void SetUnhealthyCheck(GpuUnhealthyCheck check) { unhealthy_ = std::move(check); }
 
-  // Charges the tick's readings (nothing when it brought none) and renders the families.
-  // Errors: the store's (nothing charged; the marks are read again next time).
+  // Charges the tick's readings (nothing when it brought none); what applied is rendered by the
+  // next Refresh. Errors: the store's (nothing charged; the marks are read again next time).
   Status Account(const TickReport& report);
+
+  // Renders the families from the store (a no-op without a snapshot) when something may have
+  // moved: `moved` (another writer's charge: store::kGpuLedgerKey), this ledger's own charges
+  // since the last render, the first call, a failed read, a change of the unfinished runs, and
+  // every metrics interval anyway. Errors: the store's (the snapshot keeps what it had; the next
+  // call reads again).
+  Status Refresh(const TickReport& report, bool moved);
 
  private:
   Status Render(const TickReport& report);
@@ -104,8 +112,9 @@ class GpuLedger {
   GpuUnhealthyCheck unhealthy_;
   std::vector<expose::FamilyId> families_;  // GpuLedgerFamilies() order
   bool marks_loaded_ = false;
-  bool rendered_ = false;
-  TimeMicros rendered_at_ = 0;  // the report time of the last Render
+  bool dirty_ = true;            // rendered again at the next Refresh
+  uint64_t runs_signature_ = 0;  // RunSetSignature of the last render's runs
+  TimeMicros rendered_at_ = 0;   // the report time of the last Render
   std::map<std::pair<std::string, int>, TimeMicros> marks_;
 };
 

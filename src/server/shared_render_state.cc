@@ -58,6 +58,12 @@ Status SharedRenderState::Share(TickReport& report) {
   const store::ChangeBatch batch = listener_.Take();
   const TimeMicros now = clock_.Now();
   const bool resync = resync_due_ || batch.resync || now >= next_resync_;
+  if (batch.resync) {
+    moved_totals_.insert(store::kGpuLedgerKey);
+    moved_totals_.insert(store::kEnergyKey);
+  } else if (auto totals = batch.keys.find(store::kTotalsChannel); totals != batch.keys.end()) {
+    moved_totals_.insert(totals->second.begin(), totals->second.end());
+  }
   Status read = Status::Ok();
   if (resync) {
     Count(&SharedRenderStats::resyncs, 1);

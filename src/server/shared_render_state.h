@@ -3,8 +3,10 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "server/fleet_controller.h"
 #include "store/change_listener.h"
@@ -41,6 +43,7 @@ struct SharedRenderStats {
 //     (TickReport::stored_points) that other replicas stored since it last looked, so that the
 //     exposition takes them as if this replica had polled those hosts. Job points are in the
 //     store already (AddJobMetricsPoints); only their keys travel.
+// The totals keys that arrive (store::kTotalsChannel) are kept for TakeMovedTotals.
 // What moved is told by the listener's notifications ("<id>@<version>" keys, store.h), so only
 // texts and points newer than what it has are read; everything is compared again (the versions
 // of every text, the newest point of every unfinished job) at the first Share, when the listener
@@ -57,6 +60,11 @@ class SharedRenderState {
   // Errors: the store's (a failed write is reported after the reads still ran; a failed read
   // leaves the report as far as it got and makes the next Share resync).
   Status Share(TickReport& report);
+
+  // The keys of store::kTotalsChannel (kGpuLedgerKey, kEnergyKey) that arrived with the
+  // notifications the Shares since the last call took (all of them after a resync): which totals
+  // the families rendered from the store must read again. The loop's thread.
+  std::set<std::string> TakeMovedTotals() { return std::exchange(moved_totals_, {}); }
 
   SharedRenderStats stats() const FW_EXCLUDES(mu_);
 
@@ -83,6 +91,7 @@ class SharedRenderState {
   std::unordered_map<std::string, TimeMicros> newest_text_;
   std::unordered_map<std::string, std::pair<std::optional<TimeMicros>, std::string>> written_;
   std::unordered_map<std::string, TimeMicros> newest_point_;  // job id → newest point handed on
+  std::set<std::string> moved_totals_;                        // for TakeMovedTotals
   SharedRenderStats logged_;                                  // as of the last LogLoad
   TimeMicros logged_at_ = 0;
   mutable Mutex mu_;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -23,6 +25,18 @@ class ChangeListener {
   virtual ~ChangeListener() = default;
   // What arrived since the last call (the first call says resync); never blocks.
   virtual ChangeBatch Take() = 0;
+
+  // A barrier: RequestBarrier returns a number that WaitBarrier reports passed once every
+  // notification committed before the request has been gathered (so that a Take after it has
+  // their keys), or a resync is pending instead (notifications may have been lost). Without a
+  // database to ask (this default, the tests' feeds), every barrier has passed at once.
+  virtual uint64_t RequestBarrier() { return 0; }
+  // Waits until barrier `number` has passed (true) or `deadline` has come (false).
+  virtual bool WaitBarrier(uint64_t number, std::chrono::steady_clock::time_point deadline) {
+    (void)number;
+    (void)deadline;
+    return true;
+  }
 };
 
 }  // namespace fleetwatch::store

@@ -15,11 +15,11 @@
 #include "util/status.h"
 
 // The energy and job-summary statements (Store: UpdateJobAggregates, ListJobAggregates,
-// ListOpenJobAggregates, ListEnergyTotals, ListJobSummariesSince), shared by the SQLite and
-// PostgreSQL stores: the SQL is what both accept but for the JSON list of ids (Dialect). Each
-// function runs inside the caller's transaction; `prepare(sql)` returns the store's Result<Query>
-// (Bind, Exec, Step, Changes and the row readers of row_mapping.h). Errors: the database's;
-// NotFound when an update names no job. Stateless.
+// ListOpenJobAggregates, ListEnergyTotals, ListRunEnergy, ListJobSummariesSince), shared by the
+// SQLite and PostgreSQL stores: the SQL is what both accept but for the JSON list of ids (Dialect).
+// Each function runs inside the caller's transaction; `prepare(sql)` returns the store's
+// Result<Query> (Bind, Exec, Step, Changes and the row readers of row_mapping.h). Errors: the
+// database's; NotFound when an update names no job. Stateless.
 namespace fleetwatch::store::rows {
 
 template <typename Prepare>
@@ -35,19 +35,26 @@ Result<std::vector<bool>> UpdateJobAggregates(Prepare&& prepare,
       exists.Bind(u.job_id);
       FW_ASSIGN_OR_RETURN(bool found, exists.Step());
       if (!found) return NotFound("no job with id '" + u.job_id + "'");
-      FW_ASSIGN_OR_RETURN(auto insert,
-                          prepare("INSERT INTO job_aggregates (job_id, revision, state, summary) "
-                                  "VALUES (?, 1, ?, ?) ON CONFLICT (job_id) DO NOTHING"));
-      insert.Bind(u.job_id).Bind(u.state_json).Bind(u.summary_json);
+      FW_ASSIGN_OR_RETURN(auto insert, prepare("INSERT INTO job_aggregates (job_id, revision, "
+                                               "state, summary, energy_joules) VALUES (?, 1, ?, "
+                                               "?, ?) ON CONFLICT (job_id) DO NOTHING"));
+      insert.Bind(u.job_id)
+          .Bind(u.state_json)
+          .Bind(u.summary_json)
+          .Bind(std::max(0.0, u.job_energy_joules));
       FW_RETURN_IF_ERROR(WithContext(insert.Exec(), what));
       changes = insert.Changes();
     } else {
       FW_ASSIGN_OR_RETURN(
           auto update,
           prepare("UPDATE job_aggregates SET revision = job_aggregates.revision + 1, state = ?, "
-                  "summary = COALESCE(job_aggregates.summary, ?) WHERE job_id = ? AND "
-                  "revision = ?"));
-      update.Bind(u.state_json).Bind(u.summary_json).Bind(u.job_id).Bind(u.revision);
+                  "summary = COALESCE(job_aggregates.summary, ?), energy_joules = ? WHERE "
+                  "job_id = ? AND revision = ?"));
+      update.Bind(u.state_json)
+          .Bind(u.summary_json)
+          .Bind(std::max(0.0, u.job_energy_joules))
+          .Bind(u.job_id)
+          .Bind(u.revision);
       FW_RETURN_IF_ERROR(WithContext(update.Exec(), what));
       changes = update.Changes();
     }
@@ -119,6 +126,29 @@ Result<std::vector<EnergyTotal>> ListEnergyTotals(Prepare&& prepare) {
     totals.push_back(EnergyTotal{q.Text(0), q.Text(1), q.Double(2), q.Double(3), q.Double(4)});
   }
   return totals;
+}
+
+template <typename Prepare>
+Result<std::vector<RunEnergyTotal>> ListRunEnergy(Prepare&& prepare, Dialect dialect,
+                                                  const std::vector<std::string>& run_ids) {
+  if (run_ids.empty()) return std::vector<RunEnergyTotal>();
+  const std::string ids_json =
+      boost::json::serialize(boost::json::array(run_ids.begin(), run_ids.end()));
+  FW_ASSIGN_OR_RETURN(
+      auto q,
+      prepare(std::string("SELECT j.run_id, SUM(a.energy_joules) FROM job_aggregates a "
+                          "JOIN jobs j ON j.id = a.job_id WHERE j.run_id IN ") +
+              (dialect == Dialect::kPostgres ? "(SELECT jsonb_array_elements_text(?::jsonb))"
+                                             : "(SELECT value FROM json_each(?))") +
+              " GROUP BY j.run_id ORDER BY j.run_id"));
+  q.Bind(ids_json);
+  std::vector<RunEnergyTotal> out;
+  while (true) {
+    FW_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.push_back(RunEnergyTotal{q.Text(0), q.Double(1)});
+  }
+  return out;
 }
 
 template <typename Prepare>

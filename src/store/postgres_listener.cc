@@ -8,10 +8,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <utility>
 
 #include "store/change_keys.h"
 #include "store/postgres_query.h"
+#include "util/ids.h"
 
 namespace fleetwatch::store {
 namespace {
@@ -48,8 +50,44 @@ Result<std::unique_ptr<PostgresListener>> PostgresListener::Start(PostgresListen
   return listener;
 }
 
-PostgresListener::PostgresListener(PostgresListenerOptions options) : options_(std::move(options)) {
+PostgresListener::PostgresListener(PostgresListenerOptions options)
+    : options_(std::move(options)),
+      barrier_channel_("fleetwatch_barrier_" + NewToken().substr(0, 16)) {
   pending_.resync = true;  // nothing read yet
+}
+
+void PostgresListener::Wake() {
+  if (wake_[1] >= 0) {
+    const char byte = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_[1], &byte, 1);
+  }
+}
+
+uint64_t PostgresListener::RequestBarrier() {
+  uint64_t number = 0;
+  {
+    MutexLock lock(mu_);
+    number = ++barrier_requested_;
+  }
+  Wake();
+  return number;
+}
+
+bool PostgresListener::WaitBarrier(uint64_t number,
+                                   std::chrono::steady_clock::time_point deadline) {
+  MutexLock lock(mu_);
+  while (barrier_passed_ < number && !stopping_) {
+    if (!cv_.WaitUntil(mu_, deadline)) return barrier_passed_ >= number;
+  }
+  return barrier_passed_ >= number;
+}
+
+void PostgresListener::PassAll() {
+  {
+    MutexLock lock(mu_);
+    barrier_passed_ = barrier_requested_;
+  }
+  cv_.NotifyAll();
 }
 
 PostgresListener::~PostgresListener() {
@@ -58,10 +96,7 @@ PostgresListener::~PostgresListener() {
     stopping_ = true;
   }
   cv_.NotifyAll();
-  if (wake_[1] >= 0) {
-    const char byte = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_[1], &byte, 1);
-  }
+  Wake();
   if (thread_.joinable()) thread_.join();
   for (int fd : wake_) {
     if (fd >= 0) ::close(fd);
@@ -90,6 +125,17 @@ bool PostgresListener::Sleep(std::chrono::milliseconds d) {
 }
 
 void PostgresListener::Gather(const std::string& channel, const std::string& payload) {
+  if (channel == barrier_channel_) {
+    uint64_t number = 0;
+    const char* end = payload.data() + payload.size();
+    if (std::from_chars(payload.data(), end, number).ptr != end) return;
+    {
+      MutexLock lock(mu_);
+      barrier_passed_ = std::max(barrier_passed_, number);
+    }
+    cv_.NotifyAll();
+    return;
+  }
   std::vector<std::string> keys = ChangeKeys(payload);
   MutexLock lock(mu_);
   if (pending_.resync) return;  // everything is read again anyway
@@ -106,6 +152,7 @@ void PostgresListener::Gather(const std::string& channel, const std::string& pay
 void PostgresListener::Run() {
   std::chrono::milliseconds backoff = options_.min_backoff;
   postgres::ConnHandle conn;
+  uint64_t sent_barrier = 0;  // the newest barrier number sent on this connection
   while (!Stopping()) {
     if (conn == nullptr) {
       // A server that does not answer holds the thread (and so the destructor) for at most 10 s
@@ -117,8 +164,9 @@ void PostgresListener::Run() {
       if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
         status = Unavailable(Message(conn.get()));
       }
-      for (size_t i = 0; status.ok() && i < options_.channels.size(); ++i) {
-        const std::string listen = "LISTEN " + options_.channels[i];
+      for (size_t i = 0; status.ok() && i <= options_.channels.size(); ++i) {
+        const std::string listen =
+            "LISTEN " + (i < options_.channels.size() ? options_.channels[i] : barrier_channel_);
         status = postgres::ExecSimple(conn.get(), listen.c_str());
       }
       if (status.ok() && PQsetnonblocking(conn.get(), 1) != 0) {
@@ -142,14 +190,40 @@ void PostgresListener::Run() {
       }
       if (connections_.fetch_add(1) > 0) spdlog::info("database change listener reconnected");
       connected_ = true;
+      sent_barrier = 0;
+      PassAll();  // the resync reads what any barrier asked for so far would wait for
     }
     pollfd fds[2] = {{PQsocket(conn.get()), POLLIN, 0}, {wake_[0], POLLIN, 0}};
     const int ready = ::poll(fds, 2, 1000);
     if (ready < 0 && errno != EINTR) {
       spdlog::warn("database change listener: poll failed");
     }
-    if (fds[1].revents != 0) continue;  // stopping: the loop's test ends it
-    if (PQconsumeInput(conn.get()) == 0 || PQstatus(conn.get()) != CONNECTION_OK) {
+    if (fds[1].revents != 0) {
+      char drain[64];
+      while (::read(wake_[0], drain, sizeof drain) > 0) {
+      }
+      if (Stopping()) break;
+    }
+    uint64_t wanted = 0;
+    {
+      MutexLock lock(mu_);
+      wanted = barrier_requested_ > barrier_passed_ ? barrier_requested_ : 0;
+    }
+    bool lost = false;
+    if (wanted > sent_barrier) {
+      // The newest number asked for: it answers every request up to it. Sent on this connection,
+      // so its own notification comes back after every one committed before it.
+      const std::string notify =
+          "NOTIFY " + barrier_channel_ + ", '" + std::to_string(wanted) + "'";
+      Status sent = postgres::ExecSimple(conn.get(), notify.c_str());
+      if (sent.ok()) {
+        sent_barrier = wanted;
+      } else {
+        spdlog::warn("database change listener: barrier: {}", sent.message());
+        lost = PQstatus(conn.get()) != CONNECTION_OK;
+      }
+    }
+    if (lost || PQconsumeInput(conn.get()) == 0 || PQstatus(conn.get()) != CONNECTION_OK) {
       spdlog::warn("database change listener lost its connection: {}", Message(conn.get()));
       conn.reset();
       connected_ = false;

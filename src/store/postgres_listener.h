@@ -32,8 +32,15 @@ struct PostgresListenerOptions {
 // is re-established with backoff; as notifications sent meanwhile are lost, every connection made
 // (the first included) makes the next Take say resync. Needs a session of its own through
 // PgBouncer: session pooling or a direct connection (transaction pooling drops LISTEN).
-// A connection attempt waits at most 10 s unless the URL sets connect_timeout. Thread-safe; the
-// destructor stops the thread (waiting for a connection attempt in progress).
+// A connection attempt waits at most 10 s unless the URL sets connect_timeout.
+// Barriers (ChangeListener::RequestBarrier): the thread sends, on its own connection, a
+// notification of a channel only this listener listens on (barrier_channel()) with the newest
+// barrier number asked for, and the barrier has passed once it comes back: PostgreSQL delivers a
+// session's notifications in the order their transactions committed, so every notification
+// committed before the request has arrived by then. Requests made while one is in flight are
+// answered by the next. A (re)connection passes every barrier asked for so far (the resync it
+// causes reads everything). Thread-safe; the destructor stops the thread (waiting for a
+// connection attempt in progress).
 class PostgresListener final : public ChangeListener {
  public:
   // Starts the thread, which connects at once (and retries with backoff when it cannot). Errors:
@@ -44,6 +51,12 @@ class PostgresListener final : public ChangeListener {
   PostgresListener& operator=(const PostgresListener&) = delete;
 
   ChangeBatch Take() override FW_EXCLUDES(mu_);
+  uint64_t RequestBarrier() override FW_EXCLUDES(mu_);
+  bool WaitBarrier(uint64_t number, std::chrono::steady_clock::time_point deadline) override
+      FW_EXCLUDES(mu_);
+
+  // The channel of this listener's barriers ("fleetwatch_barrier_" and a random part).
+  const std::string& barrier_channel() const { return barrier_channel_; }
 
   // Connections made so far, the first included (a reconnect raises it); whether one is up now.
   uint64_t connections() const { return connections_.load(); }
@@ -57,6 +70,10 @@ class PostgresListener final : public ChangeListener {
   // Waits `d` or until stopped; false when stopped.
   bool Sleep(std::chrono::milliseconds d) FW_EXCLUDES(mu_);
   void Gather(const std::string& channel, const std::string& payload) FW_EXCLUDES(mu_);
+  // Wakes the thread's wait on the socket.
+  void Wake();
+  // Every barrier asked for so far has passed.
+  void PassAll() FW_EXCLUDES(mu_);
 
   const PostgresListenerOptions options_;
   int wake_[2] = {-1, -1};  // a pipe: Stop writes to it to end the thread's wait on the socket
@@ -65,6 +82,9 @@ class PostgresListener final : public ChangeListener {
   bool stopping_ FW_GUARDED_BY(mu_) = false;
   ChangeBatch pending_ FW_GUARDED_BY(mu_);
   size_t pending_keys_ FW_GUARDED_BY(mu_) = 0;
+  const std::string barrier_channel_;
+  uint64_t barrier_requested_ FW_GUARDED_BY(mu_) = 0;  // the newest number handed out
+  uint64_t barrier_passed_ FW_GUARDED_BY(mu_) = 0;     // every number up to it has passed
   std::atomic<uint64_t> connections_{0};
   std::atomic<bool> connected_{false};
   std::thread thread_;

@@ -19,7 +19,7 @@ namespace {
 // additive). Text columns compare and sort bytewise (COLLATE "C"), as SQLite's do, whatever the
 // database's locale. Every foreign key that a query joins or filters on has an index whose first
 // column is that key.
-constexpr std::array<SchemaStep, 9> kMigrations = {{
+constexpr std::array<SchemaStep, 10> kMigrations = {{
     // 1: the schema of SQLite's steps 1-7, at once.
     {R"sql(
 CREATE TABLE users (
@@ -284,7 +284,14 @@ CREATE UNLOGGED TABLE host_dcgm (
 );
 )sql",
      /*additive=*/true},
-    // 9: a log copy is written a chunk per transaction (SQLite's step 15); its writer's token is
+    // 9: each job's GPU energy as stored with its aggregates (SQLite's step 15), so that every
+    // replica renders a run's energy from the store. Rows stored before have 0 until their job's
+    // next store.
+    {R"sql(
+ALTER TABLE job_aggregates ADD COLUMN energy_joules DOUBLE PRECISION NOT NULL DEFAULT 0;
+)sql",
+     /*additive=*/true},
+    // 10: a log copy is written a chunk per transaction (SQLite's step 16); its writer's token is
     // set until the last chunk is in (NULL: complete, as every older row is).
     {"ALTER TABLE job_logs ADD COLUMN IF NOT EXISTS writer TEXT;", /*additive=*/true},
 }};

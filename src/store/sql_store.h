@@ -862,7 +862,11 @@ class SqlStore : public Store {
   Result<int> ChargeGpuLedger(const std::vector<GpuLedgerCharge>& charges) override {
     FW_RETURN_IF_ERROR(rows::CheckGpuCharges(charges));
     if (charges.empty()) return 0;
-    return Write([&] { return rows::ChargeGpuLedger(Preparer(), charges); });
+    return Write([&]() -> Result<int> {
+      FW_ASSIGN_OR_RETURN(int applied, rows::ChargeGpuLedger(Preparer(), charges));
+      if (applied > 0) FW_RETURN_IF_ERROR(self().Notify(kTotalsChannel, {kGpuLedgerKey}));
+      return applied;
+    });
   }
 
   Result<std::vector<GpuIdleTotal>> ListGpuIdleTotals() override {
@@ -915,7 +919,14 @@ class SqlStore : public Store {
   Result<std::vector<bool>> UpdateJobAggregates(
       const std::vector<JobAggregateUpdate>& updates) override {
     if (updates.empty()) return std::vector<bool>();
-    return Write([&] { return rows::UpdateJobAggregates(Preparer(), updates); });
+    return Write([&]() -> Result<std::vector<bool>> {
+      FW_ASSIGN_OR_RETURN(std::vector<bool> applied,
+                          rows::UpdateJobAggregates(Preparer(), updates));
+      if (std::find(applied.begin(), applied.end(), true) != applied.end()) {
+        FW_RETURN_IF_ERROR(self().Notify(kTotalsChannel, {kEnergyKey}));
+      }
+      return applied;
+    });
   }
 
   Result<std::vector<JobAggregate>> ListJobAggregates(
@@ -930,6 +941,12 @@ class SqlStore : public Store {
 
   Result<std::vector<EnergyTotal>> ListEnergyTotals() override {
     return Read([&] { return rows::ListEnergyTotals(Preparer()); });
+  }
+
+  Result<std::vector<RunEnergyTotal>> ListRunEnergy(
+      const std::vector<std::string>& run_ids) override {
+    if (run_ids.empty()) return std::vector<RunEnergyTotal>();
+    return Read([&] { return rows::ListRunEnergy(Preparer(), Derived::kDialect, run_ids); });
   }
 
   Result<std::vector<StoredJobSummary>> ListJobSummariesSince(

@@ -15,7 +15,7 @@ namespace {
 // binary keeps working on a database with an additive step; steps 1-10 predate the rule and are
 // marked not additive). The SQL stays within what PostgreSQL also accepts (TEXT ids, BIGINT
 // micros, DOUBLE PRECISION money, partial indexes) so the PostgreSQL store can share the design.
-constexpr std::array<SchemaStep, 15> kMigrations = {{
+constexpr std::array<SchemaStep, 16> kMigrations = {{
     // 1: initial schema.
     {R"sql(
 CREATE TABLE users (
@@ -301,7 +301,13 @@ CREATE TABLE host_dcgm (
 );
 )sql",
      /*additive=*/true},
-    // 15: a log copy is written a chunk per transaction; its writer's token is set until the last
+    // 15: each job's GPU energy as stored with its aggregates (store.h ListRunEnergy). Rows stored
+    // before have 0 until their job's next store.
+    {R"sql(
+ALTER TABLE job_aggregates ADD COLUMN energy_joules REAL NOT NULL DEFAULT 0;
+)sql",
+     /*additive=*/true},
+    // 16: a log copy is written a chunk per transaction; its writer's token is set until the last
     // chunk is in (NULL: complete, as every older row is).
     {"ALTER TABLE job_logs ADD COLUMN writer TEXT;", /*additive=*/true},
 }};

@@ -172,6 +172,15 @@ struct JobAggregateUpdate {
   double energy_joules = 0;
   double busy_gpu_seconds = 0;
   double carbon_grams = 0;
+  // The job's GPU energy so far, all of it (the aggregates' in `state_json`): stored with the
+  // state, for ListRunEnergy.
+  double job_energy_joules = 0;
+};
+
+// The GPU energy of one run's jobs as stored with their aggregates (ListRunEnergy).
+struct RunEnergyTotal {
+  std::string run_id;
+  double energy_joules = 0;
 };
 
 // An ended job's stored summary, with the run, project and user it belongs to (their names now).
@@ -276,6 +285,12 @@ inline constexpr char kInstancesChannel[] = "fleetwatch_instances";
 // DeleteRunIfCurrent deleted, or DeleteFleet changed; a reader that holds the run at that row
 // version or newer (its own write) skips it.
 inline constexpr char kRunsChannel[] = "fleetwatch_runs";
+// Totals that /metrics renders from the store, by what changed them (one key per kind, no
+// version): ChargeGpuLedger sends kGpuLedgerKey, UpdateJobAggregates kEnergyKey, each in the
+// transaction of a write that applied something.
+inline constexpr char kTotalsChannel[] = "fleetwatch_totals";
+inline constexpr char kGpuLedgerKey[] = "gpu_ledger";
+inline constexpr char kEnergyKey[] = "energy";
 
 class Store {
  public:
@@ -447,7 +462,8 @@ class Store {
   // Applies the charges in one transaction; a charge whose GPU's accounted time is no longer
   // `accounted_until` (another replica charged it; none: the GPU already has a ledger) is
   // skipped. Returns how many applied. InvalidArgument (nothing applied) for a state outside
-  // 0..kGpuStateCount-1 or negative seconds or cost.
+  // 0..kGpuStateCount-1 or negative seconds or cost. On PostgreSQL, notifies kTotalsChannel with
+  // kGpuLedgerKey when one applied.
   virtual Result<int> ChargeGpuLedger(const std::vector<GpuLedgerCharge>& charges) = 0;
   // Every (project, user) whose jobs ever held a GPU, ordered by project name and user name.
   virtual Result<std::vector<GpuIdleTotal>> ListGpuIdleTotals() = 0;
@@ -518,7 +534,8 @@ class Store {
   // stored, is never replaced) and adds its figures to the (project, user) totals; the others
   // (another writer got there first) change nothing. Aggregates and summaries are never deleted
   // with metrics points. Returns, per update, whether it applied. NotFound when an applied
-  // update names no job (nothing changes then).
+  // update names no job (nothing changes then). On PostgreSQL, notifies kTotalsChannel with
+  // kEnergyKey when one applied.
   virtual Result<std::vector<bool>> UpdateJobAggregates(
       const std::vector<JobAggregateUpdate>& updates) = 0;
   // The aggregates of these jobs (those that have some), in no particular order.
@@ -528,6 +545,11 @@ class Store {
   virtual Result<std::vector<JobAggregate>> ListOpenJobAggregates() = 0;
   // Every (project, user) ever charged energy, ordered by project name and user name.
   virtual Result<std::vector<EnergyTotal>> ListEnergyTotals() = 0;
+  // The GPU energy of these runs' jobs (JobAggregateUpdate::job_energy_joules as last stored),
+  // summed per run, ordered by run id; runs without stored aggregates are left out. One query
+  // however many ids.
+  virtual Result<std::vector<RunEnergyTotal>> ListRunEnergy(
+      const std::vector<std::string>& run_ids) = 0;
   // The stored summaries of the jobs that finished at or after `since`, of the project named
   // `project_name` (nullopt: of every project), deleted runs' jobs included; newest finish first
   // (then by job id).

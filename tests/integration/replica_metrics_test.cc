@@ -1,12 +1,14 @@
-// GET /metrics of two `fleetwatch server` replicas on one PostgreSQL database (docs/scale-out.md,
-// docs/api.md): real server processes, real agents on 127.0.0.1, the ctest run's PostgreSQL. Both
-// serve the whole fleet: the same series, the same values but for the durations, which the scrape
-// computes from the stored times and which never go back from one replica to the other. What each
-// process saw itself is on its own GET /metrics/replica.
+// GET /metrics of three `fleetwatch server` replicas on one PostgreSQL database (docs/scale-out.md,
+// docs/api.md): real server processes, real agents on 127.0.0.1, the ctest run's PostgreSQL, a
+// run holding a GPU. All serve the whole fleet: scraped at the same moment, the same series with
+// the same values but for the durations, which the scrape computes from the stored times and
+// which never go back from one replica to another. What each process saw itself is on its own
+// GET /metrics/replica.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -14,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "integration/agent_process.h"
@@ -27,7 +30,7 @@ namespace {
 namespace json = boost::json;
 
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
-constexpr int kHosts = 2;
+constexpr int kHosts = 3;
 
 // The durations: computed by each scrape, so they may differ between two scrapes.
 const std::set<std::string> kTimeValued = {"dstack_instance_duration_seconds_total",
@@ -81,15 +84,19 @@ class ReplicaMetricsTest : public ::testing::Test {
 
   std::string url_;
   std::vector<std::unique_ptr<AgentProcess>> agents_;
-  TempDir data_a_, data_b_, home_;
+  TempDir data_a_, data_b_, data_c_, home_;
 };
 
-TEST_F(ReplicaMetricsTest, BothReplicasServeTheSameFleetAndEachItsOwnFigures) {
+TEST_F(ReplicaMetricsTest, EveryReplicaServesTheSameFleetAndEachItsOwnFigures) {
   std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
   ASSERT_TRUE(a->started()) << a->Output();
   std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
   ASSERT_TRUE(b->started()) << b->Output();
-  ApiClient admin_a(a->url(), kAdminToken), admin_b(b->url(), kAdminToken);
+  std::unique_ptr<ServerProcess> c = StartReplica(data_c_);
+  ASSERT_TRUE(c->started()) << c->Output();
+  ApiClient admin_a(a->url(), kAdminToken), admin_b(b->url(), kAdminToken),
+      admin_c(c->url(), kAdminToken);
+  std::vector<ApiClient*> admins = {&admin_a, &admin_b, &admin_c};
   std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
                       std::string(kTestAgentToken) + "\n  hosts:\n";
   for (const auto& agent : agents_) {
@@ -97,74 +104,92 @@ TEST_F(ReplicaMetricsTest, BothReplicasServeTheSameFleetAndEachItsOwnFigures) {
   }
   ASSERT_EQ(admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml").status,
             201);
-  // Each replica holds one host; both up.
+  // Each replica holds one host; all up.
   ASSERT_TRUE(WaitUntil([&] {
-    const json::value info_a = admin_a.Get("/api/server/info").json;
-    const json::value info_b = admin_b.Get("/api/server/info").json;
-    return info_a.at("leased_instances").to_number<int64_t>() == 1 &&
-           info_b.at("leased_instances").to_number<int64_t>() == 1;
-  })) << a->Output()
-      << b->Output();
-
-  // The fleet at rest: once both replicas have ticked past the last change, A's and B's /metrics
-  // are the same series with the same values, durations aside.
-  std::map<std::string, std::string> from_a, from_b;
-  std::string body_a, body_b;
-  const auto differences = [&] {
-    std::vector<std::string> out;
-    for (const auto& [series, value] : from_a) {
-      auto it = from_b.find(series);
-      if (it == from_b.end()) {
-        out.push_back("only on A: " + series);
-      } else if (!kTimeValued.contains(FamilyOf(series)) && it->second != value) {
-        out.push_back(series + ": A " + value + ", B " + it->second);
+    for (ApiClient* admin : admins) {
+      if (admin->Get("/api/server/info").json.at("leased_instances").to_number<int64_t>() != 1) {
+        return false;
       }
     }
-    for (const auto& [series, value] : from_b) {
-      if (!from_a.contains(series)) out.push_back("only on B: " + series);
+    return true;
+  })) << a->Output()
+      << b->Output() << c->Output();
+  // A run holding a GPU: its GPU ledger, energy and cost counters move while the test compares.
+  ApiReply run = admin_b.Send("POST", "/api/project/main/runs",
+                              "type: task\nname: train\ncommands: ['sleep 300']\n"
+                              "resources: {gpu: 1}\n",
+                              "application/yaml");
+  ASSERT_EQ(run.status, 201) << run.body;
+
+  // The three scraped at the same moment (one thread each): the same series with the same values,
+  // durations aside. Every family is compared, the GPU ledger's and the energy families included:
+  // each replica renders them from the store. A change committed between two of the scrapes makes
+  // them differ, so they are scraped again until no change fell between.
+  std::vector<std::string> bodies(admins.size());
+  std::vector<std::map<std::string, std::string>> samples(admins.size());
+  const auto differences = [&] {
+    std::vector<std::string> out;
+    for (size_t r = 1; r < samples.size(); ++r) {
+      const std::string name(1, static_cast<char>('A' + r));
+      for (const auto& [series, value] : samples[0]) {
+        auto it = samples[r].find(series);
+        if (it == samples[r].end()) {
+          out.push_back("only on A, not " + name + ": " + series);
+        } else if (!kTimeValued.contains(FamilyOf(series)) && it->second != value) {
+          out.push_back(series + ": A " + value + ", " + name + " " + it->second);
+        }
+      }
+      for (const auto& [series, value] : samples[r]) {
+        if (!samples[0].contains(series)) out.push_back("only on " + name + ": " + series);
+      }
     }
     return out;
   };
-  const auto instances_idle = [](const std::string& body) {
-    size_t idle = 0;
-    for (size_t at = body.find("status=\"idle\"} 1.0"); at != std::string::npos;
-         at = body.find("status=\"idle\"} 1.0", at + 1)) {
-      ++idle;
+  const auto ready = [](const std::string& body) {
+    size_t up = 0;
+    for (const char* status : {"status=\"idle\"} 1.0", "status=\"busy\"} 1.0"}) {
+      for (size_t at = body.find(status); at != std::string::npos; at = body.find(status, at + 1)) {
+        ++up;
+      }
     }
-    return idle == kHosts;
+    return up == kHosts && body.find("fleetwatch_run_gpu_idle_ratio{") != std::string::npos &&
+           body.find("fleetwatch_run_gpu_energy_joules{") != std::string::npos &&
+           body.find("fleetwatch_project_gpu_busy_seconds_total{") != std::string::npos &&
+           body.find("dstack_job_cpu_time_seconds_total{") != std::string::npos;
   };
-  // The GPU ledger and energy families move on each replica's own schedule (docs/scale-out.md):
-  // compared as series only.
-  const auto own_schedule = [](const std::string& family) {
-    return family.starts_with("fleetwatch_gpu_state") || family.starts_with("fleetwatch_project_");
-  };
+  int rounds = 0;
   const bool same = WaitUntil(
       [&] {
-        body_a = admin_a.Get("/metrics").body;
-        body_b = admin_b.Get("/metrics").body;
-        from_a = Samples(body_a);
-        from_b = Samples(body_b);
-        std::erase_if(from_a, [&](const auto& s) { return own_schedule(FamilyOf(s.first)); });
-        std::erase_if(from_b, [&](const auto& s) { return own_schedule(FamilyOf(s.first)); });
-        return instances_idle(body_a) && instances_idle(body_b) && differences().empty();
+        ++rounds;
+        std::vector<std::thread> scrapes;
+        for (size_t r = 0; r < admins.size(); ++r) {
+          scrapes.emplace_back([&, r] { bodies[r] = admins[r]->Get("/metrics").body; });
+        }
+        for (std::thread& t : scrapes) t.join();
+        for (size_t r = 0; r < admins.size(); ++r) samples[r] = Samples(bodies[r]);
+        return std::all_of(bodies.begin(), bodies.end(), ready) && differences().empty();
       },
-      std::chrono::seconds(60));
+      std::chrono::seconds(90));
   EXPECT_TRUE(same) << ::testing::PrintToString(differences()) << "\nA:\n"
-                    << body_a << "\nB:\n"
-                    << body_b;
-  std::printf("A and B: %zu series each, the same values but for the durations\n", from_a.size());
+                    << bodies[0] << "\nB:\n"
+                    << bodies[1] << "\nC:\n"
+                    << bodies[2];
+  std::printf("A, B and C: %zu series each, the same values but for the durations (%d rounds)\n",
+              samples[0].size(), rounds);
+  const std::string body_a = bodies[0];
   // The instances' ages, scraped from A then B, never go back.
+  std::map<std::string, std::string> later = Samples(admin_b.Get("/metrics").body);
   for (const auto& [series, value] : Samples(body_a)) {
     if (FamilyOf(series) != "dstack_instance_duration_seconds_total") continue;
-    EXPECT_GE(std::stod(Samples(body_b).at(series)), std::stod(value)) << series;
+    EXPECT_GE(std::stod(later.at(series)), std::stod(value)) << series;
   }
   // Nothing of one process' own on /metrics; each one's on its /metrics/replica.
-  for (const std::string& body : {body_a, body_b}) {
+  for (const std::string& body : bodies) {
     EXPECT_EQ(body.find("fleetwatch_agent_poll_errors_total"), std::string::npos) << body;
     EXPECT_EQ(body.find("fleetwatch_replica_info"), std::string::npos) << body;
     EXPECT_EQ(body.find("fleetwatch_gpu_health"), std::string::npos) << body;
   }
-  for (ApiClient* admin : {&admin_a, &admin_b}) {
+  for (ApiClient* admin : admins) {
     const std::string id = Str(admin->Get("/api/server/info").json, "replica_id");
     ASSERT_FALSE(id.empty());
     const std::string own = admin->Get("/metrics/replica").body;

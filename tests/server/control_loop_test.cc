@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace fleetwatch::server {
@@ -184,6 +187,65 @@ TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
   loop.Stop();  // does not wait for the next beat, an hour away
   EXPECT_EQ(stages.ticks.load(), 1);
   EXPECT_EQ(loop.stats().ticks, 1u);
+}
+
+// What RequestCatchUp asks for runs on the loop's thread between ticks, and WaitCatchUp says when
+// it has; a failed catch-up is no pass, and a stopped loop answers a wait at once.
+TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAFailedOrStoppedOneIsNoPass) {
+  const Clock& clock = SystemClock::Get();
+  // Two report stages: one that accounts what a tick polled (never in a catch-up), one that
+  // brings /metrics up to the store (also in a catch-up).
+  class Counting final : public ControlStages {
+   public:
+    Result<TickReport> Control() override {
+      ++ticks;
+      return TickReport{};
+    }
+    Status AccountUsage() override { return Status::Ok(); }
+    const std::vector<ReportStage>& report_stages() const override { return stages_; }
+    Status Retain(TimeMicros) override { return Status::Ok(); }
+    std::atomic<int> ticks{0};
+    std::atomic<int> accounted{0};
+    std::atomic<int> catch_ups{0};
+    std::atomic<bool> failing{false};
+
+   private:
+    const std::vector<ReportStage> stages_{{"accounting",
+                                            [this](TickReport&) {
+                                              ++accounted;
+                                              return Status::Ok();
+                                            }},
+                                           {"exposition",
+                                            [this](TickReport&) {
+                                              ++catch_ups;
+                                              return failing.load() ? Unavailable("database down")
+                                                                    : Status::Ok();
+                                            },
+                                            /*on_catch_up=*/true}};
+  } stages;
+  ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
+  const auto far = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(60); };
+  loop.Start();
+  while (stages.ticks.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The tick ran both stages once; wait until it is over (both counted).
+  while (stages.catch_ups.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const uint64_t first = loop.RequestCatchUp();
+  EXPECT_TRUE(loop.WaitCatchUp(first, far()));
+  EXPECT_EQ(stages.catch_ups.load(), 2);
+  const uint64_t second = loop.RequestCatchUp();
+  EXPECT_GT(second, first);
+  EXPECT_TRUE(loop.WaitCatchUp(second, far()));
+  EXPECT_EQ(stages.catch_ups.load(), 3);
+  EXPECT_EQ(stages.ticks.load(), 1);      // no tick for them: the next beat is an hour away
+  EXPECT_EQ(stages.accounted.load(), 1);  // a catch-up accounts nothing
+  // A catch-up that fails says so to its waiters.
+  stages.failing = true;
+  EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));
+  EXPECT_EQ(stages.catch_ups.load(), 4);
+  stages.failing = false;
+  loop.Stop();
+  EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));  // at once, not in a minute
+  EXPECT_EQ(stages.catch_ups.load(), 4);
 }
 
 }  // namespace

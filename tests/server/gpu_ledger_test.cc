@@ -234,6 +234,7 @@ TEST_F(GpuLedgerStore, TheFamiliesAreRenderedFromThePersistedTotals) {
   auto readings = [] { return std::vector{Reading(0, 90, 1), Reading(1, 1, 0)}; };
   ASSERT_TRUE(ledger.Account(Report(kNow, readings())).ok());
   ASSERT_TRUE(ledger.Account(Report(kNow + 10 * kSecond, readings())).ok());
+  ASSERT_TRUE(ledger.Refresh(Report(kNow + 10 * kSecond, {}), /*moved=*/false).ok());
   const std::string text = snapshot.Render(expose::Format::kText004, kNow);
   const std::string gpu1 =
       R"(dstack_project_name="main",dstack_fleet_name="gpus",dstack_instance_name="gpus-0",)"
@@ -254,12 +255,32 @@ TEST_F(GpuLedgerStore, TheFamiliesAreRenderedFromThePersistedTotals) {
                       R"(dstack_user_name="alice"} 10.0)"),
             std::string::npos);
   EXPECT_NE(text.find("fleetwatch_project_idle_cost_dollars_total{"), std::string::npos);
-  // A finished run leaves the run gauge with the next readings.
-  TickReport ended = Report(kNow + 20 * kSecond, readings());
+  // A finished run leaves the run gauge at the next refresh, readings or not.
+  TickReport ended = Report(kNow + 11 * kSecond, {});
   ended.runs = std::vector<model::Run>{};
-  ASSERT_TRUE(ledger.Account(ended).ok());
+  ASSERT_TRUE(ledger.Refresh(ended, /*moved=*/false).ok());
   EXPECT_EQ(snapshot.Render(expose::Format::kText004, kNow).find("fleetwatch_run_gpu_idle_ratio{"),
             std::string::npos);
+}
+
+// What another writer (a second replica's ledger on the same store) charged shows at the first
+// refresh told so, not only after a metrics interval; untold, nothing is read.
+TEST_F(GpuLedgerStore, AnotherWritersChargesShowWhenTheRefreshIsToldTheyMoved) {
+  expose::ExpositionSnapshot snapshot;
+  GpuLedger shown(*store_, &snapshot, kOptions);
+  GpuLedger other(*store_, nullptr, kOptions);
+  auto readings = [] { return std::vector{Reading(0, 90, 1), Reading(1, 1, 0)}; };
+  ASSERT_TRUE(shown.Refresh(Report(kNow, {}), false).ok());
+  ASSERT_TRUE(other.Account(Report(kNow, readings())).ok());
+  ASSERT_TRUE(other.Account(Report(kNow + 5 * kSecond, readings())).ok());
+  const std::string busy =
+      R"(fleetwatch_gpu_state_seconds_total{dstack_project_name="main",dstack_fleet_name="gpus",)"
+      R"(dstack_instance_name="gpus-0",dstack_gpu="H100",gpu="0",state="busy"} )";
+  ASSERT_TRUE(shown.Refresh(Report(kNow + 1 * kSecond, {}), false).ok());
+  EXPECT_EQ(snapshot.Render(expose::Format::kText004, kNow).find(busy + "5.0"), std::string::npos);
+  ASSERT_TRUE(shown.Refresh(Report(kNow + 2 * kSecond, {}), true).ok());
+  const std::string text = snapshot.Render(expose::Format::kText004, kNow);
+  EXPECT_NE(text.find(busy + "5.0"), std::string::npos) << text;
 }
 
 // 600 simulated seconds at the metrics interval on a fake clock, the server restarted halfway (a

@@ -409,9 +409,10 @@ bool TakeUntil(PostgresListener& listener, const std::string& channel, const std
 }
 
 std::unique_ptr<PostgresListener> Listen(const std::string& url) {
-  auto listener = PostgresListener::Start({.url = url,
-                                           .channels = {kHostDcgmChannel, kJobPointsChannel},
-                                           .min_backoff = std::chrono::milliseconds(50)});
+  auto listener =
+      PostgresListener::Start({.url = url,
+                               .channels = {kHostDcgmChannel, kJobPointsChannel, kTotalsChannel},
+                               .min_backoff = std::chrono::milliseconds(50)});
   EXPECT_TRUE(listener.ok()) << listener.status().ToString();
   if (!listener.ok()) return nullptr;
   EXPECT_TRUE(testing::WaitUntil([&] { return (*listener)->connected(); }));
@@ -542,6 +543,63 @@ TEST_F(PostgresStore, AListenerReconnectsAfterItsBackendIsTerminatedAndAsksForAR
   raw.Exec("SELECT pg_notify('fleetwatch_job_points', 'after-reconnect@5')");
   EXPECT_TRUE(TakeUntil(*listener, kJobPointsChannel, "after-reconnect@5", seen));
   EXPECT_FALSE(seen.resync);
+}
+
+// A barrier passes only once every notification committed before it was asked for is gathered:
+// a Take right after it has their keys, without waiting or polling. The totals' charges notify
+// their keys too.
+TEST_F(PostgresStore, ABarrierPassesOnceEveryNotificationCommittedBeforeItIsGathered) {
+  std::unique_ptr<PostgresListener> listener = Listen(factory_.url());
+  ASSERT_NE(listener, nullptr);
+  EXPECT_TRUE(listener->Take().resync);
+  EXPECT_EQ(listener->barrier_channel().rfind("fleetwatch_barrier_", 0), 0u);
+  RawPg raw(factory_.url());
+  const auto far = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(60); };
+  for (int i = 0; i < 20; ++i) {
+    const std::string key = "job-" + std::to_string(i) + "@1";
+    raw.Exec("SELECT pg_notify('fleetwatch_job_points', '" + key + "')");
+    const uint64_t barrier = listener->RequestBarrier();
+    ASSERT_TRUE(listener->WaitBarrier(barrier, far())) << i;
+    ChangeBatch batch = listener->Take();
+    EXPECT_FALSE(batch.resync);
+    EXPECT_EQ(batch.keys[kJobPointsChannel].count(key), 1u) << i;
+    EXPECT_FALSE(batch.keys.contains(listener->barrier_channel()));  // never handed on
+  }
+  // Several asked for at once pass together.
+  const uint64_t a = listener->RequestBarrier(), b = listener->RequestBarrier();
+  EXPECT_TRUE(listener->WaitBarrier(b, far()));
+  EXPECT_TRUE(listener->WaitBarrier(a, far()));
+
+  auto opened = factory_.Open();
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  Store& store = **opened;
+  const model::User alice = MakeUser("alice");
+  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
+  const model::Project project = MakeProject("main", alice);
+  ASSERT_TRUE(store.CreateProject(project).ok());
+  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
+  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store.CreateRun(run).ok());
+  listener->Take();
+  JobAggregateUpdate update;
+  update.job_id = run.jobs[0].id;
+  update.state_json = "{}";
+  update.project_name = "main";
+  update.user_name = "alice";
+  ASSERT_TRUE(store.UpdateJobAggregates({update}).ok());
+  GpuLedgerCharge charge;
+  charge.instance_id = instance.id;
+  charge.new_accounted_until = 1000;
+  ASSERT_EQ(store.ChargeGpuLedger({charge}).value(), 1);
+  const uint64_t barrier = listener->RequestBarrier();
+  ASSERT_TRUE(listener->WaitBarrier(barrier, far()));
+  ChangeBatch batch = listener->Take();
+  EXPECT_EQ(batch.keys[kTotalsChannel], (std::set<std::string>{kEnergyKey, kGpuLedgerKey}));
+  // A charge that applies nothing notifies nothing.
+  ASSERT_EQ(store.ChargeGpuLedger({charge}).value(), 0);
+  const uint64_t again = listener->RequestBarrier();
+  ASSERT_TRUE(listener->WaitBarrier(again, far()));
+  EXPECT_FALSE(listener->Take().keys.contains(kTotalsChannel));
 }
 
 TEST(PostgresListenerStart, ABadChannelNameIsRefused) {

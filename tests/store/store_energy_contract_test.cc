@@ -68,6 +68,34 @@ TEST_P(StoreContract, JobAggregatesApplyOnlyFromTheRevisionTheyWereMadeFrom) {
   EXPECT_DOUBLE_EQ(totals[0].carbon_grams, 1.75);
 }
 
+TEST_P(StoreContract, RunEnergyIsTheSumOfItsJobsEnergyAsLastStored) {
+  model::Run train = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 2);
+  model::Run eval = MakeRun(project_, owner_, "eval", 200, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(train).ok());
+  ASSERT_TRUE(store_->CreateRun(eval).ok());
+  EXPECT_TRUE(store_->ListRunEnergy({train.id, eval.id}).value().empty());
+  EXPECT_TRUE(store_->ListRunEnergy({}).value().empty());
+
+  JobAggregateUpdate first = Update(train.jobs[0].id, 0, "{}", 100);
+  first.job_energy_joules = 100;
+  JobAggregateUpdate second = Update(train.jobs[1].id, 0, "{}", 30);
+  second.job_energy_joules = 30;
+  ASSERT_EQ(store_->UpdateJobAggregates({first, second}).value(), (std::vector<bool>{true, true}));
+  // The job's whole energy replaces what was stored; a stale update changes nothing.
+  JobAggregateUpdate later = Update(train.jobs[0].id, 1, "{}", 50);
+  later.job_energy_joules = 150;
+  JobAggregateUpdate stale = Update(train.jobs[0].id, 1, "{}", 999);
+  stale.job_energy_joules = 999;
+  ASSERT_EQ(store_->UpdateJobAggregates({later, stale}).value(), (std::vector<bool>{true, false}));
+
+  std::vector<RunEnergyTotal> runs =
+      store_->ListRunEnergy({train.id, eval.id, "no-such-run"}).value();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].run_id, train.id);
+  EXPECT_DOUBLE_EQ(runs[0].energy_joules, 180);
+  EXPECT_TRUE(store_->ListRunEnergy({eval.id}).value().empty());
+}
+
 TEST_P(StoreContract, AnUpdateOfAnUnknownJobIsNotFoundAndChangesNothing) {
   model::Run run = MakeRun(project_, owner_, "train", 100, RunStatus::kRunning, 1);
   ASSERT_TRUE(store_->CreateRun(run).ok());
