@@ -134,19 +134,19 @@ void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
   DropBodiesBefore(version);
 }
 
-void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> families,
-                                 TimeMicros expires_at) {
-  if (families.empty()) {
+void ExpositionSnapshot::SetDcgm(std::string key, DcgmSamples samples, TimeMicros expires_at) {
+  if (samples.empty()) {
     RemoveDcgm(key);
     return;
   }
-  for (RenderedFamily& family : families) Trim(family.samples);
-  families.shrink_to_fit();
-  auto shared = std::make_shared<const std::vector<RenderedFamily>>(std::move(families));
+  auto shared = std::make_shared<const DcgmSamples>(std::move(samples));
+  std::shared_ptr<const DcgmSamples> replaced;  // freed after the lock is released
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
+    auto [it, inserted] = dcgm_.try_emplace(std::move(key));
+    replaced = std::move(it->second.samples);
+    it->second = DcgmEntry{std::move(shared), expires_at};
     version = ++version_;
   }
   DropBodiesBefore(version);
@@ -183,7 +183,7 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     std::vector<std::shared_ptr<const Fragment>> fragments;
   };
   std::vector<StaticFamily> statics;
-  std::vector<std::shared_ptr<const std::vector<RenderedFamily>>> dcgm;
+  std::vector<std::shared_ptr<const DcgmSamples>> dcgm;
   std::shared_ptr<const std::unordered_set<std::string>> names;
   Rendered rendered{{}, 0, std::numeric_limits<TimeMicros>::max()};
   const TimeMicros evaluated_at = EvaluationTime(now);
@@ -205,24 +205,37 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     dcgm.reserve(dcgm_.size());
     for (const auto& [key, entry] : dcgm_) {
       if (entry.expires_at <= now) continue;
-      dcgm.push_back(entry.families);
+      dcgm.push_back(entry.samples);
       rendered.valid_until = std::min(rendered.valid_until, entry.expires_at);
     }
   }
 
-  // DCGM families merged by name across keys, in first-seen order.
+  // DCGM families merged by name across keys, in first-seen order. Jobs mostly have the same
+  // families in the same order, with the same (cached) headers: a family whose header is the one
+  // the previous job had at the same place joins the same merged family without a lookup.
   struct MergedFamily {
     const FamilyHeader* header;
-    std::vector<const Fragment*> fragments;
+    bool registered;  // named like a registered family: not rendered
+    std::vector<std::string_view> fragments;
   };
   std::vector<MergedFamily> merged;
   std::unordered_map<std::string_view, size_t> merged_index;
-  for (const auto& families : dcgm) {
-    for (const RenderedFamily& family : *families) {
-      if (names->contains(family.header->name())) continue;
-      const auto [it, inserted] = merged_index.try_emplace(family.header->name(), merged.size());
-      if (inserted) merged.push_back({family.header.get(), {}});
-      merged[it->second].fragments.push_back(&family.samples);
+  std::vector<std::pair<const FamilyHeader*, size_t>> previous;  // by place: header, merged index
+  for (const auto& samples : dcgm) {
+    const std::vector<RenderedFamily>& families = samples->families();
+    if (previous.size() < families.size()) previous.resize(families.size(), {nullptr, 0});
+    for (size_t i = 0; i < families.size(); ++i) {
+      const RenderedFamily& family = families[i];
+      size_t index = previous[i].second;
+      if (previous[i].first != family.header) {
+        const std::string& name = family.header->name();
+        const auto [it, inserted] = merged_index.try_emplace(name, merged.size());
+        if (inserted) merged.push_back({family.header, names->contains(name), {}});
+        index = it->second;
+        previous[i] = {family.header, index};
+      }
+      MergedFamily& into = merged[index];
+      if (!into.registered) into.fragments.push_back(family.samples.For(format));
     }
   }
 
@@ -235,8 +248,9 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     }
   }
   for (const MergedFamily& f : merged) {
+    if (f.fragments.empty()) continue;
     size += f.header->Lines(format).size();
-    for (const Fragment* fragment : f.fragments) size += fragment->For(format).size();
+    for (const std::string_view fragment : f.fragments) size += fragment.size();
   }
   std::string& out = rendered.body;
   out.reserve(size);
@@ -245,8 +259,9 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   bool dcgm_written = false;
   const auto write_dcgm = [&] {
     for (const MergedFamily& f : merged) {
+      if (f.fragments.empty()) continue;  // registered: a host cannot shadow ours
       out += f.header->Lines(format);
-      for (const Fragment* fragment : f.fragments) out += fragment->For(format);
+      for (const std::string_view fragment : f.fragments) out += fragment;
     }
     dcgm_written = true;
   };

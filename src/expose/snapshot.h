@@ -59,7 +59,8 @@ struct FragmentChange {
 // so a render holds the lock only to collect pointers, never while writing bytes or compressing;
 // a writer waits at most for that collection.
 //
-// Memory: each series is held once, in its fragment (whose strings are trimmed to their size).
+// Memory: each series is held once, in its fragment (whose strings are trimmed to their size) or
+// its job's DcgmSamples.
 // A scrape's body is rendered when asked for and kept only while it is current: a change drops
 // the cached bodies it made stale, and a gzip'd body is kept without the plain one it was made
 // from (unless plain was asked for too), so between changes the snapshot holds its fragments
@@ -92,9 +93,9 @@ class ExpositionSnapshot {
   void Apply(std::vector<FragmentChange> changes);
 
   // Sets (replaces) the DCGM families of `key`, shown by renders at `now` < `expires_at`.
-  // An empty `families` removes `key`. Families whose name is registered are never rendered
-  // from DCGM (a host cannot shadow ours).
-  void SetDcgm(std::string key, std::vector<RenderedFamily> families, TimeMicros expires_at);
+  // Empty `samples` remove `key`. Families whose name is registered are never rendered from DCGM
+  // (a host cannot shadow ours).
+  void SetDcgm(std::string key, DcgmSamples samples, TimeMicros expires_at);
   void RemoveDcgm(std::string_view key);
   // Forgets DCGM fragments expired at `now`; renders skip them anyway, this frees their memory.
   void DropExpiredDcgm(TimeMicros now);
@@ -125,7 +126,7 @@ class ExpositionSnapshot {
     std::map<std::string, std::shared_ptr<const Fragment>, std::less<>> fragments;
   };
   struct DcgmEntry {
-    std::shared_ptr<const std::vector<RenderedFamily>> families;
+    std::shared_ptr<const DcgmSamples> samples;
     TimeMicros expires_at;
   };
   struct Rendered {

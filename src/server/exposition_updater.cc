@@ -154,7 +154,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     }
     // One pass over the text for every job on the host; nothing refers to the text after it.
     Result<expose::RelabeledDcgm> relabeled =
-        expose::RelabelDcgmText(report.dcgm.text, jobs, server_family_names_, &dcgm_headers_);
+        dcgm_relabeler_.Relabel(report.dcgm.text, jobs, server_family_names_);
     if (!relabeled.ok()) {
       ++own_.dcgm_text_errors;
       spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
@@ -168,19 +168,18 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     own_.dcgm_families_dropped += relabeled->foreign_families;
     for (size_t i = 0; i < keys.size(); ++i) {
       const std::string& key = keys[i]->first;
-      std::vector<expose::RenderedFamily>& families = relabeled->jobs[i];
-      if (families.empty()) {
+      expose::DcgmSamples& samples = relabeled->jobs[i];
+      if (samples.empty()) {
         snapshot_.RemoveDcgm(key);
         dcgm_keys_.erase(key);
         continue;
       }
-      snapshot_.SetDcgm(key, std::move(families),
-                        *report.dcgm.collected_at + options_.dcgm_max_age);
+      snapshot_.SetDcgm(key, std::move(samples), *report.dcgm.collected_at + options_.dcgm_max_age);
       dcgm_keys_[key] = keys[i]->second.second->id;
     }
   }
   // Headers of families no job exports any more.
-  dcgm_headers_.Prune();
+  dcgm_relabeler_.headers().Prune();
 }
 
 Status ExpositionUpdater::RecordRunEvents() {

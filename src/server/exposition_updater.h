@@ -145,8 +145,9 @@ class ExpositionUpdater {
   std::vector<std::string_view> server_family_names_;
   // Snapshot DCGM key → job id.
   std::unordered_map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);
-  // The DCGM family headers every job's samples share (IngestDcgm).
-  expose::DcgmHeaderCache dcgm_headers_ FW_GUARDED_BY(mu_);
+  // Relabels the hosts' DCGM texts (IngestDcgm); holds the family headers every job's samples
+  // share and the buffers it relabels in.
+  expose::DcgmRelabeler dcgm_relabeler_ FW_GUARDED_BY(mu_);
 
   uint64_t updates_ FW_GUARDED_BY(mu_) = 0;
   uint64_t generations_ FW_GUARDED_BY(mu_) = 0;
