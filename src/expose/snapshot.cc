@@ -25,15 +25,6 @@ void AdviseHugePages(const char* data, size_t size) {
 
 namespace {
 
-// Appending leaves a string up to twice the size it needs; a fragment is kept as long as its
-// samples do not change, so it keeps only what it holds.
-void Trim(Fragment& fragment) {
-  fragment.text.shrink_to_fit();
-  fragment.openmetrics.shrink_to_fit();
-  for (TimedSample& sample : fragment.timed) sample.prefix.shrink_to_fit();
-  fragment.timed.shrink_to_fit();
-}
-
 // The bytes a timed sample's value and line end take at most ("-1.2345678901234567e+308\n").
 constexpr size_t kTimedValueBytes = 26;
 
@@ -68,30 +59,30 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
   return id;
 }
 
-void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment fragment) {
+void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key,
+                                     std::shared_ptr<const Fragment> fragment) {
   FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
   const auto it = fragments.find(key);
   if (it != fragments.end()) timed_samples_ -= it->second->timed.size();
-  if (fragment.empty()) {
+  if (!fragment || fragment->empty()) {
     if (it != fragments.end()) fragments.erase(it);
     return;
   }
-  timed_samples_ += fragment.timed.size();
-  auto made = std::make_shared<const Fragment>(std::move(fragment));
+  timed_samples_ += fragment->timed.size();
   if (it != fragments.end()) {
-    it->second = std::move(made);
+    it->second = std::move(fragment);
   } else {
-    fragments.emplace(std::move(key), std::move(made));
+    fragments.emplace(std::move(key), std::move(fragment));
   }
 }
 
 void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
-  Trim(fragment);
+  fragment.ShrinkToFit();
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    ApplyLocked(family, std::move(key), std::move(fragment));
+    ApplyLocked(family, std::move(key), std::make_shared<const Fragment>(std::move(fragment)));
     version = ++version_;
   }
   DropBodiesBefore(version);
@@ -122,11 +113,24 @@ void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
 }
 
 void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
-  for (FragmentChange& c : changes) Trim(c.fragment);
+  std::vector<SharedFragmentChange> shared;
+  shared.reserve(changes.size());
+  for (FragmentChange& c : changes) {
+    std::shared_ptr<const Fragment> fragment;
+    if (!c.fragment.empty()) {
+      c.fragment.ShrinkToFit();
+      fragment = std::make_shared<const Fragment>(std::move(c.fragment));
+    }
+    shared.push_back({c.family, std::move(c.key), std::move(fragment)});
+  }
+  ApplyShared(std::move(shared));
+}
+
+void ExpositionSnapshot::ApplyShared(std::vector<SharedFragmentChange> changes) {
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    for (FragmentChange& c : changes) {
+    for (SharedFragmentChange& c : changes) {
       ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
     }
     version = ++version_;

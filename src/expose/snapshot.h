@@ -39,6 +39,15 @@ struct FragmentChange {
   Fragment fragment;
 };
 
+// One change to a family's fragments, the fragment already made shared: for a writer that keeps
+// what it set, to compare its next text with, without a copy of its own or a look-up here. A null
+// or empty fragment removes `key`; the fragment is held as given (not trimmed).
+struct SharedFragmentChange {
+  FamilyId family;
+  std::string key;
+  std::shared_ptr<const Fragment> fragment;
+};
+
 // The in-memory exposition that GET /metrics serves: pre-rendered fragments that ingest and
 // state changes set, and that a scrape only concatenates (docs/expose.md).
 //
@@ -91,6 +100,8 @@ class ExpositionSnapshot {
   void RemoveFragment(FamilyId family, std::string_view key);
   // Applies all `changes` at once: no render sees some of them without the others.
   void Apply(std::vector<FragmentChange> changes);
+  // The same for shared fragments.
+  void ApplyShared(std::vector<SharedFragmentChange> changes);
 
   // Sets (replaces) the DCGM families of `key`, shown by renders at `now` < `expires_at`.
   // Empty `samples` remove `key`. Families whose name is registered are never rendered from DCGM
@@ -150,7 +161,9 @@ class ExpositionSnapshot {
     CachedBody cached;  // guarded by cache_mu_
   };
 
-  void ApplyLocked(FamilyId family, std::string key, Fragment fragment) FW_REQUIRES(mu_);
+  // Sets `fragment` (null or empty: removes the key).
+  void ApplyLocked(FamilyId family, std::string key, std::shared_ptr<const Fragment> fragment)
+      FW_REQUIRES(mu_);
   Rendered RenderVersioned(Format format, TimeMicros now) const FW_EXCLUDES(mu_);
   CacheSlot& SlotFor(Format format, bool gzip) const;
   // What the slot holds when it is current at `now`, else an empty CachedBody.

@@ -264,7 +264,7 @@ bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instan
 }
 
 bool ExpositionUpdater::SyncJobs(const std::vector<model::Run>& runs,
-                                 std::vector<expose::FragmentChange>& changes) {
+                                 std::vector<expose::SharedFragmentChange>& changes) {
   for (const model::Run& run : runs) {
     for (const model::Job& job : run.jobs) {
       // Like the store's newest points: of the jobs that are not finished.
@@ -326,15 +326,17 @@ const model::ResourcesRequest& ExpositionUpdater::ResourcesOf(const model::Run& 
 }
 
 void ExpositionUpdater::RemoveJobFragments(JobEntry& job,
-                                           std::vector<expose::FragmentChange>& changes) {
-  for (const expose::FamilyId id : job_ids_) {
-    if (snapshot_.GetFragment(id, job.key)) changes.push_back({id, job.key, {}});
+                                           std::vector<expose::SharedFragmentChange>& changes) {
+  for (size_t k = 0; k < kJobSampleFamilies; ++k) {
+    if (job.held[k]) changes.push_back({job_ids_[k], job.key, nullptr});
+    job.held[k] = nullptr;
   }
   job.rendered = false;
   job.fresh = false;
 }
 
-bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentChange>& changes) {
+bool ExpositionUpdater::RenderJobs(TimeMicros now,
+                                   std::vector<expose::SharedFragmentChange>& changes) {
   bool order_changed = false;
   std::array<std::string, kJobSampleFamilies> texts;
   std::array<std::string*, kJobSampleFamilies> out{};
@@ -375,9 +377,10 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
     AppendJobSamples(*e.job, instance, ResourcesOf(*e.run), fresh ? &*e.point : nullptr, e.pairs,
                      out);
     for (size_t k = 0; k < kJobSampleFamilies; ++k) {
-      std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(job_ids_[k], e.key);
-      if (current ? current->text == texts[k] : texts[k].empty()) continue;
-      changes.push_back({job_ids_[k], e.key, expose::Fragment{texts[k], {}, {}}});
+      std::shared_ptr<const expose::Fragment>& held = e.held[k];
+      if (held ? held->text == texts[k] : texts[k].empty()) continue;
+      held = texts[k].empty() ? nullptr : std::make_shared<const expose::Fragment>(texts[k]);
+      changes.push_back({job_ids_[k], e.key, held});
     }
     e.rendered = true;
     e.fresh = fresh;
@@ -387,11 +390,12 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
 }
 
 void ExpositionUpdater::SetWhole(expose::FamilyId family, expose::Fragment fragment,
-                                 std::vector<expose::FragmentChange>& changes) {
+                                 std::vector<expose::SharedFragmentChange>& changes) {
   // Compared with what the snapshot holds, so that the samples are held once, there.
   std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(family, "all");
   if (current ? *current == fragment : fragment.empty()) return;
-  changes.push_back(expose::FragmentChange{family, "all", std::move(fragment)});
+  fragment.ShrinkToFit();
+  changes.push_back({family, "all", std::make_shared<const expose::Fragment>(std::move(fragment))});
 }
 
 Status ExpositionUpdater::Update(const TickReport& report) {
@@ -421,7 +425,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   }
   ++updates_;
   const TimeMicros now = clock_.Now();
-  std::vector<expose::FragmentChange> changes;
+  std::vector<expose::SharedFragmentChange> changes;
 
   // The very lists the last update synced, unchanged (a quiet tick's): nothing to sync; the
   // entries still point into them.
@@ -503,7 +507,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
       SetWhole(ids_.at(f.name), expose::Fragment{std::move(small[f.name]), {}, {}}, changes);
     }
   }
-  if (!changes.empty()) snapshot_.Apply(std::move(changes));
+  if (!changes.empty()) snapshot_.ApplyShared(std::move(changes));
   UpdateReplica(instances_changed);
   // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
   if (!report.dcgm.empty()) ReleaseFreedMemory();
