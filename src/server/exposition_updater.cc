@@ -15,7 +15,6 @@
 #include "model/run_spec.h"
 #include "model/status.h"
 #include "util/check.h"
-#include "util/memory.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -342,8 +341,6 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now,
   std::array<std::string*, kJobSampleFamilies> out{};
   for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
   for (auto& [id, e] : jobs_) {
-    // Marks the run's resources as still needed, even when nothing is rendered.
-    if (e.exported) ResourcesOf(*e.run);
     if (!e.exported) {
       if (e.rendered) {
         RemoveJobFragments(e, changes);
@@ -352,6 +349,8 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now,
       e.inputs_changed = e.point_changed = false;
       continue;
     }
+    // Marks the run's resources as still needed, even when nothing is rendered.
+    const model::ResourcesRequest& resources = ResourcesOf(*e.run);
     const bool fresh = e.point && now - e.point->timestamp_micro <= options_.stale_after;
     if (e.rendered && !e.inputs_changed && fresh == e.fresh && !(fresh && e.point_changed)) {
       e.point_changed = false;
@@ -374,8 +373,7 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now,
       durations_dirty_ = true;
     }
     for (std::string& text : texts) text.clear();
-    AppendJobSamples(*e.job, instance, ResourcesOf(*e.run), fresh ? &*e.point : nullptr, e.pairs,
-                     out);
+    AppendJobSamples(*e.job, instance, resources, fresh ? &*e.point : nullptr, e.pairs, out);
     for (size_t k = 0; k < kJobSampleFamilies; ++k) {
       std::shared_ptr<const expose::Fragment>& held = e.held[k];
       if (held ? held->text == texts[k] : texts[k].empty()) continue;
@@ -509,8 +507,6 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   }
   if (!changes.empty()) snapshot_.ApplyShared(std::move(changes));
   UpdateReplica(instances_changed);
-  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
-  if (!report.dcgm.empty()) ReleaseFreedMemory();
   synced_generation_ = report.state_generation;
   return Status::Ok();
 }
