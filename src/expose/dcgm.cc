@@ -5,6 +5,7 @@
 #include <bit>
 #include <charconv>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <unordered_map>
@@ -576,21 +577,75 @@ class Scanner {
 
 // --- relabeling, one pass for every job on the host ---
 
+}  // namespace
+
+// What relabeling works in; a DcgmRelabeler keeps it between calls, so that their lines are
+// written into buffers that already have the room.
+struct DcgmRelabeler::Buffers {
+  // A job's lines of one family, from `begin` up to the next run's begin (or the end).
+  struct Run {
+    size_t family;
+    size_t begin;
+  };
+  // A line's timestamp: `at` is the offset of the ' ' before it in the job's text.
+  struct Stamp {
+    size_t at;
+    int64_t ms;
+  };
+  struct Job {
+    std::string text;  // the job's lines in text order, text 0.0.4
+    std::vector<Run> runs;
+    std::vector<Stamp> stamps;  // in text order
+    std::string pairs;          // the job's labels, rendered once
+    std::vector<size_t> uuid_hashes;
+  };
+  // A family of one job's result: where its lines go in the result's buffer.
+  struct Placed {
+    size_t family;
+    size_t text_begin, text_size;
+    size_t om_begin, om_size;  // in `openmetrics`; om_size 0: same as the text
+  };
+
+  // Working buffers larger than this are let go after a call rather than kept for the next.
+  static constexpr size_t kKeepBytes = size_t{1} << 20;
+
+  std::vector<Job> jobs;                                    // the first jobs.size() of a call
+  std::vector<int8_t> foreign;                              // by family: -1 unknown, 0, 1
+  std::vector<std::shared_ptr<const FamilyHeader>> shared;  // by family, of this call
+  std::vector<size_t> rank;                                 // by family: SIZE_MAX or its place
+  std::vector<size_t> order;                                // a job's run indices, by family
+  std::vector<Placed> placed;
+  std::string openmetrics;
+  std::vector<bool> used;
+  std::string head, value, scratch;
+};
+
+namespace {
+
 class Relabeler {
  public:
-  Relabeler(std::span<const DcgmJob> jobs, std::span<const std::string_view> server_families)
-      : jobs_(jobs), server_families_(server_families), fragments_(jobs.size()) {
-    job_pairs_.reserve(jobs.size());
-    for (const DcgmJob& job : jobs) {
-      job_pairs_.push_back(RenderLabelPairs(job.labels));
-      std::vector<size_t>& hashes = uuid_hashes_.emplace_back();
-      for (const std::string& uuid : job.gpu_uuids) hashes.push_back(Hash(uuid));
+  using Buffers = DcgmRelabeler::Buffers;
+
+  Relabeler(std::span<const DcgmJob> jobs, std::span<const std::string_view> server_families,
+            Buffers& buffers)
+      : jobs_(jobs), server_families_(server_families), b_(buffers) {
+    if (b_.jobs.size() < jobs.size()) b_.jobs.resize(jobs.size());
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      Buffers::Job& job = b_.jobs[j];
+      job.text.clear();
+      job.runs.clear();
+      job.stamps.clear();
+      job.pairs = RenderLabelPairs(jobs[j].labels);
+      job.uuid_hashes.clear();
+      for (const std::string& uuid : jobs[j].gpu_uuids) job.uuid_hashes.push_back(Hash(uuid));
     }
+    b_.foreign.clear();
+    b_.shared.clear();
   }
 
   void OnSample(const ScannedSample& sample, const std::vector<ScannedFamily>& families) {
-    if (sample.family >= foreign_.size()) foreign_.resize(families.size(), -1);
-    int8_t& foreign = foreign_[sample.family];
+    if (sample.family >= b_.foreign.size()) b_.foreign.resize(families.size(), -1);
+    int8_t& foreign = b_.foreign[sample.family];
     if (foreign < 0) foreign = IsForeignDcgmFamily(families[sample.family].name, server_families_);
     if (foreign != 0) return;
     const ScannedLabel* uuid = nullptr;
@@ -602,24 +657,25 @@ class Relabeler {
     if (uuid == nullptr) return;
     std::string_view uuid_value = uuid->value;
     if (uuid->escaped) {
-      UnescapeLabelValue(uuid->value, scratch_);
-      uuid_value = scratch_;
+      UnescapeLabelValue(uuid->value, b_.scratch);
+      uuid_value = b_.scratch;
     }
-    bool rendered = false;                      // head_ and value_ are this sample's
+    bool rendered = false;                      // head_ and value are this sample's
     const size_t uuid_hash = Hash(uuid_value);  // UUIDs share their start: compare hashes first
     for (size_t j = 0; j < jobs_.size(); ++j) {
       bool held = false;
       const std::span<const std::string> uuids = jobs_[j].gpu_uuids;
+      const std::vector<size_t>& hashes = b_.jobs[j].uuid_hashes;
       for (size_t u = 0; u < uuids.size() && !held; ++u) {
-        held = uuid_hashes_[j][u] == uuid_hash && uuids[u] == uuid_value;
+        held = hashes[u] == uuid_hash && uuids[u] == uuid_value;
       }
       if (!held) continue;
       if (!rendered) {
-        value_.clear();
+        b_.value.clear();
         if (sample.plain) {
-          AppendPlainDecimal(value_, *sample.plain);
+          AppendPlainDecimal(b_.value, *sample.plain);
         } else {
-          AppendValue(value_, ParseValue(sample.value).value_or(0));
+          AppendValue(b_.value, ParseValue(sample.value).value_or(0));
         }
         if (!ours) Head(sample);
         rendered = true;
@@ -630,62 +686,171 @@ class Relabeler {
 
   // Families with samples that IsForeignDcgmFamily dropped.
   size_t foreign_families() const {
-    return static_cast<size_t>(std::count(foreign_.begin(), foreign_.end(), int8_t{1}));
+    return static_cast<size_t>(std::count(b_.foreign.begin(), b_.foreign.end(), int8_t{1}));
   }
 
-  // The families of each job, headers from `headers`.
-  std::vector<std::vector<RenderedFamily>> Finish(const std::vector<ScannedFamily>& families,
-                                                  DcgmHeaderCache& headers) {
-    std::vector<std::shared_ptr<const FamilyHeader>> shared(families.size());
-    std::vector<std::vector<RenderedFamily>> out(jobs_.size());
+  // The samples of each job, headers from `headers`.
+  std::vector<DcgmSamples> Finish(const std::vector<ScannedFamily>& families,
+                                  DcgmHeaderCache& headers) {
+    // The headers of every family some job has, held once for all the jobs of the text.
+    b_.shared.resize(families.size());
+    auto held = std::make_shared<std::vector<std::shared_ptr<const FamilyHeader>>>();
     for (size_t j = 0; j < jobs_.size(); ++j) {
-      size_t count = 0;
-      for (const Pending& p : fragments_[j]) count += !p.fragment.empty();
-      out[j].reserve(count);
-      for (size_t f = 0; f < fragments_[j].size(); ++f) {
-        Pending& p = fragments_[j][f];
-        if (p.fragment.empty()) continue;
-        if (!shared[f]) {
-          const ScannedFamily& family = families[f];
-          const bool escaped = family.help.find('\\') != std::string_view::npos;
-          shared[f] = headers.Get(family.name, family.type,
-                                  escaped ? UnescapeHelp(family.help) : family.help);
-        }
-        out[j].push_back({shared[f], std::move(p.fragment)});
+      for (const Buffers::Run& run : b_.jobs[j].runs) {
+        std::shared_ptr<const FamilyHeader>& header = b_.shared[run.family];
+        if (header) continue;
+        const ScannedFamily& family = families[run.family];
+        const bool escaped = family.help.find('\\') != std::string_view::npos;
+        header = headers.Get(family.name, family.type,
+                             escaped ? UnescapeHelp(family.help) : family.help);
+        held->push_back(header);
       }
     }
+    const std::shared_ptr<const void> keep = std::move(held);
+    std::vector<DcgmSamples> out;
+    out.reserve(jobs_.size());
+    if (b_.rank.size() < families.size()) b_.rank.resize(families.size(), SIZE_MAX);
+    for (size_t j = 0; j < jobs_.size(); ++j) out.push_back(Assemble(b_.jobs[j], keep));
+    b_.shared.clear();  // the results hold the headers, the cache can tell which are unused
+    for (size_t j = 0; j < jobs_.size(); ++j) {
+      Buffers::Job& job = b_.jobs[j];
+      if (job.text.capacity() > Buffers::kKeepBytes) job.text = std::string();
+    }
+    if (b_.openmetrics.capacity() > Buffers::kKeepBytes) b_.openmetrics = std::string();
     return out;
   }
 
  private:
-  struct Pending {
-    Fragment fragment;
-    bool openmetrics = false;  // whether fragment.openmetrics is kept (timestamps occurred)
-  };
+  // One job's lines into a buffer of their own: each family's lines together (a family whose
+  // samples the text does not give in one block gathers them, in text order), in order of first
+  // appearance, then the OpenMetrics lines of the families with timestamps.
+  DcgmSamples Assemble(Buffers::Job& job, const std::shared_ptr<const void>& keep) {
+    if (job.runs.empty()) return DcgmSamples();
+    const auto run_end = [&job](size_t r) {
+      return r + 1 < job.runs.size() ? job.runs[r + 1].begin : job.text.size();
+    };
+    // Runs by family, families by first appearance.
+    size_t distinct = 0;
+    for (const Buffers::Run& run : job.runs) {
+      if (b_.rank[run.family] == SIZE_MAX) b_.rank[run.family] = distinct++;
+    }
+    b_.order.resize(job.runs.size());
+    for (size_t r = 0; r < job.runs.size(); ++r) b_.order[r] = r;
+    if (distinct != job.runs.size()) {
+      std::stable_sort(b_.order.begin(), b_.order.end(), [&](size_t x, size_t y) {
+        return b_.rank[job.runs[x].family] < b_.rank[job.runs[y].family];
+      });
+    }
+    b_.placed.clear();
+    b_.openmetrics.clear();
+    size_t text_at = 0;
+    for (size_t k = 0; k < b_.order.size();) {
+      const size_t family = job.runs[b_.order[k]].family;
+      Buffers::Placed& p = b_.placed.emplace_back(Buffers::Placed{family, text_at, 0, 0, 0});
+      bool stamped = false;
+      size_t end = k;
+      for (; end < b_.order.size() && job.runs[b_.order[end]].family == family; ++end) {
+        const size_t r = b_.order[end];
+        p.text_size += run_end(r) - job.runs[r].begin;
+        stamped = stamped || HasStamp(job, job.runs[r].begin, run_end(r));
+      }
+      text_at += p.text_size;
+      if (stamped) {
+        p.om_begin = b_.openmetrics.size();
+        for (size_t i = k; i < end; ++i) {
+          const size_t r = b_.order[i];
+          AppendOpenMetrics(job, job.runs[r].begin, run_end(r));
+        }
+        p.om_size = b_.openmetrics.size() - p.om_begin;
+      }
+      k = end;
+    }
+    for (const Buffers::Run& run : job.runs) b_.rank[run.family] = SIZE_MAX;
 
-  // head_ = `name{l="v",...` for a sample without labels in our namespace: a view into the text
-  // when the line wrote it so, else written in head_buffer_.
+    const size_t size = job.text.size() + b_.openmetrics.size();
+    auto bytes = std::make_unique_for_overwrite<char[]>(size);
+    char* data = bytes.get();
+    if (distinct == job.runs.size()) {
+      std::memcpy(data, job.text.data(), job.text.size());
+    } else {
+      char* at = data;
+      for (const size_t r : b_.order) {
+        const size_t begin = job.runs[r].begin;
+        std::memcpy(at, job.text.data() + begin, run_end(r) - begin);
+        at += run_end(r) - begin;
+      }
+    }
+    if (!b_.openmetrics.empty()) {
+      std::memcpy(data + job.text.size(), b_.openmetrics.data(), b_.openmetrics.size());
+    }
+    std::vector<RenderedFamily> families;
+    families.reserve(b_.placed.size());
+    for (const Buffers::Placed& p : b_.placed) {
+      FragmentView view{std::string_view(data + p.text_begin, p.text_size), {}};
+      if (p.om_size != 0) {
+        view.openmetrics = std::string_view(data + job.text.size() + p.om_begin, p.om_size);
+      }
+      families.push_back(RenderedFamily{b_.shared[p.family].get(), view});
+    }
+    return DcgmSamples(std::move(bytes), size, std::move(families), keep);
+  }
+
+  // The first stamp at or after `begin`, by index.
+  static size_t FirstStamp(const Buffers::Job& job, size_t begin) {
+    return static_cast<size_t>(
+        std::lower_bound(job.stamps.begin(), job.stamps.end(), begin,
+                         [](const Buffers::Stamp& s, size_t at) { return s.at < at; }) -
+        job.stamps.begin());
+  }
+  static bool HasStamp(const Buffers::Job& job, size_t begin, size_t end) {
+    const size_t s = FirstStamp(job, begin);
+    return s < job.stamps.size() && job.stamps[s].at < end;
+  }
+
+  // Appends to b_.openmetrics the job's lines in [begin, end) with their timestamps in seconds.
+  // Lines end at their only '\n' (label values are written escaped).
+  void AppendOpenMetrics(const Buffers::Job& job, size_t begin, size_t end) {
+    size_t s = FirstStamp(job, begin);
+    const std::string_view text = job.text;
+    while (begin < end) {
+      const size_t line_end = text.find('\n', begin) + 1;
+      if (s < job.stamps.size() && job.stamps[s].at < line_end) {
+        b_.openmetrics.append(text.substr(begin, job.stamps[s].at - begin));
+        b_.openmetrics += ' ';
+        AppendSeconds(b_.openmetrics, job.stamps[s].ms);
+        b_.openmetrics += '\n';
+        ++s;
+      } else {
+        b_.openmetrics.append(text.substr(begin, line_end - begin));
+      }
+      begin = line_end;
+    }
+  }
+
+  // head = `name{l="v",...` for a sample without labels in our namespace: a view into the text
+  // when the line wrote it so, else written in b_.head.
   void Head(const ScannedSample& sample) {
     if (!sample.head.empty()) {
       head_ = sample.head;
       return;
     }
-    head_buffer_.clear();
-    head_buffer_ += sample.name;
-    head_buffer_ += '{';
+    std::string& head = b_.head;
+    head.clear();
+    head += sample.name;
+    head += '{';
     for (size_t i = 0; i < sample.labels.size(); ++i) {
-      if (i > 0) head_buffer_ += ',';
-      head_buffer_ += sample.labels[i].name;
-      head_buffer_ += "=\"";
-      head_buffer_ += sample.labels[i].value;  // as written: already escaped for output
-      head_buffer_ += '"';
+      if (i > 0) head += ',';
+      head += sample.labels[i].name;
+      head += "=\"";
+      head += sample.labels[i].value;  // as written: already escaped for output
+      head += '"';
     }
-    head_ = head_buffer_;
+    head_ = head;
   }
 
   // Appends the sample's line for job `j` up to its value (no timestamp, no end of line).
   void AppendLine(std::string& out, size_t j, const ScannedSample& sample, bool ours) {
-    const std::string& job_pairs = job_pairs_[j];
+    const std::string& job_pairs = b_.jobs[j].pairs;
     if (!ours) {
       out += head_;
       if (!sample.labels.empty() && !job_pairs.empty()) out += ',';
@@ -693,7 +858,8 @@ class Relabeler {
     } else {
       // A label named like one of the job's takes the job's value in its own place.
       const std::span<const Label> labels = jobs_[j].labels;
-      used_.assign(labels.size(), false);
+      std::vector<bool>& used = b_.used;
+      used.assign(labels.size(), false);
       out += sample.name;
       out += '{';
       bool first = true;
@@ -705,7 +871,7 @@ class Relabeler {
           for (size_t k = 0; k < labels.size(); ++k) {
             if (labels[k].name == label.name) {
               job_label = &labels[k];
-              used_[k] = true;
+              used[k] = true;
             }
           }
         }
@@ -719,7 +885,7 @@ class Relabeler {
         out += '"';
       }
       for (size_t k = 0; k < labels.size(); ++k) {
-        if (used_[k]) continue;
+        if (used[k]) continue;
         if (!first) out += ',';
         first = false;
         out += labels[k].name;
@@ -729,54 +895,29 @@ class Relabeler {
       }
     }
     out += "} ";
-    out += value_;
+    out += b_.value;
   }
 
   void Append(size_t j, const ScannedSample& sample, bool ours) {
-    std::vector<Pending>& pending = fragments_[j];
-    if (sample.family >= pending.size()) pending.resize(sample.family + 1);
-    Pending& p = pending[sample.family];
-    std::string& text = p.fragment.text;
-    if (text.empty()) {
-      // A family has about one sample per GPU: room for the job's at once. The line's exact
-      // length where it is known, so that a one-GPU job's fragment is already as small as the
-      // snapshot keeps it (it trims each fragment, which copies one with room to spare).
-      const std::string& pairs = job_pairs_[j];
-      const size_t line =
-          !ours && !sample.timestamp_ms
-              ? head_.size() + (!sample.labels.empty() && !pairs.empty()) + pairs.size() + 2 +
-                    value_.size() + 1
-              : head_.size() + pairs.size() + value_.size() + 8 + (sample.timestamp_ms ? 24 : 0);
-      text.reserve(line * std::max<size_t>(1, jobs_[j].gpu_uuids.size()));
+    Buffers::Job& job = b_.jobs[j];
+    if (job.runs.empty() || job.runs.back().family != sample.family) {
+      job.runs.push_back({sample.family, job.text.size()});
     }
-    if (sample.timestamp_ms && !p.openmetrics) {
-      p.openmetrics = true;
-      p.fragment.openmetrics = text;
-    }
-    const size_t start = text.size();
-    AppendLine(text, j, sample, ours);
-    if (p.openmetrics) p.fragment.openmetrics.append(text, start, text.size() - start);
+    AppendLine(job.text, j, sample, ours);
     if (sample.timestamp_ms) {
-      text += ' ';
-      text += std::to_string(*sample.timestamp_ms);
-      p.fragment.openmetrics += ' ';
-      AppendSeconds(p.fragment.openmetrics, *sample.timestamp_ms);
+      job.stamps.push_back({job.text.size(), *sample.timestamp_ms});
+      job.text += ' ';
+      job.text += std::to_string(*sample.timestamp_ms);
     }
-    text += '\n';
-    if (p.openmetrics) p.fragment.openmetrics += '\n';
+    job.text += '\n';
   }
+
+  static size_t Hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
 
   std::span<const DcgmJob> jobs_;
   std::span<const std::string_view> server_families_;
-  static size_t Hash(std::string_view s) { return std::hash<std::string_view>{}(s); }
-
-  std::vector<std::string> job_pairs_;            // by job: its labels rendered once
-  std::vector<std::vector<size_t>> uuid_hashes_;  // by job: Hash of each of its gpu_uuids
-  std::vector<std::vector<Pending>> fragments_;   // by job, then family index
-  std::vector<int8_t> foreign_;                   // by family index: -1 not known yet, 0, 1
-  std::vector<bool> used_;
-  std::string_view head_;
-  std::string head_buffer_, value_, scratch_;
+  Buffers& b_;
+  std::string_view head_;  // of the sample being relabeled
 };
 
 }  // namespace
@@ -848,9 +989,12 @@ void DcgmHeaderCache::Prune() {
   std::erase_if(headers_, [](const auto& entry) { return entry.second.use_count() == 1; });
 }
 
-Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const DcgmJob> jobs,
-                                      std::span<const std::string_view> server_families,
-                                      DcgmHeaderCache* headers, const DcgmParseLimits& limits) {
+namespace {
+
+Result<RelabeledDcgm> Relabel(std::string_view text, std::span<const DcgmJob> jobs,
+                              std::span<const std::string_view> server_families,
+                              DcgmHeaderCache& headers, DcgmRelabeler::Buffers& buffers,
+                              const DcgmParseLimits& limits) {
   // Only a server family in dcgm-exporter's namespace can clash with a family that is in it (its
   // OpenMetrics base name starts with the "DCGM"/"dcgm" that the host's name starts with): the
   // others need not be compared with each family of each text.
@@ -859,14 +1003,33 @@ Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const Dcg
     if (name.starts_with("DCGM") || name.starts_with("dcgm")) clashing.push_back(name);
   }
   Scanner scanner(text, limits);
-  Relabeler relabeler(jobs, clashing);
+  Relabeler relabeler(jobs, clashing, buffers);
   FW_RETURN_IF_ERROR(
       scanner.Read([&](const ScannedSample& s) { relabeler.OnSample(s, scanner.families()); }));
-  DcgmHeaderCache local;
   RelabeledDcgm out;
-  out.jobs = relabeler.Finish(scanner.families(), headers != nullptr ? *headers : local);
+  out.jobs = relabeler.Finish(scanner.families(), headers);
   out.foreign_families = relabeler.foreign_families();
   return out;
+}
+
+}  // namespace
+
+Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const DcgmJob> jobs,
+                                      std::span<const std::string_view> server_families,
+                                      DcgmHeaderCache* headers, const DcgmParseLimits& limits) {
+  DcgmHeaderCache local;
+  DcgmRelabeler::Buffers buffers;
+  return Relabel(text, jobs, server_families, headers != nullptr ? *headers : local, buffers,
+                 limits);
+}
+
+DcgmRelabeler::DcgmRelabeler() : buffers_(std::make_unique<Buffers>()) {}
+DcgmRelabeler::~DcgmRelabeler() = default;
+
+Result<RelabeledDcgm> DcgmRelabeler::Relabel(std::string_view text, std::span<const DcgmJob> jobs,
+                                             std::span<const std::string_view> server_families,
+                                             const DcgmParseLimits& limits) {
+  return expose::Relabel(text, jobs, server_families, headers_, *buffers_, limits);
 }
 
 }  // namespace fleetwatch::expose

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "expose/dcgm_samples.h"
 #include "expose/family.h"
 #include "expose/text_format.h"
 #include "util/status.h"
@@ -70,14 +71,6 @@ std::string_view OpenMetricsBaseName(std::string_view name);
 // Thread-safe (pure function).
 bool IsForeignDcgmFamily(std::string_view name, std::span<const std::string_view> server_families);
 
-// One family of relabeled DCGM samples, ready to concatenate.
-struct RenderedFamily {
-  // Never null. Immutable, and shared by every job and host whose text has the same family
-  // (name, type and HELP): it is held once however many jobs export the family.
-  std::shared_ptr<const FamilyHeader> header;
-  Fragment samples;  // complete lines; the OpenMetrics variant only when they carry timestamps
-};
-
 // Hands out one FamilyHeader per (name, type, HELP), so that the relabeled families of every job
 // and host share their headers instead of each holding a copy.
 // Not thread-safe: one owner calls it (the headers it hands out are immutable and may be shared
@@ -112,8 +105,8 @@ struct DcgmJob {
 
 // One host's text relabeled for every job on the host.
 struct RelabeledDcgm {
-  std::vector<std::vector<RenderedFamily>> jobs;  // by index in the `jobs` given; may be empty
-  size_t foreign_families = 0;  // families with samples dropped by IsForeignDcgmFamily
+  std::vector<DcgmSamples> jobs;  // by index in the `jobs` given; may be empty
+  size_t foreign_families = 0;    // families with samples dropped by IsForeignDcgmFamily
 };
 
 // Parses one host's dcgm-exporter text (the rules, caps and errors of ParseDcgmText: all or
@@ -139,5 +132,30 @@ Result<RelabeledDcgm> RelabelDcgmText(std::string_view text, std::span<const Dcg
                                       std::span<const std::string_view> server_families,
                                       DcgmHeaderCache* headers = nullptr,
                                       const DcgmParseLimits& limits = {});
+
+// RelabelDcgmText for one owner that relabels text after text (the server: every host's, every
+// metrics interval): it keeps the header cache and the working buffers between calls, so that a
+// call allocates little more than its results.
+// Not thread-safe: one owner calls it. Memory: the headers (DcgmHeaderCache) and working buffers
+// the size of the largest job's lines seen so far.
+class DcgmRelabeler {
+ public:
+  DcgmRelabeler();
+  ~DcgmRelabeler();
+  DcgmRelabeler(const DcgmRelabeler&) = delete;
+  DcgmRelabeler& operator=(const DcgmRelabeler&) = delete;
+
+  // RelabelDcgmText(text, jobs, server_families, &headers(), limits).
+  Result<RelabeledDcgm> Relabel(std::string_view text, std::span<const DcgmJob> jobs,
+                                std::span<const std::string_view> server_families,
+                                const DcgmParseLimits& limits = {});
+  DcgmHeaderCache& headers() { return headers_; }
+
+  struct Buffers;  // dcgm.cc
+
+ private:
+  DcgmHeaderCache headers_;
+  std::unique_ptr<Buffers> buffers_;
+};
 
 }  // namespace fleetwatch::expose

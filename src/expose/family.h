@@ -66,6 +66,13 @@ struct Fragment {
     return format == Format::kOpenMetrics100 && !openmetrics.empty() ? openmetrics : text;
   }
   bool empty() const { return text.empty() && timed.empty(); }
+  // Lets go of the room appending left (a fragment is kept as long as its samples hold).
+  void ShrinkToFit() {
+    text.shrink_to_fit();
+    openmetrics.shrink_to_fit();
+    for (TimedSample& sample : timed) sample.prefix.shrink_to_fit();
+    timed.shrink_to_fit();
+  }
   // The same samples (both formats' texts and the timed samples).
   bool operator==(const Fragment&) const = default;
 };

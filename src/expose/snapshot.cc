@@ -25,15 +25,6 @@ void AdviseHugePages(const char* data, size_t size) {
 
 namespace {
 
-// Appending leaves a string up to twice the size it needs; a fragment is kept as long as its
-// samples do not change, so it keeps only what it holds.
-void Trim(Fragment& fragment) {
-  fragment.text.shrink_to_fit();
-  fragment.openmetrics.shrink_to_fit();
-  for (TimedSample& sample : fragment.timed) sample.prefix.shrink_to_fit();
-  fragment.timed.shrink_to_fit();
-}
-
 // The bytes a timed sample's value and line end take at most ("-1.2345678901234567e+308\n").
 constexpr size_t kTimedValueBytes = 26;
 
@@ -68,30 +59,30 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
   return id;
 }
 
-void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key, Fragment fragment) {
+void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key,
+                                     std::shared_ptr<const Fragment> fragment) {
   FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
   auto& fragments = slots_[family].fragments;
   const auto it = fragments.find(key);
   if (it != fragments.end()) timed_samples_ -= it->second->timed.size();
-  if (fragment.empty()) {
+  if (!fragment || fragment->empty()) {
     if (it != fragments.end()) fragments.erase(it);
     return;
   }
-  timed_samples_ += fragment.timed.size();
-  auto made = std::make_shared<const Fragment>(std::move(fragment));
+  timed_samples_ += fragment->timed.size();
   if (it != fragments.end()) {
-    it->second = std::move(made);
+    it->second = std::move(fragment);
   } else {
-    fragments.emplace(std::move(key), std::move(made));
+    fragments.emplace(std::move(key), std::move(fragment));
   }
 }
 
 void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
-  Trim(fragment);
+  fragment.ShrinkToFit();
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    ApplyLocked(family, std::move(key), std::move(fragment));
+    ApplyLocked(family, std::move(key), std::make_shared<const Fragment>(std::move(fragment)));
     version = ++version_;
   }
   DropBodiesBefore(version);
@@ -122,11 +113,24 @@ void ExpositionSnapshot::RemoveFragment(FamilyId family, std::string_view key) {
 }
 
 void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
-  for (FragmentChange& c : changes) Trim(c.fragment);
+  std::vector<SharedFragmentChange> shared;
+  shared.reserve(changes.size());
+  for (FragmentChange& c : changes) {
+    std::shared_ptr<const Fragment> fragment;
+    if (!c.fragment.empty()) {
+      c.fragment.ShrinkToFit();
+      fragment = std::make_shared<const Fragment>(std::move(c.fragment));
+    }
+    shared.push_back({c.family, std::move(c.key), std::move(fragment)});
+  }
+  ApplyShared(std::move(shared));
+}
+
+void ExpositionSnapshot::ApplyShared(std::vector<SharedFragmentChange> changes) {
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    for (FragmentChange& c : changes) {
+    for (SharedFragmentChange& c : changes) {
       ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
     }
     version = ++version_;
@@ -134,19 +138,19 @@ void ExpositionSnapshot::Apply(std::vector<FragmentChange> changes) {
   DropBodiesBefore(version);
 }
 
-void ExpositionSnapshot::SetDcgm(std::string key, std::vector<RenderedFamily> families,
-                                 TimeMicros expires_at) {
-  if (families.empty()) {
+void ExpositionSnapshot::SetDcgm(std::string key, DcgmSamples samples, TimeMicros expires_at) {
+  if (samples.empty()) {
     RemoveDcgm(key);
     return;
   }
-  for (RenderedFamily& family : families) Trim(family.samples);
-  families.shrink_to_fit();
-  auto shared = std::make_shared<const std::vector<RenderedFamily>>(std::move(families));
+  auto shared = std::make_shared<const DcgmSamples>(std::move(samples));
+  std::shared_ptr<const DcgmSamples> replaced;  // freed after the lock is released
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
-    dcgm_.insert_or_assign(std::move(key), DcgmEntry{std::move(shared), expires_at});
+    auto [it, inserted] = dcgm_.try_emplace(std::move(key));
+    replaced = std::move(it->second.samples);
+    it->second = DcgmEntry{std::move(shared), expires_at};
     version = ++version_;
   }
   DropBodiesBefore(version);
@@ -183,7 +187,7 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     std::vector<std::shared_ptr<const Fragment>> fragments;
   };
   std::vector<StaticFamily> statics;
-  std::vector<std::shared_ptr<const std::vector<RenderedFamily>>> dcgm;
+  std::vector<std::shared_ptr<const DcgmSamples>> dcgm;
   std::shared_ptr<const std::unordered_set<std::string>> names;
   Rendered rendered{{}, 0, std::numeric_limits<TimeMicros>::max()};
   const TimeMicros evaluated_at = EvaluationTime(now);
@@ -205,24 +209,37 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     dcgm.reserve(dcgm_.size());
     for (const auto& [key, entry] : dcgm_) {
       if (entry.expires_at <= now) continue;
-      dcgm.push_back(entry.families);
+      dcgm.push_back(entry.samples);
       rendered.valid_until = std::min(rendered.valid_until, entry.expires_at);
     }
   }
 
-  // DCGM families merged by name across keys, in first-seen order.
+  // DCGM families merged by name across keys, in first-seen order. Jobs mostly have the same
+  // families in the same order, with the same (cached) headers: a family whose header is the one
+  // the previous job had at the same place joins the same merged family without a lookup.
   struct MergedFamily {
     const FamilyHeader* header;
-    std::vector<const Fragment*> fragments;
+    bool registered;  // named like a registered family: not rendered
+    std::vector<std::string_view> fragments;
   };
   std::vector<MergedFamily> merged;
   std::unordered_map<std::string_view, size_t> merged_index;
-  for (const auto& families : dcgm) {
-    for (const RenderedFamily& family : *families) {
-      if (names->contains(family.header->name())) continue;
-      const auto [it, inserted] = merged_index.try_emplace(family.header->name(), merged.size());
-      if (inserted) merged.push_back({family.header.get(), {}});
-      merged[it->second].fragments.push_back(&family.samples);
+  std::vector<std::pair<const FamilyHeader*, size_t>> previous;  // by place: header, merged index
+  for (const auto& samples : dcgm) {
+    const std::vector<RenderedFamily>& families = samples->families();
+    if (previous.size() < families.size()) previous.resize(families.size(), {nullptr, 0});
+    for (size_t i = 0; i < families.size(); ++i) {
+      const RenderedFamily& family = families[i];
+      size_t index = previous[i].second;
+      if (previous[i].first != family.header) {
+        const std::string& name = family.header->name();
+        const auto [it, inserted] = merged_index.try_emplace(name, merged.size());
+        if (inserted) merged.push_back({family.header, names->contains(name), {}});
+        index = it->second;
+        previous[i] = {family.header, index};
+      }
+      MergedFamily& into = merged[index];
+      if (!into.registered) into.fragments.push_back(family.samples.For(format));
     }
   }
 
@@ -235,8 +252,9 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
     }
   }
   for (const MergedFamily& f : merged) {
+    if (f.fragments.empty()) continue;
     size += f.header->Lines(format).size();
-    for (const Fragment* fragment : f.fragments) size += fragment->For(format).size();
+    for (const std::string_view fragment : f.fragments) size += fragment.size();
   }
   std::string& out = rendered.body;
   out.reserve(size);
@@ -245,8 +263,9 @@ ExpositionSnapshot::Rendered ExpositionSnapshot::RenderVersioned(Format format,
   bool dcgm_written = false;
   const auto write_dcgm = [&] {
     for (const MergedFamily& f : merged) {
+      if (f.fragments.empty()) continue;  // registered: a host cannot shadow ours
       out += f.header->Lines(format);
-      for (const Fragment* fragment : f.fragments) out += fragment->For(format);
+      for (const std::string_view fragment : f.fragments) out += fragment;
     }
     dcgm_written = true;
   };

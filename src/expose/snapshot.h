@@ -39,6 +39,15 @@ struct FragmentChange {
   Fragment fragment;
 };
 
+// One change to a family's fragments, the fragment already made shared: for a writer that keeps
+// what it set, to compare its next text with, without a copy of its own or a look-up here. A null
+// or empty fragment removes `key`; the fragment is held as given (not trimmed).
+struct SharedFragmentChange {
+  FamilyId family;
+  std::string key;
+  std::shared_ptr<const Fragment> fragment;
+};
+
 // The in-memory exposition that GET /metrics serves: pre-rendered fragments that ingest and
 // state changes set, and that a scrape only concatenates (docs/expose.md).
 //
@@ -59,7 +68,8 @@ struct FragmentChange {
 // so a render holds the lock only to collect pointers, never while writing bytes or compressing;
 // a writer waits at most for that collection.
 //
-// Memory: each series is held once, in its fragment (whose strings are trimmed to their size).
+// Memory: each series is held once, in its fragment (whose strings are trimmed to their size) or
+// its job's DcgmSamples.
 // A scrape's body is rendered when asked for and kept only while it is current: a change drops
 // the cached bodies it made stale, and a gzip'd body is kept without the plain one it was made
 // from (unless plain was asked for too), so between changes the snapshot holds its fragments
@@ -90,11 +100,13 @@ class ExpositionSnapshot {
   void RemoveFragment(FamilyId family, std::string_view key);
   // Applies all `changes` at once: no render sees some of them without the others.
   void Apply(std::vector<FragmentChange> changes);
+  // The same for shared fragments.
+  void ApplyShared(std::vector<SharedFragmentChange> changes);
 
   // Sets (replaces) the DCGM families of `key`, shown by renders at `now` < `expires_at`.
-  // An empty `families` removes `key`. Families whose name is registered are never rendered
-  // from DCGM (a host cannot shadow ours).
-  void SetDcgm(std::string key, std::vector<RenderedFamily> families, TimeMicros expires_at);
+  // Empty `samples` remove `key`. Families whose name is registered are never rendered from DCGM
+  // (a host cannot shadow ours).
+  void SetDcgm(std::string key, DcgmSamples samples, TimeMicros expires_at);
   void RemoveDcgm(std::string_view key);
   // Forgets DCGM fragments expired at `now`; renders skip them anyway, this frees their memory.
   void DropExpiredDcgm(TimeMicros now);
@@ -125,7 +137,7 @@ class ExpositionSnapshot {
     std::map<std::string, std::shared_ptr<const Fragment>, std::less<>> fragments;
   };
   struct DcgmEntry {
-    std::shared_ptr<const std::vector<RenderedFamily>> families;
+    std::shared_ptr<const DcgmSamples> samples;
     TimeMicros expires_at;
   };
   struct Rendered {
@@ -149,7 +161,9 @@ class ExpositionSnapshot {
     CachedBody cached;  // guarded by cache_mu_
   };
 
-  void ApplyLocked(FamilyId family, std::string key, Fragment fragment) FW_REQUIRES(mu_);
+  // Sets `fragment` (null or empty: removes the key).
+  void ApplyLocked(FamilyId family, std::string key, std::shared_ptr<const Fragment> fragment)
+      FW_REQUIRES(mu_);
   Rendered RenderVersioned(Format format, TimeMicros now) const FW_EXCLUDES(mu_);
   CacheSlot& SlotFor(Format format, bool gzip) const;
   // What the slot holds when it is current at `now`, else an empty CachedBody.

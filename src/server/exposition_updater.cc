@@ -15,7 +15,6 @@
 #include "model/run_spec.h"
 #include "model/status.h"
 #include "util/check.h"
-#include "util/memory.h"
 
 namespace fleetwatch::server {
 namespace {
@@ -154,7 +153,7 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     }
     // One pass over the text for every job on the host; nothing refers to the text after it.
     Result<expose::RelabeledDcgm> relabeled =
-        expose::RelabelDcgmText(report.dcgm.text, jobs, server_family_names_, &dcgm_headers_);
+        dcgm_relabeler_.Relabel(report.dcgm.text, jobs, server_family_names_);
     if (!relabeled.ok()) {
       ++own_.dcgm_text_errors;
       spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
@@ -168,19 +167,18 @@ void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
     own_.dcgm_families_dropped += relabeled->foreign_families;
     for (size_t i = 0; i < keys.size(); ++i) {
       const std::string& key = keys[i]->first;
-      std::vector<expose::RenderedFamily>& families = relabeled->jobs[i];
-      if (families.empty()) {
+      expose::DcgmSamples& samples = relabeled->jobs[i];
+      if (samples.empty()) {
         snapshot_.RemoveDcgm(key);
         dcgm_keys_.erase(key);
         continue;
       }
-      snapshot_.SetDcgm(key, std::move(families),
-                        *report.dcgm.collected_at + options_.dcgm_max_age);
+      snapshot_.SetDcgm(key, std::move(samples), *report.dcgm.collected_at + options_.dcgm_max_age);
       dcgm_keys_[key] = keys[i]->second.second->id;
     }
   }
   // Headers of families no job exports any more.
-  dcgm_headers_.Prune();
+  dcgm_relabeler_.headers().Prune();
 }
 
 Status ExpositionUpdater::RecordRunEvents() {
@@ -265,7 +263,7 @@ bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instan
 }
 
 bool ExpositionUpdater::SyncJobs(const std::vector<model::Run>& runs,
-                                 std::vector<expose::FragmentChange>& changes) {
+                                 std::vector<expose::SharedFragmentChange>& changes) {
   for (const model::Run& run : runs) {
     for (const model::Job& job : run.jobs) {
       // Like the store's newest points: of the jobs that are not finished.
@@ -327,22 +325,22 @@ const model::ResourcesRequest& ExpositionUpdater::ResourcesOf(const model::Run& 
 }
 
 void ExpositionUpdater::RemoveJobFragments(JobEntry& job,
-                                           std::vector<expose::FragmentChange>& changes) {
-  for (const expose::FamilyId id : job_ids_) {
-    if (snapshot_.GetFragment(id, job.key)) changes.push_back({id, job.key, {}});
+                                           std::vector<expose::SharedFragmentChange>& changes) {
+  for (size_t k = 0; k < kJobSampleFamilies; ++k) {
+    if (job.held[k]) changes.push_back({job_ids_[k], job.key, nullptr});
+    job.held[k] = nullptr;
   }
   job.rendered = false;
   job.fresh = false;
 }
 
-bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentChange>& changes) {
+bool ExpositionUpdater::RenderJobs(TimeMicros now,
+                                   std::vector<expose::SharedFragmentChange>& changes) {
   bool order_changed = false;
   std::array<std::string, kJobSampleFamilies> texts;
   std::array<std::string*, kJobSampleFamilies> out{};
   for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
   for (auto& [id, e] : jobs_) {
-    // Marks the run's resources as still needed, even when nothing is rendered.
-    if (e.exported) ResourcesOf(*e.run);
     if (!e.exported) {
       if (e.rendered) {
         RemoveJobFragments(e, changes);
@@ -351,6 +349,8 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
       e.inputs_changed = e.point_changed = false;
       continue;
     }
+    // Marks the run's resources as still needed, even when nothing is rendered.
+    const model::ResourcesRequest& resources = ResourcesOf(*e.run);
     const bool fresh = e.point && now - e.point->timestamp_micro <= options_.stale_after;
     if (e.rendered && !e.inputs_changed && fresh == e.fresh && !(fresh && e.point_changed)) {
       e.point_changed = false;
@@ -373,12 +373,12 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
       durations_dirty_ = true;
     }
     for (std::string& text : texts) text.clear();
-    AppendJobSamples(*e.job, instance, ResourcesOf(*e.run), fresh ? &*e.point : nullptr, e.pairs,
-                     out);
+    AppendJobSamples(*e.job, instance, resources, fresh ? &*e.point : nullptr, e.pairs, out);
     for (size_t k = 0; k < kJobSampleFamilies; ++k) {
-      std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(job_ids_[k], e.key);
-      if (current ? current->text == texts[k] : texts[k].empty()) continue;
-      changes.push_back({job_ids_[k], e.key, expose::Fragment{texts[k], {}, {}}});
+      std::shared_ptr<const expose::Fragment>& held = e.held[k];
+      if (held ? held->text == texts[k] : texts[k].empty()) continue;
+      held = texts[k].empty() ? nullptr : std::make_shared<const expose::Fragment>(texts[k]);
+      changes.push_back({job_ids_[k], e.key, held});
     }
     e.rendered = true;
     e.fresh = fresh;
@@ -388,11 +388,12 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now, std::vector<expose::FragmentC
 }
 
 void ExpositionUpdater::SetWhole(expose::FamilyId family, expose::Fragment fragment,
-                                 std::vector<expose::FragmentChange>& changes) {
+                                 std::vector<expose::SharedFragmentChange>& changes) {
   // Compared with what the snapshot holds, so that the samples are held once, there.
   std::shared_ptr<const expose::Fragment> current = snapshot_.GetFragment(family, "all");
   if (current ? *current == fragment : fragment.empty()) return;
-  changes.push_back(expose::FragmentChange{family, "all", std::move(fragment)});
+  fragment.ShrinkToFit();
+  changes.push_back({family, "all", std::make_shared<const expose::Fragment>(std::move(fragment))});
 }
 
 Status ExpositionUpdater::Update(const TickReport& report) {
@@ -422,7 +423,7 @@ Status ExpositionUpdater::Update(const TickReport& report) {
   }
   ++updates_;
   const TimeMicros now = clock_.Now();
-  std::vector<expose::FragmentChange> changes;
+  std::vector<expose::SharedFragmentChange> changes;
 
   // The very lists the last update synced, unchanged (a quiet tick's): nothing to sync; the
   // entries still point into them.
@@ -504,10 +505,8 @@ Status ExpositionUpdater::Update(const TickReport& report) {
       SetWhole(ids_.at(f.name), expose::Fragment{std::move(small[f.name]), {}, {}}, changes);
     }
   }
-  if (!changes.empty()) snapshot_.Apply(std::move(changes));
+  if (!changes.empty()) snapshot_.ApplyShared(std::move(changes));
   UpdateReplica(instances_changed);
-  // A fleet's DCGM samples replaced: many small blocks freed, which glibc would keep.
-  if (!report.dcgm.empty()) ReleaseFreedMemory();
   synced_generation_ = report.state_generation;
   return Status::Ok();
 }

@@ -85,8 +85,10 @@ class ExpositionUpdater {
     uint64_t instance_generation = 0;             // of its instance when rendered; 0: none
     std::optional<model::JobMetricsPoint> point;  // its newest stored point
 
-    std::string key;        // JobKey, when rendered
-    std::string pairs;      // JobPairs, when rendered
+    std::string key;    // JobKey, when rendered
+    std::string pairs;  // JobPairs, when rendered
+    // By job family: the fragment the snapshot holds under `key` (shared with it), or null.
+    std::array<std::shared_ptr<const expose::Fragment>, kJobSampleFamilies> held;
     bool rendered = false;  // its fragments are in the snapshot under `key`
     bool fresh = false;     // rendered with its point's samples (not stale)
     bool inputs_changed = true;
@@ -108,15 +110,16 @@ class ExpositionUpdater {
   bool SyncInstances(const std::vector<model::Instance>& instances) FW_REQUIRES(mu_);
   // Brings `jobs_` to the report's unfinished jobs (their points not yet), adding to `changes`
   // the removal of the fragments of jobs that ended. True when the exported set changed.
-  bool SyncJobs(const std::vector<model::Run>& runs, std::vector<expose::FragmentChange>& changes)
-      FW_REQUIRES(mu_);
+  bool SyncJobs(const std::vector<model::Run>& runs,
+                std::vector<expose::SharedFragmentChange>& changes) FW_REQUIRES(mu_);
   // Renders the jobs whose samples changed into `changes`; true when the exported set changed.
-  bool RenderJobs(TimeMicros now, std::vector<expose::FragmentChange>& changes) FW_REQUIRES(mu_);
-  void RemoveJobFragments(JobEntry& job, std::vector<expose::FragmentChange>& changes)
+  bool RenderJobs(TimeMicros now, std::vector<expose::SharedFragmentChange>& changes)
+      FW_REQUIRES(mu_);
+  void RemoveJobFragments(JobEntry& job, std::vector<expose::SharedFragmentChange>& changes)
       FW_REQUIRES(mu_);
   // Adds a change of `family`'s single fragment to `text` when it differs from the snapshot's.
   void SetWhole(expose::FamilyId family, expose::Fragment fragment,
-                std::vector<expose::FragmentChange>& changes) FW_REQUIRES(mu_);
+                std::vector<expose::SharedFragmentChange>& changes) FW_REQUIRES(mu_);
   const model::ResourcesRequest& ResourcesOf(const model::Run& run) FW_REQUIRES(mu_);
   void IngestDcgm(const std::vector<DcgmReport>& reports, const DcgmInputs& state) FW_REQUIRES(mu_);
 
@@ -145,8 +148,9 @@ class ExpositionUpdater {
   std::vector<std::string_view> server_family_names_;
   // Snapshot DCGM key → job id.
   std::unordered_map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);
-  // The DCGM family headers every job's samples share (IngestDcgm).
-  expose::DcgmHeaderCache dcgm_headers_ FW_GUARDED_BY(mu_);
+  // Relabels the hosts' DCGM texts (IngestDcgm); holds the family headers every job's samples
+  // share and the buffers it relabels in.
+  expose::DcgmRelabeler dcgm_relabeler_ FW_GUARDED_BY(mu_);
 
   uint64_t updates_ FW_GUARDED_BY(mu_) = 0;
   uint64_t generations_ FW_GUARDED_BY(mu_) = 0;

@@ -40,9 +40,8 @@ constexpr std::string_view kServerFamilies[] = {"fleetwatch_agent_poll_errors_to
                                                 "DCGM_SERVER"};
 
 // What the server's ingest makes of `text` for `jobs`: the families of each job, or the error.
-Result<std::vector<std::vector<RenderedFamily>>> Ingest(std::string_view text,
-                                                        const std::vector<Job>& jobs,
-                                                        size_t& foreign) {
+Result<std::vector<DcgmSamples>> Ingest(std::string_view text, const std::vector<Job>& jobs,
+                                        size_t& foreign) {
   std::vector<std::array<Label, 11>> labels;
   labels.reserve(jobs.size());
   std::vector<DcgmJob> dcgm_jobs;
@@ -62,7 +61,7 @@ const char* FormatName(Format format) {
 
 std::string Dump(std::string_view text, const std::vector<Job>& jobs) {
   size_t foreign = 0;
-  Result<std::vector<std::vector<RenderedFamily>>> ingested = Ingest(text, jobs, foreign);
+  Result<std::vector<DcgmSamples>> ingested = Ingest(text, jobs, foreign);
   if (!ingested.ok()) return "error: " + ingested.status().ToString() + "\n";
   std::string out = "foreign families dropped: " + std::to_string(foreign) + "\n";
   ExpositionSnapshot snapshot;

@@ -35,7 +35,7 @@ constexpr std::string_view kTrainLabels =
     "dstack_job_num=\"0\",dstack_replica_num=\"0\",dstack_run_type=\"task\","
     "dstack_backend=\"remote\",dstack_gpu=\"H100\"";
 
-std::vector<RenderedFamily> Relabel(std::string_view text, std::vector<std::string> uuids) {
+DcgmSamples Relabel(std::string_view text, std::vector<std::string> uuids) {
   const JobLabelValues job = TrainJob();
   const auto labels = JobLabels(job);
   const DcgmJob jobs[] = {{uuids, labels}};
@@ -74,8 +74,7 @@ TEST(ParseDcgmText, ReadsTheFourGpuFixture) {
 }
 
 TEST(RelabelDcgmText, KeepsOnlyTheJobsGpusAndAppendsJobLabelsInOrder) {
-  const std::vector<RenderedFamily> families =
-      Relabel(ReadFixture("dcgm_4gpus.txt"), {kUuid3, kUuid1});
+  const DcgmSamples families = Relabel(ReadFixture("dcgm_4gpus.txt"), {kUuid3, kUuid1});
   ASSERT_EQ(families.size(), 12u);
   const RenderedFamily& power = families[3];
   EXPECT_EQ(power.header->name(), "DCGM_FI_DEV_POWER_USAGE");
@@ -320,9 +319,9 @@ TEST(RelabelDcgmText, PrintsValuesAsAppendValueDoes) {
     text += "DCGM_X{UUID=\"u\",i=\"" + std::to_string(i) + "\"} " + tokens[i] + "\n";
   }
   const std::vector<std::string> uuids = {"u"};
-  const std::vector<RenderedFamily> families = Relabel(text, uuids);
+  const DcgmSamples families = Relabel(text, uuids);
   ASSERT_EQ(families.size(), 1u);
-  std::istringstream lines(families[0].samples.text);
+  std::istringstream lines{std::string(families[0].samples.text)};
   std::string line;
   for (const std::string& token : tokens) {
     ASSERT_TRUE(std::getline(lines, line));

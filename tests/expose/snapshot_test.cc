@@ -27,8 +27,8 @@ std::string Sample(std::string_view name, std::span<const Label> labels, double 
 
 Fragment Lines(std::string text) { return Fragment{std::move(text), {}}; }
 
-std::vector<RenderedFamily> DcgmFor(std::string_view text, std::vector<std::string> uuids,
-                                    const JobLabelValues& job) {
+DcgmSamples DcgmFor(std::string_view text, std::vector<std::string> uuids,
+                    const JobLabelValues& job) {
   const auto labels = JobLabels(job);
   const DcgmJob jobs[] = {{uuids, labels}};
   Result<RelabeledDcgm> relabeled = RelabelDcgmText(text, jobs, {});
