@@ -31,6 +31,7 @@
 #include "expose/snapshot.h"
 #include "http/async_client.h"
 #include "server/energy_accountant.h"
+#include "server/energy_families.h"
 #include "server/exposition_updater.h"
 #include "server/fleet_controller.h"
 #include "server/usage.h"
@@ -108,7 +109,8 @@ struct Split {
 
 #if FLEETWATCH_CONTROL_LOOP
 // ServerStages, timed: each report stage counts as energy ("energy and job summaries") or as
-// exposition (the rest: the bench adds no ledger or sharing).
+// exposition (the rest: the exposition update and the energy families; the bench adds no GPU
+// ledger or sharing).
 class TimedStages final : public server::ControlStages {
  public:
   TimedStages(server::ServerStages& inner, Split& split) : inner_(inner), split_(split) {
@@ -124,6 +126,7 @@ class TimedStages final : public server::ControlStages {
   }
   Result<server::TickReport> Control() override {
     split_.Start();
+    exposition_at_start_ = split_.exposition;
     return split_.Timed(split_.control, [&] { return inner_.Control(); });
   }
   Status AccountUsage() override {
@@ -135,9 +138,10 @@ class TimedStages final : public server::ControlStages {
   }
 
  private:
-  // The exposition's share of the tick; after the last stage, the tick's wall time.
+  // The exposition's share of the tick; after the last stage, the tick's wall time and its
+  // exposition stages' CPU, all of them.
   Status Expose(const server::ReportStage& stage, server::TickReport& report, bool last) {
-    const double before = split_.exposition;
+    const double before = exposition_at_start_;
     Status s = split_.Timed(split_.exposition, [&] { return stage.run(report); });
     if (!last) return s;
     std::lock_guard lock(split_.mu);
@@ -153,6 +157,7 @@ class TimedStages final : public server::ControlStages {
   server::ServerStages& inner_;
   Split& split_;
   std::vector<server::ReportStage> timed_;
+  double exposition_at_start_ = 0;  // split_.exposition when the tick started
 };
 #endif
 
@@ -230,7 +235,10 @@ int Main(int argc, char** argv) {
       server::EnergyOptions{
           .default_carbon_intensity = 400,
           .store_interval = std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()},
-      &snapshot);
+      nullptr);
+  // As the server has them: the energy families rendered from the store after the exposition.
+  server::StoredEnergyFamilies energy_families(
+      *store, snapshot, std::chrono::duration_cast<std::chrono::microseconds>(metrics).count());
   Split split;
 
   const double cpu_before = ProcessCpuSeconds();
@@ -242,6 +250,9 @@ int Main(int argc, char** argv) {
                         [&energy](server::TickReport& r) { return energy.Update(r); });
   stages.AddReportStage("metrics exposition",
                         [&updater](server::TickReport& r) { return updater.Update(r); });
+  stages.AddReportStage("energy families", [&energy_families](server::TickReport& r) {
+    return energy_families.Refresh(r, /*moved=*/false);
+  });
   TimedStages timed(stages, split);
   server::ControlLoop loop(
       timed, clock,
