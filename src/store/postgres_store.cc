@@ -36,29 +36,8 @@ namespace fleetwatch::store {
 namespace postgres {
 namespace {
 
-using rows::GpuIndicesFromJson;
-using rows::GpuIndicesToJson;
-using rows::Int64ListToText;
 using rows::kFinishedJobStatuses;
-using rows::kFinishedRunStatuses;
-using rows::kSelectFleet;
-using rows::kSelectInstance;
-using rows::kSelectJob;
-using rows::kSelectProject;
-using rows::kSelectRun;
-using rows::kSelectUser;
-using rows::OptionalText;
-using rows::ParseColumn;
-using rows::ParseOptionalColumn;
-using rows::Placeholders;
 using rows::PointsOf;
-using rows::ReadFleet;
-using rows::ReadInstance;
-using rows::ReadJob;
-using rows::ReadProject;
-using rows::ReadRun;
-using rows::ReadUser;
-using rows::ResourcesToJson;
 using rows::Sql;
 using rows::WithContext;
 

@@ -25,12 +25,16 @@
 #include "store/sql_store.h"
 #include "store/sqlite_migrations.h"
 #include "store/sqlite_query.h"
-#include "store/sqlite_rows.h"
 #include "util/mutex.h"
 
 namespace fleetwatch::store {
 namespace sqlite {
 namespace {
+
+using rows::kFinishedJobStatuses;
+using rows::PointsOf;
+using rows::Sql;
+using rows::WithContext;
 
 // The Store methods are SqlStore's (sql_store.h) but for those below. Thread-safe: every public
 // method takes mu_ for its whole transaction.

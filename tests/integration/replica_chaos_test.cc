@@ -6,7 +6,6 @@
 // two replicas poll one host, the dead replica's hosts were taken over within twice the lease
 // time, and the GPU seconds charged equal the accounted stretches of every job (nothing charged
 // twice by two replicas).
-#include <libpq-fe.h>
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "integration/api_client.h"
+#include "integration/replica_support.h"
 #include "support/postgres_cluster.h"
 #include "support/process.h"
 
@@ -43,34 +43,6 @@ constexpr int kRuns = 500;
 constexpr int kReplicas = 3;
 constexpr int kLeaseSeconds = 4;
 constexpr double kPricePerHour = 3.6;  // a GPU-second costs $0.001
-
-// The first column of each row of `sql` on `url`; empty on any failure.
-std::vector<std::string> QueryColumn(const std::string& url, const std::string& sql) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  std::vector<std::string> out;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    PGresult* result = PQexec(conn, sql.c_str());
-    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(result); ++i) out.emplace_back(PQgetvalue(result, i, 0));
-    }
-    PQclear(result);
-  }
-  PQfinish(conn);
-  return out;
-}
-
-double QueryNumber(const std::string& url, const std::string& sql) {
-  std::vector<std::string> v = QueryColumn(url, sql);
-  return v.size() == 1 && !v[0].empty() ? std::stod(v[0]) : -1.0;
-}
-
-int64_t Int(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  if (field == nullptr || !field->is_number()) return -1;
-  json::error_code ec;
-  int64_t n = field->to_number<int64_t>(ec);
-  return ec ? -1 : n;
-}
 
 // One answered poll as the simulator recorded it.
 struct Poll {
@@ -196,8 +168,9 @@ TEST_F(ReplicaChaosTest, FiveHundredRunsThroughAKilledReplicaAndAPostgresRestart
         int64_t leased = 0;
         for (const ApiClient& admin : admins) {
           json::value info = Info(admin);
-          if (Int(info, "replicas") != kReplicas || Int(info, "leased_instances") < 1) return false;
-          leased += Int(info, "leased_instances");
+          if (JsonInt(info, "replicas") != kReplicas || JsonInt(info, "leased_instances") < 1)
+            return false;
+          leased += JsonInt(info, "leased_instances");
         }
         return leased == kHosts &&
                QueryColumn(url_, "SELECT COUNT(*) FROM instances WHERE status = 'idle'") ==
@@ -249,8 +222,8 @@ TEST_F(ReplicaChaosTest, FiveHundredRunsThroughAKilledReplicaAndAPostgresRestart
         int64_t leased = 0;
         for (int i = 0; i < kReplicas - 1; ++i) {
           json::value info = Info(admins[i]);
-          if (Int(info, "replicas") != kReplicas - 1) return false;
-          leased += Int(info, "leased_instances");
+          if (JsonInt(info, "replicas") != kReplicas - 1) return false;
+          leased += JsonInt(info, "leased_instances");
         }
         return leased == kHosts;
       },
@@ -282,8 +255,8 @@ TEST_F(ReplicaChaosTest, FiveHundredRunsThroughAKilledReplicaAndAPostgresRestart
   ASSERT_TRUE(WaitUntil(
       [&] {
         int64_t leased = 0;
-        for (const ApiClient& admin : admins) leased += Int(Info(admin), "leased_instances");
-        return leased == kHosts && Int(Info(admins[kReplicas - 1]), "leased_instances") >= 1;
+        for (const ApiClient& admin : admins) leased += JsonInt(Info(admin), "leased_instances");
+        return leased == kHosts && JsonInt(Info(admins[kReplicas - 1]), "leased_instances") >= 1;
       },
       std::chrono::seconds(120)))
       << outputs();

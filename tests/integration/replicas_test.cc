@@ -2,7 +2,6 @@
 // processes, real agents on 127.0.0.1 and the ctest run's PostgreSQL. The replicas split the
 // hosts without a leader (each host leased to exactly one), one is SIGKILLed, the other takes its
 // hosts over after the lease time, and every job is started exactly once and finishes once.
-#include <libpq-fe.h>
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -23,6 +22,7 @@
 
 #include "integration/agent_process.h"
 #include "integration/api_client.h"
+#include "integration/replica_support.h"
 #include "support/postgres_cluster.h"
 #include "support/process.h"
 
@@ -35,29 +35,6 @@ using std::chrono::steady_clock;
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
 constexpr int kHosts = 4;
 constexpr int kLeaseSeconds = 3;
-
-// The first column of each row of `sql` on `url`; empty on any failure.
-std::vector<std::string> QueryColumn(const std::string& url, const std::string& sql) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  std::vector<std::string> out;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    PGresult* result = PQexec(conn, sql.c_str());
-    if (PQresultStatus(result) == PGRES_TUPLES_OK) {
-      for (int i = 0; i < PQntuples(result); ++i) out.emplace_back(PQgetvalue(result, i, 0));
-    }
-    PQclear(result);
-  }
-  PQfinish(conn);
-  return out;
-}
-
-int64_t Int(const json::value& v, std::string_view key) {
-  const json::value* field = v.is_object() ? v.as_object().if_contains(key) : nullptr;
-  if (field == nullptr || !field->is_number()) return -1;
-  json::error_code ec;
-  int64_t n = field->to_number<int64_t>(ec);
-  return ec ? -1 : n;
-}
 
 // How often each job id appears in "job <id> started" lines of the agents' logs.
 std::map<std::string, int> Starts(const std::vector<std::unique_ptr<AgentProcess>>& agents) {
@@ -184,9 +161,9 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   const bool split = WaitUntil([&] {
     info_a = Info(admin_a);
     info_b = Info(admin_b);
-    return Int(info_a, "replicas") == 2 && Int(info_b, "replicas") == 2 &&
-           Int(info_a, "leased_instances") >= 1 && Int(info_b, "leased_instances") >= 1 &&
-           Int(info_a, "leased_instances") + Int(info_b, "leased_instances") == kHosts;
+    return JsonInt(info_a, "replicas") == 2 && JsonInt(info_b, "replicas") == 2 &&
+           JsonInt(info_a, "leased_instances") >= 1 && JsonInt(info_b, "leased_instances") >= 1 &&
+           JsonInt(info_a, "leased_instances") + JsonInt(info_b, "leased_instances") == kHosts;
   });
   ASSERT_TRUE(split) << json::serialize(info_a) << "\n"
                      << json::serialize(info_b) << "\n"
@@ -196,8 +173,8 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   const std::string id_b = Str(info_b, "replica_id");
   EXPECT_NE(id_a, id_b);
   std::printf("replica %s holds %lld hosts, replica %s %lld\n", id_a.c_str(),
-              static_cast<long long>(Int(info_a, "leased_instances")), id_b.c_str(),
-              static_cast<long long>(Int(info_b, "leased_instances")));
+              static_cast<long long>(JsonInt(info_a, "leased_instances")), id_b.c_str(),
+              static_cast<long long>(JsonInt(info_b, "leased_instances")));
   std::vector<std::string> owners = QueryColumn(
       url_, "SELECT lock_owner FROM instances WHERE lock_owner IS NOT NULL ORDER BY id");
   EXPECT_EQ(owners.size(), static_cast<size_t>(kHosts));
@@ -233,7 +210,7 @@ TEST_F(ReplicasTest, TwoReplicasSplitTheHostsAndTheSurvivorTakesOverAKilledOnesH
   // The survivor alone, holding every host: the killed one's leases expired and were taken.
   const bool took_over = WaitUntil([&] {
     info_a = Info(admin_a);
-    return Int(info_a, "replicas") == 1 && Int(info_a, "leased_instances") == kHosts;
+    return JsonInt(info_a, "replicas") == 1 && JsonInt(info_a, "leased_instances") == kHosts;
   });
   ASSERT_TRUE(took_over) << json::serialize(info_a) << "\n" << a->Output();
   std::printf(
@@ -329,8 +306,8 @@ TEST_F(ReplicasTest, AFinishedJobsLogIsServedWhoseverHostItRanOn) {
   ASSERT_TRUE(WaitUntil([&] {
     info_a = Info(admin_a);
     info_b = Info(admin_b);
-    return Int(info_a, "leased_instances") >= 1 && Int(info_b, "leased_instances") >= 1 &&
-           Int(info_a, "leased_instances") + Int(info_b, "leased_instances") == kHosts;
+    return JsonInt(info_a, "leased_instances") >= 1 && JsonInt(info_b, "leased_instances") >= 1 &&
+           JsonInt(info_a, "leased_instances") + JsonInt(info_b, "leased_instances") == kHosts;
   })) << json::serialize(info_a)
       << "\n"
       << json::serialize(info_b);
@@ -456,8 +433,8 @@ TEST_F(SharedMetricsTest, EveryReplicaServesEveryHostsDcgmSamplesAndJobPoints) {
     int64_t total = 0, holding = 0;
     for (size_t r = 0; r < clients.size(); ++r) {
       json::value info = Info(clients[r]);
-      if (Int(info, "replicas") != 3) return false;
-      leased[r] = Int(info, "leased_instances");
+      if (JsonInt(info, "replicas") != 3) return false;
+      leased[r] = JsonInt(info, "leased_instances");
       total += leased[r];
       holding += leased[r] > 0 ? 1 : 0;
     }
