@@ -179,7 +179,7 @@ TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
     const std::vector<ReportStage>& report_stages() const override { return none; }
     Status Retain(TimeMicros) override { return Status::Ok(); }
     std::atomic<int> ticks{0};
-    const std::vector<ReportStage> none;
+    const std::vector<ReportStage> none{};
   } stages;
   ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
   loop.Start();
