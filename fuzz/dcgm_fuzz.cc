@@ -146,7 +146,7 @@ std::vector<std::pair<FamilyHeader, Fragment>> Reference(
   return out;
 }
 
-void CheckRelabeled(const std::vector<RenderedFamily>& got,
+void CheckRelabeled(const DcgmSamples& got,
                     const std::vector<std::pair<FamilyHeader, Fragment>>& want) {
   FW_CHECK(got.size() == want.size(), "relabel: another family count than the reference");
   for (size_t f = 0; f < got.size(); ++f) {
@@ -155,8 +155,9 @@ void CheckRelabeled(const std::vector<RenderedFamily>& got,
       FW_CHECK(got[f].header->Lines(format) == want[f].first.Lines(format),
                "relabel: another header than the reference");
       if (got[f].samples.For(format) != want[f].second.For(format)) {
-        fprintf(stderr, "relabel:\n%s\nreference:\n%s\n", got[f].samples.For(format).c_str(),
-                want[f].second.For(format).c_str());
+        const std::string got_text(got[f].samples.For(format));
+        fprintf(stderr, "relabel:\n%s\nreference:\n%s\n", got_text.c_str(),
+                std::string(want[f].second.For(format)).c_str());
         FW_CHECK(false, "relabel: other samples than the reference");
       }
     }

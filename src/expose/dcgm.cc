@@ -612,7 +612,6 @@ struct DcgmRelabeler::Buffers {
   std::vector<Job> jobs;                                    // the first jobs.size() of a call
   std::vector<int8_t> foreign;                              // by family: -1 unknown, 0, 1
   std::vector<std::shared_ptr<const FamilyHeader>> shared;  // by family, of this call
-  std::vector<size_t> rank;                                 // by family: SIZE_MAX or its place
   std::vector<size_t> order;                                // a job's run indices, by family
   std::vector<Placed> placed;
   std::string openmetrics;
@@ -709,7 +708,6 @@ class Relabeler {
     const std::shared_ptr<const void> keep = std::move(held);
     std::vector<DcgmSamples> out;
     out.reserve(jobs_.size());
-    if (b_.rank.size() < families.size()) b_.rank.resize(families.size(), SIZE_MAX);
     for (size_t j = 0; j < jobs_.size(); ++j) out.push_back(Assemble(b_.jobs[j], keep));
     b_.shared.clear();  // the results hold the headers, the cache can tell which are unused
     for (size_t j = 0; j < jobs_.size(); ++j) {
@@ -729,17 +727,17 @@ class Relabeler {
     const auto run_end = [&job](size_t r) {
       return r + 1 < job.runs.size() ? job.runs[r + 1].begin : job.text.size();
     };
-    // Runs by family, families by first appearance.
-    size_t distinct = 0;
-    for (const Buffers::Run& run : job.runs) {
-      if (b_.rank[run.family] == SIZE_MAX) b_.rank[run.family] = distinct++;
+    // Runs by family, families in the text's order (a family's first HELP, TYPE or sample line:
+    // family indices are given in that order), as ParseDcgmText lists them.
+    bool in_order = true;
+    for (size_t r = 1; r < job.runs.size(); ++r) {
+      in_order = in_order && job.runs[r - 1].family < job.runs[r].family;
     }
     b_.order.resize(job.runs.size());
     for (size_t r = 0; r < job.runs.size(); ++r) b_.order[r] = r;
-    if (distinct != job.runs.size()) {
-      std::stable_sort(b_.order.begin(), b_.order.end(), [&](size_t x, size_t y) {
-        return b_.rank[job.runs[x].family] < b_.rank[job.runs[y].family];
-      });
+    if (!in_order) {
+      std::stable_sort(b_.order.begin(), b_.order.end(),
+                       [&](size_t x, size_t y) { return job.runs[x].family < job.runs[y].family; });
     }
     b_.placed.clear();
     b_.openmetrics.clear();
@@ -765,12 +763,11 @@ class Relabeler {
       }
       k = end;
     }
-    for (const Buffers::Run& run : job.runs) b_.rank[run.family] = SIZE_MAX;
 
     const size_t size = job.text.size() + b_.openmetrics.size();
     auto bytes = std::make_unique_for_overwrite<char[]>(size);
     char* data = bytes.get();
-    if (distinct == job.runs.size()) {
+    if (in_order) {
       std::memcpy(data, job.text.data(), job.text.size());
     } else {
       char* at = data;

@@ -292,5 +292,30 @@ TEST(ExpositionSnapshot, MergesDcgmSamplesByFamilyWhateverTheirOrder) {
   EXPECT_EQ(RenderDcgm(snapshot), "");
 }
 
+// A sample under another family's HELP and TYPE lines starts a family of its own; the families
+// keep the order in which the text first names them (the declared one first), as ParseDcgmText
+// lists them. (A fuzzing finding: the job's families were ordered by their first sample.)
+TEST(DcgmRelabeler, FamiliesKeepTheOrderTheTextFirstNamesThemIn) {
+  const std::string text =
+      "# HELP DCGM_X Field x.\n"
+      "# TYPE DCGM_X counter\n"
+      "DCGM_Y{UUID=\"G0\"} 1\n"
+      "DCGM_X{UUID=\"G0\"} 2\n";
+  Result<DcgmText> parsed = ParseDcgmText(text);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  std::vector<std::string> parsed_names;
+  for (const DcgmFamily& family : parsed->families) parsed_names.push_back(family.name);
+  ASSERT_EQ(parsed_names, (std::vector<std::string>{"DCGM_X", "DCGM_Y"}));
+  const std::vector<std::string> g0 = {"G0"};
+  const DcgmJob jobs[] = {{g0, kJobA}};
+  Result<RelabeledDcgm> r = RelabelDcgmText(text, jobs, {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::vector<std::string> names;
+  for (const RenderedFamily& f : r->jobs[0]) names.push_back(f.header->name());
+  EXPECT_EQ(names, parsed_names);
+  EXPECT_EQ(r->jobs[0][0].header->Lines(Format::kText004),
+            "# HELP DCGM_X Field x.\n# TYPE DCGM_X counter\n");
+}
+
 }  // namespace
 }  // namespace fleetwatch::expose
