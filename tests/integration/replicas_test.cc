@@ -328,9 +328,11 @@ TEST_F(ReplicasTest, AFinishedJobsLogIsServedWhoseverHostItRanOn) {
   ApiReply done = WaitForRunStatus(admin_a, "main", "bytes", "done", std::chrono::seconds(120));
   ASSERT_EQ(Str(done.json, "status"), "done") << done.body << a->Output() << b->Output();
   const std::string job_id = Str(done.json.at("jobs").at(0), "id");
-  // Acknowledged by the replica that holds the host: its log copied into the database.
+  // Acknowledged by the replica that holds the host: its log copied into the database, every
+  // chunk in (the copy's writer token cleared).
   ASSERT_TRUE(WaitUntil([&] {
-    return QueryColumn(url_, "SELECT size FROM job_logs WHERE job_id = '" + job_id + "'") ==
+    return QueryColumn(url_, "SELECT size FROM job_logs WHERE job_id = '" + job_id +
+                                 "' AND writer IS NULL") ==
            std::vector<std::string>{std::to_string(expected.size())};
   })) << a->Output()
       << b->Output();
