@@ -53,6 +53,7 @@ class PostgresStore final : public sql::SqlStore<PostgresStore, Query> {
  public:
   static constexpr rows::Dialect kDialect = rows::Dialect::kPostgres;
   static constexpr leases::Dialect kLeaseDialect = leases::Dialect::kPostgres;
+  static constexpr bool kNotifies = true;
 
   PostgresStore(ConnHandle conn, const SecretCipher& cipher)
       : SqlStore(cipher), conn_(std::move(conn)) {}

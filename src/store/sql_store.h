@@ -75,6 +75,8 @@ enum class Access {
 //       (RunsVersion, InstancesVersion) once, however many attempts it takes;
 //   Result<Query> Compile(const std::string& sql): the prepared statement for `sql` (requires the
 //       lock: called inside InTransaction only);
+//   static constexpr bool kNotifies: whether the store has readers to notify (without, no keys
+//       are gathered for it);
 //   Status Notify(const char* channel, const std::vector<std::string>& keys): announces changed
 //       keys when the transaction commits (store.h channels; a store without notifications does
 //       nothing);
@@ -316,6 +318,7 @@ class SqlStore : public Store {
             .Bind(instance.tls_fingerprint);
         FW_RETURN_IF_ERROR(WithContext(q.Exec(), "create instance '" + instance.name + "'"));
       }
+      if constexpr (!Derived::kNotifies) return Status::Ok();
       std::vector<std::string> keys;
       for (const model::Instance& instance : instances) keys.push_back(instance.id);
       return self().Notify(kInstancesChannel, keys);
@@ -389,7 +392,7 @@ class SqlStore : public Store {
         }
       }
       std::vector<std::string> instance_keys;
-      {
+      if constexpr (Derived::kNotifies) {
         FW_ASSIGN_OR_RETURN(Query q, Prepare("SELECT id FROM instances WHERE fleet_id = ?"));
         q.Bind(fleet_id);
         while (true) {
@@ -681,6 +684,7 @@ class SqlStore : public Store {
         FW_RETURN_IF_ERROR(
             WithContext(q.Exec(), "store a metrics point of job '" + p.job_id + "'"));
       }
+      if constexpr (!Derived::kNotifies) return Status::Ok();
       std::map<std::string_view, TimeMicros> newest;
       for (const model::JobMetricsPoint& p : points) {
         auto [it, inserted] = newest.try_emplace(p.job_id, p.timestamp_micro);
@@ -723,6 +727,7 @@ class SqlStore : public Store {
     if (texts.empty()) return std::vector<std::pair<std::string, int64_t>>();
     return WriteKeepingRunCounts([&]() -> Result<std::vector<std::pair<std::string, int64_t>>> {
       FW_ASSIGN_OR_RETURN(auto written, rows::WriteHostDcgm(Preparer(), Derived::kDialect, texts));
+      if constexpr (!Derived::kNotifies) return written;
       std::vector<std::string> keys;
       for (const auto& [id, version] : written) keys.push_back(VersionedKey(id, version));
       FW_RETURN_IF_ERROR(self().Notify(kHostDcgmChannel, keys));

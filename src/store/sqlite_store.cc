@@ -42,6 +42,7 @@ class SqliteStore final : public sql::SqlStore<SqliteStore, Query> {
  public:
   static constexpr rows::Dialect kDialect = rows::Dialect::kSqlite;
   static constexpr leases::Dialect kLeaseDialect = leases::Dialect::kSqlite;
+  static constexpr bool kNotifies = false;
 
   SqliteStore(DbHandle db, const SecretCipher& cipher) : SqlStore(cipher), db_(std::move(db)) {}
 
