@@ -115,20 +115,19 @@ void ScrapeBarrier::Run() {
         listener != nullptr && loop != nullptr && Reach(*listener, *loop, deadline);
     const auto now = std::chrono::steady_clock::now();
     double waited = 0;
-    for (Waiter& w : round) {
-      waited += std::chrono::duration<double>(now - w.since).count();
-      w.serve(reached);
-    }
+    for (const Waiter& w : round) waited += std::chrono::duration<double>(now - w.since).count();
     if (!reached) {
       spdlog::debug("metrics barrier not reached by its deadline: {} scrapes answered as they are",
                     round.size());
     }
+    // Counted before they are served, so whoever sees a scrape answered also sees it counted.
     lock.Lock();
     stats_.scrapes += round.size();
     stats_.rounds += 1;
     if (!reached) stats_.expired += round.size();
     stats_.wait_seconds += waited;
     lock.Unlock();
+    for (Waiter& w : round) w.serve(reached);
     Render();
     lock.Lock();
   }
