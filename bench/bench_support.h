@@ -4,6 +4,7 @@
 // processes (the simulated agents, the real server) and a sim fleet written into a store.
 // Not thread-safe unless a piece says so; a benchmark's main thread uses them.
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -203,6 +204,12 @@ inline std::string CpuModel() {
     }
   }
   return "unknown CPU";
+}
+
+// The allocator this process runs with, for the report's header: jemalloc (as the project links
+// its executables) or the C library's malloc (-DFLEETWATCH_JEMALLOC=OFF, or sanitizers).
+inline const char* AllocatorName() {
+  return dlsym(RTLD_DEFAULT, "mallctl") != nullptr ? "jemalloc" : "glibc malloc";
 }
 
 // A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.

@@ -250,7 +250,8 @@ int Main(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&today));
   std::printf("fleetwatch collector benchmark, %s\n", date);
   std::printf("  command: %s\n", command_line.c_str());
-  std::printf("  machine: %u CPUs, %s\n", std::thread::hardware_concurrency(), CpuModel().c_str());
+  std::printf("  machine: %u CPUs, %s; allocator: %s\n", std::thread::hardware_concurrency(),
+              CpuModel().c_str(), AllocatorName());
   std::printf("  store:   SQLite in %s (%s)\n", dir.path().c_str(),
               FileSystemType(dir.path()).c_str());
   std::fflush(stdout);

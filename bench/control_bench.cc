@@ -195,7 +195,8 @@ int Main(int argc, char** argv) {
   std::printf("fleetwatch control loop benchmark (%s)\n",
               FLEETWATCH_CONTROL_LOOP ? "ControlLoop" : "periodic task, as before ControlLoop");
   std::printf("  command: %s\n", command_line.c_str());
-  std::printf("  machine: %u CPUs, %s\n", std::thread::hardware_concurrency(), CpuModel().c_str());
+  std::printf("  machine: %u CPUs, %s; allocator: %s\n", std::thread::hardware_concurrency(),
+              CpuModel().c_str(), AllocatorName());
   std::fflush(stdout);
 
   SimAgents sim(sim_agents, hosts, jobs_per_host, 1, token, dir.path(), /*dcgm=*/!no_dcgm);
