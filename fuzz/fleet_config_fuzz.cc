@@ -5,13 +5,13 @@
 // tokens out), written back as a fleet configuration with each host's token, parses to the same
 // hosts, tokens included.
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <string>
 
 #include "fuzz_support.h"
 #include "model/fleet_spec.h"
+#include "model/json_text.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace fleetwatch;
@@ -27,9 +27,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FW_CHECK(!fleet->hosts.empty(), "a fleet without hosts");
   const std::string json = model::ToJson(*fleet);
-  boost::system::error_code ec;
-  boost::json::value tree = boost::json::parse(json, ec);
-  FW_CHECK(!ec && tree.is_object(), "the normalized fleet is not a JSON object");
+  Result<boost::json::value> parsed = model::ParseStrictJson(json);
+  FW_CHECK(parsed.ok() && parsed->is_object(), "the normalized fleet is not a JSON object");
+  boost::json::value& tree = *parsed;
   boost::json::array hosts = tree.as_object()["hosts"].as_array();
   FW_CHECK(hosts.size() == fleet->hosts.size(), "another host count in the JSON");
   for (size_t i = 0; i < hosts.size(); ++i) hosts[i].as_object()["token"] = fleet->hosts[i].token;

@@ -129,14 +129,28 @@ class TreeBuilder {
     }
     return true;
   }
-  bool on_number_part(boost::json::string_view, boost::json::error_code&) { return true; }
+  bool on_number_part(boost::json::string_view s, boost::json::error_code&) {
+    number_.append(s.data(), s.size());
+    return true;
+  }
   bool on_int64(int64_t i, boost::json::string_view, boost::json::error_code& ec) {
+    number_.clear();
     return Add(boost::json::value(i), ec);
   }
   bool on_uint64(uint64_t u, boost::json::string_view, boost::json::error_code& ec) {
+    number_.clear();
     return Add(boost::json::value(u), ec);
   }
-  bool on_double(double d, boost::json::string_view, boost::json::error_code& ec) {
+  // The parser's own conversion may be an ulp off; the number's text is converted again, rounded
+  // correctly, so that a value written in its shortest form reads back as the same double (as the
+  // YAML path reads it).
+  bool on_double(double d, boost::json::string_view s, boost::json::error_code& ec) {
+    number_.append(s.data(), s.size());
+    double exact = 0;
+    const auto [end, error] =
+        std::from_chars(number_.data(), number_.data() + number_.size(), exact);
+    if (error == std::errc() && end == number_.data() + number_.size()) d = exact;
+    number_.clear();
     return Add(boost::json::value(d), ec);
   }
   bool on_bool(bool b, boost::json::error_code& ec) { return Add(boost::json::value(b), ec); }
@@ -203,6 +217,7 @@ class TreeBuilder {
   std::vector<Frame> stack_;
   std::string key_;
   std::string text_;
+  std::string number_;  // a number's text while the parser hands it over in parts
   std::string failure_;
   std::size_t nodes_ = 0;
 };
