@@ -2,7 +2,9 @@
 
 #include <boost/json.hpp>
 
+#include <limits>
 #include <string>
+#include <utility>
 
 #include "model/json_text.h"
 #include "server/status_message.h"
@@ -17,12 +19,13 @@ json::value OptionalTime(const std::optional<TimeMicros>& t) {
   return json::value(FormatTimestamp(*t));
 }
 
-// A stored configuration is JSON we wrote ourselves; parse failure would be a bug.
+// A stored configuration is JSON we wrote ourselves; parse failure would be a bug. Read with the
+// strict reader so that its numbers come back as the same doubles (bounds: what was stored).
 json::value StoredJson(const std::string& text) {
-  json::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return json::object();
-  return v;
+  Result<json::value> v = model::ParseStrictJson(
+      text, {.max_depth = 1024, .max_nodes = std::numeric_limits<std::size_t>::max()});
+  if (!v.ok()) return json::object();
+  return std::move(*v);
 }
 
 }  // namespace

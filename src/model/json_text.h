@@ -31,7 +31,9 @@ struct JsonLimits {
 // silently, last one winning) and bounding depth and values. Errors are InvalidArgument:
 // "malformed JSON: duplicate key 'k'" (the key shown only when short and plain), "malformed JSON:
 // <why> at line L, column C", "<subject> is nested too deeply (at most N levels)", "<subject> has
-// too many values (at most N)". Messages never contain raw input bytes. Thread-safe.
+// too many values (at most N)". Messages never contain raw input bytes. Numbers are converted
+// rounded correctly (a double's shortest text reads back as that double), which Boost 1.81's own
+// conversion is not. Thread-safe.
 Result<boost::json::value> ParseStrictJson(std::string_view text, const JsonLimits& limits = {});
 
 }  // namespace fleetwatch::model
