@@ -234,8 +234,8 @@ int Main(int argc, char** argv) {
       *store, clock,
       server::EnergyOptions{
           .default_carbon_intensity = 400,
-          .store_interval = std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()},
-      nullptr);
+          .store_interval =
+              std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()});
   // As the server has them: the energy families rendered from the store after the exposition.
   server::StoredEnergyFamilies energy_families(
       *store, snapshot, std::chrono::duration_cast<std::chrono::microseconds>(metrics).count());
