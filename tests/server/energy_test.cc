@@ -541,25 +541,22 @@ TEST_F(EnergyAccounting, TheEnergyFamiliesShowTheRunAndTheProjectTotalsLintClean
   }
   const std::string text = snapshot.Render(expose::Format::kText004, clock_.Now());
   std::printf("%s", text.c_str());
-  EXPECT_NE(text.find("# TYPE fleetwatch_run_gpu_energy_joules gauge\n"), std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_run_gpu_energy_joules{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r\","
-                      "dstack_run_type=\"task\"} 14000.0\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("# TYPE fleetwatch_project_gpu_energy_joules_total counter\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_project_gpu_energy_joules_total{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\"} 14000.0\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("# TYPE fleetwatch_project_carbon_grams_total counter"), std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_project_carbon_grams_total{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\"} "),
-            std::string::npos);
-  EXPECT_NE(text.find("# TYPE fleetwatch_project_gpu_busy_seconds_total counter\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_project_gpu_busy_seconds_total{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\"} "),
-            std::string::npos);
+  // Each family typed, with the run's and the project's samples.
+  const std::string project = "{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  for (const std::string& expected : {
+           std::string("# TYPE fleetwatch_run_gpu_energy_joules gauge\n"),
+           std::string("fleetwatch_run_gpu_energy_joules{dstack_project_name=\"main\","
+                       "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r\","
+                       "dstack_run_type=\"task\"} 14000.0\n"),
+           std::string("# TYPE fleetwatch_project_gpu_energy_joules_total counter\n"),
+           "fleetwatch_project_gpu_energy_joules_total" + project + "14000.0\n",
+           std::string("# TYPE fleetwatch_project_carbon_grams_total counter\n"),
+           "fleetwatch_project_carbon_grams_total" + project,
+           std::string("# TYPE fleetwatch_project_gpu_busy_seconds_total counter\n"),
+           "fleetwatch_project_gpu_busy_seconds_total" + project,
+       }) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected;
+  }
   // The run ends: its gauge goes, the counters stay, with what the GPU drew from its last
   // reading to the jobs' end (700 W for 10 s).
   Finish("j0");
@@ -572,8 +569,7 @@ TEST_F(EnergyAccounting, TheEnergyFamiliesShowTheRunAndTheProjectTotalsLintClean
   if (HasFatalFailure()) return;
   const std::string after = snapshot.Render(expose::Format::kText004, clock_.Now());
   EXPECT_EQ(after.find("fleetwatch_run_gpu_energy_joules{"), std::string::npos) << after;
-  EXPECT_NE(after.find("fleetwatch_project_gpu_energy_joules_total{dstack_project_name=\"main\","
-                       "dstack_user_name=\"admin\"} 21000.0\n"),
+  EXPECT_NE(after.find("fleetwatch_project_gpu_energy_joules_total" + project + "21000.0\n"),
             std::string::npos)
       << after;
   if (std::optional<std::string> lint = Promtool(text, dir_)) {
