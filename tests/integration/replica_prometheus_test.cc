@@ -87,17 +87,8 @@ class ReplicaPrometheusTest : public ::testing::Test {
     if (url_.empty()) return;  // skipped, or failed
     ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus is missing";
     for (int i = 0; i < kHosts; ++i) {
-      const fs::path dir = dir_.path() / ("host-" + std::to_string(i));
-      fs::create_directories(dir / "bin");
-      fs::create_symlink(
-          fs::path(FLEETWATCH_SOURCE_DIR) / "tests/agent/testdata/dcgm/fake-dcgm-exporter",
-          dir / "bin/dcgm-exporter");
-      WriteFile(dir / "dcgm.txt", DcgmText(i, 1000));
       AgentProcessOptions options = AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY);
-      options.env = {{"FAKE_DCGM_FIXTURE", (dir / "dcgm.txt").string()},
-                     {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
-                     {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
-                     {"PATH", (dir / "bin").string() + ":" + std::getenv("PATH")}};
+      UseFakeDcgm(options, dir_.path() / ("host-" + std::to_string(i)), DcgmText(i, 1000));
       agents_.push_back(std::make_unique<AgentProcess>(std::move(options)));
       ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
     }

@@ -3,7 +3,8 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
-#include "integration/agent_process.h"
+#include <cstdlib>
+
 #include "integration/api_client.h"
 #include "support/postgres_cluster.h"
 
@@ -56,6 +57,19 @@ std::string PoolFleetYaml(const std::vector<uint16_t>& ports) {
     fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(port) + "\n";
   }
   return fleet;
+}
+
+void UseFakeDcgm(AgentProcessOptions& options, const std::filesystem::path& dir,
+                 const std::string& text) {
+  std::filesystem::create_directories(dir / "bin");
+  std::filesystem::create_symlink(
+      std::filesystem::path(FLEETWATCH_SOURCE_DIR) / "tests/agent/testdata/dcgm/fake-dcgm-exporter",
+      dir / "bin/dcgm-exporter");
+  WriteFile(dir / "dcgm.txt", text);
+  options.env["FAKE_DCGM_FIXTURE"] = (dir / "dcgm.txt").string();
+  options.env["FLEETWATCH_DCGM_EXPORTER_PORT"] = std::to_string(FreePort());
+  options.env["FLEETWATCH_DCGM_INTERVAL_SECONDS"] = "1";
+  options.env["PATH"] = (dir / "bin").string() + ":" + std::getenv("PATH");
 }
 
 bool WaitUntilEachLeases(const std::vector<std::string>& urls, const std::string& admin_token,

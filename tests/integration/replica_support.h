@@ -3,12 +3,14 @@
 #include <boost/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "integration/agent_process.h"
 #include "support/process.h"
 
 // What the replica tests share: their set-up (a database of their own, the server replicas on
@@ -38,6 +40,12 @@ std::unique_ptr<ServerProcess> StartReplica(const std::string& database_url,
 // The YAML of the SSH fleet "pool" whose hosts are the agents on 127.0.0.1 at `ports`, which
 // take the tests' agent token (kTestAgentToken).
 std::string PoolFleetYaml(const std::vector<uint16_t>& ports);
+
+// Has an agent started with `options` read the fake dcgm-exporter (the hardware edge) every
+// second, on a port of its own: the fake on a PATH under `dir` (created), serving `dir`/dcgm.txt,
+// written with `text` (a test rewrites that file to move the counters).
+void UseFakeDcgm(AgentProcessOptions& options, const std::filesystem::path& dir,
+                 const std::string& text);
 
 // Waits (WaitUntil) until each server at `urls` says it leases `hosts` instances (GET
 // /api/server/info as `admin_token`); whether they all did in time.
