@@ -31,6 +31,7 @@
 #include "http/async_client.h"
 #include "model/entities.h"
 #include "model/run_spec.h"
+#include "process_cpu.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/ids.h"
@@ -76,13 +77,6 @@ inline int RunBenchmark(const char* name, int (*body)(int, char**), int argc, ch
 }
 
 // --- timing ---
-
-// CPU time of the calling thread, seconds.
-inline double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 inline double Median(std::vector<double> values) {
   if (values.empty()) return 0;

@@ -34,6 +34,7 @@
 #include "bench_support.h"
 #include "http/async_client.h"
 #include "model/entities.h"
+#include "process_cpu.h"
 #include "server/agent_protocol.h"
 #include "server/fleet_controller.h"
 #include "server/reconciler.h"
@@ -51,15 +52,6 @@ const std::vector<model::RunStatus> kUnfinished = {
     model::RunStatus::kRunning, model::RunStatus::kTerminating};
 
 // --- measuring ---
-
-double ProcessCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(ru.ru_utime) + seconds(ru.ru_stime);
-}
 
 struct Cost {
   double cpu_s = 0;
@@ -159,13 +151,6 @@ std::string Percent(double part, double whole) {
 }
 
 // --- the benchmarks ---
-
-// CPU time of the calling thread: what Tick costs the loop thread, the I/O threads left out.
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 struct TickFigures {
   Summary cpu, wall;

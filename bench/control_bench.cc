@@ -30,6 +30,7 @@
 #include "bench_support.h"
 #include "expose/snapshot.h"
 #include "http/async_client.h"
+#include "process_cpu.h"
 #include "server/energy_accountant.h"
 #include "server/energy_families.h"
 #include "server/exposition_updater.h"
@@ -47,15 +48,6 @@
 
 namespace fleetwatch::bench {
 namespace {
-
-double ProcessCpuSeconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(ru.ru_utime) + seconds(ru.ru_stime);
-}
 
 // VmRSS or VmHWM of this process, bytes.
 double ProcStatusBytes(const std::string& key) {
@@ -235,8 +227,8 @@ int Main(int argc, char** argv) {
       *store, clock,
       server::EnergyOptions{
           .default_carbon_intensity = 400,
-          .store_interval = std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()},
-      nullptr);
+          .store_interval =
+              std::chrono::duration_cast<std::chrono::microseconds>(metrics).count()});
   // As the server has them: the energy families rendered from the store after the exposition.
   server::StoredEnergyFamilies energy_families(
       *store, snapshot, std::chrono::duration_cast<std::chrono::microseconds>(metrics).count());

@@ -51,6 +51,7 @@
 #include "model/metrics.h"
 #include "model/run_spec.h"
 #include "model/status.h"
+#include "process_cpu.h"
 #include "server/exposition_updater.h"
 #include "store/sqlite_store.h"
 #include "util/clock.h"
@@ -595,25 +596,6 @@ void BenchFleet(const std::string& name, int instances, Runs runs, const std::st
 }
 
 // --- b. wrk against the real server ---
-
-// Seconds of CPU (user + system) that process `pid` has used, from /proc.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::stod(field);
-    if (i == 15) {
-      stime = std::stod(field);
-      break;
-    }
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 std::string RunCommand(const std::string& command) {
   FILE* pipe = popen(command.c_str(), "r");

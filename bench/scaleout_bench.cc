@@ -30,6 +30,7 @@
 
 #include "bench_support.h"
 #include "http/async_client.h"
+#include "process_cpu.h"
 #include "store/postgres_store.h"
 #include "support/postgres_cluster.h"
 #include "util/clock.h"
@@ -42,32 +43,10 @@ using std::chrono::steady_clock;
 
 constexpr char kAdminToken[] = "scaleout-bench-admin-token-0123456789";
 
-// utime + stime of process `pid` in seconds; -1 when it cannot be read.
-double ProcessCpuSeconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t name_end = stat.rfind(')');
-  if (name_end == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(name_end + 1));
-  std::vector<std::string> after_name;  // from field 3 (state) on
-  for (std::string f; fields >> f;) after_name.push_back(f);
-  if (after_name.size() < 13) return -1;
-  // Fields 14 and 15 of proc(5): utime and stime, in clock ticks.
-  return (std::stod(after_name[11]) + std::stod(after_name[12])) /
-         static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The parent pid of `pid` (field 4 of /proc/PID/stat); -1 when it cannot be read.
 pid_t ParentPid(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t name_end = stat.rfind(')');
-  if (name_end == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(name_end + 1));
-  std::string state;
-  pid_t parent = -1;
-  fields >> state >> parent;
-  return fields ? parent : -1;
+  const std::vector<std::string> fields = ProcStatFields(pid);
+  return fields.size() < 2 ? -1 : static_cast<pid_t>(std::stol(fields[1]));
 }
 
 // utime + stime of the postmaster `postmaster` and all its children (the backends, the

@@ -228,8 +228,7 @@ class ServerAppImpl final : public ServerApp {
     energy_ = std::make_unique<server::EnergyAccountant>(
         *store_, clock_,
         server::EnergyOptions{.default_carbon_intensity = config.carbon_intensity,
-                              .store_interval = metrics_interval},
-        nullptr);
+                              .store_interval = metrics_interval});
     // Replicas: /metrics shows every host, those other replicas poll included (scale-out.md).
     if (!replica_id_.empty() && config.prometheus_metrics && config.database_url) {
       FW_ASSIGN_OR_RETURN(listener_,

@@ -4,23 +4,18 @@
 
 #include <algorithm>
 #include <set>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "model/fleet_spec.h"
 #include "model/run_spec.h"
 #include "model/status.h"
-#include "server/energy_families.h"
 #include "util/check.h"
 
 namespace fleetwatch::server {
 
-EnergyAccountant::EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options,
-                                   expose::ExpositionSnapshot* snapshot)
-    : store_(store), clock_(clock), options_(options), snapshot_(snapshot) {
-  if (snapshot_ != nullptr) families_ = RegisterFamilies(*snapshot_, EnergyFamilies());
-}
+EnergyAccountant::EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options)
+    : store_(store), clock_(clock), options_(options) {}
 
 Status EnergyAccountant::LoadOpen() {
   FW_ASSIGN_OR_RETURN(std::vector<store::JobAggregate> rows, store_.ListOpenJobAggregates());
@@ -127,7 +122,6 @@ Status EnergyAccountant::Adopt(const TickReport& report, bool& adopted_none) {
     fresh.aggregates = Fresh(*run, *job, instance == instances.end() ? nullptr : instance->second);
     fresh.pending.changed = true;
     open_[job->id] = std::move(fresh);
-    runs_gauge_dirty_ = true;
   }
   return Status::Ok();
 }
@@ -146,8 +140,7 @@ Status EnergyAccountant::Update(const TickReport& report) {
   settled_ = false;
   if (same_runs) {
     AddPoints(report);
-    FW_ASSIGN_OR_RETURN(bool totals_changed, Store({}));
-    Expose(report, totals_changed);
+    FW_RETURN_IF_ERROR(Store({}));
     settled_ = !open_released_;
     return Status::Ok();
   }
@@ -227,21 +220,17 @@ Status EnergyAccountant::Update(const TickReport& report) {
       if (model::IsFinished(job.status)) ended[job.id] = std::move(job);
     }
     for (const std::string& id : gone) {
-      if (!found.contains(id) && open_.erase(id) > 0) {  // its run was removed
-        runs_gauge_dirty_ = true;
-      }
+      if (!found.contains(id)) open_.erase(id);  // its run was removed
     }
   }
   const bool nothing_ended = ended.empty() && gone.empty();
-  FW_ASSIGN_OR_RETURN(bool totals_changed, Store(ended));
-  Expose(report, totals_changed);
+  FW_RETURN_IF_ERROR(Store(ended));
   settled_ = adopted_none && nothing_ended && !open_released_;
   settled_generation_ = report.state_generation;
   return Status::Ok();
 }
 
 void EnergyAccountant::Add(OpenJob& open, const AggregateDelta& d) {
-  if (d.energy_joules > 0) runs_gauge_dirty_ = true;
   open.pending.energy_joules += d.energy_joules;
   open.pending.busy_gpu_seconds += d.busy_gpu_seconds;
   open.pending.carbon_grams += d.carbon_grams;
@@ -255,7 +244,7 @@ void EnergyAccountant::AddPoints(const TickReport& report) {
   }
 }
 
-Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& ended) {
+Status EnergyAccountant::Store(const std::map<std::string, model::Job>& ended) {
   const TimeMicros now = clock_.Now();
   open_released_ = false;
   std::vector<store::JobAggregateUpdate> updates;
@@ -296,7 +285,6 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
     updates.push_back(std::move(u));
     ids.push_back(id);
   }
-  bool totals_changed = !exposed_;
   if (!updates.empty()) {
     Result<std::vector<bool>> result = store_.UpdateJobAggregates(updates);
     if (result.status().code() == StatusCode::kNotFound) {
@@ -305,7 +293,7 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
       std::set<std::string> found;
       for (const model::Job& job : jobs) found.insert(job.id);
       for (const std::string& id : ids) {
-        if (!found.contains(id) && open_.erase(id) > 0) runs_gauge_dirty_ = true;
+        if (!found.contains(id)) open_.erase(id);
       }
       open_released_ = true;
     }
@@ -313,71 +301,18 @@ Result<bool> EnergyAccountant::Store(const std::map<std::string, model::Job>& en
     for (size_t i = 0; i < ids.size(); ++i) {
       auto it = open_.find(ids[i]);
       // Lost to another writer: its state is the stored one, read again when next needed.
-      if (applied[i] && updates[i].summary_json) {
-        ended_energy_[it->second.aggregates.run_id] += it->second.aggregates.energy_joules;
-        closed_[ids[i]] = updates_;
-      }
+      if (applied[i] && updates[i].summary_json) closed_[ids[i]] = updates_;
       if (!applied[i] || updates[i].summary_json) {
         open_.erase(it);
         open_released_ = true;
-        runs_gauge_dirty_ = true;
       } else {
         ++it->second.revision;
         it->second.pending = {};
         it->second.stored_at = now;
       }
-      totals_changed |= applied[i];
     }
   }
-  return totals_changed;
-}
-
-std::vector<RunEnergy> EnergyAccountant::RunsEnergy(const TickReport& report) {
-  std::map<std::string, double> by_run;  // of the jobs held
-  for (const auto& [id, open] : open_) {
-    by_run[open.aggregates.run_id] += open.aggregates.energy_joules;
-  }
-  std::vector<RunEnergy> runs;
-  std::map<std::string, double> kept;  // ended jobs' energy, of the runs still going
-  for (const model::Run& run : report.runs) {
-    auto held = by_run.find(run.id);
-    auto ended = ended_energy_.find(run.id);
-    if (held == by_run.end() && ended == ended_energy_.end()) continue;
-    double joules = 0;
-    if (held != by_run.end()) joules += held->second;
-    if (ended != ended_energy_.end()) joules += kept[run.id] = ended->second;
-    runs.push_back(RunEnergy{run.project_name, run.user_name, run.run_name, run.id,
-                             std::string(model::ToString(run.type)), joules});
-  }
-  ended_energy_ = std::move(kept);
-  std::sort(runs.begin(), runs.end(), [](const RunEnergy& a, const RunEnergy& b) {
-    return std::tie(a.project_name, a.run_name, a.run_id) <
-           std::tie(b.project_name, b.run_name, b.run_id);
-  });
-  return runs;
-}
-
-void EnergyAccountant::Expose(const TickReport& report, bool totals_changed) {
-  if (snapshot_ == nullptr) return;
-  std::vector<expose::FragmentChange> changes;
-  if (runs_gauge_dirty_) {
-    runs_gauge_dirty_ = false;
-    changes.push_back(
-        {families_[0], "all", expose::Fragment{RenderRunEnergy(RunsEnergy(report)), {}}});
-  }
-  if (totals_changed) {
-    Result<std::vector<store::EnergyTotal>> totals = store_.ListEnergyTotals();
-    if (totals.ok()) {
-      std::vector<std::string> texts = RenderProjectEnergy(*totals);
-      for (size_t k = 0; k < texts.size(); ++k) {
-        changes.push_back({families_[k + 1], "all", expose::Fragment{std::move(texts[k]), {}}});
-      }
-      exposed_ = true;
-    } else {
-      spdlog::warn("energy totals: {}", totals.status().ToString());
-    }
-  }
-  if (!changes.empty()) snapshot_->Apply(std::move(changes));
+  return Status::Ok();
 }
 
 }  // namespace fleetwatch::server

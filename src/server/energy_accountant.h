@@ -6,9 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "expose/snapshot.h"
 #include "model/entities.h"
-#include "server/energy_families.h"
 #include "server/fleet_controller.h"
 #include "server/job_summary.h"
 #include "store/store.h"
@@ -35,14 +33,12 @@ struct EnergyOptions {
 // revision it was made from (store::UpdateJobAggregates), so an interval is charged once even with
 // several server replicas; a restarted server reads the open aggregates back and goes on from the
 // last stored readings (what its GPUs drew while no server read them is charged from the counter at
-// the next reading). With a snapshot, also exposes the energy families (energy_families.h). Not
-// thread-safe: the control loop's thread.
+// the next reading). Renders nothing: the energy families are rendered from what it stores
+// (StoredEnergyFamilies, energy_families.h). Not thread-safe: the control loop's thread.
 class EnergyAccountant {
  public:
-  // `store`, `clock` and `snapshot` (may be null: /metrics off) must outlive it. Registers the
-  // energy families on `snapshot`: construct it after the exposition's own families.
-  EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options,
-                   expose::ExpositionSnapshot* snapshot);
+  // `store` and `clock` must outlive it.
+  EnergyAccountant(store::Store& store, const Clock& clock, EnergyOptions options);
 
   // One tick. Errors: the store's (what was not stored is kept and stored by a later tick).
   Status Update(const TickReport& report);
@@ -65,34 +61,25 @@ class EnergyAccountant {
   JobAggregates Fresh(const model::Run& run, const model::Job& job,
                       const model::Instance* instance);
   double CarbonIntensityOf(const model::Instance* instance);
-  // Summaries of the held jobs that have ended: `ended` maps job id → its stored record.
-  // Returns whether the persisted totals changed (or were never exposed).
-  Result<bool> Store(const std::map<std::string, model::Job>& ended);
-  void Expose(const TickReport& report, bool totals_changed);
-  // The energy of the active runs that have some, ordered by project name and run name; keeps
-  // ended_energy_ to those runs.
-  std::vector<RunEnergy> RunsEnergy(const TickReport& report);
+  // Stores the due aggregates, and the summaries of the held jobs that have ended: `ended` maps
+  // job id → its stored record.
+  Status Store(const std::map<std::string, model::Job>& ended);
 
   store::Store& store_;
   const Clock& clock_;
   const EnergyOptions options_;
-  expose::ExpositionSnapshot* snapshot_;
-  std::vector<expose::FamilyId> families_;
   bool loaded_ = false;
   uint64_t updates_ = 0;  // Update calls, for OpenJob::seen
   // Ended jobs whose summary is stored (by this accountant or found so), still listed in an
   // unfinished run → the last Update that listed them; forgotten once no run lists them.
   std::unordered_map<std::string, uint64_t> closed_;
-  bool exposed_ = false;
   std::unordered_map<std::string, OpenJob> open_;                 // job id → its aggregates
   std::map<std::string, std::optional<double>> fleet_intensity_;  // fleet id → its own, if any
-  std::map<std::string, double> ended_energy_;  // run id → joules of its jobs that have ended
   // Instance id → each GPU's last reading (by index), whoever held it: a job's first reading of
   // a GPU is charged from it (AddReading). Not persisted: after a restart a job's first reading
   // is charged power × time since its start until the GPUs have been read once.
   std::unordered_map<std::string, std::vector<std::optional<GpuBaseline>>> baselines_;
   static constexpr int kMaxGpuIndex = 1024;  // readings of higher indexes set no baseline
-  bool runs_gauge_dirty_ = true;  // fleetwatch_run_gpu_energy_joules must be rendered again
   // The last Update read runs of TickReport::state_generation `settled_generation_` and found
   // nothing to adopt, nothing ended or gone, and let go of no held job (Update's shortcut).
   bool settled_ = false;

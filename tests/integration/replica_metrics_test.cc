@@ -21,7 +21,7 @@
 
 #include "integration/agent_process.h"
 #include "integration/api_client.h"
-#include "support/postgres_cluster.h"
+#include "integration/replica_support.h"
 #include "support/process.h"
 
 namespace fleetwatch::testing {
@@ -54,14 +54,8 @@ std::string FamilyOf(const std::string& series) { return series.substr(0, series
 class ReplicaMetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (PostgresCluster::FindBinDir().empty()) {
-      GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
-    }
-    std::string error;
-    PostgresCluster* cluster = PostgresCluster::Shared(&error);
-    ASSERT_NE(cluster, nullptr) << error;
-    url_ = cluster->CreateDatabase(&error);
-    ASSERT_FALSE(url_.empty()) << error;
+    url_ = CreateReplicaDatabase();
+    if (url_.empty()) return;  // skipped, or failed
     for (int i = 0; i < kHosts; ++i) {
       agents_.push_back(
           std::make_unique<AgentProcess>(AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY)));
@@ -70,16 +64,9 @@ class ReplicaMetricsTest : public ::testing::Test {
   }
 
   std::unique_ptr<ServerProcess> StartReplica(TempDir& data) {
-    return std::make_unique<ServerProcess>(
-        data.str(), home_.str(), kAdminToken, std::vector<std::string>{"--no-local-fleet"},
-        std::map<std::string, std::string>{
-            {"FLEETWATCH_DATABASE_URL", url_},
-            {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
-            {"FLEETWATCH_POLL_INTERVAL_MS", "200"},
-            {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
-            {"FLEETWATCH_LEASE_SECONDS", "3"},
-            {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
-            {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}});
+    return testing::StartReplica(
+        url_, data.str(), home_.str(), kAdminToken,
+        {{"FLEETWATCH_POLL_INTERVAL_MS", "200"}, {"FLEETWATCH_LEASE_SECONDS", "3"}});
   }
 
   std::string url_;
@@ -97,23 +84,15 @@ TEST_F(ReplicaMetricsTest, EveryReplicaServesTheSameFleetAndEachItsOwnFigures) {
   ApiClient admin_a(a->url(), kAdminToken), admin_b(b->url(), kAdminToken),
       admin_c(c->url(), kAdminToken);
   std::vector<ApiClient*> admins = {&admin_a, &admin_b, &admin_c};
-  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
-                      std::string(kTestAgentToken) + "\n  hosts:\n";
-  for (const auto& agent : agents_) {
-    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
-  }
-  ASSERT_EQ(admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml").status,
-            201);
-  // Each replica holds one host; all up.
-  ASSERT_TRUE(WaitUntil([&] {
-    for (ApiClient* admin : admins) {
-      if (admin->Get("/api/server/info").json.at("leased_instances").to_number<int64_t>() != 1) {
-        return false;
-      }
-    }
-    return true;
-  })) << a->Output()
-      << b->Output() << c->Output();
+  std::vector<uint16_t> ports;
+  for (const auto& agent : agents_) ports.push_back(agent->port());
+  ASSERT_EQ(
+      admin_a.Send("POST", "/api/project/main/fleets", PoolFleetYaml(ports), "application/yaml")
+          .status,
+      201);
+  // Each replica holds one host.
+  ASSERT_TRUE(WaitUntilEachLeases({a->url(), b->url(), c->url()}, kAdminToken, 1))
+      << a->Output() << b->Output() << c->Output();
   // A run holding a GPU: its GPU ledger, energy and cost counters move while the test compares.
   ApiReply run = admin_b.Send("POST", "/api/project/main/runs",
                               "type: task\nname: train\ncommands: ['sleep 300']\n"

@@ -27,7 +27,7 @@
 #include "http/message.h"
 #include "integration/agent_process.h"
 #include "integration/api_client.h"
-#include "support/postgres_cluster.h"
+#include "integration/replica_support.h"
 #include "support/process.h"
 #include "support/round_robin_proxy.h"
 
@@ -83,47 +83,25 @@ double Percentile(std::vector<double> values, double p) {
 class ReplicaPrometheusTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (PostgresCluster::FindBinDir().empty()) {
-      GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
-    }
+    url_ = CreateReplicaDatabase();
+    if (url_.empty()) return;  // skipped, or failed
     ASSERT_TRUE(fs::exists("/usr/bin/prometheus")) << "Debian's prometheus is missing";
-    std::string error;
-    PostgresCluster* cluster = PostgresCluster::Shared(&error);
-    ASSERT_NE(cluster, nullptr) << error;
-    url_ = cluster->CreateDatabase(&error);
-    ASSERT_FALSE(url_.empty()) << error;
     for (int i = 0; i < kHosts; ++i) {
-      const fs::path dir = dir_.path() / ("host-" + std::to_string(i));
-      fs::create_directories(dir / "bin");
-      fs::create_symlink(
-          fs::path(FLEETWATCH_SOURCE_DIR) / "tests/agent/testdata/dcgm/fake-dcgm-exporter",
-          dir / "bin/dcgm-exporter");
-      WriteFile(dir / "dcgm.txt", DcgmText(i, 1000));
       AgentProcessOptions options = AgentProcessOptions::FakeGpus(2, FAKE_NVML_LIBRARY);
-      options.env = {{"FAKE_DCGM_FIXTURE", (dir / "dcgm.txt").string()},
-                     {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
-                     {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
-                     {"PATH", (dir / "bin").string() + ":" + std::getenv("PATH")}};
+      UseFakeDcgm(options, dir_.path() / ("host-" + std::to_string(i)), DcgmText(i, 1000));
       agents_.push_back(std::make_unique<AgentProcess>(std::move(options)));
       ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
     }
     for (int r = 0; r < kReplicas; ++r) {
       data_.push_back(std::make_unique<TempDir>());
-      replicas_.push_back(std::make_unique<ServerProcess>(
-          data_.back()->str(), home_.str(), kAdminToken,
-          std::vector<std::string>{"--no-local-fleet"},
-          std::map<std::string, std::string>{
-              {"FLEETWATCH_DATABASE_URL", url_},
-              {"FLEETWATCH_ENCRYPTION_KEY", std::string(64, 'a')},
-              // Ticks longer than the scrape interval: without the barrier, replicas' snapshots
-              // are up to 2 s apart, and scrapes in turn see counters go back.
-              {"FLEETWATCH_POLL_INTERVAL_MS", "2000"},
-              {"FLEETWATCH_METRICS_INTERVAL_SECONDS", "1"},
-              {"FLEETWATCH_LEASE_SECONDS", "5"},
-              // Under Prometheus' 1 s scrape timeout.
-              {"FLEETWATCH_METRICS_BARRIER_MS", "900"},
-              {"DSTACK_ENABLE_PROMETHEUS_METRICS", ""},
-              {"FLEETWATCH_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1"}}));
+      replicas_.push_back(
+          StartReplica(url_, data_.back()->str(), home_.str(), kAdminToken,
+                       {// Ticks longer than the scrape interval: without the barrier, replicas'
+                        // snapshots are up to 2 s apart, and scrapes in turn see counters go back.
+                        {"FLEETWATCH_POLL_INTERVAL_MS", "2000"},
+                        {"FLEETWATCH_LEASE_SECONDS", "5"},
+                        // Under Prometheus' 1 s scrape timeout.
+                        {"FLEETWATCH_METRICS_BARRIER_MS", "900"}}));
       ASSERT_TRUE(replicas_.back()->started()) << replicas_.back()->Output();
     }
   }
@@ -158,22 +136,16 @@ class ReplicaPrometheusTest : public ::testing::Test {
 
 TEST_F(ReplicaPrometheusTest, CountersNeverGoBackWhenScrapesGoToEachReplicaInTurn) {
   ApiClient admin(replicas_[0]->url(), kAdminToken);
-  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
-                      std::string(kTestAgentToken) + "\n  hosts:\n";
-  for (const auto& agent : agents_) {
-    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
-  }
-  ASSERT_EQ(admin.Send("POST", "/api/project/main/fleets", fleet, "application/yaml").status, 201);
+  std::vector<uint16_t> agent_ports;
+  std::vector<std::string> urls;
+  for (const auto& agent : agents_) agent_ports.push_back(agent->port());
+  for (const auto& replica : replicas_) urls.push_back(replica->url());
+  ASSERT_EQ(
+      admin.Send("POST", "/api/project/main/fleets", PoolFleetYaml(agent_ports), "application/yaml")
+          .status,
+      201);
   // Every replica holds one host.
-  ASSERT_TRUE(WaitUntil([&] {
-    for (const auto& replica : replicas_) {
-      ApiClient client(replica->url(), kAdminToken);
-      if (client.Get("/api/server/info").json.at("leased_instances").to_number<int64_t>() != 1) {
-        return false;
-      }
-    }
-    return true;
-  }));
+  ASSERT_TRUE(WaitUntilEachLeases(urls, kAdminToken, 1));
   // Long runs on one GPU of each host.
   for (int i = 0; i < kHosts; ++i) {
     ApiReply r = admin.Send("POST", "/api/project/main/runs",

@@ -23,7 +23,6 @@
 #include "integration/agent_process.h"
 #include "integration/api_client.h"
 #include "integration/replica_support.h"
-#include "support/postgres_cluster.h"
 #include "support/process.h"
 
 namespace fleetwatch::testing {
@@ -71,28 +70,12 @@ std::string DcgmFixture(int host) {
 class ReplicasTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (PostgresCluster::FindBinDir().empty()) {
-      GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
-    }
-    std::string error;
-    PostgresCluster* cluster = PostgresCluster::Shared(&error);
-    ASSERT_NE(cluster, nullptr) << error;
-    url_ = cluster->CreateDatabase(&error);
-    ASSERT_FALSE(url_.empty()) << error;
+    url_ = CreateReplicaDatabase();
+    if (url_.empty()) return;  // skipped, or failed
     for (int i = 0; i < kHosts; ++i) {
       AgentProcessOptions options = AgentProcessOptions::FakeGpus(1, FAKE_NVML_LIBRARY);
       if (with_dcgm_) {
-        // The fake dcgm-exporter (the hardware edge) on PATH, serving this host's text.
-        const std::filesystem::path dir = dcgm_dir_.path() / std::to_string(i);
-        std::filesystem::create_directories(dir / "bin");
-        std::filesystem::create_symlink(std::filesystem::path(FLEETWATCH_SOURCE_DIR) /
-                                            "tests/agent/testdata/dcgm/fake-dcgm-exporter",
-                                        dir / "bin/dcgm-exporter");
-        WriteFile(dir / "dcgm.txt", DcgmFixture(i));
-        options.env = {{"FAKE_DCGM_FIXTURE", (dir / "dcgm.txt").string()},
-                       {"FLEETWATCH_DCGM_EXPORTER_PORT", std::to_string(FreePort())},
-                       {"FLEETWATCH_DCGM_INTERVAL_SECONDS", "1"},
-                       {"PATH", (dir / "bin").string() + ":" + std::getenv("PATH")}};
+        UseFakeDcgm(options, dcgm_dir_.path() / std::to_string(i), DcgmFixture(i));
       }
       agents_.push_back(std::make_unique<AgentProcess>(std::move(options)));
       ASSERT_GT(agents_.back()->port(), 0) << agents_.back()->Output();
@@ -116,12 +99,10 @@ class ReplicasTest : public ::testing::Test {
 
   // Creates the fleet of every agent's host through `admin`.
   void CreateFleet(const ApiClient& admin) {
-    std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
-                        std::string(kTestAgentToken) + "\n  hosts:\n";
-    for (const auto& agent : agents_) {
-      fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
-    }
-    ApiReply created = admin.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
+    std::vector<uint16_t> ports;
+    for (const auto& agent : agents_) ports.push_back(agent->port());
+    ApiReply created =
+        admin.Send("POST", "/api/project/main/fleets", PoolFleetYaml(ports), "application/yaml");
     ASSERT_EQ(created.status, 201) << created.body;
   }
 
@@ -292,13 +273,7 @@ TEST_F(ReplicasTest, AFinishedJobsLogIsServedWhoseverHostItRanOn) {
   std::unique_ptr<ServerProcess> a = StartReplica(data_a_);
   ASSERT_TRUE(a->started()) << a->Output();
   ApiClient admin_a(a->url(), kAdminToken);
-  std::string fleet = "type: fleet\nname: pool\nssh_config:\n  tls: false\n  token: " +
-                      std::string(kTestAgentToken) + "\n  hosts:\n";
-  for (const auto& agent : agents_) {
-    fleet += "    - hostname: 127.0.0.1\n      port: " + std::to_string(agent->port()) + "\n";
-  }
-  ApiReply created = admin_a.Send("POST", "/api/project/main/fleets", fleet, "application/yaml");
-  ASSERT_EQ(created.status, 201) << created.body;
+  ASSERT_NO_FATAL_FAILURE(CreateFleet(admin_a));
   std::unique_ptr<ServerProcess> b = StartReplica(data_b_);
   ASSERT_TRUE(b->started()) << b->Output();
   ApiClient admin_b(b->url(), kAdminToken);

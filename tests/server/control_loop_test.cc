@@ -6,6 +6,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fleetwatch::server {
@@ -63,6 +64,26 @@ class RecordingStages final : public ControlStages {
            calls.push_back("exposed " + std::to_string(report.stored_points.size()));
          return Status::Ok();
        }}};
+};
+
+// For the loop's own thread: counts its ticks (which report nothing) and runs the report stages it
+// was given; usage and retention do nothing. Thread-safe as far as `ticks` goes.
+class CountingStages final : public ControlStages {
+ public:
+  explicit CountingStages(std::vector<ReportStage> report_stages = {})
+      : report_stages_(std::move(report_stages)) {}
+  Result<TickReport> Control() override {
+    ++ticks;
+    return TickReport{};
+  }
+  Status AccountUsage() override { return Status::Ok(); }
+  const std::vector<ReportStage>& report_stages() const override { return report_stages_; }
+  Status Retain(TimeMicros) override { return Status::Ok(); }
+
+  std::atomic<int> ticks{0};
+
+ private:
+  const std::vector<ReportStage> report_stages_;
 };
 
 class ControlLoopTest : public ::testing::Test {
@@ -169,18 +190,7 @@ TEST_F(ControlLoopTest, AFailingStageNeitherStopsTheOthersNorTheLoop) {
 
 TEST(ControlLoopThread, StartsTicksAtOnceAndStopsPromptly) {
   const Clock& clock = SystemClock::Get();
-  class Counting final : public ControlStages {
-   public:
-    Result<TickReport> Control() override {
-      ++ticks;
-      return TickReport{};
-    }
-    Status AccountUsage() override { return Status::Ok(); }
-    const std::vector<ReportStage>& report_stages() const override { return none; }
-    Status Retain(TimeMicros) override { return Status::Ok(); }
-    std::atomic<int> ticks{0};
-    const std::vector<ReportStage> none{};
-  } stages;
+  CountingStages stages;
   ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
   loop.Start();
   while (stages.ticks.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -195,57 +205,43 @@ TEST(ControlLoopThread, ACatchUpRunsBetweenTicksWhenAskedAndAFailedOrStoppedOneI
   const Clock& clock = SystemClock::Get();
   // Two report stages: one that accounts what a tick polled (never in a catch-up), one that
   // brings /metrics up to the store (also in a catch-up).
-  class Counting final : public ControlStages {
-   public:
-    Result<TickReport> Control() override {
-      ++ticks;
-      return TickReport{};
-    }
-    Status AccountUsage() override { return Status::Ok(); }
-    const std::vector<ReportStage>& report_stages() const override { return stages_; }
-    Status Retain(TimeMicros) override { return Status::Ok(); }
-    std::atomic<int> ticks{0};
-    std::atomic<int> accounted{0};
-    std::atomic<int> catch_ups{0};
-    std::atomic<bool> failing{false};
-
-   private:
-    const std::vector<ReportStage> stages_{{"accounting",
-                                            [this](TickReport&) {
-                                              ++accounted;
-                                              return Status::Ok();
-                                            }},
-                                           {"exposition",
-                                            [this](TickReport&) {
-                                              ++catch_ups;
-                                              return failing.load() ? Unavailable("database down")
-                                                                    : Status::Ok();
-                                            },
-                                            /*on_catch_up=*/true}};
-  } stages;
+  std::atomic<int> accounted{0};
+  std::atomic<int> catch_ups{0};
+  std::atomic<bool> failing{false};
+  CountingStages stages({{"accounting",
+                          [&](TickReport&) {
+                            ++accounted;
+                            return Status::Ok();
+                          }},
+                         {"exposition",
+                          [&](TickReport&) {
+                            ++catch_ups;
+                            return failing.load() ? Unavailable("database down") : Status::Ok();
+                          },
+                          /*on_catch_up=*/true}});
   ControlLoop loop(stages, clock, ControlLoopOptions{.tick_interval = std::chrono::hours(1)});
   const auto far = [] { return std::chrono::steady_clock::now() + std::chrono::seconds(60); };
   loop.Start();
   while (stages.ticks.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   // The tick ran both stages once; wait until it is over (both counted).
-  while (stages.catch_ups.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  while (catch_ups.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const uint64_t first = loop.RequestCatchUp();
   EXPECT_TRUE(loop.WaitCatchUp(first, far()));
-  EXPECT_EQ(stages.catch_ups.load(), 2);
+  EXPECT_EQ(catch_ups.load(), 2);
   const uint64_t second = loop.RequestCatchUp();
   EXPECT_GT(second, first);
   EXPECT_TRUE(loop.WaitCatchUp(second, far()));
-  EXPECT_EQ(stages.catch_ups.load(), 3);
-  EXPECT_EQ(stages.ticks.load(), 1);      // no tick for them: the next beat is an hour away
-  EXPECT_EQ(stages.accounted.load(), 1);  // a catch-up accounts nothing
+  EXPECT_EQ(catch_ups.load(), 3);
+  EXPECT_EQ(stages.ticks.load(), 1);  // no tick for them: the next beat is an hour away
+  EXPECT_EQ(accounted.load(), 1);     // a catch-up accounts nothing
   // A catch-up that fails says so to its waiters.
-  stages.failing = true;
+  failing = true;
   EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));
-  EXPECT_EQ(stages.catch_ups.load(), 4);
-  stages.failing = false;
+  EXPECT_EQ(catch_ups.load(), 4);
+  failing = false;
   loop.Stop();
   EXPECT_FALSE(loop.WaitCatchUp(loop.RequestCatchUp(), far()));  // at once, not in a minute
-  EXPECT_EQ(stages.catch_ups.load(), 4);
+  EXPECT_EQ(catch_ups.load(), 4);
 }
 
 }  // namespace

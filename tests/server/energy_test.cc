@@ -1,5 +1,6 @@
 // GPU energy, carbon and job summaries: the pure energy step, and the accountant driven tick by
-// tick with a fake clock over a real SQLite store, the way the control loop drives it.
+// tick with a fake clock over a real SQLite store, the way the control loop drives it, with the
+// energy families rendered from that store.
 #include "server/energy.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +18,7 @@
 
 #include "expose/snapshot.h"
 #include "server/energy_accountant.h"
+#include "server/energy_families.h"
 #include "server/job_summary.h"
 #include "server/job_summary_service.h"
 #include "store/sqlite_store.h"
@@ -205,7 +207,7 @@ class EnergyAccounting : public ::testing::Test {
 };
 
 TEST_F(EnergyAccounting, SevenHundredWattsForAnHourIs252MegajoulesAnd280GramsForItsJobOnly) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   // GPU 0 draws 700 W, GPU 1 100 W; readings every 10 s for an hour.
   for (int tick = 0; tick <= 360; ++tick) {
     const int64_t seconds = tick * 10;
@@ -229,7 +231,7 @@ TEST_F(EnergyAccounting, SevenHundredWattsForAnHourIs252MegajoulesAnd280GramsFor
 }
 
 TEST_F(EnergyAccounting, WithoutACounterPowerTimesTimeIsChargedAndMarkedEstimated) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   for (int tick = 0; tick <= 360; ++tick) {
     ASSERT_TRUE(accountant.Update(Report({Reading(0, std::nullopt, 700'000)})).ok());
     clock_.Advance(10 * kSecond);
@@ -240,7 +242,7 @@ TEST_F(EnergyAccounting, WithoutACounterPowerTimesTimeIsChargedAndMarkedEstimate
 }
 
 TEST_F(EnergyAccounting, ACounterResetMidJobIsNeitherNegativeNorCountedTwice) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   int64_t counter = 50'000'000;
   double last_total = 0;
   for (int tick = 0; tick <= 360; ++tick) {
@@ -261,7 +263,7 @@ TEST_F(EnergyAccounting, ACounterResetMidJobIsNeitherNegativeNorCountedTwice) {
 // of the counter's increase after its start; the reading before it was nobody's.
 TEST_F(EnergyAccounting, AFirstReadingChargesTheCounterSinceTheJobsStartSharedByTime) {
   ChangeRun([](model::Run& run) { run.jobs[0].started_at.reset(); });
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   int64_t counter = 40'000'000;
   ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());  // GPU 0 free
   clock_.Advance(4 * kSecond);
@@ -285,7 +287,7 @@ TEST_F(EnergyAccounting, AFirstReadingWithoutAnEarlierOneChargesPowerTimesTimeEs
     run.jobs[0].started_at = kStart - 4 * kSecond;
     run.jobs[1].started_at = kStart - 3600 * kSecond;
   });
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   ASSERT_TRUE(
       accountant.Update(Report({Reading(0, 1'000'000, 700'000), Reading(1, 5'000'000, 100'000)}))
           .ok());
@@ -309,7 +311,7 @@ TEST_F(EnergyAccounting, AGpuHandedOverChargesTheIntervalOnceAndOnlyAfterTheNext
     run.jobs[1].started_at.reset();
     run.jobs[1].gpu_indices = {0};
   });
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   int64_t counter = 0;
   ASSERT_TRUE(accountant.Update(Report({Reading(0, counter, 700'000)})).ok());
   clock_.Advance(10 * kSecond);
@@ -330,7 +332,7 @@ TEST_F(EnergyAccounting, AGpuHandedOverChargesTheIntervalOnceAndOnlyAfterTheNext
 }
 
 TEST_F(EnergyAccounting, AJobsEndChargesWhatItsGpuDrewAfterItsLastReadingOnce) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   // 700 W, read every 10 s from the job's start to 60 s; the job ends 5 s after the last reading.
   for (int tick = 0; tick <= 6; ++tick) {
     ASSERT_TRUE(accountant.Update(Report({Reading(0, tick * 7'000'000, 700'000)})).ok());
@@ -356,7 +358,7 @@ TEST_F(EnergyAccounting, AJobsEndChargesWhatItsGpuDrewAfterItsLastReadingOnce) {
 TEST_F(EnergyAccounting, ARestartedServerGoesOnFromTheStoredAggregates) {
   int64_t counter = 0;
   {
-    EnergyAccountant first(*store_, clock_, {}, nullptr);
+    EnergyAccountant first(*store_, clock_, {});
     for (int tick = 0; tick <= 10; ++tick) {
       counter = tick * 7'000'000;
       ASSERT_TRUE(first.Update(Report({Reading(0, counter, 700'000)})).ok());
@@ -366,14 +368,14 @@ TEST_F(EnergyAccounting, ARestartedServerGoesOnFromTheStoredAggregates) {
   // Down for a minute; the counter kept counting.
   clock_.Advance(60 * kSecond);
   counter += 7 * 7'000'000;
-  EnergyAccountant second(*store_, clock_, {}, nullptr);
+  EnergyAccountant second(*store_, clock_, {});
   ASSERT_TRUE(second.Update(Report({Reading(0, counter, 700'000)})).ok());
   EXPECT_DOUBLE_EQ(AggregatesOf("j0").energy_joules, 17 * 7000.0);
   EXPECT_DOUBLE_EQ(Totals().energy_joules, 17 * 7000.0);
 }
 
 TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetention) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   for (int tick = 0; tick <= 30; ++tick) {
     model::JobMetricsPoint p;
     p.job_id = "j0";
@@ -434,7 +436,7 @@ TEST_F(EnergyAccounting, ASummaryIsWrittenAtTheTickAfterTheEndAndOutlivesRetenti
 // Quiet ticks hand over the very same runs (the same TickReport::state_generation): their points
 // and readings still count, and the job's end is still seen at the next tick of another state.
 TEST_F(EnergyAccounting, TicksOfTheSameRunsStillCountTheirPointsAndReadingsAndSeeTheEnd) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   for (int tick = 0; tick <= 6; ++tick) {
     model::JobMetricsPoint p;
     p.job_id = "j0";
@@ -470,7 +472,7 @@ TEST_F(EnergyAccounting, TicksOfTheSameRunsStillCountTheirPointsAndReadingsAndSe
 // A job that starts and ends between two ticks is never seen running: it still gets its
 // summary, once, whether its run goes on or ended in the same tick.
 TEST_F(EnergyAccounting, AJobShorterThanATickStillGetsItsSummaryOnce) {
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   clock_.Advance(5 * kSecond);
   Finish("j0");  // ran 5 s; its run goes on with j1
   ASSERT_TRUE(accountant.Update(Report({})).ok());
@@ -493,7 +495,7 @@ TEST_F(EnergyAccounting, TheJobsOfARunThatEndedWithinATickGetTheirSummaries) {
   model::Run run = store_->GetRunById("r").value();
   run.status = model::RunStatus::kDone;
   ASSERT_TRUE(store_->UpdateRun(run).ok());
-  EnergyAccountant accountant(*store_, clock_, {}, nullptr);
+  EnergyAccountant accountant(*store_, clock_, {});
   TickReport report = Report({});
   EXPECT_TRUE(report.runs.empty());  // a finished run is no longer listed with the others
   report.finished_runs = {store_->GetRunById("r").value()};
@@ -521,35 +523,55 @@ std::optional<std::string> Promtool(const std::string& exposition, const testing
   return output;
 }
 
+// The energy families as the server renders them: from what the accountant stored
+// (StoredEnergyFamilies), refreshed every metrics interval and when the unfinished runs change.
 TEST_F(EnergyAccounting, TheEnergyFamiliesShowTheRunAndTheProjectTotalsLintClean) {
   expose::ExpositionSnapshot snapshot;
-  EnergyAccountant accountant(*store_, clock_, {}, &snapshot);
-  for (int tick = 0; tick <= 2; ++tick) {
-    ASSERT_TRUE(accountant.Update(Report({Reading(0, tick * 7'000'000, 700'000)})).ok());
+  EnergyAccountant accountant(*store_, clock_, {});  // stores every 10 s
+  StoredEnergyFamilies families(*store_, snapshot, 10 * kSecond);
+  // One tick as the control loop runs it: the accountant's stage, then the families'.
+  auto tick = [&](const TickReport& report) {
+    ASSERT_TRUE(accountant.Update(report).ok());
+    ASSERT_TRUE(families.Refresh(report, /*moved=*/false).ok());
+  };
+  for (int n = 0; n <= 2; ++n) {
+    tick(Report({Reading(0, n * 7'000'000, 700'000)}));
+    if (HasFatalFailure()) return;
     clock_.Advance(10 * kSecond);
   }
   const std::string text = snapshot.Render(expose::Format::kText004, clock_.Now());
   std::printf("%s", text.c_str());
-  EXPECT_NE(text.find("fleetwatch_run_gpu_energy_joules{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r\","
-                      "dstack_run_type=\"task\"} 14000.0\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_project_gpu_energy_joules_total{dstack_project_name=\"main\","
-                      "dstack_user_name=\"admin\"} 14000.0\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("# TYPE fleetwatch_project_carbon_grams_total counter"), std::string::npos);
-  EXPECT_NE(text.find("fleetwatch_project_gpu_busy_seconds_total{"), std::string::npos);
-  // The run ends: its gauge goes, the counters stay.
+  // Each family typed, with the run's and the project's samples.
+  const std::string project = "{dstack_project_name=\"main\",dstack_user_name=\"admin\"} ";
+  for (const std::string& expected : {
+           std::string("# TYPE fleetwatch_run_gpu_energy_joules gauge\n"),
+           std::string("fleetwatch_run_gpu_energy_joules{dstack_project_name=\"main\","
+                       "dstack_user_name=\"admin\",dstack_run_name=\"train\",dstack_run_id=\"r\","
+                       "dstack_run_type=\"task\"} 14000.0\n"),
+           std::string("# TYPE fleetwatch_project_gpu_energy_joules_total counter\n"),
+           "fleetwatch_project_gpu_energy_joules_total" + project + "14000.0\n",
+           std::string("# TYPE fleetwatch_project_carbon_grams_total counter\n"),
+           "fleetwatch_project_carbon_grams_total" + project,
+           std::string("# TYPE fleetwatch_project_gpu_busy_seconds_total counter\n"),
+           "fleetwatch_project_gpu_busy_seconds_total" + project,
+       }) {
+    EXPECT_NE(text.find(expected), std::string::npos) << expected;
+  }
+  // The run ends: its gauge goes, the counters stay, with what the GPU drew from its last
+  // reading to the jobs' end (700 W for 10 s).
   Finish("j0");
   Finish("j1");
   model::Run run = store_->GetRunById("r").value();
   run.status = model::RunStatus::kDone;
   run.finished_at = clock_.Now();
   ASSERT_TRUE(store_->UpdateRun(run).ok());
-  ASSERT_TRUE(accountant.Update(Report({})).ok());
+  tick(Report({}));
+  if (HasFatalFailure()) return;
   const std::string after = snapshot.Render(expose::Format::kText004, clock_.Now());
   EXPECT_EQ(after.find("fleetwatch_run_gpu_energy_joules{"), std::string::npos) << after;
-  EXPECT_NE(after.find("fleetwatch_project_gpu_energy_joules_total{"), std::string::npos);
+  EXPECT_NE(after.find("fleetwatch_project_gpu_energy_joules_total" + project + "21000.0\n"),
+            std::string::npos)
+      << after;
   if (std::optional<std::string> lint = Promtool(text, dir_)) {
     EXPECT_EQ(*lint, "") << text;
   }

@@ -5,120 +5,23 @@
 // during the tick is dropped with its commands.
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
-
-#include <atomic>
-#include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
-#include "http/async_client.h"
-#include "server/auth.h"
-#include "server/counting_agent_test_support.h"
-#include "server/fleet_controller.h"
-#include "server/runs.h"
-#include "server/users.h"
+#include "server/two_controllers_fixture.h"
 #include "store/sqlite_store.h"
-#include "support/process.h"
-#include "util/clock.h"
-#include "util/ids.h"
 
 namespace fleetwatch::server {
 namespace {
 
 using testing_agents::CountingAgent;
-using testing_agents::kAgentToken;
 
-constexpr TimeMicros kStart = 1'800'000'000'000'000;
-constexpr TimeMicros kSecond = 1'000'000;
-constexpr TimeMicros kLease = 10 * kSecond;
-constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
-
-// One replica: its own store connection, run service and controller.
-struct Replica {
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<RunService> runs;
-  std::unique_ptr<FleetController> controller;
-};
-
-class FleetControllerLeasesTest : public ::testing::Test {
+class FleetControllerLeasesTest : public testing_agents::TwoControllersTest {
  protected:
   void SetUp() override {
-    for (const char* id : {"a", "b"}) {
-      auto opened = store::OpenSqliteStore((dir_.path() / "fleetwatch.db").string());
-      ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-      Replica r;
-      r.store = std::move(opened).value();
-      r.runs = std::make_unique<RunService>(*r.store, clock_);
-      FleetControllerOptions options;
-      options.tick_budget = std::chrono::milliseconds(10'000);  // every poll is used at once
-      options.metrics_interval = std::chrono::hours(1);
-      options.log_dir = (dir_.path() / "logs").string();
-      options.replica_id = id;
-      options.lease_time = std::chrono::seconds(10);
-      r.controller = std::make_unique<FleetController>(*r.store, clock_, r.runs->mutex(), client_,
-                                                       std::move(options));
-      ASSERT_TRUE(r.store->RegisterReplica({id, kStart, "test"}).ok());
-      replicas_.push_back(std::move(r));
-    }
-    store::Store& store = *replicas_[0].store;
-    AuthService auth(store);
-    ASSERT_TRUE(UserService(store, clock_).Bootstrap(std::string(kAdminToken)).ok());
-    admin_ = *auth.Authenticate(std::string("Bearer ") + kAdminToken);
-    access_ = *auth.AccessProject(admin_, "main");
+    const std::string path = (dir_.path() / "fleetwatch.db").string();
+    StartReplicas([&] { return store::OpenSqliteStore(path); });
   }
-
-  // A fleet with one instance per agent, written straight to the store.
-  void AddFleet(const std::vector<CountingAgent*>& agents) {
-    model::Fleet fleet{NewId(), access_.project.id, "main", "pool", model::FleetStatus::kActive,
-                       "{}",    clock_.Now()};
-    std::vector<model::Instance> instances;
-    for (size_t i = 0; i < agents.size(); ++i) {
-      model::Instance instance;
-      instance.id = NewId();
-      instance.project_id = access_.project.id;
-      instance.fleet_id = fleet.id;
-      instance.name = "pool-" + std::to_string(i);
-      instance.instance_num = static_cast<int>(i);
-      instance.backend = "remote";
-      instance.hostname = "127.0.0.1";
-      instance.agent_port = agents[i]->port();
-      instance.agent_token = kAgentToken;
-      instance.created_at = clock_.Now();
-      instances.push_back(instance);
-    }
-    ASSERT_TRUE(replicas_[0].store->CreateFleet(fleet, instances).ok());
-  }
-
-  TickReport Tick(size_t replica) {
-    Result<TickReport> report = replicas_[replica].controller->Tick();
-    EXPECT_TRUE(report.ok()) << report.status().ToString();
-    return report.ok() ? std::move(report).value() : TickReport{};
-  }
-
-  std::string Submit(size_t replica, const std::string& name) {
-    auto submitted = replicas_[replica].runs->Submit(
-        access_, admin_, "type: task\nname: " + name + "\ncommands: [sleep 1000]\n",
-        model::ConfigFormat::kYaml);
-    EXPECT_TRUE(submitted.ok()) << submitted.status().ToString();
-    return submitted.ok() ? submitted->jobs.at(0).id : "";
-  }
-
-  model::Run Stored(const std::string& name) {
-    auto run = replicas_[0].runs->Get(access_, name);
-    EXPECT_TRUE(run.ok()) << run.status().ToString();
-    return run.ok() ? *run : model::Run{};
-  }
-
-  testing::TempDir dir_;
-  FakeClock clock_{kStart};
-  http::AsyncClient client_{1};
-  std::vector<Replica> replicas_;
-  model::User admin_;
-  ProjectAccess access_;
 };
 
 TEST_F(FleetControllerLeasesTest, EachHostIsPolledByItsReplicaAndEachJobStartedOnce) {

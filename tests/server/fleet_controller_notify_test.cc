@@ -10,32 +10,18 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <set>
 #include <string>
-#include <vector>
+#include <utility>
 
-#include "http/async_client.h"
-#include "server/auth.h"
-#include "server/counting_agent_test_support.h"
-#include "server/fleet_controller.h"
-#include "server/runs.h"
-#include "server/users.h"
+#include "server/two_controllers_fixture.h"
 #include "store/postgres_listener.h"
 #include "store/postgres_store.h"
 #include "support/postgres_cluster.h"
-#include "support/process.h"
-#include "util/clock.h"
-#include "util/ids.h"
 
 namespace fleetwatch::server {
 namespace {
 
 using testing_agents::CountingAgent;
-using testing_agents::kAgentToken;
-
-constexpr TimeMicros kStart = 1'800'000'000'000'000;
-constexpr TimeMicros kSecond = 1'000'000;
-constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
 
 // The real listener, with a switch that drops the run keys it delivers (a notification lost
 // without the listener knowing: what the periodic resync and the debug check are for).
@@ -56,14 +42,7 @@ class DroppingListener final : public store::ChangeListener {
   std::atomic<bool> drop_runs_{false};
 };
 
-struct Replica {
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<DroppingListener> listener;
-  std::unique_ptr<RunService> runs;
-  std::unique_ptr<FleetController> controller;
-};
-
-class FleetControllerNotifyTest : public ::testing::Test {
+class FleetControllerNotifyTest : public testing_agents::TwoControllersTest {
  protected:
   void SetUp() override {
     if (testing::PostgresCluster::FindBinDir().empty()) {
@@ -76,84 +55,32 @@ class FleetControllerNotifyTest : public ::testing::Test {
     ASSERT_FALSE(url_.empty()) << error;
   }
 
-  // The replicas "a" and "b"; `verify`: the quiet-tick check of debug builds.
+  // The replicas "a" and "b", each with a listener of its own; `verify`: the quiet-tick check of
+  // debug builds.
   void StartReplicas(bool verify) {
-    for (const char* id : {"a", "b"}) {
-      store::PostgresStoreOptions store_options;
-      store_options.secret_key.fill(0x5a);
-      auto opened = store::OpenPostgresStore(url_, store_options);
-      ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-      auto listening = store::PostgresListener::Start(
-          {.url = url_,
-           .channels = {store::kInstancesChannel, store::kRunsChannel},
-           .min_backoff = std::chrono::milliseconds(50)});
-      ASSERT_TRUE(listening.ok()) << listening.status().ToString();
-      Replica r;
-      r.store = std::move(opened).value();
-      r.listener = std::make_unique<DroppingListener>(std::move(listening).value());
-      ASSERT_TRUE(testing::WaitUntil([&] { return r.listener->inner().connected(); }));
-      r.runs = std::make_unique<RunService>(*r.store, clock_);
-      FleetControllerOptions options;
-      options.tick_budget = std::chrono::milliseconds(10'000);  // every poll is used at once
-      options.metrics_interval = std::chrono::hours(1);
-      options.log_dir = (dir_.path() / "logs").string();
-      options.replica_id = id;
-      options.lease_time = std::chrono::seconds(10);
-      options.resync_interval = std::chrono::seconds(60);
-      options.verify_quiet_ticks = verify;
-      r.controller = std::make_unique<FleetController>(*r.store, clock_, r.runs->mutex(), client_,
-                                                       std::move(options));
-      r.controller->SetChangeListener(r.listener.get());
-      ASSERT_TRUE(r.store->RegisterReplica({id, kStart, "test"}).ok());
-      replicas_.push_back(std::move(r));
-    }
-    store::Store& store = *replicas_[0].store;
-    AuthService auth(store);
-    ASSERT_TRUE(UserService(store, clock_).Bootstrap(std::string(kAdminToken)).ok());
-    admin_ = *auth.Authenticate(std::string("Bearer ") + kAdminToken);
-    access_ = *auth.AccessProject(admin_, "main");
+    TwoControllersTest::StartReplicas(
+        [&]() -> Result<std::unique_ptr<store::Store>> {
+          store::PostgresStoreOptions store_options;
+          store_options.secret_key.fill(0x5a);
+          return store::OpenPostgresStore(url_, store_options);
+        },
+        [&](testing_agents::Replica& r, FleetControllerOptions& options) {
+          auto listening = store::PostgresListener::Start(
+              {.url = url_,
+               .channels = {store::kInstancesChannel, store::kRunsChannel},
+               .min_backoff = std::chrono::milliseconds(50)});
+          ASSERT_TRUE(listening.ok()) << listening.status().ToString();
+          auto listener = std::make_unique<DroppingListener>(std::move(listening).value());
+          ASSERT_TRUE(testing::WaitUntil([&] { return listener->inner().connected(); }));
+          r.listener = std::move(listener);
+          options.resync_interval = std::chrono::seconds(60);
+          options.verify_quiet_ticks = verify;
+        });
   }
 
-  // A fleet with one instance per agent, written through replica a's store.
-  void AddFleet(const std::vector<CountingAgent*>& agents) {
-    model::Fleet fleet{NewId(), access_.project.id, "main", "pool", model::FleetStatus::kActive,
-                       "{}",    clock_.Now()};
-    std::vector<model::Instance> instances;
-    for (size_t i = 0; i < agents.size(); ++i) {
-      model::Instance instance;
-      instance.id = NewId();
-      instance.project_id = access_.project.id;
-      instance.fleet_id = fleet.id;
-      instance.name = "pool-" + std::to_string(i);
-      instance.instance_num = static_cast<int>(i);
-      instance.backend = "remote";
-      instance.hostname = "127.0.0.1";
-      instance.agent_port = agents[i]->port();
-      instance.agent_token = kAgentToken;
-      instance.created_at = clock_.Now();
-      instances.push_back(instance);
-    }
-    ASSERT_TRUE(replicas_[0].store->CreateFleet(fleet, instances).ok());
-  }
-
-  TickReport Tick(size_t replica) {
-    Result<TickReport> report = replicas_[replica].controller->Tick();
-    EXPECT_TRUE(report.ok()) << report.status().ToString();
-    return report.ok() ? std::move(report).value() : TickReport{};
-  }
-
-  std::string Submit(size_t replica, const std::string& name) {
-    auto submitted = replicas_[replica].runs->Submit(
-        access_, admin_, "type: task\nname: " + name + "\ncommands: [sleep 1000]\n",
-        model::ConfigFormat::kYaml);
-    EXPECT_TRUE(submitted.ok()) << submitted.status().ToString();
-    return submitted.ok() ? submitted->jobs.at(0).id : "";
-  }
-
-  model::Run Stored(const std::string& name) {
-    auto run = replicas_[0].runs->Get(access_, name);
-    EXPECT_TRUE(run.ok()) << run.status().ToString();
-    return run.ok() ? *run : model::Run{};
+  // Replica `replica`'s listener.
+  DroppingListener& Listener(size_t replica) {
+    return static_cast<DroppingListener&>(*replicas_[replica].listener);
   }
 
   bool Placed(const std::string& name) { return Stored(name).jobs.at(0).instance_id.has_value(); }
@@ -173,13 +100,7 @@ class FleetControllerNotifyTest : public ::testing::Test {
     ASSERT_EQ(replicas_[1].controller->Replica().live_replicas, 2);
   }
 
-  testing::TempDir dir_;
   std::string url_;
-  FakeClock clock_{kStart};
-  http::AsyncClient client_{1};
-  std::vector<Replica> replicas_;
-  model::User admin_;
-  ProjectAccess access_;
 };
 
 TEST_F(FleetControllerNotifyTest, ARunSubmittedOnOneReplicaIsPlacedByTheHostsHolderAtOnce) {
@@ -220,7 +141,7 @@ TEST_F(FleetControllerNotifyTest, AMissedNotificationIsCaughtByThePeriodicResync
   StartReplicas(/*verify=*/false);  // the debug check would abort first (next test)
   CountingAgent agent("agent-1");
   BHoldsTheHost(agent);
-  replicas_[1].listener->DropRuns(true);
+  Listener(1).DropRuns(true);
   Submit(0, "train");
   // A run of a's own write comes back through a's listener: a knows it, b does not.
   for (int i = 0; i < 5; ++i) {
@@ -241,14 +162,14 @@ TEST_F(FleetControllerNotifyTest, AListenerThatReconnectedMakesItsReplicaReadEve
   CountingAgent agent("agent-1");
   BHoldsTheHost(agent);
   // While b's listener is away, a run comes: its notification is lost with the connection.
-  replicas_[1].listener->DropRuns(true);
+  Listener(1).DropRuns(true);
   Submit(0, "train");
   Tick(1);
   EXPECT_FALSE(Placed("train"));
-  replicas_[1].listener->DropRuns(false);
+  Listener(1).DropRuns(false);
   const uint64_t resyncs = replicas_[1].controller->resyncs();
-  const uint64_t connections = replicas_[1].listener->inner().connections();
-  store::PostgresListener& listener = replicas_[1].listener->inner();
+  const uint64_t connections = Listener(1).inner().connections();
+  store::PostgresListener& listener = Listener(1).inner();
   // Every listening session ends (the one whose last statement was a LISTEN); b's reconnects.
   {
     PGconn* conn = PQconnectdb(url_.c_str());
@@ -277,7 +198,7 @@ TEST_F(FleetControllerNotifyTest, TheQuietTickCheckCatchesAChangeThatWasNeverNot
         StartReplicas(/*verify=*/true);
         CountingAgent agent("agent-1");
         BHoldsTheHost(agent);
-        replicas_[1].listener->DropRuns(true);
+        Listener(1).DropRuns(true);
         Submit(0, "train");
         // Long before the resync is due (60 s), a few quiet ticks and 10 s after b first sees
         // the stored run differ from its copy.

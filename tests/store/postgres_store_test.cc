@@ -136,7 +136,23 @@ class PostgresStore : public ::testing::Test {
   void SetUp() override {
     if (const std::string why = factory_.Unavailable(); !why.empty()) GTEST_SKIP() << why;
   }
+
+  // Opens store_ on the test's database and makes the user alice_ and her project project_
+  // ("main") in it. A failure is fatal: call it under ASSERT_NO_FATAL_FAILURE.
+  void OpenWithAlice() {
+    auto opened = factory_.Open();
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    store_ = std::move(opened).value();
+    alice_ = MakeUser("alice");
+    ASSERT_TRUE(store_->CreateUser(alice_, "hash-alice").ok());
+    project_ = MakeProject("main", alice_);
+    ASSERT_TRUE(store_->CreateProject(project_).ok());
+  }
+
   PostgresFactory factory_;
+  std::unique_ptr<Store> store_;
+  model::User alice_;
+  model::Project project_;
 };
 
 TEST_F(PostgresStore, ReplicasStartingTogetherMigrateOnce) {
@@ -254,13 +270,8 @@ TEST_F(PostgresStore, EveryForeignKeyLeadsAnIndex) {
 }
 
 TEST_F(PostgresStore, AgentTokensAreStoredOnlyEncryptedAndAWrongKeyIsRefused) {
-  auto opened = factory_.Open();
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  model::User owner = MakeUser("alice");
-  ASSERT_TRUE((*opened)->CreateUser(owner, "hash-alice").ok());
-  model::Project project = MakeProject("main", owner);
-  ASSERT_TRUE((*opened)->CreateProject(project).ok());
-  CreateFleetWithInstance(**opened, project, "gpus");
+  ASSERT_NO_FATAL_FAILURE(OpenWithAlice());
+  CreateFleetWithInstance(*store_, project_, "gpus");
   RawPg raw(factory_.url());
   EXPECT_TRUE(raw.QueryText("SELECT agent_token FROM instances").starts_with("enc:v1:"));
   EXPECT_EQ(raw.QueryInt("SELECT COUNT(*) FROM instances WHERE agent_token LIKE '%agent-token%'"),
@@ -277,7 +288,7 @@ TEST_F(PostgresStore, AgentTokensAreStoredOnlyEncryptedAndAWrongKeyIsRefused) {
   auto reopened = factory_.Open();
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   EXPECT_TRUE(raw.QueryText("SELECT agent_token FROM instances").starts_with("enc:v1:"));
-  EXPECT_EQ((*reopened)->ListInstances(project.id)->front().agent_token, "clear-token");
+  EXPECT_EQ((*reopened)->ListInstances(project_.id)->front().agent_token, "clear-token");
 }
 
 TEST_F(PostgresStore, TextThatIsNotUtf8IsInvalidArgumentAndStoresNothing) {
@@ -408,11 +419,13 @@ bool TakeUntil(PostgresListener& listener, const std::string& channel, const std
   });
 }
 
-std::unique_ptr<PostgresListener> Listen(const std::string& url) {
-  auto listener =
-      PostgresListener::Start({.url = url,
-                               .channels = {kHostDcgmChannel, kJobPointsChannel, kTotalsChannel},
-                               .min_backoff = std::chrono::milliseconds(50)});
+// A listener on `channels` of the database at `url`, connected, its first batch (the resync that
+// starts every listener) not taken yet; null, with a test failure, when it did not start.
+std::unique_ptr<PostgresListener> Listen(const std::string& url,
+                                         std::vector<std::string> channels = {
+                                             kHostDcgmChannel, kJobPointsChannel, kTotalsChannel}) {
+  auto listener = PostgresListener::Start(
+      {.url = url, .channels = std::move(channels), .min_backoff = std::chrono::milliseconds(50)});
   EXPECT_TRUE(listener.ok()) << listener.status().ToString();
   if (!listener.ok()) return nullptr;
   EXPECT_TRUE(testing::WaitUntil([&] { return (*listener)->connected(); }));
@@ -425,31 +438,25 @@ TEST_F(PostgresStore, WritesNotifyTheirKeysOnCommitAndHostDcgmIsUnlogged) {
   EXPECT_TRUE(listener->Take().resync);  // nothing read before: read everything
   EXPECT_FALSE(listener->Take().resync);
 
-  auto opened = factory_.Open();
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  Store& store = **opened;
-  const model::User alice = MakeUser("alice");
-  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
-  const model::Project project = MakeProject("main", alice);
-  ASSERT_TRUE(store.CreateProject(project).ok());
-  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
-  ASSERT_TRUE(store
-                  .WriteHostDcgm({HostDcgm{.instance_id = instance.id,
-                                           .collected_at = 100,
-                                           .text = "DCGM_FI_DEV_GPU_UTIL 1\n",
-                                           .error = {},
-                                           .received_at = 101}})
+  ASSERT_NO_FATAL_FAILURE(OpenWithAlice());
+  auto [fleet, instance] = CreateFleetWithInstance(*store_, project_, "pool");
+  ASSERT_TRUE(store_
+                  ->WriteHostDcgm({HostDcgm{.instance_id = instance.id,
+                                            .collected_at = 100,
+                                            .text = "DCGM_FI_DEV_GPU_UTIL 1\n",
+                                            .error = {},
+                                            .received_at = 101}})
                   .ok());
   ChangeBatch seen;
   EXPECT_TRUE(TakeUntil(*listener, kHostDcgmChannel, VersionedKey(instance.id, 1), seen));
 
-  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
-  ASSERT_TRUE(store.CreateRun(run).ok());
+  model::Run run = MakeRun(project_, alice_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
   model::JobMetricsPoint p1, p2;
   p1.job_id = p2.job_id = run.jobs[0].id;
   p1.timestamp_micro = 2000;
   p2.timestamp_micro = 1000;
-  ASSERT_TRUE(store.AddJobMetricsPoints({p1, p2}).ok());
+  ASSERT_TRUE(store_->AddJobMetricsPoints({p1, p2}).ok());
   EXPECT_TRUE(TakeUntil(*listener, kJobPointsChannel, VersionedKey(run.jobs[0].id, 2000), seen));
   // One key per job: the batch's newest point.
   EXPECT_EQ(seen.keys[kJobPointsChannel].size(), 1u);
@@ -469,54 +476,46 @@ TEST_F(PostgresStore, WritesNotifyTheirKeysOnCommitAndHostDcgmIsUnlogged) {
 }
 
 TEST_F(PostgresStore, InstanceAndRunWritesNotifyTheirKeysOnCommit) {
-  auto listener = PostgresListener::Start({.url = factory_.url(),
-                                           .channels = {kInstancesChannel, kRunsChannel},
-                                           .min_backoff = std::chrono::milliseconds(50)});
-  ASSERT_TRUE(listener.ok()) << listener.status().ToString();
-  ASSERT_TRUE(testing::WaitUntil([&] { return (*listener)->connected(); }));
-  EXPECT_TRUE((*listener)->Take().resync);
+  std::unique_ptr<PostgresListener> listener =
+      Listen(factory_.url(), {kInstancesChannel, kRunsChannel});
+  ASSERT_NE(listener, nullptr);
+  EXPECT_TRUE(listener->Take().resync);
 
-  auto opened = factory_.Open();
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  Store& store = **opened;
-  const model::User alice = MakeUser("alice");
-  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
-  const model::Project project = MakeProject("main", alice);
-  ASSERT_TRUE(store.CreateProject(project).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenWithAlice());
   ChangeBatch seen;
   // Instances: by id, when made, written (not when only last_seen_at or a lease moves) and
   // deleted with their fleet.
-  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
-  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
+  auto [fleet, instance] = CreateFleetWithInstance(*store_, project_, "pool");
+  EXPECT_TRUE(TakeUntil(*listener, kInstancesChannel, instance.id, seen));
   seen = {};
-  ASSERT_TRUE(store.SetInstancesLastSeen({{instance.id, 500}}).ok());
-  ASSERT_TRUE(store.TakeLeases({.owner = "a", .now = 1000, .lease_micros = 10'000}).ok());
+  ASSERT_TRUE(store_->SetInstancesLastSeen({{instance.id, 500}}).ok());
+  ASSERT_TRUE(store_->TakeLeases({.owner = "a", .now = 1000, .lease_micros = 10'000}).ok());
   instance.unreachable = true;
-  ASSERT_TRUE(store.UpdateInstance(instance).ok());
-  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
+  ASSERT_TRUE(store_->UpdateInstance(instance).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kInstancesChannel, instance.id, seen));
   // Notifications come in commit order: had the two writes before notified, they were in.
   EXPECT_EQ(seen.keys[kInstancesChannel].size(), 1u);
 
   // Runs: "<id>@<row version after the write>".
-  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
-  ASSERT_TRUE(store.CreateRun(run).ok());
-  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 0), seen));
+  model::Run run = MakeRun(project_, alice_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kRunsChannel, VersionedKey(run.id, 0), seen));
   run.jobs[0].instance_id = instance.id;
-  ASSERT_TRUE(store.UpdateRunIfCurrent(run, {}).ok());
-  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 1), seen));
+  ASSERT_TRUE(store_->UpdateRunIfCurrent(run, {}).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kRunsChannel, VersionedKey(run.id, 1), seen));
   run.row_version = 1;
   run.status = RunStatus::kDone;
   run.jobs[0].status = model::JobStatus::kDone;
-  ASSERT_TRUE(store.UpdateRun(run).ok());
-  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 2), seen));
+  ASSERT_TRUE(store_->UpdateRun(run).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kRunsChannel, VersionedKey(run.id, 2), seen));
   // A refused write notifies nothing; the fleet's deletion names its instances and the runs it
   // changed (their jobs lose the instance).
-  EXPECT_EQ(store.UpdateRunIfCurrent(run, {}).code(), StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(store.DeleteFleet(project.id, "pool").ok());
-  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 3), seen));
-  EXPECT_TRUE(TakeUntil(**listener, kInstancesChannel, instance.id, seen));
-  ASSERT_TRUE(store.DeleteRun(run.id).ok());
-  EXPECT_TRUE(TakeUntil(**listener, kRunsChannel, VersionedKey(run.id, 4), seen));
+  EXPECT_EQ(store_->UpdateRunIfCurrent(run, {}).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->DeleteFleet(project_.id, "pool").ok());
+  EXPECT_TRUE(TakeUntil(*listener, kRunsChannel, VersionedKey(run.id, 3), seen));
+  EXPECT_TRUE(TakeUntil(*listener, kInstancesChannel, instance.id, seen));
+  ASSERT_TRUE(store_->DeleteRun(run.id).ok());
+  EXPECT_TRUE(TakeUntil(*listener, kRunsChannel, VersionedKey(run.id, 4), seen));
   EXPECT_EQ(seen.keys[kRunsChannel],
             (std::set<std::string>{VersionedKey(run.id, 0), VersionedKey(run.id, 1),
                                    VersionedKey(run.id, 2), VersionedKey(run.id, 3),
@@ -570,33 +569,27 @@ TEST_F(PostgresStore, ABarrierPassesOnceEveryNotificationCommittedBeforeItIsGath
   EXPECT_TRUE(listener->WaitBarrier(b, far()));
   EXPECT_TRUE(listener->WaitBarrier(a, far()));
 
-  auto opened = factory_.Open();
-  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
-  Store& store = **opened;
-  const model::User alice = MakeUser("alice");
-  ASSERT_TRUE(store.CreateUser(alice, "hash-alice").ok());
-  const model::Project project = MakeProject("main", alice);
-  ASSERT_TRUE(store.CreateProject(project).ok());
-  auto [fleet, instance] = CreateFleetWithInstance(store, project, "pool");
-  model::Run run = MakeRun(project, alice, "train", 100, RunStatus::kRunning, 1);
-  ASSERT_TRUE(store.CreateRun(run).ok());
+  ASSERT_NO_FATAL_FAILURE(OpenWithAlice());
+  auto [fleet, instance] = CreateFleetWithInstance(*store_, project_, "pool");
+  model::Run run = MakeRun(project_, alice_, "train", 100, RunStatus::kRunning, 1);
+  ASSERT_TRUE(store_->CreateRun(run).ok());
   listener->Take();
   JobAggregateUpdate update;
   update.job_id = run.jobs[0].id;
   update.state_json = "{}";
   update.project_name = "main";
   update.user_name = "alice";
-  ASSERT_TRUE(store.UpdateJobAggregates({update}).ok());
+  ASSERT_TRUE(store_->UpdateJobAggregates({update}).ok());
   GpuLedgerCharge charge;
   charge.instance_id = instance.id;
   charge.new_accounted_until = 1000;
-  ASSERT_EQ(store.ChargeGpuLedger({charge}).value(), 1);
+  ASSERT_EQ(store_->ChargeGpuLedger({charge}).value(), 1);
   const uint64_t barrier = listener->RequestBarrier();
   ASSERT_TRUE(listener->WaitBarrier(barrier, far()));
   ChangeBatch batch = listener->Take();
   EXPECT_EQ(batch.keys[kTotalsChannel], (std::set<std::string>{kEnergyKey, kGpuLedgerKey}));
   // A charge that applies nothing notifies nothing.
-  ASSERT_EQ(store.ChargeGpuLedger({charge}).value(), 0);
+  ASSERT_EQ(store_->ChargeGpuLedger({charge}).value(), 0);
   const uint64_t again = listener->RequestBarrier();
   ASSERT_TRUE(listener->WaitBarrier(again, far()));
   EXPECT_FALSE(listener->Take().keys.contains(kTotalsChannel));
