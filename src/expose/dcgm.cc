@@ -391,8 +391,9 @@ class Scanner {
 
   // The family a sample named `name` belongs to: its own, or the histogram/summary it is a
   // _bucket/_sum/_count of, or a new untyped one; SIZE_MAX over the cap.
-  size_t FamilyOfSample(std::string_view name) {
-    if (name == last_name_) return last_family_;  // consecutive samples of one name: the rule
+  size_t FamilyOfSample(std::string_view name, bool same_name) {
+    // Consecutive samples of one name: the rule. `same_name`: ScanSample has compared them.
+    if (same_name || name == last_name_) return last_family_;
     const auto owner = owner_.find(name);
     if (owner != owner_.end()) {
       last_name_ = name;
@@ -426,11 +427,15 @@ class Scanner {
   Status ScanSample(LineReader& r) {
     const size_t name_begin = r.pos();
     std::string_view name;
-    const std::string_view rest = r.line().substr(name_begin);
-    if (!last_name_.empty() && rest.starts_with(last_name_) &&
-        (rest.size() == last_name_.size() || !IsNameChar(rest[last_name_.size()]))) {
-      name = rest.substr(0, last_name_.size());  // the previous sample's name again
-      r.Seek(name_begin + name.size());
+    const std::string_view line = r.line();
+    const size_t rest = line.size() - name_begin;
+    const size_t last = last_name_.size();
+    const bool same_name = last != 0 && rest >= last &&
+                           std::memcmp(line.data() + name_begin, last_name_.data(), last) == 0 &&
+                           (rest == last || !IsNameChar(line[name_begin + last]));
+    if (same_name) {
+      name = std::string_view(line.data() + name_begin, last);  // the previous sample's again
+      r.Seek(name_begin + last);
     } else {
       name = r.Name();
     }
@@ -464,7 +469,7 @@ class Scanner {
       r.SkipBlanks();
       if (!r.AtEnd()) return Error("unexpected text after the timestamp");
     }
-    const size_t family = FamilyOfSample(name);
+    const size_t family = FamilyOfSample(name, same_name);
     if (family == SIZE_MAX) {
       return Error("more than " + std::to_string(limits_.max_families) + " families");
     }
@@ -498,7 +503,9 @@ class Scanner {
         while (i < line.size() && IsLabelChar(line[i])) ++i;
       }
       const std::string_view label = line.substr(label_begin, i - label_begin);
-      if (label.empty() || (i < line.size() && line[i] == ':') || label.starts_with("__")) {
+      // (label[0] == '_' && label[1] == '_': starts_with("__") without a call per label.)
+      if (label.empty() || (i < line.size() && line[i] == ':') ||
+          (label.size() >= 2 && label[0] == '_' && label[1] == '_')) {
         return Error("invalid label name");
       }
       r.Seek(i);
@@ -634,7 +641,11 @@ class Relabeler {
       job.text.clear();
       job.runs.clear();
       job.stamps.clear();
-      job.pairs = RenderLabelPairs(jobs[j].labels);
+      if (jobs[j].pairs != nullptr) {
+        job.pairs = *jobs[j].pairs;
+      } else {
+        job.pairs = RenderLabelPairs(jobs[j].labels);
+      }
       job.uuid_hashes.clear();
       for (const std::string& uuid : jobs[j].gpu_uuids) job.uuid_hashes.push_back(Hash(uuid));
     }

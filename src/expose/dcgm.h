@@ -101,6 +101,9 @@ class DcgmHeaderCache {
 struct DcgmJob {
   std::span<const std::string> gpu_uuids;  // the UUIDs of its GPUs on that host
   std::span<const Label> labels;           // appended to its samples (spec: kJobLabelNames)
+  // RenderLabelPairs(labels), for a caller that keeps them rendered between texts; null: the
+  // relabeler renders them. Not checked: pairs that are not `labels`' give other lines.
+  const std::string* pairs = nullptr;
 };
 
 // One host's text relabeled for every job on the host.

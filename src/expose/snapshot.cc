@@ -60,21 +60,28 @@ Result<FamilyId> ExpositionSnapshot::RegisterFamily(Section section, std::string
 }
 
 void ExpositionSnapshot::ApplyLocked(FamilyId family, std::string key,
-                                     std::shared_ptr<const Fragment> fragment) {
+                                     std::shared_ptr<const Fragment> fragment,
+                                     Fragments::iterator* hint) {
   FW_CHECK(family < slots_.size(), "a family id that RegisterFamily did not return");
-  auto& fragments = slots_[family].fragments;
-  const auto it = fragments.find(key);
+  Fragments& fragments = slots_[family].fragments;
+  const bool hit = hint != nullptr && *hint != fragments.end() && (*hint)->first == key;
+  const auto it = hit ? *hint : fragments.find(key);
   if (it != fragments.end()) timed_samples_ -= it->second->timed.size();
   if (!fragment || fragment->empty()) {
-    if (it != fragments.end()) fragments.erase(it);
+    if (it != fragments.end()) {
+      const auto next = fragments.erase(it);
+      if (hint != nullptr) *hint = next;
+    }
     return;
   }
   timed_samples_ += fragment->timed.size();
-  if (it != fragments.end()) {
-    it->second = std::move(fragment);
+  auto at = it;
+  if (at != fragments.end()) {
+    at->second = std::move(fragment);
   } else {
-    fragments.emplace(std::move(key), std::move(fragment));
+    at = fragments.emplace(std::move(key), std::move(fragment)).first;
   }
+  if (hint != nullptr) *hint = std::next(at);
 }
 
 void ExpositionSnapshot::SetFragment(FamilyId family, std::string key, Fragment fragment) {
@@ -130,8 +137,13 @@ void ExpositionSnapshot::ApplyShared(std::vector<SharedFragmentChange> changes) 
   uint64_t version = 0;
   {
     MutexLock lock(mu_);
+    // By family: where its previous change left off (see ApplyLocked).
+    std::vector<Fragments::iterator> hints;
+    hints.reserve(slots_.size());
+    for (Slot& slot : slots_) hints.push_back(slot.fragments.end());
     for (SharedFragmentChange& c : changes) {
-      ApplyLocked(c.family, std::move(c.key), std::move(c.fragment));
+      FW_CHECK(c.family < slots_.size(), "a family id that RegisterFamily did not return");
+      ApplyLocked(c.family, std::move(c.key), std::move(c.fragment), &hints[c.family]);
     }
     version = ++version_;
   }
@@ -151,6 +163,44 @@ void ExpositionSnapshot::SetDcgm(std::string key, DcgmSamples samples, TimeMicro
     auto [it, inserted] = dcgm_.try_emplace(std::move(key));
     replaced = std::move(it->second.samples);
     it->second = DcgmEntry{std::move(shared), expires_at};
+    earliest_dcgm_expiry_ = std::min(earliest_dcgm_expiry_, expires_at);
+    version = ++version_;
+  }
+  DropBodiesBefore(version);
+}
+
+void ExpositionSnapshot::ApplyDcgm(std::vector<DcgmChange> changes) {
+  std::vector<std::shared_ptr<const DcgmSamples>> made;
+  made.reserve(changes.size());
+  for (DcgmChange& c : changes) {
+    made.push_back(c.samples.empty() ? nullptr
+                                     : std::make_shared<const DcgmSamples>(std::move(c.samples)));
+  }
+  std::vector<std::shared_ptr<const DcgmSamples>> replaced;  // freed after the lock is released
+  replaced.reserve(changes.size());
+  uint64_t version = 0;
+  {
+    MutexLock lock(mu_);
+    bool changed = false;
+    for (size_t i = 0; i < changes.size(); ++i) {
+      const DcgmChange& c = changes[i];
+      auto it = dcgm_.find(c.key);
+      if (made[i] == nullptr) {
+        if (it == dcgm_.end()) continue;
+        replaced.push_back(std::move(it->second.samples));
+        dcgm_.erase(it);
+      } else {
+        if (it == dcgm_.end()) {
+          it = dcgm_.emplace(std::string(c.key), DcgmEntry{}).first;
+        } else {
+          replaced.push_back(std::move(it->second.samples));
+        }
+        it->second = DcgmEntry{std::move(made[i]), c.expires_at};
+        earliest_dcgm_expiry_ = std::min(earliest_dcgm_expiry_, c.expires_at);
+      }
+      changed = true;
+    }
+    if (!changed) return;  // nothing changes: keep the cached bodies
     version = ++version_;
   }
   DropBodiesBefore(version);
@@ -169,9 +219,21 @@ void ExpositionSnapshot::RemoveDcgm(std::string_view key) {
 }
 
 void ExpositionSnapshot::DropExpiredDcgm(TimeMicros now) {
+  std::vector<std::shared_ptr<const DcgmSamples>> expired;  // freed after the lock is released
   MutexLock lock(mu_);
+  if (now < earliest_dcgm_expiry_) return;
   // Renders already skip these, so the visible exposition does not change: no new version.
-  std::erase_if(dcgm_, [now](const auto& entry) { return entry.second.expires_at <= now; });
+  TimeMicros earliest = std::numeric_limits<TimeMicros>::max();
+  for (auto it = dcgm_.begin(); it != dcgm_.end();) {
+    if (it->second.expires_at <= now) {
+      expired.push_back(std::move(it->second.samples));
+      it = dcgm_.erase(it);
+    } else {
+      earliest = std::min(earliest, it->second.expires_at);
+      ++it;
+    }
+  }
+  earliest_dcgm_expiry_ = earliest;
 }
 
 uint64_t ExpositionSnapshot::version() const {

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -46,6 +47,14 @@ struct SharedFragmentChange {
   FamilyId family;
   std::string key;
   std::shared_ptr<const Fragment> fragment;
+};
+
+// One change to a job's DCGM samples (ExpositionSnapshot::ApplyDcgm): `samples` shown under
+// `key` by renders at `now` < `expires_at`; empty samples remove `key`.
+struct DcgmChange {
+  std::string_view key;  // must stay valid during the call
+  DcgmSamples samples;
+  TimeMicros expires_at = 0;
 };
 
 // The in-memory exposition that GET /metrics serves: pre-rendered fragments that ingest and
@@ -108,7 +117,11 @@ class ExpositionSnapshot {
   // (a host cannot shadow ours).
   void SetDcgm(std::string key, DcgmSamples samples, TimeMicros expires_at);
   void RemoveDcgm(std::string_view key);
+  // Applies all `changes` at once (SetDcgm, or RemoveDcgm for empty samples): no render sees
+  // some of them without the others; one new version when any changes anything.
+  void ApplyDcgm(std::vector<DcgmChange> changes);
   // Forgets DCGM fragments expired at `now`; renders skip them anyway, this frees their memory.
+  // Cheap while none has expired (it keeps the earliest expiry).
   void DropExpiredDcgm(TimeMicros now);
 
   // Counts every change; a render reflects one version.
@@ -131,10 +144,11 @@ class ExpositionSnapshot {
   std::shared_ptr<const std::string> Body(Format format, bool gzip, TimeMicros now) const;
 
  private:
+  using Fragments = std::map<std::string, std::shared_ptr<const Fragment>, std::less<>>;
   struct Slot {
     Section section;
     std::shared_ptr<const FamilyHeader> header;
-    std::map<std::string, std::shared_ptr<const Fragment>, std::less<>> fragments;
+    Fragments fragments;
   };
   struct DcgmEntry {
     std::shared_ptr<const DcgmSamples> samples;
@@ -161,9 +175,11 @@ class ExpositionSnapshot {
     CachedBody cached;  // guarded by cache_mu_
   };
 
-  // Sets `fragment` (null or empty: removes the key).
-  void ApplyLocked(FamilyId family, std::string key, std::shared_ptr<const Fragment> fragment)
-      FW_REQUIRES(mu_);
+  // Sets `fragment` (null or empty: removes the key). `hint`, when given, is where the family's
+  // previous change left off: a writer that changes a family's keys in ascending order finds
+  // each key there instead of searching the map; it is left after this key.
+  void ApplyLocked(FamilyId family, std::string key, std::shared_ptr<const Fragment> fragment,
+                   Fragments::iterator* hint = nullptr) FW_REQUIRES(mu_);
   Rendered RenderVersioned(Format format, TimeMicros now) const FW_EXCLUDES(mu_);
   CacheSlot& SlotFor(Format format, bool gzip) const;
   // What the slot holds when it is current at `now`, else an empty CachedBody.
@@ -179,6 +195,8 @@ class ExpositionSnapshot {
   std::shared_ptr<const std::unordered_set<std::string>> names_ FW_GUARDED_BY(mu_) =
       std::make_shared<const std::unordered_set<std::string>>();
   std::map<std::string, DcgmEntry, std::less<>> dcgm_ FW_GUARDED_BY(mu_);
+  // At most the earliest expires_at in `dcgm_` (DropExpiredDcgm has nothing to do before it).
+  TimeMicros earliest_dcgm_expiry_ FW_GUARDED_BY(mu_) = std::numeric_limits<TimeMicros>::max();
   uint64_t version_ FW_GUARDED_BY(mu_) = 0;
   size_t timed_samples_ FW_GUARDED_BY(mu_) = 0;  // in all fragments
   const TimeMicros time_step_ = kDefaultTimeStep;

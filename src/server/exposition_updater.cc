@@ -19,16 +19,6 @@
 namespace fleetwatch::server {
 namespace {
 
-// The snapshot key of a job's DCGM samples: sorts like the spec orders jobs.
-std::string DcgmKey(const model::Run& run, const model::Job& job) {
-  std::string key = run.project_name;
-  key += '\0';
-  key += job.job_name;
-  key += '\0';
-  key += job.id;
-  return key;
-}
-
 // The fields of an instance that its families and its jobs' read, copied (not its token, TLS
 // settings or address).
 model::Instance ExportedFields(const model::Instance& i) {
@@ -94,91 +84,68 @@ ExpositionUpdater::ExpositionUpdater(store::Store& store, const Clock& clock,
   for (size_t k = 0; k < kJobSampleFamilies; ++k) job_ids_[k] = ids_.at(JobSampleFamilyNames()[k]);
 }
 
-void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports,
-                                   const DcgmInputs& state) {
-  std::unordered_map<std::string_view, const model::Instance*> instances;
-  instances.reserve(state.instances.size());
-  for (const model::Instance& i : state.instances) instances[i.id] = &i;
-  // Jobs that may have DCGM samples: exported ones, by snapshot key (hashed: the keys of a
-  // project's jobs share long prefixes, which ordered lookups compare again and again).
-  using ActiveJobs =
-      std::unordered_map<std::string, std::pair<const model::Run*, const model::Job*>>;
-  ActiveJobs active;
-  // Their entries by instance: a host's text goes to the jobs on that host only.
-  std::unordered_map<std::string_view, std::vector<const ActiveJobs::value_type*>> keys_on;
-  for (const model::Run& run : state.unfinished_runs) {
-    for (const model::Job& job : run.jobs) {
-      if (!JobExported(job.status)) continue;
-      auto it = active.emplace(DcgmKey(run, job), std::make_pair(&run, &job)).first;
-      if (job.instance_id) keys_on[*job.instance_id].push_back(&*it);
+void ExpositionUpdater::IngestDcgm(const std::vector<DcgmReport>& reports) {
+  if (dcgm_placement_dirty_) {
+    for (auto& [id, instance] : instances_) instance.dcgm_jobs.clear();
+    for (auto& [id, e] : jobs_) {
+      if (!e.exported || !e.instance_id) continue;
+      if (auto i = instances_.find(*e.instance_id); i != instances_.end()) {
+        i->second.dcgm_jobs.push_back(&e);
+      }
     }
+    dcgm_placement_dirty_ = false;
   }
-  // Jobs that ended lose their DCGM samples now rather than when they expire.
-  for (auto it = dcgm_keys_.begin(); it != dcgm_keys_.end();) {
-    if (active.count(it->first)) {
-      ++it;
-      continue;
-    }
-    snapshot_.RemoveDcgm(it->first);
-    it = dcgm_keys_.erase(it);
-  }
+  std::vector<expose::DcgmJob> jobs;
+  std::vector<std::array<expose::Label, 11>> labels;
   for (const DcgmReport& report : reports) {
     if (!report.dcgm.error.empty() || !report.dcgm.collected_at) {
       spdlog::debug("DCGM of instance {}: {}", report.instance_id, report.dcgm.error);
       continue;  // what the host sent before stays until it expires
     }
-    auto instance_it = instances.find(report.instance_id);
-    if (instance_it == instances.end()) continue;
-    const model::Instance& instance = *instance_it->second;
-    // The jobs on this host, each with its GPUs' UUIDs and its labels (views into `values`,
-    // which is complete before any view is taken).
-    std::vector<const ActiveJobs::value_type*> keys;
-    if (auto it = keys_on.find(instance.id); it != keys_on.end()) keys = it->second;
-    std::vector<std::vector<std::string>> uuids(keys.size());
-    std::vector<expose::JobLabelValues> values;
-    values.reserve(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      const auto& [run, job] = keys[i]->second;
-      for (int index : job->gpu_indices) {
-        const model::Gpu* gpu = FindGpu(instance, index);
-        if (gpu != nullptr && !gpu->uuid.empty()) uuids[i].push_back(gpu->uuid);
-      }
-      values.push_back(JobLabelValuesOf(*run, *job, &instance));
-    }
-    std::vector<std::array<expose::Label, 11>> labels;
-    std::vector<expose::DcgmJob> jobs;
-    labels.reserve(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      jobs.push_back({uuids[i], labels.emplace_back(expose::JobLabels(values[i]))});
+    auto instance_it = instances_.find(report.instance_id);
+    if (instance_it == instances_.end()) continue;
+    const InstanceEntry& instance = instance_it->second;
+    // The jobs on this host, each with its GPUs' UUIDs and its labels (views into the entries).
+    const std::vector<JobEntry*>& on = instance.dcgm_jobs;
+    jobs.clear();
+    labels.clear();
+    labels.reserve(on.size());
+    for (const JobEntry* e : on) {
+      jobs.push_back(
+          {e->gpu_uuids, labels.emplace_back(expose::JobLabels(e->label_values)), &e->pairs});
     }
     // One pass over the text for every job on the host; nothing refers to the text after it.
     Result<expose::RelabeledDcgm> relabeled =
         dcgm_relabeler_.Relabel(report.dcgm.text, jobs, server_family_names_);
+    std::vector<expose::DcgmChange> changes;
+    changes.reserve(on.size());
     if (!relabeled.ok()) {
       ++own_.dcgm_text_errors;
-      spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.name, instance.hostname,
-                   relabeled.status().message());
-      for (const ActiveJobs::value_type* entry : keys) {
-        snapshot_.RemoveDcgm(entry->first);
-        dcgm_keys_.erase(entry->first);
+      spdlog::warn("DCGM text of instance {} ({}) dropped: {}", instance.fields.name,
+                   instance.current->hostname, relabeled.status().message());
+      for (JobEntry* e : on) {
+        changes.push_back({e->key, {}, 0});
+        e->dcgm_held = false;
       }
-      continue;
-    }
-    own_.dcgm_families_dropped += relabeled->foreign_families;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      const std::string& key = keys[i]->first;
-      expose::DcgmSamples& samples = relabeled->jobs[i];
-      if (samples.empty()) {
-        snapshot_.RemoveDcgm(key);
-        dcgm_keys_.erase(key);
-        continue;
+    } else {
+      own_.dcgm_families_dropped += relabeled->foreign_families;
+      for (size_t i = 0; i < on.size(); ++i) {
+        expose::DcgmSamples& samples = relabeled->jobs[i];
+        on[i]->dcgm_held = !samples.empty();
+        changes.push_back(
+            {on[i]->key, std::move(samples), *report.dcgm.collected_at + options_.dcgm_max_age});
       }
-      snapshot_.SetDcgm(key, std::move(samples), *report.dcgm.collected_at + options_.dcgm_max_age);
-      dcgm_keys_[key] = keys[i]->second.second->id;
     }
+    snapshot_.ApplyDcgm(std::move(changes));
   }
   // Headers of families no job exports any more.
   dcgm_relabeler_.headers().Prune();
+}
+
+void ExpositionUpdater::RemoveJobDcgm(JobEntry& job) {
+  if (!job.dcgm_held) return;
+  snapshot_.RemoveDcgm(job.key);
+  job.dcgm_held = false;
 }
 
 Status ExpositionUpdater::RecordRunEvents() {
@@ -250,6 +217,7 @@ bool ExpositionUpdater::SyncInstances(const std::vector<model::Instance>& instan
   changed |= std::erase_if(instances_, [&](const auto& e) { return e.second.seen != update; }) > 0;
   if (changed) {
     durations_dirty_ = true;
+    dcgm_placement_dirty_ = true;
     instance_order_.clear();
     for (const auto& [id, entry] : instances_) {
       if (InstanceStatusExported(entry.fields.status)) instance_order_.push_back(&entry);
@@ -300,28 +268,45 @@ bool ExpositionUpdater::SyncJobs(const std::vector<model::Run>& runs,
       e.submitted_at = job.submitted_at;
       e.instance_generation = generation;
       e.inputs_changed = true;
+      dcgm_placement_dirty_ = true;
     }
   }
   bool removed = false;
+  std::vector<const JobEntry*> gone;  // to take out of job_order_ before they are erased
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     if (it->second.seen == updates_) {
       ++it;
       continue;
     }
+    gone.push_back(&it->second);
     if (it->second.rendered) {
       RemoveJobFragments(it->second, changes);
       removed = true;
     }
+    // Jobs that ended lose their DCGM samples now rather than when they expire.
+    RemoveJobDcgm(it->second);
+    dcgm_placement_dirty_ = true;
     it = jobs_.erase(it);
+  }
+  if (!gone.empty()) {
+    std::sort(gone.begin(), gone.end());
+    std::erase_if(job_order_, [&gone](const JobEntry* e) {
+      return std::binary_search(gone.begin(), gone.end(), e);
+    });
   }
   return removed;
 }
 
-const model::ResourcesRequest& ExpositionUpdater::ResourcesOf(const model::Run& run) {
-  auto [it, inserted] = run_resources_.try_emplace(run.id);
-  if (inserted) it->second.first = RunResources(run);
-  it->second.second = updates_;
-  return it->second.first;
+const model::ResourcesRequest& ExpositionUpdater::ResourcesOf(JobEntry& job) {
+  if (!job.resources) {
+    std::weak_ptr<const model::ResourcesRequest>& shared = run_resources_[job.run->id];
+    job.resources = shared.lock();
+    if (!job.resources) {
+      job.resources = std::make_shared<const model::ResourcesRequest>(RunResources(*job.run));
+      shared = job.resources;
+    }
+  }
+  return *job.resources;
 }
 
 void ExpositionUpdater::RemoveJobFragments(JobEntry& job,
@@ -338,53 +323,80 @@ bool ExpositionUpdater::RenderJobs(TimeMicros now,
                                    std::vector<expose::SharedFragmentChange>& changes) {
   bool order_changed = false;
   std::array<std::string, kJobSampleFamilies> texts;
-  std::array<std::string*, kJobSampleFamilies> out{};
-  for (size_t k = 0; k < texts.size(); ++k) out[k] = &texts[k];
+  // The jobs rendered before in key order, then the others.
+  for (JobEntry* e : job_order_) {
+    if (e->visited == updates_) continue;
+    e->visited = updates_;
+    RenderJob(*e, now, texts, changes, order_changed);
+  }
   for (auto& [id, e] : jobs_) {
-    if (!e.exported) {
-      if (e.rendered) {
-        RemoveJobFragments(e, changes);
-        order_changed = true;
-      }
-      e.inputs_changed = e.point_changed = false;
-      continue;
-    }
-    // Marks the run's resources as still needed, even when nothing is rendered.
-    const model::ResourcesRequest& resources = ResourcesOf(*e.run);
-    const bool fresh = e.point && now - e.point->timestamp_micro <= options_.stale_after;
-    if (e.rendered && !e.inputs_changed && fresh == e.fresh && !(fresh && e.point_changed)) {
-      e.point_changed = false;
-      continue;
-    }
-    const model::Instance* instance = nullptr;
-    if (e.job->instance_id) {
-      if (auto i = instances_.find(*e.job->instance_id); i != instances_.end()) {
-        instance = i->second.current;
-      }
-    }
-    if (e.inputs_changed || !e.rendered) {
-      std::string key = JobKey(*e.run, *e.job);
-      if (e.rendered && key != e.key) {
-        RemoveJobFragments(e, changes);
-      }
-      if (!e.rendered) order_changed = true;
-      e.key = std::move(key);
-      e.pairs = JobPairs(*e.run, *e.job, instance);
-      durations_dirty_ = true;
-    }
-    for (std::string& text : texts) text.clear();
-    AppendJobSamples(*e.job, instance, resources, fresh ? &*e.point : nullptr, e.pairs, out);
-    for (size_t k = 0; k < kJobSampleFamilies; ++k) {
-      std::shared_ptr<const expose::Fragment>& held = e.held[k];
-      if (held ? held->text == texts[k] : texts[k].empty()) continue;
-      held = texts[k].empty() ? nullptr : std::make_shared<const expose::Fragment>(texts[k]);
-      changes.push_back({job_ids_[k], e.key, held});
-    }
-    e.rendered = true;
-    e.fresh = fresh;
-    e.inputs_changed = e.point_changed = false;
+    if (e.visited == updates_) continue;
+    e.visited = updates_;
+    RenderJob(e, now, texts, changes, order_changed);
   }
   return order_changed;
+}
+
+void ExpositionUpdater::RenderJob(JobEntry& e, TimeMicros now,
+                                  std::array<std::string, kJobSampleFamilies>& texts,
+                                  std::vector<expose::SharedFragmentChange>& changes,
+                                  bool& order_changed) {
+  if (!e.exported) {
+    if (e.rendered) {
+      RemoveJobFragments(e, changes);
+      order_changed = true;
+    }
+    RemoveJobDcgm(e);
+    e.inputs_changed = e.point_changed = false;
+    return;
+  }
+  const model::ResourcesRequest& resources = ResourcesOf(e);
+  const bool fresh = e.point && now - e.point->timestamp_micro <= options_.stale_after;
+  if (e.rendered && !e.inputs_changed && fresh == e.fresh && !(fresh && e.point_changed)) {
+    e.point_changed = false;
+    return;
+  }
+  const model::Instance* instance = nullptr;
+  if (e.job->instance_id) {
+    if (auto i = instances_.find(*e.job->instance_id); i != instances_.end()) {
+      instance = i->second.current;
+    }
+  }
+  if (e.inputs_changed || !e.rendered) {
+    std::string key = JobKey(*e.run, *e.job);
+    if (key != e.key) {
+      if (e.rendered) RemoveJobFragments(e, changes);
+      RemoveJobDcgm(e);  // held under the old key
+    }
+    if (!e.rendered) order_changed = true;
+    e.key = std::move(key);
+    // JobPairs, with what the job's DCGM samples are relabeled with.
+    e.label_values = JobLabelValuesOf(*e.run, *e.job, instance);
+    e.pairs = expose::RenderLabelPairs(expose::JobLabels(e.label_values));
+    e.gpu_uuids.clear();
+    if (instance != nullptr) {
+      for (int index : e.job->gpu_indices) {
+        const model::Gpu* gpu = FindGpu(*instance, index);
+        if (gpu != nullptr && !gpu->uuid.empty()) e.gpu_uuids.push_back(gpu->uuid);
+      }
+    }
+    durations_dirty_ = true;
+  }
+  std::array<std::string*, kJobSampleFamilies> out{};
+  for (size_t k = 0; k < texts.size(); ++k) {
+    texts[k].clear();
+    out[k] = &texts[k];
+  }
+  AppendJobSamples(*e.job, instance, resources, fresh ? &*e.point : nullptr, e.pairs, out);
+  for (size_t k = 0; k < kJobSampleFamilies; ++k) {
+    std::shared_ptr<const expose::Fragment>& held = e.held[k];
+    if (held ? held->text == texts[k] : texts[k].empty()) continue;
+    held = texts[k].empty() ? nullptr : std::make_shared<const expose::Fragment>(texts[k]);
+    changes.push_back({job_ids_[k], e.key, held});
+  }
+  e.rendered = true;
+  e.fresh = fresh;
+  e.inputs_changed = e.point_changed = false;
 }
 
 void ExpositionUpdater::SetWhole(expose::FamilyId family, expose::Fragment fragment,
@@ -450,19 +462,18 @@ Status ExpositionUpdater::Update(const TickReport& report) {
     e.point_changed = true;
   }
   jobs_changed |= RenderJobs(now, changes);
-  const uint64_t update = updates_;  // the lambda is opaque to the lock analysis
-  std::erase_if(run_resources_, [&](const auto& r) { return r.second.second != update; });
-
-  // DCGM: new texts, and the samples of jobs that are no longer exported.
-  if (!report.dcgm.empty() || jobs_changed) {
-    IngestDcgm(report.dcgm, DcgmInputs{report.instances.get(), report.runs.get()});
+  if (jobs_changed) {
+    std::erase_if(run_resources_, [](const auto& r) { return r.second.expired(); });
   }
+
+  // DCGM: the new texts (the samples of jobs that ended or are no longer exported are gone).
+  if (!report.dcgm.empty()) IngestDcgm(report.dcgm);
   snapshot_.DropExpiredDcgm(now);
 
   if (jobs_changed) {
     durations_dirty_ = true;
     job_order_.clear();
-    for (const auto& [id, e] : jobs_) {
+    for (auto& [id, e] : jobs_) {
       if (e.rendered) job_order_.push_back(&e);
     }
     std::sort(job_order_.begin(), job_order_.end(),

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "expose/snapshot.h"
+#include "expose/text_format.h"
 #include "model/entities.h"
 #include "model/metrics.h"
 #include "server/fleet_controller.h"
@@ -57,11 +59,7 @@ class ExpositionUpdater {
   Status Update(const TickReport& report) FW_EXCLUDES(mu_);
 
  private:
-  // What IngestDcgm reads of the tick: the report's instances and unfinished runs.
-  struct DcgmInputs {
-    std::span<const model::Instance> instances;
-    std::span<const model::Run> unfinished_runs;
-  };
+  struct JobEntry;
   // An instance of the last report: what its families were rendered from.
   struct InstanceEntry {
     model::Instance fields;  // the fields the families read (ExportedFields)
@@ -71,6 +69,9 @@ class ExpositionUpdater {
     uint64_t generation = 0;
     uint64_t seen = 0;                         // the last update whose report had it
     const model::Instance* current = nullptr;  // in the report being applied
+    // The exported jobs placed on it, whose DCGM samples its text gives (current unless
+    // `dcgm_placement_dirty_`).
+    std::vector<JobEntry*> dcgm_jobs;
   };
   // An unfinished job of the last report, and what its fragments were rendered from.
   struct JobEntry {
@@ -85,8 +86,15 @@ class ExpositionUpdater {
     uint64_t instance_generation = 0;             // of its instance when rendered; 0: none
     std::optional<model::JobMetricsPoint> point;  // its newest stored point
 
-    std::string key;    // JobKey, when rendered
+    std::string key;    // JobKey, when rendered; also the key of its DCGM samples
     std::string pairs;  // JobPairs, when rendered
+    // What its DCGM samples are relabeled with, made with `pairs`: JobLabelValuesOf, and the
+    // UUIDs of its GPUs on its instance.
+    expose::JobLabelValues label_values;
+    std::vector<std::string> gpu_uuids;
+    bool dcgm_held = false;  // the snapshot may hold DCGM samples of it under `key`
+    // RunResources(run), parsed once (a run's configuration never changes).
+    std::shared_ptr<const model::ResourcesRequest> resources;
     // By job family: the fragment the snapshot holds under `key` (shared with it), or null.
     std::array<std::shared_ptr<const expose::Fragment>, kJobSampleFamilies> held;
     bool rendered = false;  // its fragments are in the snapshot under `key`
@@ -94,6 +102,7 @@ class ExpositionUpdater {
     bool inputs_changed = true;
     bool point_changed = false;
     uint64_t seen = 0;
+    uint64_t visited = 0;             // the last update whose RenderJobs saw it
     const model::Run* run = nullptr;  // in the report being applied
     const model::Job* job = nullptr;
   };
@@ -109,19 +118,29 @@ class ExpositionUpdater {
   // Brings `instances_` to the report's; true when an instance family's samples may change.
   bool SyncInstances(const std::vector<model::Instance>& instances) FW_REQUIRES(mu_);
   // Brings `jobs_` to the report's unfinished jobs (their points not yet), adding to `changes`
-  // the removal of the fragments of jobs that ended. True when the exported set changed.
+  // the removal of the fragments of jobs that ended (and removing their DCGM samples). True when
+  // the exported set changed.
   bool SyncJobs(const std::vector<model::Run>& runs,
                 std::vector<expose::SharedFragmentChange>& changes) FW_REQUIRES(mu_);
-  // Renders the jobs whose samples changed into `changes`; true when the exported set changed.
+  // Renders the jobs whose samples changed into `changes` (in key order as far as the last
+  // order holds, so that the snapshot finds each key where the previous one was); true when the
+  // exported set changed. Removes the DCGM samples of jobs no longer exported.
   bool RenderJobs(TimeMicros now, std::vector<expose::SharedFragmentChange>& changes)
+      FW_REQUIRES(mu_);
+  void RenderJob(JobEntry& e, TimeMicros now, std::array<std::string, kJobSampleFamilies>& texts,
+                 std::vector<expose::SharedFragmentChange>& changes, bool& order_changed)
       FW_REQUIRES(mu_);
   void RemoveJobFragments(JobEntry& job, std::vector<expose::SharedFragmentChange>& changes)
       FW_REQUIRES(mu_);
+  // Removes the job's DCGM samples from the snapshot, if it may hold any.
+  void RemoveJobDcgm(JobEntry& job) FW_REQUIRES(mu_);
   // Adds a change of `family`'s single fragment to `text` when it differs from the snapshot's.
   void SetWhole(expose::FamilyId family, expose::Fragment fragment,
                 std::vector<expose::SharedFragmentChange>& changes) FW_REQUIRES(mu_);
-  const model::ResourcesRequest& ResourcesOf(const model::Run& run) FW_REQUIRES(mu_);
-  void IngestDcgm(const std::vector<DcgmReport>& reports, const DcgmInputs& state) FW_REQUIRES(mu_);
+  const model::ResourcesRequest& ResourcesOf(JobEntry& job) FW_REQUIRES(mu_);
+  // Relabels each host's new DCGM text for the jobs on the host (InstanceEntry::dcgm_jobs, made
+  // again first when `dcgm_placement_dirty_`) and sets their samples, a host's at once.
+  void IngestDcgm(const std::vector<DcgmReport>& reports) FW_REQUIRES(mu_);
 
   store::Store& store_;
   const Clock& clock_;
@@ -146,8 +165,9 @@ class ExpositionUpdater {
   // Names of the families of both snapshots (DCGM texts cannot use them); constant after
   // construction.
   std::vector<std::string_view> server_family_names_;
-  // Snapshot DCGM key → job id.
-  std::unordered_map<std::string, std::string> dcgm_keys_ FW_GUARDED_BY(mu_);
+  // InstanceEntry::dcgm_jobs must be made again: an instance or job came or went, or a job's
+  // instance or exported state changed.
+  bool dcgm_placement_dirty_ FW_GUARDED_BY(mu_) = true;
   // Relabels the hosts' DCGM texts (IngestDcgm); holds the family headers every job's samples
   // share and the buffers it relabels in.
   expose::DcgmRelabeler dcgm_relabeler_ FW_GUARDED_BY(mu_);
@@ -162,10 +182,12 @@ class ExpositionUpdater {
   std::unordered_map<std::string, JobEntry> jobs_ FW_GUARDED_BY(mu_);
   // The entries whose samples the snapshot shows, in render order (InstanceBefore; key order).
   std::vector<const InstanceEntry*> instance_order_ FW_GUARDED_BY(mu_);
-  std::vector<const JobEntry*> job_order_ FW_GUARDED_BY(mu_);
-  // Run id → RunResources(run), of the unfinished runs (a run's configuration never changes).
-  std::unordered_map<std::string, std::pair<model::ResourcesRequest, uint64_t>> run_resources_
-      FW_GUARDED_BY(mu_);  // with the last update that saw the run
+  // Never holds an entry that is gone (SyncJobs takes them out before erasing them).
+  std::vector<JobEntry*> job_order_ FW_GUARDED_BY(mu_);
+  // Run id → RunResources(run), while a job of the run holds it (the jobs of a multi-node run
+  // share one parse).
+  std::unordered_map<std::string, std::weak_ptr<const model::ResourcesRequest>> run_resources_
+      FW_GUARDED_BY(mu_);
 };
 
 }  // namespace fleetwatch::server

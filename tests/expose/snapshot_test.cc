@@ -243,6 +243,114 @@ TEST(ExpositionSnapshot, RemovingFragmentsOmitsEmptiedFamilies) {
             "dstack_instance_name=\"f-0\"} 0.0\n");
 }
 
+// ApplyDcgm sets and removes a batch of keys at once; it is SetDcgm and RemoveDcgm one by one.
+TEST(ExpositionSnapshot, ApplyDcgmIsTheSameAsSettingAndRemovingOneByOne) {
+  ExpositionSnapshot batch;
+  ExpositionSnapshot single;
+  single.SetDcgm("a", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + kSecond);
+  single.SetDcgm("b", DcgmFor(kDcgmHostB, {"V0"}, kJobB), kNow + kSecond);
+  {
+    std::vector<DcgmChange> changes;
+    changes.push_back({"a", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + kSecond});
+    changes.push_back({"b", DcgmFor(kDcgmHostB, {"V0"}, kJobB), kNow + kSecond});
+    batch.ApplyDcgm(std::move(changes));
+  }
+  EXPECT_EQ(batch.Render(Format::kText004, kNow), single.Render(Format::kText004, kNow));
+  // Replaces one, removes the other, and removing a key that is not there changes nothing.
+  const uint64_t version = batch.version();
+  {
+    std::vector<DcgmChange> changes;
+    changes.push_back({"a", DcgmFor(kDcgmHostA, {"U1"}, kJobA), kNow + 2 * kSecond});
+    changes.push_back({"b", {}, 0});
+    changes.push_back({"c", {}, 0});
+    batch.ApplyDcgm(std::move(changes));
+  }
+  EXPECT_EQ(batch.version(), version + 1);
+  single.SetDcgm("a", DcgmFor(kDcgmHostA, {"U1"}, kJobA), kNow + 2 * kSecond);
+  single.RemoveDcgm("b");
+  EXPECT_EQ(batch.Render(Format::kText004, kNow + kSecond),
+            single.Render(Format::kText004, kNow + kSecond));
+  EXPECT_NE(batch.Render(Format::kText004, kNow + kSecond).find("UUID=\"U1\""), std::string::npos);
+  {
+    std::vector<DcgmChange> changes;
+    changes.push_back({"b", {}, 0});
+    batch.ApplyDcgm(std::move(changes));  // nothing to remove: no new version
+  }
+  EXPECT_EQ(batch.version(), version + 1);
+}
+
+// DropExpiredDcgm skips its sweep before the earliest expiry; replacing a key's samples with a
+// later expiry, or removing the earliest, must not make it keep or drop the wrong ones.
+TEST(ExpositionSnapshot, DropExpiredDcgmFollowsReplacedAndRemovedExpiries) {
+  ExpositionSnapshot s;
+  s.SetDcgm("a", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + 10 * kSecond);
+  s.SetDcgm("b", DcgmFor(kDcgmHostB, {"V0"}, kJobB), kNow + 20 * kSecond);
+  // `a` renewed: expires after `b` now.
+  s.SetDcgm("a", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + 30 * kSecond);
+  s.DropExpiredDcgm(kNow + 15 * kSecond);
+  EXPECT_NE(s.Render(Format::kText004, kNow).find("jid-a"), std::string::npos);
+  EXPECT_NE(s.Render(Format::kText004, kNow).find("jid-b"), std::string::npos);
+  s.DropExpiredDcgm(kNow + 20 * kSecond);  // `b` goes; rendering at an earlier time shows it
+  EXPECT_NE(s.Render(Format::kText004, kNow).find("jid-a"), std::string::npos);
+  EXPECT_EQ(s.Render(Format::kText004, kNow).find("jid-b"), std::string::npos);
+  // A key set again after a sweep counts with its own expiry.
+  s.SetDcgm("b", DcgmFor(kDcgmHostB, {"V0"}, kJobB), kNow + 25 * kSecond);
+  s.RemoveDcgm("a");
+  s.DropExpiredDcgm(kNow + 24 * kSecond);
+  EXPECT_NE(s.Render(Format::kText004, kNow).find("jid-b"), std::string::npos);
+  std::vector<DcgmChange> changes;
+  changes.push_back({"a", DcgmFor(kDcgmHostA, {"U0"}, kJobA), kNow + 26 * kSecond});
+  s.ApplyDcgm(std::move(changes));
+  s.DropExpiredDcgm(kNow + 25 * kSecond);
+  EXPECT_NE(s.Render(Format::kText004, kNow).find("jid-a"), std::string::npos);
+  EXPECT_EQ(s.Render(Format::kText004, kNow).find("jid-b"), std::string::npos);
+  s.DropExpiredDcgm(kNow + 26 * kSecond);
+  EXPECT_EQ(s.Render(Format::kText004, kNow), "");
+}
+
+// ApplyShared finds a family's keys where the previous change of the family left off when they
+// come in ascending order; any order of sets and removals gives what one change at a time does.
+TEST(ExpositionSnapshot, ApplySharedInAnyKeyOrderIsOneChangeAtATime) {
+  const auto fragment = [](const std::string& key, const std::string& value) {
+    return std::make_shared<const Fragment>(Lines("f{k=\"" + key + "\"} " + value + "\n"));
+  };
+  const std::vector<std::vector<std::pair<std::string, std::string>>> rounds = {
+      {{"b", "1"}, {"d", "1"}, {"f", "1"}, {"h", "1"}},
+      // Ascending, with removals between and keys that are new.
+      {{"a", "2"}, {"b", ""}, {"c", "2"}, {"d", "2"}, {"e", ""}, {"f", ""}, {"h", "2"}},
+      // Descending and mixed, a key twice, removals of keys not there.
+      {{"h", "3"}, {"d", ""}, {"z", ""}, {"a", "3"}, {"g", "3"}, {"c", "3"}, {"c", ""}},
+      {{"a", ""}, {"b", "4"}, {"a", "4"}, {"i", "4"}, {"h", ""}, {"g", "4"}},
+  };
+  ExpositionSnapshot batch;
+  ExpositionSnapshot single;
+  const FamilyId f = *batch.RegisterFamily(Section::kJob, "f", MetricType::kGauge, "F");
+  const FamilyId g = *batch.RegisterFamily(Section::kJob, "g", MetricType::kGauge, "G");
+  ASSERT_EQ(*single.RegisterFamily(Section::kJob, "f", MetricType::kGauge, "F"), f);
+  ASSERT_EQ(*single.RegisterFamily(Section::kJob, "g", MetricType::kGauge, "G"), g);
+  for (const auto& round : rounds) {
+    std::vector<SharedFragmentChange> changes;
+    for (const auto& [key, value] : round) {
+      // The two families interleaved, as a writer changes a key's families together.
+      for (FamilyId family : {f, g}) {
+        changes.push_back({family, key, value.empty() ? nullptr : fragment(key, value)});
+        if (value.empty()) {
+          single.RemoveFragment(family, key);
+        } else {
+          single.SetFragment(family, key, *fragment(key, value));
+        }
+      }
+    }
+    batch.ApplyShared(std::move(changes));
+    EXPECT_EQ(batch.Render(Format::kText004, kNow), single.Render(Format::kText004, kNow));
+  }
+  EXPECT_EQ(batch.Render(Format::kText004, kNow),
+            "# HELP f F\n# TYPE f gauge\nf{k=\"a\"} 4\nf{k=\"b\"} 4\nf{k=\"g\"} 4\n"
+            "f{k=\"i\"} 4\n"
+            "# HELP g G\n# TYPE g gauge\nf{k=\"a\"} 4\nf{k=\"b\"} 4\nf{k=\"g\"} 4\n"
+            "f{k=\"i\"} 4\n");
+}
+
 TEST(ExpositionSnapshot, EmptySnapshotRendersNothingButEof) {
   ExpositionSnapshot s;
   EXPECT_EQ(s.Render(Format::kText004, kNow), "");

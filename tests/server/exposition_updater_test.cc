@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -497,6 +498,157 @@ TEST_F(ExpositionUpdaterTest, AJobThatEndsLosesItsDcgmSamples) {
   ASSERT_TRUE(store_->UpdateRun(*train).ok());
   std::string after = Scrape();
   EXPECT_EQ(after.find("DCGM_"), std::string::npos) << after;
+}
+
+// The updater keeps what a job's DCGM samples are relabeled with (its labels, its GPUs' UUIDs,
+// which jobs are on which host) between texts. After each change below, an updater that has seen
+// every earlier state renders exactly what a new one renders from the same state and text.
+class DcgmKeptStateTest : public ExpositionUpdaterTest {
+ protected:
+  // Both formats, from `updater` and from a new updater, after each took `dcgm` with the stored
+  // state.
+  void ExpectSameAsANewUpdater(std::vector<DcgmReport> dcgm) {
+    clock_.Advance(kSecond);
+    TickReport report;
+    report.dcgm = dcgm;
+    ASSERT_TRUE(Update(std::move(report)).ok());
+    expose::ExpositionSnapshot snapshot;
+    expose::ExpositionSnapshot replica;
+    ExpositionUpdater fresh(*store_, clock_, snapshot, &replica, options_);
+    Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+    ASSERT_TRUE(stored.ok());
+    stored->dcgm = std::move(dcgm);
+    ASSERT_TRUE(fresh.Update(*stored).ok());
+    for (expose::Format format : {expose::Format::kText004, expose::Format::kOpenMetrics100}) {
+      EXPECT_EQ(snapshot_.Render(format, clock_.Now()), snapshot.Render(format, clock_.Now()));
+    }
+  }
+  // The DCGM lines of the scrape that carry `job_id`'s labels.
+  std::string DcgmLinesOf(const std::string& job_id) {
+    std::istringstream text(snapshot_.Render(expose::Format::kText004, clock_.Now()));
+    std::string lines;
+    for (std::string line; std::getline(text, line);) {
+      if (line.starts_with("DCGM_") &&
+          line.find("dstack_job_id=\"" + job_id + "\"") != std::string::npos) {
+        lines += line + "\n";
+      }
+    }
+    return lines;
+  }
+  void UpdateJob(const std::string& run_id, const std::string& job_id,
+                 const std::function<void(model::Job&)>& change) {
+    Result<model::Run> run = store_->GetRunById(run_id);
+    ASSERT_TRUE(run.ok());
+    for (model::Job& job : run->jobs) {
+      if (job.id == job_id) change(job);
+    }
+    ASSERT_TRUE(store_->UpdateRun(*run).ok());
+  }
+  void UpdateInstance(const std::string& id, const std::function<void(model::Instance&)>& change) {
+    Result<std::vector<model::Instance>> instances = store_->ListInstances("");
+    ASSERT_TRUE(instances.ok());
+    for (model::Instance& i : *instances) {
+      if (i.id != id) continue;
+      change(i);
+      ASSERT_TRUE(store_->UpdateInstance(i).ok());
+    }
+  }
+};
+
+TEST_F(DcgmKeptStateTest, AGpuChangingOwnerMovesItsSamples) {
+  Scrape(FullInputs(0));
+  ASSERT_NE(DcgmLinesOf("j-t0").find("UUID=\"GPU-0\""), std::string::npos);
+  // j-t0 gives GPU 0 up; prep's first job starts on it.
+  UpdateJob("r-train", "j-t0", [](model::Job& job) { job.gpu_indices = {1}; });
+  UpdateJob("r-prep", "j-p0", [](model::Job& job) {
+    job.status = model::JobStatus::kRunning;
+    job.instance_id = "i-g0";
+    job.gpu_indices = {0};
+  });
+  ExpectSameAsANewUpdater({HostDcgm(kNow)});
+  EXPECT_EQ(DcgmLinesOf("j-t0").find("UUID=\"GPU-0\""), std::string::npos);
+  EXPECT_NE(DcgmLinesOf("j-t0").find("UUID=\"GPU-1\""), std::string::npos);
+  EXPECT_NE(DcgmLinesOf("j-p0").find("UUID=\"GPU-0\""), std::string::npos);
+}
+
+TEST_F(DcgmKeptStateTest, AnInstanceReportingOtherGpusOrLabelsRelabelsTheNextText) {
+  Scrape(FullInputs(0));
+  // The host's GPU 1 (j-t0's first) is now the one the text calls GPU-9, an H100: the job's
+  // dstack_gpu label changes too.
+  UpdateInstance("i-g0", [](model::Instance& i) {
+    i.resources.gpus[1].uuid = "GPU-9";
+    i.resources.gpus[1].name = "NVIDIA H100 80GB HBM3";
+  });
+  ExpectSameAsANewUpdater({HostDcgm(kNow)});
+  const std::string lines = DcgmLinesOf("j-t0");
+  EXPECT_NE(lines.find("UUID=\"GPU-9\""), std::string::npos) << lines;
+  EXPECT_EQ(lines.find("UUID=\"GPU-1\""), std::string::npos) << lines;
+  EXPECT_EQ(lines.find("dstack_gpu=\"A100\""), std::string::npos) << lines;
+  EXPECT_NE(lines.find("dstack_gpu=\"H100\""), std::string::npos) << lines;
+}
+
+TEST_F(DcgmKeptStateTest, AJobMovingToAnotherHostTakesTheOtherHostsSamples) {
+  Scrape(FullInputs(0));
+  // gpus-1 comes up with GPUs of its own; j-t0 moves there.
+  UpdateInstance("i-g1", [](model::Instance& i) {
+    i.status = model::InstanceStatus::kBusy;
+    i.resources = {8, int64_t{64} << 30, {{0, "NVIDIA H100 80GB HBM3", "GPU-b0", 1, "nvidia"}}};
+  });
+  UpdateJob("r-train", "j-t0", [](model::Job& job) {
+    job.instance_id = "i-g1";
+    job.gpu_indices = {0};
+  });
+  DcgmReport other =
+      HostDcgm(kNow, "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-b0\",Hostname=\"node-2\"} 12\n");
+  other.instance_id = "i-g1";
+  ExpectSameAsANewUpdater({HostDcgm(kNow), other});
+  EXPECT_EQ(DcgmLinesOf("j-t0"),
+            "DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",UUID=\"GPU-b0\",Hostname=\"node-2\","
+            "dstack_project_name=\"main\",dstack_user_name=\"admin\",dstack_run_name=\"train\","
+            "dstack_run_id=\"r-train\",dstack_job_name=\"train-0-0\",dstack_job_id=\"j-t0\","
+            "dstack_job_num=\"0\",dstack_replica_num=\"0\",dstack_run_type=\"task\","
+            "dstack_backend=\"remote\",dstack_gpu=\"H100\"} 12.0\n");
+}
+
+TEST_F(DcgmKeptStateTest, AJobNoLongerExportedLosesItsSamplesWithoutANewText) {
+  Scrape(FullInputs(0));
+  ASSERT_FALSE(DcgmLinesOf("j-t0").empty());
+  UpdateJob("r-train", "j-t0", [](model::Job& job) { job.status = model::JobStatus::kSubmitted; });
+  clock_.Advance(kSecond);
+  Scrape();
+  EXPECT_EQ(DcgmLinesOf("j-t0"), "");
+  // Running again, it takes the next text.
+  UpdateJob("r-train", "j-t0", [](model::Job& job) { job.status = model::JobStatus::kRunning; });
+  ExpectSameAsANewUpdater({HostDcgm(kNow)});
+  EXPECT_NE(DcgmLinesOf("j-t0"), "");
+}
+
+TEST_F(DcgmKeptStateTest, AFamilyMissingFromTheNextTextIsGone) {
+  Scrape(FullInputs(0));
+  ASSERT_NE(DcgmLinesOf("j-t0").find("DCGM_FI_PROF_PCIE_TX_BYTES{"), std::string::npos);
+  std::string text = HostDcgm(kNow).dcgm.text;
+  text.resize(text.find("# HELP DCGM_FI_PROF_PCIE_TX_BYTES"));
+  ExpectSameAsANewUpdater({HostDcgm(kNow, text)});
+  const std::string scrape = snapshot_.Render(expose::Format::kText004, clock_.Now());
+  EXPECT_EQ(scrape.find("DCGM_FI_PROF_PCIE_TX_BYTES"), std::string::npos) << scrape;
+  EXPECT_NE(DcgmLinesOf("j-t0").find("DCGM_FI_DEV_GPU_UTIL{"), std::string::npos);
+}
+
+TEST_F(DcgmKeptStateTest, AnInstanceThatGoesAndComesBackGetsItsJobsSamplesAgain) {
+  Scrape(FullInputs(0));
+  // A report without gpus-0 (a text from it is not applied), then with it again.
+  TickReport without;
+  without.dcgm.push_back(HostDcgm(kNow));
+  Result<TickReport> stored = StoredStateReport(*store_, clock_.Now());
+  ASSERT_TRUE(stored.ok());
+  std::vector<model::Instance> instances = stored->instances.get();
+  std::erase_if(instances, [](const model::Instance& i) { return i.id == "i-g0"; });
+  without.instances = std::move(instances);
+  without.runs = stored->runs;
+  clock_.Advance(kSecond);
+  ASSERT_TRUE(updater_->Update(without).ok());
+  ExpectSameAsANewUpdater({HostDcgm(kNow)});
+  EXPECT_NE(DcgmLinesOf("j-t0"), "");
 }
 
 TEST_F(ExpositionUpdaterTest, ProjectCostAndGpuTimeGrowAndSurviveTheRunsDeletion) {
