@@ -247,13 +247,17 @@ class AsyncClient::Impl {
 // One request: an idle connection to reuse or resolve (names only), connect and TLS handshake
 // (https); then write, read, on the strand of its connection. Every step checks `finished_`
 // first, so a late completion after a timeout or cancellation does nothing, and Finish() runs
-// the callback exactly once.
+// the callback exactly once. One timer bounds the whole request: armed once when it begins, for
+// its deadline, and cancelled when it ends; when it fires first the request ends with the
+// timeout of the step it was at, and the connection (closed) aborts what was pending on it. The
+// streams carry no expiry of their own (each read or write would arm and cancel one).
 class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operation> {
  public:
   Operation(Impl& client, AsyncRequest request, std::string key, std::shared_ptr<Connection> idle,
             Callback done)
       : client_(client),
         strand_(idle ? idle->strand : asio::make_strand(client.io_context_)),
+        deadline_timer_(strand_),
         connection_(std::move(idle)),
         request_(std::move(request)),
         key_(std::move(key)),
@@ -274,6 +278,10 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   void Begin() {
     if (finished_) return;
     deadline_ = std::chrono::steady_clock::now() + request_.timeout;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->OnDeadline();
+    });
     BuildMessage();
     if (connection_) {
       if (connection_->LooksReusable()) {
@@ -287,8 +295,27 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
     Open();
   }
 
+  // The deadline passed before the request ended: it fails with the timeout of the step it is at.
+  void OnDeadline() {
+    if (finished_) return;
+    switch (step_) {
+      case Step::kResolve:
+        return Finish(Unavailable("cannot reach " + origin() + ": cannot resolve host within " +
+                                  timeout_text()));
+      case Step::kConnect:
+        return Finish(
+            Unavailable("cannot reach " + origin() + ": no connection within " + timeout_text()));
+      case Step::kHandshake:
+        return Finish(
+            Unavailable("no TLS handshake with " + origin() + " within " + timeout_text()));
+      case Step::kExchange:
+        return Finish(Unavailable("no response from " + origin() + " within " + timeout_text()));
+    }
+  }
+
   // A fresh connection (this operation's slot is counted already).
   void Open() {
+    step_ = Step::kConnect;
     connection_ = std::make_shared<Connection>(strand_, key_);
     const std::string host(StripBrackets(request_.host));
     if (request_.tls) {
@@ -311,19 +338,13 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
       Connect();
       return;
     }
-    resolving_ = std::make_unique<Resolving>(strand_);
-    resolving_->timer.expires_at(deadline_);
-    resolving_->timer.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec || self->finished_) return;
-      self->Finish(Unavailable("cannot reach " + self->origin() + ": cannot resolve host within " +
-                               self->timeout_text()));
-    });
-    resolving_->resolver.async_resolve(
-        host, std::to_string(request_.port),
-        [self = shared_from_this()](beast::error_code ec,
-                                    const tcp::resolver::results_type& found) {
-          self->OnResolve(ec, found);
-        });
+    step_ = Step::kResolve;
+    resolving_ = std::make_unique<tcp::resolver>(strand_);
+    resolving_->async_resolve(host, std::to_string(request_.port),
+                              [self = shared_from_this()](
+                                  beast::error_code ec, const tcp::resolver::results_type& found) {
+                                self->OnResolve(ec, found);
+                              });
   }
 
   // The request's bytes: its line, the caller's headers (but Transfer-Encoding, Content-Length
@@ -382,7 +403,6 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   void OnResolve(beast::error_code ec, const tcp::resolver::results_type& found) {
     if (finished_) return;
-    resolving_->timer.cancel();
     if (ec) {
       return Finish(
           Unavailable("cannot reach " + origin() + ": cannot resolve host: " + ec.message()));
@@ -394,7 +414,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   beast::tcp_stream& Tcp() { return connection_->Tcp(); }
 
   void Connect() {
-    Tcp().expires_at(deadline_);
+    step_ = Step::kConnect;
     Tcp().async_connect(endpoints_, [self = shared_from_this(), connection = connection_](
                                         beast::error_code ec, const tcp::endpoint&) {
       (void)connection;  // the stream lives until its handler ran, even if Finish let it go
@@ -404,13 +424,9 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   void OnConnect(beast::error_code ec) {
     if (finished_) return;
-    if (ec == beast::error::timeout) {
-      return Finish(
-          Unavailable("cannot reach " + origin() + ": no connection within " + timeout_text()));
-    }
     if (ec) return Finish(Unavailable("cannot reach " + origin() + ": " + ec.message()));
-    Tcp().expires_at(deadline_);
     if (auto* tls = std::get_if<TlsStream>(&connection_->stream)) {
+      step_ = Step::kHandshake;
       tls->async_handshake(
           asio::ssl::stream_base::client,
           [self = shared_from_this(), connection = connection_](beast::error_code error) {
@@ -425,9 +441,6 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   void OnHandshake(beast::error_code ec) {
     if (finished_) return;
     TlsStream& tls = std::get<TlsStream>(connection_->stream);
-    if (ec == beast::error::timeout) {
-      return Finish(Unavailable("no TLS handshake with " + origin() + " within " + timeout_text()));
-    }
     if (ec) {
       return Finish(Unavailable(
           origin() + ": " + internal::HandshakeFailure(tls.native_handle(), ec, *request_.tls)));
@@ -438,7 +451,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   }
 
   void Write() {
-    Tcp().expires_at(deadline_);
+    step_ = Step::kExchange;
     std::visit(
         [this](auto& stream) {
           asio::async_write(stream, asio::buffer(wire_),
@@ -454,7 +467,6 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   void OnWrite(beast::error_code ec) {
     if (finished_) return;
     if (ec) return RetryOrFinish(ec);
-    Tcp().expires_at(deadline_);
     std::visit(
         [this](auto& stream) {
           bhttp::async_read(stream, ReadBuffer(), *parser_,
@@ -487,7 +499,7 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   // server while idle: the request goes once more on a fresh connection when that is safe.
   void RetryOrFinish(beast::error_code ec) {
     const bool nothing_received = !parser_->got_some() && connection_->buffer.size() == 0;
-    if (reused_ && may_retry_ && nothing_received && ec != beast::error::timeout) {
+    if (reused_ && may_retry_ && nothing_received) {
       reused_ = false;
       connection_->Close();
       connection_.reset();
@@ -500,9 +512,6 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
 
   // A failure while writing the request or reading the response.
   Status IoError(beast::error_code ec) const {
-    if (ec == beast::error::timeout) {
-      return Unavailable("no response from " + origin() + " within " + timeout_text());
-    }
     if (ec == bhttp::error::body_limit) {
       return Status(StatusCode::kPayloadTooLarge, "response from " + origin() + " exceeds " +
                                                       std::to_string(request_.max_response_bytes) +
@@ -526,10 +535,8 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   void Finish(Result<Response> result) {
     if (finished_) return;
     finished_ = true;
-    if (resolving_) {
-      resolving_->timer.cancel();
-      resolving_->resolver.cancel();
-    }
+    deadline_timer_.cancel();
+    if (resolving_) resolving_->cancel();
     // Back to the pool before the callback, so that a request the callback sends can reuse it.
     client_.ReleaseConnection(std::move(connection_), reusable_ && result.ok());
     Callback done = std::move(done_);
@@ -541,17 +548,17 @@ class AsyncClient::Impl::Operation : public std::enable_shared_from_this<Operati
   std::string origin() const { return Origin(request_); }
   std::string timeout_text() const { return std::to_string(request_.timeout.count()) + " ms"; }
 
+  // Where the request is, for the message of a timeout.
+  enum class Step { kResolve, kConnect, kHandshake, kExchange };
+
   Impl& client_;
   Strand strand_;
+  asio::steady_timer deadline_timer_;  // waits for deadline_ from Begin until Finish
+  Step step_ = Step::kConnect;
   std::shared_ptr<Connection> connection_;  // null before Begin unless reused, and after Finish
   // Name resolution, made only for a host that is not an IP literal: the operation stays small
   // (one is allocated per request).
-  struct Resolving {
-    explicit Resolving(const Strand& strand) : resolver(strand), timer(strand) {}
-    tcp::resolver resolver;
-    asio::steady_timer timer;  // the resolver is not bound by the stream's deadline
-  };
-  std::unique_ptr<Resolving> resolving_;
+  std::unique_ptr<tcp::resolver> resolving_;
   AsyncRequest request_;
   const std::string key_;
   Callback done_;
@@ -690,7 +697,6 @@ void AsyncClient::Impl::ReleaseConnection(std::shared_ptr<Connection> connection
     return;
   }
   // On the connection's strand (the caller's): nothing else touches it before this returns.
-  connection->Tcp().expires_never();
   if (connection->buffer.capacity() > kReadBufferBytes) connection->buffer = beast::flat_buffer();
   connection->idle_deadline = std::chrono::steady_clock::now() + idle_timeout_;
   if (!connection->idle_timer_armed) ArmIdleTimer(connection);

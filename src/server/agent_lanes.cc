@@ -68,6 +68,28 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
     return lanes.erase(it);
   }
 
+  // The end of the operation `op_key` of lane `key`: its outcome goes to the inbox and the lane's
+  // next operation starts.
+  void Done(const LaneKey& key, std::string op_key, Result<http::Response> reply) {
+    bool more = false;
+    {
+      MutexLock lock(mu);
+      inbox.push_back(AgentReply{key.first, key.second, std::move(op_key), std::move(reply)});
+      --in_flight;
+      auto it = lanes.find(key);
+      if (it != lanes.end()) {
+        it->second.busy = false;
+        it->second.in_flight_key.clear();
+        if (it->second.waiting.empty()) {
+          EraseLane(it);
+        } else {
+          more = true;
+        }
+      }
+    }
+    if (more) StartNext(key);
+  }
+
   // Starts the lane's next operation when it is idle and has one.
   void StartNext(const LaneKey& key) {
     AgentOperation op;
@@ -99,19 +121,8 @@ struct AgentLanes::State : std::enable_shared_from_this<AgentLanes::State> {
       }
       self->client.Send(std::move(request), std::move(done));
     };
-    op(send, [self, key, op_key](Result<http::Response> reply) {
-      {
-        MutexLock lock(self->mu);
-        self->inbox.push_back(AgentReply{key.first, key.second, op_key, std::move(reply)});
-        --self->in_flight;
-        auto it = self->lanes.find(key);
-        if (it != self->lanes.end()) {
-          it->second.busy = false;
-          it->second.in_flight_key.clear();
-          if (it->second.waiting.empty()) self->EraseLane(it);
-        }
-      }
-      self->StartNext(key);
+    op(send, [self, key, op_key = std::move(op_key)](Result<http::Response> reply) mutable {
+      self->Done(key, std::move(op_key), std::move(reply));
     });
   }
 };
@@ -168,19 +179,22 @@ void AgentLanes::ReplaceAll(const std::vector<AgentRequestKind>& kinds, LaneOper
 
 bool AgentLanes::SendIfIdle(const std::string& instance_id, AgentRequestKind kind,
                             http::AsyncRequest request) {
-  const LaneKey key{instance_id, kind};
+  // The request goes to the client as it is, with no operation wrapped around it: the lane is
+  // idle and empty, so it is the lane's only work (the object is alive, so the lanes are open).
+  LaneKey key;
   {
     MutexLock lock(state_->mu);
-    State::Lane& lane = state_->lanes[key];
+    auto [it, made] = state_->lanes.try_emplace(LaneKey{instance_id, kind});
+    State::Lane& lane = it->second;
     if (lane.busy || !lane.waiting.empty()) return false;
-    lane.waiting.emplace_back(
-        std::string(),
-        [request = std::move(request)](const AgentSend& send,
-                                       std::function<void(Result<http::Response>)> done) mutable {
-          send(std::move(request), std::move(done));
-        });
+    lane.busy = true;
+    ++state_->in_flight;
+    key = it->first;
   }
-  state_->StartNext(key);
+  state_->client.Send(std::move(request),
+                      [self = state_, key = std::move(key)](Result<http::Response> reply) {
+                        self->Done(key, std::string(), std::move(reply));
+                      });
   return true;
 }
 

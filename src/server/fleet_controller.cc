@@ -205,18 +205,40 @@ void FleetController::TakeReplies(const InstancesById& by_id,
 std::map<std::string, InstanceObservation> FleetController::Observe(
     const std::vector<model::Instance>& instances, std::map<std::string, std::string>& refused) {
   const auto deadline = std::chrono::steady_clock::now() + options_.tick_budget;
-  InstancesById by_id;
-  by_id.reserve(instances.size());
+  // The index by id is made again only when the list's ids or places moved (most ticks poll the
+  // same instances in the same list).
+  bool same_ids = instances.size() == observed_ids_.size();
+  bool same_places = same_ids;
+  for (size_t k = 0; same_ids && k < instances.size(); ++k) {
+    same_ids = instances[k].id == observed_ids_[k];
+    same_places = same_places && &instances[k] == observed_at_[k];
+  }
+  if (!same_ids || !same_places) {
+    by_id_.clear();
+    observed_ids_.clear();
+    observed_at_.clear();
+    observed_ids_.reserve(instances.size());
+    observed_at_.reserve(instances.size());
+    for (const model::Instance& i : instances) {
+      observed_ids_.push_back(i.id);
+      observed_at_.push_back(&i);
+    }
+    by_id_.reserve(instances.size());
+    for (size_t k = 0; k < instances.size(); ++k) by_id_.emplace(observed_ids_[k], &instances[k]);
+  }
+  const InstancesById& by_id = by_id_;
   {
     // Problems of instances that are gone (deleted fleets) are forgotten, and so are their lanes.
-    for (const model::Instance& i : instances) by_id.emplace(i.id, &i);
     auto known = [&](const std::string& id) { return by_id.contains(id); };
     lanes_->Keep(known);
-    std::erase_if(next_metrics_at_, [&](const auto& e) { return !known(e.first); });
-    std::erase_if(inventories_, [&](const auto& e) { return !known(e.first); });
-    std::erase_if(poll_parsers_, [&](const auto& e) { return !known(e.first); });
-    MutexLock lock(log_mu_);
-    std::erase_if(host_problems_, [&](const auto& entry) { return !known(entry.first); });
+    // These hold ids of the instances of earlier calls only: with the same ids, none is gone.
+    if (!same_ids) {
+      std::erase_if(next_metrics_at_, [&](const auto& e) { return !known(e.first); });
+      std::erase_if(inventories_, [&](const auto& e) { return !known(e.first); });
+      std::erase_if(poll_parsers_, [&](const auto& e) { return !known(e.first); });
+      MutexLock lock(log_mu_);
+      std::erase_if(host_problems_, [&](const auto& entry) { return !known(entry.first); });
+    }
   }
   // What arrived since the last tick: late polls, inventories, the commands' outcomes.
   TakeReplies(by_id, refused);

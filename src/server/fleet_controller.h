@@ -322,6 +322,12 @@ class FleetController {
   std::map<std::string, AgentInventory> inventories_;            // arrived, not used by a tick yet
   // Instance id → its poll replies' parser, which parses an unchanged reply only once.
   std::unordered_map<std::string, AgentPollParser> poll_parsers_;
+  // The instances the last Observe was given, in order: their ids, their addresses and the index
+  // by id (whose keys view observed_ids_), kept while a call gets the same ids at the same places.
+  // next_metrics_at_, inventories_, poll_parsers_ and host_problems_ hold ids of this list only.
+  std::vector<std::string> observed_ids_;
+  std::vector<const model::Instance*> observed_at_;
+  InstancesById by_id_;
   // What the store holds, kept between ticks and read again only when the store's version of it
   // moved by more than this controller's own writes (store.h RunsVersion, InstancesVersion); -1:
   // read at the next use. Every instance of every project; every unfinished run, oldest first.

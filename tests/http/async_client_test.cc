@@ -387,6 +387,24 @@ TEST_F(AsyncClientTest, SilentHostTimesOutWithoutDelayingAGoodOne) {
   EXPECT_TRUE(results[1].ok()) << results[1].status().ToString();
 }
 
+// The request's one deadline covers the TLS handshake too, and names that step.
+TEST_F(AsyncClientTest, AHostThatNeverAnswersTheTlsHandshakeTimesOutInIt) {
+  ScriptedServer silent([](int fd) { DrainUntilClosed(fd); });
+  AsyncClient client;
+  AsyncRequest request = Get(silent.port(), "/", 500ms);
+  request.tls = TlsClientOptions{"sha256:" + std::string(64, 'a'), ""};
+  std::vector<Result<Response>> results = client.SendAll({request});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_EQ(results[0].status().code(), StatusCode::kUnavailable);
+  EXPECT_THAT(results[0].status().message(),
+              HasSubstr("no TLS handshake with https://127.0.0.1:" + std::to_string(silent.port()) +
+                        " within 500 ms"));
+  // The connection it gave up on is not kept: the next request starts afresh and times out too.
+  results = client.SendAll({request});
+  ASSERT_FALSE(results[0].ok());
+  EXPECT_THAT(results[0].status().message(), HasSubstr("no TLS handshake"));
+}
+
 TEST_F(AsyncClientTest, GarbageIsAMalformedResponse) {
   ScriptedServer garbage([](int fd) { AnswerWith(fd, "SSH-2.0-OpenSSH_9.2\r\n\x01\x02\r\n\r\n"); });
   AsyncClient client;

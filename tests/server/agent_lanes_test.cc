@@ -203,6 +203,28 @@ TEST(AgentLanes, WaitIdleReturnsAtItsDeadlineAndSendIfIdleRefusesABusyLane) {
   EXPECT_TRUE(lanes.SendIfIdle("h", AgentRequestKind::kPoll, host.Request("/fast/again")));
 }
 
+TEST(AgentLanes, OperationsGivenToALaneBusyWithASentRequestStartWhenItEnds) {
+  Host host;
+  http::AsyncClient client(2);
+  AgentLanes lanes(client);
+  ASSERT_TRUE(lanes.SendIfIdle("h", AgentRequestKind::kStart, host.Request("/gate/first")));
+  lanes.Replace("h", AgentRequestKind::kStart,
+                {{"a", host.Op("/fast/a")}, {"b", host.Op("/fast/b")}});
+  EXPECT_EQ(lanes.in_flight(), 1u);
+  EXPECT_FALSE(lanes.SendIfIdle("h", AgentRequestKind::kStart, host.Request("/fast/refused")));
+  host.Open();
+  lanes.WaitIdle({{"h", AgentRequestKind::kStart}}, steady_clock::now() + std::chrono::seconds(30));
+  std::vector<AgentReply> replies = lanes.Take();
+  EXPECT_EQ(Bodies(replies), (std::vector<std::string>{"/gate/first", "/fast/a", "/fast/b"}));
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[0].key, "");
+  EXPECT_EQ(replies[0].instance_id, "h");
+  EXPECT_EQ(replies[0].kind, AgentRequestKind::kStart);
+  EXPECT_EQ(replies[2].key, "b");
+  EXPECT_EQ(host.max_in_flight("fast"), 1);
+  EXPECT_EQ(lanes.in_flight(), 0u);
+}
+
 TEST(AgentLanes, WaitIdleReturnsOnceEveryListedLaneHasBeenIdle) {
   Host host;
   http::AsyncClient client(2);
