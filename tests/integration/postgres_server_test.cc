@@ -1,7 +1,6 @@
 // `fleetwatch server` on PostgreSQL (FLEETWATCH_DATABASE_URL / --database-url): the real binary,
 // its local agent and a real PostgreSQL (the ctest run's cluster, or one of the process' own when
 // run by hand), and the refusals of a wrong URL, whose password never shows.
-#include <libpq-fe.h>
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -16,43 +15,25 @@
 #include <vector>
 
 #include "integration/api_client.h"
+#include "integration/replica_support.h"
 #include "support/postgres_cluster.h"
 #include "support/process.h"
 
 namespace fleetwatch::testing {
 namespace {
 
+using Column = std::vector<std::string>;
+
 constexpr char kAdminToken[] = "admin-token-for-tests-0123456789";
 // The test cluster trusts loopback, so this password is sent and never checked: it is there to
 // be looked for in everything the server says.
 constexpr char kPassword[] = "pw-that-must-never-show-4711";
 
-// The first column of the first row of `sql` on `url`, "" on any failure.
-std::string QueryOne(const std::string& url, const std::string& sql) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  std::string out;
-  if (PQstatus(conn) == CONNECTION_OK) {
-    PGresult* result = PQexec(conn, sql.c_str());
-    if (PQresultStatus(result) == PGRES_TUPLES_OK && PQntuples(result) > 0) {
-      out = PQgetvalue(result, 0, 0);
-    }
-    PQclear(result);
-  }
-  PQfinish(conn);
-  return out;
-}
-
 class PostgresServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (PostgresCluster::FindBinDir().empty()) {
-      GTEST_SKIP() << "PostgreSQL is not installed: scripts/install-deps.sh installs it";
-    }
-    std::string error;
-    PostgresCluster* cluster = PostgresCluster::Shared(&error);
-    ASSERT_NE(cluster, nullptr) << error;
-    url_ = cluster->CreateDatabase(&error);
-    ASSERT_FALSE(url_.empty()) << error;
+    url_ = CreateReplicaDatabase();  // skips or fails the test when there is none
+    if (url_.empty()) return;
     // postgresql://fleetwatch@... -> postgresql://fleetwatch:PASSWORD@...
     url_with_password_ =
         std::regex_replace(url_, std::regex("^postgresql://fleetwatch@"),
@@ -113,8 +94,8 @@ TEST_F(PostgresServerTest, ARunOnTheLocalAgentIsDoneAndServedFromPostgres) {
   EXPECT_EQ(logs.body, "url=none\n");
 
   // The state is in PostgreSQL, not in a SQLite file in the data dir.
-  EXPECT_EQ(QueryOne(url_, "SELECT status FROM runs WHERE run_name = 'hello'"), "done");
-  EXPECT_EQ(QueryOne(url_, "SELECT COUNT(*) FROM instances"), "1");
+  EXPECT_EQ(QueryColumn(url_, "SELECT status FROM runs WHERE run_name = 'hello'"), Column{"done"});
+  EXPECT_EQ(QueryNumber(url_, "SELECT COUNT(*) FROM instances"), 1);
   EXPECT_FALSE(std::filesystem::exists(data_.path() / "fleetwatch.db"));
 
   // /metrics renders the finished run.
@@ -139,7 +120,7 @@ TEST_F(PostgresServerTest, TheFlagWinsOverTheVariable) {
   ASSERT_TRUE(server.started()) << server.Output();
   ApiReply info = ApiClient(server.url(), kAdminToken).Get("/api/server/info");
   EXPECT_EQ(Str(info.json, "database"), "postgresql") << info.body;
-  EXPECT_EQ(QueryOne(url_, "SELECT name FROM users"), "admin");
+  EXPECT_EQ(QueryColumn(url_, "SELECT name FROM users"), Column{"admin"});
 }
 
 TEST_F(PostgresServerTest, WithoutAUrlTheServerKeepsSqlite) {
